@@ -1,0 +1,15 @@
+#include "internal.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+
+void sbert_logf(sbert_log_fn fn, void *user, int level, const char *fmt, ...)
+{
+    if (!fn) return;
+    char buf[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    fn(level, buf, user);
+}
