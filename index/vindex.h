@@ -1,0 +1,203 @@
+/*
+ * vindex.h — the vector index behind sbertd's store: a FAISS index built from a factory string,
+ * inner product on L2-normalised vectors (so every score is a cosine in [-1, 1]), with 64-bit
+ * labels chosen by the caller, deletes, filtered top-k search and checksummed snapshot files.
+ *
+ * Internal to index/: the store (index/index.c) is the only user. LMDB is the source of truth;
+ * this index is derived from it and can always be rebuilt from the stored vectors.
+ *
+ * Index specs (FAISS factory strings; the metric is always inner product):
+ *   "Flat"                exact search. Real deletes.
+ *   "HNSW<M>,Flat"        graph search (efSearch, efConstruction in the params). FAISS 1.7.3 cannot
+ *                         remove from an HNSW graph, so a delete is a tombstone: the entry stays in
+ *                         the graph, is never returned, and vindex_needs_rebuild() turns true when
+ *                         tombstones pass params.rebuild_ratio of the entries. Rebuild from the
+ *                         store's vectors (vindex_create + vindex_add + vindex_replace).
+ *   "IVF<n>,Flat", "IVF<n>,SQ8", "IVF<n>,PQ<m>np" (and other IVF factory strings)
+ *                         inverted lists (nprobe in the params). Untrained until enough vectors
+ *                         exist: below params.train_min (default 39 * n) vectors are held in an
+ *                         exact flat index; when the count reaches it, training runs on a copy in a
+ *                         background thread while queries and writes go on against the flat index;
+ *                         writes made meanwhile are replayed into the trained index, which then
+ *                         replaces the flat one under the write lock. Real deletes.
+ *
+ * Labels: any value >= 0. Adding a label that is present (live) is refused: an upsert is
+ * vindex_remove() then vindex_add() of the new vector. Results use label -1 and score -INFINITY
+ * for empty slots.
+ *
+ * Thread safety: a vindex has a reader-writer lock inside. Any number of threads may call
+ * vindex_search(), vindex_count(), vindex_info() and vindex_snapshot_write() at once; vindex_add(),
+ * vindex_remove() and vindex_replace() take the lock exclusively, so they wait for running
+ * searches and block new ones for their duration (writes are serialised internally; a single
+ * writer thread is still what the store should use, for ordering). vindex_free() must not race
+ * with any other call on the same handle.
+ *
+ * Errors: functions that can fail return 0 (VINDEX_OK) or a negative VINDEX_E* code, and take an
+ * optional errbuf (may be NULL) that receives a sentence with the detail, including FAISS's own
+ * exception text where FAISS failed. This module never prints: it logs through params.log.
+ */
+#ifndef SBERT_VINDEX_H
+#define SBERT_VINDEX_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+enum {
+    VINDEX_OK = 0,
+    VINDEX_EINVAL = -1,   /* bad argument: NULL pointer, dim mismatch, negative label, bad spec */
+    VINDEX_ENOMEM = -2,   /* allocation failed */
+    VINDEX_EFAISS = -3,   /* FAISS threw; errbuf holds its message */
+    VINDEX_EIO = -4,      /* a snapshot file could not be written, synced, renamed or read */
+    VINDEX_ECORRUPT = -5, /* a snapshot is truncated, has a bad magic or a checksum mismatch */
+    VINDEX_EVERSION = -6, /* a snapshot has a format version this build does not read */
+    VINDEX_ESPEC = -7,    /* a snapshot was written for another index spec or dimension */
+    VINDEX_EEXIST = -8,   /* vindex_add(): a label is already present */
+    VINDEX_ETHREAD = -9,  /* the training thread could not be started */
+};
+
+/* Returns a static string describing err; never NULL. */
+const char *vindex_strerror(int err);
+
+enum { VINDEX_LOG_ERROR = 0, VINDEX_LOG_WARN = 1, VINDEX_LOG_INFO = 2, VINDEX_LOG_DEBUG = 3 };
+
+/* A log sink; msg is valid only during the call. Called from the caller's threads and from the
+ * IVF training thread, so it must be thread-safe. */
+typedef void (*vindex_log_fn)(int level, const char *msg, void *user);
+
+/* Snapshot file format version written by this build (the header carries it). */
+#define VINDEX_SNAPSHOT_VERSION 1u
+
+typedef struct vindex vindex;
+
+struct vindex_params {
+    const char *spec;     /* FAISS factory string, see above; copied. Default "Flat". */
+    int dim;              /* vector dimension, > 0. Default 384. */
+    int ef_search;        /* HNSW search beam; default 64 */
+    int ef_construction;  /* HNSW build beam; default 40 (FAISS's default) */
+    int nprobe;           /* IVF lists probed per query; default 16 */
+    size_t train_min;     /* IVF: vectors needed before training; 0 = 39 * nlist */
+    double rebuild_ratio; /* HNSW: tombstones / entries above which a rebuild is due; default 0.2 */
+    int train_async;      /* IVF: 1 (default) trains in a background thread; 0 trains inside the
+                             vindex_add() call that reaches train_min (tests, offline builds) */
+    vindex_log_fn log;    /* NULL: no logging */
+    void *log_user;
+};
+
+/* Returns the defaults listed above. */
+struct vindex_params vindex_default_params(void);
+
+/*
+ * Creates an empty index. params may be NULL for the defaults. The spec is validated by building
+ * it with FAISS's index_factory.
+ * On success returns 0 and *out owns the index (free with vindex_free()); on failure returns a
+ * negative code and sets *out to NULL.
+ */
+int vindex_create(const struct vindex_params *params, vindex **out, char *errbuf, size_t errlen);
+
+/* Releases the index; waits for a running IVF training thread to finish first. NULL is allowed. */
+void vindex_free(vindex *v);
+
+/*
+ * Adds n vectors (n * dim floats, row-major, expected L2-normalised) with their labels.
+ * All or nothing: on failure nothing is added. Refuses (VINDEX_EEXIST) when a label is already
+ * live in the index or repeats within the batch. The arrays are borrowed for the call only.
+ */
+int vindex_add(vindex *v, const int64_t *labels, const float *vectors, size_t n, char *errbuf,
+               size_t errlen);
+
+/*
+ * Removes the given labels. Labels that are not present are ignored; *n_removed (may be NULL)
+ * receives how many were live and are now gone. For HNSW the entries become tombstones.
+ */
+int vindex_remove(vindex *v, const int64_t *labels, size_t n, size_t *n_removed, char *errbuf,
+                  size_t errlen);
+
+/*
+ * A label filter for vindex_search(). A label passes when it is in labels (when labels is not
+ * NULL) and keep returns nonzero (when keep is not NULL). labels must be sorted ascending without
+ * duplicates; both are borrowed for the call. keep is called from several threads at once (FAISS
+ * searches in parallel) and must be thread-safe and not call back into this vindex.
+ * A labels list makes the exact fallback cost O(n_labels) instead of O(count).
+ */
+struct vindex_filter {
+    int (*keep)(int64_t label, void *user);
+    void *user;
+    const int64_t *labels;
+    size_t n_labels;
+};
+
+/*
+ * Top-k search for nq queries (nq * dim floats). Writes nq * k labels and scores (rows in
+ * descending score order) into out_labels and out_scores, which the caller provides. filter may
+ * be NULL. Deleted labels are never returned.
+ * Guarantee: a row holds min(k, number of live labels passing the filter) results. When the
+ * approximate search (HNSW with a selective filter or many tombstones, IVF with a filter whose
+ * matches fall outside the probed lists) yields fewer, that row is answered by an exact scan over
+ * the candidates instead (HNSW/Flat: exact scores; IVF: all lists, scores from the stored codes).
+ */
+int vindex_search(vindex *v, const float *queries, size_t nq, size_t k,
+                  const struct vindex_filter *filter, int64_t *out_labels, float *out_scores,
+                  char *errbuf, size_t errlen);
+
+/* Live entries (added and not removed). */
+size_t vindex_count(vindex *v);
+
+struct vindex_info {
+    size_t count;      /* live entries */
+    size_t tombstones; /* HNSW entries removed but still in the graph */
+    int dim;
+    int trained;       /* 1 when the index of the spec is in use; 0 while IVF is still flat */
+    int training;      /* 1 while a background training runs */
+    int needs_rebuild; /* see vindex_needs_rebuild() */
+    char spec[128];    /* the spec the index was created with */
+};
+
+/* Fills *info with a consistent view. */
+void vindex_info(vindex *v, struct vindex_info *info);
+
+/* 1 when HNSW tombstones exceed params.rebuild_ratio of the entries; 0 otherwise. */
+int vindex_needs_rebuild(vindex *v);
+
+/*
+ * Replaces v's contents with fresh's (built by the caller, e.g. a rebuild from the store's
+ * vectors) under v's write lock, and frees fresh. Searches keep running against v's old contents
+ * while the caller builds fresh; writes the caller makes to v meanwhile are NOT carried over, so
+ * the store must build fresh from its state at a point after which it sends no writes to v, or
+ * apply them to fresh too. fresh must have v's dim; its spec becomes v's spec.
+ */
+int vindex_replace(vindex *v, vindex *fresh, char *errbuf, size_t errlen);
+
+/* Blocks until a running IVF training thread has swapped in its index (or failed). */
+void vindex_wait_training(vindex *v);
+
+/*
+ * Writes a snapshot of the index to path atomically: a temporary file in the same directory,
+ * fsync, rename over path, fsync of the directory. The header records the format version
+ * (VINDEX_SNAPSHOT_VERSION), the spec, the dim and change_counter (the store change the snapshot
+ * covers; returned by vindex_snapshot_read), and a checksum of the body. Searches continue
+ * while it writes; writes wait. On failure path is unchanged and the temporary file removed.
+ */
+int vindex_snapshot_write(vindex *v, const char *path, uint64_t change_counter, char *errbuf,
+                          size_t errlen);
+
+/*
+ * Loads the snapshot at path into a new index. params gives the expected spec and dim (and the
+ * search parameters, log sink, etc. for the loaded index); a snapshot written for another spec
+ * or dim is refused with VINDEX_ESPEC. The whole body is checksummed before FAISS parses any of
+ * it, so a truncated or damaged file is VINDEX_ECORRUPT (or VINDEX_EVERSION), never a crash.
+ * A missing file is VINDEX_EIO with errno ENOENT left in errno.
+ * On success *out owns the index and *change_counter (may be NULL) receives the header's value.
+ * An IVF snapshot taken before training resumes training as vindex_add() would.
+ */
+int vindex_snapshot_read(const char *path, const struct vindex_params *params, vindex **out,
+                         uint64_t *change_counter, char *errbuf, size_t errlen);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif
