@@ -1,0 +1,419 @@
+/*
+ * sbert_index.h — the sbertd document store: LMDB is the source of truth, a FAISS vector index is
+ * derived from it. This is the index module's one public header; the daemon uses nothing else.
+ *
+ * A store is a directory:
+ *   store.mdb, store.mdb-lock   the LMDB environment (MDB_NOSUBDIR): documents, id map, meta
+ *                               record, change log
+ *   index.snap                  a snapshot of the vector index (rebuilt from store.mdb when
+ *                               missing, damaged or of another index spec)
+ *   LOCK                        flock()ed by the process that has the store open
+ *   reindex.mdb                 exists only while sbert_index_reindex() runs; removed at open
+ *
+ * Documents: a client id (UTF-8, 1..SBERT_INDEX_ID_MAX bytes, no NUL), a text, a metadata JSON
+ * object (or none) and an embedding of dim float32. Embeddings are L2-normalised on the way in,
+ * so every score this module returns is a cosine similarity (inner product of unit vectors).
+ *
+ * Durability: every write call (put, delete, reindex) is one LMDB write transaction committed with
+ * fsync before the call returns 0; a batch is all or nothing, including after a crash or kill -9
+ * at any moment. The vector index is never a source of truth: after open it holds exactly the
+ * live documents of store.mdb.
+ *
+ * Thread safety: every function may be called from any thread on the same handle, except
+ * sbert_index_close(), which must be the only call in progress. Writes (put, delete, snapshot,
+ * backup, reindex) are serialised internally by a mutex, in call order per thread. Reads (get,
+ * count, iterate, query, pairs, stats) run concurrently with each other and with one write in
+ * progress; a reader sees each write batch entirely or not at all. Readers wait only briefly:
+ * while the LMDB map is grown (all transactions must be closed for mdb_env_set_mapsize) and while
+ * a finished reindex switches over. Compiled filters (sbert_index_filter) are immutable and may
+ * be shared by any number of threads.
+ *
+ * Errors: functions that can fail return 0 (SBERT_INDEX_OK) or a negative SBERT_INDEX_E* code;
+ * sbert_index_strerror() names it. Functions whose failure needs detail (which item, which file,
+ * which model, the LMDB/FAISS/errno text) also take errbuf/errlen: when errbuf is not NULL and
+ * errlen > 0 a NUL-terminated sentence is written there on failure. This library never prints
+ * and never exits; it logs through the callback in sbert_index_params.
+ *
+ * Ownership: pointers passed in are borrowed for the duration of the call unless said otherwise.
+ * Results (sbert_index_results, sbert_index_pairs) are allocated by the library and owned by the
+ * caller, who frees them with the matching *_free function; they stay valid after the store is
+ * closed.
+ */
+#ifndef SBERT_INDEX_H
+#define SBERT_INDEX_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Version of the on-disk store format written in the meta record. */
+#define SBERT_INDEX_FORMAT_VERSION 1
+
+/* Longest client id, in bytes. */
+#define SBERT_INDEX_ID_MAX 512
+
+/* Generated ids: 36 characters, UUID version 7 layout ("0193a6b2-7c1e-7xxx-yxxx-xxxxxxxxxxxx",
+ * lowercase hex): time-ordered, so byte order is insertion order. Size with the NUL. */
+#define SBERT_INDEX_GEN_ID_SIZE 37
+
+/* Filter limits: a filter deeper or larger than these is refused by the compiler. */
+#define SBERT_INDEX_FILTER_MAX_DEPTH 32
+#define SBERT_INDEX_FILTER_MAX_NODES 1024
+#define SBERT_INDEX_FILTER_MAX_BYTES 65536
+
+enum {
+    SBERT_INDEX_OK = 0,
+    SBERT_INDEX_ENOMEM = -1,     /* allocation failed */
+    SBERT_INDEX_EINVAL = -2,     /* a bad argument (NULL pointer, k == 0, NaN in a vector, ...) */
+    SBERT_INDEX_EIO = -3,        /* a file system or LMDB error; errbuf has the system's text */
+    SBERT_INDEX_ENOSPC = -4,     /* the disk is full; nothing of the failed call was stored */
+    SBERT_INDEX_EMODEL = -5,     /* the store was built with another model; errbuf names both */
+    SBERT_INDEX_EFORMAT = -6,    /* store.mdb is not a store of a known format version */
+    SBERT_INDEX_ENOTFOUND = -7,  /* no document with that id */
+    SBERT_INDEX_EFILTER = -8,    /* a filter does not compile; errbuf names the bad part */
+    SBERT_INDEX_EID = -9,        /* an id is empty, longer than SBERT_INDEX_ID_MAX or not UTF-8 */
+    SBERT_INDEX_EMETADATA = -10, /* metadata is not a JSON object */
+    SBERT_INDEX_EVINDEX = -11,   /* the vector index (FAISS) failed; errbuf has its text */
+    SBERT_INDEX_ELOCKED = -12,   /* another process has the store open */
+    SBERT_INDEX_ECALLBACK = -13, /* a caller's callback returned an error (reindex encode) */
+    SBERT_INDEX_EEXIST = -14,    /* a backup target exists and is not an empty directory */
+    SBERT_INDEX_ESPEC = -15,     /* the index spec (FAISS factory string) is not accepted */
+    SBERT_INDEX_ETEXT = -16,     /* a text is not valid UTF-8 */
+};
+
+/* Returns a static string describing err; never NULL. */
+const char *sbert_index_strerror(int err);
+
+/* Log levels: the same values as the encoder's SBERT_LOG_*. */
+enum {
+    SBERT_INDEX_LOG_ERROR = 0,
+    SBERT_INDEX_LOG_WARN = 1,
+    SBERT_INDEX_LOG_INFO = 2,
+    SBERT_INDEX_LOG_DEBUG = 3
+};
+
+/* A log sink. msg is valid only during the call. Called from any thread that calls into the
+ * library and from its snapshot thread, so it must be thread-safe. */
+typedef void (*sbert_index_log_fn)(int level, const char *msg, void *user);
+
+/* Pooling values: the same as the encoder's SBERT_POOL_*. */
+enum { SBERT_INDEX_POOL_MEAN = 0, SBERT_INDEX_POOL_CLS = 1, SBERT_INDEX_POOL_MAX = 2 };
+
+/*
+ * The identity of the model whose embeddings a store holds. Two identities are the same model
+ * when weights_sha256, dim, pooling, normalize and max_seq_length are all equal; name is for
+ * messages only (a renamed directory is the same model).
+ */
+struct sbert_index_model {
+    const char *name;           /* e.g. "all-MiniLM-L6-v2"; at most 255 bytes */
+    const char *weights_sha256; /* 64 lowercase hex digits */
+    int dim;                    /* 1..65536 */
+    int pooling;                /* SBERT_INDEX_POOL_* */
+    int normalize;              /* 0 or 1 */
+    int max_seq_length;
+};
+
+/*
+ * Encodes n texts into out (n * dim floats, row i for texts[i]) with the model given to
+ * sbert_index_reindex(). lens[i] is the byte length of texts[i] (texts are also NUL-terminated).
+ * Returns 0, or any non-zero value to abort the reindex (which then returns
+ * SBERT_INDEX_ECALLBACK and changes nothing). Called from the thread that called reindex.
+ */
+typedef int (*sbert_index_encode_fn)(const char *const *texts, const size_t *lens, size_t n,
+                                     float *out, void *user);
+
+struct sbert_index_params {
+    /* Required: the model the caller encodes with. A new store records it; an existing store
+     * with another identity is refused with SBERT_INDEX_EMODEL (see reindex_on_open). */
+    struct sbert_index_model model;
+
+    /* FAISS factory string, e.g. "Flat", "HNSW32,Flat", "IVF1024,SQ8", "IVF1024,PQ16np".
+     * NULL: the spec recorded in the store, or "Flat" for a new store. A spec other than the
+     * recorded one is recorded and the vector index is rebuilt from the stored vectors. */
+    const char *index_spec;
+    int ef_search;       /* HNSW search depth; 0: the vector index's default */
+    int nprobe;          /* IVF lists probed per query; 0: the vector index's default */
+
+    size_t map_size;     /* initial LMDB map size in bytes; 0: 1 GiB. It grows by itself. */
+
+    /* A snapshot of the vector index is written at close, and by a background thread when
+     * snapshot_changes write operations (documents put or deleted) or snapshot_seconds have
+     * passed since the last one, whichever comes first, if anything changed.
+     * 0: the defaults (100000 changes, 300 s); UINT64_MAX / UINT32_MAX: never by that rule. */
+    uint64_t snapshot_changes;
+    uint32_t snapshot_seconds;
+
+    /* When set and the store's model differs from model, open re-encodes every stored text with
+     * this callback (as sbert_index_reindex() would) instead of failing with EMODEL. */
+    sbert_index_encode_fn reindex_on_open;
+    void *reindex_user;
+
+    sbert_index_log_fn log; /* NULL: no logging */
+    void *log_user;
+};
+
+/* Returns the defaults: a zeroed model (which the caller must fill in), index_spec NULL, all
+ * numbers 0 (the defaults above), no reindex, no logging. */
+struct sbert_index_params sbert_index_default_params(void);
+
+typedef struct sbert_index sbert_index;
+
+/*
+ * Opens the store in directory dir, creating the directory (mode 0700) and a new store when
+ * there is none. Steps: lock dir/LOCK (ELOCKED if another process holds it); open store.mdb;
+ * check the format version (EFORMAT) and the model identity (EMODEL, with errbuf naming the
+ * stored and the given model, their sha256 prefixes and dims); remove a leftover reindex.mdb;
+ * load index.snap and apply the changes recorded after it, or rebuild the vector index from the
+ * stored vectors when the snapshot is missing, damaged, of another spec or older than the change
+ * log covers (logged at WARN, never re-encoded).
+ * On success returns 0 and *out owns the store (close with sbert_index_close()).
+ * On failure returns a negative code, sets *out to NULL and leaves the files as they were.
+ */
+int sbert_index_open(const char *dir, const struct sbert_index_params *params, sbert_index **out,
+                     char *errbuf, size_t errlen);
+
+/* Writes a snapshot (when anything changed since the last one), stops the snapshot thread and
+ * closes the store. NULL is allowed. No other call on idx may be in progress. A failed final
+ * snapshot is logged (ERROR) and costs only a replay at the next open: no data is lost. */
+void sbert_index_close(sbert_index *idx);
+
+/* ---- writes ---------------------------------------------------------------------------------- */
+
+/*
+ * One document of a put batch. The caller fills the inputs; put fills the outputs.
+ */
+struct sbert_index_put_item {
+    const char *id;       /* in: the client id (id_len bytes), or NULL to generate one */
+    size_t id_len;
+    const char *text;     /* in: UTF-8, text_len bytes (empty allowed) */
+    size_t text_len;
+    const char *metadata; /* in: a JSON object (metadata_len bytes), or NULL for none */
+    size_t metadata_len;
+    const float *vector;  /* in: dim floats, finite; L2-normalised before it is stored */
+    char gen_id[SBERT_INDEX_GEN_ID_SIZE]; /* out: the generated id when id was NULL, else "" */
+    int replaced;         /* out: 1 when a document with this id existed and was replaced */
+};
+
+/*
+ * Upserts n documents in one durable transaction: a new id is added, an existing id has its text,
+ * metadata and vector replaced. When an id appears twice in the batch the later item wins.
+ * Metadata is stored re-serialised (compact JSON); NULL metadata is stored as none (get returns
+ * NULL, and filters see an empty object).
+ * Returns 0 when every item is stored and durable. On failure nothing of the batch is stored;
+ * *bad_index (may be NULL) names the offending item for EID, EMETADATA, ETEXT and EINVAL, and
+ * errbuf says why. ENOSPC: the disk is full, the store is intact.
+ */
+int sbert_index_put(sbert_index *idx, struct sbert_index_put_item *items, size_t n,
+                    size_t *bad_index, char *errbuf, size_t errlen);
+
+/*
+ * Deletes the documents with the given ids (ids[i] of lens[i] bytes) in one durable
+ * transaction; ids that do not exist are not an error. existed (may be NULL) receives n flags,
+ * 1 where the id existed; *n_deleted (may be NULL) the number of documents deleted.
+ */
+int sbert_index_delete(sbert_index *idx, const char *const *ids, const size_t *lens, size_t n,
+                       int *existed, size_t *n_deleted, char *errbuf, size_t errlen);
+
+/* ---- reads ----------------------------------------------------------------------------------- */
+
+/* include flags: which optional fields results carry. id and score are always there. */
+enum {
+    SBERT_INDEX_INCLUDE_TEXT = 1u << 0,
+    SBERT_INDEX_INCLUDE_METADATA = 1u << 1,
+    SBERT_INDEX_INCLUDE_VECTOR = 1u << 2,
+    SBERT_INDEX_INCLUDE_ALL = 7u
+};
+
+/* A document in a result. Strings are NUL-terminated (and carry their length); fields not asked
+ * for are NULL with length 0. */
+struct sbert_index_doc {
+    char *id;
+    size_t id_len;
+    int found;        /* get: 0 when the id does not exist (then only id is set); else 1 */
+    float score;      /* query: cosine similarity; get/iterate: 0 */
+    char *text;
+    size_t text_len;
+    char *metadata;   /* compact JSON object, or NULL when the document has none */
+    size_t metadata_len;
+    float *vector;    /* dim floats (the stored, normalised vector) */
+};
+
+struct sbert_index_results {
+    size_t n;
+    int dim;
+    struct sbert_index_doc *docs;
+};
+
+/* Frees results and everything in it. NULL is allowed. */
+void sbert_index_results_free(struct sbert_index_results *r);
+
+/*
+ * Looks up n ids. *out receives n docs in the order of ids, found = 0 for the missing ones, and
+ * is owned by the caller (sbert_index_results_free()). All lookups see the same store state.
+ */
+int sbert_index_get(sbert_index *idx, const char *const *ids, const size_t *lens, size_t n,
+                    unsigned include, struct sbert_index_results **out);
+
+/* Sets *count to the number of documents. */
+int sbert_index_count(sbert_index *idx, uint64_t *count);
+
+/*
+ * Calls cb for each document in id order (bytewise), starting after the id `after` (after_len
+ * bytes; NULL: from the first). doc is borrowed: valid only during the call. cb returns 0 to go
+ * on, anything else to stop (iterate then returns 0). Documents are read in chunks of separate
+ * read transactions, so a long iteration does not hold back writes or map growth; a document
+ * written meanwhile may or may not be seen, and none is seen twice. cb may call read functions
+ * of idx but not write functions (they would wait for nothing, but the order is unspecified).
+ */
+typedef int (*sbert_index_iter_fn)(const struct sbert_index_doc *doc, void *user);
+int sbert_index_iterate(sbert_index *idx, const char *after, size_t after_len, unsigned include,
+                        sbert_index_iter_fn cb, void *user);
+
+/* ---- filters --------------------------------------------------------------------------------- */
+
+/*
+ * A compiled metadata filter (docs/filters.md is the language reference). In short, a filter is
+ * a JSON object whose keys are combined with AND:
+ *   {"field": value}                      equality (value: string, number, bool)
+ *   {"field": {"$eq"|"$ne": value}}
+ *   {"field": {"$gt"|"$gte"|"$lt"|"$lte": number}}
+ *   {"field": {"$in"|"$nin": [value, ...]}}
+ *   {"$and": [filter, ...]}, {"$or": [filter, ...]}
+ * A field names a top-level metadata key. A comparison with a missing field or a value of another
+ * type is false, except $ne and $nin, which are true.
+ */
+typedef struct sbert_index_filter sbert_index_filter;
+
+/*
+ * Compiles the filter in json (len bytes). On success returns 0 and *out owns the filter (free
+ * with sbert_index_filter_free()). On failure returns SBERT_INDEX_EFILTER (or ENOMEM), sets *out
+ * to NULL and writes into errbuf what is wrong and where, e.g.
+ * "$and[1].year: $gt needs a number, got string". Filters deeper than
+ * SBERT_INDEX_FILTER_MAX_DEPTH, with more than SBERT_INDEX_FILTER_MAX_NODES nodes or longer than
+ * SBERT_INDEX_FILTER_MAX_BYTES are refused before any recursion.
+ */
+int sbert_index_filter_compile(const char *json, size_t len, sbert_index_filter **out,
+                               char *errbuf, size_t errlen);
+
+/* Frees f. NULL is allowed. */
+void sbert_index_filter_free(sbert_index_filter *f);
+
+/* Evaluates f against a metadata JSON object (len bytes; NULL or empty: no metadata).
+ * Returns 1 (match), 0 (no match) or SBERT_INDEX_EMETADATA when metadata is not a JSON object. */
+int sbert_index_filter_match(const sbert_index_filter *f, const char *metadata, size_t len);
+
+/* ---- queries --------------------------------------------------------------------------------- */
+
+struct sbert_index_query_params {
+    size_t k;                         /* 1..10000 */
+    float min_score;                  /* hits below are dropped; -2 (or less): no minimum */
+    const sbert_index_filter *filter; /* NULL: every document */
+    unsigned include;                 /* SBERT_INDEX_INCLUDE_* */
+};
+
+/* Returns {k = 10, min_score = -2, filter = NULL, include = 0}. */
+struct sbert_index_query_params sbert_index_query_default_params(void);
+
+/*
+ * Finds the k documents most similar to vector (dim floats; normalised here) among those the
+ * filter accepts, best first (ties by id). When at least k documents match the filter and reach
+ * min_score, exactly k are returned, however selective the filter (an approximate index falls
+ * back to exact search over the matches). Deleted documents are never returned.
+ * *out is owned by the caller (sbert_index_results_free()).
+ */
+int sbert_index_query(sbert_index *idx, const float *vector,
+                      const struct sbert_index_query_params *params,
+                      struct sbert_index_results **out);
+
+/* ---- paraphrase mining ----------------------------------------------------------------------- */
+
+struct sbert_index_pairs_params {
+    size_t top_n;     /* keep the best top_n pairs; 0: no limit (then min_score should be set) */
+    float min_score;  /* drop pairs below; -2 (or less): no minimum */
+    size_t per_doc_k; /* neighbours looked at per document; 0: 100 (as sentence-transformers'
+                         paraphrase_mining top_k) */
+    const sbert_index_filter *filter; /* only documents the filter accepts; NULL: all */
+};
+
+/* Returns {top_n = 100, min_score = -2, per_doc_k = 0, filter = NULL}. */
+struct sbert_index_pairs_params sbert_index_pairs_default_params(void);
+
+struct sbert_index_pair {
+    char *a, *b; /* ids, NUL-terminated; a is the document added first (lower internal label) */
+    float score;
+};
+
+struct sbert_index_pairs {
+    size_t n;
+    struct sbert_index_pair *pairs; /* best first; ties by (a, b) in insertion order */
+};
+
+/* Frees p and everything in it. NULL is allowed. */
+void sbert_index_pairs_free(struct sbert_index_pairs *p);
+
+/*
+ * Paraphrase mining over the collection: the most similar pairs of distinct documents, each pair
+ * once. Runs a batch k-NN search (per_doc_k + 1 neighbours) of every stored vector through the
+ * vector index and merges (a,b)/(b,a), never building the n x n matrix: memory is
+ * O(n * per_doc_k) at most. Exact for a Flat index when per_doc_k >= the number of documents - 1
+ * or top_n pairs are all within every document's per_doc_k neighbours (as in
+ * sentence-transformers). *out is owned by the caller (sbert_index_pairs_free()).
+ */
+int sbert_index_pairs(sbert_index *idx, const struct sbert_index_pairs_params *params,
+                      struct sbert_index_pairs **out);
+
+/* ---- maintenance ----------------------------------------------------------------------------- */
+
+/*
+ * Writes a snapshot of the vector index now (write temp + fsync + rename + fsync dir) covering
+ * every change committed so far, then trims the change log up to it. Queries go on meanwhile;
+ * writes wait. Returns 0 also when nothing changed since the last snapshot (nothing written).
+ */
+int sbert_index_snapshot(sbert_index *idx, char *errbuf, size_t errlen);
+
+/*
+ * Hot backup into dir, which must not exist or be an empty directory (else EEXIST): a compacted
+ * copy of store.mdb (mdb_env_copy2 with MDB_CP_COMPACT) and a snapshot of the vector index at
+ * the same change, each fsynced. The result opens with sbert_index_open() as a working store.
+ * Queries go on meanwhile; writes wait until the backup is done.
+ */
+int sbert_index_backup(sbert_index *idx, const char *dir, char *errbuf, size_t errlen);
+
+/*
+ * Re-encodes every stored text with a new model: calls encode on batches of texts, writes the
+ * new vectors and new_model's identity into a fresh environment dir/reindex.mdb, builds a new
+ * vector index from them, then switches over atomically (rename over store.mdb). All or nothing:
+ * a failure or a crash at any point leaves the old store as it was (a crash after the rename
+ * leaves the new one, complete). new_model->dim may differ from the old dim. Writes wait for the
+ * whole reindex; queries go on against the old data until the switch, then see the new.
+ * After it returns 0, put and query take vectors of the new model.
+ */
+int sbert_index_reindex(sbert_index *idx, const struct sbert_index_model *new_model,
+                        sbert_index_encode_fn encode, void *user, char *errbuf, size_t errlen);
+
+struct sbert_index_stats {
+    uint64_t count;          /* documents */
+    int dim;
+    char model_name[256];
+    char model_sha256[65];
+    char index_spec[128];    /* the FAISS factory string in use */
+    int index_trained;       /* 1 unless an IVF index is still searching exactly (untrained) */
+    uint64_t map_size;       /* LMDB map size, bytes */
+    uint64_t map_used;       /* bytes of the map in use (last page number * page size) */
+    uint64_t change;         /* the store's change counter (one per document put or deleted) */
+    uint64_t snapshot_change;/* the change the last snapshot covers (0: none) */
+    int64_t snapshot_time;   /* Unix time of the last snapshot written or loaded (0: none) */
+    uint64_t index_bytes;    /* approximate memory of the vector index */
+};
+
+/* Fills *st. */
+int sbert_index_stats(sbert_index *idx, struct sbert_index_stats *st);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif
