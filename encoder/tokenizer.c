@@ -1,0 +1,642 @@
+/*
+ * tokenizer.c — vocabulary and the tokenizer sentence-transformers runs for BERT models:
+ * Python str.strip(), then HF tokenizers' added-token split, BertNormalizer, BertPreTokenizer,
+ * WordPiece and the [CLS] ... [SEP] template, truncated to max_seq_length.
+ *
+ * The text is processed in one streaming pass, code point by code point, without building the
+ * normalised string: each code point goes through clean_text -> chinese chars -> strip accents ->
+ * lowercase (BertNormalizer's order) and lands in the current word, which WordPiece turns into ids
+ * when a whitespace or punctuation character ends it. All scratch lives on the stack of the call,
+ * so a shared tokenizer is read-only and needs no locking.
+ */
+#include "internal.h"
+
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <utf8proc.h>
+
+/* HF WordPiece's max_input_chars_per_word: a longer word is one [UNK]. */
+#define WP_MAX_CHARS 100
+#define WP_PREFIX "##"
+#define N_SPECIALS 5
+
+/* ---- vocabulary hash table ------------------------------------------------------------------ */
+
+/* Open addressing, linear probing; a slot holds id + 1, 0 is empty. */
+struct vtable {
+    uint32_t *slots;
+    uint32_t mask;
+};
+
+struct sbert_tokenizer {
+    struct sbert_tokenizer_config cfg;
+    int strip_accents; /* resolved from cfg: HF's strip_accents.unwrap_or(lowercase) */
+    char *text;        /* vocab.txt's bytes, each token NUL-terminated in place */
+    const char **tok;  /* token string by id */
+    uint32_t *toklen;  /* token length in bytes by id */
+    size_t n;
+    struct vtable whole; /* every token, for the first piece of a word */
+    struct vtable cont;  /* tokens starting with "##", keyed without the prefix */
+    int32_t cls, sep, unk;
+    /* Special tokens matched in the raw text before normalisation (tokenizers' added tokens with
+     * normalized=false): their content and id. */
+    char *special[N_SPECIALS];
+    size_t special_len[N_SPECIALS];
+    int32_t special_id[N_SPECIALS];
+    int n_special;
+};
+
+static uint64_t hash_bytes(const char *s, size_t len)
+{
+    uint64_t h = 1469598103934665603ull; /* FNV-1a */
+    for (size_t i = 0; i < len; i++) {
+        h ^= (unsigned char)s[i];
+        h *= 1099511628211ull;
+    }
+    return h ^ (h >> 29);
+}
+
+static int vtable_init(struct vtable *vt, size_t n)
+{
+    size_t cap = 16;
+    while (cap < n * 2) cap <<= 1;
+    vt->slots = calloc(cap, sizeof *vt->slots);
+    if (!vt->slots) return SBERT_ENOMEM;
+    vt->mask = (uint32_t)(cap - 1);
+    return 0;
+}
+
+/* Later duplicates replace earlier ones, as a Python dict built from vocab.txt does. */
+static void vtable_put(struct vtable *vt, const sbert_tokenizer *t, const char *key, size_t len,
+                       uint32_t id, size_t skip)
+{
+    uint32_t i = (uint32_t)hash_bytes(key, len) & vt->mask;
+    while (vt->slots[i]) {
+        uint32_t o = vt->slots[i] - 1;
+        if (t->toklen[o] - skip == len && memcmp(t->tok[o] + skip, key, len) == 0) break;
+        i = (i + 1) & vt->mask;
+    }
+    vt->slots[i] = id + 1;
+}
+
+/* Returns the id of key (looked up with `skip` prefix bytes removed from stored tokens), or -1. */
+static int32_t vtable_get(const struct vtable *vt, const sbert_tokenizer *t, const char *key,
+                          size_t len, size_t skip)
+{
+    uint32_t i = (uint32_t)hash_bytes(key, len) & vt->mask;
+    for (;;) {
+        uint32_t s = vt->slots[i];
+        if (!s) return -1;
+        uint32_t o = s - 1;
+        if (t->toklen[o] - skip == len && memcmp(t->tok[o] + skip, key, len) == 0)
+            return (int32_t)o;
+        i = (i + 1) & vt->mask;
+    }
+}
+
+/* ---- loading -------------------------------------------------------------------------------- */
+
+static int read_file(const char *path, char **out, size_t *len, char *errbuf, size_t errlen)
+{
+    *out = NULL;
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        snprintf(errbuf, errlen, "%s: %s", path, strerror(errno));
+        return SBERT_EIO;
+    }
+    size_t cap = 1 << 16, n = 0;
+    char *buf = malloc(cap + 1);
+    for (;;) {
+        if (!buf) {
+            fclose(f);
+            snprintf(errbuf, errlen, "%s: out of memory", path);
+            return SBERT_ENOMEM;
+        }
+        n += fread(buf + n, 1, cap - n, f);
+        if (n < cap) break;
+        cap *= 2;
+        char *nb = realloc(buf, cap + 1);
+        if (!nb) free(buf);
+        buf = nb;
+    }
+    int err = ferror(f);
+    fclose(f);
+    if (err) {
+        free(buf);
+        snprintf(errbuf, errlen, "%s: read error", path);
+        return SBERT_EIO;
+    }
+    buf[n] = 0;
+    *out = buf;
+    *len = n;
+    return 0;
+}
+
+/* special_tokens_map.json values are either "[CLS]" or {"content": "[CLS]", ...}. */
+static const char *special_content(const cJSON *root, const char *key, const char *dflt)
+{
+    const cJSON *v = root ? cJSON_GetObjectItemCaseSensitive(root, key) : NULL;
+    if (cJSON_IsString(v)) return v->valuestring;
+    if (cJSON_IsObject(v)) {
+        const cJSON *c = cJSON_GetObjectItemCaseSensitive(v, "content");
+        if (cJSON_IsString(c)) return c->valuestring;
+    }
+    return dflt;
+}
+
+static int load_specials(sbert_tokenizer *t, const char *dir, char *errbuf, size_t errlen)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/special_tokens_map.json", dir);
+    char *json = NULL;
+    size_t len = 0;
+    cJSON *root = NULL;
+    char ignore[8];
+    if (read_file(path, &json, &len, ignore, sizeof ignore) == 0) {
+        root = cJSON_ParseWithLength(json, len);
+        free(json);
+        if (!root || !cJSON_IsObject(root)) {
+            cJSON_Delete(root);
+            snprintf(errbuf, errlen, "%s: not a JSON object", path);
+            return SBERT_EFORMAT;
+        }
+    }
+    static const char *const keys[N_SPECIALS] = {"cls_token", "sep_token", "unk_token",
+                                                 "pad_token", "mask_token"};
+    static const char *const dflt[N_SPECIALS] = {"[CLS]", "[SEP]", "[UNK]", "[PAD]", "[MASK]"};
+    int rc = 0;
+    for (int k = 0; k < N_SPECIALS && rc == 0; k++) {
+        const char *s = special_content(root, keys[k], dflt[k]);
+        int32_t id = vtable_get(&t->whole, t, s, strlen(s), 0);
+        if (id < 0) {
+            /* [MASK] is only matched in text when present; the others are required. */
+            if (k == 4) continue;
+            snprintf(errbuf, errlen, "%s/vocab.txt: special token %s \"%s\" is not in the vocabulary",
+                     dir, keys[k], s);
+            rc = SBERT_EFORMAT;
+            break;
+        }
+        if (k == 0) t->cls = id;
+        if (k == 1) t->sep = id;
+        if (k == 2) t->unk = id;
+        if (!*s) continue;
+        size_t sl = strlen(s);
+        char *copy = malloc(sl + 1);
+        if (copy) memcpy(copy, s, sl + 1);
+        if (!copy) {
+            rc = SBERT_ENOMEM;
+            break;
+        }
+        t->special[t->n_special] = copy;
+        t->special_len[t->n_special] = strlen(s);
+        t->special_id[t->n_special] = id;
+        t->n_special++;
+    }
+    cJSON_Delete(root);
+    return rc;
+}
+
+int sbert_tokenizer_load(const char *dir, const struct sbert_tokenizer_config *cfg,
+                         sbert_tokenizer **out, char *errbuf, size_t errlen)
+{
+    char dummy[1];
+    if (!errbuf || errlen == 0) {
+        errbuf = dummy;
+        errlen = sizeof dummy;
+    }
+    if (!out) return SBERT_EINVAL;
+    *out = NULL;
+    if (!dir || !cfg || cfg->max_seq_length < 2) {
+        snprintf(errbuf, errlen, "tokenizer: bad arguments (max_seq_length must be >= 2)");
+        return SBERT_EINVAL;
+    }
+    sbert_tokenizer *t = calloc(1, sizeof *t);
+    if (!t) return SBERT_ENOMEM;
+    t->cfg = *cfg;
+    t->strip_accents = cfg->strip_accents < 0 ? (cfg->do_lower_case != 0) : cfg->strip_accents != 0;
+
+    char path[4096];
+    snprintf(path, sizeof path, "%s/vocab.txt", dir);
+    size_t len = 0;
+    int rc = read_file(path, &t->text, &len, errbuf, errlen);
+    if (rc) goto fail;
+
+    size_t lines = 1;
+    for (size_t i = 0; i < len; i++) lines += t->text[i] == '\n';
+    t->tok = malloc(lines * sizeof *t->tok);
+    t->toklen = malloc(lines * sizeof *t->toklen);
+    if (!t->tok || !t->toklen) {
+        rc = SBERT_ENOMEM;
+        goto fail;
+    }
+    /* One token per line; a final line without '\n' counts, an empty last line does not. */
+    for (size_t p = 0; p < len;) {
+        char *s = t->text + p;
+        char *nl = memchr(s, '\n', len - p);
+        size_t l = nl ? (size_t)(nl - s) : len - p;
+        p += l + (nl != NULL);
+        if (l > 0 && s[l - 1] == '\r') l--;
+        s[l] = 0;
+        if (l > UINT32_MAX / 2) {
+            rc = SBERT_EFORMAT;
+            snprintf(errbuf, errlen, "%s: token too long", path);
+            goto fail;
+        }
+        t->tok[t->n] = s;
+        t->toklen[t->n] = (uint32_t)l;
+        t->n++;
+    }
+    if (t->n == 0 || t->n >= INT32_MAX) {
+        rc = SBERT_EFORMAT;
+        snprintf(errbuf, errlen, "%s: empty or oversized vocabulary", path);
+        goto fail;
+    }
+    if ((rc = vtable_init(&t->whole, t->n)) || (rc = vtable_init(&t->cont, t->n))) goto fail;
+    for (size_t i = 0; i < t->n; i++) {
+        vtable_put(&t->whole, t, t->tok[i], t->toklen[i], (uint32_t)i, 0);
+        if (t->toklen[i] >= 2 && memcmp(t->tok[i], WP_PREFIX, 2) == 0)
+            vtable_put(&t->cont, t, t->tok[i] + 2, t->toklen[i] - 2, (uint32_t)i, 2);
+    }
+    if ((rc = load_specials(t, dir, errbuf, errlen))) goto fail;
+    *out = t;
+    return 0;
+fail:
+    if (rc == SBERT_ENOMEM) snprintf(errbuf, errlen, "%s: out of memory", path);
+    sbert_tokenizer_free(t);
+    return rc;
+}
+
+void sbert_tokenizer_free(sbert_tokenizer *t)
+{
+    if (!t) return;
+    for (int k = 0; k < t->n_special; k++) free(t->special[k]);
+    free(t->whole.slots);
+    free(t->cont.slots);
+    free(t->tok);
+    free(t->toklen);
+    free(t->text);
+    free(t);
+}
+
+size_t sbert_tokenizer_vocab_size(const sbert_tokenizer *t) { return t ? t->n : 0; }
+
+/* ---- UTF-8 ---------------------------------------------------------------------------------- */
+
+/* Decodes one code point at s[0..n), n >= 1, strictly (RFC 3629: no overlongs, no surrogates,
+ * nothing above U+10FFFF, no cut sequences). Returns its length in bytes, or 0 when invalid. */
+static size_t utf8_decode(const unsigned char *s, size_t n, uint32_t *cp)
+{
+    unsigned c = s[0];
+    if (c < 0x80) {
+        *cp = c;
+        return 1;
+    }
+    if (c < 0xC2) return 0;
+    if (c < 0xE0) {
+        if (n < 2 || (s[1] & 0xC0) != 0x80) return 0;
+        *cp = ((c & 0x1Fu) << 6) | (s[1] & 0x3Fu);
+        return 2;
+    }
+    if (c < 0xF0) {
+        if (n < 3 || (s[1] & 0xC0) != 0x80 || (s[2] & 0xC0) != 0x80) return 0;
+        if (c == 0xE0 && s[1] < 0xA0) return 0; /* overlong */
+        if (c == 0xED && s[1] >= 0xA0) return 0; /* surrogate */
+        *cp = ((c & 0x0Fu) << 12) | ((s[1] & 0x3Fu) << 6) | (s[2] & 0x3Fu);
+        return 3;
+    }
+    if (c < 0xF5) {
+        if (n < 4 || (s[1] & 0xC0) != 0x80 || (s[2] & 0xC0) != 0x80 || (s[3] & 0xC0) != 0x80)
+            return 0;
+        if (c == 0xF0 && s[1] < 0x90) return 0; /* overlong */
+        if (c == 0xF4 && s[1] >= 0x90) return 0; /* above U+10FFFF */
+        *cp = ((c & 0x07u) << 18) | ((s[1] & 0x3Fu) << 12) | ((s[2] & 0x3Fu) << 6) | (s[3] & 0x3Fu);
+        return 4;
+    }
+    return 0;
+}
+
+static size_t utf8_encode(uint32_t c, char *o)
+{
+    if (c < 0x80) {
+        o[0] = (char)c;
+        return 1;
+    }
+    if (c < 0x800) {
+        o[0] = (char)(0xC0 | (c >> 6));
+        o[1] = (char)(0x80 | (c & 0x3F));
+        return 2;
+    }
+    if (c < 0x10000) {
+        o[0] = (char)(0xE0 | (c >> 12));
+        o[1] = (char)(0x80 | ((c >> 6) & 0x3F));
+        o[2] = (char)(0x80 | (c & 0x3F));
+        return 3;
+    }
+    o[0] = (char)(0xF0 | (c >> 18));
+    o[1] = (char)(0x80 | ((c >> 12) & 0x3F));
+    o[2] = (char)(0x80 | ((c >> 6) & 0x3F));
+    o[3] = (char)(0x80 | (c & 0x3F));
+    return 4;
+}
+
+/* ---- character classes ---------------------------------------------------------------------- */
+
+/* Python's str.isspace(), which str.strip() uses: bidi class WS, B or S, or category Zs. */
+static int is_py_space(uint32_t c)
+{
+    if (c < 0x80) return (c >= 0x09 && c <= 0x0D) || (c >= 0x1C && c <= 0x20);
+    return c == 0x85 || c == 0xA0 || c == 0x1680 || (c >= 0x2000 && c <= 0x200A) || c == 0x2028 ||
+           c == 0x2029 || c == 0x202F || c == 0x205F || c == 0x3000;
+}
+
+/* Rust's char::is_whitespace (Unicode White_Space), which BertNormalizer and BertPreTokenizer
+ * use (plus \t \n \r, already in it). */
+static int is_rust_space(uint32_t c)
+{
+    if (c < 0x80) return (c >= 0x09 && c <= 0x0D) || c == 0x20;
+    return c == 0x85 || c == 0xA0 || c == 0x1680 || (c >= 0x2000 && c <= 0x200A) || c == 0x2028 ||
+           c == 0x2029 || c == 0x202F || c == 0x205F || c == 0x3000;
+}
+
+/* BertNormalizer's is_control: categories Cc, Cf, Cn, Co, Cs except \t \n \r. */
+static int is_control(uint32_t c)
+{
+    if (c == '\t' || c == '\n' || c == '\r') return 0;
+    switch (utf8proc_category((utf8proc_int32_t)c)) {
+    case UTF8PROC_CATEGORY_CC:
+    case UTF8PROC_CATEGORY_CF:
+    case UTF8PROC_CATEGORY_CN:
+    case UTF8PROC_CATEGORY_CO:
+    case UTF8PROC_CATEGORY_CS:
+        return 1;
+    default:
+        return 0;
+    }
+}
+
+/* BertNormalizer's is_chinese_char: the CJK Unified Ideographs blocks it lists. */
+static int is_chinese(uint32_t c)
+{
+    return (c >= 0x4E00 && c <= 0x9FFF) || (c >= 0x3400 && c <= 0x4DBF) ||
+           (c >= 0x20000 && c <= 0x2A6DF) || (c >= 0x2A700 && c <= 0x2B73F) ||
+           (c >= 0x2B740 && c <= 0x2B81F) || (c >= 0x2B920 && c <= 0x2CEAF) ||
+           (c >= 0xF900 && c <= 0xFAFF) || (c >= 0x2F800 && c <= 0x2FA1F);
+}
+
+/* BertPreTokenizer's is_bert_punc: ASCII punctuation or Unicode P*. */
+static int is_punct(uint32_t c)
+{
+    if (c < 0x80)
+        return (c >= 33 && c <= 47) || (c >= 58 && c <= 64) || (c >= 91 && c <= 96) ||
+               (c >= 123 && c <= 126);
+    switch (utf8proc_category((utf8proc_int32_t)c)) {
+    case UTF8PROC_CATEGORY_PC:
+    case UTF8PROC_CATEGORY_PD:
+    case UTF8PROC_CATEGORY_PS:
+    case UTF8PROC_CATEGORY_PE:
+    case UTF8PROC_CATEGORY_PI:
+    case UTF8PROC_CATEGORY_PF:
+    case UTF8PROC_CATEGORY_PO:
+        return 1;
+    default:
+        return 0;
+    }
+}
+
+/* ASCII classes after clean_text and lowercasing, so the common case needs no Unicode lookup. */
+enum { A_DROP = 0, A_SPACE, A_PUNCT, A_WORD };
+static unsigned char ascii_class(unsigned c)
+{
+    if (c == '\t' || c == '\n' || c == '\r' || c == ' ') return A_SPACE;
+    if (c < 0x20 || c == 0x7F) return A_DROP;
+    if (is_punct(c)) return A_PUNCT;
+    return A_WORD;
+}
+
+/* ---- encoding ------------------------------------------------------------------------------- */
+
+/* The per-call state: output ids, and the word being collected as code points. */
+struct enc {
+    const sbert_tokenizer *t;
+    int32_t *ids;
+    size_t n, limit; /* ids written (after [CLS]); content ids allowed */
+    int full;        /* a token had to be dropped */
+    uint32_t word[WP_MAX_CHARS + 1];
+    unsigned char ccc[WP_MAX_CHARS + 1]; /* canonical combining class, for NFD reordering */
+    size_t wlen;                         /* chars in the word, may exceed the buffer */
+};
+
+static void emit(struct enc *e, int32_t id)
+{
+    if (e->n < e->limit)
+        e->ids[1 + e->n++] = id;
+    else
+        e->full = 1;
+}
+
+/* HF WordPiece: greedy longest-match-first; a word with an unmatched rest is one [UNK]. */
+static void word_end(struct enc *e)
+{
+    size_t nc = e->wlen;
+    e->wlen = 0;
+    if (nc == 0) return;
+    const sbert_tokenizer *t = e->t;
+    if (nc > WP_MAX_CHARS) {
+        emit(e, t->unk);
+        return;
+    }
+    char buf[WP_MAX_CHARS * 4];
+    size_t off[WP_MAX_CHARS + 1];
+    size_t nb = 0;
+    for (size_t i = 0; i < nc; i++) {
+        off[i] = nb;
+        nb += utf8_encode(e->word[i], buf + nb);
+    }
+    off[nc] = nb;
+    int32_t pieces[WP_MAX_CHARS];
+    size_t np = 0, start = 0;
+    while (start < nc) {
+        size_t end = nc;
+        int32_t id = -1;
+        const struct vtable *vt = start ? &t->cont : &t->whole;
+        for (; end > start; end--) {
+            id = vtable_get(vt, t, buf + off[start], off[end] - off[start], start ? 2 : 0);
+            if (id >= 0) break;
+        }
+        if (id < 0) {
+            emit(e, t->unk);
+            return;
+        }
+        pieces[np++] = id;
+        start = end;
+    }
+    for (size_t i = 0; i < np; i++) emit(e, pieces[i]);
+}
+
+/* Appends a normalised code point with canonical combining class ccc to the word. NFD puts runs
+ * of non-starters in ccc order (stable); a word over WP_MAX_CHARS is [UNK] whatever its order. */
+static void word_push(struct enc *e, uint32_t c, unsigned ccc)
+{
+    size_t i = e->wlen++;
+    if (i >= WP_MAX_CHARS + 1) return;
+    if (ccc) {
+        while (i > 0 && e->ccc[i - 1] > ccc) {
+            e->word[i] = e->word[i - 1];
+            e->ccc[i] = e->ccc[i - 1];
+            i--;
+        }
+    }
+    e->word[i] = c;
+    e->ccc[i] = (unsigned char)ccc;
+}
+
+/* BertPreTokenizer on one normalised code point. */
+static void pretok(struct enc *e, uint32_t c, unsigned ccc)
+{
+    if (is_rust_space(c)) {
+        word_end(e);
+    } else if (is_punct(c)) {
+        word_end(e);
+        e->word[0] = c;
+        e->ccc[0] = 0;
+        e->wlen = 1;
+        word_end(e);
+    } else {
+        word_push(e, c, ccc);
+    }
+}
+
+/* Rust's char::to_lowercase, then the pre-tokenizer. U+0130 is the one code point whose full
+ * lowercase mapping (SpecialCasing) differs from the simple one utf8proc gives. */
+static void lower_then_pretok(struct enc *e, uint32_t c, unsigned ccc)
+{
+    if (e->t->cfg.do_lower_case) {
+        if (c == 0x130) {
+            pretok(e, 'i', 0);
+            pretok(e, 0x307, 230);
+            return;
+        }
+        c = (uint32_t)utf8proc_tolower((utf8proc_int32_t)c);
+    }
+    pretok(e, c, ccc);
+}
+
+/* One raw code point through BertNormalizer (clean_text, chinese chars, strip accents,
+ * lowercase, in that order) and into the pre-tokenizer. */
+static void feed(struct enc *e, uint32_t c)
+{
+    if (c < 0x80) {
+        switch (ascii_class(c)) {
+        case A_DROP:
+            return;
+        case A_SPACE:
+            word_end(e);
+            return;
+        case A_PUNCT:
+            pretok(e, c, 0);
+            return;
+        default:
+            if (e->t->cfg.do_lower_case && c >= 'A' && c <= 'Z') c += 'a' - 'A';
+            word_push(e, c, 0);
+            return;
+        }
+    }
+    if (c == 0xFFFD || is_control(c)) return;
+    if (is_rust_space(c)) {
+        word_end(e);
+        return;
+    }
+    if (e->t->cfg.tokenize_chinese_chars && is_chinese(c)) {
+        word_end(e);
+        /* NFD may map a compatibility ideograph (U+F900..) to a unified one; no case. */
+        if (e->t->strip_accents) {
+            utf8proc_int32_t d[4];
+            int last = 0;
+            utf8proc_ssize_t k = utf8proc_decompose_char((utf8proc_int32_t)c, d, 4,
+                                                         UTF8PROC_DECOMPOSE, &last);
+            for (utf8proc_ssize_t i = 0; i < k && i < 4; i++) lower_then_pretok(e, (uint32_t)d[i], 0);
+        } else {
+            lower_then_pretok(e, c, 0);
+        }
+        word_end(e);
+        return;
+    }
+    if (e->t->strip_accents) {
+        utf8proc_int32_t d[8];
+        int last = 0;
+        utf8proc_ssize_t k =
+            utf8proc_decompose_char((utf8proc_int32_t)c, d, 8, UTF8PROC_DECOMPOSE, &last);
+        for (utf8proc_ssize_t i = 0; i < k && i < 8; i++) {
+            const utf8proc_property_t *p = utf8proc_get_property(d[i]);
+            if (p->category == UTF8PROC_CATEGORY_MN) continue;
+            lower_then_pretok(e, (uint32_t)d[i], p->combining_class);
+        }
+        return;
+    }
+    lower_then_pretok(e, c, utf8proc_get_property((utf8proc_int32_t)c)->combining_class);
+}
+
+int sbert_tokenizer_encode(const sbert_tokenizer *t, const char *text, size_t len, int32_t *ids,
+                           size_t cap, size_t *n_ids, int *truncated)
+{
+    if (!t || (!text && len) || !ids || !n_ids || cap < 2) return SBERT_EINVAL;
+    const unsigned char *s = (const unsigned char *)text;
+
+    /* Validate everything first: invalid input changes nothing. Track Python-strip bounds. */
+    size_t begin = len, end = 0;
+    for (size_t p = 0; p < len;) {
+        uint32_t c;
+        size_t k;
+        if (s[p] < 0x80) {
+            c = s[p];
+            k = 1;
+        } else if (!(k = utf8_decode(s + p, len - p, &c))) {
+            return SBERT_EUTF8;
+        }
+        if (!is_py_space(c)) {
+            if (begin == len) begin = p;
+            end = p + k;
+        }
+        p += k;
+    }
+
+    size_t max = (size_t)t->cfg.max_seq_length;
+    if (cap < max) max = cap;
+    struct enc e;
+    e.t = t;
+    e.ids = ids;
+    e.n = 0;
+    e.limit = max - 2;
+    e.full = 0;
+    e.wlen = 0;
+    for (size_t p = begin; p < end && !e.full;) {
+        uint32_t c = s[p];
+        size_t k = 1;
+        if (c == '[' && t->n_special) {
+            /* tokenizers' added-token split: leftmost-longest match in the raw text */
+            int best = -1;
+            for (int j = 0; j < t->n_special; j++)
+                if (t->special_len[j] <= end - p && memcmp(s + p, t->special[j], t->special_len[j]) == 0 &&
+                    (best < 0 || t->special_len[j] > t->special_len[best]))
+                    best = j;
+            if (best >= 0) {
+                word_end(&e);
+                emit(&e, t->special_id[best]);
+                p += t->special_len[best];
+                continue;
+            }
+        }
+        if (c >= 0x80) k = utf8_decode(s + p, end - p, &c);
+        feed(&e, c);
+        p += k;
+    }
+    word_end(&e);
+    ids[0] = t->cls;
+    ids[1 + e.n] = t->sep;
+    *n_ids = e.n + 2;
+    if (truncated) *truncated = e.full;
+    return 0;
+}
