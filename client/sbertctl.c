@@ -1,0 +1,1295 @@
+/*
+ * sbertctl — the command-line client of sbertd.
+ *
+ * Each subcommand is one row of the command table below (name, options, handler, default reply
+ * timeout, help); the dispatcher, the option parser and --help all read that table. A handler
+ * builds the request of proto/PROTOCOL.md, sends it through conn.c, and prints the reply as an
+ * aligned table or, with --json, as one JSON document.
+ *
+ * Exit codes: 0 success, 1 the daemon replied with an error (or a local input file is bad),
+ * 2 usage error, 3 sbertd cannot be reached (no socket, nothing listening, or no reply in time).
+ */
+#define _GNU_SOURCE
+#include "conn.h"
+#include "input.h"
+#include "output.h"
+
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#define SBERTCTL_VERSION "0.1.0"
+#define PROTO_VERSION 1
+
+enum { EXIT_OK = 0, EXIT_REPLY = 1, EXIT_USAGE = 2, EXIT_UNREACHABLE = 3 };
+
+/* The endpoints tried when neither --socket nor SBERTD_SOCKET is given (see --help). */
+#define CHECKOUT_SOCKET_PATH "./var/sbertd.sock"
+#define SYSTEM_SOCKET_PATH "/run/sbertd/sbertd.sock"
+
+/* Replies up to this size are accepted. nanomsg drops a larger message silently, so the limit
+ * is set explicitly and well above anything the daemon sends (PROTOCOL.md). */
+#define MAX_REPLY_BYTES (256u << 20)
+
+/* add --file: documents per request and the request size they may reach, both under the
+ * daemon's limits in PROTOCOL.md. */
+#define ADD_BATCH_DEFAULT 128
+#define ADD_BATCH_MAX 1024
+#define ADD_BATCH_BYTES (4u << 20)
+
+/* A write that times out is re-sent this many times with the same req_id: the daemon answers a
+ * repeated req_id from its reply cache instead of applying the write twice. */
+#define WRITE_RETRIES 2
+
+/* ---- options ------------------------------------------------------------------------------ */
+
+struct opt {
+    const char *lname;    /* --lname */
+    char sname;           /* -s, or 0 */
+    const char *arg;      /* the value's name in help, NULL for a flag */
+    const char *help;
+};
+
+#define MAX_OPTS 16
+
+struct args {
+    const char *val[MAX_OPTS]; /* per command option: its value, or "" for a set flag */
+    char **pos;
+    int n_pos;
+};
+
+struct ctx;
+typedef int (*cmd_fn)(struct ctx *, const struct args *);
+
+struct command {
+    const char *name;
+    const char *usage;       /* after "sbertctl NAME " */
+    const char *summary;
+    const char *help;        /* more detail, may be NULL */
+    const struct opt *opts;  /* NULL-terminated by lname */
+    int min_pos, max_pos;    /* positional arguments; max -1: unbounded */
+    double timeout_s;        /* default reply timeout */
+    cmd_fn run;
+};
+
+/* Options every subcommand takes. Indices are fixed: see parse_common(). */
+static const struct opt common_opts[] = {
+    {"socket", 0, "URL", "sbertd endpoint (default: $SBERTD_SOCKET, else see sbertctl --help)"},
+    {"token", 0, "TOKEN", "auth token (default: $SBERTD_TOKEN)"},
+    {"timeout", 0, "SECONDS", "reply timeout (default per subcommand)"},
+    {"json", 0, NULL, "print one JSON document instead of a table"},
+    {"help", 'h', NULL, "show this help"},
+    {NULL, 0, NULL, NULL},
+};
+enum { CO_SOCKET, CO_TOKEN, CO_TIMEOUT, CO_JSON, CO_HELP, N_COMMON };
+
+struct ctx {
+    const struct command *cmd;
+    char url[PATH_MAX + 16];
+    const char *token;
+    double timeout_s;
+    int json;
+    sbc_conn *conn;
+    unsigned long long req_counter;
+    char req_prefix[24];
+};
+
+/* ---- messages ----------------------------------------------------------------------------- */
+
+static void errmsg(const char *fmt, ...)
+{
+    va_list ap;
+    fputs("sbertctl: ", stderr);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+}
+
+static int usage_error(const struct command *cmd, const char *fmt, ...)
+{
+    va_list ap;
+    fputs("sbertctl: ", stderr);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    if (cmd)
+        fprintf(stderr, "\nusage: sbertctl %s %s\n(sbertctl %s --help for more)\n", cmd->name,
+                cmd->usage, cmd->name);
+    else
+        fputs("\n(sbertctl --help for more)\n", stderr);
+    return EXIT_USAGE;
+}
+
+/* ---- requests ----------------------------------------------------------------------------- */
+
+/* A request id unique to this process and call, so the daemon can tell a re-sent write from a
+ * new one. */
+static void next_req_id(struct ctx *c, char *buf, size_t len)
+{
+    if (!c->req_prefix[0]) {
+        unsigned long long r = 0;
+        int fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
+        if (fd < 0 || read(fd, &r, sizeof r) != (ssize_t)sizeof r) {
+            struct timespec ts;
+            clock_gettime(CLOCK_REALTIME, &ts);
+            r = (unsigned long long)ts.tv_nsec ^ ((unsigned long long)ts.tv_sec << 20) ^
+                (unsigned long long)getpid();
+        }
+        if (fd >= 0)
+            close(fd);
+        snprintf(c->req_prefix, sizeof c->req_prefix, "%016llx", r);
+    }
+    snprintf(buf, len, "%s-%llu", c->req_prefix, ++c->req_counter);
+}
+
+static cJSON *request_new(struct ctx *c, const char *op)
+{
+    cJSON *req = cJSON_CreateObject();
+    if (!req)
+        return NULL;
+    cJSON_AddNumberToObject(req, "v", PROTO_VERSION);
+    cJSON_AddStringToObject(req, "op", op);
+    if (c->token)
+        cJSON_AddStringToObject(req, "token", c->token);
+    return req;
+}
+
+static int connect_daemon(struct ctx *c)
+{
+    if (c->conn)
+        return 0;
+    char err[512];
+    int r = sbc_conn_open(c->url, (int)(c->timeout_s * 1000), MAX_REPLY_BYTES, &c->conn, err,
+                          sizeof err);
+    if (r == 0)
+        return 0;
+    errmsg("%s", err);
+    return r == SBC_CONN_EINVAL ? EXIT_USAGE : EXIT_UNREACHABLE;
+}
+
+/*
+ * Sends req (consumed) and parses the reply. Returns EXIT_OK with *reply owned by the caller
+ * when the daemon answered {"ok":true}; otherwise prints the reason and returns the exit code.
+ * retries > 0 re-sends on a timeout (only for requests carrying a req_id).
+ */
+static int call(struct ctx *c, cJSON *req, cJSON **reply, int retries)
+{
+    *reply = NULL;
+    if (!req) {
+        errmsg("out of memory");
+        return EXIT_REPLY;
+    }
+    char *text = cJSON_PrintUnformatted(req);
+    cJSON_Delete(req);
+    if (!text) {
+        errmsg("out of memory");
+        return EXIT_REPLY;
+    }
+    int rc;
+    char *raw = NULL;
+    size_t raw_len;
+    for (int attempt = 0;; attempt++) {
+        if ((rc = connect_daemon(c)) != EXIT_OK)
+            break;
+        char err[512];
+        int r = sbc_conn_call(c->conn, text, strlen(text), &raw, &raw_len, err, sizeof err);
+        if (r == 0) {
+            rc = EXIT_OK;
+            break;
+        }
+        if (r == SBC_CONN_ETIMEOUT && attempt < retries) {
+            /* A fresh socket: the old one may still deliver the stale reply. */
+            sbc_conn_close(c->conn);
+            c->conn = NULL;
+            errmsg("%s; retrying (%d of %d)", err, attempt + 1, retries);
+            continue;
+        }
+        errmsg("%s", err);
+        rc = r == SBC_CONN_ENOMEM ? EXIT_REPLY : EXIT_UNREACHABLE;
+        break;
+    }
+    free(text);
+    if (rc != EXIT_OK)
+        return rc;
+    cJSON *rep = cJSON_ParseWithLength(raw, raw_len);
+    free(raw);
+    if (!rep || !cJSON_IsObject(rep)) {
+        cJSON_Delete(rep);
+        errmsg("%s: the reply is not a JSON object (is this endpoint sbertd?)", c->url);
+        return EXIT_REPLY;
+    }
+    const cJSON *ok = cJSON_GetObjectItemCaseSensitive(rep, "ok");
+    if (!cJSON_IsTrue(ok)) {
+        const cJSON *e = cJSON_GetObjectItemCaseSensitive(rep, "error");
+        const cJSON *code = cJSON_GetObjectItemCaseSensitive(e, "code");
+        const cJSON *msg = cJSON_GetObjectItemCaseSensitive(e, "message");
+        if (c->json) {
+            char *s = cJSON_PrintUnformatted(rep);
+            if (s)
+                puts(s);
+            free(s);
+        }
+        errmsg("%s: %s: %s", c->cmd->name, cJSON_IsString(code) ? code->valuestring : "error",
+               cJSON_IsString(msg) ? msg->valuestring : "(no message)");
+        cJSON_Delete(rep);
+        return EXIT_REPLY;
+    }
+    *reply = rep;
+    return EXIT_OK;
+}
+
+/* The reply's member name, which must have type check (cJSON_Is*); prints and returns NULL if
+ * it is missing or of another type. */
+static const cJSON *member(const struct ctx *c, const cJSON *obj, const char *name,
+                           cJSON_bool (*check)(const cJSON *))
+{
+    const cJSON *m = cJSON_GetObjectItemCaseSensitive(obj, name);
+    if (!m || !check(m)) {
+        errmsg("%s: malformed reply from %s: \"%s\" missing or of the wrong type", c->cmd->name,
+               c->url, name);
+        return NULL;
+    }
+    return m;
+}
+
+/* ---- printing ----------------------------------------------------------------------------- */
+
+static int print_json(const cJSON *doc)
+{
+    char *s = cJSON_PrintUnformatted(doc);
+    if (!s) {
+        errmsg("out of memory");
+        return EXIT_REPLY;
+    }
+    puts(s);
+    free(s);
+    return EXIT_OK;
+}
+
+static void fmt_score(char *buf, size_t len, double s) { snprintf(buf, len, "%.4f", s); }
+
+/* Metadata as compact JSON for a table cell; "" when absent. Caller frees. */
+static char *meta_cell(const cJSON *m)
+{
+    if (!m || cJSON_IsNull(m))
+        return strdup("");
+    return cJSON_PrintUnformatted(m);
+}
+
+static int print_table(sbc_table *t)
+{
+    int r = sbc_table_print(t, stdout, sbc_terminal_width(stdout));
+    sbc_table_free(t);
+    if (r < 0) {
+        errmsg("writing the output: %s", sbc_out_strerror(r));
+        return EXIT_REPLY;
+    }
+    return EXIT_OK;
+}
+
+static const char *str_or(const cJSON *obj, const char *name, const char *dflt)
+{
+    const cJSON *m = cJSON_GetObjectItemCaseSensitive(obj, name);
+    return cJSON_IsString(m) ? m->valuestring : dflt;
+}
+
+/* An id as text: ids are strings on the wire, but print an integer id too if one comes. */
+static const char *id_text(const cJSON *id, char *buf, size_t len)
+{
+    if (cJSON_IsString(id))
+        return id->valuestring;
+    if (cJSON_IsNumber(id)) {
+        snprintf(buf, len, "%.0f", id->valuedouble);
+        return buf;
+    }
+    return "";
+}
+
+/* ---- number parsing ----------------------------------------------------------------------- */
+
+static int parse_int(const char *s, long lo, long hi, long *out)
+{
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || end == s || *end || v < lo || v > hi)
+        return -1;
+    *out = v;
+    return 0;
+}
+
+static int parse_double(const char *s, double *out)
+{
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || end == s || *end || !isfinite(v))
+        return -1;
+    *out = v;
+    return 0;
+}
+
+/* ---- add ---------------------------------------------------------------------------------- */
+
+struct add_state {
+    cJSON *ids;       /* every id, in input order, for --json */
+    long n_done;
+    long n_truncated;
+    sbc_table *table; /* add TEXT...: id and text per row */
+};
+
+/* Sends one batch (docs array, consumed). Appends the reply's ids to st. */
+static int add_batch(struct ctx *c, cJSON *docs, struct add_state *st)
+{
+    cJSON *req = request_new(c, "add");
+    char req_id[64];
+    next_req_id(c, req_id, sizeof req_id);
+    if (!req || !cJSON_AddStringToObject(req, "req_id", req_id)) {
+        cJSON_Delete(req);
+        cJSON_Delete(docs);
+        errmsg("out of memory");
+        return EXIT_REPLY;
+    }
+    int n_docs = cJSON_GetArraySize(docs);
+    cJSON_AddItemToObject(req, "docs", docs);
+    cJSON *rep;
+    int rc = call(c, req, &rep, WRITE_RETRIES);
+    if (rc != EXIT_OK)
+        return rc;
+    const cJSON *ids = member(c, rep, "ids", cJSON_IsArray);
+    if (!ids || cJSON_GetArraySize(ids) != n_docs) {
+        if (ids)
+            errmsg("add: the reply has %d ids for %d documents", cJSON_GetArraySize(ids), n_docs);
+        cJSON_Delete(rep);
+        return EXIT_REPLY;
+    }
+    const cJSON *id;
+    cJSON_ArrayForEach(id, ids) cJSON_AddItemToArray(st->ids, cJSON_Duplicate(id, 1));
+    const cJSON *tr = cJSON_GetObjectItemCaseSensitive(rep, "truncated");
+    if (cJSON_IsArray(tr))
+        st->n_truncated += cJSON_GetArraySize(tr);
+    st->n_done += n_docs;
+    cJSON_Delete(rep);
+    return EXIT_OK;
+}
+
+static cJSON *doc_json(const char *id, int id_is_number, const char *text, size_t text_len,
+                       const char *metadata_json)
+{
+    cJSON *d = cJSON_CreateObject();
+    if (!d)
+        return NULL;
+    if (id) {
+        /* jsonl's integer ids travel as their decimal text: ids are strings on the wire. */
+        (void)id_is_number;
+        cJSON_AddStringToObject(d, "id", id);
+    }
+    char *t = strndup(text, text_len);
+    if (!t) {
+        cJSON_Delete(d);
+        return NULL;
+    }
+    cJSON_AddStringToObject(d, "text", t);
+    free(t);
+    if (metadata_json) {
+        cJSON *m = cJSON_Parse(metadata_json);
+        if (!m) {
+            cJSON_Delete(d);
+            return NULL;
+        }
+        cJSON_AddItemToObject(d, "metadata", m);
+    }
+    return d;
+}
+
+static const struct opt add_opts[] = {
+    {"file", 'f', "FILE", "read documents from FILE (\"-\": standard input)"},
+    {"format", 0, "FMT", "txt | jsonl | csv (default: by FILE's extension, else txt)"},
+    {"text-column", 0, "COL", "csv: the column holding the text (header name or 1-based number)"},
+    {"id-column", 0, "COL", "csv: the column holding the id (default: the daemon assigns ids)"},
+    {"batch", 0, "N", "documents per request (default 128, at most 1024)"},
+    {"metadata", 'm', "JSON", "add TEXT...: a metadata object given to every text"},
+    {"no-progress", 0, NULL, "no progress bar, even on a terminal"},
+    {NULL, 0, NULL, NULL},
+};
+enum { ADD_FILE, ADD_FORMAT, ADD_TEXTCOL, ADD_IDCOL, ADD_BATCH, ADD_META, ADD_NOPROGRESS };
+
+static int cmd_add_texts(struct ctx *c, const struct args *a, struct add_state *st)
+{
+    if (a->val[ADD_META]) {
+        cJSON *m = cJSON_Parse(a->val[ADD_META]);
+        int is_obj = cJSON_IsObject(m);
+        cJSON_Delete(m);
+        if (!is_obj)
+            return usage_error(c->cmd, "--metadata: not a JSON object: %s", a->val[ADD_META]);
+    }
+    cJSON *docs = cJSON_CreateArray();
+    for (int i = 0; i < a->n_pos; i++) {
+        cJSON *d = doc_json(NULL, 0, a->pos[i], strlen(a->pos[i]), a->val[ADD_META]);
+        if (!d || !docs) {
+            cJSON_Delete(d);
+            cJSON_Delete(docs);
+            errmsg("out of memory");
+            return EXIT_REPLY;
+        }
+        cJSON_AddItemToArray(docs, d);
+    }
+    int rc = add_batch(c, docs, st);
+    if (rc != EXIT_OK || c->json)
+        return rc;
+    struct sbc_column cols[] = {{"ID", 0}, {"TEXT", SBC_COL_SHRINK}};
+    if (sbc_table_create(cols, 2, &st->table) < 0) {
+        errmsg("out of memory");
+        return EXIT_REPLY;
+    }
+    for (int i = 0; i < a->n_pos; i++) {
+        char nb[32];
+        const char *row[2] = {id_text(cJSON_GetArrayItem(st->ids, i), nb, sizeof nb), a->pos[i]};
+        sbc_table_add_row(st->table, row);
+    }
+    return EXIT_OK;
+}
+
+static int cmd_add_file(struct ctx *c, const struct args *a, struct add_state *st)
+{
+    const char *path = a->val[ADD_FILE];
+    enum sbc_input_format fmt = sbc_input_format_guess(path);
+    if (a->val[ADD_FORMAT] && sbc_input_format_parse(a->val[ADD_FORMAT], &fmt) < 0)
+        return usage_error(c->cmd, "--format: expected txt, jsonl or csv, not \"%s\"",
+                           a->val[ADD_FORMAT]);
+    if (fmt == SBC_FORMAT_CSV && !a->val[ADD_TEXTCOL])
+        return usage_error(c->cmd, "csv input needs --text-column");
+    if (fmt != SBC_FORMAT_CSV && (a->val[ADD_TEXTCOL] || a->val[ADD_IDCOL]))
+        return usage_error(c->cmd, "--text-column and --id-column are for csv input");
+    if (a->val[ADD_META])
+        return usage_error(c->cmd, "--metadata is for add TEXT...; files carry their own");
+    long batch = ADD_BATCH_DEFAULT;
+    if (a->val[ADD_BATCH] && parse_int(a->val[ADD_BATCH], 1, ADD_BATCH_MAX, &batch) < 0)
+        return usage_error(c->cmd, "--batch: expected 1..%d", ADD_BATCH_MAX);
+
+    char err[512];
+    sbc_input *in;
+    int r = sbc_input_open(path, fmt, a->val[ADD_TEXTCOL], a->val[ADD_IDCOL], &in, err, sizeof err);
+    if (r < 0) {
+        errmsg("%s", err[0] ? err : sbc_input_strerror(r));
+        return EXIT_REPLY;
+    }
+    /* Connect before reading: an unreachable daemon is reported before a long count. */
+    int rc = connect_daemon(c);
+    if (rc != EXIT_OK) {
+        sbc_input_close(in);
+        return rc;
+    }
+    sbc_progress *bar = NULL;
+    if (!a->val[ADD_NOPROGRESS] && isatty(STDERR_FILENO)) {
+        long total = sbc_input_count(path, fmt, a->val[ADD_TEXTCOL], a->val[ADD_IDCOL]);
+        sbc_progress_create(stderr, total, "docs", &bar);
+    }
+    cJSON *docs = NULL;
+    size_t bytes = 0;
+    struct sbc_doc doc;
+    for (;;) {
+        r = sbc_input_next(in, &doc, err, sizeof err);
+        if (r < 0) {
+            sbc_progress_finish(bar);
+            bar = NULL;
+            errmsg("%s (%ld documents were added before it)", err, st->n_done);
+            rc = EXIT_REPLY;
+            break;
+        }
+        if (r == 1) {
+            if (!docs && !(docs = cJSON_CreateArray()))
+                break;
+            cJSON *d = doc_json(doc.id, doc.id_is_number, doc.text, doc.text_len,
+                                doc.metadata_json);
+            if (!d) {
+                errmsg("out of memory");
+                rc = EXIT_REPLY;
+                break;
+            }
+            cJSON_AddItemToArray(docs, d);
+            bytes += doc.text_len + (doc.metadata_json ? strlen(doc.metadata_json) : 0) +
+                     (doc.id ? strlen(doc.id) : 0) + 32;
+        }
+        if (docs && (r == 0 || cJSON_GetArraySize(docs) >= batch || bytes >= ADD_BATCH_BYTES)) {
+            rc = add_batch(c, docs, st);
+            docs = NULL;
+            bytes = 0;
+            sbc_progress_update(bar, st->n_done);
+            if (rc != EXIT_OK) {
+                sbc_progress_finish(bar);
+                bar = NULL;
+                if (st->n_done)
+                    errmsg("%ld documents were added before the failed batch", st->n_done);
+                break;
+            }
+        }
+        if (r == 0)
+            break;
+    }
+    cJSON_Delete(docs);
+    sbc_progress_finish(bar);
+    sbc_input_close(in);
+    return rc;
+}
+
+static int cmd_add(struct ctx *c, const struct args *a)
+{
+    if (!a->val[ADD_FILE] && a->n_pos == 0)
+        return usage_error(c->cmd, "give TEXT... or --file FILE");
+    if (a->val[ADD_FILE] && a->n_pos > 0)
+        return usage_error(c->cmd, "give TEXT... or --file FILE, not both");
+    struct add_state st = {.ids = cJSON_CreateArray()};
+    if (!st.ids) {
+        errmsg("out of memory");
+        return EXIT_REPLY;
+    }
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    int rc = a->val[ADD_FILE] ? cmd_add_file(c, a, &st) : cmd_add_texts(c, a, &st);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    if (st.n_truncated)
+        fprintf(stderr,
+                "sbertctl: note: %ld text(s) exceeded the model's max_seq_length and were "
+                "encoded from their first tokens only\n",
+                st.n_truncated);
+    if (rc == EXIT_OK) {
+        if (c->json) {
+            cJSON *out = cJSON_CreateObject();
+            cJSON_AddItemToObject(out, "ids", st.ids);
+            st.ids = NULL;
+            rc = print_json(out);
+            cJSON_Delete(out);
+        } else if (st.table) {
+            rc = print_table(st.table);
+            st.table = NULL;
+        } else {
+            double el = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) * 1e-9;
+            printf("added %ld document%s in %.1f s (%.0f docs/s)\n", st.n_done,
+                   st.n_done == 1 ? "" : "s", el, el > 0 ? (double)st.n_done / el : 0.0);
+        }
+    }
+    sbc_table_free(st.table);
+    cJSON_Delete(st.ids);
+    return rc;
+}
+
+/* ---- query -------------------------------------------------------------------------------- */
+
+static const struct opt query_opts[] = {
+    {"k", 'k', "N", "number of results (default 10)"},
+    {"filter", 0, "JSON", "metadata filter (see PROTOCOL.md), e.g. '{\"lang\":\"en\"}'"},
+    {"min-score", 0, "S", "only results with cosine similarity >= S"},
+    {NULL, 0, NULL, NULL},
+};
+enum { Q_K, Q_FILTER, Q_MINSCORE };
+
+static int cmd_query(struct ctx *c, const struct args *a)
+{
+    long k = 10;
+    double min_score = 0;
+    if (a->val[Q_K] && parse_int(a->val[Q_K], 1, INT_MAX, &k) < 0)
+        return usage_error(c->cmd, "-k: expected a positive integer, not \"%s\"", a->val[Q_K]);
+    if (a->val[Q_MINSCORE] && parse_double(a->val[Q_MINSCORE], &min_score) < 0)
+        return usage_error(c->cmd, "--min-score: expected a number, not \"%s\"",
+                           a->val[Q_MINSCORE]);
+    cJSON *filter = NULL;
+    if (a->val[Q_FILTER] && !(filter = cJSON_Parse(a->val[Q_FILTER])))
+        return usage_error(c->cmd, "--filter: not valid JSON: %s", a->val[Q_FILTER]);
+    cJSON *req = request_new(c, "query");
+    if (req) {
+        cJSON_AddStringToObject(req, "text", a->pos[0]);
+        cJSON_AddNumberToObject(req, "k", (double)k);
+        if (filter)
+            cJSON_AddItemToObject(req, "filter", filter);
+        if (a->val[Q_MINSCORE])
+            cJSON_AddNumberToObject(req, "min_score", min_score);
+        cJSON *inc = cJSON_AddArrayToObject(req, "include");
+        cJSON_AddItemToArray(inc, cJSON_CreateString("text"));
+        cJSON_AddItemToArray(inc, cJSON_CreateString("metadata"));
+    } else {
+        cJSON_Delete(filter);
+    }
+    cJSON *rep;
+    int rc = call(c, req, &rep, 0);
+    if (rc != EXIT_OK)
+        return rc;
+    const cJSON *results = member(c, rep, "results", cJSON_IsArray);
+    if (!results) {
+        cJSON_Delete(rep);
+        return EXIT_REPLY;
+    }
+    if (c->json) {
+        cJSON *out = cJSON_CreateObject();
+        cJSON *arr = cJSON_AddArrayToObject(out, "results");
+        const cJSON *r;
+        cJSON_ArrayForEach(r, results) {
+            cJSON *o = cJSON_CreateObject();
+            const cJSON *f;
+            static const char *const keys[] = {"id", "score", "text", "metadata"};
+            for (size_t i = 0; i < 4; i++)
+                if ((f = cJSON_GetObjectItemCaseSensitive(r, keys[i])))
+                    cJSON_AddItemToObject(o, keys[i], cJSON_Duplicate(f, 1));
+                else if (i >= 2)
+                    cJSON_AddItemToObject(o, keys[i], cJSON_CreateNull());
+            cJSON_AddItemToArray(arr, o);
+        }
+        rc = print_json(out);
+        cJSON_Delete(out);
+        cJSON_Delete(rep);
+        return rc;
+    }
+    struct sbc_column cols[] = {
+        {"SCORE", SBC_COL_RIGHT}, {"ID", 0}, {"TEXT", SBC_COL_SHRINK}, {"METADATA", SBC_COL_SHRINK}};
+    sbc_table *t;
+    if (sbc_table_create(cols, 4, &t) < 0) {
+        cJSON_Delete(rep);
+        return EXIT_REPLY;
+    }
+    const cJSON *r;
+    cJSON_ArrayForEach(r, results) {
+        char sc[32], nb[32];
+        const cJSON *s = cJSON_GetObjectItemCaseSensitive(r, "score");
+        fmt_score(sc, sizeof sc, cJSON_IsNumber(s) ? s->valuedouble : NAN);
+        char *meta = meta_cell(cJSON_GetObjectItemCaseSensitive(r, "metadata"));
+        const char *row[4] = {sc, id_text(cJSON_GetObjectItemCaseSensitive(r, "id"), nb, sizeof nb),
+                              str_or(r, "text", ""), meta};
+        sbc_table_add_row(t, row);
+        free(meta);
+    }
+    cJSON_Delete(rep);
+    return print_table(t);
+}
+
+/* ---- get / delete ------------------------------------------------------------------------- */
+
+static int cmd_get(struct ctx *c, const struct args *a)
+{
+    cJSON *req = request_new(c, "get");
+    if (req)
+        cJSON_AddStringToObject(req, "id", a->pos[0]);
+    cJSON *rep;
+    int rc = call(c, req, &rep, 0);
+    if (rc != EXIT_OK)
+        return rc;
+    const cJSON *doc = cJSON_GetObjectItemCaseSensitive(rep, "doc");
+    if (!doc)
+        doc = rep;
+    if (c->json) {
+        cJSON *out = cJSON_CreateObject();
+        static const char *const keys[] = {"id", "text", "metadata"};
+        for (size_t i = 0; i < 3; i++) {
+            const cJSON *f = cJSON_GetObjectItemCaseSensitive(doc, keys[i]);
+            cJSON_AddItemToObject(out, keys[i], f ? cJSON_Duplicate(f, 1) : cJSON_CreateNull());
+        }
+        rc = print_json(out);
+        cJSON_Delete(out);
+    } else {
+        char nb[32];
+        char *meta = meta_cell(cJSON_GetObjectItemCaseSensitive(doc, "metadata"));
+        printf("id:       %s\ntext:     %s\n", id_text(cJSON_GetObjectItemCaseSensitive(doc, "id"), nb, sizeof nb),
+               str_or(doc, "text", ""));
+        if (meta && *meta)
+            printf("metadata: %s\n", meta);
+        free(meta);
+    }
+    cJSON_Delete(rep);
+    return rc;
+}
+
+static int cmd_delete(struct ctx *c, const struct args *a)
+{
+    cJSON *req = request_new(c, "delete");
+    char req_id[64];
+    next_req_id(c, req_id, sizeof req_id);
+    if (req) {
+        cJSON_AddStringToObject(req, "req_id", req_id);
+        cJSON *ids = cJSON_AddArrayToObject(req, "ids");
+        for (int i = 0; i < a->n_pos; i++)
+            cJSON_AddItemToArray(ids, cJSON_CreateString(a->pos[i]));
+    }
+    cJSON *rep;
+    int rc = call(c, req, &rep, WRITE_RETRIES);
+    if (rc != EXIT_OK)
+        return rc;
+    const cJSON *deleted = cJSON_GetObjectItemCaseSensitive(rep, "deleted");
+    const cJSON *missing = cJSON_GetObjectItemCaseSensitive(rep, "not_found");
+    if (c->json) {
+        cJSON *out = cJSON_CreateObject();
+        cJSON_AddItemToObject(out, "deleted",
+                              deleted ? cJSON_Duplicate(deleted, 1) : cJSON_CreateArray());
+        cJSON_AddItemToObject(out, "not_found",
+                              missing ? cJSON_Duplicate(missing, 1) : cJSON_CreateArray());
+        rc = print_json(out);
+        cJSON_Delete(out);
+    } else {
+        int nd = cJSON_IsArray(deleted) ? cJSON_GetArraySize(deleted) : 0;
+        printf("deleted %d of %d\n", nd, a->n_pos);
+        const cJSON *m;
+        if (cJSON_IsArray(missing))
+            cJSON_ArrayForEach(m, missing) {
+                char nb[32];
+                fprintf(stderr, "sbertctl: delete: no document with id %s\n",
+                        id_text(m, nb, sizeof nb));
+            }
+    }
+    cJSON_Delete(rep);
+    return rc;
+}
+
+/* ---- similarity / encode ------------------------------------------------------------------ */
+
+static int cmd_similarity(struct ctx *c, const struct args *a)
+{
+    cJSON *req = request_new(c, "similarity");
+    if (req) {
+        cJSON_AddStringToObject(req, "a", a->pos[0]);
+        cJSON_AddStringToObject(req, "b", a->pos[1]);
+    }
+    cJSON *rep;
+    int rc = call(c, req, &rep, 0);
+    if (rc != EXIT_OK)
+        return rc;
+    const cJSON *s = member(c, rep, "score", cJSON_IsNumber);
+    if (!s) {
+        rc = EXIT_REPLY;
+    } else if (c->json) {
+        cJSON *out = cJSON_CreateObject();
+        cJSON_AddNumberToObject(out, "score", s->valuedouble);
+        rc = print_json(out);
+        cJSON_Delete(out);
+    } else {
+        printf("%.4f\n", s->valuedouble);
+    }
+    cJSON_Delete(rep);
+    return rc;
+}
+
+static int cmd_encode(struct ctx *c, const struct args *a)
+{
+    cJSON *req = request_new(c, "encode");
+    if (req) {
+        cJSON *texts = cJSON_AddArrayToObject(req, "texts");
+        for (int i = 0; i < a->n_pos; i++)
+            cJSON_AddItemToArray(texts, cJSON_CreateString(a->pos[i]));
+    }
+    cJSON *rep;
+    int rc = call(c, req, &rep, 0);
+    if (rc != EXIT_OK)
+        return rc;
+    const cJSON *emb = member(c, rep, "embeddings", cJSON_IsArray);
+    if (!emb || cJSON_GetArraySize(emb) != a->n_pos) {
+        if (emb)
+            errmsg("encode: %d embeddings for %d texts", cJSON_GetArraySize(emb), a->n_pos);
+        cJSON_Delete(rep);
+        return EXIT_REPLY;
+    }
+    if (c->json) {
+        cJSON *out = cJSON_CreateObject();
+        cJSON_AddItemToObject(out, "embeddings", cJSON_Duplicate(emb, 1));
+        rc = print_json(out);
+        cJSON_Delete(out);
+    } else {
+        /* Like the seed's print(embedding): the text, then its vector, eight numbers a line. */
+        const cJSON *row;
+        int i = 0;
+        cJSON_ArrayForEach(row, emb) {
+            printf("%s%s  (%d dimensions)\n[", i ? "\n" : "", a->pos[i], cJSON_GetArraySize(row));
+            const cJSON *x;
+            int j = 0;
+            cJSON_ArrayForEach(x, row) {
+                printf("%s% .8f", j == 0 ? "" : (j % 8 == 0 ? "\n " : " "), x->valuedouble);
+                j++;
+            }
+            puts("]");
+            i++;
+        }
+    }
+    cJSON_Delete(rep);
+    return rc;
+}
+
+/* ---- pairs -------------------------------------------------------------------------------- */
+
+static const struct opt pairs_opts[] = {
+    {"n", 'n', "N", "the N most similar pairs (default 10)"},
+    {"min-score", 0, "S", "only pairs with cosine similarity >= S"},
+    {NULL, 0, NULL, NULL},
+};
+enum { P_N, P_MINSCORE };
+
+static int cmd_pairs(struct ctx *c, const struct args *a)
+{
+    long n = 10;
+    double min_score = 0;
+    if (a->val[P_N] && parse_int(a->val[P_N], 1, INT_MAX, &n) < 0)
+        return usage_error(c->cmd, "-n: expected a positive integer, not \"%s\"", a->val[P_N]);
+    if (a->val[P_MINSCORE] && parse_double(a->val[P_MINSCORE], &min_score) < 0)
+        return usage_error(c->cmd, "--min-score: expected a number, not \"%s\"",
+                           a->val[P_MINSCORE]);
+    if (a->n_pos == 1)
+        return usage_error(c->cmd, "pairs within a list need at least two texts");
+    cJSON *req = request_new(c, "pairs");
+    if (req) {
+        cJSON_AddNumberToObject(req, "n", (double)n);
+        if (a->val[P_MINSCORE])
+            cJSON_AddNumberToObject(req, "min_score", min_score);
+        if (a->n_pos) {
+            cJSON *texts = cJSON_AddArrayToObject(req, "texts");
+            for (int i = 0; i < a->n_pos; i++)
+                cJSON_AddItemToArray(texts, cJSON_CreateString(a->pos[i]));
+        }
+    }
+    cJSON *rep;
+    int rc = call(c, req, &rep, 0);
+    if (rc != EXIT_OK)
+        return rc;
+    const cJSON *pairs = member(c, rep, "pairs", cJSON_IsArray);
+    if (!pairs) {
+        cJSON_Delete(rep);
+        return EXIT_REPLY;
+    }
+    if (c->json) {
+        cJSON *out = cJSON_CreateObject();
+        cJSON *arr = cJSON_AddArrayToObject(out, "pairs");
+        const cJSON *p;
+        cJSON_ArrayForEach(p, pairs) {
+            cJSON *o = cJSON_CreateObject();
+            static const char *const sides[] = {"a", "b"};
+            for (size_t s = 0; s < 2; s++) {
+                const cJSON *side = cJSON_GetObjectItemCaseSensitive(p, sides[s]);
+                cJSON *so = cJSON_AddObjectToObject(o, sides[s]);
+                const cJSON *id = cJSON_GetObjectItemCaseSensitive(side, "id");
+                const cJSON *tx = cJSON_GetObjectItemCaseSensitive(side, "text");
+                cJSON_AddItemToObject(so, "id", id ? cJSON_Duplicate(id, 1) : cJSON_CreateNull());
+                cJSON_AddItemToObject(so, "text", tx ? cJSON_Duplicate(tx, 1) : cJSON_CreateNull());
+            }
+            const cJSON *s = cJSON_GetObjectItemCaseSensitive(p, "score");
+            cJSON_AddItemToObject(o, "score", s ? cJSON_Duplicate(s, 1) : cJSON_CreateNull());
+            cJSON_AddItemToArray(arr, o);
+        }
+        rc = print_json(out);
+        cJSON_Delete(out);
+        cJSON_Delete(rep);
+        return rc;
+    }
+    struct sbc_column cols[] = {{"A", SBC_COL_SHRINK}, {"B", SBC_COL_SHRINK}, {"SCORE", SBC_COL_RIGHT}};
+    sbc_table *t;
+    if (sbc_table_create(cols, 3, &t) < 0) {
+        cJSON_Delete(rep);
+        return EXIT_REPLY;
+    }
+    const cJSON *p;
+    cJSON_ArrayForEach(p, pairs) {
+        char sc[32];
+        const cJSON *s = cJSON_GetObjectItemCaseSensitive(p, "score");
+        fmt_score(sc, sizeof sc, cJSON_IsNumber(s) ? s->valuedouble : NAN);
+        const char *row[3] = {str_or(cJSON_GetObjectItemCaseSensitive(p, "a"), "text", ""),
+                              str_or(cJSON_GetObjectItemCaseSensitive(p, "b"), "text", ""), sc};
+        sbc_table_add_row(t, row);
+    }
+    cJSON_Delete(rep);
+    return print_table(t);
+}
+
+/* ---- stats / health / backup / reindex ---------------------------------------------------- */
+
+/* Flattens obj into KEY VALUE rows, nested keys joined with '.'. */
+static void flatten(sbc_table *t, const char *prefix, const cJSON *obj)
+{
+    const cJSON *m;
+    cJSON_ArrayForEach(m, obj) {
+        if (!prefix[0] && (strcmp(m->string, "v") == 0 || strcmp(m->string, "ok") == 0))
+            continue;
+        char key[256];
+        snprintf(key, sizeof key, "%s%s%s", prefix, prefix[0] ? "." : "", m->string);
+        if (cJSON_IsObject(m) && cJSON_GetArraySize(m) > 0) {
+            flatten(t, key, m);
+            continue;
+        }
+        char *val;
+        if (cJSON_IsString(m))
+            val = strdup(m->valuestring);
+        else if (cJSON_IsNumber(m) && m->valuedouble == (double)(long long)m->valuedouble)
+            val = asprintf(&val, "%lld", (long long)m->valuedouble) < 0 ? NULL : val;
+        else if (cJSON_IsNumber(m))
+            val = asprintf(&val, "%.4g", m->valuedouble) < 0 ? NULL : val;
+        else
+            val = cJSON_PrintUnformatted(m);
+        const char *row[2] = {key, val ? val : ""};
+        sbc_table_add_row(t, row);
+        free(val);
+    }
+}
+
+/* Prints a reply object as KEY VALUE rows, or, with --json, as it came without "v" and "ok". */
+static int print_object(struct ctx *c, cJSON *rep)
+{
+    int rc;
+    if (c->json) {
+        cJSON_DeleteItemFromObjectCaseSensitive(rep, "v");
+        cJSON_DeleteItemFromObjectCaseSensitive(rep, "ok");
+        rc = print_json(rep);
+    } else {
+        struct sbc_column cols[] = {{"KEY", 0}, {"VALUE", SBC_COL_SHRINK}};
+        sbc_table *t;
+        if (sbc_table_create(cols, 2, &t) < 0) {
+            cJSON_Delete(rep);
+            return EXIT_REPLY;
+        }
+        flatten(t, "", rep);
+        rc = print_table(t);
+    }
+    cJSON_Delete(rep);
+    return rc;
+}
+
+static int cmd_simple(struct ctx *c, const char *op, int write)
+{
+    cJSON *req = request_new(c, op);
+    char req_id[64];
+    if (req && write) {
+        next_req_id(c, req_id, sizeof req_id);
+        cJSON_AddStringToObject(req, "req_id", req_id);
+    }
+    cJSON *rep;
+    int rc = call(c, req, &rep, write ? WRITE_RETRIES : 0);
+    if (rc != EXIT_OK)
+        return rc;
+    return print_object(c, rep);
+}
+
+static int cmd_stats(struct ctx *c, const struct args *a)
+{
+    (void)a;
+    return cmd_simple(c, "stats", 0);
+}
+
+static int cmd_health(struct ctx *c, const struct args *a)
+{
+    (void)a;
+    return cmd_simple(c, "health", 0);
+}
+
+static int cmd_reindex(struct ctx *c, const struct args *a)
+{
+    (void)a;
+    return cmd_simple(c, "reindex", 1);
+}
+
+static int cmd_backup(struct ctx *c, const struct args *a)
+{
+    /* The daemon resolves paths against its own working directory, which is rarely ours: send
+     * an absolute path. */
+    char abs[PATH_MAX];
+    const char *dir = a->pos[0];
+    if (dir[0] != '/') {
+        char cwd[PATH_MAX];
+        if (!getcwd(cwd, sizeof cwd) ||
+            snprintf(abs, sizeof abs, "%s/%s", cwd, dir) >= (int)sizeof abs) {
+            errmsg("backup: cannot make %s absolute", dir);
+            return EXIT_USAGE;
+        }
+        dir = abs;
+    }
+    cJSON *req = request_new(c, "backup");
+    char req_id[64];
+    next_req_id(c, req_id, sizeof req_id);
+    if (req) {
+        cJSON_AddStringToObject(req, "req_id", req_id);
+        cJSON_AddStringToObject(req, "dir", dir);
+    }
+    cJSON *rep;
+    int rc = call(c, req, &rep, WRITE_RETRIES);
+    if (rc != EXIT_OK)
+        return rc;
+    return print_object(c, rep);
+}
+
+/* ---- the command table -------------------------------------------------------------------- */
+
+static const struct opt no_opts[] = {{NULL, 0, NULL, NULL}};
+
+static const struct command commands[] = {
+    {"add", "TEXT... | --file FILE [--format txt|jsonl|csv] [--text-column C] [--id-column C]",
+     "add documents (upsert): texts on the command line, or a file",
+     "Files: txt is one document per line; jsonl one object per line with \"text\" and optional\n"
+     "\"id\" and \"metadata\"; csv (RFC 4180) has a header, --text-column names the text, --id-column\n"
+     "the id, and every other column becomes a metadata string. FILE \"-\" reads standard input.\n"
+     "Documents go in batches with a request id, so a batch re-sent after a timeout is applied\n"
+     "once. A progress bar (count, rate, ETA) shows on a terminal. Prints the ids (--json:\n"
+     "{\"ids\":[...]}); a document with an existing id replaces it.",
+     add_opts, 0, -1, 120, cmd_add},
+    {"query", "[-k N] [--filter JSON] [--min-score S] TEXT",
+     "the documents most similar to TEXT",
+     "--json: {\"results\":[{\"id\",\"score\",\"text\",\"metadata\"}]}", query_opts, 1, 1, 30,
+     cmd_query},
+    {"get", "ID", "show one document", NULL, no_opts, 1, 1, 30, cmd_get},
+    {"delete", "ID...", "delete documents",
+     "Ids that do not exist are named on stderr; the exit status is still 0.", no_opts, 1, -1, 60,
+     cmd_delete},
+    {"similarity", "A B", "cosine similarity of two texts", "--json: {\"score\":S}", no_opts, 2, 2,
+     30, cmd_similarity},
+    {"encode", "TEXT...", "embeddings of texts (the model's encode())",
+     "--json: {\"embeddings\":[[...],...]}", no_opts, 1, -1, 60, cmd_encode},
+    {"pairs", "[-n N] [--min-score S] [TEXT...]",
+     "the most similar pairs: among the given texts, or in the collection",
+     "--json: {\"pairs\":[{\"a\":{\"id\",\"text\"},\"b\":{\"id\",\"text\"},\"score\"}]} (ids are null "
+     "for\ngiven texts).",
+     pairs_opts, 0, -1, 120, cmd_pairs},
+    {"stats", "", "daemon statistics", "--json prints the daemon's object.", no_opts, 0, 0, 30,
+     cmd_stats},
+    {"health", "", "check that sbertd serves", NULL, no_opts, 0, 0, 10, cmd_health},
+    {"backup", "DIR", "write a consistent copy of the store and index to DIR on the server",
+     "A relative DIR is made absolute against this shell's directory.", no_opts, 1, 1, 600,
+     cmd_backup},
+    {"reindex", "", "rebuild the vector index from the store", NULL, no_opts, 0, 0, 600,
+     cmd_reindex},
+};
+#define N_COMMANDS (sizeof commands / sizeof commands[0])
+
+static void print_opts(FILE *f, const struct opt *opts)
+{
+    for (const struct opt *o = opts; o->lname; o++) {
+        char lhs[64], shrt[8] = "    ";
+        if (o->sname)
+            snprintf(shrt, sizeof shrt, "-%c, ", o->sname);
+        snprintf(lhs, sizeof lhs, "%s--%s%s%s", shrt, o->lname, o->arg ? " " : "",
+                 o->arg ? o->arg : "");
+        fprintf(f, "  %-26s %s\n", lhs, o->help);
+    }
+}
+
+static void print_endpoint_help(FILE *f)
+{
+    fputs("Endpoint: --socket URL, else $SBERTD_SOCKET, else ipc://" CHECKOUT_SOCKET_PATH
+          " when that\nsocket exists (a checkout's scripts/run.sh), else ipc://" SYSTEM_SOCKET_PATH
+          " when it exists\n(the installed service), else ipc://" CHECKOUT_SOCKET_PATH ".\n",
+          f);
+}
+
+static void print_main_help(FILE *f)
+{
+    fputs("usage: sbertctl [OPTIONS] COMMAND [ARGS...]\n\n"
+          "The command-line client of sbertd, the Sentence-BERT semantic search daemon.\n\n"
+          "Commands:\n",
+          f);
+    for (size_t i = 0; i < N_COMMANDS; i++)
+        fprintf(f, "  %-11s %s\n", commands[i].name, commands[i].summary);
+    fputs("\nOptions (before or after COMMAND):\n", f);
+    print_opts(f, common_opts);
+    fputs("      --version              print the version\n\n", f);
+    print_endpoint_help(f);
+    fputs("\nExit status: 0 ok, 1 sbertd replied with an error (or an input file is bad),\n"
+          "2 usage error, 3 sbertd cannot be reached.\n"
+          "sbertctl COMMAND --help describes one command.\n",
+          f);
+}
+
+static void print_cmd_help(FILE *f, const struct command *cmd)
+{
+    fprintf(f, "usage: sbertctl %s %s\n\n%s.\n", cmd->name, cmd->usage, cmd->summary);
+    if (cmd->help)
+        fprintf(f, "\n%s\n", cmd->help);
+    if (cmd->opts[0].lname) {
+        fputs("\nOptions:\n", f);
+        print_opts(f, cmd->opts);
+    }
+    fputs("\nCommon options:\n", f);
+    print_opts(f, common_opts);
+    fprintf(f, "\nDefault reply timeout: %.0f s.\n", cmd->timeout_s);
+    print_endpoint_help(f);
+}
+
+/* ---- argument parsing --------------------------------------------------------------------- */
+
+/* Looks up a long (name, len) or short (sname) option in opts; returns its index or -1. */
+static int find_opt(const struct opt *opts, const char *name, size_t len, char sname)
+{
+    for (int i = 0; opts[i].lname; i++)
+        if (sname ? opts[i].sname == sname
+                  : strlen(opts[i].lname) == len && strncmp(opts[i].lname, name, len) == 0)
+            return i;
+    return -1;
+}
+
+/*
+ * Parses argv[from..argc) against the command's options and the common ones. Options and
+ * positionals mix freely; "--" ends options; "-" alone is a positional (standard input).
+ * Fills a (positionals point into argv) and common[N_COMMON]. Returns 0 or EXIT_USAGE (printed).
+ */
+static int parse_args(const struct command *cmd, int argc, char **argv, int from, struct args *a,
+                      const char **common)
+{
+    static const struct opt empty[] = {{NULL, 0, NULL, NULL}};
+    const struct opt *opts = cmd ? cmd->opts : empty;
+    a->pos = calloc((size_t)argc + 1, sizeof *a->pos);
+    if (!a->pos)
+        return EXIT_USAGE;
+    int only_pos = 0;
+    for (int i = from; i < argc; i++) {
+        char *s = argv[i];
+        if (only_pos || s[0] != '-' || s[1] == '\0') {
+            a->pos[a->n_pos++] = s;
+            continue;
+        }
+        if (strcmp(s, "--") == 0) {
+            only_pos = 1;
+            continue;
+        }
+        const char *name, *val = NULL;
+        size_t len;
+        char sname = 0;
+        if (s[1] == '-') {
+            name = s + 2;
+            const char *eq = strchr(name, '=');
+            len = eq ? (size_t)(eq - name) : strlen(name);
+            if (eq)
+                val = eq + 1;
+        } else {
+            sname = s[1];
+            name = s + 1;
+            len = 1;
+            if (s[2])
+                val = s + 2;
+        }
+        const struct opt *o;
+        const char **slot;
+        int k = find_opt(opts, name, len, sname);
+        if (k >= 0) {
+            o = &opts[k];
+            slot = &a->val[k];
+        } else if ((k = find_opt(common_opts, name, len, sname)) >= 0) {
+            o = &common_opts[k];
+            slot = &common[k];
+        } else {
+            return usage_error(cmd, "unknown option %s", s);
+        }
+        if (o->arg) {
+            if (!val) {
+                if (i + 1 >= argc)
+                    return usage_error(cmd, "%s needs a value (%s)", s, o->arg);
+                val = argv[++i];
+            }
+            *slot = val;
+        } else {
+            if (val)
+                return usage_error(cmd, "--%s takes no value", o->lname);
+            *slot = "";
+        }
+    }
+    return 0;
+}
+
+static void resolve_endpoint(struct ctx *c, const char *flag)
+{
+    const char *env = getenv("SBERTD_SOCKET");
+    struct stat st;
+    if (flag && *flag)
+        snprintf(c->url, sizeof c->url, "%s", flag);
+    else if (env && *env)
+        snprintf(c->url, sizeof c->url, "%s", env);
+    else if (stat(CHECKOUT_SOCKET_PATH, &st) != 0 && stat(SYSTEM_SOCKET_PATH, &st) == 0)
+        snprintf(c->url, sizeof c->url, "ipc://%s", SYSTEM_SOCKET_PATH);
+    else
+        snprintf(c->url, sizeof c->url, "ipc://%s", CHECKOUT_SOCKET_PATH);
+}
+
+int main(int argc, char **argv)
+{
+    /* Global options may precede the command: find the first argument that is not one of them. */
+    const char *common[N_COMMON] = {0};
+    int i = 1;
+    for (; i < argc; i++) {
+        const char *s = argv[i];
+        if (strcmp(s, "--version") == 0) {
+            printf("sbertctl %s (protocol v%d)\n", SBERTCTL_VERSION, PROTO_VERSION);
+            return EXIT_OK;
+        }
+        if (s[0] != '-')
+            break;
+        const char *name = s[1] == '-' ? s + 2 : s + 1;
+        const char *eq = strchr(name, '=');
+        size_t len = eq ? (size_t)(eq - name) : strlen(name);
+        int k = s[1] == '-' ? find_opt(common_opts, name, len, 0) : find_opt(common_opts, "", 0, s[1]);
+        if (k < 0 || (s[1] != '-' && s[2]))
+            return usage_error(NULL, "unknown option %s", s);
+        if (common_opts[k].arg) {
+            if (eq)
+                common[k] = eq + 1;
+            else if (i + 1 < argc)
+                common[k] = argv[++i];
+            else
+                return usage_error(NULL, "%s needs a value (%s)", s, common_opts[k].arg);
+        } else {
+            common[k] = "";
+        }
+    }
+    if (i >= argc) {
+        print_main_help(common[CO_HELP] ? stdout : stderr);
+        return common[CO_HELP] ? EXIT_OK : EXIT_USAGE;
+    }
+    if (strcmp(argv[i], "help") == 0) {
+        const struct command *cmd = NULL;
+        for (size_t k = 0; i + 1 < argc && k < N_COMMANDS; k++)
+            if (strcmp(commands[k].name, argv[i + 1]) == 0)
+                cmd = &commands[k];
+        if (cmd)
+            print_cmd_help(stdout, cmd);
+        else
+            print_main_help(stdout);
+        return EXIT_OK;
+    }
+    const struct command *cmd = NULL;
+    for (size_t k = 0; k < N_COMMANDS; k++)
+        if (strcmp(commands[k].name, argv[i]) == 0)
+            cmd = &commands[k];
+    if (!cmd)
+        return usage_error(NULL, "unknown command \"%s\"", argv[i]);
+
+    struct args a = {0};
+    int rc = parse_args(cmd, argc, argv, i + 1, &a, common);
+    if (rc != 0) {
+        free(a.pos);
+        return rc;
+    }
+    if (common[CO_HELP]) {
+        print_cmd_help(stdout, cmd);
+        free(a.pos);
+        return EXIT_OK;
+    }
+    if (a.n_pos < cmd->min_pos || (cmd->max_pos >= 0 && a.n_pos > cmd->max_pos)) {
+        free(a.pos);
+        return usage_error(cmd, "%s arguments", a.n_pos < cmd->min_pos ? "missing" : "too many");
+    }
+    struct ctx c = {.cmd = cmd, .timeout_s = cmd->timeout_s, .json = common[CO_JSON] != NULL};
+    resolve_endpoint(&c, common[CO_SOCKET]);
+    c.token = common[CO_TOKEN] ? common[CO_TOKEN] : getenv("SBERTD_TOKEN");
+    if (c.token && !*c.token)
+        c.token = NULL;
+    if (common[CO_TIMEOUT] &&
+        (parse_double(common[CO_TIMEOUT], &c.timeout_s) < 0 || c.timeout_s <= 0 ||
+         c.timeout_s > 86400)) {
+        free(a.pos);
+        return usage_error(cmd, "--timeout: expected seconds in (0, 86400], not \"%s\"",
+                           common[CO_TIMEOUT]);
+    }
+    rc = cmd->run(&c, &a);
+    sbc_conn_close(c.conn);
+    free(a.pos);
+    if (fflush(stdout) != 0 && rc == EXIT_OK) {
+        errmsg("writing the output: %s", strerror(errno));
+        rc = EXIT_REPLY;
+    }
+    return rc;
+}
