@@ -361,14 +361,13 @@ static int is_rust_space(uint32_t c)
            c == 0x2029 || c == 0x202F || c == 0x205F || c == 0x3000;
 }
 
-/* BertNormalizer's is_control: categories Cc, Cf, Cn, Co, Cs except \t \n \r. */
+/* BertNormalizer's is_control: categories Cc, Cf, Co, Cs except \t \n \r. */
 static int is_control(uint32_t c)
 {
     if (c == '\t' || c == '\n' || c == '\r') return 0;
     switch (utf8proc_category((utf8proc_int32_t)c)) {
     case UTF8PROC_CATEGORY_CC:
     case UTF8PROC_CATEGORY_CF:
-    case UTF8PROC_CATEGORY_CN:
     case UTF8PROC_CATEGORY_CO:
     case UTF8PROC_CATEGORY_CS:
         return 1;
@@ -404,6 +403,191 @@ static int is_punct(uint32_t c)
     default:
         return 0;
     }
+}
+
+/*
+ * Code points where tokenizers 0.23.3 does not do what utf8proc 2.8's Unicode 15 data implies.
+ * Its BertNormalizer and BertPreTokenizer take categories from the unicode_categories crate
+ * (about Unicode 8: punctuation, Mn and Cf added or recategorised since are unknown to it), NFD
+ * and combining classes from an old unicode-normalization-alignments crate, and lowercase from
+ * Rust's std (Unicode 16, newer than utf8proc). Each entry states HF's outcome for the code point
+ * in the model's configuration: OV_KEEP an ordinary word character (never dropped, stripped,
+ * split, decomposed or case-mapped) with utf8proc's combining class, OV_KEEP0 the same with
+ * combining class 0 (unknown to HF's NFD tables, so never reordered), OV_PUNCT split off as punctuation,
+ * OV_STRIP dropped as Mn when accents are stripped, OV_LOWER lowercased to c + delta. Found by
+ * comparing every code point (tests/tokenizer/unicode_test.c and tests/golden/codepoints.txt);
+ * that test fails if a different utf8proc or tokenizers changes any of it.
+ */
+enum { OV_KEEP, OV_KEEP0, OV_PUNCT, OV_STRIP, OV_LOWER };
+static const struct hf_override {
+    uint32_t lo, hi;
+    int kind;
+    int32_t delta;
+} hf_overrides[] = {
+    {0x61D, 0x61D, OV_KEEP, 0},
+    {0x7FD, 0x7FD, OV_KEEP0, 0},
+    {0x890, 0x891, OV_KEEP, 0},
+    {0x898, 0x89F, OV_KEEP0, 0},
+    {0x8CA, 0x8D3, OV_KEEP0, 0},
+    {0x8D4, 0x8E2, OV_KEEP, 0},
+    {0x9FD, 0x9FD, OV_KEEP, 0},
+    {0x9FE, 0x9FE, OV_KEEP0, 0},
+    {0xA76, 0xA76, OV_KEEP, 0},
+    {0xAFA, 0xAFF, OV_KEEP, 0},
+    {0xB55, 0xB55, OV_KEEP, 0},
+    {0xC04, 0xC04, OV_KEEP, 0},
+    {0xC3C, 0xC3C, OV_KEEP0, 0},
+    {0xC77, 0xC77, OV_KEEP, 0},
+    {0xC84, 0xC84, OV_KEEP, 0},
+    {0xD00, 0xD00, OV_KEEP, 0},
+    {0xD3B, 0xD3C, OV_KEEP0, 0},
+    {0xD81, 0xD81, OV_KEEP, 0},
+    {0xEBA, 0xEBA, OV_KEEP0, 0},
+    {0xECE, 0xECE, OV_KEEP, 0},
+    {0x166D, 0x166D, OV_PUNCT, 0},
+    {0x1715, 0x1715, OV_KEEP0, 0},
+    {0x1734, 0x1734, OV_STRIP, 0},
+    {0x180F, 0x180F, OV_KEEP, 0},
+    {0x1885, 0x1886, OV_KEEP, 0},
+    {0x1ABF, 0x1ACE, OV_KEEP0, 0},
+    {0x1B7D, 0x1B7E, OV_KEEP, 0},
+    {0x1C89, 0x1C89, OV_LOWER, 1},
+    {0x1DF6, 0x1DFA, OV_KEEP0, 0},
+    {0x1DFB, 0x1DFB, OV_KEEP, 0},
+    {0x2E43, 0x2E4F, OV_KEEP, 0},
+    {0x2E52, 0x2E5D, OV_KEEP, 0},
+    {0xA7CB, 0xA7CB, OV_LOWER, -42343},
+    {0xA7CC, 0xA7CC, OV_LOWER, 1},
+    {0xA7CE, 0xA7CE, OV_LOWER, 1},
+    {0xA7D2, 0xA7D2, OV_LOWER, 1},
+    {0xA7D4, 0xA7D4, OV_LOWER, 1},
+    {0xA7DA, 0xA7DA, OV_LOWER, 1},
+    {0xA7DC, 0xA7DC, OV_LOWER, -42561},
+    {0xA82C, 0xA82C, OV_KEEP0, 0},
+    {0xA8C5, 0xA8C5, OV_KEEP, 0},
+    {0xA8FF, 0xA8FF, OV_KEEP, 0},
+    {0xA9BD, 0xA9BD, OV_KEEP, 0},
+    {0x10D24, 0x10D27, OV_KEEP0, 0},
+    {0x10D50, 0x10D65, OV_LOWER, 32},
+    {0x10EAB, 0x10EAC, OV_KEEP0, 0},
+    {0x10EAD, 0x10EAD, OV_KEEP, 0},
+    {0x10EFD, 0x10EFF, OV_KEEP0, 0},
+    {0x10F46, 0x10F50, OV_KEEP0, 0},
+    {0x10F55, 0x10F59, OV_KEEP, 0},
+    {0x10F82, 0x10F85, OV_KEEP0, 0},
+    {0x10F86, 0x10F89, OV_KEEP, 0},
+    {0x11070, 0x11070, OV_KEEP0, 0},
+    {0x11073, 0x11074, OV_KEEP, 0},
+    {0x110C2, 0x110C2, OV_KEEP, 0},
+    {0x110CD, 0x110CD, OV_KEEP, 0},
+    {0x111C9, 0x111C9, OV_PUNCT, 0},
+    {0x111CF, 0x111CF, OV_KEEP, 0},
+    {0x1123E, 0x1123E, OV_KEEP, 0},
+    {0x11241, 0x11241, OV_KEEP, 0},
+    {0x1133B, 0x1133B, OV_KEEP0, 0},
+    {0x11438, 0x1143F, OV_KEEP, 0},
+    {0x11442, 0x11444, OV_KEEP, 0},
+    {0x11446, 0x11446, OV_KEEP, 0},
+    {0x1144B, 0x1144F, OV_KEEP, 0},
+    {0x1145A, 0x1145B, OV_KEEP, 0},
+    {0x1145D, 0x1145D, OV_KEEP, 0},
+    {0x1145E, 0x1145E, OV_KEEP0, 0},
+    {0x11660, 0x1166C, OV_KEEP, 0},
+    {0x116B9, 0x116B9, OV_KEEP, 0},
+    {0x1182F, 0x11837, OV_KEEP, 0},
+    {0x11839, 0x1183A, OV_KEEP0, 0},
+    {0x1183B, 0x1183B, OV_KEEP, 0},
+    {0x11938, 0x11938, OV_KEEP, 0},
+    {0x1193B, 0x1193C, OV_KEEP, 0},
+    {0x1193D, 0x1193E, OV_KEEP0, 0},
+    {0x11943, 0x11943, OV_KEEP0, 0},
+    {0x11944, 0x11946, OV_KEEP, 0},
+    {0x119D4, 0x119D7, OV_KEEP, 0},
+    {0x119DA, 0x119DB, OV_KEEP, 0},
+    {0x119E0, 0x119E0, OV_KEEP0, 0},
+    {0x119E2, 0x119E2, OV_KEEP, 0},
+    {0x11A01, 0x11A0A, OV_KEEP, 0},
+    {0x11A33, 0x11A33, OV_KEEP, 0},
+    {0x11A34, 0x11A34, OV_KEEP0, 0},
+    {0x11A35, 0x11A38, OV_KEEP, 0},
+    {0x11A3B, 0x11A46, OV_KEEP, 0},
+    {0x11A47, 0x11A47, OV_KEEP0, 0},
+    {0x11A51, 0x11A56, OV_KEEP, 0},
+    {0x11A59, 0x11A5B, OV_KEEP, 0},
+    {0x11A8A, 0x11A96, OV_KEEP, 0},
+    {0x11A98, 0x11A98, OV_KEEP, 0},
+    {0x11A99, 0x11A99, OV_KEEP0, 0},
+    {0x11A9A, 0x11A9C, OV_KEEP, 0},
+    {0x11A9E, 0x11AA2, OV_KEEP, 0},
+    {0x11B00, 0x11B09, OV_KEEP, 0},
+    {0x11C30, 0x11C36, OV_KEEP, 0},
+    {0x11C38, 0x11C3D, OV_KEEP, 0},
+    {0x11C3F, 0x11C3F, OV_KEEP, 0},
+    {0x11C41, 0x11C45, OV_KEEP, 0},
+    {0x11C70, 0x11C71, OV_KEEP, 0},
+    {0x11C92, 0x11CA7, OV_KEEP, 0},
+    {0x11CAA, 0x11CB0, OV_KEEP, 0},
+    {0x11CB2, 0x11CB3, OV_KEEP, 0},
+    {0x11CB5, 0x11CB6, OV_KEEP, 0},
+    {0x11D31, 0x11D36, OV_KEEP, 0},
+    {0x11D3A, 0x11D3A, OV_KEEP, 0},
+    {0x11D3C, 0x11D3D, OV_KEEP, 0},
+    {0x11D3F, 0x11D41, OV_KEEP, 0},
+    {0x11D42, 0x11D42, OV_KEEP0, 0},
+    {0x11D43, 0x11D43, OV_KEEP, 0},
+    {0x11D44, 0x11D45, OV_KEEP0, 0},
+    {0x11D47, 0x11D47, OV_KEEP, 0},
+    {0x11D90, 0x11D91, OV_KEEP, 0},
+    {0x11D95, 0x11D95, OV_KEEP, 0},
+    {0x11D97, 0x11D97, OV_KEEP0, 0},
+    {0x11EF3, 0x11EF4, OV_KEEP, 0},
+    {0x11EF7, 0x11EF8, OV_KEEP, 0},
+    {0x11F00, 0x11F01, OV_KEEP, 0},
+    {0x11F36, 0x11F3A, OV_KEEP, 0},
+    {0x11F40, 0x11F40, OV_KEEP, 0},
+    {0x11F41, 0x11F42, OV_KEEP0, 0},
+    {0x11F43, 0x11F4F, OV_KEEP, 0},
+    {0x11FFF, 0x11FFF, OV_KEEP, 0},
+    {0x12FF1, 0x12FF2, OV_KEEP, 0},
+    {0x13430, 0x13440, OV_KEEP, 0},
+    {0x13447, 0x13455, OV_KEEP, 0},
+    {0x16E97, 0x16E9A, OV_KEEP, 0},
+    {0x16EA0, 0x16EB8, OV_LOWER, 27},
+    {0x16F4F, 0x16F4F, OV_KEEP, 0},
+    {0x16FE2, 0x16FE2, OV_KEEP, 0},
+    {0x16FE4, 0x16FE4, OV_KEEP, 0},
+    {0x16FF0, 0x16FF1, OV_KEEP0, 0},
+    {0x1CF00, 0x1CF2D, OV_KEEP, 0},
+    {0x1CF30, 0x1CF46, OV_KEEP, 0},
+    {0x1E000, 0x1E006, OV_KEEP, 0},
+    {0x1E008, 0x1E018, OV_KEEP, 0},
+    {0x1E01B, 0x1E021, OV_KEEP, 0},
+    {0x1E023, 0x1E024, OV_KEEP, 0},
+    {0x1E026, 0x1E02A, OV_KEEP, 0},
+    {0x1E08F, 0x1E08F, OV_KEEP0, 0},
+    {0x1E130, 0x1E136, OV_KEEP0, 0},
+    {0x1E2AE, 0x1E2AE, OV_KEEP0, 0},
+    {0x1E2EC, 0x1E2EF, OV_KEEP0, 0},
+    {0x1E4EC, 0x1E4EF, OV_KEEP0, 0},
+    {0x1E944, 0x1E94A, OV_KEEP, 0},
+    {0x1E95E, 0x1E95F, OV_KEEP, 0},
+};
+#define N_OVERRIDES (sizeof hf_overrides / sizeof hf_overrides[0])
+
+static const struct hf_override *find_override(uint32_t c)
+{
+    if (c < hf_overrides[0].lo || c > hf_overrides[N_OVERRIDES - 1].hi) return NULL;
+    size_t lo = 0, hi = N_OVERRIDES;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        if (c > hf_overrides[mid].hi)
+            lo = mid + 1;
+        else if (c < hf_overrides[mid].lo)
+            hi = mid;
+        else
+            return &hf_overrides[mid];
+    }
+    return NULL;
 }
 
 /* ASCII classes after clean_text and lowercasing, so the common case needs no Unicode lookup. */
@@ -443,6 +627,11 @@ static void word_end(struct enc *e)
     size_t nc = e->wlen;
     e->wlen = 0;
     if (nc == 0) return;
+#ifdef SBERT_TOKENIZER_WORD_HOOK
+    /* tests/tokenizer/unicode_test.c includes this file to see the pre-tokenizer's words */
+    SBERT_TOKENIZER_WORD_HOOK(e, nc);
+    return;
+#endif
     const sbert_tokenizer *t = e->t;
     if (nc > WP_MAX_CHARS) {
         emit(e, t->unk);
@@ -493,17 +682,23 @@ static void word_push(struct enc *e, uint32_t c, unsigned ccc)
     e->ccc[i] = (unsigned char)ccc;
 }
 
+/* BertPreTokenizer isolates each punctuation character as a word of its own. */
+static void punct_word(struct enc *e, uint32_t c)
+{
+    word_end(e);
+    e->word[0] = c;
+    e->ccc[0] = 0;
+    e->wlen = 1;
+    word_end(e);
+}
+
 /* BertPreTokenizer on one normalised code point. */
 static void pretok(struct enc *e, uint32_t c, unsigned ccc)
 {
     if (is_rust_space(c)) {
         word_end(e);
     } else if (is_punct(c)) {
-        word_end(e);
-        e->word[0] = c;
-        e->ccc[0] = 0;
-        e->wlen = 1;
-        word_end(e);
+        punct_word(e, c);
     } else {
         word_push(e, c, ccc);
     }
@@ -543,6 +738,27 @@ static void feed(struct enc *e, uint32_t c)
             word_push(e, c, 0);
             return;
         }
+    }
+    const struct hf_override *ov = find_override(c);
+    if (ov) {
+        switch (ov->kind) {
+        case OV_PUNCT:
+            punct_word(e, c);
+            return;
+        case OV_STRIP:
+            if (e->t->strip_accents) return;
+            break;
+        case OV_LOWER:
+            if (e->t->cfg.do_lower_case) c = (uint32_t)((int32_t)c + ov->delta);
+            break;
+        case OV_KEEP:
+            word_push(e, c, utf8proc_get_property((utf8proc_int32_t)c)->combining_class);
+            return;
+        default:
+            break;
+        }
+        word_push(e, c, 0);
+        return;
     }
     if (c == 0xFFFD || is_control(c)) return;
     if (is_rust_space(c)) {
