@@ -1,0 +1,493 @@
+#!/usr/bin/env python3
+"""Integration tests of sbertctl against a real sbertd (standard library only).
+
+  sbertctl_test.py offline --sbertctl PATH
+      usage errors (exit 2) and an unreachable daemon (exit 3); needs no daemon and no model.
+  sbertctl_test.py daemon --sbertctl PATH --sbertd PATH --model DIR --shared DIR
+      starts sbertd on a temporary data directory and ipc socket and drives every subcommand
+      through sbertctl, including the seed article's two examples.
+
+Every check raises on failure; the process exits non-zero when any check failed.
+"""
+import argparse
+import json
+import math
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+
+# The seed article's eight sentences and the ten pairs it prints (all-MiniLM-L6-v2, scores to
+# four decimals): /work/shared/seeds/000_b0c12c129953b08e.txt, second example.
+SEED_SENTENCES = [
+    "The cat sits outside",
+    "A man is playing guitar",
+    "I love pasta",
+    "The new movie is awesome",
+    "The cat plays in the garden",
+    "A woman watches TV",
+    "The new movie is so great",
+    "Do you like pizza?",
+]
+SEED_PAIRS = [
+    ("The new movie is awesome", "The new movie is so great", 0.8939),
+    ("The cat sits outside", "The cat plays in the garden", 0.6788),
+    ("I love pasta", "Do you like pizza?", 0.5096),
+    ("I love pasta", "The new movie is so great", 0.2560),
+    ("I love pasta", "The new movie is awesome", 0.2440),
+    ("A man is playing guitar", "The cat plays in the garden", 0.2105),
+    ("The new movie is awesome", "Do you like pizza?", 0.1969),
+    ("The new movie is so great", "Do you like pizza?", 0.1692),
+    ("The cat sits outside", "A woman watches TV", 0.1310),
+    ("The cat plays in the garden", "Do you like pizza?", 0.0900),
+]
+TOL = 1e-4
+
+failures = []
+
+
+def check(cond, what):
+    if not cond:
+        raise AssertionError(what)
+
+
+class Ctl:
+    def __init__(self, exe, socket_url=None, env=None):
+        self.exe = exe
+        self.socket_url = socket_url
+        self.env = dict(os.environ if env is None else env)
+        self.env.pop("SBERTD_SOCKET", None)
+        self.env.pop("SBERTD_TOKEN", None)
+
+    def run(self, *args, stdin=None, socket_url=None, expect=0, timeout=300):
+        cmd = [self.exe]
+        url = socket_url or self.socket_url
+        if url:
+            cmd += ["--socket", url]
+        cmd += list(args)
+        p = subprocess.run(cmd, input=stdin, capture_output=True, text=True, env=self.env,
+                           timeout=timeout)
+        if expect is not None and p.returncode != expect:
+            raise AssertionError("%s: exit %d, expected %d\nstdout: %s\nstderr: %s" % (
+                " ".join(cmd), p.returncode, expect, p.stdout[-2000:], p.stderr[-2000:]))
+        return p
+
+    def json(self, *args, **kw):
+        p = self.run("--json", *args, **kw)
+        try:
+            return json.loads(p.stdout)
+        except ValueError:
+            raise AssertionError("%s: stdout is not one JSON document: %r" % (args, p.stdout))
+
+
+def table_rows(text):
+    """Rows of an sbertctl table (header dropped), cells split on runs of two or more spaces."""
+    lines = [l for l in text.splitlines() if l.strip()]
+    return [re.split(r"\s{2,}", l.strip()) for l in lines[1:]]
+
+
+def same_pair(a, b, x, y):
+    return (a, b) == (x, y) or (a, b) == (y, x)
+
+
+def check_seed_pairs(got, where):
+    """got: [(a, b, score)] in sbertctl's order. The pairs, their order and scores must match."""
+    check(len(got) == 10, "%s: %d pairs, expected 10: %r" % (where, len(got), got))
+    for i, ((a, b, s), (ea, eb, es)) in enumerate(zip(got, SEED_PAIRS)):
+        check(same_pair(a, b, ea, eb),
+              "%s: pair %d is (%s | %s), expected (%s | %s)" % (where, i + 1, a, b, ea, eb))
+        check(abs(s - es) <= TOL + 5e-9,
+              "%s: pair %d (%s | %s) score %.6f, expected %.4f" % (where, i + 1, a, b, s, es))
+
+
+def check_pairs_output(ctl, args, where):
+    # The table: A, B, SCORE with four decimals.
+    p = ctl.run("pairs", "-n", "10", *args)
+    rows = table_rows(p.stdout)
+    header = p.stdout.splitlines()[0].split()
+    check(header == ["A", "B", "SCORE"], "%s: table header %r" % (where, header))
+    for r in rows:
+        check(len(r) == 3 and re.fullmatch(r"-?\d\.\d{4}", r[2]),
+              "%s: row %r is not A, B, a four-decimal score" % (where, r))
+    check_seed_pairs([(r[0], r[1], float(r[2])) for r in rows], where + " (table)")
+    # --json: {"pairs":[{"a":{"id","text"},"b":{"id","text"},"score"}]}
+    doc = ctl.json("pairs", "-n", "10", *args)
+    check(set(doc) == {"pairs"}, "%s: --json keys %r" % (where, list(doc)))
+    got = []
+    for pr in doc["pairs"]:
+        check(set(pr) == {"a", "b", "score"}, "%s: pair keys %r" % (where, list(pr)))
+        for side in ("a", "b"):
+            check(set(pr[side]) == {"id", "text"}, "%s: side keys %r" % (where, pr[side]))
+        got.append((pr["a"]["text"], pr["b"]["text"], pr["score"]))
+    check_seed_pairs(got, where + " (--json)")
+    return doc
+
+
+# ---- offline ----------------------------------------------------------------------------------
+
+def offline_tests(ctl, tmp):
+    def t_usage():
+        for args in (["bogus"], ["query"], ["query", "-k", "0", "x"], ["query", "-k", "x", "y"],
+                     ["similarity", "one"], ["get"], ["delete"], ["add"],
+                     ["add", "--format", "xml", "--file", "x"], ["add", "--nope", "x"],
+                     ["add", "--file", "x.csv"], ["pairs", "only-one"],
+                     ["query", "--min-score", "abc", "x"], ["health", "extra"],
+                     ["--timeout", "0", "health"], ["query", "--filter", "{bad", "x"]):
+            p = ctl.run(*args, socket_url="ipc://" + os.path.join(tmp, "none.sock"), expect=2)
+            check("usage" in p.stderr or "sbertctl:" in p.stderr,
+                  "%r: no usage message: %r" % (args, p.stderr))
+        p = ctl.run("--help")
+        check("query" in p.stdout and "Exit status" in p.stdout, "--help lists commands")
+        for cmd in ("add", "query", "get", "delete", "similarity", "encode", "pairs", "stats",
+                    "health", "backup", "reindex"):
+            p = ctl.run(cmd, "--help")
+            check(p.stdout.startswith("usage: sbertctl " + cmd), "%s --help" % cmd)
+        p = ctl.run("--version")
+        check(p.stdout.startswith("sbertctl "), "--version")
+
+    def t_unreachable():
+        missing = "ipc://" + os.path.join(tmp, "missing.sock")
+        p = ctl.run("health", socket_url=missing, expect=3)
+        check(missing in p.stderr, "exit 3 message names the endpoint: %r" % p.stderr)
+        # A socket file nobody listens on (a daemon that died): refused at once, exit 3.
+        stale = os.path.join(tmp, "stale.sock")
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.bind(stale)
+        s.close()
+        t0 = time.monotonic()
+        p = ctl.run("query", "x", socket_url="ipc://" + stale, expect=3)
+        check(time.monotonic() - t0 < 20, "stale socket must not wait for the reply timeout")
+        # A tcp port with no listener.
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+        s.close()
+        ctl.run("stats", socket_url="tcp://127.0.0.1:%d" % port, expect=3)
+        # Something that accepts but never answers: the reply timeout, exit 3 naming it.
+        srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        mute = os.path.join(tmp, "mute.sock")
+        srv.bind(mute)
+        srv.listen(4)
+        try:
+            p = ctl.run("--timeout", "1", "health", socket_url="ipc://" + mute, expect=3)
+            check("ipc://" + mute in p.stderr and "reply" in p.stderr,
+                  "timeout message names the endpoint: %r" % p.stderr)
+        finally:
+            srv.close()
+        # SBERTD_SOCKET is honoured.
+        env = dict(ctl.env, SBERTD_SOCKET=missing)
+        p = subprocess.run([ctl.exe, "health"], env=env, capture_output=True, text=True)
+        check(p.returncode == 3 and missing in p.stderr, "SBERTD_SOCKET: %r" % p.stderr)
+
+    def t_bad_file():
+        # An input file that cannot be read is exit 1, named, before the daemon is contacted.
+        missing = os.path.join(tmp, "no-such-file.txt")
+        p = ctl.run("add", "--file", missing, socket_url="ipc://" + os.path.join(tmp, "m.sock"),
+                    expect=1)
+        check(missing in p.stderr, "missing file named: %r" % p.stderr)
+
+    return [t_usage, t_unreachable, t_bad_file]
+
+
+# ---- with a daemon ----------------------------------------------------------------------------
+
+class Daemon:
+    def __init__(self, exe, model, data, url, log):
+        self.cmd = [exe, "--model", model, "--data", data, "--listen", url]
+        self.url = url
+        self.log = log
+        self.proc = None
+
+    def start(self, ctl, wait_s=180):
+        self.logf = open(self.log, "ab")
+        self.proc = subprocess.Popen(self.cmd, stdout=self.logf, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + wait_s
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError("sbertd exited with %d during start-up; log:\n%s" % (
+                    self.proc.returncode, self.tail()))
+            p = ctl.run("--timeout", "5", "health", expect=None)
+            if p.returncode == 0:
+                return
+            time.sleep(0.3)
+        raise AssertionError("sbertd did not answer health within %d s; log:\n%s" % (
+            wait_s, self.tail()))
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                rc = self.proc.wait(60)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+                raise AssertionError("sbertd did not stop within 60 s of SIGTERM")
+            check(rc == 0, "sbertd exited %d after SIGTERM; log:\n%s" % (rc, self.tail()))
+        if self.proc:
+            self.logf.close()
+        self.proc = None
+
+    def tail(self):
+        try:
+            with open(self.log, "rb") as f:
+                return f.read()[-4000:].decode("utf-8", "replace")
+        except OSError:
+            return ""
+
+
+def daemon_tests(ctl, daemon, tmp):
+    state = {}
+
+    def t_health_stats():
+        ctl.run("health")
+        st = ctl.json("stats")
+        check(isinstance(st, dict) and "v" not in st and "ok" not in st,
+              "stats --json is the daemon's object: %r" % st)
+        p = ctl.run("stats")
+        check(len(table_rows(p.stdout)) >= 3, "stats table: %r" % p.stdout)
+
+    def t_seed_add_and_pairs():
+        doc = ctl.json("add", *SEED_SENTENCES)
+        check(set(doc) == {"ids"} and len(doc["ids"]) == 8 and len(set(doc["ids"])) == 8,
+              "add --json: %r" % doc)
+        state["seed_ids"] = dict(zip(SEED_SENTENCES, doc["ids"]))
+        d = check_pairs_output(ctl, [], "pairs in the collection")
+        for pr in d["pairs"]:
+            for side in ("a", "b"):
+                check(pr[side]["id"] == state["seed_ids"][pr[side]["text"]],
+                      "collection pair ids match the added ids: %r" % pr)
+
+    def t_pairs_given_texts():
+        d = check_pairs_output(ctl, SEED_SENTENCES, "pairs of given texts")
+        # --min-score keeps the pairs at or above it.
+        d = ctl.json("pairs", "--min-score", "0.5", *SEED_SENTENCES)
+        scores = sorted((p["score"] for p in d["pairs"]), reverse=True)
+        check(len(scores) == 3 and abs(scores[2] - 0.5096) <= TOL,
+              "pairs --min-score 0.5: %r" % scores)
+
+    def t_similarity():
+        p = ctl.run("similarity", "The new movie is awesome", "The new movie is so great")
+        check(re.fullmatch(r"0\.\d{4}\n", p.stdout) and abs(float(p.stdout) - 0.8939) <= TOL,
+              "similarity table output %r" % p.stdout)
+        d = ctl.json("similarity", "I love pasta", "Do you like pizza?")
+        check(set(d) == {"score"} and abs(d["score"] - 0.5096) <= TOL, "similarity --json %r" % d)
+
+    def t_encode():
+        # The seed's first example: two sentences to vectors.
+        texts = ["The quick brown fox jumps over the lazy dog",
+                 "Dogs are a popular household pet around the world"]
+        d = ctl.json("encode", *texts)
+        e = d["embeddings"]
+        check(set(d) == {"embeddings"} and len(e) == 2 and all(len(v) == 384 for v in e),
+              "encode --json shape")
+        for v in e:
+            check(abs(math.sqrt(sum(x * x for x in v)) - 1) < 1e-4, "embeddings are unit length")
+        cos = sum(x * y for x, y in zip(*e))
+        s = ctl.json("similarity", *texts)["score"]
+        check(abs(cos - s) < 1e-4, "encode's cosine %.6f vs similarity %.6f" % (cos, s))
+        p = ctl.run("encode", *texts)
+        check(p.stdout.startswith(texts[0] + "  (384 dimensions)\n["), "encode table %r" %
+              p.stdout[:120])
+        nums = re.findall(r"-?\d+\.\d+", p.stdout.split("\n", 1)[1].split("]")[0])
+        check(len(nums) == 384 and abs(float(nums[0]) - e[0][0]) < 1e-7,
+              "encode prints all 384 numbers of the first vector")
+
+    def t_query():
+        d = ctl.json("query", "-k", "3", "A film that is really good")
+        r = d["results"]
+        check(set(d) == {"results"} and len(r) == 3, "query --json: %r" % d)
+        for x in r:
+            check(set(x) == {"id", "score", "text", "metadata"}, "result keys %r" % list(x))
+        check({r[0]["text"], r[1]["text"]} == {"The new movie is awesome",
+                                               "The new movie is so great"},
+              "the movie sentences rank first: %r" % r)
+        check(r[0]["score"] >= r[1]["score"] >= r[2]["score"], "scores descend")
+        p = ctl.run("query", "-k", "2", "A film that is really good")
+        rows = table_rows(p.stdout)
+        check(len(rows) == 2 and re.fullmatch(r"0\.\d{4}", rows[0][0]) and
+              rows[0][1] == r[0]["id"] and rows[0][2] == r[0]["text"],
+              "query table: %r" % p.stdout)
+        d = ctl.json("query", "--min-score", "0.5", "-k", "8", "A film that is really good")
+        check(all(x["score"] >= 0.5 for x in d["results"]) and len(d["results"]) < 8,
+              "query --min-score: %r" % d)
+
+    def t_get_delete():
+        sid = state["seed_ids"]["A woman watches TV"]
+        d = ctl.json("get", sid)
+        check(d["id"] == sid and d["text"] == "A woman watches TV", "get --json: %r" % d)
+        p = ctl.run("get", sid)
+        check("A woman watches TV" in p.stdout and sid in p.stdout, "get table: %r" % p.stdout)
+        d = ctl.json("delete", sid, "no-such-id-xyz")
+        check(d["deleted"] == [sid] and d["not_found"] == ["no-such-id-xyz"],
+              "delete --json: %r" % d)
+        p = ctl.run("get", sid, expect=1)
+        check(p.stderr.strip(), "get of a deleted id prints the error")
+        # Put it back so later checks see eight seed sentences.
+        ctl.json("add", "A woman watches TV")
+
+    def t_files():
+        txt = os.path.join(tmp, "docs.txt")
+        with open(txt, "w") as f:
+            f.write("Tea is served hot in the morning.\r\n\nThe train leaves at noon.\n")
+        d = ctl.json("add", "--file", txt)
+        check(len(d["ids"]) == 2, "txt: two documents (blank line skipped): %r" % d)
+        check(ctl.json("get", d["ids"][1])["text"] == "The train leaves at noon.", "txt text")
+
+        jl = os.path.join(tmp, "docs.jsonl")
+        with open(jl, "w") as f:
+            f.write(json.dumps({"id": "j1", "text": "A red bicycle in the rain.",
+                                "metadata": {"src": "jsonl", "n": 1}}) + "\n")
+            f.write(json.dumps({"id": "j2", "text": "Snow covers the mountain village.",
+                                "metadata": {"src": "jsonl", "n": 2}}) + "\n")
+        d = ctl.json("add", "--file", jl)
+        check(d["ids"] == ["j1", "j2"], "jsonl ids: %r" % d)
+        g = ctl.json("get", "j1")
+        check(g["metadata"] == {"src": "jsonl", "n": 1}, "jsonl metadata: %r" % g)
+
+        csvp = os.path.join(tmp, "docs.csv")
+        with open(csvp, "w", newline="") as f:
+            f.write('key,body,src\r\nc1,"Bread, butter and jam.",csv\r\n'
+                    'c2,"He said ""hello"" and\nleft.",csv\r\n')
+        d = ctl.json("add", "--file", csvp, "--text-column", "body", "--id-column", "key")
+        check(d["ids"] == ["c1", "c2"], "csv ids: %r" % d)
+        g = ctl.json("get", "c2")
+        check(g["text"] == 'He said "hello" and\nleft.' and g["metadata"] == {"src": "csv"},
+              "csv quoting and metadata: %r" % g)
+
+        # A filter selects by metadata.
+        d = ctl.json("query", "-k", "5", "--filter", '{"src":"csv"}', "breakfast food")
+        check(d["results"] and all(r["metadata"] == {"src": "csv"} for r in d["results"]) and
+              d["results"][0]["id"] == "c1", "query --filter: %r" % d)
+
+        # Standard input, in batches smaller than the input.
+        lines = "".join("Stdin sentence number %d about topic %d.\n" % (i, i % 7)
+                        for i in range(300))
+        d = ctl.json("add", "--file", "-", "--batch", "64", stdin=lines)
+        check(len(d["ids"]) == 300 and len(set(d["ids"])) == 300, "stdin: 300 ids")
+        p = ctl.run("add", "--file", "-", "--format", "jsonl",
+                    stdin='{"id":"s1","text":"From a pipe."}\n')
+        check("added 1 document" in p.stdout, "add summary line: %r" % p.stdout)
+        # Upsert: the same id replaces the text.
+        ctl.run("add", "--file", "-", "--format", "jsonl",
+                stdin='{"id":"s1","text":"From a pipe, replaced."}\n')
+        check(ctl.json("get", "s1")["text"] == "From a pipe, replaced.", "upsert by id")
+        state["n_docs"] = 8 + 2 + 2 + 2 + 300 + 1
+
+    def t_bad_file():
+        # A malformed record is exit 1 naming file and line, and nothing of the file is added.
+        bad = os.path.join(tmp, "bad.jsonl")
+        with open(bad, "w") as f:
+            f.write('{"id": "bad1", "text": "fine"}\n{"txt": "typo"}\n')
+        p = ctl.run("add", "--file", bad, expect=1)
+        check(bad + ":2:" in p.stderr, "bad record named: %r" % p.stderr)
+        ctl.run("get", "bad1", expect=1)
+
+    def t_error_replies():
+        # Exit 1: the daemon replies with an error, and sbertctl prints its message.
+        p = ctl.run("get", "definitely-not-there", expect=1)
+        check("definitely-not-there" in p.stderr or "not" in p.stderr.lower(),
+              "get missing: %r" % p.stderr)
+        p = ctl.run("add", "", expect=1)
+        check(p.stderr.startswith("sbertctl: add: "), "empty text refused: %r" % p.stderr)
+        p = ctl.run("query", "--filter", "[1,2]", "x", expect=1)
+        check(p.stderr.startswith("sbertctl: query: "), "bad filter refused: %r" % p.stderr)
+        p = ctl.run("--json", "get", "definitely-not-there", expect=1)
+        err = json.loads(p.stdout)
+        check(err.get("ok") is False and "code" in err.get("error", {}),
+              "--json error reply printed: %r" % p.stdout)
+
+    def t_stats_count():
+        st = ctl.json("stats")
+        flat = json.dumps(st)
+        check(str(state["n_docs"]) in flat, "stats mentions %d documents: %s" % (
+            state["n_docs"], flat[:400]))
+
+    def t_backup_reindex():
+        bdir = os.path.join(tmp, "backup1")
+        ctl.run("backup", bdir)
+        check(os.path.isdir(bdir) and os.listdir(bdir), "backup wrote files into %s" % bdir)
+        ctl.run("reindex")
+        check_pairs_output(ctl, SEED_SENTENCES, "pairs after reindex")
+        d = ctl.json("query", "-k", "1", "The new movie is so great")
+        check(d["results"][0]["text"] == "The new movie is so great" and
+              d["results"][0]["score"] > 0.9999, "exact match after reindex: %r" % d)
+
+    def t_restart():
+        daemon.stop()
+        ctl.run("health", expect=3)
+        daemon.start(ctl)
+        check(ctl.json("get", "j2")["text"] == "Snow covers the mountain village.",
+              "documents survive a restart")
+
+    return [t_health_stats, t_seed_add_and_pairs, t_pairs_given_texts, t_similarity, t_encode,
+            t_query, t_get_delete, t_files, t_bad_file, t_error_replies, t_stats_count, t_backup_reindex,
+            t_restart]
+
+
+def run_all(tests):
+    for t in tests:
+        name = t.__name__[2:]
+        try:
+            t()
+            print("ok   %s" % name, flush=True)
+        except Exception as e:  # a failed check or a crash of the harness: both fail the test
+            failures.append(name)
+            print("FAIL %s: %s" % (name, e), flush=True)
+            if not isinstance(e, AssertionError):
+                traceback.print_exc()
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("mode", choices=["offline", "daemon"])
+    ap.add_argument("--sbertctl", required=True)
+    ap.add_argument("--sbertd")
+    ap.add_argument("--model")
+    ap.add_argument("--shared")
+    a = ap.parse_args()
+    # A short directory: ipc socket paths are limited to 107 bytes.
+    tmp = tempfile.mkdtemp(prefix="sbctl-", dir="/tmp")
+    try:
+        if a.mode == "offline":
+            run_all(offline_tests(Ctl(a.sbertctl), tmp))
+        else:
+            for path, what in ((a.sbertd, "--sbertd"), (a.model, "--model")):
+                if not path or not os.path.exists(path):
+                    print("missing %s: %r" % (what, path), file=sys.stderr)
+                    return 1
+            url = "ipc://" + os.path.join(tmp, "sbertd.sock")
+            data = os.path.join(tmp, "data")
+            os.makedirs(data)
+            ctl = Ctl(a.sbertctl, url)
+            daemon = Daemon(a.sbertd, a.model, data, url, os.path.join(tmp, "sbertd.log"))
+            try:
+                daemon.start(ctl)
+                run_all(daemon_tests(ctl, daemon, tmp))
+            except Exception as e:
+                failures.append("start-up")
+                print("FAIL start-up: %s" % e, flush=True)
+            finally:
+                try:
+                    daemon.stop()
+                except AssertionError as e:
+                    failures.append("shutdown")
+                    print("FAIL shutdown: %s" % e, flush=True)
+                if failures:
+                    print("---- sbertd log (tail) ----\n" + daemon.tail())
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    if failures:
+        print("%d test(s) failed: %s" % (len(failures), ", ".join(failures)))
+        return 1
+    print("all passed")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
