@@ -406,7 +406,8 @@ struct sbert_index_stats {
     uint64_t change;         /* the store's change counter (one per document put or deleted) */
     uint64_t snapshot_change;/* the change the last snapshot covers (0: none) */
     int64_t snapshot_time;   /* Unix time of the last snapshot written or loaded (0: none) */
-    uint64_t index_bytes;    /* approximate memory of the vector index */
+    uint64_t index_count;    /* live entries in the vector index: equals count after open */
+    uint64_t index_bytes;    /* the vector index's estimate of its memory use */
 };
 
 /* Fills *st. */

@@ -1,0 +1,20 @@
+/*
+ * filter.h — internal to index/: evaluating compiled metadata filters (sbert_index_filter, the
+ * public compile/free/match functions are declared in sbert_index.h; the language is described in
+ * docs/filters.md).
+ *
+ * Thread safety: a compiled filter is immutable; any number of threads may evaluate it at once.
+ */
+#ifndef SBERT_INDEX_FILTER_H
+#define SBERT_INDEX_FILTER_H
+
+#include <cjson/cJSON.h>
+
+#include "sbert_index.h"
+
+/* Evaluates f against an already parsed metadata value (NULL: no metadata, seen as an empty
+ * object). Returns 1 or 0; a non-object value never matches except through $ne / $nin on the
+ * missing fields. Used where the caller parses each document's metadata once for several uses. */
+int filter_match_json(const sbert_index_filter *f, const cJSON *metadata);
+
+#endif
