@@ -1,0 +1,340 @@
+#!/usr/bin/env python3
+"""bench/e2e — sbertd end to end: ingest rate and query latency (standard library + ctypes).
+
+1. Texts: tatoeba sentences + WordNet glosses from the shared corpus, deduplicated, shuffled with
+   a fixed seed, the first --n of them.
+2. Ingest: `sbert-encode` alone on those texts (its model load subtracted: an empty-input run is
+   timed and taken off), then `sbertctl add --file` of the same texts into a fresh sbertd with the
+   same thread count (model already loaded; the figure includes batching, the socket, the LMDB
+   commits and the vector index). Daemon overhead = daemon time / encode time - 1.
+3. Queries: ten-word tatoeba sentences, top-10 against the whole collection, sent through nanomsg
+   REQ sockets (libnanomsg via ctypes) by 1 and by 16 concurrent clients, each with its own
+   socket; every request's latency from send to reply. Also `sbertctl query` as a process (exec,
+   connect, request, print) from one client.
+
+Prints a table and writes it as markdown to bench/out/e2e.md. Run through bench/e2e/run.sh, which
+unsets OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE so that OpenBLAS picks its kernel itself.
+"""
+import argparse
+import ctypes
+import ctypes.util
+import gzip
+import json
+import os
+import random
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+# ---- nanomsg through ctypes -------------------------------------------------------------------
+
+AF_SP, NN_REQ, NN_SOL_SOCKET = 1, 48, 0
+NN_RCVTIMEO, NN_SNDTIMEO, NN_RCVMAXSIZE, NN_REQ_RESEND_IVL = 5, 4, 16, 1
+NN_MSG = ctypes.c_size_t(-1).value
+
+_nn = ctypes.CDLL(ctypes.util.find_library("nanomsg") or "libnanomsg.so.5", use_errno=True)
+_nn.nn_recv.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+_nn.nn_send.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_size_t, ctypes.c_int]
+_nn.nn_freemsg.argtypes = [ctypes.c_void_p]
+_nn.nn_strerror.restype = ctypes.c_char_p
+
+
+class Req:
+    """One REQ socket; ctypes releases the GIL in nn_send/nn_recv, so threads overlap."""
+
+    def __init__(self, url, timeout_ms=120000):
+        self.s = _nn.nn_socket(AF_SP, NN_REQ)
+        if self.s < 0:
+            raise OSError(self._err())
+        for level, opt, val in ((NN_SOL_SOCKET, NN_RCVMAXSIZE, 256 << 20),
+                                (NN_SOL_SOCKET, NN_RCVTIMEO, timeout_ms),
+                                (NN_SOL_SOCKET, NN_SNDTIMEO, timeout_ms),
+                                (NN_REQ, NN_REQ_RESEND_IVL, 2 * timeout_ms)):
+            v = ctypes.c_int(val)
+            if _nn.nn_setsockopt(self.s, level, opt, ctypes.byref(v), 4) < 0:
+                raise OSError(self._err())
+        if _nn.nn_connect(self.s, url.encode()) < 0:
+            raise OSError(self._err())
+
+    @staticmethod
+    def _err():
+        return _nn.nn_strerror(_nn.nn_errno()).decode()
+
+    def call(self, obj):
+        data = json.dumps(obj).encode()
+        if _nn.nn_send(self.s, data, len(data), 0) < 0:
+            raise OSError("send: " + self._err())
+        buf = ctypes.c_void_p()
+        n = _nn.nn_recv(self.s, ctypes.byref(buf), NN_MSG, 0)
+        if n < 0:
+            raise OSError("recv: " + self._err())
+        try:
+            return json.loads(ctypes.string_at(buf, n))
+        finally:
+            _nn.nn_freemsg(buf)
+
+    def close(self):
+        _nn.nn_close(self.s)
+
+
+# ---- helpers ----------------------------------------------------------------------------------
+
+def openblas_core():
+    try:
+        lib = ctypes.CDLL("libopenblas.so.0")
+        lib.openblas_get_corename.restype = ctypes.c_char_p
+        lib.openblas_get_config.restype = ctypes.c_char_p
+        return "%s (%s)" % (lib.openblas_get_corename().decode(),
+                            lib.openblas_get_config().decode().strip())
+    except (OSError, AttributeError) as e:
+        return "unknown (%s)" % e
+
+
+def load_texts(data_dir, n, seed):
+    texts, seen = [], set()
+
+    def add(t):
+        t = " ".join(t.split())
+        if t and t not in seen:
+            seen.add(t)
+            texts.append(t)
+
+    with gzip.open(os.path.join(data_dir, "corpus/tatoeba_en_sentences.txt.gz"), "rt",
+                   encoding="utf-8") as f:
+        tatoeba = [l.strip() for l in f if l.strip()]
+    for t in tatoeba:
+        add(t)
+    for part in ("part1", "part2"):
+        with gzip.open(os.path.join(data_dir, "corpus/wordnet30_glosses.%s.tsv.gz" % part), "rt",
+                       encoding="utf-8") as f:
+            next(f)  # header
+            for line in f:
+                cols = line.rstrip("\n").split("\t")
+                if len(cols) >= 3:
+                    add(cols[2])
+    random.Random(seed).shuffle(texts)
+    if len(texts) < n:
+        sys.exit("only %d distinct texts in the corpus, asked for %d" % (len(texts), n))
+    queries = [t for t in tatoeba if len(t.split()) == 10]
+    random.Random(seed + 1).shuffle(queries)
+    return texts[:n], queries
+
+
+def pct(xs, p):
+    xs = sorted(xs)
+    k = (len(xs) - 1) * p / 100.0
+    lo, hi = int(k), min(int(k) + 1, len(xs) - 1)
+    return xs[lo] + (xs[hi] - xs[lo]) * (k - lo)
+
+
+def wait_health(url, proc, timeout_s=300):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            sys.exit("sbertd exited with %d during start-up" % proc.returncode)
+        if os.path.exists(url[len("ipc://"):]):
+            r = Req(url, 5000)
+            try:
+                if r.call({"v": 1, "op": "health"}).get("ok"):
+                    return
+            except OSError:
+                pass
+            finally:
+                r.close()
+        time.sleep(0.5)
+    sys.exit("sbertd did not become healthy in %d s" % timeout_s)
+
+
+def query_run(url, queries, n_clients, per_client, k):
+    """n_clients threads, each with its own socket, each sending per_client queries in turn.
+    Returns (latencies in ms, wall seconds)."""
+    lat, errors = [], []
+    lock = threading.Lock()
+    start = threading.Barrier(n_clients + 1)
+
+    def client(ci):
+        r = Req(url)
+        mine = []
+        try:
+            start.wait()
+            for j in range(per_client):
+                q = queries[(ci * per_client + j) % len(queries)]
+                t0 = time.perf_counter()
+                rep = r.call({"v": 1, "op": "query", "text": q, "k": k})
+                mine.append((time.perf_counter() - t0) * 1000)
+                if not rep.get("ok") or len(rep.get("results", [])) != k:
+                    errors.append(rep)
+                    return
+        except OSError as e:
+            errors.append(str(e))
+        finally:
+            r.close()
+            with lock:
+                lat.extend(mine)
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(n_clients)]
+    for t in threads:
+        t.start()
+    start.wait()
+    t0 = time.perf_counter()
+    for t in threads:
+        t.join()
+    wall = time.perf_counter() - t0
+    if errors:
+        sys.exit("query errors: %r" % errors[:3])
+    return lat, wall
+
+
+def main():
+    root = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--build", default=os.path.join(root, "build"))
+    ap.add_argument("--model", default=os.path.join(root, "models/all-MiniLM-L6-v2"))
+    ap.add_argument("--data", default=os.path.join(root, "..", "shared", "data"))
+    ap.add_argument("--n", type=int, default=110000, help="texts to index (>= 100k for the table)")
+    ap.add_argument("--threads", type=int, default=2, help="encoder threads, both sides")
+    ap.add_argument("--batch", type=int, default=128, help="sbertctl add batch size")
+    ap.add_argument("--queries", type=int, default=400, help="queries per concurrency level")
+    ap.add_argument("--k", type=int, default=10)
+    ap.add_argument("--index", default=None, help="sbertd --index SPEC (default: sbertd's)")
+    ap.add_argument("--out", default=os.path.join(root, "bench/out/e2e.md"))
+    ap.add_argument("--seed", type=int, default=1234)
+    a = ap.parse_args()
+
+    encode = os.path.join(a.build, "encoder/sbert-encode")
+    sbertd = os.path.join(a.build, "daemon/sbertd")
+    sbertctl = os.path.join(a.build, "client/sbertctl")
+    for p in (encode, sbertd, sbertctl, a.model):
+        if not os.path.exists(p):
+            sys.exit("missing %s (build first: cmake --build %s)" % (p, a.build))
+    env_note = {k: os.environ.get(k) for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")}
+    if any(env_note.values()):
+        print("warning: %r is set: OpenBLAS will not pick its own kernel (use run.sh)" % env_note)
+    core = openblas_core()
+
+    texts, queries = load_texts(a.data, a.n, a.seed)
+    tmp = tempfile.mkdtemp(prefix="sbe2e-", dir="/tmp")
+    textfile = os.path.join(tmp, "texts.txt")
+    with open(textfile, "w", encoding="utf-8") as f:
+        f.write("\n".join(texts) + "\n")
+    n_tokens_note = ""
+
+    # -- sbert-encode alone --
+    def timed_encode(path):
+        t0 = time.perf_counter()
+        with open(path, "rb") as fin:
+            p = subprocess.run([encode, "--model", a.model, "--format", "f32", "--batch", "32",
+                                "--threads", str(a.threads), "--stats"], stdin=fin,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        if p.returncode != 0:
+            sys.exit("sbert-encode failed: %s" % p.stderr)
+        return time.perf_counter() - t0, p.stderr.strip()
+
+    empty = os.path.join(tmp, "empty.txt")
+    open(empty, "w").close()
+    t_load, _ = timed_encode(empty)
+    print("sbert-encode: model load + start-up %.2f s; encoding %d texts ..." % (t_load, len(texts)),
+          flush=True)
+    t_enc_total, enc_stats = timed_encode(textfile)
+    t_enc = t_enc_total - t_load
+    n_tokens_note = enc_stats.splitlines()[-1] if enc_stats else ""
+    print("  %.1f s (%.0f texts/s)  %s" % (t_enc, len(texts) / t_enc, n_tokens_note), flush=True)
+
+    # -- sbertd --
+    url = "ipc://" + os.path.join(tmp, "sbertd.sock")
+    cmd = [sbertd, "--model", a.model, "--data", os.path.join(tmp, "data"), "--listen", url,
+           "--threads", str(a.threads)]
+    if a.index:
+        cmd += ["--index", a.index]
+    os.makedirs(os.path.join(tmp, "data"))
+    log = open(os.path.join(tmp, "sbertd.log"), "wb")
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        wait_health(url, proc)
+        print("sbertctl add --file (batch %d) into sbertd ..." % a.batch, flush=True)
+        t0 = time.perf_counter()
+        p = subprocess.run([sbertctl, "--socket", url, "--timeout", "600", "add", "--file",
+                            textfile, "--batch", str(a.batch), "--no-progress"],
+                           capture_output=True, text=True)
+        t_ing = time.perf_counter() - t0
+        if p.returncode != 0:
+            sys.exit("ingest failed (%d): %s" % (p.returncode, p.stderr))
+        print("  %.1f s (%.0f texts/s): %s" % (t_ing, len(texts) / t_ing, p.stdout.strip()),
+              flush=True)
+        overhead = t_ing / t_enc - 1
+
+        r = Req(url)
+        stats = r.call({"v": 1, "op": "stats"})
+        r.close()
+
+        # warm-up: page the index and the model in
+        query_run(url, queries, 1, 20, a.k)
+        rows = []
+        for nc in (1, 16):
+            per = max(1, a.queries // nc)
+            lat, wall = query_run(url, queries, nc, per, a.k)
+            rows.append((nc, len(lat), statistics.median(lat), pct(lat, 99), len(lat) / wall))
+            print("  %2d client(s): %d queries p50 %.2f ms p99 %.2f ms %.1f q/s" % rows[-1],
+                  flush=True)
+
+        cli_lat = []
+        for q in queries[:30]:
+            t0 = time.perf_counter()
+            p = subprocess.run([sbertctl, "--socket", url, "query", "-k", str(a.k), q],
+                               capture_output=True, text=True)
+            cli_lat.append((time.perf_counter() - t0) * 1000)
+            if p.returncode != 0:
+                sys.exit("sbertctl query failed: %s" % p.stderr)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(120)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+
+    docs = None
+    for key in ("documents", "count", "n_documents"):
+        if isinstance(stats.get(key), int):
+            docs = stats[key]
+    index_type = stats.get("index_type") or stats.get("index") or a.index or "sbertd default"
+
+    lines = []
+    lines.append("# bench/e2e — sbertd end to end\n")
+    lines.append("Machine: %d CPUs visible (shared with other jobs while measured); encoder "
+                 "threads %d on both sides; OpenBLAS core: %s; index: %s; documents indexed: %s."
+                 "\n" % (os.cpu_count(), a.threads, core, json.dumps(index_type),
+                         docs if docs is not None else len(texts)))
+    lines.append("## Ingest (%d texts: tatoeba + WordNet glosses, shuffled)\n" % len(texts))
+    lines.append("| path | seconds | texts/s |")
+    lines.append("|---|---:|---:|")
+    lines.append("| sbert-encode alone (model load %.2f s subtracted) | %.1f | %.0f |" % (
+        t_load, t_enc, len(texts) / t_enc))
+    lines.append("| sbertctl add --file → sbertd (batch %d; encode + LMDB + index) | %.1f | %.0f |"
+                 % (a.batch, t_ing, len(texts) / t_ing))
+    lines.append("| **daemon overhead** (target < 10%%) | | **%+.1f%%** |\n" % (overhead * 100))
+    lines.append("## Query latency (ten-word tatoeba sentences, top-%d, end to end over ipc)\n"
+                 % a.k)
+    lines.append("| clients | queries | p50 ms | p99 ms | queries/s |")
+    lines.append("|---:|---:|---:|---:|---:|")
+    for nc, nq, p50, p99, qps in rows:
+        lines.append("| %d | %d | %.2f | %.2f | %.1f |" % (nc, nq, p50, p99, qps))
+    lines.append("| 1 (`sbertctl query` process: exec + connect + print) | %d | %.2f | %.2f | |"
+                 % (len(cli_lat), statistics.median(cli_lat), pct(cli_lat, 99)))
+    lines.append("")
+    md = "\n".join(lines)
+    print()
+    print(md)
+    os.makedirs(os.path.dirname(a.out), exist_ok=True)
+    with open(a.out, "w") as f:
+        f.write(md)
+    print("written to %s" % a.out)
+    subprocess.run(["rm", "-rf", tmp])
+
+
+if __name__ == "__main__":
+    main()
