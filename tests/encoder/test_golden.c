@@ -39,11 +39,8 @@ int main(int argc, char **argv)
     for (size_t i = 0; i < count; i++) {
         line = strtok_r(NULL, "\n", &save);
         CHECK(line, "embeddings.jsonl has fewer than %zu texts", count);
-        cJSON *s = cJSON_Parse(line);
-        CHECK(cJSON_IsString(s), "line %zu is not a JSON string", i + 2);
-        texts[i] = strdup(s->valuestring);
-        lens[i] = strlen(texts[i]);
-        cJSON_Delete(s);
+        texts[i] = json_string_decode(line, &lens[i]);
+        CHECK(texts[i], "line %zu is not a JSON string", i + 2);
     }
 
     sbert_model *m;
