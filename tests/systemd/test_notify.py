@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
-"""tests/systemd/test_notify.py — the real sbertd talking sd_notify to a socket this test owns.
+"""tests/systemd/test_notify.py — the real sbertd as systemd would run it, without systemd.
 
-  test_notify.py SBERTD MODEL_DIR
+  test_notify.py notify   SBERTD MODEL_DIR
+  test_notify.py syscalls SBERTD MODEL_DIR
 
+notify:
 What systemd would see, without systemd: NOTIFY_SOCKET names an AF_UNIX datagram socket bound
 here, WATCHDOG_USEC asks for a watchdog. Checks, in one daemon life:
   - STATUS= arrives during start-up and READY=1 (with MAINPID = the daemon's pid) arrives only
@@ -16,7 +18,14 @@ Then a second life on the same data: two SIGTERMs in a row still give exit statu
 third life still has the document added in the first.
 
 Where the kernel has PR_SET_MDWE (Linux >= 6.3) sbertd runs under it, the kernel's form of the
-unit's MemoryDenyWriteExecute=yes. Python stdlib only (nanomsg through ctypes).
+unit's MemoryDenyWriteExecute=yes.
+
+syscalls: one life of sbertd under strace -f (start-up, every kind of request, a SIGHUP reload,
+a backup, the watchdog, SIGTERM): every system call it makes must be allowed by the unit's
+filter, SystemCallFilter=@system-service minus @privileged and @resources (expanded with
+systemd-analyze syscall-filter), so the filter never turns a call sbertd needs into EPERM.
+
+Python stdlib only (nanomsg through ctypes).
 """
 import ctypes
 import ctypes.util
@@ -157,7 +166,7 @@ MDWE_EXEC = ("import ctypes,os,sys\n"
 
 
 class Daemon:
-    def __init__(self, sbertd, model, tmp, life, notify_path, mdwe):
+    def __init__(self, sbertd, model, tmp, life, notify_path, mdwe, wrap=()):
         self.url = "ipc://%s/s.sock" % tmp
         self.sock_path = tmp + "/s.sock"
         self.log_path = "%s/sbertd-%d.log" % (tmp, life)
@@ -168,6 +177,7 @@ class Daemon:
                "--listen", self.url]
         if mdwe:
             cmd = [sys.executable, "-c", MDWE_EXEC] + cmd
+        cmd = list(wrap) + cmd
         print("+", " ".join(cmd), file=sys.stderr, flush=True)
         self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT, env=env)
 
@@ -307,14 +317,101 @@ def third_life(d, n):
     check(code == 0, "third life: exit status %r" % code)
 
 
+def syscall_group(name, seen=None):
+    """The system calls of a seccomp filter group, nested groups expanded."""
+    seen = set() if seen is None else seen
+    if name in seen:
+        return set()
+    seen.add(name)
+    r = subprocess.run(["systemd-analyze", "syscall-filter", name], capture_output=True, text=True)
+    if r.returncode != 0:
+        fatal("systemd-analyze syscall-filter %s: %s" % (name, r.stderr))
+    calls = set()
+    for line in r.stdout.splitlines()[1:]:
+        word = line.split("#")[0].strip()
+        if word.startswith("@"):
+            calls |= syscall_group(word, seen)
+        elif word:
+            calls.add(word)
+    return calls
+
+
+def run_syscalls(sbertd, model):
+    strace = shutil.which("strace")
+    if not strace:
+        fatal("strace is not installed (scripts/setup.sh installs it)")
+    allowed = syscall_group("@system-service") - syscall_group("@privileged") - syscall_group("@resources")
+    tmp = tempfile.mkdtemp(prefix="sbertd-syscalls-")
+    write_conf(tmp, "info")
+    n = Notify(tmp + "/notify")
+    summary = tmp + "/strace.txt"
+    d = Daemon(sbertd, model, tmp, 1, tmp + "/notify", False,
+               wrap=(strace, "-f", "-qq", "-c", "-U", "name", "-o", summary))
+    d.tmp = tmp
+    try:
+        ready = n.wait_for(lambda m: m.get("READY") == "1", 0, 600, d.proc)
+        if not check(ready is not None, "no READY=1 under strace; log:\n" + d.log_text()[-3000:]):
+            return
+        r = Req(d.url, 60000)
+        for req in ({"v": 1, "op": "health"},
+                    {"v": 1, "op": "add", "documents": [{"id": "a", "text": "A man is eating food.",
+                                                         "metadata": {"lang": "en"}},
+                                                        {"id": "b", "text": "A man is riding a horse."}]},
+                    {"v": 1, "op": "query", "text": "Someone eats", "k": 2,
+                     "include": ["text", "metadata", "vector"]},
+                    {"v": 1, "op": "get", "ids": ["a"]},
+                    {"v": 1, "op": "similarity", "a": "cat", "b": "dog"},
+                    {"v": 1, "op": "encode", "texts": ["hello"]},
+                    {"v": 1, "op": "pairs", "n": 1},
+                    {"v": 1, "op": "stats"},
+                    {"v": 1, "op": "backup", "dir": tmp + "/backup"},
+                    {"v": 1, "op": "reindex"},
+                    {"v": 1, "op": "delete", "ids": ["b"]},
+                    {"v": 1, "op": "nonsense"}):
+            reply, err = r.call(req)
+            check(reply is not None, "%s under strace: %s" % (req["op"], err))
+        r.close()
+        write_conf(tmp, "debug")
+        mark = n.count()
+        d.proc.send_signal(signal.SIGHUP)
+        check(n.wait_for(lambda m: m.get("READY") == "1", mark, 60, d.proc) is not None, "no reload")
+        n.wait_for(lambda m: m.get("WATCHDOG") == "1", mark, 30, d.proc)
+        d.proc.send_signal(signal.SIGTERM)
+        try:
+            code = d.proc.wait(300)
+        except subprocess.TimeoutExpired:
+            code = None
+        check(code == 0, "exit status %r under strace" % code)
+        with open(summary) as f:
+            text = f.read()
+        used = set(re.findall(r"^([a-z_0-9]+)\s*$", text, re.M)) - {"syscall", "total"}
+        check(len(used) > 20, "strace summary has %d calls:\n%s" % (len(used), text))
+        print("%d distinct system calls: %s" % (len(used), " ".join(sorted(used))))
+        denied = sorted(used - allowed)
+        check(not denied, "system calls outside SystemCallFilter=@system-service ~@privileged @resources: "
+              + " ".join(denied))
+    finally:
+        d.kill()
+        n.close()
+        if not failures:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
 def main():
-    if len(sys.argv) != 3:
+    if len(sys.argv) != 4 or sys.argv[1] not in ("notify", "syscalls"):
         sys.exit(__doc__)
-    sbertd, model = sys.argv[1:]
+    mode, sbertd, model = sys.argv[1:]
     if not os.access(sbertd, os.X_OK):
         fatal("sbertd is not built at %s (the daemon target)" % sbertd)
     if not os.path.isfile(os.path.join(model, "model.safetensors")):
         fatal("no model in %s (scripts/fetch-model.sh)" % model)
+    if mode == "syscalls":
+        run_syscalls(sbertd, model)
+        if failures:
+            print("%d check(s) failed" % len(failures), file=sys.stderr)
+            return 1
+        print("ok")
+        return 0
     mdwe = mdwe_available()
     print("PR_SET_MDWE %s" % ("on: sbertd runs with W^X enforced by the kernel" if mdwe
                               else "not available on this kernel: sbertd runs without it"), flush=True)
