@@ -153,6 +153,7 @@ struct vindex_info {
     int trained;       /* 1 when the index of the spec is in use; 0 while IVF is still flat */
     int training;      /* 1 while a background training runs */
     int needs_rebuild; /* see vindex_needs_rebuild() */
+    size_t memory_bytes; /* estimate of the index's heap use (vectors/codes, graph, id maps) */
     char spec[128];    /* the spec the index was created with */
 };
 
@@ -174,15 +175,39 @@ int vindex_replace(vindex *v, vindex *fresh, char *errbuf, size_t errlen);
 /* Blocks until a running IVF training thread has swapped in its index (or failed). */
 void vindex_wait_training(vindex *v);
 
+/* Most caller bytes a snapshot header carries (e.g. the store's uuid). */
+#define VINDEX_SNAPSHOT_USER_MAX 64
+
+/* What a snapshot header says. */
+struct vindex_snapshot_meta {
+    uint32_t version;        /* format version of the file */
+    int dim;
+    char spec[128];
+    uint64_t change_counter; /* the store change the snapshot covers */
+    uint64_t count;          /* live entries */
+    size_t user_len;
+    unsigned char user[VINDEX_SNAPSHOT_USER_MAX]; /* the caller's bytes given at write */
+};
+
 /*
  * Writes a snapshot of the index to path atomically: a temporary file in the same directory,
  * fsync, rename over path, fsync of the directory. The header records the format version
- * (VINDEX_SNAPSHOT_VERSION), the spec, the dim and change_counter (the store change the snapshot
- * covers; returned by vindex_snapshot_read), and a checksum of the body. Searches continue
- * while it writes; writes wait. On failure path is unchanged and the temporary file removed.
+ * (VINDEX_SNAPSHOT_VERSION), the spec, the dim, change_counter (the store change the snapshot
+ * covers), user_len <= VINDEX_SNAPSHOT_USER_MAX opaque caller bytes (user may be NULL when
+ * user_len is 0; e.g. the store's uuid, so a snapshot of another store is recognised), and a
+ * checksum of the header and one of the body. Searches continue while it writes; writes wait.
+ * On failure path is unchanged and the temporary file is removed.
  */
-int vindex_snapshot_write(vindex *v, const char *path, uint64_t change_counter, char *errbuf,
-                          size_t errlen);
+int vindex_snapshot_write(vindex *v, const char *path, uint64_t change_counter, const void *user,
+                          size_t user_len, char *errbuf, size_t errlen);
+
+/*
+ * Reads and checks only the header of the snapshot at path (magic, version, header checksum) and
+ * fills *meta. Cheap: lets the caller decide between loading and rebuilding.
+ * Returns 0, VINDEX_EIO (missing or unreadable; errno is kept), VINDEX_ECORRUPT or VINDEX_EVERSION.
+ */
+int vindex_snapshot_peek(const char *path, struct vindex_snapshot_meta *meta, char *errbuf,
+                         size_t errlen);
 
 /*
  * Loads the snapshot at path into a new index. params gives the expected spec and dim (and the
@@ -190,11 +215,12 @@ int vindex_snapshot_write(vindex *v, const char *path, uint64_t change_counter, 
  * or dim is refused with VINDEX_ESPEC. The whole body is checksummed before FAISS parses any of
  * it, so a truncated or damaged file is VINDEX_ECORRUPT (or VINDEX_EVERSION), never a crash.
  * A missing file is VINDEX_EIO with errno ENOENT left in errno.
- * On success *out owns the index and *change_counter (may be NULL) receives the header's value.
+ * On success *out owns the index and *meta (may be NULL) receives the header. On failure *out
+ * is NULL, and *meta is filled when the header itself was sound (so VINDEX_ESPEC names the spec).
  * An IVF snapshot taken before training resumes training as vindex_add() would.
  */
 int vindex_snapshot_read(const char *path, const struct vindex_params *params, vindex **out,
-                         uint64_t *change_counter, char *errbuf, size_t errlen);
+                         struct vindex_snapshot_meta *meta, char *errbuf, size_t errlen);
 
 #ifdef __cplusplus
 }

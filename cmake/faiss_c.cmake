@@ -1,0 +1,49 @@
+# cmake/faiss_c.cmake — the FAISS C API as a static library target `faiss_c`.
+#
+# libfaiss-dev 1.7.3 ships the C API's headers' C++ counterpart but not the C API itself, so we
+# compile c_api/*.cpp from Debian's own faiss source package (scripts/setup.sh unpacks it into
+# third_party/faiss-src), the exact version libfaiss.a was built from.
+#
+# The C API is always compiled with NDEBUG: without it, FAISS_THROW's catch blocks in
+# c_api/macros_impl.h print every caught exception to stderr, and a library must not print.
+include_guard(GLOBAL)
+
+set(SBERT_FAISS_SRC "${CMAKE_SOURCE_DIR}/third_party/faiss-src" CACHE PATH
+    "Debian's faiss source package, unpacked (scripts/setup.sh does it)")
+if(NOT EXISTS "${SBERT_FAISS_SRC}/c_api/Index_c.cpp")
+  message(FATAL_ERROR "FAISS C API sources not found in ${SBERT_FAISS_SRC}: run scripts/setup.sh")
+endif()
+
+# OpenMP must be found before faiss: Debian's faiss-targets.cmake names OpenMP::OpenMP_CXX.
+find_package(OpenMP REQUIRED)
+find_package(faiss 1.7.3 REQUIRED CONFIG)
+
+set(_faiss_c_dir "${SBERT_FAISS_SRC}/c_api")
+add_library(faiss_c STATIC
+  ${_faiss_c_dir}/AutoTune_c.cpp
+  ${_faiss_c_dir}/Clustering_c.cpp
+  ${_faiss_c_dir}/IndexFlat_c.cpp
+  ${_faiss_c_dir}/IndexIVFFlat_c.cpp
+  ${_faiss_c_dir}/IndexIVF_c.cpp
+  ${_faiss_c_dir}/IndexLSH_c.cpp
+  ${_faiss_c_dir}/IndexPreTransform_c.cpp
+  ${_faiss_c_dir}/VectorTransform_c.cpp
+  ${_faiss_c_dir}/IndexShards_c.cpp
+  ${_faiss_c_dir}/IndexReplicas_c.cpp
+  ${_faiss_c_dir}/Index_c.cpp
+  ${_faiss_c_dir}/IndexBinary_c.cpp
+  ${_faiss_c_dir}/IndexScalarQuantizer_c.cpp
+  ${_faiss_c_dir}/MetaIndexes_c.cpp
+  ${_faiss_c_dir}/clone_index_c.cpp
+  ${_faiss_c_dir}/error_impl.cpp
+  ${_faiss_c_dir}/index_factory_c.cpp
+  ${_faiss_c_dir}/index_io_c.cpp
+  ${_faiss_c_dir}/impl/AuxIndexStructures_c.cpp
+  ${_faiss_c_dir}/utils/distances_c.cpp
+)
+target_compile_definitions(faiss_c PRIVATE NDEBUG)
+# Third-party code: built without sbert_warnings.
+target_compile_options(faiss_c PRIVATE -w)
+# Consumers include the C API as "Index_c.h", "index_factory_c.h", ...
+target_include_directories(faiss_c SYSTEM PUBLIC "${_faiss_c_dir}")
+target_link_libraries(faiss_c PUBLIC faiss OpenMP::OpenMP_CXX)
