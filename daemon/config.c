@@ -1,0 +1,444 @@
+/* config.c — defaults, configuration file and flags. */
+#define _GNU_SOURCE
+#include "config.h"
+
+#include "log.h"
+
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <errno.h>
+#include <getopt.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "sbert.h"
+#include "sbert_proto.h"
+
+#ifndef SBERTD_DEFAULT_MODEL_DIR
+#define SBERTD_DEFAULT_MODEL_DIR "/usr/share/sbertd/models/all-MiniLM-L6-v2"
+#endif
+
+enum key_type { K_STR, K_INT, K_U64, K_BOOL, K_LEVEL, K_LISTEN };
+
+/* Every configuration key: its type, where it lives, its bounds. docs/sbertd.conf.example
+ * documents the same keys with their defaults. */
+static const struct key {
+    const char *name;
+    enum key_type type;
+    size_t offset;
+    size_t size;         /* K_STR: buffer size */
+    uint64_t min, max;   /* K_INT, K_U64 */
+} keys[] = {
+#define STR(n, f) {n, K_STR, offsetof(struct sbertd_config, f), sizeof(((struct sbertd_config *)0)->f), 0, 0}
+#define INT(n, f, lo, hi) {n, K_INT, offsetof(struct sbertd_config, f), 0, lo, hi}
+#define U64(n, f, lo, hi) {n, K_U64, offsetof(struct sbertd_config, f), 0, lo, hi}
+    STR("model", model),
+    STR("data", data),
+    {"listen", K_LISTEN, 0, 0, 0, 0},
+    STR("index", index_spec),
+    INT("threads", threads, 1, 256),
+    INT("encode_threads", encode_threads, 1, 256),
+    {"log_level", K_LEVEL, offsetof(struct sbertd_config, log_level), 0, 0, 0},
+    {"allow_remote", K_BOOL, offsetof(struct sbertd_config, allow_remote), 0, 0, 0},
+    STR("auth_token", auth_token),
+    INT("ef_search", ef_search, 0, 1000000),
+    INT("nprobe", nprobe, 0, 1000000),
+    U64("snapshot_changes", snapshot_changes, 1, UINT64_MAX),
+    U64("snapshot_seconds", snapshot_seconds, 1, UINT32_MAX),
+    U64("max_message_size", max_message_size, 4096, 1u << 30),
+    U64("max_batch", max_batch, 1, 1000000),
+    U64("max_text_bytes", max_text_bytes, 1, 64u << 20),
+    U64("max_k", max_k, 1, 10000),
+    U64("max_pairs", max_pairs, 1, 10000000),
+    U64("max_matrix", max_matrix, 1, 100000000),
+    U64("max_metadata_bytes", max_metadata_bytes, 2, 64u << 20),
+    U64("max_concurrent", max_concurrent, 1, 1000000),
+    U64("watchdog_stall_sec", watchdog_stall_sec, 1, 86400),
+#undef STR
+#undef INT
+#undef U64
+};
+#define N_KEYS (sizeof keys / sizeof keys[0])
+
+static int errf(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int errf(char *err, size_t errlen, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+static int ncpu(void)
+{
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n < 1 ? 1 : (n > 64 ? 64 : (int)n);
+}
+
+static int is_dir(const char *p)
+{
+    struct stat st;
+    return stat(p, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+/* First entry of a systemd directory variable ("a:b" when several directories are named). */
+static int env_dir(const char *var, char *out, size_t cap)
+{
+    const char *v = getenv(var);
+    if (!v || !*v)
+        return 0;
+    size_t n = strcspn(v, ":");
+    if (n >= cap)
+        return 0;
+    memcpy(out, v, n);
+    out[n] = '\0';
+    return 1;
+}
+
+void sbertd_config_defaults(struct sbertd_config *c)
+{
+    memset(c, 0, sizeof *c);
+    if (is_dir("./models/all-MiniLM-L6-v2"))
+        snprintf(c->model, sizeof c->model, "./models/all-MiniLM-L6-v2");
+    else
+        snprintf(c->model, sizeof c->model, "%s", SBERTD_DEFAULT_MODEL_DIR);
+    if (!env_dir("STATE_DIRECTORY", c->data, sizeof c->data))
+        snprintf(c->data, sizeof c->data, "./var/data");
+    char rt[900];
+    if (env_dir("RUNTIME_DIRECTORY", rt, sizeof rt))
+        snprintf(c->listen[0], sizeof c->listen[0], "ipc://%s/sbertd.sock", rt);
+    else
+        snprintf(c->listen[0], sizeof c->listen[0], "ipc://./var/sbertd.sock");
+    c->n_listen = 1;
+    c->threads = ncpu() < 2 ? 2 : ncpu();
+    c->encode_threads = ncpu();
+    c->log_level = LOG_INFO;
+    c->snapshot_changes = 100000;
+    c->snapshot_seconds = 300;
+    c->max_message_size = SBERT_PROTO_DEFAULT_MAX_MESSAGE_SIZE;
+    c->max_batch = SBERT_PROTO_DEFAULT_MAX_BATCH;
+    c->max_text_bytes = SBERT_PROTO_DEFAULT_MAX_TEXT_BYTES;
+    c->max_k = SBERT_PROTO_DEFAULT_MAX_K;
+    c->max_pairs = SBERT_PROTO_DEFAULT_MAX_PAIRS;
+    c->max_matrix = SBERT_PROTO_DEFAULT_MAX_MATRIX;
+    c->max_metadata_bytes = SBERT_PROTO_DEFAULT_MAX_METADATA_BYTES;
+    c->max_concurrent = SBERT_PROTO_DEFAULT_MAX_CONCURRENT;
+    c->watchdog_stall_sec = 600;
+}
+
+static int parse_u64(const char *s, uint64_t *out)
+{
+    if (!isdigit((unsigned char)*s))
+        return -1;
+    errno = 0;
+    char *end;
+    unsigned long long v = strtoull(s, &end, 10);
+    uint64_t mult = 1;
+    /* size suffixes for the byte limits: 64M, 1G, 512K */
+    if (*end == 'K' || *end == 'k')
+        mult = 1024, end++;
+    else if (*end == 'M' || *end == 'm')
+        mult = 1024 * 1024, end++;
+    else if (*end == 'G' || *end == 'g')
+        mult = 1024 * 1024 * 1024, end++;
+    if (errno || *end || (mult > 1 && v > UINT64_MAX / mult))
+        return -1;
+    *out = v * mult;
+    return 0;
+}
+
+int sbertd_config_set(struct sbertd_config *c, const char *key, const char *value, char *err,
+                      size_t errlen)
+{
+    const struct key *k = NULL;
+    for (size_t i = 0; i < N_KEYS; i++)
+        if (strcmp(keys[i].name, key) == 0)
+            k = &keys[i];
+    if (!k)
+        return errf(err, errlen, "unknown key \"%s\"", key);
+    char *base = (char *)c;
+    uint64_t u;
+    switch (k->type) {
+    case K_STR:
+        if (strlen(value) >= k->size)
+            return errf(err, errlen, "%s: value longer than %zu bytes", key, k->size - 1);
+        snprintf(base + k->offset, k->size, "%s", value);
+        return 0;
+    case K_INT:
+    case K_U64:
+        if (parse_u64(value, &u) || u < k->min || u > k->max)
+            return errf(err, errlen, "%s: \"%s\" is not a number in %llu..%llu", key, value,
+                        (unsigned long long)k->min, (unsigned long long)k->max);
+        if (k->type == K_INT)
+            *(int *)(base + k->offset) = (int)u;
+        else if (strcmp(key, "snapshot_seconds") == 0)
+            *(uint32_t *)(base + k->offset) = (uint32_t)u;
+        else
+            *(uint64_t *)(base + k->offset) = u;
+        return 0;
+    case K_BOOL:
+        if (!strcmp(value, "yes") || !strcmp(value, "true") || !strcmp(value, "1"))
+            *(int *)(base + k->offset) = 1;
+        else if (!strcmp(value, "no") || !strcmp(value, "false") || !strcmp(value, "0"))
+            *(int *)(base + k->offset) = 0;
+        else
+            return errf(err, errlen, "%s: \"%s\" is not yes or no", key, value);
+        return 0;
+    case K_LEVEL: {
+        int l = sbertd_log_level_parse(value);
+        if (l < 0)
+            return errf(err, errlen, "%s: \"%s\" is not error, warning, notice, info or debug",
+                        key, value);
+        *(int *)(base + k->offset) = l;
+        return 0;
+    }
+    case K_LISTEN:
+        /* a file or flag list replaces the default: the first "listen" clears it */
+        return errf(err, errlen, "listen is handled by the caller");
+    }
+    return errf(err, errlen, "%s: unhandled key type", key);
+}
+
+static int add_listen(struct sbertd_config *c, const char *url, int *replaced, char *err,
+                      size_t errlen)
+{
+    if (!*replaced) {
+        c->n_listen = 0;
+        *replaced = 1;
+    }
+    if (c->n_listen >= SBERTD_MAX_LISTEN)
+        return errf(err, errlen, "at most %d listen URLs", SBERTD_MAX_LISTEN);
+    if (strlen(url) >= sizeof c->listen[0])
+        return errf(err, errlen, "listen URL too long");
+    if (strncmp(url, "ipc://", 6) != 0 && strncmp(url, "tcp://", 6) != 0)
+        return errf(err, errlen, "listen \"%s\": only ipc:// and tcp:// are supported", url);
+    snprintf(c->listen[c->n_listen++], sizeof c->listen[0], "%s", url);
+    return 0;
+}
+
+static char *trim(char *s)
+{
+    while (isspace((unsigned char)*s))
+        s++;
+    char *e = s + strlen(s);
+    while (e > s && isspace((unsigned char)e[-1]))
+        *--e = '\0';
+    return s;
+}
+
+int sbertd_config_load_file(struct sbertd_config *c, const char *path, char *err, size_t errlen)
+{
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return errf(err, errlen, "%s: %s", path, strerror(errno));
+    char line[8192];
+    int lineno = 0, listen_replaced = 0, rc = 0;
+    while (fgets(line, sizeof line, f)) {
+        lineno++;
+        char *s = trim(line);
+        if (*s == '\0' || *s == '#')
+            continue;
+        char *eq = strchr(s, '=');
+        if (!eq) {
+            rc = errf(err, errlen, "%s:%d: expected \"key = value\"", path, lineno);
+            break;
+        }
+        *eq = '\0';
+        char *key = trim(s), *value = trim(eq + 1);
+        char why[512];
+        int r;
+        if (strcmp(key, "listen") == 0)
+            r = add_listen(c, value, &listen_replaced, why, sizeof why);
+        else
+            r = sbertd_config_set(c, key, value, why, sizeof why);
+        if (r) {
+            rc = errf(err, errlen, "%s:%d: %s", path, lineno, why);
+            break;
+        }
+    }
+    if (!rc && ferror(f))
+        rc = errf(err, errlen, "%s: read error", path);
+    fclose(f);
+    if (!rc)
+        snprintf(c->config_file, sizeof c->config_file, "%s", path);
+    return rc;
+}
+
+static const char usage[] =
+    "Usage: sbertd [OPTION]...\n"
+    "Semantic search daemon: Sentence-BERT embeddings, LMDB + FAISS store, nanomsg REQ/REP.\n"
+    "\n"
+    "  --config FILE     read settings from FILE (key = value lines); flags override it\n"
+    "  --model DIR       sentence-transformers model directory\n"
+    "                    (default ./models/all-MiniLM-L6-v2 when present, else " SBERTD_DEFAULT_MODEL_DIR ")\n"
+    "  --data DIR        store directory (default $STATE_DIRECTORY, else ./var/data)\n"
+    "  --listen URL      ipc://PATH or tcp://HOST:PORT, repeatable\n"
+    "                    (default ipc://$RUNTIME_DIRECTORY/sbertd.sock, else ipc://./var/sbertd.sock)\n"
+    "  --index SPEC      FAISS factory string, e.g. Flat, HNSW32,Flat, IVF1024,SQ8\n"
+    "                    (default: the store's, Flat for a new store)\n"
+    "  --threads N       request worker threads (default: CPU count, at least 2)\n"
+    "  --log-level L     error, warning, notice, info (default) or debug\n"
+    "  --set KEY=VALUE   any configuration key (see docs/sbertd.conf.example)\n"
+    "  --help            show this help and exit\n"
+    "  --version         show the version and exit\n"
+    "\n"
+    "Protocol: proto/PROTOCOL.md. Signals: SIGTERM/SIGINT stop cleanly, SIGHUP reloads the config.\n";
+
+int sbertd_config_from_args(struct sbertd_config *c, int argc, char **argv, char *err,
+                            size_t errlen)
+{
+    enum { O_CONFIG = 256, O_MODEL, O_DATA, O_LISTEN, O_INDEX, O_THREADS, O_LOG, O_SET, O_HELP, O_VERSION };
+    static const struct option opts[] = {
+        {"config", required_argument, 0, O_CONFIG},   {"model", required_argument, 0, O_MODEL},
+        {"data", required_argument, 0, O_DATA},       {"listen", required_argument, 0, O_LISTEN},
+        {"index", required_argument, 0, O_INDEX},     {"threads", required_argument, 0, O_THREADS},
+        {"log-level", required_argument, 0, O_LOG},   {"set", required_argument, 0, O_SET},
+        {"help", no_argument, 0, O_HELP},             {"version", no_argument, 0, O_VERSION},
+        {0, 0, 0, 0}};
+    sbertd_config_defaults(c);
+    /* Pass 1: --config, --help, --version and unknown options. */
+    const char *config_file = NULL;
+    opterr = 0;
+    optind = 1;
+    int o;
+    while ((o = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
+        if (o == O_CONFIG)
+            config_file = optarg;
+        else if (o == O_HELP) {
+            fputs(usage, stdout);
+            return 1;
+        } else if (o == O_VERSION) {
+            printf("sbertd %s (protocol %d, encoder %s)\n", SBERTD_VERSION, SBERT_PROTO_VERSION,
+                   SBERT_VERSION);
+            return 1;
+        } else if (o == '?')
+            return errf(err, errlen, "unknown option \"%s\" (see --help)", argv[optind - 1]);
+        else if (o == ':')
+            return errf(err, errlen, "option \"%s\" needs a value", argv[optind - 1]);
+    }
+    if (optind < argc)
+        return errf(err, errlen, "unexpected argument \"%s\" (see --help)", argv[optind]);
+    if (config_file && sbertd_config_load_file(c, config_file, err, errlen))
+        return -1;
+    /* Pass 2: the flags, over the file. */
+    optind = 1;
+    int listen_replaced = 0;
+    char why[512];
+    while ((o = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
+        int r = 0;
+        const char *key = NULL;
+        switch (o) {
+        case O_MODEL: key = "model"; break;
+        case O_DATA: key = "data"; break;
+        case O_INDEX: key = "index"; break;
+        case O_THREADS: key = "threads"; break;
+        case O_LOG: key = "log_level"; break;
+        case O_LISTEN: r = add_listen(c, optarg, &listen_replaced, why, sizeof why); break;
+        case O_SET: {
+            char kv[8192];
+            snprintf(kv, sizeof kv, "%s", optarg);
+            char *eq = strchr(kv, '=');
+            if (!eq)
+                return errf(err, errlen, "--set needs KEY=VALUE, got \"%s\"", optarg);
+            *eq = '\0';
+            if (strcmp(trim(kv), "listen") == 0)
+                r = add_listen(c, trim(eq + 1), &listen_replaced, why, sizeof why);
+            else
+                r = sbertd_config_set(c, trim(kv), trim(eq + 1), why, sizeof why);
+            break;
+        }
+        default: break;
+        }
+        if (key)
+            r = sbertd_config_set(c, key, optarg, why, sizeof why);
+        if (r)
+            return errf(err, errlen, "%s", why);
+    }
+    return 0;
+}
+
+/* tcp://HOST:PORT with HOST a loopback address or "localhost". nanomsg's "iface;addr" and
+ * wildcard forms are not loopback. */
+static int tcp_is_loopback(const char *url)
+{
+    const char *h = url + 6;
+    char host[256];
+    const char *colon = strrchr(h, ':');
+    if (!colon || strchr(h, ';'))
+        return 0;
+    size_t n = (size_t)(colon - h);
+    if (n == 0 || n >= sizeof host)
+        return 0;
+    memcpy(host, h, n);
+    host[n] = '\0';
+    if (host[0] == '[' && host[n - 1] == ']') {
+        memmove(host, host + 1, n - 2);
+        host[n - 2] = '\0';
+    }
+    if (strcmp(host, "localhost") == 0)
+        return 1;
+    struct in_addr a4;
+    struct in6_addr a6;
+    if (inet_pton(AF_INET, host, &a4) == 1)
+        return (ntohl(a4.s_addr) >> 24) == 127;
+    if (inet_pton(AF_INET6, host, &a6) == 1)
+        return IN6_IS_ADDR_LOOPBACK(&a6);
+    return 0;
+}
+
+int sbertd_config_check(const struct sbertd_config *c, char *err, size_t errlen)
+{
+    if (c->n_listen == 0)
+        return errf(err, errlen, "no listen URL");
+    for (int i = 0; i < c->n_listen; i++)
+        if (strncmp(c->listen[i], "tcp://", 6) == 0 && !c->allow_remote &&
+            !tcp_is_loopback(c->listen[i]))
+            return errf(err, errlen,
+                        "refusing to listen on %s: not a loopback address (nanomsg has no TLS "
+                        "or authentication of its own); set allow_remote = yes to allow it",
+                        c->listen[i]);
+    return 0;
+}
+
+void sbertd_config_dump(const struct sbertd_config *c, void (*line)(const char *, void *),
+                        void *user)
+{
+    char buf[5000];
+    const char *base = (const char *)c;
+    for (size_t i = 0; i < N_KEYS; i++) {
+        const struct key *k = &keys[i];
+        switch (k->type) {
+        case K_STR:
+            snprintf(buf, sizeof buf, "%s = %s", k->name,
+                     strcmp(k->name, "auth_token") == 0 ? (c->auth_token[0] ? "(set)" : "")
+                                                         : base + k->offset);
+            break;
+        case K_INT:
+        case K_BOOL:
+            snprintf(buf, sizeof buf, "%s = %d", k->name, *(const int *)(base + k->offset));
+            break;
+        case K_U64:
+            snprintf(buf, sizeof buf, "%s = %llu", k->name,
+                     strcmp(k->name, "snapshot_seconds") == 0
+                         ? (unsigned long long)*(const uint32_t *)(base + k->offset)
+                         : (unsigned long long)*(const uint64_t *)(base + k->offset));
+            break;
+        case K_LEVEL:
+            snprintf(buf, sizeof buf, "%s = %s", k->name,
+                     sbertd_log_level_name(*(const int *)(base + k->offset)));
+            break;
+        case K_LISTEN:
+            for (int j = 0; j < c->n_listen; j++) {
+                snprintf(buf, sizeof buf, "listen = %s", c->listen[j]);
+                line(buf, user);
+            }
+            continue;
+        }
+        line(buf, user);
+    }
+}

@@ -1,0 +1,246 @@
+/* main.c — sbertd: configuration, start-up (model, store, sockets), signals, shutdown. */
+#define _GNU_SOURCE
+#include "config.h"
+#include "log.h"
+#include "sd.h"
+#include "server.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static void log_config_line(const char *line, void *user)
+{
+    (void)user;
+    sbertd_log(LOG_DEBUG, "config: %s", line);
+}
+
+static void sd_log(void *ctx, int level, const char *msg)
+{
+    (void)ctx;
+    sbertd_log(level, "watchdog: %s", msg);
+}
+
+static void sd_check(int rc, const char *what)
+{
+    if (rc)
+        sbertd_log(LOG_WARNING, "sd_notify %s: %s", what, sbertd_sd_strerror(rc));
+}
+
+/* Creates the missing parent directories of path (mode 0750), as `mkdir -p $(dirname path)`. */
+static void make_parents(const char *path)
+{
+    char buf[4096];
+    snprintf(buf, sizeof buf, "%s", path);
+    for (char *p = buf + 1; *p; p++) {
+        if (*p != '/')
+            continue;
+        *p = '\0';
+        if (mkdir(buf, 0750) != 0 && errno != EEXIST)
+            return;
+        *p = '/';
+    }
+}
+
+static void apply_limits(struct sbertd *d, const struct sbertd_config *c)
+{
+    atomic_store(&d->max_message_size, c->max_message_size);
+    atomic_store(&d->max_batch, c->max_batch);
+    atomic_store(&d->max_text_bytes, c->max_text_bytes);
+    atomic_store(&d->max_k, c->max_k);
+    atomic_store(&d->max_pairs, c->max_pairs);
+    atomic_store(&d->max_matrix, c->max_matrix);
+    atomic_store(&d->max_metadata_bytes, c->max_metadata_bytes);
+    atomic_store(&d->max_concurrent, c->max_concurrent);
+}
+
+/* SIGHUP: re-reads the configuration (file, then the same flags) and applies what can change
+ * while running: the log level and the limits. The rest is reported as needing a restart. */
+static void reload(struct sbertd *d, int argc, char **argv)
+{
+    sd_check(sbertd_sd_reloading(), "RELOADING");
+    struct sbertd_config *c = malloc(sizeof *c);
+    char err[1024];
+    int changed = 0;
+    if (!c || sbertd_config_from_args(c, argc, argv, err, sizeof err) != 0) {
+        sbertd_log(LOG_ERR, "reload failed, keeping the current settings: %s",
+                   c ? err : "out of memory");
+        free(c);
+        sd_check(sbertd_sd_reloaded("reload failed: settings unchanged"), "RELOADED");
+        return;
+    }
+    if (c->log_level != d->cfg.log_level) {
+        sbertd_log(LOG_INFO, "log_level: %s -> %s", sbertd_log_level_name(d->cfg.log_level),
+                   sbertd_log_level_name(c->log_level));
+        sbertd_log_set_level(c->log_level);
+        d->cfg.log_level = c->log_level;
+        changed++;
+    }
+#define LIVE(key)                                                                                  \
+    if (c->key != d->cfg.key) {                                                                    \
+        sbertd_log(LOG_INFO, #key ": %llu -> %llu", (unsigned long long)d->cfg.key,                 \
+                   (unsigned long long)c->key);                                                    \
+        changed++;                                                                                 \
+    }
+    LIVE(max_message_size)
+    LIVE(max_batch)
+    LIVE(max_text_bytes)
+    LIVE(max_k)
+    LIVE(max_pairs)
+    LIVE(max_matrix)
+    LIVE(max_metadata_bytes)
+    LIVE(max_concurrent)
+#undef LIVE
+    apply_limits(d, c);
+    /* max_message_size above the bound the socket was opened with is cut by nanomsg: say so */
+    if (c->max_message_size > d->cfg.max_message_size)
+        sbertd_log(LOG_WARNING, "max_message_size grew: messages above %llu bytes are still "
+                   "dropped by the socket until a restart",
+                   (unsigned long long)(2 * d->cfg.max_message_size));
+    d->cfg.max_message_size = c->max_message_size;
+    d->cfg.max_batch = c->max_batch;
+    d->cfg.max_text_bytes = c->max_text_bytes;
+    d->cfg.max_k = c->max_k;
+    d->cfg.max_pairs = c->max_pairs;
+    d->cfg.max_matrix = c->max_matrix;
+    d->cfg.max_metadata_bytes = c->max_metadata_bytes;
+    d->cfg.max_concurrent = c->max_concurrent;
+    static const struct {
+        const char *name;
+        size_t off, size;
+    } restart_keys[] = {
+        {"model", offsetof(struct sbertd_config, model), sizeof c->model},
+        {"data", offsetof(struct sbertd_config, data), sizeof c->data},
+        {"listen", offsetof(struct sbertd_config, listen), sizeof c->listen},
+        {"index", offsetof(struct sbertd_config, index_spec), sizeof c->index_spec},
+        {"threads", offsetof(struct sbertd_config, threads), sizeof c->threads},
+        {"encode_threads", offsetof(struct sbertd_config, encode_threads), sizeof c->encode_threads},
+        {"auth_token", offsetof(struct sbertd_config, auth_token), sizeof c->auth_token},
+        {"allow_remote", offsetof(struct sbertd_config, allow_remote), sizeof c->allow_remote},
+    };
+    for (size_t i = 0; i < sizeof restart_keys / sizeof restart_keys[0]; i++)
+        if (memcmp((char *)c + restart_keys[i].off, (char *)&d->cfg + restart_keys[i].off,
+                   restart_keys[i].size) != 0)
+            sbertd_log(LOG_NOTICE, "%s changed; needs a restart to take effect",
+                       restart_keys[i].name);
+    free(c);
+    char status[96];
+    snprintf(status, sizeof status, "reloaded: %d setting(s) changed", changed);
+    sbertd_log(LOG_INFO, "%s", status);
+    sd_check(sbertd_sd_reloaded(status), "RELOADED");
+}
+
+int main(int argc, char **argv)
+{
+    static struct sbertd d; /* large; lives for the whole process */
+    char err[1024];
+    int rc = sbertd_config_from_args(&d.cfg, argc, argv, err, sizeof err);
+    if (rc == 1)
+        return 0;
+    if (rc < 0) {
+        fprintf(stderr, "sbertd: %s\n", err);
+        return 2;
+    }
+    sbertd_log_set_level(d.cfg.log_level);
+    if (sbertd_config_check(&d.cfg, err, sizeof err)) {
+        sbertd_log(LOG_ERR, "%s", err);
+        return 2;
+    }
+    sbertd_config_dump(&d.cfg, log_config_line, NULL);
+
+    /* Signals are taken synchronously by this thread (sigwait); every other thread inherits the
+     * mask. SIGPIPE is ignored: a vanished client is nanomsg's business, not a reason to die. */
+    sigset_t sigs;
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGTERM);
+    sigaddset(&sigs, SIGINT);
+    sigaddset(&sigs, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    d.start_us = sbertd_now_us();
+    sd_check(sbertd_sd_status("loading model %s", d.cfg.model), "STATUS");
+    struct sbert_model_params mp = sbert_model_default_params();
+    mp.n_threads = d.cfg.encode_threads;
+    mp.log = sbertd_log_library;
+    mp.log_user = "encoder";
+    rc = sbert_model_load(d.cfg.model, &mp, &d.model, err, sizeof err);
+    if (rc) {
+        sbertd_log(LOG_ERR, "cannot load the model: %s", err);
+        return 1;
+    }
+    d.info = sbert_model_info(d.model);
+    sbertd_log(LOG_INFO, "model %s: dim %d, max_seq_length %d, sha256 %.12s", d.info->name,
+               d.info->dim, d.info->max_seq_length, d.info->weights_sha256);
+
+    d.identity.name = d.info->name;
+    d.identity.weights_sha256 = d.info->weights_sha256;
+    d.identity.dim = d.info->dim;
+    d.identity.pooling = d.info->pooling;
+    d.identity.normalize = d.info->normalize;
+    d.identity.max_seq_length = d.info->max_seq_length;
+    struct sbert_index_params ip = sbert_index_default_params();
+    ip.model = d.identity;
+    ip.index_spec = d.cfg.index_spec[0] ? d.cfg.index_spec : NULL;
+    ip.ef_search = d.cfg.ef_search;
+    ip.nprobe = d.cfg.nprobe;
+    ip.snapshot_changes = d.cfg.snapshot_changes;
+    ip.snapshot_seconds = d.cfg.snapshot_seconds;
+    ip.log = sbertd_log_library;
+    ip.log_user = "index";
+    make_parents(d.cfg.data);
+    sd_check(sbertd_sd_status("opening index in %s", d.cfg.data), "STATUS");
+    rc = sbert_index_open(d.cfg.data, &ip, &d.index, err, sizeof err);
+    if (rc) {
+        sbertd_log(LOG_ERR, "cannot open the store in %s: %s", d.cfg.data, err);
+        sbert_model_free(d.model);
+        return 1;
+    }
+    apply_limits(&d, &d.cfg);
+    for (int i = 0; i < d.cfg.n_listen; i++)
+        if (strncmp(d.cfg.listen[i], "ipc://", 6) == 0)
+            make_parents(d.cfg.listen[i] + 6);
+    if (sbertd_server_start(&d)) {
+        sbert_index_close(d.index);
+        sbert_model_free(d.model);
+        return 1;
+    }
+    sbertd_sd_watchdog *wd = NULL;
+    uint64_t ivl = 0;
+    sd_check(sbertd_sd_watchdog_start(sbertd_server_alive, sd_log, &d, &wd, &ivl), "watchdog");
+    uint64_t count = 0;
+    sbert_index_count(d.index, &count);
+    char status[1200];
+    snprintf(status, sizeof status, "serving %llu documents on %s", (unsigned long long)count,
+             d.cfg.listen[0]);
+    sbertd_log(LOG_NOTICE, "sbertd %s ready: %s (%d workers, %d encode threads)", SBERTD_VERSION,
+               status, d.cfg.threads, d.cfg.encode_threads);
+    sd_check(sbertd_sd_ready(status), "READY");
+
+    for (;;) {
+        int sig = 0;
+        if (sigwait(&sigs, &sig) != 0)
+            continue;
+        if (sig == SIGHUP) {
+            reload(&d, argc, argv);
+            continue;
+        }
+        sbertd_log(LOG_NOTICE, "%s: stopping", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+        break;
+    }
+    sd_check(sbertd_sd_stopping("stopping: draining requests"), "STOPPING");
+    sbertd_server_stop(&d);
+    sd_check(sbertd_sd_status("stopping: writing index snapshot"), "STATUS");
+    /* signals stay blocked from here on, so a second SIGTERM during the snapshot waits, unread,
+     * and the exit stays clean */
+    sbert_index_close(d.index);
+    sbertd_sd_watchdog_stop(wd);
+    sbertd_server_free(&d);
+    sbert_model_free(d.model);
+    sbertd_log(LOG_NOTICE, "stopped");
+    return 0;
+}

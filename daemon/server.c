@@ -1,0 +1,778 @@
+/* server.c — sbertd's sockets, threads and queues (see server.h for who does what). */
+#define _GNU_SOURCE
+#include "server.h"
+
+#include "log.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <nanomsg/nn.h>
+#include <nanomsg/reqrep.h>
+
+uint64_t sbertd_now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+/* ---- queues ---------------------------------------------------------------------------------- */
+
+static void queue_init(struct queue *q)
+{
+    memset(q, 0, sizeof *q);
+    pthread_mutex_init(&q->mu, NULL);
+    pthread_cond_init(&q->cv, NULL);
+}
+
+static void queue_destroy(struct queue *q)
+{
+    pthread_mutex_destroy(&q->mu);
+    pthread_cond_destroy(&q->cv);
+}
+
+static void queue_push(struct queue *q, struct request *r)
+{
+    pthread_mutex_lock(&q->mu);
+    r->next = NULL;
+    if (q->tail)
+        q->tail->next = r;
+    else
+        q->head = r;
+    q->tail = r;
+    q->n++;
+    pthread_cond_signal(&q->cv);
+    pthread_mutex_unlock(&q->mu);
+}
+
+/* Takes the first request, waiting for one; NULL once the queue is closed and empty. */
+static struct request *queue_pop(struct queue *q)
+{
+    pthread_mutex_lock(&q->mu);
+    while (!q->head && !q->closed)
+        pthread_cond_wait(&q->cv, &q->mu);
+    struct request *r = q->head;
+    if (r) {
+        q->head = r->next;
+        if (!q->head)
+            q->tail = NULL;
+        q->n--;
+    }
+    pthread_mutex_unlock(&q->mu);
+    return r;
+}
+
+/* Takes the first request only if it runs op (without waiting). */
+static struct request *queue_pop_if(struct queue *q, const struct op *op)
+{
+    pthread_mutex_lock(&q->mu);
+    struct request *r = q->head;
+    if (r && r->op == op) {
+        q->head = r->next;
+        if (!q->head)
+            q->tail = NULL;
+        q->n--;
+    } else
+        r = NULL;
+    pthread_mutex_unlock(&q->mu);
+    return r;
+}
+
+static void queue_close(struct queue *q)
+{
+    pthread_mutex_lock(&q->mu);
+    q->closed = 1;
+    pthread_cond_broadcast(&q->cv);
+    pthread_mutex_unlock(&q->mu);
+}
+
+/* ---- statistics ------------------------------------------------------------------------------ */
+
+/* Buckets 5% apart from 1 us: bucket b holds latencies in [1.05^b, 1.05^(b+1)) us. */
+static int lat_bucket(double us)
+{
+    if (us < 1)
+        return 0;
+    int b = (int)(log(us) / log(1.05));
+    return b >= SBERTD_LAT_BUCKETS ? SBERTD_LAT_BUCKETS - 1 : b;
+}
+
+static void stats_record(struct sbertd *d, int op_index, uint64_t us, int failed)
+{
+    if (op_index < 0)
+        return;
+    pthread_mutex_lock(&d->stats_mu);
+    struct op_stats *s = &d->stats[op_index];
+    s->count++;
+    s->errors += failed ? 1 : 0;
+    double ms = (double)us / 1000.0;
+    if (ms > s->max_ms)
+        s->max_ms = ms;
+    s->hist[lat_bucket((double)us)]++;
+    pthread_mutex_unlock(&d->stats_mu);
+}
+
+/* ---- the req_id reply cache (writer thread only) --------------------------------------------- */
+
+#define CACHE_SIZE 4096
+#define CACHE_TTL_US (600ull * 1000000ull)
+
+struct cache_entry {
+    char *req_id;
+    uint64_t hash;
+    uint64_t t_us;
+    char *reply; /* the serialised reply */
+    size_t len;
+};
+
+struct reply_cache {
+    struct cache_entry e[CACHE_SIZE];
+    size_t next;
+};
+
+static struct cache_entry *cache_find(struct reply_cache *c, const char *req_id)
+{
+    uint64_t now = sbertd_now_us();
+    for (size_t i = 0; i < CACHE_SIZE; i++) {
+        struct cache_entry *e = &c->e[i];
+        if (e->req_id && now - e->t_us < CACHE_TTL_US && strcmp(e->req_id, req_id) == 0)
+            return e;
+    }
+    return NULL;
+}
+
+static void cache_put(struct reply_cache *c, const char *req_id, uint64_t hash, const char *reply,
+                      size_t len)
+{
+    struct cache_entry *e = &c->e[c->next];
+    c->next = (c->next + 1) % CACHE_SIZE;
+    free(e->req_id);
+    free(e->reply);
+    e->req_id = strdup(req_id);
+    e->reply = malloc(len + 1);
+    if (!e->req_id || !e->reply) {
+        free(e->req_id);
+        free(e->reply);
+        memset(e, 0, sizeof *e);
+        return; /* a lost cache entry only costs idempotency for that req_id */
+    }
+    memcpy(e->reply, reply, len + 1);
+    e->len = len;
+    e->hash = hash;
+    e->t_us = sbertd_now_us();
+}
+
+static void cache_free(struct reply_cache *c)
+{
+    if (!c)
+        return;
+    for (size_t i = 0; i < CACHE_SIZE; i++) {
+        free(c->e[i].req_id);
+        free(c->e[i].reply);
+    }
+    free(c);
+}
+
+static uint64_t fnv1a(const void *p, size_t n)
+{
+    const unsigned char *s = p;
+    uint64_t h = 1469598103934665603ull;
+    for (size_t i = 0; i < n; i++) {
+        h ^= s[i];
+        h *= 1099511628211ull;
+    }
+    return h;
+}
+
+/* ---- replies --------------------------------------------------------------------------------- */
+
+static void request_free(struct request *r)
+{
+    if (!r)
+        return;
+    if (r->prep_free)
+        r->prep_free(r->prep);
+    sbert_proto_request_clear(&r->req);
+    free(r->req_id_copy);
+    if (r->body)
+        nn_freemsg(r->body);
+    if (r->control)
+        nn_freemsg(r->control);
+    free(r);
+}
+
+static void send_raw(struct sbertd *d, struct request *r, const char *buf, size_t len)
+{
+    struct nn_iovec iov = {(void *)buf, len};
+    struct nn_msghdr h;
+    memset(&h, 0, sizeof h);
+    h.msg_iov = &iov;
+    h.msg_iovlen = 1;
+    h.msg_control = &r->control;
+    h.msg_controllen = NN_MSG;
+    if (nn_sendmsg(d->sock, &h, 0) >= 0)
+        r->control = NULL; /* nanomsg took the header */
+    else
+        sbertd_log(LOG_WARNING, "reply to a %s request not sent: %s",
+                   r->op ? r->op->name : "malformed", nn_strerror(nn_errno()));
+}
+
+/* The reply of last resort when even building the error reply fails. */
+static const char oom_reply[] =
+    "{\"v\":1,\"ok\":false,\"error\":{\"code\":\"internal\",\"message\":\"out of memory\"}}";
+
+static void finish_with_text(struct sbertd *d, struct request *r, const char *text, size_t len,
+                             int failed, const char *code)
+{
+    send_raw(d, r, text, len);
+    uint64_t us = sbertd_now_us() - r->t0_us;
+    stats_record(d, r->op_index, us, failed);
+    atomic_fetch_add(&d->total, 1);
+    if (failed)
+        atomic_fetch_add(&d->total_errors, 1);
+    if (sbertd_log_enabled(LOG_DEBUG))
+        sbertd_log(LOG_DEBUG, "op %s%s%s: %s, %zu bytes in, %zu out, %.3f ms",
+                   r->op ? r->op->name : "?", r->req.req_id ? " req_id " : "",
+                   r->req.req_id ? r->req.req_id : "", failed ? code : "ok", r->len, len,
+                   (double)us / 1000.0);
+    atomic_fetch_sub(&d->in_flight, 1);
+    request_free(r);
+}
+
+void sbertd_finish(struct sbertd *d, struct request *r, cJSON *reply,
+                   const struct sbert_proto_error *err)
+{
+    const char *req_id = r->req.req_id ? r->req.req_id : r->req_id_copy;
+    int failed = reply == NULL;
+    cJSON *msg = reply ? reply : sbert_proto_reply_error(err, req_id);
+    char *text = NULL;
+    size_t len = 0;
+    if (!msg || sbert_proto_print(msg, &text, &len)) {
+        cJSON_Delete(msg);
+        finish_with_text(d, r, oom_reply, sizeof oom_reply - 1, 1, "internal");
+        return;
+    }
+    cJSON_Delete(msg);
+    if (!failed && r->op && r->op->is_write && r->req.req_id && d->cache)
+        cache_put(d->cache, r->req.req_id, r->hash, text, len);
+    finish_with_text(d, r, text, len, failed, failed ? sbert_proto_code_name(err->code) : "ok");
+    free(text);
+}
+
+/* ---- shared encoding ------------------------------------------------------------------------- */
+
+/* A read request's texts waiting for the encoder thread. */
+struct enc_job {
+    struct enc_job *next;
+    const char *const *texts;
+    const size_t *lens;
+    size_t n;
+    float *out;
+    int *truncated;
+    int rc;
+    int done;
+};
+
+/* Requests with more texts than this encode in their own thread: they gain nothing from sharing
+ * a batch and would delay the small ones. */
+#define SHARED_MAX_TEXTS 32
+/* The most texts the encoder thread puts in one sbert_encode() call. */
+#define SHARED_BATCH_TEXTS 128
+
+static int encode_direct(struct sbertd *d, const char *const *texts, const size_t *lens, size_t n,
+                         float *out, int *truncated)
+{
+    struct sbert_encode_params p = sbert_encode_default_params();
+    p.n_threads = d->cfg.encode_threads;
+    size_t bad = 0;
+    return sbert_encode(d->model, texts, lens, n, out, &p, truncated, &bad);
+}
+
+static void *encoder_main(void *arg)
+{
+    struct sbertd *d = arg;
+    size_t dim = (size_t)d->info->dim;
+    const char **texts = malloc(SHARED_BATCH_TEXTS * sizeof *texts);
+    size_t *lens = malloc(SHARED_BATCH_TEXTS * sizeof *lens);
+    int *trunc = malloc(SHARED_BATCH_TEXTS * sizeof *trunc);
+    float *out = malloc(SHARED_BATCH_TEXTS * dim * sizeof *out);
+    for (;;) {
+        pthread_mutex_lock(&d->enc_mu);
+        while (!d->enc_head && !d->enc_stop)
+            pthread_cond_wait(&d->enc_cv, &d->enc_mu);
+        if (!d->enc_head) {
+            pthread_mutex_unlock(&d->enc_mu);
+            break;
+        }
+        /* take every waiting job that fits in one batch (at least one) */
+        struct enc_job *batch = d->enc_head, *last = batch;
+        size_t total = batch->n;
+        while (last->next && total + last->next->n <= SHARED_BATCH_TEXTS) {
+            last = last->next;
+            total += last->n;
+        }
+        d->enc_head = last->next;
+        if (!d->enc_head)
+            d->enc_tail = NULL;
+        last->next = NULL;
+        pthread_mutex_unlock(&d->enc_mu);
+
+        int rc = (texts && lens && trunc && out) ? 0 : SBERT_ENOMEM;
+        if (!rc) {
+            size_t at = 0;
+            for (struct enc_job *j = batch; j; j = j->next) {
+                memcpy(texts + at, j->texts, j->n * sizeof *texts);
+                memcpy(lens + at, j->lens, j->n * sizeof *lens);
+                at += j->n;
+            }
+            rc = encode_direct(d, texts, lens, total, out, trunc);
+        }
+        size_t at = 0;
+        for (struct enc_job *j = batch; j; j = j->next) {
+            /* one job's failure (it cannot be bad UTF-8: proto checked the message) fails the
+             * batch; each job then encodes alone so only the guilty one sees the error */
+            if (rc)
+                j->rc = encode_direct(d, j->texts, j->lens, j->n, j->out, j->truncated);
+            else {
+                memcpy(j->out, out + at * dim, j->n * dim * sizeof *out);
+                if (j->truncated)
+                    memcpy(j->truncated, trunc + at, j->n * sizeof *trunc);
+                j->rc = 0;
+            }
+            at += j->n;
+        }
+        pthread_mutex_lock(&d->enc_mu);
+        for (struct enc_job *j = batch; j;) {
+            struct enc_job *next = j->next;
+            j->done = 1; /* j belongs to its waiter from here on */
+            j = next;
+        }
+        pthread_cond_broadcast(&d->enc_done_cv);
+        pthread_mutex_unlock(&d->enc_mu);
+    }
+    free(texts);
+    free(lens);
+    free(trunc);
+    free(out);
+    return NULL;
+}
+
+int sbertd_encode(struct sbertd *d, const char *const *texts, const size_t *lens, size_t n,
+                  float *out, int *truncated, int shared, struct sbert_proto_error *err)
+{
+    int rc;
+    if (!shared || n > SHARED_MAX_TEXTS) {
+        rc = encode_direct(d, texts, lens, n, out, truncated);
+    } else {
+        struct enc_job j = {.texts = texts, .lens = lens, .n = n, .out = out,
+                            .truncated = truncated};
+        pthread_mutex_lock(&d->enc_mu);
+        if (d->enc_tail)
+            d->enc_tail->next = &j;
+        else
+            d->enc_head = &j;
+        d->enc_tail = &j;
+        pthread_cond_signal(&d->enc_cv);
+        while (!j.done)
+            pthread_cond_wait(&d->enc_done_cv, &d->enc_mu);
+        pthread_mutex_unlock(&d->enc_mu);
+        rc = j.rc;
+    }
+    if (rc == SBERT_EUTF8)
+        return sbert_proto_error_set(err, SBERT_PROTO_EBAD_UTF8, -1, "a text is not valid UTF-8");
+    if (rc)
+        return sbert_proto_error_set(err, SBERT_PROTO_EINTERNAL, -1, "encoding failed: %s",
+                                     sbert_strerror(rc));
+    return 0;
+}
+
+/* ---- index errors ---------------------------------------------------------------------------- */
+
+static const struct {
+    int index_rc;
+    int proto_code;
+} index_errors[] = {
+    {SBERT_INDEX_ENOMEM, SBERT_PROTO_EINTERNAL},     {SBERT_INDEX_EINVAL, SBERT_PROTO_EBAD_REQUEST},
+    {SBERT_INDEX_EIO, SBERT_PROTO_EIO_ERROR},        {SBERT_INDEX_ENOSPC, SBERT_PROTO_ENO_SPACE},
+    {SBERT_INDEX_EMODEL, SBERT_PROTO_EINTERNAL},     {SBERT_INDEX_EFORMAT, SBERT_PROTO_EIO_ERROR},
+    {SBERT_INDEX_ENOTFOUND, SBERT_PROTO_EBAD_ID},    {SBERT_INDEX_EFILTER, SBERT_PROTO_EBAD_FILTER},
+    {SBERT_INDEX_EID, SBERT_PROTO_EBAD_ID},          {SBERT_INDEX_EMETADATA, SBERT_PROTO_EBAD_METADATA},
+    {SBERT_INDEX_EVINDEX, SBERT_PROTO_EINTERNAL},    {SBERT_INDEX_ELOCKED, SBERT_PROTO_EIO_ERROR},
+    {SBERT_INDEX_ECALLBACK, SBERT_PROTO_EINTERNAL},  {SBERT_INDEX_EEXIST, SBERT_PROTO_EEXISTS},
+    {SBERT_INDEX_ESPEC, SBERT_PROTO_EBAD_REQUEST},   {SBERT_INDEX_ETEXT, SBERT_PROTO_EBAD_UTF8},
+};
+
+int sbertd_index_error(int rc, const char *msg, long index, struct sbert_proto_error *err)
+{
+    int code = SBERT_PROTO_EINTERNAL;
+    for (size_t i = 0; i < sizeof index_errors / sizeof index_errors[0]; i++)
+        if (index_errors[i].index_rc == rc)
+            code = index_errors[i].proto_code;
+    return sbert_proto_error_set(err, code, index, "%s%s%s", sbert_index_strerror(rc),
+                                 msg && *msg ? ": " : "", msg ? msg : "");
+}
+
+/* ---- dispatch -------------------------------------------------------------------------------- */
+
+/* Compares without an early exit, so the time taken does not tell how much of a guess was right. */
+static int token_equal(const char *given, const char *want)
+{
+    size_t lg = strlen(given), lw = strlen(want);
+    unsigned char diff = (unsigned char)(lg != lw);
+    for (size_t i = 0; i < lw; i++)
+        diff |= (unsigned char)(want[i] ^ (i < lg ? given[i] : 0));
+    return diff == 0;
+}
+
+static int validate(struct sbertd *d, struct request *r, struct sbert_proto_error *err)
+{
+    int rc = sbert_proto_request_parse(r->body, r->len, &r->req, &r->req_id_copy, err);
+    if (rc)
+        return rc;
+    if (d->cfg.auth_token[0] && (!r->req.token || !token_equal(r->req.token, d->cfg.auth_token)))
+        return sbert_proto_error_set(err, SBERT_PROTO_EUNAUTHORIZED, -1,
+                                     r->req.token ? "wrong token" : "this daemon requires a token");
+    for (size_t i = 0; i < sbertd_n_ops; i++)
+        if (strcmp(sbertd_ops[i].name, r->req.op) == 0) {
+            r->op = &sbertd_ops[i];
+            r->op_index = (int)i;
+        }
+    if (!r->op)
+        return sbert_proto_error_set(err, SBERT_PROTO_EUNKNOWN_OP, -1, "unknown op \"%.64s\"",
+                                     r->req.op);
+    rc = sbert_proto_check_members(r->req.root, r->op->members, 1, err);
+    if (rc)
+        return rc;
+    if (r->op->list) {
+        const cJSON *l = cJSON_GetObjectItemCaseSensitive(r->req.root, r->op->list);
+        if (cJSON_IsArray(l) && (uint64_t)cJSON_GetArraySize(l) > atomic_load(&d->max_batch))
+            return sbert_proto_error_set(err, SBERT_PROTO_ETOO_LARGE, -1,
+                                         "\"%s\" has %d items, more than max_batch (%llu)",
+                                         r->op->list, cJSON_GetArraySize(l),
+                                         (unsigned long long)atomic_load(&d->max_batch));
+    }
+    return r->op->prepare ? r->op->prepare(d, r, err) : 0;
+}
+
+static void run_one(struct sbertd *d, struct request *r)
+{
+    struct sbert_proto_error err = {0};
+    cJSON *reply = sbert_proto_reply_new(r->req.req_id);
+    if (!reply) {
+        sbert_proto_error_set(&err, SBERT_PROTO_EINTERNAL, -1, "out of memory");
+        sbertd_finish(d, r, NULL, &err);
+        return;
+    }
+    if (r->op->run(d, r, reply, &err)) {
+        cJSON_Delete(reply);
+        sbertd_finish(d, r, NULL, &err);
+        return;
+    }
+    sbertd_finish(d, r, reply, NULL);
+}
+
+struct worker_arg {
+    struct sbertd *d;
+    int index;
+};
+
+static void *worker_main(void *arg)
+{
+    struct worker_arg *wa = arg;
+    struct sbertd *d = wa->d;
+    int w = wa->index;
+    free(wa);
+    struct request *r;
+    while ((r = queue_pop(&d->work))) {
+        atomic_store(&d->busy_since[w], sbertd_now_us());
+        struct sbert_proto_error err = {0};
+        r->op_index = -1;
+        if (validate(d, r, &err)) {
+            atomic_store(&d->busy_op[w], r->op_index);
+            sbertd_finish(d, r, NULL, &err);
+        } else if (r->op->is_write) {
+            queue_push(&d->writes, r);
+        } else {
+            atomic_store(&d->busy_op[w], r->op_index);
+            run_one(d, r);
+        }
+        atomic_store(&d->busy_since[w], 0);
+    }
+    return NULL;
+}
+
+/* Answers a repeated write from the cache; returns 1 when r was finished here. */
+static int answer_repeat(struct sbertd *d, struct request *r)
+{
+    if (!r->req.req_id)
+        return 0;
+    struct cache_entry *e = cache_find(d->cache, r->req.req_id);
+    if (!e)
+        return 0;
+    if (e->hash != r->hash) {
+        struct sbert_proto_error err;
+        sbert_proto_error_set(&err, SBERT_PROTO_EREQ_ID_REUSED, -1,
+                              "req_id \"%.64s\" was used by a different request in the last "
+                              "10 minutes",
+                              r->req.req_id);
+        sbertd_finish(d, r, NULL, &err);
+        return 1;
+    }
+    sbertd_log(LOG_INFO, "repeated %s req_id %s answered from the reply cache", r->op->name,
+               r->req.req_id);
+    finish_with_text(d, r, e->reply, e->len, 0, "ok");
+    return 1;
+}
+
+static void *writer_main(void *arg)
+{
+    struct sbertd *d = arg;
+    int w = d->n_workers;
+    struct request *r;
+    while ((r = queue_pop(&d->writes))) {
+        atomic_store(&d->busy_since[w], sbertd_now_us());
+        atomic_store(&d->busy_op[w], r->op_index);
+        if (answer_repeat(d, r)) {
+            atomic_store(&d->busy_since[w], 0);
+            continue;
+        }
+        if (r->op->run_group) {
+            /* consecutive queued requests of the same op go in one group (one encode) */
+            size_t cap = 64, n = 0;
+            struct request **group = malloc(cap * sizeof *group);
+            if (!group) {
+                run_one(d, r);
+            } else {
+                group[n++] = r;
+                struct request *next;
+                while (n < cap && (next = queue_pop_if(&d->writes, r->op))) {
+                    if (!answer_repeat(d, next))
+                        group[n++] = next;
+                }
+                r->op->run_group(d, group, n);
+                free(group);
+            }
+        } else {
+            run_one(d, r);
+        }
+        atomic_store(&d->busy_since[w], 0);
+    }
+    return NULL;
+}
+
+/* ---- receiving ------------------------------------------------------------------------------- */
+
+static void refuse(struct sbertd *d, struct request *r, int code, const char *msg)
+{
+    struct sbert_proto_error err;
+    sbert_proto_error_set(&err, code, -1, "%s", msg);
+    r->op_index = -1;
+    sbertd_finish(d, r, NULL, &err);
+}
+
+static void *receiver_main(void *arg)
+{
+    struct sbertd *d = arg;
+    for (;;) {
+        void *body = NULL, *control = NULL;
+        struct nn_iovec iov = {&body, NN_MSG};
+        struct nn_msghdr h;
+        memset(&h, 0, sizeof h);
+        h.msg_iov = &iov;
+        h.msg_iovlen = 1;
+        h.msg_control = &control;
+        h.msg_controllen = NN_MSG;
+        int rc = nn_recvmsg(d->sock, &h, 0);
+        if (rc < 0) {
+            int e = nn_errno();
+            if (e == ETIMEDOUT || e == EAGAIN || e == EINTR) {
+                if (atomic_load(&d->stopping) && atomic_load(&d->in_flight) == 0)
+                    break;
+                continue;
+            }
+            if (e == EBADF || e == ETERM)
+                break;
+            sbertd_log(LOG_ERR, "receive failed: %s", nn_strerror(e));
+            continue;
+        }
+        struct request *r = calloc(1, sizeof *r);
+        if (!r) {
+            nn_freemsg(body);
+            if (control)
+                nn_freemsg(control);
+            sbertd_log(LOG_ERR, "out of memory: a request was dropped");
+            continue;
+        }
+        r->body = body;
+        r->len = (size_t)rc;
+        r->control = control;
+        r->t0_us = sbertd_now_us();
+        r->op_index = -1;
+        r->hash = fnv1a(body, r->len);
+        uint64_t inflight = atomic_fetch_add(&d->in_flight, 1);
+        char msg[160];
+        if (atomic_load(&d->stopping)) {
+            refuse(d, r, SBERT_PROTO_ESHUTTING_DOWN, "the daemon is shutting down");
+        } else if (r->len > atomic_load(&d->max_message_size)) {
+            snprintf(msg, sizeof msg, "the message has %zu bytes, more than max_message_size (%llu)",
+                     r->len, (unsigned long long)atomic_load(&d->max_message_size));
+            refuse(d, r, SBERT_PROTO_ETOO_LARGE, msg);
+        } else if (inflight >= atomic_load(&d->max_concurrent)) {
+            snprintf(msg, sizeof msg, "%llu requests are in progress (max_concurrent); retry later",
+                     (unsigned long long)inflight);
+            refuse(d, r, SBERT_PROTO_EBUSY, msg);
+        }
+        else
+            queue_push(&d->work, r);
+    }
+    atomic_store(&d->receiver_alive, 0);
+    return NULL;
+}
+
+/* ---- start and stop -------------------------------------------------------------------------- */
+
+static int bind_all(struct sbertd *d)
+{
+    for (int i = 0; i < d->cfg.n_listen; i++) {
+        const char *url = d->cfg.listen[i];
+        int ipc = strncmp(url, "ipc://", 6) == 0;
+        /* the socket file is created by bind: create it 0660 rather than chmod a window later */
+        mode_t old = ipc ? umask(0117) : 0;
+        d->eps[i] = nn_bind(d->sock, url);
+        int e = nn_errno();
+        if (ipc)
+            umask(old);
+        if (d->eps[i] < 0) {
+            sbertd_log(LOG_ERR, "cannot listen on %s: %s", url, nn_strerror(e));
+            return -1;
+        }
+        if (ipc && chmod(url + 6, 0660) != 0) {
+            sbertd_log(LOG_ERR, "cannot set mode 0660 on %s: %s", url + 6, strerror(errno));
+            return -1;
+        }
+        sbertd_log(LOG_INFO, "listening on %s", url);
+    }
+    return 0;
+}
+
+int sbertd_server_start(struct sbertd *d)
+{
+    queue_init(&d->work);
+    queue_init(&d->writes);
+    pthread_mutex_init(&d->enc_mu, NULL);
+    pthread_cond_init(&d->enc_cv, NULL);
+    pthread_cond_init(&d->enc_done_cv, NULL);
+    pthread_mutex_init(&d->stats_mu, NULL);
+    d->stats = calloc(sbertd_n_ops, sizeof *d->stats);
+    d->cache = calloc(1, sizeof *d->cache);
+    d->n_workers = d->cfg.threads;
+    d->workers = calloc((size_t)d->n_workers, sizeof *d->workers);
+    d->busy_since = calloc((size_t)d->n_workers + 1, sizeof *d->busy_since);
+    d->busy_op = calloc((size_t)d->n_workers + 1, sizeof *d->busy_op);
+    if (!d->stats || !d->cache || !d->workers || !d->busy_since || !d->busy_op) {
+        sbertd_log(LOG_ERR, "out of memory");
+        return -1;
+    }
+    d->sock = nn_socket(AF_SP_RAW, NN_REP);
+    if (d->sock < 0) {
+        sbertd_log(LOG_ERR, "nn_socket: %s", nn_strerror(nn_errno()));
+        return -1;
+    }
+    /* nanomsg drops a message above NN_RCVMAXSIZE without a word (default 1 MiB): accept up to
+     * twice max_message_size so that the band in between gets a too_large reply */
+    uint64_t lim = 2 * d->cfg.max_message_size;
+    int rcvmax = lim > INT_MAX ? INT_MAX : (int)lim;
+    int rcvtimeo = 200;  /* the receiver wakes to notice a shutdown */
+    int sndtimeo = 5000; /* a client that stops reading must not hold a worker forever */
+    if (nn_setsockopt(d->sock, NN_SOL_SOCKET, NN_RCVMAXSIZE, &rcvmax, sizeof rcvmax) ||
+        nn_setsockopt(d->sock, NN_SOL_SOCKET, NN_RCVTIMEO, &rcvtimeo, sizeof rcvtimeo) ||
+        nn_setsockopt(d->sock, NN_SOL_SOCKET, NN_SNDTIMEO, &sndtimeo, sizeof sndtimeo)) {
+        sbertd_log(LOG_ERR, "nn_setsockopt: %s", nn_strerror(nn_errno()));
+        return -1;
+    }
+    if (bind_all(d))
+        return -1;
+    atomic_store(&d->receiver_alive, 1);
+    if (pthread_create(&d->encoder, NULL, encoder_main, d) ||
+        pthread_create(&d->writer, NULL, writer_main, d)) {
+        sbertd_log(LOG_ERR, "cannot start threads");
+        return -1;
+    }
+    for (int i = 0; i < d->n_workers; i++) {
+        struct worker_arg *wa = malloc(sizeof *wa);
+        if (!wa || pthread_create(&d->workers[i], NULL, worker_main, wa ? (wa->d = d, wa->index = i, wa) : NULL)) {
+            sbertd_log(LOG_ERR, "cannot start worker threads");
+            return -1;
+        }
+    }
+    if (pthread_create(&d->receiver, NULL, receiver_main, d)) {
+        sbertd_log(LOG_ERR, "cannot start the receiver thread");
+        return -1;
+    }
+    return 0;
+}
+
+void sbertd_server_stop(struct sbertd *d)
+{
+    atomic_store(&d->stopping, 1);
+    /* the receiver answers newcomers with shutting_down until every request in flight is done */
+    pthread_join(d->receiver, NULL);
+    queue_close(&d->work);
+    for (int i = 0; i < d->n_workers; i++)
+        pthread_join(d->workers[i], NULL);
+    queue_close(&d->writes);
+    pthread_join(d->writer, NULL);
+    pthread_mutex_lock(&d->enc_mu);
+    d->enc_stop = 1;
+    pthread_cond_broadcast(&d->enc_cv);
+    pthread_mutex_unlock(&d->enc_mu);
+    pthread_join(d->encoder, NULL);
+    /* nanomsg sends asynchronously and 1.1.5 has no working NN_LINGER: give the last replies a
+     * moment to leave before the socket is closed */
+    usleep(200 * 1000);
+    for (int i = 0; i < d->cfg.n_listen; i++)
+        if (d->eps[i] >= 0 && strncmp(d->cfg.listen[i], "ipc://", 6) == 0)
+            unlink(d->cfg.listen[i] + 6);
+    nn_close(d->sock);
+    queue_destroy(&d->work);
+    queue_destroy(&d->writes);
+    cache_free(d->cache);
+    d->cache = NULL;
+}
+
+void sbertd_server_free(struct sbertd *d)
+{
+    free(d->stats);
+    free(d->workers);
+    free((void *)d->busy_since);
+    free((void *)d->busy_op);
+}
+
+int sbertd_server_alive(void *ctx, char *why, size_t whylen)
+{
+    struct sbertd *d = ctx;
+    if (!atomic_load(&d->receiver_alive) && !atomic_load(&d->stopping)) {
+        snprintf(why, whylen, "the receiver thread has stopped");
+        return 0;
+    }
+    uint64_t now = sbertd_now_us(), limit = d->cfg.watchdog_stall_sec * 1000000u;
+    for (int i = 0; i <= d->n_workers; i++) {
+        uint64_t t = atomic_load(&d->busy_since[i]);
+        if (t && now > t && now - t > limit) {
+            int op = atomic_load(&d->busy_op[i]);
+            snprintf(why, whylen, "%s %d busy for %llu s on op %s",
+                     i == d->n_workers ? "writer" : "worker", i,
+                     (unsigned long long)((now - t) / 1000000u),
+                     op >= 0 && (size_t)op < sbertd_n_ops ? sbertd_ops[op].name : "?");
+            return 0;
+        }
+    }
+    return 1;
+}
