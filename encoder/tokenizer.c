@@ -25,9 +25,14 @@
 
 /* ---- vocabulary hash table ------------------------------------------------------------------ */
 
-/* Open addressing, linear probing; a slot holds id + 1, 0 is empty. */
+/* Open addressing, linear probing, load factor <= 1/2. A slot holds the key's 32-bit hash, its
+ * place in the vocabulary text and id + 1 (0: empty), so a probe reads one slot and, only when
+ * the hashes agree, the key's bytes. */
+struct vslot {
+    uint32_t hash, id1, off, len;
+};
 struct vtable {
-    uint32_t *slots;
+    struct vslot *slots;
     uint32_t mask;
 };
 
@@ -42,21 +47,31 @@ struct sbert_tokenizer {
     struct vtable cont;  /* tokens starting with "##", keyed without the prefix */
     int32_t cls, sep, unk;
     /* Special tokens matched in the raw text before normalisation (tokenizers' added tokens with
-     * normalized=false): their content and id. */
+     * normalized=false): their content and id; first_byte marks the bytes they start with. */
     char *special[N_SPECIALS];
     size_t special_len[N_SPECIALS];
     int32_t special_id[N_SPECIALS];
     int n_special;
+    unsigned char first_byte[256];
+    unsigned char ascii[128]; /* A_* class of each ASCII character after normalisation */
 };
 
-static uint64_t hash_bytes(const char *s, size_t len)
+/* A multiply-xorshift hash over 8-byte words; only ever compared within one process. */
+static uint32_t hash_bytes(const char *s, size_t len)
 {
-    uint64_t h = 1469598103934665603ull; /* FNV-1a */
-    for (size_t i = 0; i < len; i++) {
-        h ^= (unsigned char)s[i];
-        h *= 1099511628211ull;
+    uint64_t h = 0x9E3779B97F4A7C15ull ^ len;
+    for (; len >= 8; s += 8, len -= 8) {
+        uint64_t w;
+        memcpy(&w, s, 8);
+        h = (h ^ w) * 0xBF58476D1CE4E5B9ull;
+        h ^= h >> 31;
     }
-    return h ^ (h >> 29);
+    uint64_t w = 0;
+    for (size_t i = 0; i < len; i++) w |= (uint64_t)(unsigned char)s[i] << (8 * i);
+    h = (h ^ w) * 0x94D049BB133111EBull;
+    h ^= h >> 29;
+    h *= 0xBF58476D1CE4E5B9ull;
+    return (uint32_t)(h >> 32);
 }
 
 static int vtable_init(struct vtable *vt, size_t n)
@@ -69,32 +84,40 @@ static int vtable_init(struct vtable *vt, size_t n)
     return 0;
 }
 
-/* Later duplicates replace earlier ones, as a Python dict built from vocab.txt does. */
-static void vtable_put(struct vtable *vt, const sbert_tokenizer *t, const char *key, size_t len,
-                       uint32_t id, size_t skip)
+/* Later duplicates replace earlier ones, as a Python dict built from vocab.txt does. The key is
+ * token id's bytes after its first `skip` bytes. */
+static void vtable_put(struct vtable *vt, const sbert_tokenizer *t, uint32_t id, size_t skip)
 {
-    uint32_t i = (uint32_t)hash_bytes(key, len) & vt->mask;
-    while (vt->slots[i]) {
-        uint32_t o = vt->slots[i] - 1;
-        if (t->toklen[o] - skip == len && memcmp(t->tok[o] + skip, key, len) == 0) break;
-        i = (i + 1) & vt->mask;
+    const char *key = t->tok[id] + skip;
+    uint32_t len = t->toklen[id] - (uint32_t)skip;
+    uint32_t h = hash_bytes(key, len), i = h & vt->mask;
+    for (; vt->slots[i].id1; i = (i + 1) & vt->mask) {
+        const struct vslot *sl = &vt->slots[i];
+        if (sl->hash == h && sl->len == len && memcmp(t->text + sl->off, key, len) == 0) break;
     }
-    vt->slots[i] = id + 1;
+    vt->slots[i] = (struct vslot){h, id + 1, (uint32_t)(key - t->text), len};
 }
 
-/* Returns the id of key (looked up with `skip` prefix bytes removed from stored tokens), or -1. */
-static int32_t vtable_get(const struct vtable *vt, const sbert_tokenizer *t, const char *key,
-                          size_t len, size_t skip)
+/* Returns the id whose key (see vtable_put) is key[0..len), or -1. */
+static int32_t vtable_get(const struct vtable *vt, const char *text, const char *key, size_t len)
 {
-    uint32_t i = (uint32_t)hash_bytes(key, len) & vt->mask;
-    for (;;) {
-        uint32_t s = vt->slots[i];
-        if (!s) return -1;
-        uint32_t o = s - 1;
-        if (t->toklen[o] - skip == len && memcmp(t->tok[o] + skip, key, len) == 0)
-            return (int32_t)o;
-        i = (i + 1) & vt->mask;
+    uint32_t h = hash_bytes(key, len), i = h & vt->mask;
+    for (;; i = (i + 1) & vt->mask) {
+        const struct vslot *sl = &vt->slots[i];
+        if (!sl->id1) return -1;
+        if (sl->hash == h && sl->len == len && memcmp(text + sl->off, key, len) == 0)
+            return (int32_t)(sl->id1 - 1);
     }
+}
+
+static unsigned char ascii_class(unsigned c);
+
+/* Copies cfg into t with what follows from it (tests/tokenizer/unicode_test.c uses it too). */
+static void set_config(sbert_tokenizer *t, const struct sbert_tokenizer_config *cfg)
+{
+    t->cfg = *cfg;
+    t->strip_accents = cfg->strip_accents < 0 ? (cfg->do_lower_case != 0) : cfg->strip_accents != 0;
+    for (unsigned c = 0; c < 128; c++) t->ascii[c] = ascii_class(c);
 }
 
 /* ---- loading -------------------------------------------------------------------------------- */
@@ -170,7 +193,7 @@ static int load_specials(sbert_tokenizer *t, const char *dir, char *errbuf, size
     int rc = 0;
     for (int k = 0; k < N_SPECIALS && rc == 0; k++) {
         const char *s = special_content(root, keys[k], dflt[k]);
-        int32_t id = vtable_get(&t->whole, t, s, strlen(s), 0);
+        int32_t id = vtable_get(&t->whole, t->text, s, strlen(s));
         if (id < 0) {
             /* [MASK] is only matched in text when present; the others are required. */
             if (k == 4) continue;
@@ -194,6 +217,7 @@ static int load_specials(sbert_tokenizer *t, const char *dir, char *errbuf, size
         t->special_len[t->n_special] = strlen(s);
         t->special_id[t->n_special] = id;
         t->n_special++;
+        t->first_byte[(unsigned char)s[0]] = 1;
     }
     cJSON_Delete(root);
     return rc;
@@ -215,8 +239,7 @@ int sbert_tokenizer_load(const char *dir, const struct sbert_tokenizer_config *c
     }
     sbert_tokenizer *t = calloc(1, sizeof *t);
     if (!t) return SBERT_ENOMEM;
-    t->cfg = *cfg;
-    t->strip_accents = cfg->strip_accents < 0 ? (cfg->do_lower_case != 0) : cfg->strip_accents != 0;
+    set_config(t, cfg);
 
     char path[4096];
     snprintf(path, sizeof path, "%s/vocab.txt", dir);
@@ -254,11 +277,14 @@ int sbert_tokenizer_load(const char *dir, const struct sbert_tokenizer_config *c
         snprintf(errbuf, errlen, "%s: empty or oversized vocabulary", path);
         goto fail;
     }
-    if ((rc = vtable_init(&t->whole, t->n)) || (rc = vtable_init(&t->cont, t->n))) goto fail;
+    size_t n_cont = 0;
+    for (size_t i = 0; i < t->n; i++)
+        n_cont += t->toklen[i] >= 2 && memcmp(t->tok[i], WP_PREFIX, 2) == 0;
+    if ((rc = vtable_init(&t->whole, t->n)) || (rc = vtable_init(&t->cont, n_cont))) goto fail;
     for (size_t i = 0; i < t->n; i++) {
-        vtable_put(&t->whole, t, t->tok[i], t->toklen[i], (uint32_t)i, 0);
+        vtable_put(&t->whole, t, (uint32_t)i, 0);
         if (t->toklen[i] >= 2 && memcmp(t->tok[i], WP_PREFIX, 2) == 0)
-            vtable_put(&t->cont, t, t->tok[i] + 2, t->toklen[i] - 2, (uint32_t)i, 2);
+            vtable_put(&t->cont, t, (uint32_t)i, 2);
     }
     if ((rc = load_specials(t, dir, errbuf, errlen))) goto fail;
     *out = t;
@@ -591,26 +617,28 @@ static const struct hf_override *find_override(uint32_t c)
 }
 
 /* ASCII classes after clean_text and lowercasing, so the common case needs no Unicode lookup. */
-enum { A_DROP = 0, A_SPACE, A_PUNCT, A_WORD };
+enum { A_DROP = 0, A_SPACE, A_PUNCT, A_WORD, A_UPPER };
 static unsigned char ascii_class(unsigned c)
 {
     if (c == '\t' || c == '\n' || c == '\r' || c == ' ') return A_SPACE;
     if (c < 0x20 || c == 0x7F) return A_DROP;
     if (is_punct(c)) return A_PUNCT;
-    return A_WORD;
+    return c >= 'A' && c <= 'Z' ? A_UPPER : A_WORD;
 }
 
 /* ---- encoding ------------------------------------------------------------------------------- */
 
-/* The per-call state: output ids, and the word being collected as code points. */
+/* The per-call state: output ids, and the word being collected, as UTF-8. Only its first
+ * WP_MAX_CHARS + 1 characters are kept: a longer word is [UNK] whatever it holds. */
 struct enc {
     const sbert_tokenizer *t;
     int32_t *ids;
     size_t n, limit; /* ids written (after [CLS]); content ids allowed */
     int full;        /* a token had to be dropped */
-    uint32_t word[WP_MAX_CHARS + 1];
-    unsigned char ccc[WP_MAX_CHARS + 1]; /* canonical combining class, for NFD reordering */
-    size_t wlen;                         /* chars in the word, may exceed the buffer */
+    size_t wlen;     /* characters in the word */
+    char wb[(WP_MAX_CHARS + 1) * 4];
+    uint16_t woff[WP_MAX_CHARS + 2];     /* woff[i]: byte offset of character i; woff[0] = 0 */
+    unsigned char ccc[WP_MAX_CHARS + 1]; /* canonical combining classes, for NFD reordering */
 };
 
 static void emit(struct enc *e, int32_t id)
@@ -637,14 +665,8 @@ static void word_end(struct enc *e)
         emit(e, t->unk);
         return;
     }
-    char buf[WP_MAX_CHARS * 4];
-    size_t off[WP_MAX_CHARS + 1];
-    size_t nb = 0;
-    for (size_t i = 0; i < nc; i++) {
-        off[i] = nb;
-        nb += utf8_encode(e->word[i], buf + nb);
-    }
-    off[nc] = nb;
+    const char *buf = e->wb;
+    const uint16_t *off = e->woff;
     int32_t pieces[WP_MAX_CHARS];
     size_t np = 0, start = 0;
     while (start < nc) {
@@ -652,7 +674,7 @@ static void word_end(struct enc *e)
         int32_t id = -1;
         const struct vtable *vt = start ? &t->cont : &t->whole;
         for (; end > start; end--) {
-            id = vtable_get(vt, t, buf + off[start], off[end] - off[start], start ? 2 : 0);
+            id = vtable_get(vt, t->text, buf + off[start], off[end] - off[start]);
             if (id >= 0) break;
         }
         if (id < 0) {
@@ -670,25 +692,35 @@ static void word_end(struct enc *e)
 static void word_push(struct enc *e, uint32_t c, unsigned ccc)
 {
     size_t i = e->wlen++;
-    if (i >= WP_MAX_CHARS + 1) return;
-    if (ccc) {
-        while (i > 0 && e->ccc[i - 1] > ccc) {
-            e->word[i] = e->word[i - 1];
-            e->ccc[i] = e->ccc[i - 1];
-            i--;
-        }
+    if (i > WP_MAX_CHARS) return;
+    size_t at = e->woff[i];
+    if (c < 0x80) {
+        e->wb[at] = (char)c;
+        e->woff[i + 1] = (uint16_t)(at + 1);
+        e->ccc[i] = 0;
+        return;
     }
-    e->word[i] = c;
-    e->ccc[i] = (unsigned char)ccc;
+    char u[4];
+    size_t k = utf8_encode(c, u);
+    size_t j = i;
+    while (ccc && j > 0 && e->ccc[j - 1] > ccc) j--;
+    if (j < i) { /* insert before the non-starters with a higher class */
+        memmove(e->wb + e->woff[j] + k, e->wb + e->woff[j], at - e->woff[j]);
+        for (size_t m = i + 1; m > j; m--) e->woff[m] = (uint16_t)(e->woff[m - 1] + k);
+        for (size_t m = i; m > j; m--) e->ccc[m] = e->ccc[m - 1];
+        at = e->woff[j];
+    } else {
+        e->woff[i + 1] = (uint16_t)(at + k);
+    }
+    memcpy(e->wb + at, u, k);
+    e->ccc[j] = (unsigned char)ccc;
 }
 
 /* BertPreTokenizer isolates each punctuation character as a word of its own. */
 static void punct_word(struct enc *e, uint32_t c)
 {
     word_end(e);
-    e->word[0] = c;
-    e->ccc[0] = 0;
-    e->wlen = 1;
+    word_push(e, c, 0);
     word_end(e);
 }
 
@@ -724,20 +756,29 @@ static void lower_then_pretok(struct enc *e, uint32_t c, unsigned ccc)
 static void feed(struct enc *e, uint32_t c)
 {
     if (c < 0x80) {
-        switch (ascii_class(c)) {
+        switch (e->t->ascii[c]) {
         case A_DROP:
             return;
         case A_SPACE:
             word_end(e);
             return;
         case A_PUNCT:
-            pretok(e, c, 0);
+            punct_word(e, c);
             return;
+        case A_UPPER:
+            if (e->t->cfg.do_lower_case) c += 'a' - 'A';
+            break;
         default:
-            if (e->t->cfg.do_lower_case && c >= 'A' && c <= 'Z') c += 'a' - 'A';
-            word_push(e, c, 0);
-            return;
+            break;
         }
+        size_t i = e->wlen++;
+        if (i <= WP_MAX_CHARS) {
+            size_t at = e->woff[i];
+            e->wb[at] = (char)c;
+            e->woff[i + 1] = (uint16_t)(at + 1);
+            e->ccc[i] = 0;
+        }
+        return;
     }
     const struct hf_override *ov = find_override(c);
     if (ov) {
@@ -828,10 +869,11 @@ int sbert_tokenizer_encode(const sbert_tokenizer *t, const char *text, size_t le
     e.limit = max - 2;
     e.full = 0;
     e.wlen = 0;
+    e.woff[0] = 0;
     for (size_t p = begin; p < end && !e.full;) {
         uint32_t c = s[p];
         size_t k = 1;
-        if (c == '[' && t->n_special) {
+        if (t->first_byte[c]) {
             /* tokenizers' added-token split: leftmost-longest match in the raw text */
             int best = -1;
             for (int j = 0; j < t->n_special; j++)

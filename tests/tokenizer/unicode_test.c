@@ -16,8 +16,8 @@
 #include <stdint.h>
 
 struct enc;
-static void capture_word(const uint32_t *word, size_t nc);
-#define SBERT_TOKENIZER_WORD_HOOK(e, nc) capture_word((e)->word, (nc))
+static void capture_word(const char *utf8, size_t len);
+#define SBERT_TOKENIZER_WORD_HOOK(e, nc) capture_word((e)->wb, (e)->woff[nc])
 
 #include "tokenizer.c"
 
@@ -27,10 +27,13 @@ static void capture_word(const uint32_t *word, size_t nc);
 static uint32_t g_cap[MAXSEQ];
 static size_t g_ncap;
 
-static void capture_word(const uint32_t *word, size_t nc)
+static void capture_word(const char *utf8, size_t len)
 {
     if (g_ncap && g_ncap < MAXSEQ) g_cap[g_ncap++] = SEP;
-    for (size_t i = 0; i < nc && g_ncap < MAXSEQ; i++) g_cap[g_ncap++] = word[i];
+    for (size_t p = 0, k; p < len && g_ncap < MAXSEQ; p += k) {
+        k = utf8_decode((const unsigned char *)utf8 + p, len - p, &g_cap[g_ncap++]);
+        if (!k) return;
+    }
 }
 
 /* Runs one text (code points) through sbert_tokenizer_encode and returns the words captured. */
@@ -128,11 +131,11 @@ int main(int argc, char **argv)
     }
     sbert_tokenizer t;
     memset(&t, 0, sizeof t);
-    t.cfg.do_lower_case = 1;
-    t.cfg.strip_accents = -1;
-    t.cfg.tokenize_chinese_chars = 1;
-    t.cfg.max_seq_length = 8;
-    t.strip_accents = 1;
+    struct sbert_tokenizer_config cfg = {.do_lower_case = 1,
+                                         .strip_accents = -1,
+                                         .tokenize_chinese_chars = 1,
+                                         .max_seq_length = 8};
+    set_config(&t, &cfg);
 
     char line[512];
     uint32_t next = 0; /* every code point must be covered, in order */
