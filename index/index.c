@@ -345,7 +345,7 @@ static int rebuild(sbert_index *idx, vindex **out, char *errbuf, size_t errlen)
     vindex *v;
     int rc = vindex_create(&vp, &v, errbuf, errlen);
     if (rc)
-        return rc == VINDEX_EINVAL ? SBERT_INDEX_ESPEC : vindex_code(rc);
+        return rc == VINDEX_ENOMEM ? SBERT_INDEX_ENOMEM : SBERT_INDEX_ESPEC;
     size_t dim = (size_t)idx->meta.dim;
     int64_t *labels = malloc(REBUILD_CHUNK * sizeof *labels);
     float *vecs = malloc(REBUILD_CHUNK * dim * sizeof *vecs);
@@ -735,7 +735,7 @@ static int reindex_locked(sbert_index *idx, const struct sbert_index_model *nm,
         goto fail;
     }
     if ((rc = vindex_create(&vp, &nv, errbuf, errlen))) {
-        rc = rc == VINDEX_EINVAL ? SBERT_INDEX_ESPEC : vindex_code(rc);
+        rc = rc == VINDEX_ENOMEM ? SBERT_INDEX_ENOMEM : SBERT_INDEX_ESPEC;
         goto fail;
     }
     struct reindex_write w = {.meta = &m, .docs = docs, .vecs = vecs, .n = 0, .dim = dim};
@@ -990,7 +990,7 @@ int sbert_index_open(const char *dir, const struct sbert_index_params *params, s
         struct vindex_params vp = vparams(idx, idx->meta.dim);
         vindex *probe;
         if ((rc = vindex_create(&vp, &probe, errbuf, errlen))) {
-            rc = rc == VINDEX_EINVAL ? SBERT_INDEX_ESPEC : vindex_code(rc);
+            rc = rc == VINDEX_ENOMEM ? SBERT_INDEX_ENOMEM : SBERT_INDEX_ESPEC;
             goto fail;
         }
         vindex_free(probe);
@@ -1007,7 +1007,7 @@ int sbert_index_open(const char *dir, const struct sbert_index_params *params, s
         struct vindex_params vp = vparams(idx, idx->meta.dim);
         vindex *probe;
         if ((rc = vindex_create(&vp, &probe, errbuf, errlen))) {
-            rc = rc == VINDEX_EINVAL ? SBERT_INDEX_ESPEC : vindex_code(rc);
+            rc = rc == VINDEX_ENOMEM ? SBERT_INDEX_ENOMEM : SBERT_INDEX_ESPEC;
             goto fail;
         }
         vindex_free(probe);
@@ -1248,6 +1248,8 @@ int sbert_index_put(sbert_index *idx, struct sbert_index_put_item *items, size_t
             cJSON_Delete(j);
         }
         if (rc) {
+            for (size_t j = 0; j < i; j++)
+                items[j].gen_id[0] = 0;
             if (bad_index)
                 *bad_index = i;
             if (what)

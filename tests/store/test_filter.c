@@ -1,0 +1,191 @@
+/*
+ * test_filter.c — the metadata filter language: every operator's semantics (including missing
+ * fields and type mismatches), $and/$or, and the errors of bad filters and filter bombs.
+ */
+#include "t.h"
+
+/* Compiles filter, evaluates it on meta, returns the match (or -100 - error when it fails). */
+static int eval(const char *filter, const char *meta)
+{
+    sbert_index_filter *f;
+    char err[256];
+    int rc = sbert_index_filter_compile(filter, strlen(filter), &f, err, sizeof err);
+    if (rc) {
+        fprintf(stderr, "  compile %s: %s\n", filter, err);
+        return -100 + rc;
+    }
+    int m = sbert_index_filter_match(f, meta, meta ? strlen(meta) : 0);
+    sbert_index_filter_free(f);
+    return m;
+}
+
+/* Expects compilation to fail with EFILTER and the message to contain want. */
+static void bad(const char *filter, size_t len, const char *want, int line)
+{
+    sbert_index_filter *f = (sbert_index_filter *)1;
+    char err[512] = "";
+    int rc = sbert_index_filter_compile(filter, len, &f, err, sizeof err);
+    if (rc != SBERT_INDEX_EFILTER || f != NULL || !strstr(err, want)) {
+        fprintf(stderr, "test_filter.c:%d: bad filter %.80s: rc %d, message \"%s\", wanted \"%s\"\n",
+                line, filter, rc, err, want);
+        t_failures++;
+        if (rc == 0)
+            sbert_index_filter_free(f);
+    }
+}
+#define BAD(f, want) bad((f), strlen(f), (want), __LINE__)
+
+int main(void)
+{
+    const char *m = "{\"genre\":\"news\",\"year\":2019,\"score\":0.5,\"draft\":false,"
+                    "\"tags\":[\"a\"],\"nested\":{\"x\":1}}";
+
+    /* equality, implicit and $eq; strings, numbers, bools; type mismatch is false */
+    CHECK(eval("{\"genre\":\"news\"}", m) == 1);
+    CHECK(eval("{\"genre\":\"sport\"}", m) == 0);
+    CHECK(eval("{\"year\":2019}", m) == 1);
+    CHECK(eval("{\"year\":2019.0}", m) == 1);
+    CHECK(eval("{\"year\":\"2019\"}", m) == 0);
+    CHECK(eval("{\"draft\":false}", m) == 1);
+    CHECK(eval("{\"draft\":true}", m) == 0);
+    CHECK(eval("{\"draft\":0}", m) == 0);
+    CHECK(eval("{\"genre\":{\"$eq\":\"news\"}}", m) == 1);
+    CHECK(eval("{\"missing\":\"x\"}", m) == 0);
+    /* $ne: true for other values, other types and missing fields */
+    CHECK(eval("{\"genre\":{\"$ne\":\"news\"}}", m) == 0);
+    CHECK(eval("{\"genre\":{\"$ne\":\"sport\"}}", m) == 1);
+    CHECK(eval("{\"year\":{\"$ne\":\"2019\"}}", m) == 1);
+    CHECK(eval("{\"missing\":{\"$ne\":1}}", m) == 1);
+    /* order comparisons on numbers only */
+    CHECK(eval("{\"year\":{\"$gt\":2018}}", m) == 1);
+    CHECK(eval("{\"year\":{\"$gt\":2019}}", m) == 0);
+    CHECK(eval("{\"year\":{\"$gte\":2019}}", m) == 1);
+    CHECK(eval("{\"year\":{\"$lt\":2019}}", m) == 0);
+    CHECK(eval("{\"year\":{\"$lte\":2019}}", m) == 1);
+    CHECK(eval("{\"score\":{\"$lt\":0.75}}", m) == 1);
+    CHECK(eval("{\"genre\":{\"$gt\":0}}", m) == 0);
+    CHECK(eval("{\"missing\":{\"$lt\":1e9}}", m) == 0);
+    /* several operators on one field are ANDed: a range */
+    CHECK(eval("{\"year\":{\"$gte\":2000,\"$lt\":2020}}", m) == 1);
+    CHECK(eval("{\"year\":{\"$gte\":2000,\"$lt\":2019}}", m) == 0);
+    /* $in / $nin with mixed types */
+    CHECK(eval("{\"genre\":{\"$in\":[\"sport\",\"news\"]}}", m) == 1);
+    CHECK(eval("{\"genre\":{\"$in\":[\"sport\",1]}}", m) == 0);
+    CHECK(eval("{\"year\":{\"$in\":[\"x\",2019]}}", m) == 1);
+    CHECK(eval("{\"draft\":{\"$in\":[false]}}", m) == 1);
+    CHECK(eval("{\"genre\":{\"$nin\":[\"sport\",\"news\"]}}", m) == 0);
+    CHECK(eval("{\"genre\":{\"$nin\":[\"sport\"]}}", m) == 1);
+    CHECK(eval("{\"missing\":{\"$nin\":[\"sport\"]}}", m) == 1);
+    CHECK(eval("{\"missing\":{\"$in\":[\"sport\"]}}", m) == 0);
+    /* arrays and objects in metadata compare as other types */
+    CHECK(eval("{\"tags\":\"a\"}", m) == 0);
+    CHECK(eval("{\"nested\":{\"$ne\":1}}", m) == 1);
+    /* keys are ANDed; $and, $or, nesting */
+    CHECK(eval("{\"genre\":\"news\",\"year\":2019}", m) == 1);
+    CHECK(eval("{\"genre\":\"news\",\"year\":2018}", m) == 0);
+    CHECK(eval("{\"$and\":[{\"genre\":\"news\"},{\"year\":{\"$gt\":2000}}]}", m) == 1);
+    CHECK(eval("{\"$and\":[{\"genre\":\"news\"},{\"year\":{\"$gt\":2020}}]}", m) == 0);
+    CHECK(eval("{\"$or\":[{\"genre\":\"sport\"},{\"year\":{\"$gt\":2000}}]}", m) == 1);
+    CHECK(eval("{\"$or\":[{\"genre\":\"sport\"},{\"year\":{\"$gt\":2020}}]}", m) == 0);
+    CHECK(eval("{\"$or\":[{\"$and\":[{\"genre\":\"news\"},{\"draft\":false}]},{\"x\":1}],"
+               "\"score\":{\"$gte\":0.5}}",
+               m) == 1);
+    /* the empty filter matches everything; a document without metadata is an empty object */
+    CHECK(eval("{}", m) == 1);
+    CHECK(eval("{}", NULL) == 1);
+    CHECK(eval("{\"genre\":\"news\"}", NULL) == 0);
+    CHECK(eval("{\"genre\":{\"$ne\":\"news\"}}", NULL) == 1);
+    /* metadata that is not an object */
+    {
+        sbert_index_filter *f;
+        CHECK_RC(sbert_index_filter_compile("{}", 2, &f, NULL, 0), 0);
+        CHECK(sbert_index_filter_match(f, "[1]", 3) == SBERT_INDEX_EMETADATA);
+        CHECK(sbert_index_filter_match(f, "{bad", 4) == SBERT_INDEX_EMETADATA);
+        sbert_index_filter_free(f);
+    }
+
+    /* errors name the bad part */
+    BAD("", "not valid JSON");
+    BAD("{\"a\":", "not valid JSON");
+    BAD("[1,2]", "must be a JSON object, got array");
+    BAD("\"x\"", "must be a JSON object, got string");
+    BAD("{\"year\":{\"$gt\":\"2019\"}}", "year.$gt: $gt needs a number, got string");
+    BAD("{\"year\":{\"$between\":[1,2]}}", "unknown operator \"$between\"");
+    BAD("{\"$not\":{\"a\":1}}", "unknown logical operator \"$not\"");
+    BAD("{\"$and\":{\"a\":1}}", "$and needs a non-empty array of filters, got object");
+    BAD("{\"$or\":[]}", "$or needs a non-empty array of filters, got an empty array");
+    BAD("{\"$and\":[{\"a\":1},3]}", "$and[1]: must be a filter object, got number");
+    BAD("{\"$and\":[{\"a\":1},{\"y\":{\"$lt\":true}}]}", "$and[1].y.$lt: $lt needs a number, got bool");
+    BAD("{\"a\":{\"$in\":[]}}", "$in needs a non-empty array, got an empty array");
+    BAD("{\"a\":{\"$nin\":\"x\"}}", "$nin needs a non-empty array, got string");
+    BAD("{\"a\":{\"$in\":[1,[2]]}}", "a.$in[1]: $in needs a string, number or bool, got array");
+    BAD("{\"a\":null}", "got null");
+    BAD("{\"a\":[1,2]}", "got array");
+    BAD("{\"a\":{}}", "empty operator object");
+    BAD("{\"a\":{\"$eq\":null}}", "$eq needs a string, number or bool, got null");
+    BAD("{\"\":1}", "empty field name");
+
+    /* filter bombs: deep nesting, many nodes, huge input: refused quickly, no crash */
+    {
+        size_t depth = 100000, cap = depth * 12 + 64, n = 0;
+        char *s = malloc(cap);
+        for (size_t i = 0; i < depth; i++)
+            n += (size_t)sprintf(s + n, "{\"$or\":[");
+        n += (size_t)sprintf(s + n, "{\"a\":1}");
+        for (size_t i = 0; i < depth; i++)
+            n += (size_t)sprintf(s + n, "]}");
+        bad(s, n, "more than the limit", __LINE__); /* over the byte limit */
+        /* within the byte limit, but deeper than cJSON allows or than our limit */
+        size_t d2 = 2000;
+        n = 0;
+        for (size_t i = 0; i < d2; i++)
+            n += (size_t)sprintf(s + n, "{\"$or\":[");
+        n += (size_t)sprintf(s + n, "{\"a\":1}");
+        for (size_t i = 0; i < d2; i++)
+            n += (size_t)sprintf(s + n, "]}");
+        bad(s, n, "not valid JSON", __LINE__);
+        size_t d3 = SBERT_INDEX_FILTER_MAX_DEPTH + 1;
+        n = 0;
+        for (size_t i = 0; i < d3; i++)
+            n += (size_t)sprintf(s + n, "{\"$and\":[");
+        n += (size_t)sprintf(s + n, "{\"a\":1}");
+        for (size_t i = 0; i < d3; i++)
+            n += (size_t)sprintf(s + n, "]}");
+        bad(s, n, "nested deeper than", __LINE__);
+        /* exactly at the limit compiles */
+        n = 0;
+        for (size_t i = 0; i < SBERT_INDEX_FILTER_MAX_DEPTH; i++)
+            n += (size_t)sprintf(s + n, "{\"$and\":[");
+        n += (size_t)sprintf(s + n, "{\"a\":1}");
+        for (size_t i = 0; i < SBERT_INDEX_FILTER_MAX_DEPTH; i++)
+            n += (size_t)sprintf(s + n, "]}");
+        sbert_index_filter *f;
+        CHECK_RC(sbert_index_filter_compile(s, n, &f, NULL, 0), 0);
+        CHECK(sbert_index_filter_match(f, "{\"a\":1}", 7) == 1);
+        CHECK(sbert_index_filter_match(f, "{\"a\":2}", 7) == 0);
+        sbert_index_filter_free(f);
+        /* wide: more nodes than allowed */
+        n = (size_t)sprintf(s, "{\"a\":{\"$in\":[");
+        for (int i = 0; i < SBERT_INDEX_FILTER_MAX_NODES + 10; i++)
+            n += (size_t)sprintf(s + n, "%s%d", i ? "," : "", i);
+        n += (size_t)sprintf(s + n, "]}}");
+        bad(s, n, "more than 1024 nodes", __LINE__);
+        n = (size_t)sprintf(s, "{\"$or\":[");
+        for (int i = 0; i < SBERT_INDEX_FILTER_MAX_NODES + 10; i++)
+            n += (size_t)sprintf(s + n, "%s{\"a\":%d}", i ? "," : "", i);
+        n += (size_t)sprintf(s + n, "]}");
+        bad(s, n, "more than 1024 nodes", __LINE__);
+        free(s);
+    }
+
+    /* NULL arguments */
+    {
+        sbert_index_filter *f;
+        CHECK(sbert_index_filter_compile(NULL, 0, &f, NULL, 0) == SBERT_INDEX_EINVAL);
+        sbert_index_filter_free(NULL);
+    }
+
+    if (t_failures)
+        fprintf(stderr, "test_filter: %d failure(s)\n", t_failures);
+    return t_failures ? 1 : 0;
+}
