@@ -3,11 +3,16 @@
  * Python str.strip(), then HF tokenizers' added-token split, BertNormalizer, BertPreTokenizer,
  * WordPiece and the [CLS] ... [SEP] template, truncated to max_seq_length.
  *
- * The text is processed in one streaming pass, code point by code point, without building the
- * normalised string: each code point goes through clean_text -> chinese chars -> strip accents ->
- * lowercase (BertNormalizer's order) and lands in the current word, which WordPiece turns into ids
- * when a whitespace or punctuation character ends it. All scratch lives on the stack of the call,
- * so a shared tokenizer is read-only and needs no locking.
+ * After a validation pass over the UTF-8, the text is processed in one streaming pass, code point
+ * by code point, without building the normalised string: each code point goes through
+ * clean_text -> chinese chars -> strip accents -> lowercase (BertNormalizer's order) and lands in
+ * the current word, which WordPiece turns into ids when a whitespace or punctuation character
+ * ends it; the pass stops once the ids are full. All scratch lives on the caller's stack, so a
+ * shared tokenizer is read-only and needs no locking.
+ *
+ * Faithfulness: every code point is checked against tokenizers in three contexts
+ * (tests/tokenizer/unicode_test.c) and hundreds of texts id for id (golden_test.c); see
+ * hf_overrides below for where HF's Unicode data is not utf8proc's.
  */
 #include "internal.h"
 
@@ -208,13 +213,13 @@ static int load_specials(sbert_tokenizer *t, const char *dir, char *errbuf, size
         if (!*s) continue;
         size_t sl = strlen(s);
         char *copy = malloc(sl + 1);
-        if (copy) memcpy(copy, s, sl + 1);
         if (!copy) {
             rc = SBERT_ENOMEM;
             break;
         }
+        memcpy(copy, s, sl + 1);
         t->special[t->n_special] = copy;
-        t->special_len[t->n_special] = strlen(s);
+        t->special_len[t->n_special] = sl;
         t->special_id[t->n_special] = id;
         t->n_special++;
         t->first_byte[(unsigned char)s[0]] = 1;
@@ -247,6 +252,11 @@ int sbert_tokenizer_load(const char *dir, const struct sbert_tokenizer_config *c
     int rc = read_file(path, &t->text, &len, errbuf, errlen);
     if (rc) goto fail;
 
+    if (len >= UINT32_MAX) { /* struct vslot keeps 32-bit offsets */
+        rc = SBERT_EFORMAT;
+        snprintf(errbuf, errlen, "%s: larger than 4 GiB", path);
+        goto fail;
+    }
     size_t lines = 1;
     for (size_t i = 0; i < len; i++) lines += t->text[i] == '\n';
     t->tok = malloc(lines * sizeof *t->tok);
@@ -263,11 +273,6 @@ int sbert_tokenizer_load(const char *dir, const struct sbert_tokenizer_config *c
         p += l + (nl != NULL);
         if (l > 0 && s[l - 1] == '\r') l--;
         s[l] = 0;
-        if (l > UINT32_MAX / 2) {
-            rc = SBERT_EFORMAT;
-            snprintf(errbuf, errlen, "%s: token too long", path);
-            goto fail;
-        }
         t->tok[t->n] = s;
         t->toklen[t->n] = (uint32_t)l;
         t->n++;
@@ -387,7 +392,8 @@ static int is_rust_space(uint32_t c)
            c == 0x2029 || c == 0x202F || c == 0x205F || c == 0x3000;
 }
 
-/* BertNormalizer's is_control: categories Cc, Cf, Co, Cs except \t \n \r. */
+/* BertNormalizer's is_control: categories Cc, Cf, Co, Cs except \t \n \r. Unassigned code
+ * points (Cn) are kept, as tokenizers 0.23.3 keeps them (unlike the slow Python tokenizer). */
 static int is_control(uint32_t c)
 {
     if (c == '\t' || c == '\n' || c == '\r') return 0;

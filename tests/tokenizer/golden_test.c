@@ -2,7 +2,8 @@
  * golden_test.c — every text in tests/golden/tokens.jsonl through sbert_tokenizer_encode() with
  * the model's vocabulary and configuration (lowercase, strip_accents null, chinese chars,
  * max_length from the golden header): the id sequence and the truncated flag must be identical to
- * HF's. Prints each mismatch (text, expected, got); exits 1 on any.
+ * HF's (a header may name another configuration: "do_lower_case", "strip_accents",
+ * "tokenize_chinese_chars" in "meta"). Prints each mismatch (text, expected, got); exits 1 on any.
  *
  * Usage: tokenizer_golden_test MODEL_DIR tokens.jsonl
  */
@@ -93,10 +94,18 @@ int main(int argc, char **argv)
                 return 1;
             }
             max_len = ml->valueint;
+            /* The model's configuration unless the header names another (HF's null for
+             * strip_accents is -1 here). */
             struct sbert_tokenizer_config cfg = {.do_lower_case = 1,
                                                  .strip_accents = -1,
                                                  .tokenize_chinese_chars = 1,
                                                  .max_seq_length = max_len};
+            const cJSON *lc = cJSON_GetObjectItemCaseSensitive(meta, "do_lower_case");
+            const cJSON *sa = cJSON_GetObjectItemCaseSensitive(meta, "strip_accents");
+            const cJSON *cc = cJSON_GetObjectItemCaseSensitive(meta, "tokenize_chinese_chars");
+            if (cJSON_IsBool(lc)) cfg.do_lower_case = cJSON_IsTrue(lc);
+            if (cJSON_IsBool(sa)) cfg.strip_accents = cJSON_IsTrue(sa);
+            if (cJSON_IsBool(cc)) cfg.tokenize_chinese_chars = cJSON_IsTrue(cc);
             char err[512];
             int rc = sbert_tokenizer_load(argv[1], &cfg, &tok, err, sizeof err);
             if (rc) {
