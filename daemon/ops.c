@@ -4,6 +4,7 @@
 
 #include "log.h"
 
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -617,9 +618,12 @@ static int run_pairs(struct sbertd *d, struct request *r, cJSON *reply,
     double min_score = -2;
     unsigned include = SBERT_PROTO_INCLUDE_TEXT;
     int rc;
-    if ((rc = sbert_proto_get_int(root, "n", 0, 0, (long long)LIM(max_pairs), SBERT_PROTO_ETOO_LARGE, &n, err)) ||
+    if ((rc = sbert_proto_get_int(root, "n", 0, 0, LLONG_MAX, SBERT_PROTO_EBAD_REQUEST, &n, err)) ||
         (rc = sbert_proto_get_number(root, "min_score", 0, -1, 1, SBERT_PROTO_EBAD_SCORE, &min_score, err)))
         return rc;
+    if ((size_t)n > LIM(max_pairs))
+        return sbert_proto_error_set(err, SBERT_PROTO_ETOO_LARGE, -1,
+                                     "\"n\" exceeds max_pairs (%zu)", LIM(max_pairs));
     if (n == 0 && min_score < -1)
         return sbert_proto_error_set(err, SBERT_PROTO_EBAD_REQUEST, -1,
                                      "\"n\": 0 (no count limit) needs \"min_score\"");

@@ -403,8 +403,10 @@ int sbert_proto_get_texts(const cJSON *obj, const char *name, int required, size
 {
     const cJSON *arr;
     size_t count;
+    if (!cJSON_GetObjectItemCaseSensitive(obj, name) && !required)
+        return 0;
     int rc = sbert_proto_get_array(obj, name, required, max_items, &arr, &count, err);
-    if (rc <= 0)
+    if (rc)
         return rc;
     const char **t = malloc(count * sizeof *t);
     size_t *l = malloc(count * sizeof *l);

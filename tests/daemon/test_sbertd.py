@@ -1,0 +1,565 @@
+#!/usr/bin/env python3
+"""Integration tests of sbertd through a raw nanomsg REQ client (tests/daemon/sbertd_harness.py).
+
+Usage: test_sbertd.py MODEL_DIR SEEDS_DIR [TEST...]   (SBERTD names the sbertd binary)
+
+Each test starts the real daemon on a fresh temporary data directory and ipc socket.
+"""
+import glob
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import traceback
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import sbertd_harness as h  # noqa: E402
+
+MODEL = None
+SEEDS = None
+
+# The seed article's eight sentences and its table of the ten most similar pairs (all-MiniLM-L6-v2).
+SENTENCES = ['The cat sits outside', 'A man is playing guitar', 'I love pasta',
+             'The new movie is awesome', 'The cat plays in the garden', 'A woman watches TV',
+             'The new movie is so great', 'Do you like pizza?']
+SEED_TABLE = [
+    ('The new movie is awesome', 'The new movie is so great', 0.8939),
+    ('The cat sits outside', 'The cat plays in the garden', 0.6788),
+    ('I love pasta', 'Do you like pizza?', 0.5096),
+    ('I love pasta', 'The new movie is so great', 0.2560),
+    ('I love pasta', 'The new movie is awesome', 0.2440),
+    ('A man is playing guitar', 'The cat plays in the garden', 0.2105),
+    ('The new movie is awesome', 'Do you like pizza?', 0.1969),
+    ('The new movie is so great', 'Do you like pizza?', 0.1692),
+    ('The cat sits outside', 'A woman watches TV', 0.1310),
+    ('The cat plays in the garden', 'Do you like pizza?', 0.0900),
+]
+
+
+def check(cond, what):
+    if not cond:
+        raise AssertionError(what)
+
+
+def ok(reply, what=""):
+    check(reply.get("v") == 1 and reply.get("ok") is True, "%s: expected ok, got %r" % (what, reply))
+    return reply
+
+
+def err(reply, code, what=""):
+    check(reply.get("v") == 1 and reply.get("ok") is False and reply["error"]["code"] == code,
+          "%s: expected error %s, got %r" % (what, code, reply))
+    check(isinstance(reply["error"].get("message"), str) and reply["error"]["message"],
+          "%s: error without a message" % what)
+    return reply
+
+
+def seed_table_from_article():
+    """The article's table, parsed from the seed text: the expected values are its numbers."""
+    files = glob.glob(os.path.join(SEEDS, "*.txt"))
+    check(files, "no seed article in %s" % SEEDS)
+    text = open(files[0], encoding="utf-8").read()
+    rows = []
+    for line in text.splitlines():
+        m = re.match(r"^(.*?)\s+Score: ([0-9.]+)\s*$", line)
+        if not m:
+            continue
+        left = m.group(1).strip()
+        for a in SENTENCES:
+            if left.startswith(a):
+                b = left[len(a):].strip()
+                if b in SENTENCES:
+                    rows.append((a, b, float(m.group(2))))
+    return rows
+
+
+def assert_seed_pairs(pairs, key):
+    check(len(pairs) == 10, "expected 10 pairs, got %d" % len(pairs))
+    for p, (a, b, score) in zip(pairs, SEED_TABLE):
+        got = (p["a"]["text"], p["b"]["text"])
+        check(got == (a, b), "pair %r, expected %r" % (got, (a, b)))
+        check(abs(p["score"] - score) <= 1e-4,
+              "%s / %s: score %.6f, article %.4f" % (a, b, p["score"], score))
+        check(key in p["a"] and key in p["b"], "pair sides lack %r: %r" % (key, p))
+
+
+# ---- tests ----------------------------------------------------------------------------------
+
+def test_seed_table_matches_article():
+    check(seed_table_from_article() == SEED_TABLE,
+          "the hard-coded table differs from the article's: %r" % seed_table_from_article())
+
+
+def test_every_op(d):
+    c = d.client()
+    h_ = ok(c.call("health"), "health")
+    check(h_["status"] == "serving" and h_["documents"] == 0, "health: %r" % h_)
+
+    # encode: the seed's first example
+    e = ok(c.call("encode", texts=["The quick brown fox jumps over the lazy dog",
+                                   "Dogs are a popular household pet around the world"]))
+    check(e["dim"] == 384 and len(e["embeddings"]) == 2 and len(e["embeddings"][0]) == 384,
+          "encode shape")
+    norm = sum(x * x for x in e["embeddings"][0]) ** 0.5
+    check(abs(norm - 1) < 1e-4, "encode: not normalised (%f)" % norm)
+    check(e["truncated"] == [], "encode: nothing is truncated")
+
+    # add with ids, metadata, and a generated id
+    docs = [{"id": "s%d" % i, "text": t, "metadata": {"i": i, "topic": "cat" if "cat" in t else "x"}}
+            for i, t in enumerate(SENTENCES)]
+    a = ok(c.call("add", documents=docs, req_id="add-1"))
+    check(a["ids"] == ["s%d" % i for i in range(8)] and a["replaced"] == [False] * 8, "add: %r" % a)
+    g = ok(c.call("add", documents=[{"text": "An extra sentence without an id"}]))
+    gen = g["ids"][0]
+    check(re.match(r"^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$", gen),
+          "generated id %r is not a UUIDv7" % gen)
+    # upsert
+    u = ok(c.call("add", documents=[{"id": 42, "text": "numeric id"},
+                                    {"id": gen, "text": "replaced", "metadata": {"v": 2}}]))
+    check(u["ids"] == ["42", gen] and u["replaced"] == [False, True], "upsert: %r" % u)
+
+    # get
+    r = ok(c.call("get", ids=[gen, "nope", 42]))
+    docs_ = r["documents"]
+    check(docs_[0] == {"id": gen, "found": True, "text": "replaced", "metadata": {"v": 2}},
+          "get upserted: %r" % docs_[0])
+    check(docs_[1] == {"id": "nope", "found": False}, "get missing: %r" % docs_[1])
+    check(docs_[2]["text"] == "numeric id" and docs_[2]["metadata"] is None, "get 42: %r" % docs_[2])
+    r = ok(c.call("get", ids=["s0"], include=["vector"]))
+    check(len(r["documents"][0]["vector"]) == 384 and "text" not in r["documents"][0], "get vector")
+
+    # query by text, by vector, with filter / min_score / include
+    q = ok(c.call("query", text="A cat is in the garden", k=3))
+    check([x["id"] for x in q["results"]][:2] == ["s4", "s0"], "query: %r" % q)
+    check(q["results"][0]["score"] >= q["results"][1]["score"] >= q["results"][2]["score"], "order")
+    check(q["results"][0]["metadata"] == {"i": 4, "topic": "cat"}, "query metadata")
+    vec = r["documents"][0]["vector"]
+    qv = ok(c.call("query", vector=vec, k=1, include=[]))
+    check(qv["results"][0]["id"] == "s0" and abs(qv["results"][0]["score"] - 1) < 1e-5
+          and set(qv["results"][0]) == {"id", "score"}, "query by vector: %r" % qv)
+    qf = ok(c.call("query", text="pizza", k=5, filter={"topic": "cat"}))
+    check({x["id"] for x in qf["results"]} == {"s0", "s4"}, "query filter: %r" % qf)
+    qm = ok(c.call("query", text="The new movie is awesome", k=10, min_score=0.5))
+    check([x["id"] for x in qm["results"]] == ["s3", "s6"], "query min_score: %r" % qm)
+
+    # similarity: two texts, two lists
+    s = ok(c.call("similarity", a="The new movie is awesome", b="The new movie is so great"))
+    check(abs(s["score"] - 0.8939) <= 1e-4, "similarity %r" % s)
+    m = ok(c.call("similarity", a=["I love pasta", "A woman watches TV"],
+                  b=["Do you like pizza?", "The new movie is so great", "I love pasta"]))
+    check(len(m["matrix"]) == 2 and len(m["matrix"][0]) == 3, "matrix shape")
+    check(abs(m["matrix"][0][0] - 0.5096) <= 1e-4 and abs(m["matrix"][0][2] - 1) < 1e-5, "matrix %r" % m)
+
+    # pairs within a list (seed example two, no collection involved)
+    p = ok(c.call("pairs", n=10, texts=SENTENCES))
+    assert_seed_pairs(p["pairs"], "index")
+    check(p["pairs"][0]["a"]["index"] == 3 and p["pairs"][0]["b"]["index"] == 6, "pair indices")
+    p = ok(c.call("pairs", texts=SENTENCES, n=0, min_score=0.5))
+    check(len(p["pairs"]) == 3, "pairs min_score: %r" % p)
+
+    # delete
+    dl = ok(c.call("delete", ids=["42", "nope", gen], req_id="del-1"))
+    check(dl["deleted"] == 2 and dl["existed"] == [True, False, True], "delete: %r" % dl)
+    check(ok(c.call("get", ids=["42"]))["documents"][0]["found"] is False, "deleted doc still there")
+
+    # pairs within the collection: the seed table
+    p = ok(c.call("pairs", n=10))
+    assert_seed_pairs(p["pairs"], "id")
+    check(p["pairs"][0]["a"]["id"] == "s3" and p["pairs"][0]["b"]["id"] == "s6", "pair ids")
+    pf = ok(c.call("pairs", n=5, filter={"topic": "cat"}))
+    check(len(pf["pairs"]) == 1 and pf["pairs"][0]["a"]["id"] == "s0", "pairs filter: %r" % pf)
+
+    # stats
+    st = ok(c.call("stats"))
+    check(st["documents"] == 8 and st["dim"] == 384 and st["model"]["name"] == "all-MiniLM-L6-v2", "stats")
+    check(st["index"]["spec"] == "Flat" and st["memory"]["rss_bytes"] > 0, "stats index/memory")
+    check(st["ops"]["query"]["count"] == 4 and st["ops"]["add"]["count"] == 3, "stats ops: %r" % st["ops"])
+    check(st["ops"]["query"]["p50_ms"] > 0 and st["ops"]["query"]["p99_ms"] >= st["ops"]["query"]["p50_ms"],
+          "stats percentiles")
+
+    # backup, then the backup opens as a working store
+    bdir = os.path.join(d.tmp, "backup")
+    b = ok(c.call("backup", dir=bdir, req_id="b-1"))
+    check(b["documents"] == 8, "backup: %r" % b)
+    err(c.call("backup", dir=bdir), "exists", "backup into a non-empty dir")
+
+    # reindex keeps every document and its scores
+    ri = ok(c.call("reindex", req_id="r-1"))
+    check(ri["documents"] == 8, "reindex: %r" % ri)
+    assert_seed_pairs(ok(c.call("pairs", n=10))["pairs"], "id")
+    c.close()
+
+    # the backup serves the same data from a second daemon
+    d2 = h.Daemon(MODEL)
+    try:
+        os.rmdir(d2.tmp)
+        os.makedirs(d2.tmp)
+        os.rename(bdir, d2.data)
+        d2.start()
+        c2 = d2.client()
+        assert_seed_pairs(ok(c2.call("pairs", n=10))["pairs"], "id")
+        c2.close()
+        check(d2.stop() == 0, "backup daemon exit status")
+    finally:
+        d2.cleanup()
+
+
+def test_restart_keeps_everything(d):
+    c = d.client()
+    docs = [{"id": "s%d" % i, "text": t, "metadata": {"i": i}} for i, t in enumerate(SENTENCES)]
+    ok(c.call("add", documents=docs))
+    ok(c.call("delete", ids=["s5"]))
+    before_q = ok(c.call("query", text="pasta", k=3))
+    c.close()
+    check(d.stop() == 0, "SIGTERM exit status")
+    check(not os.path.exists(d.url[6:]), "the ipc socket file is left behind")
+    d.start()
+    c = d.client()
+    check(ok(c.call("health"))["documents"] == 7, "documents after restart")
+    r = ok(c.call("get", ids=["s0", "s5", "s7"]))["documents"]
+    check(r[0]["text"] == SENTENCES[0] and r[0]["metadata"] == {"i": 0}, "s0 after restart")
+    check(r[1]["found"] is False and r[2]["text"] == SENTENCES[7], "s5/s7 after restart")
+    after_q = ok(c.call("query", text="pasta", k=3))
+    check(after_q["results"] == before_q["results"], "query differs after restart")
+    c.close()
+
+
+def test_socket_mode(d):
+    mode = os.stat(d.url[6:]).st_mode & 0o777
+    check(mode == 0o660, "ipc socket mode %o, expected 660" % mode)
+
+
+def test_idempotent_writes(d):
+    c = d.client()
+    msg = {"v": 1, "op": "add", "req_id": "batch-7", "documents": [{"text": "first version"}]}
+    raw = json.dumps(msg).encode()
+    r1 = json.loads(c.send_raw(raw))
+    r2 = json.loads(c.send_raw(raw))  # what a REQ re-send delivers
+    ok(r1)
+    check(r1 == r2, "a repeated write got another reply: %r vs %r" % (r1, r2))
+    check(ok(c.call("health"))["documents"] == 1, "a repeated add was executed twice")
+    msg["documents"] = [{"text": "another body"}]
+    err(json.loads(c.send_raw(json.dumps(msg).encode())), "req_id_reused", "req_id reuse")
+    check(ok(c.call("health"))["documents"] == 1, "a reused req_id was executed")
+    # reads are never cached: the same req_id on reads is fine
+    ok(c.call("health", req_id="batch-7"))
+    c.close()
+
+
+def bad_inputs(dim):
+    """(name, raw message bytes, expected code, expected index or None)."""
+    def j(**m):
+        x = {"v": 1}
+        x.update(m)
+        return json.dumps(x).encode()
+    big = "x" * 70000
+    cases = [
+        ("not json", b"not json", "bad_json", None),
+        ("truncated json", b'{"v":1,"op":"health"', "bad_json", None),
+        ("array", b"[1,2]", "bad_json", None),
+        ("trailing data", b'{"v":1,"op":"health"} x', "bad_json", None),
+        ("empty message", b"", "bad_json", None),
+        ("lone surrogate", b'{"v":1,"op":"query","text":"\\ud800"}', "bad_json", None),
+        ("deep nesting", b'{"v":1,"op":"query","filter":' + b"[" * 100000 + b"]" * 100000 + b"}",
+         "bad_json", None),
+        ("invalid utf-8", b'{"v":1,"op":"query","text":"\xff\xfe"}', "bad_utf8", None),
+        ("overlong utf-8", b'{"v":1,"op":"query","text":"\xc0\xaf"}', "bad_utf8", None),
+        ("encoded surrogate", b'{"v":1,"op":"query","text":"\xed\xa0\x80"}', "bad_utf8", None),
+        ("no version", b'{"op":"health"}', "bad_version", None),
+        ("version 2", j(op="health", v=2), "bad_version", None),
+        ("no op", j(), "bad_request", None),
+        ("op not a string", j(op=5), "bad_request", None),
+        ("unknown op", j(op="frobnicate"), "unknown_op", None),
+        ("unknown member", j(op="health", extra=1), "bad_request", None),
+        ("req_id too long", j(op="health", req_id="r" * 200), "bad_request", None),
+        ("k zero", j(op="query", text="a", k=0), "bad_k", None),
+        ("k fraction", j(op="query", text="a", k=1.5), "bad_k", None),
+        ("k huge", j(op="query", text="a", k=10 ** 30), "bad_k", None),
+        ("k string", j(op="query", text="a", k="3"), "bad_request", None),
+        ("empty text", j(op="query", text=""), "empty_text", None),
+        ("text too long", j(op="query", text=big), "text_too_long", None),
+        ("text not string", j(op="query", text=["a"]), "bad_request", None),
+        ("NUL escape", j(op="query", text="a\u0000b"), "bad_request", None),
+        ("text and vector", j(op="query", text="a", vector=[0.0] * dim), "bad_request", None),
+        ("neither text nor vector", j(op="query", k=3), "bad_request", None),
+        ("vector wrong dim", j(op="query", vector=[0.1, 0.2, 0.3]), "bad_vector", None),
+        ("vector too long", j(op="query", vector=[0.1] * (dim + 1)), "bad_vector", None),
+        ("vector with string", j(op="query", vector=["a"] * dim), "bad_vector", None),
+        ("vector infinite", b'{"v":1,"op":"query","vector":[1e999' + b",0" * (dim - 1) + b"]}",
+         "bad_vector", None),
+        ("vector NaN", b'{"v":1,"op":"query","vector":[NaN' + b",0" * (dim - 1) + b"]}",
+         "bad_json", None),
+        ("filter not object", j(op="query", text="a", filter="x"), "bad_filter", None),
+        ("filter bad operator", j(op="query", text="a", filter={"year": {"$near": 1}}), "bad_filter", None),
+        ("filter type", j(op="query", text="a", filter={"year": {"$gt": "a"}}), "bad_filter", None),
+        ("filter bomb", j(op="query", text="a", filter=json.loads('{"$and":[' * 40 + "{}" + "]}" * 40)),
+         "bad_filter", None),
+        ("min_score range", j(op="query", text="a", min_score=2), "bad_score", None),
+        ("include unknown", j(op="query", text="a", include=["txt"]), "bad_request", None),
+        ("add no documents", j(op="add"), "bad_request", None),
+        ("add empty batch", j(op="add", documents=[]), "bad_request", None),
+        ("add not array", j(op="add", documents="x"), "bad_request", None),
+        ("add item not object", j(op="add", documents=[{"text": "a"}, 5]), "bad_request", 1),
+        ("add empty text", j(op="add", documents=[{"text": "a"}, {"text": ""}]), "empty_text", 1),
+        ("add missing text", j(op="add", documents=[{"id": "x"}]), "bad_request", 0),
+        ("add text number", j(op="add", documents=[{"text": 5}]), "bad_request", 0),
+        ("add unknown member", j(op="add", documents=[{"text": "a", "txt": "b"}]), "bad_request", 0),
+        ("add empty id", j(op="add", documents=[{"id": "", "text": "a"}]), "bad_id", 0),
+        ("add 10 KB id", j(op="add", documents=[{"id": "i" * 10240, "text": "a"}]), "bad_id", 0),
+        ("add id object", j(op="add", documents=[{"id": {}, "text": "a"}]), "bad_id", 0),
+        ("add id fraction", j(op="add", documents=[{"id": 1.5, "text": "a"}]), "bad_id", 0),
+        ("add metadata array", j(op="add", documents=[{"text": "a", "metadata": [1]}]), "bad_metadata", 0),
+        ("add metadata too big", j(op="add", documents=[{"text": "a", "metadata": {"k": "m" * 70000}}]),
+         "bad_metadata", 0),
+        ("add too many", j(op="add", documents=[{"text": "a"}] * 4097), "too_large", None),
+        ("get empty ids", j(op="get", ids=[]), "bad_request", None),
+        ("get id object", j(op="get", ids=["a", {}]), "bad_id", 1),
+        ("delete ids string", j(op="delete", ids="a"), "bad_request", None),
+        ("similarity mixed", j(op="similarity", a="x", b=["y"]), "bad_request", None),
+        ("similarity missing b", j(op="similarity", a="x"), "bad_request", None),
+        ("similarity empty", j(op="similarity", a="x", b=""), "empty_text", None),
+        ("similarity matrix too large", j(op="similarity", a=["a"] * 2000, b=["b"] * 2000), "too_large", None),
+        ("encode item number", j(op="encode", texts=["a", 1]), "bad_request", 1),
+        ("encode empty item", j(op="encode", texts=["a", ""]), "empty_text", 1),
+        ("pairs n negative", j(op="pairs", n=-1), "bad_request", None),
+        ("pairs n too large", j(op="pairs", n=10 ** 7), "too_large", None),
+        ("pairs unlimited without min_score", j(op="pairs", n=0), "bad_request", None),
+        ("pairs one text", j(op="pairs", texts=["a"]), "bad_request", None),
+        ("pairs texts with filter", j(op="pairs", texts=["a", "b"], filter={}), "bad_request", None),
+        ("pairs per_doc_k zero", j(op="pairs", per_doc_k=0), "bad_k", None),
+        ("backup relative dir", j(op="backup", dir="rel/dir"), "bad_request", None),
+        ("backup no dir", j(op="backup"), "bad_request", None),
+        ("stats with member", j(op="stats", x=1), "bad_request", None),
+    ]
+    return cases
+
+
+def test_bad_input_catalogue(d):
+    c = d.client()
+    ok(c.call("add", documents=[{"id": "s%d" % i, "text": t} for i, t in enumerate(SENTENCES)]))
+    cases = bad_inputs(384)
+    check(len(cases) >= 40, "the catalogue has %d cases" % len(cases))
+    failures = []
+    for name, raw, code, index in cases:
+        try:
+            r = json.loads(c.send_raw(raw))
+            err(r, code, name)
+            if index is not None:
+                check(r["error"].get("index") == index, "%s: index %r, expected %d" % (name, r["error"].get("index"), index))
+        except Exception as e:  # collect every failing case, then fail once
+            failures.append("%s: %s" % (name, e))
+        check(d.alive(), "sbertd died on %r:\n%s" % (name, d.read_log()[-3000:]))
+    check(not failures, "bad-input cases failed:\n  " + "\n  ".join(failures))
+    # still serving, and nothing of the refused writes was stored
+    check(ok(c.call("health"))["documents"] == 8, "a refused add stored something")
+    q = ok(c.call("query", text="I love pasta", k=1))
+    check(q["results"][0]["id"] == "s2", "query after the catalogue")
+    # a refused request carries the req_id back when it could be read
+    r = json.loads(c.send_raw(b'{"v":1,"op":"query","req_id":"q-9","k":0,"text":"a"}'))
+    check(r["req_id"] == "q-9", "req_id not echoed on an error: %r" % r)
+    c.close()
+
+
+def test_message_sizes(d):
+    """max_message_size = 4 MiB here: 1.5 MiB works (above nanomsg's 1 MiB default), 5 MiB gets
+    too_large, 9 MiB (above 2 x max) is dropped by nanomsg and the client times out."""
+    c = d.client()
+    texts = [("word%d " % i) * 9000 for i in range(24)]  # 24 texts of ~60 KB = ~1.5 MiB
+    raw = json.dumps({"v": 1, "op": "add", "documents": [{"text": t} for t in texts]}).encode()
+    check(1 << 20 < len(raw) < 4 << 20, "message size %d" % len(raw))
+    r = ok(json.loads(c.send_raw(raw)), "1.5 MiB add")
+    check(r["truncated"] == list(range(24)), "truncated flags: %r" % r["truncated"])
+    # a reply above 1 MiB comes back too (the client set its NN_RCVMAXSIZE)
+    g = ok(c.call("get", ids=r["ids"]))
+    check(sum(len(x["text"]) for x in g["documents"]) == sum(len(t) for t in texts), "big get")
+
+    pad = "p" * (5 << 20)
+    r = json.loads(c.send_raw(json.dumps({"v": 1, "op": "health", "pad": pad}).encode()))
+    err(r, "too_large", "5 MiB message")
+
+    c.close()
+    c = d.client(timeout_ms=3000)
+    pad = "p" * (9 << 20)
+    try:
+        c.send_raw(json.dumps({"v": 1, "op": "health", "pad": pad}).encode())
+        raise AssertionError("a 9 MiB message got a reply")
+    except h.Timeout:
+        pass
+    c.close()
+    check(d.alive(), "sbertd died on a 9 MiB message")
+    c = d.client()
+    check(ok(c.call("health"))["documents"] == 24, "health after the dropped message")
+    c.close()
+
+
+def test_concurrent_clients(d):
+    """16 clients query at once (their texts share encode batches): each gets its own answer."""
+    c = d.client()
+    ok(c.call("add", documents=[{"id": "s%d" % i, "text": t} for i, t in enumerate(SENTENCES)]))
+    c.close()
+    results = {}
+    errors = []
+
+    def worker(n):
+        try:
+            cl = d.client()
+            for _ in range(5):
+                i = n % 8
+                r = ok(cl.call("query", text=SENTENCES[i], k=1))
+                check(r["results"][0]["id"] == "s%d" % i and r["results"][0]["score"] > 0.999,
+                      "client %d got %r" % (n, r))
+            results[n] = True
+            cl.close()
+        except Exception as e:
+            errors.append("client %d: %s" % (n, e))
+
+    ts = [threading.Thread(target=worker, args=(n,)) for n in range(16)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join(300)
+    check(not errors, "\n".join(errors))
+    check(len(results) == 16, "only %d clients finished" % len(results))
+
+
+def test_sigterm_answers_in_flight(d):
+    c = d.client()
+    texts = ["sentence number %d about something else" % i for i in range(600)]
+    out = {}
+
+    def add():
+        try:
+            out["reply"] = c.call("add", documents=[{"text": t} for t in texts])
+        except Exception as e:
+            out["error"] = e
+
+    t = threading.Thread(target=add)
+    t.start()
+    time.sleep(0.3)
+    d.proc.send_signal(signal.SIGTERM)
+    t.join(120)
+    rc = d.proc.wait(120)
+    check(rc == 0, "exit status %d after SIGTERM" % rc)
+    check("reply" in out, "the in-flight add got no reply: %r" % out.get("error"))
+    ok(out["reply"], "in-flight add")
+    c.close()
+    d.log.close()
+    d.start()
+    c = d.client()
+    check(ok(c.call("health"))["documents"] == 600, "the acknowledged add was lost")
+    c.close()
+
+
+def test_auth_token(d):
+    c = d.client()
+    err(c.call("health"), "unauthorized", "no token")
+    err(c.call("health", token="wrong"), "unauthorized", "wrong token")
+    err(c.call("health", token="s3cret-tokenX"), "unauthorized", "longer token")
+    ok(c.call("health", token="s3cret-token"), "right token")
+    c.close()
+
+
+def test_refuses_remote_tcp():
+    tmp = tempfile.mkdtemp(prefix="sbertd-tcp-")
+    p = subprocess.run([h.find_sbertd(), "--model", MODEL, "--data", tmp + "/data",
+                        "--listen", "tcp://0.0.0.0:5555"], capture_output=True, timeout=60)
+    check(p.returncode != 0, "sbertd accepted a non-loopback tcp listen")
+    check(b"allow_remote" in p.stderr, "no clear message: %r" % p.stderr)
+    check(not os.path.exists(tmp + "/data"), "store created before the refusal")
+    p = subprocess.run([h.find_sbertd(), "--listen", "tcp://eth0;10.0.0.1:5555"],
+                       capture_output=True, timeout=60)
+    check(p.returncode != 0, "sbertd accepted an interface tcp listen")
+
+
+def test_cli():
+    p = subprocess.run([h.find_sbertd(), "--help"], capture_output=True, timeout=30)
+    check(p.returncode == 0 and b"--listen" in p.stdout and b"--config" in p.stdout, "--help")
+    p = subprocess.run([h.find_sbertd(), "--version"], capture_output=True, timeout=30)
+    check(p.returncode == 0 and p.stdout.startswith(b"sbertd "), "--version")
+    p = subprocess.run([h.find_sbertd(), "--bogus"], capture_output=True, timeout=30)
+    check(p.returncode == 2 and b"--bogus" in p.stderr, "unknown flag")
+    with tempfile.NamedTemporaryFile("w", suffix=".conf") as f:
+        f.write("threads = many\n")
+        f.flush()
+        p = subprocess.run([h.find_sbertd(), "--config", f.name], capture_output=True, timeout=30)
+        check(p.returncode == 2 and b":1:" in p.stderr and b"threads" in p.stderr, "bad config: %r" % p.stderr)
+
+
+def test_config_example_parses(d):
+    """docs/sbertd.conf.example: every key commented; uncommented, each is accepted."""
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "docs",
+                        "sbertd.conf.example")
+    lines = [l for l in open(path) if re.match(r"^#\s*[a-z_]+\s*=", l)]
+    check(len(lines) >= 20, "the example documents %d keys" % len(lines))
+    conf = "".join(l.lstrip("#").lstrip() for l in lines if not re.match(r"^#\s*(listen|model|data)\s*=", l))
+    d.config = conf
+    d.start()
+    c = d.client()
+    st = ok(c.call("stats"))
+    check(st["limits"]["max_batch"] == 4096 and st["limits"]["max_k"] == 1000, "defaults: %r" % st["limits"])
+    c.close()
+
+
+# ---- runner ---------------------------------------------------------------------------------
+
+TESTS = [
+    ("seed_table_matches_article", test_seed_table_matches_article, None),
+    ("cli", test_cli, None),
+    ("refuses_remote_tcp", test_refuses_remote_tcp, None),
+    ("every_op", test_every_op, {}),
+    ("restart_keeps_everything", test_restart_keeps_everything, {}),
+    ("socket_mode", test_socket_mode, {}),
+    ("idempotent_writes", test_idempotent_writes, {}),
+    ("bad_input_catalogue", test_bad_input_catalogue, {}),
+    ("message_sizes", test_message_sizes, {"config": "max_message_size = 4M\n"}),
+    ("concurrent_clients", test_concurrent_clients, {}),
+    ("sigterm_answers_in_flight", test_sigterm_answers_in_flight, {}),
+    ("auth_token", test_auth_token, {"config": "auth_token = s3cret-token\n"}),
+    ("config_example_parses", test_config_example_parses, {"nostart": True}),
+]
+
+
+def main():
+    global MODEL, SEEDS
+    MODEL, SEEDS = sys.argv[1], sys.argv[2]
+    check(os.path.isdir(MODEL), "model directory %s is missing" % MODEL)
+    check(os.path.isdir(SEEDS), "seeds directory %s is missing" % SEEDS)
+    only = set(sys.argv[3:])
+    failed = 0
+    for name, fn, daemon in TESTS:
+        if only and name not in only:
+            continue
+        t0 = time.time()
+        d = None
+        try:
+            if daemon is None:
+                fn()
+            else:
+                d = h.Daemon(MODEL, config=daemon.get("config"))
+                if not daemon.get("nostart"):
+                    d.start()
+                fn(d)
+                if d.alive():
+                    rc = d.stop()
+                    check(rc == 0, "exit status %d after SIGTERM" % rc)
+            print("PASS %s (%.1f s)" % (name, time.time() - t0), flush=True)
+        except Exception:
+            failed += 1
+            print("FAIL %s" % name, flush=True)
+            traceback.print_exc()
+            if d:
+                print("---- sbertd log (tail) ----\n" + d.read_log()[-4000:], flush=True)
+        finally:
+            if d:
+                d.cleanup()
+    print("%d failed" % failed)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
