@@ -28,7 +28,7 @@ int sbert_fwd_scratch_init(struct sbert_fwd_scratch *s, const struct sbert_model
     s->qkv = malloc(T * 3 * H * sizeof(float));
     s->ctx = malloc(T * H * sizeof(float));
     s->inter = malloc(T * (NI > H ? NI : H) * sizeof(float));
-    s->scores = malloc((size_t)n_threads * L * L * sizeof(float));
+    s->scores = malloc((size_t)n_threads * L * (size_t)(m->hidden / m->heads + 1) * sizeof(float));
     s->start = malloc((T + 1) * sizeof(int));
     s->pos = malloc((T + 1) * sizeof(int));
     if (!s->x || !s->qkv || !s->ctx || !s->inter || !s->scores || !s->start || !s->pos) {
@@ -50,52 +50,109 @@ void sbert_fwd_scratch_free(struct sbert_fwd_scratch *s)
     memset(s, 0, sizeof *s);
 }
 
+/*
+ * glibc (2.35+) ships SIMD versions of erff and expf in libmvec (4 ULP or better); declaring the
+ * simd variants lets the vectoriser call them on 8 floats at a time. Without them the loops below
+ * still compute the same functions, one element at a time.
+ */
+#if defined(__GLIBC__) && defined(__x86_64__) && (__GLIBC__ > 2 || __GLIBC_MINOR__ >= 35)
+#pragma omp declare simd notinbranch
+extern float erff(float);
+#pragma omp declare simd notinbranch
+extern float expf(float);
+#pragma omp declare simd notinbranch
+extern float tanhf(float);
+#endif
+
 /* x = LayerNorm(x) with gamma g and beta b over n values (biased variance, as torch). */
-static void layer_norm(float *x, int n, const float *g, const float *b, float eps)
+static void layer_norm(float *restrict x, int n, const float *restrict g, const float *restrict b,
+                       float eps)
 {
-    float mean = 0;
-    for (int i = 0; i < n; i++) mean += x[i];
-    mean /= (float)n;
-    float var = 0;
-    for (int i = 0; i < n; i++) {
-        float d = x[i] - mean;
-        var += d * d;
-    }
-    var /= (float)n;
-    float r = 1.0f / sqrtf(var + eps);
+    float sum = 0, ss = 0;
+#pragma omp simd reduction(+ : sum)
+    for (int i = 0; i < n; i++) sum += x[i];
+    const float mean = sum / (float)n;
+#pragma omp simd reduction(+ : ss)
+    for (int i = 0; i < n; i++) ss += (x[i] - mean) * (x[i] - mean);
+    const float r = 1.0f / sqrtf(ss / (float)n + eps);
+#pragma omp simd
     for (int i = 0; i < n; i++) x[i] = (x[i] - mean) * r * g[i] + b[i];
 }
 
-static float gelu(float x, int act)
+/* y = act(y) over n values: exact erf GELU (hidden_act "gelu") or the tanh form. */
+static void gelu(float *restrict y, int n, int act)
 {
-    if (act == SBERT_ACT_GELU_ERF) return 0.5f * x * (1.0f + erff(x * 0.70710678118654752f));
-    /* gelu_new / gelu_pytorch_tanh */
-    float u = 0.7978845608028654f * (x + 0.044715f * x * x * x);
-    return 0.5f * x * (1.0f + tanhf(u));
+    if (act == SBERT_ACT_GELU_ERF) {
+#pragma omp simd
+        for (int i = 0; i < n; i++) y[i] = 0.5f * y[i] * (1.0f + erff(y[i] * 0.70710678118654752f));
+    } else {
+#pragma omp simd
+        for (int i = 0; i < n; i++) {
+            float x = y[i], u = 0.7978845608028654f * (x + 0.044715f * x * x * x);
+            y[i] = 0.5f * x * (1.0f + tanhf(u));
+        }
+    }
 }
 
-/* y[M x N] = x[M x K] * W^T for W stored [N x K] (torch Linear layout). */
-static void linear(const float *x, int M, int K, const float *w, int N, float *y)
+/* Fills M rows of width n with the bias row b (the products then accumulate onto it). */
+static void fill_rows(float *restrict y, int M, int n, const float *restrict b)
+{
+    for (int r = 0; r < M; r++) memcpy(y + (size_t)r * n, b, (size_t)n * sizeof *y);
+}
+
+/* Adds the bias row b to M rows of width n. */
+static void add_rows(float *restrict y, int M, int n, const float *restrict b)
+{
+    for (int r = 0; r < M; r++) {
+        float *restrict yr = y + (size_t)r * n;
+#pragma omp simd
+        for (int j = 0; j < n; j++) yr[j] += b[j];
+    }
+}
+
+/* y[M x N] += x[M x K] * W^T for W stored [N x K] (torch Linear layout). */
+static void linear_acc(const float *x, int M, int K, const float *w, int N, float *y)
 {
     if (M <= 0) return;
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, N, K, 1.0f, x, K, w, K, 0.0f, y, N);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, N, K, 1.0f, x, K, w, K, 1.0f, y, N);
 }
 
-/* Softmax attention for one head of one sequence of L tokens. q/k/v point at the head's first
- * column in the packed [T x 3H] matrix (row stride ld), ctx at its column in [T x H]. */
+/*
+ * Softmax attention for one head of one sequence of L tokens. q, k, v point at the head's first
+ * column in the packed [T x 3H] matrix (row stride ld), ctx at its column in [T x H] (stride ldc).
+ * kt is scratch of dh * L floats (K transposed, so each score row is a run of contiguous
+ * multiply-adds), s of L floats.
+ */
 static void attend(const float *q, const float *k, const float *v, int ld, int L, int dh, float scale,
-                   float *ctx, int ldc, float *sc)
+                   float *restrict ctx, int ldc, float *restrict kt, float *restrict s)
 {
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, L, L, dh, scale, q, ld, k, ld, 0.0f, sc, L);
+    for (int j = 0; j < L; j++)
+        for (int d = 0; d < dh; d++) kt[(size_t)d * L + j] = k[(size_t)j * ld + d];
     for (int i = 0; i < L; i++) {
-        float *r = sc + (size_t)i * L, mx = r[0], sum = 0;
-        for (int j = 1; j < L; j++) mx = r[j] > mx ? r[j] : mx;
-        for (int j = 0; j < L; j++) sum += (r[j] = expf(r[j] - mx));
-        float inv = 1.0f / sum;
-        for (int j = 0; j < L; j++) r[j] *= inv;
+        const float *qi = q + (size_t)i * ld;
+        for (int j = 0; j < L; j++) s[j] = 0;
+        for (int d = 0; d < dh; d++) {
+            const float qd = qi[d] * scale;
+            const float *restrict kd = kt + (size_t)d * L;
+#pragma omp simd
+            for (int j = 0; j < L; j++) s[j] += qd * kd[j];
+        }
+        float mx = s[0], sum = 0;
+        for (int j = 1; j < L; j++) mx = s[j] > mx ? s[j] : mx;
+#pragma omp simd
+        for (int j = 0; j < L; j++) s[j] = expf(s[j] - mx);
+#pragma omp simd reduction(+ : sum)
+        for (int j = 0; j < L; j++) sum += s[j];
+        const float inv = 1.0f / sum;
+        float *restrict c = ctx + (size_t)i * ldc;
+        for (int d = 0; d < dh; d++) c[d] = 0;
+        for (int j = 0; j < L; j++) {
+            const float p = s[j] * inv;
+            const float *restrict vj = v + (size_t)j * ld;
+#pragma omp simd
+            for (int d = 0; d < dh; d++) c[d] += p * vj[d];
+        }
     }
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, L, dh, L, 1.0f, sc, L, v, ld, 0.0f, ctx,
-                ldc);
 }
 
 void sbert_forward(const struct sbert_model *m, struct sbert_fwd_scratch *s, const int32_t *ids,
@@ -117,7 +174,7 @@ void sbert_forward(const struct sbert_model *m, struct sbert_fwd_scratch *s, con
     {
         const int nt = omp_get_num_threads(), t = omp_get_thread_num();
         const int r0 = (int)((long)T * t / nt), r1 = (int)((long)T * (t + 1) / nt), M = r1 - r0;
-        float *sc = s->scores + (size_t)t * s->max_len * s->max_len;
+        float *kt = s->scores + (size_t)t * s->max_len * (dh + 1), *srow = kt + (size_t)s->max_len * dh;
 
         for (int r = r0; r < r1; r++) {
             float *xr = x + (size_t)r * H;
@@ -127,38 +184,28 @@ void sbert_forward(const struct sbert_model *m, struct sbert_fwd_scratch *s, con
         }
         for (int l = 0; l < m->layers; l++) {
             const struct sbert_layer_weights *w = &m->layer[l];
-            linear(x + (size_t)r0 * H, M, H, w->qkv_w, H3, qkv + (size_t)r0 * H3);
-            for (int r = r0; r < r1; r++) {
-                float *y = qkv + (size_t)r * H3;
-                for (int j = 0; j < H3; j++) y[j] += w->qkv_b[j];
-            }
+            float *xr = x + (size_t)r0 * H;
+            fill_rows(qkv + (size_t)r0 * H3, M, H3, w->qkv_b);
+            linear_acc(xr, M, H, w->qkv_w, H3, qkv + (size_t)r0 * H3);
 #pragma omp barrier
 #pragma omp for schedule(dynamic, 1)
             for (int p = 0; p < nseq * nh; p++) {
                 int sq = p / nh, h = p % nh;
                 const float *base = qkv + (size_t)start[sq] * H3 + h * dh;
                 attend(base, base + H, base + 2 * H, H3, lens[sq], dh, scale,
-                       ctx + (size_t)start[sq] * H + h * dh, H, sc);
+                       ctx + (size_t)start[sq] * H + h * dh, H, kt, srow);
             }
-            /* implicit barrier: every row's context is complete */
-            float *a = qkv; /* free once attention is done: the attention output, [T x H] */
-            linear(ctx + (size_t)r0 * H, M, H, w->ao_w, H, a + (size_t)r0 * H);
-            for (int r = r0; r < r1; r++) {
-                float *y = a + (size_t)r * H, *xr = x + (size_t)r * H;
-                for (int j = 0; j < H; j++) xr[j] += y[j] + w->ao_b[j];
-                layer_norm(xr, H, w->ln1_g, w->ln1_b, eps);
-            }
-            linear(x + (size_t)r0 * H, M, H, w->in_w, NI, inter + (size_t)r0 * NI);
-            for (int r = r0; r < r1; r++) {
-                float *y = inter + (size_t)r * NI;
-                for (int j = 0; j < NI; j++) y[j] = gelu(y[j] + w->in_b[j], m->act);
-            }
-            linear(inter + (size_t)r0 * NI, M, NI, w->out_w, H, ctx + (size_t)r0 * H);
-            for (int r = r0; r < r1; r++) {
-                float *y = ctx + (size_t)r * H, *xr = x + (size_t)r * H;
-                for (int j = 0; j < H; j++) xr[j] += y[j] + w->out_b[j];
-                layer_norm(xr, H, w->ln2_g, w->ln2_b, eps);
-            }
+            /* implicit barrier: every row's context is complete. The residual stream x takes
+             * the bias and the products in place, then LayerNorm. */
+            add_rows(xr, M, H, w->ao_b);
+            linear_acc(ctx + (size_t)r0 * H, M, H, w->ao_w, H, xr);
+            for (int r = 0; r < M; r++) layer_norm(xr + (size_t)r * H, H, w->ln1_g, w->ln1_b, eps);
+            fill_rows(inter + (size_t)r0 * NI, M, NI, w->in_b);
+            linear_acc(xr, M, H, w->in_w, NI, inter + (size_t)r0 * NI);
+            gelu(inter + (size_t)r0 * NI, M * NI, m->act);
+            add_rows(xr, M, H, w->out_b);
+            linear_acc(inter + (size_t)r0 * NI, M, NI, w->out_w, H, xr);
+            for (int r = 0; r < M; r++) layer_norm(xr + (size_t)r * H, H, w->ln2_g, w->ln2_b, eps);
 #pragma omp barrier
         }
     }

@@ -42,7 +42,7 @@ struct sbert_model {
 struct sbert_fwd_scratch {
     int max_tokens, max_len, n_threads;
     float *x, *qkv, *ctx, *inter; /* [T x H], [T x 3H], [T x H], [T x I] */
-    float *scores;                /* n_threads x [max_len x max_len] */
+    float *scores;                /* n_threads x [max_len x (head_dim + 1)]: attention scratch */
     int *start, *pos;             /* [max_tokens + 1]: first row of each sequence; token positions */
 };
 

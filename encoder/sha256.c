@@ -3,6 +3,11 @@
 
 #include <string.h>
 
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#define SBERT_SHA_NI 1
+#endif
+
 static const uint32_t K[64] = {
     0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5,
     0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe, 0x9bdc06a7, 0xc19bf174,
@@ -50,6 +55,60 @@ static void compress(uint32_t h[8], const uint8_t *p)
     h[7] += hh;
 }
 
+#ifdef SBERT_SHA_NI
+/*
+ * The same compression with the x86 SHA extensions (Intel SHA-NI, also on AMD Zen): ~10x the
+ * portable code, so loading a 90 MB model is not dominated by fingerprinting it. The state is
+ * kept as the ABEF/CDGH register pairs sha256rnds2 works on; each step does four rounds.
+ */
+__attribute__((target("sha,sse4.1,ssse3"))) static void compress_ni(uint32_t h[8], const uint8_t *p,
+                                                                     size_t blocks)
+{
+    const __m128i bswap = _mm_set_epi64x(0x0c0d0e0f08090a0bLL, 0x0405060700010203LL);
+    __m128i tmp = _mm_shuffle_epi32(_mm_loadu_si128((const __m128i *)(const void *)&h[0]), 0xB1);
+    __m128i s1 = _mm_shuffle_epi32(_mm_loadu_si128((const __m128i *)(const void *)&h[4]), 0x1B);
+    __m128i s0 = _mm_alignr_epi8(tmp, s1, 8); /* ABEF */
+    s1 = _mm_blend_epi16(s1, tmp, 0xF0);      /* CDGH */
+    for (; blocks--; p += 64) {
+        const __m128i abef = s0, cdgh = s1;
+        __m128i w[4];
+        for (int i = 0; i < 16; i++) {
+            if (i < 4) {
+                w[i] = _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)(const void *)(p + 16 * i)),
+                                        bswap);
+            } else {
+                /* W[t] = s1(W[t-2]) + W[t-7] + s0(W[t-15]) + W[t-16], four words at a time */
+                __m128i x = _mm_sha256msg1_epu32(w[i & 3], w[(i + 1) & 3]);
+                x = _mm_add_epi32(x, _mm_alignr_epi8(w[(i + 3) & 3], w[(i + 2) & 3], 4));
+                w[i & 3] = _mm_sha256msg2_epu32(x, w[(i + 3) & 3]);
+            }
+            __m128i msg = _mm_add_epi32(w[i & 3], _mm_loadu_si128((const __m128i *)(const void *)&K[4 * i]));
+            s1 = _mm_sha256rnds2_epu32(s1, s0, msg);
+            s0 = _mm_sha256rnds2_epu32(s0, s1, _mm_shuffle_epi32(msg, 0x0E));
+        }
+        s0 = _mm_add_epi32(s0, abef);
+        s1 = _mm_add_epi32(s1, cdgh);
+    }
+    tmp = _mm_shuffle_epi32(s0, 0x1B);   /* FEBA */
+    s1 = _mm_shuffle_epi32(s1, 0xB1);    /* DCHG */
+    s0 = _mm_blend_epi16(tmp, s1, 0xF0); /* DCBA */
+    s1 = _mm_alignr_epi8(s1, tmp, 8);    /* HGFE */
+    _mm_storeu_si128((__m128i *)(void *)&h[0], s0);
+    _mm_storeu_si128((__m128i *)(void *)&h[4], s1);
+}
+#endif
+
+static void compress_blocks(struct sbert_sha256 *c, const uint8_t *p, size_t blocks)
+{
+#ifdef SBERT_SHA_NI
+    if (c->accel) {
+        compress_ni(c->h, p, blocks);
+        return;
+    }
+#endif
+    for (; blocks--; p += 64) compress(c->h, p);
+}
+
 void sbert_sha256_init(struct sbert_sha256 *c)
 {
     static const uint32_t iv[8] = {0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a,
@@ -57,6 +116,11 @@ void sbert_sha256_init(struct sbert_sha256 *c)
     memcpy(c->h, iv, sizeof iv);
     c->total = 0;
     c->used = 0;
+#ifdef SBERT_SHA_NI
+    c->accel = __builtin_cpu_supports("sha") && __builtin_cpu_supports("sse4.1");
+#else
+    c->accel = 0;
+#endif
 }
 
 void sbert_sha256_update(struct sbert_sha256 *c, const void *data, size_t len)
@@ -70,10 +134,12 @@ void sbert_sha256_update(struct sbert_sha256 *c, const void *data, size_t len)
         p += take;
         len -= take;
         if (c->used < 64) return;
-        compress(c->h, c->buf);
+        compress_blocks(c, c->buf, 1);
         c->used = 0;
     }
-    for (; len >= 64; p += 64, len -= 64) compress(c->h, p);
+    compress_blocks(c, p, len / 64);
+    p += len / 64 * 64;
+    len %= 64;
     memcpy(c->buf, p, len);
     c->used = len;
 }

@@ -14,6 +14,7 @@ struct sbert_sha256 {
     uint64_t total;   /* bytes hashed so far */
     uint8_t buf[64];  /* a partial block */
     size_t used;      /* bytes in buf */
+    int accel;        /* set by init when the CPU has SHA extensions; 0 forces the portable code */
 };
 
 void sbert_sha256_init(struct sbert_sha256 *c);
