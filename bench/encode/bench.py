@@ -21,6 +21,7 @@ import argparse
 import json
 import os
 import platform
+import re
 import shutil
 import statistics
 import subprocess
@@ -202,6 +203,11 @@ def bert_flops(model_dir, token_counts):
     return float(nl * (L * 2 * (4 * h * h + 2 * h * i) + 4 * L * L * h).sum())
 
 
+def progress(system, b, t, n, wall):
+    print(f"bench: {system:10s} batch {b:3d}, {t} thread(s): "
+          f"{n / wall if wall > 0 else float('nan'):8.1f} sentences/s", file=sys.stderr, flush=True)
+
+
 def fmt(x, spec=".0f"):
     return "n/a" if x is None else format(x, spec)
 
@@ -323,6 +329,7 @@ def main():
                     runs = [benchlib.run_sbert_encode(binary, args.model, texts, b, t, env=env)
                             for _ in range(args.repeat)]
                     best = min(runs, key=lambda r: r.wall)
+                    progress("sbertd", b, t, len(texts), best.wall - startup)
                     results[("sbertd", b, t)] = {"wall": best.wall - startup, "cpu": best.cpu,
                                                  "proc_wall": best.wall, "startup": startup,
                                                  "emb": best.emb}
@@ -340,11 +347,21 @@ def main():
                    str(t), "--batches", ",".join(map(str, args.batches)), "--texts", texts_path,
                    "--onnx", onnx_path, "--emb-dir", work, "--model", args.model,
                    "--repeat", str(args.repeat), "--max-seq-length", str(max_len)]
-            proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
-            if proc.returncode != 0:
-                raise SystemExit(f"bench: worker {worker} ({t} threads) failed:\n{proc.stderr}")
-            for line in proc.stdout.splitlines():
-                r = json.loads(line)
+            # stderr to a file, not a pipe: a chatty worker must not block on a full pipe while
+            # its results are read line by line.
+            with tempfile.TemporaryFile("w+") as errf:
+                proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=errf,
+                                        text=True)
+                got = []
+                for line in proc.stdout:
+                    r = json.loads(line)
+                    progress(r["system"], r["batch"], t, len(texts), r["wall"])
+                    got.append(r)
+                if proc.wait() != 0:
+                    errf.seek(0)
+                    raise SystemExit(f"bench: worker {worker} ({t} threads) failed:\n"
+                                     f"{errf.read()}")
+            for r in got:
                 r["emb"] = np.load(r["emb"])
                 results[(r["system"], r["batch"], r["threads"])] = r
 
@@ -368,11 +385,11 @@ def main():
         say(f"- {label:17s} min cosine {cos:.8f}, max |component diff| {dmax:.2e} "
             f"over {len(keys)} cells: {'OK' if ok else 'FAIL'}")
     if binary and inproc:
-        stat = next(iter(inproc.values()))
-        got = [int(w) for w in stat.replace(",", " ").split() if w.isdigit()][:2]
-        if len(got) == 2:
-            say(f"- token count: sbert-encode --stats says {got[1]}, HF tokenizer {n_tokens}: "
-                f"{'same' if got[1] == n_tokens else 'DIFFERENT'}")
+        m = re.search(r"(\d+) texts, (\d+) tokens", next(iter(inproc.values())))
+        if m:
+            got = int(m.group(2))
+            say(f"- token count: sbert-encode --stats says {got}, HF tokenizer {n_tokens}: "
+                f"{'same' if got == n_tokens else 'DIFFERENT'}")
 
     # The table.
     say()
