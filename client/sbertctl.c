@@ -164,6 +164,8 @@ static cJSON *request_new(struct ctx *c, const char *op)
     return req;
 }
 
+static int print_json(const cJSON *doc);
+
 static int connect_daemon(struct ctx *c)
 {
     if (c->conn)
@@ -177,36 +179,18 @@ static int connect_daemon(struct ctx *c)
     return r == SBC_CONN_EINVAL ? EXIT_USAGE : EXIT_UNREACHABLE;
 }
 
-/*
- * Sends req (consumed) and parses the reply. Returns EXIT_OK with *reply owned by the caller
- * when the daemon answered {"ok":true}; otherwise prints the reason and returns the exit code.
- * retries > 0 re-sends on a timeout (only for requests carrying a req_id).
- */
-static int call(struct ctx *c, cJSON *req, cJSON **reply, int retries)
+/* Sends text and waits for the raw reply, re-sending on a timeout up to retries times. Returns
+ * EXIT_OK with *raw (free()) or the exit code, printed. */
+static int send_recv(struct ctx *c, const char *text, int retries, char **raw, size_t *raw_len)
 {
-    *reply = NULL;
-    if (!req) {
-        errmsg("out of memory");
-        return EXIT_REPLY;
-    }
-    char *text = cJSON_PrintUnformatted(req);
-    cJSON_Delete(req);
-    if (!text) {
-        errmsg("out of memory");
-        return EXIT_REPLY;
-    }
-    int rc;
-    char *raw = NULL;
-    size_t raw_len;
     for (int attempt = 0;; attempt++) {
-        if ((rc = connect_daemon(c)) != EXIT_OK)
-            break;
+        int rc = connect_daemon(c);
+        if (rc != EXIT_OK)
+            return rc;
         char err[512];
-        int r = sbc_conn_call(c->conn, text, strlen(text), &raw, &raw_len, err, sizeof err);
-        if (r == 0) {
-            rc = EXIT_OK;
-            break;
-        }
+        int r = sbc_conn_call(c->conn, text, strlen(text), raw, raw_len, err, sizeof err);
+        if (r == 0)
+            return EXIT_OK;
         if (r == SBC_CONN_ETIMEOUT && attempt < retries) {
             /* A fresh socket: the old one may still deliver the stale reply. */
             sbc_conn_close(c->conn);
@@ -215,34 +199,68 @@ static int call(struct ctx *c, cJSON *req, cJSON **reply, int retries)
             continue;
         }
         errmsg("%s", err);
-        rc = r == SBC_CONN_ENOMEM ? EXIT_REPLY : EXIT_UNREACHABLE;
+        return r == SBC_CONN_ENOMEM ? EXIT_REPLY : EXIT_UNREACHABLE;
+    }
+}
+
+/* How often, and after how long a first pause (doubling), a "busy" reply is retried: the
+ * daemon executed nothing, so any request may be sent again. */
+#define BUSY_RETRIES 5
+#define BUSY_FIRST_PAUSE_MS 100
+
+/*
+ * Sends req (consumed) and parses the reply. Returns EXIT_OK with *reply owned by the caller
+ * when the daemon answered {"ok":true}; otherwise prints the reason and returns the exit code.
+ * retries > 0 re-sends on a timeout (only for requests carrying a req_id).
+ */
+static int call(struct ctx *c, cJSON *req, cJSON **reply, int retries)
+{
+    *reply = NULL;
+    char *text = req ? cJSON_PrintUnformatted(req) : NULL;
+    cJSON_Delete(req);
+    if (!text) {
+        errmsg("out of memory");
+        return EXIT_REPLY;
+    }
+    cJSON *rep = NULL;
+    int rc = EXIT_OK;
+    for (int busy = 0;; busy++) {
+        char *raw;
+        size_t raw_len;
+        if ((rc = send_recv(c, text, retries, &raw, &raw_len)) != EXIT_OK)
+            break;
+        rep = cJSON_ParseWithLength(raw, raw_len);
+        free(raw);
+        if (!rep || !cJSON_IsObject(rep)) {
+            errmsg("%s: the reply is not a JSON object (is this endpoint sbertd?)", c->url);
+            rc = EXIT_REPLY;
+            break;
+        }
+        if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(rep, "ok")))
+            break;
+        const cJSON *e = cJSON_GetObjectItemCaseSensitive(rep, "error");
+        const cJSON *code = cJSON_GetObjectItemCaseSensitive(e, "code");
+        if (busy < BUSY_RETRIES && cJSON_IsString(code) && strcmp(code->valuestring, "busy") == 0) {
+            struct timespec ts = {0, (long)BUSY_FIRST_PAUSE_MS * 1000000L << busy};
+            ts.tv_sec = ts.tv_nsec / 1000000000L;
+            ts.tv_nsec %= 1000000000L;
+            nanosleep(&ts, NULL);
+            cJSON_Delete(rep);
+            rep = NULL;
+            continue;
+        }
+        const cJSON *msg = cJSON_GetObjectItemCaseSensitive(e, "message");
+        if (c->json)
+            print_json(rep);
+        errmsg("%s: %s: %s", c->cmd->name, cJSON_IsString(code) ? code->valuestring : "error",
+               cJSON_IsString(msg) ? msg->valuestring : "(no message)");
+        rc = EXIT_REPLY;
         break;
     }
     free(text);
-    if (rc != EXIT_OK)
+    if (rc != EXIT_OK) {
+        cJSON_Delete(rep);
         return rc;
-    cJSON *rep = cJSON_ParseWithLength(raw, raw_len);
-    free(raw);
-    if (!rep || !cJSON_IsObject(rep)) {
-        cJSON_Delete(rep);
-        errmsg("%s: the reply is not a JSON object (is this endpoint sbertd?)", c->url);
-        return EXIT_REPLY;
-    }
-    const cJSON *ok = cJSON_GetObjectItemCaseSensitive(rep, "ok");
-    if (!cJSON_IsTrue(ok)) {
-        const cJSON *e = cJSON_GetObjectItemCaseSensitive(rep, "error");
-        const cJSON *code = cJSON_GetObjectItemCaseSensitive(e, "code");
-        const cJSON *msg = cJSON_GetObjectItemCaseSensitive(e, "message");
-        if (c->json) {
-            char *s = cJSON_PrintUnformatted(rep);
-            if (s)
-                puts(s);
-            free(s);
-        }
-        errmsg("%s: %s: %s", c->cmd->name, cJSON_IsString(code) ? code->valuestring : "error",
-               cJSON_IsString(msg) ? msg->valuestring : "(no message)");
-        cJSON_Delete(rep);
-        return EXIT_REPLY;
     }
     *reply = rep;
     return EXIT_OK;
@@ -361,7 +379,7 @@ static int add_batch(struct ctx *c, cJSON *docs, struct add_state *st)
         return EXIT_REPLY;
     }
     int n_docs = cJSON_GetArraySize(docs);
-    cJSON_AddItemToObject(req, "docs", docs);
+    cJSON_AddItemToObject(req, "documents", docs);
     cJSON *rep;
     int rc = call(c, req, &rep, WRITE_RETRIES);
     if (rc != EXIT_OK)
@@ -676,15 +694,27 @@ static int cmd_query(struct ctx *c, const struct args *a)
 static int cmd_get(struct ctx *c, const struct args *a)
 {
     cJSON *req = request_new(c, "get");
-    if (req)
-        cJSON_AddStringToObject(req, "id", a->pos[0]);
+    if (req) {
+        cJSON *ids = cJSON_AddArrayToObject(req, "ids");
+        cJSON_AddItemToArray(ids, cJSON_CreateString(a->pos[0]));
+    }
     cJSON *rep;
     int rc = call(c, req, &rep, 0);
     if (rc != EXIT_OK)
         return rc;
-    const cJSON *doc = cJSON_GetObjectItemCaseSensitive(rep, "doc");
-    if (!doc)
-        doc = rep;
+    const cJSON *docs = member(c, rep, "documents", cJSON_IsArray);
+    const cJSON *doc = docs ? cJSON_GetArrayItem(docs, 0) : NULL;
+    if (!doc) {
+        if (docs)
+            errmsg("get: malformed reply from %s: no document", c->url);
+        cJSON_Delete(rep);
+        return EXIT_REPLY;
+    }
+    if (!cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(doc, "found"))) {
+        errmsg("get: no document with id %s", a->pos[0]);
+        cJSON_Delete(rep);
+        return EXIT_REPLY;
+    }
     if (c->json) {
         cJSON *out = cJSON_CreateObject();
         static const char *const keys[] = {"id", "text", "metadata"};
@@ -697,7 +727,8 @@ static int cmd_get(struct ctx *c, const struct args *a)
     } else {
         char nb[32];
         char *meta = meta_cell(cJSON_GetObjectItemCaseSensitive(doc, "metadata"));
-        printf("id:       %s\ntext:     %s\n", id_text(cJSON_GetObjectItemCaseSensitive(doc, "id"), nb, sizeof nb),
+        printf("id:       %s\ntext:     %s\n",
+               id_text(cJSON_GetObjectItemCaseSensitive(doc, "id"), nb, sizeof nb),
                str_or(doc, "text", ""));
         if (meta && *meta)
             printf("metadata: %s\n", meta);
@@ -722,27 +753,29 @@ static int cmd_delete(struct ctx *c, const struct args *a)
     int rc = call(c, req, &rep, WRITE_RETRIES);
     if (rc != EXIT_OK)
         return rc;
-    const cJSON *deleted = cJSON_GetObjectItemCaseSensitive(rep, "deleted");
-    const cJSON *missing = cJSON_GetObjectItemCaseSensitive(rep, "not_found");
-    if (c->json) {
-        cJSON *out = cJSON_CreateObject();
-        cJSON_AddItemToObject(out, "deleted",
-                              deleted ? cJSON_Duplicate(deleted, 1) : cJSON_CreateArray());
-        cJSON_AddItemToObject(out, "not_found",
-                              missing ? cJSON_Duplicate(missing, 1) : cJSON_CreateArray());
-        rc = print_json(out);
-        cJSON_Delete(out);
-    } else {
-        int nd = cJSON_IsArray(deleted) ? cJSON_GetArraySize(deleted) : 0;
-        printf("deleted %d of %d\n", nd, a->n_pos);
-        const cJSON *m;
-        if (cJSON_IsArray(missing))
-            cJSON_ArrayForEach(m, missing) {
-                char nb[32];
-                fprintf(stderr, "sbertctl: delete: no document with id %s\n",
-                        id_text(m, nb, sizeof nb));
-            }
+    const cJSON *existed = member(c, rep, "existed", cJSON_IsArray);
+    if (!existed || cJSON_GetArraySize(existed) != a->n_pos) {
+        if (existed)
+            errmsg("delete: the reply has %d flags for %d ids", cJSON_GetArraySize(existed),
+                   a->n_pos);
+        cJSON_Delete(rep);
+        return EXIT_REPLY;
     }
+    cJSON *out = cJSON_CreateObject();
+    cJSON *deleted = cJSON_AddArrayToObject(out, "deleted");
+    cJSON *missing = cJSON_AddArrayToObject(out, "not_found");
+    for (int i = 0; i < a->n_pos; i++)
+        cJSON_AddItemToArray(cJSON_IsTrue(cJSON_GetArrayItem(existed, i)) ? deleted : missing,
+                             cJSON_CreateString(a->pos[i]));
+    if (c->json) {
+        rc = print_json(out);
+    } else {
+        printf("deleted %d of %d\n", cJSON_GetArraySize(deleted), a->n_pos);
+        const cJSON *m;
+        cJSON_ArrayForEach(m, missing)
+            fprintf(stderr, "sbertctl: delete: no document with id %s\n", m->valuestring);
+    }
+    cJSON_Delete(out);
     cJSON_Delete(rep);
     return rc;
 }
@@ -978,7 +1011,28 @@ static int cmd_stats(struct ctx *c, const struct args *a)
 static int cmd_health(struct ctx *c, const struct args *a)
 {
     (void)a;
-    return cmd_simple(c, "health", 0);
+    cJSON *rep;
+    int rc = call(c, request_new(c, "health"), &rep, 0);
+    if (rc != EXIT_OK)
+        return rc;
+    const char *status = str_or(rep, "status", "?");
+    /* Only "serving" is healthy: a stopping daemon answers, but takes no new work. */
+    int healthy = strcmp(status, "serving") == 0;
+    if (c->json) {
+        rc = print_object(c, rep);
+    } else {
+        const cJSON *docs = cJSON_GetObjectItemCaseSensitive(rep, "documents");
+        const cJSON *up = cJSON_GetObjectItemCaseSensitive(rep, "uptime_s");
+        printf("%s: %s, %.0f documents, up %.1f s\n", c->url, status,
+               cJSON_IsNumber(docs) ? docs->valuedouble : 0.0,
+               cJSON_IsNumber(up) ? up->valuedouble : 0.0);
+        cJSON_Delete(rep);
+    }
+    if (rc == EXIT_OK && !healthy) {
+        errmsg("health: sbertd at %s is %s", c->url, status);
+        rc = EXIT_REPLY;
+    }
+    return rc;
 }
 
 static int cmd_reindex(struct ctx *c, const struct args *a)
@@ -1049,7 +1103,8 @@ static const struct command commands[] = {
      pairs_opts, 0, -1, 120, cmd_pairs},
     {"stats", "", "daemon statistics", "--json prints the daemon's object.", no_opts, 0, 0, 30,
      cmd_stats},
-    {"health", "", "check that sbertd serves", NULL, no_opts, 0, 0, 10, cmd_health},
+    {"health", "", "check that sbertd serves",
+     "Exit status 0 when it answers \"serving\", 1 when it answers anything else (stopping).", no_opts, 0, 0, 10, cmd_health},
     {"backup", "DIR", "write a consistent copy of the store and index to DIR on the server",
      "A relative DIR is made absolute against this shell's directory.", no_opts, 1, 1, 600,
      cmd_backup},

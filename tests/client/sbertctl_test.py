@@ -397,7 +397,7 @@ def daemon_tests(ctl, daemon, tmp):
         check(p.stderr.startswith("sbertctl: add: "), "empty text refused: %r" % p.stderr)
         p = ctl.run("query", "--filter", "[1,2]", "x", expect=1)
         check(p.stderr.startswith("sbertctl: query: "), "bad filter refused: %r" % p.stderr)
-        p = ctl.run("--json", "get", "definitely-not-there", expect=1)
+        p = ctl.run("--json", "query", "--filter", "[1,2]", "x", expect=1)
         err = json.loads(p.stdout)
         check(err.get("ok") is False and "code" in err.get("error", {}),
               "--json error reply printed: %r" % p.stdout)
