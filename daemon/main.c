@@ -134,9 +134,38 @@ static void reload(struct sbertd *d, int argc, char **argv)
     sd_check(sbertd_sd_reloaded(status), "RELOADED");
 }
 
+static pthread_t main_thread;
+
+/* Threads started before main() blocked the signals (OpenBLAS starts its workers in a library
+ * constructor) still have them unblocked: a signal the kernel hands to one of them comes here and
+ * is passed on to the main thread, where it waits, blocked, for sigwait(). pthread_kill() is
+ * async-signal-safe. */
+static void forward_signal(int sig)
+{
+    pthread_kill(main_thread, sig);
+}
+
 int main(int argc, char **argv)
 {
     static struct sbertd d; /* large; lives for the whole process */
+    /* Signals are taken synchronously by this thread (sigwait); every other thread inherits the
+     * mask. SIGPIPE is ignored: a vanished client is nanomsg's business, not a reason to die. */
+    sigset_t sigs;
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGTERM);
+    sigaddset(&sigs, SIGINT);
+    sigaddset(&sigs, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    main_thread = pthread_self();
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = forward_signal;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = SA_RESTART;
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGHUP, &sa, NULL);
     char err[1024];
     int rc = sbertd_config_from_args(&d.cfg, argc, argv, err, sizeof err);
     if (rc == 1)
@@ -152,15 +181,6 @@ int main(int argc, char **argv)
     }
     sbertd_config_dump(&d.cfg, log_config_line, NULL);
 
-    /* Signals are taken synchronously by this thread (sigwait); every other thread inherits the
-     * mask. SIGPIPE is ignored: a vanished client is nanomsg's business, not a reason to die. */
-    sigset_t sigs;
-    sigemptyset(&sigs);
-    sigaddset(&sigs, SIGTERM);
-    sigaddset(&sigs, SIGINT);
-    sigaddset(&sigs, SIGHUP);
-    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
-    signal(SIGPIPE, SIG_IGN);
 
     d.start_us = sbertd_now_us();
     sd_check(sbertd_sd_status("loading model %s", d.cfg.model), "STATUS");
