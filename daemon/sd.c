@@ -186,17 +186,17 @@ static void *wd_main(void *arg)
         char why[200] = "";
         if (wd->alive(wd->ctx, why, sizeof why)) {
             if (failing)
-                wd_log(wd, LOG_INFO, "watchdog: liveness check passes again after %llu withheld ping(s)",
+                wd_log(wd, LOG_INFO, "liveness check passes again after %llu withheld ping(s)",
                        withheld);
             failing = 0;
             withheld = 0;
             int r = sd_notify(0, "WATCHDOG=1");
             if (r < 0)
-                wd_log(wd, LOG_WARNING, "watchdog: sending WATCHDOG=1 failed: %s", strerror(-r));
+                wd_log(wd, LOG_WARNING, "sending WATCHDOG=1 failed: %s", strerror(-r));
         } else {
             why[sizeof why - 1] = '\0';
             if (!failing)
-                wd_log(wd, LOG_WARNING, "watchdog: liveness check failed, withholding WATCHDOG=1%s%s",
+                wd_log(wd, LOG_WARNING, "liveness check failed, withholding WATCHDOG=1%s%s",
                        why[0] ? ": " : "", why);
             failing = 1;
             withheld++;
