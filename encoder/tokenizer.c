@@ -747,9 +747,9 @@ static void pretok(struct enc *e, uint32_t c, unsigned ccc)
 static void lower_then_pretok(struct enc *e, uint32_t c, unsigned ccc)
 {
     if (e->t->cfg.do_lower_case) {
-        if (c == 0x130) {
+        if (c == 0x130) { /* reached only without NFD, so no reordering either */
             pretok(e, 'i', 0);
-            pretok(e, 0x307, 230);
+            pretok(e, 0x307, 0);
             return;
         }
         c = (uint32_t)utf8proc_tolower((utf8proc_int32_t)c);
@@ -799,8 +799,11 @@ static void feed(struct enc *e, uint32_t c)
             if (e->t->cfg.do_lower_case) c = (uint32_t)((int32_t)c + ov->delta);
             break;
         case OV_KEEP:
-            word_push(e, c, utf8proc_get_property((utf8proc_int32_t)c)->combining_class);
-            return;
+            if (e->t->strip_accents) {
+                word_push(e, c, utf8proc_get_property((utf8proc_int32_t)c)->combining_class);
+                return;
+            }
+            break;
         default:
             break;
         }
@@ -839,7 +842,8 @@ static void feed(struct enc *e, uint32_t c)
         }
         return;
     }
-    lower_then_pretok(e, c, utf8proc_get_property((utf8proc_int32_t)c)->combining_class);
+    /* No NFD without accent stripping, hence no canonical reordering: class 0. */
+    lower_then_pretok(e, c, 0);
 }
 
 int sbert_tokenizer_encode(const sbert_tokenizer *t, const char *text, size_t len, int32_t *ids,

@@ -7,9 +7,11 @@ Writes, next to this script:
                     {"src", "text", "ids", "truncated"}, plus "slow" (the legacy Python
                     BertTokenizer's ids) where that differs from the fast tokenizer and
                     "utf8_hex" (the text's bytes) where the text contains NUL.
-  codepoints.txt    what the fast tokenizer's normalizer + pre-tokenizer make of every code point,
+  codepoints*.txt   what the fast tokenizer's normalizer + pre-tokenizer make of every code point,
                     in the contexts "a" X "b", "a" X U+1D165 "b" and "a" U+1D16D X "b" (format in
-                    its header).
+                    the header): codepoints.txt for the model's BertNormalizer configuration, and
+                    codepoints.<name>.txt for the other configurations a BERT model can have
+                    (cased, lowercase without accent stripping, ...).
 
 Inputs: hard_strings.jsonl (one JSON string per line: the strings chosen to break tokenizers) and
 a deterministic sample of real sentences read from $SBERT_SHARED_DIR/data (default
@@ -141,8 +143,21 @@ def order_flags(c, s_pieces, p_pieces):
     return flags
 
 
-def codepoint_golden(backend, versions):
-    norm, pre = backend.normalizer, backend.pre_tokenizer
+# (file suffix, do_lower_case, strip_accents, tokenize_chinese_chars); the first is the model's.
+CONFIGS = [
+    ("", True, None, True),
+    (".cased", False, None, True),
+    (".lower_keep_accents", True, False, True),
+    (".cased_strip_accents", False, True, True),
+    (".no_chinese", True, None, False),
+]
+
+
+def codepoint_golden(backend, versions, suffix, lower, strip, chinese):
+    from tokenizers.normalizers import BertNormalizer
+
+    norm = BertNormalizer(clean_text=True, handle_chinese_chars=chinese, strip_accents=strip, lowercase=lower)
+    pre = backend.pre_tokenizer
 
     def run(s):
         return [[ord(ch) for ch in w] for w, _ in pre.pre_tokenize_str(norm.normalize_str(s))]
@@ -166,8 +181,10 @@ def codepoint_golden(backend, versions):
             runs[-1][1] = c
         else:
             runs.append([c, c, t])
-    with open(os.path.join(HERE, "codepoints.txt"), "w", encoding="ascii") as f:
+    with open(os.path.join(HERE, "codepoints%s.txt" % suffix), "w", encoding="ascii") as f:
         f.write("# sbertd tokenizer code point golden v1 (made by make_tokens.py; %s)\n" % versions)
+        f.write("# config: do_lower_case=%d strip_accents=%d tokenize_chinese_chars=%d\n"
+                % (lower, -1 if strip is None else int(strip), chinese))
         f.write("# Line: LO HI TEMPLATE [;FLAGS], hex code points LO..HI, surrogates skipped. TEMPLATE is\n")
         f.write("# what BertNormalizer + BertPreTokenizer make of \"a\" X \"b\": words separated by ' ',\n")
         f.write("# code points by '.'; X is the code point, X+d / X-d decimal offsets from it, a b s p are\n")
@@ -207,9 +224,10 @@ def main():
         f.write(json.dumps({"v": 1, "meta": meta}) + "\n")
         for rec in lines:
             f.write(json.dumps(rec, ensure_ascii=True) + "\n")
-    n_runs = codepoint_golden(fast.backend_tokenizer, versions)
-    print("tokens.jsonl: %d texts (%d where the slow tokenizer differs); codepoints.txt: %d runs"
-          % (len(lines), n_slow, n_runs))
+    print("tokens.jsonl: %d texts (%d where the slow tokenizer differs)" % (len(lines), n_slow))
+    for suffix, lower, strip, chinese in CONFIGS:
+        n_runs = codepoint_golden(fast.backend_tokenizer, versions, suffix, lower, strip, chinese)
+        print("codepoints%s.txt: %d runs" % (suffix, n_runs))
 
 
 if __name__ == "__main__":

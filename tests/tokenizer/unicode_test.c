@@ -6,11 +6,11 @@
  * U+1D16D (NFD's canonical reordering, i.e. combining classes).
  *
  * It includes encoder/tokenizer.c with SBERT_TOKENIZER_WORD_HOOK defined, so the words the
- * pre-tokenizer produces are captured instead of going to WordPiece; the model's configuration
- * is used (lowercase, strip_accents null -> on, chinese chars on). Prints the first mismatches and
- * their count; exits 1 on any.
+ * pre-tokenizer produces are captured instead of going to WordPiece. The configuration (lowercase,
+ * strip_accents, chinese chars) is the one the golden's "# config:" line names. Prints the first
+ * mismatches and their count; exits 1 on any.
  *
- * Usage: tokenizer_unicode_test codepoints.txt
+ * Usage: tokenizer_unicode_test codepoints[.NAME].txt
  */
 #include <stddef.h>
 #include <stdint.h>
@@ -131,11 +131,7 @@ int main(int argc, char **argv)
     }
     sbert_tokenizer t;
     memset(&t, 0, sizeof t);
-    struct sbert_tokenizer_config cfg = {.do_lower_case = 1,
-                                         .strip_accents = -1,
-                                         .tokenize_chinese_chars = 1,
-                                         .max_seq_length = 8};
-    set_config(&t, &cfg);
+    int have_config = 0;
 
     char line[512];
     uint32_t next = 0; /* every code point must be covered, in order */
@@ -145,7 +141,17 @@ int main(int argc, char **argv)
         line[strcspn(line, "\n")] = 0;
         if (line[0] == '#') {
             header_ok |= strstr(line, "code point golden v1") != NULL;
+            struct sbert_tokenizer_config cfg = {.max_seq_length = 8};
+            if (sscanf(line, "# config: do_lower_case=%d strip_accents=%d tokenize_chinese_chars=%d",
+                       &cfg.do_lower_case, &cfg.strip_accents, &cfg.tokenize_chinese_chars) == 3) {
+                set_config(&t, &cfg);
+                have_config = 1;
+            }
             continue;
+        }
+        if (!have_config) {
+            fprintf(stderr, "FAIL: %s: no \"# config:\" line before the data\n", argv[1]);
+            return 1;
         }
         unsigned long lo, hi;
         int off = 0;
