@@ -457,6 +457,27 @@ def test_sigterm_answers_in_flight(d):
     c.close()
 
 
+def test_sighup_reloads_limits(d):
+    c = d.client()
+    ok(c.call("add", documents=[{"text": t} for t in SENTENCES]))
+    check(len(ok(c.call("query", text="pasta", k=8))["results"]) == 8, "k = 8 before the reload")
+    with open(os.path.join(d.tmp, "sbertd.conf"), "w") as f:
+        f.write("max_k = 5\nlog_level = debug\n")
+    d.proc.send_signal(signal.SIGHUP)
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        r = c.call("query", text="pasta", k=8)
+        if not r["ok"]:
+            break
+        time.sleep(0.1)
+    err(r, "bad_k", "k = 8 after max_k = 5 was reloaded")
+    check(len(ok(c.call("query", text="pasta", k=5))["results"]) == 5, "k = 5 after the reload")
+    check(ok(c.call("stats"))["limits"]["max_k"] == 5, "stats shows the reloaded limit")
+    log = d.read_log()
+    check("max_k: 1000 -> 5" in log and "log_level: info -> debug" in log, "reload not logged")
+    c.close()
+
+
 def test_auth_token(d):
     c = d.client()
     err(c.call("health"), "unauthorized", "no token")
@@ -521,6 +542,7 @@ TESTS = [
     ("message_sizes", test_message_sizes, {"config": "max_message_size = 4M\n"}),
     ("concurrent_clients", test_concurrent_clients, {}),
     ("sigterm_answers_in_flight", test_sigterm_answers_in_flight, {}),
+    ("sighup_reloads_limits", test_sighup_reloads_limits, {"config": "max_k = 1000\n"}),
     ("auth_token", test_auth_token, {"config": "auth_token = s3cret-token\n"}),
     ("config_example_parses", test_config_example_parses, {"nostart": True}),
 ]
