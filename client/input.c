@@ -1,6 +1,7 @@
 /* input.c — the txt, jsonl and csv readers behind input.h. */
 #define _GNU_SOURCE
 #include "input.h"
+#include "sbert_proto.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -95,39 +96,11 @@ static int fail(sbc_input *in, long line, int err, char *errbuf, size_t errlen, 
     return err;
 }
 
-/* Strict UTF-8 (RFC 3629): no overlong forms, no surrogates, nothing above U+10FFFF. The daemon
- * refuses the same bytes; checking here lets the error name the line. */
+/* Strict UTF-8, as the daemon checks it (sbert_proto_utf8_valid); checking here lets the error
+ * name the line. */
 static int utf8_valid(const unsigned char *s, size_t n)
 {
-    size_t i = 0;
-    while (i < n) {
-        unsigned c = s[i];
-        size_t len;
-        uint32_t cp, min;
-        if (c < 0x80) {
-            i++;
-            continue;
-        } else if ((c & 0xE0) == 0xC0) {
-            len = 2, cp = c & 0x1F, min = 0x80;
-        } else if ((c & 0xF0) == 0xE0) {
-            len = 3, cp = c & 0x0F, min = 0x800;
-        } else if ((c & 0xF8) == 0xF0) {
-            len = 4, cp = c & 0x07, min = 0x10000;
-        } else {
-            return 0;
-        }
-        if (n - i < len)
-            return 0;
-        for (size_t k = 1; k < len; k++) {
-            if ((s[i + k] & 0xC0) != 0x80)
-                return 0;
-            cp = (cp << 6) | (s[i + k] & 0x3F);
-        }
-        if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
-            return 0;
-        i += len;
-    }
-    return 1;
+    return sbert_proto_utf8_valid((const char *)s, n);
 }
 
 static void clear_record(sbc_input *in)

@@ -13,6 +13,7 @@
 #include "conn.h"
 #include "input.h"
 #include "output.h"
+#include "sbert_proto.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -28,7 +29,6 @@
 #include <unistd.h>
 
 #define SBERTCTL_VERSION "0.1.0"
-#define PROTO_VERSION 1
 
 enum { EXIT_OK = 0, EXIT_REPLY = 1, EXIT_USAGE = 2, EXIT_UNREACHABLE = 3 };
 
@@ -40,11 +40,13 @@ enum { EXIT_OK = 0, EXIT_REPLY = 1, EXIT_USAGE = 2, EXIT_UNREACHABLE = 3 };
  * is set explicitly and well above anything the daemon sends (PROTOCOL.md). */
 #define MAX_REPLY_BYTES (256u << 20)
 
-/* add --file: documents per request and the request size they may reach, both under the
- * daemon's limits in PROTOCOL.md. */
+/* add --file: documents per request and the request size they may reach, both well under the
+ * daemon's default limits (PROTOCOL.md section 3), so that a batch is a short transaction. */
 #define ADD_BATCH_DEFAULT 128
 #define ADD_BATCH_MAX 1024
 #define ADD_BATCH_BYTES (4u << 20)
+_Static_assert(ADD_BATCH_MAX <= SBERT_PROTO_DEFAULT_MAX_BATCH, "batch over the daemon's limit");
+_Static_assert(ADD_BATCH_BYTES * 2 <= SBERT_PROTO_DEFAULT_MAX_MESSAGE_SIZE, "batch too large");
 
 /* A write that times out is re-sent this many times with the same req_id: the daemon answers a
  * repeated req_id from its reply cache instead of applying the write twice. */
@@ -154,14 +156,7 @@ static void next_req_id(struct ctx *c, char *buf, size_t len)
 
 static cJSON *request_new(struct ctx *c, const char *op)
 {
-    cJSON *req = cJSON_CreateObject();
-    if (!req)
-        return NULL;
-    cJSON_AddNumberToObject(req, "v", PROTO_VERSION);
-    cJSON_AddStringToObject(req, "op", op);
-    if (c->token)
-        cJSON_AddStringToObject(req, "token", c->token);
-    return req;
+    return sbert_proto_request_new(op, NULL, c->token);
 }
 
 static int print_json(const cJSON *doc);
@@ -216,9 +211,11 @@ static int send_recv(struct ctx *c, const char *text, int retries, char **raw, s
 static int call(struct ctx *c, cJSON *req, cJSON **reply, int retries)
 {
     *reply = NULL;
-    char *text = req ? cJSON_PrintUnformatted(req) : NULL;
+    char *text = NULL;
+    size_t text_len;
+    int r = req ? sbert_proto_print(req, &text, &text_len) : SBERT_PROTO_EINTERNAL;
     cJSON_Delete(req);
-    if (!text) {
+    if (r < 0) {
         errmsg("out of memory");
         return EXIT_REPLY;
     }
@@ -229,18 +226,18 @@ static int call(struct ctx *c, cJSON *req, cJSON **reply, int retries)
         size_t raw_len;
         if ((rc = send_recv(c, text, retries, &raw, &raw_len)) != EXIT_OK)
             break;
-        rep = cJSON_ParseWithLength(raw, raw_len);
+        struct sbert_proto_error err;
+        r = sbert_proto_reply_parse(raw, raw_len, &rep, &err);
         free(raw);
-        if (!rep || !cJSON_IsObject(rep)) {
-            errmsg("%s: the reply is not a JSON object (is this endpoint sbertd?)", c->url);
+        if (r == 0)
+            break;
+        if (!rep) {
+            errmsg("%s: not a protocol v%d reply (is this endpoint sbertd?)", c->url,
+                   SBERT_PROTO_VERSION);
             rc = EXIT_REPLY;
             break;
         }
-        if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(rep, "ok")))
-            break;
-        const cJSON *e = cJSON_GetObjectItemCaseSensitive(rep, "error");
-        const cJSON *code = cJSON_GetObjectItemCaseSensitive(e, "code");
-        if (busy < BUSY_RETRIES && cJSON_IsString(code) && strcmp(code->valuestring, "busy") == 0) {
+        if (r == SBERT_PROTO_EBUSY && busy < BUSY_RETRIES) {
             struct timespec ts = {0, (long)BUSY_FIRST_PAUSE_MS * 1000000L << busy};
             ts.tv_sec = ts.tv_nsec / 1000000000L;
             ts.tv_nsec %= 1000000000L;
@@ -249,11 +246,9 @@ static int call(struct ctx *c, cJSON *req, cJSON **reply, int retries)
             rep = NULL;
             continue;
         }
-        const cJSON *msg = cJSON_GetObjectItemCaseSensitive(e, "message");
         if (c->json)
             print_json(rep);
-        errmsg("%s: %s: %s", c->cmd->name, cJSON_IsString(code) ? code->valuestring : "error",
-               cJSON_IsString(msg) ? msg->valuestring : "(no message)");
+        errmsg("%s: %s: %s", c->cmd->name, err.code_name, err.message);
         rc = EXIT_REPLY;
         break;
     }
@@ -1268,7 +1263,7 @@ int main(int argc, char **argv)
     for (; i < argc; i++) {
         const char *s = argv[i];
         if (strcmp(s, "--version") == 0) {
-            printf("sbertctl %s (protocol v%d)\n", SBERTCTL_VERSION, PROTO_VERSION);
+            printf("sbertctl %s (protocol v%d)\n", SBERTCTL_VERSION, SBERT_PROTO_VERSION);
             return EXIT_OK;
         }
         if (s[0] != '-')
