@@ -42,7 +42,7 @@ static int encode_chunk(const sbert_model *m, const char *const *texts, const si
     int rc = 0;
     size_t bad = n;
 
-#pragma omp parallel for num_threads(n_threads) schedule(dynamic, 16)
+#pragma omp parallel for num_threads(n_threads) schedule(dynamic, 16) if (n >= 64 && n_threads > 1)
     for (size_t i = 0; i < n; i++) {
         size_t len = lens ? lens[i] : strlen(texts[i]), nid = 0;
         int tr = 0;

@@ -4,14 +4,13 @@
  * Sequences are packed back to back into one [tokens x hidden] matrix, so every dense layer is one
  * matrix product over real tokens only; attention, the one place tokens of a sequence meet, runs
  * per (sequence, head) within the sequence's own rows, which is exactly what BERT's padding mask
- * computes (masked scores get exp(-huge) = 0). Threads split the rows for the dense layers and the
- * (sequence, head) pairs for attention; each calls single-threaded BLAS.
+ * computes (masked scores get exp(-huge) = 0). Threads take groups of whole sequences and run them
+ * independently; each calls single-threaded BLAS.
  */
 #include "model.h"
 
 #include <cblas.h>
 #include <math.h>
-#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -31,7 +30,9 @@ int sbert_fwd_scratch_init(struct sbert_fwd_scratch *s, const struct sbert_model
     s->scores = malloc((size_t)n_threads * L * (size_t)(m->hidden / m->heads + 1) * sizeof(float));
     s->start = malloc((T + 1) * sizeof(int));
     s->pos = malloc((T + 1) * sizeof(int));
-    if (!s->x || !s->qkv || !s->ctx || !s->inter || !s->scores || !s->start || !s->pos) {
+    s->gstart = malloc(((size_t)n_threads + 1) * sizeof(int));
+    if (!s->x || !s->qkv || !s->ctx || !s->inter || !s->scores || !s->start || !s->pos ||
+        !s->gstart) {
         sbert_fwd_scratch_free(s);
         return SBERT_ENOMEM;
     }
@@ -47,6 +48,7 @@ void sbert_fwd_scratch_free(struct sbert_fwd_scratch *s)
     free(s->scores);
     free(s->start);
     free(s->pos);
+    free(s->gstart);
     memset(s, 0, sizeof *s);
 }
 
@@ -110,10 +112,95 @@ static void add_rows(float *restrict y, int M, int n, const float *restrict b)
     }
 }
 
+#if defined(__AVX2__) && defined(__FMA__)
+#include <immintrin.h>
+
+enum { SMALL_M = 24 }; /* at most this many rows go through small_gemm() (measured crossover) */
+
+static inline float hsum(__m256 v)
+{
+    __m128 a = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    a = _mm_add_ps(a, _mm_movehl_ps(a, a));
+    a = _mm_add_ss(a, _mm_movehdup_ps(a));
+    return _mm_cvtss_f32(a);
+}
+
+/*
+ * y[M x N] += x[M x K] * W^T for few rows (one short text). sgemm packs all of W for every call,
+ * which for a handful of rows costs more than the arithmetic; this streams W once, two x rows
+ * against four W rows at a time (8 accumulators, 6 loads per 8 FMAs). K must be a multiple of 8.
+ */
+static void small_gemm(const float *x, int M, int K, const float *w, int N, float *y)
+{
+    int n = 0;
+    for (; n + 4 <= N; n += 4) {
+        const float *w0 = w + (size_t)n * K, *w1 = w0 + K, *w2 = w1 + K, *w3 = w2 + K;
+        int m = 0;
+        for (; m + 2 <= M; m += 2) {
+            const float *xa = x + (size_t)m * K, *xb = xa + K;
+            __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, b0 = a0, b1 = a0, b2 = a0,
+                   b3 = a0;
+            for (int k = 0; k < K; k += 8) {
+                __m256 va = _mm256_loadu_ps(xa + k), vb = _mm256_loadu_ps(xb + k);
+                __m256 v0 = _mm256_loadu_ps(w0 + k), v1 = _mm256_loadu_ps(w1 + k);
+                __m256 v2 = _mm256_loadu_ps(w2 + k), v3 = _mm256_loadu_ps(w3 + k);
+                a0 = _mm256_fmadd_ps(va, v0, a0);
+                a1 = _mm256_fmadd_ps(va, v1, a1);
+                a2 = _mm256_fmadd_ps(va, v2, a2);
+                a3 = _mm256_fmadd_ps(va, v3, a3);
+                b0 = _mm256_fmadd_ps(vb, v0, b0);
+                b1 = _mm256_fmadd_ps(vb, v1, b1);
+                b2 = _mm256_fmadd_ps(vb, v2, b2);
+                b3 = _mm256_fmadd_ps(vb, v3, b3);
+            }
+            float *ya = y + (size_t)m * N + n, *yb = ya + N;
+            ya[0] += hsum(a0);
+            ya[1] += hsum(a1);
+            ya[2] += hsum(a2);
+            ya[3] += hsum(a3);
+            yb[0] += hsum(b0);
+            yb[1] += hsum(b1);
+            yb[2] += hsum(b2);
+            yb[3] += hsum(b3);
+        }
+        for (; m < M; m++) {
+            const float *xa = x + (size_t)m * K;
+            __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+            for (int k = 0; k < K; k += 8) {
+                __m256 va = _mm256_loadu_ps(xa + k);
+                a0 = _mm256_fmadd_ps(va, _mm256_loadu_ps(w0 + k), a0);
+                a1 = _mm256_fmadd_ps(va, _mm256_loadu_ps(w1 + k), a1);
+                a2 = _mm256_fmadd_ps(va, _mm256_loadu_ps(w2 + k), a2);
+                a3 = _mm256_fmadd_ps(va, _mm256_loadu_ps(w3 + k), a3);
+            }
+            float *ya = y + (size_t)m * N + n;
+            ya[0] += hsum(a0);
+            ya[1] += hsum(a1);
+            ya[2] += hsum(a2);
+            ya[3] += hsum(a3);
+        }
+    }
+    for (; n < N; n++)
+        for (int m = 0; m < M; m++) {
+            const float *xa = x + (size_t)m * K, *wn = w + (size_t)n * K;
+            __m256 a0 = _mm256_setzero_ps();
+            for (int k = 0; k < K; k += 8)
+                a0 = _mm256_fmadd_ps(_mm256_loadu_ps(xa + k), _mm256_loadu_ps(wn + k), a0);
+            y[(size_t)m * N + n] += hsum(a0);
+        }
+}
+#endif
+
 /* y[M x N] += x[M x K] * W^T for W stored [N x K] (torch Linear layout). */
 static void linear_acc(const float *x, int M, int K, const float *w, int N, float *y)
 {
     if (M <= 0) return;
+#if defined(__AVX2__) && defined(__FMA__)
+    if (M <= SMALL_M && K % 8 == 0) {
+        small_gemm(x, M, K, w, N, y);
+        return;
+    }
+#endif
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, N, K, 1.0f, x, K, w, K, 1.0f, y, N);
 }
 
@@ -170,43 +257,56 @@ void sbert_forward(const struct sbert_model *m, struct sbert_fwd_scratch *s, con
     }
     float *x = s->x, *qkv = s->qkv, *ctx = s->ctx, *inter = s->inter;
 
-#pragma omp parallel num_threads(s->n_threads)
-    {
-        const int nt = omp_get_num_threads(), t = omp_get_thread_num();
-        const int r0 = (int)((long)T * t / nt), r1 = (int)((long)T * (t + 1) / nt), M = r1 - r0;
-        float *kt = s->scores + (size_t)t * s->max_len * (dh + 1), *srow = kt + (size_t)s->max_len * dh;
+    /* Split the sequences into at most n_threads consecutive groups of about equal cost (dense
+     * layers grow with L, attention with L^2); each thread then runs the whole network on its own
+     * group with no synchronisation at all, which also keeps it fast when the cores are shared. */
+    const double per_tok = 8.0 * H * H + 4.0 * H * NI, per_pair = 4.0 * H;
+    double total = 0;
+    for (int i = 0; i < nseq; i++) total += lens[i] * (per_tok + per_pair * lens[i]);
+    int ng = s->n_threads < nseq ? s->n_threads : nseq;
+    int *gstart = s->gstart;
+    gstart[0] = 0;
+    for (int g = 1; g <= ng; g++) gstart[g] = nseq;
+    double acc = 0;
+    for (int i = 0, g = 1; i < nseq && g < ng; i++) {
+        acc += lens[i] * (per_tok + per_pair * lens[i]);
+        if (acc >= total * g / ng) gstart[g++] = i + 1;
+    }
 
-        for (int r = r0; r < r1; r++) {
-            float *xr = x + (size_t)r * H;
+#pragma omp parallel for num_threads(ng) schedule(static, 1) if (ng > 1)
+    for (int g = 0; g < ng; g++) {
+        const int s0 = gstart[g], s1 = gstart[g + 1];
+        const int r0 = start[s0], M = start[s1] - r0;
+        float *kt = s->scores + (size_t)g * s->max_len * (dh + 1), *srow = kt + (size_t)s->max_len * dh;
+        float *xr = x + (size_t)r0 * H, *qkvr = qkv + (size_t)r0 * H3, *ctxr = ctx + (size_t)r0 * H;
+        float *inr = inter + (size_t)r0 * NI;
+
+        for (int r = r0; r < r0 + M; r++) {
+            float *xe = x + (size_t)r * H;
             const float *we = m->word + (size_t)ids[r] * H, *pe = m->pos + (size_t)pos[r] * H;
-            for (int j = 0; j < H; j++) xr[j] = we[j] + m->type0[j] + pe[j];
-            layer_norm(xr, H, m->emb_ln_g, m->emb_ln_b, eps);
+            for (int j = 0; j < H; j++) xe[j] = we[j] + m->type0[j] + pe[j];
+            layer_norm(xe, H, m->emb_ln_g, m->emb_ln_b, eps);
         }
         for (int l = 0; l < m->layers; l++) {
             const struct sbert_layer_weights *w = &m->layer[l];
-            float *xr = x + (size_t)r0 * H;
-            fill_rows(qkv + (size_t)r0 * H3, M, H3, w->qkv_b);
-            linear_acc(xr, M, H, w->qkv_w, H3, qkv + (size_t)r0 * H3);
-#pragma omp barrier
-#pragma omp for schedule(dynamic, 1)
-            for (int p = 0; p < nseq * nh; p++) {
-                int sq = p / nh, h = p % nh;
-                const float *base = qkv + (size_t)start[sq] * H3 + h * dh;
-                attend(base, base + H, base + 2 * H, H3, lens[sq], dh, scale,
-                       ctx + (size_t)start[sq] * H + h * dh, H, kt, srow);
-            }
-            /* implicit barrier: every row's context is complete. The residual stream x takes
-             * the bias and the products in place, then LayerNorm. */
+            fill_rows(qkvr, M, H3, w->qkv_b);
+            linear_acc(xr, M, H, w->qkv_w, H3, qkvr);
+            for (int sq = s0; sq < s1; sq++)
+                for (int h = 0; h < nh; h++) {
+                    const float *base = qkv + (size_t)start[sq] * H3 + h * dh;
+                    attend(base, base + H, base + 2 * H, H3, lens[sq], dh, scale,
+                           ctx + (size_t)start[sq] * H + h * dh, H, kt, srow);
+                }
+            /* The residual stream x takes the bias and the products in place, then LayerNorm. */
             add_rows(xr, M, H, w->ao_b);
-            linear_acc(ctx + (size_t)r0 * H, M, H, w->ao_w, H, xr);
+            linear_acc(ctxr, M, H, w->ao_w, H, xr);
             for (int r = 0; r < M; r++) layer_norm(xr + (size_t)r * H, H, w->ln1_g, w->ln1_b, eps);
-            fill_rows(inter + (size_t)r0 * NI, M, NI, w->in_b);
-            linear_acc(xr, M, H, w->in_w, NI, inter + (size_t)r0 * NI);
-            gelu(inter + (size_t)r0 * NI, M * NI, m->act);
+            fill_rows(inr, M, NI, w->in_b);
+            linear_acc(xr, M, H, w->in_w, NI, inr);
+            gelu(inr, M * NI, m->act);
             add_rows(xr, M, H, w->out_b);
-            linear_acc(inter + (size_t)r0 * NI, M, NI, w->out_w, H, xr);
+            linear_acc(inr, M, NI, w->out_w, H, xr);
             for (int r = 0; r < M; r++) layer_norm(xr + (size_t)r * H, H, w->ln2_g, w->ln2_b, eps);
-#pragma omp barrier
         }
     }
 

@@ -44,6 +44,7 @@ struct sbert_fwd_scratch {
     float *x, *qkv, *ctx, *inter; /* [T x H], [T x 3H], [T x H], [T x I] */
     float *scores;                /* n_threads x [max_len x (head_dim + 1)]: attention scratch */
     int *start, *pos;             /* [max_tokens + 1]: first row of each sequence; token positions */
+    int *gstart;                  /* [n_threads + 1]: first sequence of each thread's group */
 };
 
 int sbert_fwd_scratch_init(struct sbert_fwd_scratch *s, const struct sbert_model *m, int max_tokens,
@@ -53,7 +54,8 @@ void sbert_fwd_scratch_free(struct sbert_fwd_scratch *s);
 /*
  * Runs the encoder on nseq sequences packed back to back in ids (lens[i] ids each, sum at most
  * s->max_tokens, each at most s->max_len) and writes one pooled (and, when the model says so,
- * L2-normalised) embedding of m->hidden floats per sequence into out. Uses s->n_threads threads.
+ * L2-normalised) embedding of m->hidden floats per sequence into out. Uses up to s->n_threads
+ * threads, one per group of whole sequences.
  */
 void sbert_forward(const struct sbert_model *m, struct sbert_fwd_scratch *s, const int32_t *ids,
                    const int *lens, int nseq, float *out);
