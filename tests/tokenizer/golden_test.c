@@ -154,7 +154,12 @@ int main(int argc, char **argv)
             exp[i] = (int32_t)cJSON_GetArrayItem(ids, (int)i)->valueint;
         size_t n_got = 0;
         int truncated = -1;
-        int rc = sbert_tokenizer_encode(tok, s, slen, got, 1024, &n_got, &truncated);
+        /* An exact-size copy without a NUL, so a sanitizer build catches any read past len. */
+        char *exact = malloc(slen ? slen : 1);
+        if (!exact) return 1;
+        memcpy(exact, s, slen);
+        int rc = sbert_tokenizer_encode(tok, exact, slen, got, 1024, &n_got, &truncated);
+        free(exact);
         int want_tr = cJSON_IsTrue(tr);
         n_trunc += want_tr;
         if (rc || n_got != n_exp || memcmp(exp, got, n_exp * sizeof *exp) != 0 ||
