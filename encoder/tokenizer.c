@@ -200,8 +200,8 @@ static int load_specials(sbert_tokenizer *t, const char *dir, char *errbuf, size
         const char *s = special_content(root, keys[k], dflt[k]);
         int32_t id = vtable_get(&t->whole, t->text, s, strlen(s));
         if (id < 0) {
-            /* [MASK] is only matched in text when present; the others are required. */
-            if (k == 4) continue;
+            /* [PAD] and [MASK] only matter as text to match; [CLS], [SEP], [UNK] are required. */
+            if (k >= 3) continue;
             snprintf(errbuf, errlen, "%s/vocab.txt: special token %s \"%s\" is not in the vocabulary",
                      dir, keys[k], s);
             rc = SBERT_EFORMAT;
