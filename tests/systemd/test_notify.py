@@ -60,6 +60,7 @@ def fatal(msg):
 # ---- nanomsg REQ client (ctypes) --------------------------------------------------------------
 
 AF_SP, NN_REQ, NN_SOL_SOCKET, NN_LINGER, NN_SNDTIMEO, NN_RCVTIMEO, NN_RCVMAXSIZE = 1, 48, 0, 1, 4, 5, 16
+NN_REQ_RESEND_IVL = 1  # option level NN_REQ
 NN_MSG = ctypes.c_size_t(-1).value
 
 _nn = ctypes.CDLL(ctypes.util.find_library("nanomsg") or "libnanomsg.so.5", use_errno=True)
@@ -81,6 +82,10 @@ class Req:
         for opt, val in ((NN_RCVTIMEO, timeout_ms), (NN_SNDTIMEO, 5000), (NN_RCVMAXSIZE, -1), (NN_LINGER, 0)):
             v = ctypes.c_int(val)
             _nn.nn_setsockopt(self.s, NN_SOL_SOCKET, opt, ctypes.byref(v), 4)
+        # A REQ socket re-sends an unanswered request after NN_REQ_RESEND_IVL (60 s); a re-send
+        # of a slow request during shutdown would get shutting_down in place of the real reply.
+        v = ctypes.c_int(3600 * 1000)
+        _nn.nn_setsockopt(self.s, NN_REQ, NN_REQ_RESEND_IVL, ctypes.byref(v), 4)
         if _nn.nn_connect(self.s, url.encode()) < 0:
             fatal("nn_connect: " + nn_err())
 
@@ -251,11 +256,11 @@ def first_life(d, n):
     r.close()
 
     # SIGTERM with large requests in flight: all answered in full, STOPPING=1, exit 0.
-    texts = ["sentence %d of the shutdown test about sbertd and its watchdog" % i for i in range(1024)]
+    texts = ["sentence %d of the shutdown test about sbertd and its watchdog" % i for i in range(512)]
     results = [None, None]
 
     def client(slot):
-        c = Req(d.url, 120000)
+        c = Req(d.url, 300000)
         rep, e = c.call({"v": 1, "op": "encode", "texts": texts})
         results[slot] = (rep, e, time.monotonic())
         c.close()
@@ -267,7 +272,7 @@ def first_life(d, n):
     mark = n.count()
     d.proc.send_signal(signal.SIGTERM)
     for t in threads:
-        t.join(150)
+        t.join(330)
     stopping = n.wait_for(lambda m: m.get("STOPPING") == "1", mark, 120, None)
     try:
         code = d.proc.wait(120)
