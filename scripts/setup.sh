@@ -20,7 +20,7 @@ if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; fi
 
 PACKAGES=(build-essential cmake pkg-config dpkg-dev clang
           libfaiss-dev libopenblas-dev liblmdb-dev lmdb-utils libnanomsg-dev libcjson-dev
-          libutf8proc-dev libsystemd-dev systemd python3 python3-venv)
+          libutf8proc-dev libsystemd-dev systemd man-db strace python3 python3-venv)
 
 missing=()
 for p in "${PACKAGES[@]}"; do
