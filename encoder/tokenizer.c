@@ -72,7 +72,8 @@ static uint32_t hash_bytes(const char *s, size_t len)
         h ^= h >> 31;
     }
     uint64_t w = 0;
-    for (size_t i = 0; i < len; i++) w |= (uint64_t)(unsigned char)s[i] << (8 * i);
+    for (size_t i = 0; i < len; i++)
+        w |= (uint64_t)(unsigned char)s[i] << (8 * i);
     h = (h ^ w) * 0x94D049BB133111EBull;
     h ^= h >> 29;
     h *= 0xBF58476D1CE4E5B9ull;
@@ -82,7 +83,8 @@ static uint32_t hash_bytes(const char *s, size_t len)
 static int vtable_init(struct vtable *vt, size_t n)
 {
     size_t cap = 16;
-    while (cap < n * 2) cap <<= 1;
+    while (cap < n * 2)
+        cap <<= 1;
     vt->slots = calloc(cap, sizeof *vt->slots);
     if (!vt->slots) return SBERT_ENOMEM;
     vt->mask = (uint32_t)(cap - 1);
@@ -122,7 +124,8 @@ static void set_config(sbert_tokenizer *t, const struct sbert_tokenizer_config *
 {
     t->cfg = *cfg;
     t->strip_accents = cfg->strip_accents < 0 ? (cfg->do_lower_case != 0) : cfg->strip_accents != 0;
-    for (unsigned c = 0; c < 128; c++) t->ascii[c] = ascii_class(c);
+    for (unsigned c = 0; c < 128; c++)
+        t->ascii[c] = ascii_class(c);
 }
 
 /* ---- loading -------------------------------------------------------------------------------- */
@@ -192,8 +195,8 @@ static int load_specials(sbert_tokenizer *t, const char *dir, char *errbuf, size
             return SBERT_EFORMAT;
         }
     }
-    static const char *const keys[N_SPECIALS] = {"cls_token", "sep_token", "unk_token",
-                                                 "pad_token", "mask_token"};
+    static const char *const keys[N_SPECIALS] = {"cls_token", "sep_token", "unk_token", "pad_token",
+                                                 "mask_token"};
     static const char *const dflt[N_SPECIALS] = {"[CLS]", "[SEP]", "[UNK]", "[PAD]", "[MASK]"};
     int rc = 0;
     for (int k = 0; k < N_SPECIALS && rc == 0; k++) {
@@ -202,8 +205,9 @@ static int load_specials(sbert_tokenizer *t, const char *dir, char *errbuf, size
         if (id < 0) {
             /* [PAD] and [MASK] only matter as text to match; [CLS], [SEP], [UNK] are required. */
             if (k >= 3) continue;
-            snprintf(errbuf, errlen, "%s/vocab.txt: special token %s \"%s\" is not in the vocabulary",
-                     dir, keys[k], s);
+            snprintf(errbuf, errlen,
+                     "%s/vocab.txt: special token %s \"%s\" is not in the vocabulary", dir, keys[k],
+                     s);
             rc = SBERT_EFORMAT;
             break;
         }
@@ -258,7 +262,8 @@ int sbert_tokenizer_load(const char *dir, const struct sbert_tokenizer_config *c
         goto fail;
     }
     size_t lines = 1;
-    for (size_t i = 0; i < len; i++) lines += t->text[i] == '\n';
+    for (size_t i = 0; i < len; i++)
+        lines += t->text[i] == '\n';
     t->tok = malloc(lines * sizeof *t->tok);
     t->toklen = malloc(lines * sizeof *t->toklen);
     if (!t->tok || !t->toklen) {
@@ -303,7 +308,8 @@ fail:
 void sbert_tokenizer_free(sbert_tokenizer *t)
 {
     if (!t) return;
-    for (int k = 0; k < t->n_special; k++) free(t->special[k]);
+    for (int k = 0; k < t->n_special; k++)
+        free(t->special[k]);
     free(t->whole.slots);
     free(t->cont.slots);
     free(t->tok);
@@ -312,7 +318,10 @@ void sbert_tokenizer_free(sbert_tokenizer *t)
     free(t);
 }
 
-size_t sbert_tokenizer_vocab_size(const sbert_tokenizer *t) { return t ? t->n : 0; }
+size_t sbert_tokenizer_vocab_size(const sbert_tokenizer *t)
+{
+    return t ? t->n : 0;
+}
 
 /* ---- UTF-8 ---------------------------------------------------------------------------------- */
 
@@ -333,7 +342,7 @@ static size_t utf8_decode(const unsigned char *s, size_t n, uint32_t *cp)
     }
     if (c < 0xF0) {
         if (n < 3 || (s[1] & 0xC0) != 0x80 || (s[2] & 0xC0) != 0x80) return 0;
-        if (c == 0xE0 && s[1] < 0xA0) return 0; /* overlong */
+        if (c == 0xE0 && s[1] < 0xA0) return 0;  /* overlong */
         if (c == 0xED && s[1] >= 0xA0) return 0; /* surrogate */
         *cp = ((c & 0x0Fu) << 12) | ((s[1] & 0x3Fu) << 6) | (s[2] & 0x3Fu);
         return 3;
@@ -341,7 +350,7 @@ static size_t utf8_decode(const unsigned char *s, size_t n, uint32_t *cp)
     if (c < 0xF5) {
         if (n < 4 || (s[1] & 0xC0) != 0x80 || (s[2] & 0xC0) != 0x80 || (s[3] & 0xC0) != 0x80)
             return 0;
-        if (c == 0xF0 && s[1] < 0x90) return 0; /* overlong */
+        if (c == 0xF0 && s[1] < 0x90) return 0;  /* overlong */
         if (c == 0xF4 && s[1] >= 0x90) return 0; /* above U+10FFFF */
         *cp = ((c & 0x07u) << 18) | ((s[1] & 0x3Fu) << 12) | ((s[2] & 0x3Fu) << 6) | (s[3] & 0x3Fu);
         return 4;
@@ -445,10 +454,11 @@ static int is_punct(uint32_t c)
  * Rust's std (Unicode 16, newer than utf8proc). Each entry states HF's outcome for the code point
  * in the model's configuration: OV_KEEP an ordinary word character (never dropped, stripped,
  * split, decomposed or case-mapped) with utf8proc's combining class, OV_KEEP0 the same with
- * combining class 0 (unknown to HF's NFD tables, so never reordered), OV_PUNCT split off as punctuation,
- * OV_STRIP dropped as Mn when accents are stripped, OV_LOWER lowercased to c + delta. Found by
- * comparing every code point (tests/tokenizer/unicode_test.c and tests/golden/codepoints.txt);
- * that test fails if a different utf8proc or tokenizers changes any of it.
+ * combining class 0 (unknown to HF's NFD tables, so never reordered), OV_PUNCT split off as
+ * punctuation, OV_STRIP dropped as Mn when accents are stripped, OV_LOWER lowercased to c + delta.
+ * Found by comparing every code point (tests/tokenizer/unicode_test.c and
+ * tests/golden/codepoints.txt); that test fails if a different utf8proc or tokenizers changes any
+ * of it.
  */
 enum { OV_KEEP, OV_KEEP0, OV_PUNCT, OV_STRIP, OV_LOWER };
 static const struct hf_override {
@@ -456,152 +466,79 @@ static const struct hf_override {
     int kind;
     int32_t delta;
 } hf_overrides[] = {
-    {0x61D, 0x61D, OV_KEEP, 0},
-    {0x7FD, 0x7FD, OV_KEEP0, 0},
-    {0x890, 0x891, OV_KEEP, 0},
-    {0x898, 0x89F, OV_KEEP0, 0},
-    {0x8CA, 0x8D3, OV_KEEP0, 0},
-    {0x8D4, 0x8E2, OV_KEEP, 0},
-    {0x9FD, 0x9FD, OV_KEEP, 0},
-    {0x9FE, 0x9FE, OV_KEEP0, 0},
-    {0xA76, 0xA76, OV_KEEP, 0},
-    {0xAFA, 0xAFF, OV_KEEP, 0},
-    {0xB55, 0xB55, OV_KEEP, 0},
-    {0xC04, 0xC04, OV_KEEP, 0},
-    {0xC3C, 0xC3C, OV_KEEP0, 0},
-    {0xC77, 0xC77, OV_KEEP, 0},
-    {0xC84, 0xC84, OV_KEEP, 0},
-    {0xD00, 0xD00, OV_KEEP, 0},
-    {0xD3B, 0xD3C, OV_KEEP0, 0},
-    {0xD81, 0xD81, OV_KEEP, 0},
-    {0xEBA, 0xEBA, OV_KEEP0, 0},
-    {0xECE, 0xECE, OV_KEEP, 0},
-    {0x166D, 0x166D, OV_PUNCT, 0},
-    {0x1715, 0x1715, OV_KEEP0, 0},
-    {0x1734, 0x1734, OV_STRIP, 0},
-    {0x180F, 0x180F, OV_KEEP, 0},
-    {0x1885, 0x1886, OV_KEEP, 0},
-    {0x1ABF, 0x1ACE, OV_KEEP0, 0},
-    {0x1B7D, 0x1B7E, OV_KEEP, 0},
-    {0x1C89, 0x1C89, OV_LOWER, 1},
-    {0x1DF6, 0x1DFA, OV_KEEP0, 0},
-    {0x1DFB, 0x1DFB, OV_KEEP, 0},
-    {0x2E43, 0x2E4F, OV_KEEP, 0},
-    {0x2E52, 0x2E5D, OV_KEEP, 0},
-    {0xA7CB, 0xA7CB, OV_LOWER, -42343},
-    {0xA7CC, 0xA7CC, OV_LOWER, 1},
-    {0xA7CE, 0xA7CE, OV_LOWER, 1},
-    {0xA7D2, 0xA7D2, OV_LOWER, 1},
-    {0xA7D4, 0xA7D4, OV_LOWER, 1},
-    {0xA7DA, 0xA7DA, OV_LOWER, 1},
-    {0xA7DC, 0xA7DC, OV_LOWER, -42561},
-    {0xA82C, 0xA82C, OV_KEEP0, 0},
-    {0xA8C5, 0xA8C5, OV_KEEP, 0},
-    {0xA8FF, 0xA8FF, OV_KEEP, 0},
-    {0xA9BD, 0xA9BD, OV_KEEP, 0},
-    {0x10D24, 0x10D27, OV_KEEP0, 0},
-    {0x10D50, 0x10D65, OV_LOWER, 32},
-    {0x10EAB, 0x10EAC, OV_KEEP0, 0},
-    {0x10EAD, 0x10EAD, OV_KEEP, 0},
-    {0x10EFD, 0x10EFF, OV_KEEP0, 0},
-    {0x10F46, 0x10F50, OV_KEEP0, 0},
-    {0x10F55, 0x10F59, OV_KEEP, 0},
-    {0x10F82, 0x10F85, OV_KEEP0, 0},
-    {0x10F86, 0x10F89, OV_KEEP, 0},
-    {0x11070, 0x11070, OV_KEEP0, 0},
-    {0x11073, 0x11074, OV_KEEP, 0},
-    {0x110C2, 0x110C2, OV_KEEP, 0},
-    {0x110CD, 0x110CD, OV_KEEP, 0},
-    {0x111C9, 0x111C9, OV_PUNCT, 0},
-    {0x111CF, 0x111CF, OV_KEEP, 0},
-    {0x1123E, 0x1123E, OV_KEEP, 0},
-    {0x11241, 0x11241, OV_KEEP, 0},
-    {0x1133B, 0x1133B, OV_KEEP0, 0},
-    {0x11438, 0x1143F, OV_KEEP, 0},
-    {0x11442, 0x11444, OV_KEEP, 0},
-    {0x11446, 0x11446, OV_KEEP, 0},
-    {0x1144B, 0x1144F, OV_KEEP, 0},
-    {0x1145A, 0x1145B, OV_KEEP, 0},
-    {0x1145D, 0x1145D, OV_KEEP, 0},
-    {0x1145E, 0x1145E, OV_KEEP0, 0},
-    {0x11660, 0x1166C, OV_KEEP, 0},
-    {0x116B9, 0x116B9, OV_KEEP, 0},
-    {0x1182F, 0x11837, OV_KEEP, 0},
-    {0x11839, 0x1183A, OV_KEEP0, 0},
-    {0x1183B, 0x1183B, OV_KEEP, 0},
-    {0x11938, 0x11938, OV_KEEP, 0},
-    {0x1193B, 0x1193C, OV_KEEP, 0},
-    {0x1193D, 0x1193E, OV_KEEP0, 0},
-    {0x11943, 0x11943, OV_KEEP0, 0},
-    {0x11944, 0x11946, OV_KEEP, 0},
-    {0x119D4, 0x119D7, OV_KEEP, 0},
-    {0x119DA, 0x119DB, OV_KEEP, 0},
-    {0x119E0, 0x119E0, OV_KEEP0, 0},
-    {0x119E2, 0x119E2, OV_KEEP, 0},
-    {0x11A01, 0x11A0A, OV_KEEP, 0},
-    {0x11A33, 0x11A33, OV_KEEP, 0},
-    {0x11A34, 0x11A34, OV_KEEP0, 0},
-    {0x11A35, 0x11A38, OV_KEEP, 0},
-    {0x11A3B, 0x11A46, OV_KEEP, 0},
-    {0x11A47, 0x11A47, OV_KEEP0, 0},
-    {0x11A51, 0x11A56, OV_KEEP, 0},
-    {0x11A59, 0x11A5B, OV_KEEP, 0},
-    {0x11A8A, 0x11A96, OV_KEEP, 0},
-    {0x11A98, 0x11A98, OV_KEEP, 0},
-    {0x11A99, 0x11A99, OV_KEEP0, 0},
-    {0x11A9A, 0x11A9C, OV_KEEP, 0},
-    {0x11A9E, 0x11AA2, OV_KEEP, 0},
-    {0x11B00, 0x11B09, OV_KEEP, 0},
-    {0x11C30, 0x11C36, OV_KEEP, 0},
-    {0x11C38, 0x11C3D, OV_KEEP, 0},
-    {0x11C3F, 0x11C3F, OV_KEEP, 0},
-    {0x11C41, 0x11C45, OV_KEEP, 0},
-    {0x11C70, 0x11C71, OV_KEEP, 0},
-    {0x11C92, 0x11CA7, OV_KEEP, 0},
-    {0x11CAA, 0x11CB0, OV_KEEP, 0},
-    {0x11CB2, 0x11CB3, OV_KEEP, 0},
-    {0x11CB5, 0x11CB6, OV_KEEP, 0},
-    {0x11D31, 0x11D36, OV_KEEP, 0},
-    {0x11D3A, 0x11D3A, OV_KEEP, 0},
-    {0x11D3C, 0x11D3D, OV_KEEP, 0},
-    {0x11D3F, 0x11D41, OV_KEEP, 0},
-    {0x11D42, 0x11D42, OV_KEEP0, 0},
-    {0x11D43, 0x11D43, OV_KEEP, 0},
-    {0x11D44, 0x11D45, OV_KEEP0, 0},
-    {0x11D47, 0x11D47, OV_KEEP, 0},
-    {0x11D90, 0x11D91, OV_KEEP, 0},
-    {0x11D95, 0x11D95, OV_KEEP, 0},
-    {0x11D97, 0x11D97, OV_KEEP0, 0},
-    {0x11EF3, 0x11EF4, OV_KEEP, 0},
-    {0x11EF7, 0x11EF8, OV_KEEP, 0},
-    {0x11F00, 0x11F01, OV_KEEP, 0},
-    {0x11F36, 0x11F3A, OV_KEEP, 0},
-    {0x11F40, 0x11F40, OV_KEEP, 0},
-    {0x11F41, 0x11F42, OV_KEEP0, 0},
-    {0x11F43, 0x11F4F, OV_KEEP, 0},
-    {0x11FFF, 0x11FFF, OV_KEEP, 0},
-    {0x12FF1, 0x12FF2, OV_KEEP, 0},
-    {0x13430, 0x13440, OV_KEEP, 0},
-    {0x13447, 0x13455, OV_KEEP, 0},
-    {0x16E97, 0x16E9A, OV_KEEP, 0},
-    {0x16EA0, 0x16EB8, OV_LOWER, 27},
-    {0x16F4F, 0x16F4F, OV_KEEP, 0},
-    {0x16FE2, 0x16FE2, OV_KEEP, 0},
-    {0x16FE4, 0x16FE4, OV_KEEP, 0},
-    {0x16FF0, 0x16FF1, OV_KEEP0, 0},
-    {0x1CF00, 0x1CF2D, OV_KEEP, 0},
-    {0x1CF30, 0x1CF46, OV_KEEP, 0},
-    {0x1E000, 0x1E006, OV_KEEP, 0},
-    {0x1E008, 0x1E018, OV_KEEP, 0},
-    {0x1E01B, 0x1E021, OV_KEEP, 0},
-    {0x1E023, 0x1E024, OV_KEEP, 0},
-    {0x1E026, 0x1E02A, OV_KEEP, 0},
-    {0x1E08F, 0x1E08F, OV_KEEP0, 0},
-    {0x1E130, 0x1E136, OV_KEEP0, 0},
-    {0x1E2AE, 0x1E2AE, OV_KEEP0, 0},
-    {0x1E2EC, 0x1E2EF, OV_KEEP0, 0},
-    {0x1E4EC, 0x1E4EF, OV_KEEP0, 0},
-    {0x1E944, 0x1E94A, OV_KEEP, 0},
+    {0x61D, 0x61D, OV_KEEP, 0},         {0x7FD, 0x7FD, OV_KEEP0, 0},
+    {0x890, 0x891, OV_KEEP, 0},         {0x898, 0x89F, OV_KEEP0, 0},
+    {0x8CA, 0x8D3, OV_KEEP0, 0},        {0x8D4, 0x8E2, OV_KEEP, 0},
+    {0x9FD, 0x9FD, OV_KEEP, 0},         {0x9FE, 0x9FE, OV_KEEP0, 0},
+    {0xA76, 0xA76, OV_KEEP, 0},         {0xAFA, 0xAFF, OV_KEEP, 0},
+    {0xB55, 0xB55, OV_KEEP, 0},         {0xC04, 0xC04, OV_KEEP, 0},
+    {0xC3C, 0xC3C, OV_KEEP0, 0},        {0xC77, 0xC77, OV_KEEP, 0},
+    {0xC84, 0xC84, OV_KEEP, 0},         {0xD00, 0xD00, OV_KEEP, 0},
+    {0xD3B, 0xD3C, OV_KEEP0, 0},        {0xD81, 0xD81, OV_KEEP, 0},
+    {0xEBA, 0xEBA, OV_KEEP0, 0},        {0xECE, 0xECE, OV_KEEP, 0},
+    {0x166D, 0x166D, OV_PUNCT, 0},      {0x1715, 0x1715, OV_KEEP0, 0},
+    {0x1734, 0x1734, OV_STRIP, 0},      {0x180F, 0x180F, OV_KEEP, 0},
+    {0x1885, 0x1886, OV_KEEP, 0},       {0x1ABF, 0x1ACE, OV_KEEP0, 0},
+    {0x1B7D, 0x1B7E, OV_KEEP, 0},       {0x1C89, 0x1C89, OV_LOWER, 1},
+    {0x1DF6, 0x1DFA, OV_KEEP0, 0},      {0x1DFB, 0x1DFB, OV_KEEP, 0},
+    {0x2E43, 0x2E4F, OV_KEEP, 0},       {0x2E52, 0x2E5D, OV_KEEP, 0},
+    {0xA7CB, 0xA7CB, OV_LOWER, -42343}, {0xA7CC, 0xA7CC, OV_LOWER, 1},
+    {0xA7CE, 0xA7CE, OV_LOWER, 1},      {0xA7D2, 0xA7D2, OV_LOWER, 1},
+    {0xA7D4, 0xA7D4, OV_LOWER, 1},      {0xA7DA, 0xA7DA, OV_LOWER, 1},
+    {0xA7DC, 0xA7DC, OV_LOWER, -42561}, {0xA82C, 0xA82C, OV_KEEP0, 0},
+    {0xA8C5, 0xA8C5, OV_KEEP, 0},       {0xA8FF, 0xA8FF, OV_KEEP, 0},
+    {0xA9BD, 0xA9BD, OV_KEEP, 0},       {0x10D24, 0x10D27, OV_KEEP0, 0},
+    {0x10D50, 0x10D65, OV_LOWER, 32},   {0x10EAB, 0x10EAC, OV_KEEP0, 0},
+    {0x10EAD, 0x10EAD, OV_KEEP, 0},     {0x10EFD, 0x10EFF, OV_KEEP0, 0},
+    {0x10F46, 0x10F50, OV_KEEP0, 0},    {0x10F55, 0x10F59, OV_KEEP, 0},
+    {0x10F82, 0x10F85, OV_KEEP0, 0},    {0x10F86, 0x10F89, OV_KEEP, 0},
+    {0x11070, 0x11070, OV_KEEP0, 0},    {0x11073, 0x11074, OV_KEEP, 0},
+    {0x110C2, 0x110C2, OV_KEEP, 0},     {0x110CD, 0x110CD, OV_KEEP, 0},
+    {0x111C9, 0x111C9, OV_PUNCT, 0},    {0x111CF, 0x111CF, OV_KEEP, 0},
+    {0x1123E, 0x1123E, OV_KEEP, 0},     {0x11241, 0x11241, OV_KEEP, 0},
+    {0x1133B, 0x1133B, OV_KEEP0, 0},    {0x11438, 0x1143F, OV_KEEP, 0},
+    {0x11442, 0x11444, OV_KEEP, 0},     {0x11446, 0x11446, OV_KEEP, 0},
+    {0x1144B, 0x1144F, OV_KEEP, 0},     {0x1145A, 0x1145B, OV_KEEP, 0},
+    {0x1145D, 0x1145D, OV_KEEP, 0},     {0x1145E, 0x1145E, OV_KEEP0, 0},
+    {0x11660, 0x1166C, OV_KEEP, 0},     {0x116B9, 0x116B9, OV_KEEP, 0},
+    {0x1182F, 0x11837, OV_KEEP, 0},     {0x11839, 0x1183A, OV_KEEP0, 0},
+    {0x1183B, 0x1183B, OV_KEEP, 0},     {0x11938, 0x11938, OV_KEEP, 0},
+    {0x1193B, 0x1193C, OV_KEEP, 0},     {0x1193D, 0x1193E, OV_KEEP0, 0},
+    {0x11943, 0x11943, OV_KEEP0, 0},    {0x11944, 0x11946, OV_KEEP, 0},
+    {0x119D4, 0x119D7, OV_KEEP, 0},     {0x119DA, 0x119DB, OV_KEEP, 0},
+    {0x119E0, 0x119E0, OV_KEEP0, 0},    {0x119E2, 0x119E2, OV_KEEP, 0},
+    {0x11A01, 0x11A0A, OV_KEEP, 0},     {0x11A33, 0x11A33, OV_KEEP, 0},
+    {0x11A34, 0x11A34, OV_KEEP0, 0},    {0x11A35, 0x11A38, OV_KEEP, 0},
+    {0x11A3B, 0x11A46, OV_KEEP, 0},     {0x11A47, 0x11A47, OV_KEEP0, 0},
+    {0x11A51, 0x11A56, OV_KEEP, 0},     {0x11A59, 0x11A5B, OV_KEEP, 0},
+    {0x11A8A, 0x11A96, OV_KEEP, 0},     {0x11A98, 0x11A98, OV_KEEP, 0},
+    {0x11A99, 0x11A99, OV_KEEP0, 0},    {0x11A9A, 0x11A9C, OV_KEEP, 0},
+    {0x11A9E, 0x11AA2, OV_KEEP, 0},     {0x11B00, 0x11B09, OV_KEEP, 0},
+    {0x11C30, 0x11C36, OV_KEEP, 0},     {0x11C38, 0x11C3D, OV_KEEP, 0},
+    {0x11C3F, 0x11C3F, OV_KEEP, 0},     {0x11C41, 0x11C45, OV_KEEP, 0},
+    {0x11C70, 0x11C71, OV_KEEP, 0},     {0x11C92, 0x11CA7, OV_KEEP, 0},
+    {0x11CAA, 0x11CB0, OV_KEEP, 0},     {0x11CB2, 0x11CB3, OV_KEEP, 0},
+    {0x11CB5, 0x11CB6, OV_KEEP, 0},     {0x11D31, 0x11D36, OV_KEEP, 0},
+    {0x11D3A, 0x11D3A, OV_KEEP, 0},     {0x11D3C, 0x11D3D, OV_KEEP, 0},
+    {0x11D3F, 0x11D41, OV_KEEP, 0},     {0x11D42, 0x11D42, OV_KEEP0, 0},
+    {0x11D43, 0x11D43, OV_KEEP, 0},     {0x11D44, 0x11D45, OV_KEEP0, 0},
+    {0x11D47, 0x11D47, OV_KEEP, 0},     {0x11D90, 0x11D91, OV_KEEP, 0},
+    {0x11D95, 0x11D95, OV_KEEP, 0},     {0x11D97, 0x11D97, OV_KEEP0, 0},
+    {0x11EF3, 0x11EF4, OV_KEEP, 0},     {0x11EF7, 0x11EF8, OV_KEEP, 0},
+    {0x11F00, 0x11F01, OV_KEEP, 0},     {0x11F36, 0x11F3A, OV_KEEP, 0},
+    {0x11F40, 0x11F40, OV_KEEP, 0},     {0x11F41, 0x11F42, OV_KEEP0, 0},
+    {0x11F43, 0x11F4F, OV_KEEP, 0},     {0x11FFF, 0x11FFF, OV_KEEP, 0},
+    {0x12FF1, 0x12FF2, OV_KEEP, 0},     {0x13430, 0x13440, OV_KEEP, 0},
+    {0x13447, 0x13455, OV_KEEP, 0},     {0x16E97, 0x16E9A, OV_KEEP, 0},
+    {0x16EA0, 0x16EB8, OV_LOWER, 27},   {0x16F4F, 0x16F4F, OV_KEEP, 0},
+    {0x16FE2, 0x16FE2, OV_KEEP, 0},     {0x16FE4, 0x16FE4, OV_KEEP, 0},
+    {0x16FF0, 0x16FF1, OV_KEEP0, 0},    {0x1CF00, 0x1CF2D, OV_KEEP, 0},
+    {0x1CF30, 0x1CF46, OV_KEEP, 0},     {0x1E000, 0x1E006, OV_KEEP, 0},
+    {0x1E008, 0x1E018, OV_KEEP, 0},     {0x1E01B, 0x1E021, OV_KEEP, 0},
+    {0x1E023, 0x1E024, OV_KEEP, 0},     {0x1E026, 0x1E02A, OV_KEEP, 0},
+    {0x1E08F, 0x1E08F, OV_KEEP0, 0},    {0x1E130, 0x1E136, OV_KEEP0, 0},
+    {0x1E2AE, 0x1E2AE, OV_KEEP0, 0},    {0x1E2EC, 0x1E2EF, OV_KEEP0, 0},
+    {0x1E4EC, 0x1E4EF, OV_KEEP0, 0},    {0x1E944, 0x1E94A, OV_KEEP, 0},
     {0x1E95E, 0x1E95F, OV_KEEP, 0},
 };
 #define N_OVERRIDES (sizeof hf_overrides / sizeof hf_overrides[0])
@@ -690,7 +627,8 @@ static void word_end(struct enc *e)
         pieces[np++] = id;
         start = end;
     }
-    for (size_t i = 0; i < np; i++) emit(e, pieces[i]);
+    for (size_t i = 0; i < np; i++)
+        emit(e, pieces[i]);
 }
 
 /* Appends a normalised code point with canonical combining class ccc to the word. NFD puts runs
@@ -709,11 +647,14 @@ static void word_push(struct enc *e, uint32_t c, unsigned ccc)
     char u[4];
     size_t k = utf8_encode(c, u);
     size_t j = i;
-    while (ccc && j > 0 && e->ccc[j - 1] > ccc) j--;
+    while (ccc && j > 0 && e->ccc[j - 1] > ccc)
+        j--;
     if (j < i) { /* insert before the non-starters with a higher class */
         memmove(e->wb + e->woff[j] + k, e->wb + e->woff[j], at - e->woff[j]);
-        for (size_t m = i + 1; m > j; m--) e->woff[m] = (uint16_t)(e->woff[m - 1] + k);
-        for (size_t m = i; m > j; m--) e->ccc[m] = e->ccc[m - 1];
+        for (size_t m = i + 1; m > j; m--)
+            e->woff[m] = (uint16_t)(e->woff[m - 1] + k);
+        for (size_t m = i; m > j; m--)
+            e->ccc[m] = e->ccc[m - 1];
         at = e->woff[j];
     } else {
         e->woff[i + 1] = (uint16_t)(at + k);
@@ -821,9 +762,10 @@ static void feed(struct enc *e, uint32_t c)
         if (e->t->strip_accents) {
             utf8proc_int32_t d[4];
             int last = 0;
-            utf8proc_ssize_t k = utf8proc_decompose_char((utf8proc_int32_t)c, d, 4,
-                                                         UTF8PROC_DECOMPOSE, &last);
-            for (utf8proc_ssize_t i = 0; i < k && i < 4; i++) lower_then_pretok(e, (uint32_t)d[i], 0);
+            utf8proc_ssize_t k =
+                utf8proc_decompose_char((utf8proc_int32_t)c, d, 4, UTF8PROC_DECOMPOSE, &last);
+            for (utf8proc_ssize_t i = 0; i < k && i < 4; i++)
+                lower_then_pretok(e, (uint32_t)d[i], 0);
         } else {
             lower_then_pretok(e, c, 0);
         }
@@ -887,7 +829,8 @@ int sbert_tokenizer_encode(const sbert_tokenizer *t, const char *text, size_t le
             /* tokenizers' added-token split: leftmost-longest match in the raw text */
             int best = -1;
             for (int j = 0; j < t->n_special; j++)
-                if (t->special_len[j] <= end - p && memcmp(s + p, t->special[j], t->special_len[j]) == 0 &&
+                if (t->special_len[j] <= end - p &&
+                    memcmp(s + p, t->special[j], t->special_len[j]) == 0 &&
                     (best < 0 || t->special_len[j] > t->special_len[best]))
                     best = j;
             if (best >= 0) {

@@ -50,7 +50,8 @@ static void print_text(const char *s, size_t len)
 static void print_ids(const char *what, const int32_t *ids, size_t n)
 {
     printf("  %s (%zu):", what, n);
-    for (size_t i = 0; i < n; i++) printf(" %d", ids[i]);
+    for (size_t i = 0; i < n; i++)
+        printf(" %d", ids[i]);
     putchar('\n');
 }
 
@@ -89,7 +90,8 @@ int main(int argc, char **argv)
             const cJSON *meta = cJSON_GetObjectItemCaseSensitive(o, "meta");
             const cJSON *ml = meta ? cJSON_GetObjectItemCaseSensitive(meta, "max_length") : NULL;
             if (!cJSON_IsNumber(v) || v->valueint != 1 || !cJSON_IsNumber(ml)) {
-                fprintf(stderr, "FAIL: %s: header is not {\"v\": 1, \"meta\": {\"max_length\": N}}\n",
+                fprintf(stderr,
+                        "FAIL: %s: header is not {\"v\": 1, \"meta\": {\"max_length\": N}}\n",
                         argv[2]);
                 return 1;
             }

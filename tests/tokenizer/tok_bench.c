@@ -43,7 +43,8 @@ int main(int argc, char **argv)
     ssize_t l;
     while ((l = getline(&line, &lcap, stdin)) > 0) {
         if (line[l - 1] == '\n') l--;
-        while (n + (size_t)l + 1 > cap) buf = realloc(buf, cap *= 2);
+        while (n + (size_t)l + 1 > cap)
+            buf = realloc(buf, cap *= 2);
         if (nlines + 2 > offcap) off = realloc(off, (offcap = offcap * 2 + 1024) * sizeof *off);
         if (!buf || !off) return 1;
         off[nlines++] = n;

@@ -41,7 +41,8 @@ static size_t run(const sbert_tokenizer *t, const uint32_t *cps, size_t n, uint3
 {
     char buf[64];
     size_t len = 0;
-    for (size_t i = 0; i < n; i++) len += utf8_encode(cps[i], buf + len);
+    for (size_t i = 0; i < n; i++)
+        len += utf8_encode(cps[i], buf + len);
     int32_t ids[8];
     size_t n_ids;
     g_ncap = 0;
@@ -142,7 +143,8 @@ int main(int argc, char **argv)
         if (line[0] == '#') {
             header_ok |= strstr(line, "code point golden v1") != NULL;
             struct sbert_tokenizer_config cfg = {.max_seq_length = 8};
-            if (sscanf(line, "# config: do_lower_case=%d strip_accents=%d tokenize_chinese_chars=%d",
+            if (sscanf(line,
+                       "# config: do_lower_case=%d strip_accents=%d tokenize_chinese_chars=%d",
                        &cfg.do_lower_case, &cfg.strip_accents, &cfg.tokenize_chinese_chars) == 3) {
                 set_config(&t, &cfg);
                 have_config = 1;

@@ -29,12 +29,28 @@ static int g_fail;
 
 /* Vocabulary ids: the line numbers below. */
 enum {
-    PAD, UNK, CLS, SEP, MASK, A, B, HELLO, WORLD, S_S, UN, S_AFF, S_ABLE, COMMA, E, E_ACUTE, S_A,
+    PAD,
+    UNK,
+    CLS,
+    SEP,
+    MASK,
+    A,
+    B,
+    HELLO,
+    WORLD,
+    S_S,
+    UN,
+    S_AFF,
+    S_ABLE,
+    COMMA,
+    E,
+    E_ACUTE,
+    S_A,
     UNK2
 };
-static const char *const VOCAB[] = {"[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "a",
-                                    "b",     "hello", "world", "##s",   "un",     "##aff",
-                                    "##able", ",",    "e",     "\xc3\xa9", "##a", "<unk>"};
+static const char *const VOCAB[] = {"[PAD]",  "[UNK]", "[CLS]", "[SEP]",    "[MASK]", "a",
+                                    "b",      "hello", "world", "##s",      "un",     "##aff",
+                                    "##able", ",",     "e",     "\xc3\xa9", "##a",    "<unk>"};
 #define NV (sizeof VOCAB / sizeof VOCAB[0])
 
 static void write_file(const char *dir, const char *name, const char *content)
@@ -83,20 +99,23 @@ static void expect(const sbert_tokenizer *t, const char *text, size_t cap, int w
     size_t nw = 0;
     va_list ap;
     va_start(ap, want_trunc);
-    for (int v; (v = va_arg(ap, int)) != -1;) want[nw++] = v;
+    for (int v; (v = va_arg(ap, int)) != -1;)
+        want[nw++] = v;
     va_end(ap);
     int32_t got[64];
     size_t n = 0;
     int tr = -1;
     int rc = sbert_tokenizer_encode(t, text, strlen(text), got, cap, &n, &tr);
     int ok = rc == 0 && n == nw && memcmp(got, want, nw * sizeof *got) == 0 && tr == want_trunc;
-    CHECK(ok, "\"%s\" cap %zu: rc %d, truncated %d (want %d), %zu ids (want %zu)", text, cap, rc, tr,
-          want_trunc, n, nw);
+    CHECK(ok, "\"%s\" cap %zu: rc %d, truncated %d (want %d), %zu ids (want %zu)", text, cap, rc,
+          tr, want_trunc, n, nw);
     if (!ok && rc == 0) {
         printf("  got:");
-        for (size_t i = 0; i < n; i++) printf(" %d", got[i]);
+        for (size_t i = 0; i < n; i++)
+            printf(" %d", got[i]);
         printf("\n  want:");
-        for (size_t i = 0; i < nw; i++) printf(" %d", want[i]);
+        for (size_t i = 0; i < nw; i++)
+            printf(" %d", want[i]);
         putchar('\n');
     }
 }
@@ -111,7 +130,10 @@ static void test_basics(const sbert_tokenizer *t)
     expect(t, "unaffable", 64, 0, CLS, UN, S_AFF, S_ABLE, SEP, -1);
     expect(t, "unaffablex hello", 64, 0, CLS, UNK, HELLO, SEP, -1); /* no full match: one [UNK] */
     expect(t, "worlds", 64, 0, CLS, WORLD, S_S, SEP, -1);
-    expect(t, "h\x00" "ello", 64, 0, CLS, UNK, SEP, -1); /* strlen stops at the NUL */
+    expect(t,
+           "h\x00"
+           "ello",
+           64, 0, CLS, UNK, SEP, -1);                               /* strlen stops at the NUL */
     expect(t, "caf\xc3\xa9 \xc3\x89", 64, 0, CLS, UNK, E, SEP, -1); /* accents stripped */
     /* Special tokens are matched in the raw text, case-sensitively. */
     expect(t, "hello[SEP]world [MASK]", 64, 0, CLS, HELLO, SEP, WORLD, MASK, SEP, -1);
@@ -194,7 +216,7 @@ static void test_utf8(const sbert_tokenizer *t)
         "\xf0\x9f\x98", /* cut */
         "hello \xc3",   /* cut at the end */
         "hello\xc3 world",
-        "\xe2\x28\xa1", /* bad continuation */
+        "\xe2\x28\xa1",            /* bad continuation */
         "world   \xed\xa0\x80   ", /* inside what strip() would remove */
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
@@ -203,13 +225,14 @@ static void test_utf8(const sbert_tokenizer *t)
         int tr = -9;
         int rc = sbert_tokenizer_encode(t, bad[i], strlen(bad[i]), ids, 8, &n, &tr);
         int untouched = n == 12345 && tr == -9;
-        for (int k = 0; k < 8; k++) untouched = untouched && ids[k] == -7;
+        for (int k = 0; k < 8; k++)
+            untouched = untouched && ids[k] == -7;
         CHECK(rc == SBERT_EUTF8 && untouched, "invalid UTF-8 #%zu: rc %d, outputs %s", i, rc,
               untouched ? "untouched" : "written");
     }
-    static const char *const good[] = {"\xc2\x80", "\xdf\xbf", "\xe0\xa0\x80", "\xed\x9f\xbf",
-                                       "\xee\x80\x80", "\xef\xbf\xbf", "\xf0\x90\x80\x80",
-                                       "\xf4\x8f\xbf\xbf"};
+    static const char *const good[] = {"\xc2\x80",         "\xdf\xbf",        "\xe0\xa0\x80",
+                                       "\xed\x9f\xbf",     "\xee\x80\x80",    "\xef\xbf\xbf",
+                                       "\xf0\x90\x80\x80", "\xf4\x8f\xbf\xbf"};
     for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
         int32_t ids[8];
         size_t n;
@@ -238,7 +261,8 @@ static void test_load_errors(const char *root)
     char dir[512];
     snprintf(dir, sizeof dir, "%s/missing", root);
     int rc = sbert_tokenizer_load(dir, &cfg, &t, err, sizeof err);
-    CHECK(rc == SBERT_EIO && t == NULL && strstr(err, "vocab.txt"), "missing dir: %d \"%s\"", rc, err);
+    CHECK(rc == SBERT_EIO && t == NULL && strstr(err, "vocab.txt"), "missing dir: %d \"%s\"", rc,
+          err);
 
     snprintf(dir, sizeof dir, "%s/nounk", root);
     mkdir(dir, 0700);
@@ -247,8 +271,9 @@ static void test_load_errors(const char *root)
     CHECK(rc == SBERT_EFORMAT && t == NULL && strstr(err, "[UNK]"), "no [UNK]: %d \"%s\"", rc, err);
 
     /* special_tokens_map.json names the tokens, in either of its two forms. */
-    write_file(dir, "special_tokens_map.json",
-               "{\"unk_token\": {\"content\": \"<unk>\", \"lstrip\": false}, \"cls_token\": \"[CLS]\"}");
+    write_file(
+        dir, "special_tokens_map.json",
+        "{\"unk_token\": {\"content\": \"<unk>\", \"lstrip\": false}, \"cls_token\": \"[CLS]\"}");
     rc = sbert_tokenizer_load(dir, &cfg, &t, err, sizeof err);
     CHECK(rc == 0, "<unk> from special_tokens_map.json: %d \"%s\"", rc, err);
     if (rc == 0) {
