@@ -453,12 +453,15 @@ static int is_punct(uint32_t c)
  * and combining classes from an old unicode-normalization-alignments crate, and lowercase from
  * Rust's std (Unicode 16, newer than utf8proc). Each entry states HF's outcome for the code point
  * in the model's configuration: OV_KEEP an ordinary word character (never dropped, stripped,
- * split, decomposed or case-mapped) with utf8proc's combining class, OV_KEEP0 the same with
- * combining class 0 (unknown to HF's NFD tables, so never reordered), OV_PUNCT split off as
- * punctuation, OV_STRIP dropped as Mn when accents are stripped, OV_LOWER lowercased to c + delta.
- * Found by comparing every code point (tests/tokenizer/unicode_test.c and
- * tests/golden/codepoints.txt); that test fails if a different utf8proc or tokenizers changes any
- * of it.
+ * split, decomposed or case-mapped) with utf8proc's combining class when accents are stripped,
+ * OV_KEEP0 the same with combining class 0 (unknown to HF's NFD tables, so never reordered),
+ * OV_PUNCT split off as punctuation, OV_STRIP dropped as Mn when accents are stripped, OV_LOWER
+ * lowercased to c + delta when lowercasing.
+ * Found by comparing every code point (tests/tokenizer/unicode_test.c against
+ * tests/golden/codepoints*.txt), which fails if another utf8proc or tokenizers changes any of it.
+ * To rederive: empty the table, run that test on codepoints.txt and classify each mismatching
+ * code point by its golden template: a.X.b -> KEEP (KEEP0 where its S/P reordering flags differ
+ * from ours), "a X b" -> PUNCT, a.b -> STRIP, a.Y.b -> LOWER by Y - X.
  */
 enum { OV_KEEP, OV_KEEP0, OV_PUNCT, OV_STRIP, OV_LOWER };
 static const struct hf_override {
