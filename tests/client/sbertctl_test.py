@@ -204,15 +204,17 @@ class Daemon:
         self.log = log
         self.proc = None
 
-    def start(self, ctl, wait_s=180):
+    def start(self, ctl, wait_s=180, extra=(), token=None):
         self.logf = open(self.log, "ab")
-        self.proc = subprocess.Popen(self.cmd, stdout=self.logf, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(self.cmd + list(extra), stdout=self.logf,
+                                     stderr=subprocess.STDOUT)
         deadline = time.monotonic() + wait_s
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise AssertionError("sbertd exited with %d during start-up; log:\n%s" % (
                     self.proc.returncode, self.tail()))
-            p = ctl.run("--timeout", "5", "health", expect=None)
+            p = ctl.run("--timeout", "5", *(["--token", token] if token else []), "health",
+                        expect=None)
             if p.returncode == 0:
                 return
             time.sleep(0.3)
@@ -425,9 +427,24 @@ def daemon_tests(ctl, daemon, tmp):
         check(ctl.json("get", "j2")["text"] == "Snow covers the mountain village.",
               "documents survive a restart")
 
+    def t_token():
+        # With auth_token set, a request without the token is refused (exit 1); --token and
+        # SBERTD_TOKEN supply it.
+        daemon.stop()
+        daemon.start(ctl, extra=["--set", "auth_token=s3cret"], token="s3cret")
+        p = ctl.run("health", expect=1)
+        check("unauthorized" in p.stderr, "no token: %r" % p.stderr)
+        ctl.run("--token", "wrong", "health", expect=1)
+        d = ctl.json("get", "j1", "--token", "s3cret")
+        check(d["text"] == "A red bicycle in the rain.", "--token after the command: %r" % d)
+        env = dict(ctl.env, SBERTD_TOKEN="s3cret")
+        p = subprocess.run([ctl.exe, "--socket", ctl.socket_url, "health"], env=env,
+                           capture_output=True, text=True)
+        check(p.returncode == 0, "SBERTD_TOKEN: %r" % p.stderr)
+
     return [t_health_stats, t_seed_add_and_pairs, t_pairs_given_texts, t_similarity, t_encode,
             t_query, t_get_delete, t_files, t_bad_file, t_error_replies, t_stats_count, t_backup_reindex,
-            t_restart]
+            t_restart, t_token]
 
 
 def run_all(tests):
