@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -128,33 +129,18 @@ int sbertd_sd_stopping(const char *status)
     return send_with_status("STOPPING=1\n", status);
 }
 
-/* ---- watchdog -------------------------------------------------------------------------- */
+/* ---- ticker: a thread that runs a function every interval until stopped ------------------ */
 
-struct sbertd_sd_watchdog {
+struct ticker {
     pthread_t thread;
     pthread_mutex_t lock;
-    pthread_cond_t wake; /* CLOCK_MONOTONIC, so a wall-clock jump neither stalls nor floods pings */
+    pthread_cond_t wake; /* CLOCK_MONOTONIC, so a wall-clock jump neither stalls nor floods ticks */
     int stop;            /* under lock */
     uint64_t interval_usec;
-    sbertd_sd_alive_fn alive;
-    sbertd_sd_log_fn log;
-    void *ctx;
+    void (*tick)(void *self);
+    void *self;
+    const char *name; /* thread name shown by ps/top (at most 15 bytes) */
 };
-
-static void wd_log(struct sbertd_sd_watchdog *wd, int level, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void wd_log(struct sbertd_sd_watchdog *wd, int level, const char *fmt, ...)
-{
-    if (!wd->log)
-        return;
-    char msg[512];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
-    wd->log(wd->ctx, level, msg);
-}
 
 static void deadline_after(struct timespec *ts, uint64_t usec)
 {
@@ -164,48 +150,111 @@ static void deadline_after(struct timespec *ts, uint64_t usec)
     ts->tv_nsec = (long)(ns % 1000000000ULL);
 }
 
-static void *wd_main(void *arg)
+static void *ticker_main(void *arg)
 {
-    struct sbertd_sd_watchdog *wd = arg;
-    int failing = 0;
-    unsigned long long withheld = 0;
-
-    pthread_mutex_lock(&wd->lock);
+    struct ticker *t = arg;
+    pthread_mutex_lock(&t->lock);
     for (;;) {
         struct timespec until;
-        deadline_after(&until, wd->interval_usec);
-        while (!wd->stop) {
-            int rc = pthread_cond_timedwait(&wd->wake, &wd->lock, &until);
-            if (rc == ETIMEDOUT)
-                break;
-        }
-        if (wd->stop)
+        deadline_after(&until, t->interval_usec);
+        while (!t->stop && pthread_cond_timedwait(&t->wake, &t->lock, &until) != ETIMEDOUT)
+            ;
+        if (t->stop)
             break;
-        pthread_mutex_unlock(&wd->lock);
-
-        char why[200] = "";
-        if (wd->alive(wd->ctx, why, sizeof why)) {
-            if (failing)
-                wd_log(wd, LOG_INFO, "liveness check passes again after %llu withheld ping(s)",
-                       withheld);
-            failing = 0;
-            withheld = 0;
-            int r = sd_notify(0, "WATCHDOG=1");
-            if (r < 0)
-                wd_log(wd, LOG_WARNING, "sending WATCHDOG=1 failed: %s", strerror(-r));
-        } else {
-            why[sizeof why - 1] = '\0';
-            if (!failing)
-                wd_log(wd, LOG_WARNING, "liveness check failed, withholding WATCHDOG=1%s%s",
-                       why[0] ? ": " : "", why);
-            failing = 1;
-            withheld++;
-        }
-
-        pthread_mutex_lock(&wd->lock);
+        pthread_mutex_unlock(&t->lock);
+        t->tick(t->self);
+        pthread_mutex_lock(&t->lock);
     }
-    pthread_mutex_unlock(&wd->lock);
+    pthread_mutex_unlock(&t->lock);
     return NULL;
+}
+
+/* Starts t's thread with every signal blocked, so that process-directed signals (SIGTERM,
+ * SIGHUP) are never delivered to it whatever the caller's mask is. */
+static int ticker_start(struct ticker *t)
+{
+    pthread_condattr_t ca;
+    if (pthread_condattr_init(&ca) != 0)
+        return SBERTD_SD_ENOMEM;
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    int cr = pthread_cond_init(&t->wake, &ca);
+    pthread_condattr_destroy(&ca);
+    if (cr != 0)
+        return SBERTD_SD_ENOMEM;
+    pthread_mutex_init(&t->lock, NULL);
+
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    int rc = pthread_create(&t->thread, NULL, ticker_main, t);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (rc != 0) {
+        pthread_cond_destroy(&t->wake);
+        pthread_mutex_destroy(&t->lock);
+        return SBERTD_SD_ETHREAD;
+    }
+    pthread_setname_np(t->thread, t->name);
+    return SBERTD_SD_OK;
+}
+
+static void ticker_stop(struct ticker *t)
+{
+    pthread_mutex_lock(&t->lock);
+    t->stop = 1;
+    pthread_cond_signal(&t->wake);
+    pthread_mutex_unlock(&t->lock);
+    pthread_join(t->thread, NULL);
+    pthread_cond_destroy(&t->wake);
+    pthread_mutex_destroy(&t->lock);
+}
+
+static void log_to(sbertd_sd_log_fn log, void *ctx, int level, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static void log_to(sbertd_sd_log_fn log, void *ctx, int level, const char *fmt, ...)
+{
+    if (!log)
+        return;
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    log(ctx, level, msg);
+}
+
+/* ---- watchdog -------------------------------------------------------------------------- */
+
+struct sbertd_sd_watchdog {
+    struct ticker t;
+    sbertd_sd_alive_fn alive;
+    sbertd_sd_log_fn log;
+    void *ctx;
+    int failing;                  /* ticker thread only */
+    unsigned long long withheld;  /* ticker thread only */
+};
+
+static void wd_tick(void *self)
+{
+    struct sbertd_sd_watchdog *wd = self;
+    char why[200] = "";
+    if (wd->alive(wd->ctx, why, sizeof why)) {
+        if (wd->failing)
+            log_to(wd->log, wd->ctx, LOG_INFO, "liveness check passes again after %llu withheld ping(s)",
+                   wd->withheld);
+        wd->failing = 0;
+        wd->withheld = 0;
+        int r = sd_notify(0, "WATCHDOG=1");
+        if (r < 0)
+            log_to(wd->log, wd->ctx, LOG_WARNING, "sending WATCHDOG=1 failed: %s", strerror(-r));
+    } else {
+        why[sizeof why - 1] = '\0';
+        if (!wd->failing)
+            log_to(wd->log, wd->ctx, LOG_WARNING, "liveness check failed, withholding WATCHDOG=1%s%s",
+                   why[0] ? ": " : "", why);
+        wd->failing = 1;
+        wd->withheld++;
+    }
 }
 
 int sbertd_sd_watchdog_start(sbertd_sd_alive_fn alive, sbertd_sd_log_fn log, void *ctx,
@@ -230,34 +279,21 @@ int sbertd_sd_watchdog_start(sbertd_sd_alive_fn alive, sbertd_sd_log_fn log, voi
     if (!wd)
         return SBERTD_SD_ENOMEM;
     /* Half the interval, as sd_watchdog_enabled(3) recommends: one late ping is not fatal. */
-    wd->interval_usec = usec / 2 ? usec / 2 : 1;
+    wd->t.interval_usec = usec / 2 ? usec / 2 : 1;
+    wd->t.tick = wd_tick;
+    wd->t.self = wd;
+    wd->t.name = "sd-watchdog";
     wd->alive = alive;
     wd->log = log;
     wd->ctx = ctx;
-
-    pthread_condattr_t ca;
-    if (pthread_condattr_init(&ca) != 0) {
+    int rc = ticker_start(&wd->t);
+    if (rc) {
         free(wd);
-        return SBERTD_SD_ENOMEM;
-    }
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    int cr = pthread_cond_init(&wd->wake, &ca);
-    pthread_condattr_destroy(&ca);
-    if (cr != 0) {
-        free(wd);
-        return SBERTD_SD_ENOMEM;
-    }
-    pthread_mutex_init(&wd->lock, NULL);
-
-    if (pthread_create(&wd->thread, NULL, wd_main, wd) != 0) {
-        pthread_cond_destroy(&wd->wake);
-        pthread_mutex_destroy(&wd->lock);
-        free(wd);
-        return SBERTD_SD_ETHREAD;
+        return rc;
     }
     *out = wd;
     if (interval_usec)
-        *interval_usec = wd->interval_usec;
+        *interval_usec = wd->t.interval_usec;
     return SBERTD_SD_OK;
 }
 
@@ -265,12 +301,79 @@ void sbertd_sd_watchdog_stop(sbertd_sd_watchdog *wd)
 {
     if (!wd)
         return;
-    pthread_mutex_lock(&wd->lock);
-    wd->stop = 1;
-    pthread_cond_signal(&wd->wake);
-    pthread_mutex_unlock(&wd->lock);
-    pthread_join(wd->thread, NULL);
-    pthread_cond_destroy(&wd->wake);
-    pthread_mutex_destroy(&wd->lock);
+    ticker_stop(&wd->t);
     free(wd);
+}
+
+/* ---- start-up timeout extender --------------------------------------------------------- */
+
+struct sbertd_sd_extender {
+    struct ticker t;
+    char what[STATUS_MAX + 1];
+    sbertd_sd_progress_fn progress;
+    void *ctx;
+    uint64_t last_done;  /* ticker thread only */
+    int ticks;           /* ticker thread only */
+    unsigned stalled;    /* ticker thread only: ticks without progress */
+};
+
+static void ex_tick(void *self)
+{
+    struct sbertd_sd_extender *ex = self;
+    uint64_t done = 0, total = 0;
+    ex->progress(ex->ctx, &done, &total);
+    char text[STATUS_MAX + 128], status[STATUS_MAX + 1], msg[STATUS_MAX + 64];
+    int n = snprintf(text, sizeof text, "%s: %llu", ex->what, (unsigned long long)done);
+    if (total)
+        n += snprintf(text + n, sizeof text - (size_t)n, "/%llu", (unsigned long long)total);
+    if (ex->ticks++ == 0 || done != ex->last_done) {
+        ex->stalled = 0;
+        ex->last_done = done;
+        status_clean(status, text);
+        /* Three periods: two late ticks in a row still do not let the timeout fire. */
+        snprintf(msg, sizeof msg, "EXTEND_TIMEOUT_USEC=%llu\nSTATUS=%s",
+                 (unsigned long long)ex->t.interval_usec * 3, status);
+    } else {
+        /* No extension: a step that stopped advancing runs into TimeoutStartSec= as it should. */
+        ex->stalled++;
+        snprintf(text + n, sizeof text - (size_t)n, ", no progress for %u period(s)", ex->stalled);
+        status_clean(status, text);
+        snprintf(msg, sizeof msg, "STATUS=%s", status);
+    }
+    sd_notify(0, msg);
+}
+
+int sbertd_sd_extender_start(const char *what, sbertd_sd_progress_fn progress, void *ctx,
+                             uint64_t period_usec, sbertd_sd_extender **out)
+{
+    if (!out || !what || !progress || period_usec == 0)
+        return SBERTD_SD_EINVAL;
+    *out = NULL;
+    if (!notifying())
+        return SBERTD_SD_OK;
+    struct sbertd_sd_extender *ex = calloc(1, sizeof *ex);
+    if (!ex)
+        return SBERTD_SD_ENOMEM;
+    status_clean(ex->what, what);
+    ex->progress = progress;
+    ex->ctx = ctx;
+    ex->t.interval_usec = period_usec;
+    ex->t.tick = ex_tick;
+    ex->t.self = ex;
+    ex->t.name = "sd-extender";
+    int rc = ticker_start(&ex->t);
+    if (rc) {
+        free(ex);
+        return rc;
+    }
+    *out = ex;
+    return SBERTD_SD_OK;
+}
+
+void sbertd_sd_extender_stop(sbertd_sd_extender *ex)
+{
+    if (!ex)
+        return;
+    ticker_stop(&ex->t);
+    free(ex);
 }

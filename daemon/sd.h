@@ -5,7 +5,7 @@
  * index rebuild needs more time than TimeoutStartSec= (EXTEND_TIMEOUT_USEC=), that a reload or a
  * shutdown is under way (RELOADING=1, STOPPING=1), and that the daemon is still alive
  * (WATCHDOG=1, sent by the watchdog thread below only while the daemon's own liveness check
- * passes).
+ * passes). The extender thread keeps a long start-up step alive only while it makes progress.
  *
  * Outside systemd. Every function is a no-op that returns 0 when the environment variable
  * NOTIFY_SOCKET is unset, so sbertd started from a shell or a test behaves the same minus the
@@ -17,10 +17,11 @@
  * will then time the start-up out or kill on a missed watchdog, which is the right outcome).
  *
  * Thread safety. The notify functions keep no state and may be called from any thread at any
- * time (each sends one datagram on a socket of its own). A watchdog handle is owned by the
- * thread that started it; sbertd_sd_watchdog_stop() must be called once, from that thread or
- * another, and never concurrently with itself. This module never prints: the watchdog reports
- * through the log callback given to it.
+ * time (each sends one datagram on a socket of its own). A watchdog or extender handle belongs
+ * to the caller that started it; its stop function must be called exactly once, from any
+ * thread. Their threads (named "sd-watchdog" and "sd-extender" in ps/top) block every signal,
+ * so SIGTERM/SIGHUP never land on them. This module
+ * never prints: the watchdog reports through the log callback given to it.
  *
  * Where sbertd calls each function is written in /tmp/briefs/requests-to-daemon.md and, for
  * users, in docs/man/sbertd.8 (section SYSTEMD).
@@ -115,6 +116,31 @@ int sbertd_sd_watchdog_start(sbertd_sd_alive_fn alive, sbertd_sd_log_fn log, voi
  * and the index is snapshot (pings continue through a long snapshot) and before the workers'
  * state is freed, so the liveness check never reads freed memory. */
 void sbertd_sd_watchdog_stop(sbertd_sd_watchdog *wd);
+
+/* ---- start-up timeout extender --------------------------------------------------------- */
+
+/* Progress of a long step (e.g. rebuilding the vector index from 2 million stored vectors, or
+ * re-encoding every text after a model change): how many items are done, of how many (total 0
+ * when unknown). Called from the extender thread; must be cheap and thread-safe (read two atomic
+ * counters that the working thread updates). */
+typedef void (*sbertd_sd_progress_fn)(void *ctx, uint64_t *done, uint64_t *total);
+
+typedef struct sbertd_sd_extender sbertd_sd_extender;
+
+/* Starts a thread that, every period_usec, reads progress(ctx) and sends
+ *   STATUS=<what>: <done>/<total>  plus EXTEND_TIMEOUT_USEC=<3 x period_usec>
+ * when done has changed since the previous period (and at the first one), or only
+ *   STATUS=<what>: <done>/<total>, no progress for N period(s)
+ * when it has not: a step that stalls is not granted more time, so TimeoutStartSec= (or
+ * TimeoutStopSec=) still ends a hung start-up. Use it around a call that can outlast the unit's
+ * timeout: start it before, stop it after. what is copied (cut to 255 bytes); ctx is borrowed
+ * until sbertd_sd_extender_stop() returns. period_usec must be > 0 (10 s is a good value).
+ * *out is NULL, and nothing runs, when NOTIFY_SOCKET is unset. */
+int sbertd_sd_extender_start(const char *what, sbertd_sd_progress_fn progress, void *ctx,
+                             uint64_t period_usec, sbertd_sd_extender **out);
+
+/* Stops and joins the extender thread at once and frees it. NULL is a no-op. */
+void sbertd_sd_extender_stop(sbertd_sd_extender *ex);
 
 #ifdef __cplusplus
 }

@@ -5,7 +5,10 @@
 #define _GNU_SOURCE
 #include "sd.h"
 
+#include <dirent.h>
 #include <errno.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -116,6 +119,47 @@ static void test_messages(void)
     CHECK(drain() == 0, "unexpected extra datagrams");
 }
 
+/* The thread named name (sd.c names its threads) must block SIGHUP (bit 0), SIGINT (1) and
+ * SIGTERM (14), so process-directed signals reach the daemon's signal handling, never a helper
+ * thread. Returns how many threads of that name exist, or -1 when one does not block them. */
+static int helper_threads_block_signals(const char *name)
+{
+    DIR *dir = opendir("/proc/self/task");
+    if (!dir)
+        return -1;
+    int others = 0, bad = 0;
+    struct dirent *e;
+    while ((e = readdir(dir))) {
+        long tid = atol(e->d_name);
+        if (tid <= 0 || tid == (long)getpid())
+            continue;
+        char path[96], line[256];
+        snprintf(path, sizeof path, "/proc/self/task/%ld/comm", tid);
+        FILE *c = fopen(path, "r");
+        if (!c)
+            continue;
+        int match = fgets(line, sizeof line, c) && strncmp(line, name, strlen(name)) == 0 &&
+                    line[strlen(name)] == '\n';
+        fclose(c);
+        if (!match)
+            continue;
+        others++;
+        snprintf(path, sizeof path, "/proc/self/task/%ld/status", tid);
+        FILE *f = fopen(path, "r");
+        if (!f)
+            continue;
+        while (fgets(line, sizeof line, f)) {
+            unsigned long long mask;
+            unsigned long long want = (1ULL << 0) | (1ULL << 1) | (1ULL << 14);
+            if (sscanf(line, "SigBlk: %llx", &mask) == 1 && (mask & want) != want)
+                bad++;
+        }
+        fclose(f);
+    }
+    closedir(dir);
+    return bad ? -1 : others;
+}
+
 /* ---- watchdog ---- */
 
 static atomic_int alive_flag = 1;
@@ -190,6 +234,8 @@ static void test_watchdog(void)
         CHECK(recv_msg(buf, sizeof buf, 10000) > 0, "no ping %d", i);
         CHECK(strcmp(buf, "WATCHDOG=1") == 0, "ping sent [%s]", buf);
     }
+    /* Checked once the thread has run (glibc blocks everything in a new thread until it starts). */
+    CHECK(helper_threads_block_signals("sd-watchdog") == 1, "the watchdog thread does not block SIGTERM/SIGHUP/SIGINT");
 
     /* Liveness fails: after the check has seen it fail, no ping may arrive. */
     atomic_store(&alive_flag, 0);
@@ -213,6 +259,74 @@ static void test_watchdog(void)
     sbertd_sd_watchdog_stop(NULL);
 }
 
+static atomic_ulong prog_done;
+static atomic_int prog_calls;
+
+static void progress_cb(void *ctx, uint64_t *done, uint64_t *total)
+{
+    CHECK(ctx == &prog_done, "extender ctx not passed through");
+    atomic_fetch_add(&prog_calls, 1);
+    *done = atomic_load(&prog_done);
+    *total = 100;
+}
+
+static int wait_progress_calls(int more)
+{
+    int target = atomic_load(&prog_calls) + more;
+    for (int i = 0; i < 2000 && atomic_load(&prog_calls) < target; i++)
+        sleep_ms(10);
+    return atomic_load(&prog_calls) >= target ? 0 : -1;
+}
+
+static void test_extender(void)
+{
+    char buf[512];
+    sbertd_sd_extender *ex = NULL;
+    CHECK(sbertd_sd_extender_start("x", NULL, NULL, 1, &ex) == SBERTD_SD_EINVAL, "NULL progress");
+    CHECK(sbertd_sd_extender_start("x", progress_cb, &prog_done, 0, &ex) == SBERTD_SD_EINVAL, "period 0");
+
+    /* The main thread blocks nothing here; the helper thread must block the signals anyway. */
+    sigset_t none, old;
+    sigemptyset(&none);
+    pthread_sigmask(SIG_SETMASK, &none, &old);
+    CHECK(sbertd_sd_extender_start("rebuilding index", progress_cb, &prog_done, 50000, &ex) == 0, "start");
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    CHECK(ex != NULL, "no extender although NOTIFY_SOCKET is set");
+    if (!ex)
+        return;
+
+    /* The first period always extends. */
+    CHECK(recv_msg(buf, sizeof buf, 10000) > 0, "no extender message");
+    CHECK(strcmp(buf, "EXTEND_TIMEOUT_USEC=150000\nSTATUS=rebuilding index: 0/100") == 0,
+          "first extender message [%s]", buf);
+    CHECK(helper_threads_block_signals("sd-extender") == 1, "the extender thread does not block SIGTERM/SIGHUP/SIGINT");
+
+    /* No progress: status only, no extension. */
+    CHECK(recv_msg(buf, sizeof buf, 10000) > 0, "no second extender message");
+    CHECK(strcmp(buf, "STATUS=rebuilding index: 0/100, no progress for 1 period(s)") == 0,
+          "stalled extender message [%s]", buf);
+
+    /* Progress again: extended again, with the new count. */
+    atomic_store(&prog_done, 40);
+    CHECK(wait_progress_calls(2) == 0, "progress not read");
+    int found = 0;
+    while (recv_msg(buf, sizeof buf, 1) > 0)
+        if (strcmp(buf, "EXTEND_TIMEOUT_USEC=150000\nSTATUS=rebuilding index: 40/100") == 0)
+            found = 1;
+        else
+            CHECK(strncmp(buf, "STATUS=rebuilding index: ", 25) == 0 &&
+                      (strstr(buf, "40/100, no progress") || strstr(buf, "0/100, no progress")),
+                  "unexpected extender message [%s]", buf);
+    CHECK(found, "no extension after progress");
+
+    sbertd_sd_extender_stop(ex);
+    int after = atomic_load(&prog_calls);
+    drain();
+    sleep_ms(200);
+    CHECK(atomic_load(&prog_calls) == after && drain() == 0, "extender still running after stop");
+    sbertd_sd_extender_stop(NULL);
+}
+
 static void test_without_notify_socket(void)
 {
     char buf[256];
@@ -226,6 +340,9 @@ static void test_without_notify_socket(void)
     sbertd_sd_watchdog *wd = NULL;
     CHECK(sbertd_sd_watchdog_start(alive_cb, log_cb, &alive_flag, &wd, NULL) == 0 && wd == NULL,
           "watchdog started without NOTIFY_SOCKET");
+    sbertd_sd_extender *ex = NULL;
+    CHECK(sbertd_sd_extender_start("x", progress_cb, &prog_done, 1000, &ex) == 0 && ex == NULL,
+          "extender started without NOTIFY_SOCKET");
     sleep_ms(100);
     CHECK(recv_msg(buf, sizeof buf, 1) < 0, "datagram [%s] sent without NOTIFY_SOCKET", buf);
 
@@ -257,6 +374,7 @@ int main(void)
 
     test_messages();
     test_watchdog();
+    test_extender();
     test_without_notify_socket();
 
     close(sock);
