@@ -196,10 +196,14 @@ int sbc_table_print(const sbc_table *t, FILE *f, int width)
     }
     for (size_t r = 0; r <= t->n_rows; r++) {
         char *const *row = r == 0 ? t->headers : t->cells + (r - 1) * t->n_cols;
-        for (size_t c = 0; c < t->n_cols; c++) {
+        /* Cells after the last non-empty one are left out, so no line ends in spaces. */
+        size_t last = t->n_cols;
+        while (last > 1 && !row[last - 1][0])
+            last--;
+        for (size_t c = 0; c < last; c++) {
             if (c)
                 fputs("  ", f);
-            put_cell(f, row[c], w[c], t->flags[c] & SBC_COL_RIGHT, c + 1 < t->n_cols);
+            put_cell(f, row[c], w[c], t->flags[c] & SBC_COL_RIGHT, c + 1 < last);
         }
         fputc('\n', f);
     }

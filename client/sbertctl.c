@@ -662,14 +662,21 @@ static int cmd_query(struct ctx *c, const struct args *a)
         cJSON_Delete(rep);
         return rc;
     }
+    /* The METADATA column only when some result has metadata. */
+    size_t n_cols = 3;
+    const cJSON *r;
+    cJSON_ArrayForEach(r, results) {
+        const cJSON *m = cJSON_GetObjectItemCaseSensitive(r, "metadata");
+        if (m && !cJSON_IsNull(m))
+            n_cols = 4;
+    }
     struct sbc_column cols[] = {
         {"SCORE", SBC_COL_RIGHT}, {"ID", 0}, {"TEXT", SBC_COL_SHRINK}, {"METADATA", SBC_COL_SHRINK}};
     sbc_table *t;
-    if (sbc_table_create(cols, 4, &t) < 0) {
+    if (sbc_table_create(cols, n_cols, &t) < 0) {
         cJSON_Delete(rep);
         return EXIT_REPLY;
     }
-    const cJSON *r;
     cJSON_ArrayForEach(r, results) {
         char sc[32], nb[32];
         const cJSON *s = cJSON_GetObjectItemCaseSensitive(r, "score");

@@ -220,6 +220,19 @@ static void test_table(void)
                    "tab here         0.1\n");
     free(buf);
     sbc_table_free(t);
+
+    /* Empty trailing cells are not padded: no line ends in spaces. */
+    struct sbc_column c3[] = {{"A", 0}, {"B", 0}, {"C", 0}};
+    CHECK(sbc_table_create(c3, 3, &t) == 0);
+    const char *e1[] = {"long cell", "", ""};
+    CHECK(sbc_table_add_row(t, e1) == 0);
+    f = open_memstream(&buf, &len);
+    CHECK(sbc_table_print(t, f, 0) == 0);
+    fclose(f);
+    CHECK_STR(buf, "A          B  C\n"
+                   "long cell\n");
+    free(buf);
+    sbc_table_free(t);
 }
 
 int main(void)
