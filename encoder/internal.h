@@ -19,8 +19,10 @@ struct sbert_tokenizer_config {
 };
 
 /*
- * Loads dir/vocab.txt and reads the special tokens ([CLS], [SEP], [UNK], [PAD]) named in
- * dir/special_tokens_map.json (defaults when the file is absent). cfg is copied.
+ * Loads dir/vocab.txt and reads the special tokens named in dir/special_tokens_map.json (defaults
+ * when the file is absent): [CLS], [SEP], [UNK] are required; [PAD] and [MASK] are optional. Any
+ * of them occurring verbatim in a text becomes its id, as in HF's added-token split. cfg is
+ * copied.
  * On success *out owns the tokenizer (sbert_tokenizer_free). On failure *out is NULL and errbuf
  * names the file and reason.
  */
