@@ -1,0 +1,121 @@
+"""bench/index/faiss_py.py — the faiss-cpu (PyPI) side of bench/index, and the data and table.
+
+  faiss_py.py data OUTDIR N NQ          random unit vectors, queries and exact top-10 (float32/int64)
+  faiss_py.py run OUTDIR N NQ SPEC EF NPROBE LAT_QUERIES TRAIN_N
+                                        the same measurements as bench_index.c, one key=value line
+  faiss_py.py table RESULTS.txt OUT.md  one table of all lines, printed and written
+"""
+import os
+import sys
+import time
+
+import numpy as np
+
+DIM, K = 384, 10
+
+
+def rss():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def data(out, n, nq):
+    import faiss
+    rng = np.random.default_rng(12345)
+    os.makedirs(out, exist_ok=True)
+    x = np.empty((n, DIM), dtype=np.float32)
+    for i in range(0, n, 100000):
+        b = rng.standard_normal((min(100000, n - i), DIM), dtype=np.float32)
+        b /= np.linalg.norm(b, axis=1, keepdims=True)
+        x[i:i + len(b)] = b
+    q = rng.standard_normal((nq, DIM), dtype=np.float32)
+    q /= np.linalg.norm(q, axis=1, keepdims=True)
+    x.tofile(f"{out}/vectors.f32")
+    q.tofile(f"{out}/queries.f32")
+    flat = faiss.IndexFlatIP(DIM)
+    flat.add(x)
+    _, gt = flat.search(q, K)
+    gt.astype(np.int64).tofile(f"{out}/gt.i64")
+
+
+def run(out, n, nq, spec, ef, nprobe, nlat, train_n):
+    import faiss
+    x = np.fromfile(f"{out}/vectors.f32", dtype=np.float32, count=n * DIM).reshape(n, DIM)
+    q = np.fromfile(f"{out}/queries.f32", dtype=np.float32, count=nq * DIM).reshape(nq, DIM)
+    gt = np.fromfile(f"{out}/gt.i64", dtype=np.int64, count=nq * K).reshape(nq, K)
+    r0 = rss()
+    t0 = time.perf_counter()
+    idx = faiss.index_factory(DIM, spec, faiss.METRIC_INNER_PRODUCT)
+    if spec.startswith("HNSW"):
+        idx.hnsw.efConstruction = 40
+        idx.hnsw.efSearch = ef
+    if spec.startswith("IVF"):
+        idx.train(x[:train_n])
+        faiss.extract_index_ivf(idx).nprobe = nprobe
+    for i in range(0, n, 10000):
+        idx.add(x[i:i + 10000])
+    t_add = time.perf_counter() - t0
+    r1 = rss()
+    lat = []
+    for i in range(min(nlat, nq)):
+        t = time.perf_counter()
+        idx.search(q[i:i + 1], K)
+        lat.append(time.perf_counter() - t)
+    lat.sort()
+    _, res = idx.search(q, K)
+    hit = sum(len(set(res[i]) & set(gt[i])) for i in range(nq))
+    path = f"{out}/py.snap"
+    t = time.perf_counter()
+    faiss.write_index(idx, path)
+    t_write = time.perf_counter() - t
+    size = os.path.getsize(path)
+    del idx
+    t = time.perf_counter()
+    idx = faiss.read_index(path)
+    t_load = time.perf_counter() - t
+    assert idx.ntotal == n
+    os.unlink(path)
+    print(f"impl=faiss-cpu-{faiss.__version__} spec={spec} n={n} add_s={t_add:.2f} "
+          f"add_per_s={n / t_add:.0f} rss_per_vec={(r1 - r0) / n:.1f} est_per_vec=nan "
+          f"snap_write_s={t_write:.2f} snap_bytes={size} snap_load_s={t_load:.2f} "
+          f"rebuild_s={t_add:.2f} p50_ms={lat[len(lat) // 2] * 1e3:.3f} "
+          f"p99_ms={lat[min(int(len(lat) * 0.99), len(lat) - 1)] * 1e3:.3f} "
+          f"recall10={hit / (nq * K):.4f}")
+
+
+def table(results, out_md):
+    rows = []
+    with open(results) as f:
+        for line in f:
+            if "=" in line and line.startswith(("impl=", "#")):
+                rows.append(line.strip())
+    head = ["impl", "spec", "n", "add/s", "B/vec (RSS)", "B/vec (est)", "snap MB",
+            "snap write s", "snap load s", "rebuild s", "p50 ms", "p99 ms", "recall@10"]
+    keys = ["impl", "spec", "n", "add_per_s", "rss_per_vec", "est_per_vec", "snap_bytes",
+            "snap_write_s", "snap_load_s", "rebuild_s", "p50_ms", "p99_ms", "recall10"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    notes = []
+    for r in rows:
+        if r.startswith("#"):
+            notes.append(r.lstrip("# "))
+            continue
+        kv = dict(p.split("=", 1) for p in r.split())
+        kv["snap_bytes"] = f"{int(kv['snap_bytes']) / 1e6:.0f}"
+        lines.append("| " + " | ".join(kv.get(k, "") for k in keys) + " |")
+    text = "\n".join(notes + [""] + lines) + "\n"
+    print(text)
+    with open(out_md, "w") as f:
+        f.write(text)
+
+
+if __name__ == "__main__":
+    cmd = sys.argv[1]
+    if cmd == "data":
+        data(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))
+    elif cmd == "run":
+        run(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5], int(sys.argv[6]),
+            int(sys.argv[7]), int(sys.argv[8]), int(sys.argv[9]))
+    elif cmd == "table":
+        table(sys.argv[2], sys.argv[3])
+    else:
+        sys.exit(f"unknown command {cmd}")
