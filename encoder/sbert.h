@@ -10,6 +10,9 @@
  * Thread safety: an sbert_model (weights, vocabulary, configuration) is read-only once
  * sbert_model_load() has returned; any number of threads may call sbert_tokenize() and
  * sbert_encode() on the same model at once. Each sbert_encode() call owns its scratch memory.
+ * The encoder runs its own (OpenMP) threads, each calling BLAS single-threaded, so
+ * sbert_model_load() sets OpenBLAS's thread count to 1 for the whole process
+ * (openblas_set_num_threads(1)); OpenBLAS's own pool would otherwise oversubscribe the cores.
  *
  * Errors: every function that can fail returns 0 (SBERT_OK) or a negative SBERT_E* code;
  * sbert_strerror() names it. Functions that read files also take an optional errbuf that receives
@@ -115,7 +118,11 @@ struct sbert_encode_params sbert_encode_default_params(void);
  * are computed in). lens[i] is the byte length of texts[i]; lens may be NULL when every text is
  * NUL-terminated. params may be NULL for the defaults. truncated, when not NULL, receives n flags
  * (1 where a text was cut to max_seq_length). Texts are sorted by length internally and run in
- * packed batches, so padding costs nothing; memory is bounded whatever n is.
+ * packed batches, so padding costs nothing; memory is bounded whatever n is (4096 texts are
+ * tokenized at a time, each forward pass holds at most 2048 tokens). Up to n_threads threads
+ * share a pass, each taking a group of whole texts: a call with one text uses one thread.
+ * Results do not depend on the thread count or on the other texts of the call beyond float
+ * rounding (~1e-7).
  * On failure returns a negative code; when the failure is one text's (SBERT_EUTF8), *bad_index
  * (may be NULL) names it. out's contents are then unspecified.
  */
