@@ -328,7 +328,6 @@ static int csv_next(sbc_input *in, struct sbc_doc *doc, char *errbuf, size_t err
     doc->id = in->id_col == SIZE_MAX ? NULL : csv_field(in, in->id_col);
     if (doc->id && !*doc->id)
         return fail(in, line, SBC_INPUT_EFORMAT, errbuf, errlen, "empty id");
-    doc->id_is_number = 0;
     doc->metadata_json = in->meta_buf;
     doc->line = line;
     return 1;
@@ -369,7 +368,6 @@ static int txt_next(sbc_input *in, struct sbc_doc *doc, char *errbuf, size_t err
     doc->text = in->linebuf;
     doc->text_len = (size_t)n;
     doc->id = NULL;
-    doc->id_is_number = 0;
     doc->metadata_json = NULL;
     doc->line = in->line;
     return 1;
@@ -410,7 +408,6 @@ static int jsonl_next(sbc_input *in, struct sbc_doc *doc, char *errbuf, size_t e
                     return SBC_INPUT_ENOMEM;
                 }
                 doc->id = in->id_buf;
-                doc->id_is_number = 1;
             } else if (!cJSON_IsNull(item)) {
                 return fail(in, line, SBC_INPUT_EFORMAT, errbuf, errlen,
                             "\"id\" is not a string or an integer");

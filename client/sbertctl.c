@@ -396,17 +396,16 @@ static int add_batch(struct ctx *c, cJSON *docs, struct add_state *st)
     return EXIT_OK;
 }
 
-static cJSON *doc_json(const char *id, int id_is_number, const char *text, size_t text_len,
+/* One document of an add request. jsonl's integer ids travel as their decimal text, which the
+ * daemon treats the same (PROTOCOL.md: ids are strings). */
+static cJSON *doc_json(const char *id, const char *text, size_t text_len,
                        const char *metadata_json)
 {
     cJSON *d = cJSON_CreateObject();
     if (!d)
         return NULL;
-    if (id) {
-        /* jsonl's integer ids travel as their decimal text: ids are strings on the wire. */
-        (void)id_is_number;
+    if (id)
         cJSON_AddStringToObject(d, "id", id);
-    }
     char *t = strndup(text, text_len);
     if (!t) {
         cJSON_Delete(d);
@@ -448,7 +447,7 @@ static int cmd_add_texts(struct ctx *c, const struct args *a, struct add_state *
     }
     cJSON *docs = cJSON_CreateArray();
     for (int i = 0; i < a->n_pos; i++) {
-        cJSON *d = doc_json(NULL, 0, a->pos[i], strlen(a->pos[i]), a->val[ADD_META]);
+        cJSON *d = doc_json(NULL, a->pos[i], strlen(a->pos[i]), a->val[ADD_META]);
         if (!d || !docs) {
             cJSON_Delete(d);
             cJSON_Delete(docs);
@@ -523,7 +522,7 @@ static int cmd_add_file(struct ctx *c, const struct args *a, struct add_state *s
         if (r == 1) {
             if (!docs && !(docs = cJSON_CreateArray()))
                 break;
-            cJSON *d = doc_json(doc.id, doc.id_is_number, doc.text, doc.text_len,
+            cJSON *d = doc_json(doc.id, doc.text, doc.text_len,
                                 doc.metadata_json);
             if (!d) {
                 errmsg("out of memory");
@@ -967,10 +966,12 @@ static void flatten(sbc_table *t, const char *prefix, const cJSON *obj)
     }
 }
 
-/* Prints a reply object as KEY VALUE rows, or, with --json, as it came without "v" and "ok". */
+/* Prints a reply object as KEY VALUE rows, or, with --json, as it came without the envelope
+ * ("v", "ok", and the req_id sbertctl chose). */
 static int print_object(struct ctx *c, cJSON *rep)
 {
     int rc;
+    cJSON_DeleteItemFromObjectCaseSensitive(rep, "req_id");
     if (c->json) {
         cJSON_DeleteItemFromObjectCaseSensitive(rep, "v");
         cJSON_DeleteItemFromObjectCaseSensitive(rep, "ok");
