@@ -6,6 +6,8 @@
  * reindex. Usage: test_store [SPEC...] (default: Flat, HNSW32,Flat and IVF4,Flat).
  */
 #include <fcntl.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 
@@ -899,6 +901,113 @@ static void test_reindex(void)
     sbert_index_close(idx);
 }
 
+/* Readers (query, get, iterate, stats) run while a writer adds, upserts and deletes with a map
+ * that starts at 64 KiB, so the map grows under them. Every reader call must succeed, and a
+ * document the writer has reported stored must be visible to get. */
+struct conc {
+    sbert_index *idx;
+    atomic_int stop;
+    atomic_int committed; /* documents doc000000..committed-1 are stored */
+    atomic_int errors;
+    int seed;
+};
+
+static int count_cb(const struct sbert_index_doc *d, void *user)
+{
+    (void)d;
+    ++*(size_t *)user;
+    return 0;
+}
+
+static void *reader(void *arg)
+{
+    struct conc *c = arg;
+    uint64_t s = (uint64_t)c->seed + 1;
+    sbert_index_filter *f;
+    if (sbert_index_filter_compile("{\"mod\":{\"$in\":[1,2]}}", 22, &f, NULL, 0))
+        atomic_fetch_add(&c->errors, 1);
+    while (!atomic_load(&c->stop)) {
+        float v[T_DIM];
+        t_vec(t_rand(&s), v, T_DIM);
+        struct sbert_index_query_params q = sbert_index_query_default_params();
+        q.k = 5;
+        q.filter = (t_rand(&s) & 1) ? f : NULL;
+        q.include = SBERT_INDEX_INCLUDE_ALL;
+        struct sbert_index_results *r;
+        if (sbert_index_query(c->idx, v, &q, &r))
+            atomic_fetch_add(&c->errors, 1);
+        else
+            sbert_index_results_free(r);
+        int n = atomic_load(&c->committed);
+        if (n > 0) {
+            char id[32];
+            snprintf(id, sizeof id, "doc%06d", (int)(t_rand(&s) % (uint64_t)n));
+            const char *ids[1] = {id};
+            size_t lens[1] = {strlen(id)};
+            if (sbert_index_get(c->idx, ids, lens, 1, SBERT_INDEX_INCLUDE_TEXT, &r))
+                atomic_fetch_add(&c->errors, 1);
+            else {
+                if (!r->docs[0].found) {
+                    fprintf(stderr, "reader: %s not found after its commit\n", id);
+                    atomic_fetch_add(&c->errors, 1);
+                }
+                sbert_index_results_free(r);
+            }
+        }
+        if (t_rand(&s) % 16 == 0) {
+            size_t cnt = 0;
+            struct sbert_index_stats st;
+            if (sbert_index_iterate(c->idx, NULL, 0, 0, count_cb, &cnt) ||
+                sbert_index_stats(c->idx, &st))
+                atomic_fetch_add(&c->errors, 1);
+        }
+    }
+    sbert_index_filter_free(f);
+    return NULL;
+}
+
+static void test_concurrent(const char *spec)
+{
+    char dir[4200];
+    newdir(dir, sizeof dir);
+    struct sbert_index_params p = t_params(spec);
+    p.map_size = 64 * 1024;
+    p.snapshot_changes = 700; /* snapshots run during the test too */
+    sbert_index *idx = OPEN(dir, &p);
+    struct conc c[4];
+    pthread_t th[4];
+    for (int i = 0; i < 4; i++) {
+        c[i].idx = idx;
+        atomic_init(&c[i].stop, 0);
+        atomic_init(&c[i].committed, 0);
+        atomic_init(&c[i].errors, 0);
+        c[i].seed = i;
+        pthread_create(&th[i], NULL, reader, &c[i]);
+    }
+    for (int b = 0; b < 20; b++) {
+        CHECK_RC(put_range(idx, b * 100, b * 100 + 100, 5), 0);
+        if (b > 0) /* upsert the previous batch's first half */
+            CHECK_RC(put_range(idx, (b - 1) * 100, (b - 1) * 100 + 50, 5), 0);
+        for (int i = 0; i < 4; i++)
+            atomic_store(&c[i].committed, b * 100 + 100);
+    }
+    /* deletes of documents readers no longer ask for: ids past the committed prefix */
+    CHECK_RC(put_range(idx, 90000, 90100, 5), 0);
+    const char *del[2] = {"doc090000", "doc090001"};
+    size_t dl[2] = {9, 9};
+    CHECK_RC(sbert_index_delete(idx, del, dl, 2, NULL, NULL, NULL, 0), 0);
+    for (int i = 0; i < 4; i++) {
+        atomic_store(&c[i].stop, 1);
+        pthread_join(th[i], NULL);
+        CHECK(atomic_load(&c[i].errors) == 0);
+    }
+    struct sbert_index_stats st;
+    CHECK_RC(sbert_index_stats(idx, &st), 0);
+    CHECK(st.count == 2098 && st.map_size > 64 * 1024);
+    AGREE(idx);
+    sbert_index_close(idx);
+}
+
 int main(int argc, char **argv)
 {
     if (argc == 4 && strcmp(argv[1], "--replay-child") == 0)
@@ -911,19 +1020,27 @@ int main(int argc, char **argv)
         specs = (const char *const *)argv + 1;
         n_specs = argc - 1;
     }
-    test_all_or_nothing();
-    test_ids_and_iterate();
-    test_model_mismatch();
-    test_map_growth();
-    test_pairs();
-    test_reindex();
+    /* T_ONLY=name runs one case (for debugging). */
+    const char *only = getenv("T_ONLY");
+#define RUN(name, call)                                                                           \
+    do {                                                                                          \
+        if (!only || strcmp(only, name) == 0)                                                     \
+            call;                                                                                 \
+    } while (0)
+    RUN("all_or_nothing", test_all_or_nothing());
+    RUN("ids", test_ids_and_iterate());
+    RUN("model", test_model_mismatch());
+    RUN("growth", test_map_growth());
+    RUN("pairs", test_pairs());
+    RUN("reindex", test_reindex());
     for (int s = 0; s < n_specs; s++) {
         fprintf(stderr, "spec %s\n", specs[s]);
-        test_basic(specs[s]);
-        test_persistence(specs[s]);
-        test_replay(specs[s]);
-        test_filtered_query(specs[s]);
-        test_backup(specs[s]);
+        RUN("basic", test_basic(specs[s]));
+        RUN("persistence", test_persistence(specs[s]));
+        RUN("replay", test_replay(specs[s]));
+        RUN("filtered", test_filtered_query(specs[s]));
+        RUN("backup", test_backup(specs[s]));
+        RUN("concurrent", test_concurrent(specs[s]));
     }
     if (!t_failures)
         t_rmrf(g_root);
