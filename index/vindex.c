@@ -408,7 +408,16 @@ int vindex_create(const struct vindex_params *params, vindex **out, char *errbuf
         return rc;
     }
     v->p.spec = v->s.spec;
-    pthread_rwlock_init(&v->lock, NULL);
+    {
+        /* Writer-preferring: with glibc's default (readers first) a steady stream of searches
+         * starves vindex_add/remove forever (seen in tests/store concurrent case). No thread
+         * takes this lock shared twice, which this kind would deadlock on. */
+        pthread_rwlockattr_t a;
+        pthread_rwlockattr_init(&a);
+        pthread_rwlockattr_setkind_np(&a, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+        pthread_rwlock_init(&v->lock, &a);
+        pthread_rwlockattr_destroy(&a);
+    }
     pthread_mutex_init(&v->wait_mu, NULL);
     pthread_cond_init(&v->wait_cv, NULL);
     *out = v;
