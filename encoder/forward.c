@@ -53,7 +53,7 @@ void sbert_fwd_scratch_free(struct sbert_fwd_scratch *s)
 }
 
 /*
- * glibc (2.35+) ships SIMD versions of erff and expf in libmvec (4 ULP or better); declaring the
+ * glibc (2.35+) ships SIMD versions of erff, expf and tanhf in libmvec (a few ULP); declaring the
  * simd variants lets the vectoriser call them on 8 floats at a time. Without them the loops below
  * still compute the same functions, one element at a time.
  */
