@@ -24,6 +24,7 @@ import gzip
 import json
 import os
 import random
+import shutil
 import signal
 import statistics
 import subprocess
@@ -192,6 +193,14 @@ def query_run(url, queries, n_clients, per_client, k):
 
 
 def main():
+    tmp = tempfile.mkdtemp(prefix="sbe2e-", dir="/tmp")
+    try:
+        run(tmp)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def run(tmp):
     root = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
     ap = argparse.ArgumentParser()
     ap.add_argument("--build", default=os.path.join(root, "build"))
@@ -221,7 +230,6 @@ def main():
     core = openblas_core()
 
     texts, queries = load_texts(a.data, a.n, a.seed)
-    tmp = tempfile.mkdtemp(prefix="sbe2e-", dir="/tmp")
     n_cmp = min(a.ingest_n, len(texts))
     textfile = os.path.join(tmp, "texts.txt")
     with open(textfile, "w", encoding="utf-8") as f:
@@ -354,7 +362,6 @@ def main():
     with open(a.out, "w") as f:
         f.write(md)
     print("written to %s" % a.out)
-    subprocess.run(["rm", "-rf", tmp])
 
 
 if __name__ == "__main__":
