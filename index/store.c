@@ -11,7 +11,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 
 /* Readers: query threads plus FAISS's threads evaluating filters, each with its own read
  * transaction (MDB_NOTLS), plus iterators. */
@@ -20,7 +22,8 @@
 int store_error(int rc, const char *what, char *errbuf, size_t errlen)
 {
     int code;
-    if (rc == ENOSPC || rc == EDQUOT)
+    /* EFBIG (a file size limit) is a full disk for the caller: nothing more fits. */
+    if (rc == ENOSPC || rc == EDQUOT || rc == EFBIG)
         code = SBERT_INDEX_ENOSPC;
     else if (rc == ENOMEM)
         code = SBERT_INDEX_ENOMEM;
@@ -164,6 +167,22 @@ static int store_grow(store *s, char *errbuf, size_t errlen)
     return 0;
 }
 
+/* LMDB 0.9.24 reports a short write (which is how a full disk or a file size limit first shows)
+ * as EIO (mdb_page_flush: "TODO: Use ENOSPC"). Tell a full disk apart by looking: less than
+ * 64 MiB free on the file system, or the file at the process's file size limit. */
+static int store_space_low(store *s)
+{
+    struct statvfs fs;
+    if (statvfs(s->path, &fs) == 0 && (uint64_t)fs.f_bavail * fs.f_frsize < (64u << 20))
+        return 1;
+    struct rlimit rl;
+    struct stat st;
+    if (getrlimit(RLIMIT_FSIZE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
+        stat(s->path, &st) == 0 && (uint64_t)st.st_size + (1u << 20) >= (uint64_t)rl.rlim_cur)
+        return 1;
+    return 0;
+}
+
 int store_write(store *s, store_txn_fn fn, void *user, char *errbuf, size_t errlen)
 {
     for (;;) {
@@ -197,6 +216,8 @@ int store_write(store *s, store_txn_fn fn, void *user, char *errbuf, size_t errl
         }
         if (rc < 0 && rc > -100)
             return rc;
+        if (rc == EIO && store_space_low(s))
+            rc = ENOSPC;
         if (rc)
             return store_error(rc, "committing a write transaction", errbuf, errlen);
         return 0;

@@ -6,6 +6,8 @@
  * reindex. Usage: test_store [SPEC...] (default: Flat, HNSW32,Flat and IVF4,Flat).
  */
 #include <fcntl.h>
+#include <signal.h>
+#include <sys/resource.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <sys/stat.h>
@@ -901,6 +903,50 @@ static void test_reindex(void)
     sbert_index_close(idx);
 }
 
+/* A full disk, simulated with a file size limit (RLIMIT_FSIZE: writes past it fail with EFBIG):
+ * the batch fails with ENOSPC, nothing of it is stored, and once space is back the store works. */
+static void test_disk_full(void)
+{
+    char dir[4200], path[4300];
+    newdir(dir, sizeof dir);
+    snprintf(path, sizeof path, "%s/store.mdb", dir);
+    struct sbert_index_params p = t_params("Flat");
+    p.snapshot_changes = UINT64_MAX;
+    p.snapshot_seconds = UINT32_MAX;
+    sbert_index *idx = OPEN(dir, &p);
+    CHECK_RC(put_range(idx, 0, 100, 3), 0);
+    struct stat sb;
+    CHECK(stat(path, &sb) == 0);
+    struct rlimit old, lim;
+    getrlimit(RLIMIT_FSIZE, &old);
+    lim = old;
+    lim.rlim_cur = (rlim_t)sb.st_size + 8192;
+    signal(SIGXFSZ, SIG_IGN);
+    CHECK(setrlimit(RLIMIT_FSIZE, &lim) == 0);
+    char err[512] = "";
+    int rc = put_range(idx, 100, 3100, 3);
+    CHECK(rc == SBERT_INDEX_ENOSPC);
+    CHECK_RC(setrlimit(RLIMIT_FSIZE, &old), 0);
+    uint64_t n;
+    CHECK_RC(sbert_index_count(idx, &n), 0);
+    CHECK(n == 100);
+    struct sbert_index_results *r;
+    struct sbert_index_doc *d = get1(idx, "doc000100", 0, &r);
+    CHECK(d && d->found == 0);
+    sbert_index_results_free(r);
+    AGREE(idx);
+    CHECK_RC(put_range(idx, 100, 3100, 3), 0);
+    CHECK_RC(sbert_index_count(idx, &n), 0);
+    CHECK(n == 3100);
+    (void)err;
+    sbert_index_close(idx);
+    idx = OPEN(dir, &p);
+    CHECK_RC(sbert_index_count(idx, &n), 0);
+    CHECK(n == 3100);
+    AGREE(idx);
+    sbert_index_close(idx);
+}
+
 /* Readers (query, get, iterate, stats) run while a writer adds, upserts and deletes with a map
  * that starts at 64 KiB, so the map grows under them. Every reader call must succeed, and a
  * document the writer has reported stored must be visible to get. */
@@ -1033,6 +1079,7 @@ int main(int argc, char **argv)
     RUN("growth", test_map_growth());
     RUN("pairs", test_pairs());
     RUN("reindex", test_reindex());
+    RUN("diskfull", test_disk_full());
     for (int s = 0; s < n_specs; s++) {
         fprintf(stderr, "spec %s\n", specs[s]);
         RUN("basic", test_basic(specs[s]));
