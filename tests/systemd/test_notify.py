@@ -255,8 +255,20 @@ def first_life(d, n):
     check(re.search(r"log_level.*info.*debug", new), "the log_level change is not logged:\n" + new[-2000:])
     r.close()
 
-    # SIGTERM with large requests in flight: all answered in full, STOPPING=1, exit 0.
-    texts = ["sentence %d of the shutdown test about sbertd and its watchdog" % i for i in range(512)]
+    # SIGTERM with large requests in flight: all answered in full, STOPPING=1, exit 0. The
+    # requests are sized from a timed calibration request so that each runs for seconds on this
+    # machine, whatever its speed (the time only sizes the work; nothing asserts on it).
+    def sentence(i):
+        return "sentence %d of the shutdown test about sbertd, its watchdog and its signals" % i
+    c = Req(d.url, 300000)
+    t0 = time.monotonic()
+    reply, err = c.call({"v": 1, "op": "encode", "texts": [sentence(i) for i in range(64)]})
+    per_text = (time.monotonic() - t0) / 64
+    c.close()
+    check(reply is not None and reply.get("ok") is True, "calibration encode: %s" % err)
+    count = int(min(4096, max(256, 4.0 / max(per_text, 1e-6))))
+    print("in-flight requests: 2 x %d texts (%.2f ms per text here)" % (count, per_text * 1000), flush=True)
+    texts = [sentence(i) for i in range(count)]
     results = [None, None]
 
     def client(slot):
