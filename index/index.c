@@ -287,6 +287,26 @@ static void publish(sbert_index *idx)
     atomic_store(&idx->pub_snap_time, idx->snap_exists ? idx->snap_time : 0);
 }
 
+static void progress(sbert_index *idx, const char *phase, uint64_t done, uint64_t total)
+{
+    if (idx->params.progress)
+        idx->params.progress(idx->params.progress_user, phase, done, total);
+}
+
+/* Number of stored documents (0 when it cannot be read: progress totals only). */
+static uint64_t doc_total(sbert_index *idx)
+{
+    MDB_txn *txn;
+    MDB_stat st;
+    uint64_t n = 0;
+    if (store_read_begin(idx->st, &txn) == 0) {
+        if (mdb_stat(txn, idx->st->docs, &st) == 0)
+            n = st.ms_entries;
+        store_read_end(idx->st, txn);
+    }
+    return n;
+}
+
 /* ---- public: errors, defaults ------------------------------------------------------------------ */
 
 const char *sbert_index_strerror(int err)
@@ -354,7 +374,8 @@ static int rebuild(sbert_index *idx, vindex **out, char *errbuf, size_t errlen)
         goto done;
     }
     size_t next = 0;
-    uint64_t total = 0;
+    uint64_t total = 0, expect = doc_total(idx);
+    progress(idx, "rebuild", 0, expect);
     for (;;) {
         MDB_txn *txn;
         if ((rc = store_read_begin(idx->st, &txn)))
@@ -397,6 +418,7 @@ static int rebuild(sbert_index *idx, vindex **out, char *errbuf, size_t errlen)
             goto done;
         }
         total += n;
+        progress(idx, "rebuild", total, expect);
         if (n < REBUILD_CHUNK)
             break;
     }
@@ -461,7 +483,8 @@ static int replay(sbert_index *idx, vindex *v, uint64_t from, char *errbuf, size
             }
             if (rc)
                 break;
-            applied++;
+            if (++applied % 4096 == 0)
+                progress(idx, "replay", applied, idx->meta.change - from);
             rc = mdb_cursor_get(c, &k, &d, MDB_NEXT);
         }
         mdb_cursor_close(c);
@@ -742,7 +765,8 @@ static int reindex_locked(sbert_index *idx, const struct sbert_index_model *nm,
     if ((rc = store_write(ns, reindex_write_fn, &w, errbuf, errlen)))
         goto fail;
     w.meta = NULL;
-    uint64_t next = 0, total = 0;
+    uint64_t next = 0, total = 0, expect = doc_total(idx);
+    progress(idx, "reindex", 0, expect);
     for (;;) {
         size_t n;
         if ((rc = read_chunk(idx, &next, docs, CHUNK, &n)))
@@ -775,6 +799,7 @@ static int reindex_locked(sbert_index *idx, const struct sbert_index_model *nm,
         if (rc)
             goto fail;
         total += n;
+        progress(idx, "reindex", total, expect);
     }
     if ((rc = mdb_env_sync(ns->env, 1))) {
         rc = store_error(rc, "syncing the reindexed store", errbuf, errlen);

@@ -153,6 +153,14 @@ struct sbert_index_params {
 
     sbert_index_log_fn log; /* NULL: no logging */
     void *log_user;
+
+    /* Progress of long work, NULL: none. Called from the thread doing it, at least every 4096
+     * documents, during a rebuild of the vector index (phase "rebuild", also inside open), a
+     * reindex (phase "reindex", also reindex_on_open) and a change log replay at open (phase
+     * "replay"): done and total count documents (changes for "replay"; total 0 when unknown).
+     * phase is a static string. Must be cheap and must not call into the library. */
+    void (*progress)(void *user, const char *phase, uint64_t done, uint64_t total);
+    void *progress_user;
 };
 
 /* Returns the defaults: a zeroed model (which the caller must fill in), index_spec NULL, all

@@ -434,6 +434,15 @@ static void test_ids_and_iterate(void)
     sbert_index_close(idx);
 }
 
+static void record_rebuild(void *user, const char *phase, uint64_t done, uint64_t total)
+{
+    uint64_t *p = user;
+    if (strcmp(phase, "rebuild") == 0) {
+        p[0] = done;
+        p[1] = total;
+    }
+}
+
 static void test_persistence(const char *spec)
 {
     char dir[4200];
@@ -483,10 +492,15 @@ static void test_persistence(const char *spec)
             close(fd);
         } else
             CHECK(truncate(snap, sb.st_size / 3) == 0);
-        idx = OPEN(dir, &p);
+        struct sbert_index_params pr = p;
+        uint64_t prog[2] = {0, 0};
+        pr.progress = record_rebuild;
+        pr.progress_user = prog;
+        idx = OPEN(dir, &pr);
         CHECK_RC(sbert_index_stats(idx, &st), 0);
         CHECK(st.count == 498 + (uint64_t)how && st.index_count == st.count &&
               st.snapshot_change == 0);
+        CHECK(prog[0] == st.count && prog[1] == st.count);
         AGREE(idx);
         CHECK_RC(put_range(idx, 1000 + how, 1001 + how, 10), 0);
         sbert_index_close(idx);
@@ -831,6 +845,15 @@ static int fake_encode(const char *const *texts, const size_t *lens, size_t n, f
     return 0;
 }
 
+static void record_progress(void *user, const char *phase, uint64_t done, uint64_t total)
+{
+    uint64_t *p = user;
+    if (strcmp(phase, "reindex") == 0) {
+        p[0] = done;
+        p[1] = total;
+    }
+}
+
 static void test_reindex(void)
 {
     char dir[4200];
@@ -890,13 +913,17 @@ static void test_reindex(void)
     AGREE(idx);
     sbert_index_close(idx);
 
-    /* reindex at open: back to model a's identity (dim 32) via reindex_on_open */
+    /* reindex at open, with progress reported */
     struct sbert_index_params pa = p;
     pa.reindex_on_open = fake_encode; /* writes 16 floats: so use a 16-dim model "c" */
     pa.model = nm;
     pa.model.name = "model-c";
     pa.model.weights_sha256 = T_SHA_A;
+    uint64_t prog[2] = {0, 0};
+    pa.progress = record_progress;
+    pa.progress_user = prog;
     idx = OPEN(dir, &pa);
+    CHECK(prog[0] == 701 && prog[1] == 701);
     CHECK_RC(sbert_index_stats(idx, &st), 0);
     CHECK(st.count == 701 && strcmp(st.model_name, "model-c") == 0);
     AGREE(idx);
