@@ -94,8 +94,8 @@ def main():
                     failed.append(split)
             except (RuntimeError, ValueError, OSError) as e:
                 notes.append(f"sbertd on {split}: {e}")
-        say(f"| {split} | {len(gold)} | {'n/a' if rho is None else f'{rho:.2f}'} | {st_rho:.2f} | "
-            f"{PUBLISHED[split]:.2f} | {'n/a' if diff is None else f'{diff:+.2f}'} | "
+        say(f"| {split} | {len(gold)} | {'n/a' if rho is None else f'{rho:.3f}'} | {st_rho:.3f} | "
+            f"{PUBLISHED[split]:.2f} | {'n/a' if diff is None else f'{diff:+.3f}'} | "
             f"{'n/a' if cdiff is None else f'{cdiff:.1e}'} |")
     if not binary:
         notes.append("sbert-encode not available"
