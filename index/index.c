@@ -1260,6 +1260,10 @@ int sbert_index_put(sbert_index *idx, struct sbert_index_put_item *items, size_t
                    !utf8_valid((const unsigned char *)it->text, it->text_len)) {
             rc = SBERT_INDEX_ETEXT;
             what = "the text is not valid UTF-8";
+        } else if (it->dim && (size_t)it->dim != dim) {
+            rc = SBERT_INDEX_EMODEL;
+            errf(errbuf, errlen, rc, "item %zu: a vector of dim %d, the store's model has dim %zu",
+                 i, it->dim, dim);
         } else if (!it->vector || normalize_into(it->vector, dim, vecs + i * dim)) {
             rc = SBERT_INDEX_EINVAL;
             what = "the vector is missing or has a NaN or infinity";
@@ -1757,6 +1761,10 @@ int sbert_index_query(sbert_index *idx, const float *vector,
     if (rc)
         return rc;
     size_t dim = (size_t)idx->meta.dim, k = params->k;
+    if (params->dim && (size_t)params->dim != dim) {
+        pthread_rwlock_unlock(&idx->swap);
+        return SBERT_INDEX_EMODEL;
+    }
     float *q = malloc(dim * sizeof *q);
     int64_t *labels = malloc(k * sizeof *labels);
     float *scores = malloc(k * sizeof *scores);

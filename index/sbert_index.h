@@ -201,6 +201,8 @@ struct sbert_index_put_item {
     const char *metadata; /* in: a JSON object (metadata_len bytes), or NULL for none */
     size_t metadata_len;
     const float *vector;  /* in: dim floats, finite; L2-normalised before it is stored */
+    int dim;              /* in: vector's length, checked against the store's (EMODEL when they
+                             differ, e.g. a reindex to another dim ran meanwhile); 0: unchecked */
     char gen_id[SBERT_INDEX_GEN_ID_SIZE]; /* out: the generated id when id was NULL, else "" */
     int replaced;         /* out: 1 when a document with this id existed and was replaced */
 };
@@ -320,9 +322,11 @@ struct sbert_index_query_params {
     float min_score;                  /* hits below are dropped; -2 (or less): no minimum */
     const sbert_index_filter *filter; /* NULL: every document */
     unsigned include;                 /* SBERT_INDEX_INCLUDE_* */
+    int dim;                          /* the query vector's length, checked against the store's
+                                         (EMODEL when they differ); 0: unchecked */
 };
 
-/* Returns {k = 10, min_score = -2, filter = NULL, include = 0}. */
+/* Returns {k = 10, min_score = -2, filter = NULL, include = 0, dim = 0}. */
 struct sbert_index_query_params sbert_index_query_default_params(void);
 
 /*

@@ -240,6 +240,20 @@ static void test_basic(const char *spec)
     sbert_index_results_free(r);
     AGREE(idx);
 
+    /* a vector of another dimension (e.g. from before a reindex) is refused, not read past */
+    q = sbert_index_query_default_params();
+    q.dim = 16;
+    CHECK(sbert_index_query(idx, v[0], &q, &r) == SBERT_INDEX_EMODEL);
+    q.dim = T_DIM;
+    CHECK_RC(sbert_index_query(idx, v[0], &q, &r), 0);
+    sbert_index_results_free(r);
+    struct sbert_index_put_item wrong = {.id = "w", .id_len = 1, .text = "w", .text_len = 1,
+                                         .vector = v[0], .dim = 16};
+    size_t badi = 9;
+    CHECK(sbert_index_put(idx, &wrong, 1, &badi, NULL, 0) == SBERT_INDEX_EMODEL && badi == 0);
+    wrong.dim = T_DIM;
+    CHECK_RC(sbert_index_put(idx, &wrong, 1, NULL, NULL, 0), 0);
+
     /* bad arguments */
     CHECK(sbert_index_query(idx, v[0], &(struct sbert_index_query_params){.k = 0}, &r) ==
           SBERT_INDEX_EINVAL);
