@@ -432,6 +432,13 @@ def main():
                 w = None if r is None else r.get("proc_wall", r["wall"])
                 cells.append("n/a" if r is None else f"{r['cpu'] / w:.2f}")
             say(f"| {b} | {t} | " + " | ".join(cells) + " |")
+    starved = sorted({(b, t) for (s_, b, t), r in results.items()
+                      if r["cpu"] / r.get("proc_wall", r["wall"]) < 0.5 * t})
+    if starved:
+        say()
+        say("Starved cells (some system got less than half its threads' CPU time; their figures "
+            "mostly measure the machine's other load): "
+            + ", ".join(f"batch {b}/{t} thread(s)" for b, t in starved))
     if inproc:
         say()
         say("sbert-encode --stats (its own timing of the sbert_encode() calls, in-process):")
