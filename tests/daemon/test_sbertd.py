@@ -478,6 +478,63 @@ def test_sighup_reloads_limits(d):
     c.close()
 
 
+def test_query_not_blocked_by_ingest(d):
+    """A query sent while a large add is being encoded and stored is answered before the add."""
+    c = d.client()
+    ok(c.call("add", documents=[{"id": "s%d" % i, "text": t} for i, t in enumerate(SENTENCES)]))
+    texts = ["ingest sentence %d: %s" % (i, SENTENCES[i % 8]) for i in range(800)]
+    done = {}
+
+    def add():
+        cl = d.client(timeout_ms=600000)
+        done["reply"] = cl.call("add", documents=[{"text": t} for t in texts])
+        done["t"] = time.time()
+        cl.close()
+
+    t = threading.Thread(target=add)
+    t.start()
+    # wait until the add is in the daemon (its documents are not visible before it commits)
+    deadline = time.time() + 60
+    while time.time() < deadline and ok(c.call("stats"))["requests"]["in_progress"] < 2:
+        time.sleep(0.01)
+    q = ok(c.call("query", text="I love pasta", k=1))
+    answered = time.time()
+    check(q["results"][0]["id"] == "s2", "query during ingest: %r" % q)
+    t.join(600)
+    ok(done["reply"], "the large add")
+    check(answered < done["t"], "the query waited for the ingest to finish")
+    c.close()
+
+
+def test_busy_when_over_max_concurrent(d):
+    """max_concurrent = 1: while a long encode runs, another request gets busy, then service
+    resumes."""
+    texts = ["busy test text number %d %s" % (i, SENTENCES[i % 8]) for i in range(400)]
+    out = {}
+
+    def encode():
+        cl = d.client(timeout_ms=600000)
+        out["reply"] = cl.call("encode", texts=texts)
+        cl.close()
+
+    t = threading.Thread(target=encode)
+    t.start()
+    c = d.client()
+    seen = None
+    while t.is_alive():
+        r = c.call("health")
+        if not r["ok"]:
+            seen = r
+            break
+        time.sleep(0.005)
+    t.join(600)
+    ok(out["reply"], "the long encode")
+    check(seen is not None, "no busy reply while the encode ran")
+    err(seen, "busy", "over max_concurrent")
+    ok(c.call("health"), "health after the encode")
+    c.close()
+
+
 def test_auth_token(d):
     c = d.client()
     err(c.call("health"), "unauthorized", "no token")
@@ -543,6 +600,8 @@ TESTS = [
     ("concurrent_clients", test_concurrent_clients, {}),
     ("sigterm_answers_in_flight", test_sigterm_answers_in_flight, {}),
     ("sighup_reloads_limits", test_sighup_reloads_limits, {"config": "max_k = 1000\n"}),
+    ("query_not_blocked_by_ingest", test_query_not_blocked_by_ingest, {}),
+    ("busy_when_over_max_concurrent", test_busy_when_over_max_concurrent, {"config": "max_concurrent = 1\n"}),
     ("auth_token", test_auth_token, {"config": "auth_token = s3cret-token\n"}),
     ("config_example_parses", test_config_example_parses, {"nostart": True}),
 ]
