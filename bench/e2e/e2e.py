@@ -309,6 +309,13 @@ def run(tmp):
             print("  %2d client(s): %d queries p50 %.2f ms p99 %.2f ms %.1f q/s" % rows[-1],
                   flush=True)
 
+        # The daemon's own view of the same queries (receipt to reply handed to nanomsg), which
+        # separates time inside sbertd from the transport and client.
+        r = Req(url)
+        after = r.call({"v": 1, "op": "stats"})
+        r.close()
+        dq = ((after.get("ops") or {}).get("query") or {})
+
         cli_lat = []
         for q in queries[:30]:
             t0 = time.perf_counter()
@@ -354,6 +361,10 @@ def run(tmp):
         lines.append("| %d | %d | %.2f | %.2f | %.1f |" % (nc, nq, p50, p99, qps))
     lines.append("| 1 (`sbertctl query` process: exec + connect + print) | %d | %.2f | %.2f | |"
                  % (len(cli_lat), statistics.median(cli_lat), pct(cli_lat, 99)))
+    if dq:
+        lines.append("| all of the above, inside sbertd (`stats` ops.query; max %.2f ms) | %d | %.2f "
+                     "| %.2f | |" % (dq.get("max_ms", 0), dq.get("count", 0), dq.get("p50_ms", 0),
+                                    dq.get("p99_ms", 0)))
     lines.append("")
     md = "\n".join(lines)
     print()
