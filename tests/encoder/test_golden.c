@@ -88,8 +88,9 @@ int main(int argc, char **argv)
             worst_abs_i = i;
         }
     }
-    printf("%zu texts, %d threads: worst cosine %.9f (text %zu), worst |diff| %.3g (text %zu)\n",
-           count, ep.n_threads, worst_cos, worst_cos_i, worst_abs, worst_abs_i);
+    printf("%zu texts, %d threads: worst cosine %.9f (1 - cos = %.2g, text %zu), worst |diff| %.3g "
+           "(text %zu)\n",
+           count, ep.n_threads, worst_cos, 1 - worst_cos, worst_cos_i, worst_abs, worst_abs_i);
     CHECK(fails == 0, "%zu of %zu embeddings differ from sentence-transformers", fails, count);
 
     for (size_t i = 0; i < count; i++) free(texts[i]);
