@@ -299,6 +299,12 @@ def daemon_tests(ctl, daemon, tmp):
         nums = re.findall(r"-?\d+\.\d+", p.stdout.split("\n", 1)[1].split("]")[0])
         check(len(nums) == 384 and abs(float(nums[0]) - e[0][0]) < 1e-7,
               "encode prints all 384 numbers of the first vector")
+        # A reply over nanomsg's 1 MiB default NN_RCVMAXSIZE (which would drop it silently and
+        # leave the client waiting) arrives whole: 400 vectors are about 1.7 MB of JSON.
+        many = ["short text number %d" % i for i in range(400)]
+        p = ctl.run("--json", "encode", *many)
+        check(len(p.stdout) > (1 << 20), "the encode reply is over 1 MiB (%d bytes)" % len(p.stdout))
+        check(len(json.loads(p.stdout)["embeddings"]) == 400, "400 embeddings")
 
     def t_query():
         d = ctl.json("query", "-k", "3", "A film that is really good")
