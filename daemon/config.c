@@ -57,6 +57,7 @@ static const struct key {
     U64("max_matrix", max_matrix, 1, 100000000),
     U64("max_metadata_bytes", max_metadata_bytes, 2, 64u << 20),
     U64("max_concurrent", max_concurrent, 1, 1000000),
+    U64("max_inflight_bytes", max_inflight_bytes, 4096, UINT64_MAX),
     U64("watchdog_stall_sec", watchdog_stall_sec, 1, 86400),
 #undef STR
 #undef INT
@@ -130,6 +131,7 @@ void sbertd_config_defaults(struct sbertd_config *c)
     c->max_matrix = SBERT_PROTO_DEFAULT_MAX_MATRIX;
     c->max_metadata_bytes = SBERT_PROTO_DEFAULT_MAX_METADATA_BYTES;
     c->max_concurrent = SBERT_PROTO_DEFAULT_MAX_CONCURRENT;
+    c->max_inflight_bytes = 0; /* 4 x max_message_size, resolved once the file and flags are read */
     c->watchdog_stall_sec = 600;
 }
 
@@ -361,6 +363,8 @@ int sbertd_config_from_args(struct sbertd_config *c, int argc, char **argv, char
         if (r)
             return errf(err, errlen, "%s", why);
     }
+    if (c->max_inflight_bytes == 0)
+        c->max_inflight_bytes = 4 * c->max_message_size;
     return 0;
 }
 

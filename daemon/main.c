@@ -56,6 +56,7 @@ static void apply_limits(struct sbertd *d, const struct sbertd_config *c)
     atomic_store(&d->max_matrix, c->max_matrix);
     atomic_store(&d->max_metadata_bytes, c->max_metadata_bytes);
     atomic_store(&d->max_concurrent, c->max_concurrent);
+    atomic_store(&d->max_inflight_bytes, c->max_inflight_bytes);
 }
 
 /* SIGHUP: re-reads the configuration (file, then the same flags) and applies what can change
@@ -94,6 +95,7 @@ static void reload(struct sbertd *d, int argc, char **argv)
     LIVE(max_matrix)
     LIVE(max_metadata_bytes)
     LIVE(max_concurrent)
+    LIVE(max_inflight_bytes)
 #undef LIVE
     apply_limits(d, c);
     /* max_message_size above the bound the socket was opened with is cut by nanomsg: say so */
@@ -109,6 +111,7 @@ static void reload(struct sbertd *d, int argc, char **argv)
     d->cfg.max_matrix = c->max_matrix;
     d->cfg.max_metadata_bytes = c->max_metadata_bytes;
     d->cfg.max_concurrent = c->max_concurrent;
+    d->cfg.max_inflight_bytes = c->max_inflight_bytes;
     static const struct {
         const char *name;
         size_t off, size;

@@ -207,6 +207,7 @@ static int run_stats(struct sbertd *d, struct request *r, cJSON *reply,
         !cJSON_AddNumberToObject(lim, "max_matrix", (double)LIM(max_matrix)) ||
         !cJSON_AddNumberToObject(lim, "max_metadata_bytes", (double)LIM(max_metadata_bytes)) ||
         !cJSON_AddNumberToObject(lim, "max_concurrent", (double)LIM(max_concurrent)) ||
+        !cJSON_AddNumberToObject(lim, "max_inflight_bytes", (double)LIM(max_inflight_bytes)) ||
         !(req = cJSON_AddObjectToObject(reply, "requests")) ||
         /* this request is in flight too */
         !cJSON_AddNumberToObject(req, "in_progress", (double)atomic_load(&d->in_flight)) ||

@@ -244,6 +244,7 @@ static void finish_with_text(struct sbertd *d, struct request *r, const char *te
                    r->req.req_id ? r->req.req_id : "", failed ? code : "ok", r->len, len,
                    (double)us / 1000.0);
     atomic_fetch_sub(&d->in_flight, 1);
+    atomic_fetch_sub(&d->inflight_bytes, r->len);
     request_free(r);
 }
 
@@ -618,6 +619,7 @@ static void *receiver_main(void *arg)
         r->op_index = -1;
         r->hash = fnv1a(body, r->len);
         uint64_t inflight = atomic_fetch_add(&d->in_flight, 1);
+        uint64_t bytes = atomic_fetch_add(&d->inflight_bytes, r->len) + r->len;
         char msg[160];
         if (atomic_load(&d->stopping)) {
             refuse(d, r, SBERT_PROTO_ESHUTTING_DOWN, "the daemon is shutting down");
@@ -628,6 +630,12 @@ static void *receiver_main(void *arg)
         } else if (inflight >= atomic_load(&d->max_concurrent)) {
             snprintf(msg, sizeof msg, "%llu requests are in progress (max_concurrent); retry later",
                      (unsigned long long)inflight);
+            refuse(d, r, SBERT_PROTO_EBUSY, msg);
+        } else if (inflight > 0 && bytes > atomic_load(&d->max_inflight_bytes)) {
+            /* parsed requests take a few times their size: this bounds the daemon's memory
+             * under a flood of large ones (one request is always let through) */
+            snprintf(msg, sizeof msg, "%llu bytes of requests are in progress "
+                     "(max_inflight_bytes); retry later", (unsigned long long)(bytes - r->len));
             refuse(d, r, SBERT_PROTO_EBUSY, msg);
         }
         else

@@ -94,11 +94,12 @@ struct sbertd {
 
     /* live-reloadable settings (SIGHUP) */
     _Atomic uint64_t max_message_size, max_batch, max_text_bytes, max_k, max_pairs, max_matrix,
-        max_metadata_bytes, max_concurrent;
+        max_metadata_bytes, max_concurrent, max_inflight_bytes;
 
     atomic_int stopping;
     atomic_int receiver_alive;
     _Atomic uint64_t in_flight;
+    _Atomic uint64_t inflight_bytes;
     _Atomic uint64_t total, total_errors;
 
     struct queue work, writes;
