@@ -33,12 +33,15 @@ struct node {
     /* NODE_CMP */
     enum cmp_op op;
     char *field;
+    size_t field_idx;   /* index into the filter's distinct field names */
     struct value *vals; /* one for scalar operators, the list for $in / $nin */
     size_t n_vals;
 };
 
 struct sbert_index_filter {
     struct node *root;
+    char **fields; /* distinct field names the filter reads */
+    size_t n_fields;
 };
 
 static const struct {
@@ -380,6 +383,28 @@ static int json_depth_exceeds(const cJSON *j, int depth, int limit)
     return 0;
 }
 
+/* Gives every comparison node the index of its field in f->fields (distinct names). */
+static int collect_fields(sbert_index_filter *f, struct node *n)
+{
+    for (size_t i = 0; i < n->n_kids; i++)
+        if (collect_fields(f, n->kids[i]))
+            return -1;
+    if (n->kind != NODE_CMP)
+        return 0;
+    for (size_t i = 0; i < f->n_fields; i++)
+        if (strcmp(f->fields[i], n->field) == 0) {
+            n->field_idx = i;
+            return 0;
+        }
+    char **nf = realloc(f->fields, (f->n_fields + 1) * sizeof *nf);
+    if (!nf)
+        return -1;
+    f->fields = nf;
+    n->field_idx = f->n_fields;
+    f->fields[f->n_fields++] = n->field;
+    return 0;
+}
+
 int sbert_index_filter_compile(const char *json, size_t len, sbert_index_filter **out,
                                char *errbuf, size_t errlen)
 {
@@ -426,6 +451,13 @@ int sbert_index_filter_compile(const char *json, size_t len, sbert_index_filter 
         return SBERT_INDEX_ENOMEM;
     }
     f->root = n;
+    f->fields = NULL;
+    f->n_fields = 0;
+    if (collect_fields(f, n)) {
+        sbert_index_filter_free(f);
+        fail(&c, SBERT_INDEX_ENOMEM, NULL, "out of memory");
+        return SBERT_INDEX_ENOMEM;
+    }
     *out = f;
     return SBERT_INDEX_OK;
 }
@@ -435,6 +467,7 @@ void sbert_index_filter_free(sbert_index_filter *f)
     if (!f)
         return;
     node_free(f->root);
+    free(f->fields); /* the names belong to the nodes */
     free(f);
 }
 
@@ -501,6 +534,245 @@ static int eval_node(const struct node *n, const cJSON *meta)
     return 0;
 }
 
+/* ---- evaluation on the stored text, without building a tree ---------------------------------- */
+
+/* A top-level metadata value the filter reads, as found in the JSON text. */
+struct slot {
+    enum { SLOT_MISSING = 0, SLOT_STRING, SLOT_NUMBER, SLOT_BOOL, SLOT_OTHER } type;
+    const char *s; /* SLOT_STRING: the raw bytes between the quotes (no escapes in them) */
+    size_t len;
+    double num;
+    int boolean;
+};
+
+struct scan {
+    const char *p, *end;
+};
+
+static void skip_ws(struct scan *sc)
+{
+    while (sc->p < sc->end && (*sc->p == ' ' || *sc->p == '\t' || *sc->p == '\n' || *sc->p == '\r'))
+        sc->p++;
+}
+
+/* A string at sc->p (on its opening quote). Sets *escaped when it holds a backslash. */
+static int scan_string(struct scan *sc, const char **s, size_t *len, int *escaped)
+{
+    if (sc->p >= sc->end || *sc->p != '"')
+        return -1;
+    const char *start = ++sc->p;
+    *escaped = 0;
+    while (sc->p < sc->end && *sc->p != '"') {
+        if (*sc->p == '\\') {
+            *escaped = 1;
+            sc->p++;
+        }
+        sc->p++;
+    }
+    if (sc->p >= sc->end)
+        return -1;
+    *s = start;
+    *len = (size_t)(sc->p - start);
+    sc->p++;
+    return 0;
+}
+
+/* Skips any value; nesting is tracked with a counter, not recursion. */
+static int skip_value(struct scan *sc)
+{
+    int depth = 0;
+    do {
+        skip_ws(sc);
+        if (sc->p >= sc->end)
+            return -1;
+        char c = *sc->p;
+        if (c == '"') {
+            const char *s;
+            size_t l;
+            int e;
+            if (scan_string(sc, &s, &l, &e))
+                return -1;
+        } else if (c == '{' || c == '[') {
+            depth++;
+            sc->p++;
+        } else if (c == '}' || c == ']') {
+            if (--depth < 0)
+                return -1;
+            sc->p++;
+        } else if (c == ',' || c == ':') {
+            if (depth == 0)
+                return -1;
+            sc->p++;
+        } else {
+            while (sc->p < sc->end && !strchr(",:]} \t\r\n", *sc->p))
+                sc->p++;
+        }
+    } while (depth > 0);
+    return 0;
+}
+
+/* Reads the value at sc->p into slot. */
+static int scan_value(struct scan *sc, struct slot *sl)
+{
+    skip_ws(sc);
+    if (sc->p >= sc->end)
+        return -1;
+    char c = *sc->p;
+    if (c == '"') {
+        int escaped;
+        if (scan_string(sc, &sl->s, &sl->len, &escaped) || escaped)
+            return -1; /* escapes: the caller falls back to the full parser */
+        sl->type = SLOT_STRING;
+        return 0;
+    }
+    if (c == 't' || c == 'f') {
+        size_t n = c == 't' ? 4 : 5;
+        if ((size_t)(sc->end - sc->p) < n || memcmp(sc->p, c == 't' ? "true" : "false", n))
+            return -1;
+        sc->p += n;
+        sl->type = SLOT_BOOL;
+        sl->boolean = c == 't';
+        return 0;
+    }
+    if (c == '-' || (c >= '0' && c <= '9')) {
+        char buf[64];
+        size_t n = 0;
+        while (sc->p + n < sc->end && n < sizeof buf - 1 && strchr("+-.eE0123456789", sc->p[n]))
+            n++;
+        if (n == sizeof buf - 1)
+            return -1;
+        memcpy(buf, sc->p, n);
+        buf[n] = 0;
+        char *e;
+        sl->num = strtod(buf, &e);
+        if (e != buf + n)
+            return -1;
+        sc->p += n;
+        sl->type = SLOT_NUMBER;
+        return 0;
+    }
+    sl->type = SLOT_OTHER; /* null, array, object */
+    return skip_value(sc);
+}
+
+static int slot_equals(const struct slot *sl, const struct value *v)
+{
+    switch (v->type) {
+    case VAL_STRING:
+        return sl->type == SLOT_STRING && strlen(v->str) == sl->len &&
+               memcmp(sl->s, v->str, sl->len) == 0;
+    case VAL_NUMBER:
+        return sl->type == SLOT_NUMBER && sl->num == v->num;
+    case VAL_BOOL:
+        return sl->type == SLOT_BOOL && sl->boolean == v->boolean;
+    }
+    return 0;
+}
+
+/* The same semantics as eval_cmp / eval_node, on slots. */
+static int eval_slots(const struct node *n, const struct slot *slots)
+{
+    if (n->kind == NODE_AND || n->kind == NODE_OR) {
+        for (size_t i = 0; i < n->n_kids; i++) {
+            int r = eval_slots(n->kids[i], slots);
+            if (n->kind == NODE_AND ? !r : r)
+                return r;
+        }
+        return n->kind == NODE_AND;
+    }
+    const struct slot *sl = &slots[n->field_idx];
+    int present = sl->type != SLOT_MISSING;
+    switch (n->op) {
+    case OP_EQ:
+        return present && slot_equals(sl, &n->vals[0]);
+    case OP_NE:
+        return !(present && slot_equals(sl, &n->vals[0]));
+    case OP_GT:
+        return sl->type == SLOT_NUMBER && sl->num > n->vals[0].num;
+    case OP_GTE:
+        return sl->type == SLOT_NUMBER && sl->num >= n->vals[0].num;
+    case OP_LT:
+        return sl->type == SLOT_NUMBER && sl->num < n->vals[0].num;
+    case OP_LTE:
+        return sl->type == SLOT_NUMBER && sl->num <= n->vals[0].num;
+    case OP_IN:
+    case OP_NIN: {
+        int found = 0;
+        for (size_t i = 0; present && i < n->n_vals && !found; i++)
+            found = slot_equals(sl, &n->vals[i]);
+        return n->op == OP_IN ? found : !found;
+    }
+    }
+    return 0;
+}
+
+/* Fills slots from a metadata object's text. Returns -1 when the text needs the full parser
+ * (escapes in a key or a read string, anything unexpected). Only the first occurrence of a key
+ * counts, as with cJSON_GetObjectItemCaseSensitive. */
+static int scan_object(const sbert_index_filter *f, const char *json, size_t len,
+                       struct slot *slots)
+{
+    struct scan sc = {json, json + len};
+    skip_ws(&sc);
+    if (sc.p >= sc.end || *sc.p != '{')
+        return -1;
+    sc.p++;
+    skip_ws(&sc);
+    if (sc.p < sc.end && *sc.p == '}')
+        return 0;
+    for (;;) {
+        const char *key;
+        size_t klen;
+        int escaped;
+        skip_ws(&sc);
+        if (scan_string(&sc, &key, &klen, &escaped) || escaped)
+            return -1;
+        skip_ws(&sc);
+        if (sc.p >= sc.end || *sc.p != ':')
+            return -1;
+        sc.p++;
+        size_t i;
+        for (i = 0; i < f->n_fields; i++)
+            if (strlen(f->fields[i]) == klen && memcmp(f->fields[i], key, klen) == 0)
+                break;
+        if (i < f->n_fields && slots[i].type == SLOT_MISSING) {
+            if (scan_value(&sc, &slots[i]))
+                return -1;
+        } else if (skip_value(&sc))
+            return -1;
+        skip_ws(&sc);
+        if (sc.p >= sc.end)
+            return -1;
+        if (*sc.p == '}')
+            return 0;
+        if (*sc.p != ',')
+            return -1;
+        sc.p++;
+    }
+}
+
+int filter_match_raw(const sbert_index_filter *f, const char *metadata, size_t len)
+{
+    struct slot local[16];
+    struct slot *slots = f->n_fields <= 16 ? local : calloc(f->n_fields, sizeof *slots);
+    if (!slots)
+        return SBERT_INDEX_ENOMEM;
+    memset(slots, 0, (f->n_fields <= 16 ? 16 : f->n_fields) * sizeof *slots);
+    int r;
+    if (!metadata || len == 0)
+        r = eval_slots(f->root, slots);
+    else if (scan_object(f, metadata, len, slots) == 0)
+        r = eval_slots(f->root, slots);
+    else {
+        cJSON *j = cJSON_ParseWithLength(metadata, len);
+        r = j && cJSON_IsObject(j) ? eval_node(f->root, j) : SBERT_INDEX_EMETADATA;
+        cJSON_Delete(j);
+    }
+    if (slots != local)
+        free(slots);
+    return r;
+}
+
 int filter_match_json(const sbert_index_filter *f, const cJSON *metadata)
 {
     return eval_node(f->root, metadata);
@@ -510,14 +782,5 @@ int sbert_index_filter_match(const sbert_index_filter *f, const char *metadata, 
 {
     if (!f)
         return SBERT_INDEX_EINVAL;
-    if (!metadata || len == 0)
-        return eval_node(f->root, NULL);
-    cJSON *j = cJSON_ParseWithLength(metadata, len);
-    if (!j || !cJSON_IsObject(j)) {
-        cJSON_Delete(j);
-        return SBERT_INDEX_EMETADATA;
-    }
-    int r = eval_node(f->root, j);
-    cJSON_Delete(j);
-    return r;
+    return filter_match_raw(f, metadata, len);
 }

@@ -17,4 +17,10 @@
  * missing fields. Used where the caller parses each document's metadata once for several uses. */
 int filter_match_json(const sbert_index_filter *f, const cJSON *metadata);
 
+/* Evaluates f on a metadata object's JSON text (len bytes; NULL or 0: no metadata) by scanning
+ * only its top-level keys, without building a tree; falls back to cJSON when the text has escapes
+ * where it matters or anything unexpected. Same result as filter_match_json() on the parsed text.
+ * Returns 1, 0, SBERT_INDEX_EMETADATA (not an object) or SBERT_INDEX_ENOMEM. */
+int filter_match_raw(const sbert_index_filter *f, const char *metadata, size_t len);
+
 #endif

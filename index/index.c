@@ -1711,12 +1711,7 @@ static int keep_cb(int64_t label, void *user)
     struct store_record r;
     if (store_record_get(q->idx->st, tls_txn.txn, (uint64_t)label, &r))
         return 0;
-    if (!r.meta)
-        return filter_match_json(q->filter, NULL);
-    cJSON *j = cJSON_ParseWithLength(r.meta, r.meta_len);
-    int keep = filter_match_json(q->filter, j);
-    cJSON_Delete(j);
-    return keep;
+    return filter_match_raw(q->filter, r.meta, r.meta ? r.meta_len : 0) == 1;
 }
 
 static void qfilter_init(struct qfilter *q, sbert_index *idx, const sbert_index_filter *f)
@@ -2079,11 +2074,8 @@ int sbert_index_pairs(sbert_index *idx, const struct sbert_index_pairs_params *p
                 memcpy(&label, k.mv_data, sizeof label);
                 next = label + 1;
                 int ok = 1;
-                if (params->filter) {
-                    cJSON *j = r.meta ? cJSON_ParseWithLength(r.meta, r.meta_len) : NULL;
-                    ok = filter_match_json(params->filter, j);
-                    cJSON_Delete(j);
-                }
+                if (params->filter)
+                    ok = filter_match_raw(params->filter, r.meta, r.meta ? r.meta_len : 0) == 1;
                 if (ok) {
                     qlabels[nq] = (int64_t)label;
                     memcpy(qvecs + nq * dim, r.vector, dim * sizeof(float));

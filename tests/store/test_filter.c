@@ -4,6 +4,8 @@
  */
 #include "t.h"
 
+#include "filter.h"
+
 /* Compiles filter, evaluates it on meta, returns the match (or -100 - error when it fails). */
 static int eval(const char *filter, const char *meta)
 {
@@ -176,6 +178,57 @@ int main(void)
         n += (size_t)sprintf(s + n, "]}");
         bad(s, n, "more than 1024 nodes", __LINE__);
         free(s);
+    }
+
+    /* the text scanner (sbert_index_filter_match) agrees with evaluation on cJSON's tree, on
+     * random metadata (escapes, nesting, duplicate keys, odd spacing) and random filters */
+    {
+        static const char *vals[] = {"1", "2", "2.5", "-1e3", "0", "\"a\"", "\"b\"",
+                                     "\"a\\\"q\"", "\"\\u0061\"", "true", "false", "null",
+                                     "[1,\"a\"]", "{\"a\":1,\"b\":[{}]}", "\"日本\"", "\"\""};
+        static const char *keys[] = {"a", "b", "c", "a\\u0062", "d"};
+        static const char *conds[] = {
+            "\"a\"", "1", "2", "\"b\"", "true", "{\"$ne\":1}", "{\"$gt\":1}",
+            "{\"$lte\":2}", "{\"$in\":[1,\"a\",false]}", "{\"$nin\":[\"b\",2.5]}",
+            "{\"$eq\":\"\"}", "{\"$gte\":-1000,\"$lt\":2}", "\"日本\"", "\"a\\\"q\""};
+        uint64_t seed = 12345;
+        int disagree = 0, outcomes[3] = {0, 0, 0};
+        for (int iter = 0; iter < 20000; iter++) {
+            char meta[512], filt[512];
+            size_t n = 0;
+            int nk = (int)(t_rand(&seed) % 5);
+            n += (size_t)sprintf(meta + n, "%s{", t_rand(&seed) % 2 ? " " : "");
+            for (int i = 0; i < nk; i++)
+                n += (size_t)sprintf(meta + n, "%s\"%s\" :%s%s", i ? " ," : "",
+                                     keys[t_rand(&seed) % 5], t_rand(&seed) % 2 ? " " : "",
+                                     vals[t_rand(&seed) % 16]);
+            n += (size_t)sprintf(meta + n, "}");
+            size_t fn = (size_t)sprintf(filt, "{\"$or\":[{\"%s\":%s},{\"%s\":%s,\"%s\":%s}]}",
+                                        keys[t_rand(&seed) % 3], conds[t_rand(&seed) % 14],
+                                        keys[t_rand(&seed) % 3], conds[t_rand(&seed) % 14],
+                                        keys[t_rand(&seed) % 3], conds[t_rand(&seed) % 14]);
+            sbert_index_filter *f;
+            char err[256];
+            if (sbert_index_filter_compile(filt, fn, &f, err, sizeof err)) {
+                fprintf(stderr, "differential: %s: %s\n", filt, err);
+                t_failures++;
+                break;
+            }
+            cJSON *j = cJSON_ParseWithLength(meta, n);
+            int want = j ? filter_match_json(f, j) : SBERT_INDEX_EMETADATA;
+            cJSON_Delete(j);
+            int got = sbert_index_filter_match(f, meta, n);
+            outcomes[want == 1 ? 1 : want == 0 ? 0 : 2]++;
+            if (got != want && disagree++ < 5)
+                fprintf(stderr, "differential: filter %s on %s: scanner %d, tree %d\n", filt,
+                        meta, got, want);
+            sbert_index_filter_free(f);
+        }
+        CHECK(disagree == 0);
+        /* the generator must exercise both answers */
+        fprintf(stderr, "differential: %d match, %d no match, %d not an object\n", outcomes[1],
+                outcomes[0], outcomes[2]);
+        CHECK(outcomes[0] > 2000 && outcomes[1] > 2000);
     }
 
     /* NULL arguments */
