@@ -1026,6 +1026,21 @@ int sbert_index_open(const char *dir, const struct sbert_index_params *params, s
     } else if (rc)
         goto fail;
 
+    /* Refused before anything is written. */
+    int mismatch = !model_same(&idx->meta, &params->model);
+    if (mismatch && !params->reindex_on_open) {
+        const struct sbert_index_model *p = &params->model;
+        rc = errf(errbuf, errlen, SBERT_INDEX_EMODEL,
+                  "store %s was built with model \"%s\" (sha256 %.12s…, dim %d, %s pooling, "
+                  "normalize %d, max_seq_length %d) but the model given is \"%s\" (sha256 "
+                  "%.12s…, dim %d, %s pooling, normalize %d, max_seq_length %d); reindex the "
+                  "store to switch models",
+                  dir, idx->meta.model_name, idx->meta.model_sha256, idx->meta.dim,
+                  pool_name(idx->meta.pooling), idx->meta.normalize,
+                  idx->meta.max_seq_length, p->name, p->weights_sha256, p->dim,
+                  pool_name(p->pooling), p->normalize, p->max_seq_length);
+        goto fail;
+    }
     const char *want_spec = params->index_spec ? params->index_spec : idx->meta.spec;
     snprintf(idx->spec, sizeof idx->spec, "%s", want_spec);
     if (strcmp(want_spec, idx->meta.spec) != 0) {
@@ -1045,20 +1060,7 @@ int sbert_index_open(const char *dir, const struct sbert_index_params *params, s
         idx->meta = m;
     }
 
-    if (!model_same(&idx->meta, &params->model)) {
-        if (!params->reindex_on_open) {
-            const struct sbert_index_model *p = &params->model;
-            rc = errf(errbuf, errlen, SBERT_INDEX_EMODEL,
-                      "store %s was built with model \"%s\" (sha256 %.12s…, dim %d, %s pooling, "
-                      "normalize %d, max_seq_length %d) but the model given is \"%s\" (sha256 "
-                      "%.12s…, dim %d, %s pooling, normalize %d, max_seq_length %d); reindex the "
-                      "store to switch models",
-                      dir, idx->meta.model_name, idx->meta.model_sha256, idx->meta.dim,
-                      pool_name(idx->meta.pooling), idx->meta.normalize,
-                      idx->meta.max_seq_length, p->name, p->weights_sha256, p->dim,
-                      pool_name(p->pooling), p->normalize, p->max_seq_length);
-            goto fail;
-        }
+    if (mismatch) {
         ilog(idx, SBERT_INDEX_LOG_WARN, "store %s has model %s, reindexing with %s", dir,
              idx->meta.model_name, params->model.name);
         pthread_mutex_lock(&idx->wmu);
@@ -1070,7 +1072,6 @@ int sbert_index_open(const char *dir, const struct sbert_index_params *params, s
     } else if ((rc = load_vindex(idx, errbuf, errlen)))
         goto fail;
 
-    /* A renamed model directory is the same model: keep the recorded name. */
     if (pthread_create(&idx->thread, NULL, snapshot_thread, idx)) {
         rc = errf(errbuf, errlen, SBERT_INDEX_ENOMEM, "starting the snapshot thread failed");
         goto fail;
@@ -1583,7 +1584,7 @@ int sbert_index_iterate(sbert_index *idx, const char *after, size_t after_len, u
         return SBERT_INDEX_EINVAL;
     unsigned char key[1024];
     size_t key_len = 0;
-    int have_key = after != NULL;
+    int have_key = after != NULL && after_len > 0;
     struct sbert_index_doc *docs = calloc(CHUNK, sizeof *docs);
     if (!docs)
         return SBERT_INDEX_ENOMEM;

@@ -612,6 +612,31 @@ static void test_model_mismatch(void)
     CHECK_RC(sbert_index_count(idx, &n), 0);
     CHECK(n == 5);
     sbert_index_close(idx);
+    /* another spec: recorded, the index rebuilt; a later open without a spec keeps it */
+    q = p;
+    q.index_spec = "HNSW32,Flat";
+    idx = OPEN(dir, &q);
+    struct sbert_index_stats st;
+    CHECK_RC(sbert_index_stats(idx, &st), 0);
+    CHECK(strcmp(st.index_spec, "HNSW32,Flat") == 0 && st.index_count == 5);
+    AGREE(idx);
+    sbert_index_close(idx);
+    q.index_spec = NULL;
+    idx = OPEN(dir, &q);
+    CHECK_RC(sbert_index_stats(idx, &st), 0);
+    CHECK(strcmp(st.index_spec, "HNSW32,Flat") == 0 && st.snapshot_change == st.change);
+    sbert_index_close(idx);
+    /* a refused model leaves the recorded spec alone */
+    q.index_spec = "Flat";
+    q.model.weights_sha256 = T_SHA_B;
+    CHECK(sbert_index_open(dir, &q, &idx, err, sizeof err) == SBERT_INDEX_EMODEL);
+    q = p;
+    q.index_spec = NULL;
+    idx = OPEN(dir, &q);
+    CHECK_RC(sbert_index_stats(idx, &st), 0);
+    CHECK(strcmp(st.index_spec, "HNSW32,Flat") == 0);
+    sbert_index_close(idx);
+
     /* an incomplete identity and a bad spec are refused */
     q = p;
     q.model.weights_sha256 = "abc";
