@@ -354,13 +354,15 @@ struct sbert_index_pairs_params {
 struct sbert_index_pairs_params sbert_index_pairs_default_params(void);
 
 struct sbert_index_pair {
-    char *a, *b; /* ids, NUL-terminated; a is the document added first (lower internal label) */
+    char *a, *b; /* ids, NUL-terminated; a is the document written first (an upsert counts as a
+                    new write: internal labels are never reused) */
     float score;
 };
 
 struct sbert_index_pairs {
     size_t n;
-    struct sbert_index_pair *pairs; /* best first; ties by (a, b) in insertion order */
+    struct sbert_index_pair *pairs; /* best first; ties by (a, b) in write order. Scores are
+                                       exact cosines recomputed from the stored vectors */
 };
 
 /* Frees p and everything in it. NULL is allowed. */
@@ -372,7 +374,9 @@ void sbert_index_pairs_free(struct sbert_index_pairs *p);
  * vector index and merges (a,b)/(b,a), never building the n x n matrix: memory is
  * O(n * per_doc_k) at most. Exact for a Flat index when per_doc_k >= the number of documents - 1
  * or top_n pairs are all within every document's per_doc_k neighbours (as in
- * sentence-transformers). *out is owned by the caller (sbert_index_pairs_free()).
+ * sentence-transformers). Time is that of n searches (for Flat, n^2 * dim multiply-adds through
+ * BLAS: measured here 1.0 s for 5,000 x 384 with one OpenMP thread). Queries go on meanwhile;
+ * writes are not blocked. *out is owned by the caller (sbert_index_pairs_free()).
  */
 int sbert_index_pairs(sbert_index *idx, const struct sbert_index_pairs_params *params,
                       struct sbert_index_pairs **out);
