@@ -22,6 +22,13 @@ find_package(faiss 1.7.3 REQUIRED CONFIG)
 # Debian source with FAISS_OPT_LEVEL=avx2 (its faiss_avx2 library) inside this build tree and links
 # that instead; the headers stay Debian's (same source). See bench/index and docs in the report.
 option(SBERT_FAISS_AVX2 "Link FAISS built from Debian's source with AVX2 instead of libfaiss.a" OFF)
+if(SBERT_FAISS_AVX2 AND EXISTS /proc/cpuinfo)
+  file(STRINGS /proc/cpuinfo _cpu_flags REGEX "^flags.* avx2 " LIMIT_COUNT 1)
+  if(NOT _cpu_flags)
+    message(WARNING "SBERT_FAISS_AVX2: this CPU has no AVX2; linking Debian's libfaiss.a")
+    set(SBERT_FAISS_AVX2 OFF CACHE BOOL "" FORCE)
+  endif()
+endif()
 if(SBERT_FAISS_AVX2)
   find_package(LAPACK REQUIRED)
   include(ExternalProject)

@@ -6,7 +6,8 @@
 #
 # Defaults: N=1000000, NQ=1000. OPENBLAS_CORETYPE/OPENBLAS_L2_SIZE are unset here so OpenBLAS
 # picks its kernel itself; the table's header says which one it picked.
-# BENCH_SPECS picks specs (see SPECS below); BENCH_RESULTS / BENCH_MD redirect the outputs.
+# BENCH_SPECS picks specs (see SPECS below); BENCH_NLIST (default 1024) sets IVF's lists;
+# BENCH_FLAT_LAT the number of Flat latency queries; BENCH_RESULTS / BENCH_MD redirect outputs.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 N=${1:-1000000}
@@ -50,7 +51,8 @@ pyver=$("$PY" -c 'import faiss; print(faiss.__version__)')
 } > "$RESULTS"
 
 # spec ef nprobe latency-queries; BENCH_SPECS="Flat,IVF1024,SQ8" (specs joined by ';') picks some.
-SPECS=("Flat 0 0 100" "HNSW32,Flat 64 0 $NQ" "IVF1024,SQ8 0 16 $NQ" "IVF1024,PQ16np 0 16 $NQ")
+NLIST=${BENCH_NLIST:-1024}
+SPECS=("Flat 0 0 ${BENCH_FLAT_LAT:-100}" "HNSW32,Flat 64 0 $NQ" "IVF$NLIST,SQ8 0 16 $NQ" "IVF$NLIST,PQ16np 0 16 $NQ")
 if [ -n "${BENCH_SPECS:-}" ]; then
     picked=()
     IFS=';' read -r -a want <<<"$BENCH_SPECS"
@@ -63,7 +65,9 @@ for s in "${SPECS[@]}"; do
     read -r spec ef nprobe nlat <<<"$s"
     # vindex trains IVF when the count first reaches max(39 * nlist, 39 * 256 for PQ), after a
     # 10000-vector batch: faiss-cpu gets the same training set.
-    train_n=$(( (39 * 1024 + 9999) / 10000 * 10000 ))
+    train_min=$(( 39 * NLIST ))
+    case $spec in *PQ*) [ $train_min -lt 9984 ] && train_min=9984 ;; esac
+    train_n=$(( (train_min + 9999) / 10000 * 10000 ))
     for impl in debian avx2; do
         dir=$ROOT/build-bench-index; [ "$impl" = avx2 ] && dir=$ROOT/build-bench-index-avx2
         log "$spec: vindex-$impl"

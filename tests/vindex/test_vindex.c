@@ -324,7 +324,7 @@ static int keep_mod97(int64_t label, void *user) {
 
 static int filtered(const char *spec, int nprobe) {
     rng_seed(11);
-    enum { N = 20000, NQ = 20, K = 10 };
+    enum { N = 10000, NQ = 20, K = 10 };
     struct vindex_params p = params_for(spec);
     p.nprobe = nprobe;
     p.ef_search = 32;
@@ -361,7 +361,7 @@ static int filtered(const char *spec, int nprobe) {
 
     /* A label list of 15: full k, all from the list. */
     int64_t list[15];
-    for (int i = 0; i < 15; i++) list[i] = 100 + i * 1111;
+    for (int i = 0; i < 15; i++) list[i] = 100 + i * 611;
     struct vindex_filter fl = {.labels = list, .n_labels = 15};
     CHECK_RC(vindex_search(v, q, NQ, K, &fl, L, S, ERR));
     if (check_rows(&m, q, NQ, K, L, S, tol)) return 1;
@@ -723,6 +723,23 @@ static int t_ivf_train_switch(void) {
 
 /* ---- recall@10 vs exact on 100k ---- */
 
+/* Random unit vectors around nc random unit centres (x = normalise(c + sigma * g / sqrt(dim))):
+ * the structure sentence embeddings have. On isotropic random vectors every point's 10 nearest
+ * are barely nearer than the rest, and no ANN index reaches 0.95 recall short of a full scan
+ * (bench/index measures that case too). */
+static float *rand_clustered(size_t n, size_t nc, float sigma) {
+    float *c = rand_unit(nc);
+    float *x = rand_unit(n);
+    float scale = sigma * sqrtf((float)DIM); /* rand_unit rows have norm 1, gaussian ones sqrt(dim) */
+    for (size_t i = 0; i < n; i++) {
+        const float *ci = c + (size_t)(rng_u01() * nc) % nc * DIM;
+        for (int j = 0; j < DIM; j++) x[i * DIM + j] = ci[j] + scale * x[i * DIM + j] / sqrtf((float)DIM);
+        normalize(x + i * DIM);
+    }
+    free(c);
+    return x;
+}
+
 static int recall(const char *spec, int ef, int nprobe, double min_recall) {
     rng_seed(1234);
     enum { N = 100000, NQ = 200, K = 10 };
@@ -733,12 +750,12 @@ static int recall(const char *spec, int ef, int nprobe, double min_recall) {
     vindex *v, *exact;
     CHECK_RC(vindex_create(&p, &v, ERR));
     CHECK_RC(vindex_create(&pf, &exact, ERR));
-    float *x = rand_unit(N);
+    float *all = rand_clustered(N + NQ, 1000, 0.6f); /* the last NQ rows are the queries */
+    float *x = all, *q = all + (size_t)N * DIM;
     int64_t *lab = malloc(N * sizeof *lab);
     for (int i = 0; i < N; i++) lab[i] = i;
     CHECK_RC(vindex_add(v, lab, x, N, ERR));
     CHECK_RC(vindex_add(exact, lab, x, N, ERR));
-    float *q = rand_unit(NQ);
     int64_t *L = malloc(NQ * K * sizeof *L), *LE = malloc(NQ * K * sizeof *LE);
     float *S = malloc(NQ * K * sizeof *S), *SE = malloc(NQ * K * sizeof *SE);
     CHECK_RC(vindex_search(v, q, NQ, K, NULL, L, S, ERR));
@@ -752,9 +769,8 @@ static int recall(const char *spec, int ef, int nprobe, double min_recall) {
     CHECK(r >= min_recall, "%s recall@10 %.4f < %.2f", spec, r, min_recall);
     vindex_free(v);
     vindex_free(exact);
-    free(x);
+    free(all);
     free(lab);
-    free(q);
     free(L);
     free(LE);
     free(S);
@@ -762,8 +778,8 @@ static int recall(const char *spec, int ef, int nprobe, double min_recall) {
     return 0;
 }
 
-static int t_recall_hnsw(void) { return recall("HNSW32,Flat", 256, 0, 0.95); }
-static int t_recall_ivf(void) { return recall("IVF256,Flat", 0, 128, 0.95); }
+static int t_recall_hnsw(void) { return recall("HNSW32,Flat", 64, 0, 0.95); }
+static int t_recall_ivf(void) { return recall("IVF256,Flat", 0, 16, 0.95); }
 
 static const struct {
     const char *name;
