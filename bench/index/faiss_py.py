@@ -87,7 +87,7 @@ def table(results, out_md):
     rows = []
     with open(results) as f:
         for line in f:
-            if "=" in line and line.startswith(("impl=", "#")):
+            if line.startswith(("impl=", "#")):
                 rows.append(line.strip())
     head = ["impl", "spec", "n", "add/s", "B/vec (RSS)", "B/vec (est)", "snap MB",
             "snap write s", "snap load s", "rebuild s", "p50 ms", "p99 ms", "recall@10"]
