@@ -44,6 +44,7 @@ static const struct key {
     INT("encode_threads", encode_threads, 1, 256),
     {"log_level", K_LEVEL, offsetof(struct sbertd_config, log_level), 0, 0, 0},
     {"allow_remote", K_BOOL, offsetof(struct sbertd_config, allow_remote), 0, 0, 0},
+    {"reindex_on_model_change", K_BOOL, offsetof(struct sbertd_config, reindex_on_model_change), 0, 0, 0},
     STR("auth_token", auth_token),
     INT("ef_search", ef_search, 0, 1000000),
     INT("nprobe", nprobe, 0, 1000000),

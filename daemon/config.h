@@ -24,6 +24,7 @@ struct sbertd_config {
     int encode_threads;    /* threads of each sbert_encode() call */
     int log_level;         /* LOG_ERR .. LOG_DEBUG (syslog.h) */
     int allow_remote;      /* tcp:// on a non-loopback address */
+    int reindex_on_model_change; /* re-encode a store of another model at start, else refuse */
     char auth_token[1025]; /* "" : no token */
     int ef_search, nprobe;
     uint64_t snapshot_changes;

@@ -7,6 +7,7 @@
 
 #include <errno.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -148,6 +149,28 @@ static void forward_signal(int sig)
     pthread_kill(main_thread, sig);
 }
 
+/* Start-up progress of sbert_index_open(), written by the opening thread, read by the extender. */
+struct open_progress {
+    _Atomic uint64_t done, total;
+    _Atomic(const char *) phase;
+};
+
+static void open_progress_note(void *user, const char *phase, uint64_t done, uint64_t total)
+{
+    struct open_progress *p = user;
+    if (atomic_exchange(&p->phase, phase) != phase)
+        sbertd_log(LOG_NOTICE, "index: %s of %llu documents", phase, (unsigned long long)total);
+    atomic_store(&p->done, done);
+    atomic_store(&p->total, total);
+}
+
+static void open_progress_read(void *ctx, uint64_t *done, uint64_t *total)
+{
+    struct open_progress *p = ctx;
+    *done = atomic_load(&p->done);
+    *total = atomic_load(&p->total);
+}
+
 int main(int argc, char **argv)
 {
     static struct sbertd d; /* large; lives for the whole process */
@@ -215,9 +238,22 @@ int main(int argc, char **argv)
     ip.snapshot_seconds = d.cfg.snapshot_seconds;
     ip.log = sbertd_log_library;
     ip.log_user = "index";
+    if (d.cfg.reindex_on_model_change) {
+        ip.reindex_on_open = sbertd_reindex_encode;
+        ip.reindex_user = &d;
+    }
+    struct open_progress op = {0};
+    ip.progress = open_progress_note;
+    ip.progress_user = &op;
     make_parents(d.cfg.data);
     sd_check(sbertd_sd_status("opening index in %s", d.cfg.data), "STATUS");
+    /* A rebuild or a re-encode can outlast TimeoutStartSec=: the extender asks systemd for more
+     * time only while the counters advance. */
+    sbertd_sd_extender *ex = NULL;
+    sd_check(sbertd_sd_extender_start("opening index", open_progress_read, &op, 10000000, &ex),
+             "EXTEND_TIMEOUT");
     rc = sbert_index_open(d.cfg.data, &ip, &d.index, err, sizeof err);
+    sbertd_sd_extender_stop(ex);
     if (rc) {
         sbertd_log(LOG_ERR, "cannot open the store in %s: %s", d.cfg.data, err);
         sbert_model_free(d.model);

@@ -387,6 +387,7 @@ static int run_query(struct sbertd *d, struct request *r, cJSON *reply,
         p.min_score = (float)min_score;
         p.filter = f;
         p.include = include;
+        p.dim = d->info->dim;
         int irc = sbert_index_query(d->index, v, &p, &res);
         if (irc)
             rc = sbertd_index_error(irc, NULL, -1, err);
@@ -805,6 +806,7 @@ static int prepare_add(struct sbertd *d, struct request *r, struct sbert_proto_e
             it->metadata_len = ml;
         }
         it->vector = a->vecs + i * dim;
+        it->dim = (int)dim;
         i++;
     }
     return 0;
@@ -972,7 +974,7 @@ static int run_backup(struct sbertd *d, struct request *r, cJSON *reply,
     return 0;
 }
 
-static int reindex_encode(const char *const *texts, const size_t *lens, size_t n, float *out,
+int sbertd_reindex_encode(const char *const *texts, const size_t *lens, size_t n, float *out,
                           void *user)
 {
     struct sbertd *d = user;
@@ -987,7 +989,7 @@ static int run_reindex(struct sbertd *d, struct request *r, cJSON *reply,
     (void)r;
     char why[512] = "";
     sbertd_log(LOG_INFO, "reindex: re-encoding every stored text");
-    int irc = sbert_index_reindex(d->index, &d->identity, reindex_encode, d, why, sizeof why);
+    int irc = sbert_index_reindex(d->index, &d->identity, sbertd_reindex_encode, d, why, sizeof why);
     if (irc)
         return sbertd_index_error(irc, why, -1, err);
     uint64_t count = 0;

@@ -148,6 +148,11 @@ int sbertd_encode(struct sbertd *d, const char *const *texts, const size_t *lens
                   float *out, int *truncated, int shared, struct sbert_proto_error *err);
 
 /* Maps an index error to a protocol error (err gets the index's message). */
+/* The sbert_index_encode_fn of a reindex (the op, or at start-up after a model change):
+ * encodes with the daemon's model. user is the struct sbertd. */
+int sbertd_reindex_encode(const char *const *texts, const size_t *lens, size_t n, float *out,
+                          void *user);
+
 int sbertd_index_error(int rc, const char *msg, long index, struct sbert_proto_error *err);
 
 #endif
