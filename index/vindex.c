@@ -343,7 +343,7 @@ static int new_base(const struct vindex_params *p, enum kind kind, FaissIndex **
     else
         snprintf(factory, sizeof factory, "IDMap2,%s", p->spec);
     int rc = new_faiss(factory, p->dim, out, errbuf, errlen);
-    if (rc == 0 && kind == KIND_HNSW) vshim_set_ef_construction(*out, p->ef_construction);
+    if (rc == 0 && kind == KIND_HNSW) vshim_set_hnsw(*out, p->ef_construction, p->ef_search);
     return rc;
 }
 
@@ -1139,7 +1139,7 @@ static int load_body(vindex *v, const struct snap_header *h, const unsigned char
         return fail(errbuf, errlen, VINDEX_ECORRUPT,
                     "snapshot index does not match its header (type, dim or size)");
     s->trained = want_ivf;
-    if (s->kind == KIND_HNSW) vshim_set_ef_construction(idx, v->p.ef_construction);
+    if (s->kind == KIND_HNSW) vshim_set_hnsw(idx, v->p.ef_construction, v->p.ef_search);
 
     size_t ntotal = (size_t)h->ntotal;
     int64_t *labels = malloc((ntotal ? ntotal : 1) * sizeof *labels);

@@ -212,11 +212,13 @@ extern "C" const float *vshim_flat_vectors(const FaissIndex *idx) {
     return f ? f->get_xb() : nullptr;
 }
 
-extern "C" void vshim_set_ef_construction(FaissIndex *idx, int ef_construction) {
+extern "C" void vshim_set_hnsw(FaissIndex *idx, int ef_construction, int ef_search) {
     auto m = dynamic_cast<faiss::IndexIDMap2 *>(reinterpret_cast<faiss::Index *>(idx));
     if (!m) return;
-    if (auto h = dynamic_cast<faiss::IndexHNSW *>(m->index))
+    if (auto h = dynamic_cast<faiss::IndexHNSW *>(m->index)) {
         h->hnsw.efConstruction = ef_construction;
+        h->hnsw.efSearch = ef_search;
+    }
 }
 
 extern "C" int vshim_is_hnsw(const FaissIndex *idx) {

@@ -64,8 +64,12 @@ int vshim_labels(const FaissIndex *idx, int layout, int64_t *out, char *errbuf, 
  * write to idx), or NULL when the inner index is not a flat one. */
 const float *vshim_flat_vectors(const FaissIndex *idx);
 
-/* Sets efConstruction on an IDMAP over HNSW (before the first add); no-op otherwise. */
-void vshim_set_ef_construction(FaissIndex *idx, int ef_construction);
+/* Sets efConstruction and the index's own efSearch on an IDMAP over HNSW; no-op otherwise. Not
+ * concurrent with searches. FAISS 1.7.3's HNSW::search sizes its candidate queue from the
+ * index's hnsw.efSearch, not from SearchParametersHNSW::efSearch (that one only sets the stop
+ * rule), so the configured efSearch must be stored in the index itself (measured: recall@10 0.91
+ * at params efSearch 64 and 0.90 at 128 while the member stayed 16). */
+void vshim_set_hnsw(FaissIndex *idx, int ef_construction, int ef_search);
 
 /* An estimate of idx's heap use: codes or vectors, HNSW links, id maps, IVF centroids. */
 size_t vshim_memory_bytes(const FaissIndex *idx);

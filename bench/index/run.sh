@@ -7,7 +7,8 @@
 # Defaults: N=1000000, NQ=1000. OPENBLAS_CORETYPE/OPENBLAS_L2_SIZE are unset here so OpenBLAS
 # picks its kernel itself; the table's header says which one it picked.
 # BENCH_SPECS picks specs (see SPECS below); BENCH_NLIST (default 1024) sets IVF's lists;
-# BENCH_FLAT_LAT the number of Flat latency queries; BENCH_RESULTS / BENCH_MD redirect outputs.
+# BENCH_FLAT_LAT the number of Flat latency queries; BENCH_IMPLS (default "debian avx2") the
+# vindex builds to run; BENCH_RESULTS / BENCH_MD redirect outputs.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 N=${1:-1000000}
@@ -68,7 +69,7 @@ for s in "${SPECS[@]}"; do
     train_min=$(( 39 * NLIST ))
     case $spec in *PQ*) [ $train_min -lt 9984 ] && train_min=9984 ;; esac
     train_n=$(( (train_min + 9999) / 10000 * 10000 ))
-    for impl in debian avx2; do
+    for impl in ${BENCH_IMPLS:-debian avx2}; do
         dir=$ROOT/build-bench-index; [ "$impl" = avx2 ] && dir=$ROOT/build-bench-index-avx2
         log "$spec: vindex-$impl"
         "$dir/bench/bench_index" "$DATA/vectors.f32" "$N" "$DATA/queries.f32" "$NQ" "$DATA/gt.i64" \
