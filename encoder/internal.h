@@ -43,4 +43,9 @@ size_t sbert_tokenizer_vocab_size(const sbert_tokenizer *t);
 void sbert_logf(sbert_log_fn fn, void *user, int level, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
+/* Writes the printf-style message into errbuf (when errbuf is not NULL and errlen > 0) and
+ * returns code: the one way the encoder's loaders report a failure with detail. */
+int sbert_errf(char *errbuf, size_t errlen, int code, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
 #endif

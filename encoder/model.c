@@ -13,15 +13,24 @@
 const char *sbert_strerror(int err)
 {
     switch (err) {
-    case SBERT_OK: return "success";
-    case SBERT_ENOMEM: return "out of memory";
-    case SBERT_EIO: return "a model file could not be opened, read or mapped";
-    case SBERT_EFORMAT: return "a model file is malformed or truncated";
-    case SBERT_EUNSUPPORTED: return "the model is well-formed but not supported";
-    case SBERT_EUTF8: return "the text is not valid UTF-8";
-    case SBERT_EINVAL: return "invalid argument";
-    case SBERT_ETHREAD: return "a worker thread could not be started";
-    default: return "unknown sbert error";
+    case SBERT_OK:
+        return "success";
+    case SBERT_ENOMEM:
+        return "out of memory";
+    case SBERT_EIO:
+        return "a model file could not be opened, read or mapped";
+    case SBERT_EFORMAT:
+        return "a model file is malformed or truncated";
+    case SBERT_EUNSUPPORTED:
+        return "the model is well-formed but not supported";
+    case SBERT_EUTF8:
+        return "the text is not valid UTF-8";
+    case SBERT_EINVAL:
+        return "invalid argument";
+    case SBERT_ETHREAD:
+        return "a worker thread could not be started";
+    default:
+        return "unknown sbert error";
     }
 }
 
@@ -29,20 +38,6 @@ struct sbert_model_params sbert_model_default_params(void)
 {
     struct sbert_model_params p = {.n_threads = 1, .log = NULL, .log_user = NULL};
     return p;
-}
-
-static int fail(char *errbuf, size_t errlen, int code, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-
-static int fail(char *errbuf, size_t errlen, int code, const char *fmt, ...)
-{
-    if (errbuf && errlen) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(errbuf, errlen, fmt, ap);
-        va_end(ap);
-    }
-    return code;
 }
 
 static char *join(const char *a, const char *b)
@@ -74,13 +69,14 @@ static int read_json(const char *dir, const char *rel, int required, cJSON **out
         if (errno == ENOENT && !required)
             rc = 1;
         else
-            rc = fail(errbuf, errlen, SBERT_EIO, "%s: cannot open: %s", path, strerror(errno));
+            rc =
+                sbert_errf(errbuf, errlen, SBERT_EIO, "%s: cannot open: %s", path, strerror(errno));
         goto out;
     }
     long len = -1;
     if (fseek(f, 0, SEEK_END) == 0) len = ftell(f);
     if (len < 0 || len > (1L << 26) || fseek(f, 0, SEEK_SET) != 0) {
-        rc = fail(errbuf, errlen, SBERT_EIO, "%s: cannot read (or larger than 64 MiB)", path);
+        rc = sbert_errf(errbuf, errlen, SBERT_EIO, "%s: cannot read (or larger than 64 MiB)", path);
         goto out;
     }
     buf = malloc((size_t)len + 1);
@@ -89,11 +85,11 @@ static int read_json(const char *dir, const char *rel, int required, cJSON **out
         goto out;
     }
     if (fread(buf, 1, (size_t)len, f) != (size_t)len) {
-        rc = fail(errbuf, errlen, SBERT_EIO, "%s: read error", path);
+        rc = sbert_errf(errbuf, errlen, SBERT_EIO, "%s: read error", path);
         goto out;
     }
     *out = cJSON_ParseWithLength(buf, (size_t)len);
-    if (!*out) rc = fail(errbuf, errlen, SBERT_EFORMAT, "%s: not valid JSON", path);
+    if (!*out) rc = sbert_errf(errbuf, errlen, SBERT_EFORMAT, "%s: not valid JSON", path);
 out:
     if (f) fclose(f);
     free(buf);
@@ -102,20 +98,20 @@ out:
 }
 
 /* An integer field in [lo, hi]; def when absent and def >= lo, else an error. */
-static int get_int(const cJSON *o, const char *key, int def, int lo, int hi, int *v, const char *file,
-                   char *errbuf, size_t errlen)
+static int get_int(const cJSON *o, const char *key, int def, int lo, int hi, int *v,
+                   const char *file, char *errbuf, size_t errlen)
 {
     const cJSON *j = cJSON_GetObjectItemCaseSensitive(o, key);
     if (!j || cJSON_IsNull(j)) {
         if (def < lo)
-            return fail(errbuf, errlen, SBERT_EFORMAT, "%s: \"%s\" is missing", file, key);
+            return sbert_errf(errbuf, errlen, SBERT_EFORMAT, "%s: \"%s\" is missing", file, key);
         *v = def;
         return 0;
     }
     if (!cJSON_IsNumber(j) || j->valuedouble != (double)(int)j->valuedouble ||
         j->valuedouble < lo || j->valuedouble > hi)
-        return fail(errbuf, errlen, SBERT_EFORMAT, "%s: \"%s\" must be an integer in [%d, %d]",
-                    file, key, lo, hi);
+        return sbert_errf(errbuf, errlen, SBERT_EFORMAT,
+                          "%s: \"%s\" must be an integer in [%d, %d]", file, key, lo, hi);
     *v = (int)j->valuedouble;
     return 0;
 }
@@ -132,7 +128,8 @@ static int get_bool(const cJSON *o, const char *key, int def, int null_ok, int *
     } else if (cJSON_IsBool(j)) {
         *v = cJSON_IsTrue(j);
     } else {
-        return fail(errbuf, errlen, SBERT_EFORMAT, "%s: \"%s\" must be true or false", file, key);
+        return sbert_errf(errbuf, errlen, SBERT_EFORMAT, "%s: \"%s\" must be true or false", file,
+                          key);
     }
     return 0;
 }
@@ -164,13 +161,13 @@ static int load_config(sbert_model *m, const char *tdir, char *errbuf, size_t er
         (rc = get_int(c, "type_vocab_size", 2, 1, 1 << 16, &m->type_vocab, f, errbuf, errlen)))
         goto out;
     if (mt && strcmp(mt, "bert")) {
-        rc = fail(errbuf, errlen, SBERT_EUNSUPPORTED, "%s/%s: model_type \"%s\" (only \"bert\")",
-                  tdir, f, mt);
+        rc = sbert_errf(errbuf, errlen, SBERT_EUNSUPPORTED,
+                        "%s/%s: model_type \"%s\" (only \"bert\")", tdir, f, mt);
         goto out;
     }
     if (pet && strcmp(pet, "absolute")) {
-        rc = fail(errbuf, errlen, SBERT_EUNSUPPORTED,
-                  "%s/%s: position_embedding_type \"%s\" (only \"absolute\")", tdir, f, pet);
+        rc = sbert_errf(errbuf, errlen, SBERT_EUNSUPPORTED,
+                        "%s/%s: position_embedding_type \"%s\" (only \"absolute\")", tdir, f, pet);
         goto out;
     }
     if (!act || !strcmp(act, "gelu")) {
@@ -178,24 +175,24 @@ static int load_config(sbert_model *m, const char *tdir, char *errbuf, size_t er
     } else if (!strcmp(act, "gelu_new") || !strcmp(act, "gelu_pytorch_tanh")) {
         m->act = SBERT_ACT_GELU_TANH;
     } else {
-        rc = fail(errbuf, errlen, SBERT_EUNSUPPORTED,
-                  "%s/%s: hidden_act \"%s\" (supported: gelu, gelu_new, gelu_pytorch_tanh)", tdir,
-                  f, act);
+        rc = sbert_errf(errbuf, errlen, SBERT_EUNSUPPORTED,
+                        "%s/%s: hidden_act \"%s\" (supported: gelu, gelu_new, gelu_pytorch_tanh)",
+                        tdir, f, act);
         goto out;
     }
     if (je) {
         if (!cJSON_IsNumber(je) || !(je->valuedouble > 0 && je->valuedouble < 1)) {
-            rc = fail(errbuf, errlen, SBERT_EFORMAT, "%s/%s: layer_norm_eps must be in (0, 1)",
-                      tdir, f);
+            rc = sbert_errf(errbuf, errlen, SBERT_EFORMAT,
+                            "%s/%s: layer_norm_eps must be in (0, 1)", tdir, f);
             goto out;
         }
         eps = je->valuedouble;
     }
     m->ln_eps = (float)eps;
     if (m->hidden % m->heads) {
-        rc = fail(errbuf, errlen, SBERT_EFORMAT,
-                  "%s/%s: hidden_size %d is not a multiple of num_attention_heads %d", tdir, f,
-                  m->hidden, m->heads);
+        rc = sbert_errf(errbuf, errlen, SBERT_EFORMAT,
+                        "%s/%s: hidden_size %d is not a multiple of num_attention_heads %d", tdir,
+                        f, m->hidden, m->heads);
         goto out;
     }
 out:
@@ -204,8 +201,8 @@ out:
 }
 
 /* tokenizer_config.json and sentence_bert_config.json (both optional). */
-static int load_tokenizer_settings(sbert_model *m, const char *tdir, struct sbert_tokenizer_config *tc,
-                                   char *errbuf, size_t errlen)
+static int load_tokenizer_settings(sbert_model *m, const char *tdir,
+                                   struct sbert_tokenizer_config *tc, char *errbuf, size_t errlen)
 {
     cJSON *t = NULL, *s = NULL;
     int rc = read_json(tdir, "tokenizer_config.json", 0, &t, errbuf, errlen);
@@ -221,8 +218,8 @@ static int load_tokenizer_settings(sbert_model *m, const char *tdir, struct sber
             model_max = (int)mm->valuedouble;
         if ((rc = get_bool(t, "do_lower_case", 1, 0, &tc->do_lower_case, f, errbuf, errlen)) ||
             (rc = get_bool(t, "strip_accents", -1, 1, &tc->strip_accents, f, errbuf, errlen)) ||
-            (rc = get_bool(t, "tokenize_chinese_chars", 1, 0, &tc->tokenize_chinese_chars, f, errbuf,
-                           errlen)))
+            (rc = get_bool(t, "tokenize_chinese_chars", 1, 0, &tc->tokenize_chinese_chars, f,
+                           errbuf, errlen)))
             goto out;
     }
     rc = read_json(tdir, "sentence_bert_config.json", 0, &s, errbuf, errlen);
@@ -241,8 +238,8 @@ static int load_tokenizer_settings(sbert_model *m, const char *tdir, struct sber
         /* sentence-transformers would lowercase with Python's str.lower() before a tokenizer that
          * does not; we only implement the tokenizer's own lowercasing. */
         if (st_lower && !tc->do_lower_case) {
-            rc = fail(errbuf, errlen, SBERT_EUNSUPPORTED,
-                      "%s/%s: do_lower_case true with a case-preserving tokenizer", tdir, f);
+            rc = sbert_errf(errbuf, errlen, SBERT_EUNSUPPORTED,
+                            "%s/%s: do_lower_case true with a case-preserving tokenizer", tdir, f);
             goto out;
         }
     }
@@ -280,15 +277,15 @@ static int load_modules(sbert_model *m, const char *dir, char **tdir, char *errb
     int seen_t = 0;
     const cJSON *e;
     if (!cJSON_IsArray(mods)) {
-        rc = fail(errbuf, errlen, SBERT_EFORMAT, "%s/modules.json: not a JSON array", dir);
+        rc = sbert_errf(errbuf, errlen, SBERT_EFORMAT, "%s/modules.json: not a JSON array", dir);
         goto out;
     }
     cJSON_ArrayForEach(e, mods)
     {
         const char *type = get_str(e, "type"), *path = get_str(e, "path");
         if (!type || !path) {
-            rc = fail(errbuf, errlen, SBERT_EFORMAT,
-                      "%s/modules.json: an entry lacks \"type\" or \"path\"", dir);
+            rc = sbert_errf(errbuf, errlen, SBERT_EFORMAT,
+                            "%s/modules.json: an entry lacks \"type\" or \"path\"", dir);
             goto out;
         }
         int ok_order = 1;
@@ -303,23 +300,24 @@ static int load_modules(sbert_model *m, const char *dir, char **tdir, char *errb
             ok_order = ppath && !m->info.normalize;
             m->info.normalize = 1;
         } else {
-            rc = fail(errbuf, errlen, SBERT_EUNSUPPORTED,
-                      "%s/modules.json: module type \"%s\" (supported: Transformer, Pooling, "
-                      "Normalize)",
-                      dir, type);
+            rc = sbert_errf(errbuf, errlen, SBERT_EUNSUPPORTED,
+                            "%s/modules.json: module type \"%s\" (supported: Transformer, Pooling, "
+                            "Normalize)",
+                            dir, type);
             goto out;
         }
         if (!ok_order) {
-            rc = fail(errbuf, errlen, SBERT_EUNSUPPORTED,
-                      "%s/modules.json: modules must be Transformer, Pooling[, Normalize], once "
-                      "each, in that order",
-                      dir);
+            rc = sbert_errf(
+                errbuf, errlen, SBERT_EUNSUPPORTED,
+                "%s/modules.json: modules must be Transformer, Pooling[, Normalize], once "
+                "each, in that order",
+                dir);
             goto out;
         }
     }
     if (!tpath || !ppath) {
-        rc = fail(errbuf, errlen, SBERT_EUNSUPPORTED,
-                  "%s/modules.json: needs a Transformer and a Pooling module", dir);
+        rc = sbert_errf(errbuf, errlen, SBERT_EUNSUPPORTED,
+                        "%s/modules.json: needs a Transformer and a Pooling module", dir);
         goto out;
     }
     char *pdir = join(dir, ppath);
@@ -330,10 +328,10 @@ static int load_modules(sbert_model *m, const char *dir, char **tdir, char *errb
     rc = read_json(pdir, "config.json", 1, &pool, errbuf, errlen);
     free(pdir);
     if (rc) goto out;
-    static const char *const modes[] = {"pooling_mode_cls_token", "pooling_mode_mean_tokens",
-                                        "pooling_mode_max_tokens", "pooling_mode_mean_sqrt_len_tokens",
-                                        "pooling_mode_weightedmean_tokens",
-                                        "pooling_mode_lasttoken"};
+    static const char *const modes[] = {
+        "pooling_mode_cls_token",           "pooling_mode_mean_tokens",
+        "pooling_mode_max_tokens",          "pooling_mode_mean_sqrt_len_tokens",
+        "pooling_mode_weightedmean_tokens", "pooling_mode_lasttoken"};
     static const int code[] = {SBERT_POOL_CLS, SBERT_POOL_MEAN, SBERT_POOL_MAX, -1, -1, -1};
     int n_on = 0, mode = -1;
     for (size_t i = 0; i < sizeof modes / sizeof modes[0]; i++) {
@@ -344,8 +342,9 @@ static int load_modules(sbert_model *m, const char *dir, char **tdir, char *errb
             n_on++;
             mode = code[i];
             if (mode < 0) {
-                rc = fail(errbuf, errlen, SBERT_EUNSUPPORTED,
-                          "%s/%s/config.json: %s (supported: cls, mean, max)", dir, ppath, modes[i]);
+                rc = sbert_errf(errbuf, errlen, SBERT_EUNSUPPORTED,
+                                "%s/%s/config.json: %s (supported: cls, mean, max)", dir, ppath,
+                                modes[i]);
                 goto out;
             }
         }
@@ -354,9 +353,10 @@ static int load_modules(sbert_model *m, const char *dir, char **tdir, char *errb
                       "1_Pooling/config.json", errbuf, errlen)))
         goto out;
     if (n_on != 1) {
-        rc = fail(errbuf, errlen, SBERT_EUNSUPPORTED,
-                  "%s/%s/config.json: exactly one pooling mode (cls, mean or max) is supported", dir,
-                  ppath);
+        rc = sbert_errf(
+            errbuf, errlen, SBERT_EUNSUPPORTED,
+            "%s/%s/config.json: exactly one pooling mode (cls, mean or max) is supported", dir,
+            ppath);
         goto out;
     }
     m->info.pooling = mode;
@@ -376,8 +376,8 @@ static int load_weights(sbert_model *m, char *errbuf, size_t errlen)
 #define GET(ptr, name, ...)                                                                        \
     do {                                                                                           \
         const int64_t shape_[] = {__VA_ARGS__};                                                    \
-        rc = sbert_st_get_f32(m->st, name, shape_, (int)(sizeof shape_ / sizeof shape_[0]), &(ptr), \
-                              errbuf, errlen);                                                     \
+        rc = sbert_st_get_f32(m->st, name, shape_, (int)(sizeof shape_ / sizeof shape_[0]),        \
+                              &(ptr), errbuf, errlen);                                             \
         if (rc) return rc;                                                                         \
     } while (0)
     GET(m->word, "embeddings.word_embeddings.weight", m->vocab, H);
@@ -431,9 +431,11 @@ static int load_weights(sbert_model *m, char *errbuf, size_t errlen)
 static const char *last_component(const char *path, size_t *len)
 {
     size_t n = strlen(path);
-    while (n > 1 && path[n - 1] == '/') n--;
+    while (n > 1 && path[n - 1] == '/')
+        n--;
     size_t b = n;
-    while (b > 0 && path[b - 1] != '/') b--;
+    while (b > 0 && path[b - 1] != '/')
+        b--;
     *len = n - b;
     return path + b;
 }
@@ -459,18 +461,19 @@ int sbert_model_load(const char *dir, const struct sbert_model_params *params, s
     if ((rc = load_modules(m, dir, &tdir, errbuf, errlen))) goto fail;
     if ((rc = load_config(m, tdir, errbuf, errlen))) goto fail;
     if (m->pool_dim && m->pool_dim != m->hidden) {
-        rc = fail(errbuf, errlen, SBERT_EFORMAT,
-                  "%s: the Pooling module's word_embedding_dimension %d is not hidden_size %d", dir,
-                  m->pool_dim, m->hidden);
+        rc =
+            sbert_errf(errbuf, errlen, SBERT_EFORMAT,
+                       "%s: the Pooling module's word_embedding_dimension %d is not hidden_size %d",
+                       dir, m->pool_dim, m->hidden);
         goto fail;
     }
     struct sbert_tokenizer_config tc;
     if ((rc = load_tokenizer_settings(m, tdir, &tc, errbuf, errlen))) goto fail;
     if ((rc = sbert_tokenizer_load(tdir, &tc, &m->tok, errbuf, errlen))) goto fail;
     if (sbert_tokenizer_vocab_size(m->tok) > (size_t)m->vocab) {
-        rc = fail(errbuf, errlen, SBERT_EFORMAT,
-                  "%s/vocab.txt: %zu entries, more than config.json's vocab_size %d", tdir,
-                  sbert_tokenizer_vocab_size(m->tok), m->vocab);
+        rc = sbert_errf(errbuf, errlen, SBERT_EFORMAT,
+                        "%s/vocab.txt: %zu entries, more than config.json's vocab_size %d", tdir,
+                        sbert_tokenizer_vocab_size(m->tok), m->vocab);
         goto fail;
     }
     rc = SBERT_ENOMEM;
@@ -532,7 +535,10 @@ void sbert_model_free(sbert_model *m)
     free(m);
 }
 
-const struct sbert_model_info *sbert_model_info(const sbert_model *m) { return &m->info; }
+const struct sbert_model_info *sbert_model_info(const sbert_model *m)
+{
+    return &m->info;
+}
 
 int sbert_tokenize(const sbert_model *m, const char *text, size_t len, int32_t *ids, size_t cap,
                    size_t *n_ids, int *truncated)

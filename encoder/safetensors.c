@@ -1,6 +1,6 @@
 #include "safetensors.h"
 
-#include "sbert.h"
+#include "internal.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -17,7 +17,7 @@ enum { DT_F32, DT_F16, DT_BF16, DT_OTHER };
 
 struct tensor {
     char *name;
-    int dtype;         /* DT_* */
+    int dtype; /* DT_* */
     char dtype_name[16];
     int ndim;
     int64_t shape[SBERT_ST_MAX_DIMS];
@@ -34,20 +34,6 @@ struct sbert_st_file {
     size_t nowned;
 };
 
-static int fail(char *errbuf, size_t errlen, int code, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-
-static int fail(char *errbuf, size_t errlen, int code, const char *fmt, ...)
-{
-    if (errbuf && errlen) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(errbuf, errlen, fmt, ap);
-        va_end(ap);
-    }
-    return code;
-}
-
 /* Element sizes of the dtypes safetensors defines; 0 for a name it does not define. */
 static size_t dtype_size(const char *s, int *dt)
 {
@@ -56,9 +42,10 @@ static size_t dtype_size(const char *s, int *dt)
         size_t size;
         int dt;
     } tab[] = {
-        {"F32", 4, DT_F32},   {"F16", 2, DT_F16},     {"BF16", 2, DT_BF16},   {"F64", 8, DT_OTHER},
-        {"I64", 8, DT_OTHER}, {"I32", 4, DT_OTHER},   {"I16", 2, DT_OTHER},   {"I8", 1, DT_OTHER},
-        {"U64", 8, DT_OTHER}, {"U32", 4, DT_OTHER},   {"U16", 2, DT_OTHER},   {"U8", 1, DT_OTHER},
+        {"F32", 4, DT_F32},    {"F16", 2, DT_F16},       {"BF16", 2, DT_BF16},
+        {"F64", 8, DT_OTHER},  {"I64", 8, DT_OTHER},     {"I32", 4, DT_OTHER},
+        {"I16", 2, DT_OTHER},  {"I8", 1, DT_OTHER},      {"U64", 8, DT_OTHER},
+        {"U32", 4, DT_OTHER},  {"U16", 2, DT_OTHER},     {"U8", 1, DT_OTHER},
         {"BOOL", 1, DT_OTHER}, {"F8_E4M3", 1, DT_OTHER}, {"F8_E5M2", 1, DT_OTHER},
     };
     for (size_t i = 0; i < sizeof tab / sizeof tab[0]; i++)
@@ -85,7 +72,8 @@ static int parse_header(sbert_st_file *f, const char *json, size_t len, uint64_t
     cJSON *root = cJSON_ParseWithLength(json, len);
     if (!root || !cJSON_IsObject(root)) {
         cJSON_Delete(root);
-        return fail(errbuf, errlen, SBERT_EFORMAT, "%s: header is not a JSON object", f->path);
+        return sbert_errf(errbuf, errlen, SBERT_EFORMAT, "%s: header is not a JSON object",
+                          f->path);
     }
     int rc = 0;
     size_t n = (size_t)cJSON_GetArraySize(root);
@@ -103,23 +91,25 @@ static int parse_header(sbert_st_file *f, const char *json, size_t len, uint64_t
         const cJSON *dt = cJSON_GetObjectItemCaseSensitive(e, "dtype");
         const cJSON *sh = cJSON_GetObjectItemCaseSensitive(e, "shape");
         const cJSON *off = cJSON_GetObjectItemCaseSensitive(e, "data_offsets");
-        if (!cJSON_IsObject(e) || !cJSON_IsString(dt) || !cJSON_IsArray(sh) || !cJSON_IsArray(off) ||
-            cJSON_GetArraySize(off) != 2) {
-            rc = fail(errbuf, errlen, SBERT_EFORMAT,
-                      "%s: tensor \"%s\" lacks dtype, shape or data_offsets", f->path, e->string);
+        if (!cJSON_IsObject(e) || !cJSON_IsString(dt) || !cJSON_IsArray(sh) ||
+            !cJSON_IsArray(off) || cJSON_GetArraySize(off) != 2) {
+            rc = sbert_errf(errbuf, errlen, SBERT_EFORMAT,
+                            "%s: tensor \"%s\" lacks dtype, shape or data_offsets", f->path,
+                            e->string);
             break;
         }
         size_t esize = dtype_size(dt->valuestring, &t->dtype);
         if (!esize) {
-            rc = fail(errbuf, errlen, SBERT_EFORMAT, "%s: tensor \"%s\" has unknown dtype \"%.15s\"",
-                      f->path, e->string, dt->valuestring);
+            rc = sbert_errf(errbuf, errlen, SBERT_EFORMAT,
+                            "%s: tensor \"%s\" has unknown dtype \"%.15s\"", f->path, e->string,
+                            dt->valuestring);
             break;
         }
         snprintf(t->dtype_name, sizeof t->dtype_name, "%s", dt->valuestring);
         int nd = cJSON_GetArraySize(sh);
         if (nd > SBERT_ST_MAX_DIMS) {
-            rc = fail(errbuf, errlen, SBERT_EFORMAT, "%s: tensor \"%s\" has %d dimensions", f->path,
-                      e->string, nd);
+            rc = sbert_errf(errbuf, errlen, SBERT_EFORMAT, "%s: tensor \"%s\" has %d dimensions",
+                            f->path, e->string, nd);
             break;
         }
         /* The element count, checked for overflow against what the file could hold. */
@@ -139,23 +129,26 @@ static int parse_header(sbert_st_file *f, const char *json, size_t len, uint64_t
         uint64_t b, en;
         if (bad == 1 || json_u64(cJSON_GetArrayItem(off, 0), &b) ||
             json_u64(cJSON_GetArrayItem(off, 1), &en)) {
-            rc = fail(errbuf, errlen, SBERT_EFORMAT,
-                      "%s: tensor \"%s\" has a shape or offset that is not a non-negative integer",
-                      f->path, e->string);
+            rc = sbert_errf(
+                errbuf, errlen, SBERT_EFORMAT,
+                "%s: tensor \"%s\" has a shape or offset that is not a non-negative integer",
+                f->path, e->string);
             break;
         }
         if (b > en || en > data_size) {
-            rc = fail(errbuf, errlen, SBERT_EFORMAT,
-                      "%s: tensor \"%s\" data_offsets [%llu, %llu] lie outside the %llu data bytes "
-                      "(file truncated?)",
-                      f->path, e->string, (unsigned long long)b, (unsigned long long)en,
-                      (unsigned long long)data_size);
+            rc = sbert_errf(
+                errbuf, errlen, SBERT_EFORMAT,
+                "%s: tensor \"%s\" data_offsets [%llu, %llu] lie outside the %llu data bytes "
+                "(file truncated?)",
+                f->path, e->string, (unsigned long long)b, (unsigned long long)en,
+                (unsigned long long)data_size);
             break;
         }
         if (bad == 2 || count * esize != en - b) {
-            rc = fail(errbuf, errlen, SBERT_EFORMAT,
-                      "%s: tensor \"%s\" occupies %llu bytes, its shape and dtype need another size",
-                      f->path, e->string, (unsigned long long)(en - b));
+            rc = sbert_errf(
+                errbuf, errlen, SBERT_EFORMAT,
+                "%s: tensor \"%s\" occupies %llu bytes, its shape and dtype need another size",
+                f->path, e->string, (unsigned long long)(en - b));
             break;
         }
         t->begin = data_start + b;
@@ -183,27 +176,30 @@ int sbert_st_open(const char *path, sbert_st_file **out, char *errbuf, size_t er
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     struct stat st;
     if (fd < 0 || fstat(fd, &st) != 0) {
-        rc = fail(errbuf, errlen, SBERT_EIO, "%s: cannot open: %s", path, strerror(errno));
+        rc = sbert_errf(errbuf, errlen, SBERT_EIO, "%s: cannot open: %s", path, strerror(errno));
         goto out;
     }
     if (st.st_size < 8) {
-        rc = fail(errbuf, errlen, SBERT_EFORMAT, "%s: %lld bytes, too short for a safetensors header",
-                  path, (long long)st.st_size);
+        rc = sbert_errf(errbuf, errlen, SBERT_EFORMAT,
+                        "%s: %lld bytes, too short for a safetensors header", path,
+                        (long long)st.st_size);
         goto out;
     }
     f->size = (size_t)st.st_size;
     void *m = mmap(NULL, f->size, PROT_READ, MAP_PRIVATE, fd, 0);
     if (m == MAP_FAILED) {
-        rc = fail(errbuf, errlen, SBERT_EIO, "%s: cannot map: %s", path, strerror(errno));
+        rc = sbert_errf(errbuf, errlen, SBERT_EIO, "%s: cannot map: %s", path, strerror(errno));
         goto out;
     }
     f->map = m;
     uint64_t hlen = 0;
-    for (int i = 7; i >= 0; i--) hlen = hlen << 8 | f->map[i];
+    for (int i = 7; i >= 0; i--)
+        hlen = hlen << 8 | f->map[i];
     if (hlen > f->size - 8) {
-        rc = fail(errbuf, errlen, SBERT_EFORMAT,
-                  "%s: header length %llu exceeds the file's %zu bytes (truncated or not safetensors)",
-                  path, (unsigned long long)hlen, f->size);
+        rc = sbert_errf(
+            errbuf, errlen, SBERT_EFORMAT,
+            "%s: header length %llu exceeds the file's %zu bytes (truncated or not safetensors)",
+            path, (unsigned long long)hlen, f->size);
         goto out;
     }
     rc = parse_header(f, (const char *)f->map + 8, (size_t)hlen, 8 + hlen, errbuf, errlen);
@@ -220,9 +216,11 @@ out:
 void sbert_st_close(sbert_st_file *f)
 {
     if (!f) return;
-    for (size_t i = 0; i < f->nt; i++) free(f->t[i].name);
+    for (size_t i = 0; i < f->nt; i++)
+        free(f->t[i].name);
     free(f->t);
-    for (size_t i = 0; i < f->nowned; i++) free(f->owned[i]);
+    for (size_t i = 0; i < f->nowned; i++)
+        free(f->owned[i]);
     free(f->owned);
     if (f->map) munmap((void *)f->map, f->size);
     free(f->path);
@@ -280,22 +278,25 @@ int sbert_st_get_f32(sbert_st_file *f, const char *name, const int64_t *shape, i
                      const float **data, char *errbuf, size_t errlen)
 {
     const struct tensor *t = find(f, name);
-    if (!t) return fail(errbuf, errlen, SBERT_EFORMAT, "%s: tensor \"%s\" is missing", f->path, name);
+    if (!t)
+        return sbert_errf(errbuf, errlen, SBERT_EFORMAT, "%s: tensor \"%s\" is missing", f->path,
+                          name);
     if (t->dtype == DT_OTHER)
-        return fail(errbuf, errlen, SBERT_EUNSUPPORTED,
-                    "%s: tensor \"%s\" has dtype %s (supported: F32, F16, BF16)", f->path, t->name,
-                    t->dtype_name);
+        return sbert_errf(errbuf, errlen, SBERT_EUNSUPPORTED,
+                          "%s: tensor \"%s\" has dtype %s (supported: F32, F16, BF16)", f->path,
+                          t->name, t->dtype_name);
     if (t->ndim != ndim || memcmp(t->shape, shape, (size_t)ndim * sizeof *shape)) {
         char want[128], got[128];
         shape_str(want, sizeof want, shape, ndim);
         shape_str(got, sizeof got, t->shape, t->ndim);
-        return fail(errbuf, errlen, SBERT_EFORMAT,
-                    "%s: tensor \"%s\" has shape [%s], config.json implies [%s]", f->path, t->name,
-                    got, want);
+        return sbert_errf(errbuf, errlen, SBERT_EFORMAT,
+                          "%s: tensor \"%s\" has shape [%s], config.json implies [%s]", f->path,
+                          t->name, got, want);
     }
     const uint8_t *src = f->map + t->begin;
     size_t count = t->dtype == DT_F32 ? (t->end - t->begin) / 4 : (t->end - t->begin) / 2;
-    if (t->dtype == DT_F32 && ((uintptr_t)src & 3) == 0 && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__) {
+    if (t->dtype == DT_F32 && ((uintptr_t)src & 3) == 0 &&
+        __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__) {
         *data = (const float *)(const void *)src;
         return 0;
     }
