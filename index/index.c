@@ -889,7 +889,8 @@ static int load_vindex(sbert_index *idx, char *errbuf, size_t errlen)
     int rc = vindex_snapshot_read(idx->snap_path, &vp, &v, &sm, err, sizeof err);
     uint64_t change = rc ? 0 : sm.change_counter;
     const char *why = NULL;
-    if (rc == VINDEX_EIO && errno == ENOENT)
+    int missing = rc == VINDEX_EIO && errno == ENOENT;
+    if (missing)
         why = "missing";
     else if (rc)
         why = err;
@@ -914,8 +915,10 @@ static int load_vindex(sbert_index *idx, char *errbuf, size_t errlen)
         return 0;
     }
     vindex_free(v);
-    ilog(idx, SBERT_INDEX_LOG_WARN, "index snapshot %s not used (%s): rebuilding from the store",
-         idx->snap_path, why);
+    /* A store that never had a write has no snapshot by design: not worth a warning. */
+    int fresh = missing && idx->meta.change == 0;
+    ilog(idx, fresh ? SBERT_INDEX_LOG_INFO : SBERT_INDEX_LOG_WARN,
+         "index snapshot %s not used (%s): rebuilding from the store", idx->snap_path, why);
     if ((rc = rebuild(idx, &idx->vi, errbuf, errlen)))
         return rc;
     idx->snap_change = 0;
