@@ -55,9 +55,9 @@ _Static_assert(ADD_BATCH_BYTES * 2 <= SBERT_PROTO_DEFAULT_MAX_MESSAGE_SIZE, "bat
 /* ---- options ------------------------------------------------------------------------------ */
 
 struct opt {
-    const char *lname;    /* --lname */
-    char sname;           /* -s, or 0 */
-    const char *arg;      /* the value's name in help, NULL for a flag */
+    const char *lname; /* --lname */
+    char sname;        /* -s, or 0 */
+    const char *arg;   /* the value's name in help, NULL for a flag */
     const char *help;
 };
 
@@ -74,12 +74,12 @@ typedef int (*cmd_fn)(struct ctx *, const struct args *);
 
 struct command {
     const char *name;
-    const char *usage;       /* after "sbertctl NAME " */
+    const char *usage; /* after "sbertctl NAME " */
     const char *summary;
-    const char *help;        /* more detail, may be NULL */
-    const struct opt *opts;  /* NULL-terminated by lname */
-    int min_pos, max_pos;    /* positional arguments; max -1: unbounded */
-    double timeout_s;        /* default reply timeout */
+    const char *help;       /* more detail, may be NULL */
+    const struct opt *opts; /* NULL-terminated by lname */
+    int min_pos, max_pos;   /* positional arguments; max -1: unbounded */
+    double timeout_s;       /* default reply timeout */
     cmd_fn run;
 };
 
@@ -147,8 +147,7 @@ static void next_req_id(struct ctx *c, char *buf, size_t len)
             r = (unsigned long long)ts.tv_nsec ^ ((unsigned long long)ts.tv_sec << 20) ^
                 (unsigned long long)getpid();
         }
-        if (fd >= 0)
-            close(fd);
+        if (fd >= 0) close(fd);
         snprintf(c->req_prefix, sizeof c->req_prefix, "%016llx", r);
     }
     snprintf(buf, len, "%s-%llu", c->req_prefix, ++c->req_counter);
@@ -163,13 +162,11 @@ static int print_json(const cJSON *doc);
 
 static int connect_daemon(struct ctx *c)
 {
-    if (c->conn)
-        return 0;
+    if (c->conn) return 0;
     char err[512];
     int r = sbc_conn_open(c->url, (int)(c->timeout_s * 1000), MAX_REPLY_BYTES, &c->conn, err,
                           sizeof err);
-    if (r == 0)
-        return 0;
+    if (r == 0) return 0;
     errmsg("%s", err);
     return r == SBC_CONN_EINVAL ? EXIT_USAGE : EXIT_UNREACHABLE;
 }
@@ -180,12 +177,10 @@ static int send_recv(struct ctx *c, const char *text, int retries, char **raw, s
 {
     for (int attempt = 0;; attempt++) {
         int rc = connect_daemon(c);
-        if (rc != EXIT_OK)
-            return rc;
+        if (rc != EXIT_OK) return rc;
         char err[512];
         int r = sbc_conn_call(c->conn, text, strlen(text), raw, raw_len, err, sizeof err);
-        if (r == 0)
-            return EXIT_OK;
+        if (r == 0) return EXIT_OK;
         if (r == SBC_CONN_ETIMEOUT && attempt < retries) {
             /* A fresh socket: the old one may still deliver the stale reply. */
             sbc_conn_close(c->conn);
@@ -224,13 +219,11 @@ static int call(struct ctx *c, cJSON *req, cJSON **reply, int retries)
     for (int busy = 0;; busy++) {
         char *raw;
         size_t raw_len;
-        if ((rc = send_recv(c, text, retries, &raw, &raw_len)) != EXIT_OK)
-            break;
+        if ((rc = send_recv(c, text, retries, &raw, &raw_len)) != EXIT_OK) break;
         struct sbert_proto_error err;
         r = sbert_proto_reply_parse(raw, raw_len, &rep, &err);
         free(raw);
-        if (r == 0)
-            break;
+        if (r == 0) break;
         if (!rep) {
             errmsg("%s: not a protocol v%d reply (is this endpoint sbertd?)", c->url,
                    SBERT_PROTO_VERSION);
@@ -246,8 +239,7 @@ static int call(struct ctx *c, cJSON *req, cJSON **reply, int retries)
             rep = NULL;
             continue;
         }
-        if (c->json)
-            print_json(rep);
+        if (c->json) print_json(rep);
         errmsg("%s: %s: %s", c->cmd->name, err.code_name, err.message);
         rc = EXIT_REPLY;
         break;
@@ -275,6 +267,28 @@ static const cJSON *member(const struct ctx *c, const cJSON *obj, const char *na
     return m;
 }
 
+/* Sends req (taken, as by call()) and finds the reply's member name, of the type check accepts
+ * and, for an array when want >= 0, of want items. On EXIT_OK *reply is the reply (the caller
+ * deletes it) and *m points into it; otherwise the error is printed and *reply is NULL. */
+static int call_member(struct ctx *c, cJSON *req, int retries, const char *name,
+                       cJSON_bool (*check)(const cJSON *), int want, cJSON **reply, const cJSON **m)
+{
+    int rc = call(c, req, reply, retries);
+    if (rc != EXIT_OK) return rc;
+    *m = member(c, *reply, name, check);
+    if (*m && want >= 0 && cJSON_GetArraySize(*m) != want) {
+        errmsg("%s: the reply has %d %s for %d requested", c->cmd->name, cJSON_GetArraySize(*m),
+               name, want);
+        *m = NULL;
+    }
+    if (!*m) {
+        cJSON_Delete(*reply);
+        *reply = NULL;
+        return EXIT_REPLY;
+    }
+    return EXIT_OK;
+}
+
 /* ---- printing ----------------------------------------------------------------------------- */
 
 static int print_json(const cJSON *doc)
@@ -289,13 +303,15 @@ static int print_json(const cJSON *doc)
     return EXIT_OK;
 }
 
-static void fmt_score(char *buf, size_t len, double s) { snprintf(buf, len, "%.4f", s); }
+static void fmt_score(char *buf, size_t len, double s)
+{
+    snprintf(buf, len, "%.4f", s);
+}
 
 /* Metadata as compact JSON for a table cell; "" when absent. Caller frees. */
 static char *meta_cell(const cJSON *m)
 {
-    if (!m || cJSON_IsNull(m))
-        return strdup("");
+    if (!m || cJSON_IsNull(m)) return strdup("");
     return cJSON_PrintUnformatted(m);
 }
 
@@ -319,8 +335,7 @@ static const char *str_or(const cJSON *obj, const char *name, const char *dflt)
 /* An id as text: ids are strings on the wire, but print an integer id too if one comes. */
 static const char *id_text(const cJSON *id, char *buf, size_t len)
 {
-    if (cJSON_IsString(id))
-        return id->valuestring;
+    if (cJSON_IsString(id)) return id->valuestring;
     if (cJSON_IsNumber(id)) {
         snprintf(buf, len, "%.0f", id->valuedouble);
         return buf;
@@ -335,8 +350,7 @@ static int parse_int(const char *s, long lo, long hi, long *out)
     char *end;
     errno = 0;
     long v = strtol(s, &end, 10);
-    if (errno || end == s || *end || v < lo || v > hi)
-        return -1;
+    if (errno || end == s || *end || v < lo || v > hi) return -1;
     *out = v;
     return 0;
 }
@@ -346,8 +360,7 @@ static int parse_double(const char *s, double *out)
     char *end;
     errno = 0;
     double v = strtod(s, &end);
-    if (errno || end == s || *end || !isfinite(v))
-        return -1;
+    if (errno || end == s || *end || !isfinite(v)) return -1;
     *out = v;
     return 0;
 }
@@ -355,7 +368,7 @@ static int parse_double(const char *s, double *out)
 /* ---- add ---------------------------------------------------------------------------------- */
 
 struct add_state {
-    cJSON *ids;       /* every id, in input order, for --json */
+    cJSON *ids; /* every id, in input order, for --json */
     long n_done;
     long n_truncated;
     sbc_table *table; /* add TEXT...: id and text per row */
@@ -376,21 +389,13 @@ static int add_batch(struct ctx *c, cJSON *docs, struct add_state *st)
     int n_docs = cJSON_GetArraySize(docs);
     cJSON_AddItemToObject(req, "documents", docs);
     cJSON *rep;
-    int rc = call(c, req, &rep, WRITE_RETRIES);
-    if (rc != EXIT_OK)
-        return rc;
-    const cJSON *ids = member(c, rep, "ids", cJSON_IsArray);
-    if (!ids || cJSON_GetArraySize(ids) != n_docs) {
-        if (ids)
-            errmsg("add: the reply has %d ids for %d documents", cJSON_GetArraySize(ids), n_docs);
-        cJSON_Delete(rep);
-        return EXIT_REPLY;
-    }
+    const cJSON *ids;
+    int rc = call_member(c, req, WRITE_RETRIES, "ids", cJSON_IsArray, n_docs, &rep, &ids);
+    if (rc != EXIT_OK) return rc;
     const cJSON *id;
     cJSON_ArrayForEach(id, ids) cJSON_AddItemToArray(st->ids, cJSON_Duplicate(id, 1));
     const cJSON *tr = cJSON_GetObjectItemCaseSensitive(rep, "truncated");
-    if (cJSON_IsArray(tr))
-        st->n_truncated += cJSON_GetArraySize(tr);
+    if (cJSON_IsArray(tr)) st->n_truncated += cJSON_GetArraySize(tr);
     st->n_done += n_docs;
     cJSON_Delete(rep);
     return EXIT_OK;
@@ -398,14 +403,11 @@ static int add_batch(struct ctx *c, cJSON *docs, struct add_state *st)
 
 /* One document of an add request. jsonl's integer ids travel as their decimal text, which the
  * daemon treats the same (PROTOCOL.md: ids are strings). */
-static cJSON *doc_json(const char *id, const char *text, size_t text_len,
-                       const char *metadata_json)
+static cJSON *doc_json(const char *id, const char *text, size_t text_len, const char *metadata_json)
 {
     cJSON *d = cJSON_CreateObject();
-    if (!d)
-        return NULL;
-    if (id)
-        cJSON_AddStringToObject(d, "id", id);
+    if (!d) return NULL;
+    if (id) cJSON_AddStringToObject(d, "id", id);
     char *t = strndup(text, text_len);
     if (!t) {
         cJSON_Delete(d);
@@ -457,8 +459,7 @@ static int cmd_add_texts(struct ctx *c, const struct args *a, struct add_state *
         cJSON_AddItemToArray(docs, d);
     }
     int rc = add_batch(c, docs, st);
-    if (rc != EXIT_OK || c->json)
-        return rc;
+    if (rc != EXIT_OK || c->json) return rc;
     struct sbc_column cols[] = {{"ID", 0}, {"TEXT", SBC_COL_SHRINK}};
     if (sbc_table_create(cols, 2, &st->table) < 0) {
         errmsg("out of memory");
@@ -520,10 +521,8 @@ static int cmd_add_file(struct ctx *c, const struct args *a, struct add_state *s
             break;
         }
         if (r == 1) {
-            if (!docs && !(docs = cJSON_CreateArray()))
-                break;
-            cJSON *d = doc_json(doc.id, doc.text, doc.text_len,
-                                doc.metadata_json);
+            if (!docs && !(docs = cJSON_CreateArray())) break;
+            cJSON *d = doc_json(doc.id, doc.text, doc.text_len, doc.metadata_json);
             if (!d) {
                 errmsg("out of memory");
                 rc = EXIT_REPLY;
@@ -546,8 +545,7 @@ static int cmd_add_file(struct ctx *c, const struct args *a, struct add_state *s
                 break;
             }
         }
-        if (r == 0)
-            break;
+        if (r == 0) break;
     }
     cJSON_Delete(docs);
     sbc_progress_finish(bar);
@@ -622,10 +620,8 @@ static int cmd_query(struct ctx *c, const struct args *a)
     if (req) {
         cJSON_AddStringToObject(req, "text", a->pos[0]);
         cJSON_AddNumberToObject(req, "k", (double)k);
-        if (filter)
-            cJSON_AddItemToObject(req, "filter", filter);
-        if (a->val[Q_MINSCORE])
-            cJSON_AddNumberToObject(req, "min_score", min_score);
+        if (filter) cJSON_AddItemToObject(req, "filter", filter);
+        if (a->val[Q_MINSCORE]) cJSON_AddNumberToObject(req, "min_score", min_score);
         cJSON *inc = cJSON_AddArrayToObject(req, "include");
         cJSON_AddItemToArray(inc, cJSON_CreateString("text"));
         cJSON_AddItemToArray(inc, cJSON_CreateString("metadata"));
@@ -633,19 +629,15 @@ static int cmd_query(struct ctx *c, const struct args *a)
         cJSON_Delete(filter);
     }
     cJSON *rep;
-    int rc = call(c, req, &rep, 0);
-    if (rc != EXIT_OK)
-        return rc;
-    const cJSON *results = member(c, rep, "results", cJSON_IsArray);
-    if (!results) {
-        cJSON_Delete(rep);
-        return EXIT_REPLY;
-    }
+    const cJSON *results;
+    int rc = call_member(c, req, 0, "results", cJSON_IsArray, -1, &rep, &results);
+    if (rc != EXIT_OK) return rc;
     if (c->json) {
         cJSON *out = cJSON_CreateObject();
         cJSON *arr = cJSON_AddArrayToObject(out, "results");
         const cJSON *r;
-        cJSON_ArrayForEach(r, results) {
+        cJSON_ArrayForEach(r, results)
+        {
             cJSON *o = cJSON_CreateObject();
             const cJSON *f;
             static const char *const keys[] = {"id", "score", "text", "metadata"};
@@ -664,19 +656,22 @@ static int cmd_query(struct ctx *c, const struct args *a)
     /* The METADATA column only when some result has metadata. */
     size_t n_cols = 3;
     const cJSON *r;
-    cJSON_ArrayForEach(r, results) {
+    cJSON_ArrayForEach(r, results)
+    {
         const cJSON *m = cJSON_GetObjectItemCaseSensitive(r, "metadata");
-        if (m && !cJSON_IsNull(m))
-            n_cols = 4;
+        if (m && !cJSON_IsNull(m)) n_cols = 4;
     }
-    struct sbc_column cols[] = {
-        {"SCORE", SBC_COL_RIGHT}, {"ID", 0}, {"TEXT", SBC_COL_SHRINK}, {"METADATA", SBC_COL_SHRINK}};
+    struct sbc_column cols[] = {{"SCORE", SBC_COL_RIGHT},
+                                {"ID", 0},
+                                {"TEXT", SBC_COL_SHRINK},
+                                {"METADATA", SBC_COL_SHRINK}};
     sbc_table *t;
     if (sbc_table_create(cols, n_cols, &t) < 0) {
         cJSON_Delete(rep);
         return EXIT_REPLY;
     }
-    cJSON_ArrayForEach(r, results) {
+    cJSON_ArrayForEach(r, results)
+    {
         char sc[32], nb[32];
         const cJSON *s = cJSON_GetObjectItemCaseSensitive(r, "score");
         fmt_score(sc, sizeof sc, cJSON_IsNumber(s) ? s->valuedouble : NAN);
@@ -701,13 +696,11 @@ static int cmd_get(struct ctx *c, const struct args *a)
     }
     cJSON *rep;
     int rc = call(c, req, &rep, 0);
-    if (rc != EXIT_OK)
-        return rc;
+    if (rc != EXIT_OK) return rc;
     const cJSON *docs = member(c, rep, "documents", cJSON_IsArray);
     const cJSON *doc = docs ? cJSON_GetArrayItem(docs, 0) : NULL;
     if (!doc) {
-        if (docs)
-            errmsg("get: malformed reply from %s: no document", c->url);
+        if (docs) errmsg("get: malformed reply from %s: no document", c->url);
         cJSON_Delete(rep);
         return EXIT_REPLY;
     }
@@ -731,8 +724,7 @@ static int cmd_get(struct ctx *c, const struct args *a)
         printf("id:       %s\ntext:     %s\n",
                id_text(cJSON_GetObjectItemCaseSensitive(doc, "id"), nb, sizeof nb),
                str_or(doc, "text", ""));
-        if (meta && *meta)
-            printf("metadata: %s\n", meta);
+        if (meta && *meta) printf("metadata: %s\n", meta);
         free(meta);
     }
     cJSON_Delete(rep);
@@ -751,17 +743,9 @@ static int cmd_delete(struct ctx *c, const struct args *a)
             cJSON_AddItemToArray(ids, cJSON_CreateString(a->pos[i]));
     }
     cJSON *rep;
-    int rc = call(c, req, &rep, WRITE_RETRIES);
-    if (rc != EXIT_OK)
-        return rc;
-    const cJSON *existed = member(c, rep, "existed", cJSON_IsArray);
-    if (!existed || cJSON_GetArraySize(existed) != a->n_pos) {
-        if (existed)
-            errmsg("delete: the reply has %d flags for %d ids", cJSON_GetArraySize(existed),
-                   a->n_pos);
-        cJSON_Delete(rep);
-        return EXIT_REPLY;
-    }
+    const cJSON *existed;
+    int rc = call_member(c, req, WRITE_RETRIES, "existed", cJSON_IsArray, a->n_pos, &rep, &existed);
+    if (rc != EXIT_OK) return rc;
     cJSON *out = cJSON_CreateObject();
     cJSON *deleted = cJSON_AddArrayToObject(out, "deleted");
     cJSON *missing = cJSON_AddArrayToObject(out, "not_found");
@@ -792,8 +776,7 @@ static int cmd_similarity(struct ctx *c, const struct args *a)
     }
     cJSON *rep;
     int rc = call(c, req, &rep, 0);
-    if (rc != EXIT_OK)
-        return rc;
+    if (rc != EXIT_OK) return rc;
     const cJSON *s = member(c, rep, "score", cJSON_IsNumber);
     if (!s) {
         rc = EXIT_REPLY;
@@ -818,16 +801,9 @@ static int cmd_encode(struct ctx *c, const struct args *a)
             cJSON_AddItemToArray(texts, cJSON_CreateString(a->pos[i]));
     }
     cJSON *rep;
-    int rc = call(c, req, &rep, 0);
-    if (rc != EXIT_OK)
-        return rc;
-    const cJSON *emb = member(c, rep, "embeddings", cJSON_IsArray);
-    if (!emb || cJSON_GetArraySize(emb) != a->n_pos) {
-        if (emb)
-            errmsg("encode: %d embeddings for %d texts", cJSON_GetArraySize(emb), a->n_pos);
-        cJSON_Delete(rep);
-        return EXIT_REPLY;
-    }
+    const cJSON *emb;
+    int rc = call_member(c, req, 0, "embeddings", cJSON_IsArray, a->n_pos, &rep, &emb);
+    if (rc != EXIT_OK) return rc;
     if (c->json) {
         cJSON *out = cJSON_CreateObject();
         cJSON_AddItemToObject(out, "embeddings", cJSON_Duplicate(emb, 1));
@@ -837,11 +813,13 @@ static int cmd_encode(struct ctx *c, const struct args *a)
         /* Like the seed's print(embedding): the text, then its vector, eight numbers a line. */
         const cJSON *row;
         int i = 0;
-        cJSON_ArrayForEach(row, emb) {
+        cJSON_ArrayForEach(row, emb)
+        {
             printf("%s%s  (%d dimensions)\n[", i ? "\n" : "", a->pos[i], cJSON_GetArraySize(row));
             const cJSON *x;
             int j = 0;
-            cJSON_ArrayForEach(x, row) {
+            cJSON_ArrayForEach(x, row)
+            {
                 printf("%s% .8f", j == 0 ? "" : (j % 8 == 0 ? "\n " : " "), x->valuedouble);
                 j++;
             }
@@ -871,13 +849,11 @@ static int cmd_pairs(struct ctx *c, const struct args *a)
     if (a->val[P_MINSCORE] && parse_double(a->val[P_MINSCORE], &min_score) < 0)
         return usage_error(c->cmd, "--min-score: expected a number, not \"%s\"",
                            a->val[P_MINSCORE]);
-    if (a->n_pos == 1)
-        return usage_error(c->cmd, "pairs within a list need at least two texts");
+    if (a->n_pos == 1) return usage_error(c->cmd, "pairs within a list need at least two texts");
     cJSON *req = request_new(c, "pairs");
     if (req) {
         cJSON_AddNumberToObject(req, "n", (double)n);
-        if (a->val[P_MINSCORE])
-            cJSON_AddNumberToObject(req, "min_score", min_score);
+        if (a->val[P_MINSCORE]) cJSON_AddNumberToObject(req, "min_score", min_score);
         if (a->n_pos) {
             cJSON *texts = cJSON_AddArrayToObject(req, "texts");
             for (int i = 0; i < a->n_pos; i++)
@@ -885,19 +861,15 @@ static int cmd_pairs(struct ctx *c, const struct args *a)
         }
     }
     cJSON *rep;
-    int rc = call(c, req, &rep, 0);
-    if (rc != EXIT_OK)
-        return rc;
-    const cJSON *pairs = member(c, rep, "pairs", cJSON_IsArray);
-    if (!pairs) {
-        cJSON_Delete(rep);
-        return EXIT_REPLY;
-    }
+    const cJSON *pairs;
+    int rc = call_member(c, req, 0, "pairs", cJSON_IsArray, -1, &rep, &pairs);
+    if (rc != EXIT_OK) return rc;
     if (c->json) {
         cJSON *out = cJSON_CreateObject();
         cJSON *arr = cJSON_AddArrayToObject(out, "pairs");
         const cJSON *p;
-        cJSON_ArrayForEach(p, pairs) {
+        cJSON_ArrayForEach(p, pairs)
+        {
             cJSON *o = cJSON_CreateObject();
             static const char *const sides[] = {"a", "b"};
             for (size_t s = 0; s < 2; s++) {
@@ -917,14 +889,16 @@ static int cmd_pairs(struct ctx *c, const struct args *a)
         cJSON_Delete(rep);
         return rc;
     }
-    struct sbc_column cols[] = {{"A", SBC_COL_SHRINK}, {"B", SBC_COL_SHRINK}, {"SCORE", SBC_COL_RIGHT}};
+    struct sbc_column cols[] = {
+        {"A", SBC_COL_SHRINK}, {"B", SBC_COL_SHRINK}, {"SCORE", SBC_COL_RIGHT}};
     sbc_table *t;
     if (sbc_table_create(cols, 3, &t) < 0) {
         cJSON_Delete(rep);
         return EXIT_REPLY;
     }
     const cJSON *p;
-    cJSON_ArrayForEach(p, pairs) {
+    cJSON_ArrayForEach(p, pairs)
+    {
         char sc[32];
         const cJSON *s = cJSON_GetObjectItemCaseSensitive(p, "score");
         fmt_score(sc, sizeof sc, cJSON_IsNumber(s) ? s->valuedouble : NAN);
@@ -942,9 +916,9 @@ static int cmd_pairs(struct ctx *c, const struct args *a)
 static void flatten(sbc_table *t, const char *prefix, const cJSON *obj)
 {
     const cJSON *m;
-    cJSON_ArrayForEach(m, obj) {
-        if (!prefix[0] && (strcmp(m->string, "v") == 0 || strcmp(m->string, "ok") == 0))
-            continue;
+    cJSON_ArrayForEach(m, obj)
+    {
+        if (!prefix[0] && (strcmp(m->string, "v") == 0 || strcmp(m->string, "ok") == 0)) continue;
         char key[256];
         snprintf(key, sizeof key, "%s%s%s", prefix, prefix[0] ? "." : "", m->string);
         if (cJSON_IsObject(m) && cJSON_GetArraySize(m) > 0) {
@@ -1000,8 +974,7 @@ static int cmd_simple(struct ctx *c, const char *op, int write)
     }
     cJSON *rep;
     int rc = call(c, req, &rep, write ? WRITE_RETRIES : 0);
-    if (rc != EXIT_OK)
-        return rc;
+    if (rc != EXIT_OK) return rc;
     return print_object(c, rep);
 }
 
@@ -1016,8 +989,7 @@ static int cmd_health(struct ctx *c, const struct args *a)
     (void)a;
     cJSON *rep;
     int rc = call(c, request_new(c, "health"), &rep, 0);
-    if (rc != EXIT_OK)
-        return rc;
+    if (rc != EXIT_OK) return rc;
     const char *status = str_or(rep, "status", "?");
     /* Only "serving" is healthy: a stopping daemon answers, but takes no new work. */
     int healthy = strcmp(status, "serving") == 0;
@@ -1068,8 +1040,7 @@ static int cmd_backup(struct ctx *c, const struct args *a)
     }
     cJSON *rep;
     int rc = call(c, req, &rep, WRITE_RETRIES);
-    if (rc != EXIT_OK)
-        return rc;
+    if (rc != EXIT_OK) return rc;
     return print_object(c, rep);
 }
 
@@ -1081,14 +1052,14 @@ static const struct command commands[] = {
     {"add", "TEXT... | --file FILE [--format txt|jsonl|csv] [--text-column C] [--id-column C]",
      "add documents (upsert): texts on the command line, or a file",
      "Files: txt is one document per line; jsonl one object per line with \"text\" and optional\n"
-     "\"id\" and \"metadata\"; csv (RFC 4180) has a header, --text-column names the text, --id-column\n"
+     "\"id\" and \"metadata\"; csv (RFC 4180) has a header, --text-column names the text, "
+     "--id-column\n"
      "the id, and every other column becomes a metadata string. FILE \"-\" reads standard input.\n"
      "Documents go in batches with a request id, so a batch re-sent after a timeout is applied\n"
      "once. A progress bar (count, rate, ETA) shows on a terminal. Prints the ids (--json:\n"
      "{\"ids\":[...]}); a document with an existing id replaces it.",
      add_opts, 0, -1, 120, cmd_add},
-    {"query", "[-k N] [--filter JSON] [--min-score S] TEXT",
-     "the documents most similar to TEXT",
+    {"query", "[-k N] [--filter JSON] [--min-score S] TEXT", "the documents most similar to TEXT",
      "--json: {\"results\":[{\"id\",\"score\",\"text\",\"metadata\"}]}", query_opts, 1, 1, 30,
      cmd_query},
     {"get", "ID", "show one document", NULL, no_opts, 1, 1, 30, cmd_get},
@@ -1101,13 +1072,15 @@ static const struct command commands[] = {
      "--json: {\"embeddings\":[[...],...]}", no_opts, 1, -1, 60, cmd_encode},
     {"pairs", "[-n N] [--min-score S] [TEXT...]",
      "the most similar pairs: among the given texts, or in the collection",
-     "--json: {\"pairs\":[{\"a\":{\"id\",\"text\"},\"b\":{\"id\",\"text\"},\"score\"}]} (ids are null "
+     "--json: {\"pairs\":[{\"a\":{\"id\",\"text\"},\"b\":{\"id\",\"text\"},\"score\"}]} (ids are "
+     "null "
      "for\ngiven texts).",
      pairs_opts, 0, -1, 120, cmd_pairs},
     {"stats", "", "daemon statistics", "--json prints the daemon's object.", no_opts, 0, 0, 30,
      cmd_stats},
     {"health", "", "check that sbertd serves",
-     "Exit status 0 when it answers \"serving\", 1 when it answers anything else (stopping).", no_opts, 0, 0, 10, cmd_health},
+     "Exit status 0 when it answers \"serving\", 1 when it answers anything else (stopping).",
+     no_opts, 0, 0, 10, cmd_health},
     {"backup", "DIR", "write a consistent copy of the store and index to DIR on the server",
      "A relative DIR is made absolute against this shell's directory.", no_opts, 1, 1, 600,
      cmd_backup},
@@ -1120,8 +1093,7 @@ static void print_opts(FILE *f, const struct opt *opts)
 {
     for (const struct opt *o = opts; o->lname; o++) {
         char lhs[64], shrt[8] = "    ";
-        if (o->sname)
-            snprintf(shrt, sizeof shrt, "-%c, ", o->sname);
+        if (o->sname) snprintf(shrt, sizeof shrt, "-%c, ", o->sname);
         snprintf(lhs, sizeof lhs, "%s--%s%s%s", shrt, o->lname, o->arg ? " " : "",
                  o->arg ? o->arg : "");
         fprintf(f, "  %-26s %s\n", lhs, o->help);
@@ -1157,8 +1129,7 @@ static void print_main_help(FILE *f)
 static void print_cmd_help(FILE *f, const struct command *cmd)
 {
     fprintf(f, "usage: sbertctl %s %s\n\n%s.\n", cmd->name, cmd->usage, cmd->summary);
-    if (cmd->help)
-        fprintf(f, "\n%s\n", cmd->help);
+    if (cmd->help) fprintf(f, "\n%s\n", cmd->help);
     if (cmd->opts[0].lname) {
         fputs("\nOptions:\n", f);
         print_opts(f, cmd->opts);
@@ -1192,8 +1163,7 @@ static int parse_args(const struct command *cmd, int argc, char **argv, int from
     static const struct opt empty[] = {{NULL, 0, NULL, NULL}};
     const struct opt *opts = cmd ? cmd->opts : empty;
     a->pos = calloc((size_t)argc + 1, sizeof *a->pos);
-    if (!a->pos)
-        return EXIT_USAGE;
+    if (!a->pos) return EXIT_USAGE;
     int only_pos = 0;
     for (int i = from; i < argc; i++) {
         char *s = argv[i];
@@ -1212,14 +1182,12 @@ static int parse_args(const struct command *cmd, int argc, char **argv, int from
             name = s + 2;
             const char *eq = strchr(name, '=');
             len = eq ? (size_t)(eq - name) : strlen(name);
-            if (eq)
-                val = eq + 1;
+            if (eq) val = eq + 1;
         } else {
             sname = s[1];
             name = s + 1;
             len = 1;
-            if (s[2])
-                val = s + 2;
+            if (s[2]) val = s + 2;
         }
         const struct opt *o;
         const char **slot;
@@ -1235,14 +1203,12 @@ static int parse_args(const struct command *cmd, int argc, char **argv, int from
         }
         if (o->arg) {
             if (!val) {
-                if (i + 1 >= argc)
-                    return usage_error(cmd, "%s needs a value (%s)", s, o->arg);
+                if (i + 1 >= argc) return usage_error(cmd, "%s needs a value (%s)", s, o->arg);
                 val = argv[++i];
             }
             *slot = val;
         } else {
-            if (val)
-                return usage_error(cmd, "--%s takes no value", o->lname);
+            if (val) return usage_error(cmd, "--%s takes no value", o->lname);
             *slot = "";
         }
     }
@@ -1274,14 +1240,13 @@ int main(int argc, char **argv)
             printf("sbertctl %s (protocol v%d)\n", SBERTCTL_VERSION, SBERT_PROTO_VERSION);
             return EXIT_OK;
         }
-        if (s[0] != '-')
-            break;
+        if (s[0] != '-') break;
         const char *name = s[1] == '-' ? s + 2 : s + 1;
         const char *eq = strchr(name, '=');
         size_t len = eq ? (size_t)(eq - name) : strlen(name);
-        int k = s[1] == '-' ? find_opt(common_opts, name, len, 0) : find_opt(common_opts, "", 0, s[1]);
-        if (k < 0 || (s[1] != '-' && s[2]))
-            return usage_error(NULL, "unknown option %s", s);
+        int k =
+            s[1] == '-' ? find_opt(common_opts, name, len, 0) : find_opt(common_opts, "", 0, s[1]);
+        if (k < 0 || (s[1] != '-' && s[2])) return usage_error(NULL, "unknown option %s", s);
         if (common_opts[k].arg) {
             if (eq)
                 common[k] = eq + 1;
@@ -1300,8 +1265,7 @@ int main(int argc, char **argv)
     if (strcmp(argv[i], "help") == 0) {
         const struct command *cmd = NULL;
         for (size_t k = 0; i + 1 < argc && k < N_COMMANDS; k++)
-            if (strcmp(commands[k].name, argv[i + 1]) == 0)
-                cmd = &commands[k];
+            if (strcmp(commands[k].name, argv[i + 1]) == 0) cmd = &commands[k];
         if (cmd)
             print_cmd_help(stdout, cmd);
         else
@@ -1310,10 +1274,8 @@ int main(int argc, char **argv)
     }
     const struct command *cmd = NULL;
     for (size_t k = 0; k < N_COMMANDS; k++)
-        if (strcmp(commands[k].name, argv[i]) == 0)
-            cmd = &commands[k];
-    if (!cmd)
-        return usage_error(NULL, "unknown command \"%s\"", argv[i]);
+        if (strcmp(commands[k].name, argv[i]) == 0) cmd = &commands[k];
+    if (!cmd) return usage_error(NULL, "unknown command \"%s\"", argv[i]);
 
     struct args a = {0};
     int rc = parse_args(cmd, argc, argv, i + 1, &a, common);
@@ -1333,11 +1295,9 @@ int main(int argc, char **argv)
     struct ctx c = {.cmd = cmd, .timeout_s = cmd->timeout_s, .json = common[CO_JSON] != NULL};
     resolve_endpoint(&c, common[CO_SOCKET]);
     c.token = common[CO_TOKEN] ? common[CO_TOKEN] : getenv("SBERTD_TOKEN");
-    if (c.token && !*c.token)
-        c.token = NULL;
-    if (common[CO_TIMEOUT] &&
-        (parse_double(common[CO_TIMEOUT], &c.timeout_s) < 0 || c.timeout_s <= 0 ||
-         c.timeout_s > 86400)) {
+    if (c.token && !*c.token) c.token = NULL;
+    if (common[CO_TIMEOUT] && (parse_double(common[CO_TIMEOUT], &c.timeout_s) < 0 ||
+                               c.timeout_s <= 0 || c.timeout_s > 86400)) {
         free(a.pos);
         return usage_error(cmd, "--timeout: expected seconds in (0, 86400], not \"%s\"",
                            common[CO_TIMEOUT]);
