@@ -370,6 +370,7 @@ int sbertd_encode(struct sbertd *d, const char *const *texts, const size_t *lens
                   float *out, int *truncated, int shared, struct sbert_proto_error *err)
 {
     int rc;
+    sbertd_log(LOG_DEBUG, "encode: %zu texts", n);
     if (!shared || n > SHARED_MAX_TEXTS) {
         rc = encode_direct(d, texts, lens, n, out, truncated);
     } else {

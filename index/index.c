@@ -516,6 +516,7 @@ static int snapshot_locked(sbert_index *idx, int force, char *errbuf, size_t err
     if (!force && idx->snap_exists && idx->snap_change == idx->meta.change)
         return 0;
     uint64_t change = idx->meta.change;
+    ilog(idx, SBERT_INDEX_LOG_DEBUG, "snapshot: writing at change %llu", (unsigned long long)change);
     int rc = vindex_snapshot_write(idx->vi, idx->snap_path, change, idx->meta.uuid,
                                    sizeof idx->meta.uuid, errbuf, errlen);
     if (rc)
@@ -778,6 +779,7 @@ static int reindex_locked(sbert_index *idx, const struct sbert_index_model *nm,
             lens[i] = docs[i].text_len;
             labels[i] = (int64_t)docs[i].label;
         }
+        ilog(idx, SBERT_INDEX_LOG_DEBUG, "reindex: encoding %zu documents", n);
         if (encode(texts, lens, n, raw, user)) {
             chunk_free(docs, n);
             rc = errf(errbuf, errlen, SBERT_INDEX_ECALLBACK,
@@ -808,6 +810,7 @@ static int reindex_locked(sbert_index *idx, const struct sbert_index_model *nm,
     store_close(ns);
     ns = NULL;
 
+    ilog(idx, SBERT_INDEX_LOG_DEBUG, "reindex: switching to the new store");
     /* The old snapshot must not be loaded against the new store. */
     if (unlink(idx->snap_path) && errno != ENOENT) {
         rc = errf(errbuf, errlen, SBERT_INDEX_EIO, "removing %s: %s", idx->snap_path,
@@ -1293,6 +1296,7 @@ int sbert_index_put(sbert_index *idx, struct sbert_index_put_item *items, size_t
             gen_id(idx, it->gen_id);
     }
     pthread_rwlock_rdlock(&idx->swap);
+    ilog(idx, SBERT_INDEX_LOG_DEBUG, "commit: add of %zu documents", n);
     rc = store_write(idx->st, put_fn, &p, errbuf, errlen);
     pthread_rwlock_unlock(&idx->swap);
     if (rc) {
@@ -1413,6 +1417,7 @@ int sbert_index_delete(sbert_index *idx, const char *const *ids, const size_t *l
         rc = errf(errbuf, errlen, SBERT_INDEX_EIO, "the store failed to reopen after reindex");
     } else {
         pthread_rwlock_rdlock(&idx->swap);
+        ilog(idx, SBERT_INDEX_LOG_DEBUG, "commit: delete of %zu ids", n);
         rc = store_write(idx->st, del_fn, &d, errbuf, errlen);
         pthread_rwlock_unlock(&idx->swap);
         if (rc == 0) {
@@ -2204,6 +2209,7 @@ int sbert_index_backup(sbert_index *idx, const char *dir, char *errbuf, size_t e
         goto done;
     }
     pthread_rwlock_rdlock(&idx->st->lock);
+    ilog(idx, SBERT_INDEX_LOG_DEBUG, "backup: copying the store to %s", dbp);
     int mrc = mdb_env_copy2(idx->st->env, dbp, MDB_CP_COMPACT);
     pthread_rwlock_unlock(&idx->st->lock);
     if (mrc) {
