@@ -187,6 +187,7 @@ static int run_stats(struct sbertd *d, struct request *r, cJSON *reply,
         !(index = cJSON_AddObjectToObject(reply, "index")) ||
         !cJSON_AddStringToObject(index, "spec", st.index_spec) ||
         !cJSON_AddBoolToObject(index, "trained", st.index_trained) ||
+        !cJSON_AddNumberToObject(index, "count", (double)st.index_count) ||
         !cJSON_AddNumberToObject(index, "change", (double)st.change) ||
         !cJSON_AddNumberToObject(index, "snapshot_change", (double)st.snapshot_change) ||
         !cJSON_AddNumberToObject(index, "snapshot_time", (double)st.snapshot_time) ||
