@@ -247,8 +247,6 @@ void sbert_forward(const struct sbert_model *m, struct sbert_fwd_scratch *s, con
 {
     const int H = m->hidden, NI = m->inter, nh = m->heads, dh = H / nh, H3 = 3 * H;
     const float scale = 1.0f / sqrtf((float)dh), eps = m->ln_eps;
-    int T = 0;
-    for (int i = 0; i < nseq; i++) T += lens[i];
     int *start = s->start, *pos = s->pos;
     start[0] = 0;
     for (int i = 0; i < nseq; i++) {

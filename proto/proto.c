@@ -346,7 +346,10 @@ int sbert_proto_get_int(const cJSON *obj, const char *name, int required, long l
         return sbert_proto_error_set(err, SBERT_PROTO_EBAD_REQUEST, -1,
                                      "\"%s\" must be an integer, not %s", name, type_name(m));
     double d = m->valuedouble;
-    if (!isfinite(d) || d != floor(d) || d < (double)min || d > (double)max)
+    /* (double)LLONG_MAX rounds up to 2^63, which d > max lets through: refuse it explicitly,
+     * its conversion to long long is undefined (found by tests/fuzz/fuzz_proto). */
+    if (!isfinite(d) || d != floor(d) || d < (double)min || d > (double)max ||
+        d >= 9223372036854775808.0)
         return sbert_proto_error_set(err, range_code, -1,
                                      "\"%s\" must be an integer in %lld..%lld, got %.17g", name,
                                      min, max, d);
@@ -659,7 +662,9 @@ int sbert_proto_reply_parse(const char *buf, size_t len, cJSON **root,
     int c = sbert_proto_code_from_name(code->valuestring);
     if (err) {
         err->code = c;
-        err->index = cJSON_IsNumber(index) ? (long)index->valuedouble : -1;
+        /* an index that no long holds is dropped, not converted (undefined; fuzz_proto) */
+        double ix = cJSON_IsNumber(index) ? index->valuedouble : -1;
+        err->index = ix >= 0 && ix < 9007199254740992.0 ? (long)ix : -1;
         snprintf(err->message, sizeof err->message, "%s",
                  cJSON_IsString(msg) ? msg->valuestring : "");
         snprintf(err->code_name, sizeof err->code_name, "%s", code->valuestring);

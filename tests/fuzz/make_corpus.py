@@ -1,0 +1,187 @@
+#!/usr/bin/env python3
+"""make_corpus.py — writes the committed seed corpus of the fuzz targets (tests/fuzz/corpus/).
+
+    python3 tests/fuzz/make_corpus.py [OUT_DIR]     (default: tests/fuzz/corpus next to it)
+
+Small, meaningful inputs only: valid requests of every op and a few broken ones (fuzz_proto),
+texts in several scripts plus special tokens (fuzz_tokenizer), the examples of docs/filters.md with
+metadata (fuzz_filter), and tiny valid models (fuzz_loader: hidden 4, one layer, a 16-token
+vocabulary, F32/F16/BF16 and misaligned weights) built here with the stdlib only. Deterministic:
+rerunning it rewrites the same bytes.
+"""
+import json
+import os
+import random
+import struct
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+OUT = sys.argv[1] if len(sys.argv) > 1 else os.path.join(HERE, "corpus")
+
+
+def put(target, name, data):
+    d = os.path.join(OUT, target)
+    os.makedirs(d, exist_ok=True)
+    if isinstance(data, str):
+        data = data.encode("utf-8")
+    with open(os.path.join(d, name), "wb") as f:
+        f.write(data)
+
+
+# ---- fuzz_proto: one raw message per file --------------------------------------------------------
+REQUESTS = {
+    "add": {"v": 1, "op": "add", "req_id": "load-0001", "documents": [
+        {"id": "cat", "text": "The cat sits outside", "metadata": {"lang": "en", "year": 2022}},
+        {"text": "A man is playing guitar"}, {"id": 42, "text": "x", "metadata": None}]},
+    "get": {"v": 1, "op": "get", "ids": ["cat", "dog", 7], "include": ["text", "vector"]},
+    "delete": {"v": 1, "op": "delete", "req_id": "d-9", "ids": ["cat", "dog"]},
+    "query_text": {"v": 1, "op": "query", "text": "A cat is outdoors", "k": 2,
+                   "filter": {"lang": "en"}, "min_score": 0.25, "include": ["metadata"]},
+    "query_vector": {"v": 1, "op": "query", "vector": [0.05] * 384, "k": 1000},
+    "similarity": {"v": 1, "op": "similarity", "a": "The new movie is awesome",
+                   "b": "The new movie is so great"},
+    "similarity_lists": {"v": 1, "op": "similarity", "a": ["I love pasta"],
+                         "b": ["Do you like pizza?", "A woman watches TV"]},
+    "encode": {"v": 1, "op": "encode", "texts": ["The quick brown fox jumps over the lazy dog"]},
+    "pairs": {"v": 1, "op": "pairs", "n": 2, "per_doc_k": 5, "include": ["text"]},
+    "pairs_texts": {"v": 1, "op": "pairs", "n": 1, "min_score": -1,
+                    "texts": ["I love pasta", "Do you like pizza?", "A woman watches TV"]},
+    "stats": {"v": 1, "op": "stats"},
+    "health": {"v": 1, "op": "health", "token": "s3cret"},
+    "backup": {"v": 1, "op": "backup", "req_id": "b-1", "dir": "/var/backups/sbertd/2026-11-27"},
+    "reindex": {"v": 1, "op": "reindex", "req_id": "r-1"},
+}
+for name, req in REQUESTS.items():
+    put("fuzz_proto", name + ".json", json.dumps(req, separators=(",", ":")))
+for name, raw in {
+    "reply_ok": '{"v":1,"ok":true,"req_id":"x","score":0.893899918}',
+    "reply_error": '{"v":1,"ok":false,"error":{"code":"bad_k","message":"k out of range","index":3}}',
+    "nul_escape": '{"v":1,"op":"encode","texts":["a\\u0000b"]}',
+    "bad_version": '{"v":2,"op":"stats"}',
+    "trailing": '{"v":1,"op":"stats"} x',
+    "big_numbers": '{"v":1,"op":"pairs","n":9.3e18,"k":1e308,"min_score":-0.0}',
+    "escapes": '{"v":1,"op":"get","ids":["\\ud83d\\ude00","\\"\\\\\\/"],"req_id":"\\u00e9"}',
+}.items():
+    put("fuzz_proto", name + ".json", raw)
+
+# ---- fuzz_tokenizer: byte 0 picks the configuration and capacity, the rest is the text -----------
+TEXTS = [
+    "The quick brown fox jumps over the lazy dog.",
+    "  Héllo, WÖRLD!  naïve café\tunaffable [CLS] [MASK]  ",
+    "北京欢迎你 東京 ソウル 서울",
+    "Ünïcödé: ﬁ ß ǅ İ ẞ \u0301e \u200b zero\u00a0width",
+    "emoji 😀👍🏽 and symbols ∑∫√ ← → ‰",
+    "a" * 120 + " " + "supercalifragilisticexpialidocious " * 4,
+    "مرحبا بالعالم שלום עולם नमस्ते दुनिया",
+    "[SEP][UNK][PAD]\x00\x01\x7f tabs\tand\nnewlines\r\n",
+]
+for i, t in enumerate(TEXTS):
+    put("fuzz_tokenizer", "text%02d" % i, bytes([(i * 37) & 0xFF]) + t.encode("utf-8"))
+put("fuzz_tokenizer", "cap_small", bytes([0x04]) + "tiny capacity test sentence".encode())
+put("fuzz_tokenizer", "bad_utf8", bytes([0x01]) + b"ok \xc0\xaf \xed\xa0\x80 \xf4\x90\x80\x80")
+
+# ---- fuzz_filter: the filter, then a newline and metadata ----------------------------------------
+FILTERS = [
+    ('{"genre": "news"}', '{"genre":"news","year":2001}'),
+    ('{"year": {"$gte": 2000, "$lt": 2010}}', '{"year":2005.5}'),
+    ('{"lang": {"$in": ["en", "de"]}, "draft": false}', '{"lang":"de","draft":false}'),
+    ('{"$or": [{"source": "wiki"}, {"score": {"$gt": 0.8}}]}', '{"score":0.9,"source":null}'),
+    ('{"$and": [{"tag": {"$ne": "spam"}}, {"$or": [{"a": 1}, {"b": 2}]}]}', '{"a":1.0,"tag":["spam"]}'),
+    ('{"x": {"$nin": [1, "1", true]}}', '{"x":"1 "}'),
+    ('{"a.b": {"$eq": "\\u00e9\\"q"}}', '{"a.b":"\\u00e9\\"q","a":{"b":1}}'),
+    ('{"year": {"$gt": "2019"}}', '{}'),
+    ('{"$and": [{"a": 1}, 3]}', '{"a":1}'),
+    ('{"$not": {"a": 1}}', '{"a":1}'),
+    ('{"a": {"$in": []}}', '{"a":1}'),
+    ('{"a":', ''),
+    ('{}', '{"k":[1,{"n":"x"}],"e":1e308,"u":"\\ud83d\\ude00"}'),
+]
+for i, (flt, meta) in enumerate(FILTERS):
+    put("fuzz_filter", "filter%02d" % i, flt + ("\n" + meta if meta else ""))
+put("fuzz_filter", "deep", '{"$or":[' * 33 + '{"a":1}' + ']}' * 33)
+
+# ---- fuzz_loader: tiny models --------------------------------------------------------------------
+SEP = b"\n====\n"
+VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "hello", "world", "##s", ",", "a", "b",
+         "un", "##aff", "##able", "é", "##a"]
+H, I, L, HEADS, MAXPOS = 4, 8, 1, 2, 16
+
+
+def f16(x):
+    return struct.pack("<e", x)
+
+
+def bf16(x):
+    return struct.pack("<f", x)[2:]
+
+
+def safetensors(dtype, pad_header=0):
+    rnd = random.Random(6)
+    shapes = [("embeddings.word_embeddings.weight", [len(VOCAB), H]),
+              ("embeddings.position_embeddings.weight", [MAXPOS, H]),
+              ("embeddings.token_type_embeddings.weight", [2, H]),
+              ("embeddings.LayerNorm.weight", [H]), ("embeddings.LayerNorm.bias", [H])]
+    for l in range(L):
+        p = "encoder.layer.%d." % l
+        for n in ("query", "key", "value"):
+            shapes += [(p + "attention.self.%s.weight" % n, [H, H]),
+                       (p + "attention.self.%s.bias" % n, [H])]
+        shapes += [(p + "attention.output.dense.weight", [H, H]),
+                   (p + "attention.output.dense.bias", [H]),
+                   (p + "attention.output.LayerNorm.weight", [H]),
+                   (p + "attention.output.LayerNorm.bias", [H]),
+                   (p + "intermediate.dense.weight", [I, H]), (p + "intermediate.dense.bias", [I]),
+                   (p + "output.dense.weight", [H, I]), (p + "output.dense.bias", [H]),
+                   (p + "output.LayerNorm.weight", [H]), (p + "output.LayerNorm.bias", [H])]
+    header, data = {"__metadata__": {"format": "pt"}}, b""
+    size, pack = {"F32": (4, lambda x: struct.pack("<f", x)), "F16": (2, f16),
+                  "BF16": (2, bf16)}[dtype]
+    for name, shape in shapes:
+        n = 1
+        for d in shape:
+            n *= d
+        vals = [1.0 if "LayerNorm.weight" in name else rnd.uniform(-0.5, 0.5) for _ in range(n)]
+        blob = b"".join(pack(v) for v in vals)
+        # BertModel checkpoints name tensors without a prefix; BertForX ones with "bert."
+        key = ("bert." + name) if dtype == "BF16" else name
+        header[key] = {"dtype": dtype, "shape": shape,
+                       "data_offsets": [len(data), len(data) + len(blob)]}
+        data += blob
+    hj = json.dumps(header, separators=(",", ":")).encode()
+    hj += b" " * pad_header  # an odd pad misaligns every F32 tensor: the copying path
+    return struct.pack("<Q", len(hj)) + hj + data
+
+
+def model(dtype="F32", pad=0, pooling="pooling_mode_mean_tokens", normalize=True, **cfg_extra):
+    config = {"model_type": "bert", "hidden_size": H, "num_attention_heads": HEADS,
+              "num_hidden_layers": L, "intermediate_size": I, "vocab_size": len(VOCAB),
+              "max_position_embeddings": MAXPOS, "type_vocab_size": 2, "hidden_act": "gelu",
+              "layer_norm_eps": 1e-12, "position_embedding_type": "absolute"}
+    config.update(cfg_extra)
+    modules = [{"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+               {"idx": 1, "name": "1", "path": "1_Pooling",
+                "type": "sentence_transformers.models.Pooling"}]
+    if normalize:
+        modules.append({"idx": 2, "name": "2", "path": "2_Normalize",
+                        "type": "sentence_transformers.models.Normalize"})
+    pool = {"word_embedding_dimension": H, pooling: True}
+    tok_cfg = {"do_lower_case": True, "model_max_length": 12, "strip_accents": None,
+               "tokenize_chinese_chars": True}
+    st_cfg = {"max_seq_length": 10, "do_lower_case": False}
+    special = {"cls_token": "[CLS]", "sep_token": "[SEP]", "unk_token": "[UNK]",
+               "pad_token": {"content": "[PAD]", "lstrip": False}, "mask_token": "[MASK]"}
+    parts = [json.dumps(x).encode() for x in (config, modules, pool, tok_cfg, st_cfg, special)]
+    parts += ["\n".join(VOCAB).encode() + b"\n", safetensors(dtype, pad)]
+    return SEP.join(parts)
+
+
+put("fuzz_loader", "tiny_f32", model())
+put("fuzz_loader", "tiny_f16_cls", model("F16", pooling="pooling_mode_cls_token", normalize=False))
+put("fuzz_loader", "tiny_bf16_max", model("BF16", pooling="pooling_mode_max_tokens",
+                                          hidden_act="gelu_new"))
+put("fuzz_loader", "tiny_f32_misaligned", model(pad=1))
+# only the required files: config.json, vocab.txt and the weights (no modules.json: mean pooling)
+m = model().split(SEP)
+put("fuzz_loader", "tiny_minimal", SEP.join([m[0], b"", b"", b"", b"", b"", m[6], m[7]]))
+put("fuzz_loader", "bad_safetensors_header", SEP.join(m[:7] + [struct.pack("<Q", 1 << 40) + b"{}"]))
+print("corpus written to", OUT)
