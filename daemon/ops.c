@@ -64,6 +64,18 @@ fail:
 }
 
 /* Compiles the optional "filter" member; *f stays NULL when there is none. */
+/* cJSON reads 1e400 as inf and prints inf as null: refuse such metadata rather than store a
+ * null in place of the number sent. Recursion depth is bounded by cJSON's nesting limit. */
+static int json_finite(const cJSON *x)
+{
+    if (cJSON_IsNumber(x))
+        return isfinite(x->valuedouble);
+    for (const cJSON *c = x->child; c; c = c->next)
+        if (!json_finite(c))
+            return 0;
+    return 1;
+}
+
 static int get_filter(const cJSON *root, sbert_index_filter **f, struct sbert_proto_error *err)
 {
     *f = NULL;
@@ -376,8 +388,15 @@ static int run_query(struct sbertd *d, struct request *r, cJSON *reply,
     int trunc = 0;
     if (has_text)
         rc = sbertd_encode(d, &text, &len, 1, v, &trunc, 1, err);
-    else
-        rc = sbert_proto_get_vector(root, "vector", (int)dim, v, err);
+    else if (!(rc = sbert_proto_get_vector(root, "vector", (int)dim, v, err))) {
+        /* a zero vector has no direction: every score would be 0 and the ranking arbitrary */
+        size_t nz = 0;
+        while (nz < dim && v[nz] == 0.0f)
+            nz++;
+        if (nz == dim)
+            rc = sbert_proto_error_set(err, SBERT_PROTO_EBAD_VECTOR, -1,
+                                       "\"vector\" is all zeros (after float32 rounding)");
+    }
     sbert_index_filter *f = NULL;
     if (!rc)
         rc = get_filter(root, &f, err);
@@ -795,6 +814,10 @@ static int prepare_add(struct sbertd *d, struct request *r, struct sbert_proto_e
             if (!cJSON_IsObject(meta))
                 return sbert_proto_error_set(err, SBERT_PROTO_EBAD_METADATA, (long)i,
                                              "documents[%zu].metadata must be an object", i);
+            if (!json_finite(meta))
+                return sbert_proto_error_set(err, SBERT_PROTO_EBAD_METADATA, (long)i,
+                                             "documents[%zu].metadata has a number out of the "
+                                             "double range (e.g. 1e400)", i);
             if (!(a->metas[i] = cJSON_PrintUnformatted(meta)))
                 return oom(err);
             size_t ml = strlen(a->metas[i]);
