@@ -63,7 +63,6 @@ fail:
     return NULL;
 }
 
-/* Compiles the optional "filter" member; *f stays NULL when there is none. */
 /* cJSON reads 1e400 as inf and prints inf as null: refuse such metadata rather than store a
  * null in place of the number sent. Recursion depth is bounded by cJSON's nesting limit. */
 static int json_finite(const cJSON *x)
@@ -76,6 +75,7 @@ static int json_finite(const cJSON *x)
     return 1;
 }
 
+/* Compiles the optional "filter" member; *f stays NULL when there is none. */
 static int get_filter(const cJSON *root, sbert_index_filter **f, struct sbert_proto_error *err)
 {
     *f = NULL;
