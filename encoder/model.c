@@ -108,8 +108,9 @@ static int get_int(const cJSON *o, const char *key, int def, int lo, int hi, int
         *v = def;
         return 0;
     }
-    if (!cJSON_IsNumber(j) || j->valuedouble != (double)(int)j->valuedouble ||
-        j->valuedouble < lo || j->valuedouble > hi)
+    /* the range first: converting a double outside int's range is undefined (fuzz_loader) */
+    if (!cJSON_IsNumber(j) || !(j->valuedouble >= lo && j->valuedouble <= hi) ||
+        j->valuedouble != (double)(int)j->valuedouble)
         return sbert_errf(errbuf, errlen, SBERT_EFORMAT,
                           "%s: \"%s\" must be an integer in [%d, %d]", file, key, lo, hi);
     *v = (int)j->valuedouble;

@@ -549,6 +549,14 @@ struct scan {
     const char *p, *end;
 };
 
+/* c is one of the characters of set; unlike strchr(), never for c == '\0' (strchr finds the
+ * terminator: a NUL in the metadata then stopped the scan without consuming it, forever; found by
+ * tests/fuzz/fuzz_filter). */
+static int in_set(const char *set, char c)
+{
+    return c != '\0' && strchr(set, c) != NULL;
+}
+
 static void skip_ws(struct scan *sc)
 {
     while (sc->p < sc->end && (*sc->p == ' ' || *sc->p == '\t' || *sc->p == '\n' || *sc->p == '\r'))
@@ -604,8 +612,11 @@ static int skip_value(struct scan *sc)
                 return -1;
             sc->p++;
         } else {
-            while (sc->p < sc->end && !strchr(",:]} \t\r\n", *sc->p))
+            const char *start = sc->p;
+            while (sc->p < sc->end && !in_set(",:]} \t\r\n", *sc->p))
                 sc->p++;
+            if (sc->p == start)
+                return -1; /* a byte no JSON value starts with */
         }
     } while (depth > 0);
     return 0;
@@ -637,7 +648,7 @@ static int scan_value(struct scan *sc, struct slot *sl)
     if (c == '-' || (c >= '0' && c <= '9')) {
         char buf[64];
         size_t n = 0;
-        while (sc->p + n < sc->end && n < sizeof buf - 1 && strchr("+-.eE0123456789", sc->p[n]))
+        while (sc->p + n < sc->end && n < sizeof buf - 1 && in_set("+-.eE0123456789", sc->p[n]))
             n++;
         if (n == sizeof buf - 1)
             return -1;

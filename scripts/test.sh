@@ -1,17 +1,133 @@
 #!/usr/bin/env bash
-# scripts/test.sh — sets up everything (scripts/setup.sh) and runs every test with ctest.
+# scripts/test.sh — sets up everything (scripts/setup.sh) and runs every test with ctest, then the
+# same code under the sanitizers and the fuzzers (issue 6). .ci/run calls it with no arguments.
 #
 #   scripts/test.sh [ctest arguments...]     e.g. scripts/test.sh -L unit
 #
-# Builds in build/ (Release). Tests read the model from models/all-MiniLM-L6-v2 and the shared
-# data from ../shared (override with SBERT_SHARED_DIR).
+# Stages, each in its own build directory; a failing stage does not stop the later ones, the exit
+# status is non-zero when any failed:
+#   1. build/       Release: every test (the ctest arguments apply to this stage only).
+#   2. build-asan/  ASan + UBSan (gcc, -fno-sanitize-recover=all, LeakSanitizer on): the unit and
+#                   integration tests, so the integration tests' sbertd is the sanitized one.
+#   3. build-tsan/  TSan (clang): the concurrency tests. OpenMP is LLVM's libomp with its Archer
+#                   tool, which tells TSan about OpenMP's barriers and tasks; libgomp is not
+#                   instrumented and gave false reports. Debian's libfaiss.a (gcc) calls the GOMP
+#                   entry points, which libomp implements, so FAISS's OpenMP runs on libomp too.
+#   4. build-fuzz/  libFuzzer (clang, ASan + UBSan): each tests/fuzz target for
+#                   SBERT_FUZZ_SECONDS seconds (30).
+# Quick local runs: SBERT_TEST_SANITIZERS=0 skips stages 2-4; SBERT_TEST_ASAN=0, SBERT_TEST_TSAN=0,
+# SBERT_TEST_FUZZ=0 skip one. CI runs everything.
+#
+# Every sanitizer report is written to <build>/sanitizer-logs/ (log_path), whichever process made
+# it (the tests spawn sbertd and sbertctl): a stage with a report fails even when the test that
+# caused it did not look at the exit status, and the reports are printed at the end.
+# Tests read the model from models/all-MiniLM-L6-v2 and the shared data from ../shared (override
+# with SBERT_SHARED_DIR).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 SHARED=${SBERT_SHARED_DIR:-$ROOT/../shared}
 BUILD=$ROOT/build
+JOBS=$(nproc)
+SAN_ALL=${SBERT_TEST_SANITIZERS:-1}
+SUPP=$ROOT/scripts/sanitizers
 
-"$ROOT/scripts/setup.sh" "$BUILD" -DSBERT_SHARED_DIR="$SHARED"
+declare -a SUMMARY=()
+FAILED=0
 
-cd "$BUILD"
-ctest --output-on-failure --timeout 1800 -j "$(nproc)" "$@"
+# stage NAME COMMAND...: runs one stage, records its result and wall time.
+stage() {
+    local name=$1 t0 rc
+    shift
+    t0=$(date +%s)
+    printf '\n==== test.sh: %s ====\n' "$name"
+    set +e
+    (set -e; "$@")
+    rc=$?
+    set -e
+    SUMMARY+=("$(printf '%-6s %-34s %5ds' "$([ $rc -eq 0 ] && echo PASS || echo FAIL)" "$name" $(($(date +%s) - t0)))")
+    [ $rc -eq 0 ] || FAILED=1
+}
+
+enabled() { [ "$SAN_ALL" != 0 ] && [ "${1:-1}" != 0 ]; }
+
+# sanitizer_reports DIR: prints every report in DIR; returns 1 when there is one.
+sanitizer_reports() {
+    local f found=0
+    for f in "$1"/*; do
+        [ -s "$f" ] || continue
+        found=1
+        printf -- '---- sanitizer report %s ----\n' "$f"
+        cat "$f"
+    done
+    return $found
+}
+
+# ---- 1. Release --------------------------------------------------------------------------------
+release() {
+    "$ROOT/scripts/setup.sh" "$BUILD" -DSBERT_SHARED_DIR="$SHARED"
+    (cd "$BUILD" && ctest --output-on-failure --timeout 1800 -j "$JOBS" "$@")
+}
+stage "release (build/)" release "$@"
+
+# ---- 2. ASan + UBSan ---------------------------------------------------------------------------
+# Debian's libfaiss.a (SBERT_FAISS_AVX2=OFF): one FAISS build less; FAISS itself is not
+# instrumented either way, our C API wrapper around it is.
+asan() {
+    local b=$ROOT/build-asan logs=$ROOT/build-asan/sanitizer-logs
+    CMAKE_BUILD_TYPE=RelWithDebInfo SBERT_FAISS_AVX2=OFF \
+        "$ROOT/scripts/setup.sh" "$b" -DSBERT_SANITIZE=ON -DSBERT_SHARED_DIR="$SHARED"
+    rm -rf "$logs" && mkdir -p "$logs"
+    local rc=0
+    # The slow recall benchmarks and the fuzz runs are left to stage 1 and 4.
+    (cd "$b" &&
+        ASAN_OPTIONS="detect_leaks=1:halt_on_error=1:abort_on_error=0:log_path=$logs/asan" \
+        LSAN_OPTIONS="suppressions=$SUPP/lsan.supp:print_suppressions=0" \
+        UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1:log_path=$logs/ubsan" \
+        ctest --output-on-failure --timeout 3600 -j "$JOBS" -L 'unit|integration' -LE 'slow|fuzz') ||
+        rc=1
+    sanitizer_reports "$logs" || rc=1
+    return $rc
+}
+if enabled "${SBERT_TEST_ASAN:-1}"; then stage "asan+ubsan (build-asan/)" asan; fi
+
+# ---- 3. TSan -----------------------------------------------------------------------------------
+TSAN_TESTS=(encoder_concurrency tokenizer_unit systemd_sd store_unit daemon_integration)
+TSAN_TARGETS=(encoder_test_concurrency tokenizer_unit_test sd_test store_test_store sbertd)
+tsan() {
+    local b=$ROOT/build-tsan logs=$ROOT/build-tsan/sanitizer-logs archer
+    cmake -S "$ROOT" -B "$b" -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ \
+        -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSBERT_TSAN=ON -DSBERT_FAISS_AVX2=OFF \
+        -DSBERT_SHARED_DIR="$SHARED" >/dev/null
+    cmake --build "$b" -j "$JOBS" --target "${TSAN_TARGETS[@]}"
+    archer=$(clang -print-file-name=libarcher.so)
+    if [ ! -f "$archer" ]; then
+        echo "test.sh: $archer not found (Debian package libomp-14-dev)" >&2
+        return 1
+    fi
+    rm -rf "$logs" && mkdir -p "$logs"
+    local rc=0 regex
+    regex="^($(IFS='|'; echo "${TSAN_TESTS[*]}"))\$"
+    (cd "$b" &&
+        OMP_TOOL_LIBRARIES="$archer" \
+        TSAN_OPTIONS="halt_on_error=1:second_deadlock_stack=1:log_path=$logs/tsan:suppressions=$SUPP/tsan.supp" \
+        ctest --output-on-failure --timeout 3600 -j "$JOBS" -R "$regex") || rc=1
+    sanitizer_reports "$logs" || rc=1
+    return $rc
+}
+if enabled "${SBERT_TEST_TSAN:-1}"; then stage "tsan (build-tsan/)" tsan; fi
+
+# ---- 4. libFuzzer ------------------------------------------------------------------------------
+fuzz() {
+    local b=$ROOT/build-fuzz
+    cmake -S "$ROOT" -B "$b" -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ \
+        -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSBERT_FUZZ=ON -DSBERT_FAISS_AVX2=OFF \
+        -DSBERT_FUZZ_SECONDS="${SBERT_FUZZ_SECONDS:-30}" -DSBERT_SHARED_DIR="$SHARED" >/dev/null
+    cmake --build "$b" -j "$JOBS" --target fuzz_proto fuzz_filter fuzz_tokenizer fuzz_loader
+    (cd "$b" && ctest --output-on-failure -j "$JOBS" -L fuzz)
+}
+if enabled "${SBERT_TEST_FUZZ:-1}"; then stage "libfuzzer (build-fuzz/)" fuzz; fi
+
+printf '\n==== test.sh summary ====\n'
+printf '%s\n' "${SUMMARY[@]}"
+exit $FAILED
