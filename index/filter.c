@@ -550,7 +550,7 @@ struct scan {
 };
 
 /* c is one of the characters of set; unlike strchr(), never for c == '\0' (strchr finds the
- * terminator: a NUL in the metadata then stopped the scan without consuming it, forever; found by
+ * terminator: a NUL in the metadata stopped skip_value() without consuming it, forever; found by
  * tests/fuzz/fuzz_filter). */
 static int in_set(const char *set, char c)
 {
@@ -563,7 +563,9 @@ static void skip_ws(struct scan *sc)
         sc->p++;
 }
 
-/* A string at sc->p (on its opening quote). Sets *escaped when it holds a backslash. */
+/* A string at sc->p (on its opening quote). Sets *escaped when it holds a backslash or a raw
+ * control character: JSON forbids the latter, cJSON accepts it and cuts a key at a NUL, so both
+ * are left to cJSON for the two readings to agree (fuzz_filter). */
 static int scan_string(struct scan *sc, const char **s, size_t *len, int *escaped)
 {
     if (sc->p >= sc->end || *sc->p != '"')
@@ -571,6 +573,8 @@ static int scan_string(struct scan *sc, const char **s, size_t *len, int *escape
     const char *start = ++sc->p;
     *escaped = 0;
     while (sc->p < sc->end && *sc->p != '"') {
+        if ((unsigned char)*sc->p < 0x20)
+            *escaped = 1;
         if (*sc->p == '\\') {
             *escaped = 1;
             sc->p++;
@@ -612,11 +616,13 @@ static int skip_value(struct scan *sc)
                 return -1;
             sc->p++;
         } else {
+            /* a number, true, false or null; any other byte (a NUL, a control character that
+             * cJSON skips as whitespace) is left to the full parser */
             const char *start = sc->p;
-            while (sc->p < sc->end && !in_set(",:]} \t\r\n", *sc->p))
+            while (sc->p < sc->end && in_set("0123456789+-.eEtrufalsn", *sc->p))
                 sc->p++;
             if (sc->p == start)
-                return -1; /* a byte no JSON value starts with */
+                return -1;
         }
     } while (depth > 0);
     return 0;

@@ -18,7 +18,9 @@ log() { printf 'setup: %s\n' "$*" >&2; }
 SUDO=
 if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; fi
 
-PACKAGES=(build-essential cmake pkg-config dpkg-dev clang
+# clang's libFuzzer and sanitizer runtimes (libclang-rt-14-dev) and LLVM's OpenMP with its TSan
+# tool Archer (libomp-14-dev): scripts/test.sh's fuzz and TSan stages.
+PACKAGES=(build-essential cmake pkg-config dpkg-dev clang libclang-rt-14-dev libomp-14-dev
           libfaiss-dev libopenblas-dev liblmdb-dev lmdb-utils libnanomsg-dev libcjson-dev
           libutf8proc-dev libsystemd-dev systemd man-db strace python3 python3-venv)
 
