@@ -1,0 +1,782 @@
+#!/usr/bin/env python3
+"""Crash-safety harness for sbertd: SIGKILL at chosen moments, restart, check nothing acknowledged
+was lost. Used by tests/reliability (CI size) and bench/soak/run.sh (100 kills).
+
+Usage: crashkit.py MODEL_DIR [--kills N] [--phases LIST] [--seed S] [--workdir DIR] [--keep]
+       (SBERTD names the sbertd binary)
+
+One round: a writer streams requests into a real sbertd (adds of new ids, upserts of earlier ids,
+deletes, each add batch tagged {"batch": B} in its documents' metadata) and records every reply.
+A watcher reads the daemon's debug log and sends SIGKILL when the phase's marker appears (plus a
+small random delay), or at a random moment. The daemon restarts on the same data directory and the
+checker asserts:
+  - every acknowledged document is present with its text and metadata, deleted ids stay deleted,
+    and no other document exists (stats.documents equals the documents found);
+  - the one request in flight at the kill is applied entirely or not at all (no half batch);
+  - each vector equals, bit for bit, what get returned at the previous check (within 1e-5 of a
+    fresh encode of the text for documents new since, or after a reindex, which re-encodes in
+    other batches);
+  - the vector index holds exactly the store's live ids: stats index.count equals documents and a
+    query for k = all returns every live id; a filter on the batch tag finds the batch whole;
+  - a query for a document's own text finds it first (score ~1).
+Phases: encode, commit, snapshot (snapshot_changes is small), random, reindex, backup (the backup
+left by the kill is ignored; a new backup must succeed and open as a working store), ivf (a fresh
+store with IVF8,Flat: training starts at 312 vectors).
+
+Exit status 0 when every check passed; the report is printed either way.
+"""
+import argparse
+import ctypes
+import json
+import os
+import random
+import select
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "daemon"))
+import sbertd_harness as h  # noqa: E402
+
+NN_RCVFD = 11
+NN_DONTWAIT = 1
+EAGAIN = 11
+
+PHASES = ["encode", "commit", "snapshot", "random", "recovery", "reindex", "backup", "ivf"]
+# phase -> (marker in the daemon's debug log that starts it, SIGKILL delay range in seconds after
+# it, markers that show the phase ended before the kill: such a kill counts as "missed"). The
+# commit's end is not logged: whether the batch in flight was applied tells instead.
+MARKERS = {
+    "encode": ("<7>encode: ", (0.0, 0.15), ["index: commit: "]),
+    "commit": ("index: commit: ", (0.0, 0.03), []),
+    "snapshot": ("index: snapshot: writing", (0.0, 0.002), ["snapshot written at"]),
+    "backup": ("index: backup: copying", (0.0, 0.0005), ["backup written to"]),
+    "ivf": ("training on", (0.0, 0.005), ["trained on"]),
+    # while the restarted daemon opens its store (replay after the snapshot, or a rebuild)
+    "recovery": ("<6>model ", (0.0, 0.004), ["ready: "]),
+}
+REINDEX_MARKERS = [("index: reindex: encoding", (0.0, 0.1), ["reindex: switching"]),
+                   ("index: reindex: switching", (0.0, 0.002), ["reindexed "])]
+IVF_CONF = "index = IVF8,Flat\nnprobe = 8\n"  # trains at 39 * 8 = 312 vectors
+IVF_TRAIN_AT = 312
+VEC_TOL = 1e-5
+WORDS = ("cat dog garden movie guitar pasta pizza river mountain city train music book window "
+         "coffee rain winter summer market story bridge forest ocean street lamp letter friend "
+         "café naïve über ☕ 東京 data search daemon vector index night morning road child").split()
+
+
+class Failure(Exception):
+    """A crash-safety check failed."""
+
+
+def check(cond, what):
+    if not cond:
+        raise Failure(what)
+
+
+# ---- a REQ client whose wait can be abandoned ------------------------------------------------
+
+class PollClient(h.Client):
+    """A REQ socket that waits for its reply in select() slices, so that the writer can give up
+    on a request the moment the daemon is killed (and close the socket: a REQ socket would resend
+    the request to the restarted daemon)."""
+
+    def __init__(self, url):
+        super().__init__(url, timeout_ms=200)
+        fd = ctypes.c_int(-1)
+        sz = ctypes.c_size_t(ctypes.sizeof(fd))
+        h._lib.nn_getsockopt.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int,
+                                         ctypes.c_void_p, ctypes.POINTER(ctypes.c_size_t)]
+        rc = h._lib.nn_getsockopt(self.sock, h.NN_SOL_SOCKET, NN_RCVFD, ctypes.byref(fd),
+                                  ctypes.byref(sz))
+        assert rc == 0, "NN_RCVFD"
+        self.rcvfd = fd.value
+
+    def call_abandonable(self, msg, gone, limit_s=300):
+        """Returns the reply object, or None when gone() became true first."""
+        data = json.dumps(msg).encode()
+        buf = ctypes.create_string_buffer(data, len(data))
+        while h._lib.nn_send(self.sock, buf, len(data), 0) < 0:
+            e = h._lib.nn_errno()
+            if e != h.ETIMEDOUT:
+                raise OSError(e, h._lib.nn_strerror(e).decode())
+            if gone():
+                return None
+        deadline = time.time() + limit_s
+        while True:
+            if gone():
+                return None
+            if time.time() > deadline:
+                raise Failure("no reply to %s within %d s" % (msg["op"], limit_s))
+            r, _, _ = select.select([self.rcvfd], [], [], 0.02)
+            if not r:
+                continue
+            p = ctypes.c_void_p()
+            n = h._lib.nn_recv(self.sock, ctypes.byref(p), h.NN_MSG, NN_DONTWAIT)
+            if n < 0:
+                e = h._lib.nn_errno()
+                if e in (EAGAIN, h.ETIMEDOUT):
+                    continue
+                raise OSError(e, h._lib.nn_strerror(e).decode())
+            out = ctypes.string_at(p, n)
+            h._lib.nn_freemsg(p)
+            return json.loads(out)
+
+
+# ---- the daemon, its log watched -------------------------------------------------------------
+
+class WatchedDaemon:
+    """sbertd with stderr read line by line: the log file is written as it comes, and an armed
+    marker sends SIGKILL after a delay."""
+
+    def __init__(self, exe, model, tmp, data, conf):
+        self.exe, self.model, self.tmp, self.data = exe, model, tmp, data
+        self.url = "ipc://" + os.path.join(tmp, "s.sock")
+        self.conf = conf
+        self.log_path = os.path.join(tmp, "sbertd.log")
+        self.proc = None
+        self.lock = threading.Lock()
+        self.armed = None
+        self.killed = threading.Event()
+        self.kill_note = None
+
+    def start(self, timeout=300, arm=None):
+        """Starts sbertd and returns the seconds until health answered. With arm (marker, delay),
+        the marker is armed before the process starts; a kill during start returns None."""
+        conf_path = os.path.join(self.tmp, "sbertd.conf")
+        with open(conf_path, "w") as f:
+            f.write(self.conf)
+        args = [self.exe, "--model", self.model, "--data", self.data, "--listen", self.url,
+                "--threads", "4", "--log-level", "debug", "--config", conf_path]
+        self.killed.clear()
+        self.kill_note = None
+        self.armed = arm
+        self.post = None
+        log = open(self.log_path, "ab")
+        log.write(b"==== start %s\n" % time.strftime("%H:%M:%S").encode())
+        log.flush()
+        t0 = time.monotonic()
+        self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.PIPE)
+        self.reader = threading.Thread(target=self._read, args=(self.proc, log), daemon=True)
+        self.reader.start()
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                self.reader.join(5)
+                if self.killed.is_set():
+                    return None
+                raise Failure("sbertd exited with %d at start:\n%s" % (self.proc.returncode,
+                                                                       self.log_tail()))
+            if os.path.exists(self.url[6:]):
+                c = h.Client(self.url, timeout_ms=2000)
+                try:
+                    if c.call("health").get("ok"):
+                        return time.monotonic() - t0
+                except h.Timeout:
+                    pass
+                finally:
+                    c.close()
+            time.sleep(0.02)
+        raise Failure("sbertd did not answer health within %d s:\n%s" % (timeout, self.log_tail()))
+
+    def _read(self, proc, log):
+        for line in proc.stderr:
+            log.write(line)
+            with self.lock:
+                if self.post is not None:
+                    self.post.append(line.decode(errors="replace"))
+                armed = self.armed
+                if armed and armed[0].encode() in line:
+                    self.post = []
+                    self.armed = None
+                else:
+                    armed = None
+            if armed:
+                log.flush()
+                time.sleep(armed[1])
+                self.kill("marker %r + %.1f ms" % (armed[0], armed[1] * 1000))
+        log.close()
+
+    def arm(self, marker, delay):
+        with self.lock:
+            self.armed = (marker, delay)
+
+    def disarm(self):
+        with self.lock:
+            self.armed = None
+
+    def kill(self, note):
+        with self.lock:
+            if self.killed.is_set() or self.proc.poll() is not None:
+                return
+            self.kill_note = note
+            os.kill(self.proc.pid, signal.SIGKILL)
+            self.killed.set()
+
+    def wait_dead(self):
+        self.proc.wait()
+        self.reader.join(10)
+
+    def stop(self):
+        """SIGTERM; returns the exit status."""
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(120)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+                raise Failure("sbertd did not stop within 120 s of SIGTERM")
+            self.reader.join(10)
+        return self.proc.returncode
+
+    def log_tail(self, n=60):
+        try:
+            with open(self.log_path, "rb") as f:
+                return "\n".join(f.read().decode(errors="replace").splitlines()[-n:])
+        except OSError:
+            return ""
+
+
+# ---- the model of what the daemon acknowledged ---------------------------------------------
+
+class Model:
+    def __init__(self, rng):
+        self.rng = rng
+        self.docs = {}        # id -> (text, metadata): the acknowledged state
+        self.vecs = {}        # id -> vector seen at the last check (exact)
+        self.universe = set()  # every id ever sent
+        self.pending = None   # the write request in flight at the kill
+        self.serial = 0
+        self.batch = 0
+        self.acked = 0        # write requests acknowledged
+        self.reindexed = False  # a reindex may have re-encoded since the last check
+
+    def text(self):
+        self.serial += 1
+        n = self.rng.randint(4, 40)
+        body = " ".join(self.rng.choice(WORDS) for _ in range(n))
+        return "%s (note %d)" % (body, self.serial)
+
+    def new_id(self):
+        self.serial += 1
+        r = self.rng.random()
+        if r < 0.05:
+            return "ü-%d-" % self.serial + "x" * self.rng.randint(100, 400)
+        if r < 0.15:
+            return "文档-%d" % self.serial
+        return "w%d" % self.serial
+
+    def next_op(self):
+        live = sorted(self.docs)
+        if live and self.rng.random() < 0.2:
+            ids = self.rng.sample(live, min(len(live), self.rng.randint(1, 8)))
+            ids.append("never-%d" % self.rng.randint(0, 10**9))
+            self.universe.update(ids)
+            return {"v": 1, "op": "delete", "ids": ids}
+        self.batch += 1
+        n = self.rng.randint(8, 40)
+        ids = []
+        n_up = min(len(live), int(n * self.rng.uniform(0, 0.4)))
+        ids += self.rng.sample(live, n_up)
+        while len(ids) < n:
+            ids.append(self.new_id())
+        self.rng.shuffle(ids)
+        docs = []
+        for i, did in enumerate(ids):
+            meta = {"batch": self.batch, "i": i, "tag": self.rng.choice(["a", "b", "ç"]),
+                    "n": self.rng.randint(-1000, 1000)}
+            if self.rng.random() < 0.1:
+                meta["nested"] = {"k": [1, 2, {"x": "y"}]}
+            docs.append({"id": did, "text": self.text(), "metadata": meta})
+        self.universe.update(ids)
+        return {"v": 1, "op": "add", "req_id": "b%d" % self.batch, "documents": docs}
+
+    @staticmethod
+    def applied(state, op):
+        s = dict(state)
+        if op["op"] == "add":
+            for d in op["documents"]:
+                s[d["id"]] = (d["text"], d["metadata"])
+        else:
+            for i in op["ids"]:
+                s.pop(i, None)
+        return s
+
+    def ack(self, op, reply):
+        check(reply.get("ok") is True, "%s refused: %r" % (op["op"], reply))
+        if op["op"] == "add":
+            ids = [d["id"] for d in op["documents"]]
+            check(reply["ids"] == ids, "add: ids %r" % reply["ids"])
+            check(reply["replaced"] == [i in self.docs for i in ids],
+                  "add: replaced %r disagrees with the acknowledged state" % reply["replaced"])
+            for d in op["documents"]:
+                self.vecs.pop(d["id"], None)
+        else:
+            check(reply["existed"] == [i in self.docs for i in op["ids"]],
+                  "delete: existed %r disagrees with the acknowledged state" % reply["existed"])
+        self.docs = self.applied(self.docs, op)
+        self.acked += 1
+
+
+# ---- the writer -------------------------------------------------------------------------------
+
+class Writer(threading.Thread):
+    def __init__(self, daemon, model):
+        super().__init__(daemon=True)
+        self.d, self.m = daemon, model
+        self.stop = threading.Event()
+        self.done = 0
+        self.error = None
+        self.progress = threading.Condition()
+
+    def run(self):
+        c = PollClient(self.d.url)
+        try:
+            while not self.stop.is_set() and not self.d.killed.is_set():
+                op = self.m.next_op()
+                self.m.pending = op
+                reply = c.call_abandonable(op, self.d.killed.is_set)
+                if reply is None:
+                    return  # killed: op stays pending, applied or not
+                self.m.pending = None
+                self.m.ack(op, reply)
+                with self.progress:
+                    self.done += 1
+                    self.progress.notify_all()
+        except Exception as e:  # reported by the round
+            self.error = e
+        finally:
+            c.close()
+
+    def wait_done(self, n, timeout=120):
+        with self.progress:
+            end = time.time() + timeout
+            while self.done < n and self.error is None and not self.d.killed.is_set():
+                if time.time() > end:
+                    raise Failure("writer made no progress: %d of %d batches" % (self.done, n))
+                self.progress.wait(0.1)
+
+
+# ---- checks -------------------------------------------------------------------------------------
+
+class Checker:
+    def __init__(self, model):
+        self.m = model
+        self.ref = {}  # text -> fresh encode
+        self.max_diff_exact = 0.0
+        self.max_diff_encode = 0.0
+        self.docs_checked = 0
+        self.outcomes = {}  # phase -> {"applied": n, "not applied": n, "no write in flight": n}
+
+    def get_all(self, c, ids):
+        found = {}
+        ids = sorted(ids)
+        for i in range(0, len(ids), 1000):
+            r = c.call("get", ids=ids[i:i + 1000], include=["text", "metadata", "vector"])
+            check(r.get("ok"), "get failed: %r" % r)
+            for d in r["documents"]:
+                if d["found"]:
+                    found[d["id"]] = d
+        return found
+
+    def encode_refs(self, c, texts):
+        need = sorted({t for t in texts if t not in self.ref})
+        for i in range(0, len(need), 64):
+            r = c.call("encode", texts=need[i:i + 64])
+            check(r.get("ok"), "encode failed: %r" % r)
+            for t, v in zip(need[i:i + 64], r["embeddings"]):
+                self.ref[t] = v
+
+    def verify(self, c, phase=None, resolve=True):
+        """Checks the daemon behind c against the model; resolves the pending request."""
+        m = self.m
+        found = self.get_all(c, m.universe)
+        state = {i: (d["text"], d["metadata"]) for i, d in found.items()}
+        if resolve:
+            without = m.docs
+            outcome = "no write in flight"
+            if m.pending is not None:
+                with_ = Model.applied(m.docs, m.pending)
+                if state == with_ and with_ != without:
+                    outcome = "applied"
+                    m.docs = with_
+                    if m.pending["op"] == "add":
+                        for d in m.pending["documents"]:
+                            m.vecs.pop(d["id"], None)
+                elif state == without:
+                    outcome = "not applied"
+                else:
+                    raise Failure("the %s in flight at the kill is neither fully applied nor "
+                                  "absent: %s" % (m.pending["op"], self.diff(state, without,
+                                                                              with_)))
+            if phase:
+                self.outcomes.setdefault(phase, {}).setdefault(outcome, 0)
+                self.outcomes[phase][outcome] += 1
+            m.pending = None
+        check(state == m.docs, "store differs from the acknowledged state: %s"
+              % self.diff(state, m.docs))
+        st = c.call("stats")
+        check(st.get("ok"), "stats: %r" % st)
+        check(st["documents"] == len(m.docs),
+              "stats.documents %d, acknowledged live documents %d (documents outside the writer's "
+              "ids?)" % (st["documents"], len(m.docs)))
+        check(st["index"]["count"] == st["documents"],
+              "vector index holds %d entries, store %d documents" % (st["index"]["count"],
+                                                                     st["documents"]))
+        # vectors
+        self.encode_refs(c, [t for t, _ in m.docs.values()])
+        for i, d in found.items():
+            v = d["vector"]
+            check(len(v) == 384, "%s: vector of %d" % (i, len(v)))
+            old = m.vecs.get(i)
+            if old is not None and not m.reindexed:
+                diff = max(abs(a - b) for a, b in zip(v, old))
+                self.max_diff_exact = max(self.max_diff_exact, diff)
+                check(v == old, "%s: vector changed across the restart (max diff %g)" % (i, diff))
+            ref = self.ref[d["text"]]
+            diff = max(abs(a - b) for a, b in zip(v, ref))
+            self.max_diff_encode = max(self.max_diff_encode, diff)
+            check(diff <= VEC_TOL, "%s: stored vector differs from encode(text) by %g" % (i, diff))
+            m.vecs[i] = v
+        m.reindexed = False
+        self.docs_checked += len(found)
+        # the index holds exactly the live ids
+        if m.docs:
+            anyv = next(iter(found.values()))["vector"]
+            q = c.call("query", vector=anyv, k=len(m.docs), min_score=-1, include=[])
+            check(q.get("ok"), "query: %r" % q)
+            got = [r["id"] for r in q["results"]]
+            check(len(got) == len(set(got)), "query over all returned an id twice")
+            check(set(got) == set(m.docs), "query over all: %d ids, missing %r, extra %r"
+                  % (len(got), sorted(set(m.docs) - set(got))[:5],
+                     sorted(set(got) - set(m.docs))[:5]))
+            # batch tags through the metadata filter: each batch whole
+            batches = {}
+            for i, (_, meta) in m.docs.items():
+                batches.setdefault(meta["batch"], set()).add(i)
+            for b in m.rng.sample(sorted(batches), min(3, len(batches))):
+                q = c.call("query", vector=anyv, k=len(m.docs), min_score=-1, include=[],
+                           filter={"batch": b})
+                check(q.get("ok"), "filtered query: %r" % q)
+                check({r["id"] for r in q["results"]} == batches[b],
+                      "filter batch=%d finds %d documents, expected %d" % (b, len(q["results"]),
+                                                                           len(batches[b])))
+            for i in m.rng.sample(sorted(m.docs), min(3, len(m.docs))):
+                q = c.call("query", text=m.docs[i][0], k=3, include=["text"])
+                check(q.get("ok") and q["results"], "query text: %r" % q)
+                top = q["results"][0]
+                check(top["id"] == i and top["score"] > 0.999,
+                      "query for %s's own text found %s (%.4f)" % (i, top["id"], top["score"]))
+
+    @staticmethod
+    def diff(state, *cands):
+        out = []
+        for k, cand in enumerate(cands):
+            missing = sorted(set(cand) - set(state))
+            extra = sorted(set(state) - set(cand))
+            changed = sorted(i for i in set(cand) & set(state) if cand[i] != state[i])
+            out.append("vs candidate %d: %d missing %r, %d extra %r, %d changed %r"
+                       % (k, len(missing), missing[:5], len(extra), extra[:5], len(changed),
+                          changed[:5]))
+        return "; ".join(out)
+
+
+# ---- rounds -------------------------------------------------------------------------------------
+
+class Soak:
+    def __init__(self, args):
+        self.args = args
+        self.rng = random.Random(args.seed)
+        self.exe = h.find_sbertd()
+        self.work = args.workdir or tempfile.mkdtemp(prefix="sbertd-crash-")
+        os.makedirs(self.work, exist_ok=True)
+        self.restarts = []
+        self.kills = {}   # phase -> {"hit": n, "missed": n}
+        self.stores = 0
+        self.main = None  # (daemon, model, checker) of the write store
+        self.ops_checked = 0
+        self.last = None
+
+    def conf(self, extra=""):
+        # Snapshots every 2 or so batches, so that kills land in snapshots and restarts replay
+        # the changes after the last one. max_k covers the whole collection: a query for
+        # k = all checks the index's ids.
+        return ("snapshot_changes = 48\nsnapshot_seconds = 5\nmax_k = 10000\n" + extra)
+
+    def new_store(self, name, extra=""):
+        tmp = os.path.join(self.work, name)
+        os.makedirs(tmp, exist_ok=True)
+        d = WatchedDaemon(self.exe, self.args.model, tmp, os.path.join(tmp, "data"),
+                          self.conf(extra))
+        m = Model(random.Random(self.rng.random()))
+        self.stores += 1
+        return d, m, Checker(m)
+
+    def note_kill(self, phase, hit, d):
+        self.last = d.kill_note
+        k = self.kills.setdefault(phase, {"hit": 0, "missed": 0})
+        k["hit" if hit else "missed"] += 1
+
+    @staticmethod
+    def ended_early(d, ends):
+        """After wait_dead(): 1 when a line written between the marker and the kill shows that
+        the phase had already ended."""
+        return any(e in line for line in (d.post or []) for e in ends)
+
+    def restart_and_verify(self, d, chk, phase):
+        if phase == "recovery":
+            # a first restart killed while it opens the store, then the one checked
+            marker, (lo, hi), ends = MARKERS[phase]
+            t = d.start(arm=(marker, self.rng.uniform(lo, hi)))
+            if t is None:
+                d.wait_dead()
+                self.note_kill(phase, not self.ended_early(d, ends), d)
+            else:
+                d.disarm()
+                self.note_kill(phase, False, d)
+                d.kill("recovery: served before the marker's delay ran out")
+                d.wait_dead()
+        self.restarts.append(d.start())
+        c = h.Client(d.url, timeout_ms=120000)
+        try:
+            chk.verify(c, phase)
+            check(not os.path.exists(os.path.join(d.data, "reindex.mdb")),
+                  "reindex.mdb left behind after restart")
+        finally:
+            c.close()
+
+    def round(self, phase):
+        if phase == "ivf":
+            return self.round_ivf()
+        if self.main is None:
+            d, m, chk = self.new_store("main")
+            self.restarts.append(d.start())
+            self.main = (d, m, chk)
+        d, m, chk = self.main
+        w = Writer(d, m)
+        w.start()
+        w.wait_done(self.rng.randint(1, 4))
+        side = None
+        hit = True
+        ends = []
+        if phase == "recovery":
+            t = self.rng.uniform(0.0, 1.0)
+            threading.Timer(t, d.kill, args=("random after %.0f ms" % (t * 1000),)).start()
+        elif phase in ("encode", "commit", "snapshot"):
+            marker, (lo, hi), ends = MARKERS[phase]
+            d.arm(marker, self.rng.uniform(lo, hi))
+        elif phase == "random":
+            t = self.rng.uniform(0.0, 2.0)
+            threading.Timer(t, d.kill, args=("random after %.0f ms" % (t * 1000),)).start()
+        elif phase == "reindex":
+            marker, (lo, hi), ends = self.rng.choice(REINDEX_MARKERS)
+            d.arm(marker, self.rng.uniform(lo, hi))
+            side = self.side_op(d, {"v": 1, "op": "reindex", "req_id": "r%d" % len(self.restarts)})
+            m.reindexed = True
+        elif phase == "backup":
+            marker, (lo, hi), ends = MARKERS[phase]
+            d.arm(marker, self.rng.uniform(lo, hi))
+            bdir = os.path.join(self.work, "backup-%d" % len(self.restarts))
+            side = self.side_op(d, {"v": 1, "op": "backup", "dir": bdir})
+        if not d.killed.wait(60):
+            hit = False
+            d.disarm()
+            d.kill("phase %s not reached in 60 s" % phase)
+        w.join(30)
+        check(not w.is_alive(), "writer did not stop after the kill")
+        if w.error:
+            raise w.error
+        if side:
+            side.join(30)
+            if side.error:
+                raise side.error
+            if side.reply is not None:
+                # the side op finished before the kill: its marker came too early to count
+                hit = hit and not side.reply.get("ok")
+        d.wait_dead()
+        hit = hit and not self.ended_early(d, ends)
+        self.note_kill("random" if phase == "recovery" else phase, hit, d)
+        self.restart_and_verify(d, chk, phase)
+        if phase == "backup":
+            self.check_backup(d, m, chk)
+
+    def side_op(self, d, msg):
+        t = threading.Thread(daemon=True)
+        t.reply, t.error = None, None
+
+        def run():
+            c = PollClient(d.url)
+            try:
+                t.reply = c.call_abandonable(msg, d.killed.is_set)
+            except Exception as e:
+                t.error = e
+            finally:
+                c.close()
+        t.run = run
+        t.start()
+        return t
+
+    def check_backup(self, d, m, chk):
+        """After a kill during backup: a new backup works and opens as a working store."""
+        bdir = os.path.join(self.work, "backup-ok-%d" % len(self.restarts))
+        c = h.Client(d.url, timeout_ms=120000)
+        try:
+            r = c.call("backup", dir=bdir)
+        finally:
+            c.close()
+        check(r.get("ok") and r["documents"] == len(m.docs), "backup after the kill: %r" % r)
+        tmp = os.path.join(self.work, "open-backup-%d" % len(self.restarts))
+        os.makedirs(tmp)
+        b = WatchedDaemon(self.exe, self.args.model, tmp, bdir, self.conf())
+        b.start()
+        bc = h.Client(b.url, timeout_ms=120000)
+        try:
+            saved = dict(m.vecs)
+            chk.verify(bc, resolve=False)
+            check(m.vecs == saved, "the backup's vectors differ from the store's")
+            self.ops_checked += 1
+        finally:
+            bc.close()
+            b.stop()
+        shutil.rmtree(bdir, ignore_errors=True)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+    def round_ivf(self):
+        """A fresh IVF8,Flat store, killed when training starts; after restart it trains."""
+        n = self.kills.get("ivf", {"hit": 0, "missed": 0})
+        d, m, chk = self.new_store("ivf-%d" % (n["hit"] + n["missed"]), IVF_CONF)
+        self.restarts.append(d.start())
+        marker, (lo, hi), ends = MARKERS["ivf"]
+        d.arm(marker, self.rng.uniform(lo, hi))
+        w = Writer(d, m)
+        w.start()
+        hit = d.killed.wait(120)
+        if not hit:
+            d.disarm()
+            d.kill("ivf training not reached in 120 s")
+        w.join(30)
+        if w.error:
+            raise w.error
+        d.wait_dead()
+        hit = hit and not self.ended_early(d, ends)
+        self.note_kill("ivf", hit, d)
+        self.restart_and_verify(d, chk, "ivf")
+        c = h.Client(d.url, timeout_ms=120000)
+        try:
+            end = time.time() + 120
+            while True:
+                st = c.call("stats")
+                if st["index"]["trained"] or len(m.docs) < IVF_TRAIN_AT:
+                    break
+                check(time.time() < end, "IVF not trained 120 s after the restart")
+                time.sleep(0.2)
+            chk.verify(c, resolve=False)
+        finally:
+            c.close()
+        d.stop()
+        self.ivf_done = getattr(self, "ivf_done", []) + [chk]
+        if not self.args.keep:
+            shutil.rmtree(d.tmp, ignore_errors=True)
+
+    def run(self, phases):
+        t0 = time.time()
+        for i, phase in enumerate(phases):
+            self.round(phase)
+            print("kill %d/%d: %-8s ok (%s)" % (i + 1, len(phases), phase,
+                                                 self.last), flush=True)
+        if self.main:
+            d, m, chk = self.main
+            c = h.Client(d.url, timeout_ms=120000)
+            try:
+                chk.verify(c, resolve=False)  # once more, after the last restart settled
+            finally:
+                c.close()
+            rc = d.stop()
+            check(rc == 0, "sbertd exited with %d at SIGTERM" % rc)
+        return time.time() - t0
+
+    def report(self, wall, failed=None):
+        checkers = ([self.main[2]] if self.main else []) + getattr(self, "ivf_done", [])
+        acked = sum(c.m.acked for c in checkers)
+        live = sum(len(c.m.docs) for c in checkers)
+        lines = ["", "crash soak report (seed %d, %s)" % (self.args.seed, time.strftime("%F %T")),
+                 "%-10s %5s %7s  %s" % ("phase", "kills", "missed", "in-flight write after restart")]
+        for p in PHASES:
+            if p not in self.kills:
+                continue
+            k = self.kills[p]
+            outc = {}
+            for c in checkers:
+                for o, n in c.outcomes.get(p, {}).items():
+                    outc[o] = outc.get(o, 0) + n
+            lines.append("%-10s %5d %7d  %s" % (p, k["hit"] + k["missed"], k["missed"],
+                                               ", ".join("%s %d" % kv for kv in sorted(outc.items()))))
+        total = sum(k["hit"] + k["missed"] for k in self.kills.values())
+        rs = sorted(self.restarts)
+        lines += [
+            "kills: %d   stores: %d   acknowledged write requests: %d   live documents at the end: %d"
+            % (total, self.stores, acked, live),
+            "document checks (text, metadata, vector, index membership) after restarts: %d"
+            % sum(c.docs_checked for c in checkers),
+            ("FAILED: %s" % failed) if failed else
+            "losses: 0   half batches: 0   index/store mismatches: 0   (each is checked after every restart)",
+            "backups opened as stores after a kill during backup: %d" % self.ops_checked,
+            "vectors: max |diff| across restarts %.3g (must be 0), vs encode(text) %.3g (tol %g)"
+            % (max([c.max_diff_exact for c in checkers] or [0]),
+               max([c.max_diff_encode for c in checkers] or [0]), VEC_TOL),
+            "restart to health: n %d  p50 %.2f s  max %.2f s" % (
+                len(rs), statistics.median(rs) if rs else 0, rs[-1] if rs else 0),
+            "wall %.0f s" % wall]
+        return "\n".join(lines)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("model")
+    ap.add_argument("--kills", type=int, default=5)
+    ap.add_argument("--phases", default="encode,commit,snapshot,random")
+    ap.add_argument("--seed", type=int, default=None)
+    ap.add_argument("--workdir")
+    ap.add_argument("--keep", action="store_true", help="keep the data directories")
+    args = ap.parse_args()
+    if args.seed is None:
+        args.seed = random.SystemRandom().randint(0, 2**31)
+    phases = args.phases.split(",")
+    for p in phases:
+        if p not in PHASES:
+            ap.error("unknown phase %r (known: %s)" % (p, ",".join(PHASES)))
+    if not os.path.isdir(args.model):
+        ap.error("model directory %s missing" % args.model)
+    s = Soak(args)
+    rng = random.Random(args.seed ^ 0x5eed)
+    order = [phases[i % len(phases)] for i in range(args.kills)]
+    if len(phases) > 1:
+        rng.shuffle(order)
+    wall_t0 = time.time()
+    try:
+        wall = s.run(order)
+    except Failure as e:
+        d = s.main[0] if s.main else None
+        print("FAIL: %s" % e, flush=True)
+        print("seed %d; data kept in %s" % (args.seed, s.work))
+        if d:
+            print("last kill: %s\n---- log tail\n%s" % (d.kill_note, d.log_tail()))
+        print(s.report(time.time() - wall_t0, failed=str(e)[:200]))
+        if s.main:
+            s.main[0].proc.kill()
+        return 1
+    print(s.report(wall))
+    if not args.keep:
+        shutil.rmtree(s.work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
