@@ -1,0 +1,653 @@
+#!/usr/bin/env python3
+"""Hostile input, limits and resource exhaustion against the real sbertd (issue 6), through the
+raw nanomsg client of sbertd_harness.py.
+
+Usage: test_hostile.py MODEL_DIR SEEDS_DIR [TEST...]   (SBERTD names the sbertd binary)
+
+Each test starts the real daemon on a fresh temporary data directory and ipc socket. The
+disk-full test mounts a small tmpfs, so it needs root (as CI and the dev machines run).
+"""
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import traceback
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import sbertd_harness as h  # noqa: E402
+import test_sbertd as t  # noqa: E402  (check, ok, err, SENTENCES, the first catalogue)
+
+check, ok, err, SENTENCES = t.check, t.ok, t.err, t.SENTENCES
+MODEL = None
+DIM = 384  # all-MiniLM-L6-v2; the tests check it against stats
+
+
+def rss_kb(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise AssertionError("no VmRSS for pid %d" % pid)
+
+
+def j(**m):
+    x = {"v": 1}
+    x.update(m)
+    return json.dumps(x).encode()
+
+
+def zeros(n):
+    return b",".join([b"0"] * n)
+
+
+def hostile_inputs():
+    """(name, raw message bytes, expected code, expected index or None): the cases of issue 6 that
+    the first catalogue (test_sbertd.bad_inputs) does not already send."""
+    deep = 100000
+    utf8_bad = [("lone continuation", b"\x80"), ("truncated 3-byte", b"\xe2\x82"),
+                ("above U+10FFFF", b"\xf4\x90\x80\x80"), ("overlong NUL", b"\xc0\x80")]
+    cases = [
+        # truncated JSON, at every kind of place
+        ("truncated in a string", b'{"v":1,"op":"add","documents":[{"text":"ab', "bad_json", None),
+        ("truncated after a key", b'{"v":1,"op":', "bad_json", None),
+        ("truncated in a number", b'{"v":1,"op":"query","text":"a","k":1', "bad_json", None),
+        ("truncated in an escape", b'{"v":1,"op":"query","text":"a\\u00', "bad_json", None),
+        ("only an opening brace", b"{", "bad_json", None),
+        # deep nesting: cJSON stops at 1000 levels (CJSON_NESTING_LIMIT), never recursing further
+        ("100k [ unclosed", b"[" * deep, "bad_json", None),
+        ("100k { unclosed", b'{"a":' * deep, "bad_json", None),
+        ("100k { closed, in metadata", b'{"v":1,"op":"add","documents":[{"text":"x","metadata":'
+         + b'{"a":' * deep + b"1" + b"}" * deep + b"}]}", "bad_json", None),
+        ("100k [{ mixed, as the request", b'[{"a":' * deep, "bad_json", None),
+        ("1000 $or levels", b'{"v":1,"op":"query","text":"x","filter":' + b'{"$or":[' * 1000
+         + b"{}" + b"]}" * 1000 + b"}", "bad_json", None),
+        # huge numbers: strtod gives inf (1e400), -0 and 2^64 are numbers, none is a valid k
+        ("k 1e400", b'{"v":1,"op":"query","text":"a","k":1e400}', "bad_k", None),
+        ("k -1e400", b'{"v":1,"op":"query","text":"a","k":-1e400}', "bad_k", None),
+        ("k -0", b'{"v":1,"op":"query","text":"a","k":-0}', "bad_k", None),
+        ("k 2^64", b'{"v":1,"op":"query","text":"a","k":18446744073709551616}', "bad_k", None),
+        ("k 2^63-1", b'{"v":1,"op":"query","text":"a","k":9223372036854775807}', "bad_k", None),
+        ("k 1e-400 (0)", b'{"v":1,"op":"query","text":"a","k":1e-400}', "bad_k", None),
+        ("v 1e400", b'{"v":1e400,"op":"health"}', "bad_version", None),
+        ("v string", b'{"v":"1","op":"health"}', "bad_version", None),
+        ("v true", b'{"v":true,"op":"health"}', "bad_version", None),
+        ("id 2^64", b'{"v":1,"op":"add","documents":[{"id":18446744073709551616,"text":"x"}]}',
+         "bad_id", 0),
+        ("id 2^53+2", b'{"v":1,"op":"get","ids":[9007199254740994]}', "bad_id", 0),
+        ("id 1e400", b'{"v":1,"op":"delete","ids":[1e400]}', "bad_id", 0),
+        ("min_score 1e400", b'{"v":1,"op":"query","text":"a","min_score":1e400}', "bad_score", None),
+        ("min_score string", j(op="query", text="a", min_score="0.5"), "bad_request", None),
+        ("pairs n 1e400", b'{"v":1,"op":"pairs","n":1e400}', "bad_request", None),
+        ("pairs n 2^64", b'{"v":1,"op":"pairs","n":18446744073709551616}', "bad_request", None),
+        ("per_doc_k 2^64", b'{"v":1,"op":"pairs","per_doc_k":18446744073709551616}', "bad_k", None),
+        ("filter $gt 1e400", b'{"v":1,"op":"query","text":"a","filter":{"y":{"$gt":1e400}}}',
+         "bad_filter", None),
+        ("metadata 1e400", b'{"v":1,"op":"add","documents":[{"text":"x","metadata":{"x":1e400}}]}',
+         "bad_metadata", 0),
+        ("metadata -1e400 nested", b'{"v":1,"op":"add","documents":[{"text":"x"},{"text":"y",'
+         b'"metadata":{"a":[1,{"b":-1e400}]}}]}', "bad_metadata", 1),
+        # NaN / Infinity are not JSON: cJSON refuses them as syntax errors
+        ("vector Infinity", b'{"v":1,"op":"query","vector":[Infinity,' + zeros(DIM - 1) + b"]}",
+         "bad_json", None),
+        ("vector -Infinity", b'{"v":1,"op":"query","vector":[-Infinity,' + zeros(DIM - 1) + b"]}",
+         "bad_json", None),
+        ("vector nan", b'{"v":1,"op":"query","vector":[nan,' + zeros(DIM - 1) + b"]}", "bad_json", None),
+        ("vector -NaN", b'{"v":1,"op":"query","vector":[-NaN,' + zeros(DIM - 1) + b"]}", "bad_json", None),
+        ("vector 3.5e38 (not a float32)", b'{"v":1,"op":"query","vector":[3.5e38,' + zeros(DIM - 1)
+         + b"]}", "bad_vector", None),
+        ("vector all zero", b'{"v":1,"op":"query","vector":[' + zeros(DIM) + b"]}", "bad_vector", None),
+        ("vector underflows to zero", b'{"v":1,"op":"query","vector":['
+         + b",".join([b"1e-400"] * DIM) + b"]}", "bad_vector", None),
+        # wrong dimensions
+        ("vector empty", j(op="query", vector=[]), "bad_vector", None),
+        ("vector dim-1", j(op="query", vector=[0.1] * (DIM - 1)), "bad_vector", None),
+        ("vector 10x dim", j(op="query", vector=[0.1] * (DIM * 10)), "bad_vector", None),
+        ("vector nested", j(op="query", vector=[[0.1] * DIM]), "bad_vector", None),
+        ("vector object", j(op="query", vector={"0": 1}), "bad_vector", None),
+        ("vector null item", j(op="query", vector=[None] * DIM), "bad_vector", None),
+        # control characters: escaped ones are ordinary text (\u0000 excepted)
+        ("escaped NUL in id", j(op="add", documents=[{"id": "a\u0000b", "text": "x"}]), "bad_request", None),
+        ("escaped NUL in metadata key", j(op="add", documents=[{"text": "x", "metadata": {"a\u0000": 1}}]),
+         "bad_request", None),
+        ("escaped NUL in filter", j(op="query", text="x", filter={"a": "\u0000"}), "bad_request", None),
+        ("escaped NUL in op", j(op="health\u0000"), "bad_request", None),
+        # empty batches, in every list
+        ("get ids empty", j(op="get", ids=[]), "bad_request", None),
+        ("delete ids empty", j(op="delete", ids=[]), "bad_request", None),
+        ("encode texts empty", j(op="encode", texts=[]), "bad_request", None),
+        ("similarity empty lists", j(op="similarity", a=[], b=[]), "bad_request", None),
+        ("pairs texts empty", j(op="pairs", texts=[]), "bad_request", None),
+        ("add documents null", j(op="add", documents=None), "bad_request", None),
+        # 100k items: refused by max_batch before anything is encoded or stored
+        ("add 100k documents", j(op="add", documents=[{"text": "a"}] * 100000), "too_large", None),
+        ("get 100k ids", j(op="get", ids=["a"] * 100000), "too_large", None),
+        ("delete 100k ids", j(op="delete", ids=["a"] * 100000), "too_large", None),
+        ("encode 100k texts", j(op="encode", texts=["a"] * 100000), "too_large", None),
+        ("similarity 100k x 1", j(op="similarity", a=["a"] * 100000, b=["b"]), "too_large", None),
+        ("pairs 100k texts", j(op="pairs", texts=["a"] * 100000), "too_large", None),
+        # ids of 10 KB and one byte over the store's 512
+        ("get 10 KB id", j(op="get", ids=["i" * 10240]), "bad_id", 0),
+        ("delete 10 KB id", j(op="delete", ids=["ok", "i" * 10240]), "bad_id", 1),
+        ("add 513-byte id", j(op="add", documents=[{"id": "i" * 513, "text": "a"}]), "bad_id", 0),
+        ("add 513-byte id, 2-byte chars", j(op="add", documents=[{"id": "é" * 256 + "x", "text": "a"}]),
+         "bad_id", 0),
+        ("add id true", j(op="add", documents=[{"id": True, "text": "a"}]), "bad_id", 0),
+        # filter bombs
+        ("filter $in 100k", j(op="query", text="x", filter={"k": {"$in": list(range(100000))}}),
+         "bad_filter", None),
+        ("filter $and 5000 clauses", j(op="query", text="x",
+                                       filter={"$and": [{"a%d" % i: 1} for i in range(5000)]}),
+         "bad_filter", None),
+        ("filter $or 200 deep", b'{"v":1,"op":"query","text":"x","filter":' + b'{"$or":[' * 200
+         + b'{"a":1}' + b"]}" * 200 + b"}", "bad_filter", None),
+        ("filter 100 KB string", j(op="query", text="x", filter={"a": {"$eq": "x" * 100000}}),
+         "bad_filter", None),
+        ("filter unknown $op", j(op="query", text="x", filter={"$where": "1"}), "bad_filter", None),
+        ("filter array", j(op="query", text="x", filter=[{"a": 1}]), "bad_filter", None),
+        ("pairs filter bomb", j(op="pairs", filter={"k": {"$in": list(range(100000))}}), "bad_filter", None),
+        # unknown fields, in every op and in nested objects
+        ("query unknown member", j(op="query", text="x", txt="y"), "bad_request", None),
+        ("get unknown member", j(op="get", ids=["a"], limit=1), "bad_request", None),
+        ("delete unknown member", j(op="delete", ids=["a"], force=True), "bad_request", None),
+        ("encode unknown member", j(op="encode", texts=["a"], normalize=False), "bad_request", None),
+        ("similarity unknown member", j(op="similarity", a="x", b="y", c="z"), "bad_request", None),
+        ("pairs unknown member", j(op="pairs", texts=["a", "b"], k=3), "bad_request", None),
+        ("health unknown member", j(op="health", verbose=True), "bad_request", None),
+        ("backup unknown member", j(op="backup", dir="/nonexistent/x", overwrite=True), "bad_request", None),
+        ("reindex unknown member", j(op="reindex", model="x"), "bad_request", None),
+        ("get include unknown", j(op="get", ids=["a"], include=["vector", "score"]), "bad_request", None),
+        ("include not a list", j(op="query", text="x", include="text"), "bad_request", None),
+        # a request that is not an object
+        ("a JSON string", b'"health"', "bad_json", None),
+        ("a JSON number", b"42", "bad_json", None),
+        ("a JSON null", b"null", "bad_json", None),
+        ("a JSON true", b"true", "bad_json", None),
+        ("an array of requests", b'[{"v":1,"op":"health"}]', "bad_json", None),
+        ("one NUL byte", b"\x00", "bad_json", None),
+        ("whitespace only", b" \n\t ", "bad_json", None),
+        ("two NULs after the object", b'{"v":1,"op":"health"}\x00\x00', "bad_json", None),
+        ("two objects", b'{"v":1,"op":"health"}{"v":1,"op":"health"}', "bad_json", None),
+        ("single quotes", b"{'v':1,'op':'health'}", "bad_json", None),
+        ("trailing comma", b'{"v":1,"op":"health",}', "bad_json", None),
+        ("comment", b'{"v":1,"op":"health"/* x */}', "bad_json", None),
+        ("lone low surrogate", b'{"v":1,"op":"query","text":"\\udc00"}', "bad_json", None),
+        ("swapped surrogates", b'{"v":1,"op":"query","text":"\\udc00\\ud800"}', "bad_json", None),
+        ("bad escape", b'{"v":1,"op":"query","text":"\\x41"}', "bad_json", None),
+        # op names are exact
+        ("op upper case", j(op="HEALTH"), "unknown_op", None),
+        ("op with a space", j(op="health "), "unknown_op", None),
+        ("op empty", j(op=""), "unknown_op", None),
+        ("op 10 KB", j(op="q" * 10240), "unknown_op", None),
+        # text length, after unescaping
+        ("text 64 KiB + 1 of escapes", j(op="encode", texts=["\u00e9" * 32768 + "a"]), "text_too_long", 0),
+        ("text 1 MB", j(op="query", text="y" * (1 << 20)), "text_too_long", None),
+        ("metadata 1 MB", j(op="add", documents=[{"text": "a", "metadata": {"k": "m" * (1 << 20)}}]),
+         "bad_metadata", 0),
+        ("metadata key 100 KB", j(op="add", documents=[{"text": "a", "metadata": {"k" * 100000: 1}}]),
+         "bad_metadata", 0),
+        ("backup dir 10 KB", j(op="backup", dir="/" + "d" * 10240), "bad_request", None),
+        ("req_id 129 bytes", j(op="health", req_id="r" * 129), "bad_request", None),
+        ("req_id number", j(op="health", req_id=7), "bad_request", None),
+        ("token object", j(op="health", token={}), "bad_request", None),
+    ]
+    # invalid UTF-8 in every string position: the whole message is checked before parsing
+    for what, bad in utf8_bad:
+        for where, raw in [
+                ("id", b'{"v":1,"op":"add","documents":[{"id":"a%sb","text":"x"}]}'),
+                ("text", b'{"v":1,"op":"add","documents":[{"text":"a%sb"}]}'),
+                ("metadata key", b'{"v":1,"op":"add","documents":[{"text":"x","metadata":{"%s":1}}]}'),
+                ("metadata value", b'{"v":1,"op":"add","documents":[{"text":"x","metadata":{"k":"%s"}}]}'),
+                ("nested metadata", b'{"v":1,"op":"add","documents":[{"text":"x","metadata":{"k":[{"z":"%s"}]}}]}'),
+                ("filter key", b'{"v":1,"op":"query","text":"x","filter":{"%s":1}}'),
+                ("filter value", b'{"v":1,"op":"query","text":"x","filter":{"k":{"$in":["%s"]}}}'),
+                ("query text", b'{"v":1,"op":"query","text":"%s"}'),
+                ("get id", b'{"v":1,"op":"get","ids":["%s"]}'),
+                ("delete id", b'{"v":1,"op":"delete","ids":["%s"]}'),
+                ("encode text", b'{"v":1,"op":"encode","texts":["ok","%s"]}'),
+                ("similarity b", b'{"v":1,"op":"similarity","a":"x","b":"%s"}'),
+                ("pairs texts", b'{"v":1,"op":"pairs","texts":["a","%s"]}'),
+                ("op", b'{"v":1,"op":"he%slth"}'),
+                ("member name", b'{"v":1,"op":"health","%s":1}'),
+                ("req_id", b'{"v":1,"op":"health","req_id":"%s"}'),
+                ("token", b'{"v":1,"op":"health","token":"%s"}'),
+                ("backup dir", b'{"v":1,"op":"backup","dir":"/tmp/%s"}'),
+                ("outside strings", b'{"v":1,"op":"health"}%s')]:
+            cases.append(("invalid UTF-8 (%s) in %s" % (what, where), raw.replace(b"%s", bad),
+                          "bad_utf8", None))
+    return cases
+
+
+def send_catalogue(d, c, cases):
+    failures = []
+    for name, raw, code, index in cases:
+        try:
+            r = json.loads(c.send_raw(raw))
+            err(r, code, name)
+            if index is not None:
+                check(r["error"].get("index") == index,
+                      "%s: index %r, expected %d" % (name, r["error"].get("index"), index))
+        except Exception as e:  # collect every failing case, then fail once
+            failures.append("%s: %s" % (name, e))
+        check(d.alive(), "sbertd died on %r:\n%s" % (name, d.read_log()[-3000:]))
+    return failures
+
+
+def oversize_messages(d):
+    """100 MB (above max_message_size 64 MiB, within the socket's 128 MiB): too_large; 200 MB
+    (above 2 x max_message_size = NN_RCVMAXSIZE): nanomsg drops it and closes the connection,
+    so the client gets no reply (only its receive timeout)."""
+    c = d.client()
+    r = json.loads(c.send_raw(b'{"v":1,"op":"health"}' + b" " * (100 << 20)))
+    err(r, "too_large", "100 MB message")
+    c.close()
+    c = d.client(timeout_ms=3000)
+    try:
+        c.send_raw(b'{"v":1,"op":"health"}' + b" " * (200 << 20))
+        raise AssertionError("a 200 MB message got a reply")
+    except h.Timeout:
+        pass
+    c.close()
+    check(d.alive(), "sbertd died on a 200 MB message")
+
+
+# ---- tests ----------------------------------------------------------------------------------
+
+def test_hostile_catalogue(d):
+    """Both catalogues (test_sbertd's and this file's), twice: every case gets its documented
+    error, the daemon serves a normal query afterwards, nothing refused was stored, and VmRSS
+    after the second round is within 10 MiB of what it was after the first (the warm-up)."""
+    c = d.client()
+    ok(c.call("add", documents=[{"id": "s%d" % i, "text": t} for i, t in enumerate(SENTENCES)]))
+    check(ok(c.call("stats"))["dim"] == DIM, "the model's dim is not %d" % DIM)
+    cases = t.bad_inputs(DIM) + hostile_inputs()
+    names = [x[0] for x in cases]
+    check(len(set(names)) == len(names), "duplicate case names")
+    check(len(cases) >= 200, "the catalogue has %d cases" % len(cases))
+    rss = []
+    for rnd in range(2):
+        failures = send_catalogue(d, c, cases)
+        check(not failures, "round %d: bad-input cases failed:\n  " % (rnd + 1)
+              + "\n  ".join(failures))
+        oversize_messages(d)
+        c.close()
+        c = d.client()
+        check(ok(c.call("health"))["documents"] == 8, "a refused add stored something")
+        q = ok(c.call("query", text="I love pasta", k=1))
+        check(q["results"][0]["id"] == "s2", "query after the catalogue: %r" % q)
+        time.sleep(0.5)  # let freed memory settle (glibc trims on free; nothing to wait for)
+        rss.append(rss_kb(d.proc.pid))
+    print("  %d cases per round; VmRSS after round 1 %d KiB, after round 2 %d KiB"
+          % (len(cases), rss[0], rss[1]), flush=True)
+    check(rss[1] - rss[0] < 10 * 1024, "VmRSS grew by %d KiB in the second round" % (rss[1] - rss[0]))
+    c.close()
+
+
+def test_escaped_controls_are_text(d):
+    """Escaped control characters (except \\u0000) are ordinary text: stored and returned intact."""
+    c = d.client()
+    text = "tab\there\u0001\u001f\u007f end \u2028 line \U0001F600"
+    r = ok(c.call("add", documents=[{"id": "ctl\u0007id", "text": text, "metadata": {"k\u0001": "\u001b[31m"}}]))
+    check(r["ids"] == ["ctl\u0007id"], "add: %r" % r)
+    g = ok(c.call("get", ids=["ctl\u0007id"]))["documents"][0]
+    check(g["text"] == text and g["metadata"] == {"k\u0001": "\u001b[31m"}, "round trip: %r" % g)
+    check(ok(c.call("query", text="tab here", k=1, filter={"k\u0001": "\u001b[31m"}))["results"][0]["id"]
+          == "ctl\u0007id", "filter on a control-character key")
+    # texts that are only whitespace or invisible are not empty: encoded, not refused
+    ok(c.call("encode", texts=["   ", "\u200b", "\t\n"]))
+    c.close()
+
+
+def test_strict_json(d):
+    """RFC 8259 says an unescaped control character (U+0000..U+001F) cannot appear in a string,
+    and a name should be unique within an object. cJSON 1.7.15 accepts both: a raw NUL cuts the
+    string short (the text stored would not be the text sent) and a duplicate member is read as
+    its first occurrence, while most other parsers (Python's json, JavaScript) take the last, so
+    a proxy that checks "op" would see another request than the daemon runs."""
+    c = d.client()
+    cases = [
+        ("raw NUL in a text", b'{"v":1,"op":"add","documents":[{"id":"n","text":"abc\x00def"}]}', "bad_json"),
+        ("raw NUL in an op", b'{"v":1,"op":"he\x00alth"}', "bad_json"),
+        ("raw 0x01 in a text", b'{"v":1,"op":"query","text":"a\x01b"}', "bad_json"),
+        ("raw newline in a text", b'{"v":1,"op":"query","text":"a\nb"}', "bad_json"),
+        ("duplicate op", b'{"v":1,"op":"stats","op":"delete","ids":["s0"]}', "bad_request"),
+        ("duplicate v", b'{"v":1,"v":2,"op":"health"}', "bad_request"),
+        ("duplicate text", b'{"v":1,"op":"query","text":"x","text":"y"}', "bad_request"),
+        ("duplicate id in a document", b'{"v":1,"op":"add","documents":[{"id":"a","id":"b","text":"x"}]}',
+         "bad_request"),
+    ]
+    failures = []
+    for name, raw, code in cases:
+        try:
+            err(json.loads(c.send_raw(raw)), code, name)
+        except Exception as e:
+            failures.append("%s: %s" % (name, e))
+    check(d.alive(), "sbertd died")
+    check(not failures, "strict JSON cases failed:\n  " + "\n  ".join(failures))
+    c.close()
+
+
+def test_concurrent_same_id(d):
+    """8 clients delete the same id at once: all succeed, exactly one saw it exist. 8 clients add
+    the same id with different texts: one wins, and the store and the index agree on which."""
+    c = d.client()
+    ok(c.call("add", documents=[{"id": "s%d" % i, "text": t} for i, t in enumerate(SENTENCES)]))
+    for rnd in range(5):
+        ok(c.call("add", documents=[{"id": "victim", "text": "A victim of deletes %d" % rnd}]))
+        out, errs = [], []
+        go = threading.Barrier(8)
+
+        def deleter():
+            cl = d.client()
+            try:
+                go.wait()
+                out.append(ok(cl.call("delete", ids=["victim"], req_id=os.urandom(8).hex())))
+            except Exception as e:
+                errs.append(str(e))
+            finally:
+                cl.close()
+
+        ts = [threading.Thread(target=deleter) for _ in range(8)]
+        for x in ts:
+            x.start()
+        for x in ts:
+            x.join(120)
+        check(not errs, "concurrent deletes: %r" % errs)
+        check(sorted(r["deleted"] for r in out) == [0] * 7 + [1], "deleted counts: %r" % out)
+        check(ok(c.call("get", ids=["victim"]))["documents"][0]["found"] is False, "victim survived")
+
+    texts = ["Concurrent writer number %d likes %s" % (i, w) for i, w in
+             enumerate(["apples", "trains", "jazz", "chess", "rain", "tea", "owls", "maps"])]
+    go = threading.Barrier(8)
+    errs = []
+
+    def adder(i):
+        cl = d.client()
+        try:
+            go.wait()
+            ok(cl.call("add", documents=[{"id": "contested", "text": texts[i]}]))
+        except Exception as e:
+            errs.append(str(e))
+        finally:
+            cl.close()
+
+    ts = [threading.Thread(target=adder, args=(i,)) for i in range(8)]
+    for x in ts:
+        x.start()
+    for x in ts:
+        x.join(300)
+    check(not errs, "concurrent adds: %r" % errs)
+    g = ok(c.call("get", ids=["contested"], include=["text", "vector"]))["documents"][0]
+    check(g["text"] in texts, "contested text %r" % g.get("text"))
+    q = ok(c.call("query", vector=g["vector"], k=20, include=["text"]))["results"]
+    hits = [r for r in q if r["id"] == "contested"]
+    check(len(hits) == 1 and hits[0]["text"] == g["text"] and hits[0]["score"] > 0.9999,
+          "the index disagrees with the store: %r" % q[:3])
+    check(ok(c.call("health"))["documents"] == 9, "documents after the contested adds")
+    c.close()
+
+
+LIMITS = """max_message_size = 65536
+max_batch = 16
+max_text_bytes = 2000
+max_k = 5
+max_pairs = 10
+max_matrix = 20
+max_metadata_bytes = 100
+"""
+
+
+def test_limits_at_and_over(d):
+    """Each configured limit: exactly at it works, one over gets the documented error."""
+    c = d.client()
+    lim = ok(c.call("stats"))["limits"]
+    check(lim["max_message_size"] == 65536 and lim["max_batch"] == 16 and lim["max_k"] == 5
+          and lim["max_text_bytes"] == 2000 and lim["max_pairs"] == 10 and lim["max_matrix"] == 20
+          and lim["max_metadata_bytes"] == 100, "limits in force: %r" % lim)
+    base = b'{"v":1,"op":"health"}'
+    ok(json.loads(c.send_raw(base + b" " * (65536 - len(base)))), "message of max_message_size")
+    err(json.loads(c.send_raw(base + b" " * (65537 - len(base)))), "too_large", "max_message_size + 1")
+
+    ids = ["b%d" % i for i in range(17)]
+    ok(c.call("add", documents=[{"id": i, "text": "batch item " + i} for i in ids[:16]]), "16 docs")
+    err(c.call("add", documents=[{"id": i, "text": "x"} for i in ids]), "too_large", "17 docs")
+    check(ok(c.call("health"))["documents"] == 16, "a refused batch stored something")
+    ok(c.call("get", ids=ids[:16]))
+    err(c.call("get", ids=ids), "too_large", "get 17")
+    err(c.call("delete", ids=ids), "too_large", "delete 17")
+    ok(c.call("encode", texts=ids[:16]))
+    err(c.call("encode", texts=ids), "too_large", "encode 17")
+    err(c.call("similarity", a=ids, b=["x"]), "too_large", "similarity 17 x 1")
+    err(c.call("pairs", texts=ids), "too_large", "pairs 17 texts")
+
+    ok(c.call("encode", texts=["é" * 1000]), "2000-byte text")
+    err(c.call("encode", texts=["é" * 1000 + "a"]), "text_too_long", "2001-byte text")
+    err(c.call("query", text="q" * 2001), "text_too_long", "2001-byte query")
+
+    check(len(ok(c.call("query", text="batch item", k=5))["results"]) == 5, "k = max_k")
+    err(c.call("query", text="batch item", k=6), "bad_k", "k = max_k + 1")
+    ok(c.call("pairs", n=3, per_doc_k=5), "per_doc_k = max_k")
+    err(c.call("pairs", n=3, per_doc_k=6), "bad_k", "per_doc_k = max_k + 1")
+
+    check(len(ok(c.call("pairs", texts=ids[:8], n=10))["pairs"]) == 10, "n = max_pairs")
+    err(c.call("pairs", texts=ids[:8], n=11), "too_large", "n = max_pairs + 1")
+    p0 = ok(c.call("pairs", texts=ids[:8], n=0, min_score=-1))["pairs"]
+    check(len(p0) == 10, "n = 0 is capped at max_pairs: %d pairs" % len(p0))
+
+    m = ok(c.call("similarity", a=ids[:4], b=ids[:5]))["matrix"]
+    check(len(m) == 4 and len(m[0]) == 5, "4 x 5 matrix")
+    err(c.call("similarity", a=ids[:3], b=ids[:7]), "too_large", "3 x 7 matrix")
+
+    meta = {"k": "v" * (100 - len('{"k":""}'))}
+    check(len(json.dumps(meta, separators=(",", ":"))) == 100, "metadata size")
+    ok(c.call("add", documents=[{"id": "m", "text": "x", "metadata": meta}]), "100-byte metadata")
+    meta["k"] += "v"
+    err(c.call("add", documents=[{"id": "m", "text": "x", "metadata": meta}]), "bad_metadata", "101 bytes")
+
+    # fixed limits: ids of 512 bytes, req_id of 128
+    ok(c.call("add", documents=[{"id": "é" * 256, "text": "x"}]), "512-byte id")
+    err(c.call("add", documents=[{"id": "é" * 256 + "x", "text": "x"}]), "bad_id", "513-byte id")
+    ok(c.call("health", req_id="r" * 128), "128-byte req_id")
+    err(c.call("health", req_id="r" * 129), "bad_request", "129-byte req_id")
+    c.close()
+
+
+def test_truncation(d):
+    """A text over max_seq_length (256 tokens with [CLS] and [SEP]) is encoded from its first 254
+    word pieces, as sentence-transformers does, and every reply that encodes says which."""
+    c = d.client()
+    w = lambda n: " ".join(["word"] * n)  # noqa: E731  ("word" is one word piece)
+    e = ok(c.call("encode", texts=[w(254), w(255), w(1000), w(200)]))
+    check(e["truncated"] == [1, 2], "encode truncated: %r" % e["truncated"])
+    emb = e["embeddings"]
+    dot = lambda a, b: sum(x * y for x, y in zip(a, b))  # noqa: E731
+    check(dot(emb[0], emb[1]) > 0.99999 and dot(emb[0], emb[2]) > 0.99999,
+          "a truncated text is not encoded as its first 254 tokens")
+    check(dot(emb[0], emb[3]) < 0.99999, "the check cannot tell 200 tokens from 254")
+    a = ok(c.call("add", documents=[{"id": "short", "text": w(10)}, {"id": "long", "text": w(400)}]))
+    check(a["truncated"] == [1], "add truncated: %r" % a)
+    check(ok(c.call("get", ids=["long"]))["documents"][0]["text"] == w(400), "the whole text is stored")
+    check(ok(c.call("query", text=w(300), k=1))["truncated"] is True, "query truncated")
+    check(ok(c.call("query", text=w(254), k=1))["truncated"] is False, "query not truncated")
+    p = ok(c.call("pairs", texts=[w(3), w(300)], n=1))
+    check(p["truncated"] == [1], "pairs truncated: %r" % p)
+    c.close()
+
+
+def mount_tmpfs(path, size):
+    check(os.geteuid() == 0, "this test mounts a tmpfs and needs root (CI runs as root)")
+    os.makedirs(path, exist_ok=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=%s,mode=0700" % size, "tmpfs", path],
+                   check=True)
+
+
+def test_disk_full(d):
+    """The data directory on a 20 MB tmpfs: adds until the disk is full get no_space, the daemon
+    keeps serving, every acknowledged document survives a restart, and after space is freed
+    (deletes, then a bigger tmpfs) adds work again."""
+    mnt = d.data
+    mount_tmpfs(mnt, "20m")
+    try:
+        d.start()
+        c = d.client()
+        pad = "p" * 60000  # metadata fills the disk without much to encode
+        acked, full = [], None
+        for b in range(100):
+            docs = [{"id": "f%d-%d" % (b, i), "text": "filler %d %d" % (b, i), "metadata": {"pad": pad}}
+                    for i in range(40)]
+            r = c.call("add", documents=docs, req_id="fill-%d" % b)
+            if not r["ok"]:
+                full = r
+                break
+            acked += [x["id"] for x in docs]
+        check(full is not None, "20 MB tmpfs never filled")
+        err(full, "no_space", "add on a full disk")
+        print("  disk full after %d documents: %s" % (len(acked), full["error"]["message"]), flush=True)
+        # still serving: reads, and a tiny write gets a clear answer either way
+        check(ok(c.call("health"))["documents"] == len(acked), "documents after the failed add")
+        ok(c.call("query", text="filler 3 7", k=3))
+        r = c.call("add", documents=[{"id": "tiny", "text": "tiny"}])
+        check(r["ok"] or r["error"]["code"] == "no_space", "tiny add on a full disk: %r" % r)
+        if r["ok"]:
+            acked.append("tiny")
+        c.close()
+        check(d.stop() == 0, "exit status after SIGTERM on a full disk")
+        d.log.close()
+
+        d.start()
+        c = d.client()
+        check(ok(c.call("health"))["documents"] == len(acked), "documents after restart")
+        for i in range(0, len(acked), 256):
+            g = ok(c.call("get", ids=acked[i:i + 256]))["documents"]
+            check(all(x["found"] and x["metadata"] == {"pad": pad} for x in g if x["id"] != "tiny"),
+                  "an acknowledged document is missing or damaged after restart")
+        # free space: delete half, then the same adds work again (LMDB reuses the freed pages)
+        half = acked[: len(acked) // 2]
+        for i in range(0, len(half), 256):
+            ok(c.call("delete", ids=half[i:i + 256]), "delete on a full disk")
+        r = c.call("add", documents=[{"id": "after-delete-%d" % i, "text": "again", "metadata": {"pad": pad}}
+                                     for i in range(20)])
+        ok(r, "add after deleting half")
+        c.close()
+        subprocess.run(["mount", "-o", "remount,size=60m", mnt], check=True)
+        c = d.client()
+        ok(c.call("add", documents=[{"id": "after-grow-%d" % i, "text": "more", "metadata": {"pad": pad}}
+                                    for i in range(200)]), "add after the remount")
+        check(ok(c.call("health"))["documents"] == len(acked) - len(half) + 220, "final count")
+        c.close()
+        check(d.stop() == 0, "exit status after SIGTERM")
+    finally:
+        if d.proc and d.proc.poll() is None:
+            d.proc.kill()
+            d.proc.wait()
+        subprocess.run(["umount", "-l", mnt])
+
+
+FLOOD = "max_message_size = 4M\nmax_inflight_bytes = 8M\nmax_concurrent = 1024\n"
+FLOOD_CLIENTS = 24
+
+
+def test_flood_memory_bounded(d):
+    """24 clients send 4 MiB adds at once, twice each: busy replies are fine, and the daemon's
+    peak RSS over its warmed-up baseline stays within what the limits promise: nanomsg holds at
+    most one received message per connection before sbertd sees it (clients x message size), and
+    the requests sbertd admits are bounded by max_inflight_bytes (8 MiB here), counted 4 times for
+    the parsed request and its copies, plus 32 MiB of slack (allocator, encoder scratch). Without
+    max_inflight_bytes all 24 would be parsed at once: about 24 x 4 x 4 MiB more."""
+    c = d.client()
+    ok(c.call("add", documents=[{"text": t} for t in SENTENCES]))
+    # metadata makes the size: the test is about memory, not encoding time
+    docs = [{"id": "flood-%d" % i, "text": "flood document %d" % i, "metadata": {"pad": "p" * 65000}} for i in range(62)]
+    raw = json.dumps({"v": 1, "op": "add", "documents": docs}).encode()
+    check(3 << 20 < len(raw) <= 4 << 20, "request size %d" % len(raw))
+    # warm-up: one such add alone (allocator arenas, LMDB pages), then reset the peak
+    ok(json.loads(c.send_raw(raw)), "a lone max-size add")
+    base = rss_kb(d.proc.pid)
+    with open("/proc/%d/clear_refs" % d.proc.pid, "w") as f:
+        f.write("5")  # resets VmHWM to the current RSS
+    codes, errs = {}, []
+    lock = threading.Lock()
+    go = threading.Barrier(FLOOD_CLIENTS)
+
+    def flood():
+        cl = d.client(timeout_ms=600000)
+        try:
+            go.wait()
+            for _ in range(2):
+                r = json.loads(cl.send_raw(raw))
+                code = "ok" if r["ok"] else r["error"]["code"]
+                with lock:
+                    codes[code] = codes.get(code, 0) + 1
+        except Exception as e:
+            errs.append(str(e))
+        finally:
+            cl.close()
+
+    ts = [threading.Thread(target=flood) for _ in range(FLOOD_CLIENTS)]
+    for x in ts:
+        x.start()
+    for x in ts:
+        x.join(900)
+    with open("/proc/%d/status" % d.proc.pid) as f:
+        hwm = [int(line.split()[1]) for line in f if line.startswith("VmHWM:")][0]
+    bound_kb = (FLOOD_CLIENTS * len(raw) + 4 * (8 << 20) + (32 << 20)) // 1024
+    print("  replies %r; VmRSS before %d KiB, peak %d KiB (+%d KiB, bound %d KiB)"
+          % (codes, base, hwm, hwm - base, bound_kb), flush=True)
+    check(not errs, "flood clients: %r" % errs)
+    check(set(codes) <= {"ok", "busy"}, "replies other than ok/busy: %r" % codes)
+    check(codes.get("ok", 0) >= 1, "no flood add succeeded")
+    check(hwm - base < bound_kb, "peak RSS %d KiB over the baseline, bound %d KiB" % (hwm - base, bound_kb))
+    check(ok(c.call("health"))["documents"] == 8 + 62, "documents after the flood")
+    c.close()
+
+
+# ---- runner ---------------------------------------------------------------------------------
+
+TESTS = [
+    ("hostile_catalogue", test_hostile_catalogue, {}),
+    ("escaped_controls_are_text", test_escaped_controls_are_text, {}),
+    ("concurrent_same_id", test_concurrent_same_id, {}),
+    ("limits_at_and_over", test_limits_at_and_over, {"config": LIMITS}),
+    ("truncation", test_truncation, {}),
+    ("disk_full", test_disk_full, {"nostart": True}),
+    ("flood_memory_bounded", test_flood_memory_bounded, {"config": FLOOD}),
+    # registered on its own (tests/daemon/CMakeLists.txt): cJSON's leniency, see the docstring
+    ("strict_json", test_strict_json, {"explicit": True}),
+]
+
+
+def main():
+    global MODEL
+    MODEL = sys.argv[1]
+    t.MODEL, t.SEEDS = sys.argv[1], sys.argv[2]
+    check(os.path.isdir(MODEL), "model directory %s is missing" % MODEL)
+    only = set(sys.argv[3:])
+    failed = 0
+    for name, fn, opts in TESTS:
+        if (only and name not in only) or (not only and opts.get("explicit")):
+            continue
+        t0 = time.time()
+        d = h.Daemon(MODEL, config=opts.get("config"))
+        try:
+            if not opts.get("nostart"):
+                d.start()
+            fn(d)
+            if d.alive():
+                rc = d.stop()
+                check(rc == 0, "exit status %d after SIGTERM" % rc)
+            print("PASS %s (%.1f s)" % (name, time.time() - t0), flush=True)
+        except Exception:
+            failed += 1
+            print("FAIL %s" % name, flush=True)
+            traceback.print_exc()
+            print("---- sbertd log (tail) ----\n" + d.read_log()[-4000:], flush=True)
+        finally:
+            d.cleanup()
+    print("%d failed" % failed)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
