@@ -702,6 +702,12 @@ class Soak:
             check(rc == 0, "sbertd exited with %d at SIGTERM" % rc)
         return time.time() - t0
 
+    def kernel(self):
+        for line in (self.main[0].log_tail(10**6) if self.main else "").splitlines():
+            if "OpenBLAS core " in line:
+                return line.split("OpenBLAS core ")[1].strip()
+        return "?"
+
     def report(self, wall, failed=None):
         checkers = ([self.main[2]] if self.main else []) + getattr(self, "ivf_done", [])
         acked = sum(c.m.acked for c in checkers)
@@ -733,8 +739,82 @@ class Soak:
                max([c.max_diff_encode for c in checkers] or [0]), VEC_TOL),
             "restart to health: n %d  p50 %.2f s  max %.2f s" % (
                 len(rs), statistics.median(rs) if rs else 0, rs[-1] if rs else 0),
-            "wall %.0f s" % wall]
+            "wall %.0f s   OpenBLAS kernel: %s" % (wall, self.kernel())]
         return "\n".join(lines)
+
+
+def selftest(args):
+    """The checker must catch each fault injected behind the model's back: a lost document, a
+    half-applied batch, changed metadata, a changed vector, a document nobody acknowledged."""
+    s = Soak(args)
+    d, m, chk = s.new_store("selftest")
+    s.main = (d, m, chk)
+    s.restarts.append(d.start())
+    s.round("random")
+    c = h.Client(d.url, timeout_ms=120000)
+    caught = []
+
+    def expect_failure(name, words):
+        try:
+            chk.verify(c, resolve=False)
+        except Failure as e:
+            check(words in str(e), "%s: caught, but as %r" % (name, str(e)))
+            caught.append(name)
+            return
+        raise Failure("the checker missed an injected fault: %s" % name)
+
+    def call(op, **kw):
+        r = c.call(op, **kw)
+        check(r.get("ok"), "%s: %r" % (op, r))
+        return r
+
+    try:
+        check(len(m.docs) >= 4, "too few documents for the self-test")
+        ids = sorted(m.docs)
+        victim = ids[0]
+        call("delete", ids=[victim])
+        expect_failure("lost document", "store differs")
+        m.docs.pop(victim)
+
+        op = m.next_op()
+        while op["op"] != "add" or len(op["documents"]) < 2:
+            op = m.next_op()
+        m.pending = op
+        call("add", documents=op["documents"][:1])
+        try:
+            chk.verify(c, phase="selftest")
+            raise Failure("the checker missed an injected fault: half batch")
+        except Failure as e:
+            check("neither fully applied nor absent" in str(e), "half batch caught as %r" % e)
+            caught.append("half batch")
+        m.pending = None
+        m.docs = Model.applied(m.docs, {"op": "add", "documents": op["documents"][:1]})
+        m.vecs.pop(op["documents"][0]["id"], None)
+
+        other = ids[1]
+        text, meta = m.docs[other]
+        call("add", documents=[{"id": other, "text": text, "metadata": dict(meta, tag="zz")}])
+        expect_failure("changed metadata", "store differs")
+        m.docs[other] = (text, dict(meta, tag="zz"))
+        m.vecs.pop(other, None)  # re-encoded alone: equal to encode(text), not to the old bits
+
+        third = ids[2]
+        m.vecs[third] = [x + 1e-6 for x in m.vecs[third]]
+        expect_failure("changed vector", "vector changed across the restart")
+        m.vecs.pop(third)
+
+        call("add", documents=[{"id": "stranger", "text": "nobody acknowledged me"}])
+        expect_failure("unacknowledged document", "stats.documents")
+        call("delete", ids=["stranger"])
+
+        chk.verify(c, resolve=False)  # repaired: passes again
+    finally:
+        c.close()
+        d.stop()
+    print("self-test: the checker caught %s" % ", ".join(caught))
+    if not args.keep:
+        shutil.rmtree(s.work, ignore_errors=True)
+    return 0
 
 
 def main():
@@ -745,6 +825,8 @@ def main():
     ap.add_argument("--seed", type=int, default=None)
     ap.add_argument("--workdir")
     ap.add_argument("--keep", action="store_true", help="keep the data directories")
+    ap.add_argument("--selftest", action="store_true",
+                    help="inject faults behind the checker's back and require it to catch each")
     args = ap.parse_args()
     if args.seed is None:
         args.seed = random.SystemRandom().randint(0, 2**31)
@@ -754,6 +836,12 @@ def main():
             ap.error("unknown phase %r (known: %s)" % (p, ",".join(PHASES)))
     if not os.path.isdir(args.model):
         ap.error("model directory %s missing" % args.model)
+    if args.selftest:
+        try:
+            return selftest(args)
+        except Failure as e:
+            print("FAIL: %s" % e)
+            return 1
     s = Soak(args)
     rng = random.Random(args.seed ^ 0x5eed)
     order = [phases[i % len(phases)] for i in range(args.kills)]
