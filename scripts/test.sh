@@ -100,7 +100,8 @@ tsan() {
         -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSBERT_TSAN=ON -DSBERT_FAISS_AVX2=OFF \
         -DSBERT_SHARED_DIR="$SHARED" >/dev/null
     cmake --build "$b" -j "$JOBS" --target "${TSAN_TARGETS[@]}"
-    archer=$(clang -print-file-name=libarcher.so)
+    # next to clang's own lib/ (/usr/lib/llvm-14/lib), where clang -print-file-name does not look
+    archer=$(readlink -f "$(dirname "$(readlink -f "$(command -v clang)")")/../lib/libarcher.so")
     if [ ! -f "$archer" ]; then
         echo "test.sh: $archer not found (Debian package libomp-14-dev)" >&2
         return 1

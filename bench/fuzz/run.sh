@@ -17,7 +17,7 @@
 # and tests/fuzz/regressions/<target>/ (read-only); what it finds goes under
 # DIR/bench-fuzz/<target>/. A crash stops that target (libFuzzer's default): its artifact path is
 # printed; commit it under tests/fuzz/regressions/<target>/ with the fix. Exit status 1 when any
-# target crashed. Raw libFuzzer logs: DIR/bench-fuzz/<target>/log.
+# target crashed. Raw libFuzzer logs: DIR/bench-fuzz/<target>/log; the table: bench/out/fuzz.md.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -47,6 +47,9 @@ fi
 # shellcheck disable=SC2086
 cmake --build "$BUILD" -j "$(nproc)" --target $TARGETS >/dev/null
 
+# The table also goes to bench/out/fuzz.md, like the other benchmarks' tables.
+mkdir -p "$ROOT/bench/out"
+exec > >(tee "$ROOT/bench/out/fuzz.md")
 printf '# bench/fuzz: %s s per target, %s, load before: %s\n' "$SECONDS_PER" "$(date -u +%FT%TZ)" \
     "$(cut -d' ' -f1-3 /proc/loadavg)"
 printf '%-15s %6s %10s %8s %6s %7s %7s %7s %7s %s\n' target seconds execs exec/s cov ft corpus \
