@@ -503,6 +503,8 @@ class Soak:
         self.main = None  # (daemon, model, checker) of the write store
         self.ops_checked = 0
         self.last = None
+        self.tmp_seen = 0   # snapshot temporaries found after a kill
+        self.tmp_kept = 0   # ... still there once the daemon restarted
 
     def conf(self, extra=""):
         # Snapshots every 2 or so batches, so that kills land in snapshots and restarts replay
@@ -543,7 +545,14 @@ class Soak:
                 self.note_kill(phase, False, d)
                 d.kill("recovery: served before the marker's delay ran out")
                 d.wait_dead()
+        before = self.leftovers(d)
         self.restarts.append(d.start())
+        after = self.leftovers(d)
+        self.tmp_seen += len(before)
+        self.tmp_kept += len(after)
+        if self.args.check_leftovers:
+            check(not after, "after the restart, temporary files left by the killed daemon are "
+                  "still in the data directory: %s" % ", ".join(after))
         c = h.Client(d.url, timeout_ms=120000)
         try:
             chk.verify(c, phase)
@@ -551,6 +560,14 @@ class Soak:
                   "reindex.mdb left behind after restart")
         finally:
             c.close()
+
+    @staticmethod
+    def leftovers(d):
+        """Snapshot temporaries (vindex_snapshot_write's index.snap.tmp.XXXXXX) in the data dir."""
+        try:
+            return sorted(n for n in os.listdir(d.data) if n.startswith("index.snap.tmp."))
+        except FileNotFoundError:
+            return []
 
     def round(self, phase):
         if phase == "ivf":
@@ -691,6 +708,11 @@ class Soak:
             self.round(phase)
             print("kill %d/%d: %-8s ok (%s)" % (i + 1, len(phases), phase,
                                                  self.last), flush=True)
+            if self.args.check_leftovers and self.tmp_seen >= 2:
+                break  # two kills inside a snapshot write were checked: enough
+        if self.args.check_leftovers:
+            check(self.tmp_seen > 0, "no kill of %d landed inside a snapshot write: nothing was "
+                  "checked" % len(phases))
         if self.main:
             d, m, chk = self.main
             c = h.Client(d.url, timeout_ms=120000)
@@ -734,6 +756,8 @@ class Soak:
             ("FAILED: %s" % failed) if failed else
             "losses: 0   half batches: 0   index/store mismatches: 0   (each is checked after every restart)",
             "backups opened as stores after a kill during backup: %d" % self.ops_checked,
+            "snapshot temporaries left by kills: %d, still present after the restart: %d"
+            % (self.tmp_seen, self.tmp_kept),
             "vectors: max |diff| across restarts %.3g (must be 0), vs encode(text) %.3g (tol %g)"
             % (max([c.max_diff_exact for c in checkers] or [0]),
                max([c.max_diff_encode for c in checkers] or [0]), VEC_TOL),
@@ -825,6 +849,8 @@ def main():
     ap.add_argument("--seed", type=int, default=None)
     ap.add_argument("--workdir")
     ap.add_argument("--keep", action="store_true", help="keep the data directories")
+    ap.add_argument("--check-leftovers", action="store_true",
+                    help="fail when a restart keeps the snapshot temporaries a kill left behind")
     ap.add_argument("--selftest", action="store_true",
                     help="inject faults behind the checker's back and require it to catch each")
     args = ap.parse_args()
