@@ -128,18 +128,83 @@ int sbert_proto_utf8_valid(const char *str, size_t len)
 
 /* ---- requests -------------------------------------------------------------------------------- */
 
-/* cJSON turns the escape \u0000 into a NUL that silently ends the string; find it in the raw
- * text instead (an escape sequence inside a string: a backslash preceded by an even run). */
-static int has_nul_escape(const char *s, size_t len)
+/*
+ * What cJSON lets through and RFC 8259 does not, found in the raw text in one pass:
+ * - a raw control character (U+0000..U+001F) inside a string: cJSON keeps it, and a NUL cuts the
+ *   C string short, so the text stored would not be the text sent. Returns SBERT_PROTO_EBAD_JSON.
+ * - one outside strings other than the four JSON whitespace characters: cJSON skips every byte up
+ *   to 0x20 as whitespace. SBERT_PROTO_EBAD_JSON. (A NUL as the very last byte, the terminator a
+ *   C client may send, is allowed.)
+ * - the escape \u0000, which cJSON turns into a NUL that silently ends the string.
+ *   SBERT_PROTO_EBAD_REQUEST.
+ * Returns 0 when none is there; *at receives the offending byte's offset.
+ */
+static int strict_scan(const char *s, size_t len, size_t *at)
 {
-    for (size_t i = 0; i + 5 < len; i++) {
-        if (s[i] != '\\')
-            continue;
-        if (s[i + 1] == 'u' && memcmp(s + i + 2, "0000", 4) == 0)
-            return 1;
-        i++; /* skip the escaped character, so "\\\\u0000" is not an escape */
+    int in_string = 0, nul_escape = 0;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)s[i];
+        *at = i;
+        if (in_string) {
+            if (c < 0x20)
+                return SBERT_PROTO_EBAD_JSON;
+            if (c == '"') {
+                in_string = 0;
+            } else if (c == '\\' && i + 1 < len) {
+                if (s[i + 1] == 'u' && len - i >= 6 && memcmp(s + i + 2, "0000", 4) == 0)
+                    nul_escape = 1;
+                i++; /* the escaped character, so that \" does not end the string */
+            }
+        } else if (c == '"') {
+            in_string = 1;
+        } else if (c < 0x20 && c != ' ' && c != '\t' && c != '\n' && c != '\r' &&
+                   !(c == 0 && i == len - 1)) {
+            return SBERT_PROTO_EBAD_JSON;
+        }
     }
-    return 0;
+    return nul_escape ? SBERT_PROTO_EBAD_REQUEST : 0;
+}
+
+static int cmp_names(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/*
+ * Returns the first member name that occurs twice in one object anywhere in j, or NULL. cJSON
+ * reads a duplicate as its first occurrence where most parsers take the last, so a proxy checking
+ * "op" could see another request than the daemon runs. Sorting keeps a 100 000-member object at
+ * n log n; *oom is set when the scratch array could not be allocated.
+ */
+static const char *duplicate_member(const cJSON *j, int *oom)
+{
+    if (!cJSON_IsObject(j) && !cJSON_IsArray(j))
+        return NULL;
+    size_t n = 0;
+    const cJSON *x;
+    cJSON_ArrayForEach(x, j)
+    {
+        const char *d = duplicate_member(x, oom);
+        if (d || *oom)
+            return d;
+        n++;
+    }
+    if (!cJSON_IsObject(j) || n < 2)
+        return NULL;
+    const char **names = malloc(n * sizeof *names);
+    if (!names) {
+        *oom = 1;
+        return NULL;
+    }
+    size_t k = 0;
+    cJSON_ArrayForEach(x, j) names[k++] = x->string;
+    qsort(names, n, sizeof *names, cmp_names);
+    const char *dup = NULL;
+    for (size_t i = 1; i < n && !dup; i++)
+        if (strcmp(names[i - 1], names[i]) == 0)
+            dup = names[i];
+    free(names);
+    return dup;
 }
 
 static int is_json_ws(char c)
@@ -164,6 +229,14 @@ int sbert_proto_request_parse(const char *buf, size_t len, struct sbert_proto_re
     if (!sbert_proto_utf8_valid(buf, len))
         return sbert_proto_error_set(err, SBERT_PROTO_EBAD_UTF8, -1,
                                      "the message is not valid UTF-8");
+    size_t at = 0;
+    int strict = strict_scan(buf, len, &at);
+    if (strict == SBERT_PROTO_EBAD_JSON)
+        return sbert_proto_error_set(err, SBERT_PROTO_EBAD_JSON, -1,
+                                     "a raw control character (byte %zu): JSON strings must "
+                                     "escape them, and between tokens only space, tab, CR and LF "
+                                     "are whitespace",
+                                     at);
     const char *end = NULL;
     cJSON *root = cJSON_ParseWithLengthOpts(buf, len, &end, 0);
     if (!root)
@@ -198,9 +271,17 @@ int sbert_proto_request_parse(const char *buf, size_t len, struct sbert_proto_re
         }
         req->req_id = rid->valuestring;
     }
-    if (has_nul_escape(buf, len)) {
+    if (strict == SBERT_PROTO_EBAD_REQUEST) {
         rc = sbert_proto_error_set(err, SBERT_PROTO_EBAD_REQUEST, -1,
                                    "strings must not contain \\u0000");
+        goto fail;
+    }
+    int oom = 0;
+    const char *dup = duplicate_member(root, &oom);
+    if (dup || oom) {
+        rc = oom ? sbert_proto_error_set(err, SBERT_PROTO_EINTERNAL, -1, "out of memory")
+                 : sbert_proto_error_set(err, SBERT_PROTO_EBAD_REQUEST, -1,
+                                         "member \"%.64s\" appears twice in one object", dup);
         goto fail;
     }
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(root, "v");

@@ -59,6 +59,8 @@ for name, raw in {
     "nul_escape": '{"v":1,"op":"encode","texts":["a\\u0000b"]}',
     "bad_version": '{"v":2,"op":"stats"}',
     "trailing": '{"v":1,"op":"stats"} x',
+    "duplicate_member": '{"v":1,"op":"stats","op":"delete","ids":["s0"],"x":{"a":1,"a":2}}',
+    "raw_control": '{"v":1,"op":"query","text":"a\x01b\nc"}\t\x00',
     "big_numbers": '{"v":1,"op":"pairs","n":9.3e18,"k":1e308,"min_score":-0.0}',
     "escapes": '{"v":1,"op":"get","ids":["\\ud83d\\ude00","\\"\\\\\\/"],"req_id":"\\u00e9"}',
 }.items():
