@@ -125,6 +125,7 @@ static void reload(struct sbertd *d, int argc, char **argv)
         {"encode_threads", offsetof(struct sbertd_config, encode_threads), sizeof c->encode_threads},
         {"auth_token", offsetof(struct sbertd_config, auth_token), sizeof c->auth_token},
         {"allow_remote", offsetof(struct sbertd_config, allow_remote), sizeof c->allow_remote},
+        {"map_size", offsetof(struct sbertd_config, map_size), sizeof c->map_size},
     };
     for (size_t i = 0; i < sizeof restart_keys / sizeof restart_keys[0]; i++)
         if (memcmp((char *)c + restart_keys[i].off, (char *)&d->cfg + restart_keys[i].off,
@@ -236,6 +237,7 @@ int main(int argc, char **argv)
     ip.nprobe = d.cfg.nprobe;
     ip.snapshot_changes = d.cfg.snapshot_changes;
     ip.snapshot_seconds = d.cfg.snapshot_seconds;
+    ip.map_size = (size_t)d.cfg.map_size;
     ip.log = sbertd_log_library;
     ip.log_user = "index";
     if (d.cfg.reindex_on_model_change) {

@@ -545,6 +545,54 @@ def test_disk_full(d):
         subprocess.run(["umount", "-l", mnt])
 
 
+def test_map_limit(d):
+    """A store whose LMDB map cannot grow: map_size = 1M, and once the daemon is warm (OpenBLAS
+    has its per-thread buffers: under an address-space limit OpenBLAS 0.3.21 retries a failed
+    buffer allocation forever, so the encoder must not need a new one) its address space is
+    capped at 48 MiB above what it uses (prlimit RLIMIT_AS), so a doubling of the map fails.
+    The failing add gets no_space, the daemon keeps serving, and after a restart without the cap
+    every acknowledged document is there and adds work again."""
+    import resource
+    c = d.client(timeout_ms=60000)
+    pad = "p" * 60000
+    acked = []
+    for w in range(3):  # warm: the writer's and the encoder's OpenBLAS buffers, the map at 8 MiB
+        docs = [{"id": "w%d-%d" % (w, i), "text": "warm %d" % i, "metadata": {"pad": pad}} for i in range(20)]
+        ok(c.call("add", documents=docs))
+        acked += [x["id"] for x in docs]
+        ok(c.call("query", text="warm up", k=2))
+    with open("/proc/%d/status" % d.proc.pid) as f:
+        vm = [int(line.split()[1]) for line in f if line.startswith("VmSize:")][0]
+    cap = (vm + 48 * 1024) * 1024
+    resource.prlimit(d.proc.pid, resource.RLIMIT_AS, (cap, cap))
+    full = None
+    for b in range(100):
+        docs = [{"id": "m%d-%d" % (b, i), "text": "map %d" % i, "metadata": {"pad": pad}} for i in range(20)]
+        r = c.call("add", documents=docs)
+        if not r["ok"]:
+            full = r
+            break
+        acked += [x["id"] for x in docs]
+    check(full is not None, "the map never hit the cap")
+    print("  map full after %d documents: %s" % (len(acked), full["error"]), flush=True)
+    err(full, "no_space", "add when the map cannot grow")
+    check(ok(c.call("health"))["documents"] == len(acked), "documents after the failed add")
+    g = ok(c.call("get", ids=acked[:5]))["documents"]
+    check(all(x["found"] for x in g), "get after the failed add")
+    ok(c.call("query", text="map 3", k=3), "query after the failed add")
+    c.close()
+    check(d.stop() == 0, "exit status after SIGTERM")
+    d.log.close()
+    d.start()
+    c = d.client()
+    check(ok(c.call("health"))["documents"] == len(acked), "documents after restart")
+    for i in range(0, len(acked), 256):
+        check(all(x["found"] for x in ok(c.call("get", ids=acked[i:i + 256]))["documents"]),
+              "an acknowledged document is missing after restart")
+    ok(c.call("add", documents=[{"id": "after", "text": "after the cap", "metadata": {"pad": pad}}]))
+    c.close()
+
+
 FLOOD = "max_message_size = 4M\nmax_inflight_bytes = 8M\nmax_concurrent = 1024\n"
 FLOOD_CLIENTS = 24
 
@@ -615,6 +663,8 @@ TESTS = [
     ("flood_memory_bounded", test_flood_memory_bounded, {"config": FLOOD}),
     # registered on its own (tests/daemon/CMakeLists.txt): cJSON's leniency, see the docstring
     ("strict_json", test_strict_json, {"explicit": True}),
+    # registered on its own: a failed map growth leaves LMDB without a map (index/store.c)
+    ("map_limit", test_map_limit, {"config": "map_size = 1M\n", "explicit": True}),
 ]
 
 
