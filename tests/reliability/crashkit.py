@@ -5,14 +5,17 @@ was lost. Used by tests/reliability (CI size) and bench/soak/run.sh (100 kills).
 Usage: crashkit.py MODEL_DIR [--kills N] [--phases LIST] [--seed S] [--workdir DIR] [--keep]
        (SBERTD names the sbertd binary)
 
-One round: a writer streams requests into a real sbertd (adds of new ids, upserts of earlier ids,
-deletes, each add batch tagged {"batch": B} in its documents' metadata) and records every reply.
+One round: writers (--writers, 2 by default, on disjoint ids: sbertd groups concurrent adds into
+one encode, then one transaction each) stream requests into a real sbertd (adds of new ids,
+upserts of earlier ids, deletes, each add batch tagged {"batch": B} in its documents' metadata)
+and record every reply.
 A watcher reads the daemon's debug log and sends SIGKILL when the phase's marker appears (plus a
 small random delay), or at a random moment. The daemon restarts on the same data directory and the
 checker asserts:
   - every acknowledged document is present with its text and metadata, deleted ids stay deleted,
     and no other document exists (stats.documents equals the documents found);
-  - the one request in flight at the kill is applied entirely or not at all (no half batch);
+  - each writer's request in flight at the kill is applied entirely or not at all (no half
+    batch);
   - each vector equals, bit for bit, what get returned at the previous check (within 1e-5 of a
     fresh encode of the text for documents new since, or after a reindex, which re-encodes in
     other batches);
@@ -247,8 +250,12 @@ class WatchedDaemon:
 # ---- the model of what the daemon acknowledged ---------------------------------------------
 
 class Model:
-    def __init__(self, rng):
+    """One writer's acknowledged state; its ids, texts, batch tags and req_ids carry its prefix,
+    so writers never touch each other's documents."""
+
+    def __init__(self, rng, prefix="a"):
         self.rng = rng
+        self.p = prefix
         self.docs = {}        # id -> (text, metadata): the acknowledged state
         self.vecs = {}        # id -> vector seen at the last check (exact)
         self.universe = set()  # every id ever sent
@@ -262,22 +269,22 @@ class Model:
         self.serial += 1
         n = self.rng.randint(4, 40)
         body = " ".join(self.rng.choice(WORDS) for _ in range(n))
-        return "%s (note %d)" % (body, self.serial)
+        return "%s (note %s%d)" % (body, self.p, self.serial)
 
     def new_id(self):
         self.serial += 1
         r = self.rng.random()
         if r < 0.05:
-            return "ü-%d-" % self.serial + "x" * self.rng.randint(100, 400)
+            return "%sü-%d-" % (self.p, self.serial) + "x" * self.rng.randint(100, 400)
         if r < 0.15:
-            return "文档-%d" % self.serial
-        return "w%d" % self.serial
+            return "%s文档-%d" % (self.p, self.serial)
+        return "%s%d" % (self.p, self.serial)
 
     def next_op(self):
         live = sorted(self.docs)
         if live and self.rng.random() < 0.2:
             ids = self.rng.sample(live, min(len(live), self.rng.randint(1, 8)))
-            ids.append("never-%d" % self.rng.randint(0, 10**9))
+            ids.append("%s-never-%d" % (self.p, self.rng.randint(0, 10**9)))
             self.universe.update(ids)
             return {"v": 1, "op": "delete", "ids": ids}
         self.batch += 1
@@ -290,13 +297,13 @@ class Model:
         self.rng.shuffle(ids)
         docs = []
         for i, did in enumerate(ids):
-            meta = {"batch": self.batch, "i": i, "tag": self.rng.choice(["a", "b", "ç"]),
+            meta = {"batch": "%s%d" % (self.p, self.batch), "i": i, "tag": self.rng.choice(["a", "b", "ç"]),
                     "n": self.rng.randint(-1000, 1000)}
             if self.rng.random() < 0.1:
                 meta["nested"] = {"k": [1, 2, {"x": "y"}]}
             docs.append({"id": did, "text": self.text(), "metadata": meta})
         self.universe.update(ids)
-        return {"v": 1, "op": "add", "req_id": "b%d" % self.batch, "documents": docs}
+        return {"v": 1, "op": "add", "req_id": "%s-b%d" % (self.p, self.batch), "documents": docs}
 
     @staticmethod
     def applied(state, op):
@@ -367,8 +374,11 @@ class Writer(threading.Thread):
 # ---- checks -------------------------------------------------------------------------------------
 
 class Checker:
-    def __init__(self, model):
-        self.m = model
+    """Checks a daemon against the models of its writers (disjoint ids, one model each)."""
+
+    def __init__(self, models):
+        self.ms = models
+        self.m = models[0]
         self.ref = {}  # text -> fresh encode
         self.max_diff_exact = 0.0
         self.max_diff_encode = 0.0
@@ -394,49 +404,57 @@ class Checker:
             for t, v in zip(need[i:i + 64], r["embeddings"]):
                 self.ref[t] = v
 
+    def resolve(self, m, state, phase):
+        """The request in flight at the kill: applied whole or not at all."""
+        without = m.docs
+        outcome = "no write in flight"
+        if m.pending is not None:
+            with_ = Model.applied(m.docs, m.pending)
+            if state == with_ and with_ != without:
+                outcome = "applied"
+                m.docs = with_
+                if m.pending["op"] == "add":
+                    for d in m.pending["documents"]:
+                        m.vecs.pop(d["id"], None)
+            elif state == without:
+                outcome = "not applied"
+            else:
+                raise Failure("the %s in flight at the kill is neither fully applied nor "
+                              "absent: %s" % (m.pending["op"], self.diff(state, without, with_)))
+        if phase:
+            self.outcomes.setdefault(phase, {}).setdefault(outcome, 0)
+            self.outcomes[phase][outcome] += 1
+        m.pending = None
+
     def verify(self, c, phase=None, resolve=True):
-        """Checks the daemon behind c against the model; resolves the pending request."""
-        m = self.m
-        found = self.get_all(c, m.universe)
-        state = {i: (d["text"], d["metadata"]) for i, d in found.items()}
-        if resolve:
-            without = m.docs
-            outcome = "no write in flight"
-            if m.pending is not None:
-                with_ = Model.applied(m.docs, m.pending)
-                if state == with_ and with_ != without:
-                    outcome = "applied"
-                    m.docs = with_
-                    if m.pending["op"] == "add":
-                        for d in m.pending["documents"]:
-                            m.vecs.pop(d["id"], None)
-                elif state == without:
-                    outcome = "not applied"
-                else:
-                    raise Failure("the %s in flight at the kill is neither fully applied nor "
-                                  "absent: %s" % (m.pending["op"], self.diff(state, without,
-                                                                              with_)))
-            if phase:
-                self.outcomes.setdefault(phase, {}).setdefault(outcome, 0)
-                self.outcomes[phase][outcome] += 1
-            m.pending = None
-        check(state == m.docs, "store differs from the acknowledged state: %s"
-              % self.diff(state, m.docs))
+        """Checks the daemon behind c against the models; resolves the pending requests."""
+        found = self.get_all(c, set().union(*(m.universe for m in self.ms)))
+        live, owner = {}, {}
+        for m in self.ms:
+            state = {i: (d["text"], d["metadata"]) for i, d in found.items() if i in m.universe}
+            if resolve:
+                self.resolve(m, state, phase)
+            check(state == m.docs, "store differs from the acknowledged state: %s"
+                  % self.diff(state, m.docs))
+            live.update(m.docs)
+            owner.update((i, m) for i in m.docs)
         st = c.call("stats")
         check(st.get("ok"), "stats: %r" % st)
-        check(st["documents"] == len(m.docs),
-              "stats.documents %d, acknowledged live documents %d (documents outside the writer's "
-              "ids?)" % (st["documents"], len(m.docs)))
+        check(st["documents"] == len(live),
+              "stats.documents %d, acknowledged live documents %d (documents outside the writers' "
+              "ids?)" % (st["documents"], len(live)))
         check(st["index"]["count"] == st["documents"],
               "vector index holds %d entries, store %d documents" % (st["index"]["count"],
                                                                      st["documents"]))
         # vectors
-        self.encode_refs(c, [t for t, _ in m.docs.values()])
+        reindexed = any(m.reindexed for m in self.ms)
+        self.encode_refs(c, [t for t, _ in live.values()])
         for i, d in found.items():
             v = d["vector"]
             check(len(v) == 384, "%s: vector of %d" % (i, len(v)))
-            old = m.vecs.get(i)
-            if old is not None and not m.reindexed:
+            vecs = owner[i].vecs
+            old = vecs.get(i)
+            if old is not None and not reindexed:
                 diff = max(abs(a - b) for a, b in zip(v, old))
                 self.max_diff_exact = max(self.max_diff_exact, diff)
                 check(v == old, "%s: vector changed across the restart (max diff %g)" % (i, diff))
@@ -444,36 +462,38 @@ class Checker:
             diff = max(abs(a - b) for a, b in zip(v, ref))
             self.max_diff_encode = max(self.max_diff_encode, diff)
             check(diff <= VEC_TOL, "%s: stored vector differs from encode(text) by %g" % (i, diff))
-            m.vecs[i] = v
-        m.reindexed = False
+            vecs[i] = v
+        for m in self.ms:
+            m.reindexed = False
         self.docs_checked += len(found)
+        if not live:
+            return
         # the index holds exactly the live ids
-        if m.docs:
-            anyv = next(iter(found.values()))["vector"]
-            q = c.call("query", vector=anyv, k=len(m.docs), min_score=-1, include=[])
-            check(q.get("ok"), "query: %r" % q)
-            got = [r["id"] for r in q["results"]]
-            check(len(got) == len(set(got)), "query over all returned an id twice")
-            check(set(got) == set(m.docs), "query over all: %d ids, missing %r, extra %r"
-                  % (len(got), sorted(set(m.docs) - set(got))[:5],
-                     sorted(set(got) - set(m.docs))[:5]))
-            # batch tags through the metadata filter: each batch whole
-            batches = {}
-            for i, (_, meta) in m.docs.items():
-                batches.setdefault(meta["batch"], set()).add(i)
-            for b in m.rng.sample(sorted(batches), min(3, len(batches))):
-                q = c.call("query", vector=anyv, k=len(m.docs), min_score=-1, include=[],
-                           filter={"batch": b})
-                check(q.get("ok"), "filtered query: %r" % q)
-                check({r["id"] for r in q["results"]} == batches[b],
-                      "filter batch=%d finds %d documents, expected %d" % (b, len(q["results"]),
-                                                                           len(batches[b])))
-            for i in m.rng.sample(sorted(m.docs), min(3, len(m.docs))):
-                q = c.call("query", text=m.docs[i][0], k=3, include=["text"])
-                check(q.get("ok") and q["results"], "query text: %r" % q)
-                top = q["results"][0]
-                check(top["id"] == i and top["score"] > 0.999,
-                      "query for %s's own text found %s (%.4f)" % (i, top["id"], top["score"]))
+        rng = self.m.rng
+        anyv = next(iter(found.values()))["vector"]
+        q = c.call("query", vector=anyv, k=len(live), min_score=-1, include=[])
+        check(q.get("ok"), "query: %r" % q)
+        got = [r["id"] for r in q["results"]]
+        check(len(got) == len(set(got)), "query over all returned an id twice")
+        check(set(got) == set(live), "query over all: %d ids, missing %r, extra %r"
+              % (len(got), sorted(set(live) - set(got))[:5], sorted(set(got) - set(live))[:5]))
+        # batch tags through the metadata filter: each batch whole
+        batches = {}
+        for i, (_, meta) in live.items():
+            batches.setdefault(meta["batch"], set()).add(i)
+        for b in rng.sample(sorted(batches), min(3, len(batches))):
+            q = c.call("query", vector=anyv, k=len(live), min_score=-1, include=[],
+                       filter={"batch": b})
+            check(q.get("ok"), "filtered query: %r" % q)
+            check({r["id"] for r in q["results"]} == batches[b],
+                  "filter batch=%s finds %d documents, expected %d" % (b, len(q["results"]),
+                                                                       len(batches[b])))
+        for i in rng.sample(sorted(live), min(3, len(live))):
+            q = c.call("query", text=live[i][0], k=3, include=["text"])
+            check(q.get("ok") and q["results"], "query text: %r" % q)
+            top = q["results"][0]
+            check(top["id"] == i and top["score"] > 0.999,
+                  "query for %s's own text found %s (%.4f)" % (i, top["id"], top["score"]))
 
     @staticmethod
     def diff(state, *cands):
@@ -500,7 +520,7 @@ class Soak:
         self.restarts = []
         self.kills = {}   # phase -> {"hit": n, "missed": n}
         self.stores = 0
-        self.main = None  # (daemon, model, checker) of the write store
+        self.main = None  # (daemon, models, checker) of the write store
         self.ops_checked = 0
         self.last = None
         self.tmp_seen = 0   # snapshot temporaries found after a kill
@@ -512,14 +532,14 @@ class Soak:
         # k = all checks the index's ids.
         return ("snapshot_changes = 48\nsnapshot_seconds = 5\nmax_k = 10000\n" + extra)
 
-    def new_store(self, name, extra=""):
+    def new_store(self, name, extra="", writers=1):
         tmp = os.path.join(self.work, name)
         os.makedirs(tmp, exist_ok=True)
         d = WatchedDaemon(self.exe, self.args.model, tmp, os.path.join(tmp, "data"),
                           self.conf(extra))
-        m = Model(random.Random(self.rng.random()))
+        ms = [Model(random.Random(self.rng.random()), "abcdefgh"[k]) for k in range(writers)]
         self.stores += 1
-        return d, m, Checker(m)
+        return d, ms, Checker(ms)
 
     def note_kill(self, phase, hit, d):
         self.last = d.kill_note
@@ -573,13 +593,14 @@ class Soak:
         if phase == "ivf":
             return self.round_ivf()
         if self.main is None:
-            d, m, chk = self.new_store("main")
+            d, ms, chk = self.new_store("main", writers=self.args.writers)
             self.restarts.append(d.start())
-            self.main = (d, m, chk)
-        d, m, chk = self.main
-        w = Writer(d, m)
-        w.start()
-        w.wait_done(self.rng.randint(1, 4))
+            self.main = (d, ms, chk)
+        d, ms, chk = self.main
+        ws = [Writer(d, m) for m in ms]
+        for w in ws:
+            w.start()
+        ws[0].wait_done(self.rng.randint(1, 4))
         side = None
         hit = True
         ends = []
@@ -596,7 +617,8 @@ class Soak:
             marker, (lo, hi), ends = self.rng.choice(REINDEX_MARKERS)
             d.arm(marker, self.rng.uniform(lo, hi))
             side = self.side_op(d, {"v": 1, "op": "reindex", "req_id": "r%d" % len(self.restarts)})
-            m.reindexed = True
+            for m in ms:
+                m.reindexed = True
         elif phase == "backup":
             marker, (lo, hi), ends = MARKERS[phase]
             d.arm(marker, self.rng.uniform(lo, hi))
@@ -606,10 +628,11 @@ class Soak:
             hit = False
             d.disarm()
             d.kill("phase %s not reached in 60 s" % phase)
-        w.join(30)
-        check(not w.is_alive(), "writer did not stop after the kill")
-        if w.error:
-            raise w.error
+        for w in ws:
+            w.join(30)
+            check(not w.is_alive(), "writer did not stop after the kill")
+            if w.error:
+                raise w.error
         if side:
             side.join(30)
             if side.error:
@@ -622,7 +645,7 @@ class Soak:
         self.note_kill("random" if phase == "recovery" else phase, hit, d)
         self.restart_and_verify(d, chk, phase)
         if phase == "backup":
-            self.check_backup(d, m, chk)
+            self.check_backup(d, ms, chk)
 
     def side_op(self, d, msg):
         t = threading.Thread(daemon=True)
@@ -640,7 +663,7 @@ class Soak:
         t.start()
         return t
 
-    def check_backup(self, d, m, chk):
+    def check_backup(self, d, ms, chk):
         """After a kill during backup: a new backup works and opens as a working store."""
         bdir = os.path.join(self.work, "backup-ok-%d" % len(self.restarts))
         c = h.Client(d.url, timeout_ms=120000)
@@ -648,16 +671,17 @@ class Soak:
             r = c.call("backup", dir=bdir)
         finally:
             c.close()
-        check(r.get("ok") and r["documents"] == len(m.docs), "backup after the kill: %r" % r)
+        check(r.get("ok") and r["documents"] == sum(len(m.docs) for m in ms),
+              "backup after the kill: %r" % r)
         tmp = os.path.join(self.work, "open-backup-%d" % len(self.restarts))
         os.makedirs(tmp)
         b = WatchedDaemon(self.exe, self.args.model, tmp, bdir, self.conf())
         b.start()
         bc = h.Client(b.url, timeout_ms=120000)
         try:
-            saved = dict(m.vecs)
+            saved = [dict(m.vecs) for m in ms]
             chk.verify(bc, resolve=False)
-            check(m.vecs == saved, "the backup's vectors differ from the store's")
+            check([m.vecs for m in ms] == saved, "the backup's vectors differ from the store's")
             self.ops_checked += 1
         finally:
             bc.close()
@@ -668,7 +692,7 @@ class Soak:
     def round_ivf(self):
         """A fresh IVF8,Flat store, killed when training starts; after restart it trains."""
         n = self.kills.get("ivf", {"hit": 0, "missed": 0})
-        d, m, chk = self.new_store("ivf-%d" % (n["hit"] + n["missed"]), IVF_CONF)
+        d, (m,), chk = self.new_store("ivf-%d" % (n["hit"] + n["missed"]), IVF_CONF)
         self.restarts.append(d.start())
         marker, (lo, hi), ends = MARKERS["ivf"]
         d.arm(marker, self.rng.uniform(lo, hi))
@@ -714,7 +738,7 @@ class Soak:
             check(self.tmp_seen > 0, "no kill of %d landed inside a snapshot write: nothing was "
                   "checked" % len(phases))
         if self.main:
-            d, m, chk = self.main
+            d, _, chk = self.main
             c = h.Client(d.url, timeout_ms=120000)
             try:
                 chk.verify(c, resolve=False)  # once more, after the last restart settled
@@ -732,10 +756,10 @@ class Soak:
 
     def report(self, wall, failed=None):
         checkers = ([self.main[2]] if self.main else []) + getattr(self, "ivf_done", [])
-        acked = sum(c.m.acked for c in checkers)
-        live = sum(len(c.m.docs) for c in checkers)
+        acked = sum(m.acked for c in checkers for m in c.ms)
+        live = sum(len(m.docs) for c in checkers for m in c.ms)
         lines = ["", "crash soak report (seed %d, %s)" % (self.args.seed, time.strftime("%F %T")),
-                 "%-10s %5s %7s  %s" % ("phase", "kills", "missed", "in-flight write after restart")]
+                 "%-10s %5s %7s  %s" % ("phase", "kills", "missed", "in-flight write after restart (per writer)")]
         for p in PHASES:
             if p not in self.kills:
                 continue
@@ -771,8 +795,9 @@ def selftest(args):
     """The checker must catch each fault injected behind the model's back: a lost document, a
     half-applied batch, changed metadata, a changed vector, a document nobody acknowledged."""
     s = Soak(args)
-    d, m, chk = s.new_store("selftest")
-    s.main = (d, m, chk)
+    d, ms, chk = s.new_store("selftest")
+    m = ms[0]
+    s.main = (d, ms, chk)
     s.restarts.append(d.start())
     s.round("random")
     c = h.Client(d.url, timeout_ms=120000)
@@ -847,6 +872,9 @@ def main():
     ap.add_argument("--kills", type=int, default=5)
     ap.add_argument("--phases", default="encode,commit,snapshot,random")
     ap.add_argument("--seed", type=int, default=None)
+    ap.add_argument("--writers", type=int, default=2,
+                    help="concurrent writers on disjoint ids (sbertd groups concurrent adds into "
+                         "one encode, then one transaction each)")
     ap.add_argument("--workdir")
     ap.add_argument("--keep", action="store_true", help="keep the data directories")
     ap.add_argument("--check-leftovers", action="store_true",
