@@ -20,6 +20,7 @@ NN_SOL_SOCKET = 0
 NN_SNDTIMEO = 4
 NN_RCVTIMEO = 5
 NN_RCVMAXSIZE = 16
+NN_IPV4ONLY = 14
 NN_REQ_RESEND_IVL = 1
 NN_MSG = ctypes.c_size_t(-1).value
 ETIMEDOUT = 110
@@ -45,11 +46,11 @@ class Timeout(Exception):
 class Client:
     """One REQ socket. send_raw() sends bytes and returns the reply bytes."""
 
-    def __init__(self, url, timeout_ms=30000, rcvmax=-1):
+    def __init__(self, url, timeout_ms=30000, rcvmax=-1, ipv4only=1):
         self.sock = _lib.nn_socket(AF_SP, NN_REQ)
         assert self.sock >= 0, "nn_socket failed"
         for opt, val in ((NN_RCVTIMEO, timeout_ms), (NN_SNDTIMEO, timeout_ms),
-                         (NN_RCVMAXSIZE, rcvmax)):
+                         (NN_RCVMAXSIZE, rcvmax), (NN_IPV4ONLY, ipv4only)):
             v = ctypes.c_int(val)
             assert _lib.nn_setsockopt(self.sock, NN_SOL_SOCKET, opt, ctypes.byref(v), 4) == 0
         # a REQ socket re-sends an unanswered request after 60 s by default: never in a test

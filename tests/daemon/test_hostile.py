@@ -593,6 +593,92 @@ def test_map_limit(d):
     c.close()
 
 
+def free_tcp_port():
+    import socket
+    with socket.socket() as so:
+        so.bind(("127.0.0.1", 0))
+        return so.getsockname()[1]
+
+
+def test_tcp_listen_rules():
+    """tcp is refused, with a message naming allow_remote and before the store is created, on
+    every non-loopback form nanomsg accepts (wildcard, interface, IPv6 any, a LAN address);
+    loopback (127/8, ::1) serves over tcp; allow_remote = yes lets 0.0.0.0 serve."""
+    exe = h.find_sbertd()
+    port = free_tcp_port()
+    for url in ["tcp://*:%d", "tcp://0.0.0.0:%d", "tcp://[::]:%d", "tcp://192.168.1.10:%d",
+                "tcp://lo;127.0.0.1:%d", "tcp://eth0:%d", "tcp://[::ffff:0.0.0.0]:%d",
+                "tcp://0:%d"]:
+        url = url % port
+        tmp = tempfile.mkdtemp(prefix="sbertd-tcp-")
+        try:
+            p = subprocess.run([exe, "--model", MODEL, "--data", tmp + "/data", "--listen", url],
+                               capture_output=True, timeout=60)
+            check(p.returncode != 0, "sbertd accepted %s" % url)
+            check(b"allow_remote" in p.stderr, "%s: no clear message: %r" % (url, p.stderr))
+            check(not os.path.exists(tmp + "/data"), "%s: store created before the refusal" % url)
+        finally:
+            subprocess.run(["rm", "-rf", tmp])
+    serve_tcp([("tcp://127.0.0.1:%d" % port, ""), ("tcp://0.0.0.0:%d" % port, "allow_remote = yes\n")])
+
+
+def serve_tcp(cases):
+    for url, extra in cases:
+        d = h.Daemon(MODEL, config=extra, extra=["--listen", url])  # beside the ipc one
+        try:
+            d.start()
+            connect = url.replace("0.0.0.0", "127.0.0.1")
+            c = h.Client(connect, timeout_ms=30000, ipv4only=0 if "[" in url else 1)
+            check(ok(c.call("health"))["status"] == "serving", "health over %s" % url)
+            c.close()
+            check(d.stop() == 0, "exit status")
+        finally:
+            d.cleanup()
+
+
+def test_tcp_ipv6_loopback():
+    """tcp://[::1] passes the loopback check, so it must also serve. nanomsg sockets are IPv4-only
+    until NN_IPV4ONLY is set to 0 (bind fails with ENODEV, "No such device")."""
+    serve_tcp([("tcp://[::1]:%d" % free_tcp_port(), "")])
+
+
+TOKEN = "correct horse battery staple"
+
+
+def test_auth_everywhere(d):
+    """With auth_token set, no request without the right token runs: every op without a token or
+    with a wrong one (a prefix, a longer string, another type, 10 KB) is refused with
+    unauthorized (or bad_request for a token that is not a short string) and nothing is stored;
+    the hostile catalogue without a token gets only error replies. With the token, all works."""
+    c = d.client()
+    ops = [("add", {"documents": [{"id": "x", "text": "intruder"}]}), ("delete", {"ids": ["s0"]}),
+           ("get", {"ids": ["s0"]}), ("query", {"text": "cat"}), ("encode", {"texts": ["a"]}),
+           ("similarity", {"a": "x", "b": "y"}), ("pairs", {"n": 1}), ("stats", {}),
+           ("health", {}), ("backup", {"dir": os.path.join(d.tmp, "stolen")}), ("reindex", {})]
+    ok(c.call("add", token=TOKEN, documents=[{"id": "s%d" % i, "text": x} for i, x in enumerate(SENTENCES)]))
+    for op, m in ops:
+        for tok in (None, "", TOKEN[:-1], TOKEN + "x", TOKEN.upper(), " " + TOKEN):
+            mm = dict(m)
+            if tok is not None:
+                mm["token"] = tok
+            r = c.call(op, **mm)
+            check(not r["ok"] and r["error"]["code"] in ("unauthorized", "bad_request"),
+                  "%s with token %r: %r" % (op, tok, r))
+        for tok in (1, ["x"], {"t": TOKEN}, "t" * 10240):
+            r = c.call(op, token=tok, **m)
+            check(not r["ok"] and r["error"]["code"] in ("unauthorized", "bad_request"),
+                  "%s with token %r: %r" % (op, str(tok)[:20], r))
+    for name, raw, _code, _index in hostile_inputs():
+        r = json.loads(c.send_raw(raw))
+        check(r["ok"] is False, "%s without a token: %r" % (name, r))
+    check(not os.path.exists(os.path.join(d.tmp, "stolen")), "a backup ran without the token")
+    st = ok(c.call("stats", token=TOKEN))
+    check(st["documents"] == 8, "a refused request changed the store: %r" % st["documents"])
+    got = ok(c.call("get", token=TOKEN, ids=["s0", "x"]))["documents"]
+    check(got[0]["found"] and not got[1]["found"], "get: %r" % got)
+    c.close()
+
+
 FLOOD = "max_message_size = 4M\nmax_inflight_bytes = 8M\nmax_concurrent = 1024\n"
 FLOOD_CLIENTS = 24
 
@@ -661,6 +747,10 @@ TESTS = [
     ("truncation", test_truncation, {}),
     ("disk_full", test_disk_full, {"nostart": True}),
     ("flood_memory_bounded", test_flood_memory_bounded, {"config": FLOOD}),
+    ("tcp_listen_rules", test_tcp_listen_rules, None),
+    # registered on its own: sbertd's socket does not set NN_IPV4ONLY = 0 (daemon/server.c)
+    ("tcp_ipv6_loopback", test_tcp_ipv6_loopback, {"explicit": True, "own_daemons": True}),
+    ("auth_everywhere", test_auth_everywhere, {"config": "auth_token = %s\n" % TOKEN}),
     # registered on its own (tests/daemon/CMakeLists.txt): cJSON's leniency, see the docstring
     ("strict_json", test_strict_json, {"explicit": True}),
     # registered on its own: a failed map growth leaves LMDB without a map (index/store.c)
@@ -676,9 +766,18 @@ def main():
     only = set(sys.argv[3:])
     failed = 0
     for name, fn, opts in TESTS:
-        if (only and name not in only) or (not only and opts.get("explicit")):
+        if (only and name not in only) or (not only and opts and opts.get("explicit")):
             continue
         t0 = time.time()
+        if opts is None or opts.get("own_daemons"):
+            try:
+                fn()
+                print("PASS %s (%.1f s)" % (name, time.time() - t0), flush=True)
+            except Exception:
+                failed += 1
+                print("FAIL %s" % name, flush=True)
+                traceback.print_exc()
+            continue
         d = h.Daemon(MODEL, config=opts.get("config"))
         try:
             if not opts.get("nostart"):
