@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
@@ -130,41 +131,15 @@ void store_close(store *s)
     free(s);
 }
 
-int store_read_begin(store *s, MDB_txn **txn)
+/* After a failed re-map the environment must not be touched again: refuse, and say why. */
+static int store_check_mapped(store *s, char *errbuf, size_t errlen)
 {
-    pthread_rwlock_rdlock(&s->lock);
-    int rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, txn);
-    if (rc) {
-        pthread_rwlock_unlock(&s->lock);
-        *txn = NULL;
-        return store_error(rc, "read transaction", NULL, 0);
-    }
-    return 0;
-}
-
-void store_read_end(store *s, MDB_txn *txn)
-{
-    if (txn)
-        mdb_txn_abort(txn);
-    pthread_rwlock_unlock(&s->lock);
-}
-
-/* Doubles the map. Called with no transaction of this thread open; waits for all others. */
-static int store_grow(store *s, char *errbuf, size_t errlen)
-{
-    pthread_rwlock_wrlock(&s->lock);
-    size_t want = s->map_size * 2;
-    int rc = mdb_env_set_mapsize(s->env, want);
-    if (rc == 0) {
-        MDB_envinfo info;
-        mdb_env_info(s->env, &info);
-        s->map_size = info.me_mapsize;
-    }
-    pthread_rwlock_unlock(&s->lock);
-    if (rc)
-        return store_error(rc, "growing the LMDB map", errbuf, errlen);
-    slog(s, SBERT_INDEX_LOG_INFO, "LMDB map of %s grown to %zu bytes", s->path, s->map_size);
-    return 0;
+    if (!s->unmapped)
+        return 0;
+    if (errbuf && errlen)
+        snprintf(errbuf, errlen, "the LMDB map could not be re-established after a failed growth (%s): "
+                 "restart sbertd", mdb_strerror(s->unmapped));
+    return SBERT_INDEX_EIO;
 }
 
 /* LMDB 0.9.24 reports a short write (which is how a full disk or a file size limit first shows)
@@ -183,10 +158,74 @@ static int store_space_low(store *s)
     return 0;
 }
 
+int store_read_begin(store *s, MDB_txn **txn)
+{
+    pthread_rwlock_rdlock(&s->lock);
+    if (s->unmapped) {
+        pthread_rwlock_unlock(&s->lock);
+        *txn = NULL;
+        return store_check_mapped(s, NULL, 0);
+    }
+    int rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, txn);
+    if (rc) {
+        pthread_rwlock_unlock(&s->lock);
+        *txn = NULL;
+        return store_error(rc, "read transaction", NULL, 0);
+    }
+    return 0;
+}
+
+void store_read_end(store *s, MDB_txn *txn)
+{
+    if (txn)
+        mdb_txn_abort(txn);
+    pthread_rwlock_unlock(&s->lock);
+}
+
+/* Doubles the map. Called with no transaction of this thread open; waits for all others.
+ * A growth that cannot happen (the address space is capped, mmap refuses) is a full store for the
+ * caller: nothing more fits. LMDB 0.9.24's mdb_env_set_mapsize unmaps the old map before mapping
+ * the new one and, when that mmap fails, leaves the environment with no map and no way to map it
+ * again (a second set_mapsize only records the size), so the next transaction faults (seen with
+ * RLIMIT_AS). So first reserve the new size beside the old map: when that fits, LMDB's own mmap,
+ * made after it has freed the old map, fits too. */
+static int store_grow(store *s, char *errbuf, size_t errlen)
+{
+    pthread_rwlock_wrlock(&s->lock);
+    size_t old = s->map_size, want = old * 2;
+    int rc = 0;
+    void *probe = mmap(NULL, want, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (probe == MAP_FAILED)
+        rc = errno;
+    else {
+        munmap(probe, want);
+        if ((rc = mdb_env_set_mapsize(s->env, want)))
+            s->unmapped = rc;
+    }
+    if (!s->unmapped) {
+        MDB_envinfo info;
+        mdb_env_info(s->env, &info);
+        s->map_size = info.me_mapsize;
+    }
+    pthread_rwlock_unlock(&s->lock);
+    if (rc) {
+        if (errbuf && errlen)
+            snprintf(errbuf, errlen, "the store is full: its LMDB map of %zu bytes cannot grow to %zu (%s)",
+                     old, want, mdb_strerror(rc));
+        return SBERT_INDEX_ENOSPC;
+    }
+    slog(s, SBERT_INDEX_LOG_INFO, "LMDB map of %s grown to %zu bytes", s->path, s->map_size);
+    return 0;
+}
+
 int store_write(store *s, store_txn_fn fn, void *user, char *errbuf, size_t errlen)
 {
     for (;;) {
         pthread_rwlock_rdlock(&s->lock);
+        if (s->unmapped) {
+            pthread_rwlock_unlock(&s->lock);
+            return store_check_mapped(s, errbuf, errlen);
+        }
         MDB_txn *txn;
         int rc = mdb_txn_begin(s->env, NULL, 0, &txn);
         if (rc == MDB_MAP_RESIZED) {

@@ -44,6 +44,7 @@ typedef struct store {
     MDB_dbi meta, ids, docs, log;
     pthread_rwlock_t lock;
     size_t map_size;
+    int unmapped; /* LMDB error that left the environment without a map; then every call fails */
     int max_key;
     char path[4096];
     sbert_index_log_fn logfn;
