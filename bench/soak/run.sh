@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # bench/soak/run.sh — crash soak: SIGKILL sbertd N times (default 100) at chosen moments (during
 # encoding, the LMDB commit, an index snapshot, at random, while it reopens its store, during
-# reindex, backup and IVF training), restart it on the same data and check every acknowledged
-# write after each restart (tests/reliability/crashkit.py). Prints a report: kills per phase,
-# acknowledged documents checked, losses (must be 0), restart time p50/max.
+# reindex, backup, IVF training, and in an HNSW store), restart it on the same data and check
+# every acknowledged write after each restart (tests/reliability/crashkit.py). Prints a report:
+# kills per phase, acknowledged documents checked, losses (must be 0), restart time p50/max.
 #
 #   bench/soak/run.sh                       # 100 kills over every phase, random seed
 #   bench/soak/run.sh --kills 20 --seed 7   # extra arguments go to crashkit.py
@@ -26,7 +26,7 @@ mkdir -p "$ROOT/bench/out"
 export SBERTD="$BUILD/daemon/sbertd"
 set +e
 python3 "$ROOT/tests/reliability/crashkit.py" "$MODEL" --kills 100 \
-    --phases encode,commit,snapshot,random,recovery,reindex,backup,ivf "$@" \
+    --phases encode,commit,snapshot,random,recovery,reindex,backup,ivf,hnsw "$@" \
     | tee "$ROOT/bench/out/soak.md"
 rc=${PIPESTATUS[0]}
 echo "load: $(uptime)" | tee -a "$ROOT/bench/out/soak.md"

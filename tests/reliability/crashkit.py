@@ -51,7 +51,7 @@ NN_RCVFD = 11
 NN_DONTWAIT = 1
 EAGAIN = 11
 
-PHASES = ["encode", "commit", "snapshot", "random", "recovery", "reindex", "backup", "ivf"]
+PHASES = ["encode", "commit", "snapshot", "random", "recovery", "reindex", "backup", "ivf", "hnsw"]
 # phase -> (marker in the daemon's debug log that starts it, SIGKILL delay range in seconds after
 # it, markers that show the phase ended before the kill: such a kill counts as "missed"). The
 # commit's end is not logged: whether the batch in flight was applied tells instead.
@@ -68,6 +68,10 @@ REINDEX_MARKERS = [("index: reindex: encoding", (0.0, 0.1), ["reindex: switching
                    ("index: reindex: switching", (0.0, 0.002), ["reindexed "])]
 IVF_CONF = "index = IVF8,Flat\nnprobe = 8\n"  # trains at 39 * 8 = 312 vectors
 IVF_TRAIN_AT = 312
+# "hnsw": a store of its own with HNSW (deletes are tombstones, rebuilt from the stored vectors
+# now and then), killed at one of encode/commit/snapshot/random. efSearch above the collection's
+# size, so that a query for k = all still returns every live id.
+HNSW_CONF = "index = HNSW32,Flat\nef_search = 4000\n"
 VEC_TOL = 1e-5
 WORDS = ("cat dog garden movie guitar pasta pizza river mountain city train music book window "
          "coffee rain winter summer market story bridge forest ocean street lamp letter friend "
@@ -297,7 +301,8 @@ class Model:
         self.rng.shuffle(ids)
         docs = []
         for i, did in enumerate(ids):
-            meta = {"batch": "%s%d" % (self.p, self.batch), "i": i, "tag": self.rng.choice(["a", "b", "ç"]),
+            meta = {"batch": "%s%d" % (self.p, self.batch), "i": i,
+                    "tag": self.rng.choice(["a", "b", "ç"]),
                     "n": self.rng.randint(-1000, 1000)}
             if self.rng.random() < 0.1:
                 meta["nested"] = {"k": [1, 2, {"x": "y"}]}
@@ -520,7 +525,8 @@ class Soak:
         self.restarts = []
         self.kills = {}   # phase -> {"hit": n, "missed": n}
         self.stores = 0
-        self.main = None  # (daemon, models, checker) of the write store
+        self.persist = {}  # "main", "hnsw" -> (daemon, models, checker), kept across rounds
+        self.current = None  # the daemon of the round in progress
         self.ops_checked = 0
         self.last = None
         self.tmp_seen = 0   # snapshot temporaries found after a kill
@@ -589,14 +595,24 @@ class Soak:
         except FileNotFoundError:
             return []
 
+    @property
+    def main(self):
+        return self.persist.get("main")
+
     def round(self, phase):
         if phase == "ivf":
             return self.round_ivf()
-        if self.main is None:
-            d, ms, chk = self.new_store("main", writers=self.args.writers)
+        name = "hnsw" if phase == "hnsw" else "main"
+        if name not in self.persist:
+            d, ms, chk = self.new_store(name, HNSW_CONF if name == "hnsw" else "",
+                                        writers=self.args.writers)
             self.restarts.append(d.start())
-            self.main = (d, ms, chk)
-        d, ms, chk = self.main
+            self.persist[name] = (d, ms, chk)
+        d, ms, chk = self.persist[name]
+        self.current = d
+        kind = phase
+        if phase == "hnsw":
+            kind = self.rng.choice(["encode", "commit", "snapshot", "random"])
         ws = [Writer(d, m) for m in ms]
         for w in ws:
             w.start()
@@ -607,10 +623,10 @@ class Soak:
         if phase == "recovery":
             t = self.rng.uniform(0.0, 1.0)
             threading.Timer(t, d.kill, args=("random after %.0f ms" % (t * 1000),)).start()
-        elif phase in ("encode", "commit", "snapshot"):
-            marker, (lo, hi), ends = MARKERS[phase]
+        elif kind in ("encode", "commit", "snapshot"):
+            marker, (lo, hi), ends = MARKERS[kind]
             d.arm(marker, self.rng.uniform(lo, hi))
-        elif phase == "random":
+        elif kind == "random":
             t = self.rng.uniform(0.0, 2.0)
             threading.Timer(t, d.kill, args=("random after %.0f ms" % (t * 1000),)).start()
         elif phase == "reindex":
@@ -693,6 +709,7 @@ class Soak:
         """A fresh IVF8,Flat store, killed when training starts; after restart it trains."""
         n = self.kills.get("ivf", {"hit": 0, "missed": 0})
         d, (m,), chk = self.new_store("ivf-%d" % (n["hit"] + n["missed"]), IVF_CONF)
+        self.current = d
         self.restarts.append(d.start())
         marker, (lo, hi), ends = MARKERS["ivf"]
         d.arm(marker, self.rng.uniform(lo, hi))
@@ -737,8 +754,8 @@ class Soak:
         if self.args.check_leftovers:
             check(self.tmp_seen > 0, "no kill of %d landed inside a snapshot write: nothing was "
                   "checked" % len(phases))
-        if self.main:
-            d, _, chk = self.main
+        for d, _, chk in self.persist.values():
+            self.current = d
             c = h.Client(d.url, timeout_ms=120000)
             try:
                 chk.verify(c, resolve=False)  # once more, after the last restart settled
@@ -749,17 +766,19 @@ class Soak:
         return time.time() - t0
 
     def kernel(self):
-        for line in (self.main[0].log_tail(10**6) if self.main else "").splitlines():
+        d = self.main[0] if self.main else self.current
+        for line in (d.log_tail(10**6) if d else "").splitlines():
             if "OpenBLAS core " in line:
                 return line.split("OpenBLAS core ")[1].strip()
         return "?"
 
     def report(self, wall, failed=None):
-        checkers = ([self.main[2]] if self.main else []) + getattr(self, "ivf_done", [])
+        checkers = [p[2] for p in self.persist.values()] + getattr(self, "ivf_done", [])
         acked = sum(m.acked for c in checkers for m in c.ms)
         live = sum(len(m.docs) for c in checkers for m in c.ms)
         lines = ["", "crash soak report (seed %d, %s)" % (self.args.seed, time.strftime("%F %T")),
-                 "%-10s %5s %7s  %s" % ("phase", "kills", "missed", "in-flight write after restart (per writer)")]
+                 "%-10s %5s %7s  %s" % ("phase", "kills", "missed",
+                                        "in-flight write after restart (per writer)")]
         for p in PHASES:
             if p not in self.kills:
                 continue
@@ -769,16 +788,17 @@ class Soak:
                 for o, n in c.outcomes.get(p, {}).items():
                     outc[o] = outc.get(o, 0) + n
             lines.append("%-10s %5d %7d  %s" % (p, k["hit"] + k["missed"], k["missed"],
-                                               ", ".join("%s %d" % kv for kv in sorted(outc.items()))))
+                                               ", ".join("%s %d" % kv
+                                                         for kv in sorted(outc.items()))))
         total = sum(k["hit"] + k["missed"] for k in self.kills.values())
         rs = sorted(self.restarts)
         lines += [
-            "kills: %d   stores: %d   acknowledged write requests: %d   live documents at the end: %d"
+            "kills: %d   stores: %d   acknowledged write requests: %d   live documents at end: %d"
             % (total, self.stores, acked, live),
             "document checks (text, metadata, vector, index membership) after restarts: %d"
             % sum(c.docs_checked for c in checkers),
             ("FAILED: %s" % failed) if failed else
-            "losses: 0   half batches: 0   index/store mismatches: 0   (each is checked after every restart)",
+            "losses: 0   half batches: 0   index/store mismatches: 0   (checked after each restart)",
             "backups opened as stores after a kill during backup: %d" % self.ops_checked,
             "snapshot temporaries left by kills: %d, still present after the restart: %d"
             % (self.tmp_seen, self.tmp_kept),
@@ -797,7 +817,7 @@ def selftest(args):
     s = Soak(args)
     d, ms, chk = s.new_store("selftest")
     m = ms[0]
-    s.main = (d, ms, chk)
+    s.persist["main"] = (d, ms, chk)
     s.restarts.append(d.start())
     s.round("random")
     c = h.Client(d.url, timeout_ms=120000)
@@ -905,14 +925,15 @@ def main():
     try:
         wall = s.run(order)
     except Failure as e:
-        d = s.main[0] if s.main else None
+        d = s.current
         print("FAIL: %s" % e, flush=True)
         print("seed %d; data kept in %s" % (args.seed, s.work))
         if d:
             print("last kill: %s\n---- log tail\n%s" % (d.kill_note, d.log_tail()))
         print(s.report(time.time() - wall_t0, failed=str(e)[:200]))
-        if s.main:
-            s.main[0].proc.kill()
+        for p in s.persist.values():
+            if p[0].proc.poll() is None:
+                p[0].proc.kill()
         return 1
     print(s.report(wall))
     if not args.keep:
