@@ -13,10 +13,13 @@
 #                   tool, which tells TSan about OpenMP's barriers and tasks; libgomp is not
 #                   instrumented and gave false reports. Debian's libfaiss.a (gcc) calls the GOMP
 #                   entry points, which libomp implements, so FAISS's OpenMP runs on libomp too.
+#                   ignore_noninstrumented_modules=1 (Archer asks for it): the runtime's own
+#                   memory reuse, done in uninstrumented libomp.so, is not reported as races.
 #   4. build-fuzz/  libFuzzer (clang, ASan + UBSan): each tests/fuzz target for
 #                   SBERT_FUZZ_SECONDS seconds (30).
 # Quick local runs: SBERT_TEST_SANITIZERS=0 skips stages 2-4; SBERT_TEST_ASAN=0, SBERT_TEST_TSAN=0,
-# SBERT_TEST_FUZZ=0 skip one. CI runs everything.
+# SBERT_TEST_FUZZ=0 skip one, SBERT_TEST_RELEASE=0 skips stage 1. CI runs everything. The build
+# directories can be moved with SBERT_ASAN_BUILD, SBERT_TSAN_BUILD, SBERT_FUZZ_BUILD.
 #
 # Every sanitizer report is written to <build>/sanitizer-logs/ (log_path), whichever process made
 # it (the tests spawn sbertd and sbertctl): a stage with a report fails even when the test that
@@ -31,6 +34,9 @@ BUILD=$ROOT/build
 JOBS=$(nproc)
 SAN_ALL=${SBERT_TEST_SANITIZERS:-1}
 SUPP=$ROOT/scripts/sanitizers
+BUILD_ASAN=$(realpath -m "${SBERT_ASAN_BUILD:-$ROOT/build-asan}")
+BUILD_TSAN=$(realpath -m "${SBERT_TSAN_BUILD:-$ROOT/build-tsan}")
+BUILD_FUZZ=$(realpath -m "${SBERT_FUZZ_BUILD:-$ROOT/build-fuzz}")
 
 declare -a SUMMARY=()
 FAILED=0
@@ -68,13 +74,13 @@ release() {
     "$ROOT/scripts/setup.sh" "$BUILD" -DSBERT_SHARED_DIR="$SHARED"
     (cd "$BUILD" && ctest --output-on-failure --timeout 1800 -j "$JOBS" "$@")
 }
-stage "release (build/)" release "$@"
+if [ "${SBERT_TEST_RELEASE:-1}" != 0 ]; then stage "release (build/)" release "$@"; fi
 
 # ---- 2. ASan + UBSan ---------------------------------------------------------------------------
 # Debian's libfaiss.a (SBERT_FAISS_AVX2=OFF): one FAISS build less; FAISS itself is not
 # instrumented either way, our C API wrapper around it is.
 asan() {
-    local b=$ROOT/build-asan logs=$ROOT/build-asan/sanitizer-logs
+    local b=$BUILD_ASAN logs=$BUILD_ASAN/sanitizer-logs
     CMAKE_BUILD_TYPE=RelWithDebInfo SBERT_FAISS_AVX2=OFF \
         "$ROOT/scripts/setup.sh" "$b" -DSBERT_SANITIZE=ON -DSBERT_SHARED_DIR="$SHARED"
     rm -rf "$logs" && mkdir -p "$logs"
@@ -89,13 +95,13 @@ asan() {
     sanitizer_reports "$logs" || rc=1
     return $rc
 }
-if enabled "${SBERT_TEST_ASAN:-1}"; then stage "asan+ubsan (build-asan/)" asan; fi
+if enabled "${SBERT_TEST_ASAN:-1}"; then stage "asan+ubsan ($BUILD_ASAN)" asan; fi
 
 # ---- 3. TSan -----------------------------------------------------------------------------------
 TSAN_TESTS=(encoder_concurrency tokenizer_unit systemd_sd store_unit daemon_integration)
 TSAN_TARGETS=(encoder_test_concurrency tokenizer_unit_test sd_test store_test_store sbertd)
 tsan() {
-    local b=$ROOT/build-tsan logs=$ROOT/build-tsan/sanitizer-logs archer
+    local b=$BUILD_TSAN logs=$BUILD_TSAN/sanitizer-logs archer
     cmake -S "$ROOT" -B "$b" -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ \
         -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSBERT_TSAN=ON -DSBERT_FAISS_AVX2=OFF \
         -DSBERT_SHARED_DIR="$SHARED" >/dev/null
@@ -111,23 +117,23 @@ tsan() {
     regex="^($(IFS='|'; echo "${TSAN_TESTS[*]}"))\$"
     (cd "$b" &&
         OMP_TOOL_LIBRARIES="$archer" \
-        TSAN_OPTIONS="halt_on_error=1:second_deadlock_stack=1:log_path=$logs/tsan:suppressions=$SUPP/tsan.supp" \
+        TSAN_OPTIONS="halt_on_error=1:second_deadlock_stack=1:ignore_noninstrumented_modules=1:log_path=$logs/tsan:suppressions=$SUPP/tsan.supp" \
         ctest --output-on-failure --timeout 3600 -j "$JOBS" -R "$regex") || rc=1
     sanitizer_reports "$logs" || rc=1
     return $rc
 }
-if enabled "${SBERT_TEST_TSAN:-1}"; then stage "tsan (build-tsan/)" tsan; fi
+if enabled "${SBERT_TEST_TSAN:-1}"; then stage "tsan ($BUILD_TSAN)" tsan; fi
 
 # ---- 4. libFuzzer ------------------------------------------------------------------------------
 fuzz() {
-    local b=$ROOT/build-fuzz
+    local b=$BUILD_FUZZ
     cmake -S "$ROOT" -B "$b" -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ \
         -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSBERT_FUZZ=ON -DSBERT_FAISS_AVX2=OFF \
         -DSBERT_FUZZ_SECONDS="${SBERT_FUZZ_SECONDS:-30}" -DSBERT_SHARED_DIR="$SHARED" >/dev/null
     cmake --build "$b" -j "$JOBS" --target fuzz_proto fuzz_filter fuzz_tokenizer fuzz_loader
     (cd "$b" && ctest --output-on-failure -j "$JOBS" -L fuzz)
 }
-if enabled "${SBERT_TEST_FUZZ:-1}"; then stage "libfuzzer (build-fuzz/)" fuzz; fi
+if enabled "${SBERT_TEST_FUZZ:-1}"; then stage "libfuzzer ($BUILD_FUZZ)" fuzz; fi
 
 printf '\n==== test.sh summary ====\n'
 printf '%s\n' "${SUMMARY[@]}"
