@@ -94,7 +94,7 @@ def find_sbertd():
 class Daemon:
     """A real sbertd on tmp/data and ipc://tmp/s.sock. start() waits until health answers."""
 
-    def __init__(self, model, tmp=None, extra=(), config=None):
+    def __init__(self, model, tmp=None, extra=(), config=None, env=None):
         self.exe = find_sbertd()
         self.model = model
         self.tmp = tmp or tempfile.mkdtemp(prefix="sbertd-test-")
@@ -102,6 +102,7 @@ class Daemon:
         self.url = "ipc://" + os.path.join(self.tmp, "s.sock")
         self.extra = list(extra)
         self.config = config
+        self.env = env  # extra environment variables for the daemon, or None
         self.proc = None
         self.log_path = os.path.join(self.tmp, "sbertd.log")
 
@@ -114,7 +115,8 @@ class Daemon:
                 f.write(self.config)
             args += ["--config", path]
         self.log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(args, stdout=self.log, stderr=self.log)
+        env = dict(os.environ, **self.env) if self.env else None
+        self.proc = subprocess.Popen(args, stdout=self.log, stderr=self.log, env=env)
         deadline = time.time() + timeout
         while time.time() < deadline:
             if self.proc.poll() is not None:
