@@ -21,6 +21,8 @@
 # SBERT_TEST_FUZZ=0 skip one, SBERT_TEST_RELEASE=0 skips stage 1. CI runs everything. The build
 # directories can be moved with SBERT_ASAN_BUILD, SBERT_TSAN_BUILD, SBERT_FUZZ_BUILD.
 #
+# Sanitized code is slower (ASan ~2-4x, TSan 5-15x): SBERT_TEST_TIMEOUT_SCALE tells tests that
+# wait for replies with a deadline how much longer to wait.
 # Every sanitizer report is written to <build>/sanitizer-logs/ (log_path), whichever process made
 # it (the tests spawn sbertd and sbertctl): a stage with a report fails even when the test that
 # caused it did not look at the exit status, and the reports are printed at the end.
@@ -87,6 +89,7 @@ asan() {
     local rc=0
     # The slow recall benchmarks and the fuzz runs are left to stage 1 and 4.
     (cd "$b" &&
+        SBERT_TEST_TIMEOUT_SCALE=4 \
         ASAN_OPTIONS="detect_leaks=1:halt_on_error=1:abort_on_error=0:log_path=$logs/asan" \
         LSAN_OPTIONS="suppressions=$SUPP/lsan.supp:print_suppressions=0" \
         UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1:log_path=$logs/ubsan" \
@@ -116,7 +119,7 @@ tsan() {
     local rc=0 regex
     regex="^($(IFS='|'; echo "${TSAN_TESTS[*]}"))\$"
     (cd "$b" &&
-        OMP_TOOL_LIBRARIES="$archer" \
+        SBERT_TEST_TIMEOUT_SCALE=10 OMP_TOOL_LIBRARIES="$archer" \
         TSAN_OPTIONS="halt_on_error=1:second_deadlock_stack=1:ignore_noninstrumented_modules=1:log_path=$logs/tsan:suppressions=$SUPP/tsan.supp" \
         ctest --output-on-failure --timeout 3600 -j "$JOBS" -R "$regex") || rc=1
     sanitizer_reports "$logs" || rc=1
