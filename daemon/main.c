@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -172,6 +173,25 @@ static void open_progress_read(void *ctx, uint64_t *done, uint64_t *total)
     *total = atomic_load(&p->total);
 }
 
+/* Every client connection holds a descriptor, and systemd's default soft limit is 1024: a few
+ * hundred idle connections would lock everyone else out. nanomsg polls with epoll, so nothing
+ * here needs descriptors below FD_SETSIZE: raise the soft limit to the hard one, as systemd
+ * advises services that need many descriptors to do. */
+static void raise_nofile(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur >= rl.rlim_max)
+        return;
+    rlim_t was = rl.rlim_cur;
+    rl.rlim_cur = rl.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &rl) == 0)
+        sbertd_log(LOG_INFO, "open files limit raised from %llu to %llu", (unsigned long long)was,
+                   (unsigned long long)rl.rlim_max);
+    else
+        sbertd_log(LOG_WARNING, "open files limit stays at %llu: %s", (unsigned long long)was,
+                   strerror(errno));
+}
+
 int main(int argc, char **argv)
 {
     static struct sbertd d; /* large; lives for the whole process */
@@ -207,6 +227,7 @@ int main(int argc, char **argv)
         return 2;
     }
     sbertd_config_dump(&d.cfg, log_config_line, NULL);
+    raise_nofile();
 
 
     d.start_us = sbertd_now_us();

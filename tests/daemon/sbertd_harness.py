@@ -94,7 +94,7 @@ def find_sbertd():
 class Daemon:
     """A real sbertd on tmp/data and ipc://tmp/s.sock. start() waits until health answers."""
 
-    def __init__(self, model, tmp=None, extra=(), config=None, env=None):
+    def __init__(self, model, tmp=None, extra=(), config=None, env=None, preexec=None):
         self.exe = find_sbertd()
         self.model = model
         self.tmp = tmp or tempfile.mkdtemp(prefix="sbertd-test-")
@@ -103,6 +103,7 @@ class Daemon:
         self.extra = list(extra)
         self.config = config
         self.env = env  # extra environment variables for the daemon, or None
+        self.preexec = preexec  # called in the child before exec (e.g. to set rlimits), or None
         self.proc = None
         self.log_path = os.path.join(self.tmp, "sbertd.log")
 
@@ -116,7 +117,8 @@ class Daemon:
             args += ["--config", path]
         self.log = open(self.log_path, "ab")
         env = dict(os.environ, **self.env) if self.env else None
-        self.proc = subprocess.Popen(args, stdout=self.log, stderr=self.log, env=env)
+        self.proc = subprocess.Popen(args, stdout=self.log, stderr=self.log, env=env,
+                                     preexec_fn=self.preexec)
         deadline = time.time() + timeout
         while time.time() < deadline:
             if self.proc.poll() is not None:

@@ -608,6 +608,41 @@ def test_map_limit(d):
     c.close()
 
 
+def low_nofile():
+    import resource
+    resource.setrlimit(resource.RLIMIT_NOFILE, (64, 4096))
+
+
+def test_idle_connections(d):
+    """Started with a soft open-files limit of 64 (hard 4096), sbertd raises it to the hard
+    limit, so 300 idle client connections (one descriptor each in the daemon) do not lock out the
+    next client; raw garbage and bad SP handshakes on the socket are dropped by nanomsg."""
+    import resource
+    import socket
+    import struct
+    soft, hard = resource.prlimit(d.proc.pid, resource.RLIMIT_NOFILE)
+    check((soft, hard) == (4096, 4096), "open files limit %r, expected raised to (4096, 4096)"
+          % ((soft, hard),))
+    path = d.url[6:]
+    for junk in [b"GET / HTTP/1.0\r\n\r\n", b"\x00SP\x00\x00\x10\x00\x00", b"\xff" * 10000,
+                 b"\x00SP\x00\x00\x31\x00\x00\x01" + struct.pack(">Q", 2 ** 63) + b"x",
+                 b"\x00SP\x00\x00\x31\x00\x00\x01" + struct.pack(">Q", 100 << 20) + b"partial"]:
+        so = socket.socket(socket.AF_UNIX)
+        so.connect(path)
+        so.sendall(junk)
+        time.sleep(0.1)
+        so.close()
+    idle = [d.client(timeout_ms=10000) for _ in range(300)]
+    try:
+        time.sleep(1)
+        c = d.client(timeout_ms=30000)
+        check(ok(c.call("health"))["status"] == "serving", "health beside 300 idle connections")
+        c.close()
+    finally:
+        for x in idle:
+            x.close()
+
+
 def free_tcp_port():
     import socket
     with socket.socket() as so:
@@ -765,6 +800,7 @@ TESTS = [
     ("truncation", test_truncation, {}),
     ("disk_full", test_disk_full, {"nostart": True}),
     ("flood_memory_bounded", test_flood_memory_bounded, {"config": FLOOD}),
+    ("idle_connections", test_idle_connections, {"preexec": low_nofile}),
     ("tcp_listen_rules", test_tcp_listen_rules, None),
     # registered on its own: sbertd's socket does not set NN_IPV4ONLY = 0 (daemon/server.c)
     ("tcp_ipv6_loopback", test_tcp_ipv6_loopback, {"explicit": True, "own_daemons": True}),
@@ -796,7 +832,8 @@ def main():
                 print("FAIL %s" % name, flush=True)
                 traceback.print_exc()
             continue
-        d = h.Daemon(MODEL, config=opts.get("config"), env=opts.get("env"))
+        d = h.Daemon(MODEL, config=opts.get("config"), env=opts.get("env"),
+                     preexec=opts.get("preexec"))
         try:
             if not opts.get("nostart"):
                 d.start()
