@@ -404,6 +404,29 @@ def test_concurrent_same_id(d):
     c.close()
 
 
+def test_reply_bounded(d):
+    """A small request must not make a huge reply: with 100 documents of 16 KB text + 16 KB
+    metadata, an 84-byte pairs request with include text+metadata made a 290 MiB reply and took
+    sbertd from 148 to 1558 MiB RSS (get of 4000 repeated ids: 117 MiB reply, 620 MiB RSS);
+    with 64 KB texts and n = max_pairs it would be tens of GiB. max_reply_bytes (here 8M) bounds
+    every reply: over it, too_large, and the daemon's RSS stays near its baseline."""
+    c = d.client(timeout_ms=300000)
+    for b in range(4):
+        ok(c.call("add", documents=[{"id": "t%d-%d" % (b, i), "text": ("topic %d word%d " % (i % 7, i)) * 1000,
+                                     "metadata": {"m": "x" * 16000}} for i in range(25)]))
+    check(ok(c.call("stats"))["limits"].get("max_reply_bytes") == 8 << 20, "max_reply_bytes in stats")
+    base = rss_kb(d.proc.pid)
+    with open("/proc/%d/clear_refs" % d.proc.pid, "w") as f:
+        f.write("5")
+    err(c.call("pairs", n=4950, per_doc_k=99, include=["text", "metadata"]), "too_large", "pairs reply")
+    err(c.call("get", ids=["t%d-%d" % (i % 4, (i // 4) % 25) for i in range(4000)]), "too_large", "get reply")
+    ok(c.call("get", ids=["t0-0", "t1-1"]), "a small get")
+    with open("/proc/%d/status" % d.proc.pid) as f:
+        hwm = [int(line.split()[1]) for line in f if line.startswith("VmHWM:")][0]
+    check(hwm - base < 64 * 1024, "peak RSS +%d KiB for refused replies" % (hwm - base))
+    c.close()
+
+
 LIMITS = """max_message_size = 65536
 max_batch = 16
 max_text_bytes = 2000
@@ -807,6 +830,8 @@ TESTS = [
     ("auth_everywhere", test_auth_everywhere, {"config": "auth_token = %s\n" % TOKEN}),
     # registered on its own (tests/daemon/CMakeLists.txt): cJSON's leniency, see the docstring
     ("strict_json", test_strict_json, {"explicit": True}),
+    # registered on its own: replies are not bounded yet (max_reply_bytes does not exist)
+    ("reply_bounded", test_reply_bounded, {"config": "max_reply_bytes = 8M\n", "explicit": True}),
     # registered on its own: a failed map growth leaves LMDB without a map (index/store.c)
     ("map_limit", test_map_limit, {"config": "map_size = 1M\n", "explicit": True}),
 ]
