@@ -20,6 +20,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -47,6 +48,12 @@ enum { EXIT_OK = 0, EXIT_REPLY = 1, EXIT_USAGE = 2, EXIT_UNREACHABLE = 3 };
 #define ADD_BATCH_BYTES (4u << 20)
 _Static_assert(ADD_BATCH_MAX <= SBERT_PROTO_DEFAULT_MAX_BATCH, "batch over the daemon's limit");
 _Static_assert(ADD_BATCH_BYTES * 2 <= SBERT_PROTO_DEFAULT_MAX_MESSAGE_SIZE, "batch too large");
+
+/* add --file keeps this many batches in flight by default, each on its own connection, so the
+ * daemon encodes one while it commits the one before and the next request is already there when
+ * it is free (PROTOCOL.md: a REQ socket carries one request at a time). */
+#define ADD_IN_FLIGHT_DEFAULT 2
+#define ADD_IN_FLIGHT_MAX 8
 
 /* A write that times out is re-sent this many times with the same req_id: the daemon answers a
  * repeated req_id from its reply cache instead of applying the write twice. */
@@ -374,30 +381,158 @@ struct add_state {
     sbc_table *table; /* add TEXT...: id and text per row */
 };
 
-/* Sends one batch (docs array, consumed). Appends the reply's ids to st. */
-static int add_batch(struct ctx *c, cJSON *docs, struct add_state *st)
+/* An add request for docs (taken): a fresh req_id, so that a re-send is recognised. NULL when
+ * out of memory (printed). */
+static cJSON *add_request(struct ctx *c, cJSON *docs)
 {
     cJSON *req = request_new(c, "add");
     char req_id[64];
     next_req_id(c, req_id, sizeof req_id);
-    if (!req || !cJSON_AddStringToObject(req, "req_id", req_id)) {
+    if (!req || !docs || !cJSON_AddStringToObject(req, "req_id", req_id) ||
+        !cJSON_AddItemToObject(req, "documents", docs)) {
         cJSON_Delete(req);
         cJSON_Delete(docs);
         errmsg("out of memory");
-        return EXIT_REPLY;
+        return NULL;
     }
-    int n_docs = cJSON_GetArraySize(docs);
-    cJSON_AddItemToObject(req, "documents", docs);
-    cJSON *rep;
-    const cJSON *ids;
-    int rc = call_member(c, req, WRITE_RETRIES, "ids", cJSON_IsArray, n_docs, &rep, &ids);
-    if (rc != EXIT_OK) return rc;
+    return req;
+}
+
+/* Counts an add's reply (consumed; ids is its "ids" member, checked to hold n_docs items) into
+ * st: the ids go after those of the batches before it. */
+static void add_count(struct add_state *st, cJSON *rep, const cJSON *ids, int n_docs)
+{
     const cJSON *id;
     cJSON_ArrayForEach(id, ids) cJSON_AddItemToArray(st->ids, cJSON_Duplicate(id, 1));
     const cJSON *tr = cJSON_GetObjectItemCaseSensitive(rep, "truncated");
     if (cJSON_IsArray(tr)) st->n_truncated += cJSON_GetArraySize(tr);
     st->n_done += n_docs;
     cJSON_Delete(rep);
+}
+
+/* Sends one batch (docs array, consumed) and waits for it. Appends the reply's ids to st. */
+static int add_batch(struct ctx *c, cJSON *docs, struct add_state *st)
+{
+    int n_docs = docs ? cJSON_GetArraySize(docs) : 0;
+    cJSON *req = add_request(c, docs);
+    if (!req) return EXIT_REPLY;
+    cJSON *rep;
+    const cJSON *ids;
+    int rc = call_member(c, req, WRITE_RETRIES, "ids", cJSON_IsArray, n_docs, &rep, &ids);
+    if (rc != EXIT_OK) return rc;
+    add_count(st, rep, ids, n_docs);
+    return EXIT_OK;
+}
+
+/*
+ * add --file's batches in flight. Batch k travels on lane k % n, each lane a thread with its own
+ * connection for the time of one call, and replies are taken in batch order, so the ids come out
+ * in input order whatever order the replies arrive in. The daemon commits writes in the order it
+ * receives them, which across connections need not be the order they were sent: so a batch that
+ * names an id also named by a batch still in flight waits for that batch's reply first, and the
+ * last line with an id stays the one stored.
+ */
+struct add_lane {
+    struct ctx ctx; /* a copy of the command's context with this lane's connection */
+    pthread_t thread;
+    cJSON *req; /* taken by the call */
+    int n_docs;
+    long first; /* the batch's first document, counted from 1 in the input */
+    char **ids; /* the batch's given ids, sorted (strcmp), for the overlap check */
+    size_t n_ids;
+    int rc; /* the call's outcome, valid after the join */
+    cJSON *reply;
+    const cJSON *reply_ids;
+};
+
+struct add_pipe {
+    struct add_lane lane[ADD_IN_FLIGHT_MAX];
+    int n;           /* lanes */
+    long sent, done; /* batches sent and batches whose reply was taken */
+    int rc;          /* the first failure, or EXIT_OK */
+};
+
+static void *add_lane_main(void *arg)
+{
+    struct add_lane *l = arg;
+    l->rc = call_member(&l->ctx, l->req, WRITE_RETRIES, "ids", cJSON_IsArray, l->n_docs, &l->reply,
+                        &l->reply_ids);
+    l->req = NULL;
+    return NULL;
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static void free_ids(char **ids, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free(ids[i]);
+    free(ids);
+}
+
+/* Takes the reply of the oldest batch in flight into st. */
+static void add_pipe_take(struct add_pipe *p, struct add_state *st)
+{
+    struct add_lane *l = &p->lane[p->done++ % p->n];
+    pthread_join(l->thread, NULL);
+    if (l->rc == EXIT_OK)
+        add_count(st, l->reply, l->reply_ids, l->n_docs);
+    else {
+        errmsg("the batch of documents %ld to %ld failed", l->first, l->first + l->n_docs - 1);
+        if (p->rc == EXIT_OK) p->rc = l->rc;
+    }
+    l->reply = NULL;
+    free_ids(l->ids, l->n_ids);
+    l->ids = NULL;
+    l->n_ids = 0;
+}
+
+/* Whether the batch in flight on l names one of ids[0..n). */
+static int add_lane_overlaps(const struct add_lane *l, char *const *ids, size_t n)
+{
+    for (size_t i = 0; i < n && l->n_ids; i++)
+        if (bsearch(&ids[i], l->ids, l->n_ids, sizeof *l->ids, cmp_str)) return 1;
+    return 0;
+}
+
+/* Sends docs (consumed; ids, its given ids, taken too) as the next batch, first taking the
+ * replies it must wait for. Returns p->rc: once a batch has failed nothing more is sent. */
+static int add_pipe_send(struct add_pipe *p, struct ctx *c, cJSON *docs, char **ids, size_t n_ids,
+                         long first, struct add_state *st)
+{
+    qsort(ids, n_ids, sizeof *ids, cmp_str);
+    while (p->sent - p->done >= p->n)
+        add_pipe_take(p, st);
+    for (long b = p->sent - 1; b >= p->done; b--)
+        if (add_lane_overlaps(&p->lane[b % p->n], ids, n_ids)) {
+            while (p->done <= b)
+                add_pipe_take(p, st);
+            break;
+        }
+    if (p->rc != EXIT_OK) {
+        cJSON_Delete(docs);
+        free_ids(ids, n_ids);
+        return p->rc;
+    }
+    struct add_lane *l = &p->lane[p->sent % p->n];
+    l->n_docs = docs ? cJSON_GetArraySize(docs) : 0;
+    l->req = add_request(c, docs);
+    l->first = first;
+    l->ids = ids;
+    l->n_ids = n_ids;
+    if (!l->req || pthread_create(&l->thread, NULL, add_lane_main, l)) {
+        if (l->req) errmsg("cannot start a thread");
+        cJSON_Delete(l->req);
+        l->req = NULL;
+        free_ids(ids, n_ids);
+        l->ids = NULL;
+        l->n_ids = 0;
+        return p->rc = EXIT_REPLY;
+    }
+    p->sent++;
     return EXIT_OK;
 }
 
@@ -434,9 +569,19 @@ static const struct opt add_opts[] = {
     {"batch", 0, "N", "documents per request (default 128, at most 1024)"},
     {"metadata", 'm', "JSON", "add TEXT...: a metadata object given to every text"},
     {"no-progress", 0, NULL, "no progress bar, even on a terminal"},
+    {"in-flight", 0, "N", "--file: batches sent ahead of the replies (default 2, at most 8)"},
     {NULL, 0, NULL, NULL},
 };
-enum { ADD_FILE, ADD_FORMAT, ADD_TEXTCOL, ADD_IDCOL, ADD_BATCH, ADD_META, ADD_NOPROGRESS };
+enum {
+    ADD_FILE,
+    ADD_FORMAT,
+    ADD_TEXTCOL,
+    ADD_IDCOL,
+    ADD_BATCH,
+    ADD_META,
+    ADD_NOPROGRESS,
+    ADD_INFLIGHT
+};
 
 static int cmd_add_texts(struct ctx *c, const struct args *a, struct add_state *st)
 {
@@ -489,6 +634,10 @@ static int cmd_add_file(struct ctx *c, const struct args *a, struct add_state *s
     long batch = ADD_BATCH_DEFAULT;
     if (a->val[ADD_BATCH] && parse_int(a->val[ADD_BATCH], 1, ADD_BATCH_MAX, &batch) < 0)
         return usage_error(c->cmd, "--batch: expected 1..%d", ADD_BATCH_MAX);
+    long in_flight = ADD_IN_FLIGHT_DEFAULT;
+    if (a->val[ADD_INFLIGHT] &&
+        parse_int(a->val[ADD_INFLIGHT], 1, ADD_IN_FLIGHT_MAX, &in_flight) < 0)
+        return usage_error(c->cmd, "--in-flight: expected 1..%d", ADD_IN_FLIGHT_MAX);
 
     char err[512];
     sbc_input *in;
@@ -508,47 +657,74 @@ static int cmd_add_file(struct ctx *c, const struct args *a, struct add_state *s
         long total = sbc_input_count(path, fmt, a->val[ADD_TEXTCOL], a->val[ADD_IDCOL]);
         sbc_progress_create(stderr, total, "docs", &bar);
     }
+    struct add_pipe pipe = {.n = (int)in_flight};
+    for (int i = 0; i < pipe.n; i++) {
+        pipe.lane[i].ctx = *c;
+        pipe.lane[i].ctx.conn = NULL; /* connected by the lane's first call */
+    }
+    pipe.lane[0].ctx.conn = c->conn;
+    c->conn = NULL;
     cJSON *docs = NULL;
-    size_t bytes = 0;
+    char **ids = NULL; /* the given ids of docs */
+    size_t n_ids = 0, bytes = 0;
+    long n_read = 0, first = 1;
+    int input_failed = 0;
     struct sbc_doc doc;
     for (;;) {
         r = sbc_input_next(in, &doc, err, sizeof err);
         if (r < 0) {
-            sbc_progress_finish(bar);
-            bar = NULL;
-            errmsg("%s (%ld documents were added before it)", err, st->n_done);
-            rc = EXIT_REPLY;
+            input_failed = 1;
             break;
         }
         if (r == 1) {
-            if (!docs && !(docs = cJSON_CreateArray())) break;
+            if (!docs && (!(docs = cJSON_CreateArray()) || !(ids = malloc(batch * sizeof *ids)))) {
+                errmsg("out of memory");
+                rc = EXIT_REPLY;
+                break;
+            }
             cJSON *d = doc_json(doc.id, doc.text, doc.text_len, doc.metadata_json);
-            if (!d) {
+            char *id = doc.id ? strdup(doc.id) : NULL;
+            if (!d || (doc.id && !id)) {
+                cJSON_Delete(d);
+                free(id);
                 errmsg("out of memory");
                 rc = EXIT_REPLY;
                 break;
             }
             cJSON_AddItemToArray(docs, d);
+            if (id) ids[n_ids++] = id;
+            n_read++;
             bytes += doc.text_len + (doc.metadata_json ? strlen(doc.metadata_json) : 0) +
                      (doc.id ? strlen(doc.id) : 0) + 32;
         }
         if (docs && (r == 0 || cJSON_GetArraySize(docs) >= batch || bytes >= ADD_BATCH_BYTES)) {
-            rc = add_batch(c, docs, st);
+            rc = add_pipe_send(&pipe, c, docs, ids, n_ids, first, st);
+            first = n_read + 1;
             docs = NULL;
+            ids = NULL;
+            n_ids = 0;
             bytes = 0;
             sbc_progress_update(bar, st->n_done);
-            if (rc != EXIT_OK) {
-                sbc_progress_finish(bar);
-                bar = NULL;
-                if (st->n_done)
-                    errmsg("%ld documents were added before the failed batch", st->n_done);
-                break;
-            }
+            if (rc != EXIT_OK) break;
         }
         if (r == 0) break;
     }
-    cJSON_Delete(docs);
+    while (pipe.done < pipe.sent)
+        add_pipe_take(&pipe, st);
+    sbc_progress_update(bar, st->n_done);
     sbc_progress_finish(bar);
+    if (input_failed) {
+        errmsg("%s (%ld documents were added before it)", err, st->n_done);
+        rc = EXIT_REPLY;
+    } else if (pipe.rc != EXIT_OK) {
+        rc = pipe.rc;
+        if (st->n_done) errmsg("%ld documents were added", st->n_done);
+    }
+    c->conn = pipe.lane[0].ctx.conn;
+    for (int i = 1; i < pipe.n; i++)
+        sbc_conn_close(pipe.lane[i].ctx.conn);
+    cJSON_Delete(docs);
+    free_ids(ids, n_ids);
     sbc_input_close(in);
     return rc;
 }

@@ -742,6 +742,9 @@ struct add_prep {
     char **metas; /* compact metadata JSON, malloc'd */
     float *vecs;
     int *trunc;
+    /* set by stage_add: the vectors are in vecs (encoded), or encoding failed with stage_err */
+    int encoded, stage_rc;
+    struct sbert_proto_error stage_err;
 };
 
 static void add_prep_free(void *p)
@@ -868,31 +871,28 @@ static int add_store(struct sbertd *d, struct request *r, cJSON *reply,
     return 0;
 }
 
+/* Runs in the committer: stores what stage_add encoded (or encodes first, when the writer's
+ * stage did not run for this request). */
 static int run_add(struct sbertd *d, struct request *r, cJSON *reply,
                    struct sbert_proto_error *err)
 {
     struct add_prep *a = r->prep;
-    int rc = sbertd_encode(d, a->texts, a->lens, a->n, a->vecs, a->trunc, 0, err);
-    return rc ? rc : add_store(d, r, reply, err);
-}
-
-static void finish_add(struct sbertd *d, struct request *r, int encoded)
-{
-    struct sbert_proto_error err = {0};
-    cJSON *reply = sbert_proto_reply_new(r->req.req_id);
-    int rc = reply ? 0 : oom(&err);
-    if (!rc)
-        rc = encoded ? add_store(d, r, reply, &err) : run_add(d, r, reply, &err);
-    if (rc) {
-        cJSON_Delete(reply);
-        reply = NULL;
+    if (a->stage_rc) {
+        *err = a->stage_err;
+        return a->stage_rc;
     }
-    sbertd_finish(d, r, reply, &err);
+    if (!a->encoded) {
+        int rc = sbertd_encode(d, a->texts, a->lens, a->n, a->vecs, a->trunc, 0, err);
+        if (rc)
+            return rc;
+    }
+    return add_store(d, r, reply, err);
 }
 
-/* Consecutive adds: one sbert_encode() over all their texts, then one transaction each (so one
- * request's failure does not fail another's). */
-static void group_add(struct sbertd *d, struct request **rs, size_t n)
+/* The writer's stage for consecutive adds: one sbert_encode() over all their texts, outside any
+ * lock, while the committer stores earlier ones. Should the shared encode fail, each request
+ * encodes alone, so that only the guilty one carries the error to run_add. */
+static void stage_add(struct sbertd *d, struct request **rs, size_t n)
 {
     size_t total = 0, dim = (size_t)d->info->dim;
     for (size_t i = 0; i < n; i++)
@@ -901,7 +901,7 @@ static void group_add(struct sbertd *d, struct request **rs, size_t n)
     size_t *lens = n > 1 ? malloc(total * sizeof *lens) : NULL;
     float *out = n > 1 ? malloc(total * dim * sizeof *out) : NULL;
     int *trunc = n > 1 ? malloc(total * sizeof *trunc) : NULL;
-    int encoded = 0;
+    int shared = 0;
     if (texts && lens && out && trunc) {
         size_t at = 0;
         for (size_t i = 0; i < n; i++) {
@@ -912,12 +912,13 @@ static void group_add(struct sbertd *d, struct request **rs, size_t n)
         }
         struct sbert_proto_error err;
         if (sbertd_encode(d, texts, lens, total, out, trunc, 0, &err) == 0) {
-            encoded = 1;
+            shared = 1;
             at = 0;
             for (size_t i = 0; i < n; i++) {
                 struct add_prep *a = rs[i]->prep;
                 memcpy(a->vecs, out + at * dim, a->n * dim * sizeof *out);
                 memcpy(a->trunc, trunc + at, a->n * sizeof *trunc);
+                a->encoded = 1;
                 at += a->n;
             }
         }
@@ -926,9 +927,12 @@ static void group_add(struct sbertd *d, struct request **rs, size_t n)
     free(lens);
     free(out);
     free(trunc);
-    /* without a shared encode (one request, or it failed) each request encodes on its own */
-    for (size_t i = 0; i < n; i++)
-        finish_add(d, rs[i], encoded);
+    for (size_t i = 0; !shared && i < n; i++) {
+        struct add_prep *a = rs[i]->prep;
+        a->stage_rc = sbertd_encode(d, a->texts, a->lens, a->n, a->vecs, a->trunc, 0,
+                                    &a->stage_err);
+        a->encoded = a->stage_rc == 0;
+    }
 }
 
 /* ---- delete, backup, reindex ----------------------------------------------------------------- */
@@ -1037,8 +1041,8 @@ static const char *const m_pairs[] = {"texts", "n", "min_score", "filter", "per_
 static const char *const m_backup[] = {"dir", NULL};
 
 const struct op sbertd_ops[] = {
-    /* name         members        list         write prepare         run             group */
-    {"add",        m_add,        "documents", 1, prepare_add,    run_add,        group_add},
+    /* name         members        list         write prepare         run             stage */
+    {"add",        m_add,        "documents", 1, prepare_add,    run_add,        stage_add},
     {"get",        m_get,        "ids",       0, NULL,           run_get,        NULL},
     {"delete",     m_ids,        "ids",       1, prepare_delete, run_delete,     NULL},
     {"query",      m_query,      NULL,        0, NULL,           run_query,      NULL},

@@ -238,11 +238,24 @@ static void finish_with_text(struct sbertd *d, struct request *r, const char *te
     atomic_fetch_add(&d->total, 1);
     if (failed)
         atomic_fetch_add(&d->total_errors, 1);
-    if (sbertd_log_enabled(LOG_DEBUG))
-        sbertd_log(LOG_DEBUG, "op %s%s%s: %s, %zu bytes in, %zu out, %.3f ms",
+    if (sbertd_log_enabled(LOG_DEBUG)) {
+        char phases[200] = "";
+        if (r->t_run_us) {
+            /* a write that went through the pipeline: where its time went */
+            uint64_t now = us + r->t0_us;
+            snprintf(phases, sizeof phases,
+                     " (parse %.1f, wait %.1f, stage %.1f, wait %.1f, run %.1f ms)",
+                     (double)(r->t_valid_us - r->t0_us) / 1000.0,
+                     (double)(r->t_stage_us - r->t_valid_us) / 1000.0,
+                     (double)(r->t_staged_us - r->t_stage_us) / 1000.0,
+                     (double)(r->t_run_us - r->t_staged_us) / 1000.0,
+                     (double)(now - r->t_run_us) / 1000.0);
+        }
+        sbertd_log(LOG_DEBUG, "op %s%s%s: %s, %zu bytes in, %zu out, %.3f ms%s",
                    r->op ? r->op->name : "?", r->req.req_id ? " req_id " : "",
                    r->req.req_id ? r->req.req_id : "", failed ? code : "ok", r->len, len,
-                   (double)us / 1000.0);
+                   (double)us / 1000.0, phases);
+    }
     atomic_fetch_sub(&d->in_flight, 1);
     atomic_fetch_sub(&d->inflight_bytes, r->len);
     request_free(r);
@@ -501,6 +514,7 @@ static void *worker_main(void *arg)
             atomic_store(&d->busy_op[w], r->op_index);
             sbertd_finish(d, r, NULL, &err);
         } else if (r->op->is_write) {
+            r->t_valid_us = sbertd_now_us();
             queue_push(&d->writes, r);
         } else {
             atomic_store(&d->busy_op[w], r->op_index);
@@ -534,37 +548,59 @@ static int answer_repeat(struct sbertd *d, struct request *r)
     return 1;
 }
 
+/* The most consecutive queued writes of one op that the writer stages together. */
+#define STAGE_GROUP_MAX 64
+
+/* The write pipeline's first stage (server.h): stages consecutive queued requests of an op with a
+ * stage_group (one encode for several adds) and hands every write on to the committer in the
+ * order it came. It holds no lock while it works. */
 static void *writer_main(void *arg)
 {
     struct sbertd *d = arg;
     int w = d->n_workers;
     struct request *r;
     while ((r = queue_pop(&d->writes))) {
-        atomic_store(&d->busy_since[w], sbertd_now_us());
+        uint64_t t = sbertd_now_us();
+        atomic_store(&d->busy_since[w], t);
         atomic_store(&d->busy_op[w], r->op_index);
-        if (answer_repeat(d, r)) {
-            atomic_store(&d->busy_since[w], 0);
-            continue;
-        }
-        if (r->op->run_group) {
-            /* consecutive queued requests of the same op go in one group (one encode) */
-            size_t cap = 64, n = 0;
-            struct request **group = malloc(cap * sizeof *group);
-            if (!group) {
-                run_one(d, r);
-            } else {
-                group[n++] = r;
-                struct request *next;
-                while (n < cap && (next = queue_pop_if(&d->writes, r->op))) {
-                    if (!answer_repeat(d, next))
-                        group[n++] = next;
-                }
-                r->op->run_group(d, group, n);
-                free(group);
-            }
+        struct request *group[STAGE_GROUP_MAX];
+        size_t n = 0;
+        group[n++] = r;
+        if (r->op->stage_group) {
+            struct request *next;
+            while (n < STAGE_GROUP_MAX && (next = queue_pop_if(&d->writes, r->op)))
+                group[n++] = next;
+            for (size_t i = 0; i < n; i++)
+                group[i]->t_stage_us = t;
+            r->op->stage_group(d, group, n);
         } else {
-            run_one(d, r);
+            r->t_stage_us = t;
         }
+        t = sbertd_now_us();
+        for (size_t i = 0; i < n; i++) {
+            group[i]->t_staged_us = t;
+            queue_push(&d->commits, group[i]);
+        }
+        atomic_store(&d->busy_since[w], 0);
+    }
+    queue_close(&d->commits);
+    return NULL;
+}
+
+/* The second stage: runs the writes one at a time, in arrival order, each answered after its
+ * commit. A repeated req_id is looked up only here, so a re-sent write that arrives while its
+ * first copy is still in the pipeline finds that copy's reply. */
+static void *committer_main(void *arg)
+{
+    struct sbertd *d = arg;
+    int w = d->n_workers + 1;
+    struct request *r;
+    while ((r = queue_pop(&d->commits))) {
+        r->t_run_us = sbertd_now_us();
+        atomic_store(&d->busy_since[w], r->t_run_us);
+        atomic_store(&d->busy_op[w], r->op_index);
+        if (!answer_repeat(d, r))
+            run_one(d, r);
         atomic_store(&d->busy_since[w], 0);
     }
     return NULL;
@@ -676,6 +712,7 @@ int sbertd_server_start(struct sbertd *d)
 {
     queue_init(&d->work);
     queue_init(&d->writes);
+    queue_init(&d->commits);
     pthread_mutex_init(&d->enc_mu, NULL);
     pthread_cond_init(&d->enc_cv, NULL);
     pthread_cond_init(&d->enc_done_cv, NULL);
@@ -684,8 +721,8 @@ int sbertd_server_start(struct sbertd *d)
     d->cache = calloc(1, sizeof *d->cache);
     d->n_workers = d->cfg.threads;
     d->workers = calloc((size_t)d->n_workers, sizeof *d->workers);
-    d->busy_since = calloc((size_t)d->n_workers + 1, sizeof *d->busy_since);
-    d->busy_op = calloc((size_t)d->n_workers + 1, sizeof *d->busy_op);
+    d->busy_since = calloc((size_t)d->n_workers + 2, sizeof *d->busy_since);
+    d->busy_op = calloc((size_t)d->n_workers + 2, sizeof *d->busy_op);
     if (!d->stats || !d->cache || !d->workers || !d->busy_since || !d->busy_op) {
         sbertd_log(LOG_ERR, "out of memory");
         return -1;
@@ -711,6 +748,7 @@ int sbertd_server_start(struct sbertd *d)
         return -1;
     atomic_store(&d->receiver_alive, 1);
     if (pthread_create(&d->encoder, NULL, encoder_main, d) ||
+        pthread_create(&d->committer, NULL, committer_main, d) ||
         pthread_create(&d->writer, NULL, writer_main, d)) {
         sbertd_log(LOG_ERR, "cannot start threads");
         return -1;
@@ -738,7 +776,8 @@ void sbertd_server_stop(struct sbertd *d)
     for (int i = 0; i < d->n_workers; i++)
         pthread_join(d->workers[i], NULL);
     queue_close(&d->writes);
-    pthread_join(d->writer, NULL);
+    pthread_join(d->writer, NULL); /* it closes commits when it has handed on its last write */
+    pthread_join(d->committer, NULL);
     pthread_mutex_lock(&d->enc_mu);
     d->enc_stop = 1;
     pthread_cond_broadcast(&d->enc_cv);
@@ -753,6 +792,7 @@ void sbertd_server_stop(struct sbertd *d)
     nn_close(d->sock);
     queue_destroy(&d->work);
     queue_destroy(&d->writes);
+    queue_destroy(&d->commits);
     cache_free(d->cache);
     d->cache = NULL;
 }
@@ -773,12 +813,13 @@ int sbertd_server_alive(void *ctx, char *why, size_t whylen)
         return 0;
     }
     uint64_t now = sbertd_now_us(), limit = d->cfg.watchdog_stall_sec * 1000000u;
-    for (int i = 0; i <= d->n_workers; i++) {
+    static const char *const stage[] = {"writer", "committer"};
+    for (int i = 0; i <= d->n_workers + 1; i++) {
         uint64_t t = atomic_load(&d->busy_since[i]);
         if (t && now > t && now - t > limit) {
             int op = atomic_load(&d->busy_op[i]);
             snprintf(why, whylen, "%s %d busy for %llu s on op %s",
-                     i == d->n_workers ? "writer" : "worker", i,
+                     i >= d->n_workers ? stage[i - d->n_workers] : "worker", i,
                      (unsigned long long)((now - t) / 1000000u),
                      op >= 0 && (size_t)op < sbertd_n_ops ? sbertd_ops[op].name : "?");
             return 0;

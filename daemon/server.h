@@ -7,8 +7,13 @@
  *              (too large, busy, shutting down) and queues the rest for the workers.
  *   workers    `threads` threads: parse and validate a request, run read ops (query, get, ...)
  *              concurrently, hand write ops (add, delete, backup, reindex) to the writer.
- *   writer     one thread: runs writes one at a time, in arrival order; consecutive queued adds
- *              are encoded together. It owns the req_id reply cache.
+ *   writer     the first stage of the write pipeline, one thread: takes writes in arrival order
+ *              and does the part that needs no store state (the adds' encode, several queued adds
+ *              in one call), holding no lock, then passes each request on in the same order.
+ *   committer  the second stage, one thread: runs the writes one at a time in that order (the
+ *              LMDB commit, the vector index, the reply), so batch N commits and fsyncs while
+ *              batch N+1 encodes. It owns the req_id reply cache: a repeated req_id is looked up
+ *              here, after every earlier write has committed.
  *   encoder    one thread: encodes the texts of small read requests (queries, similarity, ...)
  *              that arrive together in one sbert_encode() call. Large read requests encode in
  *              their worker, adds in the writer, so a big batch never delays a query's encode.
@@ -41,9 +46,10 @@ struct op {
     int (*prepare)(struct sbertd *d, struct request *r, struct sbert_proto_error *err);
     /* Executes the request, adding its members to reply (which has v, ok, req_id). */
     int (*run)(struct sbertd *d, struct request *r, cJSON *reply, struct sbert_proto_error *err);
-    /* Writes only, optional: executes n queued requests of this op together (the writer groups
-     * consecutive ones) and finishes each of them itself with sbertd_finish(). */
-    void (*run_group)(struct sbertd *d, struct request **rs, size_t n);
+    /* Writes only, optional: the writer's stage for n consecutive queued requests of this op,
+     * which must not depend on or touch the store (it runs while earlier writes commit). Keeps
+     * its results, or its errors, in each request's prep for run. */
+    void (*stage_group)(struct sbertd *d, struct request **rs, size_t n);
 };
 
 extern const struct op sbertd_ops[];
@@ -55,6 +61,9 @@ struct request {
     size_t len;
     void *control; /* the raw REP routing header (nn_freemsg unless sent) */
     uint64_t t0_us;
+    /* writes: when the request was validated, entered and left the writer's stage, and began to
+     * run in the committer, for the debug log's breakdown of where its time went */
+    uint64_t t_valid_us, t_stage_us, t_staged_us, t_run_us;
     uint64_t hash; /* FNV-1a of body: tells a re-sent write from a reused req_id */
     struct sbert_proto_request req;
     char *req_id_copy; /* req_id of a request that failed to parse as a whole */
@@ -102,10 +111,11 @@ struct sbertd {
     _Atomic uint64_t inflight_bytes;
     _Atomic uint64_t total, total_errors;
 
-    struct queue work, writes;
-    pthread_t receiver, writer, encoder, *workers;
+    struct queue work, writes, commits;
+    pthread_t receiver, writer, committer, encoder, *workers;
     int n_workers;
-    /* per worker (and the writer at index n_workers): when its request started (0: idle) */
+    /* per worker, then the writer (index n_workers) and the committer (n_workers + 1): when its
+     * request started (0: idle) */
     _Atomic uint64_t *busy_since;
     _Atomic int *busy_op;
 
@@ -117,7 +127,7 @@ struct sbertd {
     pthread_mutex_t stats_mu;
     struct op_stats *stats; /* sbertd_n_ops entries */
 
-    /* writer-only: the req_id reply cache */
+    /* committer-only: the req_id reply cache */
     struct reply_cache *cache;
 };
 

@@ -20,8 +20,12 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import traceback
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "daemon"))
+import sbertd_harness  # noqa: E402  (the raw nanomsg client)
 
 # The seed article's eight sentences and the ten pairs it prints (all-MiniLM-L6-v2, scores to
 # four decimals): /work/shared/seeds/000_b0c12c129953b08e.txt, second example.
@@ -433,6 +437,108 @@ def daemon_tests(ctl, daemon, tmp):
         check(ctl.json("get", "j2")["text"] == "Snow covers the mountain village.",
               "documents survive a restart")
 
+    def t_pipelined_add():
+        # add --file keeps several batches in flight (--in-flight) on separate connections. The
+        # ids still come back in input order, and when an id repeats within the batches in
+        # flight, the last line with it is the one stored.
+        jl = os.path.join(tmp, "pipe.jsonl")
+        lines = []
+        for i in range(60):
+            lines.append({"id": "pipe-%d" % ((i * 7) % 20),
+                          "text": "Pipelined document number %d of sixty." % i})
+        with open(jl, "w") as f:
+            f.write("".join(json.dumps(x) + "\n" for x in lines))
+        d = ctl.json("add", "--file", jl, "--batch", "2", "--in-flight", "4", timeout=600)
+        check(d["ids"] == [x["id"] for x in lines], "jsonl ids in input order: %r" % d["ids"])
+        last = {x["id"]: x["text"] for x in lines}
+        cli = sbertd_harness.Client(ctl.socket_url)
+        try:
+            g = cli.call("get", ids=sorted(last))
+            check(g.get("ok"), "get: %r" % g)
+            for doc in g["documents"]:
+                check(doc["found"] and doc["text"] == last[doc["id"]],
+                      "the last line with id %s is stored: %r" % (doc["id"], doc))
+
+            # Generated ids: each one is the document on the line at its position.
+            txt = os.path.join(tmp, "pipe.txt")
+            texts = ["Line %d of the pipelined text file." % i for i in range(50)]
+            with open(txt, "w") as f:
+                f.write("\n".join(texts) + "\n")
+            d = ctl.json("add", "--file", txt, "--batch", "3", "--in-flight", "3", timeout=600)
+            check(len(d["ids"]) == 50 and len(set(d["ids"])) == 50, "50 distinct ids: %r" % d)
+            g = cli.call("get", ids=d["ids"])
+            check([x.get("text") for x in g["documents"]] == texts,
+                  "generated ids map to their lines in order: %r" % g["documents"][:3])
+        finally:
+            cli.close()
+        ctl.run("add", "--file", txt, "--in-flight", "9", expect=2)
+
+    def t_pipeline_same_id():
+        # Writes from different connections at the same moment go through the daemon's write
+        # pipeline (encode, then commit in order). Whichever commits second replaces the first:
+        # its reply says replaced, and the store and the index then hold its text and vector.
+        # A request sent twice with one req_id is applied once, even when both copies are in
+        # the pipeline together.
+        n_clients = 3
+        clients = [sbertd_harness.Client(ctl.socket_url, timeout_ms=300000)
+                   for _ in range(n_clients)]
+        try:
+            for rnd in range(8):
+                doc_id = "race-%d" % rnd
+                texts = ["Round %d, writer %d: %s" % (rnd, c, w) for c, w in
+                         enumerate(("a lighthouse in the fog", "children playing football",
+                                    "the stock market fell sharply"))]
+                replies = [None] * n_clients
+                barrier = threading.Barrier(n_clients)
+
+                def send(c):
+                    barrier.wait()
+                    # a few more documents make each encode long enough for the others to queue
+                    docs = [{"id": doc_id, "text": texts[c]}] + [
+                        {"text": "Filler %d %d %d." % (rnd, c, j)} for j in range(20)]
+                    replies[c] = clients[c].call("add", documents=docs)
+
+                threads = [threading.Thread(target=send, args=(c,)) for c in range(n_clients)]
+                for t in threads:
+                    t.start()
+                for t in threads:
+                    t.join()
+                check(all(r and r.get("ok") for r in replies), "adds ok: %r" % replies)
+                first = [c for c in range(n_clients) if not replies[c]["replaced"][0]]
+                check(len(first) == 1, "exactly one add created %s: %r" % (doc_id, replies))
+                g = clients[0].call("get", ids=[doc_id], include=["text", "vector"])
+                stored = g["documents"][0]["text"]
+                check(stored in texts, "stored text is one of the writers': %r" % stored)
+                e = clients[0].call("encode", texts=[stored])["embeddings"][0]
+                v = g["documents"][0]["vector"]
+                cos = sum(x * y for x, y in zip(e, v))
+                check(cos > 0.9999, "stored vector is the stored text's (cos %.6f)" % cos)
+                q = clients[0].call("query", vector=e, k=1)
+                check(q["results"][0]["id"] == doc_id and q["results"][0]["score"] > 0.9999,
+                      "the index finds %s by its text's vector: %r" % (doc_id, q["results"]))
+
+            body = json.dumps({"v": 1, "op": "add", "req_id": "pipe-twice",
+                               "documents": [{"text": "Sent twice, stored once."}]}).encode()
+            before = clients[0].call("stats")["documents"]
+            out = [None, None]
+            barrier = threading.Barrier(2)
+
+            def twice(c):
+                barrier.wait()
+                out[c] = json.loads(clients[c].send_raw(body))
+
+            threads = [threading.Thread(target=twice, args=(c,)) for c in range(2)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            check(out[0]["ok"] and out[0] == out[1], "both copies get one reply: %r" % out)
+            after = clients[0].call("stats")["documents"]
+            check(after == before + 1, "one document stored: %d -> %d" % (before, after))
+        finally:
+            for c in clients:
+                c.close()
+
     def t_token():
         # With auth_token set, a request without the token is refused (exit 1); --token and
         # SBERTD_TOKEN supply it.
@@ -450,7 +556,7 @@ def daemon_tests(ctl, daemon, tmp):
 
     return [t_health_stats, t_seed_add_and_pairs, t_pairs_given_texts, t_similarity, t_encode,
             t_query, t_get_delete, t_files, t_bad_file, t_error_replies, t_stats_count, t_backup_reindex,
-            t_restart, t_token]
+            t_restart, t_pipelined_add, t_pipeline_same_id, t_token]
 
 
 def run_all(tests):
