@@ -69,7 +69,7 @@ enum { VINDEX_LOG_ERROR = 0, VINDEX_LOG_WARN = 1, VINDEX_LOG_INFO = 2, VINDEX_LO
 typedef void (*vindex_log_fn)(int level, const char *msg, void *user);
 
 /* Snapshot file format version written by this build (the header carries it). */
-#define VINDEX_SNAPSHOT_VERSION 1u
+#define VINDEX_SNAPSHOT_VERSION 2u
 
 typedef struct vindex vindex;
 

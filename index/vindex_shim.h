@@ -64,12 +64,58 @@ int vshim_labels(const FaissIndex *idx, int layout, int64_t *out, char *errbuf, 
  * write to idx), or NULL when the inner index is not a flat one. */
 const float *vshim_flat_vectors(const FaissIndex *idx);
 
-/* Sets efConstruction and the index's own efSearch on an IDMAP over HNSW; no-op otherwise. Not
- * concurrent with searches. FAISS 1.7.3's HNSW::search sizes its candidate queue from the
+/* Sets efConstruction and the index's own efSearch on an IDMAP over HNSW, and gives it a storage
+ * whose distances are computed with AVX2+FMA (where the CPU has them) and four independent sums
+ * (same data and file format as FAISS's IndexFlat; see vindex_shim.cpp); no-op for other
+ * indexes. Call it on every HNSW index created or loaded. Not concurrent with any other use of
+ * idx. Returns 0 or VINDEX_ENOMEM (then idx is unchanged but for the ef values).
+ * FAISS 1.7.3's HNSW::search sizes its candidate queue from the
  * index's hnsw.efSearch, not from SearchParametersHNSW::efSearch (that one only sets the stop
  * rule), so the configured efSearch must be stored in the index itself (measured: recall@10 0.91
  * at params efSearch 64 and 0.90 at 128 while the member stayed 16). */
-void vshim_set_hnsw(FaissIndex *idx, int ef_construction, int ef_search);
+int vshim_set_hnsw(FaissIndex *idx, int ef_construction, int ef_search, char *errbuf,
+                   size_t errlen);
+
+/* A snapshot body being checked: len bytes at body, in blocks of block bytes (the last one
+ * shorter), hashes[i] the vindex_hash64() of block i. checked counts the blocks checked so far
+ * (in order); bad turns 1 at the first mismatch. */
+struct vshim_body {
+    const unsigned char *body;
+    size_t len;
+    const uint64_t *hashes;
+    size_t block;
+    size_t checked;
+    int bad;
+};
+
+/* Checks the blocks holding bytes [0, end). Returns 0 or VINDEX_ECORRUPT. */
+int vshim_body_check(struct vshim_body *b, size_t end);
+
+/* Copies len bytes at offset off of the body into dst, checking each block just before its bytes
+ * are copied (so the body is read from memory once). Returns 0, or VINDEX_ECORRUPT (a block
+ * fails, or the range passes the end of the body). */
+int vshim_body_copy(struct vshim_body *b, void *dst, size_t off, size_t len);
+
+/*
+ * Reads the FAISS index stored in the body's first index_len bytes through vshim_body_copy(), so
+ * FAISS parses only checked bytes. Returns 0 and *out (owned by the caller), VINDEX_ECORRUPT (a
+ * block fails its hash, or FAISS stopped short of index_len), VINDEX_EFAISS (FAISS refused a
+ * sound body) or VINDEX_ENOMEM; *out is NULL on failure. The rest of the body is not checked.
+ */
+int vshim_read_index(struct vshim_body *b, size_t index_len, FaissIndex **out, char *errbuf,
+                     size_t errlen);
+
+/*
+ * Reads an IndexIDMap2 over an IndexFlatIP of dim d with n entries from the body: n labels (i64,
+ * position order) at offset off, then n * d vectors (f32), each block checked before it is
+ * copied. Returns 0 and *out (owned by the caller), VINDEX_ECORRUPT, VINDEX_ENOMEM or
+ * VINDEX_EFAISS; *out is NULL on failure.
+ */
+int vshim_flat_read(int d, size_t n, struct vshim_body *b, size_t off, FaissIndex **out,
+                    char *errbuf, size_t errlen);
+
+/* The snapshot checksum (implemented in vindex.c): a 64-bit hash of len bytes at p. */
+uint64_t vindex_hash64(const void *p, size_t len);
 
 /* An estimate of idx's heap use: codes or vectors, HNSW links, id maps, IVF centroids. */
 size_t vshim_memory_bytes(const FaissIndex *idx);

@@ -66,6 +66,12 @@ static int cmp_double(const void *a, const void *b) {
     return x < y ? -1 : x > y;
 }
 
+/* vindex's own log (e.g. its snapshot load phases at DEBUG) goes to stderr. */
+static void log_stderr(int level, const char *msg, void *user) {
+    (void)user;
+    fprintf(stderr, "vindex[%d]: %s\n", level, msg);
+}
+
 static void die(const char *what, int rc, const char *err) {
     fprintf(stderr, "%s: %s: %s\n", what, vindex_strerror(rc), err);
     exit(1);
@@ -112,6 +118,7 @@ int main(int argc, char **argv) {
     p.ef_search = atoi(argv[7]);
     p.nprobe = atoi(argv[8]);
     p.train_async = 0;
+    p.log = log_stderr;
 
     long rss0 = rss_bytes();
     double t_add;

@@ -534,8 +534,10 @@ static int damaged(const char *spec) {
         snprintf(what, sizeof what, "truncated to %zu", cuts[i]);
         if (expect_refused(bad, &p, VINDEX_ECORRUPT, what)) return 1;
     }
-    /* One flipped byte anywhere: header fields, spec, body start, middle, end. */
-    size_t flips[] = {0, 20, 33, 45, 70, 81, 100, 165, 170, 180, 300, size / 2, size - 1};
+    /* One flipped byte anywhere: header fields, spec, body start, middle, end, the HNSW dead map
+     * (the end of the body), the block table (the end of the file). */
+    size_t flips[] = {0,   20,  33,  45,       70,           81,         100,         165,
+                      170, 180, 300, size / 2, size * 3 / 4, size - 1000, size - 100, size - 1};
     for (size_t i = 0; i < sizeof flips / sizeof *flips; i++) {
         buf[flips[i]] ^= 0x40;
         if (write_file(bad, buf, size)) return 1;
