@@ -832,7 +832,7 @@ TESTS = [
     ("strict_json", test_strict_json, {"explicit": True}),
     # registered on its own: replies are not bounded yet (max_reply_bytes does not exist)
     ("reply_bounded", test_reply_bounded, {"config": "max_reply_bytes = 8M\n", "explicit": True}),
-    # registered on its own: a failed map growth leaves LMDB without a map (index/store.c)
+    # registered on its own (it caps the daemon's address space)
     ("map_limit", test_map_limit, {"config": "map_size = 1M\n", "explicit": True}),
 ]
 
