@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# bench/index/run.sh [N] [NQ] — the vector index benchmark: vindex (index/vindex.h) linked with
+# bench/index/run.sh [--hnsw-n N_HNSW] [N] [NQ] — the vector index benchmark: vindex (index/vindex.h) linked with
 # Debian's libfaiss.a, vindex linked with FAISS built from the same Debian source with AVX2, and
 # faiss-cpu from PyPI (.venv), on the same N unit vectors (dim 384) and NQ queries, same specs and
 # parameters, in one run. Prints one table and writes it to bench/out/index.md.
@@ -8,12 +8,17 @@
 # picks its kernel itself; the table's header says which one it picked.
 # BENCH_DATA: clustered (default; a mixture of gaussians of low intrinsic dimension, normalised,
 # see faiss_py.py, so recall@10 means something) or random (isotropic unit vectors).
-# BENCH_HNSW_N: the number of vectors for the HNSW rows (default N; HNSW's add is the slow part).
+# --hnsw-n (or BENCH_HNSW_N): the number of vectors for the HNSW rows (default N; HNSW's add is
+# the slow part: about 1 ms of CPU per vector at 30k, more as the graph grows).
 # BENCH_SPECS picks specs (see SPECS below); BENCH_NLIST (default 1024) sets IVF's lists;
 # BENCH_FLAT_LAT the number of Flat latency queries; BENCH_IMPLS (default "debian avx2") the
 # vindex builds to run; BENCH_RESULTS / BENCH_MD redirect outputs.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+if [ "${1:-}" = --hnsw-n ]; then
+    BENCH_HNSW_N=$2
+    shift 2
+fi
 N=${1:-1000000}
 NQ=${2:-1000}
 OUT=$ROOT/bench/out

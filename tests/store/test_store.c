@@ -1078,6 +1078,86 @@ static void *reader(void *arg)
     return NULL;
 }
 
+/* HNSW deletes are tombstones; once they pass the rebuild ratio (vindex default 0.2 of the
+ * entries) the snapshot thread rebuilds the vector index from the stored vectors. After it, the
+ * index and the store hold exactly the same live documents, and a reopen agrees too. */
+struct rebuild_seen {
+    atomic_ullong last_done; /* done of the last "rebuild" progress call */
+    atomic_int calls;
+};
+
+static void record_rebuild_atomic(void *user, const char *phase, uint64_t done, uint64_t total)
+{
+    struct rebuild_seen *r = user;
+    (void)total;
+    if (strcmp(phase, "rebuild") == 0) {
+        atomic_store(&r->last_done, done);
+        atomic_fetch_add(&r->calls, 1);
+    }
+}
+
+static void test_tombstone_rebuild(void)
+{
+    char dir[4200];
+    newdir(dir, sizeof dir);
+    struct sbert_index_params p = t_params("HNSW32,Flat");
+    struct rebuild_seen seen;
+    atomic_init(&seen.last_done, 0);
+    atomic_init(&seen.calls, 0);
+    p.progress = record_rebuild_atomic;
+    p.progress_user = &seen;
+    sbert_index *idx = OPEN(dir, &p);
+    CHECK_RC(put_range(idx, 0, 1000, 10), 0);
+    int calls_before = atomic_load(&seen.calls);
+
+    /* 150 of 1000 (15%): under the ratio */
+    const char *ids[300];
+    size_t lens[300];
+    char names[300][16];
+    for (int i = 0; i < 300; i++) {
+        snprintf(names[i], sizeof names[i], "doc%06d", 3 * i + 1); /* spread over the graph */
+        ids[i] = names[i];
+        lens[i] = strlen(names[i]);
+    }
+    size_t deleted = 0;
+    CHECK_RC(sbert_index_delete(idx, ids, lens, 150, NULL, &deleted, NULL, 0), 0);
+    CHECK(deleted == 150);
+    AGREE(idx);
+    /* 300 of 1000 (30%): over it */
+    CHECK_RC(sbert_index_delete(idx, ids + 150, lens + 150, 150, NULL, &deleted, NULL, 0), 0);
+    CHECK(deleted == 150);
+    /* The snapshot thread looks once a second; give a loaded machine a minute. */
+    for (int i = 0; i < 600 && atomic_load(&seen.last_done) != 700; i++)
+        usleep(100 * 1000);
+    CHECK(atomic_load(&seen.calls) > calls_before);
+    CHECK(atomic_load(&seen.last_done) == 700);
+    struct sbert_index_stats st;
+    CHECK_RC(sbert_index_stats(idx, &st), 0);
+    CHECK(st.count == 700 && st.index_count == 700);
+    AGREE(idx);
+    /* no deleted document comes back, also for its own vector */
+    for (int i = 0; i < 300; i += 37) {
+        float v[T_DIM];
+        t_vec((uint64_t)(3 * i + 1), v, T_DIM);
+        struct sbert_index_query_params q = sbert_index_query_default_params();
+        q.k = 10;
+        struct sbert_index_results *r;
+        CHECK_RC(sbert_index_query(idx, v, &q, &r), 0);
+        CHECK(r->n == 10);
+        for (size_t j = 0; j < r->n; j++) {
+            int n = atoi(r->docs[j].id + 3);
+            CHECK(n >= 900 || n % 3 != 1);
+        }
+        sbert_index_results_free(r);
+    }
+    sbert_index_close(idx);
+    idx = OPEN(dir, &p);
+    CHECK_RC(sbert_index_stats(idx, &st), 0);
+    CHECK(st.count == 700 && st.index_count == 700 && st.snapshot_change == st.change);
+    AGREE(idx);
+    sbert_index_close(idx);
+}
+
 static void test_concurrent(const char *spec)
 {
     char dir[4200];
@@ -1146,6 +1226,7 @@ int main(int argc, char **argv)
     RUN("pairs", test_pairs());
     RUN("reindex", test_reindex());
     RUN("diskfull", test_disk_full());
+    RUN("tombstones", test_tombstone_rebuild());
     for (int s = 0; s < n_specs; s++) {
         fprintf(stderr, "spec %s\n", specs[s]);
         RUN("basic", test_basic(specs[s]));
