@@ -25,9 +25,14 @@ static void check_meta(const sbert_index_filter *f, const char *meta, size_t len
         int tree = filter_match_json(f, j);
         FUZZ_ASSERT(tree == 0 || tree == 1);
         FUZZ_ASSERT(raw == tree);
+        /* The stored form. Not always the same value: cJSON prints a number that overflowed to
+         * infinity as null, so the compact text is compared with its own tree. */
         char *compact = cJSON_PrintUnformatted(j);
         FUZZ_ASSERT(compact);
-        FUZZ_ASSERT(filter_match_raw(f, compact, strlen(compact)) == tree);
+        cJSON *jc = cJSON_Parse(compact);
+        FUZZ_ASSERT(jc && cJSON_IsObject(jc));
+        FUZZ_ASSERT(filter_match_raw(f, compact, strlen(compact)) == filter_match_json(f, jc));
+        cJSON_Delete(jc);
         free(compact);
     }
     cJSON_Delete(j);
