@@ -738,7 +738,9 @@ int sbertd_server_start(struct sbertd *d)
     int rcvmax = lim > INT_MAX ? INT_MAX : (int)lim;
     int rcvtimeo = 200;  /* the receiver wakes to notice a shutdown */
     int sndtimeo = 5000; /* a client that stops reading must not hold a worker forever */
+    int ipv4only = 0;    /* nanomsg's default (1) cannot bind tcp://[::1], a loopback address */
     if (nn_setsockopt(d->sock, NN_SOL_SOCKET, NN_RCVMAXSIZE, &rcvmax, sizeof rcvmax) ||
+        nn_setsockopt(d->sock, NN_SOL_SOCKET, NN_IPV4ONLY, &ipv4only, sizeof ipv4only) ||
         nn_setsockopt(d->sock, NN_SOL_SOCKET, NN_RCVTIMEO, &rcvtimeo, sizeof rcvtimeo) ||
         nn_setsockopt(d->sock, NN_SOL_SOCKET, NN_SNDTIMEO, &sndtimeo, sizeof sndtimeo)) {
         sbertd_log(LOG_ERR, "nn_setsockopt: %s", nn_strerror(nn_errno()));
