@@ -451,18 +451,26 @@ static int replay(sbert_index *idx, vindex *v, uint64_t from, char *errbuf, size
 {
     if (from == idx->meta.change)
         return 0;
-    MDB_txn *txn;
-    int rc = store_read_begin(idx->st, &txn);
-    if (rc)
-        return rc;
-    MDB_cursor *c;
+    /* Applied in batches, not change by change: a Flat delete compacts the whole index and
+     * rebuilds the IDMap2's label map (O(n) per call: ~0.5 s each at 1M vectors), and one-vector
+     * adds cost ~0.1 ms each (measured: 20k changes replayed in 2.35 s one by one). Order does
+     * not matter because labels are never reused: a put whose record is gone was deleted later
+     * in the log (skipped here; its delete then finds nothing), and a delete removes a label the
+     * snapshot or an earlier put holds. So puts go in chunks, and all deletes in one call at the
+     * end. */
     size_t dim = (size_t)idx->meta.dim;
-    float *vec = malloc(dim * sizeof *vec);
-    size_t applied = 0;
-    if (!vec) {
-        store_read_end(idx->st, txn);
-        return SBERT_INDEX_ENOMEM;
+    int64_t *labels = malloc(REBUILD_CHUNK * sizeof *labels);
+    float *vecs = malloc(REBUILD_CHUNK * dim * sizeof *vecs);
+    int64_t *dels = NULL;
+    size_t nput = 0, ndel = 0, cap_del = 0, applied = 0;
+    MDB_txn *txn = NULL;
+    int rc = labels && vecs ? store_read_begin(idx->st, &txn) : SBERT_INDEX_ENOMEM;
+    if (rc) {
+        free(labels);
+        free(vecs);
+        return rc;
     }
+    MDB_cursor *c;
     if ((rc = mdb_cursor_open(txn, idx->st->log, &c)) == 0) {
         size_t seq = (size_t)from + 1;
         MDB_val k = {sizeof seq, &seq}, d;
@@ -474,19 +482,30 @@ static int replay(sbert_index *idx, vindex *v, uint64_t from, char *errbuf, size
             int op;
             if ((rc = store_log_decode(&d, &label, &op)))
                 break;
-            int64_t l = (int64_t)label;
             if (op == STORE_OP_DELETE) {
-                rc = vindex_code(vindex_remove(v, &l, 1, NULL, errbuf, errlen));
+                if (ndel == cap_del) {
+                    size_t cap = cap_del ? 2 * cap_del : 1024;
+                    int64_t *g = realloc(dels, cap * sizeof *g);
+                    if (!g) {
+                        rc = SBERT_INDEX_ENOMEM;
+                        break;
+                    }
+                    dels = g;
+                    cap_del = cap;
+                }
+                dels[ndel++] = (int64_t)label;
             } else {
-                /* Labels are never reused: a put whose record is gone was deleted later in the
-                 * log, and that delete is a no-op for the index. */
                 struct store_record r;
                 rc = store_record_get(idx->st, txn, label, &r);
                 if (rc == SBERT_INDEX_ENOTFOUND)
                     rc = 0;
                 else if (rc == 0) {
-                    memcpy(vec, r.vector, dim * sizeof(float));
-                    rc = vindex_code(vindex_add(v, &l, vec, 1, errbuf, errlen));
+                    labels[nput] = (int64_t)label;
+                    memcpy(vecs + nput * dim, r.vector, dim * sizeof(float));
+                    if (++nput == REBUILD_CHUNK) {
+                        rc = vindex_code(vindex_add(v, labels, vecs, nput, errbuf, errlen));
+                        nput = 0;
+                    }
                 }
             }
             if (rc)
@@ -498,9 +517,15 @@ static int replay(sbert_index *idx, vindex *v, uint64_t from, char *errbuf, size
         mdb_cursor_close(c);
     }
     store_read_end(idx->st, txn);
-    free(vec);
     if (rc == MDB_NOTFOUND)
         rc = 0;
+    if (rc == 0 && nput)
+        rc = vindex_code(vindex_add(v, labels, vecs, nput, errbuf, errlen));
+    if (rc == 0 && ndel)
+        rc = vindex_code(vindex_remove(v, dels, ndel, NULL, errbuf, errlen));
+    free(labels);
+    free(vecs);
+    free(dels);
     if (rc > 1 || rc < -100)
         return store_error(rc, "reading the change log", errbuf, errlen);
     return rc;

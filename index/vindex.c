@@ -1215,8 +1215,8 @@ int vindex_snapshot_peek(const char *path, struct vindex_snapshot_meta *meta, ch
     return parse_header(buf, got, path, &h, meta, errbuf, errlen);
 }
 
-/* The number of blocks of the body when the file's size is exactly header + body + block table
- * (copied out of the map: it is not 8-byte aligned there), else 0. A sound body is never empty
+/* The number of blocks of the body when the file's size is exactly header + body + block table,
+ * else 0. A sound body is never empty
  * (FAISS writes at least its header), so 0 always means an unsound file. */
 static size_t blocks_fit(const struct snap_header *h, size_t size) {
     if (h->block != SNAP_BLOCK || h->index_len > h->body_len || size < h->header_len) return 0;
@@ -1226,6 +1226,20 @@ static size_t blocks_fit(const struct snap_header *h, size_t size) {
         (rest - h->body_len) % sizeof(uint64_t) != 0)
         return 0;
     return n;
+}
+
+/* Copies the block table out of the map (it is not 8-byte aligned there) into *out (freed by the
+ * caller) and checks it against the header's hash. */
+static int read_table(const unsigned char *map, const struct snap_header *h, size_t nblocks,
+                      uint64_t **out, const char *path, char *errbuf, size_t errlen) {
+    size_t len = nblocks * sizeof **out;
+    *out = malloc(len);
+    if (!*out) return VINDEX_ENOMEM;
+    memcpy(*out, map + h->header_len + h->body_len, len);
+    if (vindex_hash64(*out, len) != h->table_hash)
+        return fail(errbuf, errlen, VINDEX_ECORRUPT, "snapshot %s fails its checksum (block table)",
+                    path);
+    return 0;
 }
 
 /* Reads the raw flat layout (see the file layout) into a new IDMap2 over Flat. */
@@ -1354,12 +1368,8 @@ int vindex_snapshot_read(const char *path, const struct vindex_params *params, v
                   "snapshot %s is truncated or has trailing bytes (%zu bytes, header says a body "
                   "of %llu in blocks of %u)",
                   path, size, (unsigned long long)h.body_len, h.block);
-    } else if (!(table = malloc(nblocks * sizeof *table))) {
-        rc = VINDEX_ENOMEM;
-    } else if (memcpy(table, map + h.header_len + h.body_len, nblocks * sizeof *table),
-               vindex_hash64(table, nblocks * sizeof *table) != h.table_hash) {
-        rc = fail(errbuf, errlen, VINDEX_ECORRUPT, "snapshot %s fails its checksum (block table)",
-                  path);
+    } else if ((rc = read_table(map, &h, nblocks, &table, path, errbuf, errlen)) != 0) {
+        /* read_table() has written the reason */
     } else if ((rc = vindex_create(p, &v, errbuf, errlen)) == 0) {
         if ((uint32_t)v->s.kind != h.kind ||
             h.body_len != h.index_len + (v->s.kind == KIND_HNSW ? h.ntotal : 0))
@@ -1375,7 +1385,7 @@ int vindex_snapshot_read(const char *path, const struct vindex_params *params, v
         return rc;
     }
     vlog(v, VINDEX_LOG_DEBUG,
-         "snapshot %s (%zu bytes) loaded in %.3f s: map %.3f s, checked FAISS read %.3f s, labels "
+         "snapshot %s (%zu bytes) loaded in %.3f s: map %.3f s, checked index read %.3f s, labels "
          "%.3f s",
          path, size, mono_s() - t0, t_map, t_load[0], t_load[1]);
     pthread_rwlock_wrlock(&v->lock);

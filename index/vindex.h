@@ -194,8 +194,8 @@ struct vindex_snapshot_meta {
  * fsync, rename over path, fsync of the directory. The header records the format version
  * (VINDEX_SNAPSHOT_VERSION), the spec, the dim, change_counter (the store change the snapshot
  * covers), user_len <= VINDEX_SNAPSHOT_USER_MAX opaque caller bytes (user may be NULL when
- * user_len is 0; e.g. the store's uuid, so a snapshot of another store is recognised), and a
- * checksum of the header and one of the body. Searches continue while it writes; writes wait.
+ * user_len is 0; e.g. the store's uuid, so a snapshot of another store is recognised), a
+ * checksum of the header, and one of each 256 KiB block of the body. Searches continue while it writes; writes wait.
  * On failure path is unchanged and the temporary file is removed.
  */
 int vindex_snapshot_write(vindex *v, const char *path, uint64_t change_counter, const void *user,
@@ -212,8 +212,11 @@ int vindex_snapshot_peek(const char *path, struct vindex_snapshot_meta *meta, ch
 /*
  * Loads the snapshot at path into a new index. params gives the expected spec and dim (and the
  * search parameters, log sink, etc. for the loaded index); a snapshot written for another spec
- * or dim is refused with VINDEX_ESPEC. The whole body is checksummed before FAISS parses any of
- * it, so a truncated or damaged file is VINDEX_ECORRUPT (or VINDEX_EVERSION), never a crash.
+ * or dim is refused with VINDEX_ESPEC. Each block of the body is checked against its checksum
+ * before FAISS parses any byte of it (and the file's size against the header first), so a
+ * truncated or damaged file is VINDEX_ECORRUPT (or VINDEX_EVERSION), never a crash. The body is
+ * read from memory once: each block is checked just before it is copied. Snapshots of format
+ * version 1 (one checksum for the whole body) are VINDEX_EVERSION: the store rebuilds.
  * A missing file is VINDEX_EIO with errno ENOENT left in errno.
  * On success *out owns the index and *meta (may be NULL) receives the header. On failure *out
  * is NULL, and *meta is filled when the header itself was sound (so VINDEX_ESPEC names the spec).

@@ -553,6 +553,9 @@ static int replay_child(const char *dir, const char *spec)
     size_t dl[3] = {9, 9, 9};
     if (sbert_index_delete(idx, del, dl, 3, NULL, NULL, NULL, 0))
         return 5;
+    /* more puts than one replay chunk (4096) */
+    if (put_range(idx, 400, 4600, 5))
+        return 6;
     return 0; /* no close: no snapshot */
 }
 
@@ -572,8 +575,8 @@ static void test_replay(const char *spec)
     sbert_index *idx = OPEN(dir, &p);
     struct sbert_index_stats st;
     CHECK_RC(sbert_index_stats(idx, &st), 0);
-    CHECK(st.count == 397 && st.index_count == 397);
-    CHECK(st.snapshot_change == 300 && st.change == 300 + 150 + 50 + 3);
+    CHECK(st.count == 4597 && st.index_count == 4597);
+    CHECK(st.snapshot_change == 300 && st.change == 300 + 150 + 50 + 3 + 4200);
     AGREE(idx);
     sbert_index_close(idx);
 }
