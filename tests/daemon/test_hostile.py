@@ -711,7 +711,7 @@ def serve_tcp(cases):
 
 def test_tcp_ipv6_loopback():
     """tcp://[::1] passes the loopback check, so it must also serve. nanomsg sockets are IPv4-only
-    until NN_IPV4ONLY is set to 0 (bind fails with ENODEV, "No such device")."""
+    until NN_IPV4ONLY is set to 0 (else bind fails with ENODEV, "No such device")."""
     serve_tcp([("tcp://[::1]:%d" % free_tcp_port(), "")])
 
 
@@ -825,7 +825,7 @@ TESTS = [
     ("flood_memory_bounded", test_flood_memory_bounded, {"config": FLOOD}),
     ("idle_connections", test_idle_connections, {"preexec": low_nofile}),
     ("tcp_listen_rules", test_tcp_listen_rules, None),
-    # registered on its own: sbertd's socket does not set NN_IPV4ONLY = 0 (daemon/server.c)
+    # registered on its own (daemon_hostile_tcp_ipv6)
     ("tcp_ipv6_loopback", test_tcp_ipv6_loopback, {"explicit": True, "own_daemons": True}),
     ("auth_everywhere", test_auth_everywhere, {"config": "auth_token = %s\n" % TOKEN}),
     # registered on its own (tests/daemon/CMakeLists.txt): cJSON's leniency, see the docstring
