@@ -427,6 +427,57 @@ def test_reply_bounded(d):
     c.close()
 
 
+def test_watchdog_long_reindex():
+    """A reindex is long by design (it re-encodes every text: about 40 min for 100k documents on a
+    loaded 2-CPU machine). Under systemd (WatchdogSec=30s) a request busy for longer than
+    watchdog_stall_sec withholds WATCHDOG=1 and systemd kills sbertd, so a big enough reindex can
+    never finish. While it makes progress the pings must go on: here watchdog_stall_sec = 2 and
+    a reindex of 1200 texts (several seconds) must not stop them for more than 3 s."""
+    import socket
+    tmp = tempfile.mkdtemp(prefix="sbertd-wd-")
+    ns = os.path.join(tmp, "notify.sock")
+    so = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    so.bind(ns)
+    so.settimeout(0.2)
+    pings = []
+    stop = threading.Event()
+
+    def read():
+        while not stop.is_set():
+            try:
+                if b"WATCHDOG=1" in so.recv(4096):
+                    pings.append(time.time())
+            except socket.timeout:
+                pass
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    d = h.Daemon(MODEL, config="watchdog_stall_sec = 2\n",
+                 env={"NOTIFY_SOCKET": ns, "WATCHDOG_USEC": "1000000"})
+    try:
+        d.start()
+        c = d.client(timeout_ms=600000)
+        for b in range(3):
+            ok(c.call("add", documents=[{"text": "sentence %d of batch %d about topic %d" % (i, b, i % 13)}
+                                        for i in range(400)]))
+        t0 = time.time()
+        ok(c.call("reindex", req_id="r1"))
+        t1 = time.time()
+        during = [t0] + [t for t in pings if t0 <= t <= t1] + [t1]
+        gap = max(b - a for a, b in zip(during, during[1:]))
+        print("  reindex %.1f s, %d pings, longest gap %.1f s" % (t1 - t0, len(during) - 2, gap), flush=True)
+        check(t1 - t0 > 3, "the reindex was too short (%.1f s) to tell" % (t1 - t0))
+        check(gap <= 3, "no WATCHDOG=1 for %.1f s during a reindex that was making progress" % gap)
+        c.close()
+        check(d.stop() == 0, "exit status")
+    finally:
+        stop.set()
+        reader.join()
+        so.close()
+        d.cleanup()
+        subprocess.run(["rm", "-rf", tmp])
+
+
 LIMITS = """max_message_size = 65536
 max_batch = 16
 max_text_bytes = 2000
@@ -830,6 +881,8 @@ TESTS = [
     ("auth_everywhere", test_auth_everywhere, {"config": "auth_token = %s\n" % TOKEN}),
     # registered on its own (tests/daemon/CMakeLists.txt): cJSON's leniency, see the docstring
     ("strict_json", test_strict_json, {"explicit": True}),
+    # registered on its own: a long reindex withholds the watchdog (daemon/server.c)
+    ("watchdog_long_reindex", test_watchdog_long_reindex, {"explicit": True, "own_daemons": True}),
     # registered on its own: replies are not bounded yet (max_reply_bytes does not exist)
     ("reply_bounded", test_reply_bounded, {"config": "max_reply_bytes = 8M\n", "explicit": True}),
     # registered on its own (it caps the daemon's address space)
