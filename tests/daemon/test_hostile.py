@@ -317,10 +317,10 @@ def test_escaped_controls_are_text(d):
 
 def test_strict_json(d):
     """RFC 8259 says an unescaped control character (U+0000..U+001F) cannot appear in a string,
-    and a name should be unique within an object. cJSON 1.7.15 accepts both: a raw NUL cuts the
-    string short (the text stored would not be the text sent) and a duplicate member is read as
-    its first occurrence, while most other parsers (Python's json, JavaScript) take the last, so
-    a proxy that checks "op" would see another request than the daemon runs."""
+    and a name should be unique within an object. cJSON 1.7.15 accepts both (a raw NUL cuts the
+    string short, so the text stored would not be the text sent; a duplicate member is read as
+    its first occurrence, while Python's json and JavaScript take the last, so a proxy that
+    checks "op" would see another request than the daemon runs): proto.c refuses them itself."""
     c = d.client()
     cases = [
         ("raw NUL in a text", b'{"v":1,"op":"add","documents":[{"id":"n","text":"abc\x00def"}]}', "bad_json"),
@@ -332,6 +332,9 @@ def test_strict_json(d):
         ("duplicate text", b'{"v":1,"op":"query","text":"x","text":"y"}', "bad_request"),
         ("duplicate id in a document", b'{"v":1,"op":"add","documents":[{"id":"a","id":"b","text":"x"}]}',
          "bad_request"),
+        ("duplicate key in nested metadata",
+         b'{"v":1,"op":"add","documents":[{"text":"x","metadata":{"a":{"b":1,"b":2}}}]}', "bad_request"),
+        ("duplicate key in a filter", b'{"v":1,"op":"query","text":"x","filter":{"a":1,"a":2}}', "bad_request"),
     ]
     failures = []
     for name, raw, code in cases:
@@ -879,8 +882,7 @@ TESTS = [
     # registered on its own (daemon_hostile_tcp_ipv6)
     ("tcp_ipv6_loopback", test_tcp_ipv6_loopback, {"explicit": True, "own_daemons": True}),
     ("auth_everywhere", test_auth_everywhere, {"config": "auth_token = %s\n" % TOKEN}),
-    # registered on its own (tests/daemon/CMakeLists.txt): cJSON's leniency, see the docstring
-    ("strict_json", test_strict_json, {"explicit": True}),
+    ("strict_json", test_strict_json, {}),
     # registered on its own: a long reindex withholds the watchdog (daemon/server.c)
     ("watchdog_long_reindex", test_watchdog_long_reindex, {"explicit": True, "own_daemons": True}),
     # registered on its own: replies are not bounded yet (max_reply_bytes does not exist)
