@@ -5,7 +5,8 @@
  * Layout by spec kind (facts measured on FAISS 1.7.3, Debian 1.7.3-2+b1):
  *   Flat  -> IndexIDMap2(IndexFlatIP): labels through the id map, real remove_ids.
  *   HNSW  -> IndexIDMap2(IndexHNSWFlat): HNSW's add_with_ids/remove_ids throw, so labels go
- *            through the id map and deletes are tombstones (dead[] by internal position).
+ *            through the id map and deletes are tombstones (dead[] by internal position). Its
+ *            storage is swapped for one with faster distances (vshim_set_hnsw), same file format.
  *   IVF   -> a bare IndexIVF*: it stores 64-bit ids itself, and remove_ids through an IDMap
  *            wrapper returned wrong labels. Before training: IndexIDMap2(IndexFlatIP) staging.
  */
