@@ -60,6 +60,7 @@ static const struct key {
     U64("max_metadata_bytes", max_metadata_bytes, 2, 64u << 20),
     U64("max_concurrent", max_concurrent, 1, 1000000),
     U64("max_inflight_bytes", max_inflight_bytes, 4096, UINT64_MAX),
+    U64("max_reply_bytes", max_reply_bytes, 4096, 1u << 30),
     U64("watchdog_stall_sec", watchdog_stall_sec, 1, 86400),
 #undef STR
 #undef INT
@@ -135,6 +136,8 @@ void sbertd_config_defaults(struct sbertd_config *c)
     c->max_metadata_bytes = SBERT_PROTO_DEFAULT_MAX_METADATA_BYTES;
     c->max_concurrent = SBERT_PROTO_DEFAULT_MAX_CONCURRENT;
     c->max_inflight_bytes = 0; /* 4 x max_message_size, resolved once the file and flags are read */
+    /* = the default max_message_size; sbertctl accepts replies up to 256 MiB */
+    c->max_reply_bytes = 64u << 20;
     c->watchdog_stall_sec = 600;
 }
 

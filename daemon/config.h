@@ -34,6 +34,7 @@ struct sbertd_config {
     uint64_t max_batch, max_text_bytes, max_k, max_pairs, max_matrix, max_metadata_bytes;
     uint64_t max_concurrent;
     uint64_t max_inflight_bytes; /* request bytes queued or in progress */
+    uint64_t max_reply_bytes;    /* bytes of one reply; above, too_large (checked as it is built) */
     uint64_t watchdog_stall_sec; /* a request running longer withholds the watchdog ping */
     char config_file[4096];      /* "" : none */
 };

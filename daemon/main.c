@@ -59,6 +59,7 @@ static void apply_limits(struct sbertd *d, const struct sbertd_config *c)
     atomic_store(&d->max_metadata_bytes, c->max_metadata_bytes);
     atomic_store(&d->max_concurrent, c->max_concurrent);
     atomic_store(&d->max_inflight_bytes, c->max_inflight_bytes);
+    atomic_store(&d->max_reply_bytes, c->max_reply_bytes);
 }
 
 /* SIGHUP: re-reads the configuration (file, then the same flags) and applies what can change
@@ -98,6 +99,7 @@ static void reload(struct sbertd *d, int argc, char **argv)
     LIVE(max_metadata_bytes)
     LIVE(max_concurrent)
     LIVE(max_inflight_bytes)
+    LIVE(max_reply_bytes)
 #undef LIVE
     apply_limits(d, c);
     /* max_message_size above the bound the socket was opened with is cut by nanomsg: say so */
@@ -114,6 +116,7 @@ static void reload(struct sbertd *d, int argc, char **argv)
     d->cfg.max_metadata_bytes = c->max_metadata_bytes;
     d->cfg.max_concurrent = c->max_concurrent;
     d->cfg.max_inflight_bytes = c->max_inflight_bytes;
+    d->cfg.max_reply_bytes = c->max_reply_bytes;
     static const struct {
         const char *name;
         size_t off, size;

@@ -18,6 +18,19 @@ static int oom(struct sbert_proto_error *err)
     return sbert_proto_error_set(err, SBERT_PROTO_EINTERNAL, -1, "out of memory");
 }
 
+/* The error of a reply that would exceed max_reply_bytes: found while it is built, before it
+ * takes that much memory (sbertd_finish checks the printed reply too). */
+static int reply_too_large(struct sbertd *d, const char *advice, struct sbert_proto_error *err)
+{
+    return sbert_proto_error_set(err, SBERT_PROTO_ETOO_LARGE, -1,
+                                 "the reply would exceed max_reply_bytes (%zu bytes); %s",
+                                 LIM(max_reply_bytes), advice);
+}
+
+/* JSON of a document or pair around its strings ({"id":"","found":true,"text":"",...}), for the
+ * running estimate of a reply's size. */
+#define DOC_JSON_OVERHEAD 64
+
 /* Adds "name": [i, ...] for the flags set in trunc[0..n). */
 static int add_truncated(cJSON *reply, const int *trunc, size_t n)
 {
@@ -221,6 +234,7 @@ static int run_stats(struct sbertd *d, struct request *r, cJSON *reply,
         !cJSON_AddNumberToObject(lim, "max_metadata_bytes", (double)LIM(max_metadata_bytes)) ||
         !cJSON_AddNumberToObject(lim, "max_concurrent", (double)LIM(max_concurrent)) ||
         !cJSON_AddNumberToObject(lim, "max_inflight_bytes", (double)LIM(max_inflight_bytes)) ||
+        !cJSON_AddNumberToObject(lim, "max_reply_bytes", (double)LIM(max_reply_bytes)) ||
         !(req = cJSON_AddObjectToObject(reply, "requests")) ||
         /* this request is in flight too */
         !cJSON_AddNumberToObject(req, "in_progress", (double)atomic_load(&d->in_flight)) ||
@@ -413,6 +427,16 @@ static int run_query(struct sbertd *d, struct request *r, cJSON *reply,
             rc = sbertd_index_error(irc, NULL, -1, err);
     }
     if (!rc) {
+        /* k <= max_k documents are in memory already; refuse before their JSON copies */
+        size_t bytes = 0;
+        for (size_t i = 0; i < res->n; i++)
+            bytes += DOC_JSON_OVERHEAD + res->docs[i].id_len + res->docs[i].text_len +
+                     res->docs[i].metadata_len + (res->docs[i].vector ? dim * 16 : 0);
+        if (bytes > LIM(max_reply_bytes))
+            rc = reply_too_large(d, "ask for a smaller k, or leave text, metadata and vector out "
+                                    "of \"include\"", err);
+    }
+    if (!rc) {
         cJSON *a = cJSON_AddArrayToObject(reply, "results");
         if (!a)
             rc = oom(err);
@@ -491,8 +515,12 @@ static int run_get(struct sbertd *d, struct request *r, cJSON *reply,
     if (rc || (rc = get_ids(d, r->req.root, &l, err)))
         return rc;
     struct sbert_index_results *res = NULL;
-    int irc = sbert_index_get(d->index, l->ids, l->lens, l->n, include, &res);
-    if (irc)
+    int irc = sbert_index_get_max(d->index, l->ids, l->lens, l->n, include,
+                                  LIM(max_reply_bytes), &res);
+    if (irc == SBERT_INDEX_ETOOBIG)
+        rc = reply_too_large(d, "ask for fewer ids, or leave text, metadata and vector out of "
+                                "\"include\"", err);
+    else if (irc)
         rc = sbertd_index_error(irc, NULL, -1, err);
     cJSON *a = rc ? NULL : cJSON_AddArrayToObject(reply, "documents");
     if (!rc && !a)
@@ -610,7 +638,15 @@ static int pairs_list(struct sbertd *d, struct request *r, cJSON *reply, size_t 
         cJSON *a = cJSON_AddArrayToObject(reply, "pairs");
         if (!a)
             rc = oom(err);
+        size_t bytes = 0;
         for (size_t p = 0; !rc && p < kept; p++) {
+            /* each pair repeats its two texts: n pairs of a few texts can be far larger than the
+             * request */
+            bytes += 2 * DOC_JSON_OVERHEAD + lens[h[p].i] + lens[h[p].j];
+            if (bytes > LIM(max_reply_bytes)) {
+                rc = reply_too_large(d, "ask for fewer pairs (\"n\")", err);
+                break;
+            }
             cJSON *o = cJSON_CreateObject(), *x, *y;
             if (!o || !cJSON_AddItemToArray(a, o) || !(x = cJSON_AddObjectToObject(o, "a")) ||
                 !cJSON_AddNumberToObject(x, "index", h[p].i) ||
@@ -675,6 +711,11 @@ static int run_pairs(struct sbertd *d, struct request *r, cJSON *reply,
     int irc = sbert_index_pairs(d->index, &p, &pairs);
     if (irc)
         rc = sbertd_index_error(irc, NULL, -1, err);
+    size_t id_bytes = 0;
+    for (size_t i = 0; !rc && i < pairs->n; i++)
+        id_bytes += 2 * DOC_JSON_OVERHEAD + strlen(pairs->pairs[i].a) + strlen(pairs->pairs[i].b);
+    if (!rc && id_bytes > LIM(max_reply_bytes))
+        rc = reply_too_large(d, "ask for fewer pairs (\"n\")", err);
     if (!rc && pairs->n) {
         /* the documents of both sides, in pair order: 2i is a, 2i+1 is b */
         ids = malloc(2 * pairs->n * sizeof *ids);
@@ -687,7 +728,14 @@ static int run_pairs(struct sbertd *d, struct request *r, cJSON *reply,
             lens[2 * i] = strlen(ids[2 * i]);
             lens[2 * i + 1] = strlen(ids[2 * i + 1]);
         }
-        if (!rc && include && (irc = sbert_index_get(d->index, ids, lens, 2 * pairs->n, include, &docs)))
+        /* bounded: with include, each pair carries both documents' texts and metadata */
+        if (!rc && include)
+            irc = sbert_index_get_max(d->index, ids, lens, 2 * pairs->n, include,
+                                      LIM(max_reply_bytes) - id_bytes, &docs);
+        if (!rc && include && irc == SBERT_INDEX_ETOOBIG)
+            rc = reply_too_large(d, "ask for fewer pairs (\"n\"), or leave text, metadata and "
+                                    "vector out of \"include\"", err);
+        else if (!rc && include && irc)
             rc = sbertd_index_error(irc, NULL, -1, err);
     }
     cJSON *a = rc ? NULL : cJSON_AddArrayToObject(reply, "pairs");
@@ -839,14 +887,71 @@ static int prepare_add(struct sbertd *d, struct request *r, struct sbert_proto_e
     return 0;
 }
 
-/* Stores a prepared, encoded add and builds its reply. */
+/* ---- writes remembered by req_id --------------------------------------------------------------- */
+
+/* A write's reply members, built from its outputs: once inside the write transaction for the
+ * store to remember (remember_reply), once after it for the reply sent. */
+struct remember {
+    const struct request *r;
+    int (*members)(cJSON *reply, const void *arg); /* 0, or -1 when out of memory */
+    const void *arg;
+};
+
+/* sbert_index_write_req's reply callback: the whole reply text, as sbertd_finish prints it. */
+static int remember_reply(void *user, char **out, size_t *len)
+{
+    const struct remember *m = user;
+    cJSON *reply = sbert_proto_reply_new(m->r->req.req_id);
+    int rc = !reply || m->members(reply, m->arg) || sbert_proto_print(reply, out, len);
+    cJSON_Delete(reply);
+    return rc ? -1 : 0;
+}
+
+/* The write_req for r, or NULL when r has no req_id (nothing to remember). */
+static const struct sbert_index_write_req *write_req(const struct request *r,
+                                                     struct sbert_index_write_req *wr,
+                                                     struct remember *m)
+{
+    if (!r->req.req_id)
+        return NULL;
+    wr->req_id = r->req.req_id;
+    wr->req_id_len = strlen(r->req.req_id);
+    wr->hash = r->hash;
+    wr->reply = remember_reply;
+    wr->user = m;
+    return wr;
+}
+
+/* ---- add (continued) ------------------------------------------------------------------------- */
+
+static int add_members(cJSON *reply, const void *arg)
+{
+    const struct add_prep *a = arg;
+    cJSON *ids = cJSON_AddArrayToObject(reply, "ids");
+    cJSON *rep = cJSON_AddArrayToObject(reply, "replaced");
+    if (!ids || !rep)
+        return -1;
+    for (size_t i = 0; i < a->n; i++) {
+        const struct sbert_index_put_item *it = &a->items[i];
+        cJSON *s = it->id ? cJSON_CreateString(it->id) : cJSON_CreateString(it->gen_id);
+        if (!s || !cJSON_AddItemToArray(ids, s) ||
+            !cJSON_AddItemToArray(rep, cJSON_CreateBool(it->replaced)))
+            return -1;
+    }
+    return add_truncated(reply, a->trunc, a->n);
+}
+
+/* Stores a prepared, encoded add (and its reply, under its req_id) and builds its reply. */
 static int add_store(struct sbertd *d, struct request *r, cJSON *reply,
                      struct sbert_proto_error *err)
 {
     struct add_prep *a = r->prep;
     size_t bad = 0;
     char why[512] = "";
-    int irc = sbert_index_put(d->index, a->items, a->n, &bad, why, sizeof why);
+    struct sbert_index_write_req wr;
+    struct remember m = {r, add_members, a};
+    int irc = sbert_index_put_req(d->index, a->items, a->n, write_req(r, &wr, &m), &bad, why,
+                                  sizeof why);
     if (irc)
         return sbertd_index_error(irc, why,
                                   (irc == SBERT_INDEX_EID || irc == SBERT_INDEX_EMETADATA ||
@@ -854,21 +959,7 @@ static int add_store(struct sbertd *d, struct request *r, cJSON *reply,
                                       ? (long)bad
                                       : -1,
                                   err);
-    cJSON *ids = cJSON_AddArrayToObject(reply, "ids");
-    cJSON *rep = cJSON_AddArrayToObject(reply, "replaced");
-    if (!ids || !rep)
-        return oom(err);
-    for (size_t i = 0; i < a->n; i++) {
-        const struct sbert_index_put_item *it = &a->items[i];
-        cJSON *s = it->id ? cJSON_CreateString(it->id) : cJSON_CreateString(it->gen_id);
-        if (!s || !cJSON_AddItemToArray(ids, s) ||
-            !cJSON_AddItemToArray(rep, cJSON_CreateBool(it->replaced))) {
-            return oom(err);
-        }
-    }
-    if (add_truncated(reply, a->trunc, a->n))
-        return oom(err);
-    return 0;
+    return add_members(reply, a) ? oom(err) : 0;
 }
 
 /* Runs in the committer: stores what stage_add encoded (or encodes first, when the writer's
@@ -948,27 +1039,42 @@ static int prepare_delete(struct sbertd *d, struct request *r, struct sbert_prot
     return 0;
 }
 
+/* A delete's outputs, for its reply members. */
+struct del_out {
+    size_t n, deleted;
+    int *existed;
+};
+
+static int del_members(cJSON *reply, const void *arg)
+{
+    const struct del_out *o = arg;
+    cJSON *a = NULL;
+    if (!cJSON_AddNumberToObject(reply, "deleted", (double)o->deleted) ||
+        !(a = cJSON_AddArrayToObject(reply, "existed")))
+        return -1;
+    for (size_t i = 0; i < o->n; i++)
+        if (!cJSON_AddItemToArray(a, cJSON_CreateBool(o->existed[i])))
+            return -1;
+    return 0;
+}
+
 static int run_delete(struct sbertd *d, struct request *r, cJSON *reply,
                       struct sbert_proto_error *err)
 {
     struct id_list *l = r->prep;
-    int *existed = calloc(l->n, sizeof *existed);
-    if (!existed)
+    struct del_out o = {l->n, 0, calloc(l->n, sizeof *o.existed)};
+    if (!o.existed)
         return oom(err);
-    size_t deleted = 0;
     char why[512] = "";
-    int rc = 0, irc = sbert_index_delete(d->index, l->ids, l->lens, l->n, existed, &deleted, why,
-                                         sizeof why);
+    struct sbert_index_write_req wr;
+    struct remember m = {r, del_members, &o};
+    int rc = 0, irc = sbert_index_delete_req(d->index, l->ids, l->lens, l->n, o.existed,
+                                             &o.deleted, write_req(r, &wr, &m), why, sizeof why);
     if (irc)
         rc = sbertd_index_error(irc, why, -1, err);
-    cJSON *a = NULL;
-    if (!rc && (!cJSON_AddNumberToObject(reply, "deleted", (double)deleted) ||
-                !(a = cJSON_AddArrayToObject(reply, "existed"))))
+    else if (del_members(reply, &o))
         rc = oom(err);
-    for (size_t i = 0; !rc && i < l->n; i++)
-        if (!cJSON_AddItemToArray(a, cJSON_CreateBool(existed[i])))
-            rc = oom(err);
-    free(existed);
+    free(o.existed);
     return rc;
 }
 

@@ -275,6 +275,18 @@ void sbertd_finish(struct sbertd *d, struct request *r, cJSON *reply,
         return;
     }
     cJSON_Delete(msg);
+    /* Reads estimate their size as they build it and refuse early (ops.c); this is the exact
+     * bound. A write's reply is sent whatever its size: the write has committed. */
+    uint64_t max_reply = atomic_load(&d->max_reply_bytes);
+    if (!failed && r->op && !r->op->is_write && len > max_reply) {
+        free(text);
+        struct sbert_proto_error big;
+        sbert_proto_error_set(&big, SBERT_PROTO_ETOO_LARGE, -1,
+                              "the reply would be %zu bytes, more than max_reply_bytes (%llu)",
+                              len, (unsigned long long)max_reply);
+        sbertd_finish(d, r, NULL, &big);
+        return;
+    }
     if (!failed && r->op && r->op->is_write && r->req.req_id && d->cache)
         cache_put(d->cache, r->req.req_id, r->hash, text, len);
     finish_with_text(d, r, text, len, failed, failed ? sbert_proto_code_name(err->code) : "ok");
@@ -525,26 +537,53 @@ static void *worker_main(void *arg)
     return NULL;
 }
 
-/* Answers a repeated write from the cache; returns 1 when r was finished here. */
+/* Answers a repeated write from the cache, or else from the replies the store remembers (add and
+ * delete, written with their batch: these survive a crash); returns 1 when r was finished here. */
 static int answer_repeat(struct sbertd *d, struct request *r)
 {
     if (!r->req.req_id)
         return 0;
     struct cache_entry *e = cache_find(d->cache, r->req.req_id);
-    if (!e)
-        return 0;
-    if (e->hash != r->hash) {
+    uint64_t hash = 0;
+    char *stored = NULL;
+    size_t len = 0;
+    const char *where = "the reply cache";
+    if (e) {
+        hash = e->hash;
+    } else {
+        int rc = sbert_index_req_find(d->index, r->req.req_id, strlen(r->req.req_id), &hash,
+                                      &stored, &len);
+        if (rc == SBERT_INDEX_ENOTFOUND)
+            return 0;
+        if (rc) {
+            /* without the lookup a retry could execute twice: refuse rather than guess */
+            struct sbert_proto_error err;
+            sbert_proto_error_set(&err, SBERT_PROTO_EINTERNAL, -1,
+                                  "req_id lookup in the store failed: %s",
+                                  sbert_index_strerror(rc));
+            sbertd_finish(d, r, NULL, &err);
+            return 1;
+        }
+        where = "the store's remembered replies";
+    }
+    if (hash != r->hash) {
         struct sbert_proto_error err;
         sbert_proto_error_set(&err, SBERT_PROTO_EREQ_ID_REUSED, -1,
                               "req_id \"%.64s\" was used by a different request in the last "
-                              "10 minutes",
-                              r->req.req_id);
+                              "%d %s",
+                              r->req.req_id, e ? 10 : SBERT_INDEX_REQ_KEEP_SECONDS / 3600,
+                              e ? "minutes" : "hours");
+        free(stored);
         sbertd_finish(d, r, NULL, &err);
         return 1;
     }
-    sbertd_log(LOG_INFO, "repeated %s req_id %s answered from the reply cache", r->op->name,
-               r->req.req_id);
-    finish_with_text(d, r, e->reply, e->len, 0, "ok");
+    sbertd_log(LOG_INFO, "repeated %s req_id %s answered from %s", r->op->name, r->req.req_id,
+               where);
+    if (e)
+        finish_with_text(d, r, e->reply, e->len, 0, "ok");
+    else
+        finish_with_text(d, r, stored, len, 0, "ok");
+    free(stored);
     return 1;
 }
 

@@ -103,7 +103,7 @@ struct sbertd {
 
     /* live-reloadable settings (SIGHUP) */
     _Atomic uint64_t max_message_size, max_batch, max_text_bytes, max_k, max_pairs, max_matrix,
-        max_metadata_bytes, max_concurrent, max_inflight_bytes;
+        max_metadata_bytes, max_concurrent, max_inflight_bytes, max_reply_bytes;
 
     atomic_int stopping;
     atomic_int receiver_alive;

@@ -337,6 +337,7 @@ const char *sbert_index_strerror(int err)
         "the target exists and is not an empty directory",
         "index spec not accepted",
         "text is not valid UTF-8",
+        "the result would exceed the size bound",
     };
     if (err > 0 || -err >= (int)(sizeof msgs / sizeof msgs[0]))
         return "unknown error";
@@ -1204,7 +1205,23 @@ struct put_ctx {
     uint64_t *label;   /* new label per item */
     int64_t *removed;  /* labels deleted (older versions of upserted ids) */
     size_t n_removed;
+    const struct sbert_index_write_req *req; /* NULL: nothing to remember */
 };
+
+/* Records req's reply in txn (put_fn and del_fn, once their outputs are final). */
+static int req_record(store *s, MDB_txn *txn, const struct sbert_index_write_req *req)
+{
+    char *reply = NULL;
+    size_t len = 0;
+    if (req->reply(req->user, &reply, &len) || (!reply && len)) {
+        free(reply);
+        return SBERT_INDEX_ECALLBACK;
+    }
+    int rc = store_req_put(s, txn, req->req_id, req->req_id_len, req->hash, reply ? reply : "",
+                           len, now_s());
+    free(reply);
+    return rc;
+}
 
 static int put_fn(store *s, MDB_txn *txn, void *user)
 {
@@ -1256,6 +1273,8 @@ static int put_fn(store *s, MDB_txn *txn, void *user)
         if ((rc = store_log_append(s, txn, ++p->change, label, STORE_OP_PUT)))
             return rc;
     }
+    if (p->req && (rc = req_record(s, txn, p->req)))
+        return rc;
     return store_meta_put_counters(s, txn, p->next_label, p->change);
 }
 
@@ -1283,11 +1302,27 @@ static int cmp_i64(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
+/* A write_req as documented in sbert_index.h, or NULL. */
+static int req_valid(const struct sbert_index_write_req *req)
+{
+    return !req || (req->req_id && req->req_id_len > 0 &&
+                    req->req_id_len <= SBERT_INDEX_REQ_ID_MAX && req->reply);
+}
+
 int sbert_index_put(sbert_index *idx, struct sbert_index_put_item *items, size_t n,
                     size_t *bad_index, char *errbuf, size_t errlen)
 {
+    return sbert_index_put_req(idx, items, n, NULL, bad_index, errbuf, errlen);
+}
+
+int sbert_index_put_req(sbert_index *idx, struct sbert_index_put_item *items, size_t n,
+                        const struct sbert_index_write_req *req, size_t *bad_index, char *errbuf,
+                        size_t errlen)
+{
     if (!idx || (!items && n))
         return errf(errbuf, errlen, SBERT_INDEX_EINVAL, "NULL argument");
+    if (!req_valid(req))
+        return errf(errbuf, errlen, SBERT_INDEX_EINVAL, "bad req_id record");
     if (n == 0)
         return 0;
     pthread_mutex_lock(&idx->wmu);
@@ -1296,7 +1331,7 @@ int sbert_index_put(sbert_index *idx, struct sbert_index_put_item *items, size_t
         return errf(errbuf, errlen, SBERT_INDEX_EIO, "the store failed to reopen after reindex");
     }
     size_t dim = (size_t)idx->meta.dim;
-    struct put_ctx p = {.idx = idx, .items = items, .n = n, .dim = dim};
+    struct put_ctx p = {.idx = idx, .items = items, .n = n, .dim = dim, .req = req};
     p.meta = calloc(n, sizeof *p.meta);
     float *vecs = malloc(n * dim * sizeof *vecs);
     p.label = malloc(n * sizeof *p.label);
@@ -1367,6 +1402,8 @@ int sbert_index_put(sbert_index *idx, struct sbert_index_put_item *items, size_t
         }
         if (rc == SBERT_INDEX_EID)
             errf(errbuf, errlen, rc, "an id collides with another long id's key; use shorter ids");
+        else if (rc == SBERT_INDEX_ECALLBACK)
+            errf(errbuf, errlen, rc, "the reply to remember for the req_id could not be built");
         goto done;
     }
     uint64_t first_new = idx->meta.next_label;
@@ -1412,6 +1449,8 @@ struct del_ctx {
     int64_t *removed;
     size_t n_removed;
     uint64_t change;
+    size_t *n_deleted;
+    const struct sbert_index_write_req *req;
 };
 
 static int del_fn(store *s, MDB_txn *txn, void *user)
@@ -1447,6 +1486,11 @@ static int del_fn(store *s, MDB_txn *txn, void *user)
         d->removed[d->n_removed++] = (int64_t)label;
         d->existed[i] = 1;
     }
+    if (d->n_deleted)
+        *d->n_deleted = d->n_removed;
+    int rc;
+    if (d->req && (rc = req_record(s, txn, d->req)))
+        return rc;
     if (d->change == d->idx->meta.change)
         return 0;
     return store_meta_put_counters(s, txn, d->idx->meta.next_label, d->change);
@@ -1455,16 +1499,26 @@ static int del_fn(store *s, MDB_txn *txn, void *user)
 int sbert_index_delete(sbert_index *idx, const char *const *ids, const size_t *lens, size_t n,
                        int *existed, size_t *n_deleted, char *errbuf, size_t errlen)
 {
+    return sbert_index_delete_req(idx, ids, lens, n, existed, n_deleted, NULL, errbuf, errlen);
+}
+
+int sbert_index_delete_req(sbert_index *idx, const char *const *ids, const size_t *lens, size_t n,
+                           int *existed, size_t *n_deleted, const struct sbert_index_write_req *req,
+                           char *errbuf, size_t errlen)
+{
     if (n_deleted)
         *n_deleted = 0;
     if (!idx || (n && (!ids || !lens)))
         return errf(errbuf, errlen, SBERT_INDEX_EINVAL, "NULL argument");
+    if (!req_valid(req) || (req && (!existed || !n_deleted)))
+        return errf(errbuf, errlen, SBERT_INDEX_EINVAL, "bad req_id record");
     if (n == 0)
         return 0;
     for (size_t i = 0; i < n; i++)
         if (!ids[i])
             return errf(errbuf, errlen, SBERT_INDEX_EINVAL, "id %zu is NULL", i);
-    struct del_ctx d = {.idx = idx, .ids = ids, .lens = lens, .n = n};
+    struct del_ctx d = {.idx = idx, .ids = ids, .lens = lens, .n = n, .n_deleted = n_deleted,
+                        .req = req};
     int *ex = existed ? existed : calloc(n, sizeof *ex);
     d.removed = malloc(n * sizeof *d.removed);
     int rc;
@@ -1488,8 +1542,14 @@ int sbert_index_delete(sbert_index *idx, const char *const *ids, const size_t *l
             snapshot_poke(idx);
             if (n_deleted)
                 *n_deleted = d.n_removed;
-        } else if (existed)
-            memset(existed, 0, n * sizeof *existed);
+        } else {
+            if (existed)
+                memset(existed, 0, n * sizeof *existed);
+            if (n_deleted)
+                *n_deleted = 0;
+            if (rc == SBERT_INDEX_ECALLBACK)
+                errf(errbuf, errlen, rc, "the reply to remember for the req_id could not be built");
+        }
     }
     pthread_mutex_unlock(&idx->wmu);
 out:
@@ -1572,6 +1632,12 @@ static int read_enter(sbert_index *idx)
 int sbert_index_get(sbert_index *idx, const char *const *ids, const size_t *lens, size_t n,
                     unsigned include, struct sbert_index_results **out)
 {
+    return sbert_index_get_max(idx, ids, lens, n, include, SIZE_MAX, out);
+}
+
+int sbert_index_get_max(sbert_index *idx, const char *const *ids, const size_t *lens, size_t n,
+                        unsigned include, size_t max_bytes, struct sbert_index_results **out)
+{
     if (out)
         *out = NULL;
     if (!idx || !out || (n && (!ids || !lens)))
@@ -1588,6 +1654,7 @@ int sbert_index_get(sbert_index *idx, const char *const *ids, const size_t *lens
     res->n = n;
     if ((rc = store_read_begin(idx->st, &txn)))
         goto done;
+    size_t bytes = 0;
     for (size_t i = 0; i < n && rc == 0; i++) {
         struct sbert_index_doc *d = &res->docs[i];
         uint64_t label;
@@ -1611,8 +1678,19 @@ int sbert_index_get(sbert_index *idx, const char *const *ids, const size_t *lens
                 rc = SBERT_INDEX_ENOMEM;
         } else if (lr)
             rc = store_error(lr, "get", NULL, 0);
-        else
-            rc = doc_fill(d, &r, include);
+        else {
+            /* counted before the copy: the bound holds for the memory too */
+            bytes += r.id_len;
+            if (include & SBERT_INDEX_INCLUDE_TEXT)
+                bytes += r.text_len;
+            if ((include & SBERT_INDEX_INCLUDE_METADATA) && r.meta)
+                bytes += r.meta_len;
+            if (include & SBERT_INDEX_INCLUDE_VECTOR)
+                bytes += (size_t)r.dim * sizeof(float);
+            rc = bytes > max_bytes ? SBERT_INDEX_ETOOBIG : doc_fill(d, &r, include);
+        }
+        if (!rc && !d->found && (bytes += lens[i]) > max_bytes)
+            rc = SBERT_INDEX_ETOOBIG;
     }
     store_read_end(idx->st, txn);
 done:
@@ -1623,6 +1701,35 @@ done:
     }
     *out = res;
     return 0;
+}
+
+int sbert_index_req_find(sbert_index *idx, const char *req_id, size_t len, uint64_t *hash,
+                         char **reply, size_t *reply_len)
+{
+    if (reply)
+        *reply = NULL;
+    if (!idx || !req_id || !hash || !reply || !reply_len || len == 0 ||
+        len > SBERT_INDEX_REQ_ID_MAX)
+        return SBERT_INDEX_EINVAL;
+    int rc = read_enter(idx);
+    if (rc)
+        return rc;
+    MDB_txn *txn = NULL;
+    if ((rc = store_read_begin(idx->st, &txn)) == 0) {
+        const char *r;
+        size_t rl;
+        int lr = store_req_get(idx->st, txn, req_id, len, now_s(), hash, &r, &rl);
+        if (lr == 0) {
+            if ((*reply = dup_bytes(r, rl)))
+                *reply_len = rl;
+            else
+                rc = SBERT_INDEX_ENOMEM;
+        } else
+            rc = lr < 0 && lr > -100 ? lr : store_error(lr, "req_id lookup", NULL, 0);
+        store_read_end(idx->st, txn);
+    }
+    pthread_rwlock_unlock(&idx->swap);
+    return rc;
 }
 
 int sbert_index_count(sbert_index *idx, uint64_t *count)

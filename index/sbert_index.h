@@ -4,7 +4,7 @@
  *
  * A store is a directory:
  *   store.mdb, store.mdb-lock   the LMDB environment (MDB_NOSUBDIR): documents, id map, meta
- *                               record, change log
+ *                               record, change log, remembered writes (req_id)
  *   index.snap                  a snapshot of the vector index (rebuilt from store.mdb when
  *                               missing, damaged or of another index spec)
  *   LOCK                        flock()ed by the process that has the store open
@@ -55,6 +55,12 @@ extern "C" {
 /* Longest client id, in bytes. */
 #define SBERT_INDEX_ID_MAX 512
 
+/* Remembered writes (sbert_index_write_req): the longest req_id in bytes, and the window kept:
+ * the newest SBERT_INDEX_REQ_KEEP entries younger than SBERT_INDEX_REQ_KEEP_SECONDS. */
+#define SBERT_INDEX_REQ_ID_MAX 128
+#define SBERT_INDEX_REQ_KEEP 10000
+#define SBERT_INDEX_REQ_KEEP_SECONDS (24 * 3600)
+
 /* Generated ids: 36 characters, UUID version 7 layout ("0193a6b2-7c1e-7xxx-yxxx-xxxxxxxxxxxx",
  * lowercase hex): time-ordered, so byte order is insertion order. Size with the NUL. */
 #define SBERT_INDEX_GEN_ID_SIZE 37
@@ -82,6 +88,7 @@ enum {
     SBERT_INDEX_EEXIST = -14,    /* a backup target exists and is not an empty directory */
     SBERT_INDEX_ESPEC = -15,     /* the index spec (FAISS factory string) is not accepted */
     SBERT_INDEX_ETEXT = -16,     /* a text is not valid UTF-8 */
+    SBERT_INDEX_ETOOBIG = -17,   /* a result would exceed the caller's byte bound */
 };
 
 /* Returns a static string describing err; never NULL. */
@@ -227,6 +234,45 @@ int sbert_index_put(sbert_index *idx, struct sbert_index_put_item *items, size_t
 int sbert_index_delete(sbert_index *idx, const char *const *ids, const size_t *lens, size_t n,
                        int *existed, size_t *n_deleted, char *errbuf, size_t errlen);
 
+/*
+ * Idempotent writes. A client that retries a write after a crash (the write committed, its reply
+ * was lost) must get the first reply instead of a second execution. The *_req variants of put and
+ * delete record req_id -> (hash, reply) in the same durable transaction as the write itself, so
+ * the record exists exactly when the write committed; sbert_index_req_find() looks it up.
+ * The store keeps the newest SBERT_INDEX_REQ_KEEP records younger than
+ * SBERT_INDEX_REQ_KEEP_SECONDS (older ones are pruned by the writes that add records); a reindex
+ * starts without any. A record of a req_id already recorded replaces it.
+ */
+struct sbert_index_write_req {
+    const char *req_id; /* 1..SBERT_INDEX_REQ_ID_MAX bytes, any bytes */
+    size_t req_id_len;
+    uint64_t hash;      /* the caller's fingerprint of the request, returned by req_find */
+    /* Builds the reply to remember, called inside the write transaction once the call's outputs
+     * are final (put: every item's gen_id and replaced; delete: existed and *n_deleted, which
+     * must then not be NULL), before the commit; it may be called again when the transaction is
+     * retried (map growth), and must not call into the library. Sets *reply to a malloc'd buffer
+     * of *len bytes that the library frees. Returns 0, or non-zero to abort the write (which
+     * then returns SBERT_INDEX_ECALLBACK and stores nothing). */
+    int (*reply)(void *user, char **reply, size_t *len);
+    void *user;
+};
+
+/* sbert_index_put / sbert_index_delete that also record req (NULL: none, as the plain calls). */
+int sbert_index_put_req(sbert_index *idx, struct sbert_index_put_item *items, size_t n,
+                        const struct sbert_index_write_req *req, size_t *bad_index, char *errbuf,
+                        size_t errlen);
+int sbert_index_delete_req(sbert_index *idx, const char *const *ids, const size_t *lens, size_t n,
+                           int *existed, size_t *n_deleted, const struct sbert_index_write_req *req,
+                           char *errbuf, size_t errlen);
+
+/*
+ * Looks up the write recorded under req_id (len bytes). Returns 0 with *hash and *reply (a
+ * malloc'd copy of *reply_len bytes plus a NUL, owned by the caller: free()), or
+ * SBERT_INDEX_ENOTFOUND when none is recorded within the window, or another error code.
+ */
+int sbert_index_req_find(sbert_index *idx, const char *req_id, size_t len, uint64_t *hash,
+                         char **reply, size_t *reply_len);
+
 /* ---- reads ----------------------------------------------------------------------------------- */
 
 /* include flags: which optional fields results carry. id and score are always there. */
@@ -266,6 +312,15 @@ void sbert_index_results_free(struct sbert_index_results *r);
  */
 int sbert_index_get(sbert_index *idx, const char *const *ids, const size_t *lens, size_t n,
                     unsigned include, struct sbert_index_results **out);
+
+/*
+ * sbert_index_get with a bound on the result's size: when the bytes of the results' ids, texts,
+ * metadata and vectors (4 bytes a float) would exceed max_bytes, stops at that point, frees what
+ * it read and returns SBERT_INDEX_ETOOBIG, so the memory it takes stays near max_bytes however
+ * large the documents or n are. max_bytes = SIZE_MAX: unbounded (sbert_index_get).
+ */
+int sbert_index_get_max(sbert_index *idx, const char *const *ids, const size_t *lens, size_t n,
+                        unsigned include, size_t max_bytes, struct sbert_index_results **out);
 
 /* Sets *count to the number of documents. */
 int sbert_index_count(sbert_index *idx, uint64_t *count);

@@ -1,7 +1,7 @@
 /*
  * store.h — internal to index/: the LMDB side of the document store.
  *
- * One environment file (MDB_NOSUBDIR, so a finished reindex can be renamed over it) with four
+ * One environment file (MDB_NOSUBDIR, so a finished reindex can be renamed over it) with six
  * named databases:
  *   "meta"  string key -> value:  "format" (magic "SBIX" + u32 version), "model" (JSON object),
  *           "spec" (FAISS factory string), "next_label" (u64), "change" (u64), "uuid" (16 bytes)
@@ -13,6 +13,18 @@
  *           trust any transaction's copy of a label it found.
  *   "log"   u64 change number (MDB_INTEGERKEY) -> {u64 label, u8 op}: the change log replayed
  *           into the vector index after its snapshot; trimmed up to the snapshot's change.
+ *   "reqs"  req_id -> remembered write (encoding below): the replies of writes sent with a
+ *           req_id, written in the same transaction as the write, so a retry after a crash finds
+ *           the reply of a write that committed. Kept: the newest STORE_REQ_KEEP entries younger
+ *           than STORE_REQ_KEEP_SECONDS, pruned in each write transaction that adds one.
+ *   "reqseq" u64 sequence (MDB_INTEGERKEY) -> req_id: the order of "reqs", oldest first, for
+ *           the pruning.
+ *   "reqs" and "reqseq" came after format version 1 without changing it: open creates them in a
+ *   store that lacks them, and a reader that does not know them ignores them. A reindex starts
+ *   a fresh environment without them (its retries then execute again).
+ *
+ * Remembered write, version 1: u8 version (1), u8[7] zero, u64 sequence, u64 Unix time (s),
+ *   u64 the caller's fingerprint of the request, then the reply bytes.
  *
  * Record encoding, version 1 (all integers little-endian):
  *   u8 version (1), u8 flags (bit 0: has metadata), u16 id_len, u32 text_len, u32 meta_len,
@@ -36,12 +48,16 @@
 #define STORE_RECORD_VERSION 1
 #define STORE_RECORD_HEADER 16
 #define STORE_UUID_SIZE 16
+#define STORE_REQ_VERSION 1
+#define STORE_REQ_HEADER 32
+#define STORE_REQ_KEEP SBERT_INDEX_REQ_KEEP
+#define STORE_REQ_KEEP_SECONDS SBERT_INDEX_REQ_KEEP_SECONDS
 
 enum { STORE_OP_PUT = 1, STORE_OP_DELETE = 2 };
 
 typedef struct store {
     MDB_env *env;
-    MDB_dbi meta, ids, docs, log;
+    MDB_dbi meta, ids, docs, log, reqs, reqseq;
     pthread_rwlock_t lock;
     size_t map_size;
     int unmapped; /* LMDB error that left the environment without a map; then every call fails */
@@ -130,6 +146,18 @@ int store_log_decode(const MDB_val *v, uint64_t *label, int *op);
 
 /* Deletes the change log entries numbered up to and including upto. */
 int store_log_trim(store *s, MDB_txn *txn, uint64_t upto);
+
+/* Remembers the reply of a write sent with req_id (1..SBERT_INDEX_REQ_ID_MAX bytes) in txn,
+ * replacing an older entry of the same req_id, and prunes "reqs" to its window (see above).
+ * now is the Unix time. Returns 0 or an LMDB code. */
+int store_req_put(store *s, MDB_txn *txn, const char *req_id, size_t len, uint64_t hash,
+                  const char *reply, size_t reply_len, int64_t now);
+
+/* Finds req_id's remembered write younger than STORE_REQ_KEEP_SECONDS at now. Returns 0 with
+ * *reply pointing into LMDB's map (valid while txn is open), SBERT_INDEX_ENOTFOUND,
+ * SBERT_INDEX_EFORMAT or an LMDB code. */
+int store_req_get(store *s, MDB_txn *txn, const char *req_id, size_t len, int64_t now,
+                  uint64_t *hash, const char **reply, size_t *reply_len);
 
 /* Map size and bytes in use. */
 void store_map_info(store *s, uint64_t *map_size, uint64_t *used);
