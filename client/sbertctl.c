@@ -1232,8 +1232,11 @@ static const struct command commands[] = {
      "--id-column\n"
      "the id, and every other column becomes a metadata string. FILE \"-\" reads standard input.\n"
      "Documents go in batches with a request id, so a batch re-sent after a timeout is applied\n"
-     "once. A progress bar (count, rate, ETA) shows on a terminal. Prints the ids (--json:\n"
-     "{\"ids\":[...]}); a document with an existing id replaces it.",
+     "once. --in-flight batches are sent before the first reply is awaited, each on its own\n"
+     "connection, so sbertd encodes one while it commits another; a batch naming an id that a\n"
+     "batch in flight names waits for it, so the last line with an id is the one kept.\n"
+     "A progress bar (count, rate, ETA) shows on a terminal. Prints the ids in input order\n"
+     "(--json: {\"ids\":[...]}); a document with an existing id replaces it.",
      add_opts, 0, -1, 120, cmd_add},
     {"query", "[-k N] [--filter JSON] [--min-score S] TEXT", "the documents most similar to TEXT",
      "--json: {\"results\":[{\"id\",\"score\",\"text\",\"metadata\"}]}", query_opts, 1, 1, 30,
