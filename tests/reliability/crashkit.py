@@ -268,6 +268,8 @@ class Model:
         self.batch = 0
         self.acked = 0        # write requests acknowledged
         self.reindexed = False  # a reindex may have re-encoded since the last check
+        self.retry = None     # (request, state before it): resent with its req_id after a check
+        self.retried = 0
 
     def text(self):
         self.serial += 1
@@ -293,7 +295,8 @@ class Model:
             ids = self.rng.sample(live, min(len(live), self.rng.randint(1, 60 if big else 8)))
             ids.append("%s-never-%d" % (self.p, self.rng.randint(0, 10**9)))
             self.universe.update(ids)
-            return {"v": 1, "op": "delete", "ids": ids}
+            self.batch += 1
+            return {"v": 1, "op": "delete", "req_id": "%s-d%d" % (self.p, self.batch), "ids": ids}
         self.batch += 1
         n = self.rng.randint(8, 40)
         ids = []
@@ -417,6 +420,7 @@ class Checker:
         without = m.docs
         outcome = "no write in flight"
         if m.pending is not None:
+            m.retry = (m.pending, m.docs)
             with_ = Model.applied(m.docs, m.pending)
             if state == with_ and with_ != without:
                 outcome = "applied"
@@ -433,6 +437,35 @@ class Checker:
             self.outcomes.setdefault(phase, {}).setdefault(outcome, 0)
             self.outcomes[phase][outcome] += 1
         m.pending = None
+
+    def retry(self, c):
+        """Each writer resends its request in flight at the kill with the same req_id, as a
+        client that lost the reply does. The reply must be the first execution's (replaced /
+        existed as of the state before it) whether or not the batch had been committed; an
+        execution repeated after the restart would say replaced/existed for its own documents."""
+        for m in self.ms:
+            if m.retry is None:
+                continue
+            op, before = m.retry
+            m.retry = None
+            r = c.call(op["op"], **{k: v for k, v in op.items() if k not in ("v", "op")})
+            check(r.get("ok"), "retry of %s %s: %r" % (op["op"], op["req_id"], r))
+            if op["op"] == "add":
+                ids = [d["id"] for d in op["documents"]]
+                check(r["ids"] == ids and r["replaced"] == [i in before for i in ids],
+                      "retry of %s after the restart: replaced %r, the first execution's would "
+                      "be %r (executed twice?)" % (op["req_id"], r["replaced"],
+                                                   [i in before for i in ids]))
+            else:
+                check(r["existed"] == [i in before for i in op["ids"]],
+                      "retry of %s after the restart: existed %r, the first execution's would "
+                      "be %r (executed twice?)" % (op["req_id"], r["existed"],
+                                                   [i in before for i in op["ids"]]))
+            if Model.applied(m.docs, op) != m.docs:
+                m.docs = Model.applied(m.docs, op)
+                for d in op.get("documents", []):
+                    m.vecs.pop(d["id"], None)
+            m.retried += 1
 
     def verify(self, c, phase=None, resolve=True):
         """Checks the daemon behind c against the models; resolves the pending requests."""
@@ -585,6 +618,7 @@ class Soak:
         c = h.Client(d.url, timeout_ms=120000)
         try:
             chk.verify(c, phase)
+            chk.retry(c)
             check(not os.path.exists(os.path.join(d.data, "reindex.mdb")),
                   "reindex.mdb left behind after restart")
         finally:
@@ -802,6 +836,8 @@ class Soak:
             % sum(c.docs_checked for c in checkers),
             ("FAILED: %s" % failed) if failed else
             "losses: 0   half batches: 0   index/store mismatches: 0   (checked after each restart)",
+            "requests in flight at a kill resent with their req_id after the restart: %d (each "
+            "answered as its first execution)" % sum(m.retried for c in checkers for m in c.ms),
             "backups opened as stores after a kill during backup: %d" % self.ops_checked,
             "snapshot temporaries left by kills: %d, still present after the restart: %d"
             % (self.tmp_seen, self.tmp_kept),
