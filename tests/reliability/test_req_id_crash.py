@@ -3,11 +3,12 @@
 
 Usage: test_req_id_crash.py MODEL_DIR   (SBERTD names the sbertd binary)
 
-The crash soak shows that a batch in flight at a SIGKILL is often committed although its client
-never got the reply. Such a client retries with the same req_id (PROTOCOL.md section 2: a repeat
-is answered with the remembered reply, without executing it again). Today the reply cache lives in
-memory only: after the restart the retry executes again, and an add with generated ids stores its
-documents twice. Expected: the retry gets the first reply (same ids) and no document is added.
+The crash soak shows that a batch in flight at a SIGKILL is sometimes committed although its
+client never got the reply. Such a client retries with the same req_id (PROTOCOL.md section 2: a
+repeat is answered with the remembered reply, without executing it again). With a reply cache in
+memory only, the retry after the restart executed again and an add with generated ids stored its
+documents twice; the store now keeps req_id -> reply in the batch's own transaction. Checked: the
+retry gets the first reply (same ids) and no document is added.
 """
 import os
 import shutil
