@@ -1114,7 +1114,18 @@ int sbertd_reindex_encode(const char *const *texts, const size_t *lens, size_t n
     struct sbertd *d = user;
     struct sbert_encode_params p = sbert_encode_default_params();
     p.n_threads = d->cfg.encode_threads;
-    return sbert_encode(d->model, texts, lens, n, out, &p, NULL, NULL);
+    /* Pieces of 64 texts (well under a second each) so that the watchdog, which withholds its
+     * ping from a request busy past watchdog_stall_sec, sees a long reindex moving. */
+    const size_t piece = 64;
+    for (size_t i = 0; i < n; i += piece) {
+        size_t k = n - i < piece ? n - i : piece;
+        int rc = sbert_encode(d->model, texts + i, lens ? lens + i : NULL, k,
+                              out + i * (size_t)d->info->dim, &p, NULL, NULL);
+        if (rc)
+            return rc;
+        sbertd_server_progress(d);
+    }
+    return 0;
 }
 
 static int run_reindex(struct sbertd *d, struct request *r, cJSON *reply,

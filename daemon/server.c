@@ -511,12 +511,22 @@ struct worker_arg {
     int index;
 };
 
+/* The calling thread's slot in busy_since (workers, then writer, then committer); -1 elsewhere. */
+static _Thread_local int busy_slot = -1;
+
+void sbertd_server_progress(struct sbertd *d)
+{
+    if (busy_slot >= 0)
+        atomic_store(&d->busy_since[busy_slot], sbertd_now_us());
+}
+
 static void *worker_main(void *arg)
 {
     struct worker_arg *wa = arg;
     struct sbertd *d = wa->d;
     int w = wa->index;
     free(wa);
+    busy_slot = w;
     struct request *r;
     while ((r = queue_pop(&d->work))) {
         atomic_store(&d->busy_since[w], sbertd_now_us());
@@ -597,6 +607,7 @@ static void *writer_main(void *arg)
 {
     struct sbertd *d = arg;
     int w = d->n_workers;
+    busy_slot = w;
     struct request *r;
     while ((r = queue_pop(&d->writes))) {
         uint64_t t = sbertd_now_us();
@@ -633,6 +644,7 @@ static void *committer_main(void *arg)
 {
     struct sbertd *d = arg;
     int w = d->n_workers + 1;
+    busy_slot = w;
     struct request *r;
     while ((r = queue_pop(&d->commits))) {
         r->t_run_us = sbertd_now_us();

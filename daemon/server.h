@@ -157,12 +157,18 @@ void sbertd_finish(struct sbertd *d, struct request *r, cJSON *reply,
 int sbertd_encode(struct sbertd *d, const char *const *texts, const size_t *lens, size_t n,
                   float *out, int *truncated, int shared, struct sbert_proto_error *err);
 
-/* Maps an index error to a protocol error (err gets the index's message). */
 /* The sbert_index_encode_fn of a reindex (the op, or at start-up after a model change):
- * encodes with the daemon's model. user is the struct sbertd. */
+ * encodes with the daemon's model, in pieces, telling the watchdog after each that the request
+ * is still making progress. user is the struct sbertd. */
 int sbertd_reindex_encode(const char *const *texts, const size_t *lens, size_t n, float *out,
                           void *user);
 
+/* Called by a long request while it makes progress: restarts the busy clock that
+ * sbertd_server_alive() compares with watchdog_stall_sec for the calling server thread. A no-op
+ * on any other thread (start-up). */
+void sbertd_server_progress(struct sbertd *d);
+
+/* Maps an index error to a protocol error (err gets the index's message). */
 int sbertd_index_error(int rc, const char *msg, long index, struct sbert_proto_error *err);
 
 #endif
