@@ -572,7 +572,9 @@ class Soak:
         # Snapshots every 2 or so batches, so that kills land in snapshots and restarts replay
         # the changes after the last one. max_k covers the whole collection: a query for
         # k = all checks the index's ids.
-        return ("snapshot_changes = 48\nsnapshot_seconds = 5\nmax_k = 10000\n" + extra)
+        # A 1 MiB initial map: LMDB's map grows (doubling) under the writers now and then.
+        return ("snapshot_changes = 48\nsnapshot_seconds = 5\nmax_k = 10000\nmap_size = 1M\n"
+                + extra)
 
     def new_store(self, name, extra="", writers=1):
         tmp = os.path.join(self.work, name)
@@ -804,6 +806,9 @@ class Soak:
             check(rc == 0, "sbertd exited with %d at SIGTERM" % rc)
         return time.time() - t0
 
+    def log_count(self, what):
+        return (self.main[0].log_tail(10**7) if self.main else "").count(what)
+
     def kernel(self):
         d = self.main[0] if self.main else self.current
         for line in (d.log_tail(10**6) if d else "").splitlines():
@@ -848,6 +853,7 @@ class Soak:
                max([c.max_diff_encode for c in checkers] or [0]), VEC_TOL),
             "restart to health: n %d  p50 %.2f s  max %.2f s" % (
                 len(rs), statistics.median(rs) if rs else 0, rs[-1] if rs else 0),
+            "LMDB map growths (from 1 MiB), main store: %d" % self.log_count("grown to"),
             "wall %.0f s   OpenBLAS kernel: %s" % (wall, self.kernel())]
         return "\n".join(lines)
 
