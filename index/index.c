@@ -1015,6 +1015,10 @@ int sbert_index_open(const char *dir, const struct sbert_index_params *params, s
         idx->params.snapshot_changes = DEFAULT_SNAPSHOT_CHANGES;
     if (!idx->params.snapshot_seconds)
         idx->params.snapshot_seconds = DEFAULT_SNAPSHOT_SECONDS;
+    if (!idx->params.req_keep)
+        idx->params.req_keep = SBERT_INDEX_REQ_KEEP;
+    if (!idx->params.req_keep_seconds)
+        idx->params.req_keep_seconds = SBERT_INDEX_REQ_KEEP_SECONDS;
     snprintf(idx->dir, sizeof idx->dir, "%s", dir);
     snprintf(idx->store_path, sizeof idx->store_path, "%s/store.mdb", dir);
     snprintf(idx->snap_path, sizeof idx->snap_path, "%s/index.snap", dir);
@@ -1140,12 +1144,13 @@ int sbert_index_open(const char *dir, const struct sbert_index_params *params, s
     } else if ((rc = load_vindex(idx, errbuf, errlen)))
         goto fail;
 
+    /* Before the snapshot thread starts: from then on snap_* are written under wmu. */
+    publish(idx);
     if (pthread_create(&idx->thread, NULL, snapshot_thread, idx)) {
         rc = errf(errbuf, errlen, SBERT_INDEX_ENOMEM, "starting the snapshot thread failed");
         goto fail;
     }
     idx->thread_started = 1;
-    publish(idx);
     *out = idx;
     return 0;
 fail:
@@ -1209,7 +1214,8 @@ struct put_ctx {
 };
 
 /* Records req's reply in txn (put_fn and del_fn, once their outputs are final). */
-static int req_record(store *s, MDB_txn *txn, const struct sbert_index_write_req *req)
+static int req_record(sbert_index *idx, store *s, MDB_txn *txn,
+                      const struct sbert_index_write_req *req)
 {
     char *reply = NULL;
     size_t len = 0;
@@ -1218,7 +1224,8 @@ static int req_record(store *s, MDB_txn *txn, const struct sbert_index_write_req
         return SBERT_INDEX_ECALLBACK;
     }
     int rc = store_req_put(s, txn, req->req_id, req->req_id_len, req->hash, reply ? reply : "",
-                           len, now_s());
+                           len, now_s(), idx->params.req_keep,
+                           (int64_t)idx->params.req_keep_seconds);
     free(reply);
     return rc;
 }
@@ -1273,7 +1280,7 @@ static int put_fn(store *s, MDB_txn *txn, void *user)
         if ((rc = store_log_append(s, txn, ++p->change, label, STORE_OP_PUT)))
             return rc;
     }
-    if (p->req && (rc = req_record(s, txn, p->req)))
+    if (p->req && (rc = req_record(p->idx, s, txn, p->req)))
         return rc;
     return store_meta_put_counters(s, txn, p->next_label, p->change);
 }
@@ -1489,7 +1496,7 @@ static int del_fn(store *s, MDB_txn *txn, void *user)
     if (d->n_deleted)
         *d->n_deleted = d->n_removed;
     int rc;
-    if (d->req && (rc = req_record(s, txn, d->req)))
+    if (d->req && (rc = req_record(d->idx, s, txn, d->req)))
         return rc;
     if (d->change == d->idx->meta.change)
         return 0;
@@ -1718,7 +1725,8 @@ int sbert_index_req_find(sbert_index *idx, const char *req_id, size_t len, uint6
     if ((rc = store_read_begin(idx->st, &txn)) == 0) {
         const char *r;
         size_t rl;
-        int lr = store_req_get(idx->st, txn, req_id, len, now_s(), hash, &r, &rl);
+        int lr = store_req_get(idx->st, txn, req_id, len, now_s(),
+                               (int64_t)idx->params.req_keep_seconds, hash, &r, &rl);
         if (lr == 0) {
             if ((*reply = dup_bytes(r, rl)))
                 *reply_len = rl;

@@ -55,8 +55,9 @@ extern "C" {
 /* Longest client id, in bytes. */
 #define SBERT_INDEX_ID_MAX 512
 
-/* Remembered writes (sbert_index_write_req): the longest req_id in bytes, and the window kept:
- * the newest SBERT_INDEX_REQ_KEEP entries younger than SBERT_INDEX_REQ_KEEP_SECONDS. */
+/* Remembered writes (sbert_index_write_req): the longest req_id in bytes, and the default window
+ * kept (sbert_index_params req_keep, req_keep_seconds): the newest SBERT_INDEX_REQ_KEEP entries
+ * younger than SBERT_INDEX_REQ_KEEP_SECONDS. */
 #define SBERT_INDEX_REQ_ID_MAX 128
 #define SBERT_INDEX_REQ_KEEP 10000
 #define SBERT_INDEX_REQ_KEEP_SECONDS (24 * 3600)
@@ -153,6 +154,11 @@ struct sbert_index_params {
     uint64_t snapshot_changes;
     uint32_t snapshot_seconds;
 
+    /* Remembered writes (sbert_index_write_req) kept: the newest req_keep records younger than
+     * req_keep_seconds. 0: the defaults (SBERT_INDEX_REQ_KEEP, SBERT_INDEX_REQ_KEEP_SECONDS). */
+    uint64_t req_keep;
+    uint32_t req_keep_seconds;
+
     /* When set and the store's model differs from model, open re-encodes every stored text with
      * this callback (as sbert_index_reindex() would) instead of failing with EMODEL. */
     sbert_index_encode_fn reindex_on_open;
@@ -239,9 +245,9 @@ int sbert_index_delete(sbert_index *idx, const char *const *ids, const size_t *l
  * was lost) must get the first reply instead of a second execution. The *_req variants of put and
  * delete record req_id -> (hash, reply) in the same durable transaction as the write itself, so
  * the record exists exactly when the write committed; sbert_index_req_find() looks it up.
- * The store keeps the newest SBERT_INDEX_REQ_KEEP records younger than
- * SBERT_INDEX_REQ_KEEP_SECONDS (older ones are pruned by the writes that add records); a reindex
- * starts without any. A record of a req_id already recorded replaces it.
+ * The store keeps the newest params.req_keep records younger than params.req_keep_seconds (older
+ * ones are pruned by the writes that add records, and never found); a reindex starts without
+ * any. A record of a req_id already recorded replaces it.
  */
 struct sbert_index_write_req {
     const char *req_id; /* 1..SBERT_INDEX_REQ_ID_MAX bytes, any bytes */

@@ -594,13 +594,13 @@ static int req_decode(const MDB_val *v, uint64_t *seq, int64_t *t, uint64_t *has
 
 /* Drops the oldest entries until at most keep remain and the oldest is younger than the window.
  * A "reqseq" entry whose "reqs" entry was replaced since (another sequence) only goes itself. */
-static int req_prune(store *s, MDB_txn *txn, int64_t now, size_t keep)
+static int req_prune(store *s, MDB_txn *txn, int64_t now, uint64_t keep, int64_t keep_s)
 {
     MDB_stat st;
     int rc = mdb_stat(txn, s->reqseq, &st);
     if (rc)
         return rc;
-    size_t n = st.ms_entries;
+    uint64_t n = st.ms_entries;
     MDB_cursor *c;
     if ((rc = mdb_cursor_open(txn, s->reqseq, &c)))
         return rc;
@@ -619,7 +619,7 @@ static int req_prune(store *s, MDB_txn *txn, int64_t now, size_t keep)
             break;
         }
         int current = g == 0 && rseq == (uint64_t)seq;
-        if (current && n <= keep && now - t < STORE_REQ_KEEP_SECONDS)
+        if (current && n <= keep && now - t < keep_s)
             break;
         if (current && (rc = mdb_del(txn, s->reqs, &rk, NULL)))
             break;
@@ -632,7 +632,7 @@ static int req_prune(store *s, MDB_txn *txn, int64_t now, size_t keep)
 }
 
 int store_req_put(store *s, MDB_txn *txn, const char *req_id, size_t len, uint64_t hash,
-                  const char *reply, size_t reply_len, int64_t now)
+                  const char *reply, size_t reply_len, int64_t now, uint64_t keep, int64_t keep_s)
 {
     /* the next sequence: one past the newest */
     MDB_cursor *c;
@@ -661,11 +661,11 @@ int store_req_put(store *s, MDB_txn *txn, const char *req_id, size_t len, uint64
     MDB_val sk = {sizeof seq, &seq}, sv = {len, (void *)req_id};
     if ((rc = mdb_put(txn, s->reqseq, &sk, &sv, MDB_APPEND)))
         return rc;
-    return req_prune(s, txn, now, STORE_REQ_KEEP);
+    return req_prune(s, txn, now, keep, keep_s);
 }
 
 int store_req_get(store *s, MDB_txn *txn, const char *req_id, size_t len, int64_t now,
-                  uint64_t *hash, const char **reply, size_t *reply_len)
+                  int64_t keep_s, uint64_t *hash, const char **reply, size_t *reply_len)
 {
     MDB_val k = {len, (void *)req_id}, v;
     int rc = mdb_get(txn, s->reqs, &k, &v);
@@ -677,7 +677,7 @@ int store_req_get(store *s, MDB_txn *txn, const char *req_id, size_t len, int64_
     int64_t t;
     if ((rc = req_decode(&v, &seq, &t, hash)))
         return rc;
-    if (now - t >= STORE_REQ_KEEP_SECONDS)
+    if (now - t >= keep_s)
         return SBERT_INDEX_ENOTFOUND;
     *reply = (const char *)v.mv_data + STORE_REQ_HEADER;
     *reply_len = v.mv_size - STORE_REQ_HEADER;

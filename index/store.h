@@ -15,8 +15,9 @@
  *           into the vector index after its snapshot; trimmed up to the snapshot's change.
  *   "reqs"  req_id -> remembered write (encoding below): the replies of writes sent with a
  *           req_id, written in the same transaction as the write, so a retry after a crash finds
- *           the reply of a write that committed. Kept: the newest STORE_REQ_KEEP entries younger
- *           than STORE_REQ_KEEP_SECONDS, pruned in each write transaction that adds one.
+ *           the reply of a write that committed. Kept: the newest `keep` entries younger than
+ *           `keep_s` seconds (sbert_index_params), pruned in each write transaction that adds
+ *           one.
  *   "reqseq" u64 sequence (MDB_INTEGERKEY) -> req_id: the order of "reqs", oldest first, for
  *           the pruning.
  *   "reqs" and "reqseq" came after format version 1 without changing it: open creates them in a
@@ -50,8 +51,6 @@
 #define STORE_UUID_SIZE 16
 #define STORE_REQ_VERSION 1
 #define STORE_REQ_HEADER 32
-#define STORE_REQ_KEEP SBERT_INDEX_REQ_KEEP
-#define STORE_REQ_KEEP_SECONDS SBERT_INDEX_REQ_KEEP_SECONDS
 
 enum { STORE_OP_PUT = 1, STORE_OP_DELETE = 2 };
 
@@ -148,16 +147,16 @@ int store_log_decode(const MDB_val *v, uint64_t *label, int *op);
 int store_log_trim(store *s, MDB_txn *txn, uint64_t upto);
 
 /* Remembers the reply of a write sent with req_id (1..SBERT_INDEX_REQ_ID_MAX bytes) in txn,
- * replacing an older entry of the same req_id, and prunes "reqs" to its window (see above).
- * now is the Unix time. Returns 0 or an LMDB code. */
+ * replacing an older entry of the same req_id, and prunes "reqs" to the newest keep entries
+ * younger than keep_s seconds. now is the Unix time. Returns 0 or an LMDB code. */
 int store_req_put(store *s, MDB_txn *txn, const char *req_id, size_t len, uint64_t hash,
-                  const char *reply, size_t reply_len, int64_t now);
+                  const char *reply, size_t reply_len, int64_t now, uint64_t keep, int64_t keep_s);
 
-/* Finds req_id's remembered write younger than STORE_REQ_KEEP_SECONDS at now. Returns 0 with
+/* Finds req_id's remembered write younger than keep_s seconds at now. Returns 0 with
  * *reply pointing into LMDB's map (valid while txn is open), SBERT_INDEX_ENOTFOUND,
  * SBERT_INDEX_EFORMAT or an LMDB code. */
 int store_req_get(store *s, MDB_txn *txn, const char *req_id, size_t len, int64_t now,
-                  uint64_t *hash, const char **reply, size_t *reply_len);
+                  int64_t keep_s, uint64_t *hash, const char **reply, size_t *reply_len);
 
 /* Map size and bytes in use. */
 void store_map_info(store *s, uint64_t *map_size, uint64_t *used);

@@ -6,7 +6,9 @@
  *   - a failing callback aborts the whole write (nothing stored, nothing recorded);
  *   - recording a req_id again replaces the record;
  *   - a store written before the "reqs"/"reqseq" databases existed (they are dropped here with
- *     raw LMDB) opens, keeps its documents, and records writes again.
+ *     raw LMDB) opens, keeps its documents, and records writes again;
+ *   - the window: with req_keep = 3 only the newest 3 records are found (a replaced record's old
+ *     place does not count), and with req_keep_seconds = 1 none is found 2 s later.
  * Exit status: the number of failed checks.
  */
 #include <lmdb.h>
@@ -48,15 +50,33 @@ static int reply_cb(void *user, char **reply, size_t *len)
     return *reply ? 0 : -1;
 }
 
-static sbert_index *open_store(const char *dir)
+static sbert_index *open_store_keep(const char *dir, uint64_t keep, uint32_t keep_s)
 {
     struct sbert_index_params p = t_params(NULL);
+    p.req_keep = keep;
+    p.req_keep_seconds = keep_s;
     sbert_index *idx = NULL;
     char err[512] = "";
     int rc = sbert_index_open(dir, &p, &idx, err, sizeof err);
     if (rc)
         fprintf(stderr, "open %s: %s: %s\n", dir, sbert_index_strerror(rc), err);
     return idx;
+}
+
+static sbert_index *open_store(const char *dir)
+{
+    return open_store_keep(dir, 0, 0);
+}
+
+/* Records a delete of a missing id under req_id (a write with nothing else to it). */
+static void record(sbert_index *idx, const char *req_id, uint64_t hash)
+{
+    const char *id = "nothing";
+    size_t len = 7, deleted = 0;
+    int existed = 0;
+    struct cb c = {.existed = &existed, .n_deleted = &deleted, .n = 1};
+    struct sbert_index_write_req w = {req_id, strlen(req_id), hash, reply_cb, &c};
+    CHECK_RC(sbert_index_delete_req(idx, &id, &len, 1, &existed, &deleted, &w, NULL, 0), 0);
 }
 
 /* Finds req_id and compares its record with hash and want (NULL: must be absent). */
@@ -189,6 +209,44 @@ int main(void)
     check_find(idx, "put-3", 0x5555, "put:doc-2,0;", __LINE__);
     CHECK_RC(sbert_index_count(idx, &count), 0);
     CHECK(count == 2);
+    sbert_index_close(idx);
+
+    /* the window by count: the newest 3; r1's replacement moves it to the newest */
+    idx = open_store_keep(dir, 3, 0);
+    if (!idx)
+        return 1;
+    record(idx, "r1", 1);
+    record(idx, "r2", 2);
+    record(idx, "r3", 3);
+    record(idx, "r1", 11);
+    record(idx, "r4", 4);
+    check_find(idx, "put-3", 0, NULL, __LINE__);
+    check_find(idx, "r2", 0, NULL, __LINE__);
+    check_find(idx, "r3", 3, "del:0:0", __LINE__);
+    check_find(idx, "r1", 11, "del:0:0", __LINE__);
+    check_find(idx, "r4", 4, "del:0:0", __LINE__);
+    record(idx, "r5", 5);
+    check_find(idx, "r3", 0, NULL, __LINE__);
+    check_find(idx, "r1", 11, "del:0:0", __LINE__);
+    sbert_index_close(idx);
+
+    /* the window by age: found at once, not 2 s later (pruned by the next record) */
+    idx = open_store_keep(dir, 0, 1);
+    if (!idx)
+        return 1;
+    record(idx, "old", 6);
+    check_find(idx, "old", 6, "del:0:0", __LINE__);
+    sleep(2);
+    check_find(idx, "old", 0, NULL, __LINE__);
+    record(idx, "new", 7);
+    check_find(idx, "new", 7, "del:0:0", __LINE__);
+    sbert_index_close(idx);
+    idx = open_store(dir); /* the default 24 h window: "old" and r5 were pruned, not hidden */
+    if (!idx)
+        return 1;
+    check_find(idx, "old", 0, NULL, __LINE__);
+    check_find(idx, "r5", 0, NULL, __LINE__);
+    check_find(idx, "new", 7, "del:0:0", __LINE__);
     sbert_index_close(idx);
 
     t_rmrf(tmp);
