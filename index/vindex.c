@@ -193,6 +193,9 @@ static void h_stripe(struct hstate *h, const unsigned char *p) {
 }
 
 static void h_update(struct hstate *h, const void *data, size_t len) {
+    /* data may be NULL when len is 0 (an empty array); memcpy and pointer arithmetic on NULL are
+     * undefined even for 0 bytes. */
+    if (len == 0) return;
     const unsigned char *p = data;
     h->total += len;
     if (h->nbuf) {
@@ -264,7 +267,7 @@ struct vindex {
     struct vstate s;
 
     /* training: fields below are guarded by lock (written under the write lock) */
-    int training;
+    int training; /* written holding both lock (write) and wait_mu: read under either */
     int thread_live; /* a thread exists that has not been joined */
     pthread_t thread;
     struct oplog_entry *oplog;
@@ -620,8 +623,10 @@ static void *train_main(void *arg) {
     free(v->train_vectors);
     v->train_labels = NULL;
     v->train_vectors = NULL;
-    pthread_rwlock_unlock(&v->lock);
+    /* Cleared before the write lock is released, so that a write under the lock never sees
+     * training set after the oplog has been replayed and cleared. */
     training_done(v);
+    pthread_rwlock_unlock(&v->lock);
     return NULL;
 }
 
