@@ -885,6 +885,7 @@ def selftest(args):
         return r
 
     try:
+        chk.verify(c, resolve=False)  # every vector known, the retried request's included
         check(len(m.docs) >= 4, "too few documents for the self-test")
         ids = sorted(m.docs)
         victim = ids[0]
