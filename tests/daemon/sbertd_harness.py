@@ -3,6 +3,12 @@ helper that starts the real daemon on a temporary data directory and ipc socket.
 
 Used by tests/daemon/*.py (and available to other test folders). Every call has a receive
 timeout: a daemon that does not answer fails the test instead of hanging it.
+
+Under a sanitizer sbertd is slower (ASan ~2-4x, TSan 5-15x): scripts/test.sh exports
+SBERT_TEST_TIMEOUT_SCALE (4 under ASan, 10 under TSan), by which every client timeout and the
+daemon's start and stop waits are multiplied, and SBERT_TEST_SANITIZER (address, thread) for
+tests that skip what a sanitizer makes meaningless. A client whose timeout is the expected
+outcome (a dropped message) passes scale=False: its wait stays short.
 """
 import ctypes
 import ctypes.util
@@ -25,6 +31,9 @@ NN_REQ_RESEND_IVL = 1
 NN_MSG = ctypes.c_size_t(-1).value
 ETIMEDOUT = 110
 
+TIMEOUT_SCALE = float(os.environ.get("SBERT_TEST_TIMEOUT_SCALE") or 1)
+SANITIZER = os.environ.get("SBERT_TEST_SANITIZER", "")
+
 _lib = ctypes.CDLL(ctypes.util.find_library("nanomsg") or "libnanomsg.so.5", use_errno=True)
 _lib.nn_socket.argtypes = [ctypes.c_int, ctypes.c_int]
 _lib.nn_connect.argtypes = [ctypes.c_int, ctypes.c_char_p]
@@ -44,9 +53,12 @@ class Timeout(Exception):
 
 
 class Client:
-    """One REQ socket. send_raw() sends bytes and returns the reply bytes."""
+    """One REQ socket. send_raw() sends bytes and returns the reply bytes. timeout_ms is
+    multiplied by TIMEOUT_SCALE unless scale is False."""
 
-    def __init__(self, url, timeout_ms=30000, rcvmax=-1, ipv4only=1):
+    def __init__(self, url, timeout_ms=30000, rcvmax=-1, ipv4only=1, scale=True):
+        if scale:
+            timeout_ms = int(timeout_ms * TIMEOUT_SCALE)
         self.sock = _lib.nn_socket(AF_SP, NN_REQ)
         assert self.sock >= 0, "nn_socket failed"
         for opt, val in ((NN_RCVTIMEO, timeout_ms), (NN_SNDTIMEO, timeout_ms),
@@ -108,6 +120,8 @@ class Daemon:
         self.log_path = os.path.join(self.tmp, "sbertd.log")
 
     def start(self, timeout=120):
+        """timeout (s) is multiplied by TIMEOUT_SCALE."""
+        timeout *= TIMEOUT_SCALE
         args = [self.exe, "--model", self.model, "--data", self.data, "--listen", self.url,
                 "--threads", "4"] + self.extra
         if self.config is not None:
@@ -138,8 +152,8 @@ class Daemon:
         raise AssertionError("sbertd did not answer health within %d s:\n%s" % (timeout,
                                                                                  self.read_log()))
 
-    def client(self, timeout_ms=60000, rcvmax=-1):
-        return Client(self.url, timeout_ms=timeout_ms, rcvmax=rcvmax)
+    def client(self, timeout_ms=60000, rcvmax=-1, scale=True):
+        return Client(self.url, timeout_ms=timeout_ms, rcvmax=rcvmax, scale=scale)
 
     def read_log(self):
         try:
@@ -149,7 +163,9 @@ class Daemon:
             return ""
 
     def stop(self, timeout=120):
-        """SIGTERM; returns the exit status (asserting the daemon exits)."""
+        """SIGTERM; returns the exit status (asserting the daemon exits within timeout s, which
+        is multiplied by TIMEOUT_SCALE)."""
+        timeout *= TIMEOUT_SCALE
         if not self.proc or self.proc.poll() is not None:
             return self.proc.returncode if self.proc else None
         self.proc.send_signal(signal.SIGTERM)

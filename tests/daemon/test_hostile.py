@@ -25,6 +25,25 @@ MODEL = None
 DIM = 384  # all-MiniLM-L6-v2; the tests check it against stats
 
 
+# ASan's quarantine holds freed memory back (256 MiB by default) and its shadow memory grows with
+# the heap, so RSS bounds measure the sanitizer, not sbertd: under ASan they are not checked (the
+# functional checks of the same tests still run).
+RSS_BOUNDS = h.SANITIZER != "address"
+
+
+def check_rss(cond, what):
+    """check() for an RSS bound; under ASan it says that the bound was not checked."""
+    if RSS_BOUNDS:
+        check(cond, what)
+    else:
+        print("  not checked under ASan (RSS bound): %s" % what, flush=True)
+
+
+class Skip(Exception):
+    """The test (or the part of it that remains) means nothing in this build: reported as SKIP
+    with the reason, not as a failure."""
+
+
 def rss_kb(pid):
     with open("/proc/%d/status" % pid) as f:
         for line in f:
@@ -243,7 +262,7 @@ def oversize_messages(d):
     r = json.loads(c.send_raw(b'{"v":1,"op":"health"}' + b" " * (100 << 20)))
     err(r, "too_large", "100 MB message")
     c.close()
-    c = d.client(timeout_ms=3000)
+    c = d.client(timeout_ms=3000, scale=False)  # the expected outcome is this timeout
     try:
         c.send_raw(b'{"v":1,"op":"health"}' + b" " * (200 << 20))
         raise AssertionError("a 200 MB message got a reply")
@@ -287,8 +306,8 @@ def test_hostile_catalogue(d):
         time.sleep(0.5)  # let freed memory settle (glibc trims on free; nothing to wait for)
         rss.append(rss_kb(d.proc.pid))
     print("  %d cases per round; VmRSS after each round (KiB): %r" % (len(cases), rss), flush=True)
-    check(rss[2] - rss[0] < 24 * 1024, "VmRSS grew by %d KiB after the warm-up round"
-          % (rss[2] - rss[0]))
+    check_rss(rss[2] - rss[0] < 24 * 1024, "VmRSS grew by %d KiB after the warm-up round"
+              % (rss[2] - rss[0]))
     # exactly max_batch (4096, the default) works in every list
     many = ["m%d" % i for i in range(4096)]
     check(ok(c.call("get", ids=many))["documents"][4095] == {"id": "m4095", "found": False}, "get 4096")
@@ -426,7 +445,7 @@ def test_reply_bounded(d):
     ok(c.call("get", ids=["t0-0", "t1-1"]), "a small get")
     with open("/proc/%d/status" % d.proc.pid) as f:
         hwm = [int(line.split()[1]) for line in f if line.startswith("VmHWM:")][0]
-    check(hwm - base < 64 * 1024, "peak RSS +%d KiB for refused replies" % (hwm - base))
+    check_rss(hwm - base < 64 * 1024, "peak RSS +%d KiB for refused replies" % (hwm - base))
     c.close()
 
 
@@ -653,6 +672,10 @@ def test_map_limit(d):
         ok(c.call("add", documents=docs))
         acked += [x["id"] for x in docs]
         ok(c.call("query", text="warm up", k=2))
+    if h.SANITIZER == "address":
+        # the warm-up's adds (the map growing from 1M) ran; the cap cannot be set
+        c.close()
+        raise Skip("RLIMIT_AS cap: ASan reserves terabytes of address space (shadow memory)")
     with open("/proc/%d/status" % d.proc.pid) as f:
         vm = [int(line.split()[1]) for line in f if line.startswith("VmSize:")][0]
     cap = (vm + 48 * 1024) * 1024
@@ -868,7 +891,7 @@ def test_flood_memory_bounded(d):
     check(not errs, "flood clients: %r" % errs)
     check(set(codes) <= {"ok", "busy"}, "replies other than ok/busy: %r" % codes)
     check(codes.get("ok", 0) >= 1, "no flood add succeeded")
-    check(hwm - base < bound_kb, "peak RSS %d KiB over the baseline, bound %d KiB" % (hwm - base, bound_kb))
+    check_rss(hwm - base < bound_kb, "peak RSS %d KiB over the baseline, bound %d KiB" % (hwm - base, bound_kb))
     check(ok(c.call("health"))["documents"] == 8 + 62, "documents after the flood")
     c.close()
 
@@ -906,7 +929,7 @@ def main():
     t.MODEL, t.SEEDS = sys.argv[1], sys.argv[2]
     check(os.path.isdir(MODEL), "model directory %s is missing" % MODEL)
     only = set(sys.argv[3:])
-    failed = 0
+    failed = skipped = 0
     for name, fn, opts in TESTS:
         if (only and name not in only) or (not only and opts and opts.get("explicit")):
             continue
@@ -915,6 +938,9 @@ def main():
             try:
                 fn()
                 print("PASS %s (%.1f s)" % (name, time.time() - t0), flush=True)
+            except Skip as e:
+                skipped += 1
+                print("SKIP %s: %s" % (name, e), flush=True)
             except Exception:
                 failed += 1
                 print("FAIL %s" % name, flush=True)
@@ -925,11 +951,19 @@ def main():
         try:
             if not opts.get("nostart"):
                 d.start()
-            fn(d)
+            skip = None
+            try:
+                fn(d)
+            except Skip as e:
+                skip = e
             if d.alive():
                 rc = d.stop()
                 check(rc == 0, "exit status %d after SIGTERM" % rc)
-            print("PASS %s (%.1f s)" % (name, time.time() - t0), flush=True)
+            if skip:
+                skipped += 1
+                print("SKIP %s: %s" % (name, skip), flush=True)
+            else:
+                print("PASS %s (%.1f s)" % (name, time.time() - t0), flush=True)
         except Exception:
             failed += 1
             print("FAIL %s" % name, flush=True)
@@ -937,7 +971,7 @@ def main():
             print("---- sbertd log (tail) ----\n" + d.read_log()[-4000:], flush=True)
         finally:
             d.cleanup()
-    print("%d failed" % failed)
+    print("%d failed, %d skipped" % (failed, skipped))
     return 1 if failed else 0
 
 
