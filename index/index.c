@@ -968,28 +968,6 @@ static int load_vindex(sbert_index *idx, char *errbuf, size_t errlen)
     return 0;
 }
 
-/* A snapshot write killed before its rename leaves index.snap.tmp.XXXXXX (vindex_snapshot_write's mkostemp
- * name) beside the snapshot. Nothing reads it; with the directory locked, no writer owns it. */
-static void remove_snapshot_temps(sbert_index *idx)
-{
-    DIR *d = opendir(idx->dir);
-    if (!d)
-        return;
-    const char *base = strrchr(idx->snap_path, '/') + 1;
-    char prefix[64];
-    snprintf(prefix, sizeof prefix, "%s.tmp.", base);
-    struct dirent *e;
-    while ((e = readdir(d))) {
-        if (strncmp(e->d_name, prefix, strlen(prefix)) != 0)
-            continue;
-        char p[4400];
-        snprintf(p, sizeof p, "%s/%s", idx->dir, e->d_name);
-        if (unlink(p) == 0)
-            ilog(idx, SBERT_INDEX_LOG_WARN, "removed %s left by an interrupted snapshot", p);
-    }
-    closedir(d);
-}
-
 int sbert_index_open(const char *dir, const struct sbert_index_params *params, sbert_index **out,
                      char *errbuf, size_t errlen)
 {
@@ -1062,7 +1040,12 @@ int sbert_index_open(const char *dir, const struct sbert_index_params *params, s
             ilog(idx, SBERT_INDEX_LOG_WARN, "removed %s left by an interrupted reindex",
                  idx->tmp_path);
         unlink(tl);
-        remove_snapshot_temps(idx);
+        /* A snapshot write killed before its rename left its temporary file. */
+        int n = vindex_snapshot_remove_temps(idx->snap_path);
+        if (n)
+            ilog(idx, SBERT_INDEX_LOG_WARN,
+                 "removed %d temporary file(s) of %s left by an interrupted snapshot", n,
+                 idx->snap_path);
     }
     size_t map_size = params->map_size ? params->map_size : DEFAULT_MAP_SIZE;
     if ((rc = store_open(idx->store_path, map_size, 0, params->log, params->log_user, &idx->st,

@@ -13,6 +13,7 @@
 #define _GNU_SOURCE
 #include "vindex.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
@@ -1119,6 +1120,29 @@ static int snapshot_fill(vindex *v, int fd, uint64_t change, const void *user, s
     if (fsync(fd) != 0)
         return fail(errbuf, errlen, VINDEX_EIO, "fsync of snapshot: %s", strerror(errno));
     return 0;
+}
+
+int vindex_snapshot_remove_temps(const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    size_t dlen = slash ? (size_t)(slash - path) : 0;
+    char dir[4096], prefix[512];
+    snprintf(dir, sizeof dir, "%.*s", (int)(slash ? dlen : 1), slash ? path : ".");
+    /* the name vindex_snapshot_write gives its temporary file */
+    snprintf(prefix, sizeof prefix, "%s.tmp.", slash ? slash + 1 : path);
+    DIR *d = opendir(dir);
+    if (!d)
+        return 0;
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        char p[4600];
+        if (strncmp(e->d_name, prefix, strlen(prefix)) == 0 &&
+            snprintf(p, sizeof p, "%s/%s", dir, e->d_name) < (int)sizeof p && unlink(p) == 0)
+            n++;
+    }
+    closedir(d);
+    return n;
 }
 
 int vindex_snapshot_write(vindex *v, const char *path, uint64_t change_counter, const void *user,

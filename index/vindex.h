@@ -202,6 +202,13 @@ int vindex_snapshot_write(vindex *v, const char *path, uint64_t change_counter, 
                           size_t user_len, char *errbuf, size_t errlen);
 
 /*
+ * Removes the temporary files a vindex_snapshot_write() to path that was killed before its rename
+ * left beside it. Call only while no snapshot of path is being written (e.g. under the caller's
+ * directory lock, before any writer starts). Returns the number of files removed.
+ */
+int vindex_snapshot_remove_temps(const char *path);
+
+/*
  * Reads and checks only the header of the snapshot at path (magic, version, header checksum) and
  * fills *meta. Cheap: lets the caller decide between loading and rebuilding.
  * Returns 0, VINDEX_EIO (missing or unreadable; errno is kept), VINDEX_ECORRUPT or VINDEX_EVERSION.
