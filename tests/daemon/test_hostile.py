@@ -729,6 +729,19 @@ def low_nofile():
     resource.setrlimit(resource.RLIMIT_NOFILE, (64, nofile_hard()))
 
 
+def daemon_sockets(pid):
+    """The sockets (socket:[inode]) open in process pid."""
+    out = set()
+    for fd in os.listdir("/proc/%d/fd" % pid):
+        try:
+            target = os.readlink("/proc/%d/fd/%s" % (pid, fd))
+        except FileNotFoundError:  # closed meanwhile
+            continue
+        if target.startswith("socket:"):
+            out.add(target)
+    return out
+
+
 def test_idle_connections(d):
     """Started with a soft open-files limit of 64 (hard 4096 or less), sbertd raises it to the hard
     limit, so 300 idle client connections (one descriptor each in the daemon) do not lock out the
@@ -742,6 +755,8 @@ def test_idle_connections(d):
     check((soft, hard) == (want, want), "open files limit %r, expected raised to %r"
           % ((soft, hard), (want, want)))
     path = d.url[6:]
+    # the daemon's sockets before the junk connections (whose sockets it may still hold below)
+    base = daemon_sockets(d.proc.pid)
     for junk in [b"GET / HTTP/1.0\r\n\r\n", b"\x00SP\x00\x00\x10\x00\x00", b"\xff" * 10000,
                  b"\x00SP\x00\x00\x31\x00\x00\x01" + struct.pack(">Q", 2 ** 63) + b"x",
                  b"\x00SP\x00\x00\x31\x00\x00\x01" + struct.pack(">Q", 100 << 20) + b"partial"]:
@@ -752,7 +767,13 @@ def test_idle_connections(d):
         so.close()
     idle = [d.client(timeout_ms=10000) for _ in range(300)]
     try:
-        time.sleep(1)
+        # nn_connect returns before the connection exists: wait until the daemon holds a
+        # descriptor for each (no fixed sleep: how long that takes depends on the machine)
+        deadline = time.time() + 120 * h.TIMEOUT_SCALE
+        while len(daemon_sockets(d.proc.pid) - base) < 300 and time.time() < deadline:
+            time.sleep(0.05)
+        held = len(daemon_sockets(d.proc.pid) - base)
+        check(held >= 300, "the daemon holds %d new sockets for 300 idle connections" % held)
         c = d.client(timeout_ms=30000)
         check(ok(c.call("health"))["status"] == "serving", "health beside 300 idle connections")
         c.close()

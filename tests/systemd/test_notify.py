@@ -255,32 +255,43 @@ def first_life(d, n):
     check(re.search(r"log_level.*info.*debug", new), "the log_level change is not logged:\n" + new[-2000:])
     r.close()
 
-    # SIGTERM with large requests in flight: all answered in full, STOPPING=1, exit 0. The
-    # requests are sized from a timed calibration request so that each runs for seconds on this
-    # machine, whatever its speed (the time only sizes the work; nothing asserts on it).
+    # SIGTERM with large requests in flight: all answered in full, STOPPING=1, exit 0. SIGTERM
+    # goes once stats counts both requests in the daemon (in_progress includes the stats request
+    # itself). When both were answered before stats saw them, they were too short for this
+    # machine: the pair is sent again, twice as large. Nothing waits a fixed time or asserts on
+    # one.
     def sentence(i):
         return "sentence %d of the shutdown test about sbertd, its watchdog and its signals" % i
-    c = Req(d.url, 300000)
-    t0 = time.monotonic()
-    reply, err = c.call({"v": 1, "op": "encode", "texts": [sentence(i) for i in range(64)]})
-    per_text = (time.monotonic() - t0) / 64
-    c.close()
-    check(reply is not None and reply.get("ok") is True, "calibration encode: %s" % err)
-    count = int(min(4096, max(256, 4.0 / max(per_text, 1e-6))))
-    print("in-flight requests: 2 x %d texts (%.2f ms per text here)" % (count, per_text * 1000), flush=True)
-    texts = [sentence(i) for i in range(count)]
-    results = [None, None]
 
-    def client(slot):
+    def client(slot, texts):
         c = Req(d.url, 300000)
         rep, e = c.call({"v": 1, "op": "encode", "texts": texts})
         results[slot] = (rep, e, time.monotonic())
         c.close()
 
-    threads = [threading.Thread(target=client, args=(s,)) for s in range(2)]
-    for t in threads:
-        t.start()
-    time.sleep(0.5)
+    probe = Req(d.url, 60000)
+    in_daemon = False
+    count = 128
+    while not in_daemon and count < 4096:  # max_batch (4096) bounds an encode
+        count *= 2
+        texts = [sentence(i) for i in range(count)]
+        results = [None, None]
+        threads = [threading.Thread(target=client, args=(s, texts)) for s in range(2)]
+        for t in threads:
+            t.start()
+        while not in_daemon and any(t.is_alive() for t in threads):
+            reply, err = probe.call({"v": 1, "op": "stats"})
+            if not check(reply is not None and reply.get("ok") is True, "stats: %r %s" % (reply, err)):
+                count = 4096
+                break
+            in_daemon = reply["requests"]["in_progress"] >= 3 and all(r is None for r in results)
+        if not in_daemon:
+            for t in threads:
+                t.join(330)
+    probe.close()
+    if not check(in_daemon, "two encodes of %d texts were never in the daemon together" % count):
+        return
+    print("in flight at SIGTERM: 2 encodes of %d texts" % count, flush=True)
     mark = n.count()
     d.proc.send_signal(signal.SIGTERM)
     for t in threads:
@@ -297,19 +308,21 @@ def first_life(d, n):
         ok = rep is not None and rep.get("ok") is True and len(rep.get("embeddings", [])) == len(texts)
         check(ok, "in-flight encode %d not answered in full: %s %s" % (slot, e, str(rep)[:300]))
     if stopping is not None and all(res and res[0] for res in results):
-        t_stop = n.msgs[stopping][0]
-        check(any(res[2] > t_stop for res in results),
-              "every reply arrived before STOPPING=1: the requests were not in flight at SIGTERM "
-              "(make them larger)")
+        # informative only: stats saw both in the daemon just before SIGTERM, so each is
+        # answered whether it finished during the drain or in the instant before the signal
+        print("replies after STOPPING=1: %d of 2"
+              % sum(res[2] > n.msgs[stopping][0] for res in results), flush=True)
 
 
 def second_life(d, n):
     ready = n.wait_for(lambda m: m.get("READY") == "1", 0, 300, d.proc)
     if not check(ready is not None, "second start: no READY=1; log:\n" + d.log_text()[-3000:]):
         return
-    # Two SIGTERMs back to back: the second arrives during the shutdown of the first.
+    # Two SIGTERMs back to back: the second arrives during the shutdown of the first (after its
+    # STOPPING=1, unless the daemon has exited by then).
+    mark = n.count()
     d.proc.send_signal(signal.SIGTERM)
-    time.sleep(0.05)
+    n.wait_for(lambda m: m.get("STOPPING") == "1", mark, 120, d.proc)
     if d.proc.poll() is None:
         d.proc.send_signal(signal.SIGTERM)
     try:
