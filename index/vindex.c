@@ -1032,13 +1032,15 @@ static int write_flat(const FaissIndex *idx, size_t n, size_t dim, FILE *f) {
     const float *x = vshim_flat_vectors(idx);
     int64_t *labels = malloc((n ? n : 1) * sizeof *labels);
     if (!labels) return VINDEX_ENOMEM;
-    if (!x || vshim_labels(idx, VSHIM_IDMAP, labels, NULL, 0) != 0) {
+    /* x is NULL for a Flat index that never held a vector (FAISS 1.7.3's get_xb() is the data()
+     * of an empty std::vector) */
+    if ((!x && n) || vshim_labels(idx, VSHIM_IDMAP, labels, NULL, 0) != 0) {
         free(labels);
         return VINDEX_EFAISS;
     }
     uint64_t n64 = n;
     int rc = fwrite(&n64, sizeof n64, 1, f) == 1 && fwrite(labels, sizeof *labels, n, f) == n &&
-                     fwrite(x, sizeof *x * dim, n, f) == n
+                     (n == 0 || fwrite(x, sizeof *x * dim, n, f) == n)
                  ? 0
                  : -1;
     free(labels);
