@@ -1595,6 +1595,19 @@ static int doc_fill(struct sbert_index_doc *d, const struct store_record *r, uns
     return 0;
 }
 
+/* What doc_fill() copies of r, in bytes (the bound of sbert_index_get_max and max_bytes). */
+static size_t doc_bytes(const struct store_record *r, unsigned include)
+{
+    size_t bytes = r->id_len;
+    if (include & SBERT_INDEX_INCLUDE_TEXT)
+        bytes += r->text_len;
+    if ((include & SBERT_INDEX_INCLUDE_METADATA) && r->meta)
+        bytes += r->meta_len;
+    if (include & SBERT_INDEX_INCLUDE_VECTOR)
+        bytes += (size_t)r->dim * sizeof(float);
+    return bytes;
+}
+
 static struct sbert_index_results *results_new(size_t n, int dim)
 {
     struct sbert_index_results *r = calloc(1, sizeof *r);
@@ -1670,13 +1683,7 @@ int sbert_index_get_max(sbert_index *idx, const char *const *ids, const size_t *
             rc = store_error(lr, "get", NULL, 0);
         else {
             /* counted before the copy: the bound holds for the memory too */
-            bytes += r.id_len;
-            if (include & SBERT_INDEX_INCLUDE_TEXT)
-                bytes += r.text_len;
-            if ((include & SBERT_INDEX_INCLUDE_METADATA) && r.meta)
-                bytes += r.meta_len;
-            if (include & SBERT_INDEX_INCLUDE_VECTOR)
-                bytes += (size_t)r.dim * sizeof(float);
+            bytes += doc_bytes(&r, include);
             rc = bytes > max_bytes ? SBERT_INDEX_ETOOBIG : doc_fill(d, &r, include);
         }
         if (!rc && !d->found && (bytes += lens[i]) > max_bytes)
@@ -1911,58 +1918,18 @@ static int doc_cmp(const void *a, const void *b)
     return (x->id_len > y->id_len) - (x->id_len < y->id_len);
 }
 
-int sbert_index_query(sbert_index *idx, const float *vector,
-                      const struct sbert_index_query_params *params,
-                      struct sbert_index_results **out)
+/* Fills *out with the hits of one query, labels/scores[0..k) best first (-1: none), that reach
+ * min_score and are still stored in txn, counting their bytes against max_bytes. */
+static int query_fill(sbert_index *idx, MDB_txn *txn, const int64_t *labels, const float *scores,
+                      const struct sbert_index_query_params *p, struct sbert_index_results **out)
 {
-    if (out)
-        *out = NULL;
-    if (!idx || !vector || !params || !out || params->k < 1 || params->k > MAX_K ||
-        isnan(params->min_score))
-        return SBERT_INDEX_EINVAL;
-    int rc = read_enter(idx);
-    if (rc)
-        return rc;
-    size_t dim = (size_t)idx->meta.dim, k = params->k;
-    if (params->dim && (size_t)params->dim != dim) {
-        pthread_rwlock_unlock(&idx->swap);
-        return SBERT_INDEX_EMODEL;
-    }
-    float *q = malloc(dim * sizeof *q);
-    int64_t *labels = malloc(k * sizeof *labels);
-    float *scores = malloc(k * sizeof *scores);
-    struct sbert_index_results *res = results_new(k, idx->meta.dim);
-    MDB_txn *txn = NULL;
-    struct qfilter qf;
-    qfilter_init(&qf, idx, params->filter);
-    if (!q || !labels || !scores || !res) {
-        rc = SBERT_INDEX_ENOMEM;
-        goto done;
-    }
-    if (normalize_into(vector, dim, q)) {
-        rc = SBERT_INDEX_EINVAL;
-        goto done;
-    }
-    /* The read transaction is opened first: it holds the store's lock shared, so the map cannot
-     * be resized under the filter's transactions. */
-    if ((rc = store_read_begin(idx->st, &txn)))
-        goto done;
-    struct vindex_filter vf = {.keep = keep_cb, .user = &qf};
-    char err[256];
-    rc = vindex_search(idx->vi, q, 1, k, params->filter ? &vf : NULL, labels, scores, err,
-                       sizeof err);
-    if (rc) {
-        ilog(idx, SBERT_INDEX_LOG_ERROR, "vector search failed: %s", err);
-        rc = vindex_code(rc);
-        goto done;
-    }
-    if (atomic_load(&qf.failed)) {
-        rc = SBERT_INDEX_EIO;
-        goto done;
-    }
-    size_t n = 0;
-    for (size_t i = 0; i < k && rc == 0; i++) {
-        if (labels[i] < 0 || scores[i] < params->min_score)
+    struct sbert_index_results *res = results_new(p->k, idx->meta.dim);
+    if (!res)
+        return SBERT_INDEX_ENOMEM;
+    size_t n = 0, bytes = 0, max_bytes = p->max_bytes ? p->max_bytes : SIZE_MAX;
+    int rc = 0;
+    for (size_t i = 0; i < p->k && rc == 0; i++) {
+        if (labels[i] < 0 || scores[i] < p->min_score)
             continue;
         struct store_record r;
         int gr = store_record_get(idx->st, txn, (uint64_t)labels[i], &r);
@@ -1972,27 +1939,157 @@ int sbert_index_query(sbert_index *idx, const float *vector,
             rc = store_error(gr, "query", NULL, 0);
             break;
         }
+        /* counted before the copy, as in sbert_index_get_max */
+        if ((bytes += doc_bytes(&r, p->include)) > max_bytes) {
+            rc = SBERT_INDEX_ETOOBIG;
+            break;
+        }
         res->docs[n].score = scores[i];
-        rc = doc_fill(&res->docs[n], &r, params->include);
+        rc = doc_fill(&res->docs[n], &r, p->include);
         n++;
     }
     res->n = n;
-    if (rc == 0)
-        qsort(res->docs, n, sizeof *res->docs, doc_cmp);
-done:
-    if (txn)
-        store_read_end(idx->st, txn);
-    qfilter_end(&qf);
-    pthread_rwlock_unlock(&idx->swap);
-    free(q);
-    free(labels);
-    free(scores);
     if (rc) {
         sbert_index_results_free(res);
         return rc;
     }
+    qsort(res->docs, n, sizeof *res->docs, doc_cmp);
     *out = res;
     return 0;
+}
+
+/* One filtered query: its own search, with the filter as the vindex keep callback. */
+static int query_filtered(sbert_index *idx, MDB_txn *txn, const float *q,
+                          const struct sbert_index_query_params *p, int64_t *labels, float *scores,
+                          struct sbert_index_results **out)
+{
+    struct qfilter qf;
+    qfilter_init(&qf, idx, p->filter);
+    struct vindex_filter vf = {.keep = keep_cb, .user = &qf};
+    char err[256];
+    int rc = vindex_search(idx->vi, q, 1, p->k, &vf, labels, scores, err, sizeof err);
+    if (rc) {
+        ilog(idx, SBERT_INDEX_LOG_ERROR, "vector search failed: %s", err);
+        rc = vindex_code(rc);
+    } else if (atomic_load(&qf.failed))
+        rc = SBERT_INDEX_EIO;
+    else
+        rc = query_fill(idx, txn, labels, scores, p, out);
+    qfilter_end(&qf);
+    return rc;
+}
+
+int sbert_index_query_many(sbert_index *idx, const float *vectors, size_t nq,
+                           const struct sbert_index_query_params *params,
+                           struct sbert_index_results **out, int *rcs)
+{
+    if (!idx || (nq && (!vectors || !params || !out || !rcs)))
+        return SBERT_INDEX_EINVAL;
+    if (nq == 0)
+        return 0;
+    int rc = read_enter(idx);
+    size_t dim = (size_t)idx->meta.dim, kmax = 0, kf = 0, ng = 0;
+    for (size_t i = 0; i < nq; i++) {
+        const struct sbert_index_query_params *p = &params[i];
+        out[i] = NULL;
+        rcs[i] = rc;
+        if (!rcs[i] && (p->k < 1 || p->k > MAX_K || isnan(p->min_score)))
+            rcs[i] = SBERT_INDEX_EINVAL;
+        if (!rcs[i] && p->dim && (size_t)p->dim != dim)
+            rcs[i] = SBERT_INDEX_EMODEL;
+        if (!rcs[i] && !p->filter) {
+            ng++;
+            if (p->k > kmax)
+                kmax = p->k;
+        } else if (!rcs[i] && p->k > kf)
+            kf = p->k;
+    }
+    if (rc)
+        return rc;
+    /* rows 0..ng) hold the unfiltered queries, packed for the shared search (kmax hits each);
+     * row ng the filtered one being searched */
+    size_t width = kmax > kf ? kmax : kf;
+    float *q = malloc((ng + 1) * dim * sizeof *q);
+    size_t *row = malloc(nq * sizeof *row);
+    int64_t *labels = malloc((ng + 1) * width * sizeof *labels);
+    float *scores = malloc((ng + 1) * width * sizeof *scores);
+    MDB_txn *txn = NULL;
+    if (!q || !row || !labels || !scores) {
+        rc = SBERT_INDEX_ENOMEM;
+        goto done;
+    }
+    size_t at = 0;
+    for (size_t i = 0; i < nq; i++) {
+        if (rcs[i] || params[i].filter)
+            continue;
+        if (normalize_into(vectors + i * dim, dim, q + at * dim)) {
+            rcs[i] = SBERT_INDEX_EINVAL;
+            continue;
+        }
+        row[i] = at++;
+    }
+    ng = at;
+    /* The read transaction is opened first: it holds the store's lock shared, so the map cannot
+     * be resized under the filter's transactions. */
+    if ((rc = store_read_begin(idx->st, &txn)))
+        goto done;
+    if (ng) {
+        char err[256];
+        int sr = vindex_search(idx->vi, q, ng, kmax, NULL, labels, scores, err, sizeof err);
+        if (sr) {
+            ilog(idx, SBERT_INDEX_LOG_ERROR, "vector search failed: %s", err);
+            rc = vindex_code(sr);
+            goto done;
+        }
+    }
+    for (size_t i = 0; i < nq; i++) {
+        if (rcs[i])
+            continue;
+        if (!params[i].filter)
+            rcs[i] = query_fill(idx, txn, labels + row[i] * kmax, scores + row[i] * kmax,
+                                &params[i], &out[i]);
+        else if (normalize_into(vectors + i * dim, dim, q + ng * dim))
+            rcs[i] = SBERT_INDEX_EINVAL;
+        else
+            rcs[i] = query_filtered(idx, txn, q + ng * dim, &params[i], labels + ng * width,
+                                    scores + ng * width, &out[i]);
+        /* a broken store fails every query, as a failed search does */
+        if (rcs[i] && rcs[i] != SBERT_INDEX_EINVAL && rcs[i] != SBERT_INDEX_ETOOBIG) {
+            rc = rcs[i];
+            goto done;
+        }
+    }
+done:
+    if (txn)
+        store_read_end(idx->st, txn);
+    pthread_rwlock_unlock(&idx->swap);
+    free(q);
+    free(row);
+    free(labels);
+    free(scores);
+    if (rc)
+        for (size_t i = 0; i < nq; i++) {
+            sbert_index_results_free(out[i]);
+            out[i] = NULL;
+            rcs[i] = rcs[i] == SBERT_INDEX_EINVAL || rcs[i] == SBERT_INDEX_EMODEL ? rcs[i] : rc;
+        }
+    for (size_t i = 0; i < nq; i++)
+        if (rcs[i])
+            return rcs[i];
+    return 0;
+}
+
+int sbert_index_query(sbert_index *idx, const float *vector,
+                      const struct sbert_index_query_params *params,
+                      struct sbert_index_results **out)
+{
+    if (out)
+        *out = NULL;
+    if (!idx || !vector || !params || !out)
+        return SBERT_INDEX_EINVAL;
+    int rc;
+    sbert_index_query_many(idx, vector, 1, params, out, &rc);
+    return rc;
 }
 
 /* ---- paraphrase mining ----------------------------------------------------------------------- */

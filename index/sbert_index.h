@@ -385,9 +385,13 @@ struct sbert_index_query_params {
     unsigned include;                 /* SBERT_INDEX_INCLUDE_* */
     int dim;                          /* the query vector's length, checked against the store's
                                          (EMODEL when they differ); 0: unchecked */
+    size_t max_bytes;                 /* bound on the results' ids, texts, metadata and vectors
+                                         (4 bytes a float), counted as they are read: over it the
+                                         query stops and fails with ETOOBIG, as
+                                         sbert_index_get_max(); 0: unbounded */
 };
 
-/* Returns {k = 10, min_score = -2, filter = NULL, include = 0, dim = 0}. */
+/* Returns {k = 10, min_score = -2, filter = NULL, include = 0, dim = 0, max_bytes = 0}. */
 struct sbert_index_query_params sbert_index_query_default_params(void);
 
 /*
@@ -400,6 +404,21 @@ struct sbert_index_query_params sbert_index_query_default_params(void);
 int sbert_index_query(sbert_index *idx, const float *vector,
                       const struct sbert_index_query_params *params,
                       struct sbert_index_results **out);
+
+/*
+ * nq queries at once: vectors holds nq rows of dim floats, params nq entries. The queries without
+ * a filter share one vector search, so concurrent queries over a Flat index read the stored
+ * vectors once rather than nq times (FAISS computes their scores as one matrix product); those
+ * with a filter are searched one by one. Each query gets what sbert_index_query() would give it,
+ * except that the shared search looks for the largest k of the group, so documents tied in score
+ * at a smaller k's boundary, and an approximate index's near misses, may differ.
+ * out[i] and rcs[i] receive query i's results (owned by the caller) or its error (out[i] NULL):
+ * EINVAL, EMODEL or ETOOBIG concern that query alone; a store or search failure fails all of
+ * them. Returns 0 when every query succeeded, else the first query's error.
+ */
+int sbert_index_query_many(sbert_index *idx, const float *vectors, size_t nq,
+                           const struct sbert_index_query_params *params,
+                           struct sbert_index_results **out, int *rcs);
 
 /* ---- paraphrase mining ----------------------------------------------------------------------- */
 

@@ -739,6 +739,82 @@ static void test_filtered_query(const char *spec)
     sbert_index_close(idx);
 }
 
+/* sbert_index_query_many: each query gets what it gets alone (exactly so for Flat; for an
+ * approximate index the shared search uses the largest k, so only the contract is checked), a bad
+ * query fails alone, and max_bytes bounds each query's results. */
+static void test_query_many(const char *spec)
+{
+    char dir[4200];
+    newdir(dir, sizeof dir);
+    struct sbert_index_params p = t_params(spec);
+    sbert_index *idx = OPEN(dir, &p);
+    CHECK_RC(put_range(idx, 0, 3000, 200), 0);
+    sbert_index_filter *f;
+    char err[256];
+    const char *fs = "{\"mod\":{\"$in\":[3,4]}}";
+    CHECK_RC(sbert_index_filter_compile(fs, strlen(fs), &f, err, sizeof err), 0);
+    enum { NQ = 9 };
+    const size_t ks[NQ] = {1, 10, 50, 10, 30, 5, 0, 10, 10};
+    float v[NQ * T_DIM];
+    struct sbert_index_query_params q[NQ];
+    for (size_t i = 0; i < NQ; i++) {
+        t_vec(5000 + i, v + i * T_DIM, T_DIM);
+        q[i] = sbert_index_query_default_params();
+        q[i].k = ks[i];
+        q[i].include = SBERT_INDEX_INCLUDE_TEXT;
+    }
+    q[3].filter = q[4].filter = f; /* 3 and 4 are searched one by one */
+    q[5].min_score = 0.1f;
+    q[7].dim = 16;                 /* 6 (k = 0) and 7 fail alone */
+    q[8].max_bytes = 1;            /* and so does 8 */
+    struct sbert_index_results *r[NQ];
+    int rcs[NQ];
+    CHECK(sbert_index_query_many(idx, v, NQ, q, r, rcs) == SBERT_INDEX_EINVAL);
+    CHECK(rcs[6] == SBERT_INDEX_EINVAL && r[6] == NULL && rcs[7] == SBERT_INDEX_EMODEL &&
+          r[7] == NULL && rcs[8] == SBERT_INDEX_ETOOBIG && r[8] == NULL);
+    int exact = strcmp(spec, "Flat") == 0;
+    for (size_t i = 0; i < 6; i++) {
+        CHECK_RC(rcs[i], 0);
+        if (rcs[i])
+            continue;
+        struct sbert_index_results *one;
+        CHECK_RC(sbert_index_query(idx, v + i * T_DIM, &q[i], &one), 0);
+        if (i != 5)
+            CHECK(r[i]->n == q[i].k);
+        for (size_t j = 0; j < r[i]->n; j++) {
+            CHECK(r[i]->docs[j].score >= q[i].min_score && r[i]->docs[j].text != NULL);
+            CHECK(j == 0 || r[i]->docs[j - 1].score >= r[i]->docs[j].score);
+            if (q[i].filter) {
+                int n = atoi(r[i]->docs[j].id + 3) % 200;
+                CHECK(n == 3 || n == 4);
+            }
+        }
+        if (exact || q[i].filter) {
+            CHECK(one->n == r[i]->n);
+            for (size_t j = 0; j < one->n && j < r[i]->n; j++)
+                CHECK(strcmp(one->docs[j].id, r[i]->docs[j].id) == 0 &&
+                      fabsf(one->docs[j].score - r[i]->docs[j].score) < 1e-5f);
+        }
+        sbert_index_results_free(one);
+    }
+    /* max_bytes: exactly the ids and texts of the k results passes, one byte less does not */
+    size_t bytes = 0;
+    for (size_t j = 0; j < r[1]->n; j++)
+        bytes += r[1]->docs[j].id_len + r[1]->docs[j].text_len;
+    struct sbert_index_results *one;
+    q[1].max_bytes = bytes;
+    CHECK_RC(sbert_index_query(idx, v + T_DIM, &q[1], &one), 0);
+    CHECK(one && one->n == 10);
+    sbert_index_results_free(one);
+    q[1].max_bytes = bytes - 1;
+    CHECK(sbert_index_query(idx, v + T_DIM, &q[1], &one) == SBERT_INDEX_ETOOBIG && one == NULL);
+    for (size_t i = 0; i < NQ; i++)
+        sbert_index_results_free(r[i]);
+    CHECK_RC(sbert_index_query_many(idx, v, 0, q, r, rcs), 0);
+    sbert_index_filter_free(f);
+    sbert_index_close(idx);
+}
+
 /* Brute-force pairs over the vectors of docs 0..n-1 (seeds 0..n-1, after normalisation). */
 struct bf_pair {
     int a, b;
@@ -1236,6 +1312,7 @@ int main(int argc, char **argv)
         RUN("persistence", test_persistence(specs[s]));
         RUN("replay", test_replay(specs[s]));
         RUN("filtered", test_filtered_query(specs[s]));
+        RUN("query_many", test_query_many(specs[s]));
         RUN("backup", test_backup(specs[s]));
         RUN("concurrent", test_concurrent(specs[s]));
     }
