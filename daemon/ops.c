@@ -31,6 +31,20 @@ static int reply_too_large(struct sbertd *d, const char *advice, struct sbert_pr
  * running estimate of a reply's size. */
 #define DOC_JSON_OVERHEAD 64
 
+/* The JSON of a float in a vector, at most ("-1.23456791e-05,"): the index bounds results by
+ * their in-memory size (4 bytes a float), the reply by this. */
+#define FLOAT_JSON_MAX 16
+
+/* Whether res's documents as JSON would exceed max_reply_bytes. */
+static int results_too_large(struct sbertd *d, const struct sbert_index_results *res)
+{
+    size_t bytes = 0;
+    for (size_t i = 0; i < res->n; i++)
+        bytes += DOC_JSON_OVERHEAD + res->docs[i].id_len + res->docs[i].text_len +
+                 res->docs[i].metadata_len + (res->docs[i].vector ? (size_t)res->dim * FLOAT_JSON_MAX : 0);
+    return bytes > LIM(max_reply_bytes);
+}
+
 /* Adds "name": [i, ...] for the flags set in trunc[0..n). */
 static int add_truncated(cJSON *reply, const int *trunc, size_t n)
 {
@@ -422,19 +436,14 @@ static int run_query(struct sbertd *d, struct request *r, cJSON *reply,
         p.filter = f;
         p.include = include;
         p.dim = d->info->dim;
-        int irc = sbert_index_query(d->index, v, &p, &res);
-        if (irc)
-            rc = sbertd_index_error(irc, NULL, -1, err);
-    }
-    if (!rc) {
-        /* k <= max_k documents are in memory already; refuse before their JSON copies */
-        size_t bytes = 0;
-        for (size_t i = 0; i < res->n; i++)
-            bytes += DOC_JSON_OVERHEAD + res->docs[i].id_len + res->docs[i].text_len +
-                     res->docs[i].metadata_len + (res->docs[i].vector ? dim * 16 : 0);
-        if (bytes > LIM(max_reply_bytes))
+        p.max_bytes = LIM(max_reply_bytes);
+        int irc = sbertd_query(d, v, &p, &res);
+        /* the index stops reading at max_bytes; the JSON of what it read may still be larger */
+        if (irc == SBERT_INDEX_ETOOBIG || (!irc && results_too_large(d, res)))
             rc = reply_too_large(d, "ask for a smaller k, or leave text, metadata and vector out "
                                     "of \"include\"", err);
+        else if (irc)
+            rc = sbertd_index_error(irc, NULL, -1, err);
     }
     if (!rc) {
         cJSON *a = cJSON_AddArrayToObject(reply, "results");
@@ -517,7 +526,7 @@ static int run_get(struct sbertd *d, struct request *r, cJSON *reply,
     struct sbert_index_results *res = NULL;
     int irc = sbert_index_get_max(d->index, l->ids, l->lens, l->n, include,
                                   LIM(max_reply_bytes), &res);
-    if (irc == SBERT_INDEX_ETOOBIG)
+    if (irc == SBERT_INDEX_ETOOBIG || (!irc && results_too_large(d, res)))
         rc = reply_too_large(d, "ask for fewer ids, or leave text, metadata and vector out of "
                                 "\"include\"", err);
     else if (irc)

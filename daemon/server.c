@@ -421,6 +421,103 @@ int sbertd_encode(struct sbertd *d, const char *const *texts, const size_t *lens
     return 0;
 }
 
+/* ---- shared vector search -------------------------------------------------------------------- */
+
+/* An unfiltered query waiting for the searcher thread. */
+struct search_job {
+    struct search_job *next;
+    const float *vector;
+    const struct sbert_index_query_params *params;
+    struct sbert_index_results *res;
+    int rc;
+    int done;
+};
+
+/* The most queries the searcher puts in one sbert_index_query_many() call. */
+#define SHARED_SEARCH_QUERIES 64
+
+static void *searcher_main(void *arg)
+{
+    struct sbertd *d = arg;
+    size_t dim = (size_t)d->info->dim;
+    float *vecs = malloc(SHARED_SEARCH_QUERIES * dim * sizeof *vecs);
+    struct sbert_index_query_params *params = malloc(SHARED_SEARCH_QUERIES * sizeof *params);
+    struct sbert_index_results **res = malloc(SHARED_SEARCH_QUERIES * sizeof *res);
+    int *rcs = malloc(SHARED_SEARCH_QUERIES * sizeof *rcs);
+    for (;;) {
+        pthread_mutex_lock(&d->search_mu);
+        while (!d->search_head && !d->search_stop)
+            pthread_cond_wait(&d->search_cv, &d->search_mu);
+        if (!d->search_head) {
+            pthread_mutex_unlock(&d->search_mu);
+            break;
+        }
+        struct search_job *batch = d->search_head, *last = batch;
+        size_t n = 1;
+        while (last->next && n < SHARED_SEARCH_QUERIES) {
+            last = last->next;
+            n++;
+        }
+        d->search_head = last->next;
+        if (!d->search_head)
+            d->search_tail = NULL;
+        last->next = NULL;
+        pthread_mutex_unlock(&d->search_mu);
+
+        if (vecs && params && res && rcs) {
+            size_t at = 0;
+            for (struct search_job *j = batch; j; j = j->next, at++) {
+                memcpy(vecs + at * dim, j->vector, dim * sizeof *vecs);
+                params[at] = *j->params;
+            }
+            sbert_index_query_many(d->index, vecs, n, params, res, rcs);
+            at = 0;
+            for (struct search_job *j = batch; j; j = j->next, at++) {
+                j->res = res[at];
+                j->rc = rcs[at];
+            }
+        } else {
+            for (struct search_job *j = batch; j; j = j->next)
+                j->rc = sbert_index_query(d->index, j->vector, j->params, &j->res);
+        }
+        pthread_mutex_lock(&d->search_mu);
+        for (struct search_job *j = batch; j;) {
+            struct search_job *next = j->next;
+            j->done = 1; /* j belongs to its waiter from here on */
+            j = next;
+        }
+        pthread_cond_broadcast(&d->search_done_cv);
+        pthread_mutex_unlock(&d->search_mu);
+    }
+    free(vecs);
+    free(params);
+    free(res);
+    free(rcs);
+    return NULL;
+}
+
+int sbertd_query(struct sbertd *d, const float *vector,
+                 const struct sbert_index_query_params *params, struct sbert_index_results **out)
+{
+    /* A filtered query is searched on its own anyway (sbert_index_query_many), and a selective
+     * filter can make that slow: it runs here rather than delay the shared batch. */
+    if (params->filter)
+        return sbert_index_query(d->index, vector, params, out);
+    struct search_job j = {.vector = vector, .params = params};
+    pthread_mutex_lock(&d->search_mu);
+    if (d->search_tail)
+        d->search_tail->next = &j;
+    else
+        d->search_head = &j;
+    d->search_tail = &j;
+    pthread_cond_signal(&d->search_cv);
+    while (!j.done)
+        pthread_cond_wait(&d->search_done_cv, &d->search_mu);
+    pthread_mutex_unlock(&d->search_mu);
+    *out = j.res;
+    return j.rc;
+}
+
 /* ---- index errors ---------------------------------------------------------------------------- */
 
 static const struct {
@@ -767,6 +864,9 @@ int sbertd_server_start(struct sbertd *d)
     pthread_mutex_init(&d->enc_mu, NULL);
     pthread_cond_init(&d->enc_cv, NULL);
     pthread_cond_init(&d->enc_done_cv, NULL);
+    pthread_mutex_init(&d->search_mu, NULL);
+    pthread_cond_init(&d->search_cv, NULL);
+    pthread_cond_init(&d->search_done_cv, NULL);
     pthread_mutex_init(&d->stats_mu, NULL);
     d->stats = calloc(sbertd_n_ops, sizeof *d->stats);
     d->cache = calloc(1, sizeof *d->cache);
@@ -801,6 +901,7 @@ int sbertd_server_start(struct sbertd *d)
         return -1;
     atomic_store(&d->receiver_alive, 1);
     if (pthread_create(&d->encoder, NULL, encoder_main, d) ||
+        pthread_create(&d->searcher, NULL, searcher_main, d) ||
         pthread_create(&d->committer, NULL, committer_main, d) ||
         pthread_create(&d->writer, NULL, writer_main, d)) {
         sbertd_log(LOG_ERR, "cannot start threads");
@@ -836,6 +937,11 @@ void sbertd_server_stop(struct sbertd *d)
     pthread_cond_broadcast(&d->enc_cv);
     pthread_mutex_unlock(&d->enc_mu);
     pthread_join(d->encoder, NULL);
+    pthread_mutex_lock(&d->search_mu);
+    d->search_stop = 1;
+    pthread_cond_broadcast(&d->search_cv);
+    pthread_mutex_unlock(&d->search_mu);
+    pthread_join(d->searcher, NULL);
     /* nanomsg sends asynchronously and 1.1.5 has no working NN_LINGER: give the last replies a
      * moment to leave before the socket is closed */
     usleep(200 * 1000);

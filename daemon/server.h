@@ -17,6 +17,9 @@
  *   encoder    one thread: encodes the texts of small read requests (queries, similarity, ...)
  *              that arrive together in one sbert_encode() call. Large read requests encode in
  *              their worker, adds in the writer, so a big batch never delays a query's encode.
+ *   searcher   one thread: runs the vector searches of unfiltered queries that arrive together
+ *              in one sbert_index_query_many() call, so a Flat index is read once for all of
+ *              them. Filtered queries search in their worker.
  * A struct request belongs to exactly one thread at a time (the queue hands it over); the reply
  * is sent by the thread that finishes it.
  */
@@ -90,6 +93,7 @@ struct queue {
 };
 
 struct enc_job;
+struct search_job;
 
 struct sbertd {
     struct sbertd_config cfg; /* read-only after start except the live-reloadable limits */
@@ -124,6 +128,12 @@ struct sbertd {
     struct enc_job *enc_head, *enc_tail;
     int enc_stop;
 
+    pthread_mutex_t search_mu;
+    pthread_cond_t search_cv, search_done_cv;
+    struct search_job *search_head, *search_tail;
+    int search_stop;
+    pthread_t searcher;
+
     pthread_mutex_t stats_mu;
     struct op_stats *stats; /* sbertd_n_ops entries */
 
@@ -156,6 +166,12 @@ void sbertd_finish(struct sbertd *d, struct request *r, cJSON *reply,
  * thread. Returns 0 or a SBERT_PROTO_E* code with err filled. */
 int sbertd_encode(struct sbertd *d, const char *const *texts, const size_t *lens, size_t n,
                   float *out, int *truncated, int shared, struct sbert_proto_error *err);
+
+/* sbert_index_query() for a request: unfiltered queries are searched together with concurrent
+ * ones (the searcher thread), filtered ones in the calling thread. Returns an SBERT_INDEX_E*
+ * code; *out as sbert_index_query(). */
+int sbertd_query(struct sbertd *d, const float *vector,
+                 const struct sbert_index_query_params *params, struct sbert_index_results **out);
 
 /* The sbert_index_encode_fn of a reindex (the op, or at start-up after a model change):
  * encodes with the daemon's model, in pieces, telling the watchdog after each that the request

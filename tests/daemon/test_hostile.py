@@ -431,7 +431,9 @@ def test_reply_bounded(d):
     metadata, an 84-byte pairs request with include text+metadata made a 290 MiB reply and took
     sbertd from 148 to 1558 MiB RSS (get of 4000 repeated ids: 117 MiB reply, 620 MiB RSS);
     with 64 KB texts and n = max_pairs it would be tens of GiB. max_reply_bytes (here 8M) bounds
-    every reply: over it, too_large, and the daemon's RSS stays near its baseline."""
+    every reply: over it, too_large, and the daemon's RSS stays near its baseline. Vectors count
+    at their JSON size (16 bytes a float, not 4), and a query stops reading documents at the
+    limit."""
     c = d.client(timeout_ms=300000)
     for b in range(4):
         ok(c.call("add", documents=[{"id": "t%d-%d" % (b, i), "text": ("topic %d word%d " % (i % 7, i)) * 1000,
@@ -443,6 +445,19 @@ def test_reply_bounded(d):
     err(c.call("pairs", n=4950, per_doc_k=99, include=["text", "metadata"]), "too_large", "pairs reply")
     err(c.call("get", ids=["t%d-%d" % (i % 4, (i // 4) % 25) for i in range(4000)]), "too_large", "get reply")
     ok(c.call("get", ids=["t0-0", "t1-1"]), "a small get")
+    # vectors are 4 bytes a float in memory and up to 16 in JSON: 3000 of them are 4.6 MB read
+    # and ~15 MB of reply, refused before the reply is built (its message gives the advice)
+    e = err(c.call("get", ids=["t0-%d" % (i % 25) for i in range(3000)], include=["vector"]),
+            "too_large", "get of 3000 vectors")
+    check("ask for fewer ids" in e["error"]["message"], "refused before the reply was built: %r" % e["error"])
+    # query: the index stops reading documents at max_reply_bytes (300 x 32.5 KB = 9.75 MB here)
+    for b in range(4, 12):
+        ok(c.call("add", documents=[{"id": "t%d-%d" % (b, i), "text": ("topic %d word%d " % (i % 7, i)) * 1000,
+                                     "metadata": {"m": "x" * 16000}} for i in range(25)]))
+    r = c.call("query", text="topic 3", k=300)
+    check(r.get("ok") is False and r["error"]["code"] == "too_large" and "smaller k" in r["error"]["message"],
+          "query of 300 large documents: %r" % (r.get("error") or "%d results" % len(r.get("results", []))))
+    check(len(ok(c.call("query", text="topic 3", k=150))["results"]) == 150, "query of 150 fits")
     with open("/proc/%d/status" % d.proc.pid) as f:
         hwm = [int(line.split()[1]) for line in f if line.startswith("VmHWM:")][0]
     check_rss(hwm - base < 64 * 1024, "peak RSS +%d KiB for refused replies" % (hwm - base))
