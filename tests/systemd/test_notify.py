@@ -210,7 +210,7 @@ def first_life(d, n):
     if not check(ready is not None, "no READY=1 (daemon exit status %s); log:\n%s"
                  % (d.proc.poll(), d.log_text()[-3000:])):
         return
-    r = Req(d.url, 5000)
+    r = Req(d.url, 60000)  # a hang guard: the add below is the first encode and commit
     reply, err = r.call({"v": 1, "op": "health"})
     check(reply is not None and reply.get("ok") is True and reply.get("v") == 1,
           "health right after READY=1: %r %s" % (reply, err))
@@ -336,7 +336,7 @@ def third_life(d, n):
     ready = n.wait_for(lambda m: m.get("READY") == "1", 0, 300, d.proc)
     if not check(ready is not None, "third start: no READY=1; log:\n" + d.log_text()[-3000:]):
         return
-    r = Req(d.url, 10000)
+    r = Req(d.url, 60000)
     reply, err = r.call({"v": 1, "op": "get", "ids": ["svc-doc"]})
     check(reply is not None and reply.get("ok") is True and "A man is eating food." in json.dumps(reply),
           "document added before the SIGTERM shutdown is gone: %r %s" % (reply, err))
