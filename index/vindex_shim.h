@@ -46,6 +46,11 @@ int vshim_search(const FaissIndex *idx, int layout, const float *q, size_t nq, s
                  int ef_search, int nprobe, const struct vshim_select *sel, int exhaustive,
                  int64_t *labels, float *scores, char *errbuf, size_t errlen);
 
+/* From this many unfiltered queries at once, a Flat search is one matrix product (BLAS) in the
+ * calling thread rather than a scan per query (sets FAISS's process-wide
+ * distance_compute_blas_threshold to it on first use). */
+#define VSHIM_BLAS_MIN_QUERIES 4
+
 /* Label lists up to this length are answered by an exact scan of the list, also for HNSW. */
 #define VSHIM_SHORT_LIST 4096
 
