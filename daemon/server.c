@@ -359,7 +359,10 @@ static void *encoder_main(void *arg)
                 memcpy(lens + at, j->lens, j->n * sizeof *lens);
                 at += j->n;
             }
+            uint64_t t0 = sbertd_now_us();
             rc = encode_direct(d, texts, lens, total, out, trunc);
+            sbertd_log(LOG_DEBUG, "encode: %zu texts in one call, %.1f ms", total,
+                       (double)(sbertd_now_us() - t0) / 1000.0);
         }
         size_t at = 0;
         for (struct enc_job *j = batch; j; j = j->next) {
@@ -470,7 +473,10 @@ static void *searcher_main(void *arg)
                 memcpy(vecs + at * dim, j->vector, dim * sizeof *vecs);
                 params[at] = *j->params;
             }
+            uint64_t t0 = sbertd_now_us();
             sbert_index_query_many(d->index, vecs, n, params, res, rcs);
+            sbertd_log(LOG_DEBUG, "search: %zu queries in one call, %.1f ms", n,
+                       (double)(sbertd_now_us() - t0) / 1000.0);
             at = 0;
             for (struct search_job *j = batch; j; j = j->next, at++) {
                 j->res = res[at];
