@@ -398,10 +398,40 @@ def test_message_sizes(d):
 
 
 def test_concurrent_clients(d):
-    """16 clients query at once (their texts share encode batches): each gets its own answer."""
+    """16 clients query at once (their texts share encode batches, the unfiltered ones one vector
+    search with the largest k among them): each gets exactly the answer it gets alone, whatever
+    its k, min_score, filter, include or query vector."""
     c = d.client()
-    ok(c.call("add", documents=[{"id": "s%d" % i, "text": t} for i, t in enumerate(SENTENCES)]))
+    ok(c.call("add", documents=[{"id": "s%d" % i, "text": t, "metadata": {"i": i}}
+                                for i, t in enumerate(SENTENCES)]))
+    vec = ok(c.call("encode", texts=[SENTENCES[5]]))["embeddings"][0]
+
+    def request(n):
+        q = {"k": 1 + n % 8}
+        if n % 4 == 3:
+            q["vector"] = vec
+        else:
+            q["text"] = SENTENCES[n % 8]
+        if n % 5 == 2:
+            q["filter"] = {"i": {"$gte": 4}}
+        if n % 3 == 1:
+            q["min_score"] = 0.2
+        if n % 6 == 0:
+            q["include"] = ["text", "vector"]
+        return q
+
+    def key(r):
+        return [(x["id"], x.get("text"), x.get("metadata")) for x in r["results"]]
+
+    alone = {n: ok(c.call("query", **request(n))) for n in range(16)}
     c.close()
+    for n, r in alone.items():
+        q, res = request(n), alone[n]["results"]
+        check(len(res) <= q["k"] and (len(res) == q["k"] or "filter" in q or "min_score" in q) and
+              all(x["score"] >= q.get("min_score", -1) for x in res) and
+              all(int(x["id"][1:]) >= 4 for x in res if "filter" in q) and
+              all(("vector" in x) == ("vector" in q.get("include", [])) for x in res),
+              "query %r alone: %r" % (q, key(alone[n])))
     results = {}
     errors = []
 
@@ -409,10 +439,12 @@ def test_concurrent_clients(d):
         try:
             cl = d.client()
             for _ in range(5):
-                i = n % 8
-                r = ok(cl.call("query", text=SENTENCES[i], k=1))
-                check(r["results"][0]["id"] == "s%d" % i and r["results"][0]["score"] > 0.999,
-                      "client %d got %r" % (n, r))
+                r = ok(cl.call("query", **request(n)))
+                want = alone[n]
+                check(key(r) == key(want) and
+                      all(abs(x["score"] - y["score"]) < 1e-5 for x, y in zip(r["results"], want["results"])) and
+                      all(("vector" in x) == ("vector" in y) for x, y in zip(r["results"], want["results"])),
+                      "client %d (%r) got %r, alone %r" % (n, request(n), key(r), key(want)))
             results[n] = True
             cl.close()
         except Exception as e:
@@ -425,6 +457,7 @@ def test_concurrent_clients(d):
         t.join(300)
     check(not errors, "\n".join(errors))
     check(len(results) == 16, "only %d clients finished" % len(results))
+    check(alone[0]["results"][0]["id"] == "s0" and alone[0]["results"][0]["score"] > 0.999, "s0 finds itself")
 
 
 def test_sigterm_answers_in_flight(d):
