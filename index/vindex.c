@@ -3,12 +3,17 @@
  * vindex_shim.cpp where the 1.7.3 C API has no entry point.
  *
  * Layout by spec kind (facts measured on FAISS 1.7.3, Debian 1.7.3-2+b1):
- *   Flat  -> IndexIDMap2(IndexFlatIP): labels through the id map, real remove_ids.
+ *   Flat  -> IndexIDMap2(IndexFlatIP): labels through the id map. Deletes are swap-removes in
+ *            the shim (vshim_flat_remove: the last entry moves into the hole), O(dim) a label;
+ *            FAISS's remove_ids compacted all n vectors and rebuilt rev_map on every call (at
+ *            1M x 384 ~ms a call, under the write lock, so queries waited too). Internal positions
+ *            are therefore not insertion order and change on every delete.
  *   HNSW  -> IndexIDMap2(IndexHNSWFlat): HNSW's add_with_ids/remove_ids throw, so labels go
  *            through the id map and deletes are tombstones (dead[] by internal position). Its
  *            storage is swapped for one with faster distances (vshim_set_hnsw), same file format.
  *   IVF   -> a bare IndexIVF*: it stores 64-bit ids itself, and remove_ids through an IDMap
- *            wrapper returned wrong labels. Before training: IndexIDMap2(IndexFlatIP) staging.
+ *            wrapper returned wrong labels; its remove_ids scans every list (O(n) a call). Before
+ *            training: IndexIDMap2(IndexFlatIP) staging, deleted from as Flat.
  */
 #define _GNU_SOURCE
 #include "vindex.h"
@@ -519,10 +524,39 @@ static int state_remove(struct vstate *s, const int64_t *labels, size_t n, size_
         *removed = nr;
         return 0;
     }
+    if (s->kind == KIND_FLAT || !s->trained) {
+        /* IDMap2 over Flat: swap-remove, O(dim) a label (vshim_flat_remove). One call a label
+         * keeps the live set exactly in step with the index should the shim refuse. */
+        int rc = 0;
+        for (size_t i = 0; rc == 0 && i < n; i++) {
+            size_t got = 0;
+            if (!lset_has(&s->live, labels[i])) continue;
+            rc = vshim_flat_remove(s->idx, labels + i, 1, &got, errbuf, errlen);
+            if (rc == 0 && got != 1)
+                rc = fail(errbuf, errlen, VINDEX_EFAISS,
+                          "live label %lld is not in the flat index", (long long)labels[i]);
+            if (rc == 0) {
+                lset_del(&s->live, labels[i]);
+                nr++;
+            }
+        }
+        *removed = nr;
+        return rc;
+    }
+    /* Trained IVF: FAISS's remove_ids, with the labels deduplicated (it counts a label once). */
     int64_t *present = malloc((n ? n : 1) * sizeof *present);
-    if (!present) return VINDEX_ENOMEM;
+    struct lset seen = {0};
+    if (!present || lset_reserve(&seen, n) != 0) {
+        free(present);
+        lset_free(&seen);
+        return VINDEX_ENOMEM;
+    }
     for (size_t i = 0; i < n; i++)
-        if (lset_has(&s->live, labels[i])) present[nr++] = labels[i];
+        if (lset_has(&s->live, labels[i]) && !lset_has(&seen, labels[i])) {
+            lset_put(&seen, labels[i]);
+            present[nr++] = labels[i];
+        }
+    lset_free(&seen);
     if (nr) {
         FaissIDSelectorBatch *sel = NULL;
         size_t got = 0;

@@ -7,7 +7,8 @@
  * this index is derived from it and can always be rebuilt from the stored vectors.
  *
  * Index specs (FAISS factory strings; the metric is always inner product):
- *   "Flat"                exact search. Real deletes.
+ *   "Flat"                exact search. Real deletes, each label O(dim) whatever the size of the
+ *                         index (the last entry moves into the freed slot).
  *   "HNSW<M>,Flat"        graph search (efSearch, efConstruction in the params). FAISS 1.7.3 cannot
  *                         remove from an HNSW graph, so a delete is a tombstone: the entry stays in
  *                         the graph, is never returned, and vindex_needs_rebuild() turns true when
@@ -19,7 +20,8 @@
  *                         exact flat index; when the count reaches it, training runs on a copy in a
  *                         background thread while queries and writes go on against the flat index;
  *                         writes made meanwhile are replayed into the trained index, which then
- *                         replaces the flat one under the write lock. Real deletes.
+ *                         replaces the flat one under the write lock. Real deletes (O(dim) a label
+ *                         while flat; a trained IVF's scan every list, O(count) a call).
  *
  * Labels: any value >= 0. Adding a label that is present (live) is refused: an upsert is
  * vindex_remove() then vindex_add() of the new vector. Results use label -1 and score -INFINITY

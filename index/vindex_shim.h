@@ -65,6 +65,19 @@ int64_t vshim_idmap_position(const FaissIndex *idx, int64_t label);
  * label at pos) and in inverted-list order for IVF. out has room for ntotal labels. */
 int vshim_labels(const FaissIndex *idx, int layout, int64_t *out, char *errbuf, size_t errlen);
 
+/*
+ * IDMAP over Flat only (KIND_FLAT, and IVF before training): removes the labels present in the
+ * rev_map, each in O(dim): the entry at the last internal position moves into the removed one's
+ * (vector, id_map, rev_map) and ntotal shrinks by one. So positions are a permutation that
+ * deletes reorder; nothing outside the shim may keep one across a write. Labels not present, and
+ * repeats, are skipped; *removed receives how many were removed. Nothing allocates or throws.
+ * Returns 0; VINDEX_EFAISS when idx is not an IDMap2 over an IndexFlat (nothing changed), or
+ * when its id_map and rev_map disagree (the labels before the bad one are removed, *removed says
+ * how many). The vectors' capacity is kept (as FAISS's remove_ids keeps it).
+ */
+int vshim_flat_remove(FaissIndex *idx, const int64_t *labels, size_t n, size_t *removed,
+                      char *errbuf, size_t errlen);
+
 /* IDMAP over Flat only: a borrowed pointer to the ntotal * d stored floats (valid until the next
  * write to idx), or NULL when the inner index is not a flat one. */
 const float *vshim_flat_vectors(const FaissIndex *idx);

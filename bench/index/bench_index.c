@@ -5,13 +5,24 @@
  * measurements with faiss-cpu from PyPI and prints one table.
  *
  *   bench_index VECTORS.f32 N QUERIES.f32 NQ GT.i64 SPEC EF NPROBE LAT_QUERIES SNAPDIR
+ *   bench_index delete VECTORS.f32 N QUERIES.f32 NQ ORDER.i64 SINGLES BATCHES BATCH
  *
  * VECTORS.f32: N x 384 float32 rows; QUERIES.f32: NQ x 384; GT.i64: NQ x 10 exact labels.
  * Prints one line "key=value ..." on stdout.
+ *
+ * delete (bench/index/delete.sh runs it): a Flat index of the N vectors (labels 0..N-1), then
+ * SINGLES vindex_remove() calls of one label each and BATCHES calls of BATCH labels each, the
+ * labels taken in turn from ORDER.i64 (a permutation of 0..N-1); each call is timed alone. Then
+ * the same BATCHES x BATCH deletes again while a second thread runs one query per call
+ * back to back: how long a query waits behind a delete (its latency against the idle one) and
+ * how long a delete waits for the running query. ORDER needs SINGLES + 2 * BATCHES * BATCH
+ * labels.
  */
 #define _GNU_SOURCE
 #include <fcntl.h>
 #include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -98,7 +109,140 @@ static vindex *build(const struct vindex_params *p, const float *x, size_t n, do
     return v;
 }
 
+static double pct(double *a, size_t n, double p) {
+    if (!n) return NAN;
+    qsort(a, n, sizeof *a, cmp_double);
+    size_t i = (size_t)(p * n);
+    return a[i < n ? i : n - 1];
+}
+
+static double mean(const double *a, size_t n) {
+    double s = 0;
+    for (size_t i = 0; i < n; i++) s += a[i];
+    return n ? s / n : NAN;
+}
+
+/* Times each vindex_remove() of nb batches of b labels from order; lat[i] in seconds. */
+static void remove_timed(vindex *v, const int64_t *order, size_t nb, size_t b, double *lat) {
+    char err[512];
+    for (size_t i = 0; i < nb; i++) {
+        size_t got = 0;
+        double t0 = now();
+        int rc = vindex_remove(v, order + i * b, b, &got, err, sizeof err);
+        lat[i] = now() - t0;
+        if (rc) die("remove", rc, err);
+        if (got != b) {
+            fprintf(stderr, "remove: %zu of %zu labels removed\n", got, b);
+            exit(1);
+        }
+    }
+}
+
+struct qloop {
+    vindex *v;
+    const float *q;
+    size_t nq;
+    atomic_int stop;
+    double *lat;
+    size_t n, cap;
+};
+
+static void *query_loop(void *arg) {
+    struct qloop *l = arg;
+    char err[512];
+    int64_t L[K];
+    float S[K];
+    for (size_t i = 0; !l->stop; i++) {
+        double t0 = now();
+        int rc = vindex_search(l->v, l->q + (i % l->nq) * DIM, 1, K, NULL, L, S, err, sizeof err);
+        if (rc) die("search", rc, err);
+        if (l->n < l->cap) l->lat[l->n++] = now() - t0;
+    }
+    return NULL;
+}
+
+static int delete_main(int argc, char **argv) {
+    if (argc != 10) {
+        fprintf(stderr, "usage: %s delete VECTORS N QUERIES NQ ORDER SINGLES BATCHES BATCH\n",
+                argv[0]);
+        return 2;
+    }
+    size_t n = strtoull(argv[3], NULL, 10), nq = strtoull(argv[5], NULL, 10);
+    size_t singles = strtoull(argv[7], NULL, 10), nb = strtoull(argv[8], NULL, 10),
+           b = strtoull(argv[9], NULL, 10);
+    if (singles + 2 * nb * b > n || nq == 0) {
+        fprintf(stderr, "delete: SINGLES + 2 * BATCHES * BATCH > N, or NQ == 0\n");
+        return 2;
+    }
+    const float *x = map_file(argv[2], n * DIM * sizeof(float));
+    const float *q = map_file(argv[4], nq * DIM * sizeof(float));
+    const int64_t *order = map_file(argv[6], n * sizeof(int64_t));
+
+    struct vindex_params p = vindex_default_params();
+    p.spec = "Flat";
+    p.dim = DIM;
+    p.log = log_stderr;
+    double t_add;
+    vindex *v = build(&p, x, n, &t_add);
+
+    char err[512];
+    int64_t L[K];
+    float S[K];
+    size_t nidle = nq < 20 ? nq : 20;
+    double idle[20];
+    for (size_t i = 0; i < nidle; i++) {
+        double t0 = now();
+        int rc = vindex_search(v, q + i * DIM, 1, K, NULL, L, S, err, sizeof err);
+        if (rc) die("search", rc, err);
+        idle[i] = now() - t0;
+    }
+
+    double *l1 = malloc((singles ? singles : 1) * sizeof *l1);
+    double *lb = malloc(nb * sizeof *lb), *lc = malloc(nb * sizeof *lc);
+    remove_timed(v, order, singles, 1, l1);
+    remove_timed(v, order + singles, nb, b, lb);
+
+    /* Concurrent: the deletes are spaced by about one idle query time so that each one arrives
+     * at a random point of a running query. */
+    struct qloop ql = {.v = v, .q = q, .nq = nq, .cap = 1 << 20};
+    ql.lat = malloc(ql.cap * sizeof *ql.lat);
+    pthread_t th;
+    pthread_create(&th, NULL, query_loop, &ql);
+    double q50 = pct(idle, nidle, 0.5);
+    struct timespec gap = {.tv_sec = (time_t)q50, .tv_nsec = (long)((q50 - (time_t)q50) * 1e9)};
+    nanosleep(&gap, NULL);
+    for (size_t i = 0; i < nb; i++) {
+        remove_timed(v, order + singles + (nb + i) * b, 1, b, lc + i);
+        nanosleep(&gap, NULL);
+    }
+    ql.stop = 1;
+    pthread_join(th, NULL);
+    size_t left = vindex_count(v);
+    if (left != n - singles - 2 * nb * b) {
+        fprintf(stderr, "delete: %zu labels left, want %zu\n", left, n - singles - 2 * nb * b);
+        return 1;
+    }
+    double single_mean = mean(l1, singles), batch_mean = mean(lb, nb);
+    printf("impl=vindex op=delete n=%zu singles=%zu single_p50_ms=%.3f single_p99_ms=%.3f "
+           "single_max_ms=%.3f single_mean_ms=%.3f batches=%zu batch=%zu batch_p50_ms=%.3f "
+           "batch_max_ms=%.3f batch_mean_ms=%.3f query_idle_p50_ms=%.3f conc_queries=%zu "
+           "conc_query_p50_ms=%.3f conc_query_max_ms=%.3f conc_delete_p50_ms=%.3f "
+           "conc_delete_max_ms=%.3f\n",
+           n, singles, pct(l1, singles, 0.5) * 1e3, pct(l1, singles, 0.99) * 1e3,
+           pct(l1, singles, 1.0) * 1e3, single_mean * 1e3, nb, b, pct(lb, nb, 0.5) * 1e3,
+           pct(lb, nb, 1.0) * 1e3, batch_mean * 1e3, q50 * 1e3, ql.n,
+           pct(ql.lat, ql.n, 0.5) * 1e3, pct(ql.lat, ql.n, 1.0) * 1e3, pct(lc, nb, 0.5) * 1e3,
+           pct(lc, nb, 1.0) * 1e3);
+    vindex_free(v);
+    free(l1);
+    free(lb);
+    free(lc);
+    free(ql.lat);
+    return 0;
+}
+
 int main(int argc, char **argv) {
+    if (argc > 1 && strcmp(argv[1], "delete") == 0) return delete_main(argc, argv);
     if (argc != 11) {
         fprintf(stderr, "usage: %s VECTORS N QUERIES NQ GT SPEC EF NPROBE LAT_QUERIES SNAPDIR\n",
                 argv[0]);

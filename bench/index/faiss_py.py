@@ -5,6 +5,11 @@
   faiss_py.py run OUTDIR N NQ SPEC EF NPROBE LAT_QUERIES TRAIN_N
                                         the same measurements as bench_index.c, one key=value line
   faiss_py.py table RESULTS.txt OUT.md  one table of all lines, printed and written
+  faiss_py.py order OUT.i64 N           a fixed random permutation of 0..N-1 (the delete order)
+  faiss_py.py delete OUTDIR N ORDER.i64 SINGLES BATCHES BATCH
+                                        bench_index.c's delete figures for IndexIDMap2(IndexFlatIP)
+                                        (no concurrent part: a faiss-cpu index has no lock)
+  faiss_py.py deltable RESULTS.txt OUT.md  the delete table
 """
 import os
 import sys
@@ -107,6 +112,68 @@ def run(out, n, nq, spec, ef, nprobe, nlat, train_n):
           f"recall10={hit / (nq * K):.4f}")
 
 
+def order(out, n):
+    np.random.default_rng(4242).permutation(n).astype(np.int64).tofile(out)
+
+
+def delete(out, n, order_path, singles, nb, b):
+    import faiss
+    x = np.fromfile(f"{out}/vectors.f32", dtype=np.float32, count=n * DIM).reshape(n, DIM)
+    order = np.fromfile(order_path, dtype=np.int64, count=n)
+    idx = faiss.IndexIDMap2(faiss.IndexFlatIP(DIM))
+    for i in range(0, n, 10000):
+        idx.add_with_ids(x[i:i + 10000], np.arange(i, min(i + 10000, n), dtype=np.int64))
+
+    def timed(labels, size):
+        lat = []
+        for i in range(0, len(labels), size):
+            batch = np.ascontiguousarray(labels[i:i + size])
+            t = time.perf_counter()
+            got = idx.remove_ids(batch)
+            lat.append(time.perf_counter() - t)
+            assert got == len(batch), (got, len(batch))
+        return sorted(lat)
+
+    l1 = timed(order[:singles], 1)
+    lb = timed(order[singles:singles + nb * b], b)
+    assert idx.ntotal == n - singles - nb * b
+
+    def p(a, q):
+        return a[min(int(q * len(a)), len(a) - 1)] * 1e3 if a else float("nan")
+
+    print(f"impl=faiss-cpu-{faiss.__version__} op=delete n={n} singles={singles} "
+          f"single_p50_ms={p(l1, .5):.3f} single_p99_ms={p(l1, .99):.3f} "
+          f"single_max_ms={p(l1, 1):.3f} single_mean_ms={np.mean(l1) * 1e3:.3f} batches={nb} "
+          f"batch={b} batch_p50_ms={p(lb, .5):.3f} batch_max_ms={p(lb, 1):.3f} "
+          f"batch_mean_ms={np.mean(lb) * 1e3:.3f}")
+
+
+def deltable(results, out_md):
+    head = ["impl", "n", "1-label deletes", "p50 ms", "p99 ms", "max ms", "batches x labels",
+            "p50 ms", "max ms", "idle query ms", "query p50 ms (deletes running)",
+            "query max ms (deletes running)", "delete p50 / max ms (queries running)"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    notes = []
+    with open(results) as f:
+        for r in f:
+            r = r.strip()
+            if r.startswith("#"):
+                notes.append(r.lstrip("# "))
+            elif r.startswith("impl="):
+                kv = dict(x.split("=", 1) for x in r.split())
+                g = lambda k: kv.get(k, "-")
+                lines.append("| " + " | ".join([
+                    g("impl"), g("n"), g("singles"), g("single_p50_ms"), g("single_p99_ms"),
+                    g("single_max_ms"), f"{g('batches')} x {g('batch')}", g("batch_p50_ms"),
+                    g("batch_max_ms"), g("query_idle_p50_ms"), g("conc_query_p50_ms"),
+                    g("conc_query_max_ms"),
+                    f"{g('conc_delete_p50_ms')} / {g('conc_delete_max_ms')}"]) + " |")
+    text = "\n".join(notes + [""] + lines) + "\n"
+    print(text)
+    with open(out_md, "w") as f:
+        f.write(text)
+
+
 def table(results, out_md):
     rows = []
     with open(results) as f:
@@ -142,5 +209,12 @@ if __name__ == "__main__":
             int(sys.argv[7]), int(sys.argv[8]), int(sys.argv[9]))
     elif cmd == "table":
         table(sys.argv[2], sys.argv[3])
+    elif cmd == "order":
+        order(sys.argv[2], int(sys.argv[3]))
+    elif cmd == "delete":
+        delete(sys.argv[2], int(sys.argv[3]), sys.argv[4], int(sys.argv[5]), int(sys.argv[6]),
+               int(sys.argv[7]))
+    elif cmd == "deltable":
+        deltable(sys.argv[2], sys.argv[3])
     else:
         sys.exit(f"unknown command {cmd}")
