@@ -4,13 +4,22 @@
  * Sequences are packed back to back into one [tokens x hidden] matrix, so every dense layer is one
  * matrix product over real tokens only; attention, the one place tokens of a sequence meet, runs
  * per (sequence, head) within the sequence's own rows, which is exactly what BERT's padding mask
- * computes (masked scores get exp(-huge) = 0). Threads take groups of whole sequences and run them
- * independently; each calls single-threaded BLAS.
+ * computes (masked scores get exp(-huge) = 0). Each thread calls single-threaded BLAS.
+ *
+ * Two ways to use the threads. With at least as many sequences as threads, threads take groups of
+ * whole sequences and run them independently (no synchronisation). With fewer (a query: one short
+ * text), that would leave threads idle while one core streams all the weights, and for a few rows
+ * the weights' memory traffic is the cost; so every thread takes part in every layer instead:
+ * dense layers split by output columns (contiguous rows of the [N x K] weight), attention by
+ * (sequence, head), LayerNorm and embeddings by token rows (forward_split).
  */
 #include "model.h"
 
 #include <cblas.h>
 #include <math.h>
+#include <omp.h>
+#include <sched.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -96,17 +105,17 @@ static void gelu(float *restrict y, int n, int act)
     }
 }
 
-/* Fills M rows of width n with the bias row b (the products then accumulate onto it). */
-static void fill_rows(float *restrict y, int M, int n, const float *restrict b)
+/* Fills M rows of width n (row stride ld) with the bias row b (products then accumulate onto it). */
+static void fill_rows(float *restrict y, int M, int n, int ld, const float *restrict b)
 {
-    for (int r = 0; r < M; r++) memcpy(y + (size_t)r * n, b, (size_t)n * sizeof *y);
+    for (int r = 0; r < M; r++) memcpy(y + (size_t)r * ld, b, (size_t)n * sizeof *y);
 }
 
-/* Adds the bias row b to M rows of width n. */
-static void add_rows(float *restrict y, int M, int n, const float *restrict b)
+/* Adds the bias row b to M rows of width n (row stride ld). */
+static void add_rows(float *restrict y, int M, int n, int ld, const float *restrict b)
 {
     for (int r = 0; r < M; r++) {
-        float *restrict yr = y + (size_t)r * n;
+        float *restrict yr = y + (size_t)r * ld;
 #pragma omp simd
         for (int j = 0; j < n; j++) yr[j] += b[j];
     }
@@ -126,11 +135,13 @@ static inline float hsum(__m256 v)
 }
 
 /*
- * y[M x N] += x[M x K] * W^T for few rows (one short text). sgemm packs all of W for every call,
- * which for a handful of rows costs more than the arithmetic; this streams W once, two x rows
- * against four W rows at a time (8 accumulators, 6 loads per 8 FMAs). K must be a multiple of 8.
+ * y[M x N] += x[M x K] * W^T for few rows (one short text); y's row stride is ldy. sgemm packs all
+ * of W for every call, which for a handful of rows costs more than the arithmetic; this streams W
+ * once, two x rows against four W rows at a time (8 accumulators, 6 loads per 8 FMAs). K must be a
+ * multiple of 8. Each output element's sum runs in the same order whatever M, N and the slice of W
+ * are, so splitting the columns between threads changes no bit.
  */
-static void small_gemm(const float *x, int M, int K, const float *w, int N, float *y)
+static void small_gemm(const float *x, int M, int K, const float *w, int N, float *y, int ldy)
 {
     int n = 0;
     for (; n + 4 <= N; n += 4) {
@@ -153,7 +164,7 @@ static void small_gemm(const float *x, int M, int K, const float *w, int N, floa
                 b2 = _mm256_fmadd_ps(vb, v2, b2);
                 b3 = _mm256_fmadd_ps(vb, v3, b3);
             }
-            float *ya = y + (size_t)m * N + n, *yb = ya + N;
+            float *ya = y + (size_t)m * ldy + n, *yb = ya + ldy;
             ya[0] += hsum(a0);
             ya[1] += hsum(a1);
             ya[2] += hsum(a2);
@@ -173,7 +184,7 @@ static void small_gemm(const float *x, int M, int K, const float *w, int N, floa
                 a2 = _mm256_fmadd_ps(va, _mm256_loadu_ps(w2 + k), a2);
                 a3 = _mm256_fmadd_ps(va, _mm256_loadu_ps(w3 + k), a3);
             }
-            float *ya = y + (size_t)m * N + n;
+            float *ya = y + (size_t)m * ldy + n;
             ya[0] += hsum(a0);
             ya[1] += hsum(a1);
             ya[2] += hsum(a2);
@@ -186,22 +197,25 @@ static void small_gemm(const float *x, int M, int K, const float *w, int N, floa
             __m256 a0 = _mm256_setzero_ps();
             for (int k = 0; k < K; k += 8)
                 a0 = _mm256_fmadd_ps(_mm256_loadu_ps(xa + k), _mm256_loadu_ps(wn + k), a0);
-            y[(size_t)m * N + n] += hsum(a0);
+            y[(size_t)m * ldy + n] += hsum(a0);
         }
 }
 #endif
 
-/* y[M x N] += x[M x K] * W^T for W stored [N x K] (torch Linear layout). */
-static void linear_acc(const float *x, int M, int K, const float *w, int N, float *y)
+/*
+ * y[M x N] += x[M x K] * W^T for W stored [N x K] (torch Linear layout), y with row stride ldy.
+ * Columns n0..n1 of a wider product are w + n0 * K and y + n0 with N = n1 - n0.
+ */
+static void linear_acc(const float *x, int M, int K, const float *w, int N, float *y, int ldy)
 {
-    if (M <= 0) return;
+    if (M <= 0 || N <= 0) return;
 #if defined(__AVX2__) && defined(__FMA__)
     if (M <= SMALL_M && K % 8 == 0) {
-        small_gemm(x, M, K, w, N, y);
+        small_gemm(x, M, K, w, N, y, ldy);
         return;
     }
 #endif
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, N, K, 1.0f, x, K, w, K, 1.0f, y, N);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, N, K, 1.0f, x, K, w, K, 1.0f, y, ldy);
 }
 
 /*
@@ -242,22 +256,33 @@ static void attend(const float *q, const float *k, const float *v, int ld, int L
     }
 }
 
-void sbert_forward(const struct sbert_model *m, struct sbert_fwd_scratch *s, const int32_t *ids,
-                   const int *lens, int nseq, float *out)
+/* x rows r0..r1 = LayerNorm(word + position + token type 0 embeddings) of their tokens. */
+static void embed_rows(const struct sbert_model *m, const int32_t *ids, const int *pos, float *x,
+                       int r0, int r1)
+{
+    const int H = m->hidden;
+    for (int r = r0; r < r1; r++) {
+        float *xe = x + (size_t)r * H;
+        const float *we = m->word + (size_t)ids[r] * H, *pe = m->pos + (size_t)pos[r] * H;
+        for (int j = 0; j < H; j++) xe[j] = we[j] + m->type0[j] + pe[j];
+        layer_norm(xe, H, m->emb_ln_g, m->emb_ln_b, m->ln_eps);
+    }
+}
+
+/*
+ * The whole network over nseq >= n_threads sequences: they are split into at most n_threads
+ * consecutive groups of about equal cost (dense layers grow with L, attention with L^2); each
+ * thread runs every layer on its own group with no synchronisation at all, which also keeps it
+ * fast when the cores are shared.
+ */
+static void forward_groups(const struct sbert_model *m, struct sbert_fwd_scratch *s,
+                           const int32_t *ids, const int *lens, int nseq)
 {
     const int H = m->hidden, NI = m->inter, nh = m->heads, dh = H / nh, H3 = 3 * H;
     const float scale = 1.0f / sqrtf((float)dh), eps = m->ln_eps;
-    int *start = s->start, *pos = s->pos;
-    start[0] = 0;
-    for (int i = 0; i < nseq; i++) {
-        start[i + 1] = start[i] + lens[i];
-        for (int p = 0; p < lens[i]; p++) pos[start[i] + p] = p;
-    }
+    const int *start = s->start;
     float *x = s->x, *qkv = s->qkv, *ctx = s->ctx, *inter = s->inter;
 
-    /* Split the sequences into at most n_threads consecutive groups of about equal cost (dense
-     * layers grow with L, attention with L^2); each thread then runs the whole network on its own
-     * group with no synchronisation at all, which also keeps it fast when the cores are shared. */
     const double per_tok = 8.0 * H * H + 4.0 * H * NI, per_pair = 4.0 * H;
     double total = 0;
     for (int i = 0; i < nseq; i++) total += lens[i] * (per_tok + per_pair * lens[i]);
@@ -279,16 +304,11 @@ void sbert_forward(const struct sbert_model *m, struct sbert_fwd_scratch *s, con
         float *xr = x + (size_t)r0 * H, *qkvr = qkv + (size_t)r0 * H3, *ctxr = ctx + (size_t)r0 * H;
         float *inr = inter + (size_t)r0 * NI;
 
-        for (int r = r0; r < r0 + M; r++) {
-            float *xe = x + (size_t)r * H;
-            const float *we = m->word + (size_t)ids[r] * H, *pe = m->pos + (size_t)pos[r] * H;
-            for (int j = 0; j < H; j++) xe[j] = we[j] + m->type0[j] + pe[j];
-            layer_norm(xe, H, m->emb_ln_g, m->emb_ln_b, eps);
-        }
+        embed_rows(m, ids, s->pos, x, r0, r0 + M);
         for (int l = 0; l < m->layers; l++) {
             const struct sbert_layer_weights *w = &m->layer[l];
-            fill_rows(qkvr, M, H3, w->qkv_b);
-            linear_acc(xr, M, H, w->qkv_w, H3, qkvr);
+            fill_rows(qkvr, M, H3, H3, w->qkv_b);
+            linear_acc(xr, M, H, w->qkv_w, H3, qkvr, H3);
             for (int sq = s0; sq < s1; sq++)
                 for (int h = 0; h < nh; h++) {
                     const float *base = qkv + (size_t)start[sq] * H3 + h * dh;
@@ -296,17 +316,151 @@ void sbert_forward(const struct sbert_model *m, struct sbert_fwd_scratch *s, con
                            ctx + (size_t)start[sq] * H + h * dh, H, kt, srow);
                 }
             /* The residual stream x takes the bias and the products in place, then LayerNorm. */
-            add_rows(xr, M, H, w->ao_b);
-            linear_acc(ctxr, M, H, w->ao_w, H, xr);
+            add_rows(xr, M, H, H, w->ao_b);
+            linear_acc(ctxr, M, H, w->ao_w, H, xr, H);
             for (int r = 0; r < M; r++) layer_norm(xr + (size_t)r * H, H, w->ln1_g, w->ln1_b, eps);
-            fill_rows(inr, M, NI, w->in_b);
-            linear_acc(xr, M, H, w->in_w, NI, inr);
+            fill_rows(inr, M, NI, NI, w->in_b);
+            linear_acc(xr, M, H, w->in_w, NI, inr, NI);
             gelu(inr, M * NI, m->act);
-            add_rows(xr, M, H, w->out_b);
-            linear_acc(inr, M, NI, w->out_w, H, xr);
+            add_rows(xr, M, H, H, w->out_b);
+            linear_acc(inr, M, NI, w->out_w, H, xr, H);
             for (int r = 0; r < M; r++) layer_norm(xr + (size_t)r * H, H, w->ln2_g, w->ln2_b, eps);
         }
     }
+}
+
+/*
+ * The split pass is a fixed sequence of steps (embeddings, then per layer: QKV, attention, output
+ * dense, LayerNorm, intermediate dense + GELU, output dense, LayerNorm), each cut into chunks that
+ * need only earlier steps' results. Chunks are numbered across the whole pass and claimed in that
+ * order from one counter; a chunk of step k starts once `done` (chunks finished) reaches the
+ * number of chunks before step k. Since a chunk only starts after every chunk before its step has
+ * finished, `done` cannot count a later step's chunk while an earlier one is unfinished. Unlike a
+ * barrier per step, a thread that the OS has descheduled (shared cores, the daemon's other work)
+ * holds nobody up unless it holds an unfinished chunk: the running threads take the rest.
+ */
+enum { COLS = 32, ROWS = 8 }; /* chunk sizes: output columns of a dense layer; token rows */
+enum { ST_QKV, ST_ATT, ST_AO, ST_LN1, ST_IN, ST_OUT, ST_LN2, ST_N };
+
+struct split_pass {
+    atomic_int next, done;
+    int n_emb;         /* embedding chunks, before the first layer */
+    int cnt[ST_N];     /* chunks of each step of a layer */
+    int off[ST_N + 1]; /* first chunk of each step within a layer; off[ST_N] per layer */
+    int total;
+};
+
+static int ceil_div(int a, int b) { return (a + b - 1) / b; }
+
+/* Waits until `done` reaches need; yields the core soon, since the chunk it waits for may belong
+ * to a thread that is not running. */
+static void wait_done(atomic_int *done, int need)
+{
+    for (int spin = 0; atomic_load_explicit(done, memory_order_acquire) < need; spin++)
+        if (spin >= 64) sched_yield();
+}
+
+/*
+ * The whole network over nseq < n_threads sequences with every thread in every step: dense layers
+ * split by output columns (a chunk reads only its rows of W, so the threads share the weights'
+ * memory traffic), attention by (sequence, head), LayerNorm and embeddings by rows. Each chunk's
+ * arithmetic is the same whichever thread runs it, so results do not depend on the thread count.
+ */
+static void forward_split(const struct sbert_model *m, struct sbert_fwd_scratch *s,
+                          const int32_t *ids, const int *lens, int nseq)
+{
+    const int H = m->hidden, NI = m->inter, nh = m->heads, dh = H / nh, H3 = 3 * H;
+    const float scale = 1.0f / sqrtf((float)dh), eps = m->ln_eps;
+    const int *start = s->start, M = start[nseq];
+    float *x = s->x, *qkv = s->qkv, *ctx = s->ctx, *inter = s->inter;
+
+    struct split_pass sp = {.n_emb = ceil_div(M, ROWS)};
+    atomic_init(&sp.next, 0);
+    atomic_init(&sp.done, 0);
+    sp.cnt[ST_QKV] = ceil_div(H3, COLS);
+    sp.cnt[ST_ATT] = nseq * nh;
+    sp.cnt[ST_AO] = sp.cnt[ST_OUT] = ceil_div(H, COLS);
+    sp.cnt[ST_LN1] = sp.cnt[ST_LN2] = ceil_div(M, ROWS);
+    sp.cnt[ST_IN] = ceil_div(NI, COLS);
+    for (int k = 0; k < ST_N; k++) sp.off[k + 1] = sp.off[k] + sp.cnt[k];
+    sp.total = sp.n_emb + m->layers * sp.off[ST_N];
+
+#pragma omp parallel num_threads(s->n_threads)
+    {
+        const int t = omp_get_thread_num();
+        float *kt = s->scores + (size_t)t * s->max_len * (dh + 1), *srow = kt + (size_t)s->max_len * dh;
+        for (int g; (g = atomic_fetch_add_explicit(&sp.next, 1, memory_order_relaxed)) < sp.total;) {
+            if (g < sp.n_emb) {
+                const int r0 = g * ROWS, r1 = r0 + ROWS < M ? r0 + ROWS : M;
+                embed_rows(m, ids, s->pos, x, r0, r1);
+                atomic_fetch_add_explicit(&sp.done, 1, memory_order_release);
+                continue;
+            }
+            const int l = (g - sp.n_emb) / sp.off[ST_N], in_l = (g - sp.n_emb) % sp.off[ST_N];
+            int k = 0;
+            while (in_l >= sp.off[k + 1]) k++;
+            const int c = in_l - sp.off[k];
+            wait_done(&sp.done, sp.n_emb + l * sp.off[ST_N] + sp.off[k]);
+
+            const struct sbert_layer_weights *w = &m->layer[l];
+            const int r0 = c * ROWS, r1 = r0 + ROWS < M ? r0 + ROWS : M;
+            int c0 = c * COLS, c1 = c0 + COLS;
+            switch (k) {
+            case ST_QKV:
+                c1 = c1 < H3 ? c1 : H3;
+                fill_rows(qkv + c0, M, c1 - c0, H3, w->qkv_b + c0);
+                linear_acc(x, M, H, w->qkv_w + (size_t)c0 * H, c1 - c0, qkv + c0, H3);
+                break;
+            case ST_ATT: {
+                const int sq = c / nh, h = c % nh;
+                const float *base = qkv + (size_t)start[sq] * H3 + h * dh;
+                attend(base, base + H, base + 2 * H, H3, lens[sq], dh, scale,
+                       ctx + (size_t)start[sq] * H + h * dh, H, kt, srow);
+                break;
+            }
+            case ST_AO:
+            case ST_OUT: {
+                /* The residual stream x takes the bias and the products in place. */
+                const float *in = k == ST_AO ? ctx : inter, *wt = k == ST_AO ? w->ao_w : w->out_w;
+                const int K = k == ST_AO ? H : NI;
+                c1 = c1 < H ? c1 : H;
+                add_rows(x + c0, M, c1 - c0, H, (k == ST_AO ? w->ao_b : w->out_b) + c0);
+                linear_acc(in, M, K, wt + (size_t)c0 * K, c1 - c0, x + c0, H);
+                break;
+            }
+            case ST_LN1:
+            case ST_LN2:
+                for (int r = r0; r < r1; r++)
+                    layer_norm(x + (size_t)r * H, H, k == ST_LN1 ? w->ln1_g : w->ln2_g,
+                               k == ST_LN1 ? w->ln1_b : w->ln2_b, eps);
+                break;
+            default: /* ST_IN */
+                c1 = c1 < NI ? c1 : NI;
+                fill_rows(inter + c0, M, c1 - c0, NI, w->in_b + c0);
+                linear_acc(x, M, H, w->in_w + (size_t)c0 * H, c1 - c0, inter + c0, NI);
+                for (int r = 0; r < M; r++) gelu(inter + (size_t)r * NI + c0, c1 - c0, m->act);
+                break;
+            }
+            atomic_fetch_add_explicit(&sp.done, 1, memory_order_release);
+        }
+    }
+}
+
+void sbert_forward(const struct sbert_model *m, struct sbert_fwd_scratch *s, const int32_t *ids,
+                   const int *lens, int nseq, float *out)
+{
+    const int H = m->hidden;
+    int *start = s->start, *pos = s->pos;
+    start[0] = 0;
+    for (int i = 0; i < nseq; i++) {
+        start[i + 1] = start[i] + lens[i];
+        for (int p = 0; p < lens[i]; p++) pos[start[i] + p] = p;
+    }
+    if (nseq < s->n_threads)
+        forward_split(m, s, ids, lens, nseq);
+    else
+        forward_groups(m, s, ids, lens, nseq);
+    const float *x = s->x;
 
     for (int i = 0; i < nseq; i++) {
         float *o = out + (size_t)i * H;
