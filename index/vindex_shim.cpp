@@ -339,6 +339,14 @@ extern "C" int vshim_search(const FaissIndex *idx, int layout, const float *q, s
                             int exhaustive, int64_t *labels, float *scores, char *errbuf,
                             size_t errlen) {
     try {
+        if (cpp(idx)->ntotal == 0) {
+            // FAISS 1.7.3's BLAS path (exhaustive_inner_product_blas, from
+            // distance_compute_blas_threshold queries: 4 here) returns at once for an empty
+            // index without writing any result, which left the caller's buffers as they were.
+            std::fill(labels, labels + nq * k, (int64_t)-1);
+            std::fill(scores, scores + nq * k, -INFINITY);
+            return VINDEX_OK;
+        }
         if (layout == VSHIM_IVF) {
             auto ivf = dynamic_cast<const faiss::IndexIVF *>(cpp(idx));
             if (!ivf) {

@@ -504,6 +504,238 @@ static int t_snapshot_roundtrip(void) {
     return rc;
 }
 
+/* ---- deletes in random order against a brute-force model (Flat, and IVF before training) ---- */
+
+/* The pool of labels the test draws from: label of slot i is i * 5 + 2; vec holds each slot's
+ * current vector, live whether it is in the index. */
+#define DPOOL 3000
+struct dmodel {
+    float *vec;
+    int live[DPOOL];
+    size_t nlive;
+};
+
+static int64_t dlabel(size_t slot) { return (int64_t)slot * 5 + 2; }
+
+static size_t rng_below(size_t n) { return (size_t)(rng_u01() * (double)n) % n; }
+
+static int keep_odd_slot(int64_t label, void *user) {
+    (void)user;
+    return ((label - 2) / 5) % 2 == 1;
+}
+
+/* One row against the model: length min(k, live passing), each label live and passing with its
+ * current vector's dot as score, descending, no repeats, and nothing left out: every passing live
+ * label scoring above the row's last score (beyond float noise) is in the row. */
+static int check_drow(const struct dmodel *m, const float *q, size_t k, const int64_t *L,
+                      const float *S, const uint8_t *pass) {
+    size_t want = 0;
+    for (size_t i = 0; i < DPOOL; i++) want += m->live[i] && pass[i];
+    want = want < k ? want : k;
+    size_t got = row_len(L, k);
+    CHECK(got == want, "row holds %zu results, want %zu", got, want);
+    for (size_t j = got; j < k; j++)
+        CHECK(isinf(S[j]) && S[j] < 0, "empty slot %zu: label %lld score %f (%zu live)", j,
+              (long long)L[j], S[j], m->nlive);
+    for (size_t j = 0; j < got; j++) {
+        CHECK(L[j] >= 2 && (L[j] - 2) % 5 == 0 && (size_t)((L[j] - 2) / 5) < DPOOL,
+              "label %lld was never added", (long long)L[j]);
+        size_t slot = (size_t)((L[j] - 2) / 5);
+        CHECK(m->live[slot] && pass[slot], "label %lld is removed or filtered out",
+              (long long)L[j]);
+        float d = dot(q, m->vec + slot * DIM);
+        CHECK(fabsf(d - S[j]) <= 1e-4f, "label %lld score %f, dot with its vector %f",
+              (long long)L[j], S[j], d);
+        CHECK(j == 0 || S[j] <= S[j - 1], "row not in descending order at %zu", j);
+        for (size_t i = 0; i < j; i++) CHECK(L[i] != L[j], "label %lld twice", (long long)L[j]);
+    }
+    float floor_ = got ? S[got - 1] + 1e-4f : -INFINITY;
+    for (size_t i = 0; got == k && i < DPOOL; i++) {
+        if (!m->live[i] || !pass[i] || dot(q, m->vec + i * DIM) <= floor_) continue;
+        int found = 0;
+        for (size_t j = 0; j < got; j++) found |= L[j] == dlabel(i);
+        CHECK(found, "live label %lld (dot %f) missing from a row ending at %f",
+              (long long)dlabel(i), dot(q, m->vec + i * DIM), S[got - 1]);
+    }
+    return 0;
+}
+
+/* Counts, then searches with no filter (1 query: the scan; 6 queries: FAISS's BLAS path), with a
+ * label list (half of it removed labels: the exact scan through rev_map), and with a callback
+ * (the selector mapping internal positions to labels). Queries: random, and live vectors. */
+static int check_dmodel(vindex *v, const struct dmodel *m) {
+    enum { K = 10, NQ = 6 };
+    struct vindex_info info;
+    vindex_info(v, &info);
+    CHECK(vindex_count(v) == m->nlive && info.count == m->nlive && info.tombstones == 0,
+          "count %zu, info count %zu, tombstones %zu, model %zu", vindex_count(v), info.count,
+          info.tombstones, m->nlive);
+    float q[NQ * DIM];
+    float *r = rand_unit(NQ);
+    memcpy(q, r, sizeof q);
+    free(r);
+    for (size_t i = 3, tries = 0; i < NQ && m->nlive && tries < 100000; tries++) {
+        size_t slot = rng_below(DPOOL);
+        if (m->live[slot]) memcpy(q + i++ * DIM, m->vec + slot * DIM, DIM * sizeof(float));
+    }
+    static uint8_t all[DPOOL], inlist[DPOOL], odd[DPOOL];
+    int64_t list[DPOOL / 4];
+    size_t nlist = 0;
+    for (size_t i = 0; i < DPOOL; i++) {
+        all[i] = 1;
+        odd[i] = i % 2 == 1;
+        inlist[i] = i % 4 == 1;
+        if (inlist[i]) list[nlist++] = dlabel(i);
+    }
+    struct vindex_filter by_list = {.labels = list, .n_labels = nlist};
+    struct vindex_filter by_keep = {.keep = keep_odd_slot};
+    int64_t L[NQ * K];
+    float S[NQ * K];
+    for (size_t nq = 1; nq <= NQ; nq += NQ - 1) {
+        CHECK_RC(vindex_search(v, q, nq, K, NULL, L, S, ERR));
+        for (size_t i = 0; i < nq; i++)
+            if (check_drow(m, q + i * DIM, K, L + i * K, S + i * K, all)) return 1;
+    }
+    CHECK_RC(vindex_search(v, q, NQ, K, &by_list, L, S, ERR));
+    for (size_t i = 0; i < NQ; i++)
+        if (check_drow(m, q + i * DIM, K, L + i * K, S + i * K, inlist)) return 1;
+    CHECK_RC(vindex_search(v, q, NQ, K, &by_keep, L, S, ERR));
+    for (size_t i = 0; i < NQ; i++)
+        if (check_drow(m, q + i * DIM, K, L + i * K, S + i * K, odd)) return 1;
+    return 0;
+}
+
+/* Removes the n labels of slots[] (repeats and removed ones allowed) and checks the count. */
+static int dremove(vindex *v, struct dmodel *m, const size_t *slots, size_t n) {
+    int64_t *lab = malloc((n ? n : 1) * sizeof *lab);
+    size_t want = 0, got = 7;
+    for (size_t i = 0; i < n; i++) {
+        lab[i] = dlabel(slots[i]);
+        if (m->live[slots[i]]) {
+            m->live[slots[i]] = 0;
+            want++;
+        }
+    }
+    CHECK_RC(vindex_remove(v, lab, n, &got, ERR));
+    CHECK(got == want, "removed %zu of %zu live labels", got, want);
+    m->nlive -= want;
+    free(lab);
+    return 0;
+}
+
+/* Adds the removed slots of slots[] (distinct) with new vectors. */
+static int dadd(vindex *v, struct dmodel *m, const size_t *slots, size_t n) {
+    int64_t *lab = malloc((n ? n : 1) * sizeof *lab);
+    float *x = rand_unit(n ? n : 1);
+    for (size_t i = 0; i < n; i++) {
+        lab[i] = dlabel(slots[i]);
+        memcpy(m->vec + slots[i] * DIM, x + i * DIM, DIM * sizeof(float));
+        m->live[slots[i]] = 1;
+    }
+    CHECK_RC(vindex_add(v, lab, x, n, ERR));
+    m->nlive += n;
+    free(lab);
+    free(x);
+    return 0;
+}
+
+/* Writes v's snapshot, reads it back, checks both give the same answers, and returns the loaded
+ * one in *v (the old one freed): later deletes run on an index built by the snapshot loader. */
+static int dsnapshot(vindex **v, const struct vindex_params *p, const struct dmodel *m, int i) {
+    char path[300];
+    snprintf(path, sizeof path, "%s/del-%d", tmpdir, i);
+    CHECK_RC(vindex_snapshot_write(*v, path, (uint64_t)i, NULL, 0, ERR));
+    vindex *r;
+    struct vindex_snapshot_meta meta;
+    CHECK_RC(vindex_snapshot_read(path, p, &r, &meta, ERR));
+    CHECK(meta.count == m->nlive && vindex_count(r) == m->nlive, "snapshot count %llu, model %zu",
+          (unsigned long long)meta.count, m->nlive);
+    float *q = rand_unit(8);
+    int rc = same_results(*v, r, q, 8);
+    free(q);
+    vindex_free(*v);
+    *v = r;
+    unlink(path);
+    return rc || check_dmodel(r, m);
+}
+
+static int delete_random(const char *spec) {
+    rng_seed(77);
+    struct vindex_params p = params_for(spec);
+    p.train_min = 1000000; /* IVF: stays in its flat staging index throughout */
+    vindex *v;
+    CHECK_RC(vindex_create(&p, &v, ERR));
+    struct dmodel *m = calloc(1, sizeof *m);
+    m->vec = malloc((size_t)DPOOL * DIM * sizeof *m->vec);
+    size_t slots[DPOOL];
+    size_t n0 = 2000;
+    for (size_t i = 0; i < n0; i++) slots[i] = i;
+    if (dadd(v, m, slots, n0) || check_dmodel(v, m)) return 1;
+
+    /* The newest entry sits at the last internal position, the first one at position 0. */
+    slots[0] = n0 - 1;
+    if (dremove(v, m, slots, 1) || check_dmodel(v, m)) return 1;
+    slots[0] = 0;
+    if (dremove(v, m, slots, 1) || check_dmodel(v, m)) return 1;
+
+    for (int step = 0; step < 80; step++) {
+        int op = (int)rng_below(10);
+        size_t n = 0;
+        if (op < 4) { /* single labels, live or not */
+            slots[n++] = rng_below(DPOOL);
+            if (dremove(v, m, slots, n)) return 1;
+        } else if (op < 7) { /* a batch with repeats and removed labels */
+            n = 1 + rng_below(300);
+            for (size_t i = 0; i < n; i++) slots[i] = rng_below(DPOOL);
+            if (dremove(v, m, slots, n)) return 1;
+        } else { /* re-add removed labels, then remove the newest (last position) half the time */
+            size_t want = 1 + rng_below(150);
+            for (size_t i = rng_below(DPOOL), seen = 0; n < want && seen < DPOOL;
+                 i = (i + 1) % DPOOL, seen++)
+                if (!m->live[i]) slots[n++] = i;
+            if (dadd(v, m, slots, n)) return 1;
+            if (n && rng_u01() < 0.5 && dremove(v, m, slots + n - 1, 1)) return 1;
+        }
+        if (check_dmodel(v, m)) return 1;
+        if (step == 30 || step == 60)
+            if (dsnapshot(&v, &p, m, step)) return 1;
+    }
+
+    /* All of them, in random order, in batches of up to 500 with repeats. */
+    size_t nl = 0;
+    int64_t live_slots[DPOOL];
+    for (size_t i = 0; i < DPOOL; i++)
+        if (m->live[i]) live_slots[nl++] = (int64_t)i;
+    for (size_t i = nl; i > 1; i--) {
+        size_t j = rng_below(i);
+        int64_t t = live_slots[i - 1];
+        live_slots[i - 1] = live_slots[j];
+        live_slots[j] = t;
+    }
+    for (size_t off = 0; off < nl;) {
+        size_t b = 1 + rng_below(500), n = 0;
+        for (size_t i = off; i < nl && i < off + b; i++) slots[n++] = (size_t)live_slots[i];
+        slots[n] = slots[0]; /* a repeat */
+        if (dremove(v, m, slots, n + 1)) return 1;
+        off += n;
+    }
+    CHECK(m->nlive == 0, "model still holds %zu", m->nlive);
+    if (check_dmodel(v, m) || dsnapshot(&v, &p, m, 100)) return 1;
+    for (size_t i = 0; i < 50; i++) slots[i] = i * 7;
+    if (dadd(v, m, slots, 50) || check_dmodel(v, m) || dsnapshot(&v, &p, m, 101)) return 1;
+    vindex_free(v);
+    free(m->vec);
+    free(m);
+    return 0;
+}
+
+static int t_delete_random(void) {
+    if (make_tmpdir()) return 1;
+    int rc = delete_random("Flat") || delete_random("IVF64,Flat");
+    rm_tmpdir();
+    return rc;
+}
+
 static int write_file(const char *path, const unsigned char *buf, size_t len) {
     FILE *f = fopen(path, "wb");
     CHECK(f != NULL, "fopen %s", path);
@@ -819,6 +1051,7 @@ static const struct {
     {"snapshot_damaged", t_snapshot_damaged},
     {"snapshot_spec", t_snapshot_spec},
     {"ivf_train_switch", t_ivf_train_switch},
+    {"delete_random", t_delete_random},
     {"recall_hnsw", t_recall_hnsw},
     {"recall_ivf", t_recall_ivf},
 };
