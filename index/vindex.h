@@ -112,8 +112,11 @@ int vindex_add(vindex *v, const int64_t *labels, const float *vectors, size_t n,
                size_t errlen);
 
 /*
- * Removes the given labels. Labels that are not present are ignored; *n_removed (may be NULL)
- * receives how many were live and are now gone. For HNSW the entries become tombstones.
+ * Removes the given labels. Labels that are not present are ignored, a repeated label counts
+ * once; *n_removed (may be NULL) receives how many were live and are now gone. For HNSW the
+ * entries become tombstones. Flat (and IVF before training) removes each label in O(dim); a
+ * failure there (FAISS's maps disagree: a bug, not an input error) leaves the labels before the
+ * failing one removed, and *n_removed says how many.
  */
 int vindex_remove(vindex *v, const int64_t *labels, size_t n, size_t *n_removed, char *errbuf,
                   size_t errlen);
