@@ -15,8 +15,9 @@
  * labels taken in turn from ORDER.i64 (a permutation of 0..N-1); each call is timed alone. Then
  * the same BATCHES x BATCH deletes again while a second thread runs one query per call
  * back to back: how long a query waits behind a delete (its latency against the idle one) and
- * how long a delete waits for the running query. ORDER needs SINGLES + 2 * BATCHES * BATCH
- * labels.
+ * how long a delete waits for the running query. Last, BATCHES more batches, each with one query
+ * issued 1 ms after the delete call began: its latency minus the idle query's is its wait
+ * behind the delete. ORDER needs SINGLES + 3 * BATCHES * BATCH labels.
  */
 #define _GNU_SOURCE
 #include <fcntl.h>
@@ -161,6 +162,27 @@ static void *query_loop(void *arg) {
     return NULL;
 }
 
+struct late_query {
+    vindex *v;
+    const float *q;
+    double lat;
+};
+
+/* One query, 1 ms after it was started (the delete it should meet has the lock by then). */
+static void *late_query(void *arg) {
+    struct late_query *l = arg;
+    char err[512];
+    int64_t L[K];
+    float S[K];
+    struct timespec ms = {.tv_nsec = 1000000};
+    nanosleep(&ms, NULL);
+    double t0 = now();
+    int rc = vindex_search(l->v, l->q, 1, K, NULL, L, S, err, sizeof err);
+    if (rc) die("search", rc, err);
+    l->lat = now() - t0;
+    return NULL;
+}
+
 static int delete_main(int argc, char **argv) {
     if (argc != 10) {
         fprintf(stderr, "usage: %s delete VECTORS N QUERIES NQ ORDER SINGLES BATCHES BATCH\n",
@@ -170,8 +192,8 @@ static int delete_main(int argc, char **argv) {
     size_t n = strtoull(argv[3], NULL, 10), nq = strtoull(argv[5], NULL, 10);
     size_t singles = strtoull(argv[7], NULL, 10), nb = strtoull(argv[8], NULL, 10),
            b = strtoull(argv[9], NULL, 10);
-    if (singles + 2 * nb * b > n || nq == 0) {
-        fprintf(stderr, "delete: SINGLES + 2 * BATCHES * BATCH > N, or NQ == 0\n");
+    if (singles + 3 * nb * b > n || nq == 0) {
+        fprintf(stderr, "delete: SINGLES + 3 * BATCHES * BATCH > N, or NQ == 0\n");
         return 2;
     }
     const float *x = map_file(argv[2], n * DIM * sizeof(float));
@@ -217,9 +239,18 @@ static int delete_main(int argc, char **argv) {
     }
     ql.stop = 1;
     pthread_join(th, NULL);
+
+    double *ll = malloc(nb * sizeof *ll), *ld = malloc(nb * sizeof *ld);
+    for (size_t i = 0; i < nb; i++) {
+        struct late_query lq = {.v = v, .q = q + (i % nq) * DIM};
+        pthread_create(&th, NULL, late_query, &lq);
+        remove_timed(v, order + singles + (2 * nb + i) * b, 1, b, ld + i);
+        pthread_join(th, NULL);
+        ll[i] = lq.lat;
+    }
     size_t left = vindex_count(v);
-    if (left != n - singles - 2 * nb * b) {
-        fprintf(stderr, "delete: %zu labels left, want %zu\n", left, n - singles - 2 * nb * b);
+    if (left != n - singles - 3 * nb * b) {
+        fprintf(stderr, "delete: %zu labels left, want %zu\n", left, n - singles - 3 * nb * b);
         return 1;
     }
     double single_mean = mean(l1, singles), batch_mean = mean(lb, nb);
@@ -227,16 +258,20 @@ static int delete_main(int argc, char **argv) {
            "single_max_ms=%.3f single_mean_ms=%.3f batches=%zu batch=%zu batch_p50_ms=%.3f "
            "batch_max_ms=%.3f batch_mean_ms=%.3f query_idle_p50_ms=%.3f conc_queries=%zu "
            "conc_query_p50_ms=%.3f conc_query_max_ms=%.3f conc_delete_p50_ms=%.3f "
-           "conc_delete_max_ms=%.3f\n",
+           "conc_delete_max_ms=%.3f late_query_p50_ms=%.3f late_query_max_ms=%.3f "
+           "late_delete_p50_ms=%.3f\n",
            n, singles, pct(l1, singles, 0.5) * 1e3, pct(l1, singles, 0.99) * 1e3,
            pct(l1, singles, 1.0) * 1e3, single_mean * 1e3, nb, b, pct(lb, nb, 0.5) * 1e3,
            pct(lb, nb, 1.0) * 1e3, batch_mean * 1e3, q50 * 1e3, ql.n,
            pct(ql.lat, ql.n, 0.5) * 1e3, pct(ql.lat, ql.n, 1.0) * 1e3, pct(lc, nb, 0.5) * 1e3,
-           pct(lc, nb, 1.0) * 1e3);
+           pct(lc, nb, 1.0) * 1e3, pct(ll, nb, 0.5) * 1e3, pct(ll, nb, 1.0) * 1e3,
+           pct(ld, nb, 0.5) * 1e3);
     vindex_free(v);
     free(l1);
     free(lb);
     free(lc);
+    free(ll);
+    free(ld);
     free(ql.lat);
     return 0;
 }

@@ -3,15 +3,16 @@
 # vindex (Debian's libfaiss.a 1.7.3) beside faiss-cpu's IndexIDMap2(IndexFlatIP).remove_ids, on
 # the same N clustered vectors (bench/index/run.sh's data) and the same random delete order.
 # Per call latency of SINGLES one-label vindex_remove() calls and of BATCHES calls of BATCH labels,
-# then (vindex only) BATCHES more batches while a thread queries back to back: query latency
-# while deletes run against the idle query, and the deletes' latency behind running queries.
+# then (vindex only) BATCHES more batches while a thread queries back to back (query latency
+# while deletes run against the idle query, and the deletes' latency behind running queries),
+# and BATCHES more, each met by one query issued 1 ms after the delete began (its wait).
 # Prints one table and writes it to bench/out/index-delete.md (raw lines:
 # bench/out/index-delete-results.txt).
 #
 # --base REF also builds bench_index from commit REF (git archive into /tmp, this tree's
 # bench_index.c, same build options) and runs it first as vindex-REF: before/after in one run.
-# Defaults: N=1000000 SINGLES=1000 BATCHES=10 BATCH=1000. ORDER needs SINGLES + 2 * BATCHES *
-# BATCH <= N. BENCH_BUILD: this tree's build directory (default build-bench-index, run.sh's).
+# Defaults: N=1000000 SINGLES=1000 BATCHES=10 BATCH=1000. Needs SINGLES + 3 * BATCHES * BATCH
+# <= N. BENCH_BUILD: this tree's build directory (default build-bench-index, run.sh's).
 # OPENBLAS_CORETYPE/OPENBLAS_L2_SIZE are unset (as in run.sh).
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -66,7 +67,7 @@ build "$ROOT" "$BUILD"
 bins+=("vindex=$BUILD/bench/bench_index")
 
 {
-    echo "# bench/index/delete: Flat, $N clustered unit vectors dim 384; $SINGLES 1-label deletes, $BATCHES x $BATCH-label deletes, then $BATCHES x $BATCH more while a thread queries (k=10, one query per call); $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg), $(date -u +%FT%TZ)"
+    echo "# bench/index/delete: Flat, $N clustered unit vectors dim 384; $SINGLES 1-label deletes, $BATCHES x $BATCH-label deletes, then $BATCHES x $BATCH more while a thread queries (k=10, one query per call), then $BATCHES x $BATCH more each met by a query 1 ms in; $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg), $(date -u +%FT%TZ)"
     echo "# vindex: Debian libfaiss.a 1.7.3 (no AVX); faiss-cpu $("$PY" -c 'import faiss; print(faiss.__version__)') from PyPI; latencies per vindex_remove()/remove_ids() call"
 } > "$RESULTS"
 for b in "${bins[@]}"; do

@@ -150,8 +150,9 @@ def delete(out, n, order_path, singles, nb, b):
 
 def deltable(results, out_md):
     head = ["impl", "n", "1-label deletes", "p50 ms", "p99 ms", "max ms", "batches x labels",
-            "p50 ms", "max ms", "idle query ms", "query p50 ms (deletes running)",
-            "query max ms (deletes running)", "delete p50 / max ms (queries running)"]
+            "p50 ms", "max ms", "idle query ms", "query p50 / max ms (deletes running)",
+            "delete p50 / max ms (queries running)", "query 1 ms into a delete p50 / max ms",
+            "that delete p50 ms"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     notes = []
     with open(results) as f:
@@ -165,9 +166,11 @@ def deltable(results, out_md):
                 lines.append("| " + " | ".join([
                     g("impl"), g("n"), g("singles"), g("single_p50_ms"), g("single_p99_ms"),
                     g("single_max_ms"), f"{g('batches')} x {g('batch')}", g("batch_p50_ms"),
-                    g("batch_max_ms"), g("query_idle_p50_ms"), g("conc_query_p50_ms"),
-                    g("conc_query_max_ms"),
-                    f"{g('conc_delete_p50_ms')} / {g('conc_delete_max_ms')}"]) + " |")
+                    g("batch_max_ms"), g("query_idle_p50_ms"),
+                    f"{g('conc_query_p50_ms')} / {g('conc_query_max_ms')}",
+                    f"{g('conc_delete_p50_ms')} / {g('conc_delete_max_ms')}",
+                    f"{g('late_query_p50_ms')} / {g('late_query_max_ms')}",
+                    g("late_delete_p50_ms")]) + " |")
     text = "\n".join(notes + [""] + lines) + "\n"
     print(text)
     with open(out_md, "w") as f:
