@@ -78,6 +78,45 @@ const faiss::IndexFlat *flat_of(const faiss::Index *inner) {
     return nullptr;
 }
 
+// One or a few unfiltered queries over a large Flat index: a scan is bound by one core's memory
+// bandwidth (measured here, 110k x 384 with AVX2 FAISS: 21 ms on one thread, 12.5 ms with the
+// vectors split in two halves on two), so the vectors are split into parts scanned by the OpenMP
+// threads, and each query keeps the k best of the parts' top-k. Writes positions, not labels.
+void split_scan(const faiss::IndexFlat *flat, const float *q, size_t nq, size_t k, int parts,
+                float *scores, idx_t *labels) {
+    const size_t n = (size_t)flat->ntotal, d = (size_t)flat->d, per = (n + parts - 1) / parts;
+    const float *xb = flat->get_xb();
+    std::vector<float> ps((size_t)parts * nq * k);
+    std::vector<idx_t> pl((size_t)parts * nq * k);
+    int failed = 0;
+#pragma omp parallel for num_threads(parts) schedule(static, 1)
+    for (int t = 0; t < parts; t++) {
+        const size_t a = (size_t)t * per, b = std::min(n, a + per);
+        float *D = ps.data() + (size_t)t * nq * k;
+        idx_t *I = pl.data() + (size_t)t * nq * k;
+        try {
+            faiss::knn_inner_product(q, xb + a * d, d, nq, b - a, k, D, I, nullptr);
+        } catch (...) {
+#pragma omp atomic write
+            failed = 1;
+        }
+        for (size_t i = 0; i < nq * k; i++)
+            if (I[i] >= 0) I[i] += (idx_t)a;
+    }
+    if (failed) throw std::bad_alloc();
+    for (size_t qi = 0; qi < nq; qi++) {
+        float *D = scores + qi * k;
+        idx_t *I = labels + qi * k;
+        faiss::minheap_heapify(k, D, I);
+        for (int t = 0; t < parts; t++)
+            for (size_t j = 0; j < k; j++) {
+                const size_t at = ((size_t)t * nq + qi) * k + j;
+                if (pl[at] >= 0 && ps[at] > D[0]) faiss::minheap_replace_top(k, D, I, ps[at], pl[at]);
+            }
+        faiss::minheap_reorder(k, D, I);
+    }
+}
+
 // Exact scan of an IDMap2 over a flat-storage index: every live, selected position (or, when
 // the filter has a label list, only those labels' positions).
 void exact_idmap(const faiss::IndexIDMap2 *m, const faiss::IndexFlat *flat, const float *q,
@@ -381,6 +420,10 @@ extern "C" int vshim_search(const FaissIndex *idx, int layout, const float *q, s
             } else {
                 Selector sel(m->id_map.data(), s);
                 faiss::IDSelector *psel = selects_anything(s) ? &sel : nullptr;
+                const int parts =
+                        flat ? (int)std::min<idx_t>(omp_get_max_threads(),
+                                                    flat->ntotal / VSHIM_SPLIT_MIN_PART)
+                             : 1;
                 if (hnsw) {
                     faiss::SearchParametersHNSW p;
                     p.efSearch = std::max(ef_search, 1);
@@ -408,6 +451,8 @@ extern "C" int vshim_search(const FaissIndex *idx, int layout, const float *q, s
                         throw;
                     }
                     omp_set_num_threads(prev);
+                } else if (!psel && flat && parts > 1) {
+                    split_scan(flat, q, nq, k, parts, scores, labels);
                 } else {
                     faiss::SearchParameters p;
                     p.sel = psel;

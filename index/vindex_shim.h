@@ -51,6 +51,10 @@ int vshim_search(const FaissIndex *idx, int layout, const float *q, size_t nq, s
  * distance_compute_blas_threshold to it on first use). */
 #define VSHIM_BLAS_MIN_QUERIES 4
 
+/* Fewer unfiltered queries over a Flat index of at least two parts of this many vectors are
+ * scanned in parts by the OpenMP threads (a scan is bound by one core's memory bandwidth). */
+#define VSHIM_SPLIT_MIN_PART 16384
+
 /* Label lists up to this length are answered by an exact scan of the list, also for HNSW. */
 #define VSHIM_SHORT_LIST 4096
 

@@ -247,6 +247,75 @@ static int small_k_over_count(const char *spec) {
 }
 
 static int t_flat(void) { return basic("Flat", 5000, 1e-4f, 1.0) || small_k_over_count("Flat"); }
+/* One to three queries over a Flat index of several VSHIM_SPLIT_MIN_PART-vector parts are
+ * scanned in parts by the OpenMP threads (ctest runs this case with OMP_NUM_THREADS=3): each row
+ * must be the exact top k of the live vectors, for k below and above FAISS's reservoir threshold
+ * (100), with holes left by deletes. */
+static int t_flat_split(void) {
+    rng_seed(77);
+    const size_t n = 60000;
+    struct vindex_params p = params_for("Flat");
+    vindex *v;
+    CHECK_RC(vindex_create(&p, &v, ERR));
+    float *x = rand_unit(n);
+    int64_t *lab = malloc(n * sizeof *lab);
+    int *live = malloc(n * sizeof *live);
+    for (size_t i = 0; i < n; i++) {
+        lab[i] = (int64_t)i;
+        live[i] = 1;
+    }
+    CHECK_RC(vindex_add(v, lab, x, n, ERR));
+    int64_t gone[500];
+    for (size_t i = 0; i < 500; i++) {
+        gone[i] = (int64_t)((i * 7919 + 13) % n);
+        live[gone[i]] = 0;
+    }
+    size_t removed;
+    CHECK_RC(vindex_remove(v, gone, 500, &removed, ERR));
+    struct model m = {.n = n, .labels = lab, .vec = x, .live = live};
+    float *q = rand_unit(3);
+    const size_t ks[3] = {1, 10, 150};
+    float *best = malloc(150 * sizeof *best);
+    for (size_t nq = 1; nq <= 3; nq++)
+        for (size_t ki = 0; ki < 3; ki++) {
+            size_t k = ks[ki];
+            int64_t *L = malloc(nq * k * sizeof *L);
+            float *S = malloc(nq * k * sizeof *S);
+            CHECK_RC(vindex_search(v, q, nq, k, NULL, L, S, ERR));
+            if (check_rows(&m, q, nq, k, L, S, 1e-4f)) return 1;
+            for (size_t r = 0; r < nq; r++) {
+                /* the exact k best scores of the live vectors, by insertion */
+                size_t nb = 0;
+                for (size_t i = 0; i < n; i++) {
+                    if (!live[i]) continue;
+                    float sc = dot(q + r * DIM, x + i * DIM);
+                    if (nb == k && sc <= best[k - 1]) continue;
+                    size_t j = nb < k ? nb++ : k - 1;
+                    while (j > 0 && best[j - 1] < sc) {
+                        best[j] = best[j - 1];
+                        j--;
+                    }
+                    best[j] = sc;
+                }
+                CHECK(row_len(L + r * k, k) == k, "nq %zu k %zu row %zu: %zu results", nq, k, r,
+                      row_len(L + r * k, k));
+                for (size_t j = 0; j < k; j++)
+                    CHECK(fabsf(S[r * k + j] - best[j]) <= 1e-4f,
+                          "nq %zu k %zu row %zu rank %zu: score %f, exact %f", nq, k, r, j,
+                          S[r * k + j], best[j]);
+            }
+            free(L);
+            free(S);
+        }
+    free(best);
+    free(q);
+    free(x);
+    free(lab);
+    free(live);
+    vindex_free(v);
+    return 0;
+}
+
 static int t_hnsw(void) {
     return basic("HNSW32,Flat", 5000, 1e-4f, 0.98) || small_k_over_count("HNSW32");
 }
@@ -1071,6 +1140,7 @@ static const struct {
     int (*fn)(void);
 } cases[] = {
     {"flat", t_flat},
+    {"flat_split", t_flat_split},
     {"hnsw", t_hnsw},
     {"ivf_flat", t_ivf_flat},
     {"ivf_sq8", t_ivf_sq8},
