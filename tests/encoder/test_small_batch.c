@@ -24,7 +24,8 @@ static int dim;
 static double max_diff(const float *a, const float *b, size_t n)
 {
     double mx = 0;
-    for (size_t i = 0; i < n; i++) mx = fmax(mx, fabs((double)a[i] - b[i]));
+    for (size_t i = 0; i < n; i++)
+        mx = fmax(mx, fabs((double)a[i] - b[i]));
     return mx;
 }
 
@@ -50,7 +51,8 @@ struct caller {
 static void *run_caller(void *arg)
 {
     struct caller *c = arg;
-    for (size_t i = 0, k = 0; i < count; i += STEP, k++) encode(i, 1, 2, c->out + k * (size_t)dim);
+    for (size_t i = 0, k = 0; i < count; i += STEP, k++)
+        encode(i, 1, 2, c->out + k * (size_t)dim);
     return NULL;
 }
 
@@ -81,7 +83,8 @@ int main(int argc, char **argv)
     /* A text longer than max_seq_length (truncated to 256 tokens: more rows than the few-row
      * kernel takes), appended after the goldens. */
     size_t long_len = 0;
-    for (size_t i = 0; i < 60; i++) long_len += lens[i] + 1;
+    for (size_t i = 0; i < 60; i++)
+        long_len += lens[i] + 1;
     char *long_text = malloc(long_len + 1), *p = long_text;
     for (size_t i = 0; i < 60; i++) {
         memcpy(p, texts[i], lens[i]);
@@ -95,7 +98,8 @@ int main(int argc, char **argv)
     struct sbert_encode_params one_thread = {.n_threads = 1};
     float *probe = malloc((size_t)dim * sizeof *probe);
     CHECK(sbert_encode(model, (const char *const *)&texts[count - 1], &lens[count - 1], 1, probe,
-                       &one_thread, &truncated, NULL) == 0 && truncated,
+                       &one_thread, &truncated, NULL) == 0 &&
+              truncated,
           "the long text is not truncated");
 
     const int threads[] = {2, 3, 4, 16};
@@ -155,12 +159,14 @@ int main(int argc, char **argv)
               !memcmp(lone.out, c2.out, nk * (size_t)dim * 4),
           "concurrent 2-thread single-text calls differ from a lone caller's");
 
-    printf("%zu single texts (one of 256 tokens) and pairs/triples: n threads vs 1 max |diff| %.3g; "
-           "vs goldens at 2 threads: worst cosine %.9f, max |diff| %.3g; 2 concurrent callers "
-           "identical to one\n",
-           singles, worst, worst_cos, worst_gold);
+    printf(
+        "%zu single texts (one of 256 tokens) and pairs/triples: n threads vs 1 max |diff| %.3g; "
+        "vs goldens at 2 threads: worst cosine %.9f, max |diff| %.3g; 2 concurrent callers "
+        "identical to one\n",
+        singles, worst, worst_cos, worst_gold);
 
-    for (size_t i = 0; i < count; i++) free(texts[i]);
+    for (size_t i = 0; i < count; i++)
+        free(texts[i]);
     free(jl);
     free(ref);
     free(probe);
