@@ -55,7 +55,8 @@ void sbert_fwd_scratch_free(struct sbert_fwd_scratch *s);
  * Runs the encoder on nseq sequences packed back to back in ids (lens[i] ids each, sum at most
  * s->max_tokens, each at most s->max_len) and writes one pooled (and, when the model says so,
  * L2-normalised) embedding of m->hidden floats per sequence into out. Uses up to s->n_threads
- * threads, one per group of whole sequences.
+ * threads: one per group of whole sequences when nseq >= n_threads, else all of them on every
+ * layer (forward.c, forward_split).
  */
 void sbert_forward(const struct sbert_model *m, struct sbert_fwd_scratch *s, const int32_t *ids,
                    const int *lens, int nseq, float *out);

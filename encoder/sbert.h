@@ -120,7 +120,9 @@ struct sbert_encode_params sbert_encode_default_params(void);
  * (1 where a text was cut to max_seq_length). Texts are sorted by length internally and run in
  * packed batches, so padding costs nothing; memory is bounded whatever n is (4096 texts are
  * tokenized at a time, each forward pass holds at most 2048 tokens). Up to n_threads threads
- * share a pass, each taking a group of whole texts: a call with one text uses one thread.
+ * share a pass: with at least n_threads texts in it each takes a group of whole texts; with
+ * fewer (a call with one text) all of them share every layer (dense layers by output columns,
+ * attention by head).
  * Results do not depend on the thread count or on the other texts of the call beyond float
  * rounding (~1e-7).
  * On failure returns a negative code; when the failure is one text's (SBERT_EUTF8), *bad_index
