@@ -31,17 +31,14 @@ static int reply_too_large(struct sbertd *d, const char *advice, struct sbert_pr
  * running estimate of a reply's size. */
 #define DOC_JSON_OVERHEAD 64
 
-/* The JSON of a float in a vector, at most ("-1.23456791e-05,"): the index bounds results by
- * their in-memory size (4 bytes a float), the reply by this. */
-#define FLOAT_JSON_MAX 16
-
-/* Whether res's documents as JSON would exceed max_reply_bytes. */
+/* Whether res's documents as JSON would exceed max_reply_bytes. The index bounds results by their
+ * in-memory size (4 bytes a float), the reply by a vector's JSON size. */
 static int results_too_large(struct sbertd *d, const struct sbert_index_results *res)
 {
     size_t bytes = 0;
-    for (size_t i = 0; i < res->n; i++)
-        bytes += DOC_JSON_OVERHEAD + res->docs[i].id_len + res->docs[i].text_len +
-                 res->docs[i].metadata_len + (res->docs[i].vector ? (size_t)res->dim * FLOAT_JSON_MAX : 0);
+    for (const struct sbert_index_doc *doc = res->docs; doc < res->docs + res->n; doc++)
+        bytes += DOC_JSON_OVERHEAD + doc->id_len + doc->text_len + doc->metadata_len +
+                 (doc->vector ? (size_t)res->dim * SBERT_PROTO_FLOAT_JSON_MAX : 0);
     return bytes > LIM(max_reply_bytes);
 }
 

@@ -293,19 +293,89 @@ void sbertd_finish(struct sbertd *d, struct request *r, cJSON *reply,
     free(text);
 }
 
+/* ---- shared batches -------------------------------------------------------------------------- */
+
+static void batch_queue_init(struct batch_queue *q)
+{
+    pthread_mutex_init(&q->mu, NULL);
+    pthread_cond_init(&q->cv, NULL);
+    pthread_cond_init(&q->done_cv, NULL);
+}
+
+/* Queues j and waits until the batch thread has served it. */
+static void batch_wait(struct batch_queue *q, struct batch_job *j)
+{
+    pthread_mutex_lock(&q->mu);
+    if (q->tail)
+        q->tail->next = j;
+    else
+        q->head = j;
+    q->tail = j;
+    pthread_cond_signal(&q->cv);
+    while (!j->done)
+        pthread_cond_wait(&q->done_cv, &q->mu);
+    pthread_mutex_unlock(&q->mu);
+}
+
+/* The batch thread's next batch: every waiting job, in order, whose weights fit in max_weight
+ * (at least one job). Blocks while none waits; NULL once the queue is stopped and empty. */
+static struct batch_job *batch_take(struct batch_queue *q, size_t max_weight)
+{
+    pthread_mutex_lock(&q->mu);
+    while (!q->head && !q->stop)
+        pthread_cond_wait(&q->cv, &q->mu);
+    struct batch_job *batch = q->head, *last = batch;
+    if (batch) {
+        size_t total = batch->weight;
+        while (last->next && total + last->next->weight <= max_weight) {
+            last = last->next;
+            total += last->weight;
+        }
+        q->head = last->next;
+        if (!q->head)
+            q->tail = NULL;
+        last->next = NULL;
+    }
+    pthread_mutex_unlock(&q->mu);
+    return batch;
+}
+
+/* Hands every job of batch back to its waiter. */
+static void batch_done(struct batch_queue *q, struct batch_job *batch)
+{
+    pthread_mutex_lock(&q->mu);
+    while (batch) {
+        struct batch_job *next = batch->next;
+        batch->done = 1; /* the job belongs to its waiter from here on */
+        batch = next;
+    }
+    pthread_cond_broadcast(&q->done_cv);
+    pthread_mutex_unlock(&q->mu);
+}
+
+/* Makes batch_take() return NULL once the queue is empty. */
+static void batch_queue_stop(struct batch_queue *q)
+{
+    pthread_mutex_lock(&q->mu);
+    q->stop = 1;
+    pthread_cond_broadcast(&q->cv);
+    pthread_mutex_unlock(&q->mu);
+}
+
 /* ---- shared encoding ------------------------------------------------------------------------- */
 
-/* A read request's texts waiting for the encoder thread. */
+/* A read request's texts waiting for the encoder thread (weight: its n texts). */
 struct enc_job {
-    struct enc_job *next;
+    struct batch_job b;
     const char *const *texts;
     const size_t *lens;
     size_t n;
     float *out;
     int *truncated;
     int rc;
-    int done;
 };
+
+#define ENC_JOB(bj) ((struct enc_job *)(bj))
 
 /* Requests with more texts than this encode in their own thread: they gain nothing from sharing
  * a batch and would delay the small ones. */
@@ -330,31 +400,16 @@ static void *encoder_main(void *arg)
     size_t *lens = malloc(SHARED_BATCH_TEXTS * sizeof *lens);
     int *trunc = malloc(SHARED_BATCH_TEXTS * sizeof *trunc);
     float *out = malloc(SHARED_BATCH_TEXTS * dim * sizeof *out);
-    for (;;) {
-        pthread_mutex_lock(&d->enc_mu);
-        while (!d->enc_head && !d->enc_stop)
-            pthread_cond_wait(&d->enc_cv, &d->enc_mu);
-        if (!d->enc_head) {
-            pthread_mutex_unlock(&d->enc_mu);
-            break;
-        }
-        /* take every waiting job that fits in one batch (at least one) */
-        struct enc_job *batch = d->enc_head, *last = batch;
-        size_t total = batch->n;
-        while (last->next && total + last->next->n <= SHARED_BATCH_TEXTS) {
-            last = last->next;
-            total += last->n;
-        }
-        d->enc_head = last->next;
-        if (!d->enc_head)
-            d->enc_tail = NULL;
-        last->next = NULL;
-        pthread_mutex_unlock(&d->enc_mu);
-
+    struct batch_job *batch;
+    while ((batch = batch_take(&d->enc_q, SHARED_BATCH_TEXTS))) {
+        size_t total = 0;
+        for (struct batch_job *b = batch; b; b = b->next)
+            total += b->weight;
         int rc = (texts && lens && trunc && out) ? 0 : SBERT_ENOMEM;
         if (!rc) {
             size_t at = 0;
-            for (struct enc_job *j = batch; j; j = j->next) {
+            for (struct batch_job *b = batch; b; b = b->next) {
+                struct enc_job *j = ENC_JOB(b);
                 memcpy(texts + at, j->texts, j->n * sizeof *texts);
                 memcpy(lens + at, j->lens, j->n * sizeof *lens);
                 at += j->n;
@@ -365,7 +420,8 @@ static void *encoder_main(void *arg)
                        (double)(sbertd_now_us() - t0) / 1000.0);
         }
         size_t at = 0;
-        for (struct enc_job *j = batch; j; j = j->next) {
+        for (struct batch_job *b = batch; b; b = b->next) {
+            struct enc_job *j = ENC_JOB(b);
             /* one job's failure (it cannot be bad UTF-8: proto checked the message) fails the
              * batch; each job then encodes alone so only the guilty one sees the error */
             if (rc)
@@ -378,14 +434,7 @@ static void *encoder_main(void *arg)
             }
             at += j->n;
         }
-        pthread_mutex_lock(&d->enc_mu);
-        for (struct enc_job *j = batch; j;) {
-            struct enc_job *next = j->next;
-            j->done = 1; /* j belongs to its waiter from here on */
-            j = next;
-        }
-        pthread_cond_broadcast(&d->enc_done_cv);
-        pthread_mutex_unlock(&d->enc_mu);
+        batch_done(&d->enc_q, batch);
     }
     free(texts);
     free(lens);
@@ -402,18 +451,9 @@ int sbertd_encode(struct sbertd *d, const char *const *texts, const size_t *lens
     if (!shared || n > SHARED_MAX_TEXTS) {
         rc = encode_direct(d, texts, lens, n, out, truncated);
     } else {
-        struct enc_job j = {.texts = texts, .lens = lens, .n = n, .out = out,
+        struct enc_job j = {.b.weight = n, .texts = texts, .lens = lens, .n = n, .out = out,
                             .truncated = truncated};
-        pthread_mutex_lock(&d->enc_mu);
-        if (d->enc_tail)
-            d->enc_tail->next = &j;
-        else
-            d->enc_head = &j;
-        d->enc_tail = &j;
-        pthread_cond_signal(&d->enc_cv);
-        while (!j.done)
-            pthread_cond_wait(&d->enc_done_cv, &d->enc_mu);
-        pthread_mutex_unlock(&d->enc_mu);
+        batch_wait(&d->enc_q, &j.b);
         rc = j.rc;
     }
     if (rc == SBERT_EUTF8)
@@ -426,15 +466,16 @@ int sbertd_encode(struct sbertd *d, const char *const *texts, const size_t *lens
 
 /* ---- shared vector search -------------------------------------------------------------------- */
 
-/* An unfiltered query waiting for the searcher thread. */
+/* An unfiltered query waiting for the searcher thread (weight 1). */
 struct search_job {
-    struct search_job *next;
+    struct batch_job b;
     const float *vector;
     const struct sbert_index_query_params *params;
     struct sbert_index_results *res;
     int rc;
-    int done;
 };
+
+#define SEARCH_JOB(bj) ((struct search_job *)(bj))
 
 /* The most queries the searcher puts in one sbert_index_query_many() call. */
 #define SHARED_SEARCH_QUERIES 64
@@ -447,53 +488,30 @@ static void *searcher_main(void *arg)
     struct sbert_index_query_params *params = malloc(SHARED_SEARCH_QUERIES * sizeof *params);
     struct sbert_index_results **res = malloc(SHARED_SEARCH_QUERIES * sizeof *res);
     int *rcs = malloc(SHARED_SEARCH_QUERIES * sizeof *rcs);
-    for (;;) {
-        pthread_mutex_lock(&d->search_mu);
-        while (!d->search_head && !d->search_stop)
-            pthread_cond_wait(&d->search_cv, &d->search_mu);
-        if (!d->search_head) {
-            pthread_mutex_unlock(&d->search_mu);
-            break;
-        }
-        struct search_job *batch = d->search_head, *last = batch;
-        size_t n = 1;
-        while (last->next && n < SHARED_SEARCH_QUERIES) {
-            last = last->next;
-            n++;
-        }
-        d->search_head = last->next;
-        if (!d->search_head)
-            d->search_tail = NULL;
-        last->next = NULL;
-        pthread_mutex_unlock(&d->search_mu);
-
+    struct batch_job *batch;
+    while ((batch = batch_take(&d->search_q, SHARED_SEARCH_QUERIES))) {
         if (vecs && params && res && rcs) {
-            size_t at = 0;
-            for (struct search_job *j = batch; j; j = j->next, at++) {
-                memcpy(vecs + at * dim, j->vector, dim * sizeof *vecs);
-                params[at] = *j->params;
+            size_t n = 0;
+            for (struct batch_job *b = batch; b; b = b->next, n++) {
+                memcpy(vecs + n * dim, SEARCH_JOB(b)->vector, dim * sizeof *vecs);
+                params[n] = *SEARCH_JOB(b)->params;
             }
             uint64_t t0 = sbertd_now_us();
             sbert_index_query_many(d->index, vecs, n, params, res, rcs);
             sbertd_log(LOG_DEBUG, "search: %zu queries in one call, %.1f ms", n,
                        (double)(sbertd_now_us() - t0) / 1000.0);
-            at = 0;
-            for (struct search_job *j = batch; j; j = j->next, at++) {
-                j->res = res[at];
-                j->rc = rcs[at];
+            n = 0;
+            for (struct batch_job *b = batch; b; b = b->next, n++) {
+                SEARCH_JOB(b)->res = res[n];
+                SEARCH_JOB(b)->rc = rcs[n];
             }
         } else {
-            for (struct search_job *j = batch; j; j = j->next)
+            for (struct batch_job *b = batch; b; b = b->next) {
+                struct search_job *j = SEARCH_JOB(b);
                 j->rc = sbert_index_query(d->index, j->vector, j->params, &j->res);
+            }
         }
-        pthread_mutex_lock(&d->search_mu);
-        for (struct search_job *j = batch; j;) {
-            struct search_job *next = j->next;
-            j->done = 1; /* j belongs to its waiter from here on */
-            j = next;
-        }
-        pthread_cond_broadcast(&d->search_done_cv);
-        pthread_mutex_unlock(&d->search_mu);
+        batch_done(&d->search_q, batch);
     }
     free(vecs);
     free(params);
@@ -509,17 +527,8 @@ int sbertd_query(struct sbertd *d, const float *vector,
      * filter can make that slow: it runs here rather than delay the shared batch. */
     if (params->filter)
         return sbert_index_query(d->index, vector, params, out);
-    struct search_job j = {.vector = vector, .params = params};
-    pthread_mutex_lock(&d->search_mu);
-    if (d->search_tail)
-        d->search_tail->next = &j;
-    else
-        d->search_head = &j;
-    d->search_tail = &j;
-    pthread_cond_signal(&d->search_cv);
-    while (!j.done)
-        pthread_cond_wait(&d->search_done_cv, &d->search_mu);
-    pthread_mutex_unlock(&d->search_mu);
+    struct search_job j = {.b.weight = 1, .vector = vector, .params = params};
+    batch_wait(&d->search_q, &j.b);
     *out = j.res;
     return j.rc;
 }
@@ -867,12 +876,8 @@ int sbertd_server_start(struct sbertd *d)
     queue_init(&d->work);
     queue_init(&d->writes);
     queue_init(&d->commits);
-    pthread_mutex_init(&d->enc_mu, NULL);
-    pthread_cond_init(&d->enc_cv, NULL);
-    pthread_cond_init(&d->enc_done_cv, NULL);
-    pthread_mutex_init(&d->search_mu, NULL);
-    pthread_cond_init(&d->search_cv, NULL);
-    pthread_cond_init(&d->search_done_cv, NULL);
+    batch_queue_init(&d->enc_q);
+    batch_queue_init(&d->search_q);
     pthread_mutex_init(&d->stats_mu, NULL);
     d->stats = calloc(sbertd_n_ops, sizeof *d->stats);
     d->cache = calloc(1, sizeof *d->cache);
@@ -938,15 +943,9 @@ void sbertd_server_stop(struct sbertd *d)
     queue_close(&d->writes);
     pthread_join(d->writer, NULL); /* it closes commits when it has handed on its last write */
     pthread_join(d->committer, NULL);
-    pthread_mutex_lock(&d->enc_mu);
-    d->enc_stop = 1;
-    pthread_cond_broadcast(&d->enc_cv);
-    pthread_mutex_unlock(&d->enc_mu);
+    batch_queue_stop(&d->enc_q);
     pthread_join(d->encoder, NULL);
-    pthread_mutex_lock(&d->search_mu);
-    d->search_stop = 1;
-    pthread_cond_broadcast(&d->search_cv);
-    pthread_mutex_unlock(&d->search_mu);
+    batch_queue_stop(&d->search_q);
     pthread_join(d->searcher, NULL);
     /* nanomsg sends asynchronously and 1.1.5 has no working NN_LINGER: give the last replies a
      * moment to leave before the socket is closed */

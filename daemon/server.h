@@ -92,8 +92,21 @@ struct queue {
     int closed;
 };
 
-struct enc_job;
-struct search_job;
+/* Requests waiting for a thread that serves them in shared batches (the encoder, the searcher):
+ * a waiter queues its job and sleeps until the thread has served the batch that holds it. A job
+ * type embeds struct batch_job as its first member. */
+struct batch_job {
+    struct batch_job *next;
+    size_t weight; /* what counts against a batch's limit (texts, queries) */
+    int done;      /* set by the batch thread; the job is its waiter's again */
+};
+
+struct batch_queue {
+    pthread_mutex_t mu;
+    pthread_cond_t cv, done_cv;
+    struct batch_job *head, *tail;
+    int stop;
+};
 
 struct sbertd {
     struct sbertd_config cfg; /* read-only after start except the live-reloadable limits */
@@ -116,23 +129,14 @@ struct sbertd {
     _Atomic uint64_t total, total_errors;
 
     struct queue work, writes, commits;
-    pthread_t receiver, writer, committer, encoder, *workers;
+    pthread_t receiver, writer, committer, encoder, searcher, *workers;
     int n_workers;
     /* per worker, then the writer (index n_workers) and the committer (n_workers + 1): when its
      * request started (0: idle) */
     _Atomic uint64_t *busy_since;
     _Atomic int *busy_op;
 
-    pthread_mutex_t enc_mu;
-    pthread_cond_t enc_cv, enc_done_cv;
-    struct enc_job *enc_head, *enc_tail;
-    int enc_stop;
-
-    pthread_mutex_t search_mu;
-    pthread_cond_t search_cv, search_done_cv;
-    struct search_job *search_head, *search_tail;
-    int search_stop;
-    pthread_t searcher;
+    struct batch_queue enc_q, search_q;
 
     pthread_mutex_t stats_mu;
     struct op_stats *stats; /* sbertd_n_ops entries */

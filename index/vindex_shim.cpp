@@ -78,6 +78,13 @@ const faiss::IndexFlat *flat_of(const faiss::Index *inner) {
     return nullptr;
 }
 
+// The calling thread's OpenMP team size for a scope (an ICV of that thread only).
+struct OmpThreads {
+    int prev;
+    explicit OmpThreads(int n) : prev(omp_get_max_threads()) { omp_set_num_threads(n); }
+    ~OmpThreads() { omp_set_num_threads(prev); }
+};
+
 // One or a few unfiltered queries over a large Flat index: a scan is bound by one core's memory
 // bandwidth (measured here, 110k x 384 with AVX2 FAISS: 21 ms on one thread, 12.5 ms with the
 // vectors split in two halves on two), so the vectors are split into parts scanned by the OpenMP
@@ -111,7 +118,8 @@ void split_scan(const faiss::IndexFlat *flat, const float *q, size_t nq, size_t 
         for (int t = 0; t < parts; t++)
             for (size_t j = 0; j < k; j++) {
                 const size_t at = ((size_t)t * nq + qi) * k + j;
-                if (pl[at] >= 0 && ps[at] > D[0]) faiss::minheap_replace_top(k, D, I, ps[at], pl[at]);
+                if (pl[at] >= 0 && ps[at] > D[0])
+                    faiss::minheap_replace_top(k, D, I, ps[at], pl[at]);
             }
         faiss::minheap_reorder(k, D, I);
     }
@@ -442,15 +450,8 @@ extern "C" int vshim_search(const FaissIndex *idx, int layout, const float *q, s
                     static const bool blas_set =
                             (faiss::distance_compute_blas_threshold = VSHIM_BLAS_MIN_QUERIES, true);
                     (void)blas_set;
-                    int prev = omp_get_max_threads();
-                    omp_set_num_threads(1);
-                    try {
-                        inner->search((idx_t)nq, q, (idx_t)k, scores, labels);
-                    } catch (...) {
-                        omp_set_num_threads(prev);
-                        throw;
-                    }
-                    omp_set_num_threads(prev);
+                    OmpThreads one(1);
+                    inner->search((idx_t)nq, q, (idx_t)k, scores, labels);
                 } else if (!psel && flat && parts > 1) {
                     split_scan(flat, q, nq, k, parts, scores, labels);
                 } else {

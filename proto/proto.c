@@ -681,8 +681,7 @@ int sbert_proto_add_float(cJSON *obj, const char *name, float x)
 
 int sbert_proto_add_floats(cJSON *obj, const char *name, const float *v, size_t n)
 {
-    /* "%.9g" of a float is at most 15 characters ("-1.23456789e-38"), plus a comma */
-    size_t cap = 2 + n * 17 + 1;
+    size_t cap = 2 + n * SBERT_PROTO_FLOAT_JSON_MAX + 1;
     char *buf = malloc(cap);
     if (!buf)
         return SBERT_PROTO_EINTERNAL;

@@ -40,6 +40,9 @@ extern "C" {
 #define SBERT_PROTO_REQ_ID_MAX 128
 #define SBERT_PROTO_TOKEN_MAX 1024
 #define SBERT_PROTO_ID_MAX 512
+/* The most bytes one float of a vector takes in a message: "%.9g" is at most 15 characters
+ * ("-1.23456789e-38"), plus a comma. */
+#define SBERT_PROTO_FLOAT_JSON_MAX 16
 
 /* Error codes: the wire codes of PROTOCOL.md section 5, in that order. */
 enum {
