@@ -1,6 +1,7 @@
 /* conn.c — the nanomsg REQ connection behind conn.h. */
 #define _POSIX_C_SOURCE 200809L
 #include "conn.h"
+#include "sbert_util.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -36,41 +37,30 @@ const char *sbc_conn_strerror(int err)
     }
 }
 
-static int fail(int err, char *errbuf, size_t errlen, const char *fmt, ...)
-{
-    if (errbuf && errlen) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(errbuf, errlen, fmt, ap);
-        va_end(ap);
-    }
-    return err;
-}
-
 static int probe_ipc(const char *url, const char *path, char *errbuf, size_t errlen)
 {
     struct sockaddr_un sa = {.sun_family = AF_UNIX};
     if (strlen(path) >= sizeof sa.sun_path)
-        return fail(SBC_CONN_EINVAL, errbuf, errlen, "%s: socket path longer than %zu bytes", url,
+        return sbert_util_errf(errbuf, errlen, SBC_CONN_EINVAL, "%s: socket path longer than %zu bytes", url,
                     sizeof sa.sun_path - 1);
     struct stat st;
     if (stat(path, &st) != 0)
-        return fail(SBC_CONN_EUNREACHABLE, errbuf, errlen,
+        return sbert_util_errf(errbuf, errlen, SBC_CONN_EUNREACHABLE,
                     "cannot reach sbertd at %s: %s (is sbertd running? set --socket or "
                     "SBERTD_SOCKET)",
                     url, strerror(errno));
     if (!S_ISSOCK(st.st_mode))
-        return fail(SBC_CONN_EUNREACHABLE, errbuf, errlen, "cannot reach sbertd at %s: not a socket",
+        return sbert_util_errf(errbuf, errlen, SBC_CONN_EUNREACHABLE, "cannot reach sbertd at %s: not a socket",
                     url);
     strcpy(sa.sun_path, path);
     int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0)
-        return fail(SBC_CONN_ENN, errbuf, errlen, "socket: %s", strerror(errno));
+        return sbert_util_errf(errbuf, errlen, SBC_CONN_ENN, "socket: %s", strerror(errno));
     int r = connect(fd, (struct sockaddr *)&sa, sizeof sa);
     int e = errno;
     close(fd);
     if (r != 0)
-        return fail(SBC_CONN_EUNREACHABLE, errbuf, errlen,
+        return sbert_util_errf(errbuf, errlen, SBC_CONN_EUNREACHABLE,
                     "cannot reach sbertd at %s: %s (a stale socket file? is sbertd running?)", url,
                     strerror(e));
     return 0;
@@ -86,7 +76,7 @@ static int probe_tcp(const char *url, const char *hostport, int timeout_ms, char
     char host[256];
     const char *colon = strrchr(hostport, ':');
     if (!colon || (size_t)(colon - hostport) >= sizeof host)
-        return fail(SBC_CONN_EINVAL, errbuf, errlen, "%s: expected tcp://HOST:PORT", url);
+        return sbert_util_errf(errbuf, errlen, SBC_CONN_EINVAL, "%s: expected tcp://HOST:PORT", url);
     const char *h = hostport;
     size_t hl = (size_t)(colon - hostport);
     if (hl >= 2 && h[0] == '[' && h[hl - 1] == ']')
@@ -96,7 +86,7 @@ static int probe_tcp(const char *url, const char *hostport, int timeout_ms, char
     struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *ai;
     int g = getaddrinfo(host, colon + 1, &hints, &ai);
     if (g != 0)
-        return fail(SBC_CONN_EUNREACHABLE, errbuf, errlen, "cannot reach sbertd at %s: %s", url,
+        return sbert_util_errf(errbuf, errlen, SBC_CONN_EUNREACHABLE, "cannot reach sbertd at %s: %s", url,
                     gai_strerror(g));
     int err = SBC_CONN_EUNREACHABLE, e = ECONNREFUSED;
     for (struct addrinfo *a = ai; a && err != 0; a = a->ai_next) {
@@ -121,16 +111,16 @@ static int probe_tcp(const char *url, const char *hostport, int timeout_ms, char
     }
     freeaddrinfo(ai);
     if (err)
-        return fail(err, errbuf, errlen, "cannot reach sbertd at %s: %s", url, strerror(e));
+        return sbert_util_errf(errbuf, errlen, err, "cannot reach sbertd at %s: %s", url, strerror(e));
     return 0;
 }
 
 static int nn_fail(int err, const char *what, const char *url, char *errbuf, size_t errlen)
 {
-    return fail(err, errbuf, errlen, "%s %s: %s", what, url, nn_strerror(nn_errno()));
+    return sbert_util_errf(errbuf, errlen, err, "%s %s: %s", what, url, nn_strerror(nn_errno()));
 }
 
-int sbc_conn_set_timeout(sbc_conn *c, int timeout_ms)
+static int set_timeout(sbc_conn *c, int timeout_ms)
 {
     /* Re-sending is left to reconnects: the interval is past the point where we give up. */
     int resend = timeout_ms > 0 && timeout_ms < 0x3fffffff ? timeout_ms * 2 : 0x7fffffff;
@@ -147,14 +137,14 @@ int sbc_conn_open(const char *url, int timeout_ms, size_t max_message, sbc_conn 
 {
     *out = NULL;
     if (!url || !*url || timeout_ms <= 0 || max_message == 0 || max_message > 0x7fffffff)
-        return fail(SBC_CONN_EINVAL, errbuf, errlen, "invalid endpoint or limits");
+        return sbert_util_errf(errbuf, errlen, SBC_CONN_EINVAL, "invalid endpoint or limits");
     int r = 0;
     if (strncmp(url, "ipc://", 6) == 0)
         r = probe_ipc(url, url + 6, errbuf, errlen);
     else if (strncmp(url, "tcp://", 6) == 0)
         r = probe_tcp(url, url + 6, timeout_ms, errbuf, errlen);
     else if (!strstr(url, "://"))
-        return fail(SBC_CONN_EINVAL, errbuf, errlen,
+        return sbert_util_errf(errbuf, errlen, SBC_CONN_EINVAL,
                     "%s: not an endpoint URL (expected ipc://PATH or tcp://HOST:PORT)", url);
     if (r < 0)
         return r;
@@ -174,7 +164,7 @@ int sbc_conn_open(const char *url, int timeout_ms, size_t max_message, sbc_conn 
     int maxsz = (int)max_message, linger = 0;
     if (nn_setsockopt(c->sock, NN_SOL_SOCKET, NN_RCVMAXSIZE, &maxsz, sizeof maxsz) < 0 ||
         nn_setsockopt(c->sock, NN_SOL_SOCKET, NN_LINGER, &linger, sizeof linger) < 0 ||
-        sbc_conn_set_timeout(c, timeout_ms) < 0) {
+        set_timeout(c, timeout_ms) < 0) {
         r = nn_fail(SBC_CONN_ENN, "options for", url, errbuf, errlen);
         goto err;
     }
@@ -197,7 +187,7 @@ int sbc_conn_call(sbc_conn *c, const char *req, size_t len, char **reply, size_t
     *reply_len = 0;
     if (nn_send(c->sock, req, len, 0) < 0) {
         if (nn_errno() == ETIMEDOUT)
-            return fail(SBC_CONN_ETIMEOUT, errbuf, errlen,
+            return sbert_util_errf(errbuf, errlen, SBC_CONN_ETIMEOUT,
                         "cannot send to sbertd at %s within %d ms", c->url, c->timeout_ms);
         return nn_fail(SBC_CONN_ENN, "send to", c->url, errbuf, errlen);
     }
@@ -205,7 +195,7 @@ int sbc_conn_call(sbc_conn *c, const char *req, size_t len, char **reply, size_t
     int n = nn_recv(c->sock, &msg, NN_MSG, 0);
     if (n < 0) {
         if (nn_errno() == ETIMEDOUT)
-            return fail(SBC_CONN_ETIMEOUT, errbuf, errlen,
+            return sbert_util_errf(errbuf, errlen, SBC_CONN_ETIMEOUT,
                         "no reply from sbertd at %s within %.1f s (is it running and "
                         "reachable? a longer --timeout may help)",
                         c->url, c->timeout_ms / 1000.0);

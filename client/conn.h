@@ -13,7 +13,7 @@
  *     reconnects (daemon restarted); writes carry a req_id, which makes such a re-send harmless.
  *
  * Errors: 0 or a negative SBC_CONN_E* code; sbc_conn_strerror() names it and errbuf (when given)
- * receives a sentence naming the endpoint.
+ * receives a sentence naming the endpoint (it is left empty only for SBC_CONN_ENOMEM).
  * Thread safety: a connection is used by one thread at a time.
  */
 #ifndef SBC_CONN_H
@@ -39,9 +39,6 @@ typedef struct sbc_conn sbc_conn;
  * largest reply accepted (bytes). On success *out owns the connection. */
 int sbc_conn_open(const char *url, int timeout_ms, size_t max_message, sbc_conn **out,
                   char *errbuf, size_t errlen);
-
-/* Changes the reply timeout for later calls. */
-int sbc_conn_set_timeout(sbc_conn *c, int timeout_ms);
 
 /* Sends req (len bytes) and waits for the reply. On success *reply is a NUL-terminated copy
  * (reply_len bytes before the NUL) that the caller frees with free(). */

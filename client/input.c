@@ -2,6 +2,7 @@
 #define _GNU_SOURCE
 #include "input.h"
 #include "sbert_proto.h"
+#include "sbert_util.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -94,13 +95,6 @@ static int fail(sbc_input *in, long line, int err, char *errbuf, size_t errlen, 
             snprintf(errbuf, errlen, "%s: %s", in->path, detail);
     }
     return err;
-}
-
-/* Strict UTF-8, as the daemon checks it (sbert_proto_utf8_valid); checking here lets the error
- * name the line. */
-static int utf8_valid(const unsigned char *s, size_t n)
-{
-    return sbert_proto_utf8_valid((const char *)s, n);
 }
 
 static void clear_record(sbc_input *in)
@@ -307,7 +301,7 @@ static int csv_next(sbc_input *in, struct sbc_doc *doc, char *errbuf, size_t err
         if (i == in->text_col || i == in->id_col)
             continue;
         const char *v = csv_field(in, i);
-        if (!utf8_valid((const unsigned char *)v, strlen(v)))
+        if (!sbert_util_utf8_valid((const char *)v, strlen(v)))
             return fail(in, line, SBC_INPUT_EUTF8, errbuf, errlen,
                         "column \"%s\" is not valid UTF-8", in->header[i]);
         if (!meta && !(meta = cJSON_CreateObject()))
@@ -379,7 +373,7 @@ static int jsonl_next(sbc_input *in, struct sbc_doc *doc, char *errbuf, size_t e
     if (n <= 0)
         return (int)n;
     long line = in->line;
-    if (!utf8_valid((const unsigned char *)in->linebuf, (size_t)n))
+    if (!sbert_util_utf8_valid((const char *)in->linebuf, (size_t)n))
         return fail(in, line, SBC_INPUT_EUTF8, errbuf, errlen, "line is not valid UTF-8");
     const char *end = NULL;
     in->json = cJSON_ParseWithLengthOpts(in->linebuf, (size_t)n, &end, 0);
@@ -495,8 +489,8 @@ int sbc_input_next(sbc_input *in, struct sbc_doc *doc, char *errbuf, size_t errl
         return r;
     if (doc->text_len == 0)
         return fail(in, doc->line, SBC_INPUT_EFORMAT, errbuf, errlen, "empty text");
-    if (!utf8_valid((const unsigned char *)doc->text, doc->text_len) ||
-        (doc->id && !utf8_valid((const unsigned char *)doc->id, strlen(doc->id))))
+    if (!sbert_util_utf8_valid((const char *)doc->text, doc->text_len) ||
+        (doc->id && !sbert_util_utf8_valid((const char *)doc->id, strlen(doc->id))))
         return fail(in, doc->line, SBC_INPUT_EUTF8, errbuf, errlen, "text is not valid UTF-8");
     return 1;
 }

@@ -170,11 +170,11 @@ static int print_json(const cJSON *doc);
 static int connect_daemon(struct ctx *c)
 {
     if (c->conn) return 0;
-    char err[512];
+    char err[512] = "";
     int r = sbc_conn_open(c->url, (int)(c->timeout_s * 1000), MAX_REPLY_BYTES, &c->conn, err,
                           sizeof err);
     if (r == 0) return 0;
-    errmsg("%s", err);
+    errmsg("%s", err[0] ? err : sbc_conn_strerror(r));
     return r == SBC_CONN_EINVAL ? EXIT_USAGE : EXIT_UNREACHABLE;
 }
 
@@ -185,7 +185,7 @@ static int send_recv(struct ctx *c, const char *text, int retries, char **raw, s
     for (int attempt = 0;; attempt++) {
         int rc = connect_daemon(c);
         if (rc != EXIT_OK) return rc;
-        char err[512];
+        char err[512] = "";
         int r = sbc_conn_call(c->conn, text, strlen(text), raw, raw_len, err, sizeof err);
         if (r == 0) return EXIT_OK;
         if (r == SBC_CONN_ETIMEOUT && attempt < retries) {
@@ -195,7 +195,7 @@ static int send_recv(struct ctx *c, const char *text, int retries, char **raw, s
             errmsg("%s; retrying (%d of %d)", err, attempt + 1, retries);
             continue;
         }
-        errmsg("%s", err);
+        errmsg("%s", err[0] ? err : sbc_conn_strerror(r));
         return r == SBC_CONN_ENOMEM ? EXIT_REPLY : EXIT_UNREACHABLE;
     }
 }

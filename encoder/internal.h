@@ -37,15 +37,4 @@ int sbert_tokenizer_encode(const sbert_tokenizer *t, const char *text, size_t le
 /* Number of entries in the vocabulary (for checking against config.json's vocab_size). */
 size_t sbert_tokenizer_vocab_size(const sbert_tokenizer *t);
 
-/* ---- log.c ---------------------------------------------------------------------------------- */
-
-/* printf-style logging through a model's callback; does nothing when fn is NULL. */
-void sbert_logf(sbert_log_fn fn, void *user, int level, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-
-/* Writes the printf-style message into errbuf (when errbuf is not NULL and errlen > 0) and
- * returns code: the one way the encoder's loaders report a failure with detail. */
-int sbert_errf(char *errbuf, size_t errlen, int code, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-
 #endif

@@ -1,5 +1,6 @@
 /* Model loading: the sentence-transformers directory's JSON files, the weights, the tokenizer. */
 #include "model.h"
+#include "sbert_util.h"
 #include "sha256.h"
 
 #include <cblas.h>
@@ -70,13 +71,13 @@ static int read_json(const char *dir, const char *rel, int required, cJSON **out
             rc = 1;
         else
             rc =
-                sbert_errf(errbuf, errlen, SBERT_EIO, "%s: cannot open: %s", path, strerror(errno));
+                sbert_util_errf(errbuf, errlen, SBERT_EIO, "%s: cannot open: %s", path, strerror(errno));
         goto out;
     }
     long len = -1;
     if (fseek(f, 0, SEEK_END) == 0) len = ftell(f);
     if (len < 0 || len > (1L << 26) || fseek(f, 0, SEEK_SET) != 0) {
-        rc = sbert_errf(errbuf, errlen, SBERT_EIO, "%s: cannot read (or larger than 64 MiB)", path);
+        rc = sbert_util_errf(errbuf, errlen, SBERT_EIO, "%s: cannot read (or larger than 64 MiB)", path);
         goto out;
     }
     buf = malloc((size_t)len + 1);
@@ -85,11 +86,11 @@ static int read_json(const char *dir, const char *rel, int required, cJSON **out
         goto out;
     }
     if (fread(buf, 1, (size_t)len, f) != (size_t)len) {
-        rc = sbert_errf(errbuf, errlen, SBERT_EIO, "%s: read error", path);
+        rc = sbert_util_errf(errbuf, errlen, SBERT_EIO, "%s: read error", path);
         goto out;
     }
     *out = cJSON_ParseWithLength(buf, (size_t)len);
-    if (!*out) rc = sbert_errf(errbuf, errlen, SBERT_EFORMAT, "%s: not valid JSON", path);
+    if (!*out) rc = sbert_util_errf(errbuf, errlen, SBERT_EFORMAT, "%s: not valid JSON", path);
 out:
     if (f) fclose(f);
     free(buf);
@@ -104,14 +105,14 @@ static int get_int(const cJSON *o, const char *key, int def, int lo, int hi, int
     const cJSON *j = cJSON_GetObjectItemCaseSensitive(o, key);
     if (!j || cJSON_IsNull(j)) {
         if (def < lo)
-            return sbert_errf(errbuf, errlen, SBERT_EFORMAT, "%s: \"%s\" is missing", file, key);
+            return sbert_util_errf(errbuf, errlen, SBERT_EFORMAT, "%s: \"%s\" is missing", file, key);
         *v = def;
         return 0;
     }
     /* the range first: converting a double outside int's range is undefined (fuzz_loader) */
     if (!cJSON_IsNumber(j) || !(j->valuedouble >= lo && j->valuedouble <= hi) ||
         j->valuedouble != (double)(int)j->valuedouble)
-        return sbert_errf(errbuf, errlen, SBERT_EFORMAT,
+        return sbert_util_errf(errbuf, errlen, SBERT_EFORMAT,
                           "%s: \"%s\" must be an integer in [%d, %d]", file, key, lo, hi);
     *v = (int)j->valuedouble;
     return 0;
@@ -129,7 +130,7 @@ static int get_bool(const cJSON *o, const char *key, int def, int null_ok, int *
     } else if (cJSON_IsBool(j)) {
         *v = cJSON_IsTrue(j);
     } else {
-        return sbert_errf(errbuf, errlen, SBERT_EFORMAT, "%s: \"%s\" must be true or false", file,
+        return sbert_util_errf(errbuf, errlen, SBERT_EFORMAT, "%s: \"%s\" must be true or false", file,
                           key);
     }
     return 0;
@@ -162,12 +163,12 @@ static int load_config(sbert_model *m, const char *tdir, char *errbuf, size_t er
         (rc = get_int(c, "type_vocab_size", 2, 1, 1 << 16, &m->type_vocab, f, errbuf, errlen)))
         goto out;
     if (mt && strcmp(mt, "bert")) {
-        rc = sbert_errf(errbuf, errlen, SBERT_EUNSUPPORTED,
+        rc = sbert_util_errf(errbuf, errlen, SBERT_EUNSUPPORTED,
                         "%s/%s: model_type \"%s\" (only \"bert\")", tdir, f, mt);
         goto out;
     }
     if (pet && strcmp(pet, "absolute")) {
-        rc = sbert_errf(errbuf, errlen, SBERT_EUNSUPPORTED,
+        rc = sbert_util_errf(errbuf, errlen, SBERT_EUNSUPPORTED,
                         "%s/%s: position_embedding_type \"%s\" (only \"absolute\")", tdir, f, pet);
         goto out;
     }
@@ -176,14 +177,14 @@ static int load_config(sbert_model *m, const char *tdir, char *errbuf, size_t er
     } else if (!strcmp(act, "gelu_new") || !strcmp(act, "gelu_pytorch_tanh")) {
         m->act = SBERT_ACT_GELU_TANH;
     } else {
-        rc = sbert_errf(errbuf, errlen, SBERT_EUNSUPPORTED,
+        rc = sbert_util_errf(errbuf, errlen, SBERT_EUNSUPPORTED,
                         "%s/%s: hidden_act \"%s\" (supported: gelu, gelu_new, gelu_pytorch_tanh)",
                         tdir, f, act);
         goto out;
     }
     if (je) {
         if (!cJSON_IsNumber(je) || !(je->valuedouble > 0 && je->valuedouble < 1)) {
-            rc = sbert_errf(errbuf, errlen, SBERT_EFORMAT,
+            rc = sbert_util_errf(errbuf, errlen, SBERT_EFORMAT,
                             "%s/%s: layer_norm_eps must be in (0, 1)", tdir, f);
             goto out;
         }
@@ -191,7 +192,7 @@ static int load_config(sbert_model *m, const char *tdir, char *errbuf, size_t er
     }
     m->ln_eps = (float)eps;
     if (m->hidden % m->heads) {
-        rc = sbert_errf(errbuf, errlen, SBERT_EFORMAT,
+        rc = sbert_util_errf(errbuf, errlen, SBERT_EFORMAT,
                         "%s/%s: hidden_size %d is not a multiple of num_attention_heads %d", tdir,
                         f, m->hidden, m->heads);
         goto out;
@@ -239,7 +240,7 @@ static int load_tokenizer_settings(sbert_model *m, const char *tdir,
         /* sentence-transformers would lowercase with Python's str.lower() before a tokenizer that
          * does not; we only implement the tokenizer's own lowercasing. */
         if (st_lower && !tc->do_lower_case) {
-            rc = sbert_errf(errbuf, errlen, SBERT_EUNSUPPORTED,
+            rc = sbert_util_errf(errbuf, errlen, SBERT_EUNSUPPORTED,
                             "%s/%s: do_lower_case true with a case-preserving tokenizer", tdir, f);
             goto out;
         }
@@ -266,7 +267,7 @@ static int load_modules(sbert_model *m, const char *dir, char **tdir, char *errb
     m->info.pooling = SBERT_POOL_MEAN;
     m->info.normalize = 0;
     if (!mods) {
-        sbert_logf(m->params.log, m->params.log_user, SBERT_LOG_WARN,
+        sbert_util_logf(m->params.log, m->params.log_user, SBERT_LOG_WARN,
                    "%s: no modules.json: using the plain transformer with mean pooling, no "
                    "normalisation (sentence-transformers' default)",
                    dir);
@@ -278,14 +279,14 @@ static int load_modules(sbert_model *m, const char *dir, char **tdir, char *errb
     int seen_t = 0;
     const cJSON *e;
     if (!cJSON_IsArray(mods)) {
-        rc = sbert_errf(errbuf, errlen, SBERT_EFORMAT, "%s/modules.json: not a JSON array", dir);
+        rc = sbert_util_errf(errbuf, errlen, SBERT_EFORMAT, "%s/modules.json: not a JSON array", dir);
         goto out;
     }
     cJSON_ArrayForEach(e, mods)
     {
         const char *type = get_str(e, "type"), *path = get_str(e, "path");
         if (!type || !path) {
-            rc = sbert_errf(errbuf, errlen, SBERT_EFORMAT,
+            rc = sbert_util_errf(errbuf, errlen, SBERT_EFORMAT,
                             "%s/modules.json: an entry lacks \"type\" or \"path\"", dir);
             goto out;
         }
@@ -301,14 +302,14 @@ static int load_modules(sbert_model *m, const char *dir, char **tdir, char *errb
             ok_order = ppath && !m->info.normalize;
             m->info.normalize = 1;
         } else {
-            rc = sbert_errf(errbuf, errlen, SBERT_EUNSUPPORTED,
+            rc = sbert_util_errf(errbuf, errlen, SBERT_EUNSUPPORTED,
                             "%s/modules.json: module type \"%s\" (supported: Transformer, Pooling, "
                             "Normalize)",
                             dir, type);
             goto out;
         }
         if (!ok_order) {
-            rc = sbert_errf(
+            rc = sbert_util_errf(
                 errbuf, errlen, SBERT_EUNSUPPORTED,
                 "%s/modules.json: modules must be Transformer, Pooling[, Normalize], once "
                 "each, in that order",
@@ -317,7 +318,7 @@ static int load_modules(sbert_model *m, const char *dir, char **tdir, char *errb
         }
     }
     if (!tpath || !ppath) {
-        rc = sbert_errf(errbuf, errlen, SBERT_EUNSUPPORTED,
+        rc = sbert_util_errf(errbuf, errlen, SBERT_EUNSUPPORTED,
                         "%s/modules.json: needs a Transformer and a Pooling module", dir);
         goto out;
     }
@@ -343,7 +344,7 @@ static int load_modules(sbert_model *m, const char *dir, char **tdir, char *errb
             n_on++;
             mode = code[i];
             if (mode < 0) {
-                rc = sbert_errf(errbuf, errlen, SBERT_EUNSUPPORTED,
+                rc = sbert_util_errf(errbuf, errlen, SBERT_EUNSUPPORTED,
                                 "%s/%s/config.json: %s (supported: cls, mean, max)", dir, ppath,
                                 modes[i]);
                 goto out;
@@ -354,7 +355,7 @@ static int load_modules(sbert_model *m, const char *dir, char **tdir, char *errb
                       "1_Pooling/config.json", errbuf, errlen)))
         goto out;
     if (n_on != 1) {
-        rc = sbert_errf(
+        rc = sbert_util_errf(
             errbuf, errlen, SBERT_EUNSUPPORTED,
             "%s/%s/config.json: exactly one pooling mode (cls, mean or max) is supported", dir,
             ppath);
@@ -463,7 +464,7 @@ int sbert_model_load(const char *dir, const struct sbert_model_params *params, s
     if ((rc = load_config(m, tdir, errbuf, errlen))) goto fail;
     if (m->pool_dim && m->pool_dim != m->hidden) {
         rc =
-            sbert_errf(errbuf, errlen, SBERT_EFORMAT,
+            sbert_util_errf(errbuf, errlen, SBERT_EFORMAT,
                        "%s: the Pooling module's word_embedding_dimension %d is not hidden_size %d",
                        dir, m->pool_dim, m->hidden);
         goto fail;
@@ -472,7 +473,7 @@ int sbert_model_load(const char *dir, const struct sbert_model_params *params, s
     if ((rc = load_tokenizer_settings(m, tdir, &tc, errbuf, errlen))) goto fail;
     if ((rc = sbert_tokenizer_load(tdir, &tc, &m->tok, errbuf, errlen))) goto fail;
     if (sbert_tokenizer_vocab_size(m->tok) > (size_t)m->vocab) {
-        rc = sbert_errf(errbuf, errlen, SBERT_EFORMAT,
+        rc = sbert_util_errf(errbuf, errlen, SBERT_EFORMAT,
                         "%s/vocab.txt: %zu entries, more than config.json's vocab_size %d", tdir,
                         sbert_tokenizer_vocab_size(m->tok), m->vocab);
         goto fail;
@@ -501,7 +502,7 @@ int sbert_model_load(const char *dir, const struct sbert_model_params *params, s
     in->do_lower_case = tc.do_lower_case;
     in->strip_accents = tc.strip_accents < 0 ? tc.do_lower_case : tc.strip_accents;
     in->tokenize_chinese_chars = tc.tokenize_chinese_chars;
-    sbert_logf(m->params.log, m->params.log_user, SBERT_LOG_INFO,
+    sbert_util_logf(m->params.log, m->params.log_user, SBERT_LOG_INFO,
                "loaded %s: %d layers, hidden %d, %d heads, max_seq_length %d, %s pooling%s, "
                "sha256 %s, OpenBLAS core %s",
                dir, m->layers, m->hidden, m->heads, in->max_seq_length,

@@ -1,6 +1,7 @@
 #include "safetensors.h"
 
 #include "internal.h"
+#include "sbert_util.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -72,7 +73,7 @@ static int parse_header(sbert_st_file *f, const char *json, size_t len, uint64_t
     cJSON *root = cJSON_ParseWithLength(json, len);
     if (!root || !cJSON_IsObject(root)) {
         cJSON_Delete(root);
-        return sbert_errf(errbuf, errlen, SBERT_EFORMAT, "%s: header is not a JSON object",
+        return sbert_util_errf(errbuf, errlen, SBERT_EFORMAT, "%s: header is not a JSON object",
                           f->path);
     }
     int rc = 0;
@@ -93,14 +94,14 @@ static int parse_header(sbert_st_file *f, const char *json, size_t len, uint64_t
         const cJSON *off = cJSON_GetObjectItemCaseSensitive(e, "data_offsets");
         if (!cJSON_IsObject(e) || !cJSON_IsString(dt) || !cJSON_IsArray(sh) ||
             !cJSON_IsArray(off) || cJSON_GetArraySize(off) != 2) {
-            rc = sbert_errf(errbuf, errlen, SBERT_EFORMAT,
+            rc = sbert_util_errf(errbuf, errlen, SBERT_EFORMAT,
                             "%s: tensor \"%s\" lacks dtype, shape or data_offsets", f->path,
                             e->string);
             break;
         }
         size_t esize = dtype_size(dt->valuestring, &t->dtype);
         if (!esize) {
-            rc = sbert_errf(errbuf, errlen, SBERT_EFORMAT,
+            rc = sbert_util_errf(errbuf, errlen, SBERT_EFORMAT,
                             "%s: tensor \"%s\" has unknown dtype \"%.15s\"", f->path, e->string,
                             dt->valuestring);
             break;
@@ -108,7 +109,7 @@ static int parse_header(sbert_st_file *f, const char *json, size_t len, uint64_t
         snprintf(t->dtype_name, sizeof t->dtype_name, "%s", dt->valuestring);
         int nd = cJSON_GetArraySize(sh);
         if (nd > SBERT_ST_MAX_DIMS) {
-            rc = sbert_errf(errbuf, errlen, SBERT_EFORMAT, "%s: tensor \"%s\" has %d dimensions",
+            rc = sbert_util_errf(errbuf, errlen, SBERT_EFORMAT, "%s: tensor \"%s\" has %d dimensions",
                             f->path, e->string, nd);
             break;
         }
@@ -129,14 +130,14 @@ static int parse_header(sbert_st_file *f, const char *json, size_t len, uint64_t
         uint64_t b, en;
         if (bad == 1 || json_u64(cJSON_GetArrayItem(off, 0), &b) ||
             json_u64(cJSON_GetArrayItem(off, 1), &en)) {
-            rc = sbert_errf(
+            rc = sbert_util_errf(
                 errbuf, errlen, SBERT_EFORMAT,
                 "%s: tensor \"%s\" has a shape or offset that is not a non-negative integer",
                 f->path, e->string);
             break;
         }
         if (b > en || en > data_size) {
-            rc = sbert_errf(
+            rc = sbert_util_errf(
                 errbuf, errlen, SBERT_EFORMAT,
                 "%s: tensor \"%s\" data_offsets [%llu, %llu] lie outside the %llu data bytes "
                 "(file truncated?)",
@@ -145,7 +146,7 @@ static int parse_header(sbert_st_file *f, const char *json, size_t len, uint64_t
             break;
         }
         if (bad == 2 || count * esize != en - b) {
-            rc = sbert_errf(
+            rc = sbert_util_errf(
                 errbuf, errlen, SBERT_EFORMAT,
                 "%s: tensor \"%s\" occupies %llu bytes, its shape and dtype need another size",
                 f->path, e->string, (unsigned long long)(en - b));
@@ -176,11 +177,11 @@ int sbert_st_open(const char *path, sbert_st_file **out, char *errbuf, size_t er
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     struct stat st;
     if (fd < 0 || fstat(fd, &st) != 0) {
-        rc = sbert_errf(errbuf, errlen, SBERT_EIO, "%s: cannot open: %s", path, strerror(errno));
+        rc = sbert_util_errf(errbuf, errlen, SBERT_EIO, "%s: cannot open: %s", path, strerror(errno));
         goto out;
     }
     if (st.st_size < 8) {
-        rc = sbert_errf(errbuf, errlen, SBERT_EFORMAT,
+        rc = sbert_util_errf(errbuf, errlen, SBERT_EFORMAT,
                         "%s: %lld bytes, too short for a safetensors header", path,
                         (long long)st.st_size);
         goto out;
@@ -188,7 +189,7 @@ int sbert_st_open(const char *path, sbert_st_file **out, char *errbuf, size_t er
     f->size = (size_t)st.st_size;
     void *m = mmap(NULL, f->size, PROT_READ, MAP_PRIVATE, fd, 0);
     if (m == MAP_FAILED) {
-        rc = sbert_errf(errbuf, errlen, SBERT_EIO, "%s: cannot map: %s", path, strerror(errno));
+        rc = sbert_util_errf(errbuf, errlen, SBERT_EIO, "%s: cannot map: %s", path, strerror(errno));
         goto out;
     }
     f->map = m;
@@ -196,7 +197,7 @@ int sbert_st_open(const char *path, sbert_st_file **out, char *errbuf, size_t er
     for (int i = 7; i >= 0; i--)
         hlen = hlen << 8 | f->map[i];
     if (hlen > f->size - 8) {
-        rc = sbert_errf(
+        rc = sbert_util_errf(
             errbuf, errlen, SBERT_EFORMAT,
             "%s: header length %llu exceeds the file's %zu bytes (truncated or not safetensors)",
             path, (unsigned long long)hlen, f->size);
@@ -279,17 +280,17 @@ int sbert_st_get_f32(sbert_st_file *f, const char *name, const int64_t *shape, i
 {
     const struct tensor *t = find(f, name);
     if (!t)
-        return sbert_errf(errbuf, errlen, SBERT_EFORMAT, "%s: tensor \"%s\" is missing", f->path,
+        return sbert_util_errf(errbuf, errlen, SBERT_EFORMAT, "%s: tensor \"%s\" is missing", f->path,
                           name);
     if (t->dtype == DT_OTHER)
-        return sbert_errf(errbuf, errlen, SBERT_EUNSUPPORTED,
+        return sbert_util_errf(errbuf, errlen, SBERT_EUNSUPPORTED,
                           "%s: tensor \"%s\" has dtype %s (supported: F32, F16, BF16)", f->path,
                           t->name, t->dtype_name);
     if (t->ndim != ndim || memcmp(t->shape, shape, (size_t)ndim * sizeof *shape)) {
         char want[128], got[128];
         shape_str(want, sizeof want, shape, ndim);
         shape_str(got, sizeof got, t->shape, t->ndim);
-        return sbert_errf(errbuf, errlen, SBERT_EFORMAT,
+        return sbert_util_errf(errbuf, errlen, SBERT_EFORMAT,
                           "%s: tensor \"%s\" has shape [%s], config.json implies [%s]", f->path,
                           t->name, got, want);
     }

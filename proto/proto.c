@@ -1,5 +1,6 @@
 /* proto.c — the sbertd wire protocol: validation, parsing and building of messages. */
 #include "sbert_proto.h"
+#include "sbert_util.h"
 
 #include <math.h>
 #include <stdarg.h>
@@ -81,49 +82,6 @@ int sbert_proto_error_set(struct sbert_proto_error *err, int code, long index, c
     va_end(ap);
     snprintf(err->code_name, sizeof err->code_name, "%s", sbert_proto_code_name(code));
     return code;
-}
-
-/* ---- UTF-8 ----------------------------------------------------------------------------------- */
-
-/* Unicode 15 table 3-7 (well-formed UTF-8 byte sequences). */
-int sbert_proto_utf8_valid(const char *str, size_t len)
-{
-    const unsigned char *s = (const unsigned char *)str;
-    size_t i = 0;
-    while (i < len) {
-        unsigned char c = s[i];
-        if (c < 0x80) {
-            i++;
-            continue;
-        }
-        size_t n;
-        unsigned char lo = 0x80, hi = 0xBF;
-        if (c >= 0xC2 && c <= 0xDF)
-            n = 1;
-        else if (c >= 0xE0 && c <= 0xEF) {
-            n = 2;
-            if (c == 0xE0)
-                lo = 0xA0;
-            else if (c == 0xED)
-                hi = 0x9F; /* no surrogates */
-        } else if (c >= 0xF0 && c <= 0xF4) {
-            n = 3;
-            if (c == 0xF0)
-                lo = 0x90;
-            else if (c == 0xF4)
-                hi = 0x8F; /* nothing above U+10FFFF */
-        } else
-            return 0;
-        if (len - i - 1 < n)
-            return 0;
-        if (s[i + 1] < lo || s[i + 1] > hi)
-            return 0;
-        for (size_t k = 2; k <= n; k++)
-            if ((s[i + k] & 0xC0) != 0x80)
-                return 0;
-        i += n + 1;
-    }
-    return 1;
 }
 
 /* ---- requests -------------------------------------------------------------------------------- */
@@ -226,7 +184,7 @@ int sbert_proto_request_parse(const char *buf, size_t len, struct sbert_proto_re
     memset(req, 0, sizeof *req);
     if (req_id_out)
         *req_id_out = NULL;
-    if (!sbert_proto_utf8_valid(buf, len))
+    if (!sbert_util_utf8_valid(buf, len))
         return sbert_proto_error_set(err, SBERT_PROTO_EBAD_UTF8, -1,
                                      "the message is not valid UTF-8");
     size_t at = 0;

@@ -10,6 +10,7 @@
  */
 #include "internal.h"
 #include "sbert_proto.h"
+#include "sbert_util.h"
 
 #include <stdint.h>
 #include <stdio.h>
@@ -72,7 +73,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     size_t n = 0, nfull = 0;
     int trunc = -1, tfull = -1;
     int rc = sbert_tokenizer_encode(t, text, len, ids, cap, &n, &trunc);
-    int valid = sbert_proto_utf8_valid(text, len);
+    int valid = sbert_util_utf8_valid(text, len);
     if (rc) {
         FUZZ_ASSERT(rc == SBERT_EUTF8 && !valid);
         return 0;

@@ -33,31 +33,6 @@ static void test_codes(void)
     CHECK(strcmp(sbert_proto_code_name(SBERT_PROTO_EBUSY), "busy") == 0);
 }
 
-static void test_utf8(void)
-{
-    static const struct {
-        const char *s;
-        size_t len;
-        int valid;
-    } cases[] = {
-        {"plain ascii", 11, 1},
-        {"caf\xc3\xa9", 5, 1},
-        {"\xe2\x82\xac", 3, 1},         /* U+20AC */
-        {"\xf0\x9f\x98\x80", 4, 1},     /* U+1F600 */
-        {"\xf4\x8f\xbf\xbf", 4, 1},     /* U+10FFFF */
-        {"\xc0\xaf", 2, 0},             /* overlong '/' */
-        {"\xe0\x80\xaf", 3, 0},         /* overlong */
-        {"\xed\xa0\x80", 3, 0},         /* surrogate U+D800 */
-        {"\xf4\x90\x80\x80", 4, 0},     /* above U+10FFFF */
-        {"\xff", 1, 0},
-        {"\xc3", 1, 0},                 /* cut */
-        {"\xe2\x82", 2, 0},             /* cut */
-        {"a\x80", 2, 0},                /* lone continuation */
-    };
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
-        CHECK(sbert_proto_utf8_valid(cases[i].s, cases[i].len) == cases[i].valid);
-}
-
 static void test_request_parse(void)
 {
     struct sbert_proto_request req;
@@ -237,7 +212,6 @@ static void test_build_and_parse_replies(void)
 int main(void)
 {
     test_codes();
-    test_utf8();
     test_request_parse();
     test_getters();
     test_build_and_parse_replies();

@@ -1,6 +1,6 @@
 /*
  * test_req_store.c — the store's remembered writes (sbert_index_put_req / delete_req /
- * req_find, index/sbert_index.h), against a real LMDB store in a temporary directory:
+ * req_find, index/include/sbert_index.h), against a real LMDB store in a temporary directory:
  *   - a put and a delete record the reply the callback builds from their final outputs (generated
  *     ids, existed flags, n_deleted), and it survives close and reopen;
  *   - a failing callback aborts the whole write (nothing stored, nothing recorded);

@@ -94,9 +94,6 @@ struct sbert_proto_error {
 int sbert_proto_error_set(struct sbert_proto_error *err, int code, long index, const char *fmt,
                           ...) __attribute__((format(printf, 4, 5)));
 
-/* Returns 1 when s[0..len) is valid UTF-8 (no overlong forms, surrogates or code points above
- * U+10FFFF), else 0. */
-int sbert_proto_utf8_valid(const char *s, size_t len);
 
 /* ---- requests (daemon side) ------------------------------------------------------------------ */
 
