@@ -3,6 +3,7 @@
 # skipped when its result is already there. Used by run.sh and test.sh; safe to run by hand.
 #
 #   scripts/setup.sh [BUILD_DIR] [extra cmake -D options...]
+#   scripts/setup.sh --packages-only       # the Debian packages alone
 #
 # Steps: Debian packages (apt-get, as root or through sudo), Debian's faiss source package (for
 # the FAISS C API, which libfaiss-dev 1.7.3 ships headers for but no library), the model
@@ -20,7 +21,7 @@ if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; fi
 
 # clang's libFuzzer and sanitizer runtimes (libclang-rt-14-dev) and LLVM's OpenMP with its TSan
 # tool Archer (libomp-14-dev): scripts/test.sh's fuzz and TSan stages.
-PACKAGES=(build-essential cmake pkg-config dpkg-dev clang libclang-rt-14-dev libomp-14-dev
+PACKAGES=(build-essential cmake pkg-config dpkg-dev clang clang-format libclang-rt-14-dev libomp-14-dev
           libfaiss-dev libopenblas-dev liblmdb-dev lmdb-utils libnanomsg-dev libcjson-dev
           libutf8proc-dev libsystemd-dev systemd man-db strace python3 python3-venv)
 
@@ -33,6 +34,7 @@ if [ ${#missing[@]} -gt 0 ]; then
     $SUDO apt-get update -q
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q "${missing[@]}"
 fi
+if [ "$BUILD" = --packages-only ]; then exit 0; fi
 
 # FAISS C API source: Debian's own faiss source package, the exact version libfaiss-dev was built
 # from, so the C wrapper we compile matches the installed C++ library.
