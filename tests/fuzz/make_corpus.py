@@ -4,7 +4,8 @@
     python3 tests/fuzz/make_corpus.py [OUT_DIR]     (default: tests/fuzz/corpus next to it)
 
 Small, meaningful inputs only: valid requests of every op and a few broken ones (fuzz_proto),
-texts in several scripts plus special tokens (fuzz_tokenizer), the examples of docs/filters.md with
+texts in several scripts plus special tokens (fuzz_tokenizer; fuzz_text: the same texts with a
+language byte), the examples of docs/filters.md with
 metadata (fuzz_filter), and tiny valid models (fuzz_loader: hidden 4, one layer, a 16-token
 vocabulary, F32/F16/BF16 and misaligned weights) built here with the stdlib only. Deterministic:
 rerunning it rewrites the same bytes.
@@ -81,6 +82,13 @@ for i, t in enumerate(TEXTS):
     put("fuzz_tokenizer", "text%02d" % i, bytes([(i * 37) & 0xFF]) + t.encode("utf-8"))
 put("fuzz_tokenizer", "cap_small", bytes([0x04]) + "tiny capacity test sentence".encode())
 put("fuzz_tokenizer", "bad_utf8", bytes([0x01]) + b"ok \xc0\xaf \xed\xa0\x80 \xf4\x90\x80\x80")
+
+# ---- fuzz_text: byte 0 picks the analyzer's language, the rest is the text -----------------------
+for i, t in enumerate(TEXTS + ["Straße STRASSE strasse; runners running ran; don't won't",
+                               "Привет, мир! Häuser und Häusern, x_y_z 2024 ١٢٣"]):
+    put("fuzz_text", "text%02d" % i, bytes([i & 3]) + t.encode("utf-8"))
+put("fuzz_text", "long_word", bytes([0]) + b"x" * 5000 + b" " + "ж".encode() * 700)
+put("fuzz_text", "bad_utf8", bytes([1]) + b"ab\xc0\xaf cd\xed\xa0\x80ef \x00gh\xff")
 
 # ---- fuzz_filter: the filter, then a newline and metadata ----------------------------------------
 FILTERS = [
