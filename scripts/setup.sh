@@ -23,7 +23,7 @@ if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; fi
 # tool Archer (libomp-14-dev): scripts/test.sh's fuzz and TSan stages.
 PACKAGES=(build-essential cmake pkg-config dpkg-dev clang clang-format libclang-rt-14-dev libomp-14-dev
           libfaiss-dev libopenblas-dev liblmdb-dev lmdb-utils libnanomsg-dev libcjson-dev
-          libstemmer-dev
+          libstemmer-dev libxml2-dev libpoppler-glib-dev
           libutf8proc-dev libsystemd-dev systemd man-db strace python3 python3-venv)
 
 missing=()

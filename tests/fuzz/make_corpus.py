@@ -88,6 +88,49 @@ for i, t in enumerate(TEXTS + ["Straße STRASSE strasse; runners running ran; do
                                "Привет, мир! Häuser und Häusern, x_y_z 2024 ١٢٣"]):
     put("fuzz_text", "text%02d" % i, bytes([i & 3]) + t.encode("utf-8"))
 put("fuzz_text", "long_word", bytes([0]) + b"x" * 5000 + b" " + "ж".encode() * 700)
+# ---- fuzz_extract: byte 0 picks the format (0 text, 1 Markdown, 2 HTML, 3 PDF) ---------------------
+HTML = [
+    "<!DOCTYPE html><html><head><title>T</title><style>p{}</style></head><body><h1>H</h1>"
+    "<p>a &amp; b<br>c</p><pre> x\n  y</pre><table><tr><td>1</td><td>2</td></tr></table></body>",
+    "<html><body><h1>unclosed <i>tags<p>para <div>div</p></span><script>x</script>tail",
+    "<html><head><meta charset=iso-8859-1></head><body>caf\xe9</body></html>",
+    "<div>" * 300 + "deep",
+]
+for i, h in enumerate(HTML):
+    put("fuzz_extract", "html%02d" % i, b"\x02" + h.encode("latin-1"))
+put("fuzz_extract", "markdown", b"\x01" + "# Title\n\nbody ```\n# no\n```\nSetext\n===\n".encode())
+put("fuzz_extract", "text", b"\x00" + "plain \t text\r\n\x01ctl é".encode())
+
+
+def pdf(pages, title="Fuzz Title"):
+    """A small PDF with Helvetica text on each page and an Info Title; offsets computed here."""
+    objs = {1: "<< /Type /Catalog /Pages 2 0 R >>"}
+    kids = " ".join("%d 0 R" % (4 + 2 * i) for i in range(len(pages)))
+    objs[2] = "<< /Type /Pages /Kids [%s] /Count %d >>" % (kids, len(pages))
+    objs[3] = "<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>"
+    for i, text in enumerate(pages):
+        s = "BT /F1 24 Tf 72 700 Td (%s) Tj ET" % text
+        objs[4 + 2 * i] = ("<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents %d 0 R "
+                           "/Resources << /Font << /F1 3 0 R >> >> >>" % (5 + 2 * i))
+        objs[5 + 2 * i] = "<< /Length %d >>\nstream\n%s\nendstream" % (len(s), s)
+    info = max(objs) + 1
+    objs[info] = "<< /Title (%s) >>" % title
+    out, offs = "%PDF-1.4\n", {}
+    for k in sorted(objs):
+        offs[k] = len(out)
+        out += "%d 0 obj\n%s\nendobj\n" % (k, objs[k])
+    xref = len(out)
+    out += "xref\n0 %d\n0000000000 65535 f \n" % (info + 1)
+    out += "".join("%010d 00000 n \n" % offs[k] for k in sorted(objs))
+    out += "trailer\n<< /Size %d /Root 1 0 R /Info %d 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (
+        info + 1, info, xref)
+    return out.encode("latin-1")
+
+
+put("fuzz_extract", "pdf_one", b"\x03" + pdf(["Hello PDF world"]))
+put("fuzz_extract", "pdf_two", b"\x03" + pdf(["First page", "Second (page)"]))
+put("fuzz_extract", "pdf_cut", b"\x03" + pdf(["Cut short"])[:200])
+
 put("fuzz_text", "bad_utf8", bytes([1]) + b"ab\xc0\xaf cd\xed\xa0\x80ef \x00gh\xff")
 
 # ---- fuzz_filter: the filter, then a newline and metadata ----------------------------------------
