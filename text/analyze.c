@@ -23,6 +23,8 @@ const char *sbert_text_strerror(int err)
         return "out of memory";
     case SBERT_TEXT_ELANGUAGE:
         return "no stemmer for that language";
+    case SBERT_TEXT_EINVAL:
+        return "invalid argument";
     default:
         return "unknown error";
     }

@@ -1,5 +1,6 @@
-/* sbert_text.h — text analysis for the keyword (BM25) side of retrieval: a text becomes the
- * sequence of terms that documents and queries are matched on.
+/* sbert_text.h — text analysis: for the keyword (BM25) side of retrieval, a text becomes the
+ * sequence of terms that documents and queries are matched on; for long documents, a text becomes
+ * passages that fit the model.
  *
  * The steps, in order (the same for documents and queries, so both meet on the same terms):
  *  1. Words: maximal runs of word characters — Unicode letters (L*), numbers (N*), combining marks
@@ -18,6 +19,8 @@
  * Each term carries its position: the ordinal of its word among the words kept by step 1, stop
  * words included, so positions say how far apart two terms stood.
  *
+ * Passages: sbert_passages_split cuts a long document into passages that fit the model (below).
+ *
  * Errors: functions that can fail return 0 or a negative SBERT_TEXT_E* code; sbert_text_strerror
  * names it. Thread safety: an analyzer holds a stemmer's state and scratch buffers, so it is used
  * by one thread at a time; make one per thread. Nothing here prints.
@@ -35,7 +38,8 @@ extern "C" {
 enum {
     SBERT_TEXT_OK = 0,
     SBERT_TEXT_ENOMEM = -1,   /* allocation failed */
-    SBERT_TEXT_ELANGUAGE = -2 /* no Snowball stemmer of that name */
+    SBERT_TEXT_ELANGUAGE = -2, /* no Snowball stemmer of that name */
+    SBERT_TEXT_EINVAL = -3     /* a bad argument (passage limits) */
 };
 
 #define SBERT_TEXT_MAX_TERM 128 /* bytes of a folded word before stemming; see step 3 */
@@ -70,6 +74,40 @@ const char **sbert_text_languages(void);
 
 /* 1 when word[0..len) (already case-folded) is on the English stop list, else 0. */
 int sbert_text_is_stopword_en(const char *word, size_t len);
+
+/* ---- passages -------------------------------------------------------------------------------
+ * A long document becomes passages the encoder takes whole: each at most max_tokens tokens as the
+ * caller's tokenizer counts them, cut where the text itself breaks. The text is read as paragraphs
+ * (separated by a blank line) of sentences (ended by . ! ? or a full stop of another script —
+ * 。！？։۔।॥ — with any closing quotes or brackets, then white space; a CJK full stop needs no
+ * space). Sentences are packed into a passage in order while they fit; a passage ends early at the
+ * end of a paragraph once it is half full. The next passage starts with the last sentences of the
+ * one before that fit in overlap_tokens (never all of them, so passages always move on). A
+ * sentence longer than max_tokens is cut between words, and a word longer than that into pieces of
+ * max_tokens characters. Every passage is counted again whole before it is accepted.
+ * White space is BERT's (space, tab, newline, carriage return, Unicode Zs), where its pre-tokenizer
+ * splits words. Offsets are bytes of the text; a passage never starts or ends with white space.
+ */
+
+/* Sets *tokens to the number of tokens text[0..len) makes (without the model's [CLS]/[SEP]), or
+ * to any number above max when it makes more than max (the caller may stop counting there).
+ * Returns 0, or a non-zero value that stops the split and is returned by it. */
+typedef int (*sbert_count_fn)(const char *text, size_t len, size_t max, size_t *tokens,
+                              void *user);
+
+struct sbert_passage {
+    size_t start, end; /* text[start..end) */
+    size_t tokens;     /* as counted for the whole passage: above max_tokens only for a piece
+                          the splitter could not cut where the counter would have (the encoder
+                          then truncates it) */
+};
+
+/* Splits text[0..len) (UTF-8) into passages; max_tokens >= 1, overlap_tokens < max_tokens. On
+ * success *out (NULL when the text holds nothing but white space) owns *n passages in text order;
+ * the caller frees it with free(). Returns 0, SBERT_TEXT_ENOMEM, SBERT_TEXT_EINVAL for bad limits,
+ * or what count returned. */
+int sbert_passages_split(const char *text, size_t len, size_t max_tokens, size_t overlap_tokens,
+                         sbert_count_fn count, void *user, struct sbert_passage **out, size_t *n);
 
 #ifdef __cplusplus
 }
