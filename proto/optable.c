@@ -3,6 +3,7 @@
 #include "sbert_proto.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <string.h>
 
 #define N(a) (sizeof(a) / sizeof((a)[0]))
@@ -188,4 +189,60 @@ int sbert_proto_op_check_members(const struct sbert_proto_op *op, const cJSON *r
                                      m->string);
     }
     return 0;
+}
+
+/* Checks member m's value x (NULL: absent) in a request; name is where to say it is. */
+static int check_value(const struct sbert_proto_member *m, const cJSON *x, const char *op,
+                       struct sbert_proto_error *err)
+{
+    if (!x && m->required)
+        return sbert_proto_error_set(err, SBERT_PROTO_EBAD_REQUEST, -1,
+                                     "%s: the required member \"%s\" is missing", op, m->name);
+    if (x && !sbert_proto_mtype_matches(m->type, x))
+        return sbert_proto_error_set(err, SBERT_PROTO_EBAD_REQUEST, -1,
+                                     "%s: \"%s\" must be of type %s", op, m->name,
+                                     sbert_proto_mtype_name(m->type));
+    return 0;
+}
+
+int sbert_proto_op_check_request(const cJSON *req, const struct sbert_proto_op **op_out,
+                                 struct sbert_proto_error *err)
+{
+    if (op_out) *op_out = NULL;
+    if (!cJSON_IsObject(req))
+        return sbert_proto_error_set(err, SBERT_PROTO_EBAD_REQUEST, -1,
+                                     "a request is a JSON object");
+    const cJSON *name = cJSON_GetObjectItemCaseSensitive(req, "op");
+    const struct sbert_proto_op *op =
+        sbert_proto_op_find(cJSON_IsString(name) ? name->valuestring : NULL);
+    if (!op)
+        return sbert_proto_error_set(err, SBERT_PROTO_EUNKNOWN_OP, -1, "unknown op \"%.64s\"",
+                                     cJSON_IsString(name) ? name->valuestring : "");
+    if (op_out) *op_out = op;
+    int rc = sbert_proto_op_check_members(op, req, err);
+    for (size_t i = 0; !rc && i < N(envelope); i++)
+        rc = check_value(&envelope[i], cJSON_GetObjectItemCaseSensitive(req, envelope[i].name),
+                         op->name, err);
+    for (size_t i = 0; !rc && i < op->n_members; i++)
+        rc = check_value(&op->members[i],
+                         cJSON_GetObjectItemCaseSensitive(req, op->members[i].name), op->name, err);
+    /* "one of": each group once, at its first member */
+    for (size_t i = 0; !rc && i < op->n_members; i++) {
+        int g = op->members[i].one_of, first = 1, present = 0;
+        char names[256] = "";
+        size_t used = 0;
+        for (size_t j = 0; g && j < op->n_members; j++) {
+            if (op->members[j].one_of != g) continue;
+            first &= j >= i;
+            present += cJSON_HasObjectItem(req, op->members[j].name) != 0;
+            int w = snprintf(names + used, sizeof names - used, "%s\"%s\"", used ? ", " : "",
+                             op->members[j].name);
+            if (w > 0 && (size_t)w < sizeof names - used) used += (size_t)w;
+        }
+        if (g && first && present != 1)
+            rc = sbert_proto_error_set(err, SBERT_PROTO_EBAD_REQUEST, -1,
+                                       "%s: give exactly one of %s, not %d", op->name, names,
+                                       present);
+    }
+    return rc;
 }

@@ -235,6 +235,75 @@ static void test_check_members(void)
     }
 }
 
+static int check_request(const char *json, char *msg, size_t cap)
+{
+    cJSON *x = cJSON_Parse(json);
+    struct sbert_proto_error err = {0};
+    const struct sbert_proto_op *op = (const struct sbert_proto_op *)1;
+    int rc = sbert_proto_op_check_request(x, &op, &err);
+    snprintf(msg, cap, "%s", rc ? err.message : "");
+    if (rc == SBERT_PROTO_EUNKNOWN_OP || !cJSON_IsObject(x))
+        CHECK(op == NULL);
+    else
+        CHECK(op && op == sbert_proto_op_find(cJSON_GetObjectItem(x, "op")->valuestring));
+    cJSON_Delete(x);
+    return rc;
+}
+
+static void test_check_request(void)
+{
+    char msg[512];
+    static const char *const good[] = {
+        "{\"v\":1,\"op\":\"add\",\"req_id\":\"r\",\"documents\":[{\"text\":\"a\"}]}",
+        "{\"v\":1,\"op\":\"get\",\"ids\":[\"a\"],\"include\":[\"vector\"]}",
+        "{\"v\":1,\"op\":\"query\",\"text\":\"a\",\"k\":3,\"filter\":{},\"min_score\":0.5}",
+        "{\"v\":1,\"op\":\"query\",\"vector\":[0.5,1]}",
+        "{\"v\":1,\"op\":\"similarity\",\"a\":\"x\",\"b\":[\"y\"]}",
+        "{\"v\":1,\"op\":\"pairs\"}",
+        "{\"v\":1,\"op\":\"stats\",\"token\":\"t\"}",
+        "{\"v\":1,\"op\":\"backup\",\"dir\":\"/x\"}",
+    };
+    for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
+        int rc = check_request(good[i], msg, sizeof msg);
+        if (rc) fprintf(stderr, "%s: %s\n", good[i], msg);
+        CHECK(rc == 0);
+    }
+    static const struct {
+        const char *json;
+        int code;
+        const char *msg;
+    } bad[] = {
+        {"{\"v\":1,\"op\":\"nope\"}", SBERT_PROTO_EUNKNOWN_OP, "unknown op \"nope\""},
+        {"{\"v\":1}", SBERT_PROTO_EUNKNOWN_OP, "unknown op \"\""},
+        {"[1]", SBERT_PROTO_EBAD_REQUEST, "a request is a JSON object"},
+        {"{\"op\":\"stats\"}", SBERT_PROTO_EBAD_REQUEST,
+         "stats: the required member \"v\" is missing"},
+        {"{\"v\":1.5,\"op\":\"stats\"}", SBERT_PROTO_EBAD_REQUEST,
+         "stats: \"v\" must be of type int"},
+        {"{\"v\":1,\"op\":\"get\"}", SBERT_PROTO_EBAD_REQUEST,
+         "get: the required member \"ids\" is missing"},
+        {"{\"v\":1,\"op\":\"get\",\"ids\":\"a\"}", SBERT_PROTO_EBAD_REQUEST,
+         "get: \"ids\" must be of type array of strings"},
+        {"{\"v\":1,\"op\":\"stats\",\"req_id\":7}", SBERT_PROTO_EBAD_REQUEST,
+         "stats: \"req_id\" must be of type string"},
+        {"{\"v\":1,\"op\":\"query\"}", SBERT_PROTO_EBAD_REQUEST,
+         "query: give exactly one of \"text\", \"vector\", not 0"},
+        {"{\"v\":1,\"op\":\"query\",\"text\":\"a\",\"vector\":[1]}", SBERT_PROTO_EBAD_REQUEST,
+         "query: give exactly one of \"text\", \"vector\", not 2"},
+        {"{\"v\":1,\"op\":\"query\",\"text\":\"a\",\"k\":\"3\"}", SBERT_PROTO_EBAD_REQUEST,
+         "query: \"k\" must be of type int"},
+        {"{\"v\":1,\"op\":\"health\",\"text\":\"a\"}", SBERT_PROTO_EBAD_REQUEST,
+         "unknown member \"text\""},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        CHECK(check_request(bad[i].json, msg, sizeof msg) == bad[i].code);
+        if (strcmp(msg, bad[i].msg) != 0) {
+            fprintf(stderr, "%s: message \"%s\", want \"%s\"\n", bad[i].json, msg, bad[i].msg);
+            failures++;
+        }
+    }
+}
+
 int main(int argc, char **argv)
 {
     if (argc == 2 && strcmp(argv[1], "--json") == 0) return print_json();
@@ -246,6 +315,7 @@ int main(int argc, char **argv)
     test_lookups();
     test_mtype_matches();
     test_check_members();
+    test_check_request();
     if (failures) {
         fprintf(stderr, "%d checks failed\n", failures);
         return 1;
