@@ -191,21 +191,22 @@ int sbert_proto_op_check_members(const struct sbert_proto_op *op, const cJSON *r
     return 0;
 }
 
-/* Checks member m's value x (NULL: absent) in a request; name is where to say it is. */
+/* Checks member m's value x (NULL: absent) in a request of op. */
 static int check_value(const struct sbert_proto_member *m, const cJSON *x, const char *op,
-                       struct sbert_proto_error *err)
+                       unsigned flags, struct sbert_proto_error *err)
 {
     if (!x && m->required)
         return sbert_proto_error_set(err, SBERT_PROTO_EBAD_REQUEST, -1,
                                      "%s: the required member \"%s\" is missing", op, m->name);
-    if (x && !sbert_proto_mtype_matches(m->type, x))
+    if (x && (flags & SBERT_PROTO_CHECK_TYPES) && !sbert_proto_mtype_matches(m->type, x))
         return sbert_proto_error_set(err, SBERT_PROTO_EBAD_REQUEST, -1,
                                      "%s: \"%s\" must be of type %s", op, m->name,
                                      sbert_proto_mtype_name(m->type));
     return 0;
 }
 
-int sbert_proto_op_check_request(const cJSON *req, const struct sbert_proto_op **op_out,
+int sbert_proto_op_check_request(const cJSON *req, unsigned flags,
+                                 const struct sbert_proto_op **op_out,
                                  struct sbert_proto_error *err)
 {
     if (op_out) *op_out = NULL;
@@ -222,10 +223,11 @@ int sbert_proto_op_check_request(const cJSON *req, const struct sbert_proto_op *
     int rc = sbert_proto_op_check_members(op, req, err);
     for (size_t i = 0; !rc && i < N(envelope); i++)
         rc = check_value(&envelope[i], cJSON_GetObjectItemCaseSensitive(req, envelope[i].name),
-                         op->name, err);
+                         op->name, flags, err);
     for (size_t i = 0; !rc && i < op->n_members; i++)
-        rc = check_value(&op->members[i],
-                         cJSON_GetObjectItemCaseSensitive(req, op->members[i].name), op->name, err);
+        rc =
+            check_value(&op->members[i], cJSON_GetObjectItemCaseSensitive(req, op->members[i].name),
+                        op->name, flags, err);
     /* "one of": each group once, at its first member */
     for (size_t i = 0; !rc && i < op->n_members; i++) {
         int g = op->members[i].one_of, first = 1, present = 0;

@@ -324,15 +324,20 @@ int sbert_proto_mtype_matches(enum sbert_proto_mtype type, const cJSON *x);
 int sbert_proto_op_check_members(const struct sbert_proto_op *op, const cJSON *req,
                                  struct sbert_proto_error *err);
 
+/* What sbert_proto_op_check_request() checks besides names, presence and "one of" groups. */
+enum { SBERT_PROTO_CHECK_TYPES = 1u << 0 /* each member's type (sbert_proto_mtype_matches) */ };
+
 /*
  * Checks a whole request against the table, as a client does before sending it: "v" and "op"
- * present, op known (else unknown_op), every member defined for the op or common, of its type
- * (sbert_proto_mtype_matches()), every required member present and exactly one of each "one of"
- * group. Else bad_request naming the member. Only the shape: values, ranges and the rules
- * between members that section 4 states in prose are the daemon's getters' to check (with their
- * own codes, e.g. bad_k). *op_out (may be NULL) receives the op, or NULL when it is unknown.
+ * present, op known (else unknown_op), every member defined for the op or common, every
+ * required member present, exactly one of each "one of" group, and with SBERT_PROTO_CHECK_TYPES
+ * in flags every member of its type. Else bad_request naming the member. Only the shape: values,
+ * ranges and the rules between members that section 4 states in prose are the daemon's getters'
+ * to check (with their own codes, e.g. bad_k). *op_out (may be NULL) receives the op, or NULL
+ * when it is unknown.
  */
-int sbert_proto_op_check_request(const cJSON *req, const struct sbert_proto_op **op_out,
+int sbert_proto_op_check_request(const cJSON *req, unsigned flags,
+                                 const struct sbert_proto_op **op_out,
                                  struct sbert_proto_error *err);
 
 #ifdef __cplusplus

@@ -240,7 +240,7 @@ static int check_request(const char *json, char *msg, size_t cap)
     cJSON *x = cJSON_Parse(json);
     struct sbert_proto_error err = {0};
     const struct sbert_proto_op *op = (const struct sbert_proto_op *)1;
-    int rc = sbert_proto_op_check_request(x, &op, &err);
+    int rc = sbert_proto_op_check_request(x, SBERT_PROTO_CHECK_TYPES, &op, &err);
     snprintf(msg, cap, "%s", rc ? err.message : "");
     if (rc == SBERT_PROTO_EUNKNOWN_OP || !cJSON_IsObject(x))
         CHECK(op == NULL);
@@ -295,6 +295,16 @@ static void test_check_request(void)
         {"{\"v\":1,\"op\":\"health\",\"text\":\"a\"}", SBERT_PROTO_EBAD_REQUEST,
          "unknown member \"text\""},
     };
+    /* without SBERT_PROTO_CHECK_TYPES a wrong type passes, a missing or unknown member not */
+    cJSON *x = cJSON_Parse("{\"v\":1,\"op\":\"query\",\"text\":\"a\",\"filter\":[1]}");
+    CHECK(sbert_proto_op_check_request(x, 0, NULL, NULL) == 0);
+    CHECK(sbert_proto_op_check_request(x, SBERT_PROTO_CHECK_TYPES, NULL, NULL) ==
+          SBERT_PROTO_EBAD_REQUEST);
+    cJSON_DeleteItemFromObject(x, "text");
+    CHECK(sbert_proto_op_check_request(x, 0, NULL, NULL) == SBERT_PROTO_EBAD_REQUEST);
+    cJSON_AddStringToObject(x, "texts", "a");
+    CHECK(sbert_proto_op_check_request(x, 0, NULL, NULL) == SBERT_PROTO_EBAD_REQUEST);
+    cJSON_Delete(x);
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         CHECK(check_request(bad[i].json, msg, sizeof msg) == bad[i].code);
         if (strcmp(msg, bad[i].msg) != 0) {
