@@ -260,7 +260,8 @@ static int call(struct ctx *c, cJSON *req, cJSON **reply)
         cJSON_Delete(req);
         return EXIT_REPLY;
     }
-    int retries = op && op->writes && cJSON_HasObjectItem(req, "req_id") ? WRITE_RETRIES : 0;
+    int retries =
+        op && op->writes && cJSON_GetObjectItemCaseSensitive(req, "req_id") ? WRITE_RETRIES : 0;
     char *text = NULL;
     size_t text_len;
     int r = req ? sbert_proto_print(req, &text, &text_len) : SBERT_PROTO_EINTERNAL;

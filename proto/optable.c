@@ -236,7 +236,7 @@ int sbert_proto_op_check_request(const cJSON *req, unsigned flags,
         for (size_t j = 0; g && j < op->n_members; j++) {
             if (op->members[j].one_of != g) continue;
             first &= j >= i;
-            present += cJSON_HasObjectItem(req, op->members[j].name) != 0;
+            present += cJSON_GetObjectItemCaseSensitive(req, op->members[j].name) != NULL;
             int w = snprintf(names + used, sizeof names - used, "%s\"%s\"", used ? ", " : "",
                              op->members[j].name);
             if (w > 0 && (size_t)w < sizeof names - used) used += (size_t)w;

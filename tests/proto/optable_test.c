@@ -253,6 +253,7 @@ static int check_request(const char *json, char *msg, size_t cap)
 static void test_check_request(void)
 {
     char msg[512];
+    struct sbert_proto_error err;
     static const char *const good[] = {
         "{\"v\":1,\"op\":\"add\",\"req_id\":\"r\",\"documents\":[{\"text\":\"a\"}]}",
         "{\"v\":1,\"op\":\"get\",\"ids\":[\"a\"],\"include\":[\"vector\"]}",
@@ -304,6 +305,14 @@ static void test_check_request(void)
     CHECK(sbert_proto_op_check_request(x, 0, NULL, NULL) == SBERT_PROTO_EBAD_REQUEST);
     cJSON_AddStringToObject(x, "texts", "a");
     CHECK(sbert_proto_op_check_request(x, 0, NULL, NULL) == SBERT_PROTO_EBAD_REQUEST);
+    cJSON_Delete(x);
+    /* names are exact: "Vector" is not "vector" (and is an unknown member) */
+    x = cJSON_Parse("{\"v\":1,\"op\":\"query\",\"vector\":[1]}");
+    CHECK(sbert_proto_op_check_request(x, SBERT_PROTO_CHECK_TYPES, NULL, NULL) == 0);
+    cJSON_AddStringToObject(x, "Text", "a");
+    CHECK(sbert_proto_op_check_request(x, SBERT_PROTO_CHECK_TYPES, NULL, &err) ==
+          SBERT_PROTO_EBAD_REQUEST);
+    CHECK(strcmp(err.message, "unknown member \"Text\"") == 0);
     cJSON_Delete(x);
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         CHECK(check_request(bad[i].json, msg, sizeof msg) == bad[i].code);
