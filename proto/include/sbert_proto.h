@@ -91,9 +91,8 @@ struct sbert_proto_error {
 };
 
 /* Sets err (which may be NULL) to code, index and a printf-formatted message; returns code. */
-int sbert_proto_error_set(struct sbert_proto_error *err, int code, long index, const char *fmt,
-                          ...) __attribute__((format(printf, 4, 5)));
-
+int sbert_proto_error_set(struct sbert_proto_error *err, int code, long index, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
 
 /* ---- requests (daemon side) ------------------------------------------------------------------ */
 
@@ -149,9 +148,8 @@ int sbert_proto_get_int(const cJSON *obj, const char *name, int required, long l
                         struct sbert_proto_error *err);
 
 /* A finite number in min..max; else range_code. */
-int sbert_proto_get_number(const cJSON *obj, const char *name, int required, double min,
-                           double max, int range_code, double *out,
-                           struct sbert_proto_error *err);
+int sbert_proto_get_number(const cJSON *obj, const char *name, int required, double min, double max,
+                           int range_code, double *out, struct sbert_proto_error *err);
 
 /* An array of 1..max_items elements (empty: bad_request; longer: too_large). *arr borrowed. */
 int sbert_proto_get_array(const cJSON *obj, const char *name, int required, size_t max_items,

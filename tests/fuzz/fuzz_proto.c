@@ -92,10 +92,8 @@ static void documents(const cJSON *root, const char *name, int required)
         char numbuf[24];
         const char *s;
         size_t len;
-        if (!cJSON_IsObject(x))
-            continue;
-        if ((rc = sbert_proto_check_members(x, doc_members, 0, &err)))
-            check_error(rc, &err);
+        if (!cJSON_IsObject(x)) continue;
+        if ((rc = sbert_proto_check_members(x, doc_members, 0, &err))) check_error(rc, &err);
         const cJSON *id = cJSON_GetObjectItemCaseSensitive(x, "id");
         if (id && (rc = sbert_proto_check_id(id, "id", i, numbuf, &s, &len, &err)))
             check_error(rc, &err);
@@ -184,8 +182,7 @@ static void get_member(const cJSON *root, const struct sbert_proto_member *m)
     case SBERT_PROTO_M_OBJECT: /* the filter: compiled by index/, fuzzed by fuzz_filter */
         return;
     }
-    if (rc)
-        check_error(rc, &err);
+    if (rc) check_error(rc, &err);
     accepted(root, m, rc);
 }
 
@@ -194,8 +191,7 @@ static void validate(const struct sbert_proto_request *req)
     static const char *const none[] = {NULL};
     struct sbert_proto_error err;
     int rc = sbert_proto_check_members(req->root, none, 1, &err);
-    if (rc)
-        check_error(rc, &err);
+    if (rc) check_error(rc, &err);
 
     const struct sbert_proto_op *op = sbert_proto_op_find(req->op), *op2;
     rc = sbert_proto_op_check_request(req->root, SBERT_PROTO_CHECK_TYPES, &op2, &err);
@@ -229,8 +225,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     int rc = sbert_proto_request_parse(buf, size, &req, &rid, &err);
     if (rc == 0) {
         FUZZ_ASSERT(req.root && req.op && rid == NULL);
-        FUZZ_ASSERT(!req.req_id || (strlen(req.req_id) >= 1 &&
-                                    strlen(req.req_id) <= SBERT_PROTO_REQ_ID_MAX));
+        FUZZ_ASSERT(!req.req_id ||
+                    (strlen(req.req_id) >= 1 && strlen(req.req_id) <= SBERT_PROTO_REQ_ID_MAX));
         validate(&req);
         /* the reply the daemon would build for it */
         cJSON *reply = sbert_proto_reply_new(req.req_id);
