@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* ---- error codes ------------------------------------------------------------------------------ */
+/* ---- error codes ----------------------------------------------------------------------------- */
 
 struct code_entry {
     int code;
@@ -46,34 +46,28 @@ static const struct code_entry codes[] = {
 
 const char *sbert_proto_strerror(int err)
 {
-    if (err == SBERT_PROTO_OK)
-        return "success";
-    if (err == SBERT_PROTO_EUNKNOWN_CODE)
-        return "error code unknown to this protocol version";
-    if (err < 0 && (size_t)-err <= N_CODES)
-        return codes[-err - 1].text;
+    if (err == SBERT_PROTO_OK) return "success";
+    if (err == SBERT_PROTO_EUNKNOWN_CODE) return "error code unknown to this protocol version";
+    if (err < 0 && (size_t)-err <= N_CODES) return codes[-err - 1].text;
     return "unknown error";
 }
 
 const char *sbert_proto_code_name(int err)
 {
-    if (err < 0 && (size_t)-err <= N_CODES)
-        return codes[-err - 1].name;
+    if (err < 0 && (size_t)-err <= N_CODES) return codes[-err - 1].name;
     return "internal";
 }
 
 int sbert_proto_code_from_name(const char *name)
 {
     for (size_t i = 0; name && i < N_CODES; i++)
-        if (strcmp(codes[i].name, name) == 0)
-            return codes[i].code;
+        if (strcmp(codes[i].name, name) == 0) return codes[i].code;
     return SBERT_PROTO_EUNKNOWN_CODE;
 }
 
 int sbert_proto_error_set(struct sbert_proto_error *err, int code, long index, const char *fmt, ...)
 {
-    if (!err)
-        return code;
+    if (!err) return code;
     err->code = code;
     err->index = index;
     va_list ap;
@@ -104,8 +98,7 @@ static int strict_scan(const char *s, size_t len, size_t *at)
         unsigned char c = (unsigned char)s[i];
         *at = i;
         if (in_string) {
-            if (c < 0x20)
-                return SBERT_PROTO_EBAD_JSON;
+            if (c < 0x20) return SBERT_PROTO_EBAD_JSON;
             if (c == '"') {
                 in_string = 0;
             } else if (c == '\\' && i + 1 < len) {
@@ -136,19 +129,16 @@ static int cmp_names(const void *a, const void *b)
  */
 static const char *duplicate_member(const cJSON *j, int *oom)
 {
-    if (!cJSON_IsObject(j) && !cJSON_IsArray(j))
-        return NULL;
+    if (!cJSON_IsObject(j) && !cJSON_IsArray(j)) return NULL;
     size_t n = 0;
     const cJSON *x;
     cJSON_ArrayForEach(x, j)
     {
         const char *d = duplicate_member(x, oom);
-        if (d || *oom)
-            return d;
+        if (d || *oom) return d;
         n++;
     }
-    if (!cJSON_IsObject(j) || n < 2)
-        return NULL;
+    if (!cJSON_IsObject(j) || n < 2) return NULL;
     const char **names = malloc(n * sizeof *names);
     if (!names) {
         *oom = 1;
@@ -159,8 +149,7 @@ static const char *duplicate_member(const cJSON *j, int *oom)
     qsort(names, n, sizeof *names, cmp_names);
     const char *dup = NULL;
     for (size_t i = 1; i < n && !dup; i++)
-        if (strcmp(names[i - 1], names[i]) == 0)
-            dup = names[i];
+        if (strcmp(names[i - 1], names[i]) == 0) dup = names[i];
     free(names);
     return dup;
 }
@@ -172,8 +161,7 @@ static int is_json_ws(char c)
 
 void sbert_proto_request_clear(struct sbert_proto_request *req)
 {
-    if (!req)
-        return;
+    if (!req) return;
     cJSON_Delete(req->root);
     memset(req, 0, sizeof *req);
 }
@@ -182,8 +170,7 @@ int sbert_proto_request_parse(const char *buf, size_t len, struct sbert_proto_re
                               char **req_id_out, struct sbert_proto_error *err)
 {
     memset(req, 0, sizeof *req);
-    if (req_id_out)
-        *req_id_out = NULL;
+    if (req_id_out) *req_id_out = NULL;
     if (!sbert_util_utf8_valid(buf, len))
         return sbert_proto_error_set(err, SBERT_PROTO_EBAD_UTF8, -1,
                                      "the message is not valid UTF-8");
@@ -203,13 +190,11 @@ int sbert_proto_request_parse(const char *buf, size_t len, struct sbert_proto_re
                                      "the message is not valid JSON");
     for (const char *p = end; p && p < buf + len; p++) {
         /* a NUL terminator sent by a C client is tolerated as the end */
-        if (*p == '\0' && p == buf + len - 1)
-            break;
+        if (*p == '\0' && p == buf + len - 1) break;
         if (!is_json_ws(*p)) {
             cJSON_Delete(root);
             return sbert_proto_error_set(err, SBERT_PROTO_EBAD_JSON, -1,
-                                         "data after the JSON object (byte %ld)",
-                                         (long)(p - buf));
+                                         "data after the JSON object (byte %ld)", (long)(p - buf));
         }
     }
     if (!cJSON_IsObject(root)) {
@@ -269,8 +254,7 @@ int sbert_proto_request_parse(const char *buf, size_t len, struct sbert_proto_re
     req->op = op->valuestring;
     return 0;
 fail:
-    if (req_id_out && req->req_id)
-        *req_id_out = strdup(req->req_id);
+    if (req_id_out && req->req_id) *req_id_out = strdup(req->req_id);
     cJSON_Delete(root);
     memset(req, 0, sizeof *req);
     return rc;
@@ -279,22 +263,23 @@ fail:
 static int name_in(const char *name, const char *const *list)
 {
     for (; list && *list; list++)
-        if (strcmp(*list, name) == 0)
-            return 1;
+        if (strcmp(*list, name) == 0) return 1;
     return 0;
 }
 
 int sbert_proto_check_members(const cJSON *obj, const char *const *allowed, int common,
                               struct sbert_proto_error *err)
 {
-    static const char *const common_members[] = {"v", "op", "req_id", "token", NULL};
+    size_t n_common;
+    const struct sbert_proto_member *common_members = sbert_proto_envelope(&n_common);
     const cJSON *m;
     cJSON_ArrayForEach(m, obj)
     {
-        if (!m->string)
-            continue;
-        if (name_in(m->string, allowed) || (common && name_in(m->string, common_members)))
-            continue;
+        if (!m->string || name_in(m->string, allowed)) continue;
+        int is_common = 0;
+        for (size_t i = 0; common && i < n_common && !is_common; i++)
+            is_common = strcmp(common_members[i].name, m->string) == 0;
+        if (is_common) continue;
         return sbert_proto_error_set(err, SBERT_PROTO_EBAD_REQUEST, -1, "unknown member \"%.64s\"",
                                      m->string);
     }
@@ -303,18 +288,12 @@ int sbert_proto_check_members(const cJSON *obj, const char *const *allowed, int 
 
 static const char *type_name(const cJSON *x)
 {
-    if (cJSON_IsString(x))
-        return "a string";
-    if (cJSON_IsNumber(x))
-        return "a number";
-    if (cJSON_IsBool(x))
-        return "a boolean";
-    if (cJSON_IsNull(x))
-        return "null";
-    if (cJSON_IsArray(x))
-        return "an array";
-    if (cJSON_IsObject(x))
-        return "an object";
+    if (cJSON_IsString(x)) return "a string";
+    if (cJSON_IsNumber(x)) return "a number";
+    if (cJSON_IsBool(x)) return "a boolean";
+    if (cJSON_IsNull(x)) return "null";
+    if (cJSON_IsArray(x)) return "an array";
+    if (cJSON_IsObject(x)) return "an object";
     return "invalid";
 }
 
@@ -323,11 +302,9 @@ static int member(const cJSON *obj, const char *name, int required, const cJSON 
                   struct sbert_proto_error *err)
 {
     *out = cJSON_GetObjectItemCaseSensitive(obj, name);
-    if (*out)
-        return 1;
+    if (*out) return 1;
     if (required)
-        return sbert_proto_error_set(err, SBERT_PROTO_EBAD_REQUEST, -1,
-                                     "\"%s\" is required", name);
+        return sbert_proto_error_set(err, SBERT_PROTO_EBAD_REQUEST, -1, "\"%s\" is required", name);
     return 0;
 }
 
@@ -354,8 +331,7 @@ int sbert_proto_get_text(const cJSON *obj, const char *name, int required, size_
 {
     const cJSON *m;
     int rc = member(obj, name, required, &m, err);
-    if (rc <= 0)
-        return rc;
+    if (rc <= 0) return rc;
     return sbert_proto_check_text(m, name, -1, max_bytes, s, len, err);
 }
 
@@ -364,8 +340,7 @@ int sbert_proto_get_string(const cJSON *obj, const char *name, int required, siz
 {
     const cJSON *m;
     int rc = member(obj, name, required, &m, err);
-    if (rc <= 0)
-        return rc;
+    if (rc <= 0) return rc;
     if (!cJSON_IsString(m) || m->valuestring[0] == '\0' || strlen(m->valuestring) > max_bytes)
         return sbert_proto_error_set(err, SBERT_PROTO_EBAD_REQUEST, -1,
                                      "\"%s\" must be a string of 1..%zu bytes", name, max_bytes);
@@ -379,8 +354,7 @@ int sbert_proto_get_int(const cJSON *obj, const char *name, int required, long l
 {
     const cJSON *m;
     int rc = member(obj, name, required, &m, err);
-    if (rc <= 0)
-        return rc;
+    if (rc <= 0) return rc;
     if (!cJSON_IsNumber(m))
         return sbert_proto_error_set(err, SBERT_PROTO_EBAD_REQUEST, -1,
                                      "\"%s\" must be an integer, not %s", name, type_name(m));
@@ -396,14 +370,12 @@ int sbert_proto_get_int(const cJSON *obj, const char *name, int required, long l
     return 0;
 }
 
-int sbert_proto_get_number(const cJSON *obj, const char *name, int required, double min,
-                           double max, int range_code, double *out,
-                           struct sbert_proto_error *err)
+int sbert_proto_get_number(const cJSON *obj, const char *name, int required, double min, double max,
+                           int range_code, double *out, struct sbert_proto_error *err)
 {
     const cJSON *m;
     int rc = member(obj, name, required, &m, err);
-    if (rc <= 0)
-        return rc;
+    if (rc <= 0) return rc;
     if (!cJSON_IsNumber(m))
         return sbert_proto_error_set(err, SBERT_PROTO_EBAD_REQUEST, -1,
                                      "\"%s\" must be a number, not %s", name, type_name(m));
@@ -420,8 +392,7 @@ int sbert_proto_get_array(const cJSON *obj, const char *name, int required, size
 {
     const cJSON *m;
     int rc = member(obj, name, required, &m, err);
-    if (rc <= 0)
-        return rc;
+    if (rc <= 0) return rc;
     if (!cJSON_IsArray(m))
         return sbert_proto_error_set(err, SBERT_PROTO_EBAD_REQUEST, -1,
                                      "\"%s\" must be an array, not %s", name, type_name(m));
@@ -432,8 +403,8 @@ int sbert_proto_get_array(const cJSON *obj, const char *name, int required, size
         return sbert_proto_error_set(err, SBERT_PROTO_EBAD_REQUEST, -1, "\"%s\" is empty", name);
     if (count > max_items)
         return sbert_proto_error_set(err, SBERT_PROTO_ETOO_LARGE, -1,
-                                     "\"%s\" has %zu items, more than max_batch (%zu)", name,
-                                     count, max_items);
+                                     "\"%s\" has %zu items, more than max_batch (%zu)", name, count,
+                                     max_items);
     *arr = m;
     *n = count;
     return 0;
@@ -445,11 +416,9 @@ int sbert_proto_get_texts(const cJSON *obj, const char *name, int required, size
 {
     const cJSON *arr;
     size_t count;
-    if (!cJSON_GetObjectItemCaseSensitive(obj, name) && !required)
-        return 0;
+    if (!cJSON_GetObjectItemCaseSensitive(obj, name) && !required) return 0;
     int rc = sbert_proto_get_array(obj, name, required, max_items, &arr, &count, err);
-    if (rc)
-        return rc;
+    if (rc) return rc;
     const char **t = malloc(count * sizeof *t);
     size_t *l = malloc(count * sizeof *l);
     if (!t || !l) {
@@ -484,8 +453,7 @@ int sbert_proto_check_id(const cJSON *item, const char *what, long index, char *
         double d = item->valuedouble;
         if (!isfinite(d) || d != floor(d) || fabs(d) > 9007199254740992.0)
             return sbert_proto_error_set(err, SBERT_PROTO_EBAD_ID, index,
-                                         "%s: a numeric id must be an integer within +-2^53",
-                                         what);
+                                         "%s: a numeric id must be an integer within +-2^53", what);
         int n = snprintf(numbuf, 24, "%lld", (long long)d);
         *s = numbuf;
         *len = (size_t)n;
@@ -510,8 +478,7 @@ int sbert_proto_get_include(const cJSON *obj, const char *name, unsigned *flags,
 {
     const cJSON *m;
     int rc = member(obj, name, 0, &m, err);
-    if (rc <= 0)
-        return rc;
+    if (rc <= 0) return rc;
     if (!cJSON_IsArray(m))
         return sbert_proto_error_set(err, SBERT_PROTO_EBAD_REQUEST, -1,
                                      "\"%s\" must be an array of field names", name);
@@ -544,8 +511,7 @@ int sbert_proto_get_vector(const cJSON *obj, const char *name, int dim, float *o
 {
     const cJSON *m;
     int rc = member(obj, name, 1, &m, err);
-    if (rc <= 0)
-        return rc;
+    if (rc <= 0) return rc;
     if (!cJSON_IsArray(m))
         return sbert_proto_error_set(err, SBERT_PROTO_EBAD_VECTOR, -1,
                                      "\"%s\" must be an array of %d numbers", name, dim);
@@ -613,8 +579,7 @@ cJSON *sbert_proto_request_new(const char *op, const char *req_id, const char *t
 
 static int attach(cJSON *obj, const char *name, cJSON *item)
 {
-    if (!item)
-        return SBERT_PROTO_EINTERNAL;
+    if (!item) return SBERT_PROTO_EINTERNAL;
     cJSON_bool ok = name ? cJSON_AddItemToObject(obj, name, item) : cJSON_AddItemToArray(obj, item);
     if (!ok) {
         cJSON_Delete(item);
@@ -625,8 +590,7 @@ static int attach(cJSON *obj, const char *name, cJSON *item)
 
 static int format_float(char *buf, size_t cap, float x)
 {
-    if (!isfinite(x))
-        return snprintf(buf, cap, "null");
+    if (!isfinite(x)) return snprintf(buf, cap, "null");
     return snprintf(buf, cap, "%.9g", (double)x);
 }
 
@@ -641,13 +605,11 @@ int sbert_proto_add_floats(cJSON *obj, const char *name, const float *v, size_t 
 {
     size_t cap = 2 + n * SBERT_PROTO_FLOAT_JSON_MAX + 1;
     char *buf = malloc(cap);
-    if (!buf)
-        return SBERT_PROTO_EINTERNAL;
+    if (!buf) return SBERT_PROTO_EINTERNAL;
     size_t at = 0;
     buf[at++] = '[';
     for (size_t i = 0; i < n; i++) {
-        if (i)
-            buf[at++] = ',';
+        if (i) buf[at++] = ',';
         at += (size_t)format_float(buf + at, cap - at, v[i]);
     }
     buf[at++] = ']';
@@ -660,8 +622,7 @@ int sbert_proto_add_floats(cJSON *obj, const char *name, const float *v, size_t 
 int sbert_proto_print(const cJSON *msg, char **out, size_t *len)
 {
     char *s = cJSON_PrintUnformatted(msg);
-    if (!s)
-        return SBERT_PROTO_EINTERNAL;
+    if (!s) return SBERT_PROTO_EINTERNAL;
     *out = s;
     *len = strlen(s);
     return 0;

@@ -1,7 +1,11 @@
 #!/usr/bin/env python3
 """make_corpus.py — writes the committed seed corpus of the fuzz targets (tests/fuzz/corpus/).
 
-    python3 tests/fuzz/make_corpus.py [OUT_DIR]     (default: tests/fuzz/corpus next to it)
+    python3 tests/fuzz/make_corpus.py [--optable EXE] [--check] [OUT_DIR]
+        OUT_DIR: default tests/fuzz/corpus next to it
+        --optable: tests/proto's optable_test (default: build/tests/proto/optable_test)
+        --check: write to a temporary directory and fail unless it equals OUT_DIR (ctest
+                 fuzz_corpus_current: the committed corpus follows the op table)
 
 Small, meaningful inputs only: valid requests of every op and a few broken ones (fuzz_proto),
 texts in several scripts plus special tokens (fuzz_tokenizer; fuzz_text: the same texts with a
@@ -9,15 +13,38 @@ language byte), the examples of docs/filters.md with
 metadata (fuzz_filter), and tiny valid models (fuzz_loader: hidden 4, one layer, a 16-token
 vocabulary, F32/F16/BF16 and misaligned weights) built here with the stdlib only. Deterministic:
 rerunning it rewrites the same bytes.
+
+fuzz_proto's op and member names come from proto/'s op table (`optable_test --json`): the
+hand-written requests below must use only its ops and members and cover every op; and for every
+op with members one request carrying each of them with a value of its type (table_<op>.json) is
+generated from the table, so a member added there is in the corpus the next time this runs.
 """
+import argparse
+import filecmp
 import json
 import os
 import random
+import shutil
 import struct
+import subprocess
 import sys
+import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-OUT = sys.argv[1] if len(sys.argv) > 1 else os.path.join(HERE, "corpus")
+_ap = argparse.ArgumentParser()
+_ap.add_argument("out", nargs="?", default=os.path.join(HERE, "corpus"))
+_ap.add_argument("--optable", default=os.path.join(HERE, "..", "..", "build", "tests", "proto",
+                                                   "optable_test"))
+_ap.add_argument("--check", action="store_true")
+ARGS = _ap.parse_args()
+OUT = tempfile.mkdtemp(prefix="corpus-") if ARGS.check else ARGS.out
+if not os.access(ARGS.optable, os.X_OK):
+    sys.exit("make_corpus.py: %s is not built (cmake --build build --target optable_test), or "
+             "name it with --optable" % ARGS.optable)
+TABLE = json.loads(subprocess.run([ARGS.optable, "--json"], check=True, capture_output=True,
+                                  text=True).stdout)
+OPS = {o["name"]: o for o in TABLE["ops"]}
+ENVELOPE = {m["name"]: m for m in TABLE["envelope"]}
 
 
 def put(target, name, data):
@@ -53,7 +80,35 @@ REQUESTS = {
     "reindex": {"v": 1, "op": "reindex", "req_id": "r-1"},
 }
 for name, req in REQUESTS.items():
+    op = OPS.get(req["op"])
+    if op is None:
+        sys.exit("make_corpus.py: REQUESTS[%r]: op %r is not in the op table" % (name, req["op"]))
+    defined = dict(ENVELOPE, **{m["name"]: m for m in op["members"]})
+    for k in req:  # names only: a seed may bend a type on purpose (get's integer id)
+        if k not in defined:
+            sys.exit("make_corpus.py: REQUESTS[%r]: member %r is not %s's in the op table" % (
+                name, k, req["op"]))
     put("fuzz_proto", name + ".json", json.dumps(req, separators=(",", ":")))
+missing = set(OPS) - {r["op"] for r in REQUESTS.values()}
+if missing:
+    sys.exit("make_corpus.py: REQUESTS has no request of %s" % sorted(missing))
+
+# Every member of each op, by the table, with a value of its type (the first of a "one of" group
+# only: the other is in REQUESTS).
+SAMPLES = {"string": "The cat sits outside", "int": 3, "number": 0.5, "bool": True,
+           "array": ["text", "metadata", "vector"], "object": {"lang": "en"},
+           "array of strings": ["cat", "dog"], "array of numbers": [0.05] * 384,
+           "array of objects": [{"id": "cat", "text": "The cat sits outside"}],
+           "string or array of strings": "A man is playing guitar"}
+for op in (o for o in TABLE["ops"] if o["members"]):
+    req = {"v": 1, "op": op["name"], "req_id": "t-" + op["name"]}
+    groups = set()
+    for m in op["members"]:
+        if m["one_of"] and m["one_of"] in groups:
+            continue
+        groups.add(m["one_of"])
+        req[m["name"]] = SAMPLES[m["type"]]
+    put("fuzz_proto", "table_%s.json" % op["name"], json.dumps(req, separators=(",", ":")))
 for name, raw in {
     "reply_ok": '{"v":1,"ok":true,"req_id":"x","score":0.893899918}',
     "reply_error": '{"v":1,"ok":false,"error":{"code":"bad_k","message":"k out of range","index":3}}',
@@ -237,4 +292,20 @@ put("fuzz_loader", "tiny_f32_misaligned", model(pad=1))
 m = model().split(SEP)
 put("fuzz_loader", "tiny_minimal", SEP.join([m[0], b"", b"", b"", b"", b"", m[6], m[7]]))
 put("fuzz_loader", "bad_safetensors_header", SEP.join(m[:7] + [struct.pack("<Q", 1 << 40) + b"{}"]))
-print("corpus written to", OUT)
+if ARGS.check:
+    cmp = filecmp.dircmp(OUT, ARGS.out)
+    stale = []
+
+    def walk(d, rel):
+        stale.extend(os.path.join(rel, f) for f in d.left_only + d.right_only + d.diff_files +
+                     d.funny_files)
+        for sub, dd in d.subdirs.items():
+            walk(dd, os.path.join(rel, sub))
+    walk(cmp, "")
+    shutil.rmtree(OUT)
+    if stale:
+        sys.exit("make_corpus.py: %s differs from what make_corpus.py writes now (rerun it and "
+                 "commit): %s" % (ARGS.out, ", ".join(sorted(stale))))
+    print("corpus in", ARGS.out, "is current")
+else:
+    print("corpus written to", OUT)
