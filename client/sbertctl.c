@@ -14,6 +14,7 @@
 #include "conn.h"
 #include "input.h"
 #include "output.h"
+#include "rotate.h"
 #include "sbert_proto.h"
 
 #include <cjson/cJSON.h>
@@ -1215,12 +1216,43 @@ static int cmd_reindex(struct ctx *c, const struct args *a)
     return cmd_simple(c);
 }
 
+static const struct opt backup_opts[] = {
+    {"rotate", 0, NULL, "DIR is a folder of dated backups: add one, prune the oldest"},
+    {"keep", 0, "N", "with --rotate: how many backups to keep (default 7)"},
+    {NULL, 0, NULL, NULL},
+};
+enum { B_ROTATE, B_KEEP };
+
+/* --rotate after a backup: the oldest beyond --keep go; an object member names them. */
+static int prune_backups(struct ctx *c, const char *root, long keep, cJSON *rep)
+{
+    char **removed, err[PATH_MAX + 256];
+    size_t n;
+    int rc = sbc_rotate_prune(root, (int)keep, &removed, &n, err, sizeof err);
+    cJSON *list = cJSON_AddArrayToObject(rep, "removed");
+    for (size_t i = 0; i < n; i++) {
+        if (list) cJSON_AddItemToArray(list, cJSON_CreateString(removed[i]));
+        free(removed[i]);
+    }
+    free(removed);
+    if (rc < 0) {
+        errmsg("%s: the backup was written, but pruning failed: %s", cmd_name(c->cmd), err);
+        return EXIT_REPLY;
+    }
+    return EXIT_OK;
+}
+
 static int cmd_backup(struct ctx *c, const struct args *a)
 {
     /* The daemon resolves paths against its own working directory, which is rarely ours: send
      * an absolute path. */
     char abs[PATH_MAX];
     const char *dir = a->pos[0];
+    int rotate = a->val[B_ROTATE] != NULL;
+    long keep = 7;
+    if (a->val[B_KEEP] && (!rotate || parse_int(a->val[B_KEEP], 1, 100000, &keep) < 0))
+        return usage_error(c->cmd, rotate ? "--keep: expected a positive integer, not \"%s\""
+                                          : "--keep needs --rotate", a->val[B_KEEP]);
     if (dir[0] != '/') {
         char cwd[PATH_MAX];
         if (!getcwd(cwd, sizeof cwd) ||
@@ -1230,11 +1262,28 @@ static int cmd_backup(struct ctx *c, const struct args *a)
         }
         dir = abs;
     }
+    /* --rotate: a new dated folder under DIR (this host's view of it: run it on the daemon's
+     * host, as the backup timer does) */
+    char target[PATH_MAX], name[64], err[PATH_MAX + 64];
+    if (rotate) {
+        if (sbc_rotate_next(dir, time(NULL), name, sizeof name, err, sizeof err) < 0) {
+            errmsg("backup: %s", err);
+            return EXIT_USAGE;
+        }
+        if (snprintf(target, sizeof target, "%s/%s", dir, name) >= (int)sizeof target) {
+            errmsg("backup: %s: path too long", dir);
+            return EXIT_USAGE;
+        }
+    }
     cJSON *req = request_new(c);
-    req_set(c, req, "dir", cJSON_CreateString(dir));
+    req_set(c, req, "dir", cJSON_CreateString(rotate ? target : dir));
     cJSON *rep;
     int rc = call(c, req, &rep);
     if (rc != EXIT_OK) return rc;
+    if (rotate && (rc = prune_backups(c, dir, keep, rep)) != EXIT_OK) {
+        cJSON_Delete(rep);
+        return rc;
+    }
     return print_object(c, rep);
 }
 
@@ -1280,10 +1329,15 @@ static const struct command commands[] = {
     {SBERT_PROTO_OP_HEALTH, "", "check that sbertd serves",
      "Exit status 0 when it answers \"serving\", 1 when it answers anything else (stopping).",
      no_opts, 0, 0, 10, cmd_health},
-    {SBERT_PROTO_OP_BACKUP, "DIR",
+    {SBERT_PROTO_OP_BACKUP, "[--rotate [--keep N]] DIR",
      "write a consistent copy of the store and index to DIR on the server",
-     "A relative DIR is made absolute against this shell's directory.", no_opts, 1, 1, 600,
-     cmd_backup},
+     "A relative DIR is made absolute against this shell's directory. DIR must not exist or be\n"
+     "empty. --rotate: DIR holds dated backups instead; this one goes to\n"
+     "DIR/sbertd-YYYYMMDDTHHMMSSZ (UTC), then all but the newest N (default 7) are removed: only\n"
+     "folders of that name holding store.mdb and plain files, nothing else in DIR. --rotate reads\n"
+     "DIR on this host, so run it where sbertd runs (sbertd-backup.timer does). --json adds\n"
+     "\"removed\":[names].",
+     backup_opts, 1, 1, 600, cmd_backup},
     {SBERT_PROTO_OP_REINDEX, "", "rebuild the vector index from the store", NULL, no_opts, 0, 0,
      600, cmd_reindex},
 };

@@ -15,11 +15,16 @@ else()
   set(_confdir "${_prefix}/etc/sbertd")
 endif()
 
-# Names used inside sbertd.service.in.
+# Names used inside sbertd.service.in and sbertd-backup.service.in.
 set(SBERTD_SBINDIR "${_prefix}/${SBERTD_SBINDIR_REL}")
 set(SBERTD_CONFDIR "${_confdir}")
+set(SBERTD_BINDIR "${_prefix}/${SBERTD_BINDIR_REL}")
 configure_file("${SBERTD_SYSTEMD_SRC}/sbertd.service.in" "${SBERTD_SYSTEMD_BIN}/sbertd.service" @ONLY)
-file(INSTALL DESTINATION "${_unitdir}" TYPE FILE FILES "${SBERTD_SYSTEMD_BIN}/sbertd.service")
+configure_file("${SBERTD_SYSTEMD_SRC}/sbertd-backup.service.in"
+               "${SBERTD_SYSTEMD_BIN}/sbertd-backup.service" @ONLY)
+file(INSTALL DESTINATION "${_unitdir}" TYPE FILE
+     FILES "${SBERTD_SYSTEMD_BIN}/sbertd.service" "${SBERTD_SYSTEMD_BIN}/sbertd-backup.service"
+           "${SBERTD_SYSTEMD_SRC}/sbertd-backup.timer")
 
 # sysusers.d and tmpfiles.d files are named after the package.
 file(INSTALL DESTINATION "${_sysusersdir}" TYPE FILE

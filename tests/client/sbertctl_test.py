@@ -527,6 +527,26 @@ def daemon_tests(ctl, daemon, tmp):
         check(d["results"][0]["text"] == "The new movie is so great" and
               d["results"][0]["score"] > 0.9999, "exact match after reindex: %r" % d)
 
+    def t_backup_rotate():
+        # Four backups in one second keep their order through pruning: the newest two stay, and
+        # nothing else in the folder is touched (a look-alike without store.mdb, a plain folder).
+        root = os.path.join(tmp, "rotated")
+        os.makedirs(os.path.join(root, "keep-me"))
+        os.makedirs(os.path.join(root, "sbertd-20000101T000000Z"))
+        made, removed = [], []
+        for _ in range(4):
+            d = ctl.json("backup", "--rotate", "--keep", "2", root)
+            made.append(os.path.basename(d["dir"]))
+            removed += d["removed"]
+        check(len(set(made)) == 4, "four distinct backup names: %r" % made)
+        left = sorted(os.listdir(root))
+        check(left == sorted(["keep-me", "sbertd-20000101T000000Z"] + made[2:]),
+              "the newest two backups and the unrelated folders remain: %r (made %r)" % (left, made))
+        check(removed == made[:2], "removed the oldest, oldest first: %r" % removed)
+        for name in made[2:]:
+            check(os.path.isfile(os.path.join(root, name, "store.mdb")), name + " holds store.mdb")
+        ctl.run("backup", "--keep", "2", os.path.join(tmp, "norotate"), expect=2)
+
     def t_restart():
         daemon.stop()
         ctl.run("health", expect=3)
@@ -653,7 +673,7 @@ def daemon_tests(ctl, daemon, tmp):
 
     return [t_health_stats, t_seed_add_and_pairs, t_pairs_given_texts, t_similarity, t_encode,
             t_query, t_get_delete, t_files, t_bad_file, t_error_replies, t_stats_count, t_backup_reindex,
-            t_restart, t_pipelined_add, t_pipeline_same_id, t_token]
+            t_backup_rotate, t_restart, t_pipelined_add, t_pipeline_same_id, t_token]
 
 
 def run_all(tests):

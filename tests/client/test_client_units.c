@@ -2,8 +2,10 @@
 #define _GNU_SOURCE
 #include "input.h"
 #include "output.h"
+#include "rotate.h"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -235,6 +237,76 @@ static void test_table(void)
     sbc_table_free(t);
 }
 
+static void touch(const char *path)
+{
+    FILE *f = fopen(path, "wb");
+    CHECK(f && fclose(f) == 0);
+}
+
+/* Names, and pruning a folder that also holds things that are not backups. */
+static void test_rotate(void)
+{
+    char name[64], root[600], err[700], p[700];
+    CHECK(sbc_rotate_name(0, 0, name, sizeof name) == 0 &&
+          strcmp(name, "sbertd-19700101T000000Z") == 0);
+    CHECK(sbc_rotate_name(0, 12, name, sizeof name) == 0 &&
+          strcmp(name, "sbertd-19700101T000000Z-12") == 0);
+    CHECK(sbc_rotate_is_name("sbertd-20261203T041500Z") && sbc_rotate_is_name("sbertd-20261203T041500Z-3"));
+    CHECK(!sbc_rotate_is_name("sbertd-20261203T041500Z-0") && !sbc_rotate_is_name("sbertd-2026"));
+    CHECK(!sbc_rotate_is_name("sbertd-20261203T041500Zx") && !sbc_rotate_is_name("x-20261203T041500Z"));
+
+    snprintf(root, sizeof root, "%s/rot", dir);
+    CHECK(mkdir(root, 0755) == 0);
+    const char *backups[] = {"sbertd-20260101T000000Z", "sbertd-20260102T000000Z",
+                             "sbertd-20260102T000000Z-2", "sbertd-20260102T000000Z-10",
+                             "sbertd-20260103T000000Z"};
+    for (size_t i = 0; i < 5; i++) {
+        snprintf(p, sizeof p, "%s/%s", root, backups[i]);
+        CHECK(mkdir(p, 0755) == 0);
+        snprintf(p, sizeof p, "%s/%s/store.mdb", root, backups[i]);
+        touch(p);
+    }
+    /* look-alikes: no store.mdb; a subfolder inside; a symbolic link; a file */
+    snprintf(p, sizeof p, "%s/sbertd-20250101T000000Z", root);
+    CHECK(mkdir(p, 0755) == 0);
+    snprintf(p, sizeof p, "%s/sbertd-20250102T000000Z", root);
+    CHECK(mkdir(p, 0755) == 0);
+    snprintf(p, sizeof p, "%s/sbertd-20250102T000000Z/store.mdb", root);
+    touch(p);
+    snprintf(p, sizeof p, "%s/sbertd-20250102T000000Z/sub", root);
+    CHECK(mkdir(p, 0755) == 0);
+    snprintf(p, sizeof p, "%s/sbertd-20250103T000000Z", root);
+    CHECK(symlink(backups[0], p) == 0);
+    snprintf(p, sizeof p, "%s/sbertd-20250104T000000Z", root);
+    touch(p);
+
+    CHECK(sbc_rotate_next(root, 1767312000, name, sizeof name, err, sizeof err) == 0 &&
+          strcmp(name, "sbertd-20260102T000000Z-11") == 0); /* 2026-01-02 00:00:00 UTC */
+
+    char **removed;
+    size_t n;
+    CHECK(sbc_rotate_prune(root, 2, &removed, &n, err, sizeof err) == 0);
+    CHECK(n == 3);
+    const char *want[] = {"sbertd-20260101T000000Z", "sbertd-20260102T000000Z",
+                          "sbertd-20260102T000000Z-2"};
+    for (size_t i = 0; i < n && i < 3; i++) {
+        CHECK(strcmp(removed[i], want[i]) == 0);
+        free(removed[i]);
+    }
+    free(removed);
+    const char *kept[] = {"sbertd-20260102T000000Z-10", "sbertd-20260103T000000Z",
+                          "sbertd-20250101T000000Z", "sbertd-20250102T000000Z",
+                          "sbertd-20250104T000000Z"};
+    for (size_t i = 0; i < 5; i++) {
+        struct stat st;
+        snprintf(p, sizeof p, "%s/%s", root, kept[i]);
+        CHECK(stat(p, &st) == 0);
+    }
+    CHECK(sbc_rotate_prune(root, 0, &removed, &n, err, sizeof err) == -1);
+    CHECK(sbc_rotate_prune("/nonexistent/dir", 2, &removed, &n, err, sizeof err) == -1 &&
+          strstr(err, "/nonexistent/dir") != NULL);
+}
+
 int main(void)
 {
     if (!mkdtemp(dir)) {
@@ -246,6 +318,7 @@ int main(void)
     test_csv();
     test_stdin();
     test_table();
+    test_rotate();
     char cmd[600];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
     if (system(cmd) != 0)

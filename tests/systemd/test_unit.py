@@ -4,9 +4,10 @@
   test_unit.py install  BUILD SOURCE   cmake --install into a temp prefix (and DESTDIR + /usr):
                                        every file in place, paths in the unit right, an edited
                                        sbertd.conf kept, sysusers/tmpfiles accepted by systemd
-  test_unit.py verify   BUILD SOURCE   systemd-analyze verify on the installed unit, man pages
+  test_unit.py verify   BUILD SOURCE   systemd-analyze verify on the installed units, man pages
                                        checked through MANPATH; any warning fails
   test_unit.py security BUILD SOURCE   systemd-analyze security --offline exposure <= 2.0
+                                       (sbertd.service) and <= 1.0 (sbertd-backup.service)
   test_unit.py mdwe     BUILD SOURCE   MemoryDenyWriteExecute=yes is safe: no library sbertd
                                        loads asks for an executable stack or has text
                                        relocations, and sbert-encode runs under the kernel's
@@ -72,6 +73,8 @@ def layout(root, prefix, unitdir, sysusersdir, tmpfilesdir, confdir):
         (p + "/bin/sbertctl", True),
         (p + "/bin/sbert-encode", True),
         (root + unitdir + "/sbertd.service", False),
+        (root + unitdir + "/sbertd-backup.service", False),
+        (root + unitdir + "/sbertd-backup.timer", False),
         (root + sysusersdir + "/sbertd.conf", False),
         (root + tmpfilesdir + "/sbertd.conf", False),
         (root + confdir + "/sbertd.conf", False),
@@ -94,6 +97,14 @@ def check_layout(files, source, unit, want_exec, sysusers, tmpfiles, conf):
         check(exec_start(unit) == want_exec, "ExecStart=%r, want %r" % (exec_start(unit), want_exec))
         with open(unit) as f:
             check(not re.search(r"@[A-Z_]+@", f.read()), "unsubstituted @VAR@ left in " + unit)
+    backup = os.path.join(os.path.dirname(unit), "sbertd-backup.service")
+    if os.path.isfile(backup):
+        # the sbertctl installed beside sbertd: same prefix, bin/ instead of sbin/
+        ctl = want_exec.split()[0].replace("/sbin/sbertd", "/bin/sbertctl")
+        want = ctl + " backup --rotate --keep ${SBERTD_BACKUP_KEEP} /var/backups/sbertd"
+        check(exec_start(backup) == want, "backup ExecStart=%r, want %r" % (exec_start(backup), want))
+        with open(backup) as f:
+            check(not re.search(r"@[A-Z_]+@", f.read()), "unsubstituted @VAR@ left in " + backup)
     example = os.path.join(source, "docs/sbertd.conf.example")
     for got, want in ((sysusers, "systemd/sbertd.sysusers"), (tmpfiles, "systemd/sbertd.tmpfiles"),
                       (conf, "docs/sbertd.conf.example")):
@@ -184,7 +195,9 @@ def mode_verify(build, source):
         p, unit = installed_unit(build, tmp)
         env = dict(os.environ, MANPATH=p + "/share/man", SYSTEMD_LOG_LEVEL="info")
         # --man=yes runs `man` for every Documentation=man: entry: our installed pages must open.
-        r = run(["systemd-analyze", "verify", "--man=yes", unit], env=env)
+        unitdir = os.path.dirname(unit)
+        units = [unit, unitdir + "/sbertd-backup.service", unitdir + "/sbertd-backup.timer"]
+        r = run(["systemd-analyze", "verify", "--man=yes"] + units, env=env)
         print(r.stdout + r.stderr, file=sys.stderr)
         check(r.returncode == 0, "systemd-analyze verify exit %d" % r.returncode)
         check(not r.stderr.strip() and not r.stdout.strip(),
@@ -210,6 +223,14 @@ def mode_security(build, source):
         # --threshold is systemd's own pass/fail on the same figure (x10).
         r = run(["systemd-analyze", "security", "--offline=yes", "--threshold=20", "--no-pager", unit])
         check(r.returncode == 0, "systemd-analyze security --threshold=20 exit %d" % r.returncode)
+        # The backup service: a client of the daemon's socket and a pruner of one folder, no more.
+        backup = os.path.join(os.path.dirname(unit), "sbertd-backup.service")
+        r = run(["systemd-analyze", "security", "--offline=yes", "--no-pager", backup])
+        print(r.stdout, file=sys.stderr)
+        m = re.search(r"Overall exposure level for sbertd-backup\.service: (\d+\.\d+)", r.stdout)
+        if check(m, "no exposure figure for sbertd-backup.service"):
+            print("sbertd-backup.service exposure %.1f" % float(m.group(1)))
+            check(float(m.group(1)) <= 1.0, "sbertd-backup.service exposure %s > 1.0" % m.group(1))
         with open(unit) as f:
             text = f.read()
         for setting in ("Type=notify", "WatchdogSec=", "Restart=on-failure", "User=sbertd",
