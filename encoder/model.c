@@ -1,7 +1,6 @@
 /* Model loading: the sentence-transformers directory's JSON files, the weights, the tokenizer. */
 #include "model.h"
 #include "sbert_util.h"
-#include "sha256.h"
 
 #include <cblas.h>
 #include <cjson/cJSON.h>

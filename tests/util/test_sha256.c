@@ -2,7 +2,7 @@
  * sha256.c against FIPS 180-4 test vectors and against the system's sha256sum, through both the
  * portable code and (where the CPU has them) the SHA extensions.
  */
-#include "sha256.h"
+#include "sbert_util.h"
 #include "testutil.h"
 
 #include <string.h>
