@@ -12,6 +12,7 @@
  */
 #define _GNU_SOURCE
 #include "conn.h"
+#include "files.h"
 #include "input.h"
 #include "output.h"
 #include "rotate.h"
@@ -90,6 +91,7 @@ struct command {
     int min_pos, max_pos;   /* positional arguments; max -1: unbounded */
     double timeout_s;       /* default reply timeout */
     cmd_fn run;
+    const char *name; /* a command that sends several ops (index): its own name; NULL: op's */
 };
 
 /* Options every subcommand takes. Indices are fixed: see parse_common(). */
@@ -105,6 +107,8 @@ enum { CO_SOCKET, CO_TOKEN, CO_TIMEOUT, CO_JSON, CO_HELP, N_COMMON };
 
 struct ctx {
     const struct command *cmd;
+    enum sbert_proto_op_id op; /* the op of the requests made now: the command's, unless it
+                                  sends several */
     char url[PATH_MAX + 16];
     const char *token;
     double timeout_s;
@@ -117,14 +121,14 @@ struct ctx {
     int user_json;
 };
 
-static const struct sbert_proto_op *cmd_op(const struct command *cmd)
+static const struct sbert_proto_op *op_of(enum sbert_proto_op_id id)
 {
-    return &sbert_proto_ops(NULL)[cmd->op];
+    return &sbert_proto_ops(NULL)[id];
 }
 
 static const char *cmd_name(const struct command *cmd)
 {
-    return cmd_op(cmd)->name;
+    return cmd->name ? cmd->name : op_of(cmd->op)->name;
 }
 
 /* ---- messages ----------------------------------------------------------------------------- */
@@ -184,7 +188,7 @@ static void next_req_id(struct ctx *c, char *buf, size_t len)
  */
 static cJSON *request_new(struct ctx *c)
 {
-    const struct sbert_proto_op *op = cmd_op(c->cmd);
+    const struct sbert_proto_op *op = op_of(c->op);
     char req_id[64];
     if (op->writes) next_req_id(c, req_id, sizeof req_id);
     return sbert_proto_request_new(op->name, op->writes ? req_id : NULL, c->token);
@@ -195,7 +199,7 @@ static cJSON *request_new(struct ctx *c)
  * as given, for call() to refuse with its name. */
 static cJSON *req_set(const struct ctx *c, cJSON *req, const char *name, cJSON *item)
 {
-    const struct sbert_proto_member *m = sbert_proto_op_member(cmd_op(c->cmd), name);
+    const struct sbert_proto_member *m = sbert_proto_op_member(op_of(c->op), name);
     if (!req || !item || !cJSON_AddItemToObject(req, m ? m->name : name, item)) {
         cJSON_Delete(item);
         return NULL;
@@ -1115,6 +1119,217 @@ static int cmd_pairs(struct ctx *c, const struct args *a)
     return print_table(t);
 }
 
+/* ---- index -------------------------------------------------------------------------------- */
+
+static const struct opt index_opts[] = {
+    {"batch", 0, "N", "files per request (default 32, at most 1024)"},
+    {"max-file-bytes", 0, "N", "skip files larger than N bytes (default 268435456)"},
+    {"no-progress", 0, NULL, "no progress bar, even on a terminal"},
+    {NULL, 0, NULL, NULL},
+};
+enum { IX_BATCH, IX_MAXFILE, IX_NOPROGRESS };
+
+struct index_file {
+    char *path, *rel;
+    int64_t size, mtime_ns;
+};
+
+struct index_run {
+    struct index_file *v;
+    size_t n, cap;
+    long skipped, unchanged, indexed, failed;
+};
+
+static int index_collect(const struct sbc_file *f, const char *why, void *user)
+{
+    struct index_run *r = user;
+    if (why) {
+        errmsg("index: skipped %s: %s", f->path, why);
+        r->skipped++;
+        return 0;
+    }
+    if (r->n == r->cap) {
+        size_t cap = r->cap ? 2 * r->cap : 256;
+        struct index_file *v = realloc(r->v, cap * sizeof *v);
+        if (!v) return -1;
+        r->v = v;
+        r->cap = cap;
+    }
+    struct index_file *x = &r->v[r->n];
+    if (!(x->path = strdup(f->path)) || !(x->rel = strdup(f->rel))) {
+        free(x->path);
+        return -1;
+    }
+    x->size = f->size;
+    x->mtime_ns = f->mtime_ns;
+    r->n++;
+    return 0;
+}
+
+/* A number member of the daemon's stats limits, or fallback. */
+static double stats_limit(const cJSON *stats, const char *name, double fallback)
+{
+    const cJSON *l = cJSON_GetObjectItemCaseSensitive(stats, "limits");
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(l, name);
+    return cJSON_IsNumber(v) && v->valuedouble > 0 ? v->valuedouble : fallback;
+}
+
+/* What the collection holds for files[0..n): their stored metadata objects (NULL: not stored),
+ * from one get. */
+static int index_stored(struct ctx *c, const struct index_file *files, size_t n, cJSON **reply,
+                        const cJSON **docs)
+{
+    c->op = SBERT_PROTO_OP_GET;
+    cJSON *req = request_new(c), *ids = cJSON_CreateArray(), *inc = cJSON_CreateArray();
+    for (size_t i = 0; ids && i < n; i++)
+        cJSON_AddItemToArray(ids, cJSON_CreateString(files[i].rel));
+    if (inc) cJSON_AddItemToArray(inc, cJSON_CreateString("metadata"));
+    req_set(c, req, "ids", ids);
+    req_set(c, req, "include", inc);
+    return call_member(c, req, "documents", cJSON_IsArray, (int)n, reply, docs);
+}
+
+/* 1 when the stored metadata says the file is as it was: same size and modification time. */
+static int index_same_stat(const cJSON *meta, const struct index_file *f)
+{
+    const cJSON *size = cJSON_GetObjectItemCaseSensitive(meta, "size");
+    const cJSON *mt = cJSON_GetObjectItemCaseSensitive(meta, "mtime");
+    const cJSON *ns = cJSON_GetObjectItemCaseSensitive(meta, "mtime_nsec");
+    return cJSON_IsNumber(size) && cJSON_IsNumber(mt) && cJSON_IsNumber(ns) &&
+           size->valuedouble == (double)f->size &&
+           mt->valuedouble == (double)(f->mtime_ns / 1000000000) &&
+           ns->valuedouble == (double)(f->mtime_ns % 1000000000);
+}
+
+/* One batch of files: the unchanged skipped by size and time (or, read, by hash), the rest
+ * extracted and added in requests of at most max_bytes of text. */
+static int index_batch(struct ctx *c, struct index_run *r, const struct index_file *files,
+                       size_t n, size_t max_file, size_t max_text, size_t max_bytes)
+{
+    cJSON *stored;
+    const cJSON *docs;
+    int rc = index_stored(c, files, n, &stored, &docs);
+    if (rc != EXIT_OK) return rc;
+    struct add_state st = {.ids = cJSON_CreateArray()};
+    cJSON *batch = NULL;
+    size_t bytes = 0;
+    long in_batch = 0;
+    for (size_t i = 0; rc == EXIT_OK && i <= n; i++) {
+        struct sbc_file_doc d = {0};
+        int made = -2;
+        if (i < n) {
+            const cJSON *doc = cJSON_GetArrayItem(docs, (int)i);
+            const cJSON *found = cJSON_GetObjectItemCaseSensitive(doc, "found");
+            const cJSON *meta = cJSON_IsTrue(found) ? cJSON_GetObjectItemCaseSensitive(doc, "metadata") : NULL;
+            const cJSON *sha = cJSON_GetObjectItemCaseSensitive(meta, "sha256");
+            if (meta && index_same_stat(meta, &files[i])) {
+                r->unchanged++;
+                continue;
+            }
+            struct sbc_file f = {files[i].path, files[i].rel, files[i].size, files[i].mtime_ns};
+            char why[512];
+            made = sbc_file_doc_make(&f, max_file, max_text, cJSON_IsString(sha) ? sha->valuestring : NULL,
+                                     &d, why, sizeof why);
+            if (made == 1) {
+                r->unchanged++;
+                continue;
+            }
+            if (made < 0) {
+                errmsg("index: skipped %s: %s", files[i].path, why);
+                r->skipped++;
+                continue;
+            }
+        }
+        /* flush before a document that would pass the request's size, and at the end */
+        if (batch && (made != 0 || bytes + 2 * d.len > max_bytes)) {
+            c->op = SBERT_PROTO_OP_ADD;
+            rc = add_batch(c, batch, &st);
+            batch = NULL;
+            if (rc == EXIT_OK)
+                r->indexed += in_batch;
+            else {
+                r->failed += in_batch;
+                errmsg("index: %ld files before %s were not indexed", in_batch,
+                       i < n ? files[i].path : "the end");
+            }
+            bytes = 0;
+            in_batch = 0;
+        }
+        if (made != 0) continue;
+        cJSON *doc = doc_json(files[i].rel, d.text, d.len, d.metadata_json);
+        sbc_file_doc_free(&d);
+        if (!batch) batch = cJSON_CreateArray();
+        if (!doc || !batch) {
+            cJSON_Delete(doc);
+            errmsg("out of memory");
+            rc = EXIT_REPLY;
+            break;
+        }
+        cJSON_AddItemToArray(batch, doc);
+        bytes += 2 * (size_t)strlen(cJSON_GetObjectItemCaseSensitive(doc, "text")->valuestring) + 4096;
+        in_batch++;
+    }
+    cJSON_Delete(batch);
+    cJSON_Delete(st.ids);
+    cJSON_Delete(stored);
+    return rc;
+}
+
+static int cmd_index(struct ctx *c, const struct args *a)
+{
+    long batch = 32, max_file = 256L << 20;
+    if (a->val[IX_BATCH] && parse_int(a->val[IX_BATCH], 1, 1024, &batch) < 0)
+        return usage_error(c->cmd, "--batch: expected 1..1024");
+    if (a->val[IX_MAXFILE] && parse_int(a->val[IX_MAXFILE], 1, LONG_MAX, &max_file) < 0)
+        return usage_error(c->cmd, "--max-file-bytes: expected a positive integer");
+    /* the daemon's limits: a file's text must fit one document, a request one message */
+    c->op = SBERT_PROTO_OP_STATS;
+    cJSON *stats;
+    int rc = call(c, request_new(c), &stats);
+    if (rc != EXIT_OK) return rc;
+    size_t max_text = (size_t)stats_limit(stats, "max_text_bytes", 65536);
+    size_t max_bytes = (size_t)stats_limit(stats, "max_message_size", 64 << 20) / 2;
+    cJSON_Delete(stats);
+
+    struct index_run r = {0};
+    for (int i = 0; i < a->n_pos && rc == EXIT_OK; i++) {
+        char err[PATH_MAX + 256];
+        int w = sbc_files_walk(a->pos[i], index_collect, &r, err, sizeof err);
+        if (w < 0 && err[0]) {
+            errmsg("index: %s", err);
+            rc = EXIT_USAGE;
+        } else if (w) {
+            errmsg("out of memory");
+            rc = EXIT_REPLY;
+        }
+    }
+    sbc_progress *bar = NULL;
+    if (rc == EXIT_OK && !a->val[IX_NOPROGRESS] && isatty(STDERR_FILENO))
+        sbc_progress_create(stderr, (long)r.n, "files", &bar);
+    for (size_t i = 0; rc == EXIT_OK && i < r.n; i += (size_t)batch) {
+        size_t n = r.n - i < (size_t)batch ? r.n - i : (size_t)batch;
+        rc = index_batch(c, &r, r.v + i, n, (size_t)max_file, max_text, max_bytes);
+        if (bar) sbc_progress_update(bar, (long)(i + n));
+    }
+    if (bar) sbc_progress_finish(bar);
+    for (size_t i = 0; i < r.n; i++) {
+        free(r.v[i].path);
+        free(r.v[i].rel);
+    }
+    free(r.v);
+    if (rc != EXIT_OK) return rc;
+    /* each file is one document, encoded whole, until the daemon keeps passages (issue 12) */
+    if (c->json)
+        printf("{\"indexed\":%ld,\"passages\":%ld,\"encoded\":%ld,\"cached\":0,\"skipped\":%ld,"
+               "\"deleted\":0,\"unchanged\":%ld,\"failed\":%ld}\n",
+               r.indexed, r.indexed, r.indexed, r.skipped + r.unchanged, r.unchanged, r.failed);
+    else
+        printf("indexed %ld files, %ld passages (%ld encoded, 0 from cache), skipped %ld, "
+               "deleted 0\n",
+               r.indexed, r.indexed, r.indexed, r.skipped + r.unchanged);
+    return r.failed ? EXIT_REPLY : EXIT_OK;
+}
+
 /* ---- stats / health / backup / reindex ---------------------------------------------------- */
 
 /* Flattens obj into KEY VALUE rows, nested keys joined with '.'. */
@@ -1305,30 +1520,30 @@ static const struct command commands[] = {
      "batch in flight names waits for it, so the last line with an id is the one kept.\n"
      "A progress bar (count, rate, ETA) shows on a terminal. Prints the ids in input order\n"
      "(--json: {\"ids\":[...]}); a document with an existing id replaces it.",
-     add_opts, 0, -1, 120, cmd_add},
+     add_opts, 0, -1, 120, cmd_add, NULL},
     {SBERT_PROTO_OP_QUERY, "[-k N] [--filter JSON] [--min-score S] TEXT",
      "the documents most similar to TEXT",
      "--json: {\"results\":[{\"id\",\"score\",\"text\",\"metadata\"}]}", query_opts, 1, 1, 30,
-     cmd_query},
-    {SBERT_PROTO_OP_GET, "ID", "show one document", NULL, no_opts, 1, 1, 30, cmd_get},
+     cmd_query, NULL},
+    {SBERT_PROTO_OP_GET, "ID", "show one document", NULL, no_opts, 1, 1, 30, cmd_get, NULL},
     {SBERT_PROTO_OP_DELETE, "ID...", "delete documents",
      "Ids that do not exist are named on stderr; the exit status is still 0.", no_opts, 1, -1, 60,
-     cmd_delete},
+     cmd_delete, NULL},
     {SBERT_PROTO_OP_SIMILARITY, "A B", "cosine similarity of two texts", "--json: {\"score\":S}",
-     no_opts, 2, 2, 30, cmd_similarity},
+     no_opts, 2, 2, 30, cmd_similarity, NULL},
     {SBERT_PROTO_OP_ENCODE, "TEXT...", "embeddings of texts (the model's encode())",
-     "--json: {\"embeddings\":[[...],...]}", no_opts, 1, -1, 60, cmd_encode},
+     "--json: {\"embeddings\":[[...],...]}", no_opts, 1, -1, 60, cmd_encode, NULL},
     {SBERT_PROTO_OP_PAIRS, "[-n N] [--min-score S] [TEXT...]",
      "the most similar pairs: among the given texts, or in the collection",
      "--json: {\"pairs\":[{\"a\":{\"id\",\"text\"},\"b\":{\"id\",\"text\"},\"score\"}]} (ids are "
      "null "
      "for\ngiven texts).",
-     pairs_opts, 0, -1, 120, cmd_pairs},
+     pairs_opts, 0, -1, 120, cmd_pairs, NULL},
     {SBERT_PROTO_OP_STATS, "", "daemon statistics", "--json prints the daemon's object.", no_opts,
-     0, 0, 30, cmd_stats},
+     0, 0, 30, cmd_stats, NULL},
     {SBERT_PROTO_OP_HEALTH, "", "check that sbertd serves",
      "Exit status 0 when it answers \"serving\", 1 when it answers anything else (stopping).",
-     no_opts, 0, 0, 10, cmd_health},
+     no_opts, 0, 0, 10, cmd_health, NULL},
     {SBERT_PROTO_OP_BACKUP, "[--rotate [--keep N]] DIR",
      "write a consistent copy of the store and index to DIR on the server",
      "A relative DIR is made absolute against this shell's directory. DIR must not exist or be\n"
@@ -1337,9 +1552,21 @@ static const struct command commands[] = {
      "folders of that name holding store.mdb and plain files, nothing else in DIR. --rotate reads\n"
      "DIR on this host, so run it where sbertd runs (sbertd-backup.timer does). --json adds\n"
      "\"removed\":[names].",
-     backup_opts, 1, 1, 600, cmd_backup},
+     backup_opts, 1, 1, 600, cmd_backup, NULL},
     {SBERT_PROTO_OP_REINDEX, "", "rebuild the vector index from the store", NULL, no_opts, 0, 0,
-     600, cmd_reindex},
+     600, cmd_reindex, NULL},
+    {SBERT_PROTO_OP_ADD, "[--batch N] [--max-file-bytes N] PATH...",
+     "index files: text, Markdown, HTML and PDF, by path",
+     "Each regular file under each PATH (directories walked in name order, names starting with\n"
+     "\".\" and symbolic links skipped) becomes one document whose id is its path relative to\n"
+     "PATH, with metadata path, title, format, size, mtime, mtime_nsec and sha256. HTML is read\n"
+     "with libxml2, PDF with poppler. A file whose size and time match what is stored is skipped\n"
+     "unread; one whose content hash matches is skipped unencoded. A file that cannot be read or\n"
+     "parsed, or whose text is longer than the daemon's max_text_bytes, is named on stderr and\n"
+     "skipped; the run goes on. Prints: indexed N files, M passages (K encoded, H from cache),\n"
+     "skipped S, deleted D (--json: {\"indexed\",\"passages\",\"encoded\",\"cached\",\"skipped\",\n"
+     "\"deleted\",\"unchanged\",\"failed\"}).",
+     index_opts, 1, -1, 300, cmd_index, "index"},
 };
 #define N_COMMANDS (sizeof commands / sizeof commands[0])
 
@@ -1546,7 +1773,10 @@ int main(int argc, char **argv)
         free(a.pos);
         return usage_error(cmd, "%s arguments", a.n_pos < cmd->min_pos ? "missing" : "too many");
     }
-    struct ctx c = {.cmd = cmd, .timeout_s = cmd->timeout_s, .json = common[CO_JSON] != NULL};
+    struct ctx c = {.cmd = cmd,
+                    .op = cmd->op,
+                    .timeout_s = cmd->timeout_s,
+                    .json = common[CO_JSON] != NULL};
     resolve_endpoint(&c, common[CO_SOCKET]);
     c.token = common[CO_TOKEN] ? common[CO_TOKEN] : getenv("SBERTD_TOKEN");
     if (c.token && !*c.token) c.token = NULL;

@@ -27,6 +27,8 @@ import threading
 import time
 import traceback
 
+HERE = os.path.dirname(os.path.abspath(__file__))
+
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "daemon"))
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "proto"))
 import sbertd_harness  # noqa: E402  (the raw nanomsg client)
@@ -547,6 +549,66 @@ def daemon_tests(ctl, daemon, tmp):
             check(os.path.isfile(os.path.join(root, name, "store.mdb")), name + " holds store.mdb")
         ctl.run("backup", "--keep", "2", os.path.join(tmp, "norotate"), expect=2)
 
+    def t_index():
+        # A tree of every format, plus what must be skipped with a reason and never abort the
+        # run: a binary file, a Latin-1 text, a FIFO, a symbolic link loop, hidden entries.
+        root = os.path.join(tmp, "tree")
+        os.makedirs(os.path.join(root, "sub"))
+        os.makedirs(os.path.join(root, ".git"))
+        files = {
+            "note.txt": b"A plain text note about cats and dogs.\n",
+            "sub/guide.md": b"# Garden Guide\n\nTomatoes need full sun and deep watering.\n",
+            "sub/page.html": b"<html><head><title>Rocket Page</title><script>alert(1)</script>"
+                             b"</head><body><p>Rockets carry satellites into orbit.</p></body></html>",
+            "blob.bin": b"\x00\x01binary",
+            "latin1.txt": b"caf\xe9 au lait\n",
+            ".git/config": b"[core]\n",
+        }
+        for name, data in files.items():
+            with open(os.path.join(root, name), "wb") as f:
+                f.write(data)
+        # the PDF the fuzz corpus holds (its first byte picks the fuzzer's format)
+        with open(os.path.join(HERE, "..", "fuzz", "corpus", "fuzz_extract", "pdf_one"), "rb") as f:
+            pdf = f.read()[1:]
+        with open(os.path.join(root, "doc.pdf"), "wb") as f:
+            f.write(pdf)
+        os.mkfifo(os.path.join(root, "fifo"))
+        os.symlink("..", os.path.join(root, "sub", "loop"))
+
+        p = ctl.run("--json", "index", root)
+        got = json.loads(p.stdout)
+        check(got["indexed"] == 4 and got["skipped"] == 4 and got["failed"] == 0,
+              "index: 4 indexed, 4 skipped: %r" % got)
+        for name in ("blob.bin", "latin1.txt", "fifo", "sub/loop"):
+            check(os.path.join(root, name) in p.stderr, "index names skipped %s: %r" % (name, p.stderr))
+        check(".git" not in p.stderr, "hidden entries are not even reported")
+        check("not valid UTF-8 at byte 3" in p.stderr, "the Latin-1 file's reason: %r" % p.stderr)
+        d = ctl.json("get", "sub/page.html")
+        m = d["metadata"]
+        check(d["text"] == "Rockets carry satellites into orbit." and m["title"] == "Rocket Page" and
+              m["format"] == "html" and m["path"] == "sub/page.html" and len(m["sha256"]) == 64,
+              "html document and metadata: %r" % d)
+        d = ctl.json("get", "doc.pdf")
+        check(d["text"] == "Hello PDF world" and d["metadata"]["format"] == "pdf",
+              "pdf document: %r" % d)
+        q = ctl.json("query", "-k", "1", "spaceflight launches")
+        check(q["results"][0]["id"] == "sub/page.html", "query finds the html page: %r" % q)
+
+        # again: nothing changed, nothing encoded; a touched file is read but not re-encoded; an
+        # edited one is re-indexed
+        got = json.loads(ctl.run("--json", "index", root).stdout)
+        check(got["indexed"] == 0 and got["unchanged"] == 4, "second run: all unchanged: %r" % got)
+        os.utime(os.path.join(root, "note.txt"))
+        with open(os.path.join(root, "sub/guide.md"), "ab") as f:
+            f.write(b"Water in the morning.\n")
+        got = json.loads(ctl.run("--json", "index", root).stdout)
+        check(got["indexed"] == 1 and got["unchanged"] == 3, "third run: one edited: %r" % got)
+        check("morning" in ctl.json("get", "sub/guide.md")["text"], "the edit is stored")
+        p = ctl.run("index", root)
+        check(re.match(r"indexed 0 files, 0 passages \(0 encoded, 0 from cache\), skipped 8, deleted 0$",
+                       p.stdout.strip()), "summary line: %r" % p.stdout)
+        ctl.run("index", os.path.join(tmp, "no-such-dir"), expect=2)
+
     def t_restart():
         daemon.stop()
         ctl.run("health", expect=3)
@@ -673,7 +735,7 @@ def daemon_tests(ctl, daemon, tmp):
 
     return [t_health_stats, t_seed_add_and_pairs, t_pairs_given_texts, t_similarity, t_encode,
             t_query, t_get_delete, t_files, t_bad_file, t_error_replies, t_stats_count, t_backup_reindex,
-            t_backup_rotate, t_restart, t_pipelined_add, t_pipeline_same_id, t_token]
+            t_backup_rotate, t_index, t_restart, t_pipelined_add, t_pipeline_same_id, t_token]
 
 
 def run_all(tests):

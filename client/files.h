@@ -1,0 +1,55 @@
+/*
+ * files.h — what `sbertctl index PATH...` reads: the files under the paths given, and one file as
+ * a document (its text through extract/, its identity and metadata).
+ *
+ * The walk: a PATH that is a file is itself; a directory is walked depth-first in name order
+ * (so runs are repeatable), without following symbolic links (a link is reported as skipped, so
+ * a link loop costs nothing) and without entering or taking names that start with "." (.git,
+ * editor backups). Only regular files are taken; anything else under a directory is skipped with
+ * a reason. A file's id is its path relative to the PATH given (a PATH that is a file: its own
+ * name), with "/" between parts.
+ *
+ * Errors: 0 or -1 with errbuf saying what and where. Thread safety: no shared state.
+ */
+#ifndef SBC_FILES_H
+#define SBC_FILES_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+struct sbc_file {
+    const char *path; /* to open: the PATH given joined with rel */
+    const char *rel;  /* the id */
+    int64_t size;
+    int64_t mtime_ns; /* modification time, ns since the epoch */
+};
+
+/* Called for each regular file (f valid during the call) and for each entry skipped (f->path
+ * and f->rel set, why the reason). A non-zero return stops the walk and is returned by it. */
+typedef int (*sbc_file_fn)(const struct sbc_file *f, const char *why, void *user);
+
+/* Walks path (see above). Returns 0, the first non-zero value fn returned, or -1 when path itself
+ * cannot be read (errbuf). */
+int sbc_files_walk(const char *path, sbc_file_fn fn, void *user, char *errbuf, size_t errlen);
+
+/* A file as a document. */
+struct sbc_file_doc {
+    char *text; /* extracted, NUL-terminated, len bytes */
+    size_t len;
+    char *metadata_json; /* {"path","title"?,"format","size","mtime" (s),"mtime_nsec","sha256"} */
+    char sha256[65];
+};
+
+/* Reads f (at most max_file_bytes; larger is refused without reading), hashes it, extracts its
+ * text (at most max_text_bytes) and builds the metadata. When known_sha256 (may be NULL) equals
+ * the file's hash, returns 1 with out->sha256 set and nothing else built: the content is what the
+ * collection already has. Returns 0 with *out filled (free with sbc_file_doc_free), 1, or -1
+ * with errbuf saying why the file is skipped. */
+int sbc_file_doc_make(const struct sbc_file *f, size_t max_file_bytes, size_t max_text_bytes,
+                      const char *known_sha256, struct sbc_file_doc *out, char *errbuf,
+                      size_t errlen);
+
+void sbc_file_doc_free(struct sbc_file_doc *d);
+
+#endif
