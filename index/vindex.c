@@ -21,26 +21,17 @@
 #define _GNU_SOURCE
 #include "vindex.h"
 
-#include <dirent.h>
-#include <errno.h>
-#include <fcntl.h>
-#include <math.h>
 #include <pthread.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
 #include <time.h>
-#include <unistd.h>
 
 #include "Index_c.h"
 #include "IndexIVF_c.h"
 #include "error_c.h"
 #include "impl/AuxIndexStructures_c.h"
 #include "index_factory_c.h"
-#include "index_io_c.h"
 #include "vindex_impl.h"
 #include "vindex_shim.h"
 

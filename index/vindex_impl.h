@@ -4,7 +4,8 @@
  * vindex_shim.h the FAISS internals reached from C++.
  *
  * Locking: v->lock is the index's rwlock (searches shared, writes and the training switch
- * exclusive); wait_mu/wait_cv only signal the end of a training, never held while taking lock.
+ * exclusive). wait_mu/wait_cv signal the end of a training; wait_mu may be taken while lock is
+ * held, never the other way round.
  */
 #ifndef SBERT_VINDEX_IMPL_H
 #define SBERT_VINDEX_IMPL_H

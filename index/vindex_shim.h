@@ -1,6 +1,6 @@
 /*
- * vindex_shim.h — private to index/vindex.c: the parts of FAISS 1.7.3 its C API does not expose,
- * implemented in C++ (vindex_shim.cpp) and exported with C linkage.
+ * vindex_shim.h — private to the vindex files (vindex_impl.h): the parts of FAISS 1.7.3 its C API
+ * does not expose, implemented in C++ (vindex_shim.cpp) and exported with C linkage.
  *
  * What the C API lacks: search with SearchParameters (an IDSelector, efSearch, nprobe per call);
  * access to IndexIDMap2's id_map/rev_map (label <-> internal position), and to a flat index's raw
