@@ -1,13 +1,25 @@
 /*
- * store.h — internal to index/: the LMDB side of the document store.
+ * store.h — internal to index/: the LMDB side of the document store. The store files (store.c,
+ * store_meta.c, store_docs.c, store_log.c, store_reqs.c) make every LMDB call of the module; the
+ * rest of index/ sees a store as an opaque handle and a transaction as an opaque pointer.
  *
  * One environment file (MDB_NOSUBDIR, so a finished reindex can be renamed over it) with six
  * named databases:
  *   "meta"  string key -> value:  "format" (magic "SBIX" + u32 version), "model" (JSON object),
  *           "spec" (FAISS factory string), "next_label" (u64), "change" (u64), "uuid" (16 bytes)
- *   "ids"   id key -> u64 label.  The id key is the client id itself when it fits LMDB's key size
- *           limit; a longer id is keyed by its first (maxkey - 32) bytes + its SHA-256 (so ids
- *           sharing such a long prefix sort by hash, not bytes; the record holds the full id).
+ *   "ids"   id key -> u64 label (little-endian). With L = LMDB's key size limit
+ *           (mdb_env_get_maxkeysize: 511 in a default LMDB build, so with ids of at most 512
+ *           bytes only a 512-byte id is long): an id of at most L bytes is its own key; a longer
+ *           id's key is exactly L bytes: its first L - 16 bytes, then a 128-bit hash of the whole
+ *           id as two u64 lanes, each little-endian (id_hash in store_docs.c):
+ *             lane 1: 64-bit FNV-1a (basis 0xcbf29ce484222325, prime 0x100000001b3);
+ *             lane 2: from 0x84222325cbf29ce4, per byte b = (b ^ byte) * 0x9e3779b97f4a7c15,
+ *                     b ^= b >> 29;
+ *             then each lane twice x ^= x >> 33, x *= c (c = 0xff51afd7ed558ccd for lane 1,
+ *             0xc4ceb9fe1a85ec53 for lane 2).
+ *           Not a cryptographic hash: ids sharing such a long prefix sort by hash, not bytes, and
+ *           two long ids may share a key, so every lookup compares the record's full id (a put
+ *           that collides is refused with SBERT_INDEX_EID).
  *   "docs"  u64 label (MDB_INTEGERKEY) -> record (encoding below). A label's record never changes
  *           once written: an upsert writes a new label and deletes the old one, so a reader may
  *           trust any transaction's copy of a label it found.
@@ -31,15 +43,18 @@
  *   u8 version (1), u8 flags (bit 0: has metadata), u16 id_len, u32 text_len, u32 meta_len,
  *   u32 dim, then float32[dim] vector, id bytes, text bytes, metadata bytes (compact JSON).
  *
- * Locking: `lock` is a reader-writer lock over the environment. Every transaction is opened and
- * closed under it shared; growing the map (mdb_env_set_mapsize, legal only with no transaction
- * open in the process) takes it exclusively. Write transactions are serialised by the caller.
+ * Return codes: functions return 0, a negative SBERT_INDEX_E* code, or — where said — an LMDB
+ * code from a failed mdb_* call (positive errno or MDB_*), which store_error() converts.
+ *
+ * Locking: the store holds a reader-writer lock over the environment. Every transaction is opened
+ * and closed under it shared; growing the map (mdb_env_set_mapsize, legal only with no
+ * transaction open in the process) takes it exclusively. Write transactions are serialised by the
+ * caller. Thread safety: a store may be used from any thread; a transaction belongs to the thread
+ * that uses it, except that read transactions may be ended by another thread (MDB_NOTLS).
  */
 #ifndef SBERT_INDEX_STORE_H
 #define SBERT_INDEX_STORE_H
 
-#include <lmdb.h>
-#include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -51,20 +66,16 @@
 #define STORE_UUID_SIZE 16
 #define STORE_REQ_VERSION 1
 #define STORE_REQ_HEADER 32
+/* Room for any id key (LMDB's key size limit is 511 unless LMDB is built otherwise). */
+#define STORE_KEY_MAX 1024
 
 enum { STORE_OP_PUT = 1, STORE_OP_DELETE = 2 };
 
-typedef struct store {
-    MDB_env *env;
-    MDB_dbi meta, ids, docs, log, reqs, reqseq;
-    pthread_rwlock_t lock;
-    size_t map_size;
-    int unmapped; /* LMDB error that left the environment without a map; then every call fails */
-    int max_key;
-    char path[4096];
-    sbert_index_log_fn logfn;
-    void *log_user;
-} store;
+/* A scan callback's answer: stop after this item (0 goes on; a negative code aborts). */
+#define STORE_SCAN_STOP 1
+
+typedef struct store store;
+typedef struct MDB_txn MDB_txn; /* LMDB's, opaque outside the store files */
 
 /* The meta record, decoded. */
 struct store_meta {
@@ -86,25 +97,31 @@ struct store_record {
     size_t id_len;
     const char *text;
     size_t text_len;
-    const char *meta;    /* NULL when the document has none */
+    const char *meta; /* NULL when the document has none */
     size_t meta_len;
 };
 
+/* ---- environment (store.c) ------------------------------------------------------------------- */
+
 /* Opens (creating when absent) the environment file at path with the initial map size (grown to
- * the file's size when that is larger). nosync: for reindex's scratch environment only. */
+ * the file's size when that is larger). nosync: for reindex's scratch environment only. logfn
+ * (may be NULL) receives the store's messages. On success *out is owned by the caller, who
+ * releases it with store_close(). */
 int store_open(const char *path, size_t map_size, int nosync, sbert_index_log_fn logfn,
                void *log_user, store **out, char *errbuf, size_t errlen);
+/* Closes s (NULL: nothing); no transaction of s may be open. */
 void store_close(store *s);
 
-/* Maps an LMDB or errno code to SBERT_INDEX_E* and writes "what: text" into errbuf. */
+/* Maps an LMDB or errno code to SBERT_INDEX_E* and writes "what: text" into errbuf. A negative
+ * SBERT_INDEX_E* code is returned as is, with nothing written. */
 int store_error(int rc, const char *what, char *errbuf, size_t errlen);
 
 /*
  * Runs fn inside one write transaction and commits it (durably unless opened nosync). fn returns
- * 0, a negative SBERT_INDEX_E* code (abort, returned as is) or an LMDB code from a failed mdb_*
- * call (positive or MDB_*; converted). When the map is full, the transaction is aborted, the map
- * doubled under the exclusive lock and fn run again from scratch: fn must keep no state outside
- * the transaction except what it resets at its start.
+ * 0, a negative SBERT_INDEX_E* code (abort, returned as is) or an LMDB code from a failed store
+ * call (converted). When the map is full, the transaction is aborted, the map doubled under the
+ * exclusive lock and fn run again from scratch: fn must keep no state outside the transaction
+ * except what it resets at its start.
  */
 typedef int (*store_txn_fn)(store *s, MDB_txn *txn, void *user);
 int store_write(store *s, store_txn_fn fn, void *user, char *errbuf, size_t errlen);
@@ -113,38 +130,102 @@ int store_write(store *s, store_txn_fn fn, void *user, char *errbuf, size_t errl
 int store_read_begin(store *s, MDB_txn **txn);
 void store_read_end(store *s, MDB_txn *txn);
 
-/* Meta record. store_meta_get returns SBERT_INDEX_ENOTFOUND for a fresh environment and
- * SBERT_INDEX_EFORMAT for a foreign or newer one. */
+/* A read transaction that does not take the lock, for threads working for a caller that holds a
+ * store_read_begin() transaction (so the lock) until every such transaction has been ended with
+ * store_read_abort(), from any thread. Returns 0 or an LMDB code. */
+int store_read_begin_nolock(store *s, MDB_txn **txn);
+void store_read_abort(MDB_txn *txn);
+
+/* Map size and bytes in use. */
+void store_map_info(store *s, uint64_t *map_size, uint64_t *used);
+
+/* Writes a compacted copy of the environment to the file path (mdb_env_copy2), under the shared
+ * lock. Returns 0 or an SBERT_INDEX_E* code with "what: text" in errbuf. */
+int store_copy(store *s, const char *path, char *errbuf, size_t errlen);
+
+/* Flushes the environment to disk (for one opened nosync). Returns 0 or an LMDB code. */
+int store_sync(store *s);
+
+/* ---- meta record (store_meta.c) -------------------------------------------------------------- */
+
+/* store_meta_get returns SBERT_INDEX_ENOTFOUND for a fresh environment and SBERT_INDEX_EFORMAT
+ * for a foreign or newer one. */
 int store_meta_get(store *s, MDB_txn *txn, struct store_meta *m, char *errbuf, size_t errlen);
+/* Return 0, SBERT_INDEX_ENOMEM or an LMDB code. */
 int store_meta_put(store *s, MDB_txn *txn, const struct store_meta *m);
 /* Only next_label and change: the per-batch update. */
 int store_meta_put_counters(store *s, MDB_txn *txn, uint64_t next_label, uint64_t change);
 
-/* The key under which id is stored in "ids" (see above); key must hold s->max_key bytes. */
+/* ---- ids and documents (store_docs.c) -------------------------------------------------------- */
+
+/* The key under which id is stored in "ids" (see above) into key (STORE_KEY_MAX bytes); returns
+ * its length. */
 size_t store_id_key(const store *s, const char *id, size_t id_len, unsigned char *key);
 
-/* Finds id's label. Returns 0, SBERT_INDEX_ENOTFOUND, or an LMDB code. */
+/* Finds id's label. Returns 0, SBERT_INDEX_ENOTFOUND, SBERT_INDEX_EFORMAT or an LMDB code. */
 int store_id_lookup(store *s, MDB_txn *txn, const char *id, size_t id_len, uint64_t *label);
+
+/* Removes id's entry from "ids". Returns 0 or an LMDB code (MDB_NOTFOUND when absent). */
+int store_id_del(store *s, MDB_txn *txn, const char *id, size_t id_len);
 
 /* Reads and decodes label's record. Returns 0, SBERT_INDEX_ENOTFOUND, SBERT_INDEX_EFORMAT or an
  * LMDB code. */
 int store_record_get(store *s, MDB_txn *txn, uint64_t label, struct store_record *r);
-int store_record_decode(const MDB_val *v, struct store_record *r);
 
-/* Size of a record, and its encoding into buf (of that size). */
-size_t store_record_size(size_t dim, size_t id_len, size_t text_len, size_t meta_len);
-void store_record_encode(unsigned char *buf, const float *vector, size_t dim, const char *id,
-                         size_t id_len, const char *text, size_t text_len, const char *meta,
-                         size_t meta_len);
+/* Removes label's record from "docs" (not its id's entry). Returns 0 or an LMDB code. */
+int store_record_del(store *s, MDB_txn *txn, uint64_t label);
 
-/* Appends {label, op} to the change log under change number seq. */
+/* Stores a document under label, which must be above every stored label (the record is appended),
+ * and points its id at it in "ids" (replacing an older entry). metadata may be NULL (none).
+ * Returns 0 or an LMDB code. */
+int store_doc_put(store *s, MDB_txn *txn, uint64_t label, const float *vector, size_t dim,
+                  const char *id, size_t id_len, const char *text, size_t text_len,
+                  const char *meta, size_t meta_len);
+
+/* The number of stored documents. Returns 0 or an LMDB code. */
+int store_doc_count(store *s, MDB_txn *txn, uint64_t *n);
+
+/* A scan's callback: one document, r valid only during the call. Returns 0 to go on,
+ * STORE_SCAN_STOP to stop after this document, or a negative SBERT_INDEX_E* code to abort. */
+typedef int (*store_doc_fn)(uint64_t label, const struct store_record *r, void *user);
+
+/*
+ * One chunk of a scan of "docs" in label order within txn: hands fn the documents with labels
+ * >= *next, at most max of them, and sets *next past each one handed over. *end is set to 1 when
+ * the scan reached the last document, else 0. Returns 0 (also after STORE_SCAN_STOP), fn's
+ * negative code, SBERT_INDEX_EFORMAT (an undecodable record) or an LMDB code.
+ */
+int store_docs_scan(store *s, MDB_txn *txn, uint64_t *next, size_t max, store_doc_fn fn, void *user,
+                    int *end);
+
+/*
+ * One chunk of a scan of "ids" in key order (so in id byte order, see above) within txn: hands fn
+ * the documents whose id keys come after key[0..*key_len) (*key_len 0: from the first), at most
+ * max of them; after each one handed over, key holds its id key (key has STORE_KEY_MAX bytes).
+ * *end as for store_docs_scan. Returns 0, fn's negative code, the code of reading a document's
+ * record (SBERT_INDEX_ENOTFOUND for an id whose record is missing) or an LMDB code.
+ */
+int store_ids_scan(store *s, MDB_txn *txn, unsigned char *key, size_t *key_len, size_t max,
+                   store_doc_fn fn, void *user, int *end);
+
+/* ---- change log (store_log.c) ---------------------------------------------------------------- */
+
+/* Appends {label, op} to the change log under change number seq. Returns 0 or an LMDB code. */
 int store_log_append(store *s, MDB_txn *txn, uint64_t seq, uint64_t label, int op);
 
-/* Decodes a change log value. Returns 0 or SBERT_INDEX_EFORMAT. */
-int store_log_decode(const MDB_val *v, uint64_t *label, int *op);
-
-/* Deletes the change log entries numbered up to and including upto. */
+/* Deletes the change log entries numbered up to and including upto. Returns 0 or an LMDB
+ * code. */
 int store_log_trim(store *s, MDB_txn *txn, uint64_t upto);
+
+/* The change log's callback: one entry. Returns 0 to go on or a negative code to abort. */
+typedef int (*store_log_fn)(uint64_t seq, uint64_t label, int op, void *user);
+
+/* Hands fn every change log entry from number first on, in order, within txn. Returns 0,
+ * SBERT_INDEX_ENOTFOUND when the log holds no entry numbered first, fn's code,
+ * SBERT_INDEX_EFORMAT (an undecodable entry) or an LMDB code. */
+int store_log_scan(store *s, MDB_txn *txn, uint64_t first, store_log_fn fn, void *user);
+
+/* ---- remembered writes (store_reqs.c) -------------------------------------------------------- */
 
 /* Remembers the reply of a write sent with req_id (1..SBERT_INDEX_REQ_ID_MAX bytes) in txn,
  * replacing an older entry of the same req_id, and prunes "reqs" to the newest keep entries
@@ -157,8 +238,5 @@ int store_req_put(store *s, MDB_txn *txn, const char *req_id, size_t len, uint64
  * SBERT_INDEX_EFORMAT or an LMDB code. */
 int store_req_get(store *s, MDB_txn *txn, const char *req_id, size_t len, int64_t now,
                   int64_t keep_s, uint64_t *hash, const char **reply, size_t *reply_len);
-
-/* Map size and bytes in use. */
-void store_map_info(store *s, uint64_t *map_size, uint64_t *used);
 
 #endif

@@ -3,8 +3,9 @@
  * inner product on L2-normalised vectors (so every score is a cosine in [-1, 1]), with 64-bit
  * labels chosen by the caller, deletes, filtered top-k search and checksummed snapshot files.
  *
- * Internal to index/: the store (index/index.c) is the only user. LMDB is the source of truth;
- * this index is derived from it and can always be rebuilt from the stored vectors.
+ * Internal to index/: the store's coordinator (internal.h) is its only user, with tests/vindex and
+ * bench/index. LMDB is the source of truth; this index is derived from it and can always be
+ * rebuilt from the stored vectors.
  *
  * Index specs (FAISS factory strings; the metric is always inner product):
  *   "Flat"                exact search. Real deletes, each label O(dim) whatever the size of the
@@ -155,11 +156,11 @@ struct vindex_info {
     size_t count;      /* live entries */
     size_t tombstones; /* HNSW entries removed but still in the graph */
     int dim;
-    int trained;       /* 1 when the index of the spec is in use; 0 while IVF is still flat */
-    int training;      /* 1 while a background training runs */
-    int needs_rebuild; /* see vindex_needs_rebuild() */
+    int trained;         /* 1 when the index of the spec is in use; 0 while IVF is still flat */
+    int training;        /* 1 while a background training runs */
+    int needs_rebuild;   /* see vindex_needs_rebuild() */
     size_t memory_bytes; /* estimate of the index's heap use (vectors/codes, graph, id maps) */
-    char spec[128];    /* the spec the index was created with */
+    char spec[128];      /* the spec the index was created with */
 };
 
 /* Fills *info with a consistent view. */
@@ -185,7 +186,7 @@ void vindex_wait_training(vindex *v);
 
 /* What a snapshot header says. */
 struct vindex_snapshot_meta {
-    uint32_t version;        /* format version of the file */
+    uint32_t version; /* format version of the file */
     int dim;
     char spec[128];
     uint64_t change_counter; /* the store change the snapshot covers */
@@ -200,8 +201,8 @@ struct vindex_snapshot_meta {
  * (VINDEX_SNAPSHOT_VERSION), the spec, the dim, change_counter (the store change the snapshot
  * covers), user_len <= VINDEX_SNAPSHOT_USER_MAX opaque caller bytes (user may be NULL when
  * user_len is 0; e.g. the store's uuid, so a snapshot of another store is recognised), a
- * checksum of the header, and one of each 256 KiB block of the body. Searches continue while it writes; writes wait.
- * On failure path is unchanged and the temporary file is removed.
+ * checksum of the header, and one of each 256 KiB block of the body. Searches continue while it
+ * writes; writes wait. On failure path is unchanged and the temporary file is removed.
  */
 int vindex_snapshot_write(vindex *v, const char *path, uint64_t change_counter, const void *user,
                           size_t user_len, char *errbuf, size_t errlen);

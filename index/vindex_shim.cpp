@@ -1,6 +1,8 @@
 // vindex_shim.cpp — see vindex_shim.h: FAISS 1.7.3 features the C API does not expose.
 #include "vindex_shim.h"
 
+#include "vindex_hash.h"
+
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -28,23 +30,28 @@
 #include <faiss/utils/distances.h>
 #include <omp.h>
 
-namespace {
+namespace
+{
 
 using idx_t = faiss::Index::idx_t;
 
-const faiss::Index *cpp(const FaissIndex *idx) {
+const faiss::Index *cpp(const FaissIndex *idx)
+{
     return reinterpret_cast<const faiss::Index *>(idx);
 }
 
-const faiss::IndexIDMap2 *as_idmap(const FaissIndex *idx) {
+const faiss::IndexIDMap2 *as_idmap(const FaissIndex *idx)
+{
     return dynamic_cast<const faiss::IndexIDMap2 *>(cpp(idx));
 }
 
-void set_err(char *errbuf, size_t errlen, const char *what, const char *detail) {
+void set_err(char *errbuf, size_t errlen, const char *what, const char *detail)
+{
     if (errbuf && errlen > 0) snprintf(errbuf, errlen, "%s: %s", what, detail);
 }
 
-bool in_sorted(const int64_t *labels, size_t n, int64_t label) {
+bool in_sorted(const int64_t *labels, size_t n, int64_t label)
+{
     return std::binary_search(labels, labels + n, label);
 }
 
@@ -56,7 +63,8 @@ struct Selector : faiss::IDSelector {
 
     Selector(const idx_t *id_map, const vshim_select *s) : id_map(id_map), s(s) {}
 
-    bool is_member(idx_t id) const override {
+    bool is_member(idx_t id) const override
+    {
         if (id_map && s->dead && (size_t)id < s->dead_len && s->dead[id]) return false;
         const vindex_filter *f = s->filter;
         if (!f) return true;
@@ -67,11 +75,13 @@ struct Selector : faiss::IDSelector {
     }
 };
 
-bool selects_anything(const vshim_select *s) {
+bool selects_anything(const vshim_select *s)
+{
     return s && ((s->dead && s->dead_len) || s->filter);
 }
 
-const faiss::IndexFlat *flat_of(const faiss::Index *inner) {
+const faiss::IndexFlat *flat_of(const faiss::Index *inner)
+{
     if (auto f = dynamic_cast<const faiss::IndexFlat *>(inner)) return f;
     if (auto h = dynamic_cast<const faiss::IndexHNSW *>(inner))
         return dynamic_cast<const faiss::IndexFlat *>(h->storage);
@@ -81,8 +91,14 @@ const faiss::IndexFlat *flat_of(const faiss::Index *inner) {
 // The calling thread's OpenMP team size for a scope (an ICV of that thread only).
 struct OmpThreads {
     int prev;
-    explicit OmpThreads(int n) : prev(omp_get_max_threads()) { omp_set_num_threads(n); }
-    ~OmpThreads() { omp_set_num_threads(prev); }
+    explicit OmpThreads(int n) : prev(omp_get_max_threads())
+    {
+        omp_set_num_threads(n);
+    }
+    ~OmpThreads()
+    {
+        omp_set_num_threads(prev);
+    }
 };
 
 // One or a few unfiltered queries over a large Flat index: a scan is bound by one core's memory
@@ -90,7 +106,8 @@ struct OmpThreads {
 // vectors split in two halves on two), so the vectors are split into parts scanned by the OpenMP
 // threads, and each query keeps the k best of the parts' top-k. Writes positions, not labels.
 void split_scan(const faiss::IndexFlat *flat, const float *q, size_t nq, size_t k, int parts,
-                float *scores, idx_t *labels) {
+                float *scores, idx_t *labels)
+{
     const size_t n = (size_t)flat->ntotal, d = (size_t)flat->d, per = (n + parts - 1) / parts;
     const float *xb = flat->get_xb();
     std::vector<float> ps((size_t)parts * nq * k);
@@ -128,7 +145,8 @@ void split_scan(const faiss::IndexFlat *flat, const float *q, size_t nq, size_t 
 // Exact scan of an IDMap2 over a flat-storage index: every live, selected position (or, when
 // the filter has a label list, only those labels' positions).
 void exact_idmap(const faiss::IndexIDMap2 *m, const faiss::IndexFlat *flat, const float *q,
-                 size_t nq, size_t k, const vshim_select *s, int64_t *labels, float *scores) {
+                 size_t nq, size_t k, const vshim_select *s, int64_t *labels, float *scores)
+{
     const float *xb = flat->get_xb();
     const size_t d = m->d;
     const Selector sel(m->id_map.data(), s ? s : nullptr);
@@ -155,7 +173,8 @@ void exact_idmap(const faiss::IndexIDMap2 *m, const faiss::IndexFlat *flat, cons
             if (ip > D[0]) faiss::minheap_replace_top(k, D, I, ip, pos);
         }
         faiss::minheap_reorder(k, D, I);
-        for (size_t j = 0; j < k; j++) I[j] = I[j] < 0 ? -1 : m->id_map[I[j]];
+        for (size_t j = 0; j < k; j++)
+            I[j] = I[j] < 0 ? -1 : m->id_map[I[j]];
     }
 }
 
@@ -168,7 +187,8 @@ struct VerifiedReader : faiss::IOReader {
 
     VerifiedReader(vshim_body *b, size_t len) : b(b), len(len) {}
 
-    size_t operator()(void *ptr, size_t size, size_t nitems) override {
+    size_t operator()(void *ptr, size_t size, size_t nitems) override
+    {
         if (size == 0) return 0;
         size_t n = std::min(nitems, (len - pos) / size);
         if (vshim_body_copy(b, ptr, pos, n * size) != 0) return 0;
@@ -188,10 +208,12 @@ struct VerifiedReader : faiss::IOReader {
 // the x86-64 baseline (Debian's libfaiss.a).
 
 #if defined(__x86_64__)
-__attribute__((target("avx2,fma"))) float ip_avx2(const float *x, const float *y, size_t d) {
+__attribute__((target("avx2,fma"))) float ip_avx2(const float *x, const float *y, size_t d)
+{
     // y is a stored vector, usually not in cache (the graph walk jumps around): ask for all its
     // lines at once rather than as the loop reaches them.
-    for (size_t i = 0; i < d; i += 16) _mm_prefetch(reinterpret_cast<const char *>(y + i), _MM_HINT_T0);
+    for (size_t i = 0; i < d; i += 16)
+        _mm_prefetch(reinterpret_cast<const char *>(y + i), _MM_HINT_T0);
     __m256 s0 = _mm256_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
     size_t i = 0;
     for (; i + 32 <= d; i += 32) {
@@ -207,23 +229,28 @@ __attribute__((target("avx2,fma"))) float ip_avx2(const float *x, const float *y
     h = _mm_add_ps(h, _mm_movehl_ps(h, h));
     h = _mm_add_ss(h, _mm_shuffle_ps(h, h, 1));
     float r = _mm_cvtss_f32(h);
-    for (; i < d; i++) r += x[i] * y[i];
+    for (; i < d; i++)
+        r += x[i] * y[i];
     return r;
 }
 #endif
 
-float ip_plain(const float *x, const float *y, size_t d) {
+float ip_plain(const float *x, const float *y, size_t d)
+{
     float s[4] = {0, 0, 0, 0};
     size_t i = 0;
     for (; i + 4 <= d; i += 4)
-        for (int j = 0; j < 4; j++) s[j] += x[i + j] * y[i + j];
-    for (; i < d; i++) s[0] += x[i] * y[i];
+        for (int j = 0; j < 4; j++)
+            s[j] += x[i + j] * y[i + j];
+    for (; i < d; i++)
+        s[0] += x[i] * y[i];
     return (s[0] + s[1]) + (s[2] + s[3]);
 }
 
 using ip_fn = float (*)(const float *, const float *, size_t);
 
-ip_fn pick_ip() {
+ip_fn pick_ip()
+{
 #if defined(__x86_64__)
     __builtin_cpu_init();
     if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return ip_avx2;
@@ -239,33 +266,47 @@ struct FastIPDis : faiss::FlatCodesDistanceComputer {
     const float *q = nullptr;
 
     explicit FastIPDis(const faiss::IndexFlat &s)
-        : FlatCodesDistanceComputer(s.codes.data(), s.code_size), d(s.d), xb(s.get_xb()) {}
-    void set_query(const float *x) override { q = x; }
-    float distance_to_code(const uint8_t *code) override {
+        : FlatCodesDistanceComputer(s.codes.data(), s.code_size), d(s.d), xb(s.get_xb())
+    {
+    }
+    void set_query(const float *x) override
+    {
+        q = x;
+    }
+    float distance_to_code(const uint8_t *code) override
+    {
         return fast_ip(q, reinterpret_cast<const float *>(code), d);
     }
-    float symmetric_dis(idx_t i, idx_t j) override { return fast_ip(xb + i * d, xb + j * d, d); }
+    float symmetric_dis(idx_t i, idx_t j) override
+    {
+        return fast_ip(xb + i * d, xb + j * d, d);
+    }
 };
 
 struct FastIPFlat : faiss::IndexFlat {
     explicit FastIPFlat(int d) : IndexFlat(d, faiss::METRIC_INNER_PRODUCT) {}
-    faiss::FlatCodesDistanceComputer *get_FlatCodesDistanceComputer() const override {
+    faiss::FlatCodesDistanceComputer *get_FlatCodesDistanceComputer() const override
+    {
         return new FastIPDis(*this);
     }
 };
 
 } // namespace
 
-extern "C" int vshim_body_check(struct vshim_body *b, size_t end) {
+extern "C" int vshim_body_check(struct vshim_body *b, size_t end)
+{
     while (!b->bad && b->checked * b->block < end) {
         size_t off = b->checked * b->block, n = std::min(b->block, b->len - off);
-        if (vindex_hash64(b->body + off, n) != b->hashes[b->checked]) b->bad = 1;
-        else b->checked++;
+        if (vindex_hash64(b->body + off, n) != b->hashes[b->checked])
+            b->bad = 1;
+        else
+            b->checked++;
     }
     return b->bad ? VINDEX_ECORRUPT : VINDEX_OK;
 }
 
-extern "C" int vshim_body_copy(struct vshim_body *b, void *dst, size_t off, size_t len) {
+extern "C" int vshim_body_copy(struct vshim_body *b, void *dst, size_t off, size_t len)
+{
     if (off > b->len || len > b->len - off) return VINDEX_ECORRUPT;
     unsigned char *out = static_cast<unsigned char *>(dst);
     // Block by block, so each block is copied right after its check, from cache: the body is
@@ -280,7 +321,8 @@ extern "C" int vshim_body_copy(struct vshim_body *b, void *dst, size_t off, size
 }
 
 extern "C" int vshim_read_index(struct vshim_body *b, size_t index_len, FaissIndex **out,
-                                char *errbuf, size_t errlen) {
+                                char *errbuf, size_t errlen)
+{
     *out = nullptr;
     VerifiedReader r(b, index_len);
     faiss::Index *idx = nullptr;
@@ -308,7 +350,8 @@ extern "C" int vshim_read_index(struct vshim_body *b, size_t index_len, FaissInd
     return VINDEX_OK;
 }
 
-namespace {
+namespace
+{
 
 // Appends body bytes [off, off + len) to v, checking each block just before its bytes are copied.
 // Appending into reserved capacity writes each byte once; resize() then a copy would zero-fill
@@ -316,7 +359,8 @@ namespace {
 // Maps the pages of a fresh allocation in one call (MADV_POPULATE_WRITE, Linux 5.14) rather than
 // one page fault at a time while they are filled: at 1M x 384 the faults were ~half the CPU time
 // of a load. Advisory: a kernel without it fails the call and the faults happen as before.
-void populate(void *p, size_t len) {
+void populate(void *p, size_t len)
+{
 #ifdef MADV_POPULATE_WRITE
     const uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
     uintptr_t a = ((uintptr_t)p + page - 1) & ~(page - 1), e = ((uintptr_t)p + len) & ~(page - 1);
@@ -327,7 +371,8 @@ void populate(void *p, size_t len) {
 #endif
 }
 
-bool append_checked(vshim_body *b, std::vector<uint8_t> &v, size_t off, size_t len) {
+bool append_checked(vshim_body *b, std::vector<uint8_t> &v, size_t off, size_t len)
+{
     if (off > b->len || len > b->len - off) return false;
     for (size_t done = 0; done < len;) {
         size_t k = std::min(len - done, b->block - (off + done) % b->block);
@@ -341,7 +386,8 @@ bool append_checked(vshim_body *b, std::vector<uint8_t> &v, size_t off, size_t l
 } // namespace
 
 extern "C" int vshim_flat_read(int d, size_t n, struct vshim_body *b, size_t off, FaissIndex **out,
-                               char *errbuf, size_t errlen) {
+                               char *errbuf, size_t errlen)
+{
     *out = nullptr;
     faiss::IndexFlatIP *flat = nullptr;
     faiss::IndexIDMap2 *m = nullptr;
@@ -353,15 +399,16 @@ extern "C" int vshim_flat_read(int d, size_t n, struct vshim_body *b, size_t off
         m->id_map.resize(n);
         flat->codes.reserve(n * (size_t)d * sizeof(float));
         populate(flat->codes.data(), flat->codes.capacity());
-        sound = vshim_body_copy(b, m->id_map.data(), off, n * sizeof(idx_t)) == 0 &&
-                append_checked(b, flat->codes, off + n * sizeof(idx_t),
-                               n * (size_t)d * sizeof(float));
+        sound =
+            vshim_body_copy(b, m->id_map.data(), off, n * sizeof(idx_t)) == 0 &&
+            append_checked(b, flat->codes, off + n * sizeof(idx_t), n * (size_t)d * sizeof(float));
         if (sound) {
             flat->ntotal = (idx_t)n;
             m->ntotal = (idx_t)n;
             // construct_rev_map() without the rehashes of growing from empty.
             m->rev_map.reserve(n);
-            for (size_t i = 0; i < n; i++) m->rev_map[m->id_map[i]] = (idx_t)i;
+            for (size_t i = 0; i < n; i++)
+                m->rev_map[m->id_map[i]] = (idx_t)i;
         }
     } catch (const std::bad_alloc &) {
         delete (m ? static_cast<faiss::Index *>(m) : flat);
@@ -382,9 +429,9 @@ extern "C" int vshim_flat_read(int d, size_t n, struct vshim_body *b, size_t off
 }
 
 extern "C" int vshim_search(const FaissIndex *idx, int layout, const float *q, size_t nq, size_t k,
-                            int ef_search, int nprobe, const struct vshim_select *s,
-                            int exhaustive, int64_t *labels, float *scores, char *errbuf,
-                            size_t errlen) {
+                            int ef_search, int nprobe, const struct vshim_select *s, int exhaustive,
+                            int64_t *labels, float *scores, char *errbuf, size_t errlen)
+{
     try {
         if (cpp(idx)->ntotal == 0) {
             // FAISS 1.7.3's BLAS path (exhaustive_inner_product_blas, from
@@ -428,10 +475,9 @@ extern "C" int vshim_search(const FaissIndex *idx, int layout, const float *q, s
             } else {
                 Selector sel(m->id_map.data(), s);
                 faiss::IDSelector *psel = selects_anything(s) ? &sel : nullptr;
-                const int parts =
-                        flat ? (int)std::min<idx_t>(omp_get_max_threads(),
-                                                    flat->ntotal / VSHIM_SPLIT_MIN_PART)
-                             : 1;
+                const int parts = flat ? (int)std::min<idx_t>(omp_get_max_threads(),
+                                                              flat->ntotal / VSHIM_SPLIT_MIN_PART)
+                                       : 1;
                 if (hnsw) {
                     faiss::SearchParametersHNSW p;
                     p.efSearch = std::max(ef_search, 1);
@@ -448,7 +494,7 @@ extern "C" int vshim_search(const FaissIndex *idx, int layout, const float *q, s
                     // vectors, and with the encoder busy on the other core those barriers made a
                     // 16-query search 1.7 s instead of 66 ms.
                     static const bool blas_set =
-                            (faiss::distance_compute_blas_threshold = VSHIM_BLAS_MIN_QUERIES, true);
+                        (faiss::distance_compute_blas_threshold = VSHIM_BLAS_MIN_QUERIES, true);
                     (void)blas_set;
                     OmpThreads one(1);
                     inner->search((idx_t)nq, q, (idx_t)k, scores, labels);
@@ -475,7 +521,8 @@ extern "C" int vshim_search(const FaissIndex *idx, int layout, const float *q, s
     }
 }
 
-extern "C" int64_t vshim_idmap_position(const FaissIndex *idx, int64_t label) {
+extern "C" int64_t vshim_idmap_position(const FaissIndex *idx, int64_t label)
+{
     auto m = as_idmap(idx);
     if (!m) return -1;
     auto it = m->rev_map.find(label);
@@ -483,7 +530,8 @@ extern "C" int64_t vshim_idmap_position(const FaissIndex *idx, int64_t label) {
 }
 
 extern "C" int vshim_labels(const FaissIndex *idx, int layout, int64_t *out, char *errbuf,
-                            size_t errlen) {
+                            size_t errlen)
+{
     try {
         if (layout == VSHIM_IDMAP) {
             auto m = as_idmap(idx);
@@ -514,7 +562,8 @@ extern "C" int vshim_labels(const FaissIndex *idx, int layout, int64_t *out, cha
 }
 
 extern "C" int vshim_flat_remove(FaissIndex *idx, const int64_t *labels, size_t n, size_t *removed,
-                                 char *errbuf, size_t errlen) {
+                                 char *errbuf, size_t errlen)
+{
     *removed = 0;
     // FAISS 1.7.3's IndexIDMap2::remove_ids compacts the whole vector array and id_map (O(ntotal)
     // per call: 1.5 GB moved at 1M x 384) and rebuilds rev_map; here each label costs one vector
@@ -554,7 +603,8 @@ extern "C" int vshim_flat_remove(FaissIndex *idx, const int64_t *labels, size_t 
     return VINDEX_OK;
 }
 
-extern "C" const float *vshim_flat_vectors(const FaissIndex *idx) {
+extern "C" const float *vshim_flat_vectors(const FaissIndex *idx)
+{
     auto m = as_idmap(idx);
     if (!m) return nullptr;
     auto f = dynamic_cast<const faiss::IndexFlat *>(m->index);
@@ -562,7 +612,8 @@ extern "C" const float *vshim_flat_vectors(const FaissIndex *idx) {
 }
 
 extern "C" int vshim_set_hnsw(FaissIndex *idx, int ef_construction, int ef_search, char *errbuf,
-                              size_t errlen) {
+                              size_t errlen)
+{
     auto m = dynamic_cast<faiss::IndexIDMap2 *>(reinterpret_cast<faiss::Index *>(idx));
     auto h = m ? dynamic_cast<faiss::IndexHNSW *>(m->index) : nullptr;
     if (!h) return VINDEX_OK;
@@ -585,12 +636,14 @@ extern "C" int vshim_set_hnsw(FaissIndex *idx, int ef_construction, int ef_searc
     return VINDEX_OK;
 }
 
-extern "C" int vshim_is_hnsw(const FaissIndex *idx) {
+extern "C" int vshim_is_hnsw(const FaissIndex *idx)
+{
     auto m = as_idmap(idx);
     return m && dynamic_cast<const faiss::IndexHNSW *>(m->index) != nullptr;
 }
 
-extern "C" size_t vshim_memory_bytes(const FaissIndex *idx) {
+extern "C" size_t vshim_memory_bytes(const FaissIndex *idx)
+{
     const faiss::Index *ix = cpp(idx);
     size_t bytes = 0;
     if (auto m = dynamic_cast<const faiss::IndexIDMap2 *>(ix)) {
@@ -614,7 +667,8 @@ extern "C" size_t vshim_memory_bytes(const FaissIndex *idx) {
 }
 
 extern "C" double vshim_selectivity(const FaissIndex *idx, const struct vshim_select *s,
-                                    size_t nsample) {
+                                    size_t nsample)
+{
     auto m = as_idmap(idx);
     if (!m || m->ntotal == 0 || !s || !s->filter) return 1.0;
     const Selector sel(m->id_map.data(), s);

@@ -1,6 +1,6 @@
 /*
- * vindex_shim.h — private to index/vindex.c: the parts of FAISS 1.7.3 its C API does not expose,
- * implemented in C++ (vindex_shim.cpp) and exported with C linkage.
+ * vindex_shim.h — private to the vindex files (vindex_impl.h): the parts of FAISS 1.7.3 its C API
+ * does not expose, implemented in C++ (vindex_shim.cpp) and exported with C linkage.
  *
  * What the C API lacks: search with SearchParameters (an IDSelector, efSearch, nprobe per call);
  * access to IndexIDMap2's id_map/rev_map (label <-> internal position), and to a flat index's raw
@@ -99,8 +99,8 @@ int vshim_set_hnsw(FaissIndex *idx, int ef_construction, int ef_search, char *er
                    size_t errlen);
 
 /* A snapshot body being checked: len bytes at body, in blocks of block bytes (the last one
- * shorter), hashes[i] the vindex_hash64() of block i. checked counts the blocks checked so far
- * (in order); bad turns 1 at the first mismatch. */
+ * shorter), hashes[i] the vindex_hash64() of block i (vindex_hash.h). checked counts the blocks
+ * checked so far (in order); bad turns 1 at the first mismatch. */
 struct vshim_body {
     const unsigned char *body;
     size_t len;
@@ -135,9 +135,6 @@ int vshim_read_index(struct vshim_body *b, size_t index_len, FaissIndex **out, c
  */
 int vshim_flat_read(int d, size_t n, struct vshim_body *b, size_t off, FaissIndex **out,
                     char *errbuf, size_t errlen);
-
-/* The snapshot checksum (implemented in vindex.c): a 64-bit hash of len bytes at p. */
-uint64_t vindex_hash64(const void *p, size_t len);
 
 /* An estimate of idx's heap use: codes or vectors, HNSW links, id maps, IVF centroids. */
 size_t vshim_memory_bytes(const FaissIndex *idx);

@@ -1,0 +1,72 @@
+/*
+ * qfilter.c — the metadata filter as a vector search's keep callback (internal.h): each FAISS
+ * thread that calls it reads the store through a read transaction of its own, ended with the
+ * query.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "filter.h"
+#include "internal.h"
+
+static atomic_uint_fast64_t query_gen = 1;
+
+/* The calling thread's transaction and the query it belongs to: a thread that served an earlier
+ * query finds another generation and opens a fresh one. */
+static _Thread_local struct {
+    uint64_t gen;
+    MDB_txn *txn;
+} tls_txn;
+
+/* Opens the calling thread's transaction for q and registers it for qfilter_end(). */
+static int qfilter_txn(struct qfilter *q)
+{
+    MDB_txn *t;
+    if (store_read_begin_nolock(q->idx->st, &t)) return -1;
+    pthread_mutex_lock(&q->mu);
+    if (q->n_txns == q->cap_txns) {
+        size_t cap = q->cap_txns ? 2 * q->cap_txns : 16;
+        MDB_txn **nt = realloc(q->txns, cap * sizeof *nt);
+        if (!nt) {
+            pthread_mutex_unlock(&q->mu);
+            store_read_abort(t);
+            return -1;
+        }
+        q->txns = nt;
+        q->cap_txns = cap;
+    }
+    q->txns[q->n_txns++] = t;
+    pthread_mutex_unlock(&q->mu);
+    tls_txn.gen = q->gen;
+    tls_txn.txn = t;
+    return 0;
+}
+
+int qfilter_keep(int64_t label, void *user)
+{
+    struct qfilter *q = user;
+    if (tls_txn.gen != q->gen && qfilter_txn(q)) {
+        atomic_store(&q->failed, 1);
+        return 0;
+    }
+    struct store_record r;
+    if (store_record_get(q->idx->st, tls_txn.txn, (uint64_t)label, &r)) return 0;
+    return filter_match_raw(q->filter, r.meta, r.meta ? r.meta_len : 0) == 1;
+}
+
+void qfilter_init(struct qfilter *q, sbert_index *idx, const sbert_index_filter *f)
+{
+    memset(q, 0, sizeof *q);
+    q->idx = idx;
+    q->filter = f;
+    q->gen = atomic_fetch_add(&query_gen, 1);
+    pthread_mutex_init(&q->mu, NULL);
+}
+
+void qfilter_end(struct qfilter *q)
+{
+    for (size_t i = 0; i < q->n_txns; i++)
+        store_read_abort(q->txns[i]);
+    free(q->txns);
+    pthread_mutex_destroy(&q->mu);
+}
