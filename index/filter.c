@@ -16,9 +16,12 @@ static const struct {
     const char *name;
     enum cmp_op op;
 } op_table[] = {
-    {"$eq", OP_EQ}, {"$ne", OP_NE},   {"$gt", OP_GT}, {"$gte", OP_GTE},
-    {"$lt", OP_LT}, {"$lte", OP_LTE}, {"$in", OP_IN}, {"$nin", OP_NIN},
+    {"$eq", OP_EQ},         {"$ne", OP_NE},          {"$gt", OP_GT},
+    {"$gte", OP_GTE},       {"$lt", OP_LT},          {"$lte", OP_LTE},
+    {"$in", OP_IN},         {"$nin", OP_NIN},        {"$exists", OP_EXISTS},
+    {"$contains", OP_CONTAINS}, {"$icontains", OP_ICONTAINS},
 };
+#define KNOWN_OPS "$eq $ne $gt $gte $lt $lte $in $nin $exists $contains $icontains"
 
 /* ---- compilation ----------------------------------------------------------------------------- */
 
@@ -35,8 +38,10 @@ static void node_free(struct node *n)
     for (size_t i = 0; i < n->n_kids; i++)
         node_free(n->kids[i]);
     free(n->kids);
-    for (size_t i = 0; i < n->n_vals; i++)
+    for (size_t i = 0; i < n->n_vals; i++) {
         free(n->vals[i].str);
+        free(n->vals[i].folded);
+    }
     free(n->vals);
     free(n->field);
     free(n);
@@ -113,10 +118,22 @@ static int value_set(struct compiler *c, struct value *v, const cJSON *j, const 
 }
 
 static struct node *compile_cmp(struct compiler *c, const char *field, enum cmp_op op,
-                                const char *opname, const cJSON *arg, const char *path)
+                                const char *opname, const cJSON *arg, const char *path, int text)
 {
     int is_list = op == OP_IN || op == OP_NIN;
     int is_order = op == OP_GT || op == OP_GTE || op == OP_LT || op == OP_LTE;
+    if (text && op != OP_CONTAINS && op != OP_ICONTAINS) {
+        fail(c, SBERT_INDEX_EFILTER, path, "$text takes $contains or $icontains, not %s", opname);
+        return NULL;
+    }
+    if ((op == OP_ICONTAINS || (text && op == OP_CONTAINS)) && !cJSON_IsString(arg)) {
+        fail(c, SBERT_INDEX_EFILTER, path, "%s needs a string, got %s", opname, type_name(arg));
+        return NULL;
+    }
+    if (op == OP_EXISTS && !cJSON_IsBool(arg)) {
+        fail(c, SBERT_INDEX_EFILTER, path, "$exists needs true or false, got %s", type_name(arg));
+        return NULL;
+    }
     if (is_list && (!cJSON_IsArray(arg) || cJSON_GetArraySize(arg) == 0)) {
         fail(c, SBERT_INDEX_EFILTER, path, "%s needs a non-empty array, got %s%s", opname,
              cJSON_IsArray(arg) ? "an empty " : "", type_name(arg));
@@ -130,6 +147,7 @@ static struct node *compile_cmp(struct compiler *c, const char *field, enum cmp_
     if (!n) return NULL;
     n->kind = NODE_CMP;
     n->op = op;
+    n->text = text;
     n->field = strdup(field);
     size_t nv = is_list ? (size_t)cJSON_GetArraySize(arg) : 1;
     /* Each list element counts as a node: the size limit covers long $in lists too. */
@@ -165,6 +183,18 @@ static struct node *compile_cmp(struct compiler *c, const char *field, enum cmp_
         }
         n->n_vals = 1;
     }
+    if (op == OP_ICONTAINS) {
+        int rc = filter_fold(n->vals[0].str, strlen(n->vals[0].str), &n->vals[0].folded,
+                             &n->vals[0].n_folded);
+        if (rc) {
+            if (rc == -1)
+                fail(c, SBERT_INDEX_EFILTER, path, "$icontains needs a UTF-8 string");
+            else
+                fail(c, SBERT_INDEX_ENOMEM, path, "out of memory");
+            node_free(n);
+            return NULL;
+        }
+    }
     return n;
 }
 
@@ -185,10 +215,15 @@ static int kid_add(struct compiler *c, struct node *parent, struct node *kid, co
     return 0;
 }
 
-/* A field's condition: a scalar (equality) or an object of one or more operators (ANDed). */
-static struct node *compile_field(struct compiler *c, const cJSON *item, const char *path)
+/* A field's condition: a scalar (equality) or an object of one or more operators (ANDed). text:
+ * the $text pseudo-field, the document's own text. */
+static struct node *compile_field(struct compiler *c, const cJSON *item, const char *path, int text)
 {
     const char *field = item->string;
+    if (text && !cJSON_IsObject(item)) {
+        fail(c, SBERT_INDEX_EFILTER, path, "$text needs an operator object ($contains, $icontains)");
+        return NULL;
+    }
     if (!cJSON_IsObject(item)) {
         if (cJSON_IsArray(item) || cJSON_IsNull(item)) {
             fail(c, SBERT_INDEX_EFILTER, path,
@@ -196,7 +231,7 @@ static struct node *compile_field(struct compiler *c, const cJSON *item, const c
                  type_name(item));
             return NULL;
         }
-        return compile_cmp(c, field, OP_EQ, "equality", item, path);
+        return compile_cmp(c, field, OP_EQ, "equality", item, path, 0);
     }
     if (!item->child) {
         fail(c, SBERT_INDEX_EFILTER, path, "empty operator object");
@@ -214,12 +249,12 @@ static struct node *compile_field(struct compiler *c, const cJSON *item, const c
             if (strcmp(op->string, op_table[i].name) == 0) break;
         if (i == sizeof op_table / sizeof op_table[0]) {
             fail(c, SBERT_INDEX_EFILTER, p,
-                 "unknown operator \"%s\" (known: $eq $ne $gt $gte $lt $lte $in $nin)", op->string);
+                 "unknown operator \"%s\" (known: " KNOWN_OPS ")", op->string);
             node_free(single);
             node_free(all);
             return NULL;
         }
-        struct node *n = compile_cmp(c, field, op_table[i].op, op_table[i].name, op, p);
+        struct node *n = compile_cmp(c, field, op_table[i].op, op_table[i].name, op, p, text);
         if (!n) {
             node_free(single);
             node_free(all);
@@ -283,7 +318,26 @@ static struct node *compile_logic(struct compiler *c, const cJSON *item, enum no
     return n;
 }
 
-/* A filter object: its keys ($and, $or or field names) are ANDed. */
+/* {"$not": filter}: true where filter is false. */
+static struct node *compile_not(struct compiler *c, const cJSON *item, const char *path,
+                                int depth)
+{
+    if (!cJSON_IsObject(item)) {
+        fail(c, SBERT_INDEX_EFILTER, path, "$not needs a filter object, got %s", type_name(item));
+        return NULL;
+    }
+    struct node *n = node_new(c, path);
+    if (!n) return NULL;
+    n->kind = NODE_NOT;
+    struct node *k = compile_object(c, item, path, depth + 1);
+    if (!k || kid_add(c, n, k, path)) {
+        node_free(n);
+        return NULL;
+    }
+    return n;
+}
+
+/* A filter object: its keys ($and, $or, $not, $text or field names) are ANDed. */
 static struct node *compile_object(struct compiler *c, const cJSON *obj, const char *path,
                                    int depth)
 {
@@ -305,17 +359,21 @@ static struct node *compile_object(struct compiler *c, const cJSON *obj, const c
             k = compile_logic(c, item, NODE_AND, p, depth);
         else if (strcmp(item->string, "$or") == 0)
             k = compile_logic(c, item, NODE_OR, p, depth);
+        else if (strcmp(item->string, "$not") == 0)
+            k = compile_not(c, item, p, depth);
+        else if (strcmp(item->string, "$text") == 0)
+            k = compile_field(c, item, p, 1);
         else if (item->string[0] == '$') {
             fail(c, SBERT_INDEX_EFILTER, p,
-                 "unknown logical operator \"%s\" (known: $and $or; field names must not "
-                 "start with $)",
+                 "unknown logical operator \"%s\" (known: $and $or $not $text; field names "
+                 "must not start with $)",
                  item->string);
             k = NULL;
         } else if (item->string[0] == '\0') {
             fail(c, SBERT_INDEX_EFILTER, p, "empty field name");
             k = NULL;
         } else
-            k = compile_field(c, item, p);
+            k = compile_field(c, item, p, 0);
         if (!k || kid_add(c, all, k, path)) {
             node_free(all);
             return NULL;
@@ -340,6 +398,11 @@ static int collect_fields(sbert_index_filter *f, struct node *n)
     for (size_t i = 0; i < n->n_kids; i++)
         if (collect_fields(f, n->kids[i])) return -1;
     if (n->kind != NODE_CMP) return 0;
+    if (n->text) {
+        f->text = 1;
+        return 0;
+    }
+    if (strchr(n->field, '.')) f->tree = 1;
     for (size_t i = 0; i < f->n_fields; i++)
         if (strcmp(f->fields[i], n->field) == 0) {
             n->field_idx = i;
@@ -399,6 +462,7 @@ int sbert_index_filter_compile(const char *json, size_t len, sbert_index_filter 
     f->root = n;
     f->fields = NULL;
     f->n_fields = 0;
+    f->tree = f->text = 0;
     if (collect_fields(f, n)) {
         sbert_index_filter_free(f);
         fail(&c, SBERT_INDEX_ENOMEM, NULL, "out of memory");

@@ -23,4 +23,9 @@ int filter_match_json(const sbert_index_filter *f, const cJSON *metadata);
  * Returns 1, 0, SBERT_INDEX_EMETADATA (not an object) or SBERT_INDEX_ENOMEM. */
 int filter_match_raw(const sbert_index_filter *f, const char *metadata, size_t len);
 
+/* filter_match_raw with the document's text (text_len bytes; NULL: none, seen as "") for the
+ * filter's $text clauses. */
+int filter_match_doc(const sbert_index_filter *f, const char *metadata, size_t len,
+                     const char *text, size_t text_len);
+
 #endif

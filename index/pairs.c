@@ -155,7 +155,8 @@ static int pairs_take(uint64_t label, const struct store_record *r, void *user)
 {
     struct pairs_batch *b = user;
     const sbert_index_filter *f = b->params->filter;
-    if (f && filter_match_raw(f, r->meta, r->meta ? r->meta_len : 0) != 1) return 0;
+    if (f && filter_match_doc(f, r->meta, r->meta ? r->meta_len : 0, r->text, r->text_len) != 1)
+        return 0;
     b->qlabels[b->nq] = (int64_t)label;
     memcpy(b->qvecs + b->nq * b->dim, r->vector, b->dim * sizeof(float));
     return ++b->nq == b->cap ? STORE_SCAN_STOP : 0;

@@ -51,7 +51,7 @@ int qfilter_keep(int64_t label, void *user)
     }
     struct store_record r;
     if (store_record_get(q->idx->st, tls_txn.txn, (uint64_t)label, &r)) return 0;
-    return filter_match_raw(q->filter, r.meta, r.meta ? r.meta_len : 0) == 1;
+    return filter_match_doc(q->filter, r.meta, r.meta ? r.meta_len : 0, r.text, r.text_len) == 1;
 }
 
 void qfilter_init(struct qfilter *q, sbert_index *idx, const sbert_index_filter *f)

@@ -593,6 +593,14 @@ def daemon_tests(ctl, daemon, tmp):
               "pdf document: %r" % d)
         q = ctl.json("query", "-k", "1", "spaceflight launches")
         check(q["results"][0]["id"] == "sub/page.html", "query finds the html page: %r" % q)
+        # the filter language's text condition, $not, $in and $exists through the daemon
+        q = ctl.json("query", "-k", "10", "--filter", '{"$text": {"$icontains": "TOMATOES"}}',
+                     "anything")
+        check([r["id"] for r in q["results"]] == ["sub/guide.md"], "$text $icontains: %r" % q)
+        q = ctl.json("query", "-k", "10", "--filter",
+                     '{"$not": {"format": {"$in": ["pdf", "html"]}}, "title": {"$exists": true}}',
+                     "anything")
+        check([r["id"] for r in q["results"]] == ["sub/guide.md"], "$not/$in/$exists: %r" % q)
 
         # again: nothing changed, nothing encoded; a touched file is read but not re-encoded; an
         # edited one is re-indexed

@@ -203,6 +203,10 @@ FILTERS = [
     ('{"a": {"$in": []}}', '{"a":1}'),
     ('{"a":', ''),
     ('{}', '{"k":[1,{"n":"x"}],"e":1e308,"u":"\\ud83d\\ude00"}'),
+    ('{"tags": {"$contains": "red"}, "a.b.c": {"$gte": 2}}', '{"tags":["red",2],"a":{"b":{"c":3}}}'),
+    ('{"t": {"$icontains": "STRASSE"}, "n": {"$exists": true}}', '{"t":"Gro\\u00dfe Stra\\u00dfe","n":null}'),
+    ('{"$not": {"$or": [{"x": {"$in": [1, "a"]}}, {"$text": {"$contains": "z"}}]}}', '{"x":["b",2]}'),
+    ('{"k": {"$contains": 1}, "k.m": {"$exists": false}}', '{"k":{"m":1}}'),
 ]
 for i, (flt, meta) in enumerate(FILTERS):
     put("fuzz_filter", "filter%02d" % i, flt + ("\n" + meta if meta else ""))

@@ -1,6 +1,7 @@
 /*
  * test_filter.c — the metadata filter language: every operator's semantics (including missing
- * fields and type mismatches), $and/$or, and the errors of bad filters and filter bombs.
+ * fields and type mismatches), arrays, dotted paths, $exists, $contains/$icontains, the $text
+ * condition on the document, $and/$or/$not, and the errors of bad filters and filter bombs.
  */
 #include "t.h"
 
@@ -37,8 +38,83 @@ static void bad(const char *filter, size_t len, const char *want, int line)
 }
 #define BAD(f, want) bad((f), strlen(f), (want), __LINE__)
 
+/* eval with the document's text, for $text; the parsed-tree evaluator must agree. */
+static int eval_doc(const char *filter, const char *meta, const char *text)
+{
+    sbert_index_filter *f;
+    char err[256];
+    int rc = sbert_index_filter_compile(filter, strlen(filter), &f, err, sizeof err);
+    if (rc) {
+        fprintf(stderr, "  compile %s: %s\n", filter, err);
+        return -100 + rc;
+    }
+    int m = filter_match_doc(f, meta, meta ? strlen(meta) : 0, text, text ? strlen(text) : 0);
+    sbert_index_filter_free(f);
+    return m;
+}
+
+/* Arrays, paths, $exists, $contains, $icontains, $text, $not (issue 11). */
+static void test_new_operators(void)
+{
+    const char *m = "{\"tags\":[\"red\",\"Blue\",3],\"title\":\"Straße in Köln\","
+                    "\"a\":{\"b\":{\"c\":5},\"n\":null},\"x.y\":1,\"x\":{\"y\":2},"
+                    "\"empty\":null}";
+    /* an array field matches when one element does: $eq, $in, $ne, $nin, order */
+    CHECK(eval("{\"tags\":\"red\"}", m) == 1);
+    CHECK(eval("{\"tags\":\"blue\"}", m) == 0);
+    CHECK(eval("{\"tags\":{\"$in\":[\"green\",3]}}", m) == 1);
+    CHECK(eval("{\"tags\":{\"$nin\":[\"green\",\"red\"]}}", m) == 0);
+    CHECK(eval("{\"tags\":{\"$ne\":\"green\"}}", m) == 1);
+    CHECK(eval("{\"tags\":{\"$gt\":2}}", m) == 1);
+    CHECK(eval("{\"tags\":{\"$gt\":3}}", m) == 0);
+    /* $contains: an array element, or a substring of a string; $icontains folds case (Unicode) */
+    CHECK(eval("{\"tags\":{\"$contains\":\"Blue\"}}", m) == 1);
+    CHECK(eval("{\"tags\":{\"$contains\":3}}", m) == 1);
+    CHECK(eval("{\"tags\":{\"$contains\":\"Bl\"}}", m) == 1); /* substring of an element */
+    CHECK(eval("{\"title\":{\"$contains\":\"in K\"}}", m) == 1);
+    CHECK(eval("{\"title\":{\"$contains\":\"STRASSE\"}}", m) == 0);
+    CHECK(eval("{\"title\":{\"$icontains\":\"STRASSE IN köln\"}}", m) == 1);
+    CHECK(eval("{\"tags\":{\"$icontains\":\"BLUE\"}}", m) == 1);
+    CHECK(eval("{\"missing\":{\"$contains\":\"x\"}}", m) == 0);
+    /* $exists: null counts as present */
+    CHECK(eval("{\"empty\":{\"$exists\":true}}", m) == 1);
+    CHECK(eval("{\"missing\":{\"$exists\":false}}", m) == 1);
+    CHECK(eval("{\"title\":{\"$exists\":false}}", m) == 0);
+    /* dotted paths; an exact top-level key of that name comes first */
+    CHECK(eval("{\"a.b.c\":5}", m) == 1);
+    CHECK(eval("{\"a.b.c\":{\"$gte\":6}}", m) == 0);
+    CHECK(eval("{\"a.n\":{\"$exists\":true}}", m) == 1);
+    CHECK(eval("{\"a.b.c.d\":{\"$exists\":true}}", m) == 0);
+    CHECK(eval("{\"a.zz\":{\"$exists\":false}}", m) == 1);
+    CHECK(eval("{\"x.y\":1}", m) == 1);
+    CHECK(eval("{\"tags.0\":{\"$exists\":true}}", m) == 0); /* paths go through objects only */
+    /* $not */
+    CHECK(eval("{\"$not\":{\"tags\":\"red\"}}", m) == 0);
+    CHECK(eval("{\"$not\":{\"$or\":[{\"tags\":\"green\"},{\"a.b.c\":4}]}}", m) == 1);
+    /* $text: the document itself */
+    CHECK(eval_doc("{\"$text\":{\"$contains\":\"rocket\"}}", m, "A rocket to the moon") == 1);
+    CHECK(eval_doc("{\"$text\":{\"$contains\":\"Rocket\"}}", m, "A rocket to the moon") == 0);
+    CHECK(eval_doc("{\"$text\":{\"$icontains\":\"ROCKET\"}}", m, "A rocket to the moon") == 1);
+    CHECK(eval_doc("{\"$text\":{\"$icontains\":\"rocket\"},\"tags\":\"red\"}", m,
+                   "Rockets!") == 1);
+    CHECK(eval_doc("{\"$not\":{\"$text\":{\"$contains\":\"moon\"}}}", NULL, "sun") == 1);
+    CHECK(eval_doc("{\"$text\":{\"$contains\":\"x\"}}", NULL, NULL) == 0);
+    /* the raw scanner (no arrays, no paths) and the tree give the same answers */
+    const char *flat = "{\"k\":\"Hello World\",\"n\":null,\"o\":{\"p\":1}}";
+    CHECK(eval("{\"k\":{\"$icontains\":\"WORLD\"},\"n\":{\"$exists\":true}}", flat) == 1);
+    CHECK(eval("{\"o\":{\"$exists\":true},\"o\":{\"$ne\":1}}", flat) == 1);
+
+    BAD("{\"a\":{\"$exists\":1}}", "$exists needs true or false, got number");
+    BAD("{\"a\":{\"$icontains\":1}}", "$icontains needs a string, got number");
+    BAD("{\"$text\":\"x\"}", "$text needs an operator object");
+    BAD("{\"$text\":{\"$eq\":\"x\"}}", "$text takes $contains or $icontains, not $eq");
+    BAD("{\"$text\":{\"$contains\":3}}", "$contains needs a string, got number");
+    BAD("{\"$not\":[{\"a\":1}]}", "$not needs a filter object, got array");
+}
+
 int main(void)
 {
+    test_new_operators();
     const char *m = "{\"genre\":\"news\",\"year\":2019,\"score\":0.5,\"draft\":false,"
                     "\"tags\":[\"a\"],\"nested\":{\"x\":1}}";
 
@@ -79,8 +155,9 @@ int main(void)
     CHECK(eval("{\"genre\":{\"$nin\":[\"sport\"]}}", m) == 1);
     CHECK(eval("{\"missing\":{\"$nin\":[\"sport\"]}}", m) == 1);
     CHECK(eval("{\"missing\":{\"$in\":[\"sport\"]}}", m) == 0);
-    /* arrays and objects in metadata compare as other types */
-    CHECK(eval("{\"tags\":\"a\"}", m) == 0);
+    /* an array matches through its elements; an object equals no scalar */
+    CHECK(eval("{\"tags\":\"a\"}", m) == 1);
+    CHECK(eval("{\"tags\":\"b\"}", m) == 0);
     CHECK(eval("{\"nested\":{\"$ne\":1}}", m) == 1);
     /* keys are ANDed; $and, $or, nesting */
     CHECK(eval("{\"genre\":\"news\",\"year\":2019}", m) == 1);
@@ -113,7 +190,7 @@ int main(void)
     BAD("\"x\"", "must be a JSON object, got string");
     BAD("{\"year\":{\"$gt\":\"2019\"}}", "year.$gt: $gt needs a number, got string");
     BAD("{\"year\":{\"$between\":[1,2]}}", "unknown operator \"$between\"");
-    BAD("{\"$not\":{\"a\":1}}", "unknown logical operator \"$not\"");
+    BAD("{\"$nor\":[{\"a\":1}]}", "unknown logical operator \"$nor\"");
     BAD("{\"$and\":{\"a\":1}}", "$and needs a non-empty array of filters, got object");
     BAD("{\"$or\":[]}", "$or needs a non-empty array of filters, got an empty array");
     BAD("{\"$and\":[{\"a\":1},3]}", "$and[1]: must be a filter object, got number");
