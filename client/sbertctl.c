@@ -15,7 +15,9 @@
 #include "files.h"
 #include "input.h"
 #include "output.h"
+#include "restore.h"
 #include "rotate.h"
+#include "sbert_index.h"
 #include "sbert_proto.h"
 
 #include <cjson/cJSON.h>
@@ -1502,6 +1504,61 @@ static int cmd_backup(struct ctx *c, const struct args *a)
     return print_object(c, rep);
 }
 
+/* ---- restore ------------------------------------------------------------------------------- */
+
+static const struct opt restore_opts[] = {
+    {"data", 0, "DIR", "the store directory to replace (default /var/lib/sbertd)"},
+    {NULL, 0, NULL, NULL},
+};
+enum { R_DATA };
+
+/* The checked store as a JSON object, for printing. */
+static cJSON *verify_json(const char *dir, const struct sbert_index_verify_report *v)
+{
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "dir", dir);
+    cJSON_AddNumberToObject(o, "documents", (double)v->documents);
+    cJSON_AddStringToObject(o, "model", v->model_name);
+    cJSON_AddStringToObject(o, "model_sha256", v->weights_sha256);
+    cJSON_AddNumberToObject(o, "dim", v->dim);
+    cJSON_AddStringToObject(o, "index", v->spec);
+    cJSON_AddBoolToObject(o, "snapshot", v->snapshot);
+    return o;
+}
+
+/* Needs no daemon: the service is stopped. The backup is checked whole before anything moves,
+ * and the restored directory again after the copy. */
+static int cmd_restore(struct ctx *c, const struct args *a)
+{
+    const char *backup = a->pos[0];
+    const char *data = a->val[R_DATA] ? a->val[R_DATA] : "/var/lib/sbertd";
+    struct sbert_index_verify_report v;
+    char err[PATH_MAX + 512];
+    int rc = sbert_index_verify(backup, &v, err, sizeof err);
+    if (rc) {
+        errmsg("restore: %s is not a sound backup, nothing was changed: %s", backup, err);
+        return EXIT_REPLY;
+    }
+    char aside[PATH_MAX + 64];
+    if (sbc_restore(backup, data, aside, sizeof aside, err, sizeof err) < 0) {
+        errmsg("restore: %s", err);
+        return EXIT_REPLY;
+    }
+    struct sbert_index_verify_report after;
+    if ((rc = sbert_index_verify(data, &after, err, sizeof err)) ||
+        after.documents != v.documents) {
+        errmsg("restore: the copy in %s does not check out: %s%s%s", data,
+               rc ? err : "its document count differs from the backup's",
+               aside[0] ? "; the previous store is in " : "", aside);
+        return EXIT_REPLY;
+    }
+    cJSON *o = verify_json(data, &after);
+    cJSON_AddStringToObject(o, "backup", backup);
+    if (aside[0]) cJSON_AddStringToObject(o, "previous", aside);
+    else cJSON_AddNullToObject(o, "previous");
+    return print_object(c, o);
+}
+
 /* ---- the command table -------------------------------------------------------------------- */
 
 static const struct opt no_opts[] = {{NULL, 0, NULL, NULL}};
@@ -1555,6 +1612,15 @@ static const struct command commands[] = {
      backup_opts, 1, 1, 600, cmd_backup, NULL},
     {SBERT_PROTO_OP_REINDEX, "", "rebuild the vector index from the store", NULL, no_opts, 0, 0,
      600, cmd_reindex, NULL},
+    {SBERT_PROTO_OP_BACKUP, "[--data DIR] BACKUP",
+     "replace a stopped store with a backup, after checking it",
+     "Runs on the server with sbertd stopped (systemctl stop sbertd), as the store's owner or\n"
+     "root. BACKUP (a folder `sbertctl backup` wrote) is checked whole first: every record, its\n"
+     "vector and id, and the index snapshot's checksums; a damaged one changes nothing. Then DIR\n"
+     "(default /var/lib/sbertd) is kept as DIR.pre-restore-YYYYMMDDTHHMMSSZ, the backup is copied\n"
+     "into a fresh DIR with DIR's owner and mode, fsynced, and checked again. Refused while a\n"
+     "running sbertd holds DIR. --json prints the restored store's object.",
+     restore_opts, 1, 1, 30, cmd_restore, "restore"},
     {SBERT_PROTO_OP_ADD, "[--batch N] [--max-file-bytes N] PATH...",
      "index files: text, Markdown, HTML and PDF, by path",
      "Each regular file under each PATH (directories walked in name order, names starting with\n"

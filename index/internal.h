@@ -9,6 +9,7 @@
  *   write.c     put, delete and remembered writes (req_id): validate, commit, apply to the index
  *   read.c      get, count, iterate, query, query_many
  *   qfilter.c   the metadata filter as a vector search's keep callback (per-thread transactions)
+ *   verify.c    sbert_index_verify: a stopped store or a backup checked without the model
  *   pairs.c     paraphrase mining (sbert_index_pairs) over the one top-k pair heap (sbert_util)
  *   rebuild.c   the derived vector index: rebuild, replay, load at open, snapshots, its thread
  *   maintain.c  sbert_index_snapshot, backup and reindex

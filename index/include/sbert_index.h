@@ -478,6 +478,32 @@ int sbert_index_snapshot(sbert_index *idx, char *errbuf, size_t errlen);
  */
 int sbert_index_backup(sbert_index *idx, const char *dir, char *errbuf, size_t errlen);
 
+/* What sbert_index_verify found in a store directory. */
+struct sbert_index_verify_report {
+    char model_name[256];
+    char weights_sha256[65];
+    char spec[128];
+    int dim;
+    uint64_t documents;       /* records, each with a sound vector and an id leading back to it */
+    uint64_t change;          /* the store's last change number */
+    int snapshot;             /* 1: index.snap loaded, checksums sound, of this store */
+    uint64_t snapshot_change; /* the change it covers (the rest is replayed at open) */
+    uint64_t snapshot_count;  /* its live entries */
+};
+
+/*
+ * Checks the store in dir (a stopped store, or a backup) without the model: store.mdb opens and
+ * has a meta record of a known format; every record decodes, its vector has the store's
+ * dimension and finite values, and its id leads back to it; ids and records agree in number; an
+ * index.snap, when present, loads with every block's checksum sound and belongs to this store.
+ * Refused with SBERT_INDEX_ELOCKED while a process (a running sbertd) has the store open. Reads
+ * only (LMDB may create its lock file beside store.mdb). Returns 0 with *out filled, or an
+ * SBERT_INDEX_E* code (SBERT_INDEX_ENOTFOUND: no store.mdb; SBERT_INDEX_EFORMAT: damaged) with
+ * errbuf saying what is wrong.
+ */
+int sbert_index_verify(const char *dir, struct sbert_index_verify_report *out, char *errbuf,
+                       size_t errlen);
+
 /*
  * Re-encodes every stored text with a new model: calls encode on batches of texts, writes the
  * new vectors and new_model's identity into a fresh environment dir/reindex.mdb, builds a new

@@ -303,6 +303,7 @@ def offline_tests(ctl, tmp, optable=None):
 class Daemon:
     def __init__(self, exe, model, data, url, log):
         self.cmd = [exe, "--model", model, "--data", data, "--listen", url]
+        self.data = data
         self.url = url
         self.log = log
         self.proc = None
@@ -617,6 +618,34 @@ def daemon_tests(ctl, daemon, tmp):
                        p.stdout.strip()), "summary line: %r" % p.stdout)
         ctl.run("index", os.path.join(tmp, "no-such-dir"), expect=2)
 
+    def t_restore():
+        # a backup, then a write after it; restore is refused while the daemon runs, and a damaged
+        # backup changes nothing; a sound one comes back with the previous store kept aside
+        bdir = os.path.join(tmp, "restore-src")
+        ctl.run("backup", bdir)
+        n_backup = ctl.json("stats")["documents"]
+        ctl.run("add", "written after the backup")
+        p = ctl.run("restore", "--data", daemon.data, bdir, expect=1)
+        check("stop it first" in p.stderr, "restore refused while sbertd runs: %r" % p.stderr)
+        daemon.stop()
+        bad = os.path.join(tmp, "restore-bad")
+        shutil.copytree(bdir, bad)
+        with open(os.path.join(bad, "index.snap"), "r+b") as f:
+            f.seek(100)
+            b = f.read(1)
+            f.seek(100)
+            f.write(bytes([b[0] ^ 0xFF]))
+        before = sorted(os.listdir(daemon.data))
+        p = ctl.run("restore", "--data", daemon.data, bad, expect=1)
+        check("not a sound backup, nothing was changed" in p.stderr, "damaged backup: %r" % p.stderr)
+        check(sorted(os.listdir(daemon.data)) == before, "a refused restore leaves the store as it was")
+        got = ctl.json("restore", "--data", daemon.data, bdir)
+        check(got["documents"] == n_backup and got["snapshot"] is True and got["previous"] and
+              os.path.isdir(got["previous"]), "restore's report: %r" % got)
+        daemon.start(ctl)
+        check(ctl.json("stats")["documents"] == n_backup, "the restored store serves the backup's documents")
+        shutil.rmtree(got["previous"])
+
     def t_restart():
         daemon.stop()
         ctl.run("health", expect=3)
@@ -743,7 +772,7 @@ def daemon_tests(ctl, daemon, tmp):
 
     return [t_health_stats, t_seed_add_and_pairs, t_pairs_given_texts, t_similarity, t_encode,
             t_query, t_get_delete, t_files, t_bad_file, t_error_replies, t_stats_count, t_backup_reindex,
-            t_backup_rotate, t_index, t_restart, t_pipelined_add, t_pipeline_same_id, t_token]
+            t_backup_rotate, t_index, t_restore, t_restart, t_pipelined_add, t_pipeline_same_id, t_token]
 
 
 def run_all(tests):

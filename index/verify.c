@@ -1,0 +1,180 @@
+/*
+ * verify.c — sbert_index_verify: a store directory (a live one whose daemon is stopped, or a
+ * backup) checked end to end without the model, before it is trusted (sbertctl restore).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+struct verify_scan {
+    store *st;
+    MDB_txn *txn;
+    int dim;
+    uint64_t docs;
+    char *errbuf;
+    size_t errlen;
+};
+
+/* One record: its vector has the store's dimension and finite values, and its id leads back to
+ * its label. */
+static int verify_doc(uint64_t label, const struct store_record *r, void *user)
+{
+    struct verify_scan *v = user;
+    if (r->dim != (uint32_t)v->dim)
+        return sbert_util_errf(v->errbuf, v->errlen, SBERT_INDEX_EFORMAT,
+                               "document %llu has %u dimensions, the store %d",
+                               (unsigned long long)label, r->dim, v->dim);
+    for (uint32_t i = 0; i < r->dim; i++) {
+        float x;
+        memcpy(&x, r->vector + i, sizeof x);
+        if (!isfinite(x))
+            return sbert_util_errf(v->errbuf, v->errlen, SBERT_INDEX_EFORMAT,
+                                   "document %llu's vector holds a value that is not finite",
+                                   (unsigned long long)label);
+    }
+    uint64_t found;
+    int rc = store_id_lookup(v->st, v->txn, r->id, r->id_len, &found);
+    if (rc || found != label)
+        return sbert_util_errf(v->errbuf, v->errlen, SBERT_INDEX_EFORMAT,
+                               "document %llu's id does not lead back to it (%s)",
+                               (unsigned long long)label,
+                               rc ? sbert_index_strerror(rc < 0 ? rc : SBERT_INDEX_EIO)
+                                  : "another label");
+    v->docs++;
+    return 0;
+}
+
+static int count_id(uint64_t label, const struct store_record *r, void *user)
+{
+    (void)label, (void)r;
+    (*(uint64_t *)user)++;
+    return 0;
+}
+
+/* Every record, then every id (each must have its record), in chunks within one transaction. */
+static int verify_scan_all(store *st, struct sbert_index_verify_report *out, int dim, char *errbuf,
+                           size_t errlen)
+{
+    MDB_txn *txn;
+    int rc = store_read_begin(st, &txn);
+    if (rc) return store_error(rc, "reading the store", errbuf, errlen);
+    struct verify_scan v = {st, txn, dim, 0, errbuf, errlen};
+    uint64_t next = 0, counted = 0;
+    int end = 0;
+    while (!rc && !end)
+        rc = store_docs_scan(st, txn, &next, 4096, verify_doc, &v, &end);
+    unsigned char key[STORE_KEY_MAX];
+    size_t key_len = 0;
+    uint64_t ids = 0;
+    end = 0;
+    while (!rc && !end)
+        rc = store_ids_scan(st, txn, key, &key_len, 4096, count_id, &ids, &end);
+    if (!rc) rc = store_doc_count(st, txn, &counted);
+    store_read_end(st, txn);
+    if (rc == SBERT_INDEX_ENOTFOUND)
+        return sbert_util_errf(errbuf, errlen, SBERT_INDEX_EFORMAT,
+                               "an id points at a document that is not there");
+    if (rc) return rc < 0 ? rc : store_error(rc, "scanning the store", errbuf, errlen);
+    if (ids != v.docs || counted != v.docs)
+        return sbert_util_errf(errbuf, errlen, SBERT_INDEX_EFORMAT,
+                               "%llu documents, %llu ids, %llu counted: they must agree",
+                               (unsigned long long)v.docs, (unsigned long long)ids,
+                               (unsigned long long)counted);
+    out->documents = v.docs;
+    return 0;
+}
+
+/* The snapshot, when there is one: loaded (every block's checksum) and matched to the store. */
+static int verify_snapshot(const char *dir, const struct store_meta *m,
+                           struct sbert_index_verify_report *out, char *errbuf, size_t errlen)
+{
+    char path[4200];
+    snprintf(path, sizeof path, "%s/index.snap", dir);
+    struct stat st;
+    if (stat(path, &st) != 0) return 0; /* none: the vector index is rebuilt at open */
+    struct vindex_params p = vindex_default_params();
+    p.spec = m->spec;
+    p.dim = m->dim;
+    p.train_async = 0;
+    vindex *vi;
+    struct vindex_snapshot_meta sm;
+    char why[512] = "";
+    int rc = vindex_snapshot_read(path, &p, &vi, &sm, why, sizeof why);
+    if (rc)
+        return sbert_util_errf(errbuf, errlen, SBERT_INDEX_EFORMAT, "%s: %s", path, why);
+    size_t count = vindex_count(vi);
+    vindex_free(vi);
+    if (sm.user_len != STORE_UUID_SIZE || memcmp(sm.user, m->uuid, STORE_UUID_SIZE) != 0)
+        return sbert_util_errf(errbuf, errlen, SBERT_INDEX_EFORMAT,
+                               "%s belongs to another store", path);
+    if (sm.change_counter > m->change)
+        return sbert_util_errf(errbuf, errlen, SBERT_INDEX_EFORMAT,
+                               "%s covers change %llu, the store only reached %llu", path,
+                               (unsigned long long)sm.change_counter,
+                               (unsigned long long)m->change);
+    out->snapshot = 1;
+    out->snapshot_change = sm.change_counter;
+    out->snapshot_count = count;
+    return 0;
+}
+
+int sbert_index_verify(const char *dir, struct sbert_index_verify_report *out, char *errbuf,
+                       size_t errlen)
+{
+    memset(out, 0, sizeof *out);
+    if (!dir) return SBERT_INDEX_EINVAL;
+    char path[4200];
+    snprintf(path, sizeof path, "%s/store.mdb", dir);
+    struct stat sb;
+    if (stat(path, &sb) != 0)
+        return sbert_util_errf(errbuf, errlen, SBERT_INDEX_ENOTFOUND,
+                               "%s: %s (not an sbertd store or backup)", path, strerror(errno));
+    /* a store a daemon has open is not checked: its files are changing */
+    snprintf(path, sizeof path, "%s/LOCK", dir);
+    int lock = open(path, O_RDONLY | O_CLOEXEC);
+    if (lock >= 0 && flock(lock, LOCK_EX | LOCK_NB) != 0) {
+        int e = errno;
+        close(lock);
+        return sbert_util_errf(errbuf, errlen,
+                               e == EWOULDBLOCK ? SBERT_INDEX_ELOCKED : SBERT_INDEX_EIO,
+                               "%s: %s", path,
+                               e == EWOULDBLOCK ? "a running sbertd has this store open"
+                                                : strerror(e));
+    }
+    snprintf(path, sizeof path, "%s/store.mdb", dir);
+    store *st;
+    int rc = store_open(path, 0, 1, NULL, NULL, &st, errbuf, errlen);
+    if (!rc) {
+        struct store_meta m;
+        MDB_txn *txn;
+        rc = store_read_begin(st, &txn);
+        if (!rc) {
+            rc = store_meta_get(st, txn, &m, errbuf, errlen);
+            store_read_end(st, txn);
+            if (rc == SBERT_INDEX_ENOTFOUND)
+                rc = sbert_util_errf(errbuf, errlen, SBERT_INDEX_EFORMAT,
+                                     "%s holds no sbertd store (no meta record)", path);
+        } else {
+            rc = store_error(rc, "reading the store", errbuf, errlen);
+        }
+        if (!rc) {
+            snprintf(out->model_name, sizeof out->model_name, "%s", m.model_name);
+            snprintf(out->weights_sha256, sizeof out->weights_sha256, "%s", m.model_sha256);
+            snprintf(out->spec, sizeof out->spec, "%s", m.spec);
+            out->dim = m.dim;
+            out->change = m.change;
+            rc = verify_scan_all(st, out, m.dim, errbuf, errlen);
+        }
+        store_close(st);
+        if (!rc) rc = verify_snapshot(dir, &m, out, errbuf, errlen);
+    }
+    if (lock >= 0) close(lock);
+    return rc;
+}
