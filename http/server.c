@@ -38,8 +38,9 @@ struct http_req {
     struct http_route route;
     char *body; /* owned, len bytes of cap */
     size_t len, cap;
-    int too_large; /* the body passed max_body_bytes while it was read */
-    int answered;  /* a response was queued before the body was read */
+    int too_large;  /* the body passed max_body_bytes while it was read */
+    size_t dropped; /* bytes of such a body read (kept or dropped) */
+    int answered;   /* a response was queued before the body was read */
 };
 
 struct sbert_http {
@@ -420,19 +421,20 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     if (*upload_data_size > 0) {
         size_t n = *upload_data_size;
         *upload_data_size = 0;
-        if (q->too_large) return MHD_YES;
+        if (q->too_large) {
+            /* libmicrohttpd 0.9.75 takes no response in the middle of a body: the rest of it is
+             * read and dropped, up to twice max_body_bytes in all (the protocol's band of
+             * 2 x max_message_size, section 1); a body longer than that is cut off without a
+             * reply, as nanomsg does. */
+            q->dropped += n;
+            return q->dropped - h->max_body > h->max_body ? MHD_NO : MHD_YES;
+        }
         if (append_body(h, q, upload_data, n) != 0) {
-            /* A chunked body (no Content-Length) that grew past the limit: answer now, which
-             * libmicrohttpd allows mid-body (it then closes the connection instead of reading
-             * the rest); if it refuses, closing the connection is the answer. */
             q->too_large = 1;
+            q->dropped = q->len + n;
             free(q->body);
             q->body = NULL;
             q->len = q->cap = 0;
-            char msg[128];
-            snprintf(msg, sizeof msg, "the body exceeds max_message_size (%zu bytes)", h->max_body);
-            if (respond_error(c, 0, SBERT_PROTO_ETOO_LARGE, msg, NULL) != MHD_YES) return MHD_NO;
-            q->answered = 1;
         }
         return MHD_YES;
     }

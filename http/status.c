@@ -61,9 +61,9 @@ unsigned http_status_of_reply(const char *reply, size_t len, unsigned *retry_aft
     cJSON *root = NULL;
     struct sbert_proto_error e;
     int rc = sbert_proto_reply_parse(reply, len, &root, &e);
+    if (!root)
+        return 500; /* not a reply at all (root is set for every error reply): the daemon's fault */
     cJSON_Delete(root);
-    if (rc == SBERT_PROTO_EBAD_JSON || rc == SBERT_PROTO_EBAD_VERSION)
-        return 500; /* not a reply at all: the daemon's fault */
     return http_status_of_code(rc, retry_after_s);
 }
 
