@@ -119,6 +119,9 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap)
     if (!h->log) return;
     char msg[1024];
     vsnprintf(msg, sizeof msg, fmt, ap);
+    /* libmicrohttpd 0.9.75 says this at every start although the logger is its first option
+     * (systemd-journal-remote's logs show it too): noise, not news. */
+    if (strstr(msg, "MHD_OPTION_EXTERNAL_LOGGER is not the first option")) return;
     size_t n = strlen(msg);
     while (n > 0 && msg[n - 1] == '\n')
         msg[--n] = '\0';
