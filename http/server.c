@@ -28,6 +28,7 @@ struct http_conn {
     int fd;
     int in_request;   /* 1 from the complete headers of a request to its completion */
     int cut;          /* shut down by the reaper */
+    int linked;       /* in the server's list (under its mu) */
     double since;     /* when the current header clock started (monotonic seconds) */
     double allowance; /* seconds the headers may take from since */
     struct http_conn *prev, *next;
@@ -128,9 +129,9 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap)
     h->log(4, msg, h->user);
 }
 
-/* libmicrohttpd calls NOTIFY_CLOSED before it closes the socket (MHD_cleanup_connections), so a
- * connection leaves the list, under mu, while its fd is still its own: the reaper never shuts
- * down a number that was reused. */
+/* libmicrohttpd notifies NOTIFY_CLOSED before it closes the socket (a connection's thread at its
+ * end, MHD_cleanup_connections in the polling modes), so a connection leaves the list, under mu,
+ * while its fd is still its own: the reaper never shuts down a number that was reused. */
 static void on_connection(void *cls, struct MHD_Connection *c, void **socket_context,
                           enum MHD_ConnectionNotificationCode code)
 {
@@ -140,11 +141,12 @@ static void on_connection(void *cls, struct MHD_Connection *c, void **socket_con
         const union MHD_ConnectionInfo *ci =
             MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
         *socket_context = k;
-        if (!k || !ci) return;
+        if (!k || !ci) return; /* not watched: the idle timeout still applies */
         k->fd = ci->connect_fd;
         k->since = now_s();
         k->allowance = h->header_deadline_s;
         pthread_mutex_lock(&h->mu);
+        k->linked = 1;
         k->next = h->conns;
         if (h->conns) h->conns->prev = k;
         h->conns = k;
@@ -153,10 +155,10 @@ static void on_connection(void *cls, struct MHD_Connection *c, void **socket_con
         struct http_conn *k = *socket_context;
         if (!k) return;
         pthread_mutex_lock(&h->mu);
-        if (k->fd > 0 || k->prev || k->next || h->conns == k) {
+        if (k->linked) {
             if (k->prev)
                 k->prev->next = k->next;
-            else if (h->conns == k)
+            else
                 h->conns = k->next;
             if (k->next) k->next->prev = k->prev;
         }

@@ -204,8 +204,14 @@ static void test_openapi(void)
     cJSON_Delete(doc);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+    /* --status-table: every wire code and its HTTP status, for status_doc.py */
+    if (argc > 1 && strcmp(argv[1], "--status-table") == 0) {
+        for (int c = SBERT_PROTO_EBAD_JSON; c >= SBERT_PROTO_EINTERNAL; c--)
+            printf("%s %u\n", sbert_proto_code_name(c), http_status_of_code(c, NULL));
+        return 0;
+    }
     test_routes();
     test_build();
     test_status();
