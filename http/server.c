@@ -334,17 +334,17 @@ static int check_headers(struct sbert_http *h, struct MHD_Connection *c, struct 
                                 NULL);
         return 1;
     }
-    if (q->route.kind == HTTP_ROUTE_NONE) {
-        *result = respond_error(c, 404, SBERT_PROTO_EUNKNOWN_OP,
-                                "no such route (POST /v1/<op>; see GET /openapi.json)", NULL);
-        return 1;
-    }
     int public_route = q->route.kind == HTTP_ROUTE_PAGE || q->route.kind == HTTP_ROUTE_OPENAPI;
     if (h->token && !public_route &&
         !http_bearer_ok(MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization"), h->token,
                         h->token_len)) {
         *result = respond_error(c, 0, SBERT_PROTO_EUNAUTHORIZED,
                                 "missing or wrong \"Authorization: Bearer\" token", NULL);
+        return 1;
+    }
+    if (q->route.kind == HTTP_ROUTE_NONE) {
+        *result = respond_error(c, 404, SBERT_PROTO_EUNKNOWN_OP,
+                                "no such route (POST /v1/<op>; see GET /openapi.json)", NULL);
         return 1;
     }
     if (!q->route.method_ok) {

@@ -294,6 +294,10 @@ def test_token():
         r = requests.get(s.url + "/metrics", headers={"Authorization": "Bearer s3cret"},
                          timeout=TIMEOUT)
         check(r.status_code == 200, "metrics with the token")
+        check(requests.get(s.url + "/nope", timeout=TIMEOUT).status_code == 401,
+              "an unknown path without the token is 401")
+        check(requests.get(s.url + "/nope", headers={"Authorization": "Bearer s3cret"},
+                           timeout=TIMEOUT).status_code == 404, "and 404 with it")
         for path in ("/", "/openapi.json"):
             check(requests.get(s.url + path, timeout=TIMEOUT).status_code == 200,
                   "%s needs no token" % path)
