@@ -369,13 +369,16 @@ static int check_headers(struct sbert_http *h, struct MHD_Connection *c, struct 
             *result = respond_error(c, 0, SBERT_PROTO_ETOO_LARGE, msg, NULL);
             return 1;
         }
-        if (n > 0) {
-            q->body = malloc((size_t)n + 1);
+        /* Reserved up to 1 MiB ahead: an announced length costs memory only as bytes arrive,
+         * so idle connections that promise 64 MiB hold little. */
+        size_t reserve = n < (1u << 20) ? (size_t)n : (1u << 20);
+        if (reserve > 0) {
+            q->body = malloc(reserve + 1);
             if (!q->body) {
                 *result = respond_error(c, 0, SBERT_PROTO_EBUSY, "out of memory", NULL);
                 return 1;
             }
-            q->cap = (size_t)n + 1;
+            q->cap = reserve + 1;
         }
     }
     return 0;

@@ -275,6 +275,14 @@ def test_bodies():
         check(st == 200, "curl chunked")
 
 
+def test_large_body():
+    with Server() as s:  # the default limit, 64 MiB: a body past the 1 MiB reserved up front
+        body = b'{"x":"' + b"a" * (3 << 20) + b'"}'
+        r = requests.post(s.url + "/v1/stats", data=body, headers=JSON, timeout=TIMEOUT * 3)
+        check(r.status_code == 200 and r.json()["received_len"] == len(body) + len(
+            '"v":1,"op":"stats",'), "a 3 MiB body: %s" % r.status_code)
+
+
 def test_token():
     with Server("--token", "s3cret") as s:
         r = requests.post(s.url + "/v1/query", json={"text": "x"}, timeout=TIMEOUT)
@@ -321,6 +329,21 @@ def test_binding():
     with Server("--address", "localhost:0") as s:
         check(requests.get(s.url + "/v1/health", timeout=TIMEOUT).status_code == 200,
               "localhost:0")
+    if socket.has_ipv6:
+        try:
+            probe = socket.socket(socket.AF_INET6)
+            probe.bind(("::1", 0))
+            probe.close()
+            v6 = True
+        except OSError:
+            v6 = False
+        if v6:
+            with Server("--address", "[::1]:0") as s:
+                r = requests.get("http://[::1]:%d/v1/health" % s.port, timeout=TIMEOUT)
+                check(r.status_code == 200, "[::1]:0 serves, Host [::1] is loopback")
+    with Server("--no-metrics") as s:
+        check(requests.get(s.url + "/metrics", timeout=TIMEOUT).status_code == 404,
+              "no metrics callback: 404")
     with Server("--fd") as s:  # a socket handed over, as systemd does
         check(requests.get(s.url + "/v1/health", timeout=TIMEOUT).status_code == 200,
               "listen_fd")
@@ -421,7 +444,7 @@ def test_thread_pool():
         check(not errors, "thread pool: 16 clients served")
 
 
-for t in (test_routes_and_mapping, test_bodies, test_token, test_binding,
+for t in (test_routes_and_mapping, test_bodies, test_large_body, test_token, test_binding,
           test_slowloris_keepalive_concurrency, test_thread_pool):
     print("--", t.__name__, flush=True)
     try:
