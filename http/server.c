@@ -41,6 +41,7 @@ struct http_req {
     size_t len, cap;
     int too_large;  /* the body passed max_body_bytes while it was read */
     size_t dropped; /* bytes of such a body read (kept or dropped) */
+    int no_memory;  /* the body could not be kept: answered busy once it is read */
     int answered;   /* a response was queued before the body was read */
 };
 
@@ -384,7 +385,7 @@ static int check_headers(struct sbert_http *h, struct MHD_Connection *c, struct 
     return 0;
 }
 
-/* Appends n bytes of body; 0, or -1 when the body passed max_body_bytes or memory ran out. */
+/* Appends n bytes of body; 0, -1 when the body passed max_body_bytes, -2 when memory ran out. */
 static int append_body(struct sbert_http *h, struct http_req *q, const char *data, size_t n)
 {
     if (n > h->max_body - q->len) return -1;
@@ -393,7 +394,7 @@ static int append_body(struct sbert_http *h, struct http_req *q, const char *dat
         while (cap < q->len + n + 1)
             cap = cap > h->max_body / 2 ? h->max_body + 1 : cap * 2;
         char *b = realloc(q->body, cap);
-        if (!b) return -1;
+        if (!b) return -2;
         q->body = b;
         q->cap = cap;
     }
@@ -429,16 +430,19 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     if (*upload_data_size > 0) {
         size_t n = *upload_data_size;
         *upload_data_size = 0;
-        if (q->too_large) {
+        if (q->too_large || q->no_memory) {
             /* libmicrohttpd 0.9.75 takes no response in the middle of a body: the rest of it is
              * read and dropped, up to twice max_body_bytes in all (the protocol's band of
              * 2 x max_message_size, section 1); a body longer than that is cut off without a
              * reply, as nanomsg does. */
             q->dropped += n;
-            return q->dropped - h->max_body > h->max_body ? MHD_NO : MHD_YES;
+            int past_band = q->dropped > h->max_body && q->dropped - h->max_body > h->max_body;
+            return past_band ? MHD_NO : MHD_YES;
         }
-        if (append_body(h, q, upload_data, n) != 0) {
-            q->too_large = 1;
+        int rc = append_body(h, q, upload_data, n);
+        if (rc != 0) {
+            q->too_large = rc == -1;
+            q->no_memory = rc == -2;
             q->dropped = q->len + n;
             free(q->body);
             q->body = NULL;
@@ -446,6 +450,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         }
         return MHD_YES;
     }
+    if (q->no_memory)
+        return respond_error(c, 0, SBERT_PROTO_EBUSY, "out of memory for the body", NULL);
     if (q->too_large) {
         char msg[128];
         snprintf(msg, sizeof msg, "the body exceeds max_message_size (%zu bytes)", h->max_body);
