@@ -9,7 +9,7 @@
 #   --seconds N     per target (default 300)
 #   --build DIR     the SBERT_FUZZ=ON build directory, configured and built here when needed
 #                   (default build-fuzz, the one scripts/test.sh uses)
-#   --targets LIST  default: fuzz_proto fuzz_filter fuzz_tokenizer fuzz_loader fuzz_text fuzz_extract
+#   --targets LIST  default: fuzz_proto fuzz_filter fuzz_tokenizer fuzz_loader fuzz_text fuzz_extract fuzz_http
 #   --keep-corpus   grow DIR/bench-fuzz/<target>/corpus across runs; by default every run starts
 #                   from the committed seed corpus alone, so runs compare
 #
@@ -23,7 +23,7 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 SECONDS_PER=300
 BUILD=$ROOT/build-fuzz
-TARGETS="fuzz_proto fuzz_filter fuzz_tokenizer fuzz_loader fuzz_text fuzz_extract"
+TARGETS="fuzz_proto fuzz_filter fuzz_tokenizer fuzz_loader fuzz_text fuzz_extract fuzz_http"
 KEEP=0
 while [ $# -gt 0 ]; do
     case $1 in

@@ -338,6 +338,17 @@ int sbert_proto_op_check_request(const cJSON *req, unsigned flags,
                                  const struct sbert_proto_op **op_out,
                                  struct sbert_proto_error *err);
 
+/* ---- the OpenAPI document (PROTOCOL.md section 6) ------------------------------------------- */
+
+/*
+ * Builds the OpenAPI 3.0 document of the HTTP transport from the op table: a POST /v1/<op> path
+ * for every op (GET too for health) with its request members, their types and which are
+ * required ("one of" groups as oneOf), the reply and error reply shapes, and bearer
+ * authentication. On success returns 0 with *out a tree the caller owns (cJSON_Delete); else
+ * SBERT_PROTO_EINTERNAL (no memory) and *out is NULL.
+ */
+int sbert_proto_openapi(cJSON **out);
+
 #ifdef __cplusplus
 }
 #endif

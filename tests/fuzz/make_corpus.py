@@ -9,7 +9,7 @@
 
 Small, meaningful inputs only: valid requests of every op and a few broken ones (fuzz_proto),
 texts in several scripts plus special tokens (fuzz_tokenizer; fuzz_text: the same texts with a
-language byte), the examples of docs/filters.md with
+language byte), HTTP requests of every op (fuzz_http), the examples of docs/filters.md with
 metadata (fuzz_filter), and tiny valid models (fuzz_loader: hidden 4, one layer, a 16-token
 vocabulary, F32/F16/BF16 and misaligned weights) built here with the stdlib only. Deterministic:
 rerunning it rewrites the same bytes.
@@ -121,6 +121,33 @@ for name, raw in {
     "escapes": '{"v":1,"op":"get","ids":["\\ud83d\\ude00","\\"\\\\\\/"],"req_id":"\\u00e9"}',
 }.items():
     put("fuzz_proto", name + ".json", raw)
+
+# ---- fuzz_http: "METHOD PATH\nHEADER\nBODY" (HEADER: Authorization and Host) ----------------------
+# Every op of the table on POST /v1/<op> with its hand-written body less "v" and "op" (the path
+# names the op), and the mapping's edge cases.
+for name, req in REQUESTS.items():
+    body = {k: v for k, v in req.items() if k not in ("v", "op")}
+    put("fuzz_http", name, "POST /v1/%s\n\n%s" % (req["op"], json.dumps(body, separators=(",", ":"))))
+for name, raw in {
+    "health_get": "GET /v1/health\n\n",
+    "token": "POST /v1/stats\nBearer s3cret\n{}",
+    "token_in_body": "POST /v1/stats\nbearer  s3cret \n{\"token\":\"other\"}",
+    "host_v6": "POST /v1/health\n[::1]:8780\n{ }",
+    "op_agrees": "POST /v1/query\n\n{\"v\":1,\"op\":\"query\",\"text\":\"x\"}",
+    "op_mismatch": "POST /v1/query\n\n{\"op\":\"delete\",\"ids\":[\"x\"]}",
+    "op_escaped": "POST /v1/query\n\n{\"\\u006fp\":\"delete\"}",
+    "op_twice": "POST /v1/stats\n\n{\"op\":\"stats\",\"op\":\"reindex\"}",
+    "bom": "POST /v1/stats\n\n\ufeff {}",
+    "trailing": "POST /v1/stats\n\n{} {\"op\":\"delete\"}",
+    "not_object": "POST /v1/stats\n\n[\"op\",\"delete\"]",
+    "big_number": "POST /v1/query\n\n{\"text\":\"x\",\"k\":1e400}",
+    "reply_ok": "GET /\n\n{\"v\":1,\"ok\":true,\"results\":[]}",
+    "reply_busy": "GET /metrics\n\n{\"v\":1,\"ok\":false,\"error\":{\"code\":\"busy\",\"message\":\"x\"}}",
+    "wrong_method": "DELETE /v1/HEALTH\nlocalhost\n",
+    "openapi_head": "HEAD /openapi.json\n127.0.0.1:8780\n",
+}.items():
+    put("fuzz_http", name, raw)
+put("fuzz_http", "bad_utf8", b"POST /v1/stats\n\n{\"a\":\"\xff\"}")
 
 # ---- fuzz_tokenizer: byte 0 picks the configuration and capacity, the rest is the text -----------
 TEXTS = [
