@@ -2,9 +2,10 @@
  * sbertctl — the command-line client of sbertd.
  *
  * Each subcommand is one row of the command table below (name, options, handler, default reply
- * timeout, help); the dispatcher, the option parser and --help all read that table. A handler
- * builds the request of proto/PROTOCOL.md, sends it through conn.c, and prints the reply as an
- * aligned table or, with --json, as one JSON document.
+ * timeout, help); the dispatcher, the option parser and --help all read that table. A command
+ * is named after the op it sends, whose name, members and write flag come from proto/'s op table
+ * (see "requests" below). A handler builds the request of proto/PROTOCOL.md, sends it through
+ * conn.c, and prints the reply as an aligned table or, with --json, as one JSON document.
  *
  * Exit codes: 0 success, 1 the daemon replied with an error (or a local input file is bad),
  * 2 usage error, 3 sbertd cannot be reached (no socket, nothing listening, or no reply in time).
@@ -80,8 +81,8 @@ struct ctx;
 typedef int (*cmd_fn)(struct ctx *, const struct args *);
 
 struct command {
-    const char *name;
-    const char *usage; /* after "sbertctl NAME " */
+    enum sbert_proto_op_id op; /* the op it sends, which names the command too */
+    const char *usage;         /* after "sbertctl NAME " */
     const char *summary;
     const char *help;       /* more detail, may be NULL */
     const struct opt *opts; /* NULL-terminated by lname */
@@ -110,7 +111,20 @@ struct ctx {
     sbc_conn *conn;
     unsigned long long req_counter;
     char req_prefix[24];
+    /* The request holds JSON the user wrote (--filter): its type is the daemon's to judge
+     * (bad_filter), so call() checks only the names against the op table. */
+    int user_json;
 };
+
+static const struct sbert_proto_op *cmd_op(const struct command *cmd)
+{
+    return &sbert_proto_ops(NULL)[cmd->op];
+}
+
+static const char *cmd_name(const struct command *cmd)
+{
+    return cmd_op(cmd)->name;
+}
 
 /* ---- messages ----------------------------------------------------------------------------- */
 
@@ -132,8 +146,8 @@ static int usage_error(const struct command *cmd, const char *fmt, ...)
     vfprintf(stderr, fmt, ap);
     va_end(ap);
     if (cmd)
-        fprintf(stderr, "\nusage: sbertctl %s %s\n(sbertctl %s --help for more)\n", cmd->name,
-                cmd->usage, cmd->name);
+        fprintf(stderr, "\nusage: sbertctl %s %s\n(sbertctl %s --help for more)\n", cmd_name(cmd),
+                cmd->usage, cmd_name(cmd));
     else
         fputs("\n(sbertctl --help for more)\n", stderr);
     return EXIT_USAGE;
@@ -160,9 +174,32 @@ static void next_req_id(struct ctx *c, char *buf, size_t len)
     snprintf(buf, len, "%s-%llu", c->req_prefix, ++c->req_counter);
 }
 
-static cJSON *request_new(struct ctx *c, const char *op)
+/*
+ * Requests follow proto/'s op table (PROTOCOL.md section 4): request_new() starts the request of
+ * the command's op, with a fresh req_id when the table says the op writes; req_set() adds a
+ * member the op defines; call() checks the finished request against the table
+ * (sbert_proto_op_check_request) before it is sent, so a builder that drifts from the protocol
+ * fails here with an internal error, not at the daemon with bad_request. NULL when out of memory.
+ */
+static cJSON *request_new(struct ctx *c)
 {
-    return sbert_proto_request_new(op, NULL, c->token);
+    const struct sbert_proto_op *op = cmd_op(c->cmd);
+    char req_id[64];
+    if (op->writes) next_req_id(c, req_id, sizeof req_id);
+    return sbert_proto_request_new(op->name, op->writes ? req_id : NULL, c->token);
+}
+
+/* Adds item (taken) to req (may be NULL) as the op's member name and returns it, or NULL when
+ * out of memory. The name is taken from the op's descriptor; one the op does not define is added
+ * as given, for call() to refuse with its name. */
+static cJSON *req_set(const struct ctx *c, cJSON *req, const char *name, cJSON *item)
+{
+    const struct sbert_proto_member *m = sbert_proto_op_member(cmd_op(c->cmd), name);
+    if (!req || !item || !cJSON_AddItemToObject(req, m ? m->name : name, item)) {
+        cJSON_Delete(item);
+        return NULL;
+    }
+    return item;
 }
 
 static int print_json(const cJSON *doc);
@@ -208,11 +245,22 @@ static int send_recv(struct ctx *c, const char *text, int retries, char **raw, s
 /*
  * Sends req (consumed) and parses the reply. Returns EXIT_OK with *reply owned by the caller
  * when the daemon answered {"ok":true}; otherwise prints the reason and returns the exit code.
- * retries > 0 re-sends on a timeout (only for requests carrying a req_id).
+ * A write (by the op table) that carries a req_id is re-sent on a timeout, up to WRITE_RETRIES
+ * times: the daemon applies it once.
  */
-static int call(struct ctx *c, cJSON *req, cJSON **reply, int retries)
+static int call(struct ctx *c, cJSON *req, cJSON **reply)
 {
     *reply = NULL;
+    const struct sbert_proto_op *op = NULL;
+    struct sbert_proto_error perr;
+    if (req &&
+        sbert_proto_op_check_request(req, c->user_json ? 0 : SBERT_PROTO_CHECK_TYPES, &op, &perr)) {
+        errmsg("%s: internal error: the request does not follow PROTOCOL.md: %s", cmd_name(c->cmd),
+               perr.message);
+        cJSON_Delete(req);
+        return EXIT_REPLY;
+    }
+    int retries = op && op->writes && cJSON_HasObjectItem(req, "req_id") ? WRITE_RETRIES : 0;
     char *text = NULL;
     size_t text_len;
     int r = req ? sbert_proto_print(req, &text, &text_len) : SBERT_PROTO_EINTERNAL;
@@ -247,7 +295,7 @@ static int call(struct ctx *c, cJSON *req, cJSON **reply, int retries)
             continue;
         }
         if (c->json) print_json(rep);
-        errmsg("%s: %s: %s", c->cmd->name, err.code_name, err.message);
+        errmsg("%s: %s: %s", cmd_name(c->cmd), err.code_name, err.message);
         rc = EXIT_REPLY;
         break;
     }
@@ -267,7 +315,7 @@ static const cJSON *member(const struct ctx *c, const cJSON *obj, const char *na
 {
     const cJSON *m = cJSON_GetObjectItemCaseSensitive(obj, name);
     if (!m || !check(m)) {
-        errmsg("%s: malformed reply from %s: \"%s\" missing or of the wrong type", c->cmd->name,
+        errmsg("%s: malformed reply from %s: \"%s\" missing or of the wrong type", cmd_name(c->cmd),
                c->url, name);
         return NULL;
     }
@@ -277,14 +325,14 @@ static const cJSON *member(const struct ctx *c, const cJSON *obj, const char *na
 /* Sends req (taken, as by call()) and finds the reply's member name, of the type check accepts
  * and, for an array when want >= 0, of want items. On EXIT_OK *reply is the reply (the caller
  * deletes it) and *m points into it; otherwise the error is printed and *reply is NULL. */
-static int call_member(struct ctx *c, cJSON *req, int retries, const char *name,
+static int call_member(struct ctx *c, cJSON *req, const char *name,
                        cJSON_bool (*check)(const cJSON *), int want, cJSON **reply, const cJSON **m)
 {
-    int rc = call(c, req, reply, retries);
+    int rc = call(c, req, reply);
     if (rc != EXIT_OK) return rc;
     *m = member(c, *reply, name, check);
     if (*m && want >= 0 && cJSON_GetArraySize(*m) != want) {
-        errmsg("%s: the reply has %d %s for %d requested", c->cmd->name, cJSON_GetArraySize(*m),
+        errmsg("%s: the reply has %d %s for %d requested", cmd_name(c->cmd), cJSON_GetArraySize(*m),
                name, want);
         *m = NULL;
     }
@@ -385,13 +433,9 @@ struct add_state {
  * out of memory (printed). */
 static cJSON *add_request(struct ctx *c, cJSON *docs)
 {
-    cJSON *req = request_new(c, "add");
-    char req_id[64];
-    next_req_id(c, req_id, sizeof req_id);
-    if (!req || !docs || !cJSON_AddStringToObject(req, "req_id", req_id) ||
-        !cJSON_AddItemToObject(req, "documents", docs)) {
+    cJSON *req = request_new(c);
+    if (!req_set(c, req, "documents", docs)) {
         cJSON_Delete(req);
-        cJSON_Delete(docs);
         errmsg("out of memory");
         return NULL;
     }
@@ -418,7 +462,7 @@ static int add_batch(struct ctx *c, cJSON *docs, struct add_state *st)
     if (!req) return EXIT_REPLY;
     cJSON *rep;
     const cJSON *ids;
-    int rc = call_member(c, req, WRITE_RETRIES, "ids", cJSON_IsArray, n_docs, &rep, &ids);
+    int rc = call_member(c, req, "ids", cJSON_IsArray, n_docs, &rep, &ids);
     if (rc != EXIT_OK) return rc;
     add_count(st, rep, ids, n_docs);
     return EXIT_OK;
@@ -455,8 +499,7 @@ struct add_pipe {
 static void *add_lane_main(void *arg)
 {
     struct add_lane *l = arg;
-    l->rc = call_member(&l->ctx, l->req, WRITE_RETRIES, "ids", cJSON_IsArray, l->n_docs, &l->reply,
-                        &l->reply_ids);
+    l->rc = call_member(&l->ctx, l->req, "ids", cJSON_IsArray, l->n_docs, &l->reply, &l->reply_ids);
     l->req = NULL;
     return NULL;
 }
@@ -792,21 +835,20 @@ static int cmd_query(struct ctx *c, const struct args *a)
     cJSON *filter = NULL;
     if (a->val[Q_FILTER] && !(filter = cJSON_Parse(a->val[Q_FILTER])))
         return usage_error(c->cmd, "--filter: not valid JSON: %s", a->val[Q_FILTER]);
-    cJSON *req = request_new(c, "query");
-    if (req) {
-        cJSON_AddStringToObject(req, "text", a->pos[0]);
-        cJSON_AddNumberToObject(req, "k", (double)k);
-        if (filter) cJSON_AddItemToObject(req, "filter", filter);
-        if (a->val[Q_MINSCORE]) cJSON_AddNumberToObject(req, "min_score", min_score);
-        cJSON *inc = cJSON_AddArrayToObject(req, "include");
-        cJSON_AddItemToArray(inc, cJSON_CreateString("text"));
-        cJSON_AddItemToArray(inc, cJSON_CreateString("metadata"));
-    } else {
-        cJSON_Delete(filter);
+    cJSON *req = request_new(c);
+    req_set(c, req, "text", cJSON_CreateString(a->pos[0]));
+    req_set(c, req, "k", cJSON_CreateNumber((double)k));
+    if (filter) {
+        c->user_json = 1;
+        req_set(c, req, "filter", filter);
     }
+    if (a->val[Q_MINSCORE]) req_set(c, req, "min_score", cJSON_CreateNumber(min_score));
+    cJSON *inc = req_set(c, req, "include", cJSON_CreateArray());
+    cJSON_AddItemToArray(inc, cJSON_CreateString("text"));
+    cJSON_AddItemToArray(inc, cJSON_CreateString("metadata"));
     cJSON *rep;
     const cJSON *results;
-    int rc = call_member(c, req, 0, "results", cJSON_IsArray, -1, &rep, &results);
+    int rc = call_member(c, req, "results", cJSON_IsArray, -1, &rep, &results);
     if (rc != EXIT_OK) return rc;
     if (c->json) {
         cJSON *out = cJSON_CreateObject();
@@ -865,13 +907,11 @@ static int cmd_query(struct ctx *c, const struct args *a)
 
 static int cmd_get(struct ctx *c, const struct args *a)
 {
-    cJSON *req = request_new(c, "get");
-    if (req) {
-        cJSON *ids = cJSON_AddArrayToObject(req, "ids");
-        cJSON_AddItemToArray(ids, cJSON_CreateString(a->pos[0]));
-    }
+    cJSON *req = request_new(c);
+    cJSON *ids = req_set(c, req, "ids", cJSON_CreateArray());
+    cJSON_AddItemToArray(ids, cJSON_CreateString(a->pos[0]));
     cJSON *rep;
-    int rc = call(c, req, &rep, 0);
+    int rc = call(c, req, &rep);
     if (rc != EXIT_OK) return rc;
     const cJSON *docs = member(c, rep, "documents", cJSON_IsArray);
     const cJSON *doc = docs ? cJSON_GetArrayItem(docs, 0) : NULL;
@@ -909,18 +949,13 @@ static int cmd_get(struct ctx *c, const struct args *a)
 
 static int cmd_delete(struct ctx *c, const struct args *a)
 {
-    cJSON *req = request_new(c, "delete");
-    char req_id[64];
-    next_req_id(c, req_id, sizeof req_id);
-    if (req) {
-        cJSON_AddStringToObject(req, "req_id", req_id);
-        cJSON *ids = cJSON_AddArrayToObject(req, "ids");
-        for (int i = 0; i < a->n_pos; i++)
-            cJSON_AddItemToArray(ids, cJSON_CreateString(a->pos[i]));
-    }
+    cJSON *req = request_new(c);
+    cJSON *ids = req_set(c, req, "ids", cJSON_CreateArray());
+    for (int i = 0; ids && i < a->n_pos; i++)
+        cJSON_AddItemToArray(ids, cJSON_CreateString(a->pos[i]));
     cJSON *rep;
     const cJSON *existed;
-    int rc = call_member(c, req, WRITE_RETRIES, "existed", cJSON_IsArray, a->n_pos, &rep, &existed);
+    int rc = call_member(c, req, "existed", cJSON_IsArray, a->n_pos, &rep, &existed);
     if (rc != EXIT_OK) return rc;
     cJSON *out = cJSON_CreateObject();
     cJSON *deleted = cJSON_AddArrayToObject(out, "deleted");
@@ -945,13 +980,11 @@ static int cmd_delete(struct ctx *c, const struct args *a)
 
 static int cmd_similarity(struct ctx *c, const struct args *a)
 {
-    cJSON *req = request_new(c, "similarity");
-    if (req) {
-        cJSON_AddStringToObject(req, "a", a->pos[0]);
-        cJSON_AddStringToObject(req, "b", a->pos[1]);
-    }
+    cJSON *req = request_new(c);
+    req_set(c, req, "a", cJSON_CreateString(a->pos[0]));
+    req_set(c, req, "b", cJSON_CreateString(a->pos[1]));
     cJSON *rep;
-    int rc = call(c, req, &rep, 0);
+    int rc = call(c, req, &rep);
     if (rc != EXIT_OK) return rc;
     const cJSON *s = member(c, rep, "score", cJSON_IsNumber);
     if (!s) {
@@ -970,15 +1003,13 @@ static int cmd_similarity(struct ctx *c, const struct args *a)
 
 static int cmd_encode(struct ctx *c, const struct args *a)
 {
-    cJSON *req = request_new(c, "encode");
-    if (req) {
-        cJSON *texts = cJSON_AddArrayToObject(req, "texts");
-        for (int i = 0; i < a->n_pos; i++)
-            cJSON_AddItemToArray(texts, cJSON_CreateString(a->pos[i]));
-    }
+    cJSON *req = request_new(c);
+    cJSON *texts = req_set(c, req, "texts", cJSON_CreateArray());
+    for (int i = 0; texts && i < a->n_pos; i++)
+        cJSON_AddItemToArray(texts, cJSON_CreateString(a->pos[i]));
     cJSON *rep;
     const cJSON *emb;
-    int rc = call_member(c, req, 0, "embeddings", cJSON_IsArray, a->n_pos, &rep, &emb);
+    int rc = call_member(c, req, "embeddings", cJSON_IsArray, a->n_pos, &rep, &emb);
     if (rc != EXIT_OK) return rc;
     if (c->json) {
         cJSON *out = cJSON_CreateObject();
@@ -1026,19 +1057,15 @@ static int cmd_pairs(struct ctx *c, const struct args *a)
         return usage_error(c->cmd, "--min-score: expected a number, not \"%s\"",
                            a->val[P_MINSCORE]);
     if (a->n_pos == 1) return usage_error(c->cmd, "pairs within a list need at least two texts");
-    cJSON *req = request_new(c, "pairs");
-    if (req) {
-        cJSON_AddNumberToObject(req, "n", (double)n);
-        if (a->val[P_MINSCORE]) cJSON_AddNumberToObject(req, "min_score", min_score);
-        if (a->n_pos) {
-            cJSON *texts = cJSON_AddArrayToObject(req, "texts");
-            for (int i = 0; i < a->n_pos; i++)
-                cJSON_AddItemToArray(texts, cJSON_CreateString(a->pos[i]));
-        }
-    }
+    cJSON *req = request_new(c);
+    req_set(c, req, "n", cJSON_CreateNumber((double)n));
+    if (a->val[P_MINSCORE]) req_set(c, req, "min_score", cJSON_CreateNumber(min_score));
+    cJSON *texts = a->n_pos ? req_set(c, req, "texts", cJSON_CreateArray()) : NULL;
+    for (int i = 0; texts && i < a->n_pos; i++)
+        cJSON_AddItemToArray(texts, cJSON_CreateString(a->pos[i]));
     cJSON *rep;
     const cJSON *pairs;
-    int rc = call_member(c, req, 0, "pairs", cJSON_IsArray, -1, &rep, &pairs);
+    int rc = call_member(c, req, "pairs", cJSON_IsArray, -1, &rep, &pairs);
     if (rc != EXIT_OK) return rc;
     if (c->json) {
         cJSON *out = cJSON_CreateObject();
@@ -1140,16 +1167,11 @@ static int print_object(struct ctx *c, cJSON *rep)
     return rc;
 }
 
-static int cmd_simple(struct ctx *c, const char *op, int write)
+/* An op without members (stats, reindex): its reply as a key/value table. */
+static int cmd_simple(struct ctx *c)
 {
-    cJSON *req = request_new(c, op);
-    char req_id[64];
-    if (req && write) {
-        next_req_id(c, req_id, sizeof req_id);
-        cJSON_AddStringToObject(req, "req_id", req_id);
-    }
     cJSON *rep;
-    int rc = call(c, req, &rep, write ? WRITE_RETRIES : 0);
+    int rc = call(c, request_new(c), &rep);
     if (rc != EXIT_OK) return rc;
     return print_object(c, rep);
 }
@@ -1157,14 +1179,14 @@ static int cmd_simple(struct ctx *c, const char *op, int write)
 static int cmd_stats(struct ctx *c, const struct args *a)
 {
     (void)a;
-    return cmd_simple(c, "stats", 0);
+    return cmd_simple(c);
 }
 
 static int cmd_health(struct ctx *c, const struct args *a)
 {
     (void)a;
     cJSON *rep;
-    int rc = call(c, request_new(c, "health"), &rep, 0);
+    int rc = call(c, request_new(c), &rep);
     if (rc != EXIT_OK) return rc;
     const char *status = str_or(rep, "status", "?");
     /* Only "serving" is healthy: a stopping daemon answers, but takes no new work. */
@@ -1189,7 +1211,7 @@ static int cmd_health(struct ctx *c, const struct args *a)
 static int cmd_reindex(struct ctx *c, const struct args *a)
 {
     (void)a;
-    return cmd_simple(c, "reindex", 1);
+    return cmd_simple(c);
 }
 
 static int cmd_backup(struct ctx *c, const struct args *a)
@@ -1207,15 +1229,10 @@ static int cmd_backup(struct ctx *c, const struct args *a)
         }
         dir = abs;
     }
-    cJSON *req = request_new(c, "backup");
-    char req_id[64];
-    next_req_id(c, req_id, sizeof req_id);
-    if (req) {
-        cJSON_AddStringToObject(req, "req_id", req_id);
-        cJSON_AddStringToObject(req, "dir", dir);
-    }
+    cJSON *req = request_new(c);
+    req_set(c, req, "dir", cJSON_CreateString(dir));
     cJSON *rep;
-    int rc = call(c, req, &rep, WRITE_RETRIES);
+    int rc = call(c, req, &rep);
     if (rc != EXIT_OK) return rc;
     return print_object(c, rep);
 }
@@ -1225,7 +1242,8 @@ static int cmd_backup(struct ctx *c, const struct args *a)
 static const struct opt no_opts[] = {{NULL, 0, NULL, NULL}};
 
 static const struct command commands[] = {
-    {"add", "TEXT... | --file FILE [--format txt|jsonl|csv] [--text-column C] [--id-column C]",
+    {SBERT_PROTO_OP_ADD,
+     "TEXT... | --file FILE [--format txt|jsonl|csv] [--text-column C] [--id-column C]",
      "add documents (upsert): texts on the command line, or a file",
      "Files: txt is one document per line; jsonl one object per line with \"text\" and optional\n"
      "\"id\" and \"metadata\"; csv (RFC 4180) has a header, --text-column names the text, "
@@ -1238,33 +1256,35 @@ static const struct command commands[] = {
      "A progress bar (count, rate, ETA) shows on a terminal. Prints the ids in input order\n"
      "(--json: {\"ids\":[...]}); a document with an existing id replaces it.",
      add_opts, 0, -1, 120, cmd_add},
-    {"query", "[-k N] [--filter JSON] [--min-score S] TEXT", "the documents most similar to TEXT",
+    {SBERT_PROTO_OP_QUERY, "[-k N] [--filter JSON] [--min-score S] TEXT",
+     "the documents most similar to TEXT",
      "--json: {\"results\":[{\"id\",\"score\",\"text\",\"metadata\"}]}", query_opts, 1, 1, 30,
      cmd_query},
-    {"get", "ID", "show one document", NULL, no_opts, 1, 1, 30, cmd_get},
-    {"delete", "ID...", "delete documents",
+    {SBERT_PROTO_OP_GET, "ID", "show one document", NULL, no_opts, 1, 1, 30, cmd_get},
+    {SBERT_PROTO_OP_DELETE, "ID...", "delete documents",
      "Ids that do not exist are named on stderr; the exit status is still 0.", no_opts, 1, -1, 60,
      cmd_delete},
-    {"similarity", "A B", "cosine similarity of two texts", "--json: {\"score\":S}", no_opts, 2, 2,
-     30, cmd_similarity},
-    {"encode", "TEXT...", "embeddings of texts (the model's encode())",
+    {SBERT_PROTO_OP_SIMILARITY, "A B", "cosine similarity of two texts", "--json: {\"score\":S}",
+     no_opts, 2, 2, 30, cmd_similarity},
+    {SBERT_PROTO_OP_ENCODE, "TEXT...", "embeddings of texts (the model's encode())",
      "--json: {\"embeddings\":[[...],...]}", no_opts, 1, -1, 60, cmd_encode},
-    {"pairs", "[-n N] [--min-score S] [TEXT...]",
+    {SBERT_PROTO_OP_PAIRS, "[-n N] [--min-score S] [TEXT...]",
      "the most similar pairs: among the given texts, or in the collection",
      "--json: {\"pairs\":[{\"a\":{\"id\",\"text\"},\"b\":{\"id\",\"text\"},\"score\"}]} (ids are "
      "null "
      "for\ngiven texts).",
      pairs_opts, 0, -1, 120, cmd_pairs},
-    {"stats", "", "daemon statistics", "--json prints the daemon's object.", no_opts, 0, 0, 30,
-     cmd_stats},
-    {"health", "", "check that sbertd serves",
+    {SBERT_PROTO_OP_STATS, "", "daemon statistics", "--json prints the daemon's object.", no_opts,
+     0, 0, 30, cmd_stats},
+    {SBERT_PROTO_OP_HEALTH, "", "check that sbertd serves",
      "Exit status 0 when it answers \"serving\", 1 when it answers anything else (stopping).",
      no_opts, 0, 0, 10, cmd_health},
-    {"backup", "DIR", "write a consistent copy of the store and index to DIR on the server",
+    {SBERT_PROTO_OP_BACKUP, "DIR",
+     "write a consistent copy of the store and index to DIR on the server",
      "A relative DIR is made absolute against this shell's directory.", no_opts, 1, 1, 600,
      cmd_backup},
-    {"reindex", "", "rebuild the vector index from the store", NULL, no_opts, 0, 0, 600,
-     cmd_reindex},
+    {SBERT_PROTO_OP_REINDEX, "", "rebuild the vector index from the store", NULL, no_opts, 0, 0,
+     600, cmd_reindex},
 };
 #define N_COMMANDS (sizeof commands / sizeof commands[0])
 
@@ -1294,7 +1314,7 @@ static void print_main_help(FILE *f)
           "Commands:\n",
           f);
     for (size_t i = 0; i < N_COMMANDS; i++)
-        fprintf(f, "  %-11s %s\n", commands[i].name, commands[i].summary);
+        fprintf(f, "  %-11s %s\n", cmd_name(&commands[i]), commands[i].summary);
     fputs("\nOptions (before or after COMMAND):\n", f);
     print_opts(f, common_opts);
     fputs("      --version              print the version\n\n", f);
@@ -1307,7 +1327,7 @@ static void print_main_help(FILE *f)
 
 static void print_cmd_help(FILE *f, const struct command *cmd)
 {
-    fprintf(f, "usage: sbertctl %s %s\n\n%s.\n", cmd->name, cmd->usage, cmd->summary);
+    fprintf(f, "usage: sbertctl %s %s\n\n%s.\n", cmd_name(cmd), cmd->usage, cmd->summary);
     if (cmd->help) fprintf(f, "\n%s\n", cmd->help);
     if (cmd->opts[0].lname) {
         fputs("\nOptions:\n", f);
@@ -1444,7 +1464,7 @@ int main(int argc, char **argv)
     if (strcmp(argv[i], "help") == 0) {
         const struct command *cmd = NULL;
         for (size_t k = 0; i + 1 < argc && k < N_COMMANDS; k++)
-            if (strcmp(commands[k].name, argv[i + 1]) == 0) cmd = &commands[k];
+            if (strcmp(cmd_name(&commands[k]), argv[i + 1]) == 0) cmd = &commands[k];
         if (cmd)
             print_cmd_help(stdout, cmd);
         else
@@ -1453,7 +1473,7 @@ int main(int argc, char **argv)
     }
     const struct command *cmd = NULL;
     for (size_t k = 0; k < N_COMMANDS; k++)
-        if (strcmp(commands[k].name, argv[i]) == 0) cmd = &commands[k];
+        if (strcmp(cmd_name(&commands[k]), argv[i]) == 0) cmd = &commands[k];
     if (!cmd) return usage_error(NULL, "unknown command \"%s\"", argv[i]);
 
     struct args a = {0};

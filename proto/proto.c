@@ -287,14 +287,16 @@ static int name_in(const char *name, const char *const *list)
 int sbert_proto_check_members(const cJSON *obj, const char *const *allowed, int common,
                               struct sbert_proto_error *err)
 {
-    static const char *const common_members[] = {"v", "op", "req_id", "token", NULL};
+    size_t n_common;
+    const struct sbert_proto_member *common_members = sbert_proto_envelope(&n_common);
     const cJSON *m;
     cJSON_ArrayForEach(m, obj)
     {
-        if (!m->string)
-            continue;
-        if (name_in(m->string, allowed) || (common && name_in(m->string, common_members)))
-            continue;
+        if (!m->string || name_in(m->string, allowed)) continue;
+        int is_common = 0;
+        for (size_t i = 0; common && i < n_common && !is_common; i++)
+            is_common = strcmp(common_members[i].name, m->string) == 0;
+        if (is_common) continue;
         return sbert_proto_error_set(err, SBERT_PROTO_EBAD_REQUEST, -1, "unknown member \"%.64s\"",
                                      m->string);
     }

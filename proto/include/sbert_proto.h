@@ -218,6 +218,128 @@ int sbert_proto_print(const cJSON *msg, char **out, size_t *len);
 int sbert_proto_reply_parse(const char *buf, size_t len, cJSON **root,
                             struct sbert_proto_error *err);
 
+/* ---- the op table (PROTOCOL.md sections 2 and 4) --------------------------------------------- */
+
+/*
+ * The protocol's vocabulary as data: every operation of section 4 with the request members it
+ * defines, their types, which are required and whether the operation writes, and the members of
+ * section 2 that every request may carry. The daemon maps the ops to its handlers, sbertctl builds
+ * its requests from them, the fuzzers draw names from them, and tests/proto (test
+ * proto_optable_doc) fails when PROTOCOL.md says otherwise.
+ *
+ * Everything returned here is static, read-only data: valid for the life of the program and
+ * shared by every thread without locking.
+ */
+
+/* The type of a member, one per spelling of section 4's "type" column (sbert_proto_mtype_name()).
+ * It is the JSON shape only; ranges and lengths are the getters' business. */
+enum sbert_proto_mtype {
+    SBERT_PROTO_M_STRING,           /* "string" */
+    SBERT_PROTO_M_INT,              /* "int": a number without a fractional part */
+    SBERT_PROTO_M_NUMBER,           /* "number" */
+    SBERT_PROTO_M_BOOL,             /* "bool" (no request member has it in version 1) */
+    SBERT_PROTO_M_ARRAY,            /* "array": elements checked by the getter (include) */
+    SBERT_PROTO_M_OBJECT,           /* "object" */
+    SBERT_PROTO_M_STRINGS,          /* "array of strings" (ids may also be integers, section 2) */
+    SBERT_PROTO_M_NUMBERS,          /* "array of numbers" */
+    SBERT_PROTO_M_OBJECTS,          /* "array of objects" */
+    SBERT_PROTO_M_STRING_OR_STRINGS /* "string or array of strings" */
+};
+
+/* Member flags. */
+enum {
+    /* A list bounded by max_batch (section 3's table names it). */
+    SBERT_PROTO_MF_BATCH = 1u << 0,
+    /* pairs: applies in collection mode only, i.e. without "texts" ("collection mode only"). */
+    SBERT_PROTO_MF_COLLECTION = 1u << 1,
+    /* Required when the daemon is configured for it: "token" with auth_token ("when
+     * configured"); required is then 0. */
+    SBERT_PROTO_MF_CONFIGURED = 1u << 2
+};
+
+/* One request member. */
+struct sbert_proto_member {
+    const char *name;
+    enum sbert_proto_mtype type;
+    int required;   /* 1: every request of the op has it; 0: optional, or one of a group */
+    int one_of;     /* 0, or a group number > 0: exactly one member of the op with that number must
+                       be present ("one of" in section 4; query's text and vector) */
+    unsigned flags; /* SBERT_PROTO_MF_* */
+};
+
+/* The operations, in section 4's order; an op's id is its index in sbert_proto_ops(). */
+enum sbert_proto_op_id {
+    SBERT_PROTO_OP_ADD,
+    SBERT_PROTO_OP_GET,
+    SBERT_PROTO_OP_DELETE,
+    SBERT_PROTO_OP_QUERY,
+    SBERT_PROTO_OP_SIMILARITY,
+    SBERT_PROTO_OP_ENCODE,
+    SBERT_PROTO_OP_PAIRS,
+    SBERT_PROTO_OP_STATS,
+    SBERT_PROTO_OP_HEALTH,
+    SBERT_PROTO_OP_BACKUP,
+    SBERT_PROTO_OP_REINDEX,
+    SBERT_PROTO_N_OPS
+};
+
+/* One operation of section 4. */
+struct sbert_proto_op {
+    const char *name;
+    int writes; /* 1: "(write)" in section 4: serialised, idempotent by req_id (section 2) */
+    const struct sbert_proto_member *members; /* the op's own members, in section 4's order */
+    size_t n_members;                         /* 0: "No members." */
+    const char *summary; /* section 4's heading after the dash, without "(write)" */
+    enum sbert_proto_op_id id;
+};
+
+/* Returns the operation named name (exact, case-sensitive: section 5's unknown_op), or NULL for
+ * an unknown name or NULL. */
+const struct sbert_proto_op *sbert_proto_op_find(const char *name);
+
+/* Returns every operation, SBERT_PROTO_N_OPS of them in section 4's order (ops[i].id == i), and
+ * stores their number in *n unless n is NULL. */
+const struct sbert_proto_op *sbert_proto_ops(size_t *n);
+
+/* Returns the members common to every request (section 2: v, op, req_id, token) and stores
+ * their number in *n unless n is NULL. */
+const struct sbert_proto_member *sbert_proto_envelope(size_t *n);
+
+/* Returns op's own member named name, or NULL when op does not define it (the common members of
+ * sbert_proto_envelope() are not op members). */
+const struct sbert_proto_member *sbert_proto_op_member(const struct sbert_proto_op *op,
+                                                       const char *name);
+
+/* Returns the type's spelling in section 4's "type" column ("array of strings"); "?" for a value
+ * outside the enum. */
+const char *sbert_proto_mtype_name(enum sbert_proto_mtype type);
+
+/* Returns 1 when the JSON value x has the shape type (for arrays: every element; an empty array
+ * matches every array type), else 0 (also for x NULL). */
+int sbert_proto_mtype_matches(enum sbert_proto_mtype type, const cJSON *x);
+
+/* Checks that every member of the request object req is one of op's members or a common member;
+ * else bad_request naming it, as sbert_proto_check_members(). Presence and types are left to the
+ * getters. */
+int sbert_proto_op_check_members(const struct sbert_proto_op *op, const cJSON *req,
+                                 struct sbert_proto_error *err);
+
+/* What sbert_proto_op_check_request() checks besides names, presence and "one of" groups. */
+enum { SBERT_PROTO_CHECK_TYPES = 1u << 0 /* each member's type (sbert_proto_mtype_matches) */ };
+
+/*
+ * Checks a whole request against the table, as a client does before sending it: "v" and "op"
+ * present, op known (else unknown_op), every member defined for the op or common, every
+ * required member present, exactly one of each "one of" group, and with SBERT_PROTO_CHECK_TYPES
+ * in flags every member of its type. Else bad_request naming the member. Only the shape: values,
+ * ranges and the rules between members that section 4 states in prose are the daemon's getters'
+ * to check (with their own codes, e.g. bad_k). *op_out (may be NULL) receives the op, or NULL
+ * when it is unknown.
+ */
+int sbert_proto_op_check_request(const cJSON *req, unsigned flags,
+                                 const struct sbert_proto_op **op_out,
+                                 struct sbert_proto_error *err);
+
 #ifdef __cplusplus
 }
 #endif

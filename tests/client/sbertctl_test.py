@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
 """Integration tests of sbertctl against a real sbertd (standard library only).
 
-  sbertctl_test.py offline --sbertctl PATH
+  sbertctl_test.py offline --sbertctl PATH [--optable PATH]
       usage errors (exit 2) and an unreachable daemon (exit 3); needs no daemon and no model.
+      With --optable (tests/proto's optable_test), every subcommand's request, caught by a fake
+      daemon, is checked against proto/'s op table.
   sbertctl_test.py daemon --sbertctl PATH --sbertd PATH --model DIR --shared DIR
       starts sbertd on a temporary data directory and ipc socket and drives every subcommand
       through sbertctl, including the seed article's two examples.
@@ -10,6 +12,7 @@
 Every check raises on failure; the process exits non-zero when any check failed.
 """
 import argparse
+import ctypes
 import json
 import math
 import os
@@ -25,7 +28,9 @@ import time
 import traceback
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "daemon"))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "proto"))
 import sbertd_harness  # noqa: E402  (the raw nanomsg client)
+import optable_doc  # noqa: E402  (the op table's JSON types)
 
 # The seed article's eight sentences and the ten pairs it prints (all-MiniLM-L6-v2, scores to
 # four decimals): /work/shared/seeds/000_b0c12c129953b08e.txt, second example.
@@ -135,7 +140,52 @@ def check_pairs_output(ctl, args, where):
 
 # ---- offline ----------------------------------------------------------------------------------
 
-def offline_tests(ctl, tmp):
+class FakeDaemon:
+    """A REP socket on url that keeps every request it receives and answers each with an
+    `internal` error, so that sbertctl sends one request and exits 1."""
+    NN_REP = 3 * 16 + 1
+    REPLY = b'{"v":1,"ok":false,"error":{"code":"internal","message":"fake daemon"}}'
+
+    def __init__(self, url):
+        lib = sbertd_harness._lib
+        lib.nn_bind.argtypes = [ctypes.c_int, ctypes.c_char_p]
+        self.lib, self.requests, self.stop = lib, [], False
+        self.sock = lib.nn_socket(sbertd_harness.AF_SP, self.NN_REP)
+        v = ctypes.c_int(100)
+        assert lib.nn_setsockopt(self.sock, sbertd_harness.NN_SOL_SOCKET,
+                                 sbertd_harness.NN_RCVTIMEO, ctypes.byref(v), 4) == 0
+        assert lib.nn_bind(self.sock, url.encode()) >= 0, "nn_bind %s failed" % url
+        self.thread = threading.Thread(target=self.serve, daemon=True)
+        self.thread.start()
+
+    def serve(self):
+        while not self.stop:
+            p = ctypes.c_void_p()
+            n = self.lib.nn_recv(self.sock, ctypes.byref(p), sbertd_harness.NN_MSG, 0)
+            if n < 0:
+                continue
+            self.requests.append(ctypes.string_at(p, n))
+            self.lib.nn_freemsg(p)
+            buf = ctypes.create_string_buffer(self.REPLY, len(self.REPLY))
+            self.lib.nn_send(self.sock, buf, len(self.REPLY), 0)
+
+    def close(self):
+        self.stop = True
+        self.thread.join()
+        self.lib.nn_close(self.sock)
+
+
+# One invocation per subcommand (and per request shape), each sending one request.
+REQUEST_CASES = [
+    ["add", "a text", "another"], ["add", "-m", '{"lang":"en"}', "a text"],
+    ["query", "x"], ["query", "-k", "3", "--min-score", "0.2", "--filter", '{"a":1}', "x"],
+    ["get", "id1"], ["delete", "id1", "id2"], ["similarity", "a", "b"], ["encode", "a", "b"],
+    ["pairs"], ["pairs", "-n", "2", "--min-score", "0.1", "a", "b"], ["stats"], ["health"],
+    ["backup", "/tmp/sbertctl-test-backup"], ["reindex"],
+]
+
+
+def offline_tests(ctl, tmp, optable=None):
     def t_usage():
         for args in (["bogus"], ["query"], ["query", "-k", "0", "x"], ["query", "-k", "x", "y"],
                      ["similarity", "one"], ["get"], ["delete"], ["add"],
@@ -198,7 +248,52 @@ def offline_tests(ctl, tmp):
                     expect=1)
         check(missing in p.stderr, "missing file named: %r" % p.stderr)
 
-    return [t_usage, t_unreachable, t_bad_file]
+    def t_requests_follow_optable():
+        # What every subcommand sends, as a fake daemon receives it, against proto/'s op table
+        # (optable_test --json): the op named like the command, only members the op (or section
+        # 2) defines, each of its type, the required ones and one of each group present, and a
+        # req_id on exactly the ops that write (so that a re-sent write is applied once).
+        table = json.loads(subprocess.run([optable, "--json"], check=True, capture_output=True,
+                                          text=True).stdout)
+        ops = {o["name"]: o for o in table["ops"]}
+        env = {m["name"]: m for m in table["envelope"]}
+        url = "ipc://" + os.path.join(tmp, "fake.sock")
+        fake = FakeDaemon(url)
+        seen = set()
+        try:
+            for args in REQUEST_CASES:
+                before = len(fake.requests)
+                p = ctl.run("--token", "tok", *args, socket_url=url, expect=1)
+                check("fake daemon" in p.stderr, "%r: the fake daemon's error: %r" % (args, p.stderr))
+                check(len(fake.requests) == before + 1, "%r: one request" % args)
+                req = json.loads(fake.requests[-1].rstrip(b"\0"))
+                op = ops.get(req.get("op"))
+                check(op is not None and req["op"] == args[0], "%r sent op %r" % (args, req.get("op")))
+                seen.add(op["name"])
+                defined = dict(env, **{m["name"]: m for m in op["members"]})
+                for k, v in req.items():
+                    check(k in defined, "%r: member %r is not in the op table" % (args, k))
+                    check(optable_doc.type_ok(defined[k]["type"], v),
+                          "%r: %s=%r is not of type %s" % (args, k, v, defined[k]["type"]))
+                for m in defined.values():
+                    check(not m["required"] or m["name"] in req,
+                          "%r: required member %r missing" % (args, m["name"]))
+                for g in {m["one_of"] for m in op["members"] if m["one_of"]}:
+                    have = [m["name"] for m in op["members"] if m["one_of"] == g and m["name"] in req]
+                    check(len(have) == 1, "%r: one of a group: %r" % (args, have))
+                check(req.get("v") == 1 and req.get("token") == "tok", "%r: v and token" % args)
+                check(("req_id" in req) == bool(op["writes"]),
+                      "%r: req_id %s on an op that %s" % (args, "present" if "req_id" in req else
+                                                          "absent", "writes" if op["writes"] else
+                                                          "does not write"))
+        finally:
+            fake.close()
+        check(seen == set(ops), "subcommands send every op: missing %s" % sorted(set(ops) - seen))
+
+    tests = [t_usage, t_unreachable, t_bad_file]
+    if optable:
+        tests.append(t_requests_follow_optable)
+    return tests
 
 
 # ---- with a daemon ----------------------------------------------------------------------------
@@ -581,12 +676,13 @@ def main():
     ap.add_argument("--sbertd")
     ap.add_argument("--model")
     ap.add_argument("--shared")
+    ap.add_argument("--optable", help="tests/proto's optable_test: check requests against it")
     a = ap.parse_args()
     # A short directory: ipc socket paths are limited to 107 bytes.
     tmp = tempfile.mkdtemp(prefix="sbctl-", dir="/tmp")
     try:
         if a.mode == "offline":
-            run_all(offline_tests(Ctl(a.sbertctl), tmp))
+            run_all(offline_tests(Ctl(a.sbertctl), tmp, a.optable))
         else:
             for path, what in ((a.sbertd, "--sbertd"), (a.model, "--model")):
                 if not path or not os.path.exists(path):
