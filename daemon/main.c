@@ -299,6 +299,10 @@ int main(int argc, char **argv)
         return 2;
     }
     sbertd_config_dump(&d.cfg, log_config_line, NULL);
+    if (sbertd_ops_init(err, sizeof err)) {
+        sbertd_log(LOG_ERR, "the op table: %s", err);
+        return 1;
+    }
     raise_nofile();
 
     d.start_us = sbertd_now_us();

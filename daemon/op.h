@@ -22,13 +22,12 @@ struct sbertd;  /* the server (opaque) */
 struct request; /* one request, owned by the server thread that runs the handler (opaque) */
 
 /* ---- the op table ------------------------------------------------------------------------------
- * One row per operation of the protocol (PROTOCOL.md section 4): ops.c's sbertd_ops[] is the
- * daemon's whole dispatch. */
-struct op {
-    const char *name;
-    const char *const *members; /* the members the op defines (besides v, op, req_id, token) */
-    const char *list;           /* the member bounded by max_batch, or NULL */
-    int is_write;               /* serialised through the write pipeline; idempotent by req_id */
+ * proto's op table (sbert_proto_ops: PROTOCOL.md section 4) says what each op is called, which
+ * members it takes and whether it writes; the daemon adds how it runs. ops.c joins the two. */
+
+/* The daemon's side of one op. */
+struct op_handlers {
+    const char *list; /* the member bounded by max_batch, or NULL */
     /* Validates the request in a worker and keeps what the run needs with sbertd_req_set_prep
      * (may be NULL). */
     int (*prepare)(struct sbertd *d, struct request *r, struct sbert_proto_error *err);
@@ -40,10 +39,32 @@ struct op {
     void (*stage_group)(struct sbertd *d, struct request **rs, size_t n);
 };
 
-extern const struct op sbertd_ops[];
+/* One op as the daemon runs it: the protocol's row joined with the daemon's handlers. */
+struct op {
+    const char *name;                   /* the protocol's */
+    int is_write;                       /* the protocol's "writes": through the write pipeline,
+                                           idempotent by req_id */
+    const struct sbert_proto_op *proto; /* its members */
+    int index;                          /* in table order (the protocol's), 0 .. sbertd_n_ops-1 */
+    const char *list;
+    int (*prepare)(struct sbertd *d, struct request *r, struct sbert_proto_error *err);
+    int (*run)(struct sbertd *d, struct request *r, cJSON *reply, struct sbert_proto_error *err);
+    void (*stage_group)(struct sbertd *d, struct request **rs, size_t n);
+};
+
+/* The number of ops (the protocol's). */
 extern const size_t sbertd_n_ops;
 
-/* The row of the op called name, or NULL. */
+/* Builds the daemon's op table from the protocol's and checks that they agree: every op of the
+ * protocol has a handler, every handler an op of the protocol, a list is one of its op's members
+ * and only a write has a stage. Returns 0, or -1 with why. Called once at start-up, before any
+ * thread starts and before any other function below. */
+int sbertd_ops_init(char *why, size_t whylen);
+
+/* Op i (0 <= i < sbertd_n_ops), in the protocol's order; valid for the daemon's life. */
+const struct op *sbertd_op_at(size_t i);
+
+/* The op called name, or NULL. */
 const struct op *sbertd_op_find(const char *name);
 
 /* ---- the request -------------------------------------------------------------------------------

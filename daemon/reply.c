@@ -71,7 +71,7 @@ int sbertd_op_stats_each(struct sbertd *d,
                                       percentile_ms(s, 0.90),
                                       percentile_ms(s, 0.99),
                                       s->max_ms};
-        rc = fn(user, sbertd_ops[i].name, &f);
+        rc = fn(user, sbertd_op_at(i)->name, &f);
     }
     pthread_mutex_unlock(&d->stats_mu);
     return rc;

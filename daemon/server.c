@@ -46,8 +46,8 @@ static int validate(struct sbertd *d, struct request *r, struct sbert_proto_erro
     if (!r->op)
         return sbert_proto_error_set(err, SBERT_PROTO_EUNKNOWN_OP, -1, "unknown op \"%.64s\"",
                                      r->req.op);
-    r->op_index = (int)(r->op - sbertd_ops);
-    rc = sbert_proto_check_members(r->req.root, r->op->members, 1, err);
+    r->op_index = r->op->index;
+    rc = sbert_proto_op_check_members(r->op->proto, r->req.root, err);
     if (rc) return rc;
     if (r->op->list) {
         const cJSON *l = cJSON_GetObjectItemCaseSensitive(r->req.root, r->op->list);
@@ -195,7 +195,7 @@ int sbertd_server_alive(void *ctx, char *why, size_t whylen)
             snprintf(why, whylen, "%s %d busy for %llu s on op %s",
                      i >= d->n_workers ? stage[i - d->n_workers] : "worker", i,
                      (unsigned long long)((now - t) / 1000000u),
-                     op >= 0 && (size_t)op < sbertd_n_ops ? sbertd_ops[op].name : "?");
+                     op >= 0 && (size_t)op < sbertd_n_ops ? sbertd_op_at((size_t)op)->name : "?");
             return 0;
         }
     }
