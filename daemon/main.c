@@ -234,7 +234,8 @@ static int open_store(struct sbertd *d)
         ip.reindex_on_open = sbertd_reindex_encode;
         ip.reindex_user = d;
     }
-    struct open_progress op = {0};
+    /* the store keeps reporting through it after open (a reindex does): it lives as long */
+    static struct open_progress op;
     ip.progress = open_progress_note;
     ip.progress_user = &op;
     make_parents(d->cfg.data);
