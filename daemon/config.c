@@ -362,14 +362,15 @@ static int args_first_pass(int argc, char **argv, const char **config_file, char
     return 0;
 }
 
-/* --set KEY=VALUE (listen adds a URL as --listen does). */
+/* --set KEY=VALUE (listen adds a URL as --listen does). Returns 0; -1 with why when the key or
+ * value is refused; -2 with err when arg is not KEY=VALUE. */
 static int set_flag(struct sbertd_config *c, const char *arg, int *listen_replaced, char *why,
-                    size_t whylen)
+                    size_t whylen, char *err, size_t errlen)
 {
     char kv[8192];
     snprintf(kv, sizeof kv, "%s", arg);
     char *eq = strchr(kv, '=');
-    if (!eq) return sbert_util_errf(why, whylen, -1, "--set needs KEY=VALUE, got \"%s\"", arg);
+    if (!eq) return sbert_util_errf(err, errlen, -2, "--set needs KEY=VALUE, got \"%s\"", arg);
     *eq = '\0';
     if (strcmp(trim(kv), "listen") == 0)
         return add_listen(c, trim(eq + 1), listen_replaced, why, whylen);
@@ -390,7 +391,8 @@ static int args_flags(struct sbertd_config *c, int argc, char **argv, char *err,
         if (o == O_LISTEN)
             r = add_listen(c, optarg, &listen_replaced, why, sizeof why);
         else if (o == O_SET)
-            r = set_flag(c, optarg, &listen_replaced, why, sizeof why);
+            r = set_flag(c, optarg, &listen_replaced, why, sizeof why, err, errlen);
+        if (r == -2) return -1;
         if (r) return sbert_util_errf(err, errlen, -1, "%s", why);
     }
     return 0;
