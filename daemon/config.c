@@ -8,7 +8,6 @@
 #include <ctype.h>
 #include <errno.h>
 #include <getopt.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,6 +16,7 @@
 
 #include "sbert.h"
 #include "sbert_proto.h"
+#include "sbert_util.h"
 
 #ifndef SBERTD_DEFAULT_MODEL_DIR
 #define SBERTD_DEFAULT_MODEL_DIR "/usr/share/sbertd/models/all-MiniLM-L6-v2"
@@ -30,12 +30,21 @@ static const struct key {
     const char *name;
     enum key_type type;
     size_t offset;
-    size_t size;         /* K_STR: buffer size */
-    uint64_t min, max;   /* K_INT, K_U64 */
+    size_t size;       /* K_STR: buffer size */
+    uint64_t min, max; /* K_INT, K_U64 */
 } keys[] = {
-#define STR(n, f) {n, K_STR, offsetof(struct sbertd_config, f), sizeof(((struct sbertd_config *)0)->f), 0, 0}
-#define INT(n, f, lo, hi) {n, K_INT, offsetof(struct sbertd_config, f), 0, lo, hi}
-#define U64(n, f, lo, hi) {n, K_U64, offsetof(struct sbertd_config, f), 0, lo, hi}
+#define STR(n, f)                                                                                  \
+    {                                                                                              \
+        n, K_STR, offsetof(struct sbertd_config, f), sizeof(((struct sbertd_config *)0)->f), 0, 0  \
+    }
+#define INT(n, f, lo, hi)                                                                          \
+    {                                                                                              \
+        n, K_INT, offsetof(struct sbertd_config, f), 0, lo, hi                                     \
+    }
+#define U64(n, f, lo, hi)                                                                          \
+    {                                                                                              \
+        n, K_U64, offsetof(struct sbertd_config, f), 0, lo, hi                                     \
+    }
     STR("model", model),
     STR("data", data),
     {"listen", K_LISTEN, 0, 0, 0, 0},
@@ -44,7 +53,8 @@ static const struct key {
     INT("encode_threads", encode_threads, 1, 256),
     {"log_level", K_LEVEL, offsetof(struct sbertd_config, log_level), 0, 0, 0},
     {"allow_remote", K_BOOL, offsetof(struct sbertd_config, allow_remote), 0, 0, 0},
-    {"reindex_on_model_change", K_BOOL, offsetof(struct sbertd_config, reindex_on_model_change), 0, 0, 0},
+    {"reindex_on_model_change", K_BOOL, offsetof(struct sbertd_config, reindex_on_model_change), 0,
+     0, 0},
     STR("auth_token", auth_token),
     INT("ef_search", ef_search, 0, 1000000),
     INT("nprobe", nprobe, 0, 1000000),
@@ -68,16 +78,6 @@ static const struct key {
 };
 #define N_KEYS (sizeof keys / sizeof keys[0])
 
-static int errf(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static int errf(char *err, size_t errlen, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-    return -1;
-}
-
 static int ncpu(void)
 {
     long n = sysconf(_SC_NPROCESSORS_ONLN);
@@ -94,11 +94,9 @@ static int is_dir(const char *p)
 static int env_dir(const char *var, char *out, size_t cap)
 {
     const char *v = getenv(var);
-    if (!v || !*v)
-        return 0;
+    if (!v || !*v) return 0;
     size_t n = strcspn(v, ":");
-    if (n >= cap)
-        return 0;
+    if (n >= cap) return 0;
     memcpy(out, v, n);
     out[n] = '\0';
     return 1;
@@ -145,8 +143,7 @@ void sbertd_config_defaults(struct sbertd_config *c)
 
 static int parse_u64(const char *s, uint64_t *out)
 {
-    if (!isdigit((unsigned char)*s))
-        return -1;
+    if (!isdigit((unsigned char)*s)) return -1;
     errno = 0;
     char *end;
     unsigned long long v = strtoull(s, &end, 10);
@@ -158,8 +155,7 @@ static int parse_u64(const char *s, uint64_t *out)
         mult = 1024 * 1024, end++;
     else if (*end == 'G' || *end == 'g')
         mult = 1024 * 1024 * 1024, end++;
-    if (errno || *end || (mult > 1 && v > UINT64_MAX / mult))
-        return -1;
+    if (errno || *end || (mult > 1 && v > UINT64_MAX / mult)) return -1;
     *out = v * mult;
     return 0;
 }
@@ -169,23 +165,22 @@ int sbertd_config_set(struct sbertd_config *c, const char *key, const char *valu
 {
     const struct key *k = NULL;
     for (size_t i = 0; i < N_KEYS; i++)
-        if (strcmp(keys[i].name, key) == 0)
-            k = &keys[i];
-    if (!k)
-        return errf(err, errlen, "unknown key \"%s\"", key);
+        if (strcmp(keys[i].name, key) == 0) k = &keys[i];
+    if (!k) return sbert_util_errf(err, errlen, -1, "unknown key \"%s\"", key);
     char *base = (char *)c;
     uint64_t u;
     switch (k->type) {
     case K_STR:
         if (strlen(value) >= k->size)
-            return errf(err, errlen, "%s: value longer than %zu bytes", key, k->size - 1);
+            return sbert_util_errf(err, errlen, -1, "%s: value longer than %zu bytes", key,
+                                   k->size - 1);
         snprintf(base + k->offset, k->size, "%s", value);
         return 0;
     case K_INT:
     case K_U64:
         if (parse_u64(value, &u) || u < k->min || u > k->max)
-            return errf(err, errlen, "%s: \"%s\" is not a number in %llu..%llu", key, value,
-                        (unsigned long long)k->min, (unsigned long long)k->max);
+            return sbert_util_errf(err, errlen, -1, "%s: \"%s\" is not a number in %llu..%llu", key,
+                                   value, (unsigned long long)k->min, (unsigned long long)k->max);
         if (k->type == K_INT)
             *(int *)(base + k->offset) = (int)u;
         else if (strcmp(key, "snapshot_seconds") == 0)
@@ -199,21 +194,22 @@ int sbertd_config_set(struct sbertd_config *c, const char *key, const char *valu
         else if (!strcmp(value, "no") || !strcmp(value, "false") || !strcmp(value, "0"))
             *(int *)(base + k->offset) = 0;
         else
-            return errf(err, errlen, "%s: \"%s\" is not yes or no", key, value);
+            return sbert_util_errf(err, errlen, -1, "%s: \"%s\" is not yes or no", key, value);
         return 0;
     case K_LEVEL: {
         int l = sbertd_log_level_parse(value);
         if (l < 0)
-            return errf(err, errlen, "%s: \"%s\" is not error, warning, notice, info or debug",
-                        key, value);
+            return sbert_util_errf(err, errlen, -1,
+                                   "%s: \"%s\" is not error, warning, notice, info or debug", key,
+                                   value);
         *(int *)(base + k->offset) = l;
         return 0;
     }
     case K_LISTEN:
         /* a file or flag list replaces the default: the first "listen" clears it */
-        return errf(err, errlen, "listen is handled by the caller");
+        return sbert_util_errf(err, errlen, -1, "listen is handled by the caller");
     }
-    return errf(err, errlen, "%s: unhandled key type", key);
+    return sbert_util_errf(err, errlen, -1, "%s: unhandled key type", key);
 }
 
 static int add_listen(struct sbertd_config *c, const char *url, int *replaced, char *err,
@@ -224,11 +220,12 @@ static int add_listen(struct sbertd_config *c, const char *url, int *replaced, c
         *replaced = 1;
     }
     if (c->n_listen >= SBERTD_MAX_LISTEN)
-        return errf(err, errlen, "at most %d listen URLs", SBERTD_MAX_LISTEN);
+        return sbert_util_errf(err, errlen, -1, "at most %d listen URLs", SBERTD_MAX_LISTEN);
     if (strlen(url) >= sizeof c->listen[0])
-        return errf(err, errlen, "listen URL too long");
+        return sbert_util_errf(err, errlen, -1, "listen URL too long");
     if (strncmp(url, "ipc://", 6) != 0 && strncmp(url, "tcp://", 6) != 0)
-        return errf(err, errlen, "listen \"%s\": only ipc:// and tcp:// are supported", url);
+        return sbert_util_errf(err, errlen, -1,
+                               "listen \"%s\": only ipc:// and tcp:// are supported", url);
     snprintf(c->listen[c->n_listen++], sizeof c->listen[0], "%s", url);
     return 0;
 }
@@ -246,18 +243,16 @@ static char *trim(char *s)
 int sbertd_config_load_file(struct sbertd_config *c, const char *path, char *err, size_t errlen)
 {
     FILE *f = fopen(path, "r");
-    if (!f)
-        return errf(err, errlen, "%s: %s", path, strerror(errno));
+    if (!f) return sbert_util_errf(err, errlen, -1, "%s: %s", path, strerror(errno));
     char line[8192];
     int lineno = 0, listen_replaced = 0, rc = 0;
     while (fgets(line, sizeof line, f)) {
         lineno++;
         char *s = trim(line);
-        if (*s == '\0' || *s == '#')
-            continue;
+        if (*s == '\0' || *s == '#') continue;
         char *eq = strchr(s, '=');
         if (!eq) {
-            rc = errf(err, errlen, "%s:%d: expected \"key = value\"", path, lineno);
+            rc = sbert_util_errf(err, errlen, -1, "%s:%d: expected \"key = value\"", path, lineno);
             break;
         }
         *eq = '\0';
@@ -269,15 +264,13 @@ int sbertd_config_load_file(struct sbertd_config *c, const char *path, char *err
         else
             r = sbertd_config_set(c, key, value, why, sizeof why);
         if (r) {
-            rc = errf(err, errlen, "%s:%d: %s", path, lineno, why);
+            rc = sbert_util_errf(err, errlen, -1, "%s:%d: %s", path, lineno, why);
             break;
         }
     }
-    if (!rc && ferror(f))
-        rc = errf(err, errlen, "%s: read error", path);
+    if (!rc && ferror(f)) rc = sbert_util_errf(err, errlen, -1, "%s: read error", path);
     fclose(f);
-    if (!rc)
-        snprintf(c->config_file, sizeof c->config_file, "%s", path);
+    if (!rc) snprintf(c->config_file, sizeof c->config_file, "%s", path);
     return rc;
 }
 
@@ -287,10 +280,12 @@ static const char usage[] =
     "\n"
     "  --config FILE     read settings from FILE (key = value lines); flags override it\n"
     "  --model DIR       sentence-transformers model directory\n"
-    "                    (default ./models/all-MiniLM-L6-v2 when present, else " SBERTD_DEFAULT_MODEL_DIR ")\n"
+    "                    (default ./models/all-MiniLM-L6-v2 when present, "
+    "else " SBERTD_DEFAULT_MODEL_DIR ")\n"
     "  --data DIR        store directory (default $STATE_DIRECTORY, else ./var/data)\n"
     "  --listen URL      ipc://PATH or tcp://HOST:PORT, repeatable\n"
-    "                    (default ipc://$RUNTIME_DIRECTORY/sbertd.sock, else ipc://./var/sbertd.sock)\n"
+    "                    (default ipc://$RUNTIME_DIRECTORY/sbertd.sock, else "
+    "ipc://./var/sbertd.sock)\n"
     "  --index SPEC      FAISS factory string, e.g. Flat, HNSW32,Flat, IVF1024,SQ8\n"
     "                    (default: the store's, Flat for a new store)\n"
     "  --threads N       request worker threads (default: 4 x CPU count, at least 16)\n"
@@ -299,28 +294,54 @@ static const char usage[] =
     "  --help            show this help and exit\n"
     "  --version         show the version and exit\n"
     "\n"
-    "Protocol: proto/PROTOCOL.md. Signals: SIGTERM/SIGINT stop cleanly, SIGHUP reloads the config.\n";
+    "Protocol: proto/PROTOCOL.md. Signals: SIGTERM/SIGINT stop cleanly, SIGHUP reloads the "
+    "config.\n";
 
-int sbertd_config_from_args(struct sbertd_config *c, int argc, char **argv, char *err,
-                            size_t errlen)
+enum {
+    O_CONFIG = 256,
+    O_MODEL,
+    O_DATA,
+    O_LISTEN,
+    O_INDEX,
+    O_THREADS,
+    O_LOG,
+    O_SET,
+    O_HELP,
+    O_VERSION
+};
+
+static const struct option opts[] = {{"config", required_argument, 0, O_CONFIG},
+                                     {"model", required_argument, 0, O_MODEL},
+                                     {"data", required_argument, 0, O_DATA},
+                                     {"listen", required_argument, 0, O_LISTEN},
+                                     {"index", required_argument, 0, O_INDEX},
+                                     {"threads", required_argument, 0, O_THREADS},
+                                     {"log-level", required_argument, 0, O_LOG},
+                                     {"set", required_argument, 0, O_SET},
+                                     {"help", no_argument, 0, O_HELP},
+                                     {"version", no_argument, 0, O_VERSION},
+                                     {0, 0, 0, 0}};
+
+/* The flags that set one key with their value. */
+static const struct {
+    int opt;
+    const char *key;
+} flag_keys[] = {
+    {O_MODEL, "model"},     {O_DATA, "data"},     {O_INDEX, "index"},
+    {O_THREADS, "threads"}, {O_LOG, "log_level"},
+};
+
+/* Pass 1 over argv: --config (*config_file), --help, --version and unknown options. Returns 0 to
+ * go on, 1 when --help or --version was handled, -1 on a usage error. */
+static int args_first_pass(int argc, char **argv, const char **config_file, char *err,
+                           size_t errlen)
 {
-    enum { O_CONFIG = 256, O_MODEL, O_DATA, O_LISTEN, O_INDEX, O_THREADS, O_LOG, O_SET, O_HELP, O_VERSION };
-    static const struct option opts[] = {
-        {"config", required_argument, 0, O_CONFIG},   {"model", required_argument, 0, O_MODEL},
-        {"data", required_argument, 0, O_DATA},       {"listen", required_argument, 0, O_LISTEN},
-        {"index", required_argument, 0, O_INDEX},     {"threads", required_argument, 0, O_THREADS},
-        {"log-level", required_argument, 0, O_LOG},   {"set", required_argument, 0, O_SET},
-        {"help", no_argument, 0, O_HELP},             {"version", no_argument, 0, O_VERSION},
-        {0, 0, 0, 0}};
-    sbertd_config_defaults(c);
-    /* Pass 1: --config, --help, --version and unknown options. */
-    const char *config_file = NULL;
     opterr = 0;
     optind = 1;
     int o;
     while ((o = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
         if (o == O_CONFIG)
-            config_file = optarg;
+            *config_file = optarg;
         else if (o == O_HELP) {
             fputs(usage, stdout);
             return 1;
@@ -329,50 +350,64 @@ int sbertd_config_from_args(struct sbertd_config *c, int argc, char **argv, char
                    SBERT_VERSION);
             return 1;
         } else if (o == '?')
-            return errf(err, errlen, "unknown option \"%s\" (see --help)", argv[optind - 1]);
+            return sbert_util_errf(err, errlen, -1, "unknown option \"%s\" (see --help)",
+                                   argv[optind - 1]);
         else if (o == ':')
-            return errf(err, errlen, "option \"%s\" needs a value", argv[optind - 1]);
+            return sbert_util_errf(err, errlen, -1, "option \"%s\" needs a value",
+                                   argv[optind - 1]);
     }
     if (optind < argc)
-        return errf(err, errlen, "unexpected argument \"%s\" (see --help)", argv[optind]);
-    if (config_file && sbertd_config_load_file(c, config_file, err, errlen))
-        return -1;
-    /* Pass 2: the flags, over the file. */
+        return sbert_util_errf(err, errlen, -1, "unexpected argument \"%s\" (see --help)",
+                               argv[optind]);
+    return 0;
+}
+
+/* --set KEY=VALUE (listen adds a URL as --listen does). Returns 0; -1 with why when the key or
+ * value is refused; -2 with err when arg is not KEY=VALUE. */
+static int set_flag(struct sbertd_config *c, const char *arg, int *listen_replaced, char *why,
+                    size_t whylen, char *err, size_t errlen)
+{
+    char kv[8192];
+    snprintf(kv, sizeof kv, "%s", arg);
+    char *eq = strchr(kv, '=');
+    if (!eq) return sbert_util_errf(err, errlen, -2, "--set needs KEY=VALUE, got \"%s\"", arg);
+    *eq = '\0';
+    if (strcmp(trim(kv), "listen") == 0)
+        return add_listen(c, trim(eq + 1), listen_replaced, why, whylen);
+    return sbertd_config_set(c, trim(kv), trim(eq + 1), why, whylen);
+}
+
+/* Pass 2 over argv: the flags, over the file. */
+static int args_flags(struct sbertd_config *c, int argc, char **argv, char *err, size_t errlen)
+{
     optind = 1;
-    int listen_replaced = 0;
+    int listen_replaced = 0, o;
     char why[512];
     while ((o = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
         int r = 0;
-        const char *key = NULL;
-        switch (o) {
-        case O_MODEL: key = "model"; break;
-        case O_DATA: key = "data"; break;
-        case O_INDEX: key = "index"; break;
-        case O_THREADS: key = "threads"; break;
-        case O_LOG: key = "log_level"; break;
-        case O_LISTEN: r = add_listen(c, optarg, &listen_replaced, why, sizeof why); break;
-        case O_SET: {
-            char kv[8192];
-            snprintf(kv, sizeof kv, "%s", optarg);
-            char *eq = strchr(kv, '=');
-            if (!eq)
-                return errf(err, errlen, "--set needs KEY=VALUE, got \"%s\"", optarg);
-            *eq = '\0';
-            if (strcmp(trim(kv), "listen") == 0)
-                r = add_listen(c, trim(eq + 1), &listen_replaced, why, sizeof why);
-            else
-                r = sbertd_config_set(c, trim(kv), trim(eq + 1), why, sizeof why);
-            break;
-        }
-        default: break;
-        }
-        if (key)
-            r = sbertd_config_set(c, key, optarg, why, sizeof why);
-        if (r)
-            return errf(err, errlen, "%s", why);
+        for (size_t i = 0; i < sizeof flag_keys / sizeof flag_keys[0]; i++)
+            if (o == flag_keys[i].opt)
+                r = sbertd_config_set(c, flag_keys[i].key, optarg, why, sizeof why);
+        if (o == O_LISTEN)
+            r = add_listen(c, optarg, &listen_replaced, why, sizeof why);
+        else if (o == O_SET)
+            r = set_flag(c, optarg, &listen_replaced, why, sizeof why, err, errlen);
+        if (r == -2) return -1;
+        if (r) return sbert_util_errf(err, errlen, -1, "%s", why);
     }
-    if (c->max_inflight_bytes == 0)
-        c->max_inflight_bytes = 4 * c->max_message_size;
+    return 0;
+}
+
+int sbertd_config_from_args(struct sbertd_config *c, int argc, char **argv, char *err,
+                            size_t errlen)
+{
+    sbertd_config_defaults(c);
+    const char *config_file = NULL;
+    int rc = args_first_pass(argc, argv, &config_file, err, errlen);
+    if (rc) return rc;
+    if (config_file && sbertd_config_load_file(c, config_file, err, errlen)) return -1;
+    if (args_flags(c, argc, argv, err, errlen)) return -1;
+    if (c->max_inflight_bytes == 0) c->max_inflight_bytes = 4 * c->max_message_size;
     return 0;
 }
 
@@ -383,39 +418,34 @@ static int tcp_is_loopback(const char *url)
     const char *h = url + 6;
     char host[256];
     const char *colon = strrchr(h, ':');
-    if (!colon || strchr(h, ';'))
-        return 0;
+    if (!colon || strchr(h, ';')) return 0;
     size_t n = (size_t)(colon - h);
-    if (n == 0 || n >= sizeof host)
-        return 0;
+    if (n == 0 || n >= sizeof host) return 0;
     memcpy(host, h, n);
     host[n] = '\0';
     if (host[0] == '[' && host[n - 1] == ']') {
         memmove(host, host + 1, n - 2);
         host[n - 2] = '\0';
     }
-    if (strcmp(host, "localhost") == 0)
-        return 1;
+    if (strcmp(host, "localhost") == 0) return 1;
     struct in_addr a4;
     struct in6_addr a6;
-    if (inet_pton(AF_INET, host, &a4) == 1)
-        return (ntohl(a4.s_addr) >> 24) == 127;
-    if (inet_pton(AF_INET6, host, &a6) == 1)
-        return IN6_IS_ADDR_LOOPBACK(&a6);
+    if (inet_pton(AF_INET, host, &a4) == 1) return (ntohl(a4.s_addr) >> 24) == 127;
+    if (inet_pton(AF_INET6, host, &a6) == 1) return IN6_IS_ADDR_LOOPBACK(&a6);
     return 0;
 }
 
 int sbertd_config_check(const struct sbertd_config *c, char *err, size_t errlen)
 {
-    if (c->n_listen == 0)
-        return errf(err, errlen, "no listen URL");
+    if (c->n_listen == 0) return sbert_util_errf(err, errlen, -1, "no listen URL");
     for (int i = 0; i < c->n_listen; i++)
         if (strncmp(c->listen[i], "tcp://", 6) == 0 && !c->allow_remote &&
             !tcp_is_loopback(c->listen[i]))
-            return errf(err, errlen,
-                        "refusing to listen on %s: not a loopback address (nanomsg has no TLS "
-                        "or authentication of its own); set allow_remote = yes to allow it",
-                        c->listen[i]);
+            return sbert_util_errf(
+                err, errlen, -1,
+                "refusing to listen on %s: not a loopback address (nanomsg has no TLS "
+                "or authentication of its own); set allow_remote = yes to allow it",
+                c->listen[i]);
     return 0;
 }
 
@@ -430,7 +460,7 @@ void sbertd_config_dump(const struct sbertd_config *c, void (*line)(const char *
         case K_STR:
             snprintf(buf, sizeof buf, "%s = %s", k->name,
                      strcmp(k->name, "auth_token") == 0 ? (c->auth_token[0] ? "(set)" : "")
-                                                         : base + k->offset);
+                                                        : base + k->offset);
             break;
         case K_INT:
         case K_BOOL:

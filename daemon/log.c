@@ -19,27 +19,20 @@ static const struct {
 int sbertd_log_level_parse(const char *name)
 {
     for (size_t i = 0; i < sizeof level_names / sizeof level_names[0]; i++)
-        if (strcmp(name, level_names[i].name) == 0)
-            return level_names[i].level;
+        if (strcmp(name, level_names[i].name) == 0) return level_names[i].level;
     return -1;
 }
 
 const char *sbertd_log_level_name(int level)
 {
     for (size_t i = 0; i < sizeof level_names / sizeof level_names[0]; i++)
-        if (level_names[i].level == level)
-            return level_names[i].name;
+        if (level_names[i].level == level) return level_names[i].name;
     return "unknown";
 }
 
 void sbertd_log_set_level(int level)
 {
     atomic_store(&log_level, level);
-}
-
-int sbertd_log_get_level(void)
-{
-    return atomic_load(&log_level);
 }
 
 int sbertd_log_enabled(int level)
@@ -49,8 +42,7 @@ int sbertd_log_enabled(int level)
 
 void sbertd_log(int level, const char *fmt, ...)
 {
-    if (!sbertd_log_enabled(level))
-        return;
+    if (!sbertd_log_enabled(level)) return;
     char line[4096 + 8];
     int n = snprintf(line, sizeof line, "<%d>", level);
     va_list ap;
@@ -58,11 +50,9 @@ void sbertd_log(int level, const char *fmt, ...)
     int m = vsnprintf(line + n, sizeof line - (size_t)n - 1, fmt, ap);
     va_end(ap);
     size_t len = (size_t)n + (m < 0 ? 0 : (size_t)m);
-    if (len > sizeof line - 2)
-        len = sizeof line - 2;
+    if (len > sizeof line - 2) len = sizeof line - 2;
     for (size_t i = (size_t)n; i < len; i++)
-        if (line[i] == '\n')
-            line[i] = ' '; /* one record per line for journald */
+        if (line[i] == '\n') line[i] = ' '; /* one record per line for journald */
     line[len++] = '\n';
     ssize_t w = write(STDERR_FILENO, line, len);
     (void)w; /* nowhere left to report a failed write to stderr */

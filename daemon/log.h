@@ -11,8 +11,8 @@
 
 #include <syslog.h>
 
-/* Levels are syslog(3)'s, which are the N of sd-daemon(3)'s "<N>" prefixes: LOG_ERR (3), LOG_WARNING (4),
- * LOG_NOTICE (5), LOG_INFO (6), LOG_DEBUG (7). */
+/* Levels are syslog(3)'s, which are the N of sd-daemon(3)'s "<N>" prefixes: LOG_ERR (3),
+ * LOG_WARNING (4), LOG_NOTICE (5), LOG_INFO (6), LOG_DEBUG (7). */
 
 /* Parses "error", "warning", "notice", "info", "debug"; returns the level or -1. */
 int sbertd_log_level_parse(const char *name);
@@ -22,7 +22,6 @@ const char *sbertd_log_level_name(int level);
 
 /* Lines of a priority above (less urgent than) level are dropped. Default LOG_INFO. */
 void sbertd_log_set_level(int level);
-int sbertd_log_get_level(void);
 
 /* Returns 1 when a line of this level would be written. */
 int sbertd_log_enabled(int level);

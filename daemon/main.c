@@ -29,8 +29,7 @@ static void sd_log(void *ctx, int level, const char *msg)
 
 static void sd_check(int rc, const char *what)
 {
-    if (rc)
-        sbertd_log(LOG_WARNING, "sd_notify %s: %s", what, sbertd_sd_strerror(rc));
+    if (rc) sbertd_log(LOG_WARNING, "sd_notify %s: %s", what, sbertd_sd_strerror(rc));
 }
 
 /* Creates the missing parent directories of path (mode 0750), as `mkdir -p $(dirname path)`. */
@@ -39,27 +38,17 @@ static void make_parents(const char *path)
     char buf[4096];
     snprintf(buf, sizeof buf, "%s", path);
     for (char *p = buf + 1; *p; p++) {
-        if (*p != '/')
-            continue;
+        if (*p != '/') continue;
         *p = '\0';
-        if (mkdir(buf, 0750) != 0 && errno != EEXIST)
-            return;
+        if (mkdir(buf, 0750) != 0 && errno != EEXIST) return;
         *p = '/';
     }
 }
 
-static void apply_limits(struct sbertd *d, const struct sbertd_config *c)
+static void apply_limits(struct sbertd *d, struct sbertd_config *c)
 {
-    atomic_store(&d->max_message_size, c->max_message_size);
-    atomic_store(&d->max_batch, c->max_batch);
-    atomic_store(&d->max_text_bytes, c->max_text_bytes);
-    atomic_store(&d->max_k, c->max_k);
-    atomic_store(&d->max_pairs, c->max_pairs);
-    atomic_store(&d->max_matrix, c->max_matrix);
-    atomic_store(&d->max_metadata_bytes, c->max_metadata_bytes);
-    atomic_store(&d->max_concurrent, c->max_concurrent);
-    atomic_store(&d->max_inflight_bytes, c->max_inflight_bytes);
-    atomic_store(&d->max_reply_bytes, c->max_reply_bytes);
+    for (int i = 0; i < SBERTD_N_LIMITS; i++)
+        atomic_store(&d->limits[i], *sbertd_config_limit(c, i));
 }
 
 /* SIGHUP: re-reads the configuration (file, then the same flags) and applies what can change
@@ -84,39 +73,22 @@ static void reload(struct sbertd *d, int argc, char **argv)
         d->cfg.log_level = c->log_level;
         changed++;
     }
-#define LIVE(key)                                                                                  \
-    if (c->key != d->cfg.key) {                                                                    \
-        sbertd_log(LOG_INFO, #key ": %llu -> %llu", (unsigned long long)d->cfg.key,                 \
-                   (unsigned long long)c->key);                                                    \
-        changed++;                                                                                 \
-    }
-    LIVE(max_message_size)
-    LIVE(max_batch)
-    LIVE(max_text_bytes)
-    LIVE(max_k)
-    LIVE(max_pairs)
-    LIVE(max_matrix)
-    LIVE(max_metadata_bytes)
-    LIVE(max_concurrent)
-    LIVE(max_inflight_bytes)
-    LIVE(max_reply_bytes)
-#undef LIVE
+    for (int i = 0; i < SBERTD_N_LIMITS; i++)
+        if (*sbertd_config_limit(c, i) != *sbertd_config_limit(&d->cfg, i)) {
+            sbertd_log(LOG_INFO, "%s: %llu -> %llu", sbertd_limit_name(i),
+                       (unsigned long long)*sbertd_config_limit(&d->cfg, i),
+                       (unsigned long long)*sbertd_config_limit(c, i));
+            changed++;
+        }
     apply_limits(d, c);
     /* max_message_size above the bound the socket was opened with is cut by nanomsg: say so */
     if (c->max_message_size > d->cfg.max_message_size)
-        sbertd_log(LOG_WARNING, "max_message_size grew: messages above %llu bytes are still "
+        sbertd_log(LOG_WARNING,
+                   "max_message_size grew: messages above %llu bytes are still "
                    "dropped by the socket until a restart",
                    (unsigned long long)(2 * d->cfg.max_message_size));
-    d->cfg.max_message_size = c->max_message_size;
-    d->cfg.max_batch = c->max_batch;
-    d->cfg.max_text_bytes = c->max_text_bytes;
-    d->cfg.max_k = c->max_k;
-    d->cfg.max_pairs = c->max_pairs;
-    d->cfg.max_matrix = c->max_matrix;
-    d->cfg.max_metadata_bytes = c->max_metadata_bytes;
-    d->cfg.max_concurrent = c->max_concurrent;
-    d->cfg.max_inflight_bytes = c->max_inflight_bytes;
-    d->cfg.max_reply_bytes = c->max_reply_bytes;
+    for (int i = 0; i < SBERTD_N_LIMITS; i++)
+        *sbertd_config_limit(&d->cfg, i) = *sbertd_config_limit(c, i);
     static const struct {
         const char *name;
         size_t off, size;
@@ -126,7 +98,8 @@ static void reload(struct sbertd *d, int argc, char **argv)
         {"listen", offsetof(struct sbertd_config, listen), sizeof c->listen},
         {"index", offsetof(struct sbertd_config, index_spec), sizeof c->index_spec},
         {"threads", offsetof(struct sbertd_config, threads), sizeof c->threads},
-        {"encode_threads", offsetof(struct sbertd_config, encode_threads), sizeof c->encode_threads},
+        {"encode_threads", offsetof(struct sbertd_config, encode_threads),
+         sizeof c->encode_threads},
         {"auth_token", offsetof(struct sbertd_config, auth_token), sizeof c->auth_token},
         {"allow_remote", offsetof(struct sbertd_config, allow_remote), sizeof c->allow_remote},
         {"map_size", offsetof(struct sbertd_config, map_size), sizeof c->map_size},
@@ -183,8 +156,7 @@ static void open_progress_read(void *ctx, uint64_t *done, uint64_t *total)
 static void raise_nofile(void)
 {
     struct rlimit rl;
-    if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur >= rl.rlim_max)
-        return;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur >= rl.rlim_max) return;
     rlim_t was = rl.rlim_cur;
     rl.rlim_cur = rl.rlim_max;
     if (setrlimit(RLIMIT_NOFILE, &rl) == 0)
@@ -195,17 +167,16 @@ static void raise_nofile(void)
                    strerror(errno));
 }
 
-int main(int argc, char **argv)
+/* Signals are taken synchronously by the main thread (sigwait); every other thread inherits the
+ * mask set here. SIGPIPE is ignored: a vanished client is nanomsg's business, not a reason to
+ * die. */
+static void block_signals(sigset_t *sigs)
 {
-    static struct sbertd d; /* large; lives for the whole process */
-    /* Signals are taken synchronously by this thread (sigwait); every other thread inherits the
-     * mask. SIGPIPE is ignored: a vanished client is nanomsg's business, not a reason to die. */
-    sigset_t sigs;
-    sigemptyset(&sigs);
-    sigaddset(&sigs, SIGTERM);
-    sigaddset(&sigs, SIGINT);
-    sigaddset(&sigs, SIGHUP);
-    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+    sigemptyset(sigs);
+    sigaddset(sigs, SIGTERM);
+    sigaddset(sigs, SIGINT);
+    sigaddset(sigs, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, sigs, NULL);
     signal(SIGPIPE, SIG_IGN);
     main_thread = pthread_self();
     struct sigaction sa;
@@ -216,10 +187,109 @@ int main(int argc, char **argv)
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGHUP, &sa, NULL);
+}
+
+/* Loads the model into d (model, info, identity). Returns 0 or -1 (logged). */
+static int load_model(struct sbertd *d)
+{
+    char err[1024];
+    sd_check(sbertd_sd_status("loading model %s", d->cfg.model), "STATUS");
+    struct sbert_model_params mp = sbert_model_default_params();
+    mp.n_threads = d->cfg.encode_threads;
+    mp.log = sbertd_log_library;
+    mp.log_user = "encoder";
+    if (sbert_model_load(d->cfg.model, &mp, &d->model, err, sizeof err)) {
+        sbertd_log(LOG_ERR, "cannot load the model: %s", err);
+        return -1;
+    }
+    d->info = sbert_model_info(d->model);
+    sbertd_log(LOG_INFO, "model %s: dim %d, max_seq_length %d, sha256 %.12s", d->info->name,
+               d->info->dim, d->info->max_seq_length, d->info->weights_sha256);
+    d->identity.name = d->info->name;
+    d->identity.weights_sha256 = d->info->weights_sha256;
+    d->identity.dim = d->info->dim;
+    d->identity.pooling = d->info->pooling;
+    d->identity.normalize = d->info->normalize;
+    d->identity.max_seq_length = d->info->max_seq_length;
+    return 0;
+}
+
+/* Opens the store into d->index, re-encoding it first when the model changed and the
+ * configuration allows it. Returns 0 or -1 (logged). */
+static int open_store(struct sbertd *d)
+{
+    char err[1024];
+    struct sbert_index_params ip = sbert_index_default_params();
+    ip.model = d->identity;
+    ip.index_spec = d->cfg.index_spec[0] ? d->cfg.index_spec : NULL;
+    ip.ef_search = d->cfg.ef_search;
+    ip.nprobe = d->cfg.nprobe;
+    ip.snapshot_changes = d->cfg.snapshot_changes;
+    ip.snapshot_seconds = d->cfg.snapshot_seconds;
+    ip.map_size = (size_t)d->cfg.map_size;
+    ip.log = sbertd_log_library;
+    ip.log_user = "index";
+    if (d->cfg.reindex_on_model_change) {
+        /* the batcher's encode, run here in the main thread (no server thread exists yet) */
+        ip.reindex_on_open = sbertd_reindex_encode;
+        ip.reindex_user = d;
+    }
+    /* the store keeps reporting through it after open (a reindex does): it lives as long */
+    static struct open_progress op;
+    ip.progress = open_progress_note;
+    ip.progress_user = &op;
+    make_parents(d->cfg.data);
+    sd_check(sbertd_sd_status("opening index in %s", d->cfg.data), "STATUS");
+    /* A rebuild or a re-encode can outlast TimeoutStartSec=: the extender asks systemd for more
+     * time only while the counters advance. */
+    sbertd_sd_extender *ex = NULL;
+    sd_check(sbertd_sd_extender_start("opening index", open_progress_read, &op, 10000000, &ex),
+             "EXTEND_TIMEOUT");
+    int rc = sbert_index_open(d->cfg.data, &ip, &d->index, err, sizeof err);
+    sbertd_sd_extender_stop(ex);
+    if (rc) {
+        sbertd_log(LOG_ERR, "cannot open the store in %s: %s", d->cfg.data, err);
+        return -1;
+    }
+    return 0;
+}
+
+/* Tells the log and systemd that d serves. */
+static void announce_ready(struct sbertd *d)
+{
+    uint64_t count = 0;
+    sbert_index_count(d->index, &count);
+    char status[1200];
+    snprintf(status, sizeof status, "serving %llu documents on %s", (unsigned long long)count,
+             d->cfg.listen[0]);
+    sbertd_log(LOG_NOTICE, "sbertd %s ready: %s (%d workers, %d encode threads)", SBERTD_VERSION,
+               status, d->cfg.threads, d->cfg.encode_threads);
+    sd_check(sbertd_sd_ready(status), "READY");
+}
+
+/* Waits for signals: SIGHUP reloads, SIGTERM and SIGINT return. */
+static void serve(struct sbertd *d, const sigset_t *sigs, int argc, char **argv)
+{
+    for (;;) {
+        int sig = 0;
+        if (sigwait(sigs, &sig) != 0) continue;
+        if (sig == SIGHUP) {
+            reload(d, argc, argv);
+            continue;
+        }
+        sbertd_log(LOG_NOTICE, "%s: stopping", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+        return;
+    }
+}
+
+int main(int argc, char **argv)
+{
+    static struct sbertd d; /* large; lives for the whole process */
+    sigset_t sigs;
+    block_signals(&sigs);
     char err[1024];
     int rc = sbertd_config_from_args(&d.cfg, argc, argv, err, sizeof err);
-    if (rc == 1)
-        return 0;
+    if (rc == 1) return 0;
     if (rc < 0) {
         fprintf(stderr, "sbertd: %s\n", err);
         return 2;
@@ -230,65 +300,21 @@ int main(int argc, char **argv)
         return 2;
     }
     sbertd_config_dump(&d.cfg, log_config_line, NULL);
-    raise_nofile();
-
-
-    d.start_us = sbertd_now_us();
-    sd_check(sbertd_sd_status("loading model %s", d.cfg.model), "STATUS");
-    struct sbert_model_params mp = sbert_model_default_params();
-    mp.n_threads = d.cfg.encode_threads;
-    mp.log = sbertd_log_library;
-    mp.log_user = "encoder";
-    rc = sbert_model_load(d.cfg.model, &mp, &d.model, err, sizeof err);
-    if (rc) {
-        sbertd_log(LOG_ERR, "cannot load the model: %s", err);
+    if (sbertd_ops_init(err, sizeof err)) {
+        sbertd_log(LOG_ERR, "the op table: %s", err);
         return 1;
     }
-    d.info = sbert_model_info(d.model);
-    sbertd_log(LOG_INFO, "model %s: dim %d, max_seq_length %d, sha256 %.12s", d.info->name,
-               d.info->dim, d.info->max_seq_length, d.info->weights_sha256);
+    raise_nofile();
 
-    d.identity.name = d.info->name;
-    d.identity.weights_sha256 = d.info->weights_sha256;
-    d.identity.dim = d.info->dim;
-    d.identity.pooling = d.info->pooling;
-    d.identity.normalize = d.info->normalize;
-    d.identity.max_seq_length = d.info->max_seq_length;
-    struct sbert_index_params ip = sbert_index_default_params();
-    ip.model = d.identity;
-    ip.index_spec = d.cfg.index_spec[0] ? d.cfg.index_spec : NULL;
-    ip.ef_search = d.cfg.ef_search;
-    ip.nprobe = d.cfg.nprobe;
-    ip.snapshot_changes = d.cfg.snapshot_changes;
-    ip.snapshot_seconds = d.cfg.snapshot_seconds;
-    ip.map_size = (size_t)d.cfg.map_size;
-    ip.log = sbertd_log_library;
-    ip.log_user = "index";
-    if (d.cfg.reindex_on_model_change) {
-        ip.reindex_on_open = sbertd_reindex_encode;
-        ip.reindex_user = &d;
-    }
-    struct open_progress op = {0};
-    ip.progress = open_progress_note;
-    ip.progress_user = &op;
-    make_parents(d.cfg.data);
-    sd_check(sbertd_sd_status("opening index in %s", d.cfg.data), "STATUS");
-    /* A rebuild or a re-encode can outlast TimeoutStartSec=: the extender asks systemd for more
-     * time only while the counters advance. */
-    sbertd_sd_extender *ex = NULL;
-    sd_check(sbertd_sd_extender_start("opening index", open_progress_read, &op, 10000000, &ex),
-             "EXTEND_TIMEOUT");
-    rc = sbert_index_open(d.cfg.data, &ip, &d.index, err, sizeof err);
-    sbertd_sd_extender_stop(ex);
-    if (rc) {
-        sbertd_log(LOG_ERR, "cannot open the store in %s: %s", d.cfg.data, err);
+    d.start_us = sbertd_now_us();
+    if (load_model(&d)) return 1;
+    if (open_store(&d)) {
         sbert_model_free(d.model);
         return 1;
     }
     apply_limits(&d, &d.cfg);
     for (int i = 0; i < d.cfg.n_listen; i++)
-        if (strncmp(d.cfg.listen[i], "ipc://", 6) == 0)
-            make_parents(d.cfg.listen[i] + 6);
+        if (strncmp(d.cfg.listen[i], "ipc://", 6) == 0) make_parents(d.cfg.listen[i] + 6);
     if (sbertd_server_start(&d)) {
         sbert_index_close(d.index);
         sbert_model_free(d.model);
@@ -297,26 +323,9 @@ int main(int argc, char **argv)
     sbertd_sd_watchdog *wd = NULL;
     uint64_t ivl = 0;
     sd_check(sbertd_sd_watchdog_start(sbertd_server_alive, sd_log, &d, &wd, &ivl), "watchdog");
-    uint64_t count = 0;
-    sbert_index_count(d.index, &count);
-    char status[1200];
-    snprintf(status, sizeof status, "serving %llu documents on %s", (unsigned long long)count,
-             d.cfg.listen[0]);
-    sbertd_log(LOG_NOTICE, "sbertd %s ready: %s (%d workers, %d encode threads)", SBERTD_VERSION,
-               status, d.cfg.threads, d.cfg.encode_threads);
-    sd_check(sbertd_sd_ready(status), "READY");
+    announce_ready(&d);
+    serve(&d, &sigs, argc, argv);
 
-    for (;;) {
-        int sig = 0;
-        if (sigwait(&sigs, &sig) != 0)
-            continue;
-        if (sig == SIGHUP) {
-            reload(&d, argc, argv);
-            continue;
-        }
-        sbertd_log(LOG_NOTICE, "%s: stopping", sig == SIGTERM ? "SIGTERM" : "SIGINT");
-        break;
-    }
     sd_check(sbertd_sd_stopping("stopping: draining requests"), "STOPPING");
     sbertd_server_stop(&d);
     sd_check(sbertd_sd_status("stopping: writing index snapshot"), "STATUS");

@@ -1,6 +1,9 @@
 /*
- * server.h — sbertd's internals shared by server.c (sockets, threads, queues), ops.c (the op
- * table and its handlers) and main.c (start-up and signals).
+ * server.h — sbertd's server internals, private to the server's files: main.c (start-up, signals,
+ * reload), server.c (workers, dispatch, start and stop, liveness), queue.c, receiver.c (sockets,
+ * framing, auth), batcher.c (the shared encoder and searcher), pipeline.c (writer and committer),
+ * reply.c (replies, statistics, the req_id reply cache) and service.c (op.h for the handlers).
+ * The op handlers (ops*.c) see none of this: only op.h.
  *
  * Threads and who owns what:
  *   receiver   one thread: nn_recvmsg() on the raw REP socket, refuses what cannot be queued
@@ -32,31 +35,11 @@
 #include <stdint.h>
 
 #include "config.h"
+#include "op.h"
+#include "queue.h"
 #include "sbert.h"
 #include "sbert_index.h"
 #include "sbert_proto.h"
-
-struct sbertd;
-struct request;
-
-/* One operation of the protocol. The table in ops.c is the daemon's whole dispatch. */
-struct op {
-    const char *name;
-    const char *const *members; /* the members the op defines (besides v, op, req_id, token) */
-    const char *list;           /* the member bounded by max_batch, or NULL */
-    int is_write;               /* serialised through the writer; idempotent by req_id */
-    /* Validates the request in a worker and keeps what the run needs in r->prep (may be NULL). */
-    int (*prepare)(struct sbertd *d, struct request *r, struct sbert_proto_error *err);
-    /* Executes the request, adding its members to reply (which has v, ok, req_id). */
-    int (*run)(struct sbertd *d, struct request *r, cJSON *reply, struct sbert_proto_error *err);
-    /* Writes only, optional: the writer's stage for n consecutive queued requests of this op,
-     * which must not depend on or touch the store (it runs while earlier writes commit). Keeps
-     * its results, or its errors, in each request's prep for run. */
-    void (*stage_group)(struct sbertd *d, struct request **rs, size_t n);
-};
-
-extern const struct op sbertd_ops[];
-extern const size_t sbertd_n_ops;
 
 struct request {
     struct request *next;
@@ -76,38 +59,6 @@ struct request {
     void (*prep_free)(void *);
 };
 
-#define SBERTD_LAT_BUCKETS 480
-
-struct op_stats {
-    uint64_t count, errors;
-    double max_ms;
-    uint32_t hist[SBERTD_LAT_BUCKETS];
-};
-
-struct queue {
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    struct request *head, *tail;
-    size_t n;
-    int closed;
-};
-
-/* Requests waiting for a thread that serves them in shared batches (the encoder, the searcher):
- * a waiter queues its job and sleeps until the thread has served the batch that holds it. A job
- * type embeds struct batch_job as its first member. */
-struct batch_job {
-    struct batch_job *next;
-    size_t weight; /* what counts against a batch's limit (texts, queries) */
-    int done;      /* set by the batch thread; the job is its waiter's again */
-};
-
-struct batch_queue {
-    pthread_mutex_t mu;
-    pthread_cond_t cv, done_cv;
-    struct batch_job *head, *tail;
-    int stop;
-};
-
 struct sbertd {
     struct sbertd_config cfg; /* read-only after start except the live-reloadable limits */
     sbert_model *model;
@@ -118,9 +69,8 @@ struct sbertd {
     int eps[SBERTD_MAX_LISTEN];
     uint64_t start_us;
 
-    /* live-reloadable settings (SIGHUP) */
-    _Atomic uint64_t max_message_size, max_batch, max_text_bytes, max_k, max_pairs, max_matrix,
-        max_metadata_bytes, max_concurrent, max_inflight_bytes, max_reply_bytes;
+    /* the live-reloadable limits (SIGHUP), by enum sbertd_limit */
+    _Atomic uint64_t limits[SBERTD_N_LIMITS];
 
     atomic_int stopping;
     atomic_int receiver_alive;
@@ -139,13 +89,20 @@ struct sbertd {
     struct batch_queue enc_q, search_q;
 
     pthread_mutex_t stats_mu;
-    struct op_stats *stats; /* sbertd_n_ops entries */
+    struct op_stats *stats; /* sbertd_n_ops entries (reply.c) */
 
-    /* committer-only: the req_id reply cache */
+    /* committer-only: the req_id reply cache (reply.c) */
     struct reply_cache *cache;
 };
 
 uint64_t sbertd_now_us(void);
+
+/* ---- service.c (besides op.h) ------------------------------------------------------------- */
+
+/* Where configuration c keeps the live limit which. */
+uint64_t *sbertd_config_limit(struct sbertd_config *c, enum sbertd_limit which);
+
+/* ---- server.c: start, stop, workers, liveness ---------------------------------------------- */
 
 /* Starts the server: socket, binds, threads. Returns 0 or -1 (logged). */
 int sbertd_server_start(struct sbertd *d);
@@ -160,35 +117,80 @@ void sbertd_server_free(struct sbertd *d);
 /* Liveness for the watchdog (sd.h's sbertd_sd_alive_fn). */
 int sbertd_server_alive(void *ctx, char *why, size_t whylen);
 
-/* Sends reply (or, when reply is NULL, the error in err) for r, records its statistics, and
- * frees r. Every request ends here exactly once. */
-void sbertd_finish(struct sbertd *d, struct request *r, cJSON *reply,
-                   const struct sbert_proto_error *err);
-
-/* Encodes n texts into out (n * dim floats), truncated (may be NULL) gets n flags. Small jobs
- * from read requests are batched with concurrent ones (shared=1); others run in the calling
- * thread. Returns 0 or a SBERT_PROTO_E* code with err filled. */
-int sbertd_encode(struct sbertd *d, const char *const *texts, const size_t *lens, size_t n,
-                  float *out, int *truncated, int shared, struct sbert_proto_error *err);
-
-/* sbert_index_query() for a request: unfiltered queries are searched together with concurrent
- * ones (the searcher thread), filtered ones in the calling thread. Returns an SBERT_INDEX_E*
- * code; *out as sbert_index_query(). */
-int sbertd_query(struct sbertd *d, const float *vector,
-                 const struct sbert_index_query_params *params, struct sbert_index_results **out);
-
-/* The sbert_index_encode_fn of a reindex (the op, or at start-up after a model change):
- * encodes with the daemon's model, in pieces, telling the watchdog after each that the request
- * is still making progress. user is the struct sbertd. */
-int sbertd_reindex_encode(const char *const *texts, const size_t *lens, size_t n, float *out,
-                          void *user);
+/* Makes the calling thread the owner of busy slot `slot` (sbertd_server_progress). */
+void sbertd_server_bind_slot(int slot);
 
 /* Called by a long request while it makes progress: restarts the busy clock that
  * sbertd_server_alive() compares with watchdog_stall_sec for the calling server thread. A no-op
  * on any other thread (start-up). */
 void sbertd_server_progress(struct sbertd *d);
 
-/* Maps an index error to a protocol error (err gets the index's message). */
-int sbertd_index_error(int rc, const char *msg, long index, struct sbert_proto_error *err);
+/* Runs r's op (r validated) and finishes r with its reply or its error. */
+void sbertd_run_one(struct sbertd *d, struct request *r);
+
+/* ---- receiver.c: sockets, framing, auth --------------------------------------------------------
+ */
+
+/* Opens the raw REP socket and binds every listen URL. Returns 0 or -1 (logged). */
+int sbertd_receiver_open(struct sbertd *d);
+
+/* The receiver thread (arg: the struct sbertd). */
+void *sbertd_receiver_main(void *arg);
+
+/* Sends buf as r's reply (nanomsg copies it); a failure is logged, not returned. */
+void sbertd_receiver_send(struct sbertd *d, struct request *r, const char *buf, size_t len);
+
+/* Frees r and everything it holds (message, routing header, parse tree, prep). */
+void sbertd_request_free(struct request *r);
+
+/* 1 when the daemon needs no token or token is the right one. */
+int sbertd_receiver_authorized(const struct sbertd *d, const char *token);
+
+/* Removes the ipc socket files and closes the socket; after every reply is sent. */
+void sbertd_receiver_close(struct sbertd *d);
+
+/* ---- batcher.c: the shared encoder and searcher (op.h: sbertd_encode, sbertd_query) --------- */
+
+/* Starts the encoder and searcher threads. Returns 0 or -1. */
+int sbertd_batcher_start(struct sbertd *d);
+
+/* Stops them after their queues drain; after every request that encodes or queries is done. */
+void sbertd_batcher_stop(struct sbertd *d);
+
+/* ---- pipeline.c: the writer and the committer --------------------------------------------------
+ */
+
+/* Starts the two write threads. Returns 0 or -1. */
+int sbertd_pipeline_start(struct sbertd *d);
+
+/* Hands a validated write to the writer (which owns r from here on). */
+void sbertd_pipeline_submit(struct sbertd *d, struct request *r);
+
+/* Lets both stages finish every queued write and joins them; after the workers are joined. */
+void sbertd_pipeline_stop(struct sbertd *d);
+
+/* ---- reply.c: replies, statistics, the reply cache ------------------------------------------ */
+
+/* Allocates the statistics and the reply cache. Returns 0 or -1 (out of memory). */
+int sbertd_reply_init(struct sbertd *d);
+
+/* Frees the reply cache (after the committer stopped) and the statistics (at the end). */
+void sbertd_reply_cache_free(struct sbertd *d);
+void sbertd_reply_stats_free(struct sbertd *d);
+
+/* Sends reply (or, when reply is NULL, the error in err) for r, records its statistics, and
+ * frees r. Every request ends here or in sbertd_finish_text exactly once. */
+void sbertd_finish(struct sbertd *d, struct request *r, cJSON *reply,
+                   const struct sbert_proto_error *err);
+
+/* As sbertd_finish, with the reply already printed (text, len bytes); code names the error
+ * (failed) or is "ok". */
+void sbertd_finish_text(struct sbertd *d, struct request *r, const char *text, size_t len,
+                        int failed, const char *code);
+
+/* The reply cache (committer only): 1 and the entry's hash and reply (valid until the next
+ * sbertd_cache_put) when req_id was answered in the last 10 minutes, else 0. */
+int sbertd_cache_find(struct sbertd *d, const char *req_id, uint64_t *hash, const char **reply,
+                      size_t *len);
 
 #endif

@@ -1,0 +1,164 @@
+/*
+ * op.h — what an op's handlers may reach of sbertd: the narrow service interface between the
+ * op table (ops*.c) and the server (server.h and its files). Handlers see struct sbertd and
+ * struct request only as opaque handles and call these functions; nothing else of the server.
+ *
+ * A handler runs in one server thread (see server.h): prepare in a worker, run in a worker (reads)
+ * or in the committer (writes), stage_group in the writer. Every function here may be called from
+ * any of them. Errors: SBERT_PROTO_E* codes with err filled (sbert_proto_error_set), as
+ * sbert_proto.h's readers do.
+ */
+#ifndef SBERTD_OP_H
+#define SBERTD_OP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "sbert.h"
+#include "sbert_index.h"
+#include "sbert_proto.h"
+
+struct sbertd;  /* the server (opaque) */
+struct request; /* one request, owned by the server thread that runs the handler (opaque) */
+
+/* ---- the op table ------------------------------------------------------------------------------
+ * proto's op table (sbert_proto_ops: PROTOCOL.md section 4) says what each op is called, which
+ * members it takes and whether it writes; the daemon adds how it runs. ops.c joins the two. */
+
+/* The daemon's side of one op. */
+struct op_handlers {
+    const char *list; /* the member bounded by max_batch, or NULL */
+    /* Validates the request in a worker and keeps what the run needs with sbertd_req_set_prep
+     * (may be NULL). */
+    int (*prepare)(struct sbertd *d, struct request *r, struct sbert_proto_error *err);
+    /* Executes the request, adding its members to reply (which has v, ok, req_id). */
+    int (*run)(struct sbertd *d, struct request *r, cJSON *reply, struct sbert_proto_error *err);
+    /* Writes only, optional: the writer's stage for n consecutive queued requests of this op,
+     * which must not depend on or touch the store (it runs while earlier writes commit). Keeps
+     * its results, or its errors, in each request's prep for run. */
+    void (*stage_group)(struct sbertd *d, struct request **rs, size_t n);
+};
+
+/* One op as the daemon runs it: the protocol's row joined with the daemon's handlers. */
+struct op {
+    const char *name;                   /* the protocol's */
+    int is_write;                       /* the protocol's "writes": through the write pipeline,
+                                           idempotent by req_id */
+    const struct sbert_proto_op *proto; /* its members */
+    int index;                          /* in table order (the protocol's), 0 .. sbertd_n_ops-1 */
+    const char *list;
+    int (*prepare)(struct sbertd *d, struct request *r, struct sbert_proto_error *err);
+    int (*run)(struct sbertd *d, struct request *r, cJSON *reply, struct sbert_proto_error *err);
+    void (*stage_group)(struct sbertd *d, struct request **rs, size_t n);
+};
+
+/* The number of ops (the protocol's). */
+extern const size_t sbertd_n_ops;
+
+/* Builds the daemon's op table from the protocol's and checks that they agree: every op of the
+ * protocol has a handler, every handler an op of the protocol, a list is one of its op's members
+ * and only a write has a stage. Returns 0, or -1 with why. Called once at start-up, before any
+ * thread starts and before any other function below. */
+int sbertd_ops_init(char *why, size_t whylen);
+
+/* Op i (0 <= i < sbertd_n_ops), in the protocol's order; valid for the daemon's life. */
+const struct op *sbertd_op_at(size_t i);
+
+/* The op called name, or NULL. */
+const struct op *sbertd_op_find(const char *name);
+
+/* ---- the request -------------------------------------------------------------------------------
+ * Borrowed pointers stay valid until the request is finished (after the handler returns). */
+
+/* The parsed message (sbert_proto_request.root). */
+const cJSON *sbertd_req_root(const struct request *r);
+
+/* The request's req_id, or NULL. */
+const char *sbertd_req_id(const struct request *r);
+
+/* FNV-1a of the message: tells a re-sent write from another one that reuses its req_id. */
+uint64_t sbertd_req_hash(const struct request *r);
+
+/* The state prepare kept for the later stages, or NULL. */
+void *sbertd_req_prep(const struct request *r);
+
+/* Gives prep to r, which frees it with prep_free (may be NULL) when r is finished. */
+void sbertd_req_set_prep(struct request *r, void *prep, void (*prep_free)(void *));
+
+/* ---- limits ------------------------------------------------------------------------------------
+ * The live-reloadable limits (SIGHUP): read each where it is needed, never cached. */
+enum sbertd_limit {
+    SBERTD_LIMIT_MAX_MESSAGE_SIZE,
+    SBERTD_LIMIT_MAX_BATCH,
+    SBERTD_LIMIT_MAX_TEXT_BYTES,
+    SBERTD_LIMIT_MAX_K,
+    SBERTD_LIMIT_MAX_PAIRS,
+    SBERTD_LIMIT_MAX_MATRIX,
+    SBERTD_LIMIT_MAX_METADATA_BYTES,
+    SBERTD_LIMIT_MAX_CONCURRENT,
+    SBERTD_LIMIT_MAX_INFLIGHT_BYTES,
+    SBERTD_LIMIT_MAX_REPLY_BYTES,
+    SBERTD_N_LIMITS
+};
+
+uint64_t sbertd_limit(const struct sbertd *d, enum sbertd_limit which);
+
+/* The limit's configuration key ("max_batch"); a static string. */
+const char *sbertd_limit_name(enum sbertd_limit which);
+
+/* ---- the model and the store ---------------------------------------------------------------- */
+
+/* The model's description; valid for the daemon's life. */
+const struct sbert_model_info *sbertd_model_info(const struct sbertd *d);
+
+/* The model's identity, as a reindex records it; valid for the daemon's life. */
+const struct sbert_index_model *sbertd_model_identity(const struct sbertd *d);
+
+/* The store (thread-safe, sbert_index.h); valid for the daemon's life. */
+sbert_index *sbertd_store(const struct sbertd *d);
+
+/* Encodes n texts into out (n * dim floats); truncated (may be NULL) gets n flags. Small jobs
+ * from read requests are batched with concurrent ones (shared=1); others run in the calling
+ * thread. Returns 0 or a SBERT_PROTO_E* code with err filled. */
+int sbertd_encode(struct sbertd *d, const char *const *texts, const size_t *lens, size_t n,
+                  float *out, int *truncated, int shared, struct sbert_proto_error *err);
+
+/* sbert_index_query() for a request: unfiltered queries are searched together with concurrent
+ * ones (the searcher thread), filtered ones in the calling thread. Returns an SBERT_INDEX_E*
+ * code; *out as sbert_index_query(). */
+int sbertd_query(struct sbertd *d, const float *vector,
+                 const struct sbert_index_query_params *params, struct sbert_index_results **out);
+
+/* The sbert_index_encode_fn of a reindex (the op, or at start-up after a model change; user is
+ * the struct sbertd): encodes through sbertd_encode() in pieces, telling the watchdog after each
+ * that the calling request is still making progress. */
+int sbertd_reindex_encode(const char *const *texts, const size_t *lens, size_t n, float *out,
+                          void *user);
+
+/* ---- statistics --------------------------------------------------------------------------------
+ */
+
+struct sbertd_counters {
+    double uptime_s;
+    int stopping;         /* SIGTERM received: draining */
+    uint64_t in_progress; /* requests received and not yet answered (the caller's included) */
+    uint64_t total, errors;
+    int workers, encode_threads;
+};
+
+void sbertd_counters_get(const struct sbertd *d, struct sbertd_counters *out);
+
+/* One op's latency figures since start (milliseconds). */
+struct sbertd_op_figures {
+    uint64_t count, errors;
+    double p50_ms, p90_ms, p99_ms, max_ms;
+};
+
+/* Calls fn for every op that has answered a request, in table order, all under the statistics
+ * lock (fn must not call into the server); stops at fn's first non-zero return and returns it,
+ * else 0. */
+int sbertd_op_stats_each(struct sbertd *d,
+                         int (*fn)(void *user, const char *op, const struct sbertd_op_figures *f),
+                         void *user);
+
+#endif

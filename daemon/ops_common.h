@@ -1,0 +1,71 @@
+/*
+ * ops_common.h — private to the op handlers (ops*.c): the helpers the families share (errors,
+ * reply size bounds, documents as JSON, filters) and the handlers that ops.c's table names.
+ * Handlers reach the server only through op.h.
+ */
+#ifndef SBERTD_OPS_COMMON_H
+#define SBERTD_OPS_COMMON_H
+
+#include "op.h"
+
+/* A live limit (op.h) as a size_t, in a handler whose server handle is d: LIM(MAX_BATCH). */
+#define LIM(X) ((size_t)sbertd_limit(d, SBERTD_LIMIT_##X))
+
+/* JSON of a document or pair around its strings ({"id":"","found":true,"text":"",...}), for the
+ * running estimate of a reply's size. */
+#define DOC_JSON_OVERHEAD 64
+
+/* Sets err to internal "out of memory" and returns its code. */
+int op_oom(struct sbert_proto_error *err);
+
+/* Maps an index error to a protocol error (err gets the index's message, and msg after it when
+ * msg is neither NULL nor empty; index is the error's item, or -1). Returns the protocol code. */
+int op_index_error(int rc, const char *msg, long index, struct sbert_proto_error *err);
+
+/* The error of a reply that would exceed max_reply_bytes: found while it is built, before it
+ * takes that much memory (sbertd_finish checks the printed reply too). advice says what to ask
+ * for instead. */
+int op_reply_too_large(struct sbertd *d, const char *advice, struct sbert_proto_error *err);
+
+/* Whether res's documents as JSON would exceed max_reply_bytes. */
+int op_results_too_large(struct sbertd *d, const struct sbert_index_results *res);
+
+/* Adds "truncated": [i, ...] for the flags set in trunc[0..n). Returns 0 or -1 (out of memory). */
+int op_add_truncated(cJSON *reply, const int *trunc, size_t n);
+
+/* A document of a result as a new JSON object (the caller owns it; NULL when out of memory): id,
+ * then "found" (when found is set), "score" (when score is set) and what include asks for. */
+cJSON *op_doc_json(const struct sbert_index_doc *doc, unsigned include, int dim, int score,
+                   int found);
+
+/* Compiles the optional "filter" member; *f stays NULL when there is none. The caller frees *f
+ * with sbert_index_filter_free. */
+int op_get_filter(const cJSON *root, sbert_index_filter **f, struct sbert_proto_error *err);
+
+/* ---- the handlers, by family ------------------------------------------------------------------
+ */
+
+/* ops_documents.c */
+int op_prepare_add(struct sbertd *d, struct request *r, struct sbert_proto_error *err);
+void op_stage_add(struct sbertd *d, struct request **rs, size_t n);
+int op_run_add(struct sbertd *d, struct request *r, cJSON *reply, struct sbert_proto_error *err);
+int op_run_get(struct sbertd *d, struct request *r, cJSON *reply, struct sbert_proto_error *err);
+int op_prepare_delete(struct sbertd *d, struct request *r, struct sbert_proto_error *err);
+int op_run_delete(struct sbertd *d, struct request *r, cJSON *reply, struct sbert_proto_error *err);
+
+/* ops_search.c */
+int op_run_query(struct sbertd *d, struct request *r, cJSON *reply, struct sbert_proto_error *err);
+int op_run_similarity(struct sbertd *d, struct request *r, cJSON *reply,
+                      struct sbert_proto_error *err);
+int op_run_encode(struct sbertd *d, struct request *r, cJSON *reply, struct sbert_proto_error *err);
+int op_run_pairs(struct sbertd *d, struct request *r, cJSON *reply, struct sbert_proto_error *err);
+
+/* ops_admin.c */
+int op_run_stats(struct sbertd *d, struct request *r, cJSON *reply, struct sbert_proto_error *err);
+int op_run_health(struct sbertd *d, struct request *r, cJSON *reply, struct sbert_proto_error *err);
+int op_prepare_backup(struct sbertd *d, struct request *r, struct sbert_proto_error *err);
+int op_run_backup(struct sbertd *d, struct request *r, cJSON *reply, struct sbert_proto_error *err);
+int op_run_reindex(struct sbertd *d, struct request *r, cJSON *reply,
+                   struct sbert_proto_error *err);
+
+#endif

@@ -1,0 +1,389 @@
+/* ops_documents.c — the document ops: add, get, delete (PROTOCOL.md section 4). add and delete
+ * are writes: prepared in a worker, run in the committer, add's encode staged in the writer. */
+#define _GNU_SOURCE
+#include "ops_common.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* cJSON reads 1e400 as inf and prints inf as null: refuse such metadata rather than store a
+ * null in place of the number sent. Recursion depth is bounded by cJSON's nesting limit. */
+static int json_finite(const cJSON *x)
+{
+    if (cJSON_IsNumber(x)) return isfinite(x->valuedouble);
+    for (const cJSON *c = x->child; c; c = c->next)
+        if (!json_finite(c)) return 0;
+    return 1;
+}
+
+/* ---- get ------------------------------------------------------------------------------------- */
+
+/* Ids of the list member name: pointers into the tree or into numbufs (n x 24 bytes). */
+struct id_list {
+    size_t n;
+    const char **ids;
+    size_t *lens;
+    char (*numbufs)[24];
+};
+
+static void id_list_free(void *p)
+{
+    struct id_list *l = p;
+    if (!l) return;
+    free(l->ids);
+    free(l->lens);
+    free(l->numbufs);
+    free(l);
+}
+
+static int get_ids(struct sbertd *d, const cJSON *root, struct id_list **out,
+                   struct sbert_proto_error *err)
+{
+    const cJSON *arr;
+    size_t n;
+    int rc = sbert_proto_get_array(root, "ids", 1, LIM(MAX_BATCH), &arr, &n, err);
+    if (rc) return rc;
+    struct id_list *l = calloc(1, sizeof *l);
+    if (!l || !(l->ids = malloc(n * sizeof *l->ids)) || !(l->lens = malloc(n * sizeof *l->lens)) ||
+        !(l->numbufs = malloc(n * sizeof *l->numbufs))) {
+        id_list_free(l);
+        return op_oom(err);
+    }
+    const cJSON *x;
+    cJSON_ArrayForEach(x, arr)
+    {
+        char what[40];
+        snprintf(what, sizeof what, "ids[%zu]", l->n);
+        rc = sbert_proto_check_id(x, what, (long)l->n, l->numbufs[l->n], &l->ids[l->n],
+                                  &l->lens[l->n], err);
+        if (rc) {
+            id_list_free(l);
+            return rc;
+        }
+        l->n++;
+    }
+    *out = l;
+    return 0;
+}
+
+int op_run_get(struct sbertd *d, struct request *r, cJSON *reply, struct sbert_proto_error *err)
+{
+    unsigned include = SBERT_PROTO_INCLUDE_TEXT | SBERT_PROTO_INCLUDE_METADATA;
+    struct id_list *l = NULL;
+    int rc = sbert_proto_get_include(sbertd_req_root(r), "include", &include, err);
+    if (rc || (rc = get_ids(d, sbertd_req_root(r), &l, err))) return rc;
+    struct sbert_index_results *res = NULL;
+    int irc = sbert_index_get_max(sbertd_store(d), l->ids, l->lens, l->n, include,
+                                  LIM(MAX_REPLY_BYTES), &res);
+    if (irc == SBERT_INDEX_ETOOBIG || (!irc && op_results_too_large(d, res)))
+        rc = op_reply_too_large(d,
+                                "ask for fewer ids, or leave text, metadata and vector out of "
+                                "\"include\"",
+                                err);
+    else if (irc)
+        rc = op_index_error(irc, NULL, -1, err);
+    cJSON *a = rc ? NULL : cJSON_AddArrayToObject(reply, "documents");
+    if (!rc && !a) rc = op_oom(err);
+    for (size_t i = 0; !rc && i < res->n; i++) {
+        cJSON *o = op_doc_json(&res->docs[i], include, res->dim, 0, 1);
+        if (!o || !cJSON_AddItemToArray(a, o)) {
+            cJSON_Delete(o);
+            rc = op_oom(err);
+        }
+    }
+    sbert_index_results_free(res);
+    id_list_free(l);
+    return rc;
+}
+
+/* ---- add ------------------------------------------------------------------------------------- */
+
+struct add_prep {
+    size_t n;
+    struct sbert_index_put_item *items;
+    const char **texts;
+    size_t *lens;
+    char (*numbufs)[24];
+    char **metas; /* compact metadata JSON, malloc'd */
+    float *vecs;
+    int *trunc;
+    /* set by stage_add: the vectors are in vecs (encoded), or encoding failed with stage_err */
+    int encoded, stage_rc;
+    struct sbert_proto_error stage_err;
+};
+
+static void add_prep_free(void *p)
+{
+    struct add_prep *a = p;
+    if (!a) return;
+    for (size_t i = 0; a->metas && i < a->n; i++)
+        free(a->metas[i]);
+    free(a->metas);
+    free(a->items);
+    free(a->texts);
+    free(a->lens);
+    free(a->numbufs);
+    free(a->vecs);
+    free(a->trunc);
+    free(a);
+}
+
+int op_prepare_add(struct sbertd *d, struct request *r, struct sbert_proto_error *err)
+{
+    const cJSON *arr;
+    size_t n;
+    int rc =
+        sbert_proto_get_array(sbertd_req_root(r), "documents", 1, LIM(MAX_BATCH), &arr, &n, err);
+    if (rc) return rc;
+    struct add_prep *a = calloc(1, sizeof *a);
+    if (!a) return op_oom(err);
+    sbertd_req_set_prep(r, a, add_prep_free);
+    size_t dim = (size_t)sbertd_model_info(d)->dim;
+    if (!(a->items = calloc(n, sizeof *a->items)) || !(a->texts = malloc(n * sizeof *a->texts)) ||
+        !(a->lens = malloc(n * sizeof *a->lens)) ||
+        !(a->numbufs = malloc(n * sizeof *a->numbufs)) ||
+        !(a->metas = calloc(n, sizeof *a->metas)) ||
+        !(a->vecs = malloc(n * dim * sizeof *a->vecs)) || !(a->trunc = calloc(n, sizeof *a->trunc)))
+        return op_oom(err);
+    a->n = n;
+    static const char *const doc_members[] = {"id", "text", "metadata", NULL};
+    size_t i = 0;
+    const cJSON *x;
+    cJSON_ArrayForEach(x, arr)
+    {
+        char what[64];
+        struct sbert_index_put_item *it = &a->items[i];
+        if (!cJSON_IsObject(x))
+            return sbert_proto_error_set(err, SBERT_PROTO_EBAD_REQUEST, (long)i,
+                                         "documents[%zu] must be an object", i);
+        if (sbert_proto_check_members(x, doc_members, 0, err)) {
+            err->index = (long)i;
+            return err->code;
+        }
+        const cJSON *id = cJSON_GetObjectItemCaseSensitive(x, "id");
+        snprintf(what, sizeof what, "documents[%zu].id", i);
+        if (id && (rc = sbert_proto_check_id(id, what, (long)i, a->numbufs[i], &it->id, &it->id_len,
+                                             err)))
+            return rc;
+        const cJSON *text = cJSON_GetObjectItemCaseSensitive(x, "text");
+        snprintf(what, sizeof what, "documents[%zu].text", i);
+        if (!text)
+            return sbert_proto_error_set(err, SBERT_PROTO_EBAD_REQUEST, (long)i, "%s is required",
+                                         what);
+        if ((rc = sbert_proto_check_text(text, what, (long)i, LIM(MAX_TEXT_BYTES), &a->texts[i],
+                                         &a->lens[i], err)))
+            return rc;
+        it->text = a->texts[i];
+        it->text_len = a->lens[i];
+        const cJSON *meta = cJSON_GetObjectItemCaseSensitive(x, "metadata");
+        if (meta && !cJSON_IsNull(meta)) {
+            if (!cJSON_IsObject(meta))
+                return sbert_proto_error_set(err, SBERT_PROTO_EBAD_METADATA, (long)i,
+                                             "documents[%zu].metadata must be an object", i);
+            if (!json_finite(meta))
+                return sbert_proto_error_set(err, SBERT_PROTO_EBAD_METADATA, (long)i,
+                                             "documents[%zu].metadata has a number out of the "
+                                             "double range (e.g. 1e400)",
+                                             i);
+            if (!(a->metas[i] = cJSON_PrintUnformatted(meta))) return op_oom(err);
+            size_t ml = strlen(a->metas[i]);
+            if (ml > LIM(MAX_METADATA_BYTES))
+                return sbert_proto_error_set(err, SBERT_PROTO_EBAD_METADATA, (long)i,
+                                             "documents[%zu].metadata has %zu bytes, more than "
+                                             "max_metadata_bytes (%zu)",
+                                             i, ml, LIM(MAX_METADATA_BYTES));
+            it->metadata = a->metas[i];
+            it->metadata_len = ml;
+        }
+        it->vector = a->vecs + i * dim;
+        it->dim = (int)dim;
+        i++;
+    }
+    return 0;
+}
+
+/* ---- writes remembered by req_id ---------------------------------------------------------------
+ */
+
+/* A write's reply members, built from its outputs: once inside the write transaction for the
+ * store to remember (remember_reply), once after it for the reply sent. */
+struct remember {
+    const struct request *r;
+    int (*members)(cJSON *reply, const void *arg); /* 0, or -1 when out of memory */
+    const void *arg;
+};
+
+/* sbert_index_write_req's reply callback: the whole reply text, as sbertd_finish prints it. */
+static int remember_reply(void *user, char **out, size_t *len)
+{
+    const struct remember *m = user;
+    cJSON *reply = sbert_proto_reply_new(sbertd_req_id(m->r));
+    int rc = !reply || m->members(reply, m->arg) || sbert_proto_print(reply, out, len);
+    cJSON_Delete(reply);
+    return rc ? -1 : 0;
+}
+
+/* The write_req for r, or NULL when r has no req_id (nothing to remember). */
+static const struct sbert_index_write_req *
+write_req(const struct request *r, struct sbert_index_write_req *wr, struct remember *m)
+{
+    const char *req_id = sbertd_req_id(r);
+    if (!req_id) return NULL;
+    wr->req_id = req_id;
+    wr->req_id_len = strlen(req_id);
+    wr->hash = sbertd_req_hash(r);
+    wr->reply = remember_reply;
+    wr->user = m;
+    return wr;
+}
+
+/* ---- add (continued) ------------------------------------------------------------------------- */
+
+static int add_members(cJSON *reply, const void *arg)
+{
+    const struct add_prep *a = arg;
+    cJSON *ids = cJSON_AddArrayToObject(reply, "ids");
+    cJSON *rep = cJSON_AddArrayToObject(reply, "replaced");
+    if (!ids || !rep) return -1;
+    for (size_t i = 0; i < a->n; i++) {
+        const struct sbert_index_put_item *it = &a->items[i];
+        cJSON *s = it->id ? cJSON_CreateString(it->id) : cJSON_CreateString(it->gen_id);
+        if (!s || !cJSON_AddItemToArray(ids, s) ||
+            !cJSON_AddItemToArray(rep, cJSON_CreateBool(it->replaced)))
+            return -1;
+    }
+    return op_add_truncated(reply, a->trunc, a->n);
+}
+
+/* Stores a prepared, encoded add (and its reply, under its req_id) and builds its reply. */
+static int add_store(struct sbertd *d, struct request *r, cJSON *reply,
+                     struct sbert_proto_error *err)
+{
+    struct add_prep *a = sbertd_req_prep(r);
+    size_t bad = 0;
+    char why[512] = "";
+    struct sbert_index_write_req wr;
+    struct remember m = {r, add_members, a};
+    int irc = sbert_index_put_req(sbertd_store(d), a->items, a->n, write_req(r, &wr, &m), &bad, why,
+                                  sizeof why);
+    if (irc)
+        return op_index_error(irc, why,
+                              (irc == SBERT_INDEX_EID || irc == SBERT_INDEX_EMETADATA ||
+                               irc == SBERT_INDEX_ETEXT || irc == SBERT_INDEX_EINVAL)
+                                  ? (long)bad
+                                  : -1,
+                              err);
+    return add_members(reply, a) ? op_oom(err) : 0;
+}
+
+/* Runs in the committer: stores what stage_add encoded (or encodes first, when the writer's
+ * stage did not run for this request). */
+int op_run_add(struct sbertd *d, struct request *r, cJSON *reply, struct sbert_proto_error *err)
+{
+    struct add_prep *a = sbertd_req_prep(r);
+    if (a->stage_rc) {
+        *err = a->stage_err;
+        return a->stage_rc;
+    }
+    if (!a->encoded) {
+        int rc = sbertd_encode(d, a->texts, a->lens, a->n, a->vecs, a->trunc, 0, err);
+        if (rc) return rc;
+    }
+    return add_store(d, r, reply, err);
+}
+
+/* The writer's stage for consecutive adds: one sbert_encode() over all their texts, outside any
+ * lock, while the committer stores earlier ones. Should the shared encode fail, each request
+ * encodes alone, so that only the guilty one carries the error to run_add. */
+void op_stage_add(struct sbertd *d, struct request **rs, size_t n)
+{
+    size_t total = 0, dim = (size_t)sbertd_model_info(d)->dim;
+    for (size_t i = 0; i < n; i++)
+        total += ((struct add_prep *)sbertd_req_prep(rs[i]))->n;
+    const char **texts = n > 1 ? malloc(total * sizeof *texts) : NULL;
+    size_t *lens = n > 1 ? malloc(total * sizeof *lens) : NULL;
+    float *out = n > 1 ? malloc(total * dim * sizeof *out) : NULL;
+    int *trunc = n > 1 ? malloc(total * sizeof *trunc) : NULL;
+    int shared = 0;
+    if (texts && lens && out && trunc) {
+        size_t at = 0;
+        for (size_t i = 0; i < n; i++) {
+            struct add_prep *a = sbertd_req_prep(rs[i]);
+            memcpy(texts + at, a->texts, a->n * sizeof *texts);
+            memcpy(lens + at, a->lens, a->n * sizeof *lens);
+            at += a->n;
+        }
+        struct sbert_proto_error err;
+        if (sbertd_encode(d, texts, lens, total, out, trunc, 0, &err) == 0) {
+            shared = 1;
+            at = 0;
+            for (size_t i = 0; i < n; i++) {
+                struct add_prep *a = sbertd_req_prep(rs[i]);
+                memcpy(a->vecs, out + at * dim, a->n * dim * sizeof *out);
+                memcpy(a->trunc, trunc + at, a->n * sizeof *trunc);
+                a->encoded = 1;
+                at += a->n;
+            }
+        }
+    }
+    free(texts);
+    free(lens);
+    free(out);
+    free(trunc);
+    for (size_t i = 0; !shared && i < n; i++) {
+        struct add_prep *a = sbertd_req_prep(rs[i]);
+        a->stage_rc =
+            sbertd_encode(d, a->texts, a->lens, a->n, a->vecs, a->trunc, 0, &a->stage_err);
+        a->encoded = a->stage_rc == 0;
+    }
+}
+
+/* ---- delete ------------------------------------------------------------------------------------
+ */
+
+int op_prepare_delete(struct sbertd *d, struct request *r, struct sbert_proto_error *err)
+{
+    struct id_list *l = NULL;
+    int rc = get_ids(d, sbertd_req_root(r), &l, err);
+    if (rc) return rc;
+    sbertd_req_set_prep(r, l, id_list_free);
+    return 0;
+}
+
+/* A delete's outputs, for its reply members. */
+struct del_out {
+    size_t n, deleted;
+    int *existed;
+};
+
+static int del_members(cJSON *reply, const void *arg)
+{
+    const struct del_out *o = arg;
+    cJSON *a = NULL;
+    if (!cJSON_AddNumberToObject(reply, "deleted", (double)o->deleted) ||
+        !(a = cJSON_AddArrayToObject(reply, "existed")))
+        return -1;
+    for (size_t i = 0; i < o->n; i++)
+        if (!cJSON_AddItemToArray(a, cJSON_CreateBool(o->existed[i]))) return -1;
+    return 0;
+}
+
+int op_run_delete(struct sbertd *d, struct request *r, cJSON *reply, struct sbert_proto_error *err)
+{
+    struct id_list *l = sbertd_req_prep(r);
+    struct del_out o = {l->n, 0, calloc(l->n, sizeof *o.existed)};
+    if (!o.existed) return op_oom(err);
+    char why[512] = "";
+    struct sbert_index_write_req wr;
+    struct remember m = {r, del_members, &o};
+    int rc = 0, irc = sbert_index_delete_req(sbertd_store(d), l->ids, l->lens, l->n, o.existed,
+                                             &o.deleted, write_req(r, &wr, &m), why, sizeof why);
+    if (irc)
+        rc = op_index_error(irc, why, -1, err);
+    else if (del_members(reply, &o))
+        rc = op_oom(err);
+    free(o.existed);
+    return rc;
+}
