@@ -56,6 +56,8 @@ static const struct key {
     {"reindex_on_model_change", K_BOOL, offsetof(struct sbertd_config, reindex_on_model_change), 0,
      0, 0},
     STR("auth_token", auth_token),
+    STR("http", http),
+    STR("metrics_textfile", metrics_textfile),
     INT("ef_search", ef_search, 0, 1000000),
     INT("nprobe", nprobe, 0, 1000000),
     U64("snapshot_changes", snapshot_changes, 1, UINT64_MAX),

@@ -26,6 +26,8 @@ struct sbertd_config {
     int allow_remote;      /* tcp:// on a non-loopback address */
     int reindex_on_model_change; /* re-encode a store of another model at start, else refuse */
     char auth_token[1025]; /* "" : no token */
+    char http[256];        /* "HOST:PORT" of the HTTP API (http/), "" : off */
+    char metrics_textfile[4096]; /* "" : none; else /metrics written there every 15 s */
     int ef_search, nprobe;
     uint64_t snapshot_changes;
     uint32_t snapshot_seconds;

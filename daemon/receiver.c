@@ -82,13 +82,20 @@ void sbertd_request_free(struct request *r)
     if (r->prep_free) r->prep_free(r->prep);
     sbert_proto_request_clear(&r->req);
     free(r->req_id_copy);
-    if (r->body) nn_freemsg(r->body);
+    if (r->http)
+        free(r->body);
+    else if (r->body)
+        nn_freemsg(r->body);
     if (r->control) nn_freemsg(r->control);
     free(r);
 }
 
 void sbertd_receiver_send(struct sbertd *d, struct request *r, const char *buf, size_t len)
 {
+    if (r->http) {
+        sbertd_http_deliver(r, buf, len);
+        return;
+    }
     struct nn_iovec iov = {(void *)buf, len};
     struct nn_msghdr h;
     memset(&h, 0, sizeof h);
@@ -141,9 +148,11 @@ static void refuse(struct sbertd *d, struct request *r, int code, const char *ms
     sbertd_finish(d, r, NULL, &err);
 }
 
-/* Queues r for the workers, or refuses it (shutting down, too large, too many in flight). */
-static void admit(struct sbertd *d, struct request *r)
+void sbertd_receiver_admit(struct sbertd *d, struct request *r)
 {
+    r->t0_us = sbertd_now_us();
+    r->op_index = -1;
+    r->hash = fnv1a(r->body, r->len);
     uint64_t inflight = atomic_fetch_add(&d->in_flight, 1);
     uint64_t bytes = atomic_fetch_add(&d->inflight_bytes, r->len) + r->len;
     uint64_t max_message = sbertd_limit(d, SBERTD_LIMIT_MAX_MESSAGE_SIZE);
@@ -203,10 +212,7 @@ void *sbertd_receiver_main(void *arg)
         r->body = body;
         r->len = (size_t)rc;
         r->control = control;
-        r->t0_us = sbertd_now_us();
-        r->op_index = -1;
-        r->hash = fnv1a(body, r->len);
-        admit(d, r);
+        sbertd_receiver_admit(d, r);
     }
     atomic_store(&d->receiver_alive, 0);
     return NULL;

@@ -150,12 +150,14 @@ int sbertd_server_start(struct sbertd *d)
         sbertd_log(LOG_ERR, "cannot start the receiver thread");
         return -1;
     }
-    return 0;
+    return sbertd_http_start(d);
 }
 
 void sbertd_server_stop(struct sbertd *d)
 {
     atomic_store(&d->stopping, 1);
+    /* HTTP callers wait for their replies: the workers still run, and newcomers are refused */
+    sbertd_http_stop(d);
     /* the receiver answers newcomers with shutting_down until every request in flight is done */
     pthread_join(d->receiver, NULL);
     queue_close(&d->work);

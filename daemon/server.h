@@ -41,9 +41,12 @@
 #include "sbert_index.h"
 #include "sbert_proto.h"
 
+struct http_wait; /* http_front.c: an HTTP caller waiting for this request's reply */
+
 struct request {
     struct request *next;
-    void *body; /* nanomsg message (nn_freemsg) */
+    struct http_wait *http; /* NULL: the request came over nanomsg */
+    void *body; /* nanomsg message (nn_freemsg), or malloc'd for an HTTP request */
     size_t len;
     void *control; /* the raw REP routing header (nn_freemsg unless sent) */
     uint64_t t0_us;
@@ -93,6 +96,13 @@ struct sbertd {
 
     /* committer-only: the req_id reply cache (reply.c) */
     struct reply_cache *cache;
+
+    /* http_front.c */
+    struct sbert_http *http;
+    pthread_t textfile;
+    int textfile_running;
+    pthread_mutex_t textfile_mu;
+    pthread_cond_t textfile_cv;
 };
 
 uint64_t sbertd_now_us(void);
@@ -137,7 +147,12 @@ int sbertd_receiver_open(struct sbertd *d);
 /* The receiver thread (arg: the struct sbertd). */
 void *sbertd_receiver_main(void *arg);
 
-/* Sends buf as r's reply (nanomsg copies it); a failure is logged, not returned. */
+/* Queues r (body and len set) for the workers, or refuses it with a reply (shutting down, too
+ * large, too many in flight): the one admission of nanomsg and HTTP requests alike. */
+void sbertd_receiver_admit(struct sbertd *d, struct request *r);
+
+/* Sends buf as r's reply (nanomsg copies it; an HTTP request's caller gets a copy); a failure is
+ * logged, not returned. */
 void sbertd_receiver_send(struct sbertd *d, struct request *r, const char *buf, size_t len);
 
 /* Frees r and everything it holds (message, routing header, parse tree, prep). */
@@ -148,6 +163,19 @@ int sbertd_receiver_authorized(const struct sbertd *d, const char *token);
 
 /* Removes the ipc socket files and closes the socket; after every reply is sent. */
 void sbertd_receiver_close(struct sbertd *d);
+
+/* ---- http_front.c: the HTTP API (http/) and /metrics -------------------------------------------
+ */
+
+/* Starts the HTTP API when cfg.http is set and the metrics textfile writer when
+ * cfg.metrics_textfile is. Returns 0 or -1 (logged). */
+int sbertd_http_start(struct sbertd *d);
+
+/* Stops them; while the workers still answer (it waits for HTTP requests in progress). */
+void sbertd_http_stop(struct sbertd *d);
+
+/* Hands buf to r's HTTP caller (a copy); from sbertd_receiver_send. */
+void sbertd_http_deliver(struct request *r, const char *buf, size_t len);
 
 /* ---- batcher.c: the shared encoder and searcher (op.h: sbertd_encode, sbertd_query) --------- */
 

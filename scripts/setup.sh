@@ -21,12 +21,13 @@ if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; fi
 
 # clang's libFuzzer and sanitizer runtimes (libclang-rt-14-dev) and LLVM's OpenMP with its TSan
 # tool Archer (libomp-14-dev): scripts/test.sh's fuzz and TSan stages. libmicrohttpd-dev: http/;
-# curl, python3-requests and chromium (headless, for the search page): tests/http.
+# curl, python3-requests and chromium (headless, for the search page): tests/http;
+# python3-prometheus-client: tests/daemon/test_http_daemon.py parses /metrics with it.
 PACKAGES=(build-essential cmake pkg-config dpkg-dev clang clang-format libclang-rt-14-dev libomp-14-dev
           libfaiss-dev libopenblas-dev liblmdb-dev lmdb-utils libnanomsg-dev libcjson-dev
           libstemmer-dev libxml2-dev libpoppler-glib-dev
           libutf8proc-dev libsystemd-dev systemd man-db strace python3 python3-venv
-          libmicrohttpd-dev curl python3-requests chromium)
+          libmicrohttpd-dev curl python3-requests chromium python3-prometheus-client)
 
 missing=()
 for p in "${PACKAGES[@]}"; do

@@ -1,0 +1,178 @@
+#!/usr/bin/env python3
+"""test_http_daemon.py — sbertd's HTTP API (http = HOST:PORT, PROTOCOL.md section 6) on a real
+sbertd with the real model: every op through POST /v1/<op> with Python requests and curl, the same
+answers as over nanomsg, GET /v1/health, /openapi.json, bearer tokens refused and accepted, a
+non-loopback address refused without allow_remote, /metrics parsed by prometheus_client's text
+parser, the node_exporter textfile, and a clean SIGTERM with HTTP clients connected.
+
+  SBERTD=build/daemon/sbertd test_http_daemon.py MODEL_DIR
+"""
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+
+import requests
+from prometheus_client.parser import text_string_to_metric_families
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from sbertd_harness import Daemon, TIMEOUT_SCALE  # noqa: E402
+
+MODEL = sys.argv[1]
+failures = []
+
+
+def check(cond, what):
+    if not cond:
+        failures.append(what)
+        print("FAIL:", what, flush=True)
+
+
+def port_of(d):
+    deadline = time.time() + 30 * TIMEOUT_SCALE
+    while time.time() < deadline:
+        m = re.search(r"http: serving on \S+ \(port (\d+)\)", d.read_log())
+        if m:
+            return int(m.group(1))
+        time.sleep(0.1)
+    raise AssertionError("no http line in the log:\n" + d.read_log())
+
+
+def post(base, op, body, token=None, **kw):
+    h = {"Content-Type": "application/json"}
+    if token:
+        h["Authorization"] = "Bearer " + token
+    return requests.post("%s/v1/%s" % (base, op), data=json.dumps(body), headers=h,
+                         timeout=120 * TIMEOUT_SCALE, **kw)
+
+
+def every_op(d, base):
+    r = post(base, "add", {"documents": [
+        {"id": "cat", "text": "The cat sits outside", "metadata": {"kind": "pet"}},
+        {"id": "car", "text": "A red sports car", "metadata": {"kind": "vehicle"}},
+        {"id": "dog", "text": "A dog plays in the garden", "metadata": {"kind": "pet"}}]})
+    check(r.status_code == 200 and r.json()["ids"] == ["cat", "car", "dog"], "add: %s" % r.text)
+    # the same answer as over nanomsg
+    q = {"text": "a kitten outdoors", "k": 2, "filter": {"kind": "pet"}}
+    r = post(base, "query", q)
+    c = d.client()
+    try:
+        direct = c.call("query", **q)
+    finally:
+        c.close()
+    check(r.status_code == 200 and r.json()["results"] == direct["results"],
+          "query over HTTP equals nanomsg: %s vs %s" % (r.text, direct))
+    check(r.json()["results"][0]["id"] == "cat", "query finds the cat")
+    r = post(base, "get", {"ids": ["dog", "nope"]})
+    docs = r.json()["documents"]
+    check(docs[0]["text"] == "A dog plays in the garden" and docs[1]["found"] is False,
+          "get: %s" % r.text)
+    r = post(base, "similarity", {"a": ["The cat sits outside"], "b": ["A cat is outdoors"]})
+    check(r.status_code == 200 and r.json()["matrix"][0][0] > 0.7, "similarity: %s" % r.text)
+    r = post(base, "encode", {"texts": ["hello world"]})
+    check(r.status_code == 200 and len(r.json()["embeddings"][0]) == 384, "encode: %s" % r.text[:200])
+    r = post(base, "pairs", {"n": 1})
+    check(r.status_code == 200 and len(r.json()["pairs"]) == 1, "pairs: %s" % r.text)
+    r = post(base, "stats", {})
+    check(r.status_code == 200 and r.json()["documents"] == 3, "stats: %s" % r.text[:200])
+    r = post(base, "delete", {"ids": ["car"]})
+    check(r.status_code == 200, "delete: %s" % r.text)
+    bdir = os.path.join(d.tmp, "http-backup")
+    r = post(base, "backup", {"dir": bdir})
+    check(r.status_code == 200 and os.path.exists(os.path.join(bdir, "store.mdb")), "backup: %s" % r.text)
+    r = post(base, "reindex", {})
+    check(r.status_code == 200, "reindex: %s" % r.text)
+    r = requests.get(base + "/v1/health", timeout=30)
+    check(r.status_code == 200 and r.json()["documents"] == 2, "GET health: %s" % r.text)
+    # errors: the protocol's code with its HTTP status
+    r = post(base, "query", {"text": "x", "k": 0})
+    check(r.status_code == 400 and r.json()["error"]["code"] == "bad_k", "bad_k is 400: %s" % r.text)
+    r = post(base, "get", {"ids": 5})
+    check(r.status_code == 400, "a bad member is 400: %s" % r.text)
+    r = requests.post(base + "/v1/nope", data="{}", headers={"Content-Type": "application/json"})
+    check(r.status_code == 404, "unknown op is 404: %s" % r.text)
+    r = requests.post(base + "/v1/query", data='{"text":', headers={"Content-Type": "application/json"})
+    check(r.status_code == 400 and r.json()["error"]["code"] == "bad_json", "bad json: %s" % r.text)
+    # curl, keep-alive across two requests on one connection
+    out = subprocess.run(["curl", "-s", "-H", "Content-Type: application/json", "-d", '{"ids":["cat"]}',
+                          base + "/v1/get", "--next", "-s", base + "/v1/health"],
+                         capture_output=True, text=True, timeout=60)
+    check('"found":true' in out.stdout and '"status":"serving"' in out.stdout, "curl: %r" % out.stdout)
+    spec = requests.get(base + "/openapi.json", timeout=30).json()
+    check("/v1/query" in spec.get("paths", {}), "openapi lists query")
+    # metrics: Prometheus's own parser
+    text = requests.get(base + "/metrics", timeout=30).text
+    fams = {f.name: f for f in text_string_to_metric_families(text)}
+    docs = [s.value for s in fams["sbertd_documents"].samples]
+    check(docs == [2.0], "sbertd_documents: %r" % docs)
+    q = [s for s in fams["sbertd_requests"].samples if s.labels.get("op") == "query"]
+    check(q and q[0].value >= 2, "query requests counted: %r" % q)
+    check("sbertd_request_duration_seconds" in fams and "sbertd_lmdb_map_used_bytes" in fams,
+          "latency and LMDB metrics: %r" % sorted(fams))
+
+
+def main():
+    tmp = tempfile.mkdtemp(prefix="sbertd-http-")
+    prom = os.path.join(tmp, "sbertd.prom")
+    d = Daemon(MODEL, tmp=tmp, extra=["--set", "http=127.0.0.1:0", "--set",
+                                      "metrics_textfile=" + prom, "--log-level", "info"])
+    d.start()
+    try:
+        base = "http://127.0.0.1:%d" % port_of(d)
+        every_op(d, base)
+        deadline = time.time() + 30
+        while not os.path.exists(prom) and time.time() < deadline:
+            time.sleep(0.2)
+        with open(prom) as f:
+            names = {f.name for f in text_string_to_metric_families(f.read())}
+        check("sbertd_documents" in names, "the textfile holds the metrics: %r" % names)
+        # SIGTERM with a client connected: a clean exit
+        s = requests.Session()
+        s.get(base + "/v1/health", timeout=30)
+        rc = d.stop()
+        check(rc == 0, "sbertd exits 0 on SIGTERM with HTTP clients: %r" % rc)
+    finally:
+        d.cleanup()
+
+    # a token: refused without it, accepted with it, over HTTP as over nanomsg
+    d = Daemon(MODEL, extra=["--set", "http=127.0.0.1:0", "--set", "auth_token=s3cret",
+                             "--log-level", "info"])
+    d.start()
+    try:
+        base = "http://127.0.0.1:%d" % port_of(d)
+        r = post(base, "stats", {})
+        check(r.status_code == 401 and r.json()["error"]["code"] == "unauthorized",
+              "no token: 401: %s" % r.text)
+        r = post(base, "stats", {}, token="wrong")
+        check(r.status_code == 401, "a wrong token: 401")
+        r = post(base, "stats", {}, token="s3cret")
+        check(r.status_code == 200 and r.json()["ok"], "the token: 200: %s" % r.text[:200])
+        check(d.stop() == 0, "clean stop")
+    finally:
+        d.cleanup()
+
+    # a non-loopback address needs allow_remote: the daemon refuses to start
+    d = Daemon(MODEL, extra=["--set", "http=0.0.0.0:0"])
+    try:
+        try:
+            d.start(timeout=60)
+            started = True
+        except AssertionError:
+            started = False
+        check(not started and "allow_remote" in d.read_log(),
+              "http on 0.0.0.0 without allow_remote is refused: %s" % d.read_log()[-400:])
+    finally:
+        d.cleanup()
+
+    if failures:
+        print("%d check(s) failed" % len(failures))
+        return 1
+    print("test_http_daemon: all checks passed")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
