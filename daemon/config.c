@@ -400,6 +400,36 @@ static int args_flags(struct sbertd_config *c, int argc, char **argv, char *err,
     return 0;
 }
 
+/* systemd's LoadCredential=auth_token:FILE (systemd.exec(5)): the token from
+ * $CREDENTIALS_DIRECTORY/auth_token when the configuration sets none, so the secret need not sit
+ * in a configuration file. A trailing newline is not part of it. */
+static int credential_token(struct sbertd_config *c, char *err, size_t errlen)
+{
+    const char *dir = getenv("CREDENTIALS_DIRECTORY");
+    if (!dir || !*dir) return 0;
+    char path[4200];
+    snprintf(path, sizeof path, "%s/auth_token", dir);
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        if (errno == ENOENT) return 0;
+        snprintf(err, errlen, "credential %s: %s", path, strerror(errno));
+        return -1;
+    }
+    size_t n = fread(c->auth_token, 1, sizeof c->auth_token - 1, f);
+    int more = fgetc(f) != EOF;
+    fclose(f);
+    c->auth_token[n] = '\0';
+    while (n && (c->auth_token[n - 1] == '\n' || c->auth_token[n - 1] == '\r'))
+        c->auth_token[--n] = '\0';
+    if (more) {
+        c->auth_token[0] = '\0';
+        snprintf(err, errlen, "credential %s: longer than %zu bytes", path,
+                 sizeof c->auth_token - 1);
+        return -1;
+    }
+    return 0;
+}
+
 int sbertd_config_from_args(struct sbertd_config *c, int argc, char **argv, char *err,
                             size_t errlen)
 {
@@ -410,6 +440,7 @@ int sbertd_config_from_args(struct sbertd_config *c, int argc, char **argv, char
     if (config_file && sbertd_config_load_file(c, config_file, err, errlen)) return -1;
     if (args_flags(c, argc, argv, err, errlen)) return -1;
     if (c->max_inflight_bytes == 0) c->max_inflight_bytes = 4 * c->max_message_size;
+    if (!c->auth_token[0] && credential_token(c, err, errlen)) return -1;
     return 0;
 }
 

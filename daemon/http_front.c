@@ -15,6 +15,8 @@
 #include "sbert_http.h"
 
 #include <errno.h>
+#include <sys/socket.h>
+#include <systemd/sd-daemon.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -264,6 +266,17 @@ static void *textfile_main(void *arg)
 
 /* ---- start and stop ------------------------------------------------------------------------ */
 
+/* systemd socket activation (sbertd.socket, sd_listen_fds(3)): the first listening TCP socket
+ * passed, or -1. nanomsg binds only by URL and cannot take a socket, so only the HTTP API is
+ * socket-activated; the ipc and tcp endpoints are bound by sbertd itself. */
+static int activated_socket(void)
+{
+    int n = sd_listen_fds(0);
+    for (int fd = SD_LISTEN_FDS_START; fd < SD_LISTEN_FDS_START + n; fd++)
+        if (sd_is_socket_inet(fd, AF_UNSPEC, SOCK_STREAM, 1, 0) > 0) return fd;
+    return -1;
+}
+
 static void http_log(int level, const char *msg, void *user)
 {
     (void)user;
@@ -275,6 +288,7 @@ int sbertd_http_start(struct sbertd *d)
     if (d->cfg.http[0]) {
         struct sbert_http_params p = sbert_http_default_params();
         p.address = d->cfg.http;
+        p.listen_fd = activated_socket();
         p.allow_remote = d->cfg.allow_remote;
         p.token = d->cfg.auth_token[0] ? d->cfg.auth_token : NULL;
         p.max_body_bytes = d->cfg.max_message_size;
@@ -287,7 +301,9 @@ int sbertd_http_start(struct sbertd *d)
             sbertd_log(LOG_ERR, "http: cannot serve on %s: %s", d->cfg.http, err);
             return -1;
         }
-        sbertd_log(LOG_INFO, "http: serving on %s (port %u)", d->cfg.http, sbert_http_port(d->http));
+        sbertd_log(LOG_INFO, "http: serving on %s (port %u%s)", d->cfg.http,
+                   sbert_http_port(d->http),
+                   p.listen_fd >= 0 ? ", a socket systemd passed" : "");
     }
     if (d->cfg.metrics_textfile[0]) {
         pthread_mutex_init(&d->textfile_mu, NULL);

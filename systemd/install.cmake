@@ -24,7 +24,7 @@ configure_file("${SBERTD_SYSTEMD_SRC}/sbertd-backup.service.in"
                "${SBERTD_SYSTEMD_BIN}/sbertd-backup.service" @ONLY)
 file(INSTALL DESTINATION "${_unitdir}" TYPE FILE
      FILES "${SBERTD_SYSTEMD_BIN}/sbertd.service" "${SBERTD_SYSTEMD_BIN}/sbertd-backup.service"
-           "${SBERTD_SYSTEMD_SRC}/sbertd-backup.timer")
+           "${SBERTD_SYSTEMD_SRC}/sbertd-backup.timer" "${SBERTD_SYSTEMD_SRC}/sbertd.socket")
 
 # sysusers.d and tmpfiles.d files are named after the package.
 file(INSTALL DESTINATION "${_sysusersdir}" TYPE FILE

@@ -154,6 +154,58 @@ def main():
     finally:
         d.cleanup()
 
+    # systemd's LoadCredential=auth_token:FILE: the token comes from $CREDENTIALS_DIRECTORY
+    creds = tempfile.mkdtemp(prefix="sbertd-creds-")
+    with open(os.path.join(creds, "auth_token"), "w") as f:
+        f.write("fr0m-credential\n")
+    d = Daemon(MODEL, extra=["--set", "http=127.0.0.1:0", "--log-level", "info"],
+               env={"CREDENTIALS_DIRECTORY": creds})
+    d.start()
+    try:
+        base = "http://127.0.0.1:%d" % port_of(d)
+        check(post(base, "stats", {}).status_code == 401, "the credential's token is required")
+        r = post(base, "stats", {}, token="fr0m-credential")
+        check(r.status_code == 200, "the credential's token (newline dropped) is accepted: %s" % r.text[:200])
+        check(d.stop() == 0, "clean stop")
+    finally:
+        d.cleanup()
+
+    # socket activation: systemd-socket-activate binds the port and passes the listening socket,
+    # as sbertd.socket does; the daemon starts on the first connection and serves it on that socket
+    import socket as _socket
+    probe = _socket.socket()
+    probe.bind(("127.0.0.1", 0))
+    port = probe.getsockname()[1]
+    probe.close()
+    tmp = tempfile.mkdtemp(prefix="sbertd-sa-")
+    log = open(os.path.join(tmp, "log"), "wb")
+    sa = subprocess.Popen(["systemd-socket-activate", "-l", "127.0.0.1:%d" % port,
+                           os.environ["SBERTD"], "--model", MODEL, "--data", os.path.join(tmp, "data"),
+                           "--listen", "ipc://" + os.path.join(tmp, "s.sock"),
+                           "--set", "http=127.0.0.1:%d" % port, "--log-level", "info"],
+                          stdout=log, stderr=log)
+    try:
+        deadline = time.time() + 60 * TIMEOUT_SCALE
+        r = None
+        while time.time() < deadline and r is None:
+            try:
+                r = requests.get("http://127.0.0.1:%d/v1/health" % port, timeout=120 * TIMEOUT_SCALE)
+            except requests.ConnectionError:
+                time.sleep(0.2)
+        check(r is not None and r.status_code == 200 and r.json()["status"] == "serving",
+              "socket-activated health: %r" % (r.text if r is not None else None))
+        with open(os.path.join(tmp, "log"), "rb") as f:
+            text = f.read().decode(errors="replace")
+        check("a socket systemd passed" in text, "the daemon says it took the passed socket: %s" % text[-600:])
+    finally:
+        sa.terminate()
+        try:
+            sa.wait(timeout=60 * TIMEOUT_SCALE)
+        except subprocess.TimeoutExpired:
+            sa.kill()
+        check(sa.returncode == 0, "socket-activated sbertd exits 0 on SIGTERM: %r" % sa.returncode)
+        log.close()
+
     # a non-loopback address needs allow_remote: the daemon refuses to start
     d = Daemon(MODEL, extra=["--set", "http=0.0.0.0:0"])
     try:

@@ -75,6 +75,7 @@ def layout(root, prefix, unitdir, sysusersdir, tmpfilesdir, confdir):
         (root + unitdir + "/sbertd.service", False),
         (root + unitdir + "/sbertd-backup.service", False),
         (root + unitdir + "/sbertd-backup.timer", False),
+        (root + unitdir + "/sbertd.socket", False),
         (root + sysusersdir + "/sbertd.conf", False),
         (root + tmpfilesdir + "/sbertd.conf", False),
         (root + confdir + "/sbertd.conf", False),
@@ -196,7 +197,8 @@ def mode_verify(build, source):
         env = dict(os.environ, MANPATH=p + "/share/man", SYSTEMD_LOG_LEVEL="info")
         # --man=yes runs `man` for every Documentation=man: entry: our installed pages must open.
         unitdir = os.path.dirname(unit)
-        units = [unit, unitdir + "/sbertd-backup.service", unitdir + "/sbertd-backup.timer"]
+        units = [unit, unitdir + "/sbertd-backup.service", unitdir + "/sbertd-backup.timer",
+                 unitdir + "/sbertd.socket"]
         r = run(["systemd-analyze", "verify", "--man=yes"] + units, env=env)
         print(r.stdout + r.stderr, file=sys.stderr)
         check(r.returncode == 0, "systemd-analyze verify exit %d" % r.returncode)
