@@ -9,6 +9,7 @@ disk-full test mounts a small tmpfs, so it needs root (as CI and the dev machine
 """
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -843,6 +844,88 @@ def serve_tcp(cases):
             d.cleanup()
 
 
+HTTP_PORT = free_tcp_port()
+
+
+def http_raw(data, read_timeout=30):
+    """Sends raw bytes to the daemon's HTTP port; returns (status or None, body bytes)."""
+    import socket
+    with socket.create_connection(("127.0.0.1", HTTP_PORT), timeout=read_timeout) as so:
+        so.sendall(data)
+        buf = b""
+        try:
+            while True:
+                chunk = so.recv(65536)
+                if not chunk:
+                    break
+                buf += chunk
+                head, sep, body = buf.partition(b"\r\n\r\n")
+                m = re.search(rb"content-length: *(\d+)", head, re.I)
+                if sep and m and len(body) >= int(m.group(1)):
+                    break
+        except (socket.timeout, ConnectionResetError):
+            pass
+    m = re.match(rb"HTTP/1\.[01] (\d+)", buf)
+    return (int(m.group(1)) if m else None), buf.partition(b"\r\n\r\n")[2]
+
+
+def http_post(path, body, extra=b""):
+    return http_raw(b"POST %s HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                    b"Connection: close\r\n%sContent-Length: %d\r\n\r\n" % (path, extra, len(body))
+                    + body)
+
+
+def test_http_hostile(d):
+    """The HTTP API (http = 127.0.0.1:PORT) under the hostile catalogue: every case as a POST body
+    gets a protocol error reply with an HTTP error status; a 1 GB Content-Length is refused before
+    a byte of body; a chunked body past the limit is refused; a garbage request line and a
+    slowloris client cost nothing; the daemon keeps serving HTTP and nanomsg, its store intact."""
+    c = d.client()
+    ok(c.call("add", documents=[{"id": "keep", "text": "A document that must survive"}]))
+    for name, raw, code, index in hostile_inputs():
+        status, body = http_post(b"/v1/query", raw)
+        check(status is not None and status >= 400, "%s: HTTP status %r" % (name, status))
+        try:
+            r = json.loads(body)
+            check(r.get("ok") is False and r["error"]["code"], "%s: not an error reply: %r" % (name, body[:200]))
+        except ValueError:
+            check(False, "%s: the reply is not JSON: %r" % (name, body[:200]))
+        check(d.alive(), "sbertd died on HTTP %r:\n%s" % (name, d.read_log()[-3000:]))
+    # Content-Length far past max_message_size: 413 without the body being sent
+    status, _ = http_raw(b"POST /v1/add HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                         b"Content-Length: 1000000000\r\n\r\n")
+    check(status == 413, "1 GB Content-Length: %r" % status)
+    # a chunked body three times max_message_size (1 MiB here): refused or cut, never taken
+    chunk = b"x" * 65536
+    body = b"".join(b"%x\r\n%s\r\n" % (len(chunk), chunk) for _ in range(48)) + b"0\r\n\r\n"
+    status, _ = http_raw(b"POST /v1/add HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                         b"Transfer-Encoding: chunked\r\n\r\n" + body)
+    check(status in (413, None), "oversized chunked body: %r" % status)
+    status, _ = http_raw(b"GARBAGE \x00\xff\r\n\r\n")
+    check(status is None or status >= 400, "garbage request line: %r" % status)
+    # slowloris: headers trickle in; another client is served meanwhile, and the slow one is cut
+    import socket
+    slow = socket.create_connection(("127.0.0.1", HTTP_PORT), timeout=60)
+    slow.sendall(b"POST /v1/health HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+    status, body = http_raw(b"GET /v1/health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+    check(status == 200 and json.loads(body)["status"] == "serving", "health beside a slow client")
+    cut = False
+    for _ in range(40):
+        try:
+            slow.sendall(b"X-Slow: 1\r\n")
+        except OSError:
+            cut = True
+            break
+        time.sleep(1)
+    slow.close()
+    check(cut, "a client that never finishes its headers is cut off")
+    check(d.alive(), "sbertd alive after the HTTP catalogue")
+    got = ok(c.call("get", ids=["keep"]))["documents"][0]
+    check(got["found"] and got["text"] == "A document that must survive", "the store is intact")
+    c.close()
+
+
+
 def test_tcp_ipv6_loopback():
     """tcp://[::1] passes the loopback check, so it must also serve. nanomsg sockets are IPv4-only
     until NN_IPV4ONLY is set to 0 (else bind fails with ENODEV, "No such device")."""
@@ -963,6 +1046,8 @@ TESTS = [
     ("tcp_ipv6_loopback", test_tcp_ipv6_loopback, {"explicit": True, "own_daemons": True}),
     ("auth_everywhere", test_auth_everywhere, {"config": "auth_token = %s\n" % TOKEN}),
     ("strict_json", test_strict_json, {}),
+    ("http_hostile", test_http_hostile,
+     {"config": "http = 127.0.0.1:%d\nmax_message_size = 1M\n" % HTTP_PORT}),
     # registered on its own: a long reindex withholds the watchdog (daemon/server.c)
     ("watchdog_long_reindex", test_watchdog_long_reindex, {"explicit": True, "own_daemons": True}),
     # registered on its own: replies are not bounded yet (max_reply_bytes does not exist)
