@@ -94,6 +94,7 @@ void index_meta_set_model(struct store_meta *m, const struct sbert_index_model *
     m->pooling = p->pooling;
     m->normalize = p->normalize;
     m->max_seq_length = p->max_seq_length;
+    m->precision = p->precision;
 }
 
 struct vindex_params index_vparams(sbert_index *idx, int dim)

@@ -77,7 +77,7 @@ static int model_same(const struct store_meta *m, const struct sbert_index_model
 {
     return strcmp(m->model_sha256, p->weights_sha256) == 0 && m->dim == p->dim &&
            m->pooling == p->pooling && m->normalize == p->normalize &&
-           m->max_seq_length == p->max_seq_length;
+           m->max_seq_length == p->max_seq_length && m->precision == p->precision;
 }
 
 static int meta_init_fn(store *s, MDB_txn *txn, void *user)
@@ -220,12 +220,12 @@ static int model_mismatch(const sbert_index *idx, const char *dir,
     return sbert_util_errf(
         errbuf, errlen, SBERT_INDEX_EMODEL,
         "store %s was built with model \"%s\" (sha256 %.12s…, dim %d, %s pooling, "
-        "normalize %d, max_seq_length %d) but the model given is \"%s\" (sha256 "
-        "%.12s…, dim %d, %s pooling, normalize %d, max_seq_length %d); reindex the "
+        "normalize %d, max_seq_length %d, %s) but the model given is \"%s\" (sha256 "
+        "%.12s…, dim %d, %s pooling, normalize %d, max_seq_length %d, %s); reindex the "
         "store to switch models",
         dir, m->model_name, m->model_sha256, m->dim, pool_name(m->pooling), m->normalize,
-        m->max_seq_length, p->name, p->weights_sha256, p->dim, pool_name(p->pooling), p->normalize,
-        p->max_seq_length);
+        m->max_seq_length, m->precision ? "int8" : "fp32", p->name, p->weights_sha256, p->dim,
+        pool_name(p->pooling), p->normalize, p->max_seq_length, p->precision ? "int8" : "fp32");
 }
 
 /* Sets idx->spec from the parameters; a spec other than the recorded one is checked and

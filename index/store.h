@@ -5,7 +5,9 @@
  *
  * One environment file (MDB_NOSUBDIR, so a finished reindex can be renamed over it) with six
  * named databases:
- *   "meta"  string key -> value:  "format" (magic "SBIX" + u32 version), "model" (JSON object),
+ *   "meta"  string key -> value:  "format" (magic "SBIX" + u32 version), "model" (JSON object:
+ *           name, weights_sha256, dim, pooling, normalize, max_seq_length, and "precision":
+ *           "int8" for an int8 encoder — absent means fp32, so older stores read unchanged),
  *           "spec" (FAISS factory string), "next_label" (u64), "change" (u64), "uuid" (16 bytes)
  *   "ids"   id key -> u64 label (little-endian). With L = LMDB's key size limit
  *           (mdb_env_get_maxkeysize: 511 in a default LMDB build, so with ids of at most 512
@@ -83,6 +85,7 @@ struct store_meta {
     char model_name[256];
     char model_sha256[65];
     int dim, pooling, normalize, max_seq_length;
+    int precision; /* SBERT_INDEX_PRECISION_*; a store written before precisions existed is fp32 */
     char spec[128];
     uint64_t next_label;
     uint64_t change;

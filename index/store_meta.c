@@ -44,6 +44,7 @@ int store_meta_put(store *s, MDB_txn *txn, const struct store_meta *m)
     cJSON_AddNumberToObject(j, "pooling", m->pooling);
     cJSON_AddNumberToObject(j, "normalize", m->normalize);
     cJSON_AddNumberToObject(j, "max_seq_length", m->max_seq_length);
+    if (m->precision == SBERT_INDEX_PRECISION_INT8) cJSON_AddStringToObject(j, "precision", "int8");
     char *model = cJSON_PrintUnformatted(j);
     cJSON_Delete(j);
     if (!model) return SBERT_INDEX_ENOMEM;
@@ -100,6 +101,12 @@ int store_meta_get(store *s, MDB_txn *txn, struct store_meta *m, char *errbuf, s
             json_int(j, "dim", &m->dim) || json_int(j, "pooling", &m->pooling) ||
             json_int(j, "normalize", &m->normalize) ||
             json_int(j, "max_seq_length", &m->max_seq_length))
+            bad = "model";
+        const cJSON *prec = j ? cJSON_GetObjectItemCaseSensitive(j, "precision") : NULL;
+        m->precision = SBERT_INDEX_PRECISION_FP32;
+        if (prec && cJSON_IsString(prec) && strcmp(prec->valuestring, "int8") == 0)
+            m->precision = SBERT_INDEX_PRECISION_INT8;
+        else if (prec && !(cJSON_IsString(prec) && strcmp(prec->valuestring, "fp32") == 0))
             bad = "model";
         cJSON_Delete(j);
     } else

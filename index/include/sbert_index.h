@@ -122,7 +122,12 @@ struct sbert_index_model {
     int pooling;                /* SBERT_INDEX_POOL_* */
     int normalize;              /* 0 or 1 */
     int max_seq_length;
+    int precision;              /* the encoder's arithmetic: SBERT_INDEX_PRECISION_* (0: fp32).
+                                   Vectors of two precisions are close, not equal: a store of one
+                                   refuses the other like another model (reindex to switch) */
 };
+
+enum { SBERT_INDEX_PRECISION_FP32 = 0, SBERT_INDEX_PRECISION_INT8 = 1 };
 
 /*
  * Encodes n texts into out (n * dim floats, row i for texts[i]) with the model given to

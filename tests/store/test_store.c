@@ -607,6 +607,22 @@ static void test_model_mismatch(void)
     q = p;
     q.model.pooling = SBERT_INDEX_POOL_CLS;
     CHECK(sbert_index_open(dir, &q, &idx, err, sizeof err) == SBERT_INDEX_EMODEL);
+    /* the same model in int8 is another model for the store (its vectors differ slightly); a
+     * store of int8 vectors refuses fp32 in turn */
+    q = p;
+    q.model.precision = SBERT_INDEX_PRECISION_INT8;
+    CHECK(sbert_index_open(dir, &q, &idx, err, sizeof err) == SBERT_INDEX_EMODEL);
+    CHECK(strstr(err, "fp32) but") && strstr(err, "int8); reindex"));
+    {
+        char dir8[4200];
+        newdir(dir8, sizeof dir8);
+        sbert_index *i8 = OPEN(dir8, &q);
+        sbert_index_close(i8);
+        i8 = OPEN(dir8, &q); /* the recorded precision reads back */
+        sbert_index_close(i8);
+        CHECK(sbert_index_open(dir8, &p, &idx, err, sizeof err) == SBERT_INDEX_EMODEL);
+        CHECK(strstr(err, "int8) but") != NULL);
+    }
     /* a renamed model directory is the same model */
     q = p;
     q.model.name = "renamed";
