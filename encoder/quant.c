@@ -1,0 +1,113 @@
+/* int8 weight packing, per-row activation quantisation and the choice of kernel (quant.h). */
+#include "quant.h"
+#include "sbert.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int8_t q8(float v)
+{
+    long r = lrintf(v);
+    return (int8_t)(r > 127 ? 127 : r < -127 ? -127 : r);
+}
+
+float sbert_quantize_row(const float *x, int k, int8_t *q)
+{
+    float mx = 0;
+    for (int i = 0; i < k; i++) mx = fmaxf(mx, fabsf(x[i]));
+    if (!(mx > 0)) {
+        memset(q, 0, (size_t)k);
+        return 0;
+    }
+    const float inv = 127.0f / mx;
+    for (int i = 0; i < k; i++) q[i] = q8(x[i] * inv);
+    return mx / 127.0f;
+}
+
+int sbert_qweight_init(struct sbert_qweight *q, const float *w, const float *bias, int n, int k)
+{
+    memset(q, 0, sizeof *q);
+    if (n <= 0 || k <= 0 || k % 4) return SBERT_EINVAL;
+    const int np = (n + SBERT_QPANEL - 1) / SBERT_QPANEL * SBERT_QPANEL;
+    const size_t bytes = (size_t)np * (size_t)k;
+    q->n = n;
+    q->k = k;
+    q->np = np;
+    q->bias = bias;
+    q->w = aligned_alloc(64, (bytes + 63) / 64 * 64);
+    q->scale = calloc((size_t)np, sizeof *q->scale);
+    q->comp = calloc((size_t)np, sizeof *q->comp);
+    int8_t *row = malloc((size_t)k);
+    if (!q->w || !q->scale || !q->comp || !row) {
+        free(row);
+        sbert_qweight_free(q);
+        return SBERT_ENOMEM;
+    }
+    memset(q->w, 0, bytes);
+    for (int j = 0; j < n; j++) {
+        q->scale[j] = sbert_quantize_row(w + (size_t)j * k, k, row);
+        int8_t *panel = q->w + (size_t)(j / SBERT_QPANEL) * SBERT_QPANEL * k;
+        const int lane = (j % SBERT_QPANEL) * 4;
+        int32_t sum = 0;
+        for (int kk = 0; kk < k; kk++) {
+            panel[(size_t)(kk / 4) * SBERT_QPANEL * 4 + lane + kk % 4] = row[kk];
+            sum += row[kk];
+        }
+        q->comp[j] = 128 * sum;
+    }
+    free(row);
+    return 0;
+}
+
+void sbert_qweight_free(struct sbert_qweight *q)
+{
+    free(q->w);
+    free(q->scale);
+    free(q->comp);
+    memset(q, 0, sizeof *q);
+}
+
+static const char *const names[SBERT_QISA_N] = {"scalar", "avx2", "avx512vnni"};
+
+const char *sbert_qisa_name(int isa) { return isa >= 0 && isa < SBERT_QISA_N ? names[isa] : NULL; }
+
+int sbert_qisa_from_name(const char *name)
+{
+    for (int i = 0; name && i < SBERT_QISA_N; i++)
+        if (!strcmp(name, names[i])) return i;
+    return -1;
+}
+
+/* __builtin_cpu_supports also checks that the OS saves the vector state (XCR0). */
+int sbert_qisa_available(int isa)
+{
+    switch (isa) {
+    case SBERT_QISA_SCALAR: return 1;
+#if defined(__x86_64__)
+    case SBERT_QISA_AVX2: return __builtin_cpu_supports("avx2");
+    case SBERT_QISA_AVX512VNNI:
+        return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+               __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni");
+#endif
+    default: return 0;
+    }
+}
+
+int sbert_qisa_best(void)
+{
+    for (int i = SBERT_QISA_N - 1; i > 0; i--)
+        if (sbert_qisa_available(i)) return i;
+    return SBERT_QISA_SCALAR;
+}
+
+sbert_qgemm_fn sbert_qgemm_get(int isa)
+{
+    switch (isa) {
+#if defined(__x86_64__)
+    case SBERT_QISA_AVX2: return sbert_qgemm_avx2;
+    case SBERT_QISA_AVX512VNNI: return sbert_qgemm_avx512vnni;
+#endif
+    default: return sbert_qgemm_scalar;
+    }
+}
