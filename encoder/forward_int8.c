@@ -82,10 +82,27 @@ static void dense_tile(const struct pass *p, int t, const struct sbert_qweight *
     }
 }
 
-static void quantize_rows(const float *x, int k, int r0, int r1, int8_t *q, float *qs)
+/*
+ * Rows r0..r1 of x (width k) quantised for dense layer `which` of layer l (with its smoothing, if
+ * any); nothing when l is past the last layer (its output has no int8 consumer). While the model is being calibrated
+ * (m->calib, one thread), records the largest |x| of each channel in the consumer's slot.
+ */
+static void quantize_rows(const struct sbert_model *m, int l, int which, const float *x, int k,
+                          int r0, int r1, int8_t *q, float *qs)
 {
+    if (l >= m->layers) return;
+    const struct sbert_layer_weights *lw = &m->layer[l];
+    const struct sbert_qweight *to = which == SBERT_Q_QKV  ? &lw->q_qkv
+                                     : which == SBERT_Q_AO ? &lw->q_ao
+                                     : which == SBERT_Q_IN ? &lw->q_in
+                                                           : &lw->q_out;
+    if (m->calib) {
+        float *amax = m->calib + ((size_t)l * SBERT_Q_N + (size_t)which) * (size_t)m->calib_width;
+        for (int r = r0; r < r1; r++)
+            for (int i = 0; i < k; i++) amax[i] = fmaxf(amax[i], fabsf(x[(size_t)r * k + i]));
+    }
     for (int r = r0; r < r1; r++)
-        qs[r] = sbert_quantize_row(x + (size_t)r * k, k, q + (size_t)r * k);
+        qs[r] = sbert_quantize_row_mul(x + (size_t)r * k, to->smooth, k, q + (size_t)r * k);
 }
 
 static void run_chunk(const struct pass *p, int t, int g)
@@ -96,7 +113,7 @@ static void run_chunk(const struct pass *p, int t, int g)
     if (g < p->n_emb) {
         const int r0 = g * ROWS, r1 = r0 + ROWS < M ? r0 + ROWS : M;
         sbert_embed_rows(m, p->ids, s->pos, s->x, r0, r1);
-        quantize_rows(s->x, H, r0, r1, s->xq, s->xs);
+        quantize_rows(m, 0, SBERT_Q_QKV, s->x, H, r0, r1, s->xq, s->xs);
         return;
     }
     const int l = (g - p->n_emb) / p->off[ST_N], in_l = (g - p->n_emb) % p->off[ST_N];
@@ -117,16 +134,19 @@ static void run_chunk(const struct pass *p, int t, int g)
                      s->ctx + (size_t)s->start[sq] * H + h * dh, H, kt, srow);
         break;
     }
-    case ST_QCTX: quantize_rows(s->ctx, H, r0, r1, s->ctxq, s->ctxs); break;
+    case ST_QCTX: quantize_rows(m, l, SBERT_Q_AO, s->ctx, H, r0, r1, s->ctxq, s->ctxs); break;
     case ST_AO: dense_tile(p, t, &w->q_ao, s->ctxq, s->ctxs, c, s->x, H, EPI_RESIDUAL); break;
     case ST_IN: dense_tile(p, t, &w->q_in, s->xq, s->xs, c, s->inter, NI, EPI_GELU); break;
-    case ST_QIN: quantize_rows(s->inter, NI, r0, r1, s->inq, s->ins); break;
+    case ST_QIN: quantize_rows(m, l, SBERT_Q_OUT, s->inter, NI, r0, r1, s->inq, s->ins); break;
     case ST_OUT: dense_tile(p, t, &w->q_out, s->inq, s->ins, c, s->x, H, EPI_RESIDUAL); break;
     default: /* ST_LN1, ST_LN2: LayerNorm, then the s8 copy for the next dense layer */
         for (int r = r0; r < r1; r++)
             sbert_layer_norm(s->x + (size_t)r * H, H, k == ST_LN1 ? w->ln1_g : w->ln2_g,
                              k == ST_LN1 ? w->ln1_b : w->ln2_b, m->ln_eps);
-        quantize_rows(s->x, H, r0, r1, s->xq, s->xs);
+        if (k == ST_LN1)
+            quantize_rows(m, l, SBERT_Q_IN, s->x, H, r0, r1, s->xq, s->xs);
+        else
+            quantize_rows(m, l + 1, SBERT_Q_QKV, s->x, H, r0, r1, s->xq, s->xs);
         break;
     }
 }

@@ -72,10 +72,10 @@ static int prepare_int8(sbert_model *m, char *errbuf, size_t errlen)
     for (int l = 0; l < m->layers; l++) {
         struct sbert_layer_weights *w = &m->layer[l];
         int rc;
-        if ((rc = sbert_qweight_init(&w->q_qkv, w->qkv_w, w->qkv_b, 3 * H, H)) ||
-            (rc = sbert_qweight_init(&w->q_ao, w->ao_w, w->ao_b, H, H)) ||
-            (rc = sbert_qweight_init(&w->q_in, w->in_w, w->in_b, NI, H)) ||
-            (rc = sbert_qweight_init(&w->q_out, w->out_w, w->out_b, H, NI)))
+        if ((rc = sbert_qweight_init(&w->q_qkv, w->qkv_w, w->qkv_b, 3 * H, H, NULL)) ||
+            (rc = sbert_qweight_init(&w->q_ao, w->ao_w, w->ao_b, H, H, NULL)) ||
+            (rc = sbert_qweight_init(&w->q_in, w->in_w, w->in_b, NI, H, NULL)) ||
+            (rc = sbert_qweight_init(&w->q_out, w->out_w, w->out_b, H, NI, NULL)))
             return rc;
     }
     if (!(m->pool = sbert_pool_create())) return SBERT_ENOMEM;
@@ -534,7 +534,6 @@ int sbert_model_load(const char *dir, const struct sbert_model_params *params, s
     size_t size;
     const void *bytes = sbert_st_bytes(m->st, &size);
     sbert_sha256_hex(bytes, size, m->info.weights_sha256);
-    if (m->precision == SBERT_PRECISION_INT8 && (rc = prepare_int8(m, errbuf, errlen))) goto fail;
 
     /* The encoder runs one BLAS call per thread of its own (see sbert.h): OpenBLAS's own pool
      * would oversubscribe the cores. */
@@ -553,6 +552,13 @@ int sbert_model_load(const char *dir, const struct sbert_model_params *params, s
     in->strip_accents = tc.strip_accents < 0 ? tc.do_lower_case : tc.strip_accents;
     in->tokenize_chinese_chars = tc.tokenize_chinese_chars;
     in->precision = m->precision;
+    if (m->precision == SBERT_PRECISION_INT8) {
+        if ((rc = prepare_int8(m, errbuf, errlen))) goto fail;
+        if ((rc = sbert_int8_smooth(m))) {
+            sbert_errf(errbuf, errlen, rc, "%s: int8 calibration failed", dir);
+            goto fail;
+        }
+    }
     sbert_logf(m->params.log, m->params.log_user, SBERT_LOG_INFO,
                "loaded %s: %d layers, hidden %d, %d heads, max_seq_length %d, %s pooling%s, "
                "sha256 %s, %s%s%s, OpenBLAS core %s",

@@ -12,6 +12,7 @@
 #include "safetensors.h"
 
 enum { SBERT_ACT_GELU_ERF = 0, SBERT_ACT_GELU_TANH = 1 };
+enum { SBERT_Q_QKV, SBERT_Q_AO, SBERT_Q_IN, SBERT_Q_OUT, SBERT_Q_N }; /* a layer's dense layers */
 
 struct sbert_layer_weights {
     float *qkv_w; /* owned: [3H x H], the query, key and value weights stacked row-wise */
@@ -40,7 +41,16 @@ struct sbert_model {
     int precision;        /* SBERT_PRECISION_* */
     sbert_qgemm_fn qgemm; /* int8: the kernel chosen at load */
     sbert_pool *pool;     /* int8: the forward pass's threads (internally synchronised) */
+    /* int8, during sbert_model_load() only: largest |input| per channel of each dense layer,
+     * [layers][SBERT_Q_N][calib_width], filled by a one-thread calibration pass (smooth.c) */
+    float *calib;
+    int calib_width;
 };
+
+/* int8: measures the dense layers' inputs on a fixed set of texts and re-packs the layers whose
+ * inputs have outlier channels with SmoothQuant smoothing (smooth.c). Called at the end of
+ * sbert_model_load(), on a model that can already encode in int8. */
+int sbert_int8_smooth(struct sbert_model *m);
 
 /*
  * Per-call scratch for packed batches of at most max_tokens tokens and sequences of at most

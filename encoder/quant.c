@@ -25,10 +25,40 @@ float sbert_quantize_row(const float *x, int k, int8_t *q)
     return mx / 127.0f;
 }
 
-int sbert_qweight_init(struct sbert_qweight *q, const float *w, const float *bias, int n, int k)
+float sbert_quantize_row_mul(const float *x, const float *mul, int k, int8_t *q)
+{
+    if (!mul) return sbert_quantize_row(x, k, q);
+    float mx = 0;
+    for (int i = 0; i < k; i++) mx = fmaxf(mx, fabsf(x[i] * mul[i]));
+    if (!(mx > 0)) {
+        memset(q, 0, (size_t)k);
+        return 0;
+    }
+    const float inv = 127.0f / mx;
+    for (int i = 0; i < k; i++) q[i] = q8(x[i] * mul[i] * inv);
+    return mx / 127.0f;
+}
+
+/* SmoothQuant's factors (see quant.h): s[kk] multiplies the inputs, 1 / s[kk] the weights. */
+static int smooth_factors(const float *w, int n, int k, const float *amax, float **out)
+{
+    float *s = malloc((size_t)k * sizeof *s);
+    if (!s) return SBERT_ENOMEM;
+    for (int kk = 0; kk < k; kk++) {
+        float wm = 0;
+        for (int j = 0; j < n; j++) wm = fmaxf(wm, fabsf(w[(size_t)j * k + kk]));
+        s[kk] = amax[kk] > 0 && wm > 0 ? sqrtf(wm / amax[kk]) : 1.0f;
+    }
+    *out = s;
+    return 0;
+}
+
+int sbert_qweight_init(struct sbert_qweight *q, const float *w, const float *bias, int n, int k,
+                       const float *amax)
 {
     memset(q, 0, sizeof *q);
     if (n <= 0 || k <= 0 || k % 4) return SBERT_EINVAL;
+    if (amax && smooth_factors(w, n, k, amax, &q->smooth)) return SBERT_ENOMEM;
     const int np = (n + SBERT_QPANEL - 1) / SBERT_QPANEL * SBERT_QPANEL;
     const size_t bytes = (size_t)np * (size_t)k;
     q->n = n;
@@ -39,14 +69,21 @@ int sbert_qweight_init(struct sbert_qweight *q, const float *w, const float *bia
     q->scale = calloc((size_t)np, sizeof *q->scale);
     q->comp = calloc((size_t)np, sizeof *q->comp);
     int8_t *row = malloc((size_t)k);
-    if (!q->w || !q->scale || !q->comp || !row) {
+    float *ws = q->smooth ? malloc((size_t)k * sizeof *ws) : NULL;
+    if (!q->w || !q->scale || !q->comp || !row || (q->smooth && !ws)) {
         free(row);
+        free(ws);
         sbert_qweight_free(q);
         return SBERT_ENOMEM;
     }
     memset(q->w, 0, bytes);
     for (int j = 0; j < n; j++) {
-        q->scale[j] = sbert_quantize_row(w + (size_t)j * k, k, row);
+        const float *wj = w + (size_t)j * k;
+        if (ws) {
+            for (int kk = 0; kk < k; kk++) ws[kk] = wj[kk] / q->smooth[kk];
+            wj = ws;
+        }
+        q->scale[j] = sbert_quantize_row(wj, k, row);
         int8_t *panel = q->w + (size_t)(j / SBERT_QPANEL) * SBERT_QPANEL * k;
         const int lane = (j % SBERT_QPANEL) * 4;
         int32_t sum = 0;
@@ -57,6 +94,7 @@ int sbert_qweight_init(struct sbert_qweight *q, const float *w, const float *bia
         q->comp[j] = 128 * sum;
     }
     free(row);
+    free(ws);
     return 0;
 }
 
@@ -65,6 +103,7 @@ void sbert_qweight_free(struct sbert_qweight *q)
     free(q->w);
     free(q->scale);
     free(q->comp);
+    free(q->smooth);
     memset(q, 0, sizeof *q);
 }
 

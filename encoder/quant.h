@@ -37,15 +37,27 @@ struct sbert_qweight {
     float *scale;      /* owned [np]: channel j's weight is w * scale[j] */
     int32_t *comp;     /* owned [np]: 128 * sum_k w[j][k], the correction for A offset to u8 */
     const float *bias; /* borrowed [n] */
+    float *smooth;     /* owned [k] or NULL: the input's channel kk is multiplied by smooth[kk]
+                          before quantisation (the weights were divided by it: SmoothQuant) */
 };
 
-/* Quantises and packs w ([n x k] fp32, k a multiple of 4). 0 or SBERT_ENOMEM / SBERT_EINVAL. */
-int sbert_qweight_init(struct sbert_qweight *q, const float *w, const float *bias, int n, int k);
+/*
+ * Quantises and packs w ([n x k] fp32, k a multiple of 4). amax ([k] or NULL) is the largest
+ * |input| seen on each input channel: when given, outlier channels are smoothed (SmoothQuant,
+ * alpha 1/2: channel kk's inputs are divided and its weights multiplied by
+ * sqrt(amax[kk] / max_j |w[j][kk]|), which leaves the product unchanged and spreads the range
+ * between the two sides). Returns 0 or SBERT_ENOMEM / SBERT_EINVAL.
+ */
+int sbert_qweight_init(struct sbert_qweight *q, const float *w, const float *bias, int n, int k,
+                       const float *amax);
 void sbert_qweight_free(struct sbert_qweight *q);
 
 /* Quantises one row of k floats into q (s8 in [-127, 127]) and returns its scale (0 for an
  * all-zero row): x[i] ~ q[i] * scale. */
 float sbert_quantize_row(const float *x, int k, int8_t *q);
+
+/* sbert_quantize_row() of x[i] * mul[i] (mul NULL: of x). */
+float sbert_quantize_row_mul(const float *x, const float *mul, int k, int8_t *q);
 
 /*
  * c[i * ldc + (j - n0)] = sum over kk < w->k of a[i * lda + kk] * W[j][kk], for rows i < m and
