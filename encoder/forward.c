@@ -45,6 +45,19 @@ int sbert_fwd_scratch_init(struct sbert_fwd_scratch *s, const struct sbert_model
         sbert_fwd_scratch_free(s);
         return SBERT_ENOMEM;
     }
+    if (m->precision == SBERT_PRECISION_INT8) {
+        s->xq = malloc(T * H);
+        s->ctxq = malloc(T * H);
+        s->inq = malloc(T * NI);
+        s->xs = malloc(T * sizeof(float));
+        s->ctxs = malloc(T * sizeof(float));
+        s->ins = malloc(T * sizeof(float));
+        s->tile = malloc((size_t)n_threads * SBERT_QTILE_ROWS * SBERT_QTILE_COLS * sizeof(int32_t));
+        if (!s->xq || !s->ctxq || !s->inq || !s->xs || !s->ctxs || !s->ins || !s->tile) {
+            sbert_fwd_scratch_free(s);
+            return SBERT_ENOMEM;
+        }
+    }
     return 0;
 }
 
@@ -58,6 +71,13 @@ void sbert_fwd_scratch_free(struct sbert_fwd_scratch *s)
     free(s->start);
     free(s->pos);
     free(s->gstart);
+    free(s->xq);
+    free(s->ctxq);
+    free(s->inq);
+    free(s->xs);
+    free(s->ctxs);
+    free(s->ins);
+    free(s->tile);
     memset(s, 0, sizeof *s);
 }
 
@@ -76,8 +96,8 @@ extern float tanhf(float);
 #endif
 
 /* x = LayerNorm(x) with gamma g and beta b over n values (biased variance, as torch). */
-static void layer_norm(float *restrict x, int n, const float *restrict g, const float *restrict b,
-                       float eps)
+void sbert_layer_norm(float *restrict x, int n, const float *restrict g, const float *restrict b,
+                      float eps)
 {
     float sum = 0, ss = 0;
 #pragma omp simd reduction(+ : sum)
@@ -91,7 +111,7 @@ static void layer_norm(float *restrict x, int n, const float *restrict g, const 
 }
 
 /* y = act(y) over n values: exact erf GELU (hidden_act "gelu") or the tanh form. */
-static void gelu(float *restrict y, int n, int act)
+void sbert_gelu(float *restrict y, int n, int act)
 {
     if (act == SBERT_ACT_GELU_ERF) {
 #pragma omp simd
@@ -224,8 +244,8 @@ static void linear_acc(const float *x, int M, int K, const float *w, int N, floa
  * kt is scratch of dh * L floats (K transposed, so each score row is a run of contiguous
  * multiply-adds), s of L floats.
  */
-static void attend(const float *q, const float *k, const float *v, int ld, int L, int dh, float scale,
-                   float *restrict ctx, int ldc, float *restrict kt, float *restrict s)
+void sbert_attend(const float *q, const float *k, const float *v, int ld, int L, int dh, float scale,
+                  float *restrict ctx, int ldc, float *restrict kt, float *restrict s)
 {
     for (int j = 0; j < L; j++)
         for (int d = 0; d < dh; d++) kt[(size_t)d * L + j] = k[(size_t)j * ld + d];
@@ -257,15 +277,15 @@ static void attend(const float *q, const float *k, const float *v, int ld, int L
 }
 
 /* x rows r0..r1 = LayerNorm(word + position + token type 0 embeddings) of their tokens. */
-static void embed_rows(const struct sbert_model *m, const int32_t *ids, const int *pos, float *x,
-                       int r0, int r1)
+void sbert_embed_rows(const struct sbert_model *m, const int32_t *ids, const int *pos, float *x,
+                      int r0, int r1)
 {
     const int H = m->hidden;
     for (int r = r0; r < r1; r++) {
         float *xe = x + (size_t)r * H;
         const float *we = m->word + (size_t)ids[r] * H, *pe = m->pos + (size_t)pos[r] * H;
         for (int j = 0; j < H; j++) xe[j] = we[j] + m->type0[j] + pe[j];
-        layer_norm(xe, H, m->emb_ln_g, m->emb_ln_b, m->ln_eps);
+        sbert_layer_norm(xe, H, m->emb_ln_g, m->emb_ln_b, m->ln_eps);
     }
 }
 
@@ -304,7 +324,7 @@ static void forward_groups(const struct sbert_model *m, struct sbert_fwd_scratch
         float *xr = x + (size_t)r0 * H, *qkvr = qkv + (size_t)r0 * H3, *ctxr = ctx + (size_t)r0 * H;
         float *inr = inter + (size_t)r0 * NI;
 
-        embed_rows(m, ids, s->pos, x, r0, r0 + M);
+        sbert_embed_rows(m, ids, s->pos, x, r0, r0 + M);
         for (int l = 0; l < m->layers; l++) {
             const struct sbert_layer_weights *w = &m->layer[l];
             fill_rows(qkvr, M, H3, H3, w->qkv_b);
@@ -312,19 +332,19 @@ static void forward_groups(const struct sbert_model *m, struct sbert_fwd_scratch
             for (int sq = s0; sq < s1; sq++)
                 for (int h = 0; h < nh; h++) {
                     const float *base = qkv + (size_t)start[sq] * H3 + h * dh;
-                    attend(base, base + H, base + 2 * H, H3, lens[sq], dh, scale,
+                    sbert_attend(base, base + H, base + 2 * H, H3, lens[sq], dh, scale,
                            ctx + (size_t)start[sq] * H + h * dh, H, kt, srow);
                 }
             /* The residual stream x takes the bias and the products in place, then LayerNorm. */
             add_rows(xr, M, H, H, w->ao_b);
             linear_acc(ctxr, M, H, w->ao_w, H, xr, H);
-            for (int r = 0; r < M; r++) layer_norm(xr + (size_t)r * H, H, w->ln1_g, w->ln1_b, eps);
+            for (int r = 0; r < M; r++) sbert_layer_norm(xr + (size_t)r * H, H, w->ln1_g, w->ln1_b, eps);
             fill_rows(inr, M, NI, NI, w->in_b);
             linear_acc(xr, M, H, w->in_w, NI, inr, NI);
-            gelu(inr, M * NI, m->act);
+            sbert_gelu(inr, M * NI, m->act);
             add_rows(xr, M, H, H, w->out_b);
             linear_acc(inr, M, NI, w->out_w, H, xr, H);
-            for (int r = 0; r < M; r++) layer_norm(xr + (size_t)r * H, H, w->ln2_g, w->ln2_b, eps);
+            for (int r = 0; r < M; r++) sbert_layer_norm(xr + (size_t)r * H, H, w->ln2_g, w->ln2_b, eps);
         }
     }
 }
@@ -392,7 +412,7 @@ static void forward_split(const struct sbert_model *m, struct sbert_fwd_scratch 
         for (int g; (g = atomic_fetch_add_explicit(&sp.next, 1, memory_order_relaxed)) < sp.total;) {
             if (g < sp.n_emb) {
                 const int r0 = g * ROWS, r1 = r0 + ROWS < M ? r0 + ROWS : M;
-                embed_rows(m, ids, s->pos, x, r0, r1);
+                sbert_embed_rows(m, ids, s->pos, x, r0, r1);
                 atomic_fetch_add_explicit(&sp.done, 1, memory_order_release);
                 continue;
             }
@@ -414,7 +434,7 @@ static void forward_split(const struct sbert_model *m, struct sbert_fwd_scratch 
             case ST_ATT: {
                 const int sq = c / nh, h = c % nh;
                 const float *base = qkv + (size_t)start[sq] * H3 + h * dh;
-                attend(base, base + H, base + 2 * H, H3, lens[sq], dh, scale,
+                sbert_attend(base, base + H, base + 2 * H, H3, lens[sq], dh, scale,
                        ctx + (size_t)start[sq] * H + h * dh, H, kt, srow);
                 break;
             }
@@ -431,14 +451,14 @@ static void forward_split(const struct sbert_model *m, struct sbert_fwd_scratch 
             case ST_LN1:
             case ST_LN2:
                 for (int r = r0; r < r1; r++)
-                    layer_norm(x + (size_t)r * H, H, k == ST_LN1 ? w->ln1_g : w->ln2_g,
+                    sbert_layer_norm(x + (size_t)r * H, H, k == ST_LN1 ? w->ln1_g : w->ln2_g,
                                k == ST_LN1 ? w->ln1_b : w->ln2_b, eps);
                 break;
             default: /* ST_IN */
                 c1 = c1 < NI ? c1 : NI;
                 fill_rows(inter + c0, M, c1 - c0, NI, w->in_b + c0);
                 linear_acc(x, M, H, w->in_w + (size_t)c0 * H, c1 - c0, inter + c0, NI);
-                for (int r = 0; r < M; r++) gelu(inter + (size_t)r * NI + c0, c1 - c0, m->act);
+                for (int r = 0; r < M; r++) sbert_gelu(inter + (size_t)r * NI + c0, c1 - c0, m->act);
                 break;
             }
             atomic_fetch_add_explicit(&sp.done, 1, memory_order_release);
@@ -456,7 +476,9 @@ void sbert_forward(const struct sbert_model *m, struct sbert_fwd_scratch *s, con
         start[i + 1] = start[i] + lens[i];
         for (int p = 0; p < lens[i]; p++) pos[start[i] + p] = p;
     }
-    if (nseq < s->n_threads)
+    if (m->precision == SBERT_PRECISION_INT8)
+        sbert_forward_int8(m, s, ids, lens, nseq);
+    else if (nseq < s->n_threads)
         forward_split(m, s, ids, lens, nseq);
     else
         forward_groups(m, s, ids, lens, nseq);

@@ -36,8 +36,52 @@ const char *sbert_strerror(int err)
 
 struct sbert_model_params sbert_model_default_params(void)
 {
-    struct sbert_model_params p = {.n_threads = 1, .log = NULL, .log_user = NULL};
+    struct sbert_model_params p = {
+        .n_threads = 1, .log = NULL, .log_user = NULL, .precision = SBERT_PRECISION_FP32};
     return p;
+}
+
+const char *sbert_precision_name(int precision)
+{
+    return precision == SBERT_PRECISION_FP32   ? "fp32"
+           : precision == SBERT_PRECISION_INT8 ? "int8"
+                                               : NULL;
+}
+
+/*
+ * int8 precision: picks the kernel (SBERT_INT8_ISA may force one, for tests and comparisons),
+ * quantises and packs the four dense layers of every layer, and makes the thread pool.
+ */
+static int prepare_int8(sbert_model *m, char *errbuf, size_t errlen)
+{
+    const char *force = getenv("SBERT_INT8_ISA");
+    int isa = sbert_qisa_best();
+    if (force && *force) {
+        isa = sbert_qisa_from_name(force);
+        if (isa < 0 || !sbert_qisa_available(isa))
+            return sbert_util_errf(errbuf, errlen, SBERT_EUNSUPPORTED,
+                              "SBERT_INT8_ISA=%s: %s", force,
+                              isa < 0 ? "unknown kernel (scalar, avx2, avx512vnni)"
+                                      : "this CPU cannot run that kernel");
+    }
+    const int H = m->hidden, NI = m->inter;
+    if (H % 4 || NI % 4)
+        return sbert_util_errf(errbuf, errlen, SBERT_EUNSUPPORTED,
+                          "int8 needs hidden_size and intermediate_size multiples of 4 (%d, %d)", H,
+                          NI);
+    for (int l = 0; l < m->layers; l++) {
+        struct sbert_layer_weights *w = &m->layer[l];
+        int rc;
+        if ((rc = sbert_qweight_init(&w->q_qkv, w->qkv_w, w->qkv_b, 3 * H, H, NULL)) ||
+            (rc = sbert_qweight_init(&w->q_ao, w->ao_w, w->ao_b, H, H, NULL)) ||
+            (rc = sbert_qweight_init(&w->q_in, w->in_w, w->in_b, NI, H, NULL)) ||
+            (rc = sbert_qweight_init(&w->q_out, w->out_w, w->out_b, H, NI, NULL)))
+            return rc;
+    }
+    if (!(m->pool = sbert_pool_create())) return SBERT_ENOMEM;
+    m->qgemm = sbert_qgemm_get(isa);
+    m->info.int8_kernel = sbert_qisa_name(isa);
+    return 0;
 }
 
 static char *join(const char *a, const char *b)
@@ -452,10 +496,16 @@ int sbert_model_load(const char *dir, const struct sbert_model_params *params, s
     if (!m) return SBERT_ENOMEM;
     m->params = params ? *params : sbert_model_default_params();
     if (m->params.n_threads <= 0) m->params.n_threads = 1;
+    m->precision = m->params.precision;
     char *tdir = NULL, *wpath = NULL;
     size_t nlen;
     const char *nm = last_component(dir, &nlen);
-    int rc = SBERT_ENOMEM;
+    int rc;
+    if (!sbert_precision_name(m->precision)) {
+        rc = sbert_util_errf(errbuf, errlen, SBERT_EINVAL, "unknown precision %d", m->precision);
+        goto fail;
+    }
+    rc = SBERT_ENOMEM;
     m->path = strdup(dir);
     m->name = strndup(nm, nlen);
     if (!m->path || !m->name) goto fail;
@@ -501,14 +551,24 @@ int sbert_model_load(const char *dir, const struct sbert_model_params *params, s
     in->do_lower_case = tc.do_lower_case;
     in->strip_accents = tc.strip_accents < 0 ? tc.do_lower_case : tc.strip_accents;
     in->tokenize_chinese_chars = tc.tokenize_chinese_chars;
+    in->precision = m->precision;
+    if (m->precision == SBERT_PRECISION_INT8) {
+        if ((rc = prepare_int8(m, errbuf, errlen))) goto fail;
+        if ((rc = sbert_int8_smooth(m))) {
+            sbert_util_errf(errbuf, errlen, rc, "%s: int8 calibration failed", dir);
+            goto fail;
+        }
+    }
     sbert_util_logf(m->params.log, m->params.log_user, SBERT_LOG_INFO,
                "loaded %s: %d layers, hidden %d, %d heads, max_seq_length %d, %s pooling%s, "
-               "sha256 %s, OpenBLAS core %s",
+               "sha256 %s, %s%s%s, OpenBLAS core %s",
                dir, m->layers, m->hidden, m->heads, in->max_seq_length,
                in->pooling == SBERT_POOL_MEAN  ? "mean"
                : in->pooling == SBERT_POOL_CLS ? "cls"
                                                : "max",
-               in->normalize ? " + normalize" : "", in->weights_sha256, openblas_get_corename());
+               in->normalize ? " + normalize" : "", in->weights_sha256,
+               sbert_precision_name(m->precision), in->int8_kernel ? " kernel " : "",
+               in->int8_kernel ? in->int8_kernel : "", openblas_get_corename());
     free(tdir);
     free(wpath);
     *out = m;
@@ -527,7 +587,12 @@ void sbert_model_free(sbert_model *m)
         for (int l = 0; l < m->layers; l++) {
             free(m->layer[l].qkv_w);
             free(m->layer[l].qkv_b);
+            sbert_qweight_free(&m->layer[l].q_qkv);
+            sbert_qweight_free(&m->layer[l].q_ao);
+            sbert_qweight_free(&m->layer[l].q_in);
+            sbert_qweight_free(&m->layer[l].q_out);
         }
+    sbert_pool_free(m->pool);
     free(m->layer);
     sbert_st_close(m->st);
     sbert_tokenizer_free(m->tok);

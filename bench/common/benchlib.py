@@ -60,7 +60,8 @@ class EncodeRun:
         self.emb, self.wall, self.cpu, self.stderr = emb, wall, cpu, stderr
 
 
-def run_sbert_encode(binary, model_dir, texts, batch, threads, stats=False, env=None):
+def run_sbert_encode(binary, model_dir, texts, batch, threads, stats=False, env=None,
+                     extra_args=()):
     """Runs `sbert-encode --format f32` on texts (one per line); raises RuntimeError on failure.
     wall is the whole process (start-up, model load, I/O); cpu is the child's user+sys seconds,
     so cpu/wall shows how many cores it kept busy."""
@@ -70,6 +71,7 @@ def run_sbert_encode(binary, model_dir, texts, batch, threads, stats=False, env=
            "--threads", str(threads)]
     if stats:
         cmd.append("--stats")
+    cmd.extend(extra_args)
     data = "".join(t + "\n" for t in texts).encode("utf-8")
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()

@@ -17,6 +17,13 @@ printf 'The cat sits outside\nA man is playing guitar\n\nI love pasta\n' > "$tmp
 # The same rows whatever the batch size or thread count (up to float rounding the jsonl shows).
 "$bin" --model "$model" --batch 1 < "$tmp/in" > "$tmp/out1.jsonl" || fail "batch 1 exit $?"
 cmp -s "$tmp/out.jsonl" "$tmp/out1.jsonl" || echo "note: batch 1 and batch 32 rows differ in the last digits"
+# int8: same shape, batch-independent bit for bit, and --stats names the kernel.
+"$bin" --model "$model" --precision int8 --format f32 --batch 3 --stats < "$tmp/in" > "$tmp/q.f32" 2> "$tmp/qerr" || fail "int8 exit $?"
+[ "$(wc -c < "$tmp/q.f32")" -eq $((4 * 384 * 4)) ] || fail "int8 output is $(wc -c < "$tmp/q.f32") bytes"
+grep -q "int8 kernel" "$tmp/qerr" || fail "--stats does not name the int8 kernel: $(cat "$tmp/qerr")"
+"$bin" --model "$model" --precision int8 --format f32 --batch 1 --threads 2 < "$tmp/in" > "$tmp/q1.f32" || fail "int8 batch 1 exit $?"
+cmp -s "$tmp/q.f32" "$tmp/q1.f32" || fail "int8 rows depend on the batch"
+"$bin" --model "$model" --precision fp16 < /dev/null 2> "$tmp/err"; [ $? -eq 2 ] || fail "bad --precision not exit 2"
 "$bin" --model "$model" --format f32 < /dev/null > "$tmp/empty" || fail "empty input exit $?"
 [ ! -s "$tmp/empty" ] || fail "empty input gave output"
 

@@ -1,0 +1,169 @@
+/* int8 weight packing, per-row activation quantisation and the choice of kernel (quant.h). */
+#include "quant.h"
+#include "sbert.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+/*
+ * Written to vectorise: libm's fmaxf and lrintf are calls (NaN and errno rules), which made the
+ * quantisers a quarter of an int8 pass. Rounding is half away from zero: any fixed rule would do,
+ * every kernel sees the same bytes.
+ */
+static inline int8_t q8(float v)
+{
+    v = v > 127.0f ? 127.0f : v < -127.0f ? -127.0f : v;
+    return (int8_t)(int)(v + (v >= 0 ? 0.5f : -0.5f));
+}
+
+static float row_quantize(const float *restrict x, const float *restrict mul, int k,
+                          int8_t *restrict q)
+{
+    float mx = 0;
+    if (mul) {
+#pragma omp simd reduction(max : mx)
+        for (int i = 0; i < k; i++) {
+            const float a = fabsf(x[i] * mul[i]);
+            mx = a > mx ? a : mx;
+        }
+    } else {
+#pragma omp simd reduction(max : mx)
+        for (int i = 0; i < k; i++) {
+            const float a = fabsf(x[i]);
+            mx = a > mx ? a : mx;
+        }
+    }
+    if (!(mx > 0)) {
+        memset(q, 0, (size_t)k);
+        return 0;
+    }
+    const float inv = 127.0f / mx;
+    if (mul) {
+#pragma omp simd
+        for (int i = 0; i < k; i++) q[i] = q8(x[i] * mul[i] * inv);
+    } else {
+#pragma omp simd
+        for (int i = 0; i < k; i++) q[i] = q8(x[i] * inv);
+    }
+    return mx / 127.0f;
+}
+
+float sbert_quantize_row(const float *x, int k, int8_t *q) { return row_quantize(x, NULL, k, q); }
+
+float sbert_quantize_row_mul(const float *x, const float *mul, int k, int8_t *q)
+{
+    return row_quantize(x, mul, k, q);
+}
+
+/* SmoothQuant's factors (see quant.h): s[kk] multiplies the inputs, 1 / s[kk] the weights. */
+static int smooth_factors(const float *w, int n, int k, const float *amax, float **out)
+{
+    float *s = malloc((size_t)k * sizeof *s);
+    if (!s) return SBERT_ENOMEM;
+    for (int kk = 0; kk < k; kk++) {
+        float wm = 0;
+        for (int j = 0; j < n; j++) wm = fmaxf(wm, fabsf(w[(size_t)j * k + kk]));
+        s[kk] = amax[kk] > 0 && wm > 0 ? sqrtf(wm / amax[kk]) : 1.0f;
+    }
+    *out = s;
+    return 0;
+}
+
+int sbert_qweight_init(struct sbert_qweight *q, const float *w, const float *bias, int n, int k,
+                       const float *amax)
+{
+    memset(q, 0, sizeof *q);
+    if (n <= 0 || k <= 0 || k % 4) return SBERT_EINVAL;
+    if (amax && smooth_factors(w, n, k, amax, &q->smooth)) return SBERT_ENOMEM;
+    const int np = (n + SBERT_QPANEL - 1) / SBERT_QPANEL * SBERT_QPANEL;
+    const size_t bytes = (size_t)np * (size_t)k;
+    q->n = n;
+    q->k = k;
+    q->np = np;
+    q->bias = bias;
+    q->w = aligned_alloc(64, (bytes + 63) / 64 * 64);
+    q->scale = calloc((size_t)np, sizeof *q->scale);
+    q->comp = calloc((size_t)np, sizeof *q->comp);
+    int8_t *row = malloc((size_t)k);
+    float *ws = q->smooth ? malloc((size_t)k * sizeof *ws) : NULL;
+    if (!q->w || !q->scale || !q->comp || !row || (q->smooth && !ws)) {
+        free(row);
+        free(ws);
+        sbert_qweight_free(q);
+        return SBERT_ENOMEM;
+    }
+    memset(q->w, 0, bytes);
+    for (int j = 0; j < n; j++) {
+        const float *wj = w + (size_t)j * k;
+        if (ws) {
+            for (int kk = 0; kk < k; kk++) ws[kk] = wj[kk] / q->smooth[kk];
+            wj = ws;
+        }
+        q->scale[j] = sbert_quantize_row(wj, k, row);
+        int8_t *panel = q->w + (size_t)(j / SBERT_QPANEL) * SBERT_QPANEL * k;
+        const int lane = (j % SBERT_QPANEL) * 4;
+        int32_t sum = 0;
+        for (int kk = 0; kk < k; kk++) {
+            panel[(size_t)(kk / 4) * SBERT_QPANEL * 4 + lane + kk % 4] = row[kk];
+            sum += row[kk];
+        }
+        q->comp[j] = 128 * sum;
+    }
+    free(row);
+    free(ws);
+    return 0;
+}
+
+void sbert_qweight_free(struct sbert_qweight *q)
+{
+    free(q->w);
+    free(q->scale);
+    free(q->comp);
+    free(q->smooth);
+    memset(q, 0, sizeof *q);
+}
+
+static const char *const names[SBERT_QISA_N] = {"scalar", "avx2", "avx512vnni"};
+
+const char *sbert_qisa_name(int isa) { return isa >= 0 && isa < SBERT_QISA_N ? names[isa] : NULL; }
+
+int sbert_qisa_from_name(const char *name)
+{
+    for (int i = 0; name && i < SBERT_QISA_N; i++)
+        if (!strcmp(name, names[i])) return i;
+    return -1;
+}
+
+/* __builtin_cpu_supports also checks that the OS saves the vector state (XCR0). */
+int sbert_qisa_available(int isa)
+{
+    switch (isa) {
+    case SBERT_QISA_SCALAR: return 1;
+#if defined(__x86_64__)
+    case SBERT_QISA_AVX2: return __builtin_cpu_supports("avx2");
+    case SBERT_QISA_AVX512VNNI:
+        return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+               __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni");
+#endif
+    default: return 0;
+    }
+}
+
+int sbert_qisa_best(void)
+{
+    for (int i = SBERT_QISA_N - 1; i > 0; i--)
+        if (sbert_qisa_available(i)) return i;
+    return SBERT_QISA_SCALAR;
+}
+
+sbert_qgemm_fn sbert_qgemm_get(int isa)
+{
+    switch (isa) {
+#if defined(__x86_64__)
+    case SBERT_QISA_AVX2: return sbert_qgemm_avx2;
+    case SBERT_QISA_AVX512VNNI: return sbert_qgemm_avx512vnni;
+#endif
+    default: return sbert_qgemm_scalar;
+    }
+}

@@ -1,0 +1,88 @@
+/*
+ * quant.h — int8 weights, per-token activation quantisation and the int8 matrix kernels, private
+ * to the encoder (quant.c packs and dispatches, qgemm_*.c compute).
+ *
+ * Scheme (sbert.h, SBERT_PRECISION_INT8): weights are s8, symmetric, one scale per output
+ * channel; activations are s8, symmetric, one scale per token row, so a row's result depends on
+ * that row alone. Both sides are clamped to [-127, 127]: it is what lets the AVX2 kernel's
+ * u8 x s8 pair sums (vpmaddubsw) stay below int16 saturation. Every kernel returns the exact
+ * int32 sums, so every ISA gives bit-identical results and the scalar kernel is the reference.
+ *
+ * Thread safety: a packed sbert_qweight is read-only; kernels may run on it from any number of
+ * threads. The ISA choice is made once, at load.
+ */
+#ifndef SBERT_QUANT_H
+#define SBERT_QUANT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+enum {
+    SBERT_QISA_SCALAR = 0,  /* portable C: the reference */
+    SBERT_QISA_AVX2 = 1,    /* sign trick + vpmaddubsw + vpmaddwd */
+    SBERT_QISA_AVX512VNNI = 2, /* vpdpbusd on 512-bit vectors, A offset to u8 and corrected */
+    SBERT_QISA_N
+};
+
+enum { SBERT_QPANEL = 16 }; /* output channels per packed panel */
+
+/*
+ * One linear layer's weights [n x k] (torch layout), packed for every kernel alike: panels of
+ * SBERT_QPANEL output channels, each [k/4][16][4] bytes (4 consecutive k of one channel are one
+ * 32-bit lane, as vpdpbusd and vpmaddubsw + vpmaddwd consume them). Channels past n are zero.
+ */
+struct sbert_qweight {
+    int n, k, np;      /* np: n rounded up to SBERT_QPANEL */
+    int8_t *w;         /* owned: np * k bytes, 64-byte aligned */
+    float *scale;      /* owned [np]: channel j's weight is w * scale[j] */
+    int32_t *comp;     /* owned [np]: 128 * sum_k w[j][k], the correction for A offset to u8 */
+    const float *bias; /* borrowed [n] */
+    float *smooth;     /* owned [k] or NULL: the input's channel kk is multiplied by smooth[kk]
+                          before quantisation (the weights were divided by it: SmoothQuant) */
+};
+
+/*
+ * Quantises and packs w ([n x k] fp32, k a multiple of 4). amax ([k] or NULL) is the largest
+ * |input| seen on each input channel: when given, outlier channels are smoothed (SmoothQuant,
+ * alpha 1/2: channel kk's inputs are divided and its weights multiplied by
+ * sqrt(amax[kk] / max_j |w[j][kk]|), which leaves the product unchanged and spreads the range
+ * between the two sides). Returns 0 or SBERT_ENOMEM / SBERT_EINVAL.
+ */
+int sbert_qweight_init(struct sbert_qweight *q, const float *w, const float *bias, int n, int k,
+                       const float *amax);
+void sbert_qweight_free(struct sbert_qweight *q);
+
+/* Quantises one row of k floats into q (s8 in [-127, 127]) and returns its scale (0 for an
+ * all-zero row): x[i] ~ q[i] * scale. */
+float sbert_quantize_row(const float *x, int k, int8_t *q);
+
+/* sbert_quantize_row() of x[i] * mul[i] (mul NULL: of x). */
+float sbert_quantize_row_mul(const float *x, const float *mul, int k, int8_t *q);
+
+/*
+ * c[i * ldc + (j - n0)] = sum over kk < w->k of a[i * lda + kk] * W[j][kk], for rows i < m and
+ * channels n0 <= j < n1; n0 and n1 are multiples of SBERT_QPANEL and n1 <= w->np. a's values must
+ * lie in [-127, 127].
+ */
+typedef void (*sbert_qgemm_fn)(const int8_t *a, size_t lda, int m, const struct sbert_qweight *w,
+                               int n0, int n1, int32_t *c, int ldc);
+
+void sbert_qgemm_scalar(const int8_t *a, size_t lda, int m, const struct sbert_qweight *w, int n0,
+                        int n1, int32_t *c, int ldc);
+void sbert_qgemm_avx2(const int8_t *a, size_t lda, int m, const struct sbert_qweight *w, int n0,
+                      int n1, int32_t *c, int ldc);
+void sbert_qgemm_avx512vnni(const int8_t *a, size_t lda, int m, const struct sbert_qweight *w,
+                            int n0, int n1, int32_t *c, int ldc);
+
+/* 1 when this CPU (and OS) can run isa's kernel. */
+int sbert_qisa_available(int isa);
+/* The fastest kernel this CPU can run. */
+int sbert_qisa_best(void);
+/* "scalar", "avx2", "avx512vnni"; NULL for an unknown isa. */
+const char *sbert_qisa_name(int isa);
+/* The isa named name, or -1. */
+int sbert_qisa_from_name(const char *name);
+/* isa's kernel (isa must be available). */
+sbert_qgemm_fn sbert_qgemm_get(int isa);
+
+#endif

@@ -1,0 +1,113 @@
+/*
+ * The int8 kernels (encoder/quant.h): the scalar kernel against a plain [n x k] product of the
+ * unpacked weights, and every kernel this CPU can run against the scalar one, bit for bit, on
+ * random matrices with the extreme values +-127 and every row/column remainder. The AVX2 kernel
+ * must be available on x86-64 (CI machines have it), so its arithmetic is always checked.
+ * Also the row quantiser's contract.
+ */
+#include "quant.h"
+#include "sbert.h"
+#include "testutil.h"
+
+#include <math.h>
+#include <stdint.h>
+
+static uint64_t rng = 88172645463325252ull;
+static uint32_t next(void)
+{
+    rng ^= rng << 13;
+    rng ^= rng >> 7;
+    rng ^= rng << 17;
+    return (uint32_t)rng;
+}
+
+/* Values in [-127, 127], a quarter of them at the extremes (the int16 saturation case). */
+static int8_t val(void)
+{
+    uint32_t r = next();
+    if (r % 4 == 0) return r & 16 ? 127 : -127;
+    return (int8_t)((int)(r >> 8) % 255 - 127);
+}
+
+int main(void)
+{
+#if defined(__x86_64__)
+    CHECK(sbert_qisa_available(SBERT_QISA_AVX2), "this x86-64 CPU has no AVX2: the CI path cannot run");
+#endif
+    const int Ks[] = {4, 12, 64, 384, 1536}, Ns[] = {5, 16, 33, 64, 100, 384}, Ms[] = {1, 2, 3, 4, 5, 7, 9, 70};
+    int checked[SBERT_QISA_N] = {0};
+    for (size_t ki = 0; ki < sizeof Ks / sizeof *Ks; ki++)
+        for (size_t ni = 0; ni < sizeof Ns / sizeof *Ns; ni++) {
+            const int K = Ks[ki], N = Ns[ni];
+            float *wf = malloc((size_t)N * K * sizeof *wf);
+            for (int i = 0; i < N * K; i++) wf[i] = (float)val();
+            struct sbert_qweight q;
+            CHECK(sbert_qweight_init(&q, wf, NULL, N, K, NULL) == 0, "qweight_init");
+            /* Each weight row has a +-127 entry? Not always: recover the s8 weights exactly
+             * from the packed bytes instead, then compare the packing with wf up to its scale. */
+            for (int j = 0; j < N; j++)
+                for (int kk = 0; kk < K; kk++) {
+                    const int8_t b = q.w[(size_t)(j / 16) * 16 * K + (size_t)(kk / 4) * 64 + (j % 16) * 4 + kk % 4];
+                    CHECK(fabsf(b * q.scale[j] - wf[(size_t)j * K + kk]) <= 0.5f * q.scale[j] + 1e-4f,
+                          "packing of w[%d][%d]", j, kk);
+                }
+            for (size_t mi = 0; mi < sizeof Ms / sizeof *Ms; mi++) {
+                const int M = Ms[mi];
+                const size_t lda = (size_t)K + 8; /* a stride wider than K, as a sub-matrix */
+                int8_t *a = malloc((size_t)M * lda);
+                for (size_t i = 0; i < (size_t)M * lda; i++) a[i] = val();
+                const int ldc = q.np + 3;
+                int32_t *ref = malloc((size_t)M * ldc * sizeof *ref), *c = malloc((size_t)M * ldc * sizeof *c);
+                sbert_qgemm_scalar(a, lda, M, &q, 0, q.np, ref, ldc);
+                for (int i = 0; i < M; i++)
+                    for (int j = 0; j < N; j++) {
+                        int64_t s = 0;
+                        for (int kk = 0; kk < K; kk++)
+                            s += (int64_t)a[(size_t)i * lda + kk] *
+                                 q.w[(size_t)(j / 16) * 16 * K + (size_t)(kk / 4) * 64 + (j % 16) * 4 + kk % 4];
+                        CHECK(ref[(size_t)i * ldc + j] == s, "scalar K=%d N=%d M=%d (%d,%d)", K, N, M, i, j);
+                    }
+                checked[SBERT_QISA_SCALAR]++;
+                for (int isa = 1; isa < SBERT_QISA_N; isa++) {
+                    if (!sbert_qisa_available(isa)) continue;
+                    /* the whole width, then a slice that starts past the first panel */
+                    for (int part = 0; part < 2; part++) {
+                        const int n0 = part && q.np > 16 ? 16 : 0;
+                        memset(c, 0x55, (size_t)M * ldc * sizeof *c);
+                        sbert_qgemm_get(isa)(a, lda, M, &q, n0, q.np, c, ldc);
+                        for (int i = 0; i < M; i++)
+                            for (int j = n0; j < q.np; j++)
+                                CHECK(c[(size_t)i * ldc + (j - n0)] == ref[(size_t)i * ldc + j],
+                                      "%s K=%d N=%d M=%d n0=%d (%d,%d): %d, scalar %d",
+                                      sbert_qisa_name(isa), K, N, M, n0, i, j,
+                                      c[(size_t)i * ldc + (j - n0)], ref[(size_t)i * ldc + j]);
+                    }
+                    checked[isa]++;
+                }
+                free(a);
+                free(ref);
+                free(c);
+            }
+            sbert_qweight_free(&q);
+            free(wf);
+        }
+    for (int isa = 0; isa < SBERT_QISA_N; isa++)
+        printf("%-11s %s: %d shapes identical to the reference\n", sbert_qisa_name(isa),
+               sbert_qisa_available(isa) ? "available" : "not on this CPU", checked[isa]);
+
+    /* The row quantiser: the largest |x| becomes +-127, an all-zero row has scale 0. */
+    float x[6] = {0.5f, -2.0f, 1.0f, 0.0f, 1.99f, -0.01f};
+    int8_t qx[6];
+    float sc = sbert_quantize_row(x, 6, qx);
+    CHECK(fabsf(sc - 2.0f / 127) < 1e-7f && qx[1] == -127 && qx[2] == 64 && qx[3] == 0 && qx[4] == 126 &&
+              qx[5] == -1,
+          "quantize_row: scale %g q %d %d %d %d %d %d", sc, qx[0], qx[1], qx[2], qx[3], qx[4], qx[5]);
+    float z[4] = {0};
+    CHECK(sbert_quantize_row(z, 4, qx) == 0 && !qx[0] && !qx[3], "zero row");
+    float mul[6] = {1, 0.5f, 1, 1, 1, 1};
+    sc = sbert_quantize_row_mul(x, mul, 6, qx);
+    CHECK(fabsf(sc - 1.99f / 127) < 1e-7f && qx[4] == 127 && qx[1] == -64, "quantize_row_mul");
+    CHECK(sbert_qisa_from_name("avx2") == SBERT_QISA_AVX2 && sbert_qisa_from_name("nope") == -1,
+          "ISA names");
+    return 0;
+}
