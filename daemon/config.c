@@ -49,6 +49,7 @@ static const struct key {
     STR("data", data),
     {"listen", K_LISTEN, 0, 0, 0, 0},
     STR("index", index_spec),
+    STR("precision", precision),
     INT("threads", threads, 1, 256),
     INT("encode_threads", encode_threads, 1, 256),
     {"log_level", K_LEVEL, offsetof(struct sbertd_config, log_level), 0, 0, 0},
@@ -111,6 +112,7 @@ void sbertd_config_defaults(struct sbertd_config *c)
         snprintf(c->model, sizeof c->model, "./models/all-MiniLM-L6-v2");
     else
         snprintf(c->model, sizeof c->model, "%s", SBERTD_DEFAULT_MODEL_DIR);
+    snprintf(c->precision, sizeof c->precision, "fp32");
     if (!env_dir("STATE_DIRECTORY", c->data, sizeof c->data))
         snprintf(c->data, sizeof c->data, "./var/data");
     char rt[900];
@@ -471,6 +473,9 @@ static int tcp_is_loopback(const char *url)
 int sbertd_config_check(const struct sbertd_config *c, char *err, size_t errlen)
 {
     if (c->n_listen == 0) return sbert_util_errf(err, errlen, -1, "no listen URL");
+    if (strcmp(c->precision, "fp32") != 0 && strcmp(c->precision, "int8") != 0)
+        return sbert_util_errf(err, errlen, -1, "precision = %s: expected fp32 or int8",
+                               c->precision);
     for (int i = 0; i < c->n_listen; i++)
         if (strncmp(c->listen[i], "tcp://", 6) == 0 && !c->allow_remote &&
             !tcp_is_loopback(c->listen[i]))

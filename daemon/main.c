@@ -196,6 +196,7 @@ static int load_model(struct sbertd *d)
     sd_check(sbertd_sd_status("loading model %s", d->cfg.model), "STATUS");
     struct sbert_model_params mp = sbert_model_default_params();
     mp.n_threads = d->cfg.encode_threads;
+    mp.precision = strcmp(d->cfg.precision, "int8") == 0 ? SBERT_PRECISION_INT8 : SBERT_PRECISION_FP32;
     mp.log = sbertd_log_library;
     mp.log_user = "encoder";
     if (sbert_model_load(d->cfg.model, &mp, &d->model, err, sizeof err)) {
@@ -203,14 +204,18 @@ static int load_model(struct sbertd *d)
         return -1;
     }
     d->info = sbert_model_info(d->model);
-    sbertd_log(LOG_INFO, "model %s: dim %d, max_seq_length %d, sha256 %.12s", d->info->name,
-               d->info->dim, d->info->max_seq_length, d->info->weights_sha256);
+    sbertd_log(LOG_INFO, "model %s: dim %d, max_seq_length %d, sha256 %.12s, %s%s%s", d->info->name,
+               d->info->dim, d->info->max_seq_length, d->info->weights_sha256,
+               sbert_precision_name(d->info->precision), d->info->int8_kernel ? " kernel " : "",
+               d->info->int8_kernel ? d->info->int8_kernel : "");
     d->identity.name = d->info->name;
     d->identity.weights_sha256 = d->info->weights_sha256;
     d->identity.dim = d->info->dim;
     d->identity.pooling = d->info->pooling;
     d->identity.normalize = d->info->normalize;
     d->identity.max_seq_length = d->info->max_seq_length;
+    d->identity.precision = d->info->precision == SBERT_PRECISION_INT8 ? SBERT_INDEX_PRECISION_INT8
+                                                                       : SBERT_INDEX_PRECISION_FP32;
     return 0;
 }
 

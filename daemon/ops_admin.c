@@ -47,6 +47,8 @@ static int stats_store(struct sbertd *d, const struct sbert_index_stats *st, cJS
         !cJSON_AddNumberToObject(model, "max_seq_length", info->max_seq_length) ||
         !cJSON_AddStringToObject(model, "pooling", pool[info->pooling % 3]) ||
         !cJSON_AddBoolToObject(model, "normalize", info->normalize) ||
+        !cJSON_AddStringToObject(model, "precision", sbert_precision_name(info->precision)) ||
+        (info->int8_kernel && !cJSON_AddStringToObject(model, "int8_kernel", info->int8_kernel)) ||
         !(index = cJSON_AddObjectToObject(reply, "index")) ||
         !cJSON_AddStringToObject(index, "spec", st->index_spec) ||
         !cJSON_AddBoolToObject(index, "trained", st->index_trained) ||

@@ -7,6 +7,7 @@ Each test starts the real daemon on a fresh temporary data directory and ipc soc
 """
 import glob
 import json
+import math
 import os
 import re
 import signal
@@ -685,6 +686,42 @@ def test_cli():
         check(p.returncode == 2 and b":1:" in p.stderr and b"threads" in p.stderr, "bad config: %r" % p.stderr)
 
 
+def test_precision_int8(d):
+    """precision = int8: the daemon serves with the int8 encoder (stats names it and its kernel),
+    its embeddings stay within cosine 0.98 of the fp32 goldens' texts encoded by an fp32 daemon;
+    the store records int8, so the same store refuses an fp32 daemon (naming both) until
+    reindex_on_model_change re-encodes it."""
+    c = d.client()
+    st = ok(c.call("stats"))
+    check(st["model"]["precision"] == "int8" and st["model"].get("int8_kernel"),
+          "stats names int8 and its kernel: %r" % st["model"])
+    texts = list(SENTENCES[:6])
+    ok(c.call("add", documents=[{"id": "s%d" % i, "text": t} for i, t in enumerate(texts)]))
+    e8 = ok(c.call("encode", texts=texts))["embeddings"]
+    top = ok(c.call("query", text=texts[2], k=1))["results"][0]
+    check(top["id"] == "s2" and top["score"] > 0.999, "int8 query finds its own text: %r" % top)
+    c.close()
+    check(d.stop() == 0, "clean stop")
+    # the same store with fp32: refused, naming both precisions
+    p = subprocess.run([h.find_sbertd(), "--model", d.model, "--data", d.data, "--listen", d.url],
+                       capture_output=True, timeout=120 * h.TIMEOUT_SCALE)
+    check(p.returncode != 0 and b"int8) but" in p.stderr and b"fp32)" in p.stderr,
+          "an int8 store refuses fp32: %r" % p.stderr[-600:])
+    # reindex_on_model_change: re-encoded in fp32, then it serves
+    d2 = h.Daemon(d.model, tmp=d.tmp, extra=["--set", "reindex_on_model_change=yes"])
+    d2.start()
+    c = d2.client()
+    st = ok(c.call("stats"))
+    check(st["model"]["precision"] == "fp32" and st["documents"] == 6, "reindexed to fp32: %r" % st)
+    e32 = ok(c.call("encode", texts=texts))["embeddings"]
+    c.close()
+    d2.stop()
+    for a, b in zip(e8, e32):
+        cos = sum(x * y for x, y in zip(a, b)) / (math.sqrt(sum(x * x for x in a)) *
+                                                 math.sqrt(sum(y * y for y in b)))
+        check(cos > 0.98, "int8 vs fp32 cosine %.5f" % cos)
+
+
 def test_config_example_parses(d):
     """docs/sbertd.conf.example: every key commented; uncommented, each is accepted."""
     path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "docs",
@@ -723,6 +760,7 @@ TESTS = [
      {"config": "max_inflight_bytes = 8192\n"}),
     ("auth_token", test_auth_token, {"config": "auth_token = s3cret-token\n"}),
     ("config_example_parses", test_config_example_parses, {"nostart": True}),
+    ("precision_int8", test_precision_int8, {"config": "precision = int8\n"}),
 ]
 
 
