@@ -796,6 +796,10 @@ struct add_prep {
     char **metas; /* compact metadata JSON, malloc'd */
     float *vecs;
     int *trunc;
+    /* the documents without a precomputed "vector", which are encoded: their indices and texts */
+    size_t n_enc, *enc;
+    const char **etexts;
+    size_t *elens;
     /* set by stage_add: the vectors are in vecs (encoded), or encoding failed with stage_err */
     int encoded, stage_rc;
     struct sbert_proto_error stage_err;
@@ -815,7 +819,39 @@ static void add_prep_free(void *p)
     free(a->numbufs);
     free(a->vecs);
     free(a->trunc);
+    free(a->enc);
+    free(a->etexts);
+    free(a->elens);
     free(a);
+}
+
+/* Copies the encoder's rows and truncation flags for a's encoded documents (n_enc of each, in
+ * the order of enc) to their places in vecs and trunc. */
+static void add_scatter(struct add_prep *a, size_t dim, const float *rows, const int *trunc)
+{
+    for (size_t j = 0; j < a->n_enc; j++) {
+        memcpy(a->vecs + a->enc[j] * dim, rows + j * dim, dim * sizeof *rows);
+        a->trunc[a->enc[j]] = trunc[j];
+    }
+}
+
+/* Encodes a's documents that came without a vector. */
+static int add_encode(struct sbertd *d, struct add_prep *a, struct sbert_proto_error *err)
+{
+    size_t dim = (size_t)d->info->dim;
+    if (a->n_enc == a->n)
+        return sbertd_encode(d, a->texts, a->lens, a->n, a->vecs, a->trunc, 0, err);
+    if (a->n_enc == 0)
+        return 0;
+    float *rows = malloc(a->n_enc * dim * sizeof *rows);
+    int *trunc = malloc(a->n_enc * sizeof *trunc);
+    int rc = rows && trunc ? sbertd_encode(d, a->etexts, a->elens, a->n_enc, rows, trunc, 0, err)
+                           : oom(err);
+    if (!rc)
+        add_scatter(a, dim, rows, trunc);
+    free(rows);
+    free(trunc);
+    return rc;
 }
 
 static int prepare_add(struct sbertd *d, struct request *r, struct sbert_proto_error *err)
@@ -834,10 +870,11 @@ static int prepare_add(struct sbertd *d, struct request *r, struct sbert_proto_e
     if (!(a->items = calloc(n, sizeof *a->items)) || !(a->texts = malloc(n * sizeof *a->texts)) ||
         !(a->lens = malloc(n * sizeof *a->lens)) || !(a->numbufs = malloc(n * sizeof *a->numbufs)) ||
         !(a->metas = calloc(n, sizeof *a->metas)) || !(a->vecs = malloc(n * dim * sizeof *a->vecs)) ||
-        !(a->trunc = calloc(n, sizeof *a->trunc)))
+        !(a->trunc = calloc(n, sizeof *a->trunc)) || !(a->enc = malloc(n * sizeof *a->enc)) ||
+        !(a->etexts = malloc(n * sizeof *a->etexts)) || !(a->elens = malloc(n * sizeof *a->elens)))
         return oom(err);
     a->n = n;
-    static const char *const doc_members[] = {"id", "text", "metadata", NULL};
+    static const char *const doc_members[] = {"id", "text", "metadata", "vector", NULL};
     size_t i = 0;
     const cJSON *x;
     cJSON_ArrayForEach(x, arr)
@@ -888,6 +925,28 @@ static int prepare_add(struct sbertd *d, struct request *r, struct sbert_proto_e
         }
         it->vector = a->vecs + i * dim;
         it->dim = (int)dim;
+        if (cJSON_HasObjectItem(x, "vector")) {
+            /* precomputed (e.g. by sbert-encode or the Python Encoder on other machines): stored
+             * as given, so it must already be what this model makes: dim floats, unit norm */
+            if ((rc = sbert_proto_get_vector(x, "vector", (int)dim, a->vecs + i * dim, err))) {
+                char m[sizeof err->message];
+                snprintf(m, sizeof m, "%s", err->message);
+                return sbert_proto_error_set(err, rc, (long)i, "documents[%zu]: %s", i, m);
+            }
+            double ss = 0;
+            for (size_t j = 0; j < dim; j++)
+                ss += (double)a->vecs[i * dim + j] * a->vecs[i * dim + j];
+            if (fabs(sqrt(ss) - 1.0) > 1e-3)
+                return sbert_proto_error_set(err, SBERT_PROTO_EBAD_VECTOR, (long)i,
+                                             "documents[%zu].vector has L2 norm %.6g; a "
+                                             "precomputed vector must be normalised (norm 1 "
+                                             "within 1e-3), as the model's are",
+                                             i, sqrt(ss));
+        } else {
+            a->enc[a->n_enc] = i;
+            a->etexts[a->n_enc] = a->texts[i];
+            a->elens[a->n_enc++] = a->lens[i];
+        }
         i++;
     }
     return 0;
@@ -979,7 +1038,7 @@ static int run_add(struct sbertd *d, struct request *r, cJSON *reply,
         return a->stage_rc;
     }
     if (!a->encoded) {
-        int rc = sbertd_encode(d, a->texts, a->lens, a->n, a->vecs, a->trunc, 0, err);
+        int rc = add_encode(d, a, err);
         if (rc)
             return rc;
     }
@@ -993,7 +1052,7 @@ static void stage_add(struct sbertd *d, struct request **rs, size_t n)
 {
     size_t total = 0, dim = (size_t)d->info->dim;
     for (size_t i = 0; i < n; i++)
-        total += ((struct add_prep *)rs[i]->prep)->n;
+        total += ((struct add_prep *)rs[i]->prep)->n_enc;
     const char **texts = n > 1 ? malloc(total * sizeof *texts) : NULL;
     size_t *lens = n > 1 ? malloc(total * sizeof *lens) : NULL;
     float *out = n > 1 ? malloc(total * dim * sizeof *out) : NULL;
@@ -1003,20 +1062,19 @@ static void stage_add(struct sbertd *d, struct request **rs, size_t n)
         size_t at = 0;
         for (size_t i = 0; i < n; i++) {
             struct add_prep *a = rs[i]->prep;
-            memcpy(texts + at, a->texts, a->n * sizeof *texts);
-            memcpy(lens + at, a->lens, a->n * sizeof *lens);
-            at += a->n;
+            memcpy(texts + at, a->etexts, a->n_enc * sizeof *texts);
+            memcpy(lens + at, a->elens, a->n_enc * sizeof *lens);
+            at += a->n_enc;
         }
         struct sbert_proto_error err;
-        if (sbertd_encode(d, texts, lens, total, out, trunc, 0, &err) == 0) {
+        if (total == 0 || sbertd_encode(d, texts, lens, total, out, trunc, 0, &err) == 0) {
             shared = 1;
             at = 0;
             for (size_t i = 0; i < n; i++) {
                 struct add_prep *a = rs[i]->prep;
-                memcpy(a->vecs, out + at * dim, a->n * dim * sizeof *out);
-                memcpy(a->trunc, trunc + at, a->n * sizeof *trunc);
+                add_scatter(a, dim, out + at * dim, trunc + at);
                 a->encoded = 1;
-                at += a->n;
+                at += a->n_enc;
             }
         }
     }
@@ -1026,8 +1084,7 @@ static void stage_add(struct sbertd *d, struct request **rs, size_t n)
     free(trunc);
     for (size_t i = 0; !shared && i < n; i++) {
         struct add_prep *a = rs[i]->prep;
-        a->stage_rc = sbertd_encode(d, a->texts, a->lens, a->n, a->vecs, a->trunc, 0,
-                                    &a->stage_err);
+        a->stage_rc = add_encode(d, a, &a->stage_err);
         a->encoded = a->stage_rc == 0;
     }
 }

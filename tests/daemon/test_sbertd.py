@@ -251,6 +251,44 @@ def test_idempotent_writes(d):
     c.close()
 
 
+def test_add_precomputed_vectors(d):
+    """add with a "vector" per document (computed elsewhere, e.g. on a cluster): stored (after the
+    index's usual re-normalisation), not encoded; the others in the batch are encoded; a wrong dimension, a non-finite value or
+    a norm off 1 is bad_vector naming the document."""
+    c = d.client()
+    emb = ok(c.call("encode", texts=["The cat sits outside", "I love pasta"]))["embeddings"]
+    dim = len(emb[0])
+    other = [0.0] * dim
+    other[0] = 1.0  # a unit vector that is no text's: proves the given vector is what is stored
+    r = ok(c.call("add", req_id="pre-1", documents=[
+        {"id": "cat", "text": "The cat sits outside", "vector": emb[0]},
+        {"id": "pasta", "text": "I love pasta"},
+        {"id": "axis", "text": "I love pasta", "vector": other, "metadata": {"k": 1}}]))
+    check(r["ids"] == ["cat", "pasta", "axis"] and r["truncated"] == [], "add reply %r" % r)
+    got = ok(c.call("get", ids=["cat", "pasta", "axis"], include=["text", "vector", "metadata"]))
+    vec = {x["id"]: x["vector"] for x in got["documents"]}
+    # the index re-normalises every vector it stores (index.c normalize_into): equal within ulps
+    check(max(abs(a - b) for a, b in zip(vec["cat"], emb[0])) < 1e-6,
+          "the given vector was not stored as given")
+    check(vec["axis"] == other, "the given vector was not stored (encoded instead?)")
+    check(max(abs(a - b) for a, b in zip(vec["pasta"], emb[1])) < 1e-6,
+          "the document without a vector was not encoded")
+    hits = ok(c.call("query", vector=other, k=1))["results"]
+    check(hits[0]["id"] == "axis" and abs(hits[0]["score"] - 1) < 1e-6, "query by vector %r" % hits)
+    hits = ok(c.call("query", text="A cat is outdoors", k=1))["results"]
+    check(hits[0]["id"] == "cat", "query by text over a precomputed vector: %r" % hits)
+    half = [x / 2 for x in emb[0]]
+    for name, v, code in (("short", emb[0][:-1], "bad_vector"), ("long", emb[0] + [0.0], "bad_vector"),
+                          ("not unit", half, "bad_vector"), ("zeros", [0.0] * dim, "bad_vector"),
+                          ("huge", [3.5e38] + emb[0][1:], "bad_vector"),
+                          ("not a list", "x", "bad_vector")):
+        e = err(c.call("add", documents=[{"text": "ok"}, {"text": "bad", "vector": v}]), code, name)
+        check(e["error"].get("index") == 1 and "documents[1]" in e["error"]["message"],
+              "%s: the error does not name documents[1]: %r" % (name, e))
+    check(ok(c.call("health"))["documents"] == 3, "a refused batch stored something")
+    c.close()
+
+
 def bad_inputs(dim):
     """(name, raw message bytes, expected code, expected index or None)."""
     def j(**m):
@@ -672,6 +710,7 @@ TESTS = [
     ("restart_keeps_everything", test_restart_keeps_everything, {}),
     ("socket_mode", test_socket_mode, {}),
     ("idempotent_writes", test_idempotent_writes, {}),
+    ("add_precomputed_vectors", test_add_precomputed_vectors, {}),
     ("bad_input_catalogue", test_bad_input_catalogue, {}),
     ("message_sizes", test_message_sizes, {"config": "max_message_size = 4M\n"}),
     ("concurrent_clients", test_concurrent_clients, {}),
