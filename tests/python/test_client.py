@@ -272,13 +272,14 @@ class LossyProxy:
 def test_retry_after_lost_reply_applies_once(daemon, tmp_path):
     proxy = LossyProxy(daemon.url, "ipc://" + str(tmp_path / "proxy.sock"), drop=1)
     try:
-        with sbertd.Client(proxy.url, timeout=2, retries=2) as c:
+        with sbertd.Client(proxy.url, timeout=3, retries=5) as c:
             ids = c.add(["stored once, whatever the retries"])  # generated id: 1st run's
-        assert len(proxy.requests) == 2 and proxy.requests[0] == proxy.requests[1], \
+        # (a slow machine may time out more than once: every try is the same request)
+        assert len(proxy.requests) >= 2 and len(set(proxy.requests)) == 1, \
             "the retry is not the same request (same req_id)"
-        first, second = (json.loads(r) for r in proxy.replies)
-        assert first == second, "the retry was executed again"
-        assert ids == first["ids"]
+        replies = [json.loads(r) for r in proxy.replies]
+        assert all(r == replies[0] for r in replies), "the retry was executed again"
+        assert ids == replies[0]["ids"]
         with sbertd.Client(daemon.url) as c:
             assert c.health()["documents"] == 1
             assert c.get(ids)[0].text == "stored once, whatever the retries"
@@ -308,6 +309,10 @@ def test_timeout(tmp_path):
                 c.delete(["a"])
             assert isinstance(ei.value, TimeoutError) and ei.value.code == "timeout"
             c.close()
+            for _ in range(100):  # the sink may lag behind on a loaded machine
+                if len(seen) >= 3:
+                    break
+                threading.Event().wait(0.1)
         finally:
             stop.set()
             t.join()

@@ -254,6 +254,9 @@ class Client:
         each atomic and durable on its own; req_id is only for a single request."""
         texts = _as_list(texts)
         n = len(texts)
+        if req_id is not None and n > self.batch_size:
+            raise ValueError("req_id names one request: at most batch_size (%d) documents"
+                             % self.batch_size)
         for name, v in (("ids", ids), ("metadatas", metadatas), ("embeddings", embeddings)):
             if v is not None and len(v) != n:
                 raise ValueError("%s has %d entries for %d texts" % (name, len(v), n))
