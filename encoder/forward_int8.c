@@ -10,10 +10,11 @@
  * epilogue is plain C shared by every kernel: the kernels' int32 sums being exact, the whole
  * pass is bit-identical whichever kernel runs.
  *
- * Scheduling is forward.c's forward_split for every batch: the pass is a fixed list of steps,
- * each cut into chunks numbered across the whole pass and claimed from one counter; a chunk
- * waits only until every chunk of the earlier steps is done. A dense step's chunks are tiles
- * (row block x column block), so one text's layer is shared by the threads, and a batch's too.
+ * Scheduling follows forward.c. With at least as many sequences as threads, each thread runs
+ * whole groups of sequences with no synchronisation. With fewer (a query), the pass is a fixed
+ * list of steps, each cut into chunks numbered across the whole pass and claimed from one
+ * counter; a chunk waits only until every chunk of the earlier steps is done. A dense step's
+ * chunks are tiles (row block x column block), so one text's layer is shared by the threads.
  * Every chunk's arithmetic is the same whichever thread runs it, and a row's results depend only
  * on that row (and its sequence's rows in attention): results do not depend on the thread count
  * or the batch.
@@ -28,12 +29,14 @@
 enum { RB = SBERT_QTILE_ROWS, CB = SBERT_QTILE_COLS, ROWS = 8 };
 enum { ST_QKV, ST_ATT, ST_QCTX, ST_AO, ST_LN1, ST_IN, ST_QIN, ST_OUT, ST_LN2, ST_N };
 enum { EPI_STORE, EPI_RESIDUAL, EPI_GELU }; /* what a dense tile does with its sums */
+enum { MAX_GROUPS = 64 };                    /* sequence groups of a pass (on the stack) */
 
 struct pass {
     const struct sbert_model *m;
     struct sbert_fwd_scratch *s;
     const int32_t *ids;
     const int *lens;
+    int s0, r0;       /* the pass's first sequence and its first row in the packed matrix */
     int nseq, M, nrb; /* sequences, token rows, row blocks of RB */
     atomic_int next, done;
     int n_emb;         /* embedding chunks, before the first layer */
@@ -60,7 +63,7 @@ static void dense_tile(const struct pass *p, int t, const struct sbert_qweight *
                        const float *as, int c, float *y, int ldy, int epi)
 {
     const int ncb = ceil_div(w->n, CB);
-    const int r0 = c / ncb * RB, r1 = r0 + RB < p->M ? r0 + RB : p->M;
+    const int r0 = p->r0 + c / ncb * RB, r1 = r0 + RB < p->r0 + p->M ? r0 + RB : p->r0 + p->M;
     const int c0 = c % ncb * CB, c1 = c0 + CB < w->n ? c0 + CB : w->n;
     const int c1p = c0 + CB < w->np ? c0 + CB : w->np;
     int32_t *tile = p->s->tile + (size_t)t * RB * CB;
@@ -111,7 +114,7 @@ static void run_chunk(const struct pass *p, int t, int g)
     struct sbert_fwd_scratch *s = p->s;
     const int H = m->hidden, NI = m->inter, nh = m->heads, dh = H / nh, H3 = 3 * H, M = p->M;
     if (g < p->n_emb) {
-        const int r0 = g * ROWS, r1 = r0 + ROWS < M ? r0 + ROWS : M;
+        const int r0 = p->r0 + g * ROWS, r1 = r0 + ROWS < p->r0 + M ? r0 + ROWS : p->r0 + M;
         sbert_embed_rows(m, p->ids, s->pos, s->x, r0, r1);
         quantize_rows(m, 0, SBERT_Q_QKV, s->x, H, r0, r1, s->xq, s->xs);
         return;
@@ -123,11 +126,11 @@ static void run_chunk(const struct pass *p, int t, int g)
     wait_done((atomic_int *)&p->done, p->n_emb + l * p->off[ST_N] + p->off[k]);
 
     const struct sbert_layer_weights *w = &m->layer[l];
-    const int r0 = c * ROWS, r1 = r0 + ROWS < M ? r0 + ROWS : M;
+    const int r0 = p->r0 + c * ROWS, r1 = r0 + ROWS < p->r0 + M ? r0 + ROWS : p->r0 + M;
     switch (k) {
     case ST_QKV: dense_tile(p, t, &w->q_qkv, s->xq, s->xs, c, s->qkv, H3, EPI_STORE); break;
     case ST_ATT: {
-        const int sq = c / nh, h = c % nh;
+        const int sq = p->s0 + c / nh, h = c % nh;
         const float *base = s->qkv + (size_t)s->start[sq] * H3 + h * dh;
         float *kt = s->scores + (size_t)t * s->max_len * (dh + 1), *srow = kt + (size_t)s->max_len * dh;
         sbert_attend(base, base + H, base + 2 * H, H3, p->lens[sq], dh, 1.0f / sqrtf((float)dh),
@@ -151,31 +154,93 @@ static void run_chunk(const struct pass *p, int t, int g)
     }
 }
 
-static void worker(void *arg, int t, int n)
+/* The step list of a pass over sequences s0 .. s0 + nseq - 1 (their rows are contiguous). */
+static void pass_init(struct pass *p, const struct sbert_model *m, struct sbert_fwd_scratch *s,
+                      const int32_t *ids, const int *lens, int s0, int nseq)
 {
-    (void)n;
-    struct pass *p = arg;
+    const int H = m->hidden, NI = m->inter;
+    memset(p, 0, sizeof *p);
+    p->m = m;
+    p->s = s;
+    p->ids = ids;
+    p->lens = lens;
+    p->s0 = s0;
+    p->r0 = s->start[s0];
+    p->nseq = nseq;
+    p->M = s->start[s0 + nseq] - p->r0;
+    p->nrb = ceil_div(p->M, RB);
+    p->n_emb = ceil_div(p->M, ROWS);
+    atomic_init(&p->next, 0);
+    atomic_init(&p->done, 0);
+    p->cnt[ST_QKV] = p->nrb * ceil_div(3 * H, CB);
+    p->cnt[ST_ATT] = nseq * m->heads;
+    p->cnt[ST_AO] = p->cnt[ST_OUT] = p->nrb * ceil_div(H, CB);
+    p->cnt[ST_IN] = p->nrb * ceil_div(NI, CB);
+    p->cnt[ST_QCTX] = p->cnt[ST_LN1] = p->cnt[ST_QIN] = p->cnt[ST_LN2] = ceil_div(p->M, ROWS);
+    for (int k = 0; k < ST_N; k++) p->off[k + 1] = p->off[k] + p->cnt[k];
+    p->total = p->n_emb + m->layers * p->off[ST_N];
+}
+
+static void run_pass(struct pass *p, int t)
+{
     for (int g; (g = atomic_fetch_add_explicit(&p->next, 1, memory_order_relaxed)) < p->total;) {
         run_chunk(p, t, g);
         atomic_fetch_add_explicit(&p->done, 1, memory_order_release);
     }
 }
 
+static void worker_shared(void *arg, int t, int n)
+{
+    (void)n;
+    run_pass(arg, t);
+}
+
+/* At least as many sequences as threads: groups of whole sequences, one thread each at a time,
+ * as forward.c's forward_groups, so the threads never wait for each other (on shared cores a
+ * descheduled thread would hold up every step of a shared pass). Groups are claimed from a
+ * counter, so fewer threads than groups still run them all. */
+struct groups {
+    struct pass *pass; /* one per group */
+    int n;
+    atomic_int next;
+};
+
+static void worker_groups(void *arg, int t, int n)
+{
+    (void)n;
+    struct groups *gr = arg;
+    for (int g; (g = atomic_fetch_add_explicit(&gr->next, 1, memory_order_relaxed)) < gr->n;)
+        run_pass(&gr->pass[g], t);
+}
+
 void sbert_forward_int8(const struct sbert_model *m, struct sbert_fwd_scratch *s,
                         const int32_t *ids, const int *lens, int nseq)
 {
-    const int H = m->hidden, NI = m->inter, M = s->start[nseq];
-    struct pass p = {.m = m, .s = s, .ids = ids, .lens = lens, .nseq = nseq, .M = M};
-    p.nrb = ceil_div(M, RB);
-    p.n_emb = ceil_div(M, ROWS);
-    atomic_init(&p.next, 0);
-    atomic_init(&p.done, 0);
-    p.cnt[ST_QKV] = p.nrb * ceil_div(3 * H, CB);
-    p.cnt[ST_ATT] = nseq * m->heads;
-    p.cnt[ST_AO] = p.cnt[ST_OUT] = p.nrb * ceil_div(H, CB);
-    p.cnt[ST_IN] = p.nrb * ceil_div(NI, CB);
-    p.cnt[ST_QCTX] = p.cnt[ST_LN1] = p.cnt[ST_QIN] = p.cnt[ST_LN2] = ceil_div(M, ROWS);
-    for (int k = 0; k < ST_N; k++) p.off[k + 1] = p.off[k] + p.cnt[k];
-    p.total = p.n_emb + m->layers * p.off[ST_N];
-    sbert_pool_run(m->pool, s->n_threads, worker, &p);
+    const int nt = s->n_threads < MAX_GROUPS ? s->n_threads : MAX_GROUPS;
+    if (nseq < nt || nt == 1) {
+        struct pass p;
+        pass_init(&p, m, s, ids, lens, 0, nseq);
+        sbert_pool_run(m->pool, nt, worker_shared, &p);
+        return;
+    }
+    /* Groups of about equal cost (dense layers grow with L, attention with L^2). */
+    const int H = m->hidden, NI = m->inter;
+    const double per_tok = 8.0 * H * H + 4.0 * H * NI, per_pair = 4.0 * H;
+    double total = 0;
+    for (int i = 0; i < nseq; i++) total += lens[i] * (per_tok + per_pair * lens[i]);
+    int *gstart = s->gstart;
+    gstart[0] = 0;
+    for (int g = 1; g <= nt; g++) gstart[g] = nseq;
+    double acc = 0;
+    for (int i = 0, g = 1; i < nseq && g < nt; i++) {
+        acc += lens[i] * (per_tok + per_pair * lens[i]);
+        if (acc >= total * g / nt) gstart[g++] = i + 1;
+    }
+    struct pass passes[nt];
+    struct groups gr = {.pass = passes, .n = 0};
+    atomic_init(&gr.next, 0);
+    for (int g = 0; g < nt; g++)
+        if (gstart[g + 1] > gstart[g])
+            pass_init(&passes[gr.n++], m, s, ids, lens, gstart[g], gstart[g + 1] - gstart[g]);
+    sbert_pool_run(m->pool, nt, worker_groups, &gr);
 }
