@@ -27,13 +27,20 @@ struct sbc_conn {
 const char *sbc_conn_strerror(int err)
 {
     switch (err) {
-    case SBC_CONN_OK: return "success";
-    case SBC_CONN_ENOMEM: return "out of memory";
-    case SBC_CONN_EINVAL: return "invalid endpoint";
-    case SBC_CONN_EUNREACHABLE: return "cannot reach sbertd";
-    case SBC_CONN_ETIMEOUT: return "no reply from sbertd";
-    case SBC_CONN_ENN: return "nanomsg error";
-    default: return "unknown error";
+    case SBC_CONN_OK:
+        return "success";
+    case SBC_CONN_ENOMEM:
+        return "out of memory";
+    case SBC_CONN_EINVAL:
+        return "invalid endpoint";
+    case SBC_CONN_EUNREACHABLE:
+        return "cannot reach sbertd";
+    case SBC_CONN_ETIMEOUT:
+        return "no reply from sbertd";
+    case SBC_CONN_ENN:
+        return "nanomsg error";
+    default:
+        return "unknown error";
     }
 }
 
@@ -41,28 +48,29 @@ static int probe_ipc(const char *url, const char *path, char *errbuf, size_t err
 {
     struct sockaddr_un sa = {.sun_family = AF_UNIX};
     if (strlen(path) >= sizeof sa.sun_path)
-        return sbert_util_errf(errbuf, errlen, SBC_CONN_EINVAL, "%s: socket path longer than %zu bytes", url,
-                    sizeof sa.sun_path - 1);
+        return sbert_util_errf(errbuf, errlen, SBC_CONN_EINVAL,
+                               "%s: socket path longer than %zu bytes", url,
+                               sizeof sa.sun_path - 1);
     struct stat st;
     if (stat(path, &st) != 0)
         return sbert_util_errf(errbuf, errlen, SBC_CONN_EUNREACHABLE,
-                    "cannot reach sbertd at %s: %s (is sbertd running? set --socket or "
-                    "SBERTD_SOCKET)",
-                    url, strerror(errno));
+                               "cannot reach sbertd at %s: %s (is sbertd running? set --socket or "
+                               "SBERTD_SOCKET)",
+                               url, strerror(errno));
     if (!S_ISSOCK(st.st_mode))
-        return sbert_util_errf(errbuf, errlen, SBC_CONN_EUNREACHABLE, "cannot reach sbertd at %s: not a socket",
-                    url);
+        return sbert_util_errf(errbuf, errlen, SBC_CONN_EUNREACHABLE,
+                               "cannot reach sbertd at %s: not a socket", url);
     strcpy(sa.sun_path, path);
     int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0)
-        return sbert_util_errf(errbuf, errlen, SBC_CONN_ENN, "socket: %s", strerror(errno));
+    if (fd < 0) return sbert_util_errf(errbuf, errlen, SBC_CONN_ENN, "socket: %s", strerror(errno));
     int r = connect(fd, (struct sockaddr *)&sa, sizeof sa);
     int e = errno;
     close(fd);
     if (r != 0)
-        return sbert_util_errf(errbuf, errlen, SBC_CONN_EUNREACHABLE,
-                    "cannot reach sbertd at %s: %s (a stale socket file? is sbertd running?)", url,
-                    strerror(e));
+        return sbert_util_errf(
+            errbuf, errlen, SBC_CONN_EUNREACHABLE,
+            "cannot reach sbertd at %s: %s (a stale socket file? is sbertd running?)", url,
+            strerror(e));
     return 0;
 }
 
@@ -71,28 +79,26 @@ static int probe_ipc(const char *url, const char *path, char *errbuf, size_t err
 static int probe_tcp(const char *url, const char *hostport, int timeout_ms, char *errbuf,
                      size_t errlen)
 {
-    if (strchr(hostport, ';'))
-        return 0;
+    if (strchr(hostport, ';')) return 0;
     char host[256];
     const char *colon = strrchr(hostport, ':');
     if (!colon || (size_t)(colon - hostport) >= sizeof host)
-        return sbert_util_errf(errbuf, errlen, SBC_CONN_EINVAL, "%s: expected tcp://HOST:PORT", url);
+        return sbert_util_errf(errbuf, errlen, SBC_CONN_EINVAL, "%s: expected tcp://HOST:PORT",
+                               url);
     const char *h = hostport;
     size_t hl = (size_t)(colon - hostport);
-    if (hl >= 2 && h[0] == '[' && h[hl - 1] == ']')
-        h++, hl -= 2;
+    if (hl >= 2 && h[0] == '[' && h[hl - 1] == ']') h++, hl -= 2;
     memcpy(host, h, hl);
     host[hl] = '\0';
     struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *ai;
     int g = getaddrinfo(host, colon + 1, &hints, &ai);
     if (g != 0)
-        return sbert_util_errf(errbuf, errlen, SBC_CONN_EUNREACHABLE, "cannot reach sbertd at %s: %s", url,
-                    gai_strerror(g));
+        return sbert_util_errf(errbuf, errlen, SBC_CONN_EUNREACHABLE,
+                               "cannot reach sbertd at %s: %s", url, gai_strerror(g));
     int err = SBC_CONN_EUNREACHABLE, e = ECONNREFUSED;
     for (struct addrinfo *a = ai; a && err != 0; a = a->ai_next) {
         int fd = socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-        if (fd < 0)
-            continue;
+        if (fd < 0) continue;
         if (connect(fd, a->ai_addr, a->ai_addrlen) == 0) {
             err = 0;
         } else if (errno == EINPROGRESS) {
@@ -111,7 +117,8 @@ static int probe_tcp(const char *url, const char *hostport, int timeout_ms, char
     }
     freeaddrinfo(ai);
     if (err)
-        return sbert_util_errf(errbuf, errlen, err, "cannot reach sbertd at %s: %s", url, strerror(e));
+        return sbert_util_errf(errbuf, errlen, err, "cannot reach sbertd at %s: %s", url,
+                               strerror(e));
     return 0;
 }
 
@@ -132,8 +139,8 @@ static int set_timeout(sbc_conn *c, int timeout_ms)
     return 0;
 }
 
-int sbc_conn_open(const char *url, int timeout_ms, size_t max_message, sbc_conn **out,
-                  char *errbuf, size_t errlen)
+int sbc_conn_open(const char *url, int timeout_ms, size_t max_message, sbc_conn **out, char *errbuf,
+                  size_t errlen)
 {
     *out = NULL;
     if (!url || !*url || timeout_ms <= 0 || max_message == 0 || max_message > 0x7fffffff)
@@ -145,9 +152,9 @@ int sbc_conn_open(const char *url, int timeout_ms, size_t max_message, sbc_conn 
         r = probe_tcp(url, url + 6, timeout_ms, errbuf, errlen);
     else if (!strstr(url, "://"))
         return sbert_util_errf(errbuf, errlen, SBC_CONN_EINVAL,
-                    "%s: not an endpoint URL (expected ipc://PATH or tcp://HOST:PORT)", url);
-    if (r < 0)
-        return r;
+                               "%s: not an endpoint URL (expected ipc://PATH or tcp://HOST:PORT)",
+                               url);
+    if (r < 0) return r;
 
     sbc_conn *c = calloc(1, sizeof *c);
     if (!c || !(c->url = strdup(url))) {
@@ -188,7 +195,8 @@ int sbc_conn_call(sbc_conn *c, const char *req, size_t len, char **reply, size_t
     if (nn_send(c->sock, req, len, 0) < 0) {
         if (nn_errno() == ETIMEDOUT)
             return sbert_util_errf(errbuf, errlen, SBC_CONN_ETIMEOUT,
-                        "cannot send to sbertd at %s within %d ms", c->url, c->timeout_ms);
+                                   "cannot send to sbertd at %s within %d ms", c->url,
+                                   c->timeout_ms);
         return nn_fail(SBC_CONN_ENN, "send to", c->url, errbuf, errlen);
     }
     void *msg = NULL;
@@ -196,9 +204,9 @@ int sbc_conn_call(sbc_conn *c, const char *req, size_t len, char **reply, size_t
     if (n < 0) {
         if (nn_errno() == ETIMEDOUT)
             return sbert_util_errf(errbuf, errlen, SBC_CONN_ETIMEOUT,
-                        "no reply from sbertd at %s within %.1f s (is it running and "
-                        "reachable? a longer --timeout may help)",
-                        c->url, c->timeout_ms / 1000.0);
+                                   "no reply from sbertd at %s within %.1f s (is it running and "
+                                   "reachable? a longer --timeout may help)",
+                                   c->url, c->timeout_ms / 1000.0);
         return nn_fail(SBC_CONN_ENN, "receive from", c->url, errbuf, errlen);
     }
     char *copy = malloc((size_t)n + 1);
@@ -216,8 +224,7 @@ int sbc_conn_call(sbc_conn *c, const char *req, size_t len, char **reply, size_t
 
 void sbc_conn_close(sbc_conn *c)
 {
-    if (!c)
-        return;
+    if (!c) return;
     nn_close(c->sock);
     free(c->url);
     free(c);

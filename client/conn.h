@@ -23,11 +23,11 @@
 
 enum {
     SBC_CONN_OK = 0,
-    SBC_CONN_ENOMEM = -1,      /* allocation failed */
-    SBC_CONN_EINVAL = -2,      /* a bad endpoint URL or argument */
+    SBC_CONN_ENOMEM = -1,       /* allocation failed */
+    SBC_CONN_EINVAL = -2,       /* a bad endpoint URL or argument */
     SBC_CONN_EUNREACHABLE = -3, /* nothing listens at the endpoint */
-    SBC_CONN_ETIMEOUT = -4,    /* no reply within the timeout */
-    SBC_CONN_ENN = -5,         /* another nanomsg error (its text is in errbuf) */
+    SBC_CONN_ETIMEOUT = -4,     /* no reply within the timeout */
+    SBC_CONN_ENN = -5,          /* another nanomsg error (its text is in errbuf) */
 };
 
 const char *sbc_conn_strerror(int err);
@@ -37,8 +37,8 @@ typedef struct sbc_conn sbc_conn;
 /* Probes and connects to url (ipc://PATH or tcp://HOST:PORT, or any nanomsg URL, which is then
  * not probed). timeout_ms bounds the probe and each call's send and reply; max_message is the
  * largest reply accepted (bytes). On success *out owns the connection. */
-int sbc_conn_open(const char *url, int timeout_ms, size_t max_message, sbc_conn **out,
-                  char *errbuf, size_t errlen);
+int sbc_conn_open(const char *url, int timeout_ms, size_t max_message, sbc_conn **out, char *errbuf,
+                  size_t errlen);
 
 /* Sends req (len bytes) and waits for the reply. On success *reply is a NUL-terminated copy
  * (reply_len bytes before the NUL) that the caller frees with free(). */

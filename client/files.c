@@ -79,8 +79,7 @@ int sbc_files_walk(const char *path, sbc_file_fn fn, void *user, char *errbuf, s
     struct stat st;
     if (stat(path, &st) != 0)
         return sbert_util_errf(errbuf, errlen, -1, "%s: %s", path, strerror(errno));
-    if (S_ISDIR(st.st_mode))
-        return walk_dir(path, "", fn, user);
+    if (S_ISDIR(st.st_mode)) return walk_dir(path, "", fn, user);
     if (!S_ISREG(st.st_mode))
         return sbert_util_errf(errbuf, errlen, -1, "%s: not a regular file or directory", path);
     const char *base = strrchr(path, '/');
@@ -97,8 +96,7 @@ static char *read_all(const struct sbc_file *f, size_t max, size_t *len, char *e
     struct stat st;
     if (fd < 0 || fstat(fd, &st) != 0) {
         sbert_util_errf(errbuf, errlen, -1, "%s", strerror(errno));
-        if (fd >= 0)
-            close(fd);
+        if (fd >= 0) close(fd);
         return NULL;
     }
     if ((uint64_t)st.st_size > max) {
@@ -109,12 +107,10 @@ static char *read_all(const struct sbc_file *f, size_t max, size_t *len, char *e
     }
     size_t cap = (size_t)st.st_size, n = 0;
     char *buf = malloc(cap + 1);
-    if (!buf)
-        sbert_util_errf(errbuf, errlen, -1, "out of memory");
+    if (!buf) sbert_util_errf(errbuf, errlen, -1, "out of memory");
     while (buf && n < cap) {
         ssize_t r = read(fd, buf + n, cap - n);
-        if (r < 0 && errno == EINTR)
-            continue;
+        if (r < 0 && errno == EINTR) continue;
         if (r < 0) {
             sbert_util_errf(errbuf, errlen, -1, "%s", strerror(errno));
             free(buf);
@@ -138,12 +134,10 @@ int sbc_file_doc_make(const struct sbc_file *f, size_t max_file_bytes, size_t ma
                       size_t errlen)
 {
     memset(out, 0, sizeof *out);
-    if (errbuf && errlen)
-        errbuf[0] = '\0';
+    if (errbuf && errlen) errbuf[0] = '\0';
     size_t len;
     char *data = read_all(f, max_file_bytes, &len, errbuf, errlen);
-    if (!data)
-        return -1;
+    if (!data) return -1;
     sbert_sha256_hex(data, len, out->sha256);
     if (known_sha256 && strcmp(known_sha256, out->sha256) == 0) {
         free(data);
@@ -194,8 +188,7 @@ int sbc_file_doc_make(const struct sbc_file *f, size_t max_file_bytes, size_t ma
 
 void sbc_file_doc_free(struct sbc_file_doc *d)
 {
-    if (!d)
-        return;
+    if (!d) return;
     free(d->text);
     free(d->metadata_json);
     memset(d, 0, sizeof *d);

@@ -15,11 +15,11 @@
 struct sbc_input {
     FILE *f;
     int owns_file;
-    char *path;       /* for error messages; "<stdin>" for "-" */
+    char *path; /* for error messages; "<stdin>" for "-" */
     enum sbc_input_format format;
-    long line;        /* lines consumed so far */
+    long line; /* lines consumed so far */
 
-    char *linebuf;    /* txt/jsonl: getline() buffer */
+    char *linebuf; /* txt/jsonl: getline() buffer */
     size_t linecap;
 
     /* Outputs of the current record, freed on the next call. */
@@ -31,7 +31,7 @@ struct sbc_input {
     char **header;
     size_t n_header;
     size_t text_col, id_col; /* id_col == SIZE_MAX: none */
-    char *rec;        /* the current record's fields, NUL-separated */
+    char *rec;               /* the current record's fields, NUL-separated */
     size_t rec_len, rec_cap;
     size_t *field_off;
     size_t n_fields, fields_cap;
@@ -48,15 +48,16 @@ const char *sbc_input_strerror(int err)
         [-SBC_INPUT_ECOLUMN] = "no such CSV column",
         [-SBC_INPUT_EINVAL] = "invalid argument",
     };
-    if (err > 0 || -err >= (int)(sizeof msgs / sizeof msgs[0]))
-        return "unknown error";
+    if (err > 0 || -err >= (int)(sizeof msgs / sizeof msgs[0])) return "unknown error";
     return msgs[-err];
 }
 
 int sbc_input_format_parse(const char *name, enum sbc_input_format *out)
 {
-    static const struct { const char *name; enum sbc_input_format f; } table[] = {
-        {"txt", SBC_FORMAT_TXT}, {"jsonl", SBC_FORMAT_JSONL}, {"csv", SBC_FORMAT_CSV}};
+    static const struct {
+        const char *name;
+        enum sbc_input_format f;
+    } table[] = {{"txt", SBC_FORMAT_TXT}, {"jsonl", SBC_FORMAT_JSONL}, {"csv", SBC_FORMAT_CSV}};
     for (size_t i = 0; i < sizeof table / sizeof table[0]; i++)
         if (strcmp(name, table[i].name) == 0) {
             *out = table[i].f;
@@ -73,10 +74,8 @@ static int ends_with(const char *s, const char *suffix)
 
 enum sbc_input_format sbc_input_format_guess(const char *path)
 {
-    if (ends_with(path, ".jsonl") || ends_with(path, ".ndjson"))
-        return SBC_FORMAT_JSONL;
-    if (ends_with(path, ".csv"))
-        return SBC_FORMAT_CSV;
+    if (ends_with(path, ".jsonl") || ends_with(path, ".ndjson")) return SBC_FORMAT_JSONL;
+    if (ends_with(path, ".csv")) return SBC_FORMAT_CSV;
     return SBC_FORMAT_TXT;
 }
 
@@ -114,8 +113,7 @@ static int rec_putc(sbc_input *in, char c)
     if (in->rec_len == in->rec_cap) {
         size_t cap = in->rec_cap ? in->rec_cap * 2 : 256;
         char *p = realloc(in->rec, cap);
-        if (!p)
-            return SBC_INPUT_ENOMEM;
+        if (!p) return SBC_INPUT_ENOMEM;
         in->rec = p, in->rec_cap = cap;
     }
     in->rec[in->rec_len++] = c;
@@ -127,8 +125,7 @@ static int field_start(sbc_input *in)
     if (in->n_fields == in->fields_cap) {
         size_t cap = in->fields_cap ? in->fields_cap * 2 : 16;
         size_t *p = realloc(in->field_off, cap * sizeof *p);
-        if (!p)
-            return SBC_INPUT_ENOMEM;
+        if (!p) return SBC_INPUT_ENOMEM;
         in->field_off = p, in->fields_cap = cap;
     }
     in->field_off[in->n_fields++] = in->rec_len;
@@ -146,8 +143,7 @@ static int csv_read_record(sbc_input *in, long *start_line, char *errbuf, size_t
         *start_line = in->line + 1;
         int c = getc_unlocked(in->f);
         if (c == EOF)
-            return ferror(in->f) ? fail(in, 0, SBC_INPUT_EIO, errbuf, errlen, "%s",
-                                        strerror(errno))
+            return ferror(in->f) ? fail(in, 0, SBC_INPUT_EIO, errbuf, errlen, "%s", strerror(errno))
                                  : 0;
         if (c == '\n') {
             in->line++;
@@ -159,13 +155,11 @@ static int csv_read_record(sbc_input *in, long *start_line, char *errbuf, size_t
                 in->line++;
                 continue;
             }
-            if (d != EOF)
-                ungetc(d, in->f);
+            if (d != EOF) ungetc(d, in->f);
         }
         int err;
         int quoted = 0, after_quote = 0;
-        if ((err = field_start(in)) < 0)
-            return err;
+        if ((err = field_start(in)) < 0) return err;
         /* State machine over characters: a field begins unquoted or quoted; inside quotes only
          * a '"' followed by '"' is a literal quote, a '"' followed by ',' or a line end closes the
          * field, anything else after the closing quote is malformed (RFC 4180 section 2.5-2.7). */
@@ -177,23 +171,19 @@ static int csv_read_record(sbc_input *in, long *start_line, char *errbuf, size_t
                 if (c == '"') {
                     int d = getc_unlocked(in->f);
                     if (d == '"') {
-                        if ((err = rec_putc(in, '"')) < 0)
-                            return err;
+                        if ((err = rec_putc(in, '"')) < 0) return err;
                         continue;
                     }
                     quoted = 0, after_quote = 1;
                     c = d;
                 } else {
-                    if (c == '\n')
-                        in->line++;
-                    if ((err = rec_putc(in, (char)c)) < 0)
-                        return err;
+                    if (c == '\n') in->line++;
+                    if ((err = rec_putc(in, (char)c)) < 0) return err;
                     continue;
                 }
             }
             if (c == ',') {
-                if ((err = rec_putc(in, '\0')) < 0 || (err = field_start(in)) < 0)
-                    return err;
+                if ((err = rec_putc(in, '\0')) < 0 || (err = field_start(in)) < 0) return err;
                 after_quote = 0;
                 continue;
             }
@@ -205,10 +195,8 @@ static int csv_read_record(sbc_input *in, long *start_line, char *errbuf, size_t
                     ungetc(d, in->f);
             }
             if (c == '\n' || c == EOF) {
-                if (c == '\n')
-                    in->line++;
-                if ((err = rec_putc(in, '\0')) < 0)
-                    return err;
+                if (c == '\n') in->line++;
+                if ((err = rec_putc(in, '\0')) < 0) return err;
                 return 1;
             }
             if (after_quote)
@@ -221,21 +209,21 @@ static int csv_read_record(sbc_input *in, long *start_line, char *errbuf, size_t
                 quoted = 1;
                 continue;
             }
-            if ((err = rec_putc(in, (char)c)) < 0)
-                return err;
+            if ((err = rec_putc(in, (char)c)) < 0) return err;
         }
     }
 }
 
-static const char *csv_field(const sbc_input *in, size_t i) { return in->rec + in->field_off[i]; }
+static const char *csv_field(const sbc_input *in, size_t i)
+{
+    return in->rec + in->field_off[i];
+}
 
 static int all_digits(const char *s)
 {
-    if (!*s)
-        return 0;
+    if (!*s) return 0;
     for (; *s; s++)
-        if (*s < '0' || *s > '9')
-            return 0;
+        if (*s < '0' || *s > '9') return 0;
     return 1;
 }
 
@@ -263,24 +251,19 @@ static int csv_open(sbc_input *in, const char *text_column, const char *id_colum
 {
     long line;
     int r = csv_read_record(in, &line, errbuf, errlen);
-    if (r < 0)
-        return r;
+    if (r < 0) return r;
     if (r == 0)
         return fail(in, 0, SBC_INPUT_EFORMAT, errbuf, errlen, "empty file: no header record");
     in->header = calloc(in->n_fields, sizeof *in->header);
-    if (!in->header)
-        return SBC_INPUT_ENOMEM;
+    if (!in->header) return SBC_INPUT_ENOMEM;
     in->n_header = in->n_fields;
     for (size_t i = 0; i < in->n_fields; i++) {
         const char *h = csv_field(in, i);
         /* A UTF-8 byte order mark before the first header name is common in exported CSV. */
-        if (i == 0 && strncmp(h, "\xEF\xBB\xBF", 3) == 0)
-            h += 3;
-        if (!(in->header[i] = strdup(h)))
-            return SBC_INPUT_ENOMEM;
+        if (i == 0 && strncmp(h, "\xEF\xBB\xBF", 3) == 0) h += 3;
+        if (!(in->header[i] = strdup(h))) return SBC_INPUT_ENOMEM;
     }
-    if ((r = csv_find_column(in, text_column, &in->text_col, errbuf, errlen)) < 0)
-        return r;
+    if ((r = csv_find_column(in, text_column, &in->text_col, errbuf, errlen)) < 0) return r;
     in->id_col = SIZE_MAX;
     if (id_column && (r = csv_find_column(in, id_column, &in->id_col, errbuf, errlen)) < 0)
         return r;
@@ -291,21 +274,18 @@ static int csv_next(sbc_input *in, struct sbc_doc *doc, char *errbuf, size_t err
 {
     long line;
     int r = csv_read_record(in, &line, errbuf, errlen);
-    if (r <= 0)
-        return r;
+    if (r <= 0) return r;
     if (in->n_fields != in->n_header)
         return fail(in, line, SBC_INPUT_EFORMAT, errbuf, errlen,
                     "%zu fields where the header has %zu", in->n_fields, in->n_header);
     cJSON *meta = NULL;
     for (size_t i = 0; i < in->n_fields; i++) {
-        if (i == in->text_col || i == in->id_col)
-            continue;
+        if (i == in->text_col || i == in->id_col) continue;
         const char *v = csv_field(in, i);
         if (!sbert_util_utf8_valid((const char *)v, strlen(v)))
             return fail(in, line, SBC_INPUT_EUTF8, errbuf, errlen,
                         "column \"%s\" is not valid UTF-8", in->header[i]);
-        if (!meta && !(meta = cJSON_CreateObject()))
-            return SBC_INPUT_ENOMEM;
+        if (!meta && !(meta = cJSON_CreateObject())) return SBC_INPUT_ENOMEM;
         if (!cJSON_AddStringToObject(meta, in->header[i], v)) {
             cJSON_Delete(meta);
             return SBC_INPUT_ENOMEM;
@@ -314,14 +294,12 @@ static int csv_next(sbc_input *in, struct sbc_doc *doc, char *errbuf, size_t err
     if (meta) {
         in->meta_buf = cJSON_PrintUnformatted(meta);
         cJSON_Delete(meta);
-        if (!in->meta_buf)
-            return SBC_INPUT_ENOMEM;
+        if (!in->meta_buf) return SBC_INPUT_ENOMEM;
     }
     doc->text = csv_field(in, in->text_col);
     doc->text_len = strlen(doc->text);
     doc->id = in->id_col == SIZE_MAX ? NULL : csv_field(in, in->id_col);
-    if (doc->id && !*doc->id)
-        return fail(in, line, SBC_INPUT_EFORMAT, errbuf, errlen, "empty id");
+    if (doc->id && !*doc->id) return fail(in, line, SBC_INPUT_EFORMAT, errbuf, errlen, "empty id");
     doc->metadata_json = in->meta_buf;
     doc->line = line;
     return 1;
@@ -349,16 +327,14 @@ static long read_line(sbc_input *in, char *errbuf, size_t errlen)
         size_t k = 0;
         while (k < (size_t)n && (in->linebuf[k] == ' ' || in->linebuf[k] == '\t'))
             k++;
-        if (k < (size_t)n)
-            return n;
+        if (k < (size_t)n) return n;
     }
 }
 
 static int txt_next(sbc_input *in, struct sbc_doc *doc, char *errbuf, size_t errlen)
 {
     long n = read_line(in, errbuf, errlen);
-    if (n <= 0)
-        return (int)n;
+    if (n <= 0) return (int)n;
     doc->text = in->linebuf;
     doc->text_len = (size_t)n;
     doc->id = NULL;
@@ -370,15 +346,13 @@ static int txt_next(sbc_input *in, struct sbc_doc *doc, char *errbuf, size_t err
 static int jsonl_next(sbc_input *in, struct sbc_doc *doc, char *errbuf, size_t errlen)
 {
     long n = read_line(in, errbuf, errlen);
-    if (n <= 0)
-        return (int)n;
+    if (n <= 0) return (int)n;
     long line = in->line;
     if (!sbert_util_utf8_valid((const char *)in->linebuf, (size_t)n))
         return fail(in, line, SBC_INPUT_EUTF8, errbuf, errlen, "line is not valid UTF-8");
     const char *end = NULL;
     in->json = cJSON_ParseWithLengthOpts(in->linebuf, (size_t)n, &end, 0);
-    if (!in->json)
-        return fail(in, line, SBC_INPUT_EFORMAT, errbuf, errlen, "not valid JSON");
+    if (!in->json) return fail(in, line, SBC_INPUT_EFORMAT, errbuf, errlen, "not valid JSON");
     if (!cJSON_IsObject(in->json))
         return fail(in, line, SBC_INPUT_EFORMAT, errbuf, errlen, "not a JSON object");
     for (end = end ? end : in->linebuf + n; end < in->linebuf + n; end++)
@@ -387,16 +361,19 @@ static int jsonl_next(sbc_input *in, struct sbc_doc *doc, char *errbuf, size_t e
                         "more than one JSON value on the line");
     memset(doc, 0, sizeof *doc);
     const cJSON *item;
-    cJSON_ArrayForEach(item, in->json) {
+    cJSON_ArrayForEach(item, in->json)
+    {
         const char *k = item->string;
         if (strcmp(k, "text") == 0) {
             if (!cJSON_IsString(item))
-                return fail(in, line, SBC_INPUT_EFORMAT, errbuf, errlen, "\"text\" is not a string");
+                return fail(in, line, SBC_INPUT_EFORMAT, errbuf, errlen,
+                            "\"text\" is not a string");
             doc->text = item->valuestring;
         } else if (strcmp(k, "id") == 0) {
             if (cJSON_IsString(item)) {
                 doc->id = item->valuestring;
-            } else if (cJSON_IsNumber(item) && item->valuedouble == (double)(long long)item->valuedouble) {
+            } else if (cJSON_IsNumber(item) &&
+                       item->valuedouble == (double)(long long)item->valuedouble) {
                 if (asprintf(&in->id_buf, "%lld", (long long)item->valuedouble) < 0) {
                     in->id_buf = NULL;
                     return SBC_INPUT_ENOMEM;
@@ -407,23 +384,19 @@ static int jsonl_next(sbc_input *in, struct sbc_doc *doc, char *errbuf, size_t e
                             "\"id\" is not a string or an integer");
             }
         } else if (strcmp(k, "metadata") == 0) {
-            if (cJSON_IsNull(item))
-                continue;
+            if (cJSON_IsNull(item)) continue;
             if (!cJSON_IsObject(item))
                 return fail(in, line, SBC_INPUT_EFORMAT, errbuf, errlen,
                             "\"metadata\" is not an object");
-            if (!(in->meta_buf = cJSON_PrintUnformatted(item)))
-                return SBC_INPUT_ENOMEM;
+            if (!(in->meta_buf = cJSON_PrintUnformatted(item))) return SBC_INPUT_ENOMEM;
             doc->metadata_json = in->meta_buf;
         } else {
             return fail(in, line, SBC_INPUT_EFORMAT, errbuf, errlen,
                         "unknown key \"%s\" (expected text, id, metadata)", k);
         }
     }
-    if (!doc->text)
-        return fail(in, line, SBC_INPUT_EFORMAT, errbuf, errlen, "no \"text\"");
-    if (doc->id && !*doc->id)
-        return fail(in, line, SBC_INPUT_EFORMAT, errbuf, errlen, "empty id");
+    if (!doc->text) return fail(in, line, SBC_INPUT_EFORMAT, errbuf, errlen, "no \"text\"");
+    if (doc->id && !*doc->id) return fail(in, line, SBC_INPUT_EFORMAT, errbuf, errlen, "empty id");
     doc->text_len = strlen(doc->text);
     doc->line = line;
     return 1;
@@ -435,11 +408,9 @@ int sbc_input_open(const char *path, enum sbc_input_format format, const char *t
                    const char *id_column, sbc_input **out, char *errbuf, size_t errlen)
 {
     *out = NULL;
-    if (!path || format > SBC_FORMAT_CSV)
-        return SBC_INPUT_EINVAL;
+    if (!path || format > SBC_FORMAT_CSV) return SBC_INPUT_EINVAL;
     sbc_input *in = calloc(1, sizeof *in);
-    if (!in)
-        return SBC_INPUT_ENOMEM;
+    if (!in) return SBC_INPUT_ENOMEM;
     in->format = format;
     in->path = strdup(strcmp(path, "-") == 0 ? "<stdin>" : path);
     if (!in->path) {
@@ -465,8 +436,7 @@ int sbc_input_open(const char *path, enum sbc_input_format format, const char *t
         }
         in->owns_file = 1;
     }
-    if (format == SBC_FORMAT_CSV)
-        r = csv_open(in, text_column, id_column, errbuf, errlen);
+    if (format == SBC_FORMAT_CSV) r = csv_open(in, text_column, id_column, errbuf, errlen);
 out:
     if (r < 0) {
         sbc_input_close(in);
@@ -481,12 +451,17 @@ int sbc_input_next(sbc_input *in, struct sbc_doc *doc, char *errbuf, size_t errl
     clear_record(in);
     int r;
     switch (in->format) {
-    case SBC_FORMAT_TXT: r = txt_next(in, doc, errbuf, errlen); break;
-    case SBC_FORMAT_JSONL: r = jsonl_next(in, doc, errbuf, errlen); break;
-    default: r = csv_next(in, doc, errbuf, errlen); break;
+    case SBC_FORMAT_TXT:
+        r = txt_next(in, doc, errbuf, errlen);
+        break;
+    case SBC_FORMAT_JSONL:
+        r = jsonl_next(in, doc, errbuf, errlen);
+        break;
+    default:
+        r = csv_next(in, doc, errbuf, errlen);
+        break;
     }
-    if (r != 1)
-        return r;
+    if (r != 1) return r;
     if (doc->text_len == 0)
         return fail(in, doc->line, SBC_INPUT_EFORMAT, errbuf, errlen, "empty text");
     if (!sbert_util_utf8_valid((const char *)doc->text, doc->text_len) ||
@@ -497,11 +472,9 @@ int sbc_input_next(sbc_input *in, struct sbc_doc *doc, char *errbuf, size_t errl
 
 void sbc_input_close(sbc_input *in)
 {
-    if (!in)
-        return;
+    if (!in) return;
     clear_record(in);
-    if (in->owns_file)
-        fclose(in->f);
+    if (in->owns_file) fclose(in->f);
     for (size_t i = 0; i < in->n_header; i++)
         free(in->header[i]);
     free(in->header);
@@ -516,11 +489,9 @@ long sbc_input_count(const char *path, enum sbc_input_format format, const char 
                      const char *id_column)
 {
     struct stat st;
-    if (strcmp(path, "-") == 0 || stat(path, &st) != 0 || !S_ISREG(st.st_mode))
-        return -1;
+    if (strcmp(path, "-") == 0 || stat(path, &st) != 0 || !S_ISREG(st.st_mode)) return -1;
     sbc_input *in;
-    if (sbc_input_open(path, format, text_column, id_column, &in, NULL, 0) < 0)
-        return -1;
+    if (sbc_input_open(path, format, text_column, id_column, &in, NULL, 0) < 0) return -1;
     long n = 0;
     struct sbc_doc doc;
     int r;

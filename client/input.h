@@ -51,8 +51,8 @@ enum sbc_input_format sbc_input_format_guess(const char *path);
 /* One record. Every pointer is borrowed from the reader and valid until the next
  * sbc_input_next() or sbc_input_close() on it. */
 struct sbc_doc {
-    const char *id;            /* NULL when the record has none; a jsonl integer id as its digits */
-    const char *text;          /* NUL-terminated; text_len bytes, never 0 */
+    const char *id;   /* NULL when the record has none; a jsonl integer id as its digits */
+    const char *text; /* NUL-terminated; text_len bytes, never 0 */
     size_t text_len;
     const char *metadata_json; /* a JSON object as text, or NULL */
     long line;                 /* 1-based line where the record starts */

@@ -12,11 +12,16 @@
 const char *sbc_out_strerror(int err)
 {
     switch (err) {
-    case SBC_OUT_OK: return "success";
-    case SBC_OUT_ENOMEM: return "out of memory";
-    case SBC_OUT_EINVAL: return "invalid argument";
-    case SBC_OUT_EIO: return "write error";
-    default: return "unknown error";
+    case SBC_OUT_OK:
+        return "success";
+    case SBC_OUT_ENOMEM:
+        return "out of memory";
+    case SBC_OUT_EINVAL:
+        return "invalid argument";
+    case SBC_OUT_EIO:
+        return "write error";
+    default:
+        return "unknown error";
     }
 }
 
@@ -55,10 +60,8 @@ int sbc_terminal_width(FILE *f)
 {
     struct winsize ws;
     int fd = fileno(f);
-    if (fd < 0 || !isatty(fd))
-        return 0;
-    if (ioctl(fd, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 0)
-        return ws.ws_col;
+    if (fd < 0 || !isatty(fd)) return 0;
+    if (ioctl(fd, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 0) return ws.ws_col;
     return 80;
 }
 
@@ -66,8 +69,7 @@ int sbc_terminal_width(FILE *f)
  * column). Control characters print as spaces. */
 static void put_cell(FILE *f, const char *s, size_t width, int right, int pad)
 {
-    if (width == 0)
-        return;
+    if (width == 0) return;
     size_t n = strlen(s), full = sbc_display_width(s, n);
     size_t limit = full > width ? width - 1 : full; /* room for "…" when shortening */
     if (right && full < width)
@@ -78,8 +80,7 @@ static void put_cell(FILE *f, const char *s, size_t width, int right, int pad)
         size_t len;
         int cw;
         char_at(s + i, n - i, &len, &cw);
-        if (used + (size_t)cw > limit)
-            break;
+        if (used + (size_t)cw > limit) break;
         unsigned char c = (unsigned char)s[i];
         if (len == 1 && (c < 0x20 || c == 0x7F))
             fputc(' ', f);
@@ -112,11 +113,9 @@ struct sbc_table {
 int sbc_table_create(const struct sbc_column *cols, size_t n, sbc_table **out)
 {
     *out = NULL;
-    if (!cols || n == 0)
-        return SBC_OUT_EINVAL;
+    if (!cols || n == 0) return SBC_OUT_EINVAL;
     sbc_table *t = calloc(1, sizeof *t);
-    if (!t)
-        return SBC_OUT_ENOMEM;
+    if (!t) return SBC_OUT_ENOMEM;
     t->n_cols = n;
     t->headers = calloc(n, sizeof *t->headers);
     t->flags = calloc(n, sizeof *t->flags);
@@ -137,13 +136,11 @@ int sbc_table_create(const struct sbc_column *cols, size_t n, sbc_table **out)
 
 int sbc_table_add_row(sbc_table *t, const char *const *cells)
 {
-    if (!t || !cells)
-        return SBC_OUT_EINVAL;
+    if (!t || !cells) return SBC_OUT_EINVAL;
     if (t->n_rows == t->cap_rows) {
         size_t cap = t->cap_rows ? t->cap_rows * 2 : 16;
         char **p = realloc(t->cells, cap * t->n_cols * sizeof *p);
-        if (!p)
-            return SBC_OUT_ENOMEM;
+        if (!p) return SBC_OUT_ENOMEM;
         t->cells = p, t->cap_rows = cap;
     }
     char **row = t->cells + t->n_rows * t->n_cols;
@@ -160,18 +157,15 @@ int sbc_table_add_row(sbc_table *t, const char *const *cells)
 
 int sbc_table_print(const sbc_table *t, FILE *f, int width)
 {
-    if (!t || !f)
-        return SBC_OUT_EINVAL;
+    if (!t || !f) return SBC_OUT_EINVAL;
     size_t *w = calloc(t->n_cols, sizeof *w);
-    if (!w)
-        return SBC_OUT_ENOMEM;
+    if (!w) return SBC_OUT_ENOMEM;
     for (size_t c = 0; c < t->n_cols; c++) {
         w[c] = sbc_display_width(t->headers[c], strlen(t->headers[c]));
         for (size_t r = 0; r < t->n_rows; r++) {
             const char *s = t->cells[r * t->n_cols + c];
             size_t cw = sbc_display_width(s, strlen(s));
-            if (cw > w[c])
-                w[c] = cw;
+            if (cw > w[c]) w[c] = cw;
         }
     }
     if (width > 0) {
@@ -182,15 +176,13 @@ int sbc_table_print(const sbc_table *t, FILE *f, int width)
             size_t total = 2 * (t->n_cols - 1);
             for (size_t c = 0; c < t->n_cols; c++)
                 total += w[c];
-            if (total <= (size_t)width)
-                break;
+            if (total <= (size_t)width) break;
             size_t best = t->n_cols;
             for (size_t c = 0; c < t->n_cols; c++)
                 if ((t->flags[c] & SBC_COL_SHRINK) && w[c] > MIN_SHRUNK &&
                     (best == t->n_cols || w[c] > w[best]))
                     best = c;
-            if (best == t->n_cols)
-                break;
+            if (best == t->n_cols) break;
             w[best]--;
         }
     }
@@ -201,8 +193,7 @@ int sbc_table_print(const sbc_table *t, FILE *f, int width)
         while (last > 1 && !row[last - 1][0])
             last--;
         for (size_t c = 0; c < last; c++) {
-            if (c)
-                fputs("  ", f);
+            if (c) fputs("  ", f);
             put_cell(f, row[c], w[c], t->flags[c] & SBC_COL_RIGHT, c + 1 < last);
         }
         fputc('\n', f);
@@ -213,8 +204,7 @@ int sbc_table_print(const sbc_table *t, FILE *f, int width)
 
 void sbc_table_free(sbc_table *t)
 {
-    if (!t)
-        return;
+    if (!t) return;
     for (size_t i = 0; i < t->n_rows * t->n_cols; i++)
         free(t->cells[i]);
     free(t->cells);
@@ -245,14 +235,11 @@ static double now_s(void)
 int sbc_progress_create(FILE *f, long total, const char *unit, sbc_progress **out)
 {
     *out = NULL;
-    if (!f || !unit)
-        return SBC_OUT_EINVAL;
+    if (!f || !unit) return SBC_OUT_EINVAL;
     int fd = fileno(f);
-    if (fd < 0 || !isatty(fd))
-        return 0;
+    if (fd < 0 || !isatty(fd)) return 0;
     sbc_progress *p = calloc(1, sizeof *p);
-    if (!p)
-        return SBC_OUT_ENOMEM;
+    if (!p) return SBC_OUT_ENOMEM;
     p->f = f, p->total = total, p->unit = unit;
     p->t0 = now_s();
     *out = p;
@@ -267,8 +254,7 @@ static void draw(sbc_progress *p, double t)
     if (p->total >= 0) {
         enum { BAR = 24 };
         double frac = p->total > 0 ? (double)p->done / (double)p->total : 1.0;
-        if (frac > 1)
-            frac = 1;
+        if (frac > 1) frac = 1;
         int fill = (int)(frac * BAR);
         fprintf(p->f, "/%ld %3d%% [", p->total, (int)(frac * 100));
         for (int i = 0; i < BAR; i++)
@@ -290,18 +276,15 @@ static void draw(sbc_progress *p, double t)
 
 void sbc_progress_update(sbc_progress *p, long done)
 {
-    if (!p)
-        return;
+    if (!p) return;
     p->done = done;
     double t = now_s();
-    if (!p->drawn || t - p->last_draw >= 0.1)
-        draw(p, t);
+    if (!p->drawn || t - p->last_draw >= 0.1) draw(p, t);
 }
 
 void sbc_progress_finish(sbc_progress *p)
 {
-    if (!p)
-        return;
+    if (!p) return;
     draw(p, now_s());
     fputc('\n', p->f);
     fflush(p->f);

@@ -26,8 +26,10 @@ enum {
 const char *sbc_out_strerror(int err);
 
 /* Column flags. */
-enum { SBC_COL_RIGHT = 1, /* right-aligned (numbers) */
-       SBC_COL_SHRINK = 2 /* may be shortened to fit a width */ };
+enum {
+    SBC_COL_RIGHT = 1, /* right-aligned (numbers) */
+    SBC_COL_SHRINK = 2 /* may be shortened to fit a width */
+};
 
 struct sbc_column {
     const char *header; /* copied */

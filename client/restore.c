@@ -128,7 +128,8 @@ int sbc_restore(const char *backup, const char *data, char *aside, size_t aside_
         }
     }
     int rc = 0;
-    if (mkdir(data, mode) != 0 || (chown_it && chown(data, uid, gid) != 0) || chmod(data, mode) != 0)
+    if (mkdir(data, mode) != 0 || (chown_it && chown(data, uid, gid) != 0) ||
+        chmod(data, mode) != 0)
         rc = sbert_util_errf(errbuf, errlen, -1, "%s: %s", data, strerror(errno));
     for (size_t i = 0; !rc && i < sizeof FILES / sizeof FILES[0]; i++) {
         char src[PATH_MAX + 16], dst[PATH_MAX + 16];
@@ -147,8 +148,10 @@ int sbc_restore(const char *backup, const char *data, char *aside, size_t aside_
         char parent[PATH_MAX];
         snprintf(parent, sizeof parent, "%s", data);
         char *slash = strrchr(parent, '/');
-        if (slash && slash != parent) *slash = '\0';
-        else snprintf(parent, sizeof parent, "%s", slash ? "/" : ".");
+        if (slash && slash != parent)
+            *slash = '\0';
+        else
+            snprintf(parent, sizeof parent, "%s", slash ? "/" : ".");
         fsync_dir(parent);
     }
     if (rc && aside[0]) {

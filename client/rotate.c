@@ -17,8 +17,7 @@
 int sbc_rotate_name(time_t t, int n, char *out, size_t outlen)
 {
     struct tm tm;
-    if (!gmtime_r(&t, &tm))
-        return -1;
+    if (!gmtime_r(&t, &tm)) return -1;
     char stamp[32];
     strftime(stamp, sizeof stamp, "%Y%m%dT%H%M%SZ", &tm);
     int w = n ? snprintf(out, outlen, PREFIX "%s-%d", stamp, n)
@@ -29,24 +28,20 @@ int sbc_rotate_name(time_t t, int n, char *out, size_t outlen)
 static int digits(const char *s, int n)
 {
     for (int i = 0; i < n; i++)
-        if (s[i] < '0' || s[i] > '9')
-            return 0;
+        if (s[i] < '0' || s[i] > '9') return 0;
     return 1;
 }
 
 int sbc_rotate_is_name(const char *name)
 {
     size_t p = strlen(PREFIX);
-    if (strncmp(name, PREFIX, p) != 0)
-        return 0;
+    if (strncmp(name, PREFIX, p) != 0) return 0;
     const char *s = name + p; /* YYYYMMDDTHHMMSSZ */
     if (strlen(s) < 16 || !digits(s, 8) || s[8] != 'T' || !digits(s + 9, 6) || s[15] != 'Z')
         return 0;
     s += 16;
-    if (!*s)
-        return 1;
-    if (*s != '-' || !s[1] || strlen(s + 1) > 6)
-        return 0;
+    if (!*s) return 1;
+    if (*s != '-' || !s[1] || strlen(s + 1) > 6) return 0;
     return digits(s + 1, (int)strlen(s + 1)) && s[1] != '0';
 }
 
@@ -57,17 +52,14 @@ int sbc_rotate_next(const char *root, time_t t, char *out, size_t outlen, char *
     if (sbc_rotate_name(t, 0, bare, sizeof bare) < 0)
         return sbert_util_errf(errbuf, errlen, -1, "no name for that time");
     DIR *d = opendir(root);
-    if (!d)
-        return sbert_util_errf(errbuf, errlen, -1, "%s: %s", root, strerror(errno));
+    if (!d) return sbert_util_errf(errbuf, errlen, -1, "%s: %s", root, strerror(errno));
     size_t bl = strlen(bare);
     long next = 0;
     struct dirent *e;
     while ((e = readdir(d))) {
-        if (strncmp(e->d_name, bare, bl) != 0 || !sbc_rotate_is_name(e->d_name))
-            continue;
+        if (strncmp(e->d_name, bare, bl) != 0 || !sbc_rotate_is_name(e->d_name)) continue;
         long n = e->d_name[bl] == '-' ? strtol(e->d_name + bl + 1, NULL, 10) : 0;
-        if (n + 1 > next)
-            next = n + 1;
+        if (n + 1 > next) next = n + 1;
     }
     closedir(d);
     if (sbc_rotate_name(t, (int)next, out, outlen) < 0)
@@ -79,8 +71,7 @@ int sbc_rotate_next(const char *root, time_t t, char *out, size_t outlen, char *
 static int is_backup(int rootfd, const char *name)
 {
     int fd = openat(rootfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-    if (fd < 0)
-        return 0;
+    if (fd < 0) return 0;
     DIR *d = fdopendir(fd);
     if (!d) {
         close(fd);
@@ -89,8 +80,7 @@ static int is_backup(int rootfd, const char *name)
     int store = 0, other = 0;
     struct dirent *e;
     while ((e = readdir(d))) {
-        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
-            continue;
+        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
         struct stat st;
         if (fstatat(dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(st.st_mode))
             other = 1;
@@ -108,8 +98,7 @@ static int remove_backup(int rootfd, const char *root, const char *name, char *e
     DIR *d = fd < 0 ? NULL : fdopendir(fd);
     if (!d) {
         int e = errno;
-        if (fd >= 0)
-            close(fd);
+        if (fd >= 0) close(fd);
         return sbert_util_errf(errbuf, errlen, -1, "%s/%s: %s", root, name, strerror(e));
     }
     struct dirent *e;
@@ -136,14 +125,12 @@ int sbc_rotate_prune(const char *root, int keep, char ***removed, size_t *n_remo
 {
     *removed = NULL;
     *n_removed = 0;
-    if (keep < 1)
-        return sbert_util_errf(errbuf, errlen, -1, "--keep must be at least 1");
+    if (keep < 1) return sbert_util_errf(errbuf, errlen, -1, "--keep must be at least 1");
     int rootfd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     DIR *d = rootfd < 0 ? NULL : fdopendir(dup(rootfd));
     if (!d) {
         int e = errno;
-        if (rootfd >= 0)
-            close(rootfd);
+        if (rootfd >= 0) close(rootfd);
         return sbert_util_errf(errbuf, errlen, -1, "%s: %s", root, strerror(e));
     }
     char **names = NULL;
@@ -151,8 +138,7 @@ int sbc_rotate_prune(const char *root, int keep, char ***removed, size_t *n_remo
     int rc = 0;
     struct dirent *e;
     while (!rc && (e = readdir(d))) {
-        if (!sbc_rotate_is_name(e->d_name) || !is_backup(rootfd, e->d_name))
-            continue;
+        if (!sbc_rotate_is_name(e->d_name) || !is_backup(rootfd, e->d_name)) continue;
         if (n == cap) {
             cap = cap ? 2 * cap : 16;
             char **nn = realloc(names, cap * sizeof *nn);
@@ -168,8 +154,7 @@ int sbc_rotate_prune(const char *root, int keep, char ***removed, size_t *n_remo
             n++;
     }
     closedir(d);
-    if (!rc && n > 1)
-        qsort(names, n, sizeof *names, newest_first);
+    if (!rc && n > 1) qsort(names, n, sizeof *names, newest_first);
     /* the oldest first: names[n-1] down to names[keep] */
     char **out = NULL;
     size_t done = 0;

@@ -1205,8 +1205,8 @@ static int index_same_stat(const cJSON *meta, const struct index_file *f)
 
 /* One batch of files: the unchanged skipped by size and time (or, read, by hash), the rest
  * extracted and added in requests of at most max_bytes of text. */
-static int index_batch(struct ctx *c, struct index_run *r, const struct index_file *files,
-                       size_t n, size_t max_file, size_t max_text, size_t max_bytes)
+static int index_batch(struct ctx *c, struct index_run *r, const struct index_file *files, size_t n,
+                       size_t max_file, size_t max_text, size_t max_bytes)
 {
     cJSON *stored;
     const cJSON *docs;
@@ -1222,7 +1222,8 @@ static int index_batch(struct ctx *c, struct index_run *r, const struct index_fi
         if (i < n) {
             const cJSON *doc = cJSON_GetArrayItem(docs, (int)i);
             const cJSON *found = cJSON_GetObjectItemCaseSensitive(doc, "found");
-            const cJSON *meta = cJSON_IsTrue(found) ? cJSON_GetObjectItemCaseSensitive(doc, "metadata") : NULL;
+            const cJSON *meta =
+                cJSON_IsTrue(found) ? cJSON_GetObjectItemCaseSensitive(doc, "metadata") : NULL;
             const cJSON *sha = cJSON_GetObjectItemCaseSensitive(meta, "sha256");
             if (meta && index_same_stat(meta, &files[i])) {
                 r->unchanged++;
@@ -1230,8 +1231,9 @@ static int index_batch(struct ctx *c, struct index_run *r, const struct index_fi
             }
             struct sbc_file f = {files[i].path, files[i].rel, files[i].size, files[i].mtime_ns};
             char why[512];
-            made = sbc_file_doc_make(&f, max_file, max_text, cJSON_IsString(sha) ? sha->valuestring : NULL,
-                                     &d, why, sizeof why);
+            made = sbc_file_doc_make(&f, max_file, max_text,
+                                     cJSON_IsString(sha) ? sha->valuestring : NULL, &d, why,
+                                     sizeof why);
             if (made == 1) {
                 r->unchanged++;
                 continue;
@@ -1268,7 +1270,8 @@ static int index_batch(struct ctx *c, struct index_run *r, const struct index_fi
             break;
         }
         cJSON_AddItemToArray(batch, doc);
-        bytes += 2 * (size_t)strlen(cJSON_GetObjectItemCaseSensitive(doc, "text")->valuestring) + 4096;
+        bytes +=
+            2 * (size_t)strlen(cJSON_GetObjectItemCaseSensitive(doc, "text")->valuestring) + 4096;
         in_batch++;
     }
     cJSON_Delete(batch);
@@ -1468,8 +1471,10 @@ static int cmd_backup(struct ctx *c, const struct args *a)
     int rotate = a->val[B_ROTATE] != NULL;
     long keep = 7;
     if (a->val[B_KEEP] && (!rotate || parse_int(a->val[B_KEEP], 1, 100000, &keep) < 0))
-        return usage_error(c->cmd, rotate ? "--keep: expected a positive integer, not \"%s\""
-                                          : "--keep needs --rotate", a->val[B_KEEP]);
+        return usage_error(c->cmd,
+                           rotate ? "--keep: expected a positive integer, not \"%s\""
+                                  : "--keep needs --rotate",
+                           a->val[B_KEEP]);
     if (dir[0] != '/') {
         char cwd[PATH_MAX];
         if (!getcwd(cwd, sizeof cwd) ||
@@ -1554,8 +1559,10 @@ static int cmd_restore(struct ctx *c, const struct args *a)
     }
     cJSON *o = verify_json(data, &after);
     cJSON_AddStringToObject(o, "backup", backup);
-    if (aside[0]) cJSON_AddStringToObject(o, "previous", aside);
-    else cJSON_AddNullToObject(o, "previous");
+    if (aside[0])
+        cJSON_AddStringToObject(o, "previous", aside);
+    else
+        cJSON_AddNullToObject(o, "previous");
     return print_object(c, o);
 }
 
@@ -1839,10 +1846,8 @@ int main(int argc, char **argv)
         free(a.pos);
         return usage_error(cmd, "%s arguments", a.n_pos < cmd->min_pos ? "missing" : "too many");
     }
-    struct ctx c = {.cmd = cmd,
-                    .op = cmd->op,
-                    .timeout_s = cmd->timeout_s,
-                    .json = common[CO_JSON] != NULL};
+    struct ctx c = {
+        .cmd = cmd, .op = cmd->op, .timeout_s = cmd->timeout_s, .json = common[CO_JSON] != NULL};
     resolve_endpoint(&c, common[CO_SOCKET]);
     c.token = common[CO_TOKEN] ? common[CO_TOKEN] : getenv("SBERTD_TOKEN");
     if (c.token && !*c.token) c.token = NULL;

@@ -19,20 +19,20 @@ struct sbertd_config {
     char data[4096];
     char listen[SBERTD_MAX_LISTEN][1024];
     int n_listen;
-    char index_spec[128];  /* "" : the store's recorded spec (Flat for a new store) */
-    char precision[8];     /* the encoder's arithmetic: "fp32" (default) or "int8" */
-    int threads;           /* request worker threads */
-    int encode_threads;    /* threads of each sbert_encode() call */
-    int log_level;         /* LOG_ERR .. LOG_DEBUG (syslog.h) */
-    int allow_remote;      /* tcp:// on a non-loopback address */
+    char index_spec[128];        /* "" : the store's recorded spec (Flat for a new store) */
+    char precision[8];           /* the encoder's arithmetic: "fp32" (default) or "int8" */
+    int threads;                 /* request worker threads */
+    int encode_threads;          /* threads of each sbert_encode() call */
+    int log_level;               /* LOG_ERR .. LOG_DEBUG (syslog.h) */
+    int allow_remote;            /* tcp:// on a non-loopback address */
     int reindex_on_model_change; /* re-encode a store of another model at start, else refuse */
-    char auth_token[1025]; /* "" : no token */
-    char http[256];        /* "HOST:PORT" of the HTTP API (http/), "" : off */
+    char auth_token[1025];       /* "" : no token */
+    char http[256];              /* "HOST:PORT" of the HTTP API (http/), "" : off */
     char metrics_textfile[4096]; /* "" : none; else /metrics written there every 15 s */
     int ef_search, nprobe;
     uint64_t snapshot_changes;
     uint32_t snapshot_seconds;
-    uint64_t map_size;           /* initial LMDB map size in bytes (it doubles when full) */
+    uint64_t map_size; /* initial LMDB map size in bytes (it doubles when full) */
     uint64_t max_message_size;
     uint64_t max_batch, max_text_bytes, max_k, max_pairs, max_matrix, max_metadata_bytes;
     uint64_t max_concurrent;

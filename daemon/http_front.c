@@ -142,8 +142,9 @@ static void render(struct text *t, const cJSON *st)
 {
     gauge(t, "sbertd_up", "1 while sbertd answers", 1);
     gauge(t, "sbertd_uptime_seconds", "seconds since start", num(st, "uptime_s"));
-    put(t, "# HELP sbertd_documents documents stored, per collection\n"
-           "# TYPE sbertd_documents gauge\nsbertd_documents{collection=\"default\"} %.17g\n",
+    put(t,
+        "# HELP sbertd_documents documents stored, per collection\n"
+        "# TYPE sbertd_documents gauge\nsbertd_documents{collection=\"default\"} %.17g\n",
         num(st, "documents"));
     gauge(t, "sbertd_index_vectors", "live entries of the vector index", num(st, "index.count"));
     double snap = num(st, "index.snapshot_time");
@@ -161,35 +162,36 @@ static void render(struct text *t, const cJSON *st)
     const cJSON *ops = cJSON_GetObjectItemCaseSensitive(st, "ops"), *op;
     put(t, "# HELP sbertd_requests_total requests answered, per op\n"
            "# TYPE sbertd_requests_total counter\n");
-    cJSON_ArrayForEach(op, ops) put(t, "sbertd_requests_total{op=\"%s\"} %.17g\n", op->string,
-                                     num(op, "count"));
+    cJSON_ArrayForEach(op, ops)
+        put(t, "sbertd_requests_total{op=\"%s\"} %.17g\n", op->string, num(op, "count"));
     put(t, "# HELP sbertd_request_errors_total error replies, per op\n"
            "# TYPE sbertd_request_errors_total counter\n");
-    cJSON_ArrayForEach(op, ops) put(t, "sbertd_request_errors_total{op=\"%s\"} %.17g\n",
-                                     op->string, num(op, "errors"));
+    cJSON_ArrayForEach(op, ops)
+        put(t, "sbertd_request_errors_total{op=\"%s\"} %.17g\n", op->string, num(op, "errors"));
     /* the daemon keeps a log-scale histogram per op and reports quantiles of it: a summary */
     put(t, "# HELP sbertd_request_duration_seconds time from receipt to reply, per op\n"
            "# TYPE sbertd_request_duration_seconds summary\n");
     cJSON_ArrayForEach(op, ops)
     {
-        static const char *const q[][2] = {{"0.5", "p50_ms"}, {"0.9", "p90_ms"}, {"0.99", "p99_ms"}};
+        static const char *const q[][2] = {
+            {"0.5", "p50_ms"}, {"0.9", "p90_ms"}, {"0.99", "p99_ms"}};
         for (int i = 0; i < 3; i++)
-            put(t, "sbertd_request_duration_seconds{op=\"%s\",quantile=\"%s\"} %.9g\n",
-                op->string, q[i][0], num(op, q[i][1]) / 1000.0);
+            put(t, "sbertd_request_duration_seconds{op=\"%s\",quantile=\"%s\"} %.9g\n", op->string,
+                q[i][0], num(op, q[i][1]) / 1000.0);
         put(t, "sbertd_request_duration_seconds_count{op=\"%s\"} %.17g\n", op->string,
             num(op, "count"));
     }
     put(t, "# HELP sbertd_request_duration_max_seconds slowest request, per op\n"
            "# TYPE sbertd_request_duration_max_seconds gauge\n");
     cJSON_ArrayForEach(op, ops) put(t, "sbertd_request_duration_max_seconds{op=\"%s\"} %.9g\n",
-                                     op->string, num(op, "max_ms") / 1000.0);
+                                    op->string, num(op, "max_ms") / 1000.0);
 }
 
 /* The metrics text (malloc'd), from a stats request run like any other. */
 static int metrics_text(struct sbertd *d, char **out)
 {
-    cJSON *req = sbert_proto_request_new("stats", NULL,
-                                         d->cfg.auth_token[0] ? d->cfg.auth_token : NULL);
+    cJSON *req =
+        sbert_proto_request_new("stats", NULL, d->cfg.auth_token[0] ? d->cfg.auth_token : NULL);
     char *json = req ? cJSON_PrintUnformatted(req) : NULL;
     cJSON_Delete(req);
     char *reply = NULL;
@@ -302,8 +304,7 @@ int sbertd_http_start(struct sbertd *d)
             return -1;
         }
         sbertd_log(LOG_INFO, "http: serving on %s (port %u%s)", d->cfg.http,
-                   sbert_http_port(d->http),
-                   p.listen_fd >= 0 ? ", a socket systemd passed" : "");
+                   sbert_http_port(d->http), p.listen_fd >= 0 ? ", a socket systemd passed" : "");
     }
     if (d->cfg.metrics_textfile[0]) {
         pthread_mutex_init(&d->textfile_mu, NULL);

@@ -196,7 +196,8 @@ static int load_model(struct sbertd *d)
     sd_check(sbertd_sd_status("loading model %s", d->cfg.model), "STATUS");
     struct sbert_model_params mp = sbert_model_default_params();
     mp.n_threads = d->cfg.encode_threads;
-    mp.precision = strcmp(d->cfg.precision, "int8") == 0 ? SBERT_PRECISION_INT8 : SBERT_PRECISION_FP32;
+    mp.precision =
+        strcmp(d->cfg.precision, "int8") == 0 ? SBERT_PRECISION_INT8 : SBERT_PRECISION_FP32;
     mp.log = sbertd_log_library;
     mp.log_user = "encoder";
     if (sbert_model_load(d->cfg.model, &mp, &d->model, err, sizeof err)) {

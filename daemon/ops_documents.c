@@ -151,7 +151,8 @@ static void add_scatter(struct add_prep *a, size_t dim, const float *rows, const
 static int add_encode(struct sbertd *d, struct add_prep *a, struct sbert_proto_error *err)
 {
     size_t dim = (size_t)sbertd_model_info(d)->dim;
-    if (a->n_enc == a->n) return sbertd_encode(d, a->texts, a->lens, a->n, a->vecs, a->trunc, 0, err);
+    if (a->n_enc == a->n)
+        return sbertd_encode(d, a->texts, a->lens, a->n, a->vecs, a->trunc, 0, err);
     if (a->n_enc == 0) return 0;
     float *rows = malloc(a->n_enc * dim * sizeof *rows);
     int *trunc = malloc(a->n_enc * sizeof *trunc);
@@ -200,9 +201,9 @@ int op_prepare_add(struct sbertd *d, struct request *r, struct sbert_proto_error
         !(a->lens = malloc(n * sizeof *a->lens)) ||
         !(a->numbufs = malloc(n * sizeof *a->numbufs)) ||
         !(a->metas = calloc(n, sizeof *a->metas)) ||
-        !(a->vecs = malloc(n * dim * sizeof *a->vecs)) || !(a->trunc = calloc(n, sizeof *a->trunc)) ||
-        !(a->enc = malloc(n * sizeof *a->enc)) || !(a->etexts = malloc(n * sizeof *a->etexts)) ||
-        !(a->elens = malloc(n * sizeof *a->elens)))
+        !(a->vecs = malloc(n * dim * sizeof *a->vecs)) ||
+        !(a->trunc = calloc(n, sizeof *a->trunc)) || !(a->enc = malloc(n * sizeof *a->enc)) ||
+        !(a->etexts = malloc(n * sizeof *a->etexts)) || !(a->elens = malloc(n * sizeof *a->elens)))
         return op_oom(err);
     a->n = n;
     static const char *const doc_members[] = {"id", "text", "metadata", "vector", NULL};

@@ -20,13 +20,20 @@
 const char *sbertd_sd_strerror(int err)
 {
     switch (err) {
-    case SBERTD_SD_OK: return "success";
-    case SBERTD_SD_ENOTIFY: return "sd_notify failed";
-    case SBERTD_SD_EINVAL: return "invalid argument";
-    case SBERTD_SD_ENOMEM: return "out of memory";
-    case SBERTD_SD_ETHREAD: return "cannot start the watchdog thread";
-    case SBERTD_SD_EENV: return "malformed WATCHDOG_USEC or WATCHDOG_PID";
-    default: return "unknown error";
+    case SBERTD_SD_OK:
+        return "success";
+    case SBERTD_SD_ENOTIFY:
+        return "sd_notify failed";
+    case SBERTD_SD_EINVAL:
+        return "invalid argument";
+    case SBERTD_SD_ENOMEM:
+        return "out of memory";
+    case SBERTD_SD_ETHREAD:
+        return "cannot start the watchdog thread";
+    case SBERTD_SD_EENV:
+        return "malformed WATCHDOG_USEC or WATCHDOG_PID";
+    default:
+        return "unknown error";
     }
 }
 
@@ -61,15 +68,12 @@ static void status_clean(char *dst, const char *src)
  * not NULL. */
 static int send_with_status(const char *head, const char *status)
 {
-    if (!notifying())
-        return SBERTD_SD_OK;
-    if (!status)
-        return send_state(head);
+    if (!notifying()) return SBERTD_SD_OK;
+    if (!status) return send_state(head);
     char clean[STATUS_MAX + 1];
     status_clean(clean, status);
     char *msg = NULL;
-    if (asprintf(&msg, "%sSTATUS=%s", head, clean) < 0)
-        return SBERTD_SD_ENOMEM;
+    if (asprintf(&msg, "%sSTATUS=%s", head, clean) < 0) return SBERTD_SD_ENOMEM;
     int rc = send_state(msg);
     free(msg);
     return rc;
@@ -84,10 +88,8 @@ int sbertd_sd_ready(const char *status)
 
 int sbertd_sd_status(const char *fmt, ...)
 {
-    if (!fmt)
-        return SBERTD_SD_EINVAL;
-    if (!notifying())
-        return SBERTD_SD_OK;
+    if (!fmt) return SBERTD_SD_EINVAL;
+    if (!notifying()) return SBERTD_SD_OK;
     char text[1024];
     va_list ap;
     va_start(ap, fmt);
@@ -98,10 +100,8 @@ int sbertd_sd_status(const char *fmt, ...)
 
 int sbertd_sd_extend_timeout(uint64_t usec)
 {
-    if (usec == 0)
-        return SBERTD_SD_EINVAL;
-    if (!notifying())
-        return SBERTD_SD_OK;
+    if (usec == 0) return SBERTD_SD_EINVAL;
+    if (!notifying()) return SBERTD_SD_OK;
     char msg[64];
     snprintf(msg, sizeof msg, "EXTEND_TIMEOUT_USEC=%llu", (unsigned long long)usec);
     return send_state(msg);
@@ -109,8 +109,7 @@ int sbertd_sd_extend_timeout(uint64_t usec)
 
 int sbertd_sd_reloading(void)
 {
-    if (!notifying())
-        return SBERTD_SD_OK;
+    if (!notifying()) return SBERTD_SD_OK;
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     char msg[96];
@@ -159,8 +158,7 @@ static void *ticker_main(void *arg)
         deadline_after(&until, t->interval_usec);
         while (!t->stop && pthread_cond_timedwait(&t->wake, &t->lock, &until) != ETIMEDOUT)
             ;
-        if (t->stop)
-            break;
+        if (t->stop) break;
         pthread_mutex_unlock(&t->lock);
         t->tick(t->self);
         pthread_mutex_lock(&t->lock);
@@ -174,13 +172,11 @@ static void *ticker_main(void *arg)
 static int ticker_start(struct ticker *t)
 {
     pthread_condattr_t ca;
-    if (pthread_condattr_init(&ca) != 0)
-        return SBERTD_SD_ENOMEM;
+    if (pthread_condattr_init(&ca) != 0) return SBERTD_SD_ENOMEM;
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     int cr = pthread_cond_init(&t->wake, &ca);
     pthread_condattr_destroy(&ca);
-    if (cr != 0)
-        return SBERTD_SD_ENOMEM;
+    if (cr != 0) return SBERTD_SD_ENOMEM;
     pthread_mutex_init(&t->lock, NULL);
 
     sigset_t all, old;
@@ -213,8 +209,7 @@ static void log_to(sbertd_sd_log_fn log, void *ctx, int level, const char *fmt, 
 
 static void log_to(sbertd_sd_log_fn log, void *ctx, int level, const char *fmt, ...)
 {
-    if (!log)
-        return;
+    if (!log) return;
     char msg[512];
     va_list ap;
     va_start(ap, fmt);
@@ -230,8 +225,8 @@ struct sbertd_sd_watchdog {
     sbertd_sd_alive_fn alive;
     sbertd_sd_log_fn log;
     void *ctx;
-    int failing;                  /* ticker thread only */
-    unsigned long long withheld;  /* ticker thread only */
+    int failing;                 /* ticker thread only */
+    unsigned long long withheld; /* ticker thread only */
 };
 
 static void wd_tick(void *self)
@@ -240,8 +235,8 @@ static void wd_tick(void *self)
     char why[200] = "";
     if (wd->alive(wd->ctx, why, sizeof why)) {
         if (wd->failing)
-            log_to(wd->log, wd->ctx, LOG_INFO, "liveness check passes again after %llu withheld ping(s)",
-                   wd->withheld);
+            log_to(wd->log, wd->ctx, LOG_INFO,
+                   "liveness check passes again after %llu withheld ping(s)", wd->withheld);
         wd->failing = 0;
         wd->withheld = 0;
         int r = sd_notify(0, "WATCHDOG=1");
@@ -250,8 +245,8 @@ static void wd_tick(void *self)
     } else {
         why[sizeof why - 1] = '\0';
         if (!wd->failing)
-            log_to(wd->log, wd->ctx, LOG_WARNING, "liveness check failed, withholding WATCHDOG=1%s%s",
-                   why[0] ? ": " : "", why);
+            log_to(wd->log, wd->ctx, LOG_WARNING,
+                   "liveness check failed, withholding WATCHDOG=1%s%s", why[0] ? ": " : "", why);
         wd->failing = 1;
         wd->withheld++;
     }
@@ -260,24 +255,18 @@ static void wd_tick(void *self)
 int sbertd_sd_watchdog_start(sbertd_sd_alive_fn alive, sbertd_sd_log_fn log, void *ctx,
                              sbertd_sd_watchdog **out, uint64_t *interval_usec)
 {
-    if (!out || !alive)
-        return SBERTD_SD_EINVAL;
+    if (!out || !alive) return SBERTD_SD_EINVAL;
     *out = NULL;
-    if (interval_usec)
-        *interval_usec = 0;
-    if (!notifying())
-        return SBERTD_SD_OK;
+    if (interval_usec) *interval_usec = 0;
+    if (!notifying()) return SBERTD_SD_OK;
 
     uint64_t usec = 0;
     int r = sd_watchdog_enabled(0, &usec);
-    if (r < 0)
-        return SBERTD_SD_EENV;
-    if (r == 0 || usec == 0)
-        return SBERTD_SD_OK;
+    if (r < 0) return SBERTD_SD_EENV;
+    if (r == 0 || usec == 0) return SBERTD_SD_OK;
 
     struct sbertd_sd_watchdog *wd = calloc(1, sizeof *wd);
-    if (!wd)
-        return SBERTD_SD_ENOMEM;
+    if (!wd) return SBERTD_SD_ENOMEM;
     /* Half the interval, as sd_watchdog_enabled(3) recommends: one late ping is not fatal. */
     wd->t.interval_usec = usec / 2 ? usec / 2 : 1;
     wd->t.tick = wd_tick;
@@ -292,15 +281,13 @@ int sbertd_sd_watchdog_start(sbertd_sd_alive_fn alive, sbertd_sd_log_fn log, voi
         return rc;
     }
     *out = wd;
-    if (interval_usec)
-        *interval_usec = wd->t.interval_usec;
+    if (interval_usec) *interval_usec = wd->t.interval_usec;
     return SBERTD_SD_OK;
 }
 
 void sbertd_sd_watchdog_stop(sbertd_sd_watchdog *wd)
 {
-    if (!wd)
-        return;
+    if (!wd) return;
     ticker_stop(&wd->t);
     free(wd);
 }
@@ -312,9 +299,9 @@ struct sbertd_sd_extender {
     char what[STATUS_MAX + 1];
     sbertd_sd_progress_fn progress;
     void *ctx;
-    uint64_t last_done;  /* ticker thread only */
-    int ticks;           /* ticker thread only */
-    unsigned stalled;    /* ticker thread only: ticks without progress */
+    uint64_t last_done; /* ticker thread only */
+    int ticks;          /* ticker thread only */
+    unsigned stalled;   /* ticker thread only: ticks without progress */
 };
 
 static void ex_tick(void *self)
@@ -324,8 +311,7 @@ static void ex_tick(void *self)
     ex->progress(ex->ctx, &done, &total);
     char text[STATUS_MAX + 128], status[STATUS_MAX + 1], msg[STATUS_MAX + 64];
     int n = snprintf(text, sizeof text, "%s: %llu", ex->what, (unsigned long long)done);
-    if (total)
-        n += snprintf(text + n, sizeof text - (size_t)n, "/%llu", (unsigned long long)total);
+    if (total) n += snprintf(text + n, sizeof text - (size_t)n, "/%llu", (unsigned long long)total);
     if (ex->ticks++ == 0 || done != ex->last_done) {
         ex->stalled = 0;
         ex->last_done = done;
@@ -346,14 +332,11 @@ static void ex_tick(void *self)
 int sbertd_sd_extender_start(const char *what, sbertd_sd_progress_fn progress, void *ctx,
                              uint64_t period_usec, sbertd_sd_extender **out)
 {
-    if (!out || !what || !progress || period_usec == 0)
-        return SBERTD_SD_EINVAL;
+    if (!out || !what || !progress || period_usec == 0) return SBERTD_SD_EINVAL;
     *out = NULL;
-    if (!notifying())
-        return SBERTD_SD_OK;
+    if (!notifying()) return SBERTD_SD_OK;
     struct sbertd_sd_extender *ex = calloc(1, sizeof *ex);
-    if (!ex)
-        return SBERTD_SD_ENOMEM;
+    if (!ex) return SBERTD_SD_ENOMEM;
     status_clean(ex->what, what);
     ex->progress = progress;
     ex->ctx = ctx;
@@ -372,8 +355,7 @@ int sbertd_sd_extender_start(const char *what, sbertd_sd_progress_fn progress, v
 
 void sbertd_sd_extender_stop(sbertd_sd_extender *ex)
 {
-    if (!ex)
-        return;
+    if (!ex) return;
     ticker_stop(&ex->t);
     free(ex);
 }

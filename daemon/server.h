@@ -46,7 +46,7 @@ struct http_wait; /* http_front.c: an HTTP caller waiting for this request's rep
 struct request {
     struct request *next;
     struct http_wait *http; /* NULL: the request came over nanomsg */
-    void *body; /* nanomsg message (nn_freemsg), or malloc'd for an HTTP request */
+    void *body;             /* nanomsg message (nn_freemsg), or malloc'd for an HTTP request */
     size_t len;
     void *control; /* the raw REP routing header (nn_freemsg unless sent) */
     uint64_t t0_us;

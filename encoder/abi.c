@@ -32,16 +32,12 @@ const char *sbert_c_strerror(int err)
 int sbert_c_encoder_create(const char *model_dir, int n_threads, sbert_c_encoder **out,
                            char *errbuf, size_t errlen)
 {
-    if (errbuf && errlen)
-        errbuf[0] = '\0';
-    if (!out)
-        return SBERT_C_EINVAL;
+    if (errbuf && errlen) errbuf[0] = '\0';
+    if (!out) return SBERT_C_EINVAL;
     *out = NULL;
-    if (!model_dir || n_threads < 0)
-        return SBERT_C_EINVAL;
+    if (!model_dir || n_threads < 0) return SBERT_C_EINVAL;
     sbert_c_encoder *e = calloc(1, sizeof *e);
-    if (!e)
-        return SBERT_C_ENOMEM;
+    if (!e) return SBERT_C_ENOMEM;
     struct sbert_model_params p = sbert_model_default_params();
     p.n_threads = n_threads > 0 ? n_threads : 1;
     int rc = sbert_model_load(model_dir, &p, &e->model, errbuf, errlen);
@@ -58,8 +54,7 @@ int sbert_c_encoder_create(const char *model_dir, int n_threads, sbert_c_encoder
 
 void sbert_c_encoder_free(sbert_c_encoder *e)
 {
-    if (!e)
-        return;
+    if (!e) return;
     sbert_model_free(e->model);
     free(e);
 }
@@ -77,9 +72,7 @@ int sbert_c_encoder_max_seq_length(const sbert_c_encoder *e)
 int sbert_c_encoder_encode(const sbert_c_encoder *e, const char *const *texts, const size_t *lens,
                            size_t n, float *out, int *truncated, size_t *bad_index)
 {
-    if (!e || (n && (!texts || !out)))
-        return SBERT_C_EINVAL;
-    if (n == 0)
-        return 0;
+    if (!e || (n && (!texts || !out))) return SBERT_C_EINVAL;
+    if (n == 0) return 0;
     return sbert_encode(e->model, texts, lens, n, out, NULL, truncated, bad_index);
 }

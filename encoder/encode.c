@@ -34,9 +34,9 @@ static int by_len(const void *a, const void *b)
     return x->idx < y->idx ? -1 : x->idx > y->idx;
 }
 
-static int encode_chunk(const sbert_model *m, const char *const *texts, const size_t *lens, size_t n,
-                        float *out, int n_threads, int *truncated, size_t *bad_index, int32_t *ids,
-                        struct item *items, int32_t *packed, int *plens, float *rows)
+static int encode_chunk(const sbert_model *m, const char *const *texts, const size_t *lens,
+                        size_t n, float *out, int n_threads, int *truncated, size_t *bad_index,
+                        int32_t *ids, struct item *items, int32_t *packed, int *plens, float *rows)
 {
     const int L = m->info.max_seq_length, H = m->hidden;
     int rc = 0;
@@ -66,9 +66,11 @@ static int encode_chunk(const sbert_model *m, const char *const *texts, const si
     qsort(items, n, sizeof *items, by_len);
 
     int max_tok = 0;
-    for (size_t i = 0; i < n; i++) max_tok = max_tok > items[i].len ? max_tok : items[i].len;
+    for (size_t i = 0; i < n; i++)
+        max_tok = max_tok > items[i].len ? max_tok : items[i].len;
     size_t total = 0;
-    for (size_t i = 0; i < n; i++) total += (size_t)items[i].len;
+    for (size_t i = 0; i < n; i++)
+        total += (size_t)items[i].len;
     int budget = BATCH_TOKENS > max_tok ? BATCH_TOKENS : max_tok;
     if ((size_t)budget > total) budget = (int)total;
     struct sbert_fwd_scratch s;
@@ -78,7 +80,8 @@ static int encode_chunk(const sbert_model *m, const char *const *texts, const si
         size_t e = b;
         int tok = 0;
         while (e < n && tok + items[e].len <= budget) {
-            memcpy(packed + tok, ids + items[e].idx * (size_t)L, (size_t)items[e].len * sizeof *ids);
+            memcpy(packed + tok, ids + items[e].idx * (size_t)L,
+                   (size_t)items[e].len * sizeof *ids);
             plens[e - b] = items[e].len;
             tok += items[e].len;
             e++;

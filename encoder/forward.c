@@ -101,13 +101,16 @@ void sbert_layer_norm(float *restrict x, int n, const float *restrict g, const f
 {
     float sum = 0, ss = 0;
 #pragma omp simd reduction(+ : sum)
-    for (int i = 0; i < n; i++) sum += x[i];
+    for (int i = 0; i < n; i++)
+        sum += x[i];
     const float mean = sum / (float)n;
 #pragma omp simd reduction(+ : ss)
-    for (int i = 0; i < n; i++) ss += (x[i] - mean) * (x[i] - mean);
+    for (int i = 0; i < n; i++)
+        ss += (x[i] - mean) * (x[i] - mean);
     const float r = 1.0f / sqrtf(ss / (float)n + eps);
 #pragma omp simd
-    for (int i = 0; i < n; i++) x[i] = (x[i] - mean) * r * g[i] + b[i];
+    for (int i = 0; i < n; i++)
+        x[i] = (x[i] - mean) * r * g[i] + b[i];
 }
 
 /* y = act(y) over n values: exact erf GELU (hidden_act "gelu") or the tanh form. */
@@ -115,7 +118,8 @@ void sbert_gelu(float *restrict y, int n, int act)
 {
     if (act == SBERT_ACT_GELU_ERF) {
 #pragma omp simd
-        for (int i = 0; i < n; i++) y[i] = 0.5f * y[i] * (1.0f + erff(y[i] * 0.70710678118654752f));
+        for (int i = 0; i < n; i++)
+            y[i] = 0.5f * y[i] * (1.0f + erff(y[i] * 0.70710678118654752f));
     } else {
 #pragma omp simd
         for (int i = 0; i < n; i++) {
@@ -125,10 +129,12 @@ void sbert_gelu(float *restrict y, int n, int act)
     }
 }
 
-/* Fills M rows of width n (row stride ld) with the bias row b (products then accumulate onto it). */
+/* Fills M rows of width n (row stride ld) with the bias row b (products then accumulate onto it).
+ */
 static void fill_rows(float *restrict y, int M, int n, int ld, const float *restrict b)
 {
-    for (int r = 0; r < M; r++) memcpy(y + (size_t)r * ld, b, (size_t)n * sizeof *y);
+    for (int r = 0; r < M; r++)
+        memcpy(y + (size_t)r * ld, b, (size_t)n * sizeof *y);
 }
 
 /* Adds the bias row b to M rows of width n (row stride ld). */
@@ -137,7 +143,8 @@ static void add_rows(float *restrict y, int M, int n, int ld, const float *restr
     for (int r = 0; r < M; r++) {
         float *restrict yr = y + (size_t)r * ld;
 #pragma omp simd
-        for (int j = 0; j < n; j++) yr[j] += b[j];
+        for (int j = 0; j < n; j++)
+            yr[j] += b[j];
     }
 }
 
@@ -244,34 +251,42 @@ static void linear_acc(const float *x, int M, int K, const float *w, int N, floa
  * kt is scratch of dh * L floats (K transposed, so each score row is a run of contiguous
  * multiply-adds), s of L floats.
  */
-void sbert_attend(const float *q, const float *k, const float *v, int ld, int L, int dh, float scale,
-                  float *restrict ctx, int ldc, float *restrict kt, float *restrict s)
+void sbert_attend(const float *q, const float *k, const float *v, int ld, int L, int dh,
+                  float scale, float *restrict ctx, int ldc, float *restrict kt, float *restrict s)
 {
     for (int j = 0; j < L; j++)
-        for (int d = 0; d < dh; d++) kt[(size_t)d * L + j] = k[(size_t)j * ld + d];
+        for (int d = 0; d < dh; d++)
+            kt[(size_t)d * L + j] = k[(size_t)j * ld + d];
     for (int i = 0; i < L; i++) {
         const float *qi = q + (size_t)i * ld;
-        for (int j = 0; j < L; j++) s[j] = 0;
+        for (int j = 0; j < L; j++)
+            s[j] = 0;
         for (int d = 0; d < dh; d++) {
             const float qd = qi[d] * scale;
             const float *restrict kd = kt + (size_t)d * L;
 #pragma omp simd
-            for (int j = 0; j < L; j++) s[j] += qd * kd[j];
+            for (int j = 0; j < L; j++)
+                s[j] += qd * kd[j];
         }
         float mx = s[0], sum = 0;
-        for (int j = 1; j < L; j++) mx = s[j] > mx ? s[j] : mx;
+        for (int j = 1; j < L; j++)
+            mx = s[j] > mx ? s[j] : mx;
 #pragma omp simd
-        for (int j = 0; j < L; j++) s[j] = expf(s[j] - mx);
+        for (int j = 0; j < L; j++)
+            s[j] = expf(s[j] - mx);
 #pragma omp simd reduction(+ : sum)
-        for (int j = 0; j < L; j++) sum += s[j];
+        for (int j = 0; j < L; j++)
+            sum += s[j];
         const float inv = 1.0f / sum;
         float *restrict c = ctx + (size_t)i * ldc;
-        for (int d = 0; d < dh; d++) c[d] = 0;
+        for (int d = 0; d < dh; d++)
+            c[d] = 0;
         for (int j = 0; j < L; j++) {
             const float p = s[j] * inv;
             const float *restrict vj = v + (size_t)j * ld;
 #pragma omp simd
-            for (int d = 0; d < dh; d++) c[d] += p * vj[d];
+            for (int d = 0; d < dh; d++)
+                c[d] += p * vj[d];
         }
     }
 }
@@ -284,7 +299,8 @@ void sbert_embed_rows(const struct sbert_model *m, const int32_t *ids, const int
     for (int r = r0; r < r1; r++) {
         float *xe = x + (size_t)r * H;
         const float *we = m->word + (size_t)ids[r] * H, *pe = m->pos + (size_t)pos[r] * H;
-        for (int j = 0; j < H; j++) xe[j] = we[j] + m->type0[j] + pe[j];
+        for (int j = 0; j < H; j++)
+            xe[j] = we[j] + m->type0[j] + pe[j];
         sbert_layer_norm(xe, H, m->emb_ln_g, m->emb_ln_b, m->ln_eps);
     }
 }
@@ -305,11 +321,13 @@ static void forward_groups(const struct sbert_model *m, struct sbert_fwd_scratch
 
     const double per_tok = 8.0 * H * H + 4.0 * H * NI, per_pair = 4.0 * H;
     double total = 0;
-    for (int i = 0; i < nseq; i++) total += lens[i] * (per_tok + per_pair * lens[i]);
+    for (int i = 0; i < nseq; i++)
+        total += lens[i] * (per_tok + per_pair * lens[i]);
     int ng = s->n_threads < nseq ? s->n_threads : nseq;
     int *gstart = s->gstart;
     gstart[0] = 0;
-    for (int g = 1; g <= ng; g++) gstart[g] = nseq;
+    for (int g = 1; g <= ng; g++)
+        gstart[g] = nseq;
     double acc = 0;
     for (int i = 0, g = 1; i < nseq && g < ng; i++) {
         acc += lens[i] * (per_tok + per_pair * lens[i]);
@@ -320,7 +338,8 @@ static void forward_groups(const struct sbert_model *m, struct sbert_fwd_scratch
     for (int g = 0; g < ng; g++) {
         const int s0 = gstart[g], s1 = gstart[g + 1];
         const int r0 = start[s0], M = start[s1] - r0;
-        float *kt = s->scores + (size_t)g * s->max_len * (dh + 1), *srow = kt + (size_t)s->max_len * dh;
+        float *kt = s->scores + (size_t)g * s->max_len * (dh + 1),
+              *srow = kt + (size_t)s->max_len * dh;
         float *xr = x + (size_t)r0 * H, *qkvr = qkv + (size_t)r0 * H3, *ctxr = ctx + (size_t)r0 * H;
         float *inr = inter + (size_t)r0 * NI;
 
@@ -333,18 +352,20 @@ static void forward_groups(const struct sbert_model *m, struct sbert_fwd_scratch
                 for (int h = 0; h < nh; h++) {
                     const float *base = qkv + (size_t)start[sq] * H3 + h * dh;
                     sbert_attend(base, base + H, base + 2 * H, H3, lens[sq], dh, scale,
-                           ctx + (size_t)start[sq] * H + h * dh, H, kt, srow);
+                                 ctx + (size_t)start[sq] * H + h * dh, H, kt, srow);
                 }
             /* The residual stream x takes the bias and the products in place, then LayerNorm. */
             add_rows(xr, M, H, H, w->ao_b);
             linear_acc(ctxr, M, H, w->ao_w, H, xr, H);
-            for (int r = 0; r < M; r++) sbert_layer_norm(xr + (size_t)r * H, H, w->ln1_g, w->ln1_b, eps);
+            for (int r = 0; r < M; r++)
+                sbert_layer_norm(xr + (size_t)r * H, H, w->ln1_g, w->ln1_b, eps);
             fill_rows(inr, M, NI, NI, w->in_b);
             linear_acc(xr, M, H, w->in_w, NI, inr, NI);
             sbert_gelu(inr, M * NI, m->act);
             add_rows(xr, M, H, H, w->out_b);
             linear_acc(inr, M, NI, w->out_w, H, xr, H);
-            for (int r = 0; r < M; r++) sbert_layer_norm(xr + (size_t)r * H, H, w->ln2_g, w->ln2_b, eps);
+            for (int r = 0; r < M; r++)
+                sbert_layer_norm(xr + (size_t)r * H, H, w->ln2_g, w->ln2_b, eps);
         }
     }
 }
@@ -370,7 +391,10 @@ struct split_pass {
     int total;
 };
 
-static int ceil_div(int a, int b) { return (a + b - 1) / b; }
+static int ceil_div(int a, int b)
+{
+    return (a + b - 1) / b;
+}
 
 /* Waits until `done` reaches need; yields the core soon, since the chunk it waits for may belong
  * to a thread that is not running. */
@@ -402,14 +426,17 @@ static void forward_split(const struct sbert_model *m, struct sbert_fwd_scratch 
     sp.cnt[ST_AO] = sp.cnt[ST_OUT] = ceil_div(H, COLS);
     sp.cnt[ST_LN1] = sp.cnt[ST_LN2] = ceil_div(M, ROWS);
     sp.cnt[ST_IN] = ceil_div(NI, COLS);
-    for (int k = 0; k < ST_N; k++) sp.off[k + 1] = sp.off[k] + sp.cnt[k];
+    for (int k = 0; k < ST_N; k++)
+        sp.off[k + 1] = sp.off[k] + sp.cnt[k];
     sp.total = sp.n_emb + m->layers * sp.off[ST_N];
 
 #pragma omp parallel num_threads(s->n_threads)
     {
         const int t = omp_get_thread_num();
-        float *kt = s->scores + (size_t)t * s->max_len * (dh + 1), *srow = kt + (size_t)s->max_len * dh;
-        for (int g; (g = atomic_fetch_add_explicit(&sp.next, 1, memory_order_relaxed)) < sp.total;) {
+        float *kt = s->scores + (size_t)t * s->max_len * (dh + 1),
+              *srow = kt + (size_t)s->max_len * dh;
+        for (int g;
+             (g = atomic_fetch_add_explicit(&sp.next, 1, memory_order_relaxed)) < sp.total;) {
             if (g < sp.n_emb) {
                 const int r0 = g * ROWS, r1 = r0 + ROWS < M ? r0 + ROWS : M;
                 sbert_embed_rows(m, ids, s->pos, x, r0, r1);
@@ -418,7 +445,8 @@ static void forward_split(const struct sbert_model *m, struct sbert_fwd_scratch 
             }
             const int l = (g - sp.n_emb) / sp.off[ST_N], in_l = (g - sp.n_emb) % sp.off[ST_N];
             int k = 0;
-            while (in_l >= sp.off[k + 1]) k++;
+            while (in_l >= sp.off[k + 1])
+                k++;
             const int c = in_l - sp.off[k];
             wait_done(&sp.done, sp.n_emb + l * sp.off[ST_N] + sp.off[k]);
 
@@ -435,7 +463,7 @@ static void forward_split(const struct sbert_model *m, struct sbert_fwd_scratch 
                 const int sq = c / nh, h = c % nh;
                 const float *base = qkv + (size_t)start[sq] * H3 + h * dh;
                 sbert_attend(base, base + H, base + 2 * H, H3, lens[sq], dh, scale,
-                       ctx + (size_t)start[sq] * H + h * dh, H, kt, srow);
+                             ctx + (size_t)start[sq] * H + h * dh, H, kt, srow);
                 break;
             }
             case ST_AO:
@@ -452,13 +480,14 @@ static void forward_split(const struct sbert_model *m, struct sbert_fwd_scratch 
             case ST_LN2:
                 for (int r = r0; r < r1; r++)
                     sbert_layer_norm(x + (size_t)r * H, H, k == ST_LN1 ? w->ln1_g : w->ln2_g,
-                               k == ST_LN1 ? w->ln1_b : w->ln2_b, eps);
+                                     k == ST_LN1 ? w->ln1_b : w->ln2_b, eps);
                 break;
             default: /* ST_IN */
                 c1 = c1 < NI ? c1 : NI;
                 fill_rows(inter + c0, M, c1 - c0, NI, w->in_b + c0);
                 linear_acc(x, M, H, w->in_w + (size_t)c0 * H, c1 - c0, inter + c0, NI);
-                for (int r = 0; r < M; r++) sbert_gelu(inter + (size_t)r * NI + c0, c1 - c0, m->act);
+                for (int r = 0; r < M; r++)
+                    sbert_gelu(inter + (size_t)r * NI + c0, c1 - c0, m->act);
                 break;
             }
             atomic_fetch_add_explicit(&sp.done, 1, memory_order_release);
@@ -474,7 +503,8 @@ void sbert_forward(const struct sbert_model *m, struct sbert_fwd_scratch *s, con
     start[0] = 0;
     for (int i = 0; i < nseq; i++) {
         start[i + 1] = start[i] + lens[i];
-        for (int p = 0; p < lens[i]; p++) pos[start[i] + p] = p;
+        for (int p = 0; p < lens[i]; p++)
+            pos[start[i] + p] = p;
     }
     if (m->precision == SBERT_PRECISION_INT8)
         sbert_forward_int8(m, s, ids, lens, nseq);
@@ -492,18 +522,23 @@ void sbert_forward(const struct sbert_model *m, struct sbert_fwd_scratch *s, con
         } else if (m->info.pooling == SBERT_POOL_MAX) {
             memcpy(o, xs, (size_t)H * sizeof *o);
             for (int p = 1; p < lens[i]; p++)
-                for (int j = 0; j < H; j++) o[j] = xs[(size_t)p * H + j] > o[j] ? xs[(size_t)p * H + j] : o[j];
+                for (int j = 0; j < H; j++)
+                    o[j] = xs[(size_t)p * H + j] > o[j] ? xs[(size_t)p * H + j] : o[j];
         } else {
             memset(o, 0, (size_t)H * sizeof *o);
             for (int p = 0; p < lens[i]; p++)
-                for (int j = 0; j < H; j++) o[j] += xs[(size_t)p * H + j];
-            for (int j = 0; j < H; j++) o[j] /= (float)lens[i];
+                for (int j = 0; j < H; j++)
+                    o[j] += xs[(size_t)p * H + j];
+            for (int j = 0; j < H; j++)
+                o[j] /= (float)lens[i];
         }
         if (m->info.normalize) {
             double n2 = 0;
-            for (int j = 0; j < H; j++) n2 += (double)o[j] * o[j];
+            for (int j = 0; j < H; j++)
+                n2 += (double)o[j] * o[j];
             float inv = 1.0f / fmaxf((float)sqrt(n2), 1e-12f);
-            for (int j = 0; j < H; j++) o[j] *= inv;
+            for (int j = 0; j < H; j++)
+                o[j] *= inv;
         }
     }
 }

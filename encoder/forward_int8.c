@@ -29,7 +29,7 @@
 enum { RB = SBERT_QTILE_ROWS, CB = SBERT_QTILE_COLS, ROWS = 8 };
 enum { ST_QKV, ST_ATT, ST_QCTX, ST_AO, ST_LN1, ST_IN, ST_QIN, ST_OUT, ST_LN2, ST_N };
 enum { EPI_STORE, EPI_RESIDUAL, EPI_GELU }; /* what a dense tile does with its sums */
-enum { MAX_GROUPS = 64 };                    /* sequence groups of a pass (on the stack) */
+enum { MAX_GROUPS = 64 };                   /* sequence groups of a pass (on the stack) */
 
 struct pass {
     const struct sbert_model *m;
@@ -45,7 +45,10 @@ struct pass {
     int total;
 };
 
-static int ceil_div(int a, int b) { return (a + b - 1) / b; }
+static int ceil_div(int a, int b)
+{
+    return (a + b - 1) / b;
+}
 
 /* Waits until `done` reaches need; yields the core soon, since the chunk it waits for may belong
  * to a thread that is not running. */
@@ -76,10 +79,12 @@ static void dense_tile(const struct pass *p, int t, const struct sbert_qweight *
         const float sa = as[r];
         if (epi == EPI_RESIDUAL) {
 #pragma omp simd
-            for (int j = 0; j < n; j++) yr[j] += (float)acc[j] * (sa * ws[j]) + b[j];
+            for (int j = 0; j < n; j++)
+                yr[j] += (float)acc[j] * (sa * ws[j]) + b[j];
         } else {
 #pragma omp simd
-            for (int j = 0; j < n; j++) yr[j] = (float)acc[j] * (sa * ws[j]) + b[j];
+            for (int j = 0; j < n; j++)
+                yr[j] = (float)acc[j] * (sa * ws[j]) + b[j];
             if (epi == EPI_GELU) sbert_gelu(yr, n, p->m->act);
         }
     }
@@ -87,8 +92,9 @@ static void dense_tile(const struct pass *p, int t, const struct sbert_qweight *
 
 /*
  * Rows r0..r1 of x (width k) quantised for dense layer `which` of layer l (with its smoothing, if
- * any); nothing when l is past the last layer (its output has no int8 consumer). While the model is being calibrated
- * (m->calib, one thread), records the largest |x| of each channel in the consumer's slot.
+ * any); nothing when l is past the last layer (its output has no int8 consumer). While the model is
+ * being calibrated (m->calib, one thread), records the largest |x| of each channel in the
+ * consumer's slot.
  */
 static void quantize_rows(const struct sbert_model *m, int l, int which, const float *x, int k,
                           int r0, int r1, int8_t *q, float *qs)
@@ -102,7 +108,8 @@ static void quantize_rows(const struct sbert_model *m, int l, int which, const f
     if (m->calib) {
         float *amax = m->calib + ((size_t)l * SBERT_Q_N + (size_t)which) * (size_t)m->calib_width;
         for (int r = r0; r < r1; r++)
-            for (int i = 0; i < k; i++) amax[i] = fmaxf(amax[i], fabsf(x[(size_t)r * k + i]));
+            for (int i = 0; i < k; i++)
+                amax[i] = fmaxf(amax[i], fabsf(x[(size_t)r * k + i]));
     }
     for (int r = r0; r < r1; r++)
         qs[r] = sbert_quantize_row_mul(x + (size_t)r * k, to->smooth, k, q + (size_t)r * k);
@@ -121,27 +128,41 @@ static void run_chunk(const struct pass *p, int t, int g)
     }
     const int l = (g - p->n_emb) / p->off[ST_N], in_l = (g - p->n_emb) % p->off[ST_N];
     int k = 0;
-    while (in_l >= p->off[k + 1]) k++;
+    while (in_l >= p->off[k + 1])
+        k++;
     const int c = in_l - p->off[k];
     wait_done((atomic_int *)&p->done, p->n_emb + l * p->off[ST_N] + p->off[k]);
 
     const struct sbert_layer_weights *w = &m->layer[l];
     const int r0 = p->r0 + c * ROWS, r1 = r0 + ROWS < p->r0 + M ? r0 + ROWS : p->r0 + M;
     switch (k) {
-    case ST_QKV: dense_tile(p, t, &w->q_qkv, s->xq, s->xs, c, s->qkv, H3, EPI_STORE); break;
+    case ST_QKV:
+        dense_tile(p, t, &w->q_qkv, s->xq, s->xs, c, s->qkv, H3, EPI_STORE);
+        break;
     case ST_ATT: {
         const int sq = p->s0 + c / nh, h = c % nh;
         const float *base = s->qkv + (size_t)s->start[sq] * H3 + h * dh;
-        float *kt = s->scores + (size_t)t * s->max_len * (dh + 1), *srow = kt + (size_t)s->max_len * dh;
+        float *kt = s->scores + (size_t)t * s->max_len * (dh + 1),
+              *srow = kt + (size_t)s->max_len * dh;
         sbert_attend(base, base + H, base + 2 * H, H3, p->lens[sq], dh, 1.0f / sqrtf((float)dh),
                      s->ctx + (size_t)s->start[sq] * H + h * dh, H, kt, srow);
         break;
     }
-    case ST_QCTX: quantize_rows(m, l, SBERT_Q_AO, s->ctx, H, r0, r1, s->ctxq, s->ctxs); break;
-    case ST_AO: dense_tile(p, t, &w->q_ao, s->ctxq, s->ctxs, c, s->x, H, EPI_RESIDUAL); break;
-    case ST_IN: dense_tile(p, t, &w->q_in, s->xq, s->xs, c, s->inter, NI, EPI_GELU); break;
-    case ST_QIN: quantize_rows(m, l, SBERT_Q_OUT, s->inter, NI, r0, r1, s->inq, s->ins); break;
-    case ST_OUT: dense_tile(p, t, &w->q_out, s->inq, s->ins, c, s->x, H, EPI_RESIDUAL); break;
+    case ST_QCTX:
+        quantize_rows(m, l, SBERT_Q_AO, s->ctx, H, r0, r1, s->ctxq, s->ctxs);
+        break;
+    case ST_AO:
+        dense_tile(p, t, &w->q_ao, s->ctxq, s->ctxs, c, s->x, H, EPI_RESIDUAL);
+        break;
+    case ST_IN:
+        dense_tile(p, t, &w->q_in, s->xq, s->xs, c, s->inter, NI, EPI_GELU);
+        break;
+    case ST_QIN:
+        quantize_rows(m, l, SBERT_Q_OUT, s->inter, NI, r0, r1, s->inq, s->ins);
+        break;
+    case ST_OUT:
+        dense_tile(p, t, &w->q_out, s->inq, s->ins, c, s->x, H, EPI_RESIDUAL);
+        break;
     default: /* ST_LN1, ST_LN2: LayerNorm, then the s8 copy for the next dense layer */
         for (int r = r0; r < r1; r++)
             sbert_layer_norm(s->x + (size_t)r * H, H, k == ST_LN1 ? w->ln1_g : w->ln2_g,
@@ -177,7 +198,8 @@ static void pass_init(struct pass *p, const struct sbert_model *m, struct sbert_
     p->cnt[ST_AO] = p->cnt[ST_OUT] = p->nrb * ceil_div(H, CB);
     p->cnt[ST_IN] = p->nrb * ceil_div(NI, CB);
     p->cnt[ST_QCTX] = p->cnt[ST_LN1] = p->cnt[ST_QIN] = p->cnt[ST_LN2] = ceil_div(p->M, ROWS);
-    for (int k = 0; k < ST_N; k++) p->off[k + 1] = p->off[k] + p->cnt[k];
+    for (int k = 0; k < ST_N; k++)
+        p->off[k + 1] = p->off[k] + p->cnt[k];
     p->total = p->n_emb + m->layers * p->off[ST_N];
 }
 
@@ -227,10 +249,12 @@ void sbert_forward_int8(const struct sbert_model *m, struct sbert_fwd_scratch *s
     const int H = m->hidden, NI = m->inter;
     const double per_tok = 8.0 * H * H + 4.0 * H * NI, per_pair = 4.0 * H;
     double total = 0;
-    for (int i = 0; i < nseq; i++) total += lens[i] * (per_tok + per_pair * lens[i]);
+    for (int i = 0; i < nseq; i++)
+        total += lens[i] * (per_tok + per_pair * lens[i]);
     int *gstart = s->gstart;
     gstart[0] = 0;
-    for (int g = 1; g <= nt; g++) gstart[g] = nseq;
+    for (int g = 1; g <= nt; g++)
+        gstart[g] = nseq;
     double acc = 0;
     for (int i = 0, g = 1; i < nseq && g < nt; i++) {
         acc += lens[i] * (per_tok + per_pair * lens[i]);

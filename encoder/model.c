@@ -59,16 +59,16 @@ static int prepare_int8(sbert_model *m, char *errbuf, size_t errlen)
     if (force && *force) {
         isa = sbert_qisa_from_name(force);
         if (isa < 0 || !sbert_qisa_available(isa))
-            return sbert_util_errf(errbuf, errlen, SBERT_EUNSUPPORTED,
-                              "SBERT_INT8_ISA=%s: %s", force,
-                              isa < 0 ? "unknown kernel (scalar, avx2, avx512vnni)"
-                                      : "this CPU cannot run that kernel");
+            return sbert_util_errf(errbuf, errlen, SBERT_EUNSUPPORTED, "SBERT_INT8_ISA=%s: %s",
+                                   force,
+                                   isa < 0 ? "unknown kernel (scalar, avx2, avx512vnni)"
+                                           : "this CPU cannot run that kernel");
     }
     const int H = m->hidden, NI = m->inter;
     if (H % 4 || NI % 4)
-        return sbert_util_errf(errbuf, errlen, SBERT_EUNSUPPORTED,
-                          "int8 needs hidden_size and intermediate_size multiples of 4 (%d, %d)", H,
-                          NI);
+        return sbert_util_errf(
+            errbuf, errlen, SBERT_EUNSUPPORTED,
+            "int8 needs hidden_size and intermediate_size multiples of 4 (%d, %d)", H, NI);
     for (int l = 0; l < m->layers; l++) {
         struct sbert_layer_weights *w = &m->layer[l];
         int rc;
@@ -113,14 +113,15 @@ static int read_json(const char *dir, const char *rel, int required, cJSON **out
         if (errno == ENOENT && !required)
             rc = 1;
         else
-            rc =
-                sbert_util_errf(errbuf, errlen, SBERT_EIO, "%s: cannot open: %s", path, strerror(errno));
+            rc = sbert_util_errf(errbuf, errlen, SBERT_EIO, "%s: cannot open: %s", path,
+                                 strerror(errno));
         goto out;
     }
     long len = -1;
     if (fseek(f, 0, SEEK_END) == 0) len = ftell(f);
     if (len < 0 || len > (1L << 26) || fseek(f, 0, SEEK_SET) != 0) {
-        rc = sbert_util_errf(errbuf, errlen, SBERT_EIO, "%s: cannot read (or larger than 64 MiB)", path);
+        rc = sbert_util_errf(errbuf, errlen, SBERT_EIO, "%s: cannot read (or larger than 64 MiB)",
+                             path);
         goto out;
     }
     buf = malloc((size_t)len + 1);
@@ -148,7 +149,8 @@ static int get_int(const cJSON *o, const char *key, int def, int lo, int hi, int
     const cJSON *j = cJSON_GetObjectItemCaseSensitive(o, key);
     if (!j || cJSON_IsNull(j)) {
         if (def < lo)
-            return sbert_util_errf(errbuf, errlen, SBERT_EFORMAT, "%s: \"%s\" is missing", file, key);
+            return sbert_util_errf(errbuf, errlen, SBERT_EFORMAT, "%s: \"%s\" is missing", file,
+                                   key);
         *v = def;
         return 0;
     }
@@ -156,7 +158,7 @@ static int get_int(const cJSON *o, const char *key, int def, int lo, int hi, int
     if (!cJSON_IsNumber(j) || !(j->valuedouble >= lo && j->valuedouble <= hi) ||
         j->valuedouble != (double)(int)j->valuedouble)
         return sbert_util_errf(errbuf, errlen, SBERT_EFORMAT,
-                          "%s: \"%s\" must be an integer in [%d, %d]", file, key, lo, hi);
+                               "%s: \"%s\" must be an integer in [%d, %d]", file, key, lo, hi);
     *v = (int)j->valuedouble;
     return 0;
 }
@@ -173,8 +175,8 @@ static int get_bool(const cJSON *o, const char *key, int def, int null_ok, int *
     } else if (cJSON_IsBool(j)) {
         *v = cJSON_IsTrue(j);
     } else {
-        return sbert_util_errf(errbuf, errlen, SBERT_EFORMAT, "%s: \"%s\" must be true or false", file,
-                          key);
+        return sbert_util_errf(errbuf, errlen, SBERT_EFORMAT, "%s: \"%s\" must be true or false",
+                               file, key);
     }
     return 0;
 }
@@ -207,12 +209,13 @@ static int load_config(sbert_model *m, const char *tdir, char *errbuf, size_t er
         goto out;
     if (mt && strcmp(mt, "bert")) {
         rc = sbert_util_errf(errbuf, errlen, SBERT_EUNSUPPORTED,
-                        "%s/%s: model_type \"%s\" (only \"bert\")", tdir, f, mt);
+                             "%s/%s: model_type \"%s\" (only \"bert\")", tdir, f, mt);
         goto out;
     }
     if (pet && strcmp(pet, "absolute")) {
         rc = sbert_util_errf(errbuf, errlen, SBERT_EUNSUPPORTED,
-                        "%s/%s: position_embedding_type \"%s\" (only \"absolute\")", tdir, f, pet);
+                             "%s/%s: position_embedding_type \"%s\" (only \"absolute\")", tdir, f,
+                             pet);
         goto out;
     }
     if (!act || !strcmp(act, "gelu")) {
@@ -220,15 +223,16 @@ static int load_config(sbert_model *m, const char *tdir, char *errbuf, size_t er
     } else if (!strcmp(act, "gelu_new") || !strcmp(act, "gelu_pytorch_tanh")) {
         m->act = SBERT_ACT_GELU_TANH;
     } else {
-        rc = sbert_util_errf(errbuf, errlen, SBERT_EUNSUPPORTED,
-                        "%s/%s: hidden_act \"%s\" (supported: gelu, gelu_new, gelu_pytorch_tanh)",
-                        tdir, f, act);
+        rc = sbert_util_errf(
+            errbuf, errlen, SBERT_EUNSUPPORTED,
+            "%s/%s: hidden_act \"%s\" (supported: gelu, gelu_new, gelu_pytorch_tanh)", tdir, f,
+            act);
         goto out;
     }
     if (je) {
         if (!cJSON_IsNumber(je) || !(je->valuedouble > 0 && je->valuedouble < 1)) {
             rc = sbert_util_errf(errbuf, errlen, SBERT_EFORMAT,
-                            "%s/%s: layer_norm_eps must be in (0, 1)", tdir, f);
+                                 "%s/%s: layer_norm_eps must be in (0, 1)", tdir, f);
             goto out;
         }
         eps = je->valuedouble;
@@ -236,8 +240,8 @@ static int load_config(sbert_model *m, const char *tdir, char *errbuf, size_t er
     m->ln_eps = (float)eps;
     if (m->hidden % m->heads) {
         rc = sbert_util_errf(errbuf, errlen, SBERT_EFORMAT,
-                        "%s/%s: hidden_size %d is not a multiple of num_attention_heads %d", tdir,
-                        f, m->hidden, m->heads);
+                             "%s/%s: hidden_size %d is not a multiple of num_attention_heads %d",
+                             tdir, f, m->hidden, m->heads);
         goto out;
     }
 out:
@@ -284,7 +288,8 @@ static int load_tokenizer_settings(sbert_model *m, const char *tdir,
          * does not; we only implement the tokenizer's own lowercasing. */
         if (st_lower && !tc->do_lower_case) {
             rc = sbert_util_errf(errbuf, errlen, SBERT_EUNSUPPORTED,
-                            "%s/%s: do_lower_case true with a case-preserving tokenizer", tdir, f);
+                                 "%s/%s: do_lower_case true with a case-preserving tokenizer", tdir,
+                                 f);
             goto out;
         }
     }
@@ -311,9 +316,9 @@ static int load_modules(sbert_model *m, const char *dir, char **tdir, char *errb
     m->info.normalize = 0;
     if (!mods) {
         sbert_util_logf(m->params.log, m->params.log_user, SBERT_LOG_WARN,
-                   "%s: no modules.json: using the plain transformer with mean pooling, no "
-                   "normalisation (sentence-transformers' default)",
-                   dir);
+                        "%s: no modules.json: using the plain transformer with mean pooling, no "
+                        "normalisation (sentence-transformers' default)",
+                        dir);
         *tdir = strdup(dir);
         return *tdir ? 0 : SBERT_ENOMEM;
     }
@@ -322,7 +327,8 @@ static int load_modules(sbert_model *m, const char *dir, char **tdir, char *errb
     int seen_t = 0;
     const cJSON *e;
     if (!cJSON_IsArray(mods)) {
-        rc = sbert_util_errf(errbuf, errlen, SBERT_EFORMAT, "%s/modules.json: not a JSON array", dir);
+        rc = sbert_util_errf(errbuf, errlen, SBERT_EFORMAT, "%s/modules.json: not a JSON array",
+                             dir);
         goto out;
     }
     cJSON_ArrayForEach(e, mods)
@@ -330,7 +336,7 @@ static int load_modules(sbert_model *m, const char *dir, char **tdir, char *errb
         const char *type = get_str(e, "type"), *path = get_str(e, "path");
         if (!type || !path) {
             rc = sbert_util_errf(errbuf, errlen, SBERT_EFORMAT,
-                            "%s/modules.json: an entry lacks \"type\" or \"path\"", dir);
+                                 "%s/modules.json: an entry lacks \"type\" or \"path\"", dir);
             goto out;
         }
         int ok_order = 1;
@@ -345,10 +351,11 @@ static int load_modules(sbert_model *m, const char *dir, char **tdir, char *errb
             ok_order = ppath && !m->info.normalize;
             m->info.normalize = 1;
         } else {
-            rc = sbert_util_errf(errbuf, errlen, SBERT_EUNSUPPORTED,
-                            "%s/modules.json: module type \"%s\" (supported: Transformer, Pooling, "
-                            "Normalize)",
-                            dir, type);
+            rc = sbert_util_errf(
+                errbuf, errlen, SBERT_EUNSUPPORTED,
+                "%s/modules.json: module type \"%s\" (supported: Transformer, Pooling, "
+                "Normalize)",
+                dir, type);
             goto out;
         }
         if (!ok_order) {
@@ -362,7 +369,7 @@ static int load_modules(sbert_model *m, const char *dir, char **tdir, char *errb
     }
     if (!tpath || !ppath) {
         rc = sbert_util_errf(errbuf, errlen, SBERT_EUNSUPPORTED,
-                        "%s/modules.json: needs a Transformer and a Pooling module", dir);
+                             "%s/modules.json: needs a Transformer and a Pooling module", dir);
         goto out;
     }
     char *pdir = join(dir, ppath);
@@ -388,8 +395,8 @@ static int load_modules(sbert_model *m, const char *dir, char **tdir, char *errb
             mode = code[i];
             if (mode < 0) {
                 rc = sbert_util_errf(errbuf, errlen, SBERT_EUNSUPPORTED,
-                                "%s/%s/config.json: %s (supported: cls, mean, max)", dir, ppath,
-                                modes[i]);
+                                     "%s/%s/config.json: %s (supported: cls, mean, max)", dir,
+                                     ppath, modes[i]);
                 goto out;
             }
         }
@@ -512,10 +519,10 @@ int sbert_model_load(const char *dir, const struct sbert_model_params *params, s
     if ((rc = load_modules(m, dir, &tdir, errbuf, errlen))) goto fail;
     if ((rc = load_config(m, tdir, errbuf, errlen))) goto fail;
     if (m->pool_dim && m->pool_dim != m->hidden) {
-        rc =
-            sbert_util_errf(errbuf, errlen, SBERT_EFORMAT,
-                       "%s: the Pooling module's word_embedding_dimension %d is not hidden_size %d",
-                       dir, m->pool_dim, m->hidden);
+        rc = sbert_util_errf(
+            errbuf, errlen, SBERT_EFORMAT,
+            "%s: the Pooling module's word_embedding_dimension %d is not hidden_size %d", dir,
+            m->pool_dim, m->hidden);
         goto fail;
     }
     struct sbert_tokenizer_config tc;
@@ -523,8 +530,8 @@ int sbert_model_load(const char *dir, const struct sbert_model_params *params, s
     if ((rc = sbert_tokenizer_load(tdir, &tc, &m->tok, errbuf, errlen))) goto fail;
     if (sbert_tokenizer_vocab_size(m->tok) > (size_t)m->vocab) {
         rc = sbert_util_errf(errbuf, errlen, SBERT_EFORMAT,
-                        "%s/vocab.txt: %zu entries, more than config.json's vocab_size %d", tdir,
-                        sbert_tokenizer_vocab_size(m->tok), m->vocab);
+                             "%s/vocab.txt: %zu entries, more than config.json's vocab_size %d",
+                             tdir, sbert_tokenizer_vocab_size(m->tok), m->vocab);
         goto fail;
     }
     rc = SBERT_ENOMEM;
@@ -560,15 +567,15 @@ int sbert_model_load(const char *dir, const struct sbert_model_params *params, s
         }
     }
     sbert_util_logf(m->params.log, m->params.log_user, SBERT_LOG_INFO,
-               "loaded %s: %d layers, hidden %d, %d heads, max_seq_length %d, %s pooling%s, "
-               "sha256 %s, %s%s%s, OpenBLAS core %s",
-               dir, m->layers, m->hidden, m->heads, in->max_seq_length,
-               in->pooling == SBERT_POOL_MEAN  ? "mean"
-               : in->pooling == SBERT_POOL_CLS ? "cls"
-                                               : "max",
-               in->normalize ? " + normalize" : "", in->weights_sha256,
-               sbert_precision_name(m->precision), in->int8_kernel ? " kernel " : "",
-               in->int8_kernel ? in->int8_kernel : "", openblas_get_corename());
+                    "loaded %s: %d layers, hidden %d, %d heads, max_seq_length %d, %s pooling%s, "
+                    "sha256 %s, %s%s%s, OpenBLAS core %s",
+                    dir, m->layers, m->hidden, m->heads, in->max_seq_length,
+                    in->pooling == SBERT_POOL_MEAN  ? "mean"
+                    : in->pooling == SBERT_POOL_CLS ? "cls"
+                                                    : "max",
+                    in->normalize ? " + normalize" : "", in->weights_sha256,
+                    sbert_precision_name(m->precision), in->int8_kernel ? " kernel " : "",
+                    in->int8_kernel ? in->int8_kernel : "", openblas_get_corename());
     free(tdir);
     free(wpath);
     *out = m;

@@ -17,11 +17,11 @@ enum { SBERT_Q_QKV, SBERT_Q_AO, SBERT_Q_IN, SBERT_Q_OUT, SBERT_Q_N }; /* a layer
 struct sbert_layer_weights {
     float *qkv_w; /* owned: [3H x H], the query, key and value weights stacked row-wise */
     float *qkv_b; /* owned: [3H] */
-    const float *ao_w, *ao_b;     /* attention output dense [H x H], [H] */
-    const float *ln1_g, *ln1_b;   /* attention output LayerNorm */
-    const float *in_w, *in_b;     /* intermediate dense [I x H], [I] */
-    const float *out_w, *out_b;   /* output dense [H x I], [H] */
-    const float *ln2_g, *ln2_b;   /* output LayerNorm */
+    const float *ao_w, *ao_b;   /* attention output dense [H x H], [H] */
+    const float *ln1_g, *ln1_b; /* attention output LayerNorm */
+    const float *in_w, *in_b;   /* intermediate dense [I x H], [I] */
+    const float *out_w, *out_b; /* output dense [H x I], [H] */
+    const float *ln2_g, *ln2_b; /* output LayerNorm */
     /* int8 precision only: the four dense layers quantised and packed (quant.h) */
     struct sbert_qweight q_qkv, q_ao, q_in, q_out;
 };
@@ -60,8 +60,8 @@ struct sbert_fwd_scratch {
     int max_tokens, max_len, n_threads;
     float *x, *qkv, *ctx, *inter; /* [T x H], [T x 3H], [T x H], [T x I] */
     float *scores;                /* n_threads x [max_len x (head_dim + 1)]: attention scratch */
-    int *start, *pos;             /* [max_tokens + 1]: first row of each sequence; token positions */
-    int *gstart;                  /* [n_threads + 1]: first sequence of each thread's group */
+    int *start, *pos; /* [max_tokens + 1]: first row of each sequence; token positions */
+    int *gstart;      /* [n_threads + 1]: first sequence of each thread's group */
     /* int8 only: s8 copies of the dense layers' inputs, one scale per row, and per-thread tiles */
     int8_t *xq, *ctxq, *inq; /* [T x H], [T x H], [T x I] */
     float *xs, *ctxs, *ins;  /* [T] each */
@@ -97,8 +97,8 @@ void sbert_layer_norm(float *restrict x, int n, const float *restrict g, const f
 /* y = act(y) over n values (SBERT_ACT_*). */
 void sbert_gelu(float *restrict y, int n, int act);
 /* Softmax attention of one head of one sequence (forward.c says how the arguments are laid out). */
-void sbert_attend(const float *q, const float *k, const float *v, int ld, int L, int dh, float scale,
-                  float *restrict ctx, int ldc, float *restrict kt, float *restrict s);
+void sbert_attend(const float *q, const float *k, const float *v, int ld, int L, int dh,
+                  float scale, float *restrict ctx, int ldc, float *restrict kt, float *restrict s);
 /* x rows r0..r1 = LayerNorm(word + position + token type 0 embeddings) of their tokens. */
 void sbert_embed_rows(const struct sbert_model *m, const int32_t *ids, const int *pos, float *x,
                       int r0, int r1);

@@ -41,10 +41,12 @@ static void *worker_main(void *v)
     for (;;) {
         /* A short spin first: the next pass of a multi-batch call usually comes within
          * microseconds, sooner than a futex wake-up. */
-        for (int i = 0; i < SPIN && atomic_load_explicit(&p->gen, memory_order_acquire) == seen; i++)
+        for (int i = 0; i < SPIN && atomic_load_explicit(&p->gen, memory_order_acquire) == seen;
+             i++)
             cpu_relax();
         pthread_mutex_lock(&p->mu);
-        while (atomic_load(&p->gen) == seen && !p->stop) pthread_cond_wait(&p->start, &p->mu);
+        while (atomic_load(&p->gen) == seen && !p->stop)
+            pthread_cond_wait(&p->start, &p->mu);
         if (p->stop) {
             pthread_mutex_unlock(&p->mu);
             return NULL;
@@ -82,7 +84,8 @@ void sbert_pool_free(sbert_pool *p)
     p->stop = 1;
     pthread_cond_broadcast(&p->start);
     pthread_mutex_unlock(&p->mu);
-    for (int i = 0; i < p->n_workers; i++) pthread_join(p->w[i].th, NULL);
+    for (int i = 0; i < p->n_workers; i++)
+        pthread_join(p->w[i].th, NULL);
     pthread_cond_destroy(&p->start);
     pthread_cond_destroy(&p->done);
     pthread_mutex_destroy(&p->mu);
@@ -121,7 +124,8 @@ int sbert_pool_run(sbert_pool *p, int n, sbert_pool_fn fn, void *arg)
     fn(arg, 0, k);
     if (k > 1) {
         pthread_mutex_lock(&p->mu);
-        while (p->pending) pthread_cond_wait(&p->done, &p->mu);
+        while (p->pending)
+            pthread_cond_wait(&p->done, &p->mu);
         pthread_mutex_unlock(&p->mu);
     }
     pthread_mutex_unlock(&p->busy);

@@ -18,13 +18,13 @@ static inline __m256i bcast4(const int8_t *p)
 }
 
 /* R rows (1..4) of a against one panel of 16 channels; c receives R x 16 sums. */
-static inline __attribute__((always_inline)) void tile(const int8_t *a, size_t lda, int R,
-                                                       const int8_t *panel, int K, int32_t *c,
-                                                       int ldc)
+static inline __attribute__((always_inline)) void
+tile(const int8_t *a, size_t lda, int R, const int8_t *panel, int K, int32_t *c, int ldc)
 {
     const __m256i ones = _mm256_set1_epi16(1);
     __m256i acc[4][2];
-    for (int r = 0; r < R; r++) acc[r][0] = acc[r][1] = _mm256_setzero_si256();
+    for (int r = 0; r < R; r++)
+        acc[r][0] = acc[r][1] = _mm256_setzero_si256();
     for (int kg = 0; kg < K / 4; kg++) {
         const __m256i w0 = _mm256_load_si256((const __m256i *)(panel + (size_t)kg * 64));
         const __m256i w1 = _mm256_load_si256((const __m256i *)(panel + (size_t)kg * 64 + 32));
@@ -51,12 +51,20 @@ void sbert_qgemm_avx2(const int8_t *a, size_t lda, int m, const struct sbert_qwe
         const int8_t *panel = w->w + (size_t)j * K;
         int32_t *cj = c + (j - n0);
         int i = 0;
-        for (; i + 4 <= m; i += 4) tile(a + (size_t)i * lda, lda, 4, panel, K, cj + (size_t)i * ldc, ldc);
+        for (; i + 4 <= m; i += 4)
+            tile(a + (size_t)i * lda, lda, 4, panel, K, cj + (size_t)i * ldc, ldc);
         switch (m - i) {
-        case 3: tile(a + (size_t)i * lda, lda, 3, panel, K, cj + (size_t)i * ldc, ldc); break;
-        case 2: tile(a + (size_t)i * lda, lda, 2, panel, K, cj + (size_t)i * ldc, ldc); break;
-        case 1: tile(a + (size_t)i * lda, lda, 1, panel, K, cj + (size_t)i * ldc, ldc); break;
-        default: break;
+        case 3:
+            tile(a + (size_t)i * lda, lda, 3, panel, K, cj + (size_t)i * ldc, ldc);
+            break;
+        case 2:
+            tile(a + (size_t)i * lda, lda, 2, panel, K, cj + (size_t)i * ldc, ldc);
+            break;
+        case 1:
+            tile(a + (size_t)i * lda, lda, 1, panel, K, cj + (size_t)i * ldc, ldc);
+            break;
+        default:
+            break;
         }
     }
 }

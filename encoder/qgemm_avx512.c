@@ -24,7 +24,8 @@ static inline __attribute__((always_inline)) void tile(const int8_t *a, size_t l
 {
     __m512i acc[4][4];
     for (int r = 0; r < R; r++)
-        for (int p = 0; p < P; p++) acc[r][p] = _mm512_setzero_si512();
+        for (int p = 0; p < P; p++)
+            acc[r][p] = _mm512_setzero_si512();
     const size_t pstride = (size_t)SBERT_QPANEL * K;
     for (int kg = 0; kg < K / 4; kg++) {
         __m512i wv[4];
@@ -32,7 +33,8 @@ static inline __attribute__((always_inline)) void tile(const int8_t *a, size_t l
             wv[p] = _mm512_load_si512((const void *)(panel + p * pstride + (size_t)kg * 64));
         for (int r = 0; r < R; r++) {
             const __m512i av = bcast4u(a + (size_t)r * lda + (size_t)kg * 4);
-            for (int p = 0; p < P; p++) acc[r][p] = _mm512_dpbusd_epi32(acc[r][p], av, wv[p]);
+            for (int p = 0; p < P; p++)
+                acc[r][p] = _mm512_dpbusd_epi32(acc[r][p], av, wv[p]);
         }
     }
     for (int p = 0; p < P; p++) {
@@ -49,14 +51,22 @@ static inline __attribute__((always_inline)) void rows(const int8_t *a, size_t l
                                                        int K, int32_t *c, int ldc)
 {
     int i = 0;
-    for (; i + 4 <= m; i += 4) tile(a + (size_t)i * lda, lda, 4, P, panel, comp, K, c + (size_t)i * ldc, ldc);
+    for (; i + 4 <= m; i += 4)
+        tile(a + (size_t)i * lda, lda, 4, P, panel, comp, K, c + (size_t)i * ldc, ldc);
     const int8_t *ai = a + (size_t)i * lda;
     int32_t *ci = c + (size_t)i * ldc;
     switch (m - i) {
-    case 3: tile(ai, lda, 3, P, panel, comp, K, ci, ldc); break;
-    case 2: tile(ai, lda, 2, P, panel, comp, K, ci, ldc); break;
-    case 1: tile(ai, lda, 1, P, panel, comp, K, ci, ldc); break;
-    default: break;
+    case 3:
+        tile(ai, lda, 3, P, panel, comp, K, ci, ldc);
+        break;
+    case 2:
+        tile(ai, lda, 2, P, panel, comp, K, ci, ldc);
+        break;
+    case 1:
+        tile(ai, lda, 1, P, panel, comp, K, ci, ldc);
+        break;
+    default:
+        break;
     }
 }
 

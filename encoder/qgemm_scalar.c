@@ -19,7 +19,8 @@ void sbert_qgemm_scalar(const int8_t *a, size_t lda, int m, const struct sbert_q
                     for (int b = 0; b < 4; b++)
                         acc[lane] += (int32_t)ai[kg * 4 + b] * p[lane * 4 + b];
             }
-            for (int lane = 0; lane < SBERT_QPANEL; lane++) c[(size_t)i * ldc + (j - n0) + lane] = acc[lane];
+            for (int lane = 0; lane < SBERT_QPANEL; lane++)
+                c[(size_t)i * ldc + (j - n0) + lane] = acc[lane];
         }
     }
 }

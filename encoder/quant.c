@@ -41,15 +41,20 @@ static float row_quantize(const float *restrict x, const float *restrict mul, in
     const float inv = 127.0f / mx;
     if (mul) {
 #pragma omp simd
-        for (int i = 0; i < k; i++) q[i] = q8(x[i] * mul[i] * inv);
+        for (int i = 0; i < k; i++)
+            q[i] = q8(x[i] * mul[i] * inv);
     } else {
 #pragma omp simd
-        for (int i = 0; i < k; i++) q[i] = q8(x[i] * inv);
+        for (int i = 0; i < k; i++)
+            q[i] = q8(x[i] * inv);
     }
     return mx / 127.0f;
 }
 
-float sbert_quantize_row(const float *x, int k, int8_t *q) { return row_quantize(x, NULL, k, q); }
+float sbert_quantize_row(const float *x, int k, int8_t *q)
+{
+    return row_quantize(x, NULL, k, q);
+}
 
 float sbert_quantize_row_mul(const float *x, const float *mul, int k, int8_t *q)
 {
@@ -63,7 +68,8 @@ static int smooth_factors(const float *w, int n, int k, const float *amax, float
     if (!s) return SBERT_ENOMEM;
     for (int kk = 0; kk < k; kk++) {
         float wm = 0;
-        for (int j = 0; j < n; j++) wm = fmaxf(wm, fabsf(w[(size_t)j * k + kk]));
+        for (int j = 0; j < n; j++)
+            wm = fmaxf(wm, fabsf(w[(size_t)j * k + kk]));
         s[kk] = amax[kk] > 0 && wm > 0 ? sqrtf(wm / amax[kk]) : 1.0f;
     }
     *out = s;
@@ -97,7 +103,8 @@ int sbert_qweight_init(struct sbert_qweight *q, const float *w, const float *bia
     for (int j = 0; j < n; j++) {
         const float *wj = w + (size_t)j * k;
         if (ws) {
-            for (int kk = 0; kk < k; kk++) ws[kk] = wj[kk] / q->smooth[kk];
+            for (int kk = 0; kk < k; kk++)
+                ws[kk] = wj[kk] / q->smooth[kk];
             wj = ws;
         }
         q->scale[j] = sbert_quantize_row(wj, k, row);
@@ -126,7 +133,10 @@ void sbert_qweight_free(struct sbert_qweight *q)
 
 static const char *const names[SBERT_QISA_N] = {"scalar", "avx2", "avx512vnni"};
 
-const char *sbert_qisa_name(int isa) { return isa >= 0 && isa < SBERT_QISA_N ? names[isa] : NULL; }
+const char *sbert_qisa_name(int isa)
+{
+    return isa >= 0 && isa < SBERT_QISA_N ? names[isa] : NULL;
+}
 
 int sbert_qisa_from_name(const char *name)
 {
@@ -139,14 +149,17 @@ int sbert_qisa_from_name(const char *name)
 int sbert_qisa_available(int isa)
 {
     switch (isa) {
-    case SBERT_QISA_SCALAR: return 1;
+    case SBERT_QISA_SCALAR:
+        return 1;
 #if defined(__x86_64__)
-    case SBERT_QISA_AVX2: return __builtin_cpu_supports("avx2");
+    case SBERT_QISA_AVX2:
+        return __builtin_cpu_supports("avx2");
     case SBERT_QISA_AVX512VNNI:
         return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
                __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni");
 #endif
-    default: return 0;
+    default:
+        return 0;
     }
 }
 
@@ -161,9 +174,12 @@ sbert_qgemm_fn sbert_qgemm_get(int isa)
 {
     switch (isa) {
 #if defined(__x86_64__)
-    case SBERT_QISA_AVX2: return sbert_qgemm_avx2;
-    case SBERT_QISA_AVX512VNNI: return sbert_qgemm_avx512vnni;
+    case SBERT_QISA_AVX2:
+        return sbert_qgemm_avx2;
+    case SBERT_QISA_AVX512VNNI:
+        return sbert_qgemm_avx512vnni;
 #endif
-    default: return sbert_qgemm_scalar;
+    default:
+        return sbert_qgemm_scalar;
     }
 }

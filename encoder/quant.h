@@ -18,8 +18,8 @@
 #include <stdint.h>
 
 enum {
-    SBERT_QISA_SCALAR = 0,  /* portable C: the reference */
-    SBERT_QISA_AVX2 = 1,    /* sign trick + vpmaddubsw + vpmaddwd */
+    SBERT_QISA_SCALAR = 0,     /* portable C: the reference */
+    SBERT_QISA_AVX2 = 1,       /* sign trick + vpmaddubsw + vpmaddwd */
     SBERT_QISA_AVX512VNNI = 2, /* vpdpbusd on 512-bit vectors, A offset to u8 and corrected */
     SBERT_QISA_N
 };

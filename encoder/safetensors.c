@@ -74,7 +74,7 @@ static int parse_header(sbert_st_file *f, const char *json, size_t len, uint64_t
     if (!root || !cJSON_IsObject(root)) {
         cJSON_Delete(root);
         return sbert_util_errf(errbuf, errlen, SBERT_EFORMAT, "%s: header is not a JSON object",
-                          f->path);
+                               f->path);
     }
     int rc = 0;
     size_t n = (size_t)cJSON_GetArraySize(root);
@@ -95,22 +95,22 @@ static int parse_header(sbert_st_file *f, const char *json, size_t len, uint64_t
         if (!cJSON_IsObject(e) || !cJSON_IsString(dt) || !cJSON_IsArray(sh) ||
             !cJSON_IsArray(off) || cJSON_GetArraySize(off) != 2) {
             rc = sbert_util_errf(errbuf, errlen, SBERT_EFORMAT,
-                            "%s: tensor \"%s\" lacks dtype, shape or data_offsets", f->path,
-                            e->string);
+                                 "%s: tensor \"%s\" lacks dtype, shape or data_offsets", f->path,
+                                 e->string);
             break;
         }
         size_t esize = dtype_size(dt->valuestring, &t->dtype);
         if (!esize) {
             rc = sbert_util_errf(errbuf, errlen, SBERT_EFORMAT,
-                            "%s: tensor \"%s\" has unknown dtype \"%.15s\"", f->path, e->string,
-                            dt->valuestring);
+                                 "%s: tensor \"%s\" has unknown dtype \"%.15s\"", f->path,
+                                 e->string, dt->valuestring);
             break;
         }
         snprintf(t->dtype_name, sizeof t->dtype_name, "%s", dt->valuestring);
         int nd = cJSON_GetArraySize(sh);
         if (nd > SBERT_ST_MAX_DIMS) {
-            rc = sbert_util_errf(errbuf, errlen, SBERT_EFORMAT, "%s: tensor \"%s\" has %d dimensions",
-                            f->path, e->string, nd);
+            rc = sbert_util_errf(errbuf, errlen, SBERT_EFORMAT,
+                                 "%s: tensor \"%s\" has %d dimensions", f->path, e->string, nd);
             break;
         }
         /* The element count, checked for overflow against what the file could hold. */
@@ -177,19 +177,21 @@ int sbert_st_open(const char *path, sbert_st_file **out, char *errbuf, size_t er
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     struct stat st;
     if (fd < 0 || fstat(fd, &st) != 0) {
-        rc = sbert_util_errf(errbuf, errlen, SBERT_EIO, "%s: cannot open: %s", path, strerror(errno));
+        rc = sbert_util_errf(errbuf, errlen, SBERT_EIO, "%s: cannot open: %s", path,
+                             strerror(errno));
         goto out;
     }
     if (st.st_size < 8) {
         rc = sbert_util_errf(errbuf, errlen, SBERT_EFORMAT,
-                        "%s: %lld bytes, too short for a safetensors header", path,
-                        (long long)st.st_size);
+                             "%s: %lld bytes, too short for a safetensors header", path,
+                             (long long)st.st_size);
         goto out;
     }
     f->size = (size_t)st.st_size;
     void *m = mmap(NULL, f->size, PROT_READ, MAP_PRIVATE, fd, 0);
     if (m == MAP_FAILED) {
-        rc = sbert_util_errf(errbuf, errlen, SBERT_EIO, "%s: cannot map: %s", path, strerror(errno));
+        rc =
+            sbert_util_errf(errbuf, errlen, SBERT_EIO, "%s: cannot map: %s", path, strerror(errno));
         goto out;
     }
     f->map = m;
@@ -280,19 +282,19 @@ int sbert_st_get_f32(sbert_st_file *f, const char *name, const int64_t *shape, i
 {
     const struct tensor *t = find(f, name);
     if (!t)
-        return sbert_util_errf(errbuf, errlen, SBERT_EFORMAT, "%s: tensor \"%s\" is missing", f->path,
-                          name);
+        return sbert_util_errf(errbuf, errlen, SBERT_EFORMAT, "%s: tensor \"%s\" is missing",
+                               f->path, name);
     if (t->dtype == DT_OTHER)
         return sbert_util_errf(errbuf, errlen, SBERT_EUNSUPPORTED,
-                          "%s: tensor \"%s\" has dtype %s (supported: F32, F16, BF16)", f->path,
-                          t->name, t->dtype_name);
+                               "%s: tensor \"%s\" has dtype %s (supported: F32, F16, BF16)",
+                               f->path, t->name, t->dtype_name);
     if (t->ndim != ndim || memcmp(t->shape, shape, (size_t)ndim * sizeof *shape)) {
         char want[128], got[128];
         shape_str(want, sizeof want, shape, ndim);
         shape_str(got, sizeof got, t->shape, t->ndim);
         return sbert_util_errf(errbuf, errlen, SBERT_EFORMAT,
-                          "%s: tensor \"%s\" has shape [%s], config.json implies [%s]", f->path,
-                          t->name, got, want);
+                               "%s: tensor \"%s\" has shape [%s], config.json implies [%s]",
+                               f->path, t->name, got, want);
     }
     const uint8_t *src = f->map + t->begin;
     size_t count = t->dtype == DT_F32 ? (t->end - t->begin) / 4 : (t->end - t->begin) / 2;

@@ -13,22 +13,23 @@ enum { EXIT_USAGE = 2, EXIT_MODEL = 3, EXIT_INPUT = 4 };
 
 static void usage(FILE *f)
 {
-    fprintf(f,
-            "usage: sbert-encode --model DIR [--format jsonl|f32] [--batch N] [--threads N]\n"
-            "                    [--precision fp32|int8] [--stats]\n"
-            "\n"
-            "Reads one text per line (UTF-8, '\\n'-terminated; a trailing '\\r' is whitespace and\n"
-            "is stripped with the rest) from stdin and writes one embedding per line, in order:\n"
-            "  jsonl  one JSON array of floats per line (default)\n"
-            "  f32    raw little-endian float32 rows of the model's dimension, no header\n"
-            "  --batch N    texts per encoder call (default 32)\n"
-            "  --threads N  encoder threads (default 1)\n"
-            "  --precision fp32|int8  the dense layers' arithmetic (default fp32; int8 is faster,\n"
-            "               its vectors have cosine ~0.999 to fp32's; SBERT_INT8_ISA forces a kernel)\n"
-            "  --stats      print texts, tokens, seconds and rates on stderr at the end\n"
-            "\n"
-            "Exit status: 0 success, 1 runtime error (I/O, memory), 2 usage, 3 the model could not\n"
-            "be loaded, 4 an input line is not valid UTF-8 (nothing is written for it or after it).\n");
+    fprintf(
+        f,
+        "usage: sbert-encode --model DIR [--format jsonl|f32] [--batch N] [--threads N]\n"
+        "                    [--precision fp32|int8] [--stats]\n"
+        "\n"
+        "Reads one text per line (UTF-8, '\\n'-terminated; a trailing '\\r' is whitespace and\n"
+        "is stripped with the rest) from stdin and writes one embedding per line, in order:\n"
+        "  jsonl  one JSON array of floats per line (default)\n"
+        "  f32    raw little-endian float32 rows of the model's dimension, no header\n"
+        "  --batch N    texts per encoder call (default 32)\n"
+        "  --threads N  encoder threads (default 1)\n"
+        "  --precision fp32|int8  the dense layers' arithmetic (default fp32; int8 is faster,\n"
+        "               its vectors have cosine ~0.999 to fp32's; SBERT_INT8_ISA forces a kernel)\n"
+        "  --stats      print texts, tokens, seconds and rates on stderr at the end\n"
+        "\n"
+        "Exit status: 0 success, 1 runtime error (I/O, memory), 2 usage, 3 the model could not\n"
+        "be loaded, 4 an input line is not valid UTF-8 (nothing is written for it or after it).\n");
 }
 
 static void log_stderr(int level, const char *msg, void *user)
@@ -59,7 +60,8 @@ static int write_rows(FILE *o, const float *v, size_t n, int dim, int f32)
     if (f32) return fwrite(v, sizeof *v, n * (size_t)dim, o) == n * (size_t)dim ? 0 : -1;
     for (size_t i = 0; i < n; i++) {
         fputc('[', o);
-        for (int j = 0; j < dim; j++) fprintf(o, j ? ",%.9g" : "%.9g", (double)v[i * (size_t)dim + j]);
+        for (int j = 0; j < dim; j++)
+            fprintf(o, j ? ",%.9g" : "%.9g", (double)v[i * (size_t)dim + j]);
         fputs("]\n", o);
     }
     return ferror(o) ? -1 : 0;
@@ -68,17 +70,18 @@ static int write_rows(FILE *o, const float *v, size_t n, int dim, int f32)
 int main(int argc, char **argv)
 {
     static const struct option opts[] = {
-        {"model", required_argument, 0, 'm'}, {"format", required_argument, 0, 'f'},
-        {"batch", required_argument, 0, 'b'}, {"threads", required_argument, 0, 't'},
-        {"stats", no_argument, 0, 's'},       {"help", no_argument, 0, 'h'},
-        {"precision", required_argument, 0, 'p'},
-        {0, 0, 0, 0},
+        {"model", required_argument, 0, 'm'},     {"format", required_argument, 0, 'f'},
+        {"batch", required_argument, 0, 'b'},     {"threads", required_argument, 0, 't'},
+        {"stats", no_argument, 0, 's'},           {"help", no_argument, 0, 'h'},
+        {"precision", required_argument, 0, 'p'}, {0, 0, 0, 0},
     };
     const char *dir = NULL;
     int f32 = 0, batch = 32, threads = 1, stats = 0, precision = SBERT_PRECISION_FP32, c;
     while ((c = getopt_long(argc, argv, "m:f:b:t:p:sh", opts, NULL)) != -1) {
         switch (c) {
-        case 'm': dir = optarg; break;
+        case 'm':
+            dir = optarg;
+            break;
         case 'f':
             if (!strcmp(optarg, "f32")) {
                 f32 = 1;
@@ -107,9 +110,15 @@ int main(int argc, char **argv)
                 return EXIT_USAGE;
             }
             break;
-        case 's': stats = 1; break;
-        case 'h': usage(stdout); return 0;
-        default: usage(stderr); return EXIT_USAGE;
+        case 's':
+            stats = 1;
+            break;
+        case 'h':
+            usage(stdout);
+            return 0;
+        default:
+            usage(stderr);
+            return EXIT_USAGE;
         }
     }
     if (!dir || optind != argc) {
@@ -190,12 +199,12 @@ int main(int argc, char **argv)
                 "sbert-encode: %zu texts, %zu tokens in %.3f s: %.1f texts/s, %.0f tokens/s "
                 "(batch %d, %d threads, %s, %s %s)\n",
                 lineno, n_tokens, t_enc, t_enc > 0 ? lineno / t_enc : 0.0,
-                t_enc > 0 ? n_tokens / t_enc : 0.0, batch, threads,
-                sbert_precision_name(precision),
+                t_enc > 0 ? n_tokens / t_enc : 0.0, batch, threads, sbert_precision_name(precision),
                 sbert_model_info(m)->int8_kernel ? "int8 kernel" : "OpenBLAS core",
                 sbert_model_info(m)->int8_kernel ? sbert_model_info(m)->int8_kernel
                                                  : openblas_get_corename());
-    for (int i = 0; i < batch && texts; i++) free(texts[i]);
+    for (int i = 0; i < batch && texts; i++)
+        free(texts[i]);
     free(texts);
     free(caps);
     free(lens);

@@ -49,28 +49,24 @@ int sbert_extract_detect(const char *path, const void *head, size_t len)
     static const struct {
         const char *ext;
         int format;
-    } exts[] = {{".txt", SBERT_EXTRACT_TEXT},      {".text", SBERT_EXTRACT_TEXT},
-                {".md", SBERT_EXTRACT_MARKDOWN},   {".markdown", SBERT_EXTRACT_MARKDOWN},
-                {".html", SBERT_EXTRACT_HTML},     {".htm", SBERT_EXTRACT_HTML},
-                {".xhtml", SBERT_EXTRACT_HTML},    {".pdf", SBERT_EXTRACT_PDF}};
+    } exts[] = {{".txt", SBERT_EXTRACT_TEXT},    {".text", SBERT_EXTRACT_TEXT},
+                {".md", SBERT_EXTRACT_MARKDOWN}, {".markdown", SBERT_EXTRACT_MARKDOWN},
+                {".html", SBERT_EXTRACT_HTML},   {".htm", SBERT_EXTRACT_HTML},
+                {".xhtml", SBERT_EXTRACT_HTML},  {".pdf", SBERT_EXTRACT_PDF}};
     const char *dot = path ? strrchr(path, '.') : NULL;
     if (dot && !strchr(dot, '/'))
         for (size_t i = 0; i < sizeof exts / sizeof exts[0]; i++)
-            if (strcasecmp(dot, exts[i].ext) == 0)
-                return exts[i].format;
+            if (strcasecmp(dot, exts[i].ext) == 0) return exts[i].format;
     const char *s = head;
-    if (len >= 5 && memcmp(s, "%PDF-", 5) == 0)
-        return SBERT_EXTRACT_PDF;
+    if (len >= 5 && memcmp(s, "%PDF-", 5) == 0) return SBERT_EXTRACT_PDF;
     size_t i = 0;
-    if (len >= 3 && memcmp(s, "\xEF\xBB\xBF", 3) == 0)
-        i = 3;
+    if (len >= 3 && memcmp(s, "\xEF\xBB\xBF", 3) == 0) i = 3;
     while (i < len && (s[i] == ' ' || s[i] == '\t' || s[i] == '\r' || s[i] == '\n'))
         i++;
     if ((len - i >= 14 && strncasecmp(s + i, "<!doctype html", 14) == 0) ||
         (len - i >= 5 && strncasecmp(s + i, "<html", 5) == 0))
         return SBERT_EXTRACT_HTML;
-    if (memchr(s, '\0', len))
-        return SBERT_EXTRACT_EUNSUPPORTED;
+    if (memchr(s, '\0', len)) return SBERT_EXTRACT_EUNSUPPORTED;
     /* The head may end inside a character: only the bytes before the last 3 must be valid. */
     size_t check = len > 3 ? len - 3 : 0;
     while (check > 0 && ((unsigned char)s[check] & 0xC0) == 0x80)
@@ -89,8 +85,7 @@ int xbuf_put(struct xbuf *b, const char *s, size_t n)
         while (cap < b->n + n + 1)
             cap *= 2;
         char *p = realloc(b->p, cap);
-        if (!p)
-            return SBERT_EXTRACT_ENOMEM;
+        if (!p) return SBERT_EXTRACT_ENOMEM;
         b->p = p;
         b->cap = cap;
     }
@@ -107,8 +102,7 @@ static size_t utf8_prefix(const char *s, size_t len)
     while (i < len) {
         unsigned char c = (unsigned char)s[i];
         size_t n = c < 0x80 ? 1 : c < 0xE0 ? 2 : c < 0xF0 ? 3 : 4;
-        if (n > len - i || !sbert_util_utf8_valid(s + i, n))
-            return i;
+        if (n > len - i || !sbert_util_utf8_valid(s + i, n)) return i;
         i += n;
     }
     return len;
@@ -137,12 +131,10 @@ int extract_finish(struct xbuf *b, char *title, const char *what, struct sbert_e
     }
     for (size_t i = 0; i < b->n; i++) {
         unsigned char c = (unsigned char)b->p[i];
-        if ((c < 0x20 && c != '\t' && c != '\n' && c != '\r') || c == 0x7F)
-            b->p[i] = ' ';
+        if ((c < 0x20 && c != '\t' && c != '\n' && c != '\r') || c == 0x7F) b->p[i] = ' ';
     }
     for (char *t = title; t && *t; t++)
-        if ((unsigned char)*t < 0x20 || *t == 0x7F)
-            *t = ' ';
+        if ((unsigned char)*t < 0x20 || *t == 0x7F) *t = ' ';
     out->text = b->p;
     out->len = b->n;
     out->title = title;
@@ -172,8 +164,7 @@ static int markdown_title(const char *s, size_t len, char **out)
             prev = NULL;
             continue;
         }
-        if (fenced)
-            continue;
+        if (fenced) continue;
         const char *t = NULL;
         size_t tn = 0;
         size_t h = k;
@@ -196,11 +187,10 @@ static int markdown_title(const char *s, size_t len, char **out)
         if (t) {
             while (tn && (*t == ' ' || *t == '\t'))
                 t++, tn--;
-            while (tn && (t[tn - 1] == ' ' || t[tn - 1] == '\t' || t[tn - 1] == '\r' ||
-                          t[tn - 1] == '#'))
+            while (tn &&
+                   (t[tn - 1] == ' ' || t[tn - 1] == '\t' || t[tn - 1] == '\r' || t[tn - 1] == '#'))
                 tn--;
-            if (tn)
-                return (*out = strndup(t, tn)) ? 0 : SBERT_EXTRACT_ENOMEM;
+            if (tn) return (*out = strndup(t, tn)) ? 0 : SBERT_EXTRACT_ENOMEM;
         }
         int blank = 1;
         for (size_t q = 0; q < n; q++)
@@ -215,8 +205,7 @@ static int extract_plain(int markdown, const char *data, size_t len,
                          const struct sbert_extract_params *p, struct sbert_extract_doc *out,
                          char *errbuf, size_t errlen)
 {
-    if (len >= 3 && memcmp(data, "\xEF\xBB\xBF", 3) == 0)
-        data += 3, len -= 3;
+    if (len >= 3 && memcmp(data, "\xEF\xBB\xBF", 3) == 0) data += 3, len -= 3;
     const char *nul = memchr(data, '\0', len);
     if (nul)
         return sbert_util_errf(errbuf, errlen, SBERT_EXTRACT_EUNSUPPORTED,
@@ -243,8 +232,7 @@ int sbert_extract(enum sbert_extract_format format, const void *data, size_t len
                   char *errbuf, size_t errlen)
 {
     memset(out, 0, sizeof *out);
-    if (errbuf && errlen)
-        errbuf[0] = '\0';
+    if (errbuf && errlen) errbuf[0] = '\0';
     struct sbert_extract_params def;
     if (!params) {
         sbert_extract_default_params(&def);
@@ -266,8 +254,7 @@ int sbert_extract(enum sbert_extract_format format, const void *data, size_t len
 
 void sbert_extract_doc_free(struct sbert_extract_doc *d)
 {
-    if (!d)
-        return;
+    if (!d) return;
     free(d->text);
     free(d->title);
     memset(d, 0, sizeof *d);

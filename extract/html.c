@@ -27,21 +27,17 @@ static enum kind kind_of(const char *name)
                                        "svg",    "iframe", "object",   "math"};
     static const char *const line[] = {"br", "li", "tr", "dt", "dd", "option", "caption"};
     static const char *const block[] = {
-        "p",       "div",     "h1",     "h2",    "h3",     "h4",         "h5",     "h6",
-        "ul",      "ol",      "dl",     "table", "thead",  "tbody",      "tfoot",  "section",
-        "article", "header",  "footer", "nav",   "aside",  "main",       "figure", "figcaption",
+        "p",       "div",     "h1",     "h2",    "h3",      "h4",         "h5",      "h6",
+        "ul",      "ol",      "dl",     "table", "thead",   "tbody",      "tfoot",   "section",
+        "article", "header",  "footer", "nav",   "aside",   "main",       "figure",  "figcaption",
         "form",    "address", "pre",    "hr",    "details", "blockquote", "summary", "body"};
     for (size_t i = 0; i < sizeof skip / sizeof skip[0]; i++)
-        if (strcmp(name, skip[i]) == 0)
-            return SKIP;
+        if (strcmp(name, skip[i]) == 0) return SKIP;
     for (size_t i = 0; i < sizeof line / sizeof line[0]; i++)
-        if (strcmp(name, line[i]) == 0)
-            return LINE;
+        if (strcmp(name, line[i]) == 0) return LINE;
     for (size_t i = 0; i < sizeof block / sizeof block[0]; i++)
-        if (strcmp(name, block[i]) == 0)
-            return BLOCK;
-    if (strcmp(name, "td") == 0 || strcmp(name, "th") == 0)
-        return CELL;
+        if (strcmp(name, block[i]) == 0) return BLOCK;
+    if (strcmp(name, "td") == 0 || strcmp(name, "th") == 0) return CELL;
     return INLINE;
 }
 
@@ -55,8 +51,7 @@ struct walk {
 
 static int put(struct walk *w, const char *s, size_t n)
 {
-    if (w->b.over)
-        return 0; /* extract_finish reports the size */
+    if (w->b.over) return 0; /* extract_finish reports the size */
     return xbuf_put(&w->b, s, n);
 }
 
@@ -64,11 +59,9 @@ static int put(struct walk *w, const char *s, size_t n)
 static int newline(struct walk *w, int want)
 {
     w->space = 0;
-    if (w->b.n == 0)
-        return 0;
+    if (w->b.n == 0) return 0;
     while (w->newlines < want) {
-        if (put(w, "\n", 1))
-            return SBERT_EXTRACT_ENOMEM;
+        if (put(w, "\n", 1)) return SBERT_EXTRACT_ENOMEM;
         w->newlines++;
     }
     return 0;
@@ -83,27 +76,22 @@ static int text(struct walk *w, const char *s)
 {
     if (w->pre) {
         size_t n = strlen(s);
-        if (n && w->space && put(w, " ", 1))
-            return SBERT_EXTRACT_ENOMEM;
+        if (n && w->space && put(w, " ", 1)) return SBERT_EXTRACT_ENOMEM;
         w->space = 0;
-        if (n)
-            w->newlines = s[n - 1] == '\n' ? 1 : 0;
+        if (n) w->newlines = s[n - 1] == '\n' ? 1 : 0;
         return n ? put(w, s, n) : 0;
     }
     while (*s) {
         if (is_space(*s)) {
-            if (w->b.n && !w->newlines)
-                w->space = 1;
+            if (w->b.n && !w->newlines) w->space = 1;
             s++;
             continue;
         }
         size_t n = 0;
         while (s[n] && !is_space(s[n]))
             n++;
-        if (w->space && put(w, " ", 1))
-            return SBERT_EXTRACT_ENOMEM;
-        if (put(w, s, n))
-            return SBERT_EXTRACT_ENOMEM;
+        if (w->space && put(w, " ", 1)) return SBERT_EXTRACT_ENOMEM;
+        if (put(w, s, n)) return SBERT_EXTRACT_ENOMEM;
         w->space = 0;
         w->newlines = 0;
         s += n;
@@ -115,8 +103,7 @@ static int text(struct walk *w, const char *s)
 static char *collapsed_content(xmlNodePtr node)
 {
     xmlChar *c = xmlNodeGetContent(node);
-    if (!c)
-        return NULL;
+    if (!c) return NULL;
     char *out = malloc(strlen((const char *)c) + 1), *o = out;
     if (out) {
         int space = 0;
@@ -125,8 +112,7 @@ static char *collapsed_content(xmlNodePtr node)
                 space = o > out;
                 continue;
             }
-            if (space)
-                *o++ = ' ';
+            if (space) *o++ = ' ';
             space = 0;
             *o++ = *s;
         }
@@ -146,47 +132,38 @@ static int enter(struct walk *w, xmlNodePtr node)
 {
     if (node->type == XML_TEXT_NODE || node->type == XML_CDATA_SECTION_NODE)
         return node->content ? text(w, (const char *)node->content) : 0;
-    if (node->type != XML_ELEMENT_NODE || !node->name)
-        return 0;
+    if (node->type != XML_ELEMENT_NODE || !node->name) return 0;
     const char *name = (const char *)node->name;
     if (strcmp(name, "title") == 0) {
-        if (!w->title)
-            w->title = collapsed_content(node);
+        if (!w->title) w->title = collapsed_content(node);
         return 0;
     }
-    if (strcmp(name, "h1") == 0 && !w->h1)
-        w->h1 = collapsed_content(node);
+    if (strcmp(name, "h1") == 0 && !w->h1) w->h1 = collapsed_content(node);
     switch (kind_of(name)) {
     case SKIP:
         return 0;
     case LINE:
-        if (newline(w, 1))
-            return SBERT_EXTRACT_ENOMEM;
+        if (newline(w, 1)) return SBERT_EXTRACT_ENOMEM;
         break;
     case BLOCK:
-        if (newline(w, 2))
-            return SBERT_EXTRACT_ENOMEM;
+        if (newline(w, 2)) return SBERT_EXTRACT_ENOMEM;
         break;
     case CELL:
-        if (w->b.n && !w->newlines)
-            w->space = 1;
+        if (w->b.n && !w->newlines) w->space = 1;
         break;
     case INLINE:
         break;
     }
-    if (strcmp(name, "pre") == 0)
-        w->pre++;
+    if (strcmp(name, "pre") == 0) w->pre++;
     return 1;
 }
 
 /* Visits an element entered with enter() == 1 on the way up. */
 static int leave(struct walk *w, xmlNodePtr node)
 {
-    if (node->type != XML_ELEMENT_NODE || !node->name)
-        return 0;
+    if (node->type != XML_ELEMENT_NODE || !node->name) return 0;
     const char *name = (const char *)node->name;
-    if (strcmp(name, "pre") == 0 && w->pre)
-        w->pre--;
+    if (strcmp(name, "pre") == 0 && w->pre) w->pre--;
     enum kind k = kind_of(name);
     return k == BLOCK ? newline(w, 2) : k == LINE ? newline(w, 1) : 0;
 }
@@ -198,18 +175,15 @@ static int walk_tree(struct walk *w, xmlNodePtr root)
     xmlNodePtr n = root;
     while (n) {
         int r = enter(w, n);
-        if (r < 0)
-            return r;
+        if (r < 0) return r;
         if (r == 1 && n->children) {
             n = n->children;
             continue;
         }
         for (;;) {
-            if (r == 1 && leave(w, n))
-                return SBERT_EXTRACT_ENOMEM;
+            if (r == 1 && leave(w, n)) return SBERT_EXTRACT_ENOMEM;
             r = 1; /* every ancestor was entered with its children */
-            if (n == root)
-                return 0;
+            if (n == root) return 0;
             if (n->next) {
                 n = n->next;
                 break;
@@ -240,8 +214,7 @@ int extract_html(const char *data, size_t len, const struct sbert_extract_params
     while (!rc && w.b.n && w.b.p[w.b.n - 1] == '\n')
         w.b.p[--w.b.n] = '\0';
     char *title = w.title ? w.title : w.h1;
-    if (title == w.title)
-        free(w.h1);
+    if (title == w.title) free(w.h1);
     if (rc) {
         free(w.b.p);
         free(title);

@@ -43,10 +43,8 @@ static void put_all(int fd, const void *p, size_t n)
     const char *c = p;
     while (n) {
         ssize_t w = write(fd, c, n);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0)
-            _exit(3); /* the parent went away */
+        if (w < 0 && errno == EINTR) continue;
+        if (w <= 0) _exit(3); /* the parent went away */
         c += w;
         n -= (size_t)w;
     }
@@ -57,15 +55,13 @@ static void record(int fd, char type, const char *s, size_t n)
     uint64_t len = n;
     put_all(fd, &type, 1);
     put_all(fd, &len, sizeof len);
-    if (n)
-        put_all(fd, s, n);
+    if (n) put_all(fd, s, n);
 }
 
 static void child(int fd, const char *data, size_t len, const struct sbert_extract_params *p)
 {
     int devnull = open("/dev/null", O_WRONLY | O_CLOEXEC);
-    if (devnull >= 0)
-        dup2(devnull, STDERR_FILENO);
+    if (devnull >= 0) dup2(devnull, STDERR_FILENO);
     struct rlimit as = {p->pdf_memory_bytes, p->pdf_memory_bytes};
     rlim_t secs = (rlim_t)(p->pdf_timeout_ms / 1000 + 1);
     struct rlimit cpu = {secs, secs + 1};
@@ -86,13 +82,11 @@ static void child(int fd, const char *data, size_t len, const struct sbert_extra
         _exit(0);
     }
     gchar *title = poppler_document_get_title(doc);
-    if (title && *title)
-        record(fd, 'T', title, strlen(title));
+    if (title && *title) record(fd, 'T', title, strlen(title));
     int pages = poppler_document_get_n_pages(doc);
     for (int i = 0; i < pages; i++) {
         PopplerPage *page = poppler_document_get_page(doc, i);
-        if (!page)
-            continue;
+        if (!page) continue;
         gchar *t = poppler_page_get_text(page);
         record(fd, 'P', t ? t : "", t ? strlen(t) : 0);
         g_free(t);
@@ -116,25 +110,19 @@ static int read_child(int fd, int timeout_ms, size_t cap, struct xbuf *raw)
     char chunk[65536];
     for (;;) {
         int64_t left = deadline - now_ms();
-        if (left <= 0)
-            return 1;
+        if (left <= 0) return 1;
         struct pollfd pfd = {fd, POLLIN, 0};
         int r = poll(&pfd, 1, (int)left);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r <= 0)
-            return r == 0;
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0) return r == 0;
         ssize_t n = read(fd, chunk, sizeof chunk);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            return 0;
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) return 0;
         if (raw->n + (size_t)n > cap) {
             raw->over = 1;
             return 0;
         }
-        if (xbuf_put(raw, chunk, (size_t)n))
-            return -1;
+        if (xbuf_put(raw, chunk, (size_t)n)) return -1;
     }
 }
 
@@ -151,8 +139,7 @@ static int decode(const struct xbuf *raw, const struct sbert_extract_params *p,
         uint64_t n;
         memcpy(&n, raw->p + i + 1, sizeof n);
         i += 9;
-        if (n > raw->n - i)
-            break;
+        if (n > raw->n - i) break;
         const char *s = raw->p + i;
         i += n;
         if (type == 'E')
@@ -183,8 +170,7 @@ int extract_pdf(const char *data, size_t len, const struct sbert_extract_params 
 {
     int fds[2];
     if (pipe2(fds, O_CLOEXEC) != 0)
-        return sbert_util_errf(errbuf, errlen, SBERT_EXTRACT_EIO, "pdf: pipe: %s",
-                               strerror(errno));
+        return sbert_util_errf(errbuf, errlen, SBERT_EXTRACT_EIO, "pdf: pipe: %s", strerror(errno));
     pid_t pid = fork();
     if (pid < 0) {
         int e = errno;
@@ -203,8 +189,7 @@ int extract_pdf(const char *data, size_t len, const struct sbert_extract_params 
     int timed_out = read_child(fds[0], p->pdf_timeout_ms, cap, &raw);
     close(fds[0]);
     int status = 0;
-    if (timed_out || raw.over)
-        kill(pid, SIGKILL);
+    if (timed_out || raw.over) kill(pid, SIGKILL);
     while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
         ;
     int rc;

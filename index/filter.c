@@ -16,10 +16,17 @@ static const struct {
     const char *name;
     enum cmp_op op;
 } op_table[] = {
-    {"$eq", OP_EQ},         {"$ne", OP_NE},          {"$gt", OP_GT},
-    {"$gte", OP_GTE},       {"$lt", OP_LT},          {"$lte", OP_LTE},
-    {"$in", OP_IN},         {"$nin", OP_NIN},        {"$exists", OP_EXISTS},
-    {"$contains", OP_CONTAINS}, {"$icontains", OP_ICONTAINS},
+    {"$eq", OP_EQ},
+    {"$ne", OP_NE},
+    {"$gt", OP_GT},
+    {"$gte", OP_GTE},
+    {"$lt", OP_LT},
+    {"$lte", OP_LTE},
+    {"$in", OP_IN},
+    {"$nin", OP_NIN},
+    {"$exists", OP_EXISTS},
+    {"$contains", OP_CONTAINS},
+    {"$icontains", OP_ICONTAINS},
 };
 #define KNOWN_OPS "$eq $ne $gt $gte $lt $lte $in $nin $exists $contains $icontains"
 
@@ -221,7 +228,8 @@ static struct node *compile_field(struct compiler *c, const cJSON *item, const c
 {
     const char *field = item->string;
     if (text && !cJSON_IsObject(item)) {
-        fail(c, SBERT_INDEX_EFILTER, path, "$text needs an operator object ($contains, $icontains)");
+        fail(c, SBERT_INDEX_EFILTER, path,
+             "$text needs an operator object ($contains, $icontains)");
         return NULL;
     }
     if (!cJSON_IsObject(item)) {
@@ -248,8 +256,8 @@ static struct node *compile_field(struct compiler *c, const cJSON *item, const c
         for (i = 0; i < sizeof op_table / sizeof op_table[0]; i++)
             if (strcmp(op->string, op_table[i].name) == 0) break;
         if (i == sizeof op_table / sizeof op_table[0]) {
-            fail(c, SBERT_INDEX_EFILTER, p,
-                 "unknown operator \"%s\" (known: " KNOWN_OPS ")", op->string);
+            fail(c, SBERT_INDEX_EFILTER, p, "unknown operator \"%s\" (known: " KNOWN_OPS ")",
+                 op->string);
             node_free(single);
             node_free(all);
             return NULL;
@@ -319,8 +327,7 @@ static struct node *compile_logic(struct compiler *c, const cJSON *item, enum no
 }
 
 /* {"$not": filter}: true where filter is false. */
-static struct node *compile_not(struct compiler *c, const cJSON *item, const char *path,
-                                int depth)
+static struct node *compile_not(struct compiler *c, const cJSON *item, const char *path, int depth)
 {
     if (!cJSON_IsObject(item)) {
         fail(c, SBERT_INDEX_EFILTER, path, "$not needs a filter object, got %s", type_name(item));

@@ -293,7 +293,7 @@ static int scan_value(struct scan *sc, struct slot *sl)
         return 0;
     }
     if (c == '[') return -1; /* array semantics: left to the tree evaluator */
-    sl->type = SLOT_OTHER;     /* null, object */
+    sl->type = SLOT_OTHER;   /* null, object */
     return skip_value(sc);
 }
 

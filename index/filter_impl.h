@@ -46,7 +46,7 @@ struct node {
     size_t n_kids;
     /* NODE_CMP */
     enum cmp_op op;
-    int text;           /* a $text clause: on the document's text, not its metadata */
+    int text; /* a $text clause: on the document's text, not its metadata */
     char *field;
     size_t field_idx;   /* index into the filter's distinct field names */
     struct value *vals; /* one for scalar operators, the list for $in / $nin */

@@ -42,11 +42,10 @@ static int verify_doc(uint64_t label, const struct store_record *r, void *user)
     uint64_t found;
     int rc = store_id_lookup(v->st, v->txn, r->id, r->id_len, &found);
     if (rc || found != label)
-        return sbert_util_errf(v->errbuf, v->errlen, SBERT_INDEX_EFORMAT,
-                               "document %llu's id does not lead back to it (%s)",
-                               (unsigned long long)label,
-                               rc ? sbert_index_strerror(rc < 0 ? rc : SBERT_INDEX_EIO)
-                                  : "another label");
+        return sbert_util_errf(
+            v->errbuf, v->errlen, SBERT_INDEX_EFORMAT,
+            "document %llu's id does not lead back to it (%s)", (unsigned long long)label,
+            rc ? sbert_index_strerror(rc < 0 ? rc : SBERT_INDEX_EIO) : "another label");
     v->docs++;
     return 0;
 }
@@ -107,13 +106,12 @@ static int verify_snapshot(const char *dir, const struct store_meta *m,
     struct vindex_snapshot_meta sm;
     char why[512] = "";
     int rc = vindex_snapshot_read(path, &p, &vi, &sm, why, sizeof why);
-    if (rc)
-        return sbert_util_errf(errbuf, errlen, SBERT_INDEX_EFORMAT, "%s: %s", path, why);
+    if (rc) return sbert_util_errf(errbuf, errlen, SBERT_INDEX_EFORMAT, "%s: %s", path, why);
     size_t count = vindex_count(vi);
     vindex_free(vi);
     if (sm.user_len != STORE_UUID_SIZE || memcmp(sm.user, m->uuid, STORE_UUID_SIZE) != 0)
-        return sbert_util_errf(errbuf, errlen, SBERT_INDEX_EFORMAT,
-                               "%s belongs to another store", path);
+        return sbert_util_errf(errbuf, errlen, SBERT_INDEX_EFORMAT, "%s belongs to another store",
+                               path);
     if (sm.change_counter > m->change)
         return sbert_util_errf(errbuf, errlen, SBERT_INDEX_EFORMAT,
                                "%s covers change %llu, the store only reached %llu", path,
@@ -142,11 +140,9 @@ int sbert_index_verify(const char *dir, struct sbert_index_verify_report *out, c
     if (lock >= 0 && flock(lock, LOCK_EX | LOCK_NB) != 0) {
         int e = errno;
         close(lock);
-        return sbert_util_errf(errbuf, errlen,
-                               e == EWOULDBLOCK ? SBERT_INDEX_ELOCKED : SBERT_INDEX_EIO,
-                               "%s: %s", path,
-                               e == EWOULDBLOCK ? "a running sbertd has this store open"
-                                                : strerror(e));
+        return sbert_util_errf(
+            errbuf, errlen, e == EWOULDBLOCK ? SBERT_INDEX_ELOCKED : SBERT_INDEX_EIO, "%s: %s",
+            path, e == EWOULDBLOCK ? "a running sbertd has this store open" : strerror(e));
     }
     snprintf(path, sizeof path, "%s/store.mdb", dir);
     store *st;

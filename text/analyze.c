@@ -57,8 +57,7 @@ static const char *canonical(const char *lang)
         {"tr", "turkish"},    {"tur", "turkish"},    {"yi", "yiddish"},    {"yid", "yiddish"},
     };
     for (size_t i = 0; i < sizeof alias / sizeof alias[0]; i++)
-        if (strcmp(lang, alias[i][0]) == 0)
-            return alias[i][1];
+        if (strcmp(lang, alias[i][0]) == 0) return alias[i][1];
     return lang;
 }
 
@@ -66,11 +65,9 @@ int sbert_analyzer_new(const char *language, sbert_analyzer **out)
 {
     *out = NULL;
     const char *lang = language && *language ? canonical(language) : "english";
-    if (strlen(lang) >= sizeof((sbert_analyzer *)0)->language)
-        return SBERT_TEXT_ELANGUAGE;
+    if (strlen(lang) >= sizeof((sbert_analyzer *)0)->language) return SBERT_TEXT_ELANGUAGE;
     sbert_analyzer *a = calloc(1, sizeof *a);
-    if (!a)
-        return SBERT_TEXT_ENOMEM;
+    if (!a) return SBERT_TEXT_ENOMEM;
     if (strcmp(lang, "none") != 0) {
         int known = 0;
         for (const char **l = sb_stemmer_list(); *l; l++)
@@ -93,8 +90,7 @@ int sbert_analyzer_new(const char *language, sbert_analyzer **out)
 
 void sbert_analyzer_free(sbert_analyzer *a)
 {
-    if (!a)
-        return;
+    if (!a) return;
     sb_stemmer_delete(a->stemmer);
     free(a->buf);
     free(a);
@@ -140,8 +136,8 @@ static long fold(sbert_analyzer *a, const unsigned char *word, size_t len)
             len--;
     }
     for (;;) {
-        utf8proc_ssize_t n = utf8proc_decompose(word, (utf8proc_ssize_t)len, a->buf,
-                                                (utf8proc_ssize_t)a->cap, FOLD);
+        utf8proc_ssize_t n =
+            utf8proc_decompose(word, (utf8proc_ssize_t)len, a->buf, (utf8proc_ssize_t)a->cap, FOLD);
         if (n < 0)
             return -1; /* invalid UTF-8 cannot occur: words are made of decoded code points */
         if ((size_t)n <= a->cap) {
@@ -150,8 +146,7 @@ static long fold(sbert_analyzer *a, const unsigned char *word, size_t len)
         }
         size_t cap = (size_t)n + 16;
         utf8proc_int32_t *nb = realloc(a->buf, cap * sizeof *nb);
-        if (!nb)
-            return -1;
+        if (!nb) return -1;
         a->buf = nb;
         a->cap = cap;
     }
@@ -162,8 +157,7 @@ static int emit(sbert_analyzer *a, const unsigned char *word, size_t len, uint32
                 sbert_term_fn fn, void *user)
 {
     long m = fold(a, word, len);
-    if (m < 0)
-        return SBERT_TEXT_ENOMEM;
+    if (m < 0) return SBERT_TEXT_ENOMEM;
     const unsigned char *t = (const unsigned char *)a->buf;
     size_t n = (size_t)m;
     if (n > SBERT_TEXT_MAX_TERM) {
@@ -171,12 +165,10 @@ static int emit(sbert_analyzer *a, const unsigned char *word, size_t len, uint32
         while (n > 0 && (t[n] & 0xC0) == 0x80)
             n--;
     }
-    if (a->stop_en && sbert_text_is_stopword_en((const char *)t, n))
-        return 0;
+    if (a->stop_en && sbert_text_is_stopword_en((const char *)t, n)) return 0;
     if (a->stemmer) {
         const sb_symbol *s = sb_stemmer_stem(a->stemmer, t, (int)n);
-        if (!s)
-            return SBERT_TEXT_ENOMEM;
+        if (!s) return SBERT_TEXT_ENOMEM;
         t = s;
         n = (size_t)sb_stemmer_length(a->stemmer);
     }
@@ -206,14 +198,12 @@ int sbert_analyzer_run(sbert_analyzer *a, const char *text, size_t len, sbert_te
             start = i;
             chars = 0;
         }
-        if (w)
-            chars++;
+        if (w) chars++;
         if (!w && in_word) {
             in_word = 0;
             if (chars >= 2) {
                 int rc = emit(a, s + start, i - start, pos, fn, user);
-                if (rc)
-                    return rc;
+                if (rc) return rc;
                 pos++;
             }
         }

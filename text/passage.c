@@ -22,8 +22,7 @@ static int push(struct units *u, size_t start, size_t end, size_t tokens, int pa
     if (u->n == u->cap) {
         size_t cap = u->cap ? 2 * u->cap : 64;
         struct unit *v = realloc(u->v, cap * sizeof *v);
-        if (!v)
-            return SBERT_TEXT_ENOMEM;
+        if (!v) return SBERT_TEXT_ENOMEM;
         u->v = v;
         u->cap = cap;
     }
@@ -42,8 +41,8 @@ static int is_ws(utf8proc_int32_t c)
 static utf8proc_int32_t cp_at(const char *s, size_t len, size_t i, size_t *step)
 {
     utf8proc_int32_t c;
-    utf8proc_ssize_t n = utf8proc_iterate((const utf8proc_uint8_t *)s + i,
-                                          (utf8proc_ssize_t)(len - i), &c);
+    utf8proc_ssize_t n =
+        utf8proc_iterate((const utf8proc_uint8_t *)s + i, (utf8proc_ssize_t)(len - i), &c);
     if (n <= 0) {
         *step = 1;
         return 0xFFFD;
@@ -98,8 +97,7 @@ static size_t trim_end(const struct ctx *c, size_t start, size_t end)
         size_t k = end - 1;
         while (k > start && ((unsigned char)c->text[k] & 0xC0) == 0x80)
             k--;
-        if (!is_ws(cp_at(c->text, c->len, k, &step)))
-            break;
+        if (!is_ws(cp_at(c->text, c->len, k, &step))) break;
         end = k;
     }
     return end;
@@ -119,8 +117,7 @@ static int add_long_word(struct ctx *c, size_t start, size_t end, int para_end)
         }
         size_t tokens;
         int rc = c->count(c->text + i, j - i, c->max, &tokens, c->user);
-        if (rc)
-            return rc;
+        if (rc) return rc;
         if ((rc = push(&c->u, i, j, tokens > c->max ? c->max : tokens, para_end && j == end)))
             return rc;
         i = j;
@@ -137,32 +134,27 @@ static int add_long_sentence(struct ctx *c, size_t start, size_t end, int para_e
     while (i < end) {
         while (i < end && is_ws(cp_at(c->text, c->len, i, &step)))
             i += step;
-        if (i >= end)
-            break;
+        if (i >= end) break;
         size_t w = i;
         while (i < end && !is_ws(cp_at(c->text, c->len, i, &step)))
             i += step;
         size_t tokens;
         int rc = c->count(c->text + w, i - w, c->max, &tokens, c->user);
-        if (rc)
-            return rc;
+        if (rc) return rc;
         if (tokens > c->max) {
             if (piece_tokens && (rc = push(&c->u, piece, trim_end(c, piece, w), piece_tokens, 0)))
                 return rc;
-            if ((rc = add_long_word(c, w, i, para_end && i >= end)))
-                return rc;
+            if ((rc = add_long_word(c, w, i, para_end && i >= end))) return rc;
             piece = i;
             piece_tokens = 0;
             continue;
         }
         if (piece_tokens + tokens > c->max) {
-            if ((rc = push(&c->u, piece, trim_end(c, piece, w), piece_tokens, 0)))
-                return rc;
+            if ((rc = push(&c->u, piece, trim_end(c, piece, w), piece_tokens, 0))) return rc;
             piece = w;
             piece_tokens = 0;
         }
-        if (!piece_tokens)
-            piece = w;
+        if (!piece_tokens) piece = w;
         piece_tokens += tokens;
     }
     return piece_tokens ? push(&c->u, piece, i, piece_tokens, para_end) : 0;
@@ -176,16 +168,13 @@ static int add_sentence(struct ctx *c, size_t start, size_t end, int para_end)
         start += step;
     end = trim_end(c, start, end);
     if (start == end) {
-        if (para_end && c->u.n)
-            c->u.v[c->u.n - 1].para_end = 1;
+        if (para_end && c->u.n) c->u.v[c->u.n - 1].para_end = 1;
         return 0;
     }
     size_t tokens;
     int rc = c->count(c->text + start, end - start, c->max, &tokens, c->user);
-    if (rc)
-        return rc;
-    if (tokens <= c->max)
-        return push(&c->u, start, end, tokens, para_end);
+    if (rc) return rc;
+    if (tokens <= c->max) return push(&c->u, start, end, tokens, para_end);
     return add_long_sentence(c, start, end, para_end);
 }
 
@@ -203,8 +192,7 @@ static int segment(struct ctx *c)
             while (j < c->len && (c->text[j] == ' ' || c->text[j] == '\t' || c->text[j] == '\r'))
                 j++;
             if (j < c->len && c->text[j] == '\n') {
-                if ((rc = add_sentence(c, sent, i, 1)))
-                    return rc;
+                if ((rc = add_sentence(c, sent, i, 1))) return rc;
                 sent = i = j + 1;
                 continue;
             }
@@ -213,14 +201,12 @@ static int segment(struct ctx *c)
             while (j < c->len) {
                 size_t s2;
                 utf8proc_int32_t cl = cp_at(c->text, c->len, j, &s2);
-                if (!is_closer(cl) && !ends_sentence(cl, &(int){0}))
-                    break;
+                if (!is_closer(cl) && !ends_sentence(cl, &(int){0})) break;
                 j += s2;
             }
             size_t s3 = 0;
             if (!needs_space || j >= c->len || is_ws(cp_at(c->text, c->len, j, &s3))) {
-                if ((rc = add_sentence(c, sent, j, 0)))
-                    return rc;
+                if ((rc = add_sentence(c, sent, j, 0))) return rc;
                 sent = i = j;
                 continue;
             }
@@ -244,8 +230,7 @@ int sbert_passages_split(const char *text, size_t len, size_t max_tokens, size_t
 {
     *out = NULL;
     *n = 0;
-    if (max_tokens == 0 || overlap_tokens >= max_tokens || !count)
-        return SBERT_TEXT_EINVAL;
+    if (max_tokens == 0 || overlap_tokens >= max_tokens || !count) return SBERT_TEXT_EINVAL;
     struct ctx c = {text, len, max_tokens, count, user, {0}};
     int rc = segment(&c);
     struct sbert_passage *v = NULL;
@@ -265,12 +250,10 @@ int sbert_passages_split(const char *text, size_t len, size_t max_tokens, size_t
             if ((rc = count(text + c.u.v[a].start, c.u.v[b - 1].end - c.u.v[a].start, max_tokens,
                             &whole, user)))
                 break;
-            if (whole <= max_tokens || b == a + 1)
-                break;
+            if (whole <= max_tokens || b == a + 1) break;
             b--;
         }
-        if (rc)
-            break;
+        if (rc) break;
         if (nv == cap) {
             cap = cap ? 2 * cap : 16;
             struct sbert_passage *nvp = realloc(v, cap * sizeof *nvp);
@@ -281,8 +264,7 @@ int sbert_passages_split(const char *text, size_t len, size_t max_tokens, size_t
             v = nvp;
         }
         v[nv++] = (struct sbert_passage){c.u.v[a].start, c.u.v[b - 1].end, whole};
-        if (b >= c.u.n)
-            break;
+        if (b >= c.u.n) break;
         fresh = b;
         /* the next passage repeats the last units that fit in the overlap, never all of them,
          * and only as many as leave room for the unit after them: every passage moves on. A

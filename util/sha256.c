@@ -20,7 +20,10 @@ static const uint32_t K[64] = {
     0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7, 0xc67178f2,
 };
 
-static inline uint32_t ror(uint32_t x, int n) { return (x >> n) | (x << (32 - n)); }
+static inline uint32_t ror(uint32_t x, int n)
+{
+    return (x >> n) | (x << (32 - n));
+}
 
 static void compress(uint32_t h[8], const uint8_t *p)
 {
@@ -35,7 +38,8 @@ static void compress(uint32_t h[8], const uint8_t *p)
     }
     uint32_t a = h[0], b = h[1], c = h[2], d = h[3], e = h[4], f = h[5], g = h[6], hh = h[7];
     for (int i = 0; i < 64; i++) {
-        uint32_t t1 = hh + (ror(e, 6) ^ ror(e, 11) ^ ror(e, 25)) + ((e & f) ^ (~e & g)) + K[i] + w[i];
+        uint32_t t1 =
+            hh + (ror(e, 6) ^ ror(e, 11) ^ ror(e, 25)) + ((e & f) ^ (~e & g)) + K[i] + w[i];
         uint32_t t2 = (ror(a, 2) ^ ror(a, 13) ^ ror(a, 22)) + ((a & b) ^ (a & c) ^ (b & c));
         hh = g;
         g = f;
@@ -63,7 +67,7 @@ static void compress(uint32_t h[8], const uint8_t *p)
  * kept as the ABEF/CDGH register pairs sha256rnds2 works on; each step does four rounds.
  */
 __attribute__((target("sha,sse4.1,ssse3"))) static void compress_ni(uint32_t h[8], const uint8_t *p,
-                                                                     size_t blocks)
+                                                                    size_t blocks)
 {
     const __m128i bswap = _mm_set_epi64x(0x0c0d0e0f08090a0bLL, 0x0405060700010203LL);
     __m128i tmp = _mm_shuffle_epi32(_mm_loadu_si128((const __m128i *)(const void *)&h[0]), 0xB1);
@@ -75,15 +79,16 @@ __attribute__((target("sha,sse4.1,ssse3"))) static void compress_ni(uint32_t h[8
         __m128i w[4];
         for (int i = 0; i < 16; i++) {
             if (i < 4) {
-                w[i] = _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)(const void *)(p + 16 * i)),
-                                        bswap);
+                w[i] = _mm_shuffle_epi8(
+                    _mm_loadu_si128((const __m128i *)(const void *)(p + 16 * i)), bswap);
             } else {
                 /* W[t] = s1(W[t-2]) + W[t-7] + s0(W[t-15]) + W[t-16], four words at a time */
                 __m128i x = _mm_sha256msg1_epu32(w[i & 3], w[(i + 1) & 3]);
                 x = _mm_add_epi32(x, _mm_alignr_epi8(w[(i + 3) & 3], w[(i + 2) & 3], 4));
                 w[i & 3] = _mm_sha256msg2_epu32(x, w[(i + 3) & 3]);
             }
-            __m128i msg = _mm_add_epi32(w[i & 3], _mm_loadu_si128((const __m128i *)(const void *)&K[4 * i]));
+            __m128i msg =
+                _mm_add_epi32(w[i & 3], _mm_loadu_si128((const __m128i *)(const void *)&K[4 * i]));
             s1 = _mm_sha256rnds2_epu32(s1, s0, msg);
             s0 = _mm_sha256rnds2_epu32(s0, s1, _mm_shuffle_epi32(msg, 0x0E));
         }
@@ -107,7 +112,8 @@ static void compress_blocks(struct sbert_sha256 *c, const uint8_t *p, size_t blo
         return;
     }
 #endif
-    for (; blocks--; p += 64) compress(c->h, p);
+    for (; blocks--; p += 64)
+        compress(c->h, p);
 }
 
 void sbert_sha256_init(struct sbert_sha256 *c)
@@ -151,7 +157,8 @@ void sbert_sha256_final(struct sbert_sha256 *c, uint8_t digest[32])
     uint8_t pad[72] = {0x80};
     /* pad to 56 mod 64, then the 64-bit big-endian bit length */
     size_t padlen = (c->used < 56 ? 56 : 120) - c->used;
-    for (int i = 0; i < 8; i++) pad[padlen + i] = (uint8_t)(bits >> (56 - 8 * i));
+    for (int i = 0; i < 8; i++)
+        pad[padlen + i] = (uint8_t)(bits >> (56 - 8 * i));
     sbert_sha256_update(c, pad, padlen + 8);
     for (int i = 0; i < 8; i++) {
         digest[4 * i] = (uint8_t)(c->h[i] >> 24);

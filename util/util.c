@@ -9,8 +9,7 @@
 
 void sbert_util_logf(sbert_util_log_fn fn, void *user, int level, const char *fmt, ...)
 {
-    if (!fn)
-        return;
+    if (!fn) return;
     char buf[1024];
     va_list ap;
     va_start(ap, fmt);
@@ -60,13 +59,10 @@ int sbert_util_utf8_valid(const void *str, size_t len)
                 hi = 0x8F; /* nothing above U+10FFFF */
         } else
             return 0;
-        if (len - i - 1 < n)
-            return 0;
-        if (s[i + 1] < lo || s[i + 1] > hi)
-            return 0;
+        if (len - i - 1 < n) return 0;
+        if (s[i + 1] < lo || s[i + 1] > hi) return 0;
         for (size_t k = 2; k <= n; k++)
-            if ((s[i + k] & 0xC0) != 0x80)
-                return 0;
+            if ((s[i + k] & 0xC0) != 0x80) return 0;
         i += n + 1;
     }
     return 1;
@@ -89,8 +85,7 @@ int sbert_util_normalise_into(const float *v, size_t dim, float *out)
 {
     double ss = 0;
     for (size_t i = 0; i < dim; i++) {
-        if (!isfinite(v[i]))
-            return -1;
+        if (!isfinite(v[i])) return -1;
         ss += (double)v[i] * v[i];
     }
     double inv = ss > 0 ? 1.0 / sqrt(ss) : 0.0;
@@ -103,10 +98,8 @@ int sbert_util_normalise_into(const float *v, size_t dim, float *out)
 
 int sbert_util_pair_before(const struct sbert_util_pair *x, const struct sbert_util_pair *y)
 {
-    if (x->score != y->score)
-        return x->score > y->score;
-    if (x->a != y->a)
-        return x->a < y->a;
+    if (x->score != y->score) return x->score > y->score;
+    if (x->a != y->a) return x->a < y->a;
     return x->b < y->b;
 }
 
@@ -122,12 +115,9 @@ static void sift_down(struct sbert_util_pair *h, size_t n, size_t at)
 {
     for (;;) {
         size_t l = 2 * at + 1, r = l + 1, worst = at;
-        if (l < n && sbert_util_pair_before(&h[worst], &h[l]))
-            worst = l;
-        if (r < n && sbert_util_pair_before(&h[worst], &h[r]))
-            worst = r;
-        if (worst == at)
-            return;
+        if (l < n && sbert_util_pair_before(&h[worst], &h[l])) worst = l;
+        if (r < n && sbert_util_pair_before(&h[worst], &h[r])) worst = r;
+        if (worst == at) return;
         struct sbert_util_pair t = h[at];
         h[at] = h[worst];
         h[worst] = t;
@@ -139,8 +129,7 @@ static void sift_up(struct sbert_util_pair *h, size_t at)
 {
     while (at > 0) {
         size_t p = (at - 1) / 2;
-        if (!sbert_util_pair_before(&h[p], &h[at]))
-            return;
+        if (!sbert_util_pair_before(&h[p], &h[at])) return;
         struct sbert_util_pair t = h[at];
         h[at] = h[p];
         h[p] = t;
@@ -159,17 +148,14 @@ int sbert_util_topk_add(struct sbert_util_topk *k, const struct sbert_util_pair 
     }
     if (k->n == k->cap) {
         size_t cap = k->cap ? 2 * k->cap : 256;
-        if (k->limit && cap > k->limit)
-            cap = k->limit;
+        if (k->limit && cap > k->limit) cap = k->limit;
         struct sbert_util_pair *nv = realloc(k->v, cap * sizeof *nv);
-        if (!nv)
-            return -1;
+        if (!nv) return -1;
         k->v = nv;
         k->cap = cap;
     }
     k->v[k->n] = *p;
-    if (k->limit)
-        sift_up(k->v, k->n);
+    if (k->limit) sift_up(k->v, k->n);
     k->n++;
     return 0;
 }
@@ -182,8 +168,7 @@ static int pair_cmp(const void *x, const void *y)
 
 void sbert_util_topk_sort(struct sbert_util_topk *k)
 {
-    if (k->n > 1)
-        qsort(k->v, k->n, sizeof *k->v, pair_cmp);
+    if (k->n > 1) qsort(k->v, k->n, sizeof *k->v, pair_cmp);
 }
 
 void sbert_util_topk_free(struct sbert_util_topk *k)

@@ -51,14 +51,15 @@ int main(int argc, char **argv)
     double best = 0.0;
     for (int r = 0; r < reps; r++) {
         double t0 = now();
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1.0f, a, n, b, n, 0.0f, c, n);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1.0f, a, n, b, n, 0.0f, c,
+                    n);
         double g = 2.0 * n * (double)n * n / (now() - t0) * 1e-9;
-        if (g > best)
-            best = g;
+        if (g > best) best = g;
     }
-    printf("{\"corename\": \"%s\", \"config\": \"%s\", \"n\": %d, \"threads\": %d, \"gflops\": %.2f, "
-           "\"check\": %.3f}\n",
-           openblas_get_corename(), openblas_get_config(), n, threads, best, (double)c[nn / 2]);
+    printf(
+        "{\"corename\": \"%s\", \"config\": \"%s\", \"n\": %d, \"threads\": %d, \"gflops\": %.2f, "
+        "\"check\": %.3f}\n",
+        openblas_get_corename(), openblas_get_config(), n, threads, best, (double)c[nn / 2]);
     free(a);
     free(b);
     free(c);

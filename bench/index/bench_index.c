@@ -37,13 +37,15 @@
 #define DIM 384
 #define K 10
 
-static double now(void) {
+static double now(void)
+{
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
-static long rss_bytes(void) {
+static long rss_bytes(void)
+{
     FILE *f = fopen("/proc/self/statm", "r");
     long pages = 0, rss = 0;
     if (f) {
@@ -53,7 +55,8 @@ static long rss_bytes(void) {
     return rss * sysconf(_SC_PAGESIZE);
 }
 
-static void *map_file(const char *path, size_t want) {
+static void *map_file(const char *path, size_t want)
+{
     int fd = open(path, O_RDONLY);
     if (fd < 0) {
         perror(path);
@@ -73,30 +76,35 @@ static void *map_file(const char *path, size_t want) {
     return p;
 }
 
-static int cmp_double(const void *a, const void *b) {
+static int cmp_double(const void *a, const void *b)
+{
     double x = *(const double *)a, y = *(const double *)b;
     return x < y ? -1 : x > y;
 }
 
 /* vindex's own log (e.g. its snapshot load phases at DEBUG) goes to stderr. */
-static void log_stderr(int level, const char *msg, void *user) {
+static void log_stderr(int level, const char *msg, void *user)
+{
     (void)user;
     fprintf(stderr, "vindex[%d]: %s\n", level, msg);
 }
 
-static void die(const char *what, int rc, const char *err) {
+static void die(const char *what, int rc, const char *err)
+{
     fprintf(stderr, "%s: %s: %s\n", what, vindex_strerror(rc), err);
     exit(1);
 }
 
 /* Builds the index from the vectors: the same path is the add-rate and the rebuild figure. */
-static vindex *build(const struct vindex_params *p, const float *x, size_t n, double *secs) {
+static vindex *build(const struct vindex_params *p, const float *x, size_t n, double *secs)
+{
     char err[512];
     vindex *v;
     int rc = vindex_create(p, &v, err, sizeof err);
     if (rc) die("create", rc, err);
     int64_t *lab = malloc(n * sizeof *lab);
-    for (size_t i = 0; i < n; i++) lab[i] = (int64_t)i;
+    for (size_t i = 0; i < n; i++)
+        lab[i] = (int64_t)i;
     double t0 = now();
     const size_t B = 10000;
     for (size_t off = 0; off < n; off += B) {
@@ -110,21 +118,25 @@ static vindex *build(const struct vindex_params *p, const float *x, size_t n, do
     return v;
 }
 
-static double pct(double *a, size_t n, double p) {
+static double pct(double *a, size_t n, double p)
+{
     if (!n) return NAN;
     qsort(a, n, sizeof *a, cmp_double);
     size_t i = (size_t)(p * n);
     return a[i < n ? i : n - 1];
 }
 
-static double mean(const double *a, size_t n) {
+static double mean(const double *a, size_t n)
+{
     double s = 0;
-    for (size_t i = 0; i < n; i++) s += a[i];
+    for (size_t i = 0; i < n; i++)
+        s += a[i];
     return n ? s / n : NAN;
 }
 
 /* Times each vindex_remove() of nb batches of b labels from order; lat[i] in seconds. */
-static void remove_timed(vindex *v, const int64_t *order, size_t nb, size_t b, double *lat) {
+static void remove_timed(vindex *v, const int64_t *order, size_t nb, size_t b, double *lat)
+{
     char err[512];
     for (size_t i = 0; i < nb; i++) {
         size_t got = 0;
@@ -148,7 +160,8 @@ struct qloop {
     size_t n, cap;
 };
 
-static void *query_loop(void *arg) {
+static void *query_loop(void *arg)
+{
     struct qloop *l = arg;
     char err[512];
     int64_t L[K];
@@ -169,7 +182,8 @@ struct late_query {
 };
 
 /* One query, 1 ms after it was started (the delete it should meet has the lock by then). */
-static void *late_query(void *arg) {
+static void *late_query(void *arg)
+{
     struct late_query *l = arg;
     char err[512];
     int64_t L[K];
@@ -183,7 +197,8 @@ static void *late_query(void *arg) {
     return NULL;
 }
 
-static int delete_main(int argc, char **argv) {
+static int delete_main(int argc, char **argv)
+{
     if (argc != 10) {
         fprintf(stderr, "usage: %s delete VECTORS N QUERIES NQ ORDER SINGLES BATCHES BATCH\n",
                 argv[0]);
@@ -262,10 +277,9 @@ static int delete_main(int argc, char **argv) {
            "late_delete_p50_ms=%.3f\n",
            n, singles, pct(l1, singles, 0.5) * 1e3, pct(l1, singles, 0.99) * 1e3,
            pct(l1, singles, 1.0) * 1e3, single_mean * 1e3, nb, b, pct(lb, nb, 0.5) * 1e3,
-           pct(lb, nb, 1.0) * 1e3, batch_mean * 1e3, q50 * 1e3, ql.n,
-           pct(ql.lat, ql.n, 0.5) * 1e3, pct(ql.lat, ql.n, 1.0) * 1e3, pct(lc, nb, 0.5) * 1e3,
-           pct(lc, nb, 1.0) * 1e3, pct(ll, nb, 0.5) * 1e3, pct(ll, nb, 1.0) * 1e3,
-           pct(ld, nb, 0.5) * 1e3);
+           pct(lb, nb, 1.0) * 1e3, batch_mean * 1e3, q50 * 1e3, ql.n, pct(ql.lat, ql.n, 0.5) * 1e3,
+           pct(ql.lat, ql.n, 1.0) * 1e3, pct(lc, nb, 0.5) * 1e3, pct(lc, nb, 1.0) * 1e3,
+           pct(ll, nb, 0.5) * 1e3, pct(ll, nb, 1.0) * 1e3, pct(ld, nb, 0.5) * 1e3);
     vindex_free(v);
     free(l1);
     free(lb);
@@ -276,7 +290,8 @@ static int delete_main(int argc, char **argv) {
     return 0;
 }
 
-int main(int argc, char **argv) {
+int main(int argc, char **argv)
+{
     if (argc > 1 && strcmp(argv[1], "delete") == 0) return delete_main(argc, argv);
     if (argc != 11) {
         fprintf(stderr, "usage: %s VECTORS N QUERIES NQ GT SPEC EF NPROBE LAT_QUERIES SNAPDIR\n",
@@ -326,7 +341,8 @@ int main(int argc, char **argv) {
     size_t hit = 0;
     for (size_t i = 0; i < nq; i++)
         for (int a = 0; a < K; a++)
-            for (int b = 0; b < K; b++) hit += R[i * K + a] == gt[i * K + b];
+            for (int b = 0; b < K; b++)
+                hit += R[i * K + a] == gt[i * K + b];
 
     char path[512];
     snprintf(path, sizeof path, "%s/bench.snap", argv[10]);

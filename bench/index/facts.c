@@ -16,13 +16,15 @@
 
 #define D 384
 
-static double now(void) {
+static double now(void)
+{
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
-static float *rand_unit(size_t n, unsigned seed) {
+static float *rand_unit(size_t n, unsigned seed)
+{
     float *x = malloc(n * D * sizeof *x);
     srand(seed);
     for (size_t i = 0; i < n; i++) {
@@ -31,17 +33,20 @@ static float *rand_unit(size_t n, unsigned seed) {
             x[i * D + j] = (float)rand() / RAND_MAX - 0.5f;
             s += x[i * D + j] * x[i * D + j];
         }
-        for (int j = 0; j < D; j++) x[i * D + j] /= (float)sqrt(s);
+        for (int j = 0; j < D; j++)
+            x[i * D + j] /= (float)sqrt(s);
     }
     return x;
 }
 
-static const char *last(void) {
+static const char *last(void)
+{
     const char *e = faiss_get_last_error();
     return e ? e : "(no message)";
 }
 
-static FaissIndex *make(const char *spec) {
+static FaissIndex *make(const char *spec)
+{
     FaissIndex *ix = NULL;
     if (faiss_index_factory(&ix, D, spec, METRIC_INNER_PRODUCT)) {
         fprintf(stderr, "factory %s: %s\n", spec, last());
@@ -50,16 +55,19 @@ static FaissIndex *make(const char *spec) {
     return ix;
 }
 
-static int keep_1pct(int64_t label, void *user) {
+static int keep_1pct(int64_t label, void *user)
+{
     (void)user;
     return label % 100 == 0;
 }
 
-int main(void) {
+int main(void)
+{
     enum { N = 20000 };
     float *x = rand_unit(N, 1);
     idx_t *ids = malloc(N * sizeof *ids);
-    for (int i = 0; i < N; i++) ids[i] = 1000000 + i;
+    for (int i = 0; i < N; i++)
+        ids[i] = 1000000 + i;
 
     /* 1. bare HNSW: add_with_ids, remove_ids, range_search */
     FaissIndex *h = make("HNSW32,Flat");
@@ -90,7 +98,8 @@ int main(void) {
             continue;
         }
         idx_t rm[100];
-        for (int i = 0; i < 100; i++) rm[i] = ids[i * 7];
+        for (int i = 0; i < 100; i++)
+            rm[i] = ids[i * 7];
         FaissIDSelectorBatch *s2;
         faiss_IDSelectorBatch_new(&s2, 100, rm);
         rc = faiss_Index_remove_ids(ix, (FaissIDSelector *)s2, &nr);
@@ -133,8 +142,10 @@ int main(void) {
     char err[256];
     if (vshim_search(m, VSHIM_IDMAP, q, NQ, K, 16, 0, &vs, 0, L, S, err, sizeof err) == 0) {
         int short_rows = 0;
-        for (int i = 0; i < NQ; i++) short_rows += L[i * K + K - 1] < 0;
-        printf("filtered HNSW32 (1%% pass, efSearch 16, %d vectors): %d of %d rows shorter than k=%d\n",
+        for (int i = 0; i < NQ; i++)
+            short_rows += L[i * K + K - 1] < 0;
+        printf("filtered HNSW32 (1%% pass, efSearch 16, %d vectors): %d of %d rows shorter than "
+               "k=%d\n",
                N, short_rows, NQ, K);
     }
     free(q);

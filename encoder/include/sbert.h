@@ -57,8 +57,8 @@ enum { SBERT_POOL_MEAN = 0, SBERT_POOL_CLS = 1, SBERT_POOL_MAX = 2 };
  * The arithmetic of the dense layers.
  * SBERT_PRECISION_FP32: fp32 through BLAS, sentence-transformers' results to ~1e-7 (the default).
  * SBERT_PRECISION_INT8: the four dense layers of each transformer layer in int8: weights s8 with
- *   one scale per output channel (quantised at load), activations s8 with one scale per token, int32
- *   sums, dequantisation + bias (+ GELU) in fp32; embeddings, LayerNorm, attention's products,
+ *   one scale per output channel (quantised at load), activations s8 with one scale per token,
+ * int32 sums, dequantisation + bias (+ GELU) in fp32; embeddings, LayerNorm, attention's products,
  *   softmax, residuals and pooling stay fp32. A text's vector depends on that text alone (not on
  *   its batch or the thread count) and is the same bit for bit on every CPU kernel; its cosine to
  *   the fp32 vector is about 0.999. The kernel is chosen at load for the CPU (AVX512-VNNI, AVX2 or
@@ -78,7 +78,7 @@ struct sbert_model_params {
     int n_threads;    /* threads sbert_encode() uses when its params say 0; default 1 */
     sbert_log_fn log; /* NULL: no logging */
     void *log_user;
-    int precision;    /* SBERT_PRECISION_*; default SBERT_PRECISION_FP32 */
+    int precision; /* SBERT_PRECISION_*; default SBERT_PRECISION_FP32 */
 };
 
 /* Returns the defaults: 1 thread, no logging, fp32. */
@@ -100,17 +100,18 @@ int sbert_model_load(const char *dir, const struct sbert_model_params *params, s
 void sbert_model_free(sbert_model *m);
 
 struct sbert_model_info {
-    const char *name;          /* the directory's last path component */
-    const char *path;          /* the directory as given to sbert_model_load() */
-    char weights_sha256[65];   /* hex sha256 of model.safetensors, NUL-terminated */
-    int dim;                   /* embedding dimension (hidden_size) */
-    int max_seq_length;        /* tokens per text including [CLS] and [SEP] (sentence_bert_config) */
+    const char *name;        /* the directory's last path component */
+    const char *path;        /* the directory as given to sbert_model_load() */
+    char weights_sha256[65]; /* hex sha256 of model.safetensors, NUL-terminated */
+    int dim;                 /* embedding dimension (hidden_size) */
+    int max_seq_length;      /* tokens per text including [CLS] and [SEP] (sentence_bert_config) */
     int n_layers, n_heads, intermediate_size, vocab_size;
-    int pooling;               /* SBERT_POOL_* */
-    int normalize;             /* 1 when a Normalize module follows pooling */
+    int pooling;   /* SBERT_POOL_* */
+    int normalize; /* 1 when a Normalize module follows pooling */
     int do_lower_case, strip_accents, tokenize_chinese_chars;
-    int precision;             /* SBERT_PRECISION_* the model was loaded with */
-    const char *int8_kernel;   /* int8: the kernel in use ("avx512vnni", "avx2", "scalar"); else NULL */
+    int precision; /* SBERT_PRECISION_* the model was loaded with */
+    const char
+        *int8_kernel; /* int8: the kernel in use ("avx512vnni", "avx2", "scalar"); else NULL */
 };
 
 /* Returns a description of m. Borrowed: valid until sbert_model_free(m). */

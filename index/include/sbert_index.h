@@ -122,9 +122,9 @@ struct sbert_index_model {
     int pooling;                /* SBERT_INDEX_POOL_* */
     int normalize;              /* 0 or 1 */
     int max_seq_length;
-    int precision;              /* the encoder's arithmetic: SBERT_INDEX_PRECISION_* (0: fp32).
-                                   Vectors of two precisions are close, not equal: a store of one
-                                   refuses the other like another model (reindex to switch) */
+    int precision; /* the encoder's arithmetic: SBERT_INDEX_PRECISION_* (0: fp32).
+                      Vectors of two precisions are close, not equal: a store of one
+                      refuses the other like another model (reindex to switch) */
 };
 
 enum { SBERT_INDEX_PRECISION_FP32 = 0, SBERT_INDEX_PRECISION_INT8 = 1 };
@@ -147,10 +147,10 @@ struct sbert_index_params {
      * NULL: the spec recorded in the store, or "Flat" for a new store. A spec other than the
      * recorded one is recorded and the vector index is rebuilt from the stored vectors. */
     const char *index_spec;
-    int ef_search;       /* HNSW search depth; 0: the vector index's default */
-    int nprobe;          /* IVF lists probed per query; 0: the vector index's default */
+    int ef_search; /* HNSW search depth; 0: the vector index's default */
+    int nprobe;    /* IVF lists probed per query; 0: the vector index's default */
 
-    size_t map_size;     /* initial LMDB map size in bytes; 0: 1 GiB. It grows by itself. */
+    size_t map_size; /* initial LMDB map size in bytes; 0: 1 GiB. It grows by itself. */
 
     /* A snapshot of the vector index is written at close, and by a background thread when
      * snapshot_changes write operations (documents put or deleted) or snapshot_seconds have
@@ -212,17 +212,17 @@ void sbert_index_close(sbert_index *idx);
  * One document of a put batch. The caller fills the inputs; put fills the outputs.
  */
 struct sbert_index_put_item {
-    const char *id;       /* in: the client id (id_len bytes), or NULL to generate one */
+    const char *id; /* in: the client id (id_len bytes), or NULL to generate one */
     size_t id_len;
-    const char *text;     /* in: UTF-8, text_len bytes (empty allowed) */
+    const char *text; /* in: UTF-8, text_len bytes (empty allowed) */
     size_t text_len;
     const char *metadata; /* in: a JSON object (metadata_len bytes), or NULL for none */
     size_t metadata_len;
-    const float *vector;  /* in: dim floats, finite; L2-normalised before it is stored */
-    int dim;              /* in: vector's length, checked against the store's (EMODEL when they
-                             differ, e.g. a reindex to another dim ran meanwhile); 0: unchecked */
+    const float *vector; /* in: dim floats, finite; L2-normalised before it is stored */
+    int dim;             /* in: vector's length, checked against the store's (EMODEL when they
+                            differ, e.g. a reindex to another dim ran meanwhile); 0: unchecked */
     char gen_id[SBERT_INDEX_GEN_ID_SIZE]; /* out: the generated id when id was NULL, else "" */
-    int replaced;         /* out: 1 when a document with this id existed and was replaced */
+    int replaced; /* out: 1 when a document with this id existed and was replaced */
 };
 
 /*
@@ -257,7 +257,7 @@ int sbert_index_delete(sbert_index *idx, const char *const *ids, const size_t *l
 struct sbert_index_write_req {
     const char *req_id; /* 1..SBERT_INDEX_REQ_ID_MAX bytes, any bytes */
     size_t req_id_len;
-    uint64_t hash;      /* the caller's fingerprint of the request, returned by req_find */
+    uint64_t hash; /* the caller's fingerprint of the request, returned by req_find */
     /* Builds the reply to remember, called inside the write transaction once the call's outputs
      * are final (put: every item's gen_id and replaced; delete: existed and *n_deleted, which
      * must then not be NULL), before the commit; it may be called again when the transaction is
@@ -299,13 +299,13 @@ enum {
 struct sbert_index_doc {
     char *id;
     size_t id_len;
-    int found;        /* get: 0 when the id does not exist (then only id is set); else 1 */
-    float score;      /* query: cosine similarity; get/iterate: 0 */
+    int found;   /* get: 0 when the id does not exist (then only id is set); else 1 */
+    float score; /* query: cosine similarity; get/iterate: 0 */
     char *text;
     size_t text_len;
-    char *metadata;   /* compact JSON object, or NULL when the document has none */
+    char *metadata; /* compact JSON object, or NULL when the document has none */
     size_t metadata_len;
-    float *vector;    /* dim floats (the stored, normalised vector) */
+    float *vector; /* dim floats (the stored, normalised vector) */
 };
 
 struct sbert_index_results {
@@ -371,8 +371,8 @@ typedef struct sbert_index_filter sbert_index_filter;
  * SBERT_INDEX_FILTER_MAX_DEPTH, with more than SBERT_INDEX_FILTER_MAX_NODES nodes or longer than
  * SBERT_INDEX_FILTER_MAX_BYTES are refused before any recursion.
  */
-int sbert_index_filter_compile(const char *json, size_t len, sbert_index_filter **out,
-                               char *errbuf, size_t errlen);
+int sbert_index_filter_compile(const char *json, size_t len, sbert_index_filter **out, char *errbuf,
+                               size_t errlen);
 
 /* Frees f. NULL is allowed. */
 void sbert_index_filter_free(sbert_index_filter *f);
@@ -522,19 +522,19 @@ int sbert_index_reindex(sbert_index *idx, const struct sbert_index_model *new_mo
                         sbert_index_encode_fn encode, void *user, char *errbuf, size_t errlen);
 
 struct sbert_index_stats {
-    uint64_t count;          /* documents */
+    uint64_t count; /* documents */
     int dim;
     char model_name[256];
     char model_sha256[65];
-    char index_spec[128];    /* the FAISS factory string in use */
-    int index_trained;       /* 1 unless an IVF index is still searching exactly (untrained) */
-    uint64_t map_size;       /* LMDB map size, bytes */
-    uint64_t map_used;       /* bytes of the map in use (last page number * page size) */
-    uint64_t change;         /* the store's change counter (one per document put or deleted) */
-    uint64_t snapshot_change;/* the change the last snapshot covers (0: none) */
-    int64_t snapshot_time;   /* Unix time of the last snapshot written or loaded (0: none) */
-    uint64_t index_count;    /* live entries in the vector index: equals count after open */
-    uint64_t index_bytes;    /* the vector index's estimate of its memory use */
+    char index_spec[128];     /* the FAISS factory string in use */
+    int index_trained;        /* 1 unless an IVF index is still searching exactly (untrained) */
+    uint64_t map_size;        /* LMDB map size, bytes */
+    uint64_t map_used;        /* bytes of the map in use (last page number * page size) */
+    uint64_t change;          /* the store's change counter (one per document put or deleted) */
+    uint64_t snapshot_change; /* the change the last snapshot covers (0: none) */
+    int64_t snapshot_time;    /* Unix time of the last snapshot written or loaded (0: none) */
+    uint64_t index_count;     /* live entries in the vector index: equals count after open */
+    uint64_t index_bytes;     /* the vector index's estimate of its memory use */
 };
 
 /* Fills *st. */

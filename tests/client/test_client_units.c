@@ -53,8 +53,7 @@ static int read_all(const char *path, enum sbc_input_format fmt, const char *tc,
 {
     sbc_input *in;
     int r = sbc_input_open(path, fmt, tc, ic, &in, errbuf, errlen);
-    if (r < 0)
-        return r;
+    if (r < 0) return r;
     int n = 0;
     struct sbc_doc d;
     while ((r = sbc_input_next(in, &d, errbuf, errlen)) == 1) {
@@ -106,7 +105,11 @@ static void test_jsonl(void)
     CHECK_STR(docs[1], "d2|with id|{\"k\":1}");
     CHECK_STR(docs[2], "42|numeric id|");
 
-    struct { const char *content; int err; const char *needle; } bad[] = {
+    struct {
+        const char *content;
+        int err;
+        const char *needle;
+    } bad[] = {
         {"{\"text\":\"a\"}\n{\"txt\":\"typo\"}\n", SBC_INPUT_EFORMAT, ":2:"},
         {"[1,2]\n", SBC_INPUT_EFORMAT, "not a JSON object"},
         {"{\"text\":\"a\"\n", SBC_INPUT_EFORMAT, "not valid JSON"},
@@ -151,12 +154,15 @@ static void test_csv(void)
     CHECK(read_all(p, SBC_FORMAT_CSV, "2", NULL, docs, 8, err, sizeof err) == 4);
     CHECK_STR(docs[0], "|Hello, world|{\"id\":\"1\",\"lang\":\"en\"}");
 
-    CHECK(read_all(p, SBC_FORMAT_CSV, "body", NULL, docs, 8, err, sizeof err) ==
-          SBC_INPUT_ECOLUMN);
+    CHECK(read_all(p, SBC_FORMAT_CSV, "body", NULL, docs, 8, err, sizeof err) == SBC_INPUT_ECOLUMN);
     CHECK(strstr(err, "\"body\"") != NULL);
     CHECK(read_all(p, SBC_FORMAT_CSV, NULL, NULL, docs, 8, err, sizeof err) == SBC_INPUT_EINVAL);
 
-    struct { const char *content; int err; const char *needle; } bad[] = {
+    struct {
+        const char *content;
+        int err;
+        const char *needle;
+    } bad[] = {
         {"text,x\na,b\nc\n", SBC_INPUT_EFORMAT, ":3: 1 fields where the header has 2"},
         {"text\n\"open\n", SBC_INPUT_EFORMAT, "unterminated"},
         {"text\n\"a\"b\n", SBC_INPUT_EFORMAT, "after the closing quote"},
@@ -194,7 +200,7 @@ static void test_table(void)
 {
     CHECK(sbc_display_width("abc", 3) == 3);
     CHECK(sbc_display_width("\xE6\x97\xA5\xE6\x9C\xAC", 6) == 4); /* two CJK: 2 columns each */
-    CHECK(sbc_display_width("e\xCC\x81", 3) == 1);                 /* e + combining acute */
+    CHECK(sbc_display_width("e\xCC\x81", 3) == 1);                /* e + combining acute */
 
     struct sbc_column cols[] = {{"TEXT", SBC_COL_SHRINK}, {"SCORE", SBC_COL_RIGHT}};
     sbc_table *t;
@@ -251,9 +257,11 @@ static void test_rotate(void)
           strcmp(name, "sbertd-19700101T000000Z") == 0);
     CHECK(sbc_rotate_name(0, 12, name, sizeof name) == 0 &&
           strcmp(name, "sbertd-19700101T000000Z-12") == 0);
-    CHECK(sbc_rotate_is_name("sbertd-20261203T041500Z") && sbc_rotate_is_name("sbertd-20261203T041500Z-3"));
+    CHECK(sbc_rotate_is_name("sbertd-20261203T041500Z") &&
+          sbc_rotate_is_name("sbertd-20261203T041500Z-3"));
     CHECK(!sbc_rotate_is_name("sbertd-20261203T041500Z-0") && !sbc_rotate_is_name("sbertd-2026"));
-    CHECK(!sbc_rotate_is_name("sbertd-20261203T041500Zx") && !sbc_rotate_is_name("x-20261203T041500Z"));
+    CHECK(!sbc_rotate_is_name("sbertd-20261203T041500Zx") &&
+          !sbc_rotate_is_name("x-20261203T041500Z"));
 
     snprintf(root, sizeof root, "%s/rot", dir);
     CHECK(mkdir(root, 0755) == 0);
@@ -321,8 +329,7 @@ int main(void)
     test_rotate();
     char cmd[600];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    if (system(cmd) != 0)
-        fprintf(stderr, "could not remove %s\n", dir);
+    if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", dir);
     if (failures) {
         fprintf(stderr, "%d check(s) failed\n", failures);
         return 1;

@@ -29,7 +29,8 @@ static void *run(void *arg)
     struct job *j = arg;
     struct sbert_encode_params ep = {.n_threads = j->n_threads};
     for (int rep = 0; rep < 2 && !j->rc; rep++)
-        j->rc = sbert_encode(model, (const char *const *)texts, lens, count, j->out, &ep, NULL, NULL);
+        j->rc =
+            sbert_encode(model, (const char *const *)texts, lens, count, j->out, &ep, NULL, NULL);
     return NULL;
 }
 
@@ -54,8 +55,8 @@ int main(int argc, char **argv)
     CHECK(sbert_model_load(argv[1], NULL, &model, err, sizeof err) == 0, "load: %s", err);
     dim = sbert_model_info(model)->dim;
     size_t sz = count * (size_t)dim;
-    struct job alone = {1, malloc(sz * 4), 0}, a = {1, malloc(sz * 4), 0}, b = {1, malloc(sz * 4), 0},
-               two = {2, malloc(sz * 4), 0};
+    struct job alone = {1, malloc(sz * 4), 0}, a = {1, malloc(sz * 4), 0},
+               b = {1, malloc(sz * 4), 0}, two = {2, malloc(sz * 4), 0};
     run(&alone);
     CHECK(alone.rc == 0, "encode: %s", sbert_strerror(alone.rc));
     pthread_t ta, tb;
@@ -69,7 +70,8 @@ int main(int argc, char **argv)
     run(&two);
     CHECK(two.rc == 0, "2-thread encode: %s", sbert_strerror(two.rc));
     double mx = 0;
-    for (size_t i = 0; i < sz; i++) mx = fmax(mx, fabs((double)two.out[i] - alone.out[i]));
+    for (size_t i = 0; i < sz; i++)
+        mx = fmax(mx, fabs((double)two.out[i] - alone.out[i]));
     printf("%zu texts: two concurrent callers identical to one; 2 vs 1 threads max |diff| %.3g\n",
            count, mx);
     CHECK(mx < 1e-5, "2 threads differ from 1 by %g", mx);
@@ -78,10 +80,12 @@ int main(int argc, char **argv)
     float one[1024];
     CHECK(dim <= 1024, "dim");
     for (size_t i = 0; i < count; i += 97) {
-        CHECK(sbert_encode(model, (const char *const *)&texts[i], &lens[i], 1, one, NULL, NULL, NULL) == 0,
+        CHECK(sbert_encode(model, (const char *const *)&texts[i], &lens[i], 1, one, NULL, NULL,
+                           NULL) == 0,
               "single encode");
         double d = 0;
-        for (int j = 0; j < dim; j++) d = fmax(d, fabs((double)one[j] - alone.out[i * dim + j]));
+        for (int j = 0; j < dim; j++)
+            d = fmax(d, fabs((double)one[j] - alone.out[i * dim + j]));
         CHECK(d < 1e-5, "text %zu alone differs by %g from the batched result", i, d);
     }
 
@@ -92,7 +96,8 @@ int main(int argc, char **argv)
     CHECK(sbert_encode(model, NULL, NULL, 0, NULL, NULL, NULL, NULL) == 0, "n = 0");
     CHECK(sbert_encode(NULL, bad, NULL, 1, one, NULL, NULL, NULL) == SBERT_EINVAL, "NULL model");
 
-    for (size_t i = 0; i < count; i++) free(texts[i]);
+    for (size_t i = 0; i < count; i++)
+        free(texts[i]);
     free(texts);
     free(lens);
     free(jl);

@@ -26,7 +26,8 @@ int main(int argc, char **argv)
     char *save = NULL, *line = strtok_r(jl, "\n", &save);
     cJSON *hdr = cJSON_Parse(line);
     CHECK(hdr && cJSON_IsObject(hdr), "bad header line");
-    const cJSON *ver = cJSON_GetObjectItem(hdr, "version"), *fmt = cJSON_GetObjectItem(hdr, "format");
+    const cJSON *ver = cJSON_GetObjectItem(hdr, "version"),
+                *fmt = cJSON_GetObjectItem(hdr, "format");
     CHECK(cJSON_IsString(fmt) && !strcmp(fmt->valuestring, "sbert-embeddings-golden") &&
               cJSON_IsNumber(ver) && ver->valueint == 1,
           "unknown golden format/version");
@@ -93,7 +94,8 @@ int main(int argc, char **argv)
            count, ep.n_threads, worst_cos, 1 - worst_cos, worst_cos_i, worst_abs, worst_abs_i);
     CHECK(fails == 0, "%zu of %zu embeddings differ from sentence-transformers", fails, count);
 
-    for (size_t i = 0; i < count; i++) free(texts[i]);
+    for (size_t i = 0; i < count; i++)
+        free(texts[i]);
     free(texts);
     free(lens);
     free(out);

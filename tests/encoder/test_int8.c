@@ -80,8 +80,8 @@ int main(int argc, char **argv)
     struct cos_stats cs = cos_stats(out, ref, n, dim);
     printf("%zu golden texts, cosine int8 vs fp32: mean %.5f, p5 %.5f, min %.5f (text %zu)\n", n,
            cs.mean, cs.p5, cs.min, cs.argmin);
-    CHECK(cs.mean >= 0.995 && cs.min >= 0.98, "int8 too far from fp32: mean %.5f min %.5f",
-          cs.mean, cs.min);
+    CHECK(cs.mean >= 0.995 && cs.min >= 0.98, "int8 too far from fp32: mean %.5f min %.5f", cs.mean,
+          cs.min);
 
     /* The thread count and the batch change no bit. Subsets keep the sanitizer run short: the
      * 1-thread pass takes the groups path, 2 threads share each text's layers (below). */
@@ -98,8 +98,9 @@ int main(int argc, char **argv)
     encode(m, texts + mid, lens + mid, n - mid, o2 + mid * dim, 2);
     CHECK(!memcmp(out + mid * dim, o2 + mid * dim, (n - mid) * (size_t)dim * sizeof(float)),
           "a shifted batch differs");
-    printf("batch and thread invariance: bit-identical (%zu texts alone, %zu with 1 vs 2 threads)\n",
-           alone, nsub);
+    printf(
+        "batch and thread invariance: bit-identical (%zu texts alone, %zu with 1 vs 2 threads)\n",
+        alone, nsub);
     sbert_model_free(m);
 
     /* Every kernel the CPU has, against the default kernel's vectors. */
@@ -135,7 +136,8 @@ int main(int argc, char **argv)
     CHECK(sbert_model_load(argv[1], &mp, &m, err, sizeof err) == SBERT_EINVAL && !m,
           "an unknown precision must fail the load");
 
-    for (size_t i = 0; i < n; i++) free(texts[i]);
+    for (size_t i = 0; i < n; i++)
+        free(texts[i]);
     free(texts);
     free(lens);
     free(out);

@@ -27,12 +27,15 @@ static int by_v(const void *a, const void *b)
 static void rank(const double *v, size_t n, double *r)
 {
     struct keyed *k = malloc(n * sizeof *k);
-    for (size_t i = 0; i < n; i++) k[i] = (struct keyed){v[i], i};
+    for (size_t i = 0; i < n; i++)
+        k[i] = (struct keyed){v[i], i};
     qsort(k, n, sizeof *k, by_v);
     for (size_t i = 0; i < n;) {
         size_t j = i;
-        while (j + 1 < n && k[j + 1].v == k[i].v) j++;
-        for (size_t t = i; t <= j; t++) r[k[t].i] = (double)(i + j) / 2 + 1;
+        while (j + 1 < n && k[j + 1].v == k[i].v)
+            j++;
+        for (size_t t = i; t <= j; t++)
+            r[k[t].i] = (double)(i + j) / 2 + 1;
         i = j + 1;
     }
     free(k);
@@ -43,7 +46,8 @@ static double spearman(const double *a, const double *b, size_t n)
     double *ra = malloc(n * sizeof *ra), *rb = malloc(n * sizeof *rb), ma = 0, mb = 0;
     rank(a, n, ra);
     rank(b, n, rb);
-    for (size_t i = 0; i < n; i++) ma += ra[i] / (double)n, mb += rb[i] / (double)n;
+    for (size_t i = 0; i < n; i++)
+        ma += ra[i] / (double)n, mb += rb[i] / (double)n;
     double sab = 0, saa = 0, sbb = 0;
     for (size_t i = 0; i < n; i++) {
         sab += (ra[i] - ma) * (rb[i] - mb);
@@ -86,7 +90,8 @@ static double score(const float *e, int dim, char **uniq, size_t nu, char **s1, 
         char **b = bsearch(&s2[p], uniq, nu, sizeof *uniq, by_str);
         const float *x = e + (size_t)(a - uniq) * dim, *y = e + (size_t)(b - uniq) * dim;
         double xy = 0, xx = 0, yy = 0;
-        for (int j = 0; j < dim; j++) xy += (double)x[j] * y[j], xx += (double)x[j] * x[j], yy += (double)y[j] * y[j];
+        for (int j = 0; j < dim; j++)
+            xy += (double)x[j] * y[j], xx += (double)x[j] * x[j], yy += (double)y[j] * y[j];
         cs[p] = xy / sqrt(xx * yy);
     }
     double r = 100 * spearman(cs, gold, np);
@@ -116,7 +121,8 @@ int main(int argc, char **argv)
         s2[np++] = t2 + 1;
     }
     char **uniq = malloc(2 * np * sizeof *uniq);
-    for (size_t p = 0; p < np; p++) uniq[2 * p] = s1[p], uniq[2 * p + 1] = s2[p];
+    for (size_t p = 0; p < np; p++)
+        uniq[2 * p] = s1[p], uniq[2 * p + 1] = s2[p];
     qsort(uniq, 2 * np, sizeof *uniq, by_str);
     size_t nu = 0;
     for (size_t i = 0; i < 2 * np; i++)
@@ -126,10 +132,12 @@ int main(int argc, char **argv)
     float *f = encode_all(argv[1], SBERT_PRECISION_FP32, uniq, nu, &dim);
     float *q = encode_all(argv[1], SBERT_PRECISION_INT8, uniq, nu, &dim);
     struct cos_stats cs = cos_stats(q, f, nu, dim);
-    const double sf = score(f, dim, uniq, nu, s1, s2, gold, np), sq = score(q, dim, uniq, nu, s1, s2, gold, np);
-    printf("STS-B test: %zu pairs, %zu sentences; cosine int8 vs fp32: mean %.5f, p5 %.5f, min %.5f\n"
-           "Spearman x100: fp32 %.2f, int8 %.2f\n",
-           np, nu, cs.mean, cs.p5, cs.min, sf, sq);
+    const double sf = score(f, dim, uniq, nu, s1, s2, gold, np),
+                 sq = score(q, dim, uniq, nu, s1, s2, gold, np);
+    printf(
+        "STS-B test: %zu pairs, %zu sentences; cosine int8 vs fp32: mean %.5f, p5 %.5f, min %.5f\n"
+        "Spearman x100: fp32 %.2f, int8 %.2f\n",
+        np, nu, cs.mean, cs.p5, cs.min, sf, sq);
     CHECK(fabs(sf - 82.03) <= 0.05, "fp32 Spearman %.3f is not MTEB's 82.03", sf);
     CHECK(cs.mean >= 0.995 && cs.min >= 0.98, "int8 too far from fp32");
     CHECK(sq >= 81.95, "int8 Spearman %.3f below 81.95", sq);

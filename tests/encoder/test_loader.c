@@ -18,8 +18,9 @@
 
 enum { V = 16, H = 8, NH = 2, NL = 2, NI = 16, P = 16 };
 
-static const char *const vocab[V] = {"[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "cat",
-                                     "sat", "on", "mat", "##s", ".", "a", "dog", "hello", "world"};
+static const char *const vocab[V] = {"[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the",
+                                     "cat",   "sat",   "on",    "mat",   "##s",    ".",
+                                     "a",     "dog",   "hello", "world"};
 
 struct tensor {
     char name[96];
@@ -34,8 +35,8 @@ static int nT;
 static char dir[256];
 static uint32_t rng = 12345;
 
-/* Multiples of 1/128 in [-0.5, 0.5), also after adding 1: exact in F16 and BF16, so every dtype loads the same
- * weights. */
+/* Multiples of 1/128 in [-0.5, 0.5), also after adding 1: exact in F16 and BF16, so every dtype
+ * loads the same weights. */
 static float rnd(void)
 {
     rng = rng * 1664525u + 1013904223u;
@@ -51,7 +52,8 @@ static void add(const char *name, int64_t a, int64_t b, float base)
     t->shape[1] = b;
     t->n = (size_t)(a * (b ? b : 1));
     t->v = malloc(t->n * sizeof(float));
-    for (size_t i = 0; i < t->n; i++) t->v[i] = base + rnd();
+    for (size_t i = 0; i < t->n; i++)
+        t->v[i] = base + rnd();
 }
 
 static void make_weights(void)
@@ -142,10 +144,12 @@ static void write_dir(void)
     mkdir(p, 0755);
     write_config("gelu");
     write_pooling("mean");
-    put("modules.json",
-        "[{\"idx\":0,\"name\":\"0\",\"path\":\"\",\"type\":\"sentence_transformers.models.Transformer\"},"
-        "{\"idx\":1,\"name\":\"1\",\"path\":\"1_Pooling\",\"type\":\"sentence_transformers.models.Pooling\"},"
-        "{\"idx\":2,\"name\":\"2\",\"path\":\"2_Normalize\",\"type\":\"sentence_transformers.models.Normalize\"}]");
+    put("modules.json", "[{\"idx\":0,\"name\":\"0\",\"path\":\"\",\"type\":\"sentence_transformers."
+                        "models.Transformer\"},"
+                        "{\"idx\":1,\"name\":\"1\",\"path\":\"1_Pooling\",\"type\":\"sentence_"
+                        "transformers.models.Pooling\"},"
+                        "{\"idx\":2,\"name\":\"2\",\"path\":\"2_Normalize\",\"type\":\"sentence_"
+                        "transformers.models.Normalize\"}]");
     put("sentence_bert_config.json", "{\"max_seq_length\": 12, \"do_lower_case\": false}");
     put("tokenizer_config.json", "{\"do_lower_case\": true, \"strip_accents\": null}");
     put("special_tokens_map.json",
@@ -159,8 +163,17 @@ static void write_dir(void)
     put("vocab.txt", v);
 }
 
-enum { M_NONE, M_TRUNCATE, M_BADJSON, M_HUGEHDR, M_PAST_EOF, M_DTYPE_I32, M_SHAPE, M_MISSING,
-       M_EMPTY };
+enum {
+    M_NONE,
+    M_TRUNCATE,
+    M_BADJSON,
+    M_HUGEHDR,
+    M_PAST_EOF,
+    M_DTYPE_I32,
+    M_SHAPE,
+    M_MISSING,
+    M_EMPTY
+};
 
 /* Writes model.safetensors in dtype ("F32", "F16", "BF16"), names prefixed with prefix, with
  * one mutation. */
@@ -192,7 +205,9 @@ static void write_st(const char *dtype, const char *prefix, int mut)
         size_t bytes = T[i].n * (mut == M_DTYPE_I32 && i == 3 ? 4 : es);
         cJSON *o = cJSON_AddArrayToObject(e, "data_offsets");
         cJSON_AddItemToArray(o, cJSON_CreateNumber((double)off));
-        cJSON_AddItemToArray(o, cJSON_CreateNumber((double)(off + bytes + (mut == M_PAST_EOF && i == nT - 1 ? 64 : 0))));
+        cJSON_AddItemToArray(
+            o, cJSON_CreateNumber(
+                   (double)(off + bytes + (mut == M_PAST_EOF && i == nT - 1 ? 64 : 0))));
         off += bytes;
         char name[128];
         snprintf(name, sizeof name, "%.16s%.96s", prefix, T[i].name);
@@ -212,11 +227,13 @@ static void write_st(const char *dtype, const char *prefix, int mut)
         return;
     }
     uint64_t hl64 = mut == M_HUGEHDR ? (uint64_t)1 << 40 : hl;
-    for (int i = 0; i < 8; i++) fputc((int)(hl64 >> (8 * i)) & 255, f);
+    for (int i = 0; i < 8; i++)
+        fputc((int)(hl64 >> (8 * i)) & 255, f);
     fwrite(js, 1, hl, f);
     free(js);
     if (*prefix)
-        for (int i = 0; i < 128; i++) fputc(0, f);
+        for (int i = 0; i < 128; i++)
+            fputc(0, f);
     for (int i = 0; i < nT; i++) {
         if (mut == M_MISSING && i == 7) continue;
         for (size_t k = 0; k < T[i].n; k++) {
@@ -251,18 +268,22 @@ static void write_st(const char *dtype, const char *prefix, int mut)
 static void ln(double *x, const float *g, const float *b)
 {
     double mu = 0, var = 0;
-    for (int i = 0; i < H; i++) mu += x[i];
+    for (int i = 0; i < H; i++)
+        mu += x[i];
     mu /= H;
-    for (int i = 0; i < H; i++) var += (x[i] - mu) * (x[i] - mu);
+    for (int i = 0; i < H; i++)
+        var += (x[i] - mu) * (x[i] - mu);
     var /= H;
-    for (int i = 0; i < H; i++) x[i] = (x[i] - mu) / sqrt(var + 1e-12) * g[i] + b[i];
+    for (int i = 0; i < H; i++)
+        x[i] = (x[i] - mu) / sqrt(var + 1e-12) * g[i] + b[i];
 }
 
 static void dense(const double *x, int in, const float *w, const float *b, int out, double *y)
 {
     for (int o = 0; o < out; o++) {
         double s = b[o];
-        for (int i = 0; i < in; i++) s += x[i] * w[o * in + i];
+        for (int i = 0; i < in; i++)
+            s += x[i] * w[o * in + i];
         y[o] = s;
     }
 }
@@ -281,9 +302,11 @@ static void reference(const int32_t *ids, int n, int pooling, int tanh_gelu, dou
 #define LW(s) (snprintf(nm, sizeof nm, "encoder.layer.%d.%s", l, s), W(nm))
     for (int l = 0; l < NL; l++) {
         for (int p = 0; p < n; p++) {
-            dense(x[p], H, LW("attention.self.query.weight"), LW("attention.self.query.bias"), H, q[p]);
+            dense(x[p], H, LW("attention.self.query.weight"), LW("attention.self.query.bias"), H,
+                  q[p]);
             dense(x[p], H, LW("attention.self.key.weight"), LW("attention.self.key.bias"), H, k[p]);
-            dense(x[p], H, LW("attention.self.value.weight"), LW("attention.self.value.bias"), H, v[p]);
+            dense(x[p], H, LW("attention.self.value.weight"), LW("attention.self.value.bias"), H,
+                  v[p]);
         }
         const int dh = H / NH;
         for (int h = 0; h < NH; h++)
@@ -291,23 +314,30 @@ static void reference(const int32_t *ids, int n, int pooling, int tanh_gelu, dou
                 double s[16], mx = -1e300, sum = 0;
                 for (int j = 0; j < n; j++) {
                     s[j] = 0;
-                    for (int d = 0; d < dh; d++) s[j] += q[i][h * dh + d] * k[j][h * dh + d];
+                    for (int d = 0; d < dh; d++)
+                        s[j] += q[i][h * dh + d] * k[j][h * dh + d];
                     s[j] /= sqrt((double)dh);
                     mx = s[j] > mx ? s[j] : mx;
                 }
-                for (int j = 0; j < n; j++) sum += (s[j] = exp(s[j] - mx));
+                for (int j = 0; j < n; j++)
+                    sum += (s[j] = exp(s[j] - mx));
                 for (int d = 0; d < dh; d++) {
                     double a = 0;
-                    for (int j = 0; j < n; j++) a += s[j] / sum * v[j][h * dh + d];
+                    for (int j = 0; j < n; j++)
+                        a += s[j] / sum * v[j][h * dh + d];
                     c[i][h * dh + d] = a;
                 }
             }
         for (int p = 0; p < n; p++) {
             double y[H];
-            dense(c[p], H, LW("attention.output.dense.weight"), LW("attention.output.dense.bias"), H, y);
-            for (int j = 0; j < H; j++) x[p][j] += y[j];
-            ln(x[p], LW("attention.output.LayerNorm.weight"), LW("attention.output.LayerNorm.bias"));
-            dense(x[p], H, LW("intermediate.dense.weight"), LW("intermediate.dense.bias"), NI, t[p]);
+            dense(c[p], H, LW("attention.output.dense.weight"), LW("attention.output.dense.bias"),
+                  H, y);
+            for (int j = 0; j < H; j++)
+                x[p][j] += y[j];
+            ln(x[p], LW("attention.output.LayerNorm.weight"),
+               LW("attention.output.LayerNorm.bias"));
+            dense(x[p], H, LW("intermediate.dense.weight"), LW("intermediate.dense.bias"), NI,
+                  t[p]);
             for (int j = 0; j < NI; j++) {
                 double z = t[p][j];
                 t[p][j] = tanh_gelu
@@ -315,7 +345,8 @@ static void reference(const int32_t *ids, int n, int pooling, int tanh_gelu, dou
                               : 0.5 * z * (1 + erf(z / sqrt(2.0)));
             }
             dense(t[p], NI, LW("output.dense.weight"), LW("output.dense.bias"), H, y);
-            for (int j = 0; j < H; j++) x[p][j] += y[j];
+            for (int j = 0; j < H; j++)
+                x[p][j] += y[j];
             ln(x[p], LW("output.LayerNorm.weight"), LW("output.LayerNorm.bias"));
         }
     }
@@ -328,7 +359,8 @@ static void reference(const int32_t *ids, int n, int pooling, int tanh_gelu, dou
         out[j] = pooling == SBERT_POOL_MEAN ? a / n : a;
         n2 += out[j] * out[j];
     }
-    for (int j = 0; j < H; j++) out[j] /= sqrt(n2);
+    for (int j = 0; j < H; j++)
+        out[j] /= sqrt(n2);
 }
 
 /* ---- checks -------------------------------------------------------------------------------- */
@@ -388,7 +420,8 @@ static void compare_reference(int pooling, int tanh_gelu)
 
 int main(void)
 {
-    snprintf(dir, sizeof dir, "%s/sbert-loader-XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
+    snprintf(dir, sizeof dir, "%s/sbert-loader-XXXXXX",
+             getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
     CHECK(mkdtemp(dir), "mkdtemp");
     make_weights();
     write_dir();
@@ -398,7 +431,8 @@ int main(void)
     encode_tiny(a);
     for (int i = 0; i < 4; i++) {
         double n2 = 0;
-        for (int j = 0; j < H; j++) n2 += (double)a[i * H + j] * a[i * H + j];
+        for (int j = 0; j < H; j++)
+            n2 += (double)a[i * H + j] * a[i * H + j];
         CHECK(fabs(n2 - 1) < 1e-5, "row %d not normalised: |x|^2 = %g", i, n2);
     }
     static const char *const dt[] = {"F16", "BF16"};
@@ -406,8 +440,8 @@ int main(void)
         write_st(dt[d], "", M_NONE);
         encode_tiny(b);
         for (int i = 0; i < 4 * H; i++)
-            CHECK(a[i] == b[i], "%s weights give other results than F32: [%d] %.9g vs %.9g", dt[d], i,
-                  b[i], a[i]);
+            CHECK(a[i] == b[i], "%s weights give other results than F32: [%d] %.9g vs %.9g", dt[d],
+                  i, b[i], a[i]);
     }
     write_st("F32", "bert.", M_NONE);
     encode_tiny(b);
@@ -451,14 +485,16 @@ int main(void)
     rm("1_Pooling/config.json");
     expect_fail("missing pooling config", SBERT_EIO, "1_Pooling");
     write_pooling("mean");
-    put("modules.json", "[{\"type\": \"sentence_transformers.models.Dense\", \"path\": \"2_Dense\"}]");
+    put("modules.json",
+        "[{\"type\": \"sentence_transformers.models.Dense\", \"path\": \"2_Dense\"}]");
     expect_fail("unsupported module", SBERT_EUNSUPPORTED, "Dense");
     rm("modules.json"); /* sentence-transformers' fallback: mean pooling, no Normalize */
     {
         sbert_model *m;
         char err[512];
         CHECK(sbert_model_load(dir, NULL, &m, err, sizeof err) == 0, "no modules.json: %s", err);
-        CHECK(sbert_model_info(m)->normalize == 0 && sbert_model_info(m)->pooling == SBERT_POOL_MEAN,
+        CHECK(sbert_model_info(m)->normalize == 0 &&
+                  sbert_model_info(m)->pooling == SBERT_POOL_MEAN,
               "no modules.json: normalize %d pooling %d", sbert_model_info(m)->normalize,
               sbert_model_info(m)->pooling);
         sbert_model_free(m);
@@ -469,19 +505,25 @@ int main(void)
         char err[512] = "";
         int rc = sbert_model_load(dir, NULL, &m, err, sizeof err);
         printf("%-28s -> %d (%s): %s\n", "missing vocab.txt", rc, sbert_strerror(rc), err);
-        CHECK(rc < 0 && m == NULL && strstr(err, "vocab.txt"), "missing vocab.txt: rc %d: %s", rc, err);
+        CHECK(rc < 0 && m == NULL && strstr(err, "vocab.txt"), "missing vocab.txt: rc %d: %s", rc,
+              err);
     }
 
-    static const char *const files[] = {"config.json", "1_Pooling/config.json", "sentence_bert_config.json",
-                                        "tokenizer_config.json", "special_tokens_map.json",
-                                        "model.safetensors", "1_Pooling"};
+    static const char *const files[] = {"config.json",
+                                        "1_Pooling/config.json",
+                                        "sentence_bert_config.json",
+                                        "tokenizer_config.json",
+                                        "special_tokens_map.json",
+                                        "model.safetensors",
+                                        "1_Pooling"};
     for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
         char p[512];
         snprintf(p, sizeof p, "%s/%s", dir, files[i]);
         remove(p);
     }
     CHECK(rmdir(dir) == 0, "temp dir %s not empty", dir);
-    for (int i = 0; i < nT; i++) free(T[i].v);
+    for (int i = 0; i < nT; i++)
+        free(T[i].v);
     printf("ok\n");
     return 0;
 }

@@ -32,40 +32,49 @@ static int8_t val(void)
 int main(void)
 {
 #if defined(__x86_64__)
-    CHECK(sbert_qisa_available(SBERT_QISA_AVX2), "this x86-64 CPU has no AVX2: the CI path cannot run");
+    CHECK(sbert_qisa_available(SBERT_QISA_AVX2),
+          "this x86-64 CPU has no AVX2: the CI path cannot run");
 #endif
-    const int Ks[] = {4, 12, 64, 384, 1536}, Ns[] = {5, 16, 33, 64, 100, 384}, Ms[] = {1, 2, 3, 4, 5, 7, 9, 70};
+    const int Ks[] = {4, 12, 64, 384, 1536}, Ns[] = {5, 16, 33, 64, 100, 384},
+              Ms[] = {1, 2, 3, 4, 5, 7, 9, 70};
     int checked[SBERT_QISA_N] = {0};
     for (size_t ki = 0; ki < sizeof Ks / sizeof *Ks; ki++)
         for (size_t ni = 0; ni < sizeof Ns / sizeof *Ns; ni++) {
             const int K = Ks[ki], N = Ns[ni];
             float *wf = malloc((size_t)N * K * sizeof *wf);
-            for (int i = 0; i < N * K; i++) wf[i] = (float)val();
+            for (int i = 0; i < N * K; i++)
+                wf[i] = (float)val();
             struct sbert_qweight q;
             CHECK(sbert_qweight_init(&q, wf, NULL, N, K, NULL) == 0, "qweight_init");
             /* Each weight row has a +-127 entry? Not always: recover the s8 weights exactly
              * from the packed bytes instead, then compare the packing with wf up to its scale. */
             for (int j = 0; j < N; j++)
                 for (int kk = 0; kk < K; kk++) {
-                    const int8_t b = q.w[(size_t)(j / 16) * 16 * K + (size_t)(kk / 4) * 64 + (j % 16) * 4 + kk % 4];
-                    CHECK(fabsf(b * q.scale[j] - wf[(size_t)j * K + kk]) <= 0.5f * q.scale[j] + 1e-4f,
+                    const int8_t b = q.w[(size_t)(j / 16) * 16 * K + (size_t)(kk / 4) * 64 +
+                                         (j % 16) * 4 + kk % 4];
+                    CHECK(fabsf(b * q.scale[j] - wf[(size_t)j * K + kk]) <=
+                              0.5f * q.scale[j] + 1e-4f,
                           "packing of w[%d][%d]", j, kk);
                 }
             for (size_t mi = 0; mi < sizeof Ms / sizeof *Ms; mi++) {
                 const int M = Ms[mi];
                 const size_t lda = (size_t)K + 8; /* a stride wider than K, as a sub-matrix */
                 int8_t *a = malloc((size_t)M * lda);
-                for (size_t i = 0; i < (size_t)M * lda; i++) a[i] = val();
+                for (size_t i = 0; i < (size_t)M * lda; i++)
+                    a[i] = val();
                 const int ldc = q.np + 3;
-                int32_t *ref = malloc((size_t)M * ldc * sizeof *ref), *c = malloc((size_t)M * ldc * sizeof *c);
+                int32_t *ref = malloc((size_t)M * ldc * sizeof *ref),
+                        *c = malloc((size_t)M * ldc * sizeof *c);
                 sbert_qgemm_scalar(a, lda, M, &q, 0, q.np, ref, ldc);
                 for (int i = 0; i < M; i++)
                     for (int j = 0; j < N; j++) {
                         int64_t s = 0;
                         for (int kk = 0; kk < K; kk++)
                             s += (int64_t)a[(size_t)i * lda + kk] *
-                                 q.w[(size_t)(j / 16) * 16 * K + (size_t)(kk / 4) * 64 + (j % 16) * 4 + kk % 4];
-                        CHECK(ref[(size_t)i * ldc + j] == s, "scalar K=%d N=%d M=%d (%d,%d)", K, N, M, i, j);
+                                 q.w[(size_t)(j / 16) * 16 * K + (size_t)(kk / 4) * 64 +
+                                     (j % 16) * 4 + kk % 4];
+                        CHECK(ref[(size_t)i * ldc + j] == s, "scalar K=%d N=%d M=%d (%d,%d)", K, N,
+                              M, i, j);
                     }
                 checked[SBERT_QISA_SCALAR]++;
                 for (int isa = 1; isa < SBERT_QISA_N; isa++) {
@@ -99,9 +108,10 @@ int main(void)
     float x[6] = {0.5f, -2.0f, 1.0f, 0.0f, 1.99f, -0.01f};
     int8_t qx[6];
     float sc = sbert_quantize_row(x, 6, qx);
-    CHECK(fabsf(sc - 2.0f / 127) < 1e-7f && qx[1] == -127 && qx[2] == 64 && qx[3] == 0 && qx[4] == 126 &&
-              qx[5] == -1,
-          "quantize_row: scale %g q %d %d %d %d %d %d", sc, qx[0], qx[1], qx[2], qx[3], qx[4], qx[5]);
+    CHECK(fabsf(sc - 2.0f / 127) < 1e-7f && qx[1] == -127 && qx[2] == 64 && qx[3] == 0 &&
+              qx[4] == 126 && qx[5] == -1,
+          "quantize_row: scale %g q %d %d %d %d %d %d", sc, qx[0], qx[1], qx[2], qx[3], qx[4],
+          qx[5]);
     float z[4] = {0};
     CHECK(sbert_quantize_row(z, 4, qx) == 0 && !qx[0] && !qx[3], "zero row");
     float mul[6] = {1, 0.5f, 1, 1, 1, 1};

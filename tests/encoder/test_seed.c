@@ -11,9 +11,9 @@
 #include <string.h>
 
 static const char *const sentences[8] = {
-    "The cat sits outside",        "A man is playing guitar",   "I love pasta",
-    "The new movie is awesome",    "The cat plays in the garden", "A woman watches TV",
-    "The new movie is so great",   "Do you like pizza?",
+    "The cat sits outside",      "A man is playing guitar",     "I love pasta",
+    "The new movie is awesome",  "The cat plays in the garden", "A woman watches TV",
+    "The new movie is so great", "Do you like pizza?",
 };
 
 static const struct {

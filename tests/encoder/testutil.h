@@ -67,10 +67,12 @@ static inline char *json_string_decode(const char *line, size_t *len)
             continue;
         }
         if (c != 'u' || i + 4 >= n) break;
-        unsigned cp = (unsigned)strtoul((char[5]){line[i + 1], line[i + 2], line[i + 3], line[i + 4], 0}, NULL, 16);
+        unsigned cp = (unsigned)strtoul(
+            (char[5]){line[i + 1], line[i + 2], line[i + 3], line[i + 4], 0}, NULL, 16);
         i += 4;
         if (cp >= 0xD800 && cp < 0xDC00 && i + 6 < n && line[i + 1] == '\\' && line[i + 2] == 'u') {
-            unsigned lo = (unsigned)strtoul((char[5]){line[i + 3], line[i + 4], line[i + 5], line[i + 6], 0}, NULL, 16);
+            unsigned lo = (unsigned)strtoul(
+                (char[5]){line[i + 3], line[i + 4], line[i + 5], line[i + 6], 0}, NULL, 16);
             cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
             i += 6;
         }

@@ -26,8 +26,8 @@ static int failures;
         }                                                                                          \
     } while (0)
 
-static int extract(int format, const char *data, size_t len, struct sbert_extract_doc *d,
-                   char *err, size_t errlen)
+static int extract(int format, const char *data, size_t len, struct sbert_extract_doc *d, char *err,
+                   size_t errlen)
 {
     return sbert_extract(format, data, len, NULL, d, err, errlen);
 }
@@ -104,8 +104,7 @@ static void test_html(void)
     const char *want = "Heading\n\nFirst paragraph & more\nnext line\n\nSecond boldtext\n\na b\n\n"
                        "  keep\n    this\n\nafter";
     CHECK(d.text && strcmp(d.text, want) == 0);
-    if (d.text && strcmp(d.text, want) != 0)
-        fprintf(stderr, "  got: [%s]\n", d.text);
+    if (d.text && strcmp(d.text, want) != 0) fprintf(stderr, "  got: [%s]\n", d.text);
     CHECK(d.title && strcmp(d.title, "The Page") == 0);
     sbert_extract_doc_free(&d);
 
@@ -167,9 +166,9 @@ static size_t make_pdf(char *out, const char *page1, const char *page2)
     n += (size_t)sprintf(out + n, "xref\n0 %d\n0000000000 65535 f \n", count + 1);
     for (int i = 1; i <= count; i++)
         n += (size_t)sprintf(out + n, "%010zu 00000 n \n", off[i]);
-    n += (size_t)sprintf(out + n,
-                         "trailer\n<< /Size %d /Root 1 0 R /Info 8 0 R >>\nstartxref\n%zu\n%%%%EOF\n",
-                         count + 1, xref);
+    n += (size_t)sprintf(
+        out + n, "trailer\n<< /Size %d /Root 1 0 R /Info 8 0 R >>\nstartxref\n%zu\n%%%%EOF\n",
+        count + 1, xref);
     return n;
 }
 
@@ -181,8 +180,7 @@ static void test_pdf(void)
     CHECK(sbert_extract_detect("doc", pdf, n) == SBERT_EXTRACT_PDF);
     int rc = extract(SBERT_EXTRACT_PDF, pdf, n, &d, err, sizeof err);
     CHECK(rc == 0);
-    if (rc)
-        fprintf(stderr, "  pdf: %s\n", err);
+    if (rc) fprintf(stderr, "  pdf: %s\n", err);
     CHECK(d.text && strstr(d.text, "Hello PDF world") && strstr(d.text, "Second page here"));
     CHECK(d.text && strstr(d.text, "world") < strstr(d.text, "Second"));
     CHECK(d.title && strcmp(d.title, "Test Title") == 0);

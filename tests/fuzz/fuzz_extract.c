@@ -27,8 +27,7 @@ static void check_clean(const char *s, size_t n)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    if (size < 1)
-        return 0;
+    if (size < 1) return 0;
     struct sbert_extract_params p;
     sbert_extract_default_params(&p);
     p.max_text_bytes = 1 << 20;
@@ -41,8 +40,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (rc == 0) {
         FUZZ_ASSERT(d.text && strlen(d.text) == d.len && d.len <= p.max_text_bytes);
         check_clean(d.text, d.len);
-        if (d.title)
-            check_clean(d.title, strlen(d.title));
+        if (d.title) check_clean(d.title, strlen(d.title));
     } else {
         FUZZ_ASSERT(!d.text && !d.title && d.len == 0);
     }

@@ -56,8 +56,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     FUZZ_ASSERT(f != NULL);
     /* no metadata is seen as {} */
     FUZZ_ASSERT(filter_match_raw(f, NULL, 0) == filter_match_json(f, NULL));
-    if (nl)
-        check_meta(f, nl + 1, size - flen - 1);
+    if (nl) check_meta(f, nl + 1, size - flen - 1);
     sbert_index_filter_free(f);
     return 0;
 }

@@ -27,9 +27,14 @@
 #define SEP "\n====\n"
 
 static const char *const files[] = {
-    "config.json",         "modules.json",           "1_Pooling/config.json",
-    "tokenizer_config.json", "sentence_bert_config.json", "special_tokens_map.json",
-    "vocab.txt",           "model.safetensors",
+    "config.json",
+    "modules.json",
+    "1_Pooling/config.json",
+    "tokenizer_config.json",
+    "sentence_bert_config.json",
+    "special_tokens_map.json",
+    "vocab.txt",
+    "model.safetensors",
 };
 #define N_FILES (sizeof files / sizeof files[0])
 
@@ -82,8 +87,7 @@ static void use_model(const sbert_model *m)
     FUZZ_ASSERT(in->max_seq_length >= 2);
     FUZZ_ASSERT(strlen(in->weights_sha256) == 64);
     /* Bounded work per input: the loader accepts large configs only with weights to match. */
-    if ((long long)in->dim * in->max_seq_length > (1 << 20))
-        return;
+    if ((long long)in->dim * in->max_seq_length > (1 << 20)) return;
     static const char text[] = "hello world, hello [MASK] worlds";
     int32_t ids[64];
     size_t n;

@@ -79,8 +79,7 @@ static void check_passages(const char *text, size_t len, size_t max, size_t over
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     static const char *const langs[] = {"english", "none", "russian", "german"};
-    if (size < 1)
-        return 0;
+    if (size < 1) return 0;
     sbert_analyzer *a = NULL;
     FUZZ_ASSERT(sbert_analyzer_new(langs[data[0] & 3], &a) == 0);
     const char *text = (const char *)data + 1;

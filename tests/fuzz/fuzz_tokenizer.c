@@ -40,8 +40,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     (void)argc;
     (void)argv;
     const char *dir = getenv("SBERT_FUZZ_MODEL_DIR");
-    if (!dir)
-        dir = SBERT_FUZZ_DEFAULT_MODEL_DIR;
+    if (!dir) dir = SBERT_FUZZ_DEFAULT_MODEL_DIR;
     for (int i = 0; i < N_CFG; i++) {
         char errbuf[512];
         if (sbert_tokenizer_load(dir, &cfgs[i], &toks[i], errbuf, sizeof errbuf)) {
@@ -56,8 +55,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    if (size == 0)
-        return 0;
+    if (size == 0) return 0;
     const sbert_tokenizer *t = toks[data[0] % N_CFG];
     size_t max = (size_t)cfgs[data[0] % N_CFG].max_seq_length;
     /* capacities 2..9 reach the edge cases; the others leave max_seq_length in charge */
@@ -89,8 +87,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     FUZZ_ASSERT(sbert_tokenizer_encode(t, text, len, full, MAX_IDS, &nfull, &tfull) == 0);
     FUZZ_ASSERT(nfull >= n);
     FUZZ_ASSERT(memcmp(ids, full, (n - 1) * sizeof *ids) == 0);
-    if (nfull > n)
-        FUZZ_ASSERT(trunc == 1);
+    if (nfull > n) FUZZ_ASSERT(trunc == 1);
     if (cap == MAX_IDS)
         FUZZ_ASSERT(nfull == n && tfull == trunc && memcmp(ids, full, n * sizeof *ids) == 0);
     return 0;

@@ -23,13 +23,11 @@ static int run_file(const char *path)
 {
     FILE *f = fopen(path, "rb");
     long size = -1;
-    if (f && fseek(f, 0, SEEK_END) == 0)
-        size = ftell(f);
+    if (f && fseek(f, 0, SEEK_END) == 0) size = ftell(f);
     /* An exact-size buffer, so that ASan sees a read past the input as one. */
     uint8_t *buf = size >= 0 && fseek(f, 0, SEEK_SET) == 0 ? malloc(size ? (size_t)size : 1) : NULL;
     int ok = buf && fread(buf, 1, (size_t)size, f) == (size_t)size;
-    if (f)
-        fclose(f);
+    if (f) fclose(f);
     if (!ok) {
         fprintf(stderr, "replay: cannot read %s\n", path);
         free(buf);
@@ -57,8 +55,7 @@ static int run_dir(const char *dir, size_t *count)
     struct dirent *e;
     int bad = 0;
     while (!bad && (e = readdir(d))) {
-        if (e->d_name[0] == '.')
-            continue;
+        if (e->d_name[0] == '.') continue;
         char **grown = realloc(names, (n + 1) * sizeof *names);
         if (!grown || !(grown[n] = malloc(strlen(dir) + strlen(e->d_name) + 2))) {
             names = grown ? grown : names;
@@ -84,8 +81,7 @@ static int run_dir(const char *dir, size_t *count)
 
 int main(int argc, char **argv)
 {
-    if (LLVMFuzzerInitialize)
-        LLVMFuzzerInitialize(&argc, &argv);
+    if (LLVMFuzzerInitialize) LLVMFuzzerInitialize(&argc, &argv);
     size_t count = 0;
     int bad = 0;
     for (int i = 1; i < argc; i++) {

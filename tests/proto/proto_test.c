@@ -48,8 +48,10 @@ static void test_request_parse(void)
     CHECK(parse("nope", &req, &err) == SBERT_PROTO_EBAD_JSON && req.root == NULL);
     CHECK(parse("[1]", &req, &err) == SBERT_PROTO_EBAD_JSON);
     CHECK(parse("{\"v\":1,\"op\":\"health\"}x", &req, &err) == SBERT_PROTO_EBAD_JSON);
-    CHECK(parse("{\"v\":1,\"op\":\"q\",\"text\":\"\\ud800\"}", &req, &err) == SBERT_PROTO_EBAD_JSON);
-    CHECK(parse("{\"v\":1,\"op\":\"q\",\"text\":\"\xc0\xaf\"}", &req, &err) == SBERT_PROTO_EBAD_UTF8);
+    CHECK(parse("{\"v\":1,\"op\":\"q\",\"text\":\"\\ud800\"}", &req, &err) ==
+          SBERT_PROTO_EBAD_JSON);
+    CHECK(parse("{\"v\":1,\"op\":\"q\",\"text\":\"\xc0\xaf\"}", &req, &err) ==
+          SBERT_PROTO_EBAD_UTF8);
     CHECK(parse("{\"op\":\"health\"}", &req, &err) == SBERT_PROTO_EBAD_VERSION);
     CHECK(parse("{\"v\":\"1\",\"op\":\"health\"}", &req, &err) == SBERT_PROTO_EBAD_VERSION);
     CHECK(parse("{\"v\":1}", &req, &err) == SBERT_PROTO_EBAD_REQUEST);
@@ -94,7 +96,8 @@ static void test_getters(void)
     CHECK(sbert_proto_get_int(o, "missing", 1, 1, 4, SBERT_PROTO_EBAD_K, &k, &err) ==
           SBERT_PROTO_EBAD_REQUEST);
     double d;
-    CHECK(sbert_proto_get_number(o, "f", 1, -1, 2, SBERT_PROTO_EBAD_SCORE, &d, &err) == 0 && d == 1.5);
+    CHECK(sbert_proto_get_number(o, "f", 1, -1, 2, SBERT_PROTO_EBAD_SCORE, &d, &err) == 0 &&
+          d == 1.5);
     CHECK(sbert_proto_get_number(o, "neg", 1, -1, 1, SBERT_PROTO_EBAD_SCORE, &d, &err) ==
           SBERT_PROTO_EBAD_SCORE);
 
@@ -109,7 +112,8 @@ static void test_getters(void)
     CHECK(sbert_proto_get_texts(o, "list", 1, 10, 10, &texts, &lens, &n, &err) ==
           SBERT_PROTO_EEMPTY_TEXT);
     CHECK(err.index == 1 && strstr(err.message, "list[1]") != NULL);
-    CHECK(sbert_proto_get_texts(o, "ok", 1, 1, 10, &texts, &lens, &n, &err) == SBERT_PROTO_ETOO_LARGE);
+    CHECK(sbert_proto_get_texts(o, "ok", 1, 1, 10, &texts, &lens, &n, &err) ==
+          SBERT_PROTO_ETOO_LARGE);
     CHECK(sbert_proto_get_texts(o, "empty", 1, 10, 10, &texts, &lens, &n, &err) ==
           SBERT_PROTO_EBAD_REQUEST);
     n = 99;
@@ -138,7 +142,8 @@ static void test_getters(void)
     CHECK(sbert_proto_check_id(cJSON_GetArrayItem(ids, 2), "ids[2]", 2, num, &s, &len, &err) ==
           SBERT_PROTO_EBAD_ID);
     CHECK(sbert_proto_check_id(cJSON_GetArrayItem(ids, 3), "ids[3]", 3, num, &s, &len, &err) ==
-          SBERT_PROTO_EBAD_ID && err.index == 3);
+              SBERT_PROTO_EBAD_ID &&
+          err.index == 3);
 
     static const char *const allowed[] = {"k", "f", NULL};
     cJSON *m = cJSON_Parse("{\"v\":1,\"op\":\"x\",\"k\":1,\"f\":2}");
@@ -156,7 +161,8 @@ static void test_build_and_parse_replies(void)
     /* floats round-trip through the 9-digit printing */
     float vals[] = {0.893899918f, -1e-38f, 3.4e38f, 1.0f / 3.0f, 0.0f};
     cJSON *r = sbert_proto_reply_new("rid");
-    CHECK(r && sbert_proto_add_floats(r, "vec", vals, 5) == 0 && sbert_proto_add_float(r, "s", vals[0]) == 0);
+    CHECK(r && sbert_proto_add_floats(r, "vec", vals, 5) == 0 &&
+          sbert_proto_add_float(r, "s", vals[0]) == 0);
     char *text;
     size_t len;
     CHECK(sbert_proto_print(r, &text, &len) == 0 && len == strlen(text));
@@ -196,7 +202,8 @@ static void test_build_and_parse_replies(void)
     CHECK(strcmp(got.code_name, "brand_new") == 0 && got.index == -1);
     cJSON_Delete(root);
     CHECK(sbert_proto_reply_parse("{\"v\":1}", 7, &root, &got) == SBERT_PROTO_EBAD_JSON && !root);
-    CHECK(sbert_proto_reply_parse("{\"v\":3,\"ok\":true}", 17, &root, &got) == SBERT_PROTO_EBAD_VERSION);
+    CHECK(sbert_proto_reply_parse("{\"v\":3,\"ok\":true}", 17, &root, &got) ==
+          SBERT_PROTO_EBAD_VERSION);
 
     /* client requests */
     cJSON *q = sbert_proto_request_new("query", "q1", "tok");

@@ -20,7 +20,7 @@ struct cb {
     const int *existed;                 /* delete */
     const size_t *n_deleted;
     size_t n;
-    int fail;  /* return an error instead of a reply */
+    int fail; /* return an error instead of a reply */
     int calls;
 };
 
@@ -29,8 +29,7 @@ static int reply_cb(void *user, char **reply, size_t *len)
 {
     struct cb *c = user;
     c->calls++;
-    if (c->fail)
-        return -1;
+    if (c->fail) return -1;
     char buf[4096];
     size_t at = 0;
     if (c->items) {
@@ -58,8 +57,7 @@ static sbert_index *open_store_keep(const char *dir, uint64_t keep, uint32_t kee
     sbert_index *idx = NULL;
     char err[512] = "";
     int rc = sbert_index_open(dir, &p, &idx, err, sizeof err);
-    if (rc)
-        fprintf(stderr, "open %s: %s: %s\n", dir, sbert_index_strerror(rc), err);
+    if (rc) fprintf(stderr, "open %s: %s: %s\n", dir, sbert_index_strerror(rc), err);
     return idx;
 }
 
@@ -128,8 +126,7 @@ int main(void)
     t_tmpdir(tmp, sizeof tmp, "reqs");
     snprintf(dir, sizeof dir, "%s/s", tmp);
     sbert_index *idx = open_store(dir);
-    if (!idx)
-        return 1;
+    if (!idx) return 1;
     float v[2][T_DIM];
     t_vec(1, v[0], T_DIM);
     t_vec(2, v[1], T_DIM);
@@ -151,12 +148,11 @@ int main(void)
     check_find(idx, "put-2", 0, NULL, __LINE__);
 
     /* a failing callback aborts the write: nothing stored, nothing recorded */
-    struct sbert_index_put_item more = {.id = "doc-2", .id_len = 5, .text = "x", .text_len = 1,
-                                        .vector = v[0], .dim = T_DIM};
+    struct sbert_index_put_item more = {
+        .id = "doc-2", .id_len = 5, .text = "x", .text_len = 1, .vector = v[0], .dim = T_DIM};
     struct cb cf = {.items = &more, .n = 1, .fail = 1};
     struct sbert_index_write_req wf = {"put-2", 5, 0x2222, reply_cb, &cf};
-    CHECK_RC(sbert_index_put_req(idx, &more, 1, &wf, NULL, err, sizeof err),
-             SBERT_INDEX_ECALLBACK);
+    CHECK_RC(sbert_index_put_req(idx, &more, 1, &wf, NULL, err, sizeof err), SBERT_INDEX_ECALLBACK);
     CHECK_RC(sbert_index_count(idx, &count), 0);
     CHECK(count == 2);
     check_find(idx, "put-2", 0, NULL, __LINE__);
@@ -184,8 +180,7 @@ int main(void)
     /* records survive close and reopen */
     sbert_index_close(idx);
     idx = open_store(dir);
-    if (!idx)
-        return 1;
+    if (!idx) return 1;
     check_find(idx, "put-1", 0x1111, want_put, __LINE__);
     check_find(idx, "del-1", 0x4444, "del:0:00", __LINE__);
     sbert_index_close(idx);
@@ -193,8 +188,7 @@ int main(void)
     /* a store without the req databases (written before they existed) opens and records */
     drop_req_dbs(dir);
     idx = open_store(dir);
-    if (!idx)
-        return 1;
+    if (!idx) return 1;
     CHECK_RC(sbert_index_count(idx, &count), 0);
     CHECK(count == 1);
     check_find(idx, "put-1", 0, NULL, __LINE__);
@@ -204,8 +198,7 @@ int main(void)
     check_find(idx, "put-3", 0x5555, "put:doc-2,0;", __LINE__);
     sbert_index_close(idx);
     idx = open_store(dir);
-    if (!idx)
-        return 1;
+    if (!idx) return 1;
     check_find(idx, "put-3", 0x5555, "put:doc-2,0;", __LINE__);
     CHECK_RC(sbert_index_count(idx, &count), 0);
     CHECK(count == 2);
@@ -213,8 +206,7 @@ int main(void)
 
     /* the window by count: the newest 3; r1's replacement moves it to the newest */
     idx = open_store_keep(dir, 3, 0);
-    if (!idx)
-        return 1;
+    if (!idx) return 1;
     record(idx, "r1", 1);
     record(idx, "r2", 2);
     record(idx, "r3", 3);
@@ -235,8 +227,7 @@ int main(void)
      * however the record falls within its second (with 1 s, a second boundary crossed between
      * the record and the find would hide the entry), and 4 s later is past it in any case. */
     idx = open_store_keep(dir, 0, 3);
-    if (!idx)
-        return 1;
+    if (!idx) return 1;
     record(idx, "old", 6);
     check_find(idx, "old", 6, "del:0:0", __LINE__);
     sleep(4);
@@ -245,8 +236,7 @@ int main(void)
     check_find(idx, "new", 7, "del:0:0", __LINE__);
     sbert_index_close(idx);
     idx = open_store(dir); /* the default 24 h window: "old" and r5 were pruned, not hidden */
-    if (!idx)
-        return 1;
+    if (!idx) return 1;
     check_find(idx, "old", 0, NULL, __LINE__);
     check_find(idx, "r5", 0, NULL, __LINE__);
     check_find(idx, "new", 7, "del:0:0", __LINE__);

@@ -17,23 +17,23 @@
 
 static int t_failures;
 
-#define CHECK(cond)                                                                               \
-    do {                                                                                          \
-        if (!(cond)) {                                                                            \
-            fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond);              \
-            t_failures++;                                                                         \
-        }                                                                                         \
+#define CHECK(cond)                                                                                \
+    do {                                                                                           \
+        if (!(cond)) {                                                                             \
+            fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond);               \
+            t_failures++;                                                                          \
+        }                                                                                          \
     } while (0)
 
 /* Checks an sbert_index call's return code, printing the error text on failure. */
-#define CHECK_RC(expr, want)                                                                      \
-    do {                                                                                          \
-        int rc_ = (expr);                                                                         \
-        if (rc_ != (want)) {                                                                      \
-            fprintf(stderr, "%s:%d: %s returned %d (%s), wanted %d\n", __FILE__, __LINE__, #expr, \
-                    rc_, sbert_index_strerror(rc_), (want));                                      \
-            t_failures++;                                                                         \
-        }                                                                                         \
+#define CHECK_RC(expr, want)                                                                       \
+    do {                                                                                           \
+        int rc_ = (expr);                                                                          \
+        if (rc_ != (want)) {                                                                       \
+            fprintf(stderr, "%s:%d: %s returned %d (%s), wanted %d\n", __FILE__, __LINE__, #expr,  \
+                    rc_, sbert_index_strerror(rc_), (want));                                       \
+            t_failures++;                                                                          \
+        }                                                                                          \
     } while (0)
 
 #define T_DIM 32

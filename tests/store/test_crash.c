@@ -22,10 +22,9 @@ static int child(const char *dir, int round, int fd)
     p.map_size = 256 * 1024;
     p.snapshot_changes = 4000; /* snapshots (and log trims) happen while being killed too */
     sbert_index *idx = NULL;
-    if (sbert_index_open(dir, &p, &idx, NULL, 0))
-        return 2;
+    if (sbert_index_open(dir, &p, &idx, NULL, 0)) return 2;
     struct sbert_index_put_item *it = calloc(BATCH, sizeof *it);
-    char (*ids)[32] = calloc(BATCH, 32);
+    char(*ids)[32] = calloc(BATCH, 32);
     char text[200];
     memset(text, 't', sizeof text);
     float *vecs = malloc((size_t)BATCH * T_DIM * sizeof *vecs);
@@ -34,15 +33,16 @@ static int child(const char *dir, int round, int fd)
             snprintf(ids[i], 32, "r%db%05d-%05d", round, b, i);
             t_vec((uint64_t)round * 100000000u + (uint64_t)b * BATCH + (uint64_t)i,
                   vecs + (size_t)i * T_DIM, T_DIM);
-            it[i] = (struct sbert_index_put_item){.id = ids[i], .id_len = strlen(ids[i]),
-                                                  .text = text, .text_len = sizeof text,
-                                                  .metadata = "{\"x\":1}", .metadata_len = 7,
+            it[i] = (struct sbert_index_put_item){.id = ids[i],
+                                                  .id_len = strlen(ids[i]),
+                                                  .text = text,
+                                                  .text_len = sizeof text,
+                                                  .metadata = "{\"x\":1}",
+                                                  .metadata_len = 7,
                                                   .vector = vecs + (size_t)i * T_DIM};
         }
-        if (sbert_index_put(idx, it, BATCH, NULL, NULL, 0))
-            return 3;
-        if (write(fd, &b, sizeof b) != sizeof b)
-            return 4;
+        if (sbert_index_put(idx, it, BATCH, NULL, NULL, 0)) return 3;
+        if (write(fd, &b, sizeof b) != sizeof b) return 4;
     }
     return 0;
 }
@@ -74,8 +74,7 @@ int main(int argc, char **argv)
     size_t expected_total = 0;
     for (int round = 0; round < ROUNDS; round++) {
         int fds[2];
-        if (pipe(fds))
-            return 99;
+        if (pipe(fds)) return 99;
         /* The writer is a fresh exec of this program: libgomp does not survive a fork once the
          * parent ran FAISS. */
         pid_t pid = fork();
@@ -123,8 +122,8 @@ int main(int argc, char **argv)
             if (t.count[i] == BATCH)
                 full++;
             else if (t.count[i] != 0) {
-                fprintf(stderr, "round %d: batch %d has %d of %d documents\n", round, i,
-                        t.count[i], BATCH);
+                fprintf(stderr, "round %d: batch %d has %d of %d documents\n", round, i, t.count[i],
+                        BATCH);
                 partial++;
             }
         }

@@ -29,11 +29,11 @@ static void bad(const char *filter, size_t len, const char *want, int line)
     char err[512] = "";
     int rc = sbert_index_filter_compile(filter, len, &f, err, sizeof err);
     if (rc != SBERT_INDEX_EFILTER || f != NULL || !strstr(err, want)) {
-        fprintf(stderr, "test_filter.c:%d: bad filter %.80s: rc %d, message \"%s\", wanted \"%s\"\n",
-                line, filter, rc, err, want);
+        fprintf(stderr,
+                "test_filter.c:%d: bad filter %.80s: rc %d, message \"%s\", wanted \"%s\"\n", line,
+                filter, rc, err, want);
         t_failures++;
-        if (rc == 0)
-            sbert_index_filter_free(f);
+        if (rc == 0) sbert_index_filter_free(f);
     }
 }
 #define BAD(f, want) bad((f), strlen(f), (want), __LINE__)
@@ -95,8 +95,7 @@ static void test_new_operators(void)
     CHECK(eval_doc("{\"$text\":{\"$contains\":\"rocket\"}}", m, "A rocket to the moon") == 1);
     CHECK(eval_doc("{\"$text\":{\"$contains\":\"Rocket\"}}", m, "A rocket to the moon") == 0);
     CHECK(eval_doc("{\"$text\":{\"$icontains\":\"ROCKET\"}}", m, "A rocket to the moon") == 1);
-    CHECK(eval_doc("{\"$text\":{\"$icontains\":\"rocket\"},\"tags\":\"red\"}", m,
-                   "Rockets!") == 1);
+    CHECK(eval_doc("{\"$text\":{\"$icontains\":\"rocket\"},\"tags\":\"red\"}", m, "Rockets!") == 1);
     CHECK(eval_doc("{\"$not\":{\"$text\":{\"$contains\":\"moon\"}}}", NULL, "sun") == 1);
     CHECK(eval_doc("{\"$text\":{\"$contains\":\"x\"}}", NULL, NULL) == 0);
     /* the raw scanner (no arrays, no paths) and the tree give the same answers */
@@ -194,7 +193,8 @@ int main(void)
     BAD("{\"$and\":{\"a\":1}}", "$and needs a non-empty array of filters, got object");
     BAD("{\"$or\":[]}", "$or needs a non-empty array of filters, got an empty array");
     BAD("{\"$and\":[{\"a\":1},3]}", "$and[1]: must be a filter object, got number");
-    BAD("{\"$and\":[{\"a\":1},{\"y\":{\"$lt\":true}}]}", "$and[1].y.$lt: $lt needs a number, got bool");
+    BAD("{\"$and\":[{\"a\":1},{\"y\":{\"$lt\":true}}]}",
+        "$and[1].y.$lt: $lt needs a number, got bool");
     BAD("{\"a\":{\"$in\":[]}}", "$in needs a non-empty array, got an empty array");
     BAD("{\"a\":{\"$nin\":\"x\"}}", "$nin needs a non-empty array, got string");
     BAD("{\"a\":{\"$in\":[1,[2]]}}", "a.$in[1]: $in needs a string, number or bool, got array");
@@ -260,14 +260,29 @@ int main(void)
     /* the text scanner (sbert_index_filter_match) agrees with evaluation on cJSON's tree, on
      * random metadata (escapes, nesting, duplicate keys, odd spacing) and random filters */
     {
-        static const char *vals[] = {"1", "2", "2.5", "-1e3", "0", "\"a\"", "\"b\"",
-                                     "\"a\\\"q\"", "\"\\u0061\"", "true", "false", "null",
-                                     "[1,\"a\"]", "{\"a\":1,\"b\":[{}]}", "\"日本\"", "\"\""};
+        static const char *vals[] = {"1",           "2",
+                                     "2.5",         "-1e3",
+                                     "0",           "\"a\"",
+                                     "\"b\"",       "\"a\\\"q\"",
+                                     "\"\\u0061\"", "true",
+                                     "false",       "null",
+                                     "[1,\"a\"]",   "{\"a\":1,\"b\":[{}]}",
+                                     "\"日本\"",    "\"\""};
         static const char *keys[] = {"a", "b", "c", "a\\u0062", "d"};
-        static const char *conds[] = {
-            "\"a\"", "1", "2", "\"b\"", "true", "{\"$ne\":1}", "{\"$gt\":1}",
-            "{\"$lte\":2}", "{\"$in\":[1,\"a\",false]}", "{\"$nin\":[\"b\",2.5]}",
-            "{\"$eq\":\"\"}", "{\"$gte\":-1000,\"$lt\":2}", "\"日本\"", "\"a\\\"q\""};
+        static const char *conds[] = {"\"a\"",
+                                      "1",
+                                      "2",
+                                      "\"b\"",
+                                      "true",
+                                      "{\"$ne\":1}",
+                                      "{\"$gt\":1}",
+                                      "{\"$lte\":2}",
+                                      "{\"$in\":[1,\"a\",false]}",
+                                      "{\"$nin\":[\"b\",2.5]}",
+                                      "{\"$eq\":\"\"}",
+                                      "{\"$gte\":-1000,\"$lt\":2}",
+                                      "\"日本\"",
+                                      "\"a\\\"q\""};
         uint64_t seed = 12345;
         int disagree = 0, outcomes[3] = {0, 0, 0};
         for (int iter = 0; iter < 20000; iter++) {
@@ -297,8 +312,8 @@ int main(void)
             int got = sbert_index_filter_match(f, meta, n);
             outcomes[want == 1 ? 1 : want == 0 ? 0 : 2]++;
             if (got != want && disagree++ < 5)
-                fprintf(stderr, "differential: filter %s on %s: scanner %d, tree %d\n", filt,
-                        meta, got, want);
+                fprintf(stderr, "differential: filter %s on %s: scanner %d, tree %d\n", filt, meta,
+                        got, want);
             sbert_index_filter_free(f);
         }
         CHECK(disagree == 0);
@@ -315,7 +330,6 @@ int main(void)
         sbert_index_filter_free(NULL);
     }
 
-    if (t_failures)
-        fprintf(stderr, "test_filter: %d failure(s)\n", t_failures);
+    if (t_failures) fprintf(stderr, "test_filter: %d failure(s)\n", t_failures);
     return t_failures ? 1 : 0;
 }

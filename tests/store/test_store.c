@@ -43,7 +43,7 @@ static int put_range(sbert_index *idx, int from, int to, int mod)
 {
     size_t n = (size_t)(to - from);
     struct sbert_index_put_item *it = calloc(n, sizeof *it);
-    char (*ids)[32] = calloc(n, 32), (*metas)[64] = calloc(n, 64), (*texts)[64] = calloc(n, 64);
+    char(*ids)[32] = calloc(n, 32), (*metas)[64] = calloc(n, 64), (*texts)[64] = calloc(n, 64);
     float *vecs = malloc(n * T_DIM * sizeof *vecs);
     for (size_t i = 0; i < n; i++) {
         int k = from + (int)i;
@@ -61,8 +61,7 @@ static int put_range(sbert_index *idx, int from, int to, int mod)
     }
     char err[512] = "";
     int rc = sbert_index_put(idx, it, n, NULL, err, sizeof err);
-    if (rc)
-        fprintf(stderr, "  put_range: %s\n", err);
+    if (rc) fprintf(stderr, "  put_range: %s\n", err);
     free(it);
     free(ids);
     free(metas);
@@ -119,8 +118,7 @@ static struct sbert_index_doc *get1(sbert_index *idx, const char *id, unsigned i
                                     struct sbert_index_results **hold)
 {
     size_t len = strlen(id);
-    if (sbert_index_get(idx, &id, &len, 1, include, hold))
-        return NULL;
+    if (sbert_index_get(idx, &id, &len, 1, include, hold)) return NULL;
     return &(*hold)->docs[0];
 }
 
@@ -141,8 +139,13 @@ static void test_basic(const char *spec)
     for (int i = 0; i < 3; i++)
         t_vec(1000 + (uint64_t)i, v[i], T_DIM);
     struct sbert_index_put_item it[3] = {
-        {.id = "alpha", .id_len = 5, .text = "first", .text_len = 5,
-         .metadata = "{ \"k\" : 1 }", .metadata_len = 11, .vector = v[0]},
+        {.id = "alpha",
+         .id_len = 5,
+         .text = "first",
+         .text_len = 5,
+         .metadata = "{ \"k\" : 1 }",
+         .metadata_len = 11,
+         .vector = v[0]},
         {.id = NULL, .text = "second", .text_len = 6, .vector = v[1]},
         {.id = NULL, .text = "", .text_len = 0, .vector = v[2]},
     };
@@ -174,7 +177,8 @@ static void test_basic(const char *spec)
     CHECK_RC(sbert_index_query(idx, v[0], &q, &r), 0);
     CHECK(r->n == 3 && strcmp(r->docs[0].id, "alpha") == 0 && fabsf(r->docs[0].score - 1) < 1e-5f);
     CHECK(r->n == 3 && strcmp(r->docs[0].text, "first") == 0 && r->docs[0].vector == NULL);
-    CHECK(r->n == 3 && r->docs[0].score >= r->docs[1].score && r->docs[1].score >= r->docs[2].score);
+    CHECK(r->n == 3 && r->docs[0].score >= r->docs[1].score &&
+          r->docs[1].score >= r->docs[2].score);
     sbert_index_results_free(r);
     q.min_score = 0.99f;
     CHECK_RC(sbert_index_query(idx, v[0], &q, &r), 0);
@@ -189,8 +193,8 @@ static void test_basic(const char *spec)
     sbert_index_results_free(r);
 
     /* upsert replaces text, metadata and vector; the old vector no longer finds it first */
-    struct sbert_index_put_item up = {.id = "alpha", .id_len = 5, .text = "first, edited",
-                                      .text_len = 13, .vector = v[2]};
+    struct sbert_index_put_item up = {
+        .id = "alpha", .id_len = 5, .text = "first, edited", .text_len = 13, .vector = v[2]};
     CHECK_RC(sbert_index_put(idx, &up, 1, NULL, NULL, 0), 0);
     CHECK(up.replaced == 1);
     CHECK_RC(sbert_index_count(idx, &n), 0);
@@ -247,8 +251,8 @@ static void test_basic(const char *spec)
     q.dim = T_DIM;
     CHECK_RC(sbert_index_query(idx, v[0], &q, &r), 0);
     sbert_index_results_free(r);
-    struct sbert_index_put_item wrong = {.id = "w", .id_len = 1, .text = "w", .text_len = 1,
-                                         .vector = v[0], .dim = 16};
+    struct sbert_index_put_item wrong = {
+        .id = "w", .id_len = 1, .text = "w", .text_len = 1, .vector = v[0], .dim = 16};
     size_t badi = 9;
     CHECK(sbert_index_put(idx, &wrong, 1, &badi, NULL, 0) == SBERT_INDEX_EMODEL && badi == 0);
     wrong.dim = T_DIM;
@@ -279,10 +283,20 @@ static void test_all_or_nothing(void)
         struct sbert_index_put_item bad;
         int code;
     } cases[] = {
-        {{.id = "m", .id_len = 1, .text = "t", .text_len = 1, .metadata = "[1]", .metadata_len = 3,
+        {{.id = "m",
+          .id_len = 1,
+          .text = "t",
+          .text_len = 1,
+          .metadata = "[1]",
+          .metadata_len = 3,
           .vector = v},
          SBERT_INDEX_EMETADATA},
-        {{.id = "m", .id_len = 1, .text = "t", .text_len = 1, .metadata = "{\"a\":", .metadata_len = 5,
+        {{.id = "m",
+          .id_len = 1,
+          .text = "t",
+          .text_len = 1,
+          .metadata = "{\"a\":",
+          .metadata_len = 5,
           .vector = v},
          SBERT_INDEX_EMETADATA},
         {{.id = "\xc3\x28", .id_len = 2, .text = "t", .text_len = 1, .vector = v}, SBERT_INDEX_EID},
@@ -296,8 +310,8 @@ static void test_all_or_nothing(void)
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
         struct sbert_index_put_item batch[6];
         for (int i = 0; i < 6; i++)
-            batch[i] = (struct sbert_index_put_item){.id = NULL, .text = "ok", .text_len = 2,
-                                                     .vector = v};
+            batch[i] =
+                (struct sbert_index_put_item){.id = NULL, .text = "ok", .text_len = 2, .vector = v};
         batch[0].id = "doc000001"; /* an upsert of an existing document */
         batch[0].id_len = 9;
         batch[4] = cases[c].bad;
@@ -403,7 +417,10 @@ static void test_ids_and_iterate(void)
     struct sbert_index_put_item it[3] = {
         {.id = a, .id_len = 512, .text = "A", .text_len = 1, .vector = v[0]},
         {.id = b, .id_len = 512, .text = "B", .text_len = 1, .vector = v[1]},
-        {.id = "日本語のid", .id_len = strlen("日本語のid"), .text = "J", .text_len = 1,
+        {.id = "日本語のid",
+         .id_len = strlen("日本語のid"),
+         .text = "J",
+         .text_len = 1,
          .vector = v[2]},
     };
     CHECK_RC(sbert_index_put(idx, it, 3, NULL, NULL, 0), 0);
@@ -542,20 +559,15 @@ static int replay_child(const char *dir, const char *spec)
     p.snapshot_changes = UINT64_MAX;
     p.snapshot_seconds = UINT32_MAX;
     sbert_index *idx = NULL;
-    if (sbert_index_open(dir, &p, &idx, NULL, 0))
-        return 2;
-    if (put_range(idx, 0, 300, 5) || sbert_index_snapshot(idx, NULL, 0))
-        return 3;
+    if (sbert_index_open(dir, &p, &idx, NULL, 0)) return 2;
+    if (put_range(idx, 0, 300, 5) || sbert_index_snapshot(idx, NULL, 0)) return 3;
     /* after the snapshot: upserts, deletes, new documents */
-    if (put_range(idx, 250, 400, 5))
-        return 4;
+    if (put_range(idx, 250, 400, 5)) return 4;
     const char *del[3] = {"doc000010", "doc000260", "doc000390"};
     size_t dl[3] = {9, 9, 9};
-    if (sbert_index_delete(idx, del, dl, 3, NULL, NULL, NULL, 0))
-        return 5;
+    if (sbert_index_delete(idx, del, dl, 3, NULL, NULL, NULL, 0)) return 5;
     /* more puts than one replay chunk (4096) */
-    if (put_range(idx, 400, 4600, 5))
-        return 6;
+    if (put_range(idx, 400, 4600, 5)) return 6;
     return 0; /* no close: no snapshot */
 }
 
@@ -688,8 +700,8 @@ static void test_map_growth(void)
     memset(text, 'w', 300000);
     float v[T_DIM];
     t_vec(1, v, T_DIM);
-    struct sbert_index_put_item big = {.id = "big", .id_len = 3, .text = text, .text_len = 300000,
-                                       .vector = v};
+    struct sbert_index_put_item big = {
+        .id = "big", .id_len = 3, .text = text, .text_len = 300000, .vector = v};
     CHECK_RC(sbert_index_put(idx, &big, 1, NULL, NULL, 0), 0);
     CHECK_RC(sbert_index_stats(idx, &st), 0);
     CHECK(st.count == 4001 && st.map_size > 1024 * 1024 && st.map_used <= st.map_size);
@@ -781,8 +793,8 @@ static void test_query_many(const char *spec)
     }
     q[3].filter = q[4].filter = f; /* 3 and 4 are searched one by one */
     q[5].min_score = 0.1f;
-    q[7].dim = 16;                 /* 6 (k = 0) and 7 fail alone */
-    q[8].max_bytes = 1;            /* and so does 8 */
+    q[7].dim = 16;      /* 6 (k = 0) and 7 fail alone */
+    q[8].max_bytes = 1; /* and so does 8 */
     struct sbert_index_results *r[NQ];
     int rcs[NQ];
     CHECK(sbert_index_query_many(idx, v, NQ, q, r, rcs) == SBERT_INDEX_EINVAL);
@@ -791,12 +803,10 @@ static void test_query_many(const char *spec)
     int exact = strcmp(spec, "Flat") == 0;
     for (size_t i = 0; i < 6; i++) {
         CHECK_RC(rcs[i], 0);
-        if (rcs[i])
-            continue;
+        if (rcs[i]) continue;
         struct sbert_index_results *one;
         CHECK_RC(sbert_index_query(idx, v + i * T_DIM, &q[i], &one), 0);
-        if (i != 5)
-            CHECK(r[i]->n == q[i].k);
+        if (i != 5) CHECK(r[i]->n == q[i].k);
         for (size_t j = 0; j < r[i]->n; j++) {
             CHECK(r[i]->docs[j].score >= q[i].min_score && r[i]->docs[j].text != NULL);
             CHECK(j == 0 || r[i]->docs[j - 1].score >= r[i]->docs[j].score);
@@ -969,8 +979,7 @@ static int fake_encode(const char *const *texts, const size_t *lens, size_t n, f
 {
     int *fail_after = user;
     for (size_t i = 0; i < n; i++) {
-        if (fail_after && (*fail_after)-- <= 0)
-            return -1;
+        if (fail_after && (*fail_after)-- <= 0) return -1;
         uint64_t h = 1469598103934665603ull;
         for (size_t j = 0; j < lens[i]; j++)
             h = (h ^ (unsigned char)texts[i][j]) * 1099511628211ull;
@@ -1031,8 +1040,8 @@ static void test_reindex(void)
     /* writes continue with the new dimension */
     float v16[16];
     t_vec(3, v16, 16);
-    struct sbert_index_put_item it = {.id = "new", .id_len = 3, .text = "n", .text_len = 1,
-                                      .vector = v16};
+    struct sbert_index_put_item it = {
+        .id = "new", .id_len = 3, .text = "n", .text_len = 1, .vector = v16};
     CHECK_RC(sbert_index_put(idx, &it, 1, NULL, NULL, 0), 0);
     AGREE(idx);
     sbert_index_close(idx);
@@ -1297,8 +1306,7 @@ static void test_concurrent(const char *spec)
 
 int main(int argc, char **argv)
 {
-    if (argc == 4 && strcmp(argv[1], "--replay-child") == 0)
-        _exit(replay_child(argv[2], argv[3]));
+    if (argc == 4 && strcmp(argv[1], "--replay-child") == 0) _exit(replay_child(argv[2], argv[3]));
     t_tmpdir(g_root, sizeof g_root, "unit");
     const char *default_specs[] = {"Flat", "HNSW32,Flat", "IVF4,Flat"};
     const char *const *specs = default_specs;
@@ -1309,10 +1317,9 @@ int main(int argc, char **argv)
     }
     /* T_ONLY=name runs one case (for debugging). */
     const char *only = getenv("T_ONLY");
-#define RUN(name, call)                                                                           \
-    do {                                                                                          \
-        if (!only || strcmp(only, name) == 0)                                                     \
-            call;                                                                                 \
+#define RUN(name, call)                                                                            \
+    do {                                                                                           \
+        if (!only || strcmp(only, name) == 0) call;                                                \
     } while (0)
     RUN("all_or_nothing", test_all_or_nothing());
     RUN("ids", test_ids_and_iterate());

@@ -22,14 +22,14 @@
 
 static int failures;
 
-#define CHECK(cond, ...)                                                                          \
-    do {                                                                                          \
-        if (!(cond)) {                                                                            \
-            failures++;                                                                           \
-            fprintf(stderr, "%s:%d: CHECK(%s) failed: ", __FILE__, __LINE__, #cond);              \
-            fprintf(stderr, __VA_ARGS__);                                                         \
-            fputc('\n', stderr);                                                                  \
-        }                                                                                         \
+#define CHECK(cond, ...)                                                                           \
+    do {                                                                                           \
+        if (!(cond)) {                                                                             \
+            failures++;                                                                            \
+            fprintf(stderr, "%s:%d: CHECK(%s) failed: ", __FILE__, __LINE__, #cond);               \
+            fprintf(stderr, __VA_ARGS__);                                                          \
+            fputc('\n', stderr);                                                                   \
+        }                                                                                          \
     } while (0)
 
 static int sock = -1;
@@ -42,8 +42,7 @@ static int recv_msg(char *buf, size_t len, int timeout_ms)
     struct timeval tv = {timeout_ms / 1000, (timeout_ms % 1000) * 1000};
     setsockopt(sock, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
     ssize_t n = recv(sock, buf, len - 1, 0);
-    if (n < 0)
-        return -1;
+    if (n < 0) return -1;
     buf[n] = '\0';
     return (int)n;
 }
@@ -110,11 +109,13 @@ static void test_messages(void)
           "reloading sent [%s]", buf);
     CHECK(sbertd_sd_reloaded("reloaded: log_level info -> debug") == 0, "reloaded");
     recv_msg(buf, sizeof buf, 5000);
-    CHECK(strcmp(buf, "READY=1\nSTATUS=reloaded: log_level info -> debug") == 0, "reloaded sent [%s]", buf);
+    CHECK(strcmp(buf, "READY=1\nSTATUS=reloaded: log_level info -> debug") == 0,
+          "reloaded sent [%s]", buf);
 
     CHECK(sbertd_sd_stopping("stopping: draining requests") == 0, "stopping");
     recv_msg(buf, sizeof buf, 5000);
-    CHECK(strcmp(buf, "STOPPING=1\nSTATUS=stopping: draining requests") == 0, "stopping sent [%s]", buf);
+    CHECK(strcmp(buf, "STOPPING=1\nSTATUS=stopping: draining requests") == 0, "stopping sent [%s]",
+          buf);
 
     CHECK(drain() == 0, "unexpected extra datagrams");
 }
@@ -125,34 +126,28 @@ static void test_messages(void)
 static int helper_threads_block_signals(const char *name)
 {
     DIR *dir = opendir("/proc/self/task");
-    if (!dir)
-        return -1;
+    if (!dir) return -1;
     int others = 0, bad = 0;
     struct dirent *e;
     while ((e = readdir(dir))) {
         long tid = atol(e->d_name);
-        if (tid <= 0 || tid == (long)getpid())
-            continue;
+        if (tid <= 0 || tid == (long)getpid()) continue;
         char path[96], line[256];
         snprintf(path, sizeof path, "/proc/self/task/%ld/comm", tid);
         FILE *c = fopen(path, "r");
-        if (!c)
-            continue;
+        if (!c) continue;
         int match = fgets(line, sizeof line, c) && strncmp(line, name, strlen(name)) == 0 &&
                     line[strlen(name)] == '\n';
         fclose(c);
-        if (!match)
-            continue;
+        if (!match) continue;
         others++;
         snprintf(path, sizeof path, "/proc/self/task/%ld/status", tid);
         FILE *f = fopen(path, "r");
-        if (!f)
-            continue;
+        if (!f) continue;
         while (fgets(line, sizeof line, f)) {
             unsigned long long mask;
             unsigned long long want = (1ULL << 0) | (1ULL << 1) | (1ULL << 14);
-            if (sscanf(line, "SigBlk: %llx", &mask) == 1 && (mask & want) != want)
-                bad++;
+            if (sscanf(line, "SigBlk: %llx", &mask) == 1 && (mask & want) != want) bad++;
         }
         fclose(f);
     }
@@ -170,8 +165,7 @@ static int alive_cb(void *ctx, char *why, size_t whylen)
 {
     CHECK(ctx == &alive_flag, "ctx not passed through");
     atomic_fetch_add(&alive_calls, 1);
-    if (atomic_load(&alive_flag))
-        return 1;
+    if (atomic_load(&alive_flag)) return 1;
     snprintf(why, whylen, "worker 0 busy for 99 s");
     return 0;
 }
@@ -179,10 +173,8 @@ static int alive_cb(void *ctx, char *why, size_t whylen)
 static void log_cb(void *ctx, int level, const char *msg)
 {
     (void)ctx;
-    if (level == LOG_WARNING && strstr(msg, "worker 0 busy for 99 s"))
-        atomic_fetch_add(&warned, 1);
-    if (level == LOG_INFO && strstr(msg, "passes again"))
-        atomic_fetch_add(&recovered, 1);
+    if (level == LOG_WARNING && strstr(msg, "worker 0 busy for 99 s")) atomic_fetch_add(&warned, 1);
+    if (level == LOG_INFO && strstr(msg, "passes again")) atomic_fetch_add(&recovered, 1);
 }
 
 /* Waits until the watchdog has called the liveness check `more` more times; 0 if it did within
@@ -203,7 +195,8 @@ static void test_watchdog(void)
 
     /* Not requested: no WATCHDOG_USEC. */
     unsetenv("WATCHDOG_USEC");
-    CHECK(sbertd_sd_watchdog_start(alive_cb, log_cb, &alive_flag, &wd, &ivl) == 0, "start w/o usec");
+    CHECK(sbertd_sd_watchdog_start(alive_cb, log_cb, &alive_flag, &wd, &ivl) == 0,
+          "start w/o usec");
     CHECK(wd == NULL && ivl == 0, "watchdog started without WATCHDOG_USEC");
 
     /* Meant for another process. */
@@ -211,7 +204,8 @@ static void test_watchdog(void)
     char pid[32];
     snprintf(pid, sizeof pid, "%ld", (long)getpid() + 1);
     setenv("WATCHDOG_PID", pid, 1);
-    CHECK(sbertd_sd_watchdog_start(alive_cb, log_cb, &alive_flag, &wd, &ivl) == 0, "start other pid");
+    CHECK(sbertd_sd_watchdog_start(alive_cb, log_cb, &alive_flag, &wd, &ivl) == 0,
+          "start other pid");
     CHECK(wd == NULL, "watchdog started for another WATCHDOG_PID");
 
     setenv("WATCHDOG_USEC", "soon", 1);
@@ -219,7 +213,8 @@ static void test_watchdog(void)
     CHECK(sbertd_sd_watchdog_start(alive_cb, log_cb, &alive_flag, &wd, &ivl) == SBERTD_SD_EENV,
           "malformed WATCHDOG_USEC accepted");
     CHECK(wd == NULL, "handle set on error");
-    CHECK(sbertd_sd_watchdog_start(NULL, log_cb, NULL, &wd, &ivl) == SBERTD_SD_EINVAL, "NULL alive");
+    CHECK(sbertd_sd_watchdog_start(NULL, log_cb, NULL, &wd, &ivl) == SBERTD_SD_EINVAL,
+          "NULL alive");
 
     snprintf(pid, sizeof pid, "%ld", (long)getpid());
     setenv("WATCHDOG_PID", pid, 1);
@@ -227,15 +222,15 @@ static void test_watchdog(void)
     CHECK(sbertd_sd_watchdog_start(alive_cb, log_cb, &alive_flag, &wd, &ivl) == 0, "start");
     CHECK(wd != NULL, "no watchdog although WATCHDOG_USEC is set");
     CHECK(ivl == 50000, "interval %llu, want half of WATCHDOG_USEC", (unsigned long long)ivl);
-    if (!wd)
-        return;
+    if (!wd) return;
 
     for (int i = 0; i < 3; i++) {
         CHECK(recv_msg(buf, sizeof buf, 10000) > 0, "no ping %d", i);
         CHECK(strcmp(buf, "WATCHDOG=1") == 0, "ping sent [%s]", buf);
     }
     /* Checked once the thread has run (glibc blocks everything in a new thread until it starts). */
-    CHECK(helper_threads_block_signals("sd-watchdog") == 1, "the watchdog thread does not block SIGTERM/SIGHUP/SIGINT");
+    CHECK(helper_threads_block_signals("sd-watchdog") == 1,
+          "the watchdog thread does not block SIGTERM/SIGHUP/SIGINT");
 
     /* Liveness fails: after the check has seen it fail, no ping may arrive. */
     atomic_store(&alive_flag, 0);
@@ -243,11 +238,13 @@ static void test_watchdog(void)
     drain();
     CHECK(wait_calls(4) == 0, "liveness check not called");
     CHECK(recv_msg(buf, sizeof buf, 1) < 0, "ping [%s] sent while the liveness check fails", buf);
-    CHECK(atomic_load(&warned) == 1, "failing check logged %d times, want once", atomic_load(&warned));
+    CHECK(atomic_load(&warned) == 1, "failing check logged %d times, want once",
+          atomic_load(&warned));
 
     /* Recovers: pings resume and the recovery is logged. */
     atomic_store(&alive_flag, 1);
-    CHECK(recv_msg(buf, sizeof buf, 10000) > 0 && strcmp(buf, "WATCHDOG=1") == 0, "no ping after recovery");
+    CHECK(recv_msg(buf, sizeof buf, 10000) > 0 && strcmp(buf, "WATCHDOG=1") == 0,
+          "no ping after recovery");
     CHECK(atomic_load(&recovered) == 1, "recovery logged %d times", atomic_load(&recovered));
 
     sbertd_sd_watchdog_stop(wd);
@@ -283,23 +280,25 @@ static void test_extender(void)
     char buf[512];
     sbertd_sd_extender *ex = NULL;
     CHECK(sbertd_sd_extender_start("x", NULL, NULL, 1, &ex) == SBERTD_SD_EINVAL, "NULL progress");
-    CHECK(sbertd_sd_extender_start("x", progress_cb, &prog_done, 0, &ex) == SBERTD_SD_EINVAL, "period 0");
+    CHECK(sbertd_sd_extender_start("x", progress_cb, &prog_done, 0, &ex) == SBERTD_SD_EINVAL,
+          "period 0");
 
     /* The main thread blocks nothing here; the helper thread must block the signals anyway. */
     sigset_t none, old;
     sigemptyset(&none);
     pthread_sigmask(SIG_SETMASK, &none, &old);
-    CHECK(sbertd_sd_extender_start("rebuilding index", progress_cb, &prog_done, 50000, &ex) == 0, "start");
+    CHECK(sbertd_sd_extender_start("rebuilding index", progress_cb, &prog_done, 50000, &ex) == 0,
+          "start");
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     CHECK(ex != NULL, "no extender although NOTIFY_SOCKET is set");
-    if (!ex)
-        return;
+    if (!ex) return;
 
     /* The first period always extends. */
     CHECK(recv_msg(buf, sizeof buf, 10000) > 0, "no extender message");
     CHECK(strcmp(buf, "EXTEND_TIMEOUT_USEC=150000\nSTATUS=rebuilding index: 0/100") == 0,
           "first extender message [%s]", buf);
-    CHECK(helper_threads_block_signals("sd-extender") == 1, "the extender thread does not block SIGTERM/SIGHUP/SIGINT");
+    CHECK(helper_threads_block_signals("sd-extender") == 1,
+          "the extender thread does not block SIGTERM/SIGHUP/SIGINT");
 
     /* No progress: status only, no extension. */
     CHECK(recv_msg(buf, sizeof buf, 10000) > 0, "no second extender message");
@@ -335,7 +334,8 @@ static void test_without_notify_socket(void)
     CHECK(sbertd_sd_ready("x") == 0, "ready without NOTIFY_SOCKET");
     CHECK(sbertd_sd_status("x %d", 1) == 0, "status without NOTIFY_SOCKET");
     CHECK(sbertd_sd_extend_timeout(1) == 0, "extend without NOTIFY_SOCKET");
-    CHECK(sbertd_sd_reloading() == 0 && sbertd_sd_reloaded(NULL) == 0, "reload without NOTIFY_SOCKET");
+    CHECK(sbertd_sd_reloading() == 0 && sbertd_sd_reloaded(NULL) == 0,
+          "reload without NOTIFY_SOCKET");
     CHECK(sbertd_sd_stopping(NULL) == 0, "stopping without NOTIFY_SOCKET");
     sbertd_sd_watchdog *wd = NULL;
     CHECK(sbertd_sd_watchdog_start(alive_cb, log_cb, &alive_flag, &wd, NULL) == 0 && wd == NULL,

@@ -26,14 +26,11 @@ struct terms {
 static int collect(const char *t, size_t len, uint32_t pos, void *user)
 {
     struct terms *ts = user;
-    if (!sbert_util_utf8_valid(t, len) || len == 0)
-        ts->all_utf8 = 0;
-    if (len > ts->max_len)
-        ts->max_len = len;
+    if (!sbert_util_utf8_valid(t, len) || len == 0) ts->all_utf8 = 0;
+    if (len > ts->max_len) ts->max_len = len;
     size_t used = strlen(ts->s);
     if (used + len + 16 < sizeof ts->s)
-        snprintf(ts->s + used, sizeof ts->s - used, "%s%.*s@%u", used ? " " : "", (int)len, t,
-                 pos);
+        snprintf(ts->s + used, sizeof ts->s - used, "%s%.*s@%u", used ? " " : "", (int)len, t, pos);
     ts->n++;
     return 0;
 }
@@ -89,8 +86,7 @@ static void test_none_and_languages(void)
     sbert_analyzer_free(a);
 
     CHECK(sbert_analyzer_new("klingon", &a) == SBERT_TEXT_ELANGUAGE && a == NULL);
-    CHECK(sbert_analyzer_new("a-language-name-far-too-long-to-be-one", &a) ==
-          SBERT_TEXT_ELANGUAGE);
+    CHECK(sbert_analyzer_new("a-language-name-far-too-long-to-be-one", &a) == SBERT_TEXT_ELANGUAGE);
     int has_english = 0;
     for (const char **l = sbert_text_languages(); *l; l++)
         has_english |= strcmp(*l, "english") == 0;
@@ -157,8 +153,7 @@ static void test_every_code_point(void)
         CHECK(sbert_analyzer_new(langs[l], &a) == 0);
         struct terms ts = {.all_utf8 = 1};
         for (int32_t cp = 0; cp <= 0x10FFFF; cp++) {
-            if (cp >= 0xD800 && cp <= 0xDFFF)
-                continue;
+            if (cp >= 0xD800 && cp <= 0xDFFF) continue;
             unsigned char buf[16] = "ab";
             size_t k = 2;
             if (cp < 0x80)

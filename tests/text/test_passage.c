@@ -54,8 +54,7 @@ static int count_model(const char *s, size_t n, size_t max, size_t *tokens, void
     struct model_ctx *c = user;
     size_t n_ids;
     int truncated;
-    if (sbert_tokenize(c->m, s, n, c->ids, 512, &n_ids, &truncated))
-        return -100;
+    if (sbert_tokenize(c->m, s, n, c->ids, 512, &n_ids, &truncated)) return -100;
     *tokens = truncated ? max + 1 : n_ids - 2;
     return 0;
 }
@@ -69,8 +68,7 @@ static void check(const char *text, size_t len, size_t max, size_t overlap, sber
     size_t n;
     int rc = sbert_passages_split(text, len, max, overlap, fn, user, &p, &n);
     CHECK(rc == 0);
-    if (rc)
-        return;
+    if (rc) return;
     char *covered = calloc(len + 1, 1);
     int bad = 0;
     for (size_t i = 0; i < n; i++) {
@@ -179,14 +177,12 @@ static void test_model(const char *model_dir, const char *corpus)
     int docs = 0;
     while ((ln = getline(&line, &lcap, f)) > 0) {
         char *t = strstr(line, "\"text\": \"");
-        if (!t)
-            continue;
+        if (!t) continue;
         t += 9;
         char *e = strstr(t, "\"");
         while (e && e[-1] == '\\')
             e = strstr(e + 1, "\"");
-        if (!e || (size_t)(e - t) < 1500)
-            continue;
+        if (!e || (size_t)(e - t) < 1500) continue;
         check(t, (size_t)(e - t), max, 32, count_model, &c, "scifact");
         if (all + (size_t)(e - t) + 2 < cap) {
             memcpy(joined + all, t, (size_t)(e - t));
@@ -208,8 +204,7 @@ int main(int argc, char **argv)
 {
     test_toy();
     test_counter_error();
-    if (argc > 2)
-        test_model(argv[1], argv[2]);
+    if (argc > 2) test_model(argv[1], argv[2]);
     if (failures) {
         fprintf(stderr, "passage_test: %d check(s) failed\n", failures);
         return 1;

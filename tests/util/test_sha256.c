@@ -18,7 +18,8 @@ static void hash_hex(const void *data, size_t len, char hex[65])
     if (portable) c.accel = 0;
     sbert_sha256_update(&c, data, len);
     sbert_sha256_final(&c, d);
-    for (int i = 0; i < 32; i++) sprintf(hex + 2 * i, "%02x", d[i]);
+    for (int i = 0; i < 32; i++)
+        sprintf(hex + 2 * i, "%02x", d[i]);
 }
 
 static void run(void)
@@ -47,9 +48,10 @@ static void run(void)
     for (size_t off = 0, step = 1; off < n; off += step, step = step % 131 + 1)
         sbert_sha256_update(&c, a + off, off + step > n ? n - off : step);
     sbert_sha256_final(&c, d);
-    static const uint8_t want[32] = {0xcd, 0xc7, 0x6e, 0x5c, 0x99, 0x14, 0xfb, 0x92, 0x81, 0xa1, 0xc7,
-                                     0xe2, 0x84, 0xd7, 0x3e, 0x67, 0xf1, 0x80, 0x9a, 0x48, 0xa4, 0x97,
-                                     0x20, 0x0e, 0x04, 0x6d, 0x39, 0xcc, 0xc7, 0x11, 0x2c, 0xd0};
+    static const uint8_t want[32] = {0xcd, 0xc7, 0x6e, 0x5c, 0x99, 0x14, 0xfb, 0x92,
+                                     0x81, 0xa1, 0xc7, 0xe2, 0x84, 0xd7, 0x3e, 0x67,
+                                     0xf1, 0x80, 0x9a, 0x48, 0xa4, 0x97, 0x20, 0x0e,
+                                     0x04, 0x6d, 0x39, 0xcc, 0xc7, 0x11, 0x2c, 0xd0};
     CHECK(!memcmp(d, want, 32), "sha256 of a million 'a' in pieces");
 
     /* Lengths around the padding boundary (55, 56, 63, 64, 65 bytes...), against sha256sum. */
@@ -58,7 +60,8 @@ static void run(void)
     CHECK(fd >= 0, "mkstemp");
     close(fd);
     for (size_t len = 0; len < 300; len += (len < 130 ? 1 : 37)) {
-        for (size_t i = 0; i < len; i++) a[i] = (char)(i * 131 + len);
+        for (size_t i = 0; i < len; i++)
+            a[i] = (char)(i * 131 + len);
         FILE *f = fopen(tmpl, "wb");
         fwrite(a, 1, len, f);
         fclose(f);

@@ -26,17 +26,17 @@ static void test_utf8(void)
     } cases[] = {
         {"plain ascii", 11, 1},
         {"caf\xc3\xa9", 5, 1},
-        {"\xe2\x82\xac", 3, 1},         /* U+20AC */
-        {"\xf0\x9f\x98\x80", 4, 1},     /* U+1F600 */
-        {"\xf4\x8f\xbf\xbf", 4, 1},     /* U+10FFFF */
-        {"\xc0\xaf", 2, 0},             /* overlong '/' */
-        {"\xe0\x80\xaf", 3, 0},         /* overlong */
-        {"\xed\xa0\x80", 3, 0},         /* surrogate U+D800 */
-        {"\xf4\x90\x80\x80", 4, 0},     /* above U+10FFFF */
+        {"\xe2\x82\xac", 3, 1},     /* U+20AC */
+        {"\xf0\x9f\x98\x80", 4, 1}, /* U+1F600 */
+        {"\xf4\x8f\xbf\xbf", 4, 1}, /* U+10FFFF */
+        {"\xc0\xaf", 2, 0},         /* overlong '/' */
+        {"\xe0\x80\xaf", 3, 0},     /* overlong */
+        {"\xed\xa0\x80", 3, 0},     /* surrogate U+D800 */
+        {"\xf4\x90\x80\x80", 4, 0}, /* above U+10FFFF */
         {"\xff", 1, 0},
-        {"\xc3", 1, 0},                 /* cut */
-        {"\xe2\x82", 2, 0},             /* cut */
-        {"a\x80", 2, 0},                /* lone continuation */
+        {"\xc3", 1, 0},     /* cut */
+        {"\xe2\x82", 2, 0}, /* cut */
+        {"a\x80", 2, 0},    /* lone continuation */
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
         CHECK(sbert_util_utf8_valid(cases[i].s, cases[i].len) == cases[i].valid);

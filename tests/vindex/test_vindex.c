@@ -20,21 +20,21 @@
 
 static char g_err[512];
 
-#define CHECK(cond, ...)                                                                   \
-    do {                                                                                   \
-        if (!(cond)) {                                                                     \
-            fprintf(stderr, "%s:%d: check failed: %s: ", __FILE__, __LINE__, #cond);       \
-            fprintf(stderr, __VA_ARGS__);                                                  \
-            fprintf(stderr, "\n");                                                         \
-            return 1;                                                                      \
-        }                                                                                  \
+#define CHECK(cond, ...)                                                                           \
+    do {                                                                                           \
+        if (!(cond)) {                                                                             \
+            fprintf(stderr, "%s:%d: check failed: %s: ", __FILE__, __LINE__, #cond);               \
+            fprintf(stderr, __VA_ARGS__);                                                          \
+            fprintf(stderr, "\n");                                                                 \
+            return 1;                                                                              \
+        }                                                                                          \
     } while (0)
 
-#define CHECK_RC(expr)                                                                     \
-    do {                                                                                   \
-        g_err[0] = '\0';                                                                   \
-        int rc_ = (expr);                                                                  \
-        CHECK(rc_ == 0, "%s returned %d (%s): %s", #expr, rc_, vindex_strerror(rc_), g_err); \
+#define CHECK_RC(expr)                                                                             \
+    do {                                                                                           \
+        g_err[0] = '\0';                                                                           \
+        int rc_ = (expr);                                                                          \
+        CHECK(rc_ == 0, "%s returned %d (%s): %s", #expr, rc_, vindex_strerror(rc_), g_err);       \
     } while (0)
 
 #define ERR g_err, sizeof g_err
@@ -43,23 +43,31 @@ static char g_err[512];
 
 static uint64_t rng_state = 0x9E3779B97F4A7C15ULL;
 
-static void rng_seed(uint64_t s) { rng_state = s ? s : 1; }
+static void rng_seed(uint64_t s)
+{
+    rng_state = s ? s : 1;
+}
 
-static double rng_u01(void) {
+static double rng_u01(void)
+{
     rng_state ^= rng_state >> 12;
     rng_state ^= rng_state << 25;
     rng_state ^= rng_state >> 27;
     return ((rng_state * 2685821657736338717ULL) >> 11) * (1.0 / 9007199254740992.0);
 }
 
-static void normalize(float *v) {
+static void normalize(float *v)
+{
     double s = 0;
-    for (int i = 0; i < DIM; i++) s += (double)v[i] * v[i];
+    for (int i = 0; i < DIM; i++)
+        s += (double)v[i] * v[i];
     float inv = (float)(1.0 / sqrt(s));
-    for (int i = 0; i < DIM; i++) v[i] *= inv;
+    for (int i = 0; i < DIM; i++)
+        v[i] *= inv;
 }
 
-static float *rand_unit(size_t n) {
+static float *rand_unit(size_t n)
+{
     float *x = malloc(n * DIM * sizeof *x);
     if (!x) abort();
     for (size_t i = 0; i < n * DIM; i += 2) {
@@ -68,22 +76,27 @@ static float *rand_unit(size_t n) {
         x[i] = (float)(r * cos(2 * M_PI * u2));
         if (i + 1 < n * DIM) x[i + 1] = (float)(r * sin(2 * M_PI * u2));
     }
-    for (size_t i = 0; i < n; i++) normalize(x + i * DIM);
+    for (size_t i = 0; i < n; i++)
+        normalize(x + i * DIM);
     return x;
 }
 
-static float dot(const float *a, const float *b) {
+static float dot(const float *a, const float *b)
+{
     float s = 0;
-    for (int i = 0; i < DIM; i++) s += a[i] * b[i];
+    for (int i = 0; i < DIM; i++)
+        s += a[i] * b[i];
     return s;
 }
 
-static void quiet_log(int level, const char *msg, void *user) {
+static void quiet_log(int level, const char *msg, void *user)
+{
     (void)user;
     if (level <= VINDEX_LOG_WARN) fprintf(stderr, "vindex log %d: %s\n", level, msg);
 }
 
-static struct vindex_params params_for(const char *spec) {
+static struct vindex_params params_for(const char *spec)
+{
     struct vindex_params p = vindex_default_params();
     p.spec = spec;
     p.dim = DIM;
@@ -100,7 +113,8 @@ struct model {
     int *live;
 };
 
-static const float *model_vec(const struct model *m, int64_t label, int *live) {
+static const float *model_vec(const struct model *m, int64_t label, int *live)
+{
     for (size_t i = 0; i < m->n; i++)
         if (m->labels[i] == label) {
             *live = m->live[i];
@@ -113,8 +127,9 @@ static const float *model_vec(const struct model *m, int64_t label, int *live) {
 /* Every row: no removed or unknown label, no duplicates, scores descending and equal to the dot
  * product with the label's current vector (within tol; codes make SQ approximate; tol < 0 skips
  * the score check, for PQ, whose scores on random vectors are far from the dot product). */
-static int check_rows(const struct model *m, const float *q, size_t nq, size_t k,
-                      const int64_t *L, const float *S, float tol) {
+static int check_rows(const struct model *m, const float *q, size_t nq, size_t k, const int64_t *L,
+                      const float *S, float tol)
+{
     for (size_t r = 0; r < nq; r++) {
         for (size_t j = 0; j < k; j++) {
             int64_t l = L[r * k + j];
@@ -129,21 +144,25 @@ static int check_rows(const struct model *m, const float *q, size_t nq, size_t k
             CHECK(tol < 0 || fabsf(want - S[r * k + j]) <= tol, "label %lld score %f, dot %f",
                   (long long)l, S[r * k + j], want);
             if (j) CHECK(S[r * k + j] <= S[r * k + j - 1] + 1e-6f, "row %zu not sorted", r);
-            for (size_t i = 0; i < j; i++) CHECK(L[r * k + i] != l, "duplicate label in row %zu", r);
+            for (size_t i = 0; i < j; i++)
+                CHECK(L[r * k + i] != l, "duplicate label in row %zu", r);
         }
     }
     return 0;
 }
 
-static size_t row_len(const int64_t *L, size_t k) {
+static size_t row_len(const int64_t *L, size_t k)
+{
     size_t n = 0;
-    while (n < k && L[n] >= 0) n++;
+    while (n < k && L[n] >= 0)
+        n++;
     return n;
 }
 
 /* ---- add / remove / search, per spec ---- */
 
-static int basic(const char *spec, size_t n, float tol, double min_self) {
+static int basic(const char *spec, size_t n, float tol, double min_self)
+{
     rng_seed(42);
     struct vindex_params p = params_for(spec);
     vindex *v;
@@ -176,7 +195,8 @@ static int basic(const char *spec, size_t n, float tol, double min_self) {
     int64_t L[NQ * K];
     float S[NQ * K];
     float *q = malloc(NQ * DIM * sizeof *q);
-    for (int i = 0; i < NQ; i++) memcpy(q + i * DIM, m.vec + (size_t)i * 37 * DIM, DIM * sizeof *q);
+    for (int i = 0; i < NQ; i++)
+        memcpy(q + i * DIM, m.vec + (size_t)i * 37 * DIM, DIM * sizeof *q);
     CHECK_RC(vindex_search(v, q, NQ, K, NULL, L, S, ERR));
     if (check_rows(&m, q, NQ, K, L, S, tol)) return 1;
     int self = 0;
@@ -200,7 +220,8 @@ static int basic(const char *spec, size_t n, float tol, double min_self) {
     CHECK(vindex_count(v) == n - NQ, "count %zu after remove", vindex_count(v));
     CHECK_RC(vindex_search(v, q, NQ, K, NULL, L, S, ERR));
     if (check_rows(&m, q, NQ, K, L, S, tol)) return 1;
-    for (int i = 0; i < NQ; i++) CHECK(row_len(L + i * K, K) == K, "row %d short after remove", i);
+    for (int i = 0; i < NQ; i++)
+        CHECK(row_len(L + i * K, K) == K, "row %d short after remove", i);
 
     /* Upsert: the removed labels come back with new vectors; the old ones stay gone. */
     float *nv = rand_unit(NQ);
@@ -215,7 +236,8 @@ static int basic(const char *spec, size_t n, float tol, double min_self) {
     CHECK_RC(vindex_search(v, nv, NQ, K, NULL, L, S, ERR));
     if (check_rows(&m, nv, NQ, K, L, S, tol)) return 1;
     self = 0;
-    for (int i = 0; i < NQ; i++) self += L[i * K] == rm[i];
+    for (int i = 0; i < NQ; i++)
+        self += L[i * K] == rm[i];
     CHECK(self >= min_self * NQ, "%d of %d re-added vectors found themselves first", self, NQ);
 
     /* k larger than the collection is fine: rows are padded with -1. */
@@ -228,7 +250,8 @@ static int basic(const char *spec, size_t n, float tol, double min_self) {
     return 0;
 }
 
-static int small_k_over_count(const char *spec) {
+static int small_k_over_count(const char *spec)
+{
     struct vindex_params p = params_for(spec);
     vindex *v;
     CHECK_RC(vindex_create(&p, &v, ERR));
@@ -239,19 +262,24 @@ static int small_k_over_count(const char *spec) {
     int64_t L[8];
     float S[8];
     CHECK_RC(vindex_search(v, x, 1, 8, NULL, L, S, ERR));
-    CHECK(row_len(L, 8) == 5 && L[5] == -1 && L[7] == -1, "row of %zu for 5 entries", row_len(L, 8));
+    CHECK(row_len(L, 8) == 5 && L[5] == -1 && L[7] == -1, "row of %zu for 5 entries",
+          row_len(L, 8));
     CHECK(L[0] == 1, "self not first");
     vindex_free(v);
     free(x);
     return 0;
 }
 
-static int t_flat(void) { return basic("Flat", 5000, 1e-4f, 1.0) || small_k_over_count("Flat"); }
+static int t_flat(void)
+{
+    return basic("Flat", 5000, 1e-4f, 1.0) || small_k_over_count("Flat");
+}
 /* One to three queries over a Flat index of several VSHIM_SPLIT_MIN_PART-vector parts are
  * scanned in parts by the OpenMP threads (ctest runs this case with OMP_NUM_THREADS=3): each row
  * must be the exact top k of the live vectors, for k below and above FAISS's reservoir threshold
  * (100), with holes left by deletes. */
-static int t_flat_split(void) {
+static int t_flat_split(void)
+{
     rng_seed(77);
     const size_t n = 60000;
     struct vindex_params p = params_for("Flat");
@@ -316,20 +344,29 @@ static int t_flat_split(void) {
     return 0;
 }
 
-static int t_hnsw(void) {
+static int t_hnsw(void)
+{
     return basic("HNSW32,Flat", 5000, 1e-4f, 0.98) || small_k_over_count("HNSW32");
 }
-static int t_ivf_flat(void) {
+static int t_ivf_flat(void)
+{
     return basic("IVF16,Flat", 5000, 1e-4f, 1.0) || small_k_over_count("IVF16,Flat");
 }
-static int t_ivf_sq8(void) { return basic("IVF16,SQ8", 5000, 0.02f, 0.98); }
+static int t_ivf_sq8(void)
+{
+    return basic("IVF16,SQ8", 5000, 0.02f, 0.98);
+}
 /* PQ16 on random 384-d vectors: a stored vector scores ~0.3 against itself (measured), so only
  * ranking is checked. */
-static int t_ivf_pq(void) { return basic("IVF16,PQ16np", 12000, -1.0f, 0.9); }
+static int t_ivf_pq(void)
+{
+    return basic("IVF16,PQ16np", 12000, -1.0f, 0.9);
+}
 
 /* ---- HNSW tombstones and rebuild ---- */
 
-static int t_tombstones(void) {
+static int t_tombstones(void)
+{
     rng_seed(3);
     enum { N = 3000, RM = 2000, NQ = 30, K = 10 };
     struct vindex_params p = params_for("HNSW32,Flat");
@@ -364,7 +401,8 @@ static int t_tombstones(void) {
     float S[NQ * K];
     CHECK_RC(vindex_search(v, m.vec, NQ, K, NULL, L, S, ERR));
     if (check_rows(&m, m.vec, NQ, K, L, S, 1e-4f)) return 1;
-    for (int i = 0; i < NQ; i++) CHECK(row_len(L + i * K, K) == K, "row %d short", i);
+    for (int i = 0; i < NQ; i++)
+        CHECK(row_len(L + i * K, K) == K, "row %d short", i);
 
     /* Rebuild from the live vectors, as the store does, and swap. */
     vindex *fresh;
@@ -386,12 +424,14 @@ static int t_tombstones(void) {
 
 /* ---- selective filters return a full k ---- */
 
-static int keep_mod97(int64_t label, void *user) {
+static int keep_mod97(int64_t label, void *user)
+{
     (void)user;
     return label % 97 == 0;
 }
 
-static int filtered(const char *spec, int nprobe) {
+static int filtered(const char *spec, int nprobe)
+{
     rng_seed(11);
     enum { N = 10000, NQ = 20, K = 10 };
     struct vindex_params p = params_for(spec);
@@ -421,34 +461,41 @@ static int filtered(const char *spec, int nprobe) {
     CHECK_RC(vindex_search(v, q, NQ, K, &f, L, S, ERR));
     CHECK_RC(vindex_search(exact, q, NQ, K, &f, LE, SE, ERR));
     if (check_rows(&m, q, NQ, K, L, S, tol)) return 1;
-    for (int i = 0; i < NQ * K; i++) CHECK(L[i] >= 0 && L[i] % 97 == 0, "slot %d: %lld", i, (long long)L[i]);
+    for (int i = 0; i < NQ * K; i++)
+        CHECK(L[i] >= 0 && L[i] % 97 == 0, "slot %d: %lld", i, (long long)L[i]);
     int same = 0;
     for (int i = 0; i < NQ * K; i++)
-        for (int j = 0; j < K; j++) same += L[i] == LE[(i / K) * K + j];
+        for (int j = 0; j < K; j++)
+            same += L[i] == LE[(i / K) * K + j];
     CHECK(same >= 0.9 * NQ * K, "%s: filtered results agree with exact on %d of %d", spec, same,
           NQ * K);
 
     /* A label list of 15: full k, all from the list. */
     int64_t list[15];
-    for (int i = 0; i < 15; i++) list[i] = 100 + i * 611;
+    for (int i = 0; i < 15; i++)
+        list[i] = 100 + i * 611;
     struct vindex_filter fl = {.labels = list, .n_labels = 15};
     CHECK_RC(vindex_search(v, q, NQ, K, &fl, L, S, ERR));
     if (check_rows(&m, q, NQ, K, L, S, tol)) return 1;
     for (int i = 0; i < NQ * K; i++) {
         int in = 0;
-        for (int j = 0; j < 15; j++) in |= L[i] == list[j];
+        for (int j = 0; j < 15; j++)
+            in |= L[i] == list[j];
         CHECK(in, "slot %d: label %lld not in the list", i, (long long)L[i]);
     }
     /* Fewer matches than k: exactly those, then -1. */
     struct vindex_filter f5 = {.labels = list, .n_labels = 5};
     CHECK_RC(vindex_search(v, q, NQ, K, &f5, L, S, ERR));
-    for (int i = 0; i < NQ; i++) CHECK(row_len(L + i * K, K) == 5, "row %d has %zu", i, row_len(L + i * K, K));
+    for (int i = 0; i < NQ; i++)
+        CHECK(row_len(L + i * K, K) == 5, "row %d has %zu", i, row_len(L + i * K, K));
     /* Both: list AND callback; only 100 + 1111*j with j such that label % 97 == 0 pass. */
     struct vindex_filter fb = {.keep = keep_mod97, .labels = list, .n_labels = 15};
     size_t want = 0;
-    for (int j = 0; j < 15; j++) want += list[j] % 97 == 0;
+    for (int j = 0; j < 15; j++)
+        want += list[j] % 97 == 0;
     CHECK_RC(vindex_search(v, q, NQ, K, &fb, L, S, ERR));
-    for (int i = 0; i < NQ; i++) CHECK(row_len(L + i * K, K) == (want < K ? want : K), "row %d", i);
+    for (int i = 0; i < NQ; i++)
+        CHECK(row_len(L + i * K, K) == (want < K ? want : K), "row %d", i);
     vindex_free(v);
     vindex_free(exact);
     free(q);
@@ -458,7 +505,8 @@ static int filtered(const char *spec, int nprobe) {
     return 0;
 }
 
-static int t_filter_full_k(void) {
+static int t_filter_full_k(void)
+{
     return filtered("HNSW32,Flat", 0) || filtered("IVF64,Flat", 1) || filtered("IVF64,SQ8", 1) ||
            filtered("Flat", 0);
 }
@@ -467,27 +515,30 @@ static int t_filter_full_k(void) {
 
 static char tmpdir[256];
 
-static int make_tmpdir(void) {
+static int make_tmpdir(void)
+{
     snprintf(tmpdir, sizeof tmpdir, "/tmp/test_vindex.XXXXXX");
     CHECK(mkdtemp(tmpdir) != NULL, "mkdtemp: %s", strerror(errno));
     return 0;
 }
 
-static void rm_tmpdir(void) {
+static void rm_tmpdir(void)
+{
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
     if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", tmpdir);
 }
 
-static int same_results(vindex *a, vindex *b, const float *q, size_t nq) {
+static int same_results(vindex *a, vindex *b, const float *q, size_t nq)
+{
     enum { K = 10 };
     int64_t *La = malloc(nq * K * sizeof *La), *Lb = malloc(nq * K * sizeof *Lb);
     float *Sa = malloc(nq * K * sizeof *Sa), *Sb = malloc(nq * K * sizeof *Sb);
     CHECK_RC(vindex_search(a, q, nq, K, NULL, La, Sa, ERR));
     CHECK_RC(vindex_search(b, q, nq, K, NULL, Lb, Sb, ERR));
     for (size_t i = 0; i < nq * K; i++)
-        CHECK(La[i] == Lb[i] && Sa[i] == Sb[i], "slot %zu: %lld/%f vs %lld/%f", i,
-              (long long)La[i], Sa[i], (long long)Lb[i], Sb[i]);
+        CHECK(La[i] == Lb[i] && Sa[i] == Sb[i], "slot %zu: %lld/%f vs %lld/%f", i, (long long)La[i],
+              Sa[i], (long long)Lb[i], Sb[i]);
     free(La);
     free(Lb);
     free(Sa);
@@ -495,14 +546,16 @@ static int same_results(vindex *a, vindex *b, const float *q, size_t nq) {
     return 0;
 }
 
-static int roundtrip(const char *spec, size_t n, size_t n_remove) {
+static int roundtrip(const char *spec, size_t n, size_t n_remove)
+{
     rng_seed(5);
     struct vindex_params p = params_for(spec);
     vindex *v;
     CHECK_RC(vindex_create(&p, &v, ERR));
     float *x = rand_unit(n);
     int64_t *lab = malloc(n * sizeof *lab);
-    for (size_t i = 0; i < n; i++) lab[i] = (int64_t)i * 3 + 1;
+    for (size_t i = 0; i < n; i++)
+        lab[i] = (int64_t)i * 3 + 1;
     CHECK_RC(vindex_add(v, lab, x, n, ERR));
     size_t removed;
     CHECK_RC(vindex_remove(v, lab, n_remove, &removed, ERR));
@@ -546,7 +599,8 @@ static int roundtrip(const char *spec, size_t n, size_t n_remove) {
 /* A Flat index that never held a vector has no storage at all (FAISS's empty std::vector): its
  * snapshot failed ("reading the flat index for its snapshot"), so a new store logged a failed
  * periodic snapshot until the first add. */
-static int empty_roundtrip(const char *spec) {
+static int empty_roundtrip(const char *spec)
+{
     struct vindex_params p = params_for(spec);
     vindex *v, *r;
     CHECK_RC(vindex_create(&p, &v, ERR));
@@ -563,11 +617,13 @@ static int empty_roundtrip(const char *spec) {
     return 0;
 }
 
-static int t_snapshot_roundtrip(void) {
+static int t_snapshot_roundtrip(void)
+{
     if (make_tmpdir()) return 1;
     int rc = empty_roundtrip("Flat") || empty_roundtrip("HNSW32,Flat") ||
-             empty_roundtrip("IVF16,Flat") || roundtrip("Flat", 3000, 100) || roundtrip("HNSW32,Flat", 3000, 500) ||
-             roundtrip("IVF16,Flat", 3000, 100) || roundtrip("IVF16,SQ8", 3000, 100) ||
+             empty_roundtrip("IVF16,Flat") || roundtrip("Flat", 3000, 100) ||
+             roundtrip("HNSW32,Flat", 3000, 500) || roundtrip("IVF16,Flat", 3000, 100) ||
+             roundtrip("IVF16,SQ8", 3000, 100) ||
              roundtrip("IVF512,Flat", 3000, 100) /* below train_min: still flat */;
     rm_tmpdir();
     return rc;
@@ -584,11 +640,18 @@ struct dmodel {
     size_t nlive;
 };
 
-static int64_t dlabel(size_t slot) { return (int64_t)slot * 5 + 2; }
+static int64_t dlabel(size_t slot)
+{
+    return (int64_t)slot * 5 + 2;
+}
 
-static size_t rng_below(size_t n) { return (size_t)(rng_u01() * (double)n) % n; }
+static size_t rng_below(size_t n)
+{
+    return (size_t)(rng_u01() * (double)n) % n;
+}
 
-static int keep_odd_slot(int64_t label, void *user) {
+static int keep_odd_slot(int64_t label, void *user)
+{
     (void)user;
     return ((label - 2) / 5) % 2 == 1;
 }
@@ -597,9 +660,11 @@ static int keep_odd_slot(int64_t label, void *user) {
  * current vector's dot as score, descending, no repeats, and nothing left out: every passing live
  * label scoring above the row's last score (beyond float noise) is in the row. */
 static int check_drow(const struct dmodel *m, const float *q, size_t k, const int64_t *L,
-                      const float *S, const uint8_t *pass) {
+                      const float *S, const uint8_t *pass)
+{
     size_t want = 0;
-    for (size_t i = 0; i < DPOOL; i++) want += m->live[i] && pass[i];
+    for (size_t i = 0; i < DPOOL; i++)
+        want += m->live[i] && pass[i];
     want = want < k ? want : k;
     size_t got = row_len(L, k);
     CHECK(got == want, "row holds %zu results, want %zu", got, want);
@@ -616,13 +681,15 @@ static int check_drow(const struct dmodel *m, const float *q, size_t k, const in
         CHECK(fabsf(d - S[j]) <= 1e-4f, "label %lld score %f, dot with its vector %f",
               (long long)L[j], S[j], d);
         CHECK(j == 0 || S[j] <= S[j - 1], "row not in descending order at %zu", j);
-        for (size_t i = 0; i < j; i++) CHECK(L[i] != L[j], "label %lld twice", (long long)L[j]);
+        for (size_t i = 0; i < j; i++)
+            CHECK(L[i] != L[j], "label %lld twice", (long long)L[j]);
     }
     float floor_ = got ? S[got - 1] + 1e-4f : -INFINITY;
     for (size_t i = 0; got == k && i < DPOOL; i++) {
         if (!m->live[i] || !pass[i] || dot(q, m->vec + i * DIM) <= floor_) continue;
         int found = 0;
-        for (size_t j = 0; j < got; j++) found |= L[j] == dlabel(i);
+        for (size_t j = 0; j < got; j++)
+            found |= L[j] == dlabel(i);
         CHECK(found, "live label %lld (dot %f) missing from a row ending at %f",
               (long long)dlabel(i), dot(q, m->vec + i * DIM), S[got - 1]);
     }
@@ -632,7 +699,8 @@ static int check_drow(const struct dmodel *m, const float *q, size_t k, const in
 /* Counts, then searches with no filter (1 query: the scan; 6 queries: FAISS's BLAS path), with a
  * label list (half of it removed labels: the exact scan through rev_map), and with a callback
  * (the selector mapping internal positions to labels). Queries: random, and live vectors. */
-static int check_dmodel(vindex *v, const struct dmodel *m) {
+static int check_dmodel(vindex *v, const struct dmodel *m)
+{
     enum { K = 10, NQ = 6 };
     struct vindex_info info;
     vindex_info(v, &info);
@@ -675,7 +743,8 @@ static int check_dmodel(vindex *v, const struct dmodel *m) {
 }
 
 /* Removes the n labels of slots[] (repeats and removed ones allowed) and checks the count. */
-static int dremove(vindex *v, struct dmodel *m, const size_t *slots, size_t n) {
+static int dremove(vindex *v, struct dmodel *m, const size_t *slots, size_t n)
+{
     int64_t *lab = malloc((n ? n : 1) * sizeof *lab);
     size_t want = 0, got = 7;
     for (size_t i = 0; i < n; i++) {
@@ -693,7 +762,8 @@ static int dremove(vindex *v, struct dmodel *m, const size_t *slots, size_t n) {
 }
 
 /* Adds the removed slots of slots[] (distinct) with new vectors. */
-static int dadd(vindex *v, struct dmodel *m, const size_t *slots, size_t n) {
+static int dadd(vindex *v, struct dmodel *m, const size_t *slots, size_t n)
+{
     int64_t *lab = malloc((n ? n : 1) * sizeof *lab);
     float *x = rand_unit(n ? n : 1);
     for (size_t i = 0; i < n; i++) {
@@ -710,7 +780,8 @@ static int dadd(vindex *v, struct dmodel *m, const size_t *slots, size_t n) {
 
 /* Writes v's snapshot, reads it back, checks both give the same answers, and returns the loaded
  * one in *v (the old one freed): later deletes run on an index built by the snapshot loader. */
-static int dsnapshot(vindex **v, const struct vindex_params *p, const struct dmodel *m, int i) {
+static int dsnapshot(vindex **v, const struct vindex_params *p, const struct dmodel *m, int i)
+{
     char path[300];
     snprintf(path, sizeof path, "%s/del-%d", tmpdir, i);
     CHECK_RC(vindex_snapshot_write(*v, path, (uint64_t)i, NULL, 0, ERR));
@@ -728,7 +799,8 @@ static int dsnapshot(vindex **v, const struct vindex_params *p, const struct dmo
     return rc || check_dmodel(r, m);
 }
 
-static int delete_random(const char *spec) {
+static int delete_random(const char *spec)
+{
     rng_seed(77);
     struct vindex_params p = params_for(spec);
     p.train_min = 1000000; /* IVF: stays in its flat staging index throughout */
@@ -738,7 +810,8 @@ static int delete_random(const char *spec) {
     m->vec = malloc((size_t)DPOOL * DIM * sizeof *m->vec);
     size_t slots[DPOOL];
     size_t n0 = 2000;
-    for (size_t i = 0; i < n0; i++) slots[i] = i;
+    for (size_t i = 0; i < n0; i++)
+        slots[i] = i;
     if (dadd(v, m, slots, n0) || check_dmodel(v, m)) return 1;
 
     /* The newest entry sits at the last internal position, the first one at position 0. */
@@ -755,7 +828,8 @@ static int delete_random(const char *spec) {
             if (dremove(v, m, slots, n)) return 1;
         } else if (op < 7) { /* a batch with repeats and removed labels */
             n = 1 + rng_below(300);
-            for (size_t i = 0; i < n; i++) slots[i] = rng_below(DPOOL);
+            for (size_t i = 0; i < n; i++)
+                slots[i] = rng_below(DPOOL);
             if (dremove(v, m, slots, n)) return 1;
         } else { /* re-add removed labels, then remove the newest (last position) half the time */
             size_t want = 1 + rng_below(150);
@@ -783,14 +857,16 @@ static int delete_random(const char *spec) {
     }
     for (size_t off = 0; off < nl;) {
         size_t b = 1 + rng_below(500), n = 0;
-        for (size_t i = off; i < nl && i < off + b; i++) slots[n++] = (size_t)live_slots[i];
+        for (size_t i = off; i < nl && i < off + b; i++)
+            slots[n++] = (size_t)live_slots[i];
         slots[n] = slots[0]; /* a repeat */
         if (dremove(v, m, slots, n + 1)) return 1;
         off += n;
     }
     CHECK(m->nlive == 0, "model still holds %zu", m->nlive);
     if (check_dmodel(v, m) || dsnapshot(&v, &p, m, 100)) return 1;
-    for (size_t i = 0; i < 50; i++) slots[i] = i * 7;
+    for (size_t i = 0; i < 50; i++)
+        slots[i] = i * 7;
     if (dadd(v, m, slots, 50) || check_dmodel(v, m) || dsnapshot(&v, &p, m, 101)) return 1;
     vindex_free(v);
     free(m->vec);
@@ -800,7 +876,8 @@ static int delete_random(const char *spec) {
 
 /* A trained IVF removes through FAISS's remove_ids, which counts a repeated label once: a batch
  * with repeats was refused ("removed 1 entries for 2 live labels"). */
-static int delete_repeats_trained_ivf(void) {
+static int delete_repeats_trained_ivf(void)
+{
     rng_seed(78);
     struct vindex_params p = params_for("IVF16,Flat");
     p.train_min = 1000;
@@ -809,7 +886,8 @@ static int delete_repeats_trained_ivf(void) {
     size_t n = 2000;
     float *x = rand_unit(n);
     int64_t *lab = malloc(n * sizeof *lab);
-    for (size_t i = 0; i < n; i++) lab[i] = (int64_t)i;
+    for (size_t i = 0; i < n; i++)
+        lab[i] = (int64_t)i;
     CHECK_RC(vindex_add(v, lab, x, n, ERR));
     struct vindex_info info;
     vindex_info(v, &info);
@@ -821,21 +899,24 @@ static int delete_repeats_trained_ivf(void) {
     int64_t L[10];
     float S[10];
     CHECK_RC(vindex_search(v, x + 5 * DIM, 1, 10, NULL, L, S, ERR));
-    for (int j = 0; j < 10; j++) CHECK(L[j] != 5 && L[j] != 7 && L[j] != 9, "removed label back");
+    for (int j = 0; j < 10; j++)
+        CHECK(L[j] != 5 && L[j] != 7 && L[j] != 9, "removed label back");
     vindex_free(v);
     free(x);
     free(lab);
     return 0;
 }
 
-static int t_delete_random(void) {
+static int t_delete_random(void)
+{
     if (make_tmpdir()) return 1;
     int rc = delete_random("Flat") || delete_random("IVF64,Flat") || delete_repeats_trained_ivf();
     rm_tmpdir();
     return rc;
 }
 
-static int write_file(const char *path, const unsigned char *buf, size_t len) {
+static int write_file(const char *path, const unsigned char *buf, size_t len)
+{
     FILE *f = fopen(path, "wb");
     CHECK(f != NULL, "fopen %s", path);
     CHECK(fwrite(buf, 1, len, f) == len, "fwrite");
@@ -844,7 +925,8 @@ static int write_file(const char *path, const unsigned char *buf, size_t len) {
 }
 
 static int expect_refused(const char *path, const struct vindex_params *p, int want,
-                          const char *what) {
+                          const char *what)
+{
     vindex *r = (vindex *)1;
     g_err[0] = '\0';
     int rc = vindex_snapshot_read(path, p, &r, NULL, ERR);
@@ -854,7 +936,8 @@ static int expect_refused(const char *path, const struct vindex_params *p, int w
     return 0;
 }
 
-static int damaged(const char *spec) {
+static int damaged(const char *spec)
+{
     rng_seed(9);
     struct vindex_params p = params_for(spec);
     vindex *v;
@@ -862,7 +945,8 @@ static int damaged(const char *spec) {
     enum { N = 2000 };
     float *x = rand_unit(N);
     int64_t lab[N];
-    for (int i = 0; i < N; i++) lab[i] = i;
+    for (int i = 0; i < N; i++)
+        lab[i] = i;
     CHECK_RC(vindex_add(v, lab, x, N, ERR));
     size_t removed;
     CHECK_RC(vindex_remove(v, lab, 10, &removed, ERR));
@@ -888,7 +972,7 @@ static int damaged(const char *spec) {
     }
     /* One flipped byte anywhere: header fields, spec, body start, middle, end, the HNSW dead map
      * (the end of the body), the block table (the end of the file). */
-    size_t flips[] = {0,   20,  33,  45,       70,           81,         100,         165,
+    size_t flips[] = {0,   20,  33,  45,       70,           81,          100,        165,
                       170, 180, 300, size / 2, size * 3 / 4, size - 1000, size - 100, size - 1};
     for (size_t i = 0; i < sizeof flips / sizeof *flips; i++) {
         buf[flips[i]] ^= 0x40;
@@ -912,7 +996,8 @@ static int damaged(const char *spec) {
     buf[8] ^= 0x02;
     /* Random bytes, and a missing file. */
     unsigned char junk[4096];
-    for (size_t i = 0; i < sizeof junk; i++) junk[i] = (unsigned char)(rng_u01() * 256);
+    for (size_t i = 0; i < sizeof junk; i++)
+        junk[i] = (unsigned char)(rng_u01() * 256);
     if (write_file(bad, junk, sizeof junk)) return 1;
     if (expect_refused(bad, &p, VINDEX_ECORRUPT, "junk")) return 1;
     unlink(bad);
@@ -937,14 +1022,16 @@ static int damaged(const char *spec) {
     return 0;
 }
 
-static int t_snapshot_damaged(void) {
+static int t_snapshot_damaged(void)
+{
     if (make_tmpdir()) return 1;
     int rc = damaged("Flat") || damaged("HNSW16,Flat") || damaged("IVF8,Flat");
     rm_tmpdir();
     return rc;
 }
 
-static int t_snapshot_spec(void) {
+static int t_snapshot_spec(void)
+{
     if (make_tmpdir()) return 1;
     struct vindex_params p = params_for("HNSW32,Flat");
     vindex *v;
@@ -952,7 +1039,8 @@ static int t_snapshot_spec(void) {
     rng_seed(1);
     float *x = rand_unit(100);
     int64_t lab[100];
-    for (int i = 0; i < 100; i++) lab[i] = i;
+    for (int i = 0; i < 100; i++)
+        lab[i] = i;
     CHECK_RC(vindex_add(v, lab, x, 100, ERR));
     char path[300];
     snprintf(path, sizeof path, "%s/snap", tmpdir);
@@ -990,7 +1078,8 @@ struct searcher {
     int64_t removed_lo, removed_hi; /* labels removed before the searcher starts */
 };
 
-static void *search_loop(void *arg) {
+static void *search_loop(void *arg)
+{
     struct searcher *s = arg;
     float *q = rand_unit(4); /* rng is only used by this thread from here on */
     enum { K = 10 };
@@ -1009,14 +1098,16 @@ static void *search_loop(void *arg) {
                 s->errors++;
             }
         }
-        for (int i = 0; i < 4; i++) s->short_rows += row_len(L + i * K, K) != K;
+        for (int i = 0; i < 4; i++)
+            s->short_rows += row_len(L + i * K, K) != K;
         s->searches++;
     }
     free(q);
     return NULL;
 }
 
-static int t_ivf_train_switch(void) {
+static int t_ivf_train_switch(void)
+{
     rng_seed(21);
     enum { N = 6000, B = 250, K = 10 };
     struct vindex_params p = params_for("IVF32,Flat"); /* train_min = 39 * 32 = 1248 */
@@ -1026,7 +1117,8 @@ static int t_ivf_train_switch(void) {
     CHECK_RC(vindex_create(&p, &v, ERR));
     float *x = rand_unit(N);
     int64_t *lab = malloc(N * sizeof *lab);
-    for (int i = 0; i < N; i++) lab[i] = i;
+    for (int i = 0; i < N; i++)
+        lab[i] = i;
     /* First 500 in, 100 of them removed, before the searcher starts. */
     CHECK_RC(vindex_add(v, lab, x, 500, ERR));
     size_t removed;
@@ -1066,8 +1158,7 @@ static int t_ivf_train_switch(void) {
         live += L[0] == i && S[0] > 0.999f;
         if (i < 100) CHECK(L[0] != i, "label %d removed before training is back", i);
     }
-    CHECK(live == vindex_count(v), "%zu labels find themselves, count %zu", live,
-          vindex_count(v));
+    CHECK(live == vindex_count(v), "%zu labels find themselves, count %zu", live, vindex_count(v));
     CHECK(vindex_count(v) < want, "no removals during training were made");
     vindex_free(v);
     free(x);
@@ -1081,20 +1172,24 @@ static int t_ivf_train_switch(void) {
  * the structure sentence embeddings have. On isotropic random vectors every point's 10 nearest
  * are barely nearer than the rest, and no ANN index reaches 0.95 recall short of a full scan
  * (bench/index measures that case too). */
-static float *rand_clustered(size_t n, size_t nc, float sigma) {
+static float *rand_clustered(size_t n, size_t nc, float sigma)
+{
     float *c = rand_unit(nc);
     float *x = rand_unit(n);
-    float scale = sigma * sqrtf((float)DIM); /* rand_unit rows have norm 1, gaussian ones sqrt(dim) */
+    float scale =
+        sigma * sqrtf((float)DIM); /* rand_unit rows have norm 1, gaussian ones sqrt(dim) */
     for (size_t i = 0; i < n; i++) {
         const float *ci = c + (size_t)(rng_u01() * nc) % nc * DIM;
-        for (int j = 0; j < DIM; j++) x[i * DIM + j] = ci[j] + scale * x[i * DIM + j] / sqrtf((float)DIM);
+        for (int j = 0; j < DIM; j++)
+            x[i * DIM + j] = ci[j] + scale * x[i * DIM + j] / sqrtf((float)DIM);
         normalize(x + i * DIM);
     }
     free(c);
     return x;
 }
 
-static int recall(const char *spec, int ef, int nprobe, double min_recall) {
+static int recall(const char *spec, int ef, int nprobe, double min_recall)
+{
     rng_seed(1234);
     enum { N = 100000, NQ = 200, K = 10 };
     struct vindex_params p = params_for(spec);
@@ -1107,7 +1202,8 @@ static int recall(const char *spec, int ef, int nprobe, double min_recall) {
     float *all = rand_clustered(N + NQ, 1000, 0.6f); /* the last NQ rows are the queries */
     float *x = all, *q = all + (size_t)N * DIM;
     int64_t *lab = malloc(N * sizeof *lab);
-    for (int i = 0; i < N; i++) lab[i] = i;
+    for (int i = 0; i < N; i++)
+        lab[i] = i;
     CHECK_RC(vindex_add(v, lab, x, N, ERR));
     CHECK_RC(vindex_add(exact, lab, x, N, ERR));
     int64_t *L = malloc(NQ * K * sizeof *L), *LE = malloc(NQ * K * sizeof *LE);
@@ -1117,7 +1213,8 @@ static int recall(const char *spec, int ef, int nprobe, double min_recall) {
     size_t hit = 0;
     for (int i = 0; i < NQ; i++)
         for (int a = 0; a < K; a++)
-            for (int b = 0; b < K; b++) hit += L[i * K + a] == LE[i * K + b];
+            for (int b = 0; b < K; b++)
+                hit += L[i * K + a] == LE[i * K + b];
     double r = (double)hit / (NQ * K);
     fprintf(stderr, "%s ef %d nprobe %d: recall@10 %.4f\n", spec, ef, nprobe, r);
     CHECK(r >= min_recall, "%s recall@10 %.4f < %.2f", spec, r, min_recall);
@@ -1132,8 +1229,14 @@ static int recall(const char *spec, int ef, int nprobe, double min_recall) {
     return 0;
 }
 
-static int t_recall_hnsw(void) { return recall("HNSW32,Flat", 64, 0, 0.95); }
-static int t_recall_ivf(void) { return recall("IVF256,Flat", 0, 16, 0.95); }
+static int t_recall_hnsw(void)
+{
+    return recall("HNSW32,Flat", 64, 0, 0.95);
+}
+static int t_recall_ivf(void)
+{
+    return recall("IVF256,Flat", 0, 16, 0.95);
+}
 
 static const struct {
     const char *name;
@@ -1156,7 +1259,8 @@ static const struct {
     {"recall_ivf", t_recall_ivf},
 };
 
-int main(int argc, char **argv) {
+int main(int argc, char **argv)
+{
     if (argc != 2) {
         fprintf(stderr, "usage: %s <case>\n", argv[0]);
         return 2;

@@ -37,7 +37,7 @@ extern "C" {
 
 enum {
     SBERT_TEXT_OK = 0,
-    SBERT_TEXT_ENOMEM = -1,   /* allocation failed */
+    SBERT_TEXT_ENOMEM = -1,    /* allocation failed */
     SBERT_TEXT_ELANGUAGE = -2, /* no Snowball stemmer of that name */
     SBERT_TEXT_EINVAL = -3     /* a bad argument (passage limits) */
 };
@@ -92,8 +92,7 @@ int sbert_text_is_stopword_en(const char *word, size_t len);
 /* Sets *tokens to the number of tokens text[0..len) makes (without the model's [CLS]/[SEP]), or
  * to any number above max when it makes more than max (the caller may stop counting there).
  * Returns 0, or a non-zero value that stops the split and is returned by it. */
-typedef int (*sbert_count_fn)(const char *text, size_t len, size_t max, size_t *tokens,
-                              void *user);
+typedef int (*sbert_count_fn)(const char *text, size_t len, size_t max, size_t *tokens, void *user);
 
 struct sbert_passage {
     size_t start, end; /* text[start..end) */

@@ -78,10 +78,10 @@ void sbert_util_topk_free(struct sbert_util_topk *k);
  * weights' fingerprints and files' content hashes. */
 struct sbert_sha256 {
     uint32_t h[8];
-    uint64_t total;   /* bytes hashed so far */
-    uint8_t buf[64];  /* a partial block */
-    size_t used;      /* bytes in buf */
-    int accel;        /* set by init when the CPU has SHA extensions; 0 forces the portable code */
+    uint64_t total;  /* bytes hashed so far */
+    uint8_t buf[64]; /* a partial block */
+    size_t used;     /* bytes in buf */
+    int accel;       /* set by init when the CPU has SHA extensions; 0 forces the portable code */
 };
 
 void sbert_sha256_init(struct sbert_sha256 *c);
