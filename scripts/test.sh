@@ -6,6 +6,8 @@
 #
 # Stages, each in its own build directory; a failing stage does not stop the later ones, the exit
 # status is non-zero when any failed:
+#   0. format       scripts/check-format.sh: every C/C++ file as clang-format 14 and the committed
+#                   .clang-format make it.
 #   1. build/       Release: every test (the ctest arguments apply to this stage only).
 #   2. build-asan/  ASan + UBSan (gcc, -fno-sanitize-recover=all, LeakSanitizer on): the unit and
 #                   integration tests, so the integration tests' sbertd is the sanitized one.
@@ -74,6 +76,14 @@ sanitizer_reports() {
     done
     return $found
 }
+
+# ---- 0. Formatting -----------------------------------------------------------------------------
+# clang-format's view of every C/C++ file (the committed .clang-format); drift fails the run.
+format_check() {
+    command -v clang-format >/dev/null || "$ROOT/scripts/setup.sh" --packages-only
+    "$ROOT/scripts/check-format.sh"
+}
+stage "format (clang-format)" format_check
 
 # ---- 1. Release --------------------------------------------------------------------------------
 release() {
