@@ -86,6 +86,9 @@ def main():
                                                        os.path.join(ROOT, "..", "shared")))
     ap.add_argument("--build", default=os.path.join(ROOT, "build"))
     ap.add_argument("--encode-threads", type=int, default=os.cpu_count())
+    ap.add_argument("--index", default="Flat",
+                    help="sbertd's index (Flat: exact; HNSW32,Flat compares like with like "
+                         "with Chroma's HNSW)")
     a = ap.parse_args()
     os.environ.setdefault("SBERTD", os.path.join(a.build, "daemon", "sbertd"))
     os.environ.setdefault("SBERTD_LIBRARY", os.path.join(a.build, "encoder", "libsbert.so.1"))
@@ -103,7 +106,7 @@ def main():
     ids = ["d%06d" % i for i in range(len(texts))]
 
     rows = []
-    d = harness.Daemon(a.model).start()
+    d = harness.Daemon(a.model, extra=["--index", a.index]).start()
     try:
         c = sbertd.Client(d.url, timeout=600)
         c.add(texts, ids=ids, embeddings=vecs)
@@ -152,8 +155,8 @@ def main():
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
 
-    print("\n%d documents, k = 10, pynng %s (nng %s)\n" % (
-        len(texts), __import__("pynng").__version__,
+    print("\n%d documents, k = 10, sbertd index %s, pynng %s (nng %s)\n" % (
+        len(texts), a.index, __import__("pynng").__version__,
         __import__("pynng").ffi.string(__import__("pynng").lib.nng_version()).decode()))
     print("%-46s %7s %12s %10s" % ("client", "threads", "latency ms", "queries/s"))
     for name, threads, lat, qps in sorted(rows, key=lambda r: (r[1], r[0])):
