@@ -8,6 +8,7 @@ add_library(sbert_vindex STATIC
   ${CMAKE_CURRENT_LIST_DIR}/vindex_lset.c
   ${CMAKE_CURRENT_LIST_DIR}/vindex_train.c
   ${CMAKE_CURRENT_LIST_DIR}/vindex_snap.c
+  ${CMAKE_CURRENT_LIST_DIR}/vindex_format.c
   ${CMAKE_CURRENT_LIST_DIR}/vindex_hash.c
   ${CMAKE_CURRENT_LIST_DIR}/vindex_shim.cpp)
 target_include_directories(sbert_vindex PUBLIC ${CMAKE_CURRENT_LIST_DIR})

@@ -223,6 +223,15 @@ int vindex_snapshot_peek(const char *path, struct vindex_snapshot_meta *meta, ch
                          size_t errlen);
 
 /*
+ * Checks the snapshot at path without loading it: the header, the size against it, the block
+ * table and every block of the body against their checksums (what vindex_snapshot_read checks
+ * before FAISS sees a byte), without FAISS. Fills *meta from the header. Returns 0, VINDEX_EIO,
+ * VINDEX_ECORRUPT or VINDEX_EVERSION with errbuf saying why.
+ */
+int vindex_snapshot_check(const char *path, struct vindex_snapshot_meta *meta, char *errbuf,
+                          size_t errlen);
+
+/*
  * Loads the snapshot at path into a new index. params gives the expected spec and dim (and the
  * search parameters, log sink, etc. for the loaded index); a snapshot written for another spec
  * or dim is refused with VINDEX_ESPEC. Each block of the body is checked against its checksum

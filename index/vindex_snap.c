@@ -17,84 +17,10 @@
 #include "IndexIVF_c.h"
 #include "error_c.h"
 #include "index_io_c.h"
+#include "vindex_format.h"
 #include "vindex_hash.h"
 #include "vindex_impl.h"
 #include "vindex_shim.h"
-
-/*
- * File layout (little-endian, the only byte order this runs on):
- *    0  magic "SBVINDEX"        8
- *    8  u32 format version      (VINDEX_SNAPSHOT_VERSION)
- *   12  u32 header length       (SNAP_FIXED + spec length)
- *   16  u32 dim
- *   20  u32 kind                (0 Flat, 1 HNSW, 2 IVF)
- *   24  u32 flags               (bit 0: IVF trained)
- *   28  u32 spec length         (< 128)
- *   32  u64 store change counter
- *   40  u64 live count
- *   48  u64 FAISS ntotal
- *   56  u64 tombstone count
- *   64  u64 FAISS index length  (bytes written by faiss write_index)
- *   72  u64 body length         (index + the HNSW dead map of ntotal bytes)
- *   80  u64 block table hash    (vindex_hash64 of the block table)
- *   88  u32 caller bytes length (<= VINDEX_SNAPSHOT_USER_MAX)
- *   92  u32 block size          (SNAP_BLOCK)
- *   96  caller bytes, zero padded to 64
- *  160  u64 header hash         (of bytes 0..159 and the spec)
- *  168  spec bytes
- *  then the body, then the block table: one u64 vindex_hash64 per block of the body (blocks of
- *  the block size, the last one shorter).
- * The index part of the body is FAISS's write_index stream, except for Flat and untrained IVF
- * (an IDMap2 over Flat): there it is u64 n, n i64 labels (in position order), n * dim f32
- * vectors, which the loader copies into place (vshim_flat_make) instead of having FAISS grow and
- * zero-fill them page by page.
- * Version 1 had one hash of the whole body, checked in a pass of its own before FAISS parsed it
- * (and FAISS then zero-filled the vectors page fault by page fault before copying them in).
- * Per-block hashes let the loader check each block just before it copies it, while it is in
- * cache, so FAISS still parses only checked bytes and the body is read once. Measured here at
- * 1M x 384 Flat on a loaded 2-core machine (load 12): 2.1-3.1 s of CPU per load with version 1,
- * 1.4 s with version 2.
- */
-#define SNAP_MAGIC "SBVINDEX"
-#define SNAP_HASHED 160u
-#define SNAP_FIXED 168u
-/* 256 KiB: a block stays in L2 between its hash and its copy. */
-#define SNAP_BLOCK (256u * 1024u)
-
-struct snap_header {
-    uint32_t version, header_len, dim, kind, flags, spec_len, user_len, block;
-    uint64_t change, count, ntotal, ndead, index_len, body_len, table_hash, header_hash;
-};
-
-static void put32(unsigned char *p, uint32_t x)
-{
-    memcpy(p, &x, 4);
-}
-static void put64(unsigned char *p, uint64_t x)
-{
-    memcpy(p, &x, 8);
-}
-static uint32_t get32(const unsigned char *p)
-{
-    uint32_t x;
-    memcpy(&x, p, 4);
-    return x;
-}
-static uint64_t get64(const unsigned char *p)
-{
-    uint64_t x;
-    memcpy(&x, p, 8);
-    return x;
-}
-
-static uint64_t header_hash(const unsigned char *fixed, const char *spec, size_t spec_len)
-{
-    struct vindex_hash h;
-    vindex_hash_init(&h);
-    vindex_hash_update(&h, fixed, SNAP_HASHED);
-    vindex_hash_update(&h, spec, spec_len);
-    return vindex_hash_final(&h);
-}
 
 /* The body stream: stdio over the temp file's descriptor, hashing each block as FAISS writes. */
 struct body_sink {
@@ -282,7 +208,7 @@ static int snapshot_fill(vindex *v, int fd, uint64_t change, const void *user, s
     put32(hdr + 88, (uint32_t)user_len);
     put32(hdr + 92, SNAP_BLOCK);
     if (user_len) memcpy(hdr + 96, user, user_len);
-    put64(hdr + SNAP_HASHED, header_hash(hdr, s->spec, spec_len));
+    put64(hdr + SNAP_HASHED, vsnap_header_hash(hdr, s->spec, spec_len));
     if (write_all_at(fd, hdr, sizeof hdr, 0) != 0 ||
         write_all_at(fd, s->spec, spec_len, SNAP_FIXED) != 0)
         return sbert_util_errf(errbuf, errlen, VINDEX_EIO, "writing snapshot header: %s",
@@ -353,51 +279,6 @@ int vindex_snapshot_write(vindex *v, const char *path, uint64_t change_counter, 
 }
 
 /* Checks magic, version and the header hash of the first len bytes of a file; fills h and meta. */
-static int parse_header(const unsigned char *map, size_t len, const char *path,
-                        struct snap_header *h, struct vindex_snapshot_meta *meta, char *errbuf,
-                        size_t errlen)
-{
-    if (len < SNAP_FIXED || memcmp(map, SNAP_MAGIC, 8) != 0)
-        return sbert_util_errf(errbuf, errlen, VINDEX_ECORRUPT,
-                               "%s is not a vindex snapshot (truncated header or bad magic)", path);
-    h->version = get32(map + 8);
-    h->header_len = get32(map + 12);
-    h->dim = get32(map + 16);
-    h->kind = get32(map + 20);
-    h->flags = get32(map + 24);
-    h->spec_len = get32(map + 28);
-    h->change = get64(map + 32);
-    h->count = get64(map + 40);
-    h->ntotal = get64(map + 48);
-    h->ndead = get64(map + 56);
-    h->index_len = get64(map + 64);
-    h->body_len = get64(map + 72);
-    h->table_hash = get64(map + 80);
-    h->user_len = get32(map + 88);
-    h->block = get32(map + 92);
-    h->header_hash = get64(map + SNAP_HASHED);
-    if (h->version != VINDEX_SNAPSHOT_VERSION)
-        return sbert_util_errf(errbuf, errlen, VINDEX_EVERSION,
-                               "snapshot %s has format version %u, this build reads %u", path,
-                               h->version, VINDEX_SNAPSHOT_VERSION);
-    if (h->spec_len >= 128 || h->header_len != SNAP_FIXED + h->spec_len || len < h->header_len ||
-        h->user_len > VINDEX_SNAPSHOT_USER_MAX || h->block == 0 ||
-        h->header_hash != header_hash(map, (const char *)map + SNAP_FIXED, h->spec_len))
-        return sbert_util_errf(errbuf, errlen, VINDEX_ECORRUPT, "snapshot %s has a damaged header",
-                               path);
-    if (meta) {
-        memset(meta, 0, sizeof *meta);
-        meta->version = h->version;
-        meta->dim = (int)h->dim;
-        memcpy(meta->spec, map + SNAP_FIXED, h->spec_len);
-        meta->change_counter = h->change;
-        meta->count = h->count;
-        meta->user_len = h->user_len;
-        memcpy(meta->user, map + 96, h->user_len);
-    }
-    return 0;
-}
-
 int vindex_snapshot_peek(const char *path, struct vindex_snapshot_meta *meta, char *errbuf,
                          size_t errlen)
 {
@@ -419,36 +300,7 @@ int vindex_snapshot_peek(const char *path, struct vindex_snapshot_meta *meta, ch
     }
     close(fd);
     struct snap_header h;
-    return parse_header(buf, got, path, &h, meta, errbuf, errlen);
-}
-
-/* The number of blocks of the body when the file's size is exactly header + body + block table,
- * else 0. A sound body is never empty
- * (FAISS writes at least its header), so 0 always means an unsound file. */
-static size_t blocks_fit(const struct snap_header *h, size_t size)
-{
-    if (h->block != SNAP_BLOCK || h->index_len > h->body_len || size < h->header_len) return 0;
-    size_t n = (size_t)((h->body_len + h->block - 1) / h->block);
-    size_t rest = size - h->header_len;
-    if (h->body_len > rest || (rest - h->body_len) / sizeof(uint64_t) != n ||
-        (rest - h->body_len) % sizeof(uint64_t) != 0)
-        return 0;
-    return n;
-}
-
-/* Copies the block table out of the map (it is not 8-byte aligned there) into *out (freed by the
- * caller) and checks it against the header's hash. */
-static int read_table(const unsigned char *map, const struct snap_header *h, size_t nblocks,
-                      uint64_t **out, const char *path, char *errbuf, size_t errlen)
-{
-    size_t len = nblocks * sizeof **out;
-    *out = malloc(len);
-    if (!*out) return VINDEX_ENOMEM;
-    memcpy(*out, map + h->header_len + h->body_len, len);
-    if (vindex_hash64(*out, len) != h->table_hash)
-        return sbert_util_errf(errbuf, errlen, VINDEX_ECORRUPT,
-                               "snapshot %s fails its checksum (block table)", path);
-    return 0;
+    return vsnap_parse_header(buf, got, path, &h, meta, errbuf, errlen);
 }
 
 /* Reads the raw flat layout (see the file layout) into a new IDMap2 over Flat. */
@@ -572,22 +424,22 @@ int vindex_snapshot_read(const char *path, const struct vindex_params *params, v
     size_t nblocks = 0;
     struct vindex_params def = vindex_default_params();
     const struct vindex_params *p = params ? params : &def;
-    int rc = parse_header(map, size, path, &h, &m, errbuf, errlen);
+    int rc = vsnap_parse_header(map, size, path, &h, &m, errbuf, errlen);
     if (rc == 0 && meta) *meta = m;
     if (rc != 0) {
-        /* parse_header() has written the reason */
+        /* vsnap_parse_header() has written the reason */
     } else if (!p->spec || strcmp(m.spec, p->spec) != 0 || m.dim != p->dim) {
         rc = sbert_util_errf(errbuf, errlen, VINDEX_ESPEC,
                              "snapshot %s is for \"%s\" dim %d, expected \"%s\" dim %d", path,
                              m.spec, m.dim, p->spec ? p->spec : "(null)", p->dim);
-    } else if (!(nblocks = blocks_fit(&h, size))) {
+    } else if (!(nblocks = vsnap_blocks_fit(&h, size))) {
         rc = sbert_util_errf(
             errbuf, errlen, VINDEX_ECORRUPT,
             "snapshot %s is truncated or has trailing bytes (%zu bytes, header says a body "
             "of %llu in blocks of %u)",
             path, size, (unsigned long long)h.body_len, h.block);
-    } else if ((rc = read_table(map, &h, nblocks, &table, path, errbuf, errlen)) != 0) {
-        /* read_table() has written the reason */
+    } else if ((rc = vsnap_read_table(map, &h, nblocks, &table, path, errbuf, errlen)) != 0) {
+        /* vsnap_read_table() has written the reason */
     } else if ((rc = vindex_create(p, &v, errbuf, errlen)) == 0) {
         if ((uint32_t)v->s.kind != h.kind ||
             h.body_len != h.index_len + (v->s.kind == KIND_HNSW ? h.ntotal : 0))

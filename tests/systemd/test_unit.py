@@ -71,6 +71,7 @@ def layout(root, prefix, unitdir, sysusersdir, tmpfilesdir, confdir):
     return [
         (p + "/sbin/sbertd", True),
         (p + "/bin/sbertctl", True),
+        (p + "/bin/sbertctl-files", True),
         (p + "/bin/sbert-encode", True),
         (root + unitdir + "/sbertd.service", False),
         (root + unitdir + "/sbertd-backup.service", False),
