@@ -848,10 +848,16 @@ HTTP_PORT = free_tcp_port()
 
 
 def http_raw(data, read_timeout=30):
-    """Sends raw bytes to the daemon's HTTP port; returns (status or None, body bytes)."""
+    """Sends raw bytes to the daemon's HTTP port; returns (status or None, body bytes). A server
+    may answer a request it refuses (413 for a Content-Length past max_message_size) and close
+    before the body is all sent, as HTTP/1.1 allows (RFC 9112 §9.6): the send then fails with
+    EPIPE or ECONNRESET and the reply already sent is still read."""
     import socket
     with socket.create_connection(("127.0.0.1", HTTP_PORT), timeout=read_timeout) as so:
-        so.sendall(data)
+        try:
+            so.sendall(data)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
         buf = b""
         try:
             while True:
