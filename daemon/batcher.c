@@ -34,9 +34,17 @@ static int encode_direct(struct sbertd *d, const char *const *texts, const size_
                          float *out, int *truncated)
 {
     struct sbert_encode_params p = sbert_encode_default_params();
+    uint64_t tokens = 0, t0 = sbertd_now_us();
     p.n_threads = d->cfg.encode_threads;
+    p.n_tokens = &tokens;
     size_t bad = 0;
-    return sbert_encode(d->model, texts, lens, n, out, &p, truncated, &bad);
+    int rc = sbert_encode(d->model, texts, lens, n, out, &p, truncated, &bad);
+    if (!rc) {
+        atomic_fetch_add(&d->enc_us, sbertd_now_us() - t0);
+        atomic_fetch_add(&d->enc_texts, n);
+        atomic_fetch_add(&d->enc_tokens, tokens);
+    }
+    return rc;
 }
 
 /* Encodes one batch of jobs in one call (texts, lens, trunc, out: scratch for

@@ -137,6 +137,11 @@ static void gauge(struct text *t, const char *name, const char *help, double v)
     put(t, "# HELP %s %s\n# TYPE %s gauge\n%s %.17g\n", name, help, name, name, v);
 }
 
+static void counter(struct text *t, const char *name, const char *help, double v)
+{
+    put(t, "# HELP %s %s\n# TYPE %s counter\n%s %.17g\n", name, help, name, name, v);
+}
+
 /* The stats reply as Prometheus text. */
 static void render(struct text *t, const cJSON *st)
 {
@@ -159,6 +164,12 @@ static void render(struct text *t, const cJSON *st)
           num(st, "memory.rss_bytes"));
     gauge(t, "sbertd_requests_in_progress", "requests received and not yet answered",
           num(st, "requests.in_progress"));
+    /* counters: rate(tokens) / rate(seconds) is the encoder's tokens/s while it works */
+    counter(t, "sbertd_encode_texts_total", "texts encoded", num(st, "encoder.texts"));
+    counter(t, "sbertd_encode_tokens_total", "tokens encoded ([CLS] and [SEP] included)",
+            num(st, "encoder.tokens"));
+    counter(t, "sbertd_encode_seconds_total", "seconds the encoder spent encoding",
+            num(st, "encoder.seconds"));
     const cJSON *ops = cJSON_GetObjectItemCaseSensitive(st, "ops"), *op;
     put(t, "# HELP sbertd_requests_total requests answered, per op\n"
            "# TYPE sbertd_requests_total counter\n");

@@ -144,6 +144,9 @@ struct sbertd_counters {
     uint64_t in_progress; /* requests received and not yet answered (the caller's included) */
     uint64_t total, errors;
     int workers, encode_threads;
+    /* texts and tokens encoded since start, and the seconds the encoder spent on them */
+    uint64_t encoded_texts, encoded_tokens;
+    double encode_s;
 };
 
 void sbertd_counters_get(const struct sbertd *d, struct sbertd_counters *out);

@@ -85,7 +85,7 @@ int op_run_stats(struct sbertd *d, struct request *r, cJSON *reply, struct sbert
     if (rc) return op_index_error(rc, NULL, -1, err);
     struct sbertd_counters c;
     sbertd_counters_get(d, &c); /* this request is in progress too */
-    cJSON *thr = NULL, *lim = NULL, *req = NULL, *ops = NULL;
+    cJSON *thr = NULL, *lim = NULL, *req = NULL, *enc = NULL, *ops = NULL;
     if (!cJSON_AddStringToObject(reply, "version", SBERTD_VERSION) ||
         !cJSON_AddNumberToObject(reply, "protocol", SBERT_PROTO_VERSION) ||
         !cJSON_AddNumberToObject(reply, "uptime_s", c.uptime_s) ||
@@ -103,6 +103,10 @@ int op_run_stats(struct sbertd *d, struct request *r, cJSON *reply, struct sbert
         !cJSON_AddNumberToObject(req, "in_progress", (double)c.in_progress) ||
         !cJSON_AddNumberToObject(req, "total", (double)c.total) ||
         !cJSON_AddNumberToObject(req, "errors", (double)c.errors) ||
+        !(enc = cJSON_AddObjectToObject(reply, "encoder")) ||
+        !cJSON_AddNumberToObject(enc, "texts", (double)c.encoded_texts) ||
+        !cJSON_AddNumberToObject(enc, "tokens", (double)c.encoded_tokens) ||
+        !cJSON_AddNumberToObject(enc, "seconds", c.encode_s) ||
         !(ops = cJSON_AddObjectToObject(reply, "ops")))
         return op_oom(err);
     return sbertd_op_stats_each(d, stats_op, ops) ? op_oom(err) : 0;

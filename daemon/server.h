@@ -80,6 +80,8 @@ struct sbertd {
     _Atomic uint64_t in_flight;
     _Atomic uint64_t inflight_bytes;
     _Atomic uint64_t total, total_errors;
+    /* every sbert_encode() call's texts, tokens and microseconds (batcher.c) */
+    _Atomic uint64_t enc_texts, enc_tokens, enc_us;
 
     struct queue work, writes, commits;
     pthread_t receiver, writer, committer, encoder, searcher, *workers;

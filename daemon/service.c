@@ -89,4 +89,7 @@ void sbertd_counters_get(const struct sbertd *d, struct sbertd_counters *out)
     out->errors = atomic_load(&d->total_errors);
     out->workers = d->n_workers;
     out->encode_threads = d->cfg.encode_threads;
+    out->encoded_texts = atomic_load(&d->enc_texts);
+    out->encoded_tokens = atomic_load(&d->enc_tokens);
+    out->encode_s = (double)atomic_load(&d->enc_us) / 1e6;
 }

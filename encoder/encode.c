@@ -36,7 +36,8 @@ static int by_len(const void *a, const void *b)
 
 static int encode_chunk(const sbert_model *m, const char *const *texts, const size_t *lens,
                         size_t n, float *out, int n_threads, int *truncated, size_t *bad_index,
-                        int32_t *ids, struct item *items, int32_t *packed, int *plens, float *rows)
+                        int32_t *ids, struct item *items, int32_t *packed, int *plens, float *rows,
+                        uint64_t *n_tokens)
 {
     const int L = m->info.max_seq_length, H = m->hidden;
     int rc = 0;
@@ -71,6 +72,7 @@ static int encode_chunk(const sbert_model *m, const char *const *texts, const si
     size_t total = 0;
     for (size_t i = 0; i < n; i++)
         total += (size_t)items[i].len;
+    *n_tokens += total;
     int budget = BATCH_TOKENS > max_tok ? BATCH_TOKENS : max_tok;
     if ((size_t)budget > total) budget = (int)total;
     struct sbert_fwd_scratch s;
@@ -106,6 +108,8 @@ int sbert_encode(const sbert_model *m, const char *const *texts, const size_t *l
             if (bad_index) *bad_index = i;
             return SBERT_EINVAL;
         }
+    uint64_t tokens = 0;
+    if (params && params->n_tokens) *params->n_tokens = 0;
     if (!n) return 0;
     int n_threads = params && params->n_threads > 0 ? params->n_threads : m->params.n_threads;
     const size_t L = (size_t)m->info.max_seq_length, H = (size_t)m->hidden;
@@ -123,7 +127,7 @@ int sbert_encode(const sbert_model *m, const char *const *texts, const size_t *l
             size_t k = n - c < cn ? n - c : cn, bad = (size_t)-1;
             rc = encode_chunk(m, texts + c, lens ? lens + c : NULL, k, out + c * H, n_threads,
                               truncated ? truncated + c : NULL, &bad, ids, items, packed, plens,
-                              rows);
+                              rows, &tokens);
             if (rc && bad_index && bad != (size_t)-1) *bad_index = c + bad;
         }
     }
@@ -132,5 +136,6 @@ int sbert_encode(const sbert_model *m, const char *const *texts, const size_t *l
     free(packed);
     free(plens);
     free(rows);
+    if (!rc && params && params->n_tokens) *params->n_tokens = tokens;
     return rc;
 }

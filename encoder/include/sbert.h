@@ -130,7 +130,9 @@ int sbert_tokenize(const sbert_model *m, const char *text, size_t len, int32_t *
                    size_t *n_ids, int *truncated);
 
 struct sbert_encode_params {
-    int n_threads; /* 0: the model's default */
+    int n_threads;      /* 0: the model's default */
+    uint64_t *n_tokens; /* when not NULL, receives the tokens the call encoded ([CLS] and [SEP]
+                           included; after truncation), for throughput counters */
 };
 
 /* Returns {0}: the model's default thread count. */

@@ -112,6 +112,16 @@ def every_op(d, base):
     check(q and q[0].value >= 2, "query requests counted: %r" % q)
     check("sbertd_request_duration_seconds" in fams and "sbertd_lmdb_map_used_bytes" in fams,
           "latency and LMDB metrics: %r" % sorted(fams))
+    enc = {n: fams[n].samples[0].value for n in ("sbertd_encode_texts", "sbertd_encode_tokens",
+                                                   "sbertd_encode_seconds")}
+    check(enc["sbertd_encode_texts"] >= 4 and enc["sbertd_encode_tokens"] >= 2 * enc["sbertd_encode_texts"]
+          and enc["sbertd_encode_seconds"] > 0, "encoder counters: %r" % enc)
+    # exactly the tokens the model makes: "a cat sat" is [CLS] a cat sat [SEP]
+    before = post(base, "stats", {}).json()["encoder"]
+    check(post(base, "encode", {"texts": ["a cat sat"]}).status_code == 200, "encode")
+    after = post(base, "stats", {}).json()["encoder"]
+    check(after["texts"] - before["texts"] == 1 and after["tokens"] - before["tokens"] == 5,
+          "encoder counters of one encode: %r -> %r" % (before, after))
 
 
 def main():
