@@ -50,6 +50,7 @@ static const struct key {
     {"listen", K_LISTEN, 0, 0, 0, 0},
     STR("index", index_spec),
     STR("precision", precision),
+    STR("keyword_language", keyword_language),
     INT("threads", threads, 1, 256),
     INT("encode_threads", encode_threads, 1, 256),
     {"log_level", K_LEVEL, offsetof(struct sbertd_config, log_level), 0, 0, 0},
@@ -113,6 +114,7 @@ void sbertd_config_defaults(struct sbertd_config *c)
     else
         snprintf(c->model, sizeof c->model, "%s", SBERTD_DEFAULT_MODEL_DIR);
     snprintf(c->precision, sizeof c->precision, "fp32");
+    snprintf(c->keyword_language, sizeof c->keyword_language, "english");
     if (!env_dir("STATE_DIRECTORY", c->data, sizeof c->data))
         snprintf(c->data, sizeof c->data, "./var/data");
     char rt[900];

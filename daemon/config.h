@@ -21,6 +21,7 @@ struct sbertd_config {
     int n_listen;
     char index_spec[128];        /* "" : the store's recorded spec (Flat for a new store) */
     char precision[8];           /* the encoder's arithmetic: "fp32" (default) or "int8" */
+    char keyword_language[64];   /* the keyword index's analyzer (sbert_text.h): "english" */
     int threads;                 /* request worker threads */
     int encode_threads;          /* threads of each sbert_encode() call */
     int log_level;               /* LOG_ERR .. LOG_DEBUG (syslog.h) */

@@ -97,6 +97,8 @@ static void reload(struct sbertd *d, int argc, char **argv)
         {"data", offsetof(struct sbertd_config, data), sizeof c->data},
         {"listen", offsetof(struct sbertd_config, listen), sizeof c->listen},
         {"index", offsetof(struct sbertd_config, index_spec), sizeof c->index_spec},
+        {"keyword_language", offsetof(struct sbertd_config, keyword_language),
+         sizeof c->keyword_language},
         {"threads", offsetof(struct sbertd_config, threads), sizeof c->threads},
         {"encode_threads", offsetof(struct sbertd_config, encode_threads),
          sizeof c->encode_threads},
@@ -233,6 +235,7 @@ static int open_store(struct sbertd *d)
     ip.snapshot_changes = d->cfg.snapshot_changes;
     ip.snapshot_seconds = d->cfg.snapshot_seconds;
     ip.map_size = (size_t)d->cfg.map_size;
+    ip.keyword_language = d->cfg.keyword_language;
     ip.log = sbertd_log_library;
     ip.log_user = "index";
     if (d->cfg.reindex_on_model_change) {

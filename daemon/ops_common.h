@@ -55,6 +55,8 @@ int op_run_delete(struct sbertd *d, struct request *r, cJSON *reply, struct sber
 
 /* ops_search.c */
 int op_run_query(struct sbertd *d, struct request *r, cJSON *reply, struct sbert_proto_error *err);
+/* ops_keyword.c: query with a "mode" other than "dense" (op_run_query hands it over) */
+int op_run_search(struct sbertd *d, struct request *r, cJSON *reply, struct sbert_proto_error *err);
 int op_run_similarity(struct sbertd *d, struct request *r, cJSON *reply,
                       struct sbert_proto_error *err);
 int op_run_encode(struct sbertd *d, struct request *r, cJSON *reply, struct sbert_proto_error *err);

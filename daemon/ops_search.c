@@ -130,6 +130,9 @@ int op_run_similarity(struct sbertd *d, struct request *r, cJSON *reply,
 int op_run_query(struct sbertd *d, struct request *r, cJSON *reply, struct sbert_proto_error *err)
 {
     const cJSON *root = sbertd_req_root(r);
+    const cJSON *mode = cJSON_GetObjectItemCaseSensitive(root, "mode");
+    if (mode && !(cJSON_IsString(mode) && strcmp(mode->valuestring, "dense") == 0))
+        return op_run_search(d, r, reply, err);
     int has_text = cJSON_HasObjectItem(root, "text"), has_vec = cJSON_HasObjectItem(root, "vector");
     if (has_text == has_vec)
         return sbert_proto_error_set(err, SBERT_PROTO_EBAD_REQUEST, -1,

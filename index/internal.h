@@ -13,6 +13,7 @@
  *   pairs.c     paraphrase mining (sbert_index_pairs) over the one top-k pair heap (sbert_util)
  *   rebuild.c   the derived vector index: rebuild, replay, load at open, snapshots, its thread
  *   maintain.c  sbert_index_snapshot, backup and reindex
+ *   keyword.c   the keyword index at open, BM25 and hybrid search (sbert_index_search)
  *
  * Order of every write: validate, commit the LMDB transaction durably, then apply the same
  * change to the vector index. The vector index is derived state: at open it is loaded from its
@@ -58,6 +59,7 @@ struct sbert_index {
     vindex *vi;
     struct store_meta meta; /* counters change only under wmu */
     char spec[128];
+    char kw_language[64]; /* the keyword index's language (params.keyword_language, copied) */
     struct sbert_index_params params;
 
     pthread_mutex_t wmu;
@@ -143,6 +145,15 @@ int index_read_enter(sbert_index *idx);
 int index_doc_fill(struct sbert_index_doc *d, const struct store_record *r, unsigned include);
 /* Frees what index_doc_fill() allocated. */
 void index_doc_clear(struct sbert_index_doc *d);
+/* What index_doc_fill() copies of r, in bytes (the bound of sbert_index_get_max and
+ * max_bytes). */
+size_t index_doc_bytes(const struct store_record *r, unsigned include);
+
+/* ---- keyword.c ------------------------------------------------------------------------------- */
+
+/* Gives the store its analyzer (idx->kw_language) and builds the keyword index when the store's
+ * is missing, incomplete or made by another analyzer. Returns 0 or a code, with errbuf set. */
+int index_keyword_open(sbert_index *idx, char *errbuf, size_t errlen);
 
 /* ---- qfilter.c ------------------------------------------------------------------------------- */
 

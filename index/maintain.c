@@ -179,7 +179,9 @@ static int reindex_write_fn(store *s, MDB_txn *txn, void *user)
 {
     struct reindex_job *j = user;
     int rc;
-    if (j->write_meta && (rc = store_meta_put(s, txn, j->write_meta))) return rc;
+    if (j->write_meta && ((rc = store_meta_put(s, txn, j->write_meta)) ||
+                          (rc = store_kw_reset(s, txn, STORE_KW_VERSION))))
+        return rc;
     for (size_t i = 0; i < j->n; i++) {
         struct chunk_doc *d = &j->docs[i];
         if ((rc = store_doc_put(s, txn, d->label, j->vecs + i * j->dim, j->dim, d->id, d->id_len,
@@ -263,6 +265,8 @@ static int reindex_switch(struct reindex_job *j, int *broken, char *errbuf, size
     char oerr[512] = "";
     int rc = store_open(idx->store_path, (size_t)j->map_size, 0, idx->params.log,
                         idx->params.log_user, &idx->st, oerr, sizeof oerr);
+    if (rc == 0 && (rc = store_kw_setup(idx->st, idx->kw_language)))
+        snprintf(oerr, sizeof oerr, "the keyword analyzer: %s", sbert_index_strerror(rc));
     if (rc == 0 && ren) {
         /* The rename failed: the old store is back in place and still valid. */
         pthread_rwlock_unlock(&idx->swap);
@@ -298,6 +302,7 @@ static int reindex_begin(struct reindex_job *j, char *errbuf, size_t errlen)
                         idx->params.log_user, &j->ns, errbuf, errlen);
     if (rc) return rc;
     j->scratch = 1;
+    if ((rc = store_kw_setup(j->ns, idx->kw_language))) return rc;
     j->m = idx->meta;
     index_meta_set_model(&j->m, j->nm);
     /* A new change number and uuid: nothing of the old store's snapshot or log applies. */

@@ -124,6 +124,8 @@ static sbert_index *handle_new(const char *dir, const struct sbert_index_params 
     if (!idx->params.snapshot_seconds) idx->params.snapshot_seconds = DEFAULT_SNAPSHOT_SECONDS;
     if (!idx->params.req_keep) idx->params.req_keep = SBERT_INDEX_REQ_KEEP;
     if (!idx->params.req_keep_seconds) idx->params.req_keep_seconds = SBERT_INDEX_REQ_KEEP_SECONDS;
+    snprintf(idx->kw_language, sizeof idx->kw_language, "%s",
+             params->keyword_language ? params->keyword_language : "english");
     snprintf(idx->dir, sizeof idx->dir, "%s", dir);
     snprintf(idx->store_path, sizeof idx->store_path, "%s/store.mdb", dir);
     snprintf(idx->snap_path, sizeof idx->snap_path, "%s/index.snap", dir);
@@ -271,7 +273,7 @@ static int open_handle(sbert_index *idx, const char *dir, const struct sbert_ind
         pthread_mutex_unlock(&idx->wmu);
     } else
         rc = index_load_vindex(idx, errbuf, errlen);
-    if (rc) return rc;
+    if (rc || (rc = index_keyword_open(idx, errbuf, errlen))) return rc;
     /* Before the snapshot thread starts: from then on snap_* are written under wmu. */
     index_publish(idx);
     if (pthread_create(&idx->thread, NULL, index_snapshot_thread, idx))

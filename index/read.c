@@ -50,9 +50,7 @@ int index_doc_fill(struct sbert_index_doc *d, const struct store_record *r, unsi
     return 0;
 }
 
-/* What index_doc_fill() copies of r, in bytes (the bound of sbert_index_get_max and
- * max_bytes). */
-static size_t doc_bytes(const struct store_record *r, unsigned include)
+size_t index_doc_bytes(const struct store_record *r, unsigned include)
 {
     size_t bytes = r->id_len;
     if (include & SBERT_INDEX_INCLUDE_TEXT) bytes += r->text_len;
@@ -105,7 +103,7 @@ static int get_one(sbert_index *idx, MDB_txn *txn, const char *id, size_t len, u
         rc = store_error(lr, "get", NULL, 0);
     else {
         /* counted before the copy: the bound holds for the memory too */
-        *bytes += doc_bytes(&r, include);
+        *bytes += index_doc_bytes(&r, include);
         rc = *bytes > max_bytes ? SBERT_INDEX_ETOOBIG : index_doc_fill(d, &r, include);
     }
     if (!rc && !d->found && (*bytes += len) > max_bytes) rc = SBERT_INDEX_ETOOBIG;
@@ -263,7 +261,7 @@ static int query_fill(sbert_index *idx, MDB_txn *txn, const int64_t *labels, con
             break;
         }
         /* counted before the copy, as in sbert_index_get_max */
-        if ((bytes += doc_bytes(&r, p->include)) > max_bytes) {
+        if ((bytes += index_doc_bytes(&r, p->include)) > max_bytes) {
             rc = SBERT_INDEX_ETOOBIG;
             break;
         }

@@ -82,7 +82,8 @@ int store_open(const char *path, size_t map_size, int nosync, sbert_index_log_fn
         (rc = mdb_dbi_open(txn, "docs", MDB_CREATE | MDB_INTEGERKEY, &s->docs)) ||
         (rc = mdb_dbi_open(txn, "log", MDB_CREATE | MDB_INTEGERKEY, &s->log)) ||
         (rc = mdb_dbi_open(txn, "reqs", MDB_CREATE, &s->reqs)) ||
-        (rc = mdb_dbi_open(txn, "reqseq", MDB_CREATE | MDB_INTEGERKEY, &s->reqseq))) {
+        (rc = mdb_dbi_open(txn, "reqseq", MDB_CREATE | MDB_INTEGERKEY, &s->reqseq)) ||
+        (rc = mdb_dbi_open(txn, "kwpost", MDB_CREATE | MDB_DUPSORT | MDB_DUPFIXED, &s->kwpost))) {
         mdb_txn_abort(txn);
         goto fail;
     }
@@ -106,6 +107,7 @@ fail : {
 void store_close(store *s)
 {
     if (!s) return;
+    sbert_analyzer_free(s->kw);
     mdb_env_close(s->env);
     pthread_rwlock_destroy(&s->lock);
     free(s);

@@ -3,12 +3,14 @@
  * store_meta.c, store_docs.c, store_log.c, store_reqs.c) make every LMDB call of the module; the
  * rest of index/ sees a store as an opaque handle and a transaction as an opaque pointer.
  *
- * One environment file (MDB_NOSUBDIR, so a finished reindex can be renamed over it) with six
+ * One environment file (MDB_NOSUBDIR, so a finished reindex can be renamed over it) with seven
  * named databases:
  *   "meta"  string key -> value:  "format" (magic "SBIX" + u32 version), "model" (JSON object:
  *           name, weights_sha256, dim, pooling, normalize, max_seq_length, and "precision":
  *           "int8" for an int8 encoder — absent means fp32, so older stores read unchanged),
- *           "spec" (FAISS factory string), "next_label" (u64), "change" (u64), "uuid" (16 bytes)
+ *           "spec" (FAISS factory string), "next_label" (u64), "change" (u64), "uuid" (16 bytes),
+ *           "keyword" (the keyword index's state: u32 analyzer version STORE_KW_VERSION, u32 zero,
+ *           u64 documents indexed, u64 terms in them, then the analyzer's language name)
  *   "ids"   id key -> u64 label (little-endian). With L = LMDB's key size limit
  *           (mdb_env_get_maxkeysize: 511 in a default LMDB build, so with ids of at most 512
  *           bytes only a 512-byte id is long): an id of at most L bytes is its own key; a longer
@@ -34,9 +36,16 @@
  *           one.
  *   "reqseq" u64 sequence (MDB_INTEGERKEY) -> req_id: the order of "reqs", oldest first, for
  *           the pruning.
+ *   "kwpost" term (UTF-8, as sbert_analyzer_run gives it, at most STORE_KW_MAX_TERM bytes) ->
+ *           postings (MDB_DUPSORT | MDB_DUPFIXED, 16 bytes each): u64 label big-endian (so a
+ *           term's postings sort by label), u32 the term's count in the document, u32 the
+ *           document's length in terms, little-endian. The keyword (BM25) index, written in the
+ *           transaction that writes or deletes the document (store_doc_put, store_record_del).
  *   "reqs" and "reqseq" came after format version 1 without changing it: open creates them in a
  *   store that lacks them, and a reader that does not know them ignores them. A reindex starts
- *   a fresh environment without them (its retries then execute again).
+ *   a fresh environment without them (its retries then execute again). "kwpost" and the
+ *   "keyword" meta record came the same way: a store without the record has its keyword index
+ *   built at open (open.c), as has one whose analyzer (version or language) differs.
  *
  * Remembered write, version 1: u8 version (1), u8[7] zero, u64 sequence, u64 Unix time (s),
  *   u64 the caller's fingerprint of the request, then the reply bytes.
@@ -179,8 +188,9 @@ int store_record_get(store *s, MDB_txn *txn, uint64_t label, struct store_record
 int store_record_del(store *s, MDB_txn *txn, uint64_t label);
 
 /* Stores a document under label, which must be above every stored label (the record is appended),
- * and points its id at it in "ids" (replacing an older entry). metadata may be NULL (none).
- * Returns 0 or an LMDB code. */
+ * and points its id at it in "ids" (replacing an older entry), and adds its text to the keyword
+ * index when s keeps one. metadata may be NULL (none). Returns 0, a negative SBERT_INDEX_E* code
+ * (the keyword index's) or an LMDB code. */
 int store_doc_put(store *s, MDB_txn *txn, uint64_t label, const float *vector, size_t dim,
                   const char *id, size_t id_len, const char *text, size_t text_len,
                   const char *meta, size_t meta_len);
@@ -227,6 +237,50 @@ typedef int (*store_log_fn)(uint64_t seq, uint64_t label, int op, void *user);
  * SBERT_INDEX_ENOTFOUND when the log holds no entry numbered first, fn's code,
  * SBERT_INDEX_EFORMAT (an undecodable entry) or an LMDB code. */
 int store_log_scan(store *s, MDB_txn *txn, uint64_t first, store_log_fn fn, void *user);
+
+/* ---- keyword index (store_kw.c) ------------------------------------------------------------- */
+
+#define STORE_KW_VERSION 1    /* the analyzer's rules (sbert_text.h); a change rebuilds the index */
+#define STORE_KW_MAX_TERM 255 /* bytes of a term key; the analyzer's terms are shorter */
+#define STORE_KW_POSTING 16
+
+/* The "keyword" meta record, decoded. */
+struct store_kw_stats {
+    uint32_t version;
+    uint64_t docs, terms; /* documents indexed and the terms in them (BM25's average length) */
+    char language[64];
+};
+
+/* Gives s an analyzer for language (sbert_text.h's names; NULL: English): from now on every
+ * document s writes or deletes updates the keyword index. Returns 0, SBERT_INDEX_EINVAL (no such
+ * language) or SBERT_INDEX_ENOMEM. */
+int store_kw_setup(store *s, const char *language);
+/* The canonical name of s's analyzer's language, or NULL when s keeps no keyword index. */
+const char *store_kw_language(const store *s);
+
+/* Return 0, SBERT_INDEX_ENOTFOUND (no record: a store from before keyword indexes),
+ * SBERT_INDEX_EFORMAT or an LMDB code. */
+int store_kw_stats_get(store *s, MDB_txn *txn, struct store_kw_stats *st);
+int store_kw_stats_put(store *s, MDB_txn *txn, const struct store_kw_stats *st);
+
+/* Empties the keyword index and records s's analyzer with zero documents under version
+ * (STORE_KW_VERSION: complete; 0: being built, so incomplete until the build's last transaction
+ * sets the version). Returns 0, SBERT_INDEX_EINVAL (no analyzer) or an LMDB code. */
+int store_kw_reset(store *s, MDB_txn *txn, uint32_t version);
+
+/* Adds (removes) the postings of a document's text under label; nothing when s keeps no keyword
+ * index. Called by store_doc_put and store_record_del, and by open.c's rebuild. Return 0,
+ * SBERT_INDEX_ENOMEM, SBERT_INDEX_EFORMAT (no "keyword" record) or an LMDB code. */
+int store_kw_add(store *s, MDB_txn *txn, uint64_t label, const char *text, size_t len);
+int store_kw_del(store *s, MDB_txn *txn, uint64_t label, const char *text, size_t len);
+
+/* A posting: label holds term tf times and has dl terms; df documents hold the term. Returns 0 to
+ * go on or a negative code to stop (returned by store_kw_postings). */
+typedef int (*store_kw_fn)(uint64_t label, uint32_t tf, uint32_t dl, uint64_t df, void *user);
+/* Hands fn every posting of term[0..len), in label order. Returns 0 (also for an unknown term),
+ * fn's code or an LMDB code. */
+int store_kw_postings(store *s, MDB_txn *txn, const char *term, size_t len, store_kw_fn fn,
+                      void *user);
 
 /* ---- remembered writes (store_reqs.c) -------------------------------------------------------- */
 

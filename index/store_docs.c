@@ -121,6 +121,12 @@ int store_record_del(store *s, MDB_txn *txn, uint64_t label)
 {
     size_t key = (size_t)label;
     MDB_val k = {sizeof key, &key};
+    if (s->kw) {
+        struct store_record r;
+        int rc = store_record_get(s, txn, label, &r);
+        if (rc == SBERT_INDEX_ENOTFOUND) return MDB_NOTFOUND;
+        if (rc || (rc = store_kw_del(s, txn, label, r.text, r.text_len))) return rc;
+    }
     return mdb_del(txn, s->docs, &k, NULL);
 }
 
@@ -134,6 +140,7 @@ int store_doc_put(store *s, MDB_txn *txn, uint64_t label, const float *vector, s
     int rc = mdb_put(txn, s->docs, &k, &v, MDB_APPEND | MDB_RESERVE);
     if (rc) return rc;
     record_encode(v.mv_data, vector, dim, id, id_len, text, text_len, meta, meta_len);
+    if ((rc = store_kw_add(s, txn, label, text, text_len))) return rc;
     unsigned char ik[STORE_KEY_MAX], lv[8];
     store_put_u64(lv, label);
     MDB_val kk = {store_id_key(s, id, id_len, ik), ik}, vv = {8, lv};

@@ -9,11 +9,14 @@
 #include <lmdb.h>
 #include <pthread.h>
 
+#include "sbert_text.h"
 #include "store.h"
 
 struct store {
     MDB_env *env;
-    MDB_dbi meta, ids, docs, log, reqs, reqseq;
+    MDB_dbi meta, ids, docs, log, reqs, reqseq, kwpost;
+    sbert_analyzer *kw; /* the keyword index's analyzer (store_kw_setup); NULL: no keyword index
+                           is kept by this handle */
     pthread_rwlock_t lock;
     size_t map_size;
     int unmapped; /* LMDB error that left the environment without a map; then every call fails */

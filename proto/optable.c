@@ -39,6 +39,10 @@ static const struct sbert_proto_member m_query[] = {
     {"filter", SBERT_PROTO_M_OBJECT, 0, 0, 0},
     {"min_score", SBERT_PROTO_M_NUMBER, 0, 0, 0},
     {"include", SBERT_PROTO_M_ARRAY, 0, 0, 0},
+    {"mode", SBERT_PROTO_M_STRING, 0, 0, 0},
+    {"fusion", SBERT_PROTO_M_STRING, 0, 0, 0},
+    {"weight", SBERT_PROTO_M_NUMBER, 0, 0, 0},
+    {"candidates", SBERT_PROTO_M_INT, 0, 0, 0},
 };
 static const struct sbert_proto_member m_similarity[] = {
     {"a", SBERT_PROTO_M_STRING_OR_STRINGS, 1, 0, SBERT_PROTO_MF_BATCH},

@@ -152,6 +152,12 @@ struct sbert_index_params {
 
     size_t map_size; /* initial LMDB map size in bytes; 0: 1 GiB. It grows by itself. */
 
+    /* The keyword (BM25) index's language: a Snowball algorithm name or ISO code ("english",
+     * "en", "german", ...) or "none" (case folding only; sbert_text.h). NULL: "english". A store
+     * indexed with another language (or none yet: a store from before keyword indexes) has its
+     * keyword index built again at open, from the stored texts (phase "keyword"). Copied. */
+    const char *keyword_language;
+
     /* A snapshot of the vector index is written at close, and by a background thread when
      * snapshot_changes write operations (documents put or deleted) or snapshot_seconds have
      * passed since the last one, whichever comes first, if anything changed.
@@ -306,6 +312,11 @@ struct sbert_index_doc {
     char *metadata; /* compact JSON object, or NULL when the document has none */
     size_t metadata_len;
     float *vector; /* dim floats (the stored, normalised vector) */
+    /* sbert_index_search in keyword or hybrid mode: the hit's cosine similarity (NAN when the
+     * search had no vector), its BM25 score (0 when it holds no query term), and its rank in the
+     * dense and keyword candidate lists (1 = first; 0 = not in that list) */
+    float dense_score, keyword_score;
+    uint32_t dense_rank, keyword_rank;
 };
 
 struct sbert_index_results {
@@ -424,6 +435,50 @@ int sbert_index_query(sbert_index *idx, const float *vector,
 int sbert_index_query_many(sbert_index *idx, const float *vectors, size_t nq,
                            const struct sbert_index_query_params *params,
                            struct sbert_index_results **out, int *rcs);
+
+/* ---- keyword and hybrid search ------------------------------------------------------------- */
+
+enum {
+    SBERT_INDEX_MODE_DENSE = 0,   /* sbert_index_query */
+    SBERT_INDEX_MODE_KEYWORD = 1, /* BM25 over the keyword index */
+    SBERT_INDEX_MODE_HYBRID = 2   /* both rankings, fused */
+};
+enum {
+    SBERT_INDEX_FUSION_RRF = 0,     /* reciprocal-rank fusion: sum of 1 / (rrf_k + rank) */
+    SBERT_INDEX_FUSION_WEIGHTED = 1 /* weight * dense + (1 - weight) * BM25, each min-max
+                                       normalised over its candidates */
+};
+
+struct sbert_index_search_params {
+    /* k, filter, include, dim and max_bytes as for sbert_index_query; min_score applies to the
+     * dense score (cosine) in every mode, so keyword mode needs a vector to use it */
+    struct sbert_index_query_params q;
+    int mode;         /* SBERT_INDEX_MODE_* */
+    const char *text; /* the query text (keyword, hybrid), text_len bytes */
+    size_t text_len;
+    const float *vector;   /* the query's vector (dense, hybrid; keyword: optional, for
+                              dense_score and min_score) */
+    size_t candidates;     /* hybrid: hits taken from each ranking; 0: max(k, 100) */
+    int fusion;            /* SBERT_INDEX_FUSION_* */
+    float rrf_k;           /* RRF's constant; 0: 60 */
+    float weight;          /* weighted fusion: the dense side's weight in [0, 1] */
+    float bm25_k1, bm25_b; /* 0: 1.5 and 0.75 (bm25s's and Lucene's defaults) */
+};
+
+/* Returns the defaults: dense mode, sbert_index_query_default_params(), RRF, weight 0.5. */
+struct sbert_index_search_params sbert_index_search_default_params(void);
+
+/*
+ * Searches in params->mode. BM25 is Lucene's: idf = ln(1 + (N - df + 0.5) / (df + 0.5)), a term
+ * scores idf * tf / (tf + k1 * (1 - b + b * dl / avgdl)) per occurrence in the query, with N and
+ * avgdl over the documents indexed (sbert_text.h's analysis, in the store's language). Hits come
+ * best first by score — BM25 (keyword), the fused score (hybrid), cosine (dense) — ties by id,
+ * with dense_score, keyword_score and ranks set (keyword and hybrid). A keyword search matches
+ * documents that hold at least one query term; a query with no term (all stop words) finds
+ * nothing. EINVAL: a missing text or vector for the mode, or bad parameters.
+ */
+int sbert_index_search(sbert_index *idx, const struct sbert_index_search_params *params,
+                       struct sbert_index_results **out);
 
 /* ---- paraphrase mining ----------------------------------------------------------------------- */
 

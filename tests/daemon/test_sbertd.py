@@ -739,6 +739,115 @@ def test_config_example_parses(d):
 
 # ---- runner ---------------------------------------------------------------------------------
 
+KW_DOCS = {
+    "a": "apple banana apple cherry",
+    "b": "banana split with cherry on top of the banana",
+    "c": "a long text about apples and pears and the apple orchard in autumn",
+    "d": "nothing in common here at all",
+    "e": "Apple APPLE apple",
+    "f": "cherry cherry cherry cherry cherry banana",
+}
+
+
+def bm25_reference(docs, query, k1=1.5, b=0.75):
+    """Lucene's BM25 as bm25s computes it, written out: idf = ln(1 + (N - df + .5) / (df + .5)),
+    each query term occurrence adds idf * tf / (tf + k1 * (1 - b + b * dl / avgdl)). Terms are
+    words of 2+ word characters, case-folded (keyword_language = none: no stop words, no stems)."""
+    terms = {i: re.findall(r"\w\w+", t.casefold()) for i, t in docs.items()}
+    n = len(docs)
+    avgdl = sum(len(v) for v in terms.values()) / n
+    scores = {}
+    for i, words in terms.items():
+        s = 0.0
+        for q in re.findall(r"\w\w+", query.casefold()):
+            df = sum(1 for w in terms.values() if q in w)
+            tf = words.count(q)
+            if tf:
+                idf = math.log(1 + (n - df + 0.5) / (df + 0.5))
+                s += idf * tf / (tf + k1 * (1 - b + b * len(words) / avgdl))
+        if s > 0:
+            scores[i] = s
+    return scores
+
+
+def test_keyword_bm25(d):
+    """mode "keyword": BM25 scores equal the reference above on a small corpus, across a delete
+    and an upsert and a restart (the keyword index is written in the document's transaction and
+    read back from LMDB); hits come best first, documents without a query term are not hits;
+    filters apply; a query of stop-word-free nonsense finds nothing; bad modes are refused."""
+    c = d.client()
+    docs = dict(KW_DOCS)
+    ok(c.call("add", documents=[{"id": i, "text": t, "metadata": {"n": n}}
+                                for n, (i, t) in enumerate(sorted(docs.items()))]))
+
+    def same(query, what):
+        r = ok(c.call("query", text=query, mode="keyword", k=10, include=[]))["results"]
+        want = bm25_reference(docs, query)
+        got = {h["id"]: h["keyword_score"] for h in r}
+        check(set(got) == set(want), "%s: hits %r, reference %r" % (what, sorted(got), sorted(want)))
+        for i, s in want.items():
+            check(abs(got[i] - s) <= 1e-5 * max(1.0, s), "%s: %s scores %r, reference %r" % (what, i, got[i], s))
+        scores = [h["score"] for h in r]
+        check(scores == sorted(scores, reverse=True), "%s: best first: %r" % (what, scores))
+        check(all(h["score"] == h["keyword_score"] and h["keyword_rank"] == n + 1 and h["dense_score"] is None
+                  and h["dense_rank"] is None for n, h in enumerate(r)), "%s: keyword mode's fields: %r" % (what, r))
+
+    same("apple banana", "first")
+    same("cherry", "one term")
+    same("apple apple pears", "a repeated query term")
+    ok(c.call("delete", ids=["a"]))
+    del docs["a"]
+    same("apple banana", "after a delete")
+    ok(c.call("add", documents=[{"id": "b", "text": "pears only, no fruit of the other kind"}]))
+    docs["b"] = "pears only, no fruit of the other kind"
+    same("banana pears", "after an upsert")
+    check(ok(c.call("query", text="zzz qqq", mode="keyword"))["results"] == [], "no term, no hit")
+    r = ok(c.call("query", text="cherry", mode="keyword", filter={"n": {"$gte": 5}}))["results"]
+    check([h["id"] for h in r] == ["f"], "filter in keyword mode: %r" % r)
+    c.close()
+    d.stop()
+    d.start()
+    c = d.client()
+    same("apple banana cherry", "after a restart")
+    err(c.call("query", text="x", mode="lexical"), "bad_request", "unknown mode")
+    err(c.call("query", vector=[0.1] * 384, mode="keyword"), "bad_request", "keyword mode without text")
+    err(c.call("query", text="x", mode="hybrid", fusion="max"), "bad_request", "unknown fusion")
+    err(c.call("query", text="x", mode="hybrid", weight=2), "bad_request", "weight above 1")
+    c.close()
+
+
+def test_hybrid_search(d):
+    """mode "hybrid": reciprocal-rank fusion of the dense and keyword rankings. A document that
+    only BM25 finds (a rare code the model cannot know) and one that only the vectors find (a
+    paraphrase without a shared word) both reach the top; every hit carries its cosine (equal to
+    a dense query's score for it), its BM25 score and its rank in each list; the fused score is
+    sum 1/(60 + rank); weighted fusion and min_score (a cosine) apply; the stopping word list
+    (English default) and stemming match "running" with "runs"."""
+    c = d.client()
+    texts = {"code": "Error XK-4471 appears when the relay board overheats",
+             "para": "A feline rested upon the rug",
+             "runs": "She runs every morning before work",
+             "other": "Quarterly revenue grew by four percent"}
+    ok(c.call("add", documents=[{"id": i, "text": t} for i, t in texts.items()]))
+    r = ok(c.call("query", text="XK-4471", mode="hybrid", k=4))["results"]
+    check(r[0]["id"] == "code" and r[0]["keyword_rank"] == 1, "BM25 brings the code first: %r" % r)
+    r = ok(c.call("query", text="a cat sat on the mat", mode="hybrid", k=4))["results"]
+    check(r[0]["id"] == "para" and r[0]["dense_rank"] == 1 and r[0]["keyword_rank"] is None,
+          "the vectors bring the paraphrase first: %r" % r)
+    dense = {h["id"]: h["score"] for h in ok(c.call("query", text="a cat sat on the mat", k=4))["results"]}
+    for h in r:
+        check(abs(h["dense_score"] - dense[h["id"]]) < 1e-5, "dense_score equals the dense query's: %r" % h)
+        want = sum(1.0 / (60 + h[k]) for k in ("dense_rank", "keyword_rank") if h[k])
+        check(abs(h["score"] - want) < 1e-6, "RRF score: %r (want %r)" % (h, want))
+    r = ok(c.call("query", text="running", mode="keyword"))["results"]
+    check([h["id"] for h in r] == ["runs"], "stemmed match: %r" % r)
+    r = ok(c.call("query", text="XK-4471 relay", mode="hybrid", fusion="weighted", weight=0.0, k=4))["results"]
+    check(r[0]["id"] == "code" and abs(r[0]["score"] - 1.0) < 1e-6, "weight 0 is BM25 alone: %r" % r)
+    r = ok(c.call("query", text="a cat sat on the mat", mode="hybrid", min_score=0.3, k=4))["results"]
+    check(r and all(h["dense_score"] >= 0.3 for h in r), "min_score is a cosine: %r" % r)
+    c.close()
+
+
 TESTS = [
     ("seed_table_matches_article", test_seed_table_matches_article, None),
     ("cli", test_cli, None),
@@ -761,6 +870,8 @@ TESTS = [
     ("auth_token", test_auth_token, {"config": "auth_token = s3cret-token\n"}),
     ("config_example_parses", test_config_example_parses, {"nostart": True}),
     ("precision_int8", test_precision_int8, {"config": "precision = int8\n"}),
+    ("keyword_bm25", test_keyword_bm25, {"config": "keyword_language = none\n"}),
+    ("hybrid_search", test_hybrid_search, {}),
 ]
 
 
