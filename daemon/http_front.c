@@ -160,6 +160,8 @@ static void render(struct text *t, const cJSON *st)
     gauge(t, "sbertd_lmdb_map_used_bytes", "bytes of the LMDB map in use",
           num(st, "memory.map_used"));
     gauge(t, "sbertd_index_bytes", "memory of the vector index", num(st, "memory.index_bytes"));
+    gauge(t, "sbertd_keyword_index_bytes", "size of the keyword index in the store (0: off)",
+          num(st, "keyword.bytes"));
     gauge(t, "sbertd_resident_memory_bytes", "resident set size of sbertd",
           num(st, "memory.rss_bytes"));
     gauge(t, "sbertd_requests_in_progress", "requests received and not yet answered",

@@ -111,6 +111,9 @@ const char *sbertd_limit_name(enum sbertd_limit which);
 /* The model's description; valid for the daemon's life. */
 const struct sbert_model_info *sbertd_model_info(const struct sbertd *d);
 
+/* 1 when the store keeps a keyword index (keyword_language is not "off"). */
+int sbertd_keyword_enabled(const struct sbertd *d);
+
 /* The model's identity, as a reindex records it; valid for the daemon's life. */
 const struct sbert_index_model *sbertd_model_identity(const struct sbertd *d);
 

@@ -62,7 +62,14 @@ static int stats_store(struct sbertd *d, const struct sbert_index_stats *st, cJS
         !cJSON_AddNumberToObject(mem, "map_size", (double)st->map_size) ||
         !cJSON_AddNumberToObject(mem, "map_used", (double)st->map_used))
         return -1;
-    return 0;
+    if (!st->keyword_language[0]) return cJSON_AddNullToObject(reply, "keyword") ? 0 : -1;
+    cJSON *kw = cJSON_AddObjectToObject(reply, "keyword");
+    return !kw || !cJSON_AddStringToObject(kw, "language", st->keyword_language) ||
+                   !cJSON_AddNumberToObject(kw, "documents", (double)st->keyword_docs) ||
+                   !cJSON_AddNumberToObject(kw, "postings", (double)st->keyword_postings) ||
+                   !cJSON_AddNumberToObject(kw, "bytes", (double)st->keyword_bytes)
+               ? -1
+               : 0;
 }
 
 /* sbertd_op_stats_each's callback: one member of "ops". */

@@ -86,6 +86,9 @@ int op_run_search(struct sbertd *d, struct request *r, cJSON *reply, struct sber
     const char *text = NULL;
     size_t len = 0;
     int rc;
+    if (!sbertd_keyword_enabled(d))
+        return sbert_proto_error_set(err, SBERT_PROTO_EBAD_REQUEST, -1,
+                                     "this daemon keeps no keyword index (keyword_language = off)");
     if (!cJSON_HasObjectItem(root, "text") || cJSON_HasObjectItem(root, "vector"))
         return sbert_proto_error_set(err, SBERT_PROTO_EBAD_REQUEST, -1,
                                      "keyword and hybrid queries take \"text\" (and no "

@@ -4,6 +4,7 @@
 #include "server.h"
 
 #include <stddef.h>
+#include <string.h>
 
 const cJSON *sbertd_req_root(const struct request *r)
 {
@@ -68,6 +69,11 @@ uint64_t sbertd_limit(const struct sbertd *d, enum sbertd_limit which)
 const struct sbert_model_info *sbertd_model_info(const struct sbertd *d)
 {
     return d->info;
+}
+
+int sbertd_keyword_enabled(const struct sbertd *d)
+{
+    return strcmp(d->cfg.keyword_language, "off") != 0;
 }
 
 const struct sbert_index_model *sbertd_model_identity(const struct sbertd *d)

@@ -154,6 +154,8 @@ size_t index_doc_bytes(const struct store_record *r, unsigned include);
 /* Gives the store its analyzer (idx->kw_language) and builds the keyword index when the store's
  * is missing, incomplete or made by another analyzer. Returns 0 or a code, with errbuf set. */
 int index_keyword_open(sbert_index *idx, char *errbuf, size_t errlen);
+/* The keyword_* members of sbert_index_stats; under swap (shared). */
+int index_keyword_stats(sbert_index *idx, struct sbert_index_stats *st);
 
 /* ---- qfilter.c ------------------------------------------------------------------------------- */
 

@@ -4,6 +4,7 @@
  * index's ranking. The postings themselves are store_kw.c's.
  */
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -68,8 +69,26 @@ static int kw_current(sbert_index *idx, int *current, struct store_kw_stats *st)
     return rc == SBERT_INDEX_ENOTFOUND ? 0 : rc;
 }
 
+static int kw_drop_fn(store *s, MDB_txn *txn, void *user)
+{
+    (void)user;
+    return store_kw_drop(s, txn);
+}
+
 int index_keyword_open(sbert_index *idx, char *errbuf, size_t errlen)
 {
+    if (strcmp(idx->kw_language, "off") == 0) {
+        int current = 0;
+        struct store_kw_stats st;
+        MDB_txn *txn;
+        int rc = store_read_begin(idx->st, &txn);
+        if (rc) return store_error(rc, "reading the keyword index", errbuf, errlen);
+        current = store_kw_stats_get(idx->st, txn, &st) == 0;
+        store_read_end(idx->st, txn);
+        if (!current) return 0;
+        ilog(idx, SBERT_INDEX_LOG_INFO, "keyword_language = off: dropping the keyword index");
+        return store_write(idx->st, kw_drop_fn, NULL, errbuf, errlen);
+    }
     int rc = store_kw_setup(idx->st, idx->kw_language);
     if (rc == SBERT_INDEX_EINVAL)
         return sbert_util_errf(errbuf, errlen, rc,
@@ -92,6 +111,23 @@ int index_keyword_open(sbert_index *idx, char *errbuf, size_t errlen)
         if (idx->params.progress)
             idx->params.progress(idx->params.progress_user, "keyword", b.done, total);
     }
+    return 0;
+}
+
+int index_keyword_stats(sbert_index *idx, struct sbert_index_stats *st)
+{
+    const char *lang = store_kw_language(idx->st);
+    if (!lang) return 0;
+    MDB_txn *txn;
+    int rc = store_read_begin(idx->st, &txn);
+    if (rc) return store_error(rc, "stats", NULL, 0);
+    struct store_kw_stats ks;
+    rc = store_kw_stats_get(idx->st, txn, &ks);
+    if (!rc) rc = store_kw_size(idx->st, txn, &st->keyword_postings, &st->keyword_bytes);
+    store_read_end(idx->st, txn);
+    if (rc) return rc < 0 ? rc : store_error(rc, "stats", NULL, 0);
+    snprintf(st->keyword_language, sizeof st->keyword_language, "%s", lang);
+    st->keyword_docs = ks.docs;
     return 0;
 }
 

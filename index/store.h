@@ -252,8 +252,8 @@ struct store_kw_stats {
 };
 
 /* Gives s an analyzer for language (sbert_text.h's names; NULL: English): from now on every
- * document s writes or deletes updates the keyword index. Returns 0, SBERT_INDEX_EINVAL (no such
- * language) or SBERT_INDEX_ENOMEM. */
+ * document s writes or deletes updates the keyword index ("off": none, and s keeps no keyword
+ * index). Returns 0, SBERT_INDEX_EINVAL (no such language) or SBERT_INDEX_ENOMEM. */
 int store_kw_setup(store *s, const char *language);
 /* The canonical name of s's analyzer's language, or NULL when s keeps no keyword index. */
 const char *store_kw_language(const store *s);
@@ -265,8 +265,16 @@ int store_kw_stats_put(store *s, MDB_txn *txn, const struct store_kw_stats *st);
 
 /* Empties the keyword index and records s's analyzer with zero documents under version
  * (STORE_KW_VERSION: complete; 0: being built, so incomplete until the build's last transaction
- * sets the version). Returns 0, SBERT_INDEX_EINVAL (no analyzer) or an LMDB code. */
+ * sets the version); nothing when s keeps no keyword index. Returns 0 or an LMDB code. */
 int store_kw_reset(store *s, MDB_txn *txn, uint32_t version);
+
+/* Removes the keyword index: its postings and its meta record (keyword_language = off). Returns
+ * 0 or an LMDB code. */
+int store_kw_drop(store *s, MDB_txn *txn);
+
+/* The number of postings and the keyword index's bytes (see sbert_index_stats). Returns 0 or an
+ * LMDB code. */
+int store_kw_size(store *s, MDB_txn *txn, uint64_t *postings, uint64_t *bytes);
 
 /* Adds (removes) the postings of a document's text under label; nothing when s keeps no keyword
  * index. Called by store_doc_put and store_record_del, and by open.c's rebuild. Return 0,

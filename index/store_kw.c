@@ -182,7 +182,7 @@ int store_kw_del(store *s, MDB_txn *txn, uint64_t label, const char *text, size_
 
 int store_kw_reset(store *s, MDB_txn *txn, uint32_t version)
 {
-    if (!s->kw) return SBERT_INDEX_EINVAL;
+    if (!s->kw) return 0;
     int rc = mdb_drop(txn, s->kwpost, 0);
     if (rc) return rc;
     struct store_kw_stats st = {.version = version};
@@ -227,8 +227,33 @@ int store_kw_postings(store *s, MDB_txn *txn, const char *term, size_t len, stor
     return rc == MDB_NOTFOUND ? 0 : rc;
 }
 
+int store_kw_drop(store *s, MDB_txn *txn)
+{
+    int rc = mdb_drop(txn, s->kwpost, 0);
+    if (rc) return rc;
+    MDB_val k = {sizeof KW_META_KEY - 1, (void *)KW_META_KEY};
+    rc = mdb_del(txn, s->meta, &k, NULL);
+    return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
+int store_kw_size(store *s, MDB_txn *txn, uint64_t *postings, uint64_t *bytes)
+{
+    MDB_stat ms;
+    int rc = mdb_stat(txn, s->kwpost, &ms);
+    if (rc) return rc;
+    *postings = ms.ms_entries;
+    *bytes = (uint64_t)ms.ms_psize * (ms.ms_branch_pages + ms.ms_leaf_pages + ms.ms_overflow_pages) +
+             STORE_KW_POSTING * (uint64_t)ms.ms_entries;
+    return 0;
+}
+
 int store_kw_setup(store *s, const char *language)
 {
+    if (language && strcmp(language, "off") == 0) {
+        sbert_analyzer_free(s->kw);
+        s->kw = NULL;
+        return 0;
+    }
     sbert_analyzer *a;
     int rc = sbert_analyzer_new(language, &a);
     if (rc) return rc == SBERT_TEXT_ELANGUAGE ? SBERT_INDEX_EINVAL : SBERT_INDEX_ENOMEM;

@@ -155,7 +155,9 @@ struct sbert_index_params {
     /* The keyword (BM25) index's language: a Snowball algorithm name or ISO code ("english",
      * "en", "german", ...) or "none" (case folding only; sbert_text.h). NULL: "english". A store
      * indexed with another language (or none yet: a store from before keyword indexes) has its
-     * keyword index built again at open, from the stored texts (phase "keyword"). Copied. */
+     * keyword index built again at open, from the stored texts (phase "keyword"). "off": no
+     * keyword index (a store's existing one is dropped; keyword and hybrid searches fail with
+     * SBERT_INDEX_EINVAL). Copied. */
     const char *keyword_language;
 
     /* A snapshot of the vector index is written at close, and by a background thread when
@@ -590,6 +592,11 @@ struct sbert_index_stats {
     int64_t snapshot_time;    /* Unix time of the last snapshot written or loaded (0: none) */
     uint64_t index_count;     /* live entries in the vector index: equals count after open */
     uint64_t index_bytes;     /* the vector index's estimate of its memory use */
+    /* the keyword index: its language ("" when keyword_language is "off"), the documents and
+     * postings (term, document) in it, and its size in the store: the term tree's pages plus 16
+     * bytes a posting (LMDB keeps a term's postings in pages of their own, packed) */
+    char keyword_language[64];
+    uint64_t keyword_docs, keyword_postings, keyword_bytes;
 };
 
 /* Fills *st. */

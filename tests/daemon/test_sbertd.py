@@ -848,6 +848,47 @@ def test_hybrid_search(d):
     c.close()
 
 
+def test_keyword_language_switch(d):
+    """keyword_language is recorded with the keyword index: stats describes it; "off" drops it
+    (keyword queries are refused, dense ones serve, writes go on); another language rebuilds it
+    from the stored texts at start (documents written while it was off included); a language
+    libstemmer does not know stops the start with a message naming it."""
+    c = d.client()
+    ok(c.call("add", documents=[{"id": "r", "text": "She runs every morning"},
+                                {"id": "s", "text": "Running shoes for sale"}]))
+    kw = ok(c.call("stats"))["keyword"]
+    check(kw["language"] == "english" and kw["documents"] == 2 and kw["postings"] >= 5 and kw["bytes"] > 0,
+          "stats keyword: %r" % kw)
+    got = sorted(h["id"] for h in ok(c.call("query", text="run", mode="keyword"))["results"])
+    check(got == ["r", "s"], "english stems runs and running to run: %r" % got)
+    c.close()
+    check(d.stop() == 0, "stop")
+    d.config = "keyword_language = off\n"
+    d.start()
+    c = d.client()
+    check(ok(c.call("stats"))["keyword"] is None, "off: no keyword index")
+    err(c.call("query", text="run", mode="keyword"), "bad_request", "keyword query with the index off")
+    ok(c.call("add", documents=[{"id": "t", "text": "running late again"}]))
+    check(ok(c.call("query", text="jogging", k=3))["results"], "dense queries serve")
+    c.close()
+    check(d.stop() == 0, "stop")
+    d.config = "keyword_language = none\n"
+    d.start()
+    c = d.client()
+    kw = ok(c.call("stats"))["keyword"]
+    check(kw["language"] == "none" and kw["documents"] == 3, "rebuilt under none: %r" % kw)
+    got = sorted(h["id"] for h in ok(c.call("query", text="running", mode="keyword"))["results"])
+    check(got == ["s", "t"], "none: no stemming, the written-while-off document found: %r" % got)
+    c.close()
+    check(d.stop() == 0, "stop")
+    d.config = "keyword_language = klingon\n"
+    try:
+        d.start(timeout=60)
+        check(False, "a language libstemmer lacks must stop the start")
+    except AssertionError as e:
+        check("klingon" in str(e), "the message names the language: %s" % str(e)[-500:])
+
+
 TESTS = [
     ("seed_table_matches_article", test_seed_table_matches_article, None),
     ("cli", test_cli, None),
@@ -872,6 +913,7 @@ TESTS = [
     ("precision_int8", test_precision_int8, {"config": "precision = int8\n"}),
     ("keyword_bm25", test_keyword_bm25, {"config": "keyword_language = none\n"}),
     ("hybrid_search", test_hybrid_search, {}),
+    ("keyword_language_switch", test_keyword_language_switch, {}),
 ]
 
 
