@@ -101,6 +101,19 @@ fail:
     return NULL;
 }
 
+/* ---- query members ---------------------------------------------------------------------------
+ */
+
+int op_get_query_vector(const cJSON *root, int dim, float *v, struct sbert_proto_error *err)
+{
+    int rc = sbert_proto_get_vector(root, "vector", dim, v, err);
+    if (rc) return rc;
+    for (int i = 0; i < dim; i++)
+        if (v[i] != 0.0f) return 0;
+    return sbert_proto_error_set(err, SBERT_PROTO_EBAD_VECTOR, -1,
+                                 "\"vector\" is all zeros (after float32 rounding)");
+}
+
 /* ---- filters --------------------------------------------------------------------------------- */
 
 int op_get_filter(const cJSON *root, sbert_index_filter **f, struct sbert_proto_error *err)

@@ -55,7 +55,11 @@ int op_run_delete(struct sbertd *d, struct request *r, cJSON *reply, struct sber
 
 /* ops_search.c */
 int op_run_query(struct sbertd *d, struct request *r, cJSON *reply, struct sbert_proto_error *err);
-/* ops_keyword.c: query with a "mode" other than "dense" (op_run_query hands it over) */
+/* The query's "vector" member into v (dim floats): as sbert_proto_get_vector, and not all zeros
+ * (no direction: every score would be 0 and the ranking arbitrary). */
+int op_get_query_vector(const cJSON *root, int dim, float *v, struct sbert_proto_error *err);
+/* ops_keyword.c: query with a "mode" other than "dense" or with "diversity" (op_run_query hands
+ * it over) */
 int op_run_search(struct sbertd *d, struct request *r, cJSON *reply, struct sbert_proto_error *err);
 int op_run_similarity(struct sbertd *d, struct request *r, cJSON *reply,
                       struct sbert_proto_error *err);

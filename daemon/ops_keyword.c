@@ -1,5 +1,6 @@
-/* ops_keyword.c — query in keyword and hybrid mode (PROTOCOL.md section 4, query's "mode"): BM25
- * over the keyword index, alone or fused with the vector ranking (sbert_index_search). */
+/* ops_keyword.c — query in keyword and hybrid mode, and with diversity (PROTOCOL.md section 4,
+ * query's "mode" and "diversity"): BM25 over the keyword index, alone or fused with the vector
+ * ranking, and maximal marginal relevance over any ranking (sbert_index_search). */
 #define _GNU_SOURCE
 #include "ops_common.h"
 
@@ -11,20 +12,23 @@
 static int search_params(const cJSON *root, struct sbert_index_search_params *p,
                          struct sbert_proto_error *err)
 {
-    const char *mode = NULL, *fusion = NULL;
-    double weight = 0.5;
+    const char *mode = "dense", *fusion = NULL;
+    double weight = 0.5, diversity = 0;
     long long cand = 0;
     int rc;
-    if ((rc = sbert_proto_get_string(root, "mode", 1, 16, &mode, err)) ||
+    if ((rc = sbert_proto_get_string(root, "mode", 0, 16, &mode, err)) ||
+        (rc = sbert_proto_get_number(root, "diversity", 0, 0, 1, SBERT_PROTO_EBAD_REQUEST,
+                                     &diversity, err)) ||
         (rc = sbert_proto_get_string(root, "fusion", 0, 16, &fusion, err)) ||
         (rc = sbert_proto_get_number(root, "weight", 0, 0, 1, SBERT_PROTO_EBAD_REQUEST, &weight,
                                      err)) ||
         (rc = sbert_proto_get_int(root, "candidates", 0, 1, 10000, SBERT_PROTO_EBAD_REQUEST, &cand,
                                   err)))
         return rc;
-    p->mode = strcmp(mode, "keyword") == 0  ? SBERT_INDEX_MODE_KEYWORD
-              : strcmp(mode, "hybrid") == 0 ? SBERT_INDEX_MODE_HYBRID
-                                            : -1;
+    p->mode = strcmp(mode, "dense") == 0     ? SBERT_INDEX_MODE_DENSE
+              : strcmp(mode, "keyword") == 0 ? SBERT_INDEX_MODE_KEYWORD
+              : strcmp(mode, "hybrid") == 0  ? SBERT_INDEX_MODE_HYBRID
+                                             : -1;
     if (p->mode < 0)
         return sbert_proto_error_set(err, SBERT_PROTO_EBAD_REQUEST, -1,
                                      "\"mode\" must be \"dense\", \"keyword\" or \"hybrid\"");
@@ -35,6 +39,7 @@ static int search_params(const cJSON *root, struct sbert_index_search_params *p,
         return sbert_proto_error_set(err, SBERT_PROTO_EBAD_REQUEST, -1,
                                      "\"fusion\" must be \"rrf\" or \"weighted\"");
     p->weight = (float)weight;
+    p->diversity = (float)diversity;
     p->candidates = (size_t)cand;
     return 0;
 }
@@ -86,28 +91,37 @@ int op_run_search(struct sbertd *d, struct request *r, cJSON *reply, struct sber
     const char *text = NULL;
     size_t len = 0;
     int rc;
-    if (!sbertd_keyword_enabled(d))
+    if ((rc = search_params(root, &p, err))) return rc;
+    int has_text = cJSON_HasObjectItem(root, "text"), has_vec = cJSON_HasObjectItem(root, "vector");
+    if (p.mode != SBERT_INDEX_MODE_DENSE && !sbertd_keyword_enabled(d))
         return sbert_proto_error_set(err, SBERT_PROTO_EBAD_REQUEST, -1,
                                      "this daemon keeps no keyword index (keyword_language = off)");
-    if (!cJSON_HasObjectItem(root, "text") || cJSON_HasObjectItem(root, "vector"))
+    if (p.mode != SBERT_INDEX_MODE_DENSE && (!has_text || has_vec))
         return sbert_proto_error_set(err, SBERT_PROTO_EBAD_REQUEST, -1,
                                      "keyword and hybrid queries take \"text\" (and no "
                                      "\"vector\"): BM25 needs the words");
-    if ((rc = search_params(root, &p, err)) ||
-        (rc = sbert_proto_get_int(root, "k", 0, 1, (long long)LIM(MAX_K), SBERT_PROTO_EBAD_K, &k,
+    if (has_text == has_vec)
+        return sbert_proto_error_set(err, SBERT_PROTO_EBAD_REQUEST, -1,
+                                     "give exactly one of \"text\" and \"vector\"");
+    if ((rc = sbert_proto_get_int(root, "k", 0, 1, (long long)LIM(MAX_K), SBERT_PROTO_EBAD_K, &k,
                                   err)) ||
         (rc = sbert_proto_get_number(root, "min_score", 0, -1, 1, SBERT_PROTO_EBAD_SCORE,
                                      &min_score, err)) ||
         (rc = sbert_proto_get_include(root, "include", &include, err)) ||
-        (rc = sbert_proto_get_text(root, "text", 1, LIM(MAX_TEXT_BYTES), &text, &len, err)))
+        (has_text &&
+         (rc = sbert_proto_get_text(root, "text", 1, LIM(MAX_TEXT_BYTES), &text, &len, err))))
         return rc;
     /* keyword mode encodes the text only to apply min_score, which is a cosine */
-    int encode = p.mode == SBERT_INDEX_MODE_HYBRID || cJSON_HasObjectItem(root, "min_score");
+    int encode =
+        has_text && (p.mode != SBERT_INDEX_MODE_KEYWORD || cJSON_HasObjectItem(root, "min_score"));
     size_t dim = (size_t)sbertd_model_info(d)->dim;
-    float *v = encode ? malloc(dim * sizeof *v) : NULL;
+    float *v = encode || has_vec ? malloc(dim * sizeof *v) : NULL;
     int trunc = 0;
-    if (encode && !v) return op_oom(err);
-    if (encode) rc = sbertd_encode(d, &text, &len, 1, v, &trunc, 1, err);
+    if ((encode || has_vec) && !v) return op_oom(err);
+    if (encode)
+        rc = sbertd_encode(d, &text, &len, 1, v, &trunc, 1, err);
+    else if (has_vec)
+        rc = op_get_query_vector(root, (int)dim, v, err);
     sbert_index_filter *f = NULL;
     if (!rc) rc = op_get_filter(root, &f, err);
     struct sbert_index_results *res = NULL;

@@ -131,7 +131,8 @@ int op_run_query(struct sbertd *d, struct request *r, cJSON *reply, struct sbert
 {
     const cJSON *root = sbertd_req_root(r);
     const cJSON *mode = cJSON_GetObjectItemCaseSensitive(root, "mode");
-    if (mode && !(cJSON_IsString(mode) && strcmp(mode->valuestring, "dense") == 0))
+    if ((mode && !(cJSON_IsString(mode) && strcmp(mode->valuestring, "dense") == 0)) ||
+        cJSON_HasObjectItem(root, "diversity"))
         return op_run_search(d, r, reply, err);
     int has_text = cJSON_HasObjectItem(root, "text"), has_vec = cJSON_HasObjectItem(root, "vector");
     if (has_text == has_vec)
@@ -157,15 +158,8 @@ int op_run_query(struct sbertd *d, struct request *r, cJSON *reply, struct sbert
     int trunc = 0;
     if (has_text)
         rc = sbertd_encode(d, &text, &len, 1, v, &trunc, 1, err);
-    else if (!(rc = sbert_proto_get_vector(root, "vector", (int)dim, v, err))) {
-        /* a zero vector has no direction: every score would be 0 and the ranking arbitrary */
-        size_t nz = 0;
-        while (nz < dim && v[nz] == 0.0f)
-            nz++;
-        if (nz == dim)
-            rc = sbert_proto_error_set(err, SBERT_PROTO_EBAD_VECTOR, -1,
-                                       "\"vector\" is all zeros (after float32 rounding)");
-    }
+    else
+        rc = op_get_query_vector(root, (int)dim, v, err);
     sbert_index_filter *f = NULL;
     if (!rc) rc = op_get_filter(root, &f, err);
     struct sbert_index_results *res = NULL;

@@ -13,7 +13,8 @@
  *   pairs.c     paraphrase mining (sbert_index_pairs) over the one top-k pair heap (sbert_util)
  *   rebuild.c   the derived vector index: rebuild, replay, load at open, snapshots, its thread
  *   maintain.c  sbert_index_snapshot, backup and reindex
- *   keyword.c   the keyword index at open, BM25 and hybrid search (sbert_index_search)
+ *   keyword.c   the keyword index at open, its statistics, BM25 over it
+ *   search.c    sbert_index_search: keyword, hybrid and diverse (MMR) searches
  *
  * Order of every write: validate, commit the LMDB transaction durably, then apply the same
  * change to the vector index. The vector index is derived state: at open it is loaded from its
@@ -156,6 +157,24 @@ size_t index_doc_bytes(const struct store_record *r, unsigned include);
 int index_keyword_open(sbert_index *idx, char *errbuf, size_t errlen);
 /* The keyword_* members of sbert_index_stats; under swap (shared). */
 int index_keyword_stats(sbert_index *idx, struct sbert_index_stats *st);
+
+/* BM25 for one query (sbert_index_search's formula): its terms analysed in the store's language
+ * and the collection's statistics, read in txn, which must stay open while the handle is used.
+ * Returns 0, SBERT_INDEX_EINVAL (the store keeps no keyword index), ENOMEM or a store code. */
+typedef struct index_bm25 index_bm25;
+int index_bm25_new(sbert_index *idx, MDB_txn *txn, const char *text, size_t len, float k1, float b,
+                   index_bm25 **out);
+void index_bm25_free(index_bm25 *q);
+/* A scored document. */
+struct index_hit {
+    uint64_t label;
+    double score;
+};
+/* Scores every document holding a query term: *hits (malloc'ed, the caller frees) best first,
+ * ties by label. */
+int index_bm25_rank(index_bm25 *q, struct index_hit **hits, size_t *n);
+/* The BM25 score of one document's text (for a hit the ranking did not reach). */
+int index_bm25_doc(index_bm25 *q, const char *text, size_t len, double *score);
 
 /* ---- qfilter.c ------------------------------------------------------------------------------- */
 

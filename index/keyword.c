@@ -1,7 +1,6 @@
 /*
- * keyword.c — the keyword index's coordinator side: its check and build at open, BM25 scoring
- * (sbert_index_search's keyword ranking) and the hybrid search that fuses it with the vector
- * index's ranking. The postings themselves are store_kw.c's.
+ * keyword.c — the keyword index's coordinator side: its check and build at open, its statistics,
+ * and BM25 (index_bm25, internal.h) for search.c. The postings themselves are store_kw.c's.
  */
 #include <math.h>
 #include <stdio.h>
@@ -13,7 +12,6 @@
 #include "sbert_text.h"
 
 #define KW_BUILD_CHUNK 1024 /* documents per write transaction of a build */
-#define DEFAULT_CANDIDATES 100
 
 /* ---- open: check, build ---------------------------------------------------------------------- */
 
@@ -252,6 +250,15 @@ struct bm25 {
     double k1, b, avgdl, n_docs;
 };
 
+/* A query's terms, the collection's statistics and an analyzer of the store's language. */
+struct index_bm25 {
+    sbert_index *idx;
+    MDB_txn *txn;
+    sbert_analyzer *an;
+    struct kw_query q;
+    struct bm25 p;
+};
+
 static double bm25_idf(const struct bm25 *p, uint64_t df)
 {
     return log(1.0 + (p->n_docs - (double)df + 0.5) / ((double)df + 0.5));
@@ -278,23 +285,19 @@ static int kw_accum_posting(uint64_t label, uint32_t tf, uint32_t dl, uint64_t d
     return kw_map_add(a->map, label, a->w * bm25_tf(a->p, tf, dl));
 }
 
-/* A scored label. */
-struct hit {
-    uint64_t label;
-    double score;
-};
-
 static int hit_cmp(const void *a, const void *b)
 {
-    const struct hit *x = a, *y = b;
+    const struct index_hit *x = a, *y = b;
     if (x->score != y->score) return x->score > y->score ? -1 : 1;
     return (x->label > y->label) - (x->label < y->label);
 }
 
-/* Scores every document holding a query term; *hits (sorted, best first) is the caller's. */
-static int bm25_rank(sbert_index *idx, MDB_txn *txn, struct kw_query *q, const struct bm25 *p,
-                     struct hit **hits, size_t *n)
+int index_bm25_rank(index_bm25 *b, struct index_hit **hits, size_t *n)
 {
+    sbert_index *idx = b->idx;
+    MDB_txn *txn = b->txn;
+    struct kw_query *q = &b->q;
+    const struct bm25 *p = &b->p;
     struct kw_map m = {0};
     int rc = 0;
     for (size_t i = 0; i < q->n && !rc; i++) {
@@ -308,14 +311,14 @@ static int bm25_rank(sbert_index *idx, MDB_txn *txn, struct kw_query *q, const s
     if (!rc && m.n && !(*hits = malloc(m.n * sizeof **hits))) rc = SBERT_INDEX_ENOMEM;
     if (!rc) {
         for (size_t i = 0; i < m.cap; i++)
-            if (m.key[i]) (*hits)[(*n)++] = (struct hit){m.key[i] - 1, m.score[i]};
+            if (m.key[i]) (*hits)[(*n)++] = (struct index_hit){m.key[i] - 1, m.score[i]};
         qsort(*hits, *n, sizeof **hits, hit_cmp);
     }
     kw_map_free(&m);
     return rc < 0 ? rc : rc ? store_error(rc, "keyword search", NULL, 0) : 0;
 }
 
-/* ---- one document's BM25, for a dense hit that is not among the keyword candidates ---------- */
+/* ---- one document's BM25, for a hit that is not among the keyword candidates ---------------- */
 
 struct kw_doc_score {
     const struct kw_query *q;
@@ -334,9 +337,11 @@ static int kw_doc_term(const char *term, size_t len, uint32_t position, void *us
     return 0;
 }
 
-static int bm25_doc(sbert_analyzer *an, const struct kw_query *q, const struct bm25 *p,
-                    const char *text, size_t len, double *score)
+int index_bm25_doc(index_bm25 *b, const char *text, size_t len, double *score)
 {
+    sbert_analyzer *an = b->an;
+    const struct kw_query *q = &b->q;
+    const struct bm25 *p = &b->p;
     struct kw_doc_score d = {.q = q, .tf = calloc(q->n ? q->n : 1, sizeof *d.tf)};
     if (!d.tf) return SBERT_INDEX_ENOMEM;
     int rc = sbert_analyzer_run(an, text, len, kw_doc_term, &d);
@@ -348,309 +353,39 @@ static int bm25_doc(sbert_analyzer *an, const struct kw_query *q, const struct b
     return rc ? SBERT_INDEX_ENOMEM : 0;
 }
 
-/* ---- the search ------------------------------------------------------------------------------ */
+/* ---- the handle ------------------------------------------------------------------------------ */
 
-/* A candidate of either ranking. */
-struct cand {
-    uint64_t label;
-    float dense, keyword; /* NAN: not known yet */
-    uint32_t dense_rank, keyword_rank;
-    double fused;
-};
-
-struct search {
-    sbert_index *idx;
-    const struct sbert_index_search_params *p;
-    MDB_txn *txn;
-    sbert_analyzer *an;
-    struct kw_query q;
-    struct bm25 bm;
-    float *qvec; /* the normalised query vector, NULL without one */
-    struct cand *c;
-    size_t n, cap;
-};
-
-static struct cand *cand_find(struct search *s, uint64_t label)
+int index_bm25_new(sbert_index *idx, MDB_txn *txn, const char *text, size_t len, float k1, float b,
+                   index_bm25 **out)
 {
-    for (size_t i = 0; i < s->n; i++)
-        if (s->c[i].label == label) return &s->c[i];
-    if (s->n == s->cap) {
-        size_t cap = s->cap ? 2 * s->cap : 64;
-        struct cand *nc = realloc(s->c, cap * sizeof *nc);
-        if (!nc) return NULL;
-        s->c = nc;
-        s->cap = cap;
-    }
-    s->c[s->n] = (struct cand){.label = label, .dense = NAN, .keyword = NAN};
-    return &s->c[s->n++];
-}
-
-/* Whether a stored document passes the filter (and, with a vector, min_score); sets its dense
- * score. 0: no, 1: yes, < 0: an error. */
-static int cand_accept(struct search *s, const struct store_record *r, struct cand *c)
-{
-    const struct sbert_index_query_params *qp = &s->p->q;
-    if (qp->filter) {
-        int m =
-            filter_match_doc(qp->filter, r->meta, r->meta ? r->meta_len : 0, r->text, r->text_len);
-        if (m != 1) return m < 0 && m != SBERT_INDEX_EMETADATA ? m : 0;
-    }
-    if (s->qvec && isnan(c->dense)) {
-        float v[r->dim];
-        memcpy(v, r->vector, sizeof v);
-        c->dense = (float)sbert_util_cosine(v, s->qvec, r->dim);
-    }
-    if (s->qvec && c->dense < qp->min_score) return 0;
-    return 1;
-}
-
-/* The keyword ranking's first `want` documents that pass the filter, as candidates. */
-static int keyword_candidates(struct search *s, size_t want)
-{
-    struct hit *h;
-    size_t nh;
-    int rc = bm25_rank(s->idx, s->txn, &s->q, &s->bm, &h, &nh);
-    uint32_t rank = 0;
-    for (size_t i = 0; i < nh && !rc && rank < want; i++) {
-        struct store_record r;
-        int g = store_record_get(s->idx->st, s->txn, h[i].label, &r);
-        if (g == SBERT_INDEX_ENOTFOUND) continue;
-        if (g) {
-            rc = store_error(g, "keyword search", NULL, 0);
-            break;
-        }
-        struct cand probe = {.label = h[i].label, .dense = NAN};
-        int a = cand_accept(s, &r, &probe);
-        if (a < 0) rc = a;
-        if (a != 1) continue;
-        struct cand *c = cand_find(s, h[i].label);
-        if (!c) {
-            rc = SBERT_INDEX_ENOMEM;
-            break;
-        }
-        c->dense = probe.dense;
-        c->keyword = (float)h[i].score;
-        c->keyword_rank = ++rank;
-    }
-    free(h);
-    return rc;
-}
-
-/* The vector ranking's first `want` documents that pass the filter and min_score. */
-static int dense_candidates(struct search *s, size_t want)
-{
-    int64_t *labels = malloc(want * sizeof *labels);
-    float *scores = malloc(want * sizeof *scores);
-    int rc = labels && scores ? 0 : SBERT_INDEX_ENOMEM;
-    struct qfilter qf;
-    qfilter_init(&qf, s->idx, s->p->q.filter);
-    struct vindex_filter vf = {.keep = qfilter_keep, .user = &qf};
-    char err[256];
-    if (!rc) {
-        int sr = vindex_search(s->idx->vi, s->qvec, 1, want, s->p->q.filter ? &vf : NULL, labels,
-                               scores, err, sizeof err);
-        if (sr) {
-            ilog(s->idx, SBERT_INDEX_LOG_ERROR, "vector search failed: %s", err);
-            rc = index_vindex_code(sr);
-        } else if (atomic_load(&qf.failed))
-            rc = SBERT_INDEX_EIO;
-    }
-    qfilter_end(&qf);
-    uint32_t rank = 0;
-    for (size_t i = 0; i < want && !rc; i++) {
-        if (labels[i] < 0 || scores[i] < s->p->q.min_score) continue;
-        struct cand *c = cand_find(s, (uint64_t)labels[i]);
-        if (!c) {
-            rc = SBERT_INDEX_ENOMEM;
-            break;
-        }
-        c->dense = scores[i];
-        c->dense_rank = ++rank;
-    }
-    free(labels);
-    free(scores);
-    return rc;
-}
-
-/* Min-max normalisation of one ranking's scores over its candidates (field: 0 dense, 1 keyword);
- * a candidate outside the ranking counts 0. */
-static void fuse_weighted(struct search *s, int field, double weight)
-{
-    double lo = INFINITY, hi = -INFINITY;
-    for (size_t i = 0; i < s->n; i++) {
-        struct cand *c = &s->c[i];
-        if (!(field ? c->keyword_rank : c->dense_rank)) continue;
-        double v = field ? c->keyword : c->dense;
-        lo = v < lo ? v : lo;
-        hi = v > hi ? v : hi;
-    }
-    for (size_t i = 0; i < s->n; i++) {
-        struct cand *c = &s->c[i];
-        if (!(field ? c->keyword_rank : c->dense_rank)) continue;
-        double v = field ? c->keyword : c->dense;
-        c->fused += weight * (hi > lo ? (v - lo) / (hi - lo) : 1.0);
-    }
-}
-
-static void fuse(struct search *s)
-{
-    const struct sbert_index_search_params *p = s->p;
-    double rk = p->rrf_k > 0 ? p->rrf_k : 60.0;
-    for (size_t i = 0; i < s->n; i++) {
-        struct cand *c = &s->c[i];
-        c->fused = 0;
-        if (p->mode == SBERT_INDEX_MODE_KEYWORD)
-            c->fused = c->keyword;
-        else if (p->fusion == SBERT_INDEX_FUSION_RRF)
-            c->fused = (c->dense_rank ? 1.0 / (rk + c->dense_rank) : 0.0) +
-                       (c->keyword_rank ? 1.0 / (rk + c->keyword_rank) : 0.0);
-    }
-    if (p->mode == SBERT_INDEX_MODE_HYBRID && p->fusion == SBERT_INDEX_FUSION_WEIGHTED) {
-        fuse_weighted(s, 0, p->weight);
-        fuse_weighted(s, 1, 1.0 - p->weight);
-    }
-}
-
-static int cand_cmp(const void *a, const void *b)
-{
-    const struct cand *x = a, *y = b;
-    if (x->fused != y->fused) return x->fused > y->fused ? -1 : 1;
-    return (x->label > y->label) - (x->label < y->label);
-}
-
-/* The first k fused candidates still stored, filled as the caller asked. */
-static int search_fill(struct search *s, struct sbert_index_results **out)
-{
-    const struct sbert_index_query_params *qp = &s->p->q;
-    struct sbert_index_results *res = calloc(1, sizeof *res);
-    if (!res || !(res->docs = calloc(qp->k, sizeof *res->docs))) {
-        free(res);
-        return SBERT_INDEX_ENOMEM;
-    }
-    res->dim = s->idx->meta.dim;
-    size_t bytes = 0, max_bytes = qp->max_bytes ? qp->max_bytes : SIZE_MAX;
-    int rc = 0;
-    for (size_t i = 0; i < s->n && res->n < qp->k && !rc; i++) {
-        struct cand *c = &s->c[i];
-        struct store_record r;
-        int g = store_record_get(s->idx->st, s->txn, c->label, &r);
-        if (g == SBERT_INDEX_ENOTFOUND) continue; /* deleted after the vector search */
-        if (g) {
-            rc = store_error(g, "search", NULL, 0);
-            break;
-        }
-        double kw = c->keyword_rank ? c->keyword : 0;
-        if (!c->keyword_rank && (rc = bm25_doc(s->an, &s->q, &s->bm, r.text, r.text_len, &kw)))
-            break;
-        if ((bytes += index_doc_bytes(&r, qp->include)) > max_bytes) {
-            rc = SBERT_INDEX_ETOOBIG;
-            break;
-        }
-        struct sbert_index_doc *d = &res->docs[res->n++];
-        if ((rc = index_doc_fill(d, &r, qp->include))) break;
-        d->score = (float)c->fused;
-        d->dense_score = s->qvec ? c->dense : NAN;
-        d->keyword_score = (float)kw;
-        d->dense_rank = c->dense_rank;
-        d->keyword_rank = c->keyword_rank;
-    }
+    *out = NULL;
+    const char *lang = store_kw_language(idx->st);
+    if (!lang) return SBERT_INDEX_EINVAL;
+    index_bm25 *q = calloc(1, sizeof *q);
+    if (!q) return SBERT_INDEX_ENOMEM;
+    q->idx = idx;
+    q->txn = txn;
+    int rc = sbert_analyzer_new(lang, &q->an) ? SBERT_INDEX_ENOMEM : 0;
+    if (!rc && sbert_analyzer_run(q->an, text, len, kw_qterm_add, &q->q)) rc = SBERT_INDEX_ENOMEM;
+    struct store_kw_stats st;
+    if (!rc && (rc = store_kw_stats_get(idx->st, txn, &st)) > 0)
+        rc = store_error(rc, "keyword search", NULL, 0);
     if (rc) {
-        sbert_index_results_free(res);
+        index_bm25_free(q);
         return rc;
     }
-    *out = res;
+    q->p = (struct bm25){.k1 = k1 > 0 ? k1 : 1.5,
+                         .b = b > 0 ? b : 0.75,
+                         .n_docs = (double)st.docs,
+                         .avgdl = st.docs ? (double)st.terms / (double)st.docs : 0};
+    *out = q;
     return 0;
 }
 
-struct sbert_index_search_params sbert_index_search_default_params(void)
+void index_bm25_free(index_bm25 *q)
 {
-    struct sbert_index_search_params p = {.q = sbert_index_query_default_params(),
-                                          .mode = SBERT_INDEX_MODE_DENSE,
-                                          .fusion = SBERT_INDEX_FUSION_RRF,
-                                          .weight = 0.5f};
-    return p;
-}
-
-static int search_check(sbert_index *idx, const struct sbert_index_search_params *p)
-{
-    int m = p->mode;
-    if (m != SBERT_INDEX_MODE_DENSE && m != SBERT_INDEX_MODE_KEYWORD &&
-        m != SBERT_INDEX_MODE_HYBRID)
-        return SBERT_INDEX_EINVAL;
-    if (m != SBERT_INDEX_MODE_DENSE && (!p->text || !store_kw_language(idx->st)))
-        return SBERT_INDEX_EINVAL;
-    if (m != SBERT_INDEX_MODE_KEYWORD && !p->vector) return SBERT_INDEX_EINVAL;
-    if (p->q.k < 1 || p->q.k > MAX_K || isnan(p->q.min_score) || p->candidates > MAX_K ||
-        !(p->weight >= 0 && p->weight <= 1) || isnan(p->rrf_k) || p->rrf_k < 0 ||
-        (p->fusion != SBERT_INDEX_FUSION_RRF && p->fusion != SBERT_INDEX_FUSION_WEIGHTED))
-        return SBERT_INDEX_EINVAL;
-    if (p->vector && p->q.dim && p->q.dim != idx->meta.dim) return SBERT_INDEX_EMODEL;
-    return 0;
-}
-
-static int search_run(struct search *s, struct sbert_index_results **out)
-{
-    const struct sbert_index_search_params *p = s->p;
-    int rc = sbert_analyzer_new(store_kw_language(s->idx->st), &s->an);
-    if (rc) return SBERT_INDEX_ENOMEM;
-    if ((rc = sbert_analyzer_run(s->an, p->text, p->text_len, kw_qterm_add, &s->q)))
-        return rc == SBERT_TEXT_ENOMEM ? SBERT_INDEX_ENOMEM : rc;
-    struct store_kw_stats st;
-    if ((rc = store_kw_stats_get(s->idx->st, s->txn, &st)))
-        return rc < 0 ? rc : store_error(rc, "keyword search", NULL, 0);
-    s->bm = (struct bm25){.k1 = p->bm25_k1 > 0 ? p->bm25_k1 : 1.5,
-                          .b = p->bm25_b > 0 ? p->bm25_b : 0.75,
-                          .n_docs = (double)st.docs,
-                          .avgdl = st.docs ? (double)st.terms / (double)st.docs : 0};
-    size_t want = p->q.k;
-    if (p->mode == SBERT_INDEX_MODE_HYBRID) {
-        want = p->candidates ? p->candidates : DEFAULT_CANDIDATES;
-        if (want < p->q.k) want = p->q.k;
-        if ((rc = dense_candidates(s, want))) return rc;
-    }
-    if ((rc = keyword_candidates(s, want))) return rc;
-    fuse(s);
-    qsort(s->c, s->n, sizeof *s->c, cand_cmp);
-    return search_fill(s, out);
-}
-
-int sbert_index_search(sbert_index *idx, const struct sbert_index_search_params *params,
-                       struct sbert_index_results **out)
-{
-    if (out) *out = NULL;
-    if (!idx || !params || !out) return SBERT_INDEX_EINVAL;
-    if (params->mode == SBERT_INDEX_MODE_DENSE) {
-        if (!params->vector) return SBERT_INDEX_EINVAL;
-        return sbert_index_query(idx, params->vector, &params->q, out);
-    }
-    int rc = index_read_enter(idx);
-    if (rc) return rc;
-    struct search s = {.idx = idx, .p = params};
-    if ((rc = search_check(idx, params))) goto done;
-    if (params->vector) {
-        size_t dim = (size_t)idx->meta.dim;
-        if (!(s.qvec = malloc(dim * sizeof *s.qvec))) {
-            rc = SBERT_INDEX_ENOMEM;
-            goto done;
-        }
-        if (sbert_util_normalise_into(params->vector, dim, s.qvec)) {
-            rc = SBERT_INDEX_EINVAL;
-            goto done;
-        }
-    }
-    /* opened before the vector search: it holds the store's lock shared for the filter's
-     * transactions (qfilter.c) */
-    if ((rc = store_read_begin(idx->st, &s.txn))) {
-        rc = store_error(rc, "search", NULL, 0);
-        goto done;
-    }
-    rc = search_run(&s, out);
-    store_read_end(idx->st, s.txn);
-done:
-    pthread_rwlock_unlock(&idx->swap);
-    sbert_analyzer_free(s.an);
-    kw_query_free(&s.q);
-    free(s.qvec);
-    free(s.c);
-    return rc;
+    if (!q) return;
+    sbert_analyzer_free(q->an);
+    kw_query_free(&q->q);
+    free(q);
 }

@@ -242,8 +242,9 @@ int store_kw_size(store *s, MDB_txn *txn, uint64_t *postings, uint64_t *bytes)
     int rc = mdb_stat(txn, s->kwpost, &ms);
     if (rc) return rc;
     *postings = ms.ms_entries;
-    *bytes = (uint64_t)ms.ms_psize * (ms.ms_branch_pages + ms.ms_leaf_pages + ms.ms_overflow_pages) +
-             STORE_KW_POSTING * (uint64_t)ms.ms_entries;
+    *bytes =
+        (uint64_t)ms.ms_psize * (ms.ms_branch_pages + ms.ms_leaf_pages + ms.ms_overflow_pages) +
+        STORE_KW_POSTING * (uint64_t)ms.ms_entries;
     return 0;
 }
 

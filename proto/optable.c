@@ -43,6 +43,7 @@ static const struct sbert_proto_member m_query[] = {
     {"fusion", SBERT_PROTO_M_STRING, 0, 0, 0},
     {"weight", SBERT_PROTO_M_NUMBER, 0, 0, 0},
     {"candidates", SBERT_PROTO_M_INT, 0, 0, 0},
+    {"diversity", SBERT_PROTO_M_NUMBER, 0, 0, 0},
 };
 static const struct sbert_proto_member m_similarity[] = {
     {"a", SBERT_PROTO_M_STRING_OR_STRINGS, 1, 0, SBERT_PROTO_MF_BATCH},

@@ -455,15 +455,21 @@ struct sbert_index_search_params {
     /* k, filter, include, dim and max_bytes as for sbert_index_query; min_score applies to the
      * dense score (cosine) in every mode, so keyword mode needs a vector to use it */
     struct sbert_index_query_params q;
-    int mode;         /* SBERT_INDEX_MODE_* */
+    int mode;         /* SBERT_INDEX_MODE_* (dense with diversity > 0 goes through here) */
     const char *text; /* the query text (keyword, hybrid), text_len bytes */
     size_t text_len;
-    const float *vector;   /* the query's vector (dense, hybrid; keyword: optional, for
-                              dense_score and min_score) */
-    size_t candidates;     /* hybrid: hits taken from each ranking; 0: max(k, 100) */
-    int fusion;            /* SBERT_INDEX_FUSION_* */
-    float rrf_k;           /* RRF's constant; 0: 60 */
-    float weight;          /* weighted fusion: the dense side's weight in [0, 1] */
+    const float *vector; /* the query's vector (dense, hybrid; keyword: optional, for
+                            dense_score and min_score) */
+    size_t candidates;   /* hybrid, diversity: hits taken from each ranking; 0: max(k, 100) */
+    int fusion;          /* SBERT_INDEX_FUSION_* */
+    float rrf_k;         /* RRF's constant; 0: 60 */
+    float weight;        /* weighted fusion: the dense side's weight in [0, 1] */
+    /* Maximal marginal relevance, in [0, 1]: 0 (the default) keeps the ranking; above 0 the k
+     * hits are picked one by one from the candidates (hybrid's, or max(k, 100) of a dense or
+     * keyword ranking) by (1 - diversity) * relevance - diversity * (the highest cosine with a
+     * hit already picked), relevance being the mode's score min-max normalised over the
+     * candidates; the hits keep the mode's scores and come in pick order. */
+    float diversity;
     float bm25_k1, bm25_b; /* 0: 1.5 and 0.75 (bm25s's and Lucene's defaults) */
 };
 

@@ -212,6 +212,27 @@ def hostile_inputs():
         ("req_id 129 bytes", j(op="health", req_id="r" * 129), "bad_request", None),
         ("req_id number", j(op="health", req_id=7), "bad_request", None),
         ("token object", j(op="health", token={}), "bad_request", None),
+        # keyword and hybrid queries (issue 13)
+        ("mode number", j(op="query", text="a", mode=1), "bad_request", None),
+        ("mode unknown", j(op="query", text="a", mode="sparse"), "bad_request", None),
+        ("mode 10 KB", j(op="query", text="a", mode="k" * 10240), "bad_request", None),
+        ("mode keyword with a vector", j(op="query", vector=[0.1] * DIM, mode="keyword"), "bad_request", None),
+        ("mode hybrid with text and vector", j(op="query", text="a", vector=[0.1] * DIM, mode="hybrid"),
+         "bad_request", None),
+        ("fusion unknown", j(op="query", text="a", mode="hybrid", fusion="max"), "bad_request", None),
+        ("weight 1e400", b'{"v":1,"op":"query","text":"a","mode":"hybrid","fusion":"weighted","weight":1e400}',
+         "bad_request", None),
+        ("weight -0.5", j(op="query", text="a", mode="hybrid", fusion="weighted", weight=-0.5), "bad_request", None),
+        ("candidates 2^64", b'{"v":1,"op":"query","text":"a","mode":"hybrid","candidates":18446744073709551616}',
+         "bad_request", None),
+        ("candidates 0", j(op="query", text="a", mode="hybrid", candidates=0), "bad_request", None),
+        ("keyword text 1 MB", j(op="query", text="y" * (1 << 20), mode="keyword"), "text_too_long", None),
+        ("keyword k 2^63-1", b'{"v":1,"op":"query","text":"a","mode":"keyword","k":9223372036854775807}',
+         "bad_k", None),
+        ("diversity 2", j(op="query", text="a", diversity=2), "bad_request", None),
+        ("diversity string", j(op="query", text="a", diversity="0.5"), "bad_request", None),
+        ("diversity with a zero vector", j(op="query", vector=[0.0] * DIM, diversity=0.5), "bad_vector", None),
+        ("keyword escaped NUL", j(op="query", text="a\u0000b", mode="keyword"), "bad_request", None),
     ]
     # invalid UTF-8 in every string position: the whole message is checked before parsing
     for what, bad in utf8_bad:

@@ -809,6 +809,10 @@ def test_keyword_bm25(d):
     d.start()
     c = d.client()
     same("apple banana cherry", "after a restart")
+    # a 10 KB word is cut to 128 bytes in documents and queries alike, so they still meet
+    ok(c.call("add", documents=[{"id": "huge", "text": "w" * 10240 + " tail"}]))
+    r = ok(c.call("query", text="w" * 10240, mode="keyword"))["results"]
+    check([h["id"] for h in r] == ["huge"], "a 10 KB word: %r" % r)
     err(c.call("query", text="x", mode="lexical"), "bad_request", "unknown mode")
     err(c.call("query", vector=[0.1] * 384, mode="keyword"), "bad_request", "keyword mode without text")
     err(c.call("query", text="x", mode="hybrid", fusion="max"), "bad_request", "unknown fusion")
@@ -845,6 +849,18 @@ def test_hybrid_search(d):
     check(r[0]["id"] == "code" and abs(r[0]["score"] - 1.0) < 1e-6, "weight 0 is BM25 alone: %r" % r)
     r = ok(c.call("query", text="a cat sat on the mat", mode="hybrid", min_score=0.3, k=4))["results"]
     check(r and all(h["dense_score"] >= 0.3 for h in r), "min_score is a cosine: %r" % r)
+    # diversity (MMR): near-duplicates give way; without it they fill the top
+    ok(c.call("add", documents=[{"id": "dup1", "text": "The cat sits on the mat"},
+                                {"id": "dup2", "text": "The cat sits on the mat."},
+                                {"id": "dog", "text": "A dog sleeps on the mat"}]))
+    plain = [h["id"] for h in ok(c.call("query", text="a cat on a mat", k=2))["results"]]
+    check(sorted(plain) == ["dup1", "dup2"], "the duplicates rank first: %r" % plain)
+    for mode in ("dense", "hybrid"):
+        r = ok(c.call("query", text="a cat on a mat", k=2, mode=mode, diversity=0.7))["results"]
+        ids = [h["id"] for h in r]
+        check(ids[0] in ("dup1", "dup2") and ids[1] not in ("dup1", "dup2"), "%s diversity: %r" % (mode, ids))
+    r = ok(c.call("query", text="a cat on a mat", k=2, diversity=0))["results"]
+    check(sorted(h["id"] for h in r) == ["dup1", "dup2"], "diversity 0 keeps the ranking: %r" % r)
     c.close()
 
 

@@ -21,7 +21,9 @@ checker asserts:
     other batches);
   - the vector index holds exactly the store's live ids: stats index.count equals documents and a
     query for k = all returns every live id; a filter on the batch tag finds the batch whole;
-  - a query for a document's own text finds it first (score ~1).
+  - a query for a document's own text finds it first (score ~1);
+  - the keyword index holds exactly the live documents (stats keyword.documents; a keyword query
+    for a document's text finds it and no deleted document).
 Phases: encode, commit, snapshot (snapshot_changes is small), random, reindex, backup (the backup
 left by the kill is ignored; a new backup must succeed and open as a working store), ivf (a fresh
 store with IVF8,Flat: training starts at 312 vectors).
@@ -518,6 +520,19 @@ class Checker:
         check(len(got) == len(set(got)), "query over all returned an id twice")
         check(set(got) == set(live), "query over all: %d ids, missing %r, extra %r"
               % (len(got), sorted(set(live) - set(got))[:5], sorted(set(got) - set(live))[:5]))
+        # the keyword index is written in the documents' transactions: it holds exactly the live
+        # documents, and a keyword query for a document's text (every text has the term "note")
+        # finds it and nothing deleted
+        kw = st.get("keyword")
+        check(kw is not None and kw["documents"] == st["documents"],
+              "keyword index holds %r documents, store %d" % (kw and kw["documents"], st["documents"]))
+        some = rng.choice(sorted(live))
+        q = c.call("query", text=live[some][0], mode="keyword", k=min(len(live), 10000), include=[])
+        check(q.get("ok"), "keyword query: %r" % q)
+        got = [r["id"] for r in q["results"]]
+        check(some in got and set(got) <= set(live),
+              "keyword query for %r's text: found it %s, ids not live %r"
+              % (some, some in got, sorted(set(got) - set(live))[:5]))
         # batch tags through the metadata filter: each batch whole
         batches = {}
         for i, (_, meta) in live.items():
