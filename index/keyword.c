@@ -67,6 +67,12 @@ static int kw_current(sbert_index *idx, int *current, struct store_kw_stats *st)
     return rc == SBERT_INDEX_ENOTFOUND ? 0 : rc;
 }
 
+static int kw_reset_fn(store *s, MDB_txn *txn, void *user)
+{
+    (void)user;
+    return store_kw_reset(s, txn, STORE_KW_VERSION);
+}
+
 static int kw_drop_fn(store *s, MDB_txn *txn, void *user)
 {
     (void)user;
@@ -101,6 +107,8 @@ int index_keyword_open(sbert_index *idx, char *errbuf, size_t errlen)
     struct kw_build b = {.idx = idx, .reset = 1, .next = 0};
     uint64_t total = 0;
     if ((rc = sbert_index_count(idx, &total))) return rc;
+    if (total == 0) /* a new store: an empty index, complete */
+        return store_write(idx->st, kw_reset_fn, NULL, errbuf, errlen);
     ilog(idx, SBERT_INDEX_LOG_INFO, "building the keyword index (%s) of %llu documents%s",
          store_kw_language(idx->st), (unsigned long long)total,
          st.language[0] ? " (it was built differently)" : "");
