@@ -1,6 +1,6 @@
 /* batcher.c — the shared encoder and searcher (server.h): small read requests that arrive
  * together share one sbert_encode() call, unfiltered queries one sbert_index_query_many() call.
- * Every encode of the daemon goes through sbertd_encode() here (op.h). */
+ * Every encode and every query search of the daemon goes through here (op.h). */
 #define _GNU_SOURCE
 #include "server.h"
 
@@ -220,6 +220,17 @@ int sbertd_query(struct sbertd *d, const float *vector,
     batch_wait(&d->search_q, &j.b);
     *out = j.res;
     return j.rc;
+}
+
+int sbertd_query_many(struct sbertd *d, const float *vectors, size_t n,
+                      const struct sbert_index_query_params *params,
+                      struct sbert_index_results **out, int *rcs)
+{
+    uint64_t t0 = sbertd_now_us();
+    int rc = sbert_index_query_many(d->index, vectors, n, params, out, rcs);
+    sbertd_log(LOG_DEBUG, "search: a batch of %zu queries in one call, %.1f ms", n,
+               (double)(sbertd_now_us() - t0) / 1000.0);
+    return rc;
 }
 
 /* ---- start and stop -------------------------------------------------------------------------- */

@@ -129,6 +129,14 @@ int sbertd_encode(struct sbertd *d, const char *const *texts, const size_t *lens
 int sbertd_query(struct sbertd *d, const float *vector,
                  const struct sbert_index_query_params *params, struct sbert_index_results **out);
 
+/* sbert_index_query_many() for the n queries of one batch query (vectors: n rows; params: n
+ * entries), in the calling thread: a batch fills one vector search by itself, so it neither waits
+ * for the searcher's shared batches nor delays them. Returns 0 or the first failed query's
+ * SBERT_INDEX_E* code; out[i] and rcs[i] as sbert_index_query_many(). */
+int sbertd_query_many(struct sbertd *d, const float *vectors, size_t n,
+                      const struct sbert_index_query_params *params,
+                      struct sbert_index_results **out, int *rcs);
+
 /* The sbert_index_encode_fn of a reindex (the op, or at start-up after a model change; user is
  * the struct sbertd): encodes through sbertd_encode() in pieces, telling the watchdog after each
  * that the calling request is still making progress. */

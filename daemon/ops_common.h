@@ -30,6 +30,9 @@ int op_reply_too_large(struct sbertd *d, const char *advice, struct sbert_proto_
 /* Whether res's documents as JSON would exceed max_reply_bytes. */
 int op_results_too_large(struct sbertd *d, const struct sbert_index_results *res);
 
+/* The size of res's documents as JSON (an estimate from above); 0 for res NULL. */
+size_t op_results_bytes(const struct sbert_index_results *res);
+
 /* Adds "truncated": [i, ...] for the flags set in trunc[0..n). Returns 0 or -1 (out of memory). */
 int op_add_truncated(cJSON *reply, const int *trunc, size_t n);
 
