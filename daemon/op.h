@@ -131,8 +131,10 @@ int sbertd_query(struct sbertd *d, const float *vector,
 
 /* sbert_index_query_many() for the n queries of one batch query (vectors: n rows; params: n
  * entries), in the calling thread: a batch fills one vector search by itself, so it neither waits
- * for the searcher's shared batches nor delays them. Returns 0 or the first failed query's
- * SBERT_INDEX_E* code; out[i] and rcs[i] as sbert_index_query_many(). */
+ * for the searcher's shared batches nor delays them. Unfiltered queries go in one call (one read
+ * snapshot); when some have a filter, in pieces of a few, telling the watchdog after each that
+ * the request is making progress. Returns 0 or the first failed query's SBERT_INDEX_E* code;
+ * out[i] and rcs[i] as sbert_index_query_many(). */
 int sbertd_query_many(struct sbertd *d, const float *vectors, size_t n,
                       const struct sbert_index_query_params *params,
                       struct sbert_index_results **out, int *rcs);

@@ -757,9 +757,9 @@ def same_results(got, want, what):
 
 
 def test_batch_query(d):
-    """query with "texts" or "vectors" (max_batch = 8 here): each list of the reply equals the
+    """query with "texts" or "vectors" (max_batch = 40 here): each list of the reply equals the
     single query's reply for the same text or vector (ids, and scores within 1e-6), with and
-    without a filter and min_score, in the order asked; truncated lists the cut texts; 9 items,
+    without a filter and min_score, in the order asked; truncated lists the cut texts; 41 items,
     an empty list, two forms at once, a bad text or vector (named by its index) are refused;
     the queries share max_reply_bytes (64K here) equally."""
     c = d.client()
@@ -804,12 +804,17 @@ def test_batch_query(d):
     long_text = " ".join(["pasta"] * 600)
     tr = ok(c.call("query", texts=["I love pasta", long_text, "a cat"], k=1))
     check(tr["truncated"] == [1], "truncated %r" % tr["truncated"])
+    # a filtered batch of max_batch (searched in pieces of 16 queries) equals its singles
+    many = [BATCH_QUERIES[i % len(BATCH_QUERIES)] + " #%d" % i for i in range(40)]
+    batch = ok(c.call("query", texts=many, k=3, filter={"lang": "en"}))["results"]
+    check(len(batch) == 40, "40 filtered texts")
+    for i, t in enumerate(many):
+        same_results(batch[i], ok(c.call("query", text=t, k=3, filter={"lang": "en"}))["results"],
+                     "filtered texts[%d]" % i)
     # exactly max_batch works, one more is refused before any work
-    check(len(ok(c.call("query", texts=["t%d" % i for i in range(8)], k=1))["results"]) == 8,
-          "8 texts")
-    check(len(ok(c.call("query", vectors=[vecs[0]] * 8, k=1))["results"]) == 8, "8 vectors")
-    err(c.call("query", texts=["t%d" % i for i in range(9)]), "too_large", "9 texts")
-    err(c.call("query", vectors=[vecs[0]] * 9), "too_large", "9 vectors")
+    check(len(ok(c.call("query", vectors=[vecs[0]] * 40, k=1))["results"]) == 40, "40 vectors")
+    err(c.call("query", texts=["t%d" % i for i in range(41)]), "too_large", "41 texts")
+    err(c.call("query", vectors=[vecs[0]] * 41), "too_large", "41 vectors")
     # refused shapes
     err(c.call("query", texts=[]), "bad_request", "empty texts")
     err(c.call("query", vectors=[]), "bad_request", "empty vectors")
@@ -859,7 +864,7 @@ TESTS = [
     ("idempotent_writes", test_idempotent_writes, {}),
     ("add_precomputed_vectors", test_add_precomputed_vectors, {}),
     ("batch_query", test_batch_query,
-     {"config": "max_batch = 8\nmax_reply_bytes = 65536\n"}),
+     {"config": "max_batch = 40\nmax_reply_bytes = 65536\n"}),
     ("bad_input_catalogue", test_bad_input_catalogue, {}),
     ("message_sizes", test_message_sizes, {"config": "max_message_size = 4M\n"}),
     ("concurrent_clients", test_concurrent_clients, {}),
