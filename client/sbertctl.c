@@ -127,6 +127,10 @@ struct ctx {
     /* The request holds JSON the user wrote (--filter): its type is the daemon's to judge
      * (bad_filter), so call() checks only the names against the op table. */
     int user_json;
+    /* query --file: a too_large reply is not printed, for the caller sends the batch again in
+     * halves; last_error is the code of the last error reply (0: none). */
+    int quiet_too_large;
+    int last_error;
 };
 
 static const struct sbert_proto_op *op_of(enum sbert_proto_op_id id)
@@ -296,6 +300,11 @@ static int call(struct ctx *c, cJSON *req, cJSON **reply)
         if (!rep) {
             errmsg("%s: not a protocol v%d reply (is this endpoint sbertd?)", c->url,
                    SBERT_PROTO_VERSION);
+            rc = EXIT_REPLY;
+            break;
+        }
+        c->last_error = r;
+        if (r == SBERT_PROTO_ETOO_LARGE && c->quiet_too_large) {
             rc = EXIT_REPLY;
             break;
         }
@@ -827,45 +836,67 @@ static int cmd_add(struct ctx *c, const struct args *a)
     return rc;
 }
 
+/* A number member of the daemon's stats limits, or fallback. */
+static double stats_limit(const cJSON *stats, const char *name, double fallback)
+{
+    const cJSON *l = cJSON_GetObjectItemCaseSensitive(stats, "limits");
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(l, name);
+    return cJSON_IsNumber(v) && v->valuedouble > 0 ? v->valuedouble : fallback;
+}
+
 /* ---- query -------------------------------------------------------------------------------- */
 
 static const struct opt query_opts[] = {
     {"k", 'k', "N", "number of results (default 10)"},
     {"filter", 0, "JSON", "metadata filter (see PROTOCOL.md), e.g. '{\"lang\":\"en\"}'"},
     {"min-score", 0, "S", "only results with cosine similarity >= S"},
+    {"file", 'f', "FILE", "one query text a line (\"-\": standard input), sent in batches"},
     {NULL, 0, NULL, NULL},
 };
-enum { Q_K, Q_FILTER, Q_MINSCORE };
+enum { Q_K, Q_FILTER, Q_MINSCORE, Q_FILE };
 
-static int cmd_query(struct ctx *c, const struct args *a)
+/* query --file: the texts of one request take at most about this many bytes. The encoding work
+ * grows with them: 4096 sentences fit, while a batch of long passages (~256 of 1 KB, a few
+ * seconds to encode) stays well within the default reply timeout. */
+#define QUERY_BATCH_BYTES (256u << 10)
+
+/* What every query request of the command asks besides its texts. */
+struct query_args {
+    long k;
+    double min_score;
+    int has_min_score;
+    cJSON *filter; /* owned; NULL: none */
+};
+
+/* A query request for item (taken) as member "text" or "texts", with the command's k, filter,
+ * min_score and include; NULL when out of memory. */
+static cJSON *query_request(struct ctx *c, const struct query_args *q, const char *member,
+                            cJSON *item)
 {
-    long k = 10;
-    double min_score = 0;
-    if (a->val[Q_K] && parse_int(a->val[Q_K], 1, INT_MAX, &k) < 0)
-        return usage_error(c->cmd, "-k: expected a positive integer, not \"%s\"", a->val[Q_K]);
-    if (a->val[Q_MINSCORE] && parse_double(a->val[Q_MINSCORE], &min_score) < 0)
-        return usage_error(c->cmd, "--min-score: expected a number, not \"%s\"",
-                           a->val[Q_MINSCORE]);
-    cJSON *filter = NULL;
-    if (a->val[Q_FILTER] && !(filter = cJSON_Parse(a->val[Q_FILTER])))
-        return usage_error(c->cmd, "--filter: not valid JSON: %s", a->val[Q_FILTER]);
     cJSON *req = request_new(c);
-    req_set(c, req, "text", cJSON_CreateString(a->pos[0]));
-    req_set(c, req, "k", cJSON_CreateNumber((double)k));
-    if (filter) {
+    req_set(c, req, member, item);
+    req_set(c, req, "k", cJSON_CreateNumber((double)q->k));
+    if (q->filter) {
         c->user_json = 1;
-        req_set(c, req, "filter", filter);
+        req_set(c, req, "filter", cJSON_Duplicate(q->filter, 1));
     }
-    if (a->val[Q_MINSCORE]) req_set(c, req, "min_score", cJSON_CreateNumber(min_score));
+    if (q->has_min_score) req_set(c, req, "min_score", cJSON_CreateNumber(q->min_score));
     cJSON *inc = req_set(c, req, "include", cJSON_CreateArray());
     cJSON_AddItemToArray(inc, cJSON_CreateString("text"));
     cJSON_AddItemToArray(inc, cJSON_CreateString("metadata"));
-    cJSON *rep;
-    const cJSON *results;
-    int rc = call_member(c, req, "results", cJSON_IsArray, -1, &rep, &results);
-    if (rc != EXIT_OK) return rc;
+    if (inc) return req;
+    cJSON_Delete(req);
+    return NULL;
+}
+
+/* Prints one query's results: --json one line {"query"?,"results":[...]} (query: its text, for
+ * --file), else a table, after a header line naming the query when text is given (--file: its
+ * number n and line). */
+static int query_print(struct ctx *c, const cJSON *results, const char *text, long n, long line)
+{
     if (c->json) {
         cJSON *out = cJSON_CreateObject();
+        if (text) cJSON_AddStringToObject(out, "query", text);
         cJSON *arr = cJSON_AddArrayToObject(out, "results");
         const cJSON *r;
         cJSON_ArrayForEach(r, results)
@@ -880,11 +911,11 @@ static int cmd_query(struct ctx *c, const struct args *a)
                     cJSON_AddItemToObject(o, keys[i], cJSON_CreateNull());
             cJSON_AddItemToArray(arr, o);
         }
-        rc = print_json(out);
+        int rc = print_json(out);
         cJSON_Delete(out);
-        cJSON_Delete(rep);
         return rc;
     }
+    if (text) printf("%squery %ld (line %ld): %s\n", n > 1 ? "\n" : "", n, line, text);
     /* The METADATA column only when some result has metadata. */
     size_t n_cols = 3;
     const cJSON *r;
@@ -899,7 +930,7 @@ static int cmd_query(struct ctx *c, const struct args *a)
                                 {"METADATA", SBC_COL_SHRINK}};
     sbc_table *t;
     if (sbc_table_create(cols, n_cols, &t) < 0) {
-        cJSON_Delete(rep);
+        errmsg("out of memory");
         return EXIT_REPLY;
     }
     cJSON_ArrayForEach(r, results)
@@ -913,8 +944,162 @@ static int cmd_query(struct ctx *c, const struct args *a)
         sbc_table_add_row(t, row);
         free(meta);
     }
-    cJSON_Delete(rep);
     return print_table(t);
+}
+
+/* query --file's queries read and not yet answered. */
+struct query_batch {
+    char **texts; /* owned */
+    long *lines;
+    size_t n, bytes;
+    long first; /* the number of texts[0], counted from 1 in the input */
+};
+
+static void query_batch_clear(struct query_batch *b)
+{
+    for (size_t i = 0; i < b->n; i++)
+        free(b->texts[i]);
+    b->first += (long)b->n;
+    b->n = b->bytes = 0;
+}
+
+/*
+ * Sends texts[0..n) of b as one batch query and prints each query's results in order. A batch
+ * whose reply would exceed the daemon's max_reply_bytes (which its queries share) is sent again
+ * in two halves, down to single queries, whose too_large is an error as for one query.
+ */
+static int query_send(struct ctx *c, const struct query_args *q, const struct query_batch *b,
+                      size_t at, size_t n)
+{
+    cJSON *texts = cJSON_CreateArray();
+    for (size_t i = 0; texts && i < n; i++)
+        if (!cJSON_AddItemToArray(texts, cJSON_CreateString(b->texts[at + i]))) {
+            cJSON_Delete(texts);
+            texts = NULL;
+        }
+    cJSON *req = texts ? query_request(c, q, "texts", texts) : NULL;
+    if (!req) {
+        errmsg("out of memory");
+        return EXIT_REPLY;
+    }
+    cJSON *rep;
+    const cJSON *lists;
+    c->quiet_too_large = n > 1;
+    c->last_error = 0;
+    int rc = call_member(c, req, "results", cJSON_IsArray, (int)n, &rep, &lists);
+    c->quiet_too_large = 0;
+    if (rc == EXIT_REPLY && n > 1 && c->last_error == SBERT_PROTO_ETOO_LARGE) {
+        if ((rc = query_send(c, q, b, at, n / 2)) != EXIT_OK) return rc;
+        return query_send(c, q, b, at + n / 2, n - n / 2);
+    }
+    if (rc != EXIT_OK) return rc;
+    const cJSON *results;
+    size_t i = 0;
+    cJSON_ArrayForEach(results, lists)
+    {
+        if (!cJSON_IsArray(results)) {
+            errmsg("query: malformed reply from %s: \"results\"[%zu] is not a list", c->url, i);
+            rc = EXIT_REPLY;
+            break;
+        }
+        if ((rc = query_print(c, results, b->texts[at + i], b->first + (long)(at + i),
+                              b->lines[at + i])) != EXIT_OK)
+            break;
+        i++;
+    }
+    cJSON_Delete(rep);
+    return rc;
+}
+
+/* The daemon's max_batch (its stats), which bounds the texts of one batch query. */
+static int query_max_batch(struct ctx *c, size_t *max_batch)
+{
+    c->op = SBERT_PROTO_OP_STATS;
+    cJSON *stats;
+    int rc = call(c, request_new(c), &stats);
+    c->op = SBERT_PROTO_OP_QUERY;
+    if (rc != EXIT_OK) return rc;
+    *max_batch = (size_t)stats_limit(stats, "max_batch", SBERT_PROTO_DEFAULT_MAX_BATCH);
+    cJSON_Delete(stats);
+    return EXIT_OK;
+}
+
+/* query --file: one query a line, sent max_batch at a time (or fewer, up to QUERY_BATCH_BYTES). */
+static int cmd_query_file(struct ctx *c, const struct query_args *q, const char *path)
+{
+    char err[512];
+    sbc_input *in;
+    int r = sbc_input_open(path, SBC_FORMAT_TXT, NULL, NULL, &in, err, sizeof err);
+    if (r < 0) {
+        errmsg("%s", err[0] ? err : sbc_input_strerror(r));
+        return EXIT_REPLY;
+    }
+    size_t max_batch = 0;
+    int rc = query_max_batch(c, &max_batch);
+    struct query_batch b = {.first = 1};
+    if (rc == EXIT_OK && (!(b.texts = malloc(max_batch * sizeof *b.texts)) ||
+                          !(b.lines = malloc(max_batch * sizeof *b.lines)))) {
+        errmsg("out of memory");
+        rc = EXIT_REPLY;
+    }
+    while (rc == EXIT_OK) {
+        struct sbc_doc doc;
+        r = sbc_input_next(in, &doc, err, sizeof err);
+        if (r < 0) {
+            errmsg("%s", err);
+            rc = EXIT_REPLY;
+            break;
+        }
+        if (r == 1) {
+            if (!(b.texts[b.n] = strndup(doc.text, doc.text_len))) {
+                errmsg("out of memory");
+                rc = EXIT_REPLY;
+                break;
+            }
+            b.lines[b.n++] = doc.line;
+            b.bytes += doc.text_len + 8;
+        }
+        if (b.n && (r == 0 || b.n == max_batch || b.bytes >= QUERY_BATCH_BYTES)) {
+            rc = query_send(c, q, &b, 0, b.n);
+            query_batch_clear(&b);
+        }
+        if (r == 0) break;
+    }
+    query_batch_clear(&b);
+    free(b.texts);
+    free(b.lines);
+    sbc_input_close(in);
+    return rc;
+}
+
+static int cmd_query(struct ctx *c, const struct args *a)
+{
+    struct query_args q = {.k = 10};
+    if (a->val[Q_FILE] ? a->n_pos != 0 : a->n_pos != 1)
+        return usage_error(c->cmd, "give one TEXT or --file FILE");
+    if (a->val[Q_K] && parse_int(a->val[Q_K], 1, INT_MAX, &q.k) < 0)
+        return usage_error(c->cmd, "-k: expected a positive integer, not \"%s\"", a->val[Q_K]);
+    if (a->val[Q_MINSCORE] && parse_double(a->val[Q_MINSCORE], &q.min_score) < 0)
+        return usage_error(c->cmd, "--min-score: expected a number, not \"%s\"",
+                           a->val[Q_MINSCORE]);
+    q.has_min_score = a->val[Q_MINSCORE] != NULL;
+    if (a->val[Q_FILTER] && !(q.filter = cJSON_Parse(a->val[Q_FILTER])))
+        return usage_error(c->cmd, "--filter: not valid JSON: %s", a->val[Q_FILTER]);
+    int rc;
+    if (a->val[Q_FILE])
+        rc = cmd_query_file(c, &q, a->val[Q_FILE]);
+    else {
+        cJSON *req = query_request(c, &q, "text", cJSON_CreateString(a->pos[0]));
+        cJSON *rep;
+        const cJSON *results;
+        rc = call_member(c, req, "results", cJSON_IsArray, -1, &rep, &results);
+        if (rc == EXIT_OK) {
+            rc = query_print(c, results, NULL, 0, 0);
+            cJSON_Delete(rep);
+        }
+    }
+    cJSON_Delete(q.filter);
+    return rc;
 }
 
 /* ---- get / delete ------------------------------------------------------------------------- */
@@ -1173,14 +1358,6 @@ static int index_collect(const struct sbc_file *f, const char *why, void *user)
     x->mtime_ns = f->mtime_ns;
     r->n++;
     return 0;
-}
-
-/* A number member of the daemon's stats limits, or fallback. */
-static double stats_limit(const cJSON *stats, const char *name, double fallback)
-{
-    const cJSON *l = cJSON_GetObjectItemCaseSensitive(stats, "limits");
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(l, name);
-    return cJSON_IsNumber(v) && v->valuedouble > 0 ? v->valuedouble : fallback;
 }
 
 /* What the collection holds for files[0..n): their stored metadata objects (NULL: not stored),
@@ -1623,10 +1800,14 @@ static const struct command commands[] = {
      "A progress bar (count, rate, ETA) shows on a terminal. Prints the ids in input order\n"
      "(--json: {\"ids\":[...]}); a document with an existing id replaces it.",
      add_opts, 0, -1, 120, cmd_add, NULL},
-    {SBERT_PROTO_OP_QUERY, "[-k N] [--filter JSON] [--min-score S] TEXT",
-     "the documents most similar to TEXT",
-     "--json: {\"results\":[{\"id\",\"score\",\"text\",\"metadata\"}]}", query_opts, 1, 1, 30,
-     cmd_query, NULL},
+    {SBERT_PROTO_OP_QUERY, "[-k N] [--filter JSON] [--min-score S] TEXT | --file FILE",
+     "the documents most similar to TEXT, or to each line of a file",
+     "--json: {\"results\":[{\"id\",\"score\",\"text\",\"metadata\"}]}\n"
+     "--file FILE: one query text a line (blank lines skipped; \"-\" reads standard input), sent\n"
+     "as batch queries of up to the daemon's max_batch texts (fewer when the reply would be too\n"
+     "large). Prints each query's table after a line \"query N (line L): TEXT\"; --json prints\n"
+     "one line per query, {\"query\":TEXT,\"results\":[...]}, in input order.",
+     query_opts, 0, 1, 30, cmd_query, NULL},
     {SBERT_PROTO_OP_GET, "ID", "show one document", NULL, no_opts, 1, 1, 30, cmd_get, NULL},
     {SBERT_PROTO_OP_DELETE, "ID...", "delete documents",
      "Ids that do not exist are named on stderr; the exit status is still 0.", no_opts, 1, -1, 60,

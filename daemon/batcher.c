@@ -1,6 +1,6 @@
 /* batcher.c — the shared encoder and searcher (server.h): small read requests that arrive
  * together share one sbert_encode() call, unfiltered queries one sbert_index_query_many() call.
- * Every encode of the daemon goes through sbertd_encode() here (op.h). */
+ * Every encode and every query search of the daemon goes through here (op.h). */
 #define _GNU_SOURCE
 #include "server.h"
 
@@ -228,6 +228,34 @@ int sbertd_query(struct sbertd *d, const float *vector,
     batch_wait(&d->search_q, &j.b);
     *out = j.res;
     return j.rc;
+}
+
+/* Filtered queries of a batch per sbert_index_query_many() call. The index searches them one by
+ * one anyway, and a selective filter over a large store can take a second each: in pieces, the
+ * watchdog (which withholds its ping from a request busy past watchdog_stall_sec) sees a batch of
+ * thousands moving, as a reindex. */
+#define FILTERED_PIECE 16
+
+int sbertd_query_many(struct sbertd *d, const float *vectors, size_t n,
+                      const struct sbert_index_query_params *params,
+                      struct sbert_index_results **out, int *rcs)
+{
+    uint64_t t0 = sbertd_now_us();
+    int filtered = 0;
+    for (size_t i = 0; i < n; i++)
+        filtered |= params[i].filter != NULL;
+    size_t piece = filtered ? FILTERED_PIECE : n, dim = (size_t)d->info->dim;
+    int first = 0;
+    for (size_t i = 0; i < n; i += piece) {
+        size_t m = n - i < piece ? n - i : piece;
+        int rc =
+            sbert_index_query_many(d->index, vectors + i * dim, m, params + i, out + i, rcs + i);
+        if (rc && !first) first = rc;
+        sbertd_server_progress(d);
+    }
+    sbertd_log(LOG_DEBUG, "search: a batch of %zu %squeries, %.1f ms", n,
+               filtered ? "filtered " : "", (double)(sbertd_now_us() - t0) / 1000.0);
+    return first;
 }
 
 /* ---- start and stop -------------------------------------------------------------------------- */

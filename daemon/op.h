@@ -111,6 +111,10 @@ const char *sbertd_limit_name(enum sbertd_limit which);
 /* The model's description; valid for the daemon's life. */
 const struct sbert_model_info *sbertd_model_info(const struct sbertd *d);
 
+/* Tells the watchdog that the calling request, however long it has run, is making progress (a
+ * long batch calls it between its pieces). */
+void sbertd_request_progress(struct sbertd *d);
+
 /* 1 when the store keeps a keyword index (keyword_language is not "off"). */
 int sbertd_keyword_enabled(const struct sbertd *d);
 
@@ -131,6 +135,16 @@ int sbertd_encode(struct sbertd *d, const char *const *texts, const size_t *lens
  * code; *out as sbert_index_query(). */
 int sbertd_query(struct sbertd *d, const float *vector,
                  const struct sbert_index_query_params *params, struct sbert_index_results **out);
+
+/* sbert_index_query_many() for the n queries of one batch query (vectors: n rows; params: n
+ * entries), in the calling thread: a batch fills one vector search by itself, so it neither waits
+ * for the searcher's shared batches nor delays them. Unfiltered queries go in one call (one read
+ * snapshot); when some have a filter, in pieces of a few, telling the watchdog after each that
+ * the request is making progress. Returns 0 or the first failed query's SBERT_INDEX_E* code;
+ * out[i] and rcs[i] as sbert_index_query_many(). */
+int sbertd_query_many(struct sbertd *d, const float *vectors, size_t n,
+                      const struct sbert_index_query_params *params,
+                      struct sbert_index_results **out, int *rcs);
 
 /* The sbert_index_encode_fn of a reindex (the op, or at start-up after a model change; user is
  * the struct sbertd): encodes through sbertd_encode() in pieces, telling the watchdog after each

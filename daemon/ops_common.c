@@ -55,13 +55,19 @@ int op_reply_too_large(struct sbertd *d, const char *advice, struct sbert_proto_
 
 /* The index bounds results by their in-memory size (4 bytes a float), the reply by a vector's JSON
  * size. */
-int op_results_too_large(struct sbertd *d, const struct sbert_index_results *res)
+size_t op_results_bytes(const struct sbert_index_results *res)
 {
     size_t bytes = 0;
-    for (const struct sbert_index_doc *doc = res->docs; doc < res->docs + res->n; doc++)
+    for (const struct sbert_index_doc *doc = res ? res->docs : NULL;
+         res && doc < res->docs + res->n; doc++)
         bytes += DOC_JSON_OVERHEAD + doc->id_len + doc->text_len + doc->metadata_len +
                  (doc->vector ? (size_t)res->dim * SBERT_PROTO_FLOAT_JSON_MAX : 0);
-    return bytes > LIM(MAX_REPLY_BYTES);
+    return bytes;
+}
+
+int op_results_too_large(struct sbertd *d, const struct sbert_index_results *res)
+{
+    return op_results_bytes(res) > LIM(MAX_REPLY_BYTES);
 }
 
 int op_add_truncated(cJSON *reply, const int *trunc, size_t n)
@@ -104,14 +110,13 @@ fail:
 /* ---- query members ---------------------------------------------------------------------------
  */
 
-int op_get_query_vector(const cJSON *root, int dim, float *v, struct sbert_proto_error *err)
+int op_vector_nonzero(const float *v, size_t dim, const char *what, long index,
+                      struct sbert_proto_error *err)
 {
-    int rc = sbert_proto_get_vector(root, "vector", dim, v, err);
-    if (rc) return rc;
-    for (int i = 0; i < dim; i++)
+    for (size_t i = 0; i < dim; i++)
         if (v[i] != 0.0f) return 0;
-    return sbert_proto_error_set(err, SBERT_PROTO_EBAD_VECTOR, -1,
-                                 "\"vector\" is all zeros (after float32 rounding)");
+    return sbert_proto_error_set(err, SBERT_PROTO_EBAD_VECTOR, index,
+                                 "%s is all zeros (after float32 rounding)", what);
 }
 
 /* ---- filters --------------------------------------------------------------------------------- */

@@ -30,6 +30,9 @@ int op_reply_too_large(struct sbertd *d, const char *advice, struct sbert_proto_
 /* Whether res's documents as JSON would exceed max_reply_bytes. */
 int op_results_too_large(struct sbertd *d, const struct sbert_index_results *res);
 
+/* The size of res's documents as JSON (an estimate from above); 0 for res NULL. */
+size_t op_results_bytes(const struct sbert_index_results *res);
+
 /* Adds "truncated": [i, ...] for the flags set in trunc[0..n). Returns 0 or -1 (out of memory). */
 int op_add_truncated(cJSON *reply, const int *trunc, size_t n);
 
@@ -55,12 +58,41 @@ int op_run_delete(struct sbertd *d, struct request *r, cJSON *reply, struct sber
 
 /* ops_search.c */
 int op_run_query(struct sbertd *d, struct request *r, cJSON *reply, struct sbert_proto_error *err);
-/* The query's "vector" member into v (dim floats): as sbert_proto_get_vector, and not all zeros
- * (no direction: every score would be 0 and the ranking arbitrary). */
-int op_get_query_vector(const cJSON *root, int dim, float *v, struct sbert_proto_error *err);
-/* ops_keyword.c: query with a "mode" other than "dense" or with "diversity" (op_run_query hands
- * it over) */
-int op_run_search(struct sbertd *d, struct request *r, cJSON *reply, struct sbert_proto_error *err);
+/* A query vector v (dim floats, read as float32) must have a direction: a zero vector would give
+ * every document the score 0 and an arbitrary ranking. what names it, index is its item or -1.
+ * Returns 0 or SBERT_PROTO_EBAD_VECTOR (err set). */
+int op_vector_nonzero(const float *v, size_t dim, const char *what, long index,
+                      struct sbert_proto_error *err);
+
+/* A query request, whichever of its four forms and modes (PROTOCOL.md section 4, query): n
+ * queries with the same k, filter, min_score, include and mode. Read by ops_search.c. */
+struct op_query {
+    int by_text; /* text or texts */
+    int plural;  /* texts or vectors: one result list per query */
+    int encoded; /* the texts were encoded (every mode but keyword without min_score) */
+    size_t n;
+    const char **texts; /* by_text: n texts borrowed from the request, in a malloc'd array */
+    size_t *lens;
+    float *v;   /* n rows of dim floats (NULL for texts not encoded) */
+    int *trunc; /* encoded: n flags */
+    long long k;
+    double min_score;
+    unsigned include;
+    sbert_index_filter *filter;
+    int search; /* a mode other than dense, or diversity: sbert_index_search (ops_keyword.c) */
+    struct sbert_index_search_params sp;
+};
+
+/* ops_keyword.c: the query's mode, fusion, weight, candidates and diversity members into q->sp,
+ * setting q->search when they ask for more than a dense query (q's form already read). */
+int op_search_members(struct sbertd *d, const cJSON *root, struct op_query *q,
+                      struct sbert_proto_error *err);
+/* Runs q's queries (q->search) into res (q->n entries), sharing max_reply_bytes equally. */
+int op_search_run(struct sbertd *d, const struct op_query *q, struct sbert_index_results **res,
+                  struct sbert_proto_error *err);
+/* Adds a searched hit's dense_score, keyword_score, dense_rank and keyword_rank to o. Returns 0
+ * or -1 (out of memory). */
+int op_search_hit_json(cJSON *o, const struct sbert_index_doc *doc);
 int op_run_similarity(struct sbertd *d, struct request *r, cJSON *reply,
                       struct sbert_proto_error *err);
 int op_run_encode(struct sbertd *d, struct request *r, cJSON *reply, struct sbert_proto_error *err);

@@ -1,6 +1,7 @@
 /* ops_keyword.c — query in keyword and hybrid mode, and with diversity (PROTOCOL.md section 4,
  * query's "mode" and "diversity"): BM25 over the keyword index, alone or fused with the vector
- * ranking, and maximal marginal relevance over any ranking (sbert_index_search). */
+ * ranking, and maximal marginal relevance over any ranking (sbert_index_search). ops_search.c
+ * reads the request's forms and hands such queries here. */
 #define _GNU_SOURCE
 #include "ops_common.h"
 
@@ -8,23 +9,24 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* The search parameters of the request's mode, fusion, weight and candidates members. */
-static int search_params(const cJSON *root, struct sbert_index_search_params *p,
-                         struct sbert_proto_error *err)
+int op_search_members(struct sbertd *d, const cJSON *root, struct op_query *q,
+                      struct sbert_proto_error *err)
 {
     const char *mode = "dense", *fusion = NULL;
     double weight = 0.5, diversity = 0;
     long long cand = 0;
     int rc;
     if ((rc = sbert_proto_get_string(root, "mode", 0, 16, &mode, err)) ||
-        (rc = sbert_proto_get_number(root, "diversity", 0, 0, 1, SBERT_PROTO_EBAD_REQUEST,
-                                     &diversity, err)) ||
         (rc = sbert_proto_get_string(root, "fusion", 0, 16, &fusion, err)) ||
         (rc = sbert_proto_get_number(root, "weight", 0, 0, 1, SBERT_PROTO_EBAD_REQUEST, &weight,
                                      err)) ||
+        (rc = sbert_proto_get_number(root, "diversity", 0, 0, 1, SBERT_PROTO_EBAD_REQUEST,
+                                     &diversity, err)) ||
         (rc = sbert_proto_get_int(root, "candidates", 0, 1, 10000, SBERT_PROTO_EBAD_REQUEST, &cand,
                                   err)))
         return rc;
+    struct sbert_index_search_params *p = &q->sp;
+    *p = sbert_index_search_default_params();
     p->mode = strcmp(mode, "dense") == 0     ? SBERT_INDEX_MODE_DENSE
               : strcmp(mode, "keyword") == 0 ? SBERT_INDEX_MODE_KEYWORD
               : strcmp(mode, "hybrid") == 0  ? SBERT_INDEX_MODE_HYBRID
@@ -41,112 +43,57 @@ static int search_params(const cJSON *root, struct sbert_index_search_params *p,
     p->weight = (float)weight;
     p->diversity = (float)diversity;
     p->candidates = (size_t)cand;
+    q->search = p->mode != SBERT_INDEX_MODE_DENSE || diversity > 0;
+    if (p->mode == SBERT_INDEX_MODE_DENSE) return 0;
+    if (!sbertd_keyword_enabled(d))
+        return sbert_proto_error_set(err, SBERT_PROTO_EBAD_REQUEST, -1,
+                                     "this daemon keeps no keyword index (keyword_language = off)");
+    if (!q->by_text)
+        return sbert_proto_error_set(err, SBERT_PROTO_EBAD_REQUEST, -1,
+                                     "keyword and hybrid queries take \"text\" or \"texts\": "
+                                     "BM25 needs the words");
     return 0;
 }
 
-/* One hit with its scores and ranks in each list (null where it was not in that list). */
-static cJSON *hit_json(const struct sbert_index_doc *doc, unsigned include, int dim)
+int op_search_run(struct sbertd *d, const struct op_query *q, struct sbert_index_results **res,
+                  struct sbert_proto_error *err)
 {
-    cJSON *o = op_doc_json(doc, include, dim, 1, 0);
-    if (!o) return NULL;
-    int bad = isnan(doc->dense_score)
-                  ? !cJSON_AddNullToObject(o, "dense_score")
-                  : sbert_proto_add_float(o, "dense_score", doc->dense_score) != 0;
-    bad = bad || sbert_proto_add_float(o, "keyword_score", doc->keyword_score) != 0;
+    size_t dim = (size_t)sbertd_model_info(d)->dim;
+    struct sbert_index_search_params p = q->sp;
+    p.q.k = (size_t)q->k;
+    p.q.min_score = (float)q->min_score;
+    p.q.filter = q->filter;
+    p.q.include = q->include;
+    p.q.dim = (int)dim;
+    /* the queries of a batch share the reply's bound, as dense batches do (ops_search.c) */
+    p.q.max_bytes = LIM(MAX_REPLY_BYTES) / q->n;
+    if (!p.q.max_bytes) p.q.max_bytes = 1; /* 0 would mean unbounded */
+    int irc = 0;
+    size_t bytes = 0;
+    for (size_t i = 0; i < q->n && !irc; i++) {
+        p.text = q->by_text ? q->texts[i] : NULL;
+        p.text_len = q->by_text ? q->lens[i] : 0;
+        p.vector = q->v ? q->v + i * dim : NULL;
+        irc = sbert_index_search(sbertd_store(d), &p, &res[i]);
+        if (!irc) bytes += op_results_bytes(res[i]);
+        if (q->n > 1) sbertd_request_progress(d);
+    }
+    if (irc == SBERT_INDEX_ETOOBIG || (!irc && bytes > LIM(MAX_REPLY_BYTES)))
+        return op_reply_too_large(d,
+                                  "send fewer queries, ask for a smaller k, or leave text, "
+                                  "metadata and vector out of \"include\"",
+                                  err);
+    return irc ? op_index_error(irc, NULL, -1, err) : 0;
+}
+
+int op_search_hit_json(cJSON *o, const struct sbert_index_doc *doc)
+{
+    int bad = isnan(doc->dense_score) ? !cJSON_AddNullToObject(o, "dense_score")
+                                      : sbert_proto_add_float(o, "dense_score", doc->dense_score);
+    bad = bad || sbert_proto_add_float(o, "keyword_score", doc->keyword_score);
     bad = bad || !(doc->dense_rank ? cJSON_AddNumberToObject(o, "dense_rank", doc->dense_rank)
                                    : cJSON_AddNullToObject(o, "dense_rank"));
     bad = bad || !(doc->keyword_rank ? cJSON_AddNumberToObject(o, "keyword_rank", doc->keyword_rank)
                                      : cJSON_AddNullToObject(o, "keyword_rank"));
-    if (bad) {
-        cJSON_Delete(o);
-        return NULL;
-    }
-    return o;
-}
-
-static int search_reply(struct sbertd *d, const struct sbert_index_results *res, unsigned include,
-                        int trunc, int encoded, cJSON *reply, struct sbert_proto_error *err)
-{
-    (void)d;
-    cJSON *a = cJSON_AddArrayToObject(reply, "results");
-    if (!a) return op_oom(err);
-    for (size_t i = 0; i < res->n; i++) {
-        cJSON *o = hit_json(&res->docs[i], include, res->dim);
-        if (!o || !cJSON_AddItemToArray(a, o)) {
-            cJSON_Delete(o);
-            return op_oom(err);
-        }
-    }
-    if (encoded && !cJSON_AddBoolToObject(reply, "truncated", trunc)) return op_oom(err);
-    return 0;
-}
-
-int op_run_search(struct sbertd *d, struct request *r, cJSON *reply, struct sbert_proto_error *err)
-{
-    const cJSON *root = sbertd_req_root(r);
-    struct sbert_index_search_params p = sbert_index_search_default_params();
-    long long k = 10;
-    double min_score = -2;
-    unsigned include = SBERT_PROTO_INCLUDE_TEXT | SBERT_PROTO_INCLUDE_METADATA;
-    const char *text = NULL;
-    size_t len = 0;
-    int rc;
-    if ((rc = search_params(root, &p, err))) return rc;
-    int has_text = cJSON_HasObjectItem(root, "text"), has_vec = cJSON_HasObjectItem(root, "vector");
-    if (p.mode != SBERT_INDEX_MODE_DENSE && !sbertd_keyword_enabled(d))
-        return sbert_proto_error_set(err, SBERT_PROTO_EBAD_REQUEST, -1,
-                                     "this daemon keeps no keyword index (keyword_language = off)");
-    if (p.mode != SBERT_INDEX_MODE_DENSE && (!has_text || has_vec))
-        return sbert_proto_error_set(err, SBERT_PROTO_EBAD_REQUEST, -1,
-                                     "keyword and hybrid queries take \"text\" (and no "
-                                     "\"vector\"): BM25 needs the words");
-    if (has_text == has_vec)
-        return sbert_proto_error_set(err, SBERT_PROTO_EBAD_REQUEST, -1,
-                                     "give exactly one of \"text\" and \"vector\"");
-    if ((rc = sbert_proto_get_int(root, "k", 0, 1, (long long)LIM(MAX_K), SBERT_PROTO_EBAD_K, &k,
-                                  err)) ||
-        (rc = sbert_proto_get_number(root, "min_score", 0, -1, 1, SBERT_PROTO_EBAD_SCORE,
-                                     &min_score, err)) ||
-        (rc = sbert_proto_get_include(root, "include", &include, err)) ||
-        (has_text &&
-         (rc = sbert_proto_get_text(root, "text", 1, LIM(MAX_TEXT_BYTES), &text, &len, err))))
-        return rc;
-    /* keyword mode encodes the text only to apply min_score, which is a cosine */
-    int encode =
-        has_text && (p.mode != SBERT_INDEX_MODE_KEYWORD || cJSON_HasObjectItem(root, "min_score"));
-    size_t dim = (size_t)sbertd_model_info(d)->dim;
-    float *v = encode || has_vec ? malloc(dim * sizeof *v) : NULL;
-    int trunc = 0;
-    if ((encode || has_vec) && !v) return op_oom(err);
-    if (encode)
-        rc = sbertd_encode(d, &text, &len, 1, v, &trunc, 1, err);
-    else if (has_vec)
-        rc = op_get_query_vector(root, (int)dim, v, err);
-    sbert_index_filter *f = NULL;
-    if (!rc) rc = op_get_filter(root, &f, err);
-    struct sbert_index_results *res = NULL;
-    if (!rc) {
-        p.q.k = (size_t)k;
-        p.q.min_score = (float)min_score;
-        p.q.filter = f;
-        p.q.include = include;
-        p.q.dim = (int)dim;
-        p.q.max_bytes = LIM(MAX_REPLY_BYTES);
-        p.text = text;
-        p.text_len = len;
-        p.vector = v;
-        int irc = sbert_index_search(sbertd_store(d), &p, &res);
-        if (irc == SBERT_INDEX_ETOOBIG || (!irc && op_results_too_large(d, res)))
-            rc = op_reply_too_large(d,
-                                    "ask for a smaller k, or leave text, metadata and vector out "
-                                    "of \"include\"",
-                                    err);
-        else if (irc)
-            rc = op_index_error(irc, NULL, -1, err);
-    }
-    if (!rc) rc = search_reply(d, res, include, trunc, encode, reply, err);
-    sbert_index_results_free(res);
-    sbert_index_filter_free(f);
-    free(v);
-    return rc;
+    return bad ? -1 : 0;
 }

@@ -5,6 +5,7 @@
 #include "sbert_util.h"
 
 #include <limits.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -127,75 +128,194 @@ int op_run_similarity(struct sbertd *d, struct request *r, cJSON *reply,
 
 /* ---- query, get ------------------------------------------------------------------------------ */
 
-int op_run_query(struct sbertd *d, struct request *r, cJSON *reply, struct sbert_proto_error *err)
+static void query_req_clear(struct op_query *q)
 {
-    const cJSON *root = sbertd_req_root(r);
-    const cJSON *mode = cJSON_GetObjectItemCaseSensitive(root, "mode");
-    if ((mode && !(cJSON_IsString(mode) && strcmp(mode->valuestring, "dense") == 0)) ||
-        cJSON_HasObjectItem(root, "diversity"))
-        return op_run_search(d, r, reply, err);
-    int has_text = cJSON_HasObjectItem(root, "text"), has_vec = cJSON_HasObjectItem(root, "vector");
-    if (has_text == has_vec)
-        return sbert_proto_error_set(err, SBERT_PROTO_EBAD_REQUEST, -1,
-                                     "give exactly one of \"text\" and \"vector\"");
-    long long k = 10;
-    double min_score = -2;
-    unsigned include = SBERT_PROTO_INCLUDE_TEXT | SBERT_PROTO_INCLUDE_METADATA;
-    const char *text = NULL;
-    size_t len = 0;
+    free(q->texts);
+    free(q->lens);
+    free(q->v);
+    free(q->trunc);
+    sbert_index_filter_free(q->filter);
+}
+
+/* Reads the queries' vectors: "vector", or each item of "vectors" as "vector" would be read. */
+static int query_get_vectors(struct sbertd *d, const cJSON *root, struct op_query *q,
+                             struct sbert_proto_error *err)
+{
+    size_t dim = (size_t)sbertd_model_info(d)->dim;
+    const cJSON *arr = NULL;
     int rc;
-    if ((rc = sbert_proto_get_int(root, "k", 0, 1, (long long)LIM(MAX_K), SBERT_PROTO_EBAD_K, &k,
+    if (q->plural &&
+        (rc = sbert_proto_get_array(root, "vectors", 1, LIM(MAX_BATCH), &arr, &q->n, err)))
+        return rc;
+    if (!(q->v = malloc(q->n * dim * sizeof *q->v))) return op_oom(err);
+    if (!q->plural) {
+        if ((rc = sbert_proto_get_vector(root, "vector", (int)dim, q->v, err))) return rc;
+        return op_vector_nonzero(q->v, dim, "\"vector\"", -1, err);
+    }
+    size_t i = 0;
+    const cJSON *x;
+    cJSON_ArrayForEach(x, arr)
+    {
+        char what[48];
+        snprintf(what, sizeof what, "vectors[%zu]", i);
+        if ((rc = sbert_proto_check_vector(x, what, (long)i, (int)dim, q->v + i * dim, err)) ||
+            (rc = op_vector_nonzero(q->v + i * dim, dim, what, (long)i, err)))
+            return rc;
+        i++;
+    }
+    return 0;
+}
+
+/* Validates the whole request (every limit and the filter before any text is encoded), then
+ * encodes its texts as one batch. */
+static int query_read(struct sbertd *d, const cJSON *root, struct op_query *q,
+                      struct sbert_proto_error *err)
+{
+    static const char *const forms[] = {"text", "vector", "texts", "vectors"};
+    int which = -1, given = 0;
+    for (int i = 0; i < 4; i++)
+        if (cJSON_HasObjectItem(root, forms[i])) {
+            which = i;
+            given++;
+        }
+    if (given != 1)
+        return sbert_proto_error_set(err, SBERT_PROTO_EBAD_REQUEST, -1,
+                                     "give exactly one of \"text\", \"vector\", \"texts\" and "
+                                     "\"vectors\"");
+    q->by_text = which == 0 || which == 2;
+    q->plural = which >= 2;
+    q->n = 1;
+    q->k = 10;
+    q->min_score = -2;
+    q->include = SBERT_PROTO_INCLUDE_TEXT | SBERT_PROTO_INCLUDE_METADATA;
+    int rc;
+    if ((rc = sbert_proto_get_int(root, "k", 0, 1, (long long)LIM(MAX_K), SBERT_PROTO_EBAD_K, &q->k,
                                   err)) ||
         (rc = sbert_proto_get_number(root, "min_score", 0, -1, 1, SBERT_PROTO_EBAD_SCORE,
-                                     &min_score, err)) ||
-        (rc = sbert_proto_get_include(root, "include", &include, err)) ||
-        (has_text &&
-         (rc = sbert_proto_get_text(root, "text", 1, LIM(MAX_TEXT_BYTES), &text, &len, err))))
+                                     &q->min_score, err)) ||
+        (rc = sbert_proto_get_include(root, "include", &q->include, err)) ||
+        (rc = op_search_members(d, root, q, err)))
         return rc;
+    if (q->by_text && q->plural)
+        rc = sbert_proto_get_texts(root, "texts", 1, LIM(MAX_BATCH), LIM(MAX_TEXT_BYTES), &q->texts,
+                                   &q->lens, &q->n, err);
+    else if (q->by_text) {
+        if (!(q->texts = malloc(sizeof *q->texts)) || !(q->lens = malloc(sizeof *q->lens)))
+            return op_oom(err);
+        rc = sbert_proto_get_text(root, "text", 1, LIM(MAX_TEXT_BYTES), &q->texts[0], &q->lens[0],
+                                  err);
+    } else
+        rc = query_get_vectors(d, root, q, err);
+    if (rc || (rc = op_get_filter(root, &q->filter, err)) || !q->by_text) return rc;
+    /* keyword mode encodes the texts only to apply min_score, which is a cosine */
+    if (q->search && q->sp.mode == SBERT_INDEX_MODE_KEYWORD &&
+        !cJSON_HasObjectItem(root, "min_score"))
+        return 0;
+    q->encoded = 1;
     size_t dim = (size_t)sbertd_model_info(d)->dim;
-    float *v = malloc(dim * sizeof *v);
-    if (!v) return op_oom(err);
-    int trunc = 0;
-    if (has_text)
-        rc = sbertd_encode(d, &text, &len, 1, v, &trunc, 1, err);
-    else
-        rc = op_get_query_vector(root, (int)dim, v, err);
-    sbert_index_filter *f = NULL;
-    if (!rc) rc = op_get_filter(root, &f, err);
-    struct sbert_index_results *res = NULL;
-    if (!rc) {
-        struct sbert_index_query_params p = sbert_index_query_default_params();
-        p.k = (size_t)k;
-        p.min_score = (float)min_score;
-        p.filter = f;
-        p.include = include;
-        p.dim = sbertd_model_info(d)->dim;
-        p.max_bytes = LIM(MAX_REPLY_BYTES);
-        int irc = sbertd_query(d, v, &p, &res);
-        /* the index stops reading at max_bytes; the JSON of what it read may still be larger */
-        if (irc == SBERT_INDEX_ETOOBIG || (!irc && op_results_too_large(d, res)))
-            rc = op_reply_too_large(d,
-                                    "ask for a smaller k, or leave text, metadata and vector out "
-                                    "of \"include\"",
-                                    err);
-        else if (irc)
-            rc = op_index_error(irc, NULL, -1, err);
-    }
-    if (!rc) {
-        cJSON *a = cJSON_AddArrayToObject(reply, "results");
-        if (!a) rc = op_oom(err);
-        for (size_t i = 0; !rc && i < res->n; i++) {
-            cJSON *o = op_doc_json(&res->docs[i], include, res->dim, 1, 0);
-            if (!o || !cJSON_AddItemToArray(a, o)) {
-                cJSON_Delete(o);
-                rc = op_oom(err);
-            }
+    if (!(q->v = malloc(q->n * dim * sizeof *q->v)) || !(q->trunc = calloc(q->n, sizeof *q->trunc)))
+        return op_oom(err);
+    return sbertd_encode(d, q->texts, q->lens, q->n, q->v, q->trunc, 1, err);
+}
+
+/* Searches q's queries into res (n entries): a single query as every single query is searched
+ * (sbertd_query), a batch with one sbertd_query_many whose queries share max_reply_bytes equally,
+ * so that the whole reply stays bounded while it is read. */
+static int query_search(struct sbertd *d, const struct op_query *q,
+                        struct sbert_index_results **res, struct sbert_proto_error *err)
+{
+    struct sbert_index_query_params p = sbert_index_query_default_params();
+    p.k = (size_t)q->k;
+    p.min_score = (float)q->min_score;
+    p.filter = q->filter;
+    p.include = q->include;
+    p.dim = sbertd_model_info(d)->dim;
+    p.max_bytes = LIM(MAX_REPLY_BYTES) / q->n;
+    if (!p.max_bytes) p.max_bytes = 1; /* 0 would mean unbounded */
+    int irc = 0;
+    if (!q->plural)
+        irc = sbertd_query(d, q->v, &p, &res[0]);
+    else {
+        struct sbert_index_query_params *ps = malloc(q->n * sizeof *ps);
+        int *rcs = malloc(q->n * sizeof *rcs);
+        if (!ps || !rcs) {
+            free(ps);
+            free(rcs);
+            return op_oom(err);
         }
-        if (!rc && has_text && !cJSON_AddBoolToObject(reply, "truncated", trunc)) rc = op_oom(err);
+        for (size_t i = 0; i < q->n; i++)
+            ps[i] = p;
+        irc = sbertd_query_many(d, q->v, q->n, ps, res, rcs);
+        /* a query over its share of the reply makes the batch's reply too large */
+        for (size_t i = 0; irc && i < q->n; i++)
+            if (rcs[i] == SBERT_INDEX_ETOOBIG) irc = SBERT_INDEX_ETOOBIG;
+        free(ps);
+        free(rcs);
     }
-    sbert_index_results_free(res);
-    sbert_index_filter_free(f);
-    free(v);
+    size_t bytes = 0;
+    for (size_t i = 0; !irc && i < q->n; i++)
+        bytes += op_results_bytes(res[i]);
+    /* the index stops reading at max_bytes; the JSON of what it read may still be larger */
+    if (irc == SBERT_INDEX_ETOOBIG || (!irc && bytes > LIM(MAX_REPLY_BYTES)))
+        return op_reply_too_large(d,
+                                  q->plural ? "send fewer queries (each may take max_reply_bytes "
+                                              "/ their number), ask for a smaller k, or leave "
+                                              "text, metadata and vector out of \"include\""
+                                            : "ask for a smaller k, or leave text, metadata and "
+                                              "vector out of \"include\"",
+                                  err);
+    return irc ? op_index_error(irc, NULL, -1, err) : 0;
+}
+
+/* One query's results as a new JSON array (the caller owns it; NULL when out of memory). */
+static cJSON *query_results_json(const struct op_query *q, const struct sbert_index_results *res)
+{
+    cJSON *a = cJSON_CreateArray();
+    for (size_t i = 0; a && i < res->n; i++) {
+        cJSON *o = op_doc_json(&res->docs[i], q->include, res->dim, 1, 0);
+        if (o && q->search && op_search_hit_json(o, &res->docs[i])) {
+            cJSON_Delete(o);
+            o = NULL;
+        }
+        if (!o || !cJSON_AddItemToArray(a, o)) {
+            cJSON_Delete(o);
+            cJSON_Delete(a);
+            return NULL;
+        }
+    }
+    return a;
+}
+
+/* "results" (a list, or a list of lists for a batch) and "truncated" for the texts. */
+static int query_reply(const struct op_query *q, struct sbert_index_results **res, cJSON *reply)
+{
+    cJSON *outer = q->plural ? cJSON_AddArrayToObject(reply, "results") : reply;
+    if (!outer) return -1;
+    for (size_t i = 0; i < q->n; i++) {
+        cJSON *a = query_results_json(q, res[i]);
+        if (!a || !(q->plural ? cJSON_AddItemToArray(outer, a)
+                              : cJSON_AddItemToObject(outer, "results", a))) {
+            cJSON_Delete(a);
+            return -1;
+        }
+    }
+    if (!q->encoded) return 0;
+    if (q->plural) return op_add_truncated(reply, q->trunc, q->n);
+    return cJSON_AddBoolToObject(reply, "truncated", q->trunc[0]) ? 0 : -1;
+}
+
+int op_run_query(struct sbertd *d, struct request *r, cJSON *reply, struct sbert_proto_error *err)
+{
+    struct op_query q = {0};
+    struct sbert_index_results **res = NULL;
+    int rc = query_read(d, sbertd_req_root(r), &q, err);
+    if (!rc && !(res = calloc(q.n, sizeof *res))) rc = op_oom(err);
+    if (!rc) rc = q.search ? op_search_run(d, &q, res, err) : query_search(d, &q, res, err);
+    if (!rc && query_reply(&q, res, reply)) rc = op_oom(err);
+    for (size_t i = 0; res && i < q.n; i++)
+        sbert_index_results_free(res[i]);
+    free(res);
+    query_req_clear(&q);
     return rc;
 }
 

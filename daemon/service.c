@@ -71,6 +71,11 @@ const struct sbert_model_info *sbertd_model_info(const struct sbertd *d)
     return d->info;
 }
 
+void sbertd_request_progress(struct sbertd *d)
+{
+    sbertd_server_progress(d);
+}
+
 int sbertd_keyword_enabled(const struct sbertd *d)
 {
     return strcmp(d->cfg.keyword_language, "off") != 0;

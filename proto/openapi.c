@@ -28,6 +28,13 @@ static cJSON *type_schema(enum sbert_proto_mtype t)
         cJSON_AddStringToObject(s, "type", "array");
         cJSON *it = cJSON_AddObjectToObject(s, "items");
         if (it) cJSON_AddStringToObject(it, "type", items[t]);
+    } else if (t == SBERT_PROTO_M_VECTORS) {
+        cJSON_AddStringToObject(s, "type", "array");
+        cJSON *it = cJSON_AddObjectToObject(s, "items");
+        cJSON *num = NULL;
+        if (it && cJSON_AddStringToObject(it, "type", "array"))
+            num = cJSON_AddObjectToObject(it, "items");
+        if (num) cJSON_AddStringToObject(num, "type", "number");
     } else { /* string or array of strings */
         cJSON *one = cJSON_AddArrayToObject(s, "oneOf");
         cJSON *a = cJSON_CreateObject(), *b = cJSON_CreateObject();

@@ -35,6 +35,8 @@ static const struct sbert_proto_member m_delete[] = {
 static const struct sbert_proto_member m_query[] = {
     {"text", SBERT_PROTO_M_STRING, 0, 1, 0},
     {"vector", SBERT_PROTO_M_NUMBERS, 0, 1, 0},
+    {"texts", SBERT_PROTO_M_STRINGS, 0, 1, SBERT_PROTO_MF_BATCH},
+    {"vectors", SBERT_PROTO_M_VECTORS, 0, 1, SBERT_PROTO_MF_BATCH},
     {"k", SBERT_PROTO_M_INT, 0, 0, 0},
     {"filter", SBERT_PROTO_M_OBJECT, 0, 0, 0},
     {"min_score", SBERT_PROTO_M_NUMBER, 0, 0, 0},
@@ -137,6 +139,7 @@ const char *sbert_proto_mtype_name(enum sbert_proto_mtype type)
         [SBERT_PROTO_M_NUMBERS] = "array of numbers",
         [SBERT_PROTO_M_OBJECTS] = "array of objects",
         [SBERT_PROTO_M_STRING_OR_STRINGS] = "string or array of strings",
+        [SBERT_PROTO_M_VECTORS] = "array of arrays of numbers",
     };
     if ((unsigned)type < N(names) && names[type]) return names[type];
     return "?";
@@ -151,6 +154,11 @@ static int all_items(const cJSON *x, cJSON_bool (*is)(const cJSON *))
         if (!is(e)) return 0;
     }
     return 1;
+}
+
+static cJSON_bool is_numbers(const cJSON *x)
+{
+    return (cJSON_bool)all_items(x, cJSON_IsNumber);
 }
 
 int sbert_proto_mtype_matches(enum sbert_proto_mtype type, const cJSON *x)
@@ -177,6 +185,8 @@ int sbert_proto_mtype_matches(enum sbert_proto_mtype type, const cJSON *x)
         return all_items(x, cJSON_IsObject);
     case SBERT_PROTO_M_STRING_OR_STRINGS:
         return cJSON_IsString(x) || all_items(x, cJSON_IsString);
+    case SBERT_PROTO_M_VECTORS:
+        return all_items(x, is_numbers);
     }
     return 0;
 }

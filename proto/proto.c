@@ -506,31 +506,39 @@ int sbert_proto_get_include(const cJSON *obj, const char *name, unsigned *flags,
     return 0;
 }
 
+int sbert_proto_check_vector(const cJSON *item, const char *what, long index, int dim, float *out,
+                             struct sbert_proto_error *err)
+{
+    if (!cJSON_IsArray(item))
+        return sbert_proto_error_set(err, SBERT_PROTO_EBAD_VECTOR, index,
+                                     "%s must be an array of %d numbers", what, dim);
+    int i = 0;
+    const cJSON *x;
+    cJSON_ArrayForEach(x, item)
+    {
+        if (i >= dim)
+            return sbert_proto_error_set(err, SBERT_PROTO_EBAD_VECTOR, index,
+                                         "%s has more than %d numbers", what, dim);
+        if (!cJSON_IsNumber(x) || !isfinite(x->valuedouble) || fabs(x->valuedouble) > 3.4e38)
+            return sbert_proto_error_set(err, SBERT_PROTO_EBAD_VECTOR, index,
+                                         "%s[%d] is not a finite float", what, i);
+        out[i++] = (float)x->valuedouble;
+    }
+    if (i != dim)
+        return sbert_proto_error_set(err, SBERT_PROTO_EBAD_VECTOR, index,
+                                     "%s has %d numbers, the model's dim is %d", what, i, dim);
+    return 0;
+}
+
 int sbert_proto_get_vector(const cJSON *obj, const char *name, int dim, float *out,
                            struct sbert_proto_error *err)
 {
     const cJSON *m;
     int rc = member(obj, name, 1, &m, err);
     if (rc <= 0) return rc;
-    if (!cJSON_IsArray(m))
-        return sbert_proto_error_set(err, SBERT_PROTO_EBAD_VECTOR, -1,
-                                     "\"%s\" must be an array of %d numbers", name, dim);
-    int i = 0;
-    const cJSON *x;
-    cJSON_ArrayForEach(x, m)
-    {
-        if (i >= dim)
-            return sbert_proto_error_set(err, SBERT_PROTO_EBAD_VECTOR, -1,
-                                         "\"%s\" has more than %d numbers", name, dim);
-        if (!cJSON_IsNumber(x) || !isfinite(x->valuedouble) || fabs(x->valuedouble) > 3.4e38)
-            return sbert_proto_error_set(err, SBERT_PROTO_EBAD_VECTOR, -1,
-                                         "\"%s\"[%d] is not a finite float", name, i);
-        out[i++] = (float)x->valuedouble;
-    }
-    if (i != dim)
-        return sbert_proto_error_set(err, SBERT_PROTO_EBAD_VECTOR, -1,
-                                     "\"%s\" has %d numbers, the model's dim is %d", name, i, dim);
-    return 0;
+    char what[80];
+    snprintf(what, sizeof what, "\"%.64s\"", name);
+    return sbert_proto_check_vector(m, what, -1, dim, out, err);
 }
 
 /* ---- building -------------------------------------------------------------------------------- */

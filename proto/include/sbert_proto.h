@@ -182,6 +182,11 @@ int sbert_proto_get_include(const cJSON *obj, const char *name, unsigned *flags,
 int sbert_proto_get_vector(const cJSON *obj, const char *name, int dim, float *out,
                            struct sbert_proto_error *err);
 
+/* Checks one vector item (an array of exactly dim finite float32 numbers) of a list named what,
+ * at position index, into out (dim floats); else bad_vector with that index. */
+int sbert_proto_check_vector(const cJSON *item, const char *what, long index, int dim, float *out,
+                             struct sbert_proto_error *err);
+
 /* ---- replies (daemon side) and requests (client side) ---------------------------------------- */
 
 /* Returns {"v":1,"ok":true} plus "req_id" when req_id is not NULL; NULL when out of memory. */
@@ -232,16 +237,17 @@ int sbert_proto_reply_parse(const char *buf, size_t len, cJSON **root,
 /* The type of a member, one per spelling of section 4's "type" column (sbert_proto_mtype_name()).
  * It is the JSON shape only; ranges and lengths are the getters' business. */
 enum sbert_proto_mtype {
-    SBERT_PROTO_M_STRING,           /* "string" */
-    SBERT_PROTO_M_INT,              /* "int": a number without a fractional part */
-    SBERT_PROTO_M_NUMBER,           /* "number" */
-    SBERT_PROTO_M_BOOL,             /* "bool" (no request member has it in version 1) */
-    SBERT_PROTO_M_ARRAY,            /* "array": elements checked by the getter (include) */
-    SBERT_PROTO_M_OBJECT,           /* "object" */
-    SBERT_PROTO_M_STRINGS,          /* "array of strings" (ids may also be integers, section 2) */
-    SBERT_PROTO_M_NUMBERS,          /* "array of numbers" */
-    SBERT_PROTO_M_OBJECTS,          /* "array of objects" */
-    SBERT_PROTO_M_STRING_OR_STRINGS /* "string or array of strings" */
+    SBERT_PROTO_M_STRING,            /* "string" */
+    SBERT_PROTO_M_INT,               /* "int": a number without a fractional part */
+    SBERT_PROTO_M_NUMBER,            /* "number" */
+    SBERT_PROTO_M_BOOL,              /* "bool" (no request member has it in version 1) */
+    SBERT_PROTO_M_ARRAY,             /* "array": elements checked by the getter (include) */
+    SBERT_PROTO_M_OBJECT,            /* "object" */
+    SBERT_PROTO_M_STRINGS,           /* "array of strings" (ids may also be integers, section 2) */
+    SBERT_PROTO_M_NUMBERS,           /* "array of numbers" */
+    SBERT_PROTO_M_OBJECTS,           /* "array of objects" */
+    SBERT_PROTO_M_STRING_OR_STRINGS, /* "string or array of strings" */
+    SBERT_PROTO_M_VECTORS            /* "array of arrays of numbers" (query's vectors) */
 };
 
 /* Member flags. */
@@ -261,7 +267,8 @@ struct sbert_proto_member {
     enum sbert_proto_mtype type;
     int required;   /* 1: every request of the op has it; 0: optional, or one of a group */
     int one_of;     /* 0, or a group number > 0: exactly one member of the op with that number must
-                       be present ("one of" in section 4; query's text and vector) */
+                       be present ("one of" in section 4; query's text, vector, texts
+                       and vectors) */
     unsigned flags; /* SBERT_PROTO_MF_* */
 };
 

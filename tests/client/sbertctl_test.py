@@ -194,7 +194,8 @@ def offline_tests(ctl, tmp, optable=None):
                      ["add", "--format", "xml", "--file", "x"], ["add", "--nope", "x"],
                      ["add", "--file", "x.csv"], ["pairs", "only-one"],
                      ["query", "--min-score", "abc", "x"], ["health", "extra"],
-                     ["--timeout", "0", "health"], ["query", "--filter", "{bad", "x"]):
+                     ["--timeout", "0", "health"], ["query", "--filter", "{bad", "x"],
+                     ["query", "--file", "q.txt", "x"]):
             p = ctl.run(*args, socket_url="ipc://" + os.path.join(tmp, "none.sock"), expect=2)
             check("usage" in p.stderr or "sbertctl:" in p.stderr,
                   "%r: no usage message: %r" % (args, p.stderr))
@@ -428,6 +429,48 @@ def daemon_tests(ctl, daemon, tmp):
         d = ctl.json("query", "--min-score", "0.5", "-k", "8", "A film that is really good")
         check(all(x["score"] >= 0.5 for x in d["results"]) and len(d["results"]) < 8,
               "query --min-score: %r" % d)
+
+    def t_query_file():
+        # query --file: one query a line (a blank line skipped), answered in input order, each
+        # as the single query; with max_batch = 5 and max_reply_bytes = 4096 the 12 queries go
+        # in batches of 5, 5 and 2, and a batch whose reply is too large is sent again in halves.
+        texts = ["A film that is really good", "pasta and pizza", "a pet outdoors",
+                 "someone playing music", "television", "the garden", "a great movie",
+                 "food", "guitar", "cats", "watching TV", "Italian cooking"]
+        path = os.path.join(tmp, "queries.txt")
+        with open(path, "w") as f:
+            f.write("\n".join(texts[:3]) + "\n\n" + "\n".join(texts[3:]) + "\n")
+        singles = [ctl.json("query", "-k", "8", t)["results"] for t in texts]
+        daemon.stop()
+        daemon.start(ctl, extra=["--set", "max_batch=5", "--set", "max_reply_bytes=4096"])
+        try:
+            p = ctl.run("--json", "query", "-k", "8", "--file", path)
+            lines = p.stdout.splitlines()
+            check(len(lines) == len(texts), "query --file --json: %d lines" % len(lines))
+            for i, (line, t) in enumerate(zip(lines, texts)):
+                d = json.loads(line)
+                check(set(d) == {"query", "results"} and d["query"] == t,
+                      "query --file line %d: %r" % (i, d))
+                check([x["id"] for x in d["results"]] == [x["id"] for x in singles[i]] and
+                      all(abs(x["score"] - y["score"]) <= 1e-6
+                          for x, y in zip(d["results"], singles[i])),
+                      "query --file: query %d differs from the single query" % i)
+            errors = ctl.json("stats")["ops"]["query"]["errors"]
+            check(errors >= 1, "no batch was too large, so no halving was tested (%d)" % errors)
+            p = ctl.run("query", "-k", "2", "--file", "-", stdin="\n".join(texts[:2]) + "\n")
+            out = p.stdout.split("\n\n")
+            check(len(out) == 2 and out[0].startswith("query 1 (line 1): " + texts[0] + "\n") and
+                  out[1].startswith("query 2 (line 2): " + texts[1] + "\n"),
+                  "query --file - table: %r" % p.stdout)
+            rows = table_rows(out[0].split("\n", 1)[1])
+            check(len(rows) == 2 and rows[0][1] == singles[0][0]["id"],
+                  "query --file table rows: %r" % rows)
+            missing = os.path.join(tmp, "no-queries.txt")
+            p = ctl.run("query", "--file", missing, expect=1)
+            check(missing in p.stderr, "query --file of a missing file: %r" % p.stderr)
+        finally:
+            daemon.stop()
+            daemon.start(ctl)
 
     def t_get_delete():
         sid = state["seed_ids"]["A woman watches TV"]
@@ -771,7 +814,7 @@ def daemon_tests(ctl, daemon, tmp):
         check(p.returncode == 0, "SBERTD_TOKEN: %r" % p.stderr)
 
     return [t_health_stats, t_seed_add_and_pairs, t_pairs_given_texts, t_similarity, t_encode,
-            t_query, t_get_delete, t_files, t_bad_file, t_error_replies, t_stats_count, t_backup_reindex,
+            t_query, t_query_file, t_get_delete, t_files, t_bad_file, t_error_replies, t_stats_count, t_backup_reindex,
             t_backup_rotate, t_index, t_restore, t_restart, t_pipelined_add, t_pipeline_same_id, t_token]
 
 

@@ -128,6 +128,38 @@ def hostile_inputs():
         ("vector nested", j(op="query", vector=[[0.1] * DIM]), "bad_vector", None),
         ("vector object", j(op="query", vector={"0": 1}), "bad_vector", None),
         ("vector null item", j(op="query", vector=[None] * DIM), "bad_vector", None),
+        # a batch of vectors: each item as "vector", named by its index
+        ("vectors nan at item 1", b'{"v":1,"op":"query","vectors":[[0.5,' + zeros(DIM - 1)
+         + b'],[nan,' + zeros(DIM - 1) + b"]]}", "bad_json", None),
+        ("vectors Infinity at item 2", b'{"v":1,"op":"query","vectors":[[0.5,' + zeros(DIM - 1)
+         + b'],[0.5,' + zeros(DIM - 1) + b'],[Infinity,' + zeros(DIM - 1) + b"]]}", "bad_json", None),
+        ("vectors 1e999 at item 1", b'{"v":1,"op":"query","vectors":[[0.5,' + zeros(DIM - 1)
+         + b'],[1e999,' + zeros(DIM - 1) + b"]]}", "bad_vector", 1),
+        ("vectors 3.5e38 at item 1", b'{"v":1,"op":"query","vectors":[[0.5,' + zeros(DIM - 1)
+         + b'],[3.5e38,' + zeros(DIM - 1) + b"]]}", "bad_vector", 1),
+        ("vectors all zero at item 1", b'{"v":1,"op":"query","vectors":[[0.5,' + zeros(DIM - 1)
+         + b'],[' + zeros(DIM) + b"]]}", "bad_vector", 1),
+        ("vectors underflow at item 0", b'{"v":1,"op":"query","vectors":[['
+         + b",".join([b"1e-400"] * DIM) + b"]]}", "bad_vector", 0),
+        ("vectors nested twice", j(op="query", vectors=[[[0.1] * DIM]]), "bad_vector", 0),
+        ("vectors flat", j(op="query", vectors=[0.1] * DIM), "bad_vector", 0),
+        ("vectors dim-1 at item 1", j(op="query", vectors=[[0.1] * DIM, [0.1] * (DIM - 1)]),
+         "bad_vector", 1),
+        ("vectors 10x dim at item 0", j(op="query", vectors=[[0.1] * (DIM * 10)]), "bad_vector", 0),
+        ("vectors null item", j(op="query", vectors=[[0.1] * DIM, None]), "bad_vector", 1),
+        ("vectors empty item", j(op="query", vectors=[[]]), "bad_vector", 0),
+        ("vectors object", j(op="query", vectors={"0": [0.1] * DIM}), "bad_request", None),
+        ("vectors string", j(op="query", vectors="0.1"), "bad_request", None),
+        ("vectors and vector", j(op="query", vectors=[[0.1] * DIM], vector=[0.1] * DIM),
+         "bad_request", None),
+        ("texts and text", j(op="query", texts=["a"], text="a"), "bad_request", None),
+        ("texts and vectors", j(op="query", texts=["a"], vectors=[[0.1] * DIM]), "bad_request", None),
+        ("texts item object", j(op="query", texts=["a", {"text": "b"}]), "bad_request", 1),
+        ("texts item nested list", j(op="query", texts=[["a"]]), "bad_request", 0),
+        ("texts item 1 MB", j(op="query", texts=["a", "y" * (1 << 20)]), "text_too_long", 1),
+        ("texts with a bad filter", j(op="query", texts=["a"], filter={"$where": "1"}), "bad_filter",
+         None),
+        ("texts k 0", j(op="query", texts=["a"], k=0), "bad_k", None),
         # control characters: escaped ones are ordinary text (\u0000 excepted)
         ("escaped NUL in id", j(op="add", documents=[{"id": "a\u0000b", "text": "x"}]), "bad_request", None),
         ("escaped NUL in metadata key", j(op="add", documents=[{"text": "x", "metadata": {"a\u0000": 1}}]),
@@ -140,6 +172,8 @@ def hostile_inputs():
         ("encode texts empty", j(op="encode", texts=[]), "bad_request", None),
         ("similarity empty lists", j(op="similarity", a=[], b=[]), "bad_request", None),
         ("pairs texts empty", j(op="pairs", texts=[]), "bad_request", None),
+        ("query texts empty", j(op="query", texts=[]), "bad_request", None),
+        ("query vectors empty", j(op="query", vectors=[]), "bad_request", None),
         ("add documents null", j(op="add", documents=None), "bad_request", None),
         # 100k items: refused by max_batch before anything is encoded or stored
         ("add 100k documents", j(op="add", documents=[{"text": "a"}] * 100000), "too_large", None),
@@ -148,6 +182,8 @@ def hostile_inputs():
         ("encode 100k texts", j(op="encode", texts=["a"] * 100000), "too_large", None),
         ("similarity 100k x 1", j(op="similarity", a=["a"] * 100000, b=["b"]), "too_large", None),
         ("pairs 100k texts", j(op="pairs", texts=["a"] * 100000), "too_large", None),
+        ("query 100k texts", j(op="query", texts=["a"] * 100000), "too_large", None),
+        ("query 100k vectors", j(op="query", vectors=[[0.1]] * 100000), "too_large", None),
         # ids of 10 KB and one byte over the store's 512
         ("get 10 KB id", j(op="get", ids=["i" * 10240]), "bad_id", 0),
         ("delete 10 KB id", j(op="delete", ids=["ok", "i" * 10240]), "bad_id", 1),
@@ -245,6 +281,7 @@ def hostile_inputs():
                 ("filter key", b'{"v":1,"op":"query","text":"x","filter":{"%s":1}}'),
                 ("filter value", b'{"v":1,"op":"query","text":"x","filter":{"k":{"$in":["%s"]}}}'),
                 ("query text", b'{"v":1,"op":"query","text":"%s"}'),
+                ("query texts", b'{"v":1,"op":"query","texts":["ok","%s"]}'),
                 ("get id", b'{"v":1,"op":"get","ids":["%s"]}'),
                 ("delete id", b'{"v":1,"op":"delete","ids":["%s"]}'),
                 ("encode text", b'{"v":1,"op":"encode","texts":["ok","%s"]}'),
@@ -337,6 +374,8 @@ def test_hostile_catalogue(d):
     a = ok(c.call("add", documents=[{"id": i, "text": "doc " + i} for i in many]), "add 4096")
     check(a["ids"] == many, "add 4096: ids")
     check(len(ok(c.call("encode", texts=many))["embeddings"]) == 4096, "encode 4096")
+    q = ok(c.call("query", texts=many, k=1, include=[]), "query 4096 texts")["results"]
+    check(len(q) == 4096 and all(len(r) == 1 for r in q), "query 4096 texts: %d lists" % len(q))
     check(ok(c.call("health"))["documents"] == 8 + 4096, "documents after the 4096 add")
     c.close()
 
@@ -582,6 +621,14 @@ def test_limits_at_and_over(d):
     err(c.call("encode", texts=ids), "too_large", "encode 17")
     err(c.call("similarity", a=ids, b=["x"]), "too_large", "similarity 17 x 1")
     err(c.call("pairs", texts=ids), "too_large", "pairs 17 texts")
+    check(len(ok(c.call("query", texts=ids[:16], k=1))["results"]) == 16, "query 16 texts")
+    err(c.call("query", texts=ids), "too_large", "query 17 texts")
+    # 3 decimals: 17 vectors fit in max_message_size, so max_batch is what refuses them
+    vec = [round(x, 3) for x in ok(c.call("encode", texts=["x"]))["embeddings"][0]]
+    check(len(ok(c.call("query", vectors=[vec] * 16, k=1))["results"]) == 16, "query 16 vectors")
+    e = err(c.call("query", vectors=[vec] * 17), "too_large", "query 17 vectors")
+    check("max_batch" in e["error"]["message"], "query 17 vectors: %r" % e)
+    err(c.call("query", texts=["q" * 2001]), "text_too_long", "2001-byte query in a batch")
 
     ok(c.call("encode", texts=["é" * 1000]), "2000-byte text")
     err(c.call("encode", texts=["é" * 1000 + "a"]), "text_too_long", "2001-byte text")

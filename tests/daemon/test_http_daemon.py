@@ -66,6 +66,14 @@ def every_op(d, base):
     check(r.status_code == 200 and r.json()["results"] == direct["results"],
           "query over HTTP equals nanomsg: %s vs %s" % (r.text, direct))
     check(r.json()["results"][0]["id"] == "cat", "query finds the cat")
+    # a batch query: one list per text, each the single query's
+    r = post(base, "query", {"texts": ["a kitten outdoors", "a fast vehicle"], "k": 2})
+    lists = r.json().get("results")
+    check(r.status_code == 200 and len(lists) == 2 and lists[0][0]["id"] == "cat"
+          and lists[1][0]["id"] == "car" and r.json()["truncated"] == [],
+          "batch query over HTTP: %s" % r.text)
+    spec_query = requests.get(base + "/openapi.json", timeout=30).json()["paths"]["/v1/query"]
+    check("vectors" in json.dumps(spec_query), "openapi lists query's vectors: %s" % spec_query)
     r = post(base, "get", {"ids": ["dog", "nope"]})
     docs = r.json()["documents"]
     check(docs[0]["text"] == "A dog plays in the garden" and docs[1]["found"] is False,

@@ -737,6 +737,121 @@ def test_config_example_parses(d):
     c.close()
 
 
+# Queries of test_batch_query: they rank the stored sentences differently, and none is tied.
+BATCH_QUERIES = ["A cat is outdoors", "I like Italian food", "a film I enjoyed",
+                 "Someone plays an instrument", "television", "pets in the garden"]
+
+
+def same_results(got, want, what):
+    """got and want (lists of hits) name the same documents in the same order, with scores within
+    1e-6 and every other member equal."""
+    check([x["id"] for x in got] == [x["id"] for x in want],
+          "%s: ids %r, a single query gives %r" % (what, [x["id"] for x in got],
+                                                   [x["id"] for x in want]))
+    for a, b in zip(got, want):
+        check(abs(a["score"] - b["score"]) <= 1e-6, "%s: %s scores %r, single %r" % (
+            what, a["id"], a["score"], b["score"]))
+        check({k: v for k, v in a.items() if k != "score"} == {k: v for k, v in b.items()
+                                                              if k != "score"},
+              "%s: %r, single %r" % (what, a, b))
+
+
+def test_batch_query(d):
+    """query with "texts" or "vectors" (max_batch = 40 here): each list of the reply equals the
+    single query's reply for the same text or vector (ids, and scores within 1e-6), with and
+    without a filter and min_score, in the order asked; truncated lists the cut texts; 41 items,
+    an empty list, two forms at once, a bad text or vector (named by its index) are refused;
+    the queries share max_reply_bytes (64K here) equally."""
+    c = d.client()
+    docs = [{"id": "s%d" % i, "text": t, "metadata": {"lang": "en" if i % 2 else "de", "n": i}}
+            for i, t in enumerate(SENTENCES)]
+    docs += [{"id": "x%d" % i, "text": "%s, again and again" % t, "metadata": {"lang": "en", "n": 10 + i}}
+             for i, t in enumerate(SENTENCES)]
+    for lo in range(0, len(docs), 8):
+        ok(c.call("add", documents=docs[lo:lo + 8]))
+    vecs = ok(c.call("encode", texts=BATCH_QUERIES))["embeddings"]
+    variants = [{}, {"k": 3}, {"k": 4, "filter": {"lang": "en"}}, {"k": 5, "min_score": 0.2},
+                {"k": 16, "filter": {"n": {"$gte": 3}}, "min_score": 0.1},
+                {"k": 1, "include": ["vector", "metadata"]}, {"k": 3, "include": []}]
+    for v in variants:
+        batch = ok(c.call("query", texts=BATCH_QUERIES, **v), "texts %r" % v)
+        check(len(batch["results"]) == len(BATCH_QUERIES) and batch["truncated"] == [],
+              "texts %r: %r" % (v, batch))
+        vbatch = ok(c.call("query", vectors=vecs, **v), "vectors %r" % v)
+        check(len(vbatch["results"]) == len(vecs) and "truncated" not in vbatch,
+              "vectors %r: %r" % (v, vbatch))
+        for i, t in enumerate(BATCH_QUERIES):
+            single = ok(c.call("query", text=t, **v))["results"]
+            same_results(batch["results"][i], single, "texts[%d] %r" % (i, v))
+            vsingle = ok(c.call("query", vector=vecs[i], **v))["results"]
+            same_results(vbatch["results"][i], vsingle, "vectors[%d] %r" % (i, v))
+        if "min_score" in v:
+            check(all(h["score"] >= v["min_score"] for r in batch["results"] for h in r),
+                  "min_score %r not applied" % v)
+        if "filter" in v and "lang" in v["filter"]:
+            check(all(h["metadata"]["lang"] == "en" for r in batch["results"] for h in r),
+                  "filter %r not applied" % v)
+    # order kept, and one text given twice answered twice
+    rev = list(reversed(BATCH_QUERIES)) + [BATCH_QUERIES[0]]
+    fwd = ok(c.call("query", texts=BATCH_QUERIES, k=3))["results"]
+    back = ok(c.call("query", texts=rev, k=3))["results"]
+    for i in range(len(BATCH_QUERIES)):
+        same_results(back[len(BATCH_QUERIES) - 1 - i], fwd[i], "reversed %d" % i)
+    same_results(back[-1], fwd[0], "repeated text")
+    # a single-item batch is a list of one list; truncated names the cut text by its index
+    one = ok(c.call("query", texts=["I love pasta"], k=1))
+    check(one["results"][0][0]["id"] == "s2" and one["truncated"] == [], "one-item batch %r" % one)
+    long_text = " ".join(["pasta"] * 600)
+    tr = ok(c.call("query", texts=["I love pasta", long_text, "a cat"], k=1))
+    check(tr["truncated"] == [1], "truncated %r" % tr["truncated"])
+    # a filtered batch of max_batch (searched in pieces of 16 queries) equals its singles
+    many = [BATCH_QUERIES[i % len(BATCH_QUERIES)] + " #%d" % i for i in range(40)]
+    batch = ok(c.call("query", texts=many, k=3, filter={"lang": "en"}))["results"]
+    check(len(batch) == 40, "40 filtered texts")
+    for i, t in enumerate(many):
+        same_results(batch[i], ok(c.call("query", text=t, k=3, filter={"lang": "en"}))["results"],
+                     "filtered texts[%d]" % i)
+    # exactly max_batch works, one more is refused before any work
+    check(len(ok(c.call("query", vectors=[vecs[0]] * 40, k=1))["results"]) == 40, "40 vectors")
+    err(c.call("query", texts=["t%d" % i for i in range(41)]), "too_large", "41 texts")
+    err(c.call("query", vectors=[vecs[0]] * 41), "too_large", "41 vectors")
+    # refused shapes
+    err(c.call("query", texts=[]), "bad_request", "empty texts")
+    err(c.call("query", vectors=[]), "bad_request", "empty vectors")
+    err(c.call("query", text="a", texts=["b"]), "bad_request", "text and texts")
+    err(c.call("query", vector=vecs[0], vectors=[vecs[0]]), "bad_request", "vector and vectors")
+    err(c.call("query", texts=["a"], vectors=[vecs[0]]), "bad_request", "texts and vectors")
+    err(c.call("query", texts="a"), "bad_request", "texts a string")
+    e = err(c.call("query", vectors=vecs[0][:4]), "bad_vector", "vectors a flat vector")
+    check(e["error"].get("index") == 0, "a flat vector: %r" % e)
+    for name, texts, code in (("empty", ["a", "b", ""], "empty_text"),
+                              ("too long", ["a", "b", "y" * 70000], "text_too_long"),
+                              ("number", ["a", "b", 5], "bad_request")):
+        e = err(c.call("query", texts=texts), code, "texts with an item " + name)
+        check(e["error"].get("index") == 2 and "texts[2]" in e["error"]["message"],
+              "texts item %s: %r" % (name, e))
+    dim = len(vecs[0])
+    for name, bad in (("short", vecs[0][:-1]), ("long", vecs[0] + [0.1]),
+                      ("zeros", [0.0] * dim), ("not a float32", [3.5e38] + vecs[0][1:]),
+                      ("string item", ["a"] * dim), ("nested", [vecs[0]]), ("null", None),
+                      ("number", 0.5)):
+        e = err(c.call("query", vectors=[vecs[0], vecs[1], bad, vecs[2]]), "bad_vector",
+                "vectors with an item " + name)
+        check(e["error"].get("index") == 2 and "vectors[2]" in e["error"]["message"],
+              "vectors item %s: %r" % (name, e))
+    # the reply bound is shared: 8 queries of every document (three of them 4 KB) exceed 64K / 8
+    # each; a single such query (13 KB) does not
+    ok(c.call("add", documents=[{"id": "big%d" % i, "text": "pasta %d " % i + "z" * 4096}
+                                for i in range(3)]))
+    every = len(docs) + 3
+    check(len(ok(c.call("query", text="pasta", k=every))["results"]) == every, "single query")
+    e = err(c.call("query", texts=["pasta"] * 8, k=every), "too_large", "batch over its share")
+    check("max_reply_bytes" in e["error"]["message"], "too_large message %r" % e)
+    ok(c.call("query", texts=["pasta"] * 8, k=every, include=[]), "the same batch without text")
+    check(ok(c.call("health"))["documents"] == every, "a query changed the store")
+    c.close()
+
+
 # ---- runner ---------------------------------------------------------------------------------
 
 KW_DOCS = {
@@ -849,6 +964,15 @@ def test_hybrid_search(d):
     check(r[0]["id"] == "code" and abs(r[0]["score"] - 1.0) < 1e-6, "weight 0 is BM25 alone: %r" % r)
     r = ok(c.call("query", text="a cat sat on the mat", mode="hybrid", min_score=0.3, k=4))["results"]
     check(r and all(h["dense_score"] >= 0.3 for h in r), "min_score is a cosine: %r" % r)
+    # a batch in keyword and hybrid mode: each list is the single query's
+    qs = ["XK-4471 relay", "a cat sat on the mat", "running"]
+    for mode in ("keyword", "hybrid"):
+        batch = ok(c.call("query", texts=qs, mode=mode, k=3, include=[]))["results"]
+        for q, got in zip(qs, batch):
+            one = ok(c.call("query", text=q, mode=mode, k=3, include=[]))["results"]
+            check([h["id"] for h in got] == [h["id"] for h in one]
+                  and all(abs(a["score"] - b["score"]) < 1e-6 for a, b in zip(got, one)),
+                  "%s batch item %r: %r vs %r" % (mode, q, got, one))
     # diversity (MMR): near-duplicates give way; without it they fill the top
     ok(c.call("add", documents=[{"id": "dup1", "text": "The cat sits on the mat"},
                                 {"id": "dup2", "text": "The cat sits on the mat."},
@@ -914,6 +1038,8 @@ TESTS = [
     ("socket_mode", test_socket_mode, {}),
     ("idempotent_writes", test_idempotent_writes, {}),
     ("add_precomputed_vectors", test_add_precomputed_vectors, {}),
+    ("batch_query", test_batch_query,
+     {"config": "max_batch = 40\nmax_reply_bytes = 65536\n"}),
     ("bad_input_catalogue", test_bad_input_catalogue, {}),
     ("message_sizes", test_message_sizes, {"config": "max_message_size = 4M\n"}),
     ("concurrent_clients", test_concurrent_clients, {}),

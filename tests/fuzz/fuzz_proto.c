@@ -104,6 +104,31 @@ static void documents(const cJSON *root, const char *name, int required)
     }
 }
 
+/* The batch query's vectors, each item read as daemon/ops_search.c reads it. */
+static void vectors(const cJSON *root, const char *name, int required)
+{
+    struct sbert_proto_error err;
+    const cJSON *arr, *x;
+    size_t n;
+    float v[DIM];
+    int rc = sbert_proto_get_array(root, name, required, MAX_BATCH, &arr, &n, &err);
+    if (rc || !cJSON_GetObjectItemCaseSensitive(root, name)) {
+        if (rc) check_error(rc, &err);
+        return;
+    }
+    FUZZ_ASSERT(n >= 1 && n <= MAX_BATCH);
+    long i = 0;
+    cJSON_ArrayForEach(x, arr)
+    {
+        if ((rc = sbert_proto_check_vector(x, "vectors[i]", i, DIM, v, &err))) {
+            check_error(rc, &err);
+            FUZZ_ASSERT(err.index == i);
+        } else
+            FUZZ_ASSERT(sbert_proto_mtype_matches(SBERT_PROTO_M_NUMBERS, x));
+        i++;
+    }
+}
+
 /* Asserts that member m, which its getter accepted (rc 0), has the table's type when present. */
 static void accepted(const cJSON *root, const struct sbert_proto_member *m, int rc)
 {
@@ -170,6 +195,9 @@ static void get_member(const cJSON *root, const struct sbert_proto_member *m)
         return;
     case SBERT_PROTO_M_OBJECTS:
         documents(root, m->name, m->required);
+        return;
+    case SBERT_PROTO_M_VECTORS:
+        vectors(root, m->name, m->required);
         return;
     case SBERT_PROTO_M_STRING_OR_STRINGS:
         if (!cJSON_IsString(cJSON_GetObjectItemCaseSensitive(root, m->name))) {

@@ -66,6 +66,9 @@ REQUESTS = {
     "query_text": {"v": 1, "op": "query", "text": "A cat is outdoors", "k": 2,
                    "filter": {"lang": "en"}, "min_score": 0.25, "include": ["metadata"]},
     "query_vector": {"v": 1, "op": "query", "vector": [0.05] * 384, "k": 1000},
+    "query_texts": {"v": 1, "op": "query", "texts": ["A cat is outdoors", "pizza"], "k": 1,
+                    "filter": {"lang": "en"}, "min_score": 0.25, "include": []},
+    "query_vectors": {"v": 1, "op": "query", "vectors": [[0.05] * 384, [-0.05] * 384], "k": 3},
     "similarity": {"v": 1, "op": "similarity", "a": "The new movie is awesome",
                    "b": "The new movie is so great"},
     "similarity_lists": {"v": 1, "op": "similarity", "a": ["I love pasta"],
@@ -99,7 +102,8 @@ SAMPLES = {"string": "The cat sits outside", "int": 3, "number": 0.5, "bool": Tr
            "array": ["text", "metadata", "vector"], "object": {"lang": "en"},
            "array of strings": ["cat", "dog"], "array of numbers": [0.05] * 384,
            "array of objects": [{"id": "cat", "text": "The cat sits outside"}],
-           "string or array of strings": "A man is playing guitar"}
+           "string or array of strings": "A man is playing guitar",
+           "array of arrays of numbers": [[0.05] * 384]}
 for op in (o for o in TABLE["ops"] if o["members"]):
     req = {"v": 1, "op": op["name"], "req_id": "t-" + op["name"]}
     groups = set()

@@ -119,6 +119,7 @@ def type_ok(t, x):
         "array of numbers": lambda v: each(v, is_num),
         "array of objects": lambda v: each(v, lambda e: isinstance(e, dict)),
         "string or array of strings": lambda v: is_str(v) or each(v, is_str),
+        "array of arrays of numbers": lambda v: each(v, lambda e: each(e, is_num)),
     }[t](x)
 
 

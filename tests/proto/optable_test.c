@@ -130,7 +130,11 @@ static void test_lookups(void)
     const struct sbert_proto_member *t = sbert_proto_op_member(q, "text");
     const struct sbert_proto_member *v = sbert_proto_op_member(q, "vector");
     CHECK(t && v && t->one_of > 0 && t->one_of == v->one_of && !t->required);
-    CHECK(sbert_proto_op_member(q, "texts") == NULL);
+    const struct sbert_proto_member *ts = sbert_proto_op_member(q, "texts");
+    const struct sbert_proto_member *vs = sbert_proto_op_member(q, "vectors");
+    CHECK(ts && vs && ts->one_of == t->one_of && vs->one_of == t->one_of);
+    CHECK((ts->flags & SBERT_PROTO_MF_BATCH) && vs->type == SBERT_PROTO_M_VECTORS);
+    CHECK(sbert_proto_op_member(q, "ids") == NULL);
     CHECK(sbert_proto_op_member(q, "req_id") == NULL); /* common members are not the op's */
     CHECK(sbert_proto_op_member(NULL, "text") == NULL);
 
@@ -183,6 +187,9 @@ static void test_mtype_matches(void)
     CHECK(matches(SBERT_PROTO_M_STRING_OR_STRINGS, "\"a\"") &&
           matches(SBERT_PROTO_M_STRING_OR_STRINGS, "[\"a\"]") &&
           !matches(SBERT_PROTO_M_STRING_OR_STRINGS, "[\"a\",2]"));
+    CHECK(matches(SBERT_PROTO_M_VECTORS, "[[0.5,1],[2]]") && matches(SBERT_PROTO_M_VECTORS, "[]"));
+    CHECK(!matches(SBERT_PROTO_M_VECTORS, "[0.5,1]") &&
+          !matches(SBERT_PROTO_M_VECTORS, "[[\"a\"]]"));
     CHECK(!sbert_proto_mtype_matches(SBERT_PROTO_M_STRING, NULL));
 }
 
@@ -203,9 +210,9 @@ static void test_check_members(void)
                         "{\"v\":1,\"op\":\"query\",\"req_id\":\"r\",\"token\":\"t\","
                         "\"text\":\"a\",\"k\":2,\"include\":[]}",
                         msg, sizeof msg) == 0);
-    CHECK(check_members("query", "{\"v\":1,\"op\":\"query\",\"texts\":[\"a\"]}", msg, sizeof msg) ==
+    CHECK(check_members("query", "{\"v\":1,\"op\":\"query\",\"txts\":[\"a\"]}", msg, sizeof msg) ==
           SBERT_PROTO_EBAD_REQUEST);
-    CHECK(strcmp(msg, "unknown member \"texts\"") == 0);
+    CHECK(strcmp(msg, "unknown member \"txts\"") == 0);
     CHECK(check_members("stats", "{\"v\":1,\"op\":\"stats\",\"k\":1}", msg, sizeof msg) ==
           SBERT_PROTO_EBAD_REQUEST);
     CHECK(check_members("reindex", "{\"v\":1,\"op\":\"reindex\",\"req_id\":\"x\"}", msg,
@@ -288,9 +295,9 @@ static void test_check_request(void)
         {"{\"v\":1,\"op\":\"stats\",\"req_id\":7}", SBERT_PROTO_EBAD_REQUEST,
          "stats: \"req_id\" must be of type string"},
         {"{\"v\":1,\"op\":\"query\"}", SBERT_PROTO_EBAD_REQUEST,
-         "query: give exactly one of \"text\", \"vector\", not 0"},
+         "query: give exactly one of \"text\", \"vector\", \"texts\", \"vectors\", not 0"},
         {"{\"v\":1,\"op\":\"query\",\"text\":\"a\",\"vector\":[1]}", SBERT_PROTO_EBAD_REQUEST,
-         "query: give exactly one of \"text\", \"vector\", not 2"},
+         "query: give exactly one of \"text\", \"vector\", \"texts\", \"vectors\", not 2"},
         {"{\"v\":1,\"op\":\"query\",\"text\":\"a\",\"k\":\"3\"}", SBERT_PROTO_EBAD_REQUEST,
          "query: \"k\" must be of type int"},
         {"{\"v\":1,\"op\":\"health\",\"text\":\"a\"}", SBERT_PROTO_EBAD_REQUEST,
@@ -303,8 +310,13 @@ static void test_check_request(void)
           SBERT_PROTO_EBAD_REQUEST);
     cJSON_DeleteItemFromObject(x, "text");
     CHECK(sbert_proto_op_check_request(x, 0, NULL, NULL) == SBERT_PROTO_EBAD_REQUEST);
-    cJSON_AddStringToObject(x, "texts", "a");
+    cJSON_AddStringToObject(x, "txts", "a");
     CHECK(sbert_proto_op_check_request(x, 0, NULL, NULL) == SBERT_PROTO_EBAD_REQUEST);
+    cJSON_DeleteItemFromObject(x, "txts");
+    cJSON_AddStringToObject(x, "texts", "a"); /* its type is checked only when asked */
+    CHECK(sbert_proto_op_check_request(x, 0, NULL, NULL) == 0);
+    CHECK(sbert_proto_op_check_request(x, SBERT_PROTO_CHECK_TYPES, NULL, NULL) ==
+          SBERT_PROTO_EBAD_REQUEST);
     cJSON_Delete(x);
     /* names are exact: "Vector" is not "vector" (and is an unknown member) */
     x = cJSON_Parse("{\"v\":1,\"op\":\"query\",\"vector\":[1]}");

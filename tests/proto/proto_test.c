@@ -132,6 +132,16 @@ static void test_getters(void)
     CHECK(sbert_proto_get_vector(o, "vec", 3, v, &err) == 0 && v[2] == 3.0f);
     CHECK(sbert_proto_get_vector(o, "vec2", 3, v, &err) == SBERT_PROTO_EBAD_VECTOR);
     CHECK(sbert_proto_get_vector(o, "vec", 2, v, &err) == SBERT_PROTO_EBAD_VECTOR);
+    CHECK(err.index == -1 && strcmp(err.message, "\"vec\" has more than 2 numbers") == 0);
+    /* an item of a list of vectors (query's "vectors"): the error names it and its index */
+    const cJSON *vec = cJSON_GetObjectItem(o, "vec");
+    CHECK(sbert_proto_check_vector(vec, "vectors[4]", 4, 3, v, &err) == 0 && v[0] == 1.0f);
+    CHECK(sbert_proto_check_vector(vec, "vectors[4]", 4, 4, v, &err) == SBERT_PROTO_EBAD_VECTOR);
+    CHECK(err.index == 4 &&
+          strcmp(err.message, "vectors[4] has 3 numbers, the model's dim is 4") == 0);
+    CHECK(sbert_proto_check_vector(cJSON_GetObjectItem(o, "t"), "vectors[0]", 0, 3, v, &err) ==
+              SBERT_PROTO_EBAD_VECTOR &&
+          err.index == 0);
 
     const cJSON *ids = cJSON_GetObjectItem(o, "ids");
     char num[24];

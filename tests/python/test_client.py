@@ -70,6 +70,34 @@ def test_query(client):
         ["s6"], ["s6"]]
 
 
+def test_batch_query(model_dir):
+    """Lists of texts or vectors go as batch queries (batch_size 3 here: 7 texts in 3
+    requests), each list equal to the single query's; with max_reply_bytes = 8192 a batch of
+    3 queries of k = 8 is too large and is sent again in halves."""
+    d = start_daemon(model_dir, config="max_reply_bytes = 8192\n")
+    try:
+        with sbertd.Client(d.url, timeout=60, batch_size=3) as client:
+            # ~400 bytes a result: 8 are ~3.2 KB, three queries' ~9.6 KB
+            client.add(SENTENCES, ids=["s%d" % i for i in range(8)],
+                       metadatas=[{"pad": "p" * 300}] * 8)
+            texts = ["A film I really enjoyed", "Someone eats pizza", "a pet", "music", "TV",
+                     "the garden", "great"]
+            singles = [client.query(t, k=8) for t in texts]
+            with pytest.raises(sbertd.TooLarge):
+                client.call("query", texts=texts[:3], k=8)
+            for got in (client.query(texts, k=8), client.query(texts=texts, k=8),
+                        client.query(vectors=[client.encode(t) for t in texts], k=8)):
+                assert len(got) == len(texts)
+                for hs, want in zip(got, singles):
+                    assert [h.id for h in hs] == [h.id for h in want]
+                    assert all(abs(a.score - b.score) <= 1e-6 for a, b in zip(hs, want))
+            with pytest.raises(ValueError):
+                client.query(vectors=client.encode("one"))
+    finally:
+        assert d.stop() == 0
+        d.cleanup()
+
+
 def test_model_ops(client):
     e = client.encode(SENTENCES)
     assert e.shape == (8, 384) and e.dtype == np.float32

@@ -115,6 +115,10 @@ def _vector(v):
     return None if v is None else np.asarray(v, dtype=np.float32)
 
 
+def _hit(h):
+    return Hit(h["id"], h["score"], h.get("text"), h.get("metadata"), _vector(h.get("vector")))
+
+
 class Client:
     """A connection to sbertd.
 
@@ -311,10 +315,20 @@ class Client:
         return deleted
 
     def query(self, text_or_texts=None, k=10, filter=None, min_score=None,
-              include=("text", "metadata"), vector=None, collection=None):
+              include=("text", "metadata"), vector=None, collection=None, texts=None,
+              vectors=None):
         """The k stored documents most similar to a text: a list of Hit, best first. Given a
-        list of texts, a list of such lists, one per text. vector= queries by an embedding
-        instead of a text (one vector: a list of Hit; an n x dim array: a list of lists)."""
+        list of texts (or texts=), a list of such lists, one per text. vector= queries by an
+        embedding instead of a text (one vector: a list of Hit; an n x dim array, or vectors=: a
+        list of lists). Lists go as batch queries of up to batch_size items (PROTOCOL.md, query),
+        each list equal to what a single query gives; a batch whose reply would exceed the
+        daemon's max_reply_bytes is sent again in halves."""
+        if texts is not None:
+            text_or_texts, texts = list(texts), None
+        if vectors is not None:
+            vector, vectors = np.asarray(vectors, dtype=np.float32), None
+            if vector.ndim != 2:
+                raise ValueError("vectors must be n x dim")
         if (text_or_texts is None) == (vector is None):
             raise ValueError("give a text (or texts) or vector=, not both")
         common = dict(k=k, filter=filter, min_score=min_score, include=list(include),
@@ -323,15 +337,30 @@ class Client:
             v = np.asarray(vector, dtype=np.float32)
             if v.ndim == 1:
                 return self._query(vector=v.tolist(), **common)
-            return [self._query(vector=row.tolist(), **common) for row in v]
+            return self._query_batches("vectors", [row.tolist() for row in v], common)
         if isinstance(text_or_texts, str):
             return self._query(text=text_or_texts, **common)
-        return [self._query(text=t, **common) for t in text_or_texts]
+        return self._query_batches("texts", list(text_or_texts), common)
+
+    def _query_batches(self, member, items, common):
+        out = []
+        for lo in range(0, len(items), self.batch_size):
+            out.extend(self._query_batch(member, items[lo:lo + self.batch_size], common))
+        return out
+
+    def _query_batch(self, member, items, common):
+        try:
+            r = self.call("query", **{member: items}, **common)
+        except errors.TooLarge:
+            if len(items) == 1:
+                raise
+            half = len(items) // 2
+            return (self._query_batch(member, items[:half], common)
+                    + self._query_batch(member, items[half:], common))
+        return [[_hit(h) for h in hits] for hits in r["results"]]
 
     def _query(self, **members):
-        r = self.call("query", **members)
-        return [Hit(h["id"], h["score"], h.get("text"), h.get("metadata"),
-                    _vector(h.get("vector"))) for h in r["results"]]
+        return [_hit(h) for h in self.call("query", **members)["results"]]
 
     def count(self, collection=None):
         """The number of documents (the daemon's count operation). Raises UnknownOp (an
