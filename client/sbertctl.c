@@ -851,9 +851,13 @@ static const struct opt query_opts[] = {
     {"filter", 0, "JSON", "metadata filter (see PROTOCOL.md), e.g. '{\"lang\":\"en\"}'"},
     {"min-score", 0, "S", "only results with cosine similarity >= S"},
     {"file", 'f', "FILE", "one query text a line (\"-\": standard input), sent in batches"},
+    {"mode", 'm', "MODE", "dense (the vectors, default), keyword (BM25) or hybrid (both, fused)"},
+    {"fusion", 0, "F", "hybrid: rrf (reciprocal rank, default) or weighted"},
+    {"weight", 0, "W", "weighted fusion: the dense side's weight, 0..1 (default 0.5)"},
+    {"diversity", 0, "D", "0..1: pick results by maximal marginal relevance (0: off)"},
     {NULL, 0, NULL, NULL},
 };
-enum { Q_K, Q_FILTER, Q_MINSCORE, Q_FILE };
+enum { Q_K, Q_FILTER, Q_MINSCORE, Q_FILE, Q_MODE, Q_FUSION, Q_WEIGHT, Q_DIVERSITY };
 
 /* query --file: the texts of one request take at most about this many bytes. The encoding work
  * grows with them: 4096 sentences fit, while a batch of long passages (~256 of 1 KB, a few
@@ -865,7 +869,10 @@ struct query_args {
     long k;
     double min_score;
     int has_min_score;
-    cJSON *filter; /* owned; NULL: none */
+    cJSON *filter;             /* owned; NULL: none */
+    const char *mode, *fusion; /* NULL: the daemon's default */
+    double weight, diversity;
+    int has_weight, has_diversity;
 };
 
 /* A query request for item (taken) as member "text" or "texts", with the command's k, filter,
@@ -881,6 +888,10 @@ static cJSON *query_request(struct ctx *c, const struct query_args *q, const cha
         req_set(c, req, "filter", cJSON_Duplicate(q->filter, 1));
     }
     if (q->has_min_score) req_set(c, req, "min_score", cJSON_CreateNumber(q->min_score));
+    if (q->mode) req_set(c, req, "mode", cJSON_CreateString(q->mode));
+    if (q->fusion) req_set(c, req, "fusion", cJSON_CreateString(q->fusion));
+    if (q->has_weight) req_set(c, req, "weight", cJSON_CreateNumber(q->weight));
+    if (q->has_diversity) req_set(c, req, "diversity", cJSON_CreateNumber(q->diversity));
     cJSON *inc = req_set(c, req, "include", cJSON_CreateArray());
     cJSON_AddItemToArray(inc, cJSON_CreateString("text"));
     cJSON_AddItemToArray(inc, cJSON_CreateString("metadata"));
@@ -903,11 +914,14 @@ static int query_print(struct ctx *c, const cJSON *results, const char *text, lo
         {
             cJSON *o = cJSON_CreateObject();
             const cJSON *f;
-            static const char *const keys[] = {"id", "score", "text", "metadata"};
-            for (size_t i = 0; i < 4; i++)
+            /* the last four only in keyword and hybrid mode */
+            static const char *const keys[] = {"id",         "score",       "text",
+                                               "metadata",   "dense_score", "keyword_score",
+                                               "dense_rank", "keyword_rank"};
+            for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
                 if ((f = cJSON_GetObjectItemCaseSensitive(r, keys[i])))
                     cJSON_AddItemToObject(o, keys[i], cJSON_Duplicate(f, 1));
-                else if (i >= 2)
+                else if (i >= 2 && i < 4)
                     cJSON_AddItemToObject(o, keys[i], cJSON_CreateNull());
             cJSON_AddItemToArray(arr, o);
         }
@@ -1083,6 +1097,14 @@ static int cmd_query(struct ctx *c, const struct args *a)
         return usage_error(c->cmd, "--min-score: expected a number, not \"%s\"",
                            a->val[Q_MINSCORE]);
     q.has_min_score = a->val[Q_MINSCORE] != NULL;
+    q.mode = a->val[Q_MODE];
+    q.fusion = a->val[Q_FUSION];
+    if ((q.has_weight = a->val[Q_WEIGHT] != NULL) && parse_double(a->val[Q_WEIGHT], &q.weight) < 0)
+        return usage_error(c->cmd, "--weight: expected a number, not \"%s\"", a->val[Q_WEIGHT]);
+    if ((q.has_diversity = a->val[Q_DIVERSITY] != NULL) &&
+        parse_double(a->val[Q_DIVERSITY], &q.diversity) < 0)
+        return usage_error(c->cmd, "--diversity: expected a number, not \"%s\"",
+                           a->val[Q_DIVERSITY]);
     if (a->val[Q_FILTER] && !(q.filter = cJSON_Parse(a->val[Q_FILTER])))
         return usage_error(c->cmd, "--filter: not valid JSON: %s", a->val[Q_FILTER]);
     int rc;
@@ -1800,13 +1822,18 @@ static const struct command commands[] = {
      "A progress bar (count, rate, ETA) shows on a terminal. Prints the ids in input order\n"
      "(--json: {\"ids\":[...]}); a document with an existing id replaces it.",
      add_opts, 0, -1, 120, cmd_add, NULL},
-    {SBERT_PROTO_OP_QUERY, "[-k N] [--filter JSON] [--min-score S] TEXT | --file FILE",
+    {SBERT_PROTO_OP_QUERY,
+     "[-k N] [--filter JSON] [--min-score S] [--mode M] [--diversity D] TEXT | --file FILE",
      "the documents most similar to TEXT, or to each line of a file",
      "--json: {\"results\":[{\"id\",\"score\",\"text\",\"metadata\"}]}\n"
      "--file FILE: one query text a line (blank lines skipped; \"-\" reads standard input), sent\n"
      "as batch queries of up to the daemon's max_batch texts (fewer when the reply would be too\n"
      "large). Prints each query's table after a line \"query N (line L): TEXT\"; --json prints\n"
-     "one line per query, {\"query\":TEXT,\"results\":[...]}, in input order.",
+     "one line per query, {\"query\":TEXT,\"results\":[...]}, in input order.\n"
+     "--mode keyword ranks by BM25 over the words (stemmed), hybrid fuses that ranking with the\n"
+     "vectors' (names, codes and rare terms the model misses); their --json results also carry\n"
+     "dense_score, keyword_score, dense_rank and keyword_rank. --diversity D (0..1) trades\n"
+     "relevance for results unlike each other (maximal marginal relevance).",
      query_opts, 0, 1, 30, cmd_query, NULL},
     {SBERT_PROTO_OP_GET, "ID", "show one document", NULL, no_opts, 1, 1, 30, cmd_get, NULL},
     {SBERT_PROTO_OP_DELETE, "ID...", "delete documents",

@@ -430,6 +430,27 @@ def daemon_tests(ctl, daemon, tmp):
         check(all(x["score"] >= 0.5 for x in d["results"]) and len(d["results"]) < 8,
               "query --min-score: %r" % d)
 
+    def t_query_modes():
+        # --mode keyword ranks by BM25: "pizza" is a word of one seed sentence only; hybrid
+        # fuses; --json hits carry both scores and ranks; --diversity reorders, never fails
+        d = ctl.json("query", "--mode", "keyword", "-k", "3", "pizza")
+        r = d["results"]
+        check(len(r) == 1 and r[0]["text"] == "Do you like pizza?" and r[0]["keyword_rank"] == 1
+              and r[0]["dense_score"] is None and r[0]["keyword_score"] > 0, "query --mode keyword: %r" % d)
+        d = ctl.json("query", "-m", "hybrid", "-k", "2", "A film that is really good")
+        check(all({"dense_score", "keyword_score", "dense_rank", "keyword_rank"} <= set(x)
+                  for x in d["results"]) and d["results"][0]["text"].startswith("The new movie"),
+              "query --mode hybrid: %r" % d)
+        d = ctl.json("query", "--mode", "hybrid", "--fusion", "weighted", "--weight", "1", "-k", "2",
+                     "A film that is really good")
+        check(len(d["results"]) == 2, "weighted fusion: %r" % d)
+        d = ctl.json("query", "--diversity", "0.9", "-k", "2", "A film that is really good")
+        ids = [x["text"] for x in d["results"]]
+        check(len(ids) == 2 and not (ids[0].startswith("The new movie") and ids[1].startswith("The new movie")),
+              "--diversity 0.9 keeps one of the two movie sentences: %r" % ids)
+        p = ctl.run("query", "--mode", "sparse", "x", expect=1)
+        check("mode" in p.stderr, "a bad mode is the daemon's error: %r" % p.stderr)
+
     def t_query_file():
         # query --file: one query a line (a blank line skipped), answered in input order, each
         # as the single query; with max_batch = 5 and max_reply_bytes = 4096 the 12 queries go
@@ -814,7 +835,7 @@ def daemon_tests(ctl, daemon, tmp):
         check(p.returncode == 0, "SBERTD_TOKEN: %r" % p.stderr)
 
     return [t_health_stats, t_seed_add_and_pairs, t_pairs_given_texts, t_similarity, t_encode,
-            t_query, t_query_file, t_get_delete, t_files, t_bad_file, t_error_replies, t_stats_count, t_backup_reindex,
+            t_query, t_query_modes, t_query_file, t_get_delete, t_files, t_bad_file, t_error_replies, t_stats_count, t_backup_reindex,
             t_backup_rotate, t_index, t_restore, t_restart, t_pipelined_add, t_pipeline_same_id, t_token]
 
 

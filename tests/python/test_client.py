@@ -70,6 +70,29 @@ def test_query(client):
         ["s6"], ["s6"]]
 
 
+def test_keyword_and_hybrid_query(model_dir):
+    """mode= reaches the daemon and the hits carry both scores and ranks: "pizza" is in one
+    sentence only, so BM25 finds just it; hybrid ranks the movie sentences first for a film
+    query; diversity keeps one of the two near-identical movie sentences out of the top 2."""
+    d = start_daemon(model_dir)
+    try:
+        with sbertd.Client(d.url, timeout=60) as client:
+            client.add(SENTENCES, ids=["s%d" % i for i in range(8)])
+            hits = client.query("pizza", mode="keyword")
+            assert [h.text for h in hits] == ["Do you like pizza?"]
+            assert hits[0].keyword_rank == 1 and hits[0].dense_score is None and hits[0].keyword_score > 0
+            hits = client.query("A film I really enjoyed", k=2, mode="hybrid")
+            assert {h.text for h in hits} == {"The new movie is awesome", "The new movie is so great"}
+            assert all(h.dense_rank is not None and h.dense_score is not None for h in hits)
+            batch = client.query(["pizza", "A film I really enjoyed"], k=2, mode="hybrid")
+            assert [h.id for h in batch[1]] == [h.id for h in hits]
+            div = client.query("A film I really enjoyed", k=2, diversity=0.9)
+            assert sum(h.text.startswith("The new movie") for h in div) == 1
+    finally:
+        assert d.stop() == 0
+        d.cleanup()
+
+
 def test_batch_query(model_dir):
     """Lists of texts or vectors go as batch queries (batch_size 3 here: 7 texts in 3
     requests), each list equal to the single query's; with max_reply_bytes = 8192 a batch of

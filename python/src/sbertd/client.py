@@ -84,12 +84,19 @@ def _probe(url, timeout):
 
 @dataclass
 class Hit:
-    """One query result: a stored document and its cosine similarity to the query."""
+    """One query result: a stored document and its score (the cosine similarity to the query in
+    dense mode; BM25 in keyword mode; the fused score in hybrid mode). Keyword and hybrid hits
+    also carry dense_score (None when unknown), keyword_score and their 1-based rank in each
+    ranking (None when not among its candidates)."""
     id: str
     score: float
     text: Optional[str] = None
     metadata: Optional[Dict[str, Any]] = None
     vector: Optional[np.ndarray] = field(default=None, repr=False)
+    dense_score: Optional[float] = None
+    keyword_score: Optional[float] = None
+    dense_rank: Optional[int] = None
+    keyword_rank: Optional[int] = None
 
     def __getitem__(self, key):  # hit["id"] as well as hit.id
         return getattr(self, key)
@@ -116,7 +123,9 @@ def _vector(v):
 
 
 def _hit(h):
-    return Hit(h["id"], h["score"], h.get("text"), h.get("metadata"), _vector(h.get("vector")))
+    return Hit(h["id"], h["score"], h.get("text"), h.get("metadata"), _vector(h.get("vector")),
+               h.get("dense_score"), h.get("keyword_score"), h.get("dense_rank"),
+               h.get("keyword_rank"))
 
 
 class Client:
@@ -316,13 +325,17 @@ class Client:
 
     def query(self, text_or_texts=None, k=10, filter=None, min_score=None,
               include=("text", "metadata"), vector=None, collection=None, texts=None,
-              vectors=None):
+              vectors=None, mode=None, fusion=None, weight=None, diversity=None,
+              candidates=None):
         """The k stored documents most similar to a text: a list of Hit, best first. Given a
         list of texts (or texts=), a list of such lists, one per text. vector= queries by an
         embedding instead of a text (one vector: a list of Hit; an n x dim array, or vectors=: a
         list of lists). Lists go as batch queries of up to batch_size items (PROTOCOL.md, query),
         each list equal to what a single query gives; a batch whose reply would exceed the
-        daemon's max_reply_bytes is sent again in halves."""
+        daemon's max_reply_bytes is sent again in halves. mode="keyword" ranks by BM25,
+        mode="hybrid" fuses BM25 with the vectors (fusion="rrf" or "weighted" with weight=),
+        diversity= (0..1) picks hits by maximal marginal relevance; None: the daemon's
+        defaults (PROTOCOL.md, query)."""
         if texts is not None:
             text_or_texts, texts = list(texts), None
         if vectors is not None:
@@ -332,7 +345,8 @@ class Client:
         if (text_or_texts is None) == (vector is None):
             raise ValueError("give a text (or texts) or vector=, not both")
         common = dict(k=k, filter=filter, min_score=min_score, include=list(include),
-                      collection=self._coll(collection))
+                      collection=self._coll(collection), mode=mode, fusion=fusion, weight=weight,
+                      diversity=diversity, candidates=candidates)
         if vector is not None:
             v = np.asarray(vector, dtype=np.float32)
             if v.ndim == 1:
