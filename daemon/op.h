@@ -135,6 +135,10 @@ int sbertd_query(struct sbertd *d, const float *vector,
 int sbertd_reindex_encode(const char *const *texts, const size_t *lens, size_t n, float *out,
                           void *user);
 
+/* Tells the watchdog that the calling thread's request is still making progress (a long write,
+ * e.g. a delete by filter between its chunks). */
+void sbertd_progress(struct sbertd *d);
+
 /* ---- statistics --------------------------------------------------------------------------------
  */
 

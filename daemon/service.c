@@ -90,3 +90,8 @@ void sbertd_counters_get(const struct sbertd *d, struct sbertd_counters *out)
     out->workers = d->n_workers;
     out->encode_threads = d->cfg.encode_threads;
 }
+
+void sbertd_progress(struct sbertd *d)
+{
+    sbertd_server_progress(d);
+}
