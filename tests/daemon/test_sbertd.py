@@ -960,6 +960,71 @@ def test_patch(d):
     c.close()
 
 
+def sbertctl(d, *args, stdin=None, expect=0):
+    """Runs the sbertctl named by $SBERTCTL against d; returns its stdout."""
+    exe = os.environ.get("SBERTCTL")
+    check(exe and os.access(exe, os.X_OK), "SBERTCTL must name the built sbertctl")
+    p = subprocess.run([exe, "--socket", d.url] + list(args), input=stdin, capture_output=True,
+                       text=True, timeout=300)
+    check(p.returncode == expect, "sbertctl %s: exit %d\n%s" % (" ".join(args), p.returncode,
+                                                              p.stderr[-2000:]))
+    return p.stdout
+
+
+def test_sbertctl_round_trip(d):
+    """sbertctl list/count/patch/delete --filter, and list --all --json read back by add --file
+    into a fresh daemon: the same documents (id, text, metadata)."""
+    c = d.client()
+    docs = [{"id": "r%03d" % i, "text": "%s (%d)" % (SENTENCES[i % 8], i),
+             "metadata": {"i": i, "src": "ab"[i % 2], "nested": {"x": [i, "y"]}}}
+            for i in range(40)]
+    docs.append({"id": "bare", "text": "no metadata at all"})
+    docs.append({"id": "quote\"tab\t", "text": "line\nbreak \u00e9 \U0001F600"})
+    ok(c.call("add", documents=docs))
+    check(sbertctl(d, "count").strip() == "42", "count")
+    check(json.loads(sbertctl(d, "--json", "count", "--filter", '{"src":"a"}')) == {"count": 20},
+          "count --json --filter")
+    out = sbertctl(d, "patch", "r001", "flag=true", "n=3", "word=hello", "--unset", "nested")
+    check("patched r001" in out, "patch output %r" % out)
+    sbertctl(d, "patch", "nope", "k=1", expect=1)
+    g = ok(c.call("get", ids=["r001"]))["documents"][0]["metadata"]
+    check(g == {"i": 1, "src": "b", "flag": True, "n": 3, "word": "hello"}, "patched: %r" % g)
+    table = sbertctl(d, "list", "--limit", "5")
+    check("ID" in table.splitlines()[0] and "bare" in table, "list table: %r" % table[:200])
+    lines = sbertctl(d, "--json", "list", "--limit", "5").splitlines()
+    check(len(lines) == 6 and "cursor" in json.loads(lines[-1]), "list --json page: %r" % lines)
+    nxt = sbertctl(d, "--json", "list", "--limit", "5", "--cursor",
+                   json.loads(lines[-1])["cursor"]).splitlines()
+    check(json.loads(nxt[0])["id"] == "r003", "the next page: %r" % nxt[:1])
+    export = sbertctl(d, "--json", "list", "--all", "--limit", "7")
+    check(len(export.splitlines()) == 42 and "cursor" not in export, "export: %d lines" %
+          len(export.splitlines()))
+    # a page's output with its cursor line reads back too
+    path = os.path.join(d.tmp, "export.jsonl")
+    with open(path, "w") as f:
+        f.write(export + "\n".join(lines) + "\n")
+    before = [x for x in ok(c.call("list", limit=100))["documents"]]
+    d2 = h.Daemon(MODEL)
+    try:
+        d2.start()
+        sbertctl(d2, "add", "--file", path)
+        c2 = d2.client()
+        after = ok(c2.call("list", limit=100))["documents"]
+        c2.close()
+        check(after == before, "the round trip differs: %r" % [
+            (x, y) for x, y in zip(before, after) if x != y][:2])
+        check(d2.stop() == 0, "fresh daemon exit status")
+    finally:
+        d2.cleanup()
+    out = sbertctl(d, "delete", "--filter", '{"src":"a"}')
+    check(out.strip() == "deleted 20", "delete --filter: %r" % out)
+    check(json.loads(sbertctl(d, "--json", "delete", "--filter", '{"src":"a"}')) == {"deleted": 0},
+          "delete --filter again")
+    sbertctl(d, "delete", "--filter", "{}", expect=1)
+    check(sbertctl(d, "count").strip() == "22", "count after delete --filter")
+    c.close()
+
+
 # ---- runner ---------------------------------------------------------------------------------
 
 TESTS = [
@@ -991,6 +1056,7 @@ NAMED_TESTS = [
     ("list_pages", test_list_pages, {}),
     ("count_and_delete_filter", test_count_and_delete_filter, {}),
     ("patch", test_patch, {}),
+    ("sbertctl_round_trip", test_sbertctl_round_trip, {}),
 ]
 
 
