@@ -850,6 +850,11 @@ def test_count_and_delete_filter(d):
     check(ok(c.call("count", filter={"src": "a"}))["count"] == 1500, "count with a filter")
     check(ok(c.call("count", filter={"n": {"$lt": 10}, "src": "b"}))["count"] == 5, "count $and")
     check(ok(c.call("count", filter={"src": "zzz"}))["count"] == 0, "count of nothing")
+    # $text: a condition on the stored text (texts are "doc kNNNNN")
+    check(ok(c.call("count", filter={"$text": {"$contains": "k0001"}}))["count"] == 10,
+          "count with $text")
+    got, _ = list_all(c, filter={"$text": {"$icontains": "DOC K0002"}, "src": "a"})
+    check(got == ["k%05d" % i for i in range(21, 30, 2)], "list with $text: %r" % got)
     err(c.call("count", filter={"n": {"$bogus": 1}}), "bad_filter", "count bad filter")
 
     err(c.call("delete", filter={}), "bad_filter", "delete with the empty filter")
