@@ -191,6 +191,11 @@ int op_run_count(struct sbertd *d, struct request *r, cJSON *reply, struct sbert
 
 /* ---- delete by filter ------------------------------------------------------------------------ */
 
+static void filter_free(void *f)
+{
+    sbert_index_filter_free(f);
+}
+
 int op_prepare_delete_filter(struct sbertd *d, struct request *r, struct sbert_proto_error *err)
 {
     (void)d;
@@ -205,7 +210,7 @@ int op_prepare_delete_filter(struct sbertd *d, struct request *r, struct sbert_p
     sbert_index_filter *f = NULL;
     int rc = op_get_filter(sbertd_req_root(r), &f, err);
     if (rc) return rc;
-    sbertd_req_set_prep(r, f, (void (*)(void *))sbert_index_filter_free);
+    sbertd_req_set_prep(r, f, filter_free);
     return 0;
 }
 
