@@ -14,17 +14,18 @@
  * object (or none) and an embedding of dim float32. Embeddings are L2-normalised on the way in,
  * so every score this module returns is a cosine similarity (inner product of unit vectors).
  *
- * Durability: every write call (put, delete, reindex) is one LMDB write transaction committed with
- * fsync before the call returns 0; a batch is all or nothing, including after a crash or kill -9
- * at any moment. The vector index is never a source of truth: after open it holds exactly the
- * live documents of store.mdb.
+ * Durability: every write call (put, delete, patch, reindex; a delete by filter: each of its
+ * chunks) is one LMDB write transaction committed with fsync before the call returns 0; a batch
+ * is all or nothing, including after a crash or kill -9 at any moment. The vector index is never
+ * a source of truth: after open it holds exactly the live documents of store.mdb.
  *
  * Thread safety: every function may be called from any thread on the same handle, except
- * sbert_index_close(), which must be the only call in progress. Writes (put, delete, snapshot,
- * backup, reindex) are serialised internally by a mutex, in call order per thread. Reads (get,
- * count, iterate, query, pairs, stats) run concurrently with each other and with one write in
- * progress; a reader sees each write batch entirely or not at all. Readers wait only briefly:
- * while the LMDB map is grown (all transactions must be closed for mdb_env_set_mapsize) and while
+ * sbert_index_close(), which must be the only call in progress. Writes (put, delete, patch,
+ * snapshot, backup, reindex; a delete by filter per chunk) are serialised internally by a mutex,
+ * in call order per thread. Reads (get, count, iterate, list, query, pairs, stats) run
+ * concurrently with each other and with one write in progress; a reader sees each write batch
+ * (each chunk of a delete by filter) entirely or not at all. Readers wait only briefly: while
+ * the LMDB map is grown (all transactions must be closed for mdb_env_set_mapsize) and while
  * a finished reindex switches over. Compiled filters (sbert_index_filter) are immutable and may
  * be shared by any number of threads.
  *
