@@ -343,8 +343,16 @@ static int txt_next(sbc_input *in, struct sbc_doc *doc, char *errbuf, size_t err
     return 1;
 }
 
+/* A line {"cursor": "..."} alone: the last line of `sbertctl list --json` when more remained. */
+static int is_cursor_line(const cJSON *o)
+{
+    return cJSON_GetArraySize(o) == 1 &&
+           cJSON_IsString(cJSON_GetObjectItemCaseSensitive(o, "cursor"));
+}
+
 static int jsonl_next(sbc_input *in, struct sbc_doc *doc, char *errbuf, size_t errlen)
 {
+again:;
     long n = read_line(in, errbuf, errlen);
     if (n <= 0) return (int)n;
     long line = in->line;
@@ -359,6 +367,11 @@ static int jsonl_next(sbc_input *in, struct sbc_doc *doc, char *errbuf, size_t e
         if (*end != ' ' && *end != '\t')
             return fail(in, line, SBC_INPUT_EFORMAT, errbuf, errlen,
                         "more than one JSON value on the line");
+    if (is_cursor_line(in->json)) {
+        cJSON_Delete(in->json);
+        in->json = NULL;
+        goto again;
+    }
     memset(doc, 0, sizeof *doc);
     const cJSON *item;
     cJSON_ArrayForEach(item, in->json)

@@ -6,7 +6,9 @@
  *          text is not a document); no id, no metadata.
  *   jsonl  one JSON object per line: "text" (string, required), "id" (string or integer,
  *          optional), "metadata" (object, optional); other keys are refused so that a typo such
- *          as "txt" is reported instead of silently dropped. Blank lines are skipped.
+ *          as "txt" is reported instead of silently dropped. Blank lines are skipped, and so is a
+ *          line {"cursor": "..."} alone (the last line of `sbertctl list --json` when more
+ *          remained), so that list's output reads back.
  *   csv    RFC 4180: comma-separated, fields optionally enclosed in double quotes, a quote inside
  *          a quoted field doubled (""), quoted fields may hold commas and line breaks; "\n" or
  *          "\r\n" record ends. The first record is the header. text_column (required) and

@@ -1168,8 +1168,42 @@ static int cmd_get(struct ctx *c, const struct args *a)
     return rc;
 }
 
+static const struct opt delete_opts[] = {
+    {"filter", 0, "JSON", "delete every document the filter accepts (no IDs then)"},
+    {NULL, 0, NULL, NULL},
+};
+enum { DEL_FILTER };
+
+/* delete --filter: one request, which the daemon runs in chunks. */
+static int cmd_delete_filter(struct ctx *c, const struct args *a)
+{
+    cJSON *filter = cJSON_Parse(a->val[DEL_FILTER]);
+    if (!filter) return usage_error(c->cmd, "--filter: not valid JSON: %s", a->val[DEL_FILTER]);
+    cJSON *req = request_new(c);
+    c->user_json = 1;
+    req_set(c, req, "filter", filter);
+    cJSON *rep;
+    const cJSON *n;
+    int rc = call_member(c, req, "deleted", cJSON_IsNumber, -1, &rep, &n);
+    if (rc != EXIT_OK) return rc;
+    if (c->json) {
+        cJSON *out = cJSON_CreateObject();
+        cJSON_AddNumberToObject(out, "deleted", n->valuedouble);
+        rc = print_json(out);
+        cJSON_Delete(out);
+    } else
+        printf("deleted %.0f\n", n->valuedouble);
+    cJSON_Delete(rep);
+    return rc;
+}
+
 static int cmd_delete(struct ctx *c, const struct args *a)
 {
+    if (a->val[DEL_FILTER]) {
+        if (a->n_pos) return usage_error(c->cmd, "give IDs or --filter, not both");
+        return cmd_delete_filter(c, a);
+    }
+    if (a->n_pos == 0) return usage_error(c->cmd, "give IDs or --filter");
     cJSON *req = request_new(c);
     cJSON *ids = req_set(c, req, "ids", cJSON_CreateArray());
     for (int i = 0; ids && i < a->n_pos; i++)
@@ -1193,6 +1227,233 @@ static int cmd_delete(struct ctx *c, const struct args *a)
             fprintf(stderr, "sbertctl: delete: no document with id %s\n", m->valuestring);
     }
     cJSON_Delete(out);
+    cJSON_Delete(rep);
+    return rc;
+}
+
+/* ---- list / count / patch ----------------------------------------------------------------- */
+
+static const struct opt list_opts[] = {
+    {"filter", 0, "JSON", "only documents the metadata filter accepts"},
+    {"limit", 'n', "N", "documents per page (default 100)"},
+    {"cursor", 0, "C", "go on where a previous page ended"},
+    {"all", 0, NULL, "every page, to the end (with --json: an export add --file reads back)"},
+    {NULL, 0, NULL, NULL},
+};
+enum { L_FILTER, L_LIMIT, L_CURSOR, L_ALL };
+
+/* A listed document as the object add --file reads back: {"id","text","metadata"}. */
+static cJSON *list_doc(const cJSON *d)
+{
+    cJSON *o = cJSON_CreateObject();
+    static const char *const keys[] = {"id", "text", "metadata"};
+    for (size_t i = 0; o && i < 3; i++) {
+        const cJSON *f = cJSON_GetObjectItemCaseSensitive(d, keys[i]);
+        cJSON_AddItemToObject(o, keys[i], f ? cJSON_Duplicate(f, 1) : cJSON_CreateNull());
+    }
+    return o;
+}
+
+/* One page: the request with cursor (NULL: the first), its documents printed as JSON Lines or
+ * added to table t. *next gets a malloc'd copy of the reply's cursor, or NULL at the end. */
+static int list_page(struct ctx *c, const struct args *a, long limit, const char *cursor,
+                     sbc_table *t, char **next)
+{
+    *next = NULL;
+    cJSON *req = request_new(c);
+    if (a->val[L_FILTER]) {
+        cJSON *filter = cJSON_Parse(a->val[L_FILTER]);
+        if (!filter) {
+            cJSON_Delete(req);
+            return usage_error(c->cmd, "--filter: not valid JSON: %s", a->val[L_FILTER]);
+        }
+        c->user_json = 1;
+        req_set(c, req, "filter", filter);
+    }
+    req_set(c, req, "limit", cJSON_CreateNumber((double)limit));
+    if (cursor) req_set(c, req, "cursor", cJSON_CreateString(cursor));
+    cJSON *inc = req_set(c, req, "include", cJSON_CreateArray());
+    cJSON_AddItemToArray(inc, cJSON_CreateString("text"));
+    cJSON_AddItemToArray(inc, cJSON_CreateString("metadata"));
+    cJSON *rep;
+    const cJSON *docs, *d;
+    int rc = call_member(c, req, "documents", cJSON_IsArray, -1, &rep, &docs);
+    if (rc != EXIT_OK) return rc;
+    cJSON_ArrayForEach(d, docs)
+    {
+        if (c->json) {
+            cJSON *o = list_doc(d);
+            rc = o ? print_json(o) : EXIT_REPLY;
+            cJSON_Delete(o);
+        } else {
+            char nb[32];
+            char *meta = meta_cell(cJSON_GetObjectItemCaseSensitive(d, "metadata"));
+            const char *row[3] = {id_text(cJSON_GetObjectItemCaseSensitive(d, "id"), nb, sizeof nb),
+                                  str_or(d, "text", ""), meta ? meta : ""};
+            sbc_table_add_row(t, row);
+            free(meta);
+        }
+        if (rc != EXIT_OK) break;
+    }
+    const char *cur = str_or(rep, "cursor", NULL);
+    if (rc == EXIT_OK && cur && !(*next = strdup(cur))) rc = EXIT_REPLY;
+    cJSON_Delete(rep);
+    return rc;
+}
+
+static int cmd_list(struct ctx *c, const struct args *a)
+{
+    long limit = 100;
+    if (a->val[L_LIMIT] && parse_int(a->val[L_LIMIT], 1, INT_MAX, &limit) < 0)
+        return usage_error(c->cmd, "--limit: expected a positive integer, not \"%s\"",
+                           a->val[L_LIMIT]);
+    struct sbc_column cols[] = {{"ID", 0}, {"TEXT", SBC_COL_SHRINK}, {"METADATA", SBC_COL_SHRINK}};
+    sbc_table *t = NULL;
+    if (!c->json && sbc_table_create(cols, 3, &t) < 0) return EXIT_REPLY;
+    char *cursor = a->val[L_CURSOR] ? strdup(a->val[L_CURSOR]) : NULL, *next = NULL;
+    int rc;
+    for (;;) {
+        rc = list_page(c, a, limit, cursor, t, &next);
+        free(cursor);
+        cursor = next;
+        if (rc != EXIT_OK || !cursor || !a->val[L_ALL]) break;
+    }
+    if (rc == EXIT_OK && cursor && c->json) {
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, "cursor", cursor);
+        rc = print_json(o);
+        cJSON_Delete(o);
+    }
+    if (t && rc == EXIT_OK) {
+        rc = print_table(t);
+        t = NULL;
+        if (rc == EXIT_OK && cursor)
+            fprintf(stderr, "sbertctl: list: more remain: sbertctl list --cursor %s\n", cursor);
+    }
+    sbc_table_free(t);
+    free(cursor);
+    return rc;
+}
+
+static const struct opt count_opts[] = {
+    {"filter", 0, "JSON", "count only the documents the metadata filter accepts"},
+    {NULL, 0, NULL, NULL},
+};
+
+static int cmd_count(struct ctx *c, const struct args *a)
+{
+    cJSON *req = request_new(c);
+    if (a->val[0]) {
+        cJSON *filter = cJSON_Parse(a->val[0]);
+        if (!filter) {
+            cJSON_Delete(req);
+            return usage_error(c->cmd, "--filter: not valid JSON: %s", a->val[0]);
+        }
+        c->user_json = 1;
+        req_set(c, req, "filter", filter);
+    }
+    cJSON *rep;
+    const cJSON *n;
+    int rc = call_member(c, req, "count", cJSON_IsNumber, -1, &rep, &n);
+    if (rc != EXIT_OK) return rc;
+    if (c->json) {
+        cJSON *out = cJSON_CreateObject();
+        cJSON_AddNumberToObject(out, "count", n->valuedouble);
+        rc = print_json(out);
+        cJSON_Delete(out);
+    } else
+        printf("%.0f\n", n->valuedouble);
+    cJSON_Delete(rep);
+    return rc;
+}
+
+static const struct opt patch_opts[] = {
+    {"set", 0, "JSON", "an object of keys to set (besides KEY=VALUE arguments)"},
+    {"unset", 0, "KEYS", "comma-separated keys to remove"},
+    {NULL, 0, NULL, NULL},
+};
+enum { P_SET, P_UNSET };
+
+/* KEY=VALUE: VALUE as JSON when it parses (3, true, "x", [1]), else as a string. */
+static int patch_pair(cJSON *set, const char *arg)
+{
+    const char *eq = strchr(arg, '=');
+    if (!eq || eq == arg) return -1;
+    char *key = strndup(arg, (size_t)(eq - arg));
+    cJSON *v = cJSON_Parse(eq + 1);
+    if (!v) v = cJSON_CreateString(eq + 1);
+    cJSON_DeleteItemFromObjectCaseSensitive(set, key);
+    int rc = key && v && cJSON_AddItemToObject(set, key, v) ? 0 : -1;
+    if (rc) cJSON_Delete(v);
+    free(key);
+    return rc;
+}
+
+/* The patch object {"id","set"?,"unset"?} of the command line, or NULL after a usage error. */
+static cJSON *patch_item(struct ctx *c, const struct args *a, int *rc)
+{
+    cJSON *set = a->val[P_SET] ? cJSON_Parse(a->val[P_SET]) : cJSON_CreateObject();
+    if (!cJSON_IsObject(set)) {
+        cJSON_Delete(set);
+        *rc = usage_error(c->cmd, "--set: not a JSON object: %s", a->val[P_SET]);
+        return NULL;
+    }
+    for (int i = 1; i < a->n_pos; i++)
+        if (patch_pair(set, a->pos[i]) < 0) {
+            cJSON_Delete(set);
+            *rc = usage_error(c->cmd, "expected KEY=VALUE, not \"%s\"", a->pos[i]);
+            return NULL;
+        }
+    cJSON *item = cJSON_CreateObject();
+    cJSON_AddStringToObject(item, "id", a->pos[0]);
+    if (set->child)
+        cJSON_AddItemToObject(item, "set", set);
+    else
+        cJSON_Delete(set);
+    if (a->val[P_UNSET]) {
+        cJSON *un = cJSON_AddArrayToObject(item, "unset");
+        char *keys = strdup(a->val[P_UNSET]), *save = NULL;
+        for (char *k = keys ? strtok_r(keys, ",", &save) : NULL; k; k = strtok_r(NULL, ",", &save))
+            cJSON_AddItemToArray(un, cJSON_CreateString(k));
+        free(keys);
+    }
+    if (!cJSON_HasObjectItem(item, "set") && !cJSON_HasObjectItem(item, "unset")) {
+        cJSON_Delete(item);
+        *rc = usage_error(c->cmd, "nothing to change: give KEY=VALUE, --set or --unset");
+        return NULL;
+    }
+    return item;
+}
+
+static int cmd_patch(struct ctx *c, const struct args *a)
+{
+    int rc = EXIT_OK;
+    cJSON *item = patch_item(c, a, &rc);
+    if (!item) return rc;
+    cJSON *req = request_new(c);
+    c->user_json = 1;
+    cJSON *docs = req_set(c, req, "documents", cJSON_CreateArray());
+    if (docs)
+        cJSON_AddItemToArray(docs, item);
+    else
+        cJSON_Delete(item);
+    cJSON *rep;
+    const cJSON *found;
+    rc = call_member(c, req, "found", cJSON_IsArray, 1, &rep, &found);
+    if (rc != EXIT_OK) return rc;
+    int ok = cJSON_IsTrue(cJSON_GetArrayItem(found, 0));
+    if (c->json) {
+        cJSON *out = cJSON_CreateObject();
+        cJSON_AddStringToObject(out, "id", a->pos[0]);
+        cJSON_AddBoolToObject(out, "found", ok);
+        rc = print_json(out);
+        cJSON_Delete(out);
+    } else if (ok)
+        printf("patched %s\n", a->pos[0]);
+    if (!ok) {
+        errmsg("patch: no document with id %s", a->pos[0]);
+        rc = EXIT_REPLY;
+    }
     cJSON_Delete(rep);
     return rc;
 }
@@ -1836,9 +2097,26 @@ static const struct command commands[] = {
      "relevance for results unlike each other (maximal marginal relevance).",
      query_opts, 0, 1, 30, cmd_query, NULL},
     {SBERT_PROTO_OP_GET, "ID", "show one document", NULL, no_opts, 1, 1, 30, cmd_get, NULL},
-    {SBERT_PROTO_OP_DELETE, "ID...", "delete documents",
-     "Ids that do not exist are named on stderr; the exit status is still 0.", no_opts, 1, -1, 60,
-     cmd_delete, NULL},
+    {SBERT_PROTO_OP_DELETE, "ID... | --filter JSON", "delete documents, by id or by filter",
+     "Ids that do not exist are named on stderr; the exit status is still 0. --filter deletes\n"
+     "every document the filter accepts (in chunks of one transaction each) and prints how many\n"
+     "(--json: {\"deleted\":N}); the empty filter {} is refused by sbertd.",
+     delete_opts, 0, -1, 3600, cmd_delete, NULL},
+    {SBERT_PROTO_OP_LIST, "[--filter JSON] [--limit N] [--cursor C] [--all]",
+     "documents in id order, a page at a time",
+     "Prints a table of the page and, on stderr, the command for the next page when more remain.\n"
+     "--json prints JSON Lines, one {\"id\",\"text\",\"metadata\"} a line, then\n"
+     "{\"cursor\":C} when more remain. --all goes on page after page to the end: with --json, an\n"
+     "export that `sbertctl add --file F.jsonl` reads back (texts are encoded again).",
+     list_opts, 0, 0, 60, cmd_list, NULL},
+    {SBERT_PROTO_OP_COUNT, "[--filter JSON]", "the number of documents (a filter accepts)",
+     "--json: {\"count\":N}", count_opts, 0, 0, 120, cmd_count, NULL},
+    {SBERT_PROTO_OP_PATCH, "ID [KEY=VALUE...] [--set JSON] [--unset KEY,...]",
+     "change a document's metadata without encoding it again",
+     "KEY=VALUE sets KEY: VALUE is JSON when it parses (3, true, [1,2], \"x\"), else a string.\n"
+     "--unset removes keys (before the sets). Exit status 1 when ID does not exist.\n"
+     "--json: {\"id\",\"found\"}.",
+     patch_opts, 1, -1, 60, cmd_patch, NULL},
     {SBERT_PROTO_OP_SIMILARITY, "A B", "cosine similarity of two texts", "--json: {\"score\":S}",
      no_opts, 2, 2, 30, cmd_similarity, NULL},
     {SBERT_PROTO_OP_ENCODE, "TEXT...", "embeddings of texts (the model's encode())",

@@ -152,6 +152,10 @@ int sbertd_query_many(struct sbertd *d, const float *vectors, size_t n,
 int sbertd_reindex_encode(const char *const *texts, const size_t *lens, size_t n, float *out,
                           void *user);
 
+/* Tells the watchdog that the calling thread's request is still making progress (a long write,
+ * e.g. a delete by filter between its chunks). */
+void sbertd_progress(struct sbertd *d);
+
 /* ---- statistics --------------------------------------------------------------------------------
  */
 

@@ -1,6 +1,6 @@
 /* ops.c — the daemon's op table: proto's op table (name, members, whether it writes: PROTOCOL.md
  * section 4) joined with each op's batch-bounded list and its handlers (ops_documents.c,
- * ops_search.c, ops_admin.c). */
+ * ops_manage.c, ops_search.c, ops_admin.c). */
 #include "ops_common.h"
 
 #include "sbert_util.h"
@@ -22,6 +22,9 @@ static const struct op_handlers handlers[SBERT_PROTO_N_OPS] = {
     [SBERT_PROTO_OP_HEALTH]     = {NULL,        NULL,              op_run_health,     NULL},
     [SBERT_PROTO_OP_BACKUP]     = {NULL,        op_prepare_backup, op_run_backup,     NULL},
     [SBERT_PROTO_OP_REINDEX]    = {NULL,        NULL,              op_run_reindex,    NULL},
+    [SBERT_PROTO_OP_LIST]       = {NULL,        NULL,              op_run_list,       NULL},
+    [SBERT_PROTO_OP_COUNT]      = {NULL,        NULL,              op_run_count,      NULL},
+    [SBERT_PROTO_OP_PATCH]      = {"documents", op_prepare_patch,  op_run_patch,      NULL},
 };
 /* clang-format on */
 

@@ -3,6 +3,7 @@
 #define _GNU_SOURCE
 #include "ops_common.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -139,4 +140,39 @@ int op_get_filter(const cJSON *root, sbert_index_filter **f, struct sbert_proto_
             err, rc == SBERT_INDEX_ENOMEM ? SBERT_PROTO_EINTERNAL : SBERT_PROTO_EBAD_FILTER, -1,
             "filter: %s", why[0] ? why : sbert_index_strerror(rc));
     return 0;
+}
+
+/* ---- metadata -------------------------------------------------------------------------------- */
+
+int op_json_finite(const cJSON *x)
+{
+    if (cJSON_IsNumber(x)) return isfinite(x->valuedouble);
+    for (const cJSON *c = x->child; c; c = c->next)
+        if (!op_json_finite(c)) return 0;
+    return 1;
+}
+
+/* ---- writes remembered by req_id ------------------------------------------------------------- */
+
+/* sbert_index_write_req's reply callback: the whole reply text, as sbertd_finish prints it. */
+static int remember_reply(void *user, char **out, size_t *len)
+{
+    const struct op_remember *m = user;
+    cJSON *reply = sbert_proto_reply_new(sbertd_req_id(m->r));
+    int rc = !reply || m->members(reply, m->arg) || sbert_proto_print(reply, out, len);
+    cJSON_Delete(reply);
+    return rc ? -1 : 0;
+}
+
+const struct sbert_index_write_req *
+op_write_req(const struct request *r, struct sbert_index_write_req *wr, struct op_remember *m)
+{
+    const char *req_id = sbertd_req_id(r);
+    if (!req_id) return NULL;
+    wr->req_id = req_id;
+    wr->req_id_len = strlen(req_id);
+    wr->hash = sbertd_req_hash(r);
+    wr->reply = remember_reply;
+    wr->user = m;
+    return wr;
 }

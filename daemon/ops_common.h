@@ -45,6 +45,24 @@ cJSON *op_doc_json(const struct sbert_index_doc *doc, unsigned include, int dim,
  * with sbert_index_filter_free. */
 int op_get_filter(const cJSON *root, sbert_index_filter **f, struct sbert_proto_error *err);
 
+/* cJSON reads 1e400 as inf and prints inf as null: metadata with such a number is refused rather
+ * than stored with a null in place of the number sent. Returns 1 when every number in x is
+ * finite. Recursion depth is bounded by cJSON's nesting limit. */
+int op_json_finite(const cJSON *x);
+
+/* A write's reply members, built from its outputs: once inside the write transaction for the
+ * store to remember (op_write_req), once after it for the reply sent. */
+struct op_remember {
+    const struct request *r;
+    int (*members)(cJSON *reply, const void *arg); /* 0, or -1 when out of memory */
+    const void *arg;
+};
+
+/* Fills wr so that the store remembers r's reply (built by m) with the write, and returns it; or
+ * NULL when r has no req_id (nothing to remember). wr and m must outlive the write call. */
+const struct sbert_index_write_req *
+op_write_req(const struct request *r, struct sbert_index_write_req *wr, struct op_remember *m);
+
 /* ---- the handlers, by family ------------------------------------------------------------------
  */
 
@@ -55,6 +73,15 @@ int op_run_add(struct sbertd *d, struct request *r, cJSON *reply, struct sbert_p
 int op_run_get(struct sbertd *d, struct request *r, cJSON *reply, struct sbert_proto_error *err);
 int op_prepare_delete(struct sbertd *d, struct request *r, struct sbert_proto_error *err);
 int op_run_delete(struct sbertd *d, struct request *r, cJSON *reply, struct sbert_proto_error *err);
+
+/* ops_manage.c (delete's filter form is prepared and run there, called by ops_documents.c) */
+int op_run_list(struct sbertd *d, struct request *r, cJSON *reply, struct sbert_proto_error *err);
+int op_run_count(struct sbertd *d, struct request *r, cJSON *reply, struct sbert_proto_error *err);
+int op_prepare_patch(struct sbertd *d, struct request *r, struct sbert_proto_error *err);
+int op_run_patch(struct sbertd *d, struct request *r, cJSON *reply, struct sbert_proto_error *err);
+int op_prepare_delete_filter(struct sbertd *d, struct request *r, struct sbert_proto_error *err);
+int op_run_delete_filter(struct sbertd *d, struct request *r, cJSON *reply,
+                         struct sbert_proto_error *err);
 
 /* ops_search.c */
 int op_run_query(struct sbertd *d, struct request *r, cJSON *reply, struct sbert_proto_error *err);

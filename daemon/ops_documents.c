@@ -1,5 +1,6 @@
 /* ops_documents.c — the document ops: add, get, delete (PROTOCOL.md section 4). add and delete
- * are writes: prepared in a worker, run in the committer, add's encode staged in the writer. */
+ * are writes: prepared in a worker, run in the committer, add's encode staged in the writer.
+ * delete's filter form is ops_manage.c's. */
 #define _GNU_SOURCE
 #include "ops_common.h"
 
@@ -7,16 +8,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-/* cJSON reads 1e400 as inf and prints inf as null: refuse such metadata rather than store a
- * null in place of the number sent. Recursion depth is bounded by cJSON's nesting limit. */
-static int json_finite(const cJSON *x)
-{
-    if (cJSON_IsNumber(x)) return isfinite(x->valuedouble);
-    for (const cJSON *c = x->child; c; c = c->next)
-        if (!json_finite(c)) return 0;
-    return 1;
-}
 
 /* ---- get ------------------------------------------------------------------------------------- */
 
@@ -240,7 +231,7 @@ int op_prepare_add(struct sbertd *d, struct request *r, struct sbert_proto_error
             if (!cJSON_IsObject(meta))
                 return sbert_proto_error_set(err, SBERT_PROTO_EBAD_METADATA, (long)i,
                                              "documents[%zu].metadata must be an object", i);
-            if (!json_finite(meta))
+            if (!op_json_finite(meta))
                 return sbert_proto_error_set(err, SBERT_PROTO_EBAD_METADATA, (long)i,
                                              "documents[%zu].metadata has a number out of the "
                                              "double range (e.g. 1e400)",
@@ -269,41 +260,6 @@ int op_prepare_add(struct sbertd *d, struct request *r, struct sbert_proto_error
     return 0;
 }
 
-/* ---- writes remembered by req_id ---------------------------------------------------------------
- */
-
-/* A write's reply members, built from its outputs: once inside the write transaction for the
- * store to remember (remember_reply), once after it for the reply sent. */
-struct remember {
-    const struct request *r;
-    int (*members)(cJSON *reply, const void *arg); /* 0, or -1 when out of memory */
-    const void *arg;
-};
-
-/* sbert_index_write_req's reply callback: the whole reply text, as sbertd_finish prints it. */
-static int remember_reply(void *user, char **out, size_t *len)
-{
-    const struct remember *m = user;
-    cJSON *reply = sbert_proto_reply_new(sbertd_req_id(m->r));
-    int rc = !reply || m->members(reply, m->arg) || sbert_proto_print(reply, out, len);
-    cJSON_Delete(reply);
-    return rc ? -1 : 0;
-}
-
-/* The write_req for r, or NULL when r has no req_id (nothing to remember). */
-static const struct sbert_index_write_req *
-write_req(const struct request *r, struct sbert_index_write_req *wr, struct remember *m)
-{
-    const char *req_id = sbertd_req_id(r);
-    if (!req_id) return NULL;
-    wr->req_id = req_id;
-    wr->req_id_len = strlen(req_id);
-    wr->hash = sbertd_req_hash(r);
-    wr->reply = remember_reply;
-    wr->user = m;
-    return wr;
-}
-
 /* ---- add (continued) ------------------------------------------------------------------------- */
 
 static int add_members(cJSON *reply, const void *arg)
@@ -330,9 +286,9 @@ static int add_store(struct sbertd *d, struct request *r, cJSON *reply,
     size_t bad = 0;
     char why[512] = "";
     struct sbert_index_write_req wr;
-    struct remember m = {r, add_members, a};
-    int irc = sbert_index_put_req(sbertd_store(d), a->items, a->n, write_req(r, &wr, &m), &bad, why,
-                                  sizeof why);
+    struct op_remember m = {r, add_members, a};
+    int irc = sbert_index_put_req(sbertd_store(d), a->items, a->n, op_write_req(r, &wr, &m), &bad,
+                                  why, sizeof why);
     if (irc)
         return op_index_error(irc, why,
                               (irc == SBERT_INDEX_EID || irc == SBERT_INDEX_EMETADATA ||
@@ -408,6 +364,13 @@ void op_stage_add(struct sbertd *d, struct request **rs, size_t n)
 
 int op_prepare_delete(struct sbertd *d, struct request *r, struct sbert_proto_error *err)
 {
+    const cJSON *root = sbertd_req_root(r);
+    if (cJSON_HasObjectItem(root, "filter")) {
+        if (cJSON_HasObjectItem(root, "ids"))
+            return sbert_proto_error_set(err, SBERT_PROTO_EBAD_REQUEST, -1,
+                                         "delete: give exactly one of \"ids\", \"filter\", not 2");
+        return op_prepare_delete_filter(d, r, err);
+    }
     struct id_list *l = NULL;
     int rc = get_ids(d, sbertd_req_root(r), &l, err);
     if (rc) return rc;
@@ -435,14 +398,16 @@ static int del_members(cJSON *reply, const void *arg)
 
 int op_run_delete(struct sbertd *d, struct request *r, cJSON *reply, struct sbert_proto_error *err)
 {
+    if (cJSON_HasObjectItem(sbertd_req_root(r), "filter"))
+        return op_run_delete_filter(d, r, reply, err);
     struct id_list *l = sbertd_req_prep(r);
     struct del_out o = {l->n, 0, calloc(l->n, sizeof *o.existed)};
     if (!o.existed) return op_oom(err);
     char why[512] = "";
     struct sbert_index_write_req wr;
-    struct remember m = {r, del_members, &o};
+    struct op_remember m = {r, del_members, &o};
     int rc = 0, irc = sbert_index_delete_req(sbertd_store(d), l->ids, l->lens, l->n, o.existed,
-                                             &o.deleted, write_req(r, &wr, &m), why, sizeof why);
+                                             &o.deleted, op_write_req(r, &wr, &m), why, sizeof why);
     if (irc)
         rc = op_index_error(irc, why, -1, err);
     else if (del_members(reply, &o))

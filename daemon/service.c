@@ -104,3 +104,8 @@ void sbertd_counters_get(const struct sbertd *d, struct sbertd_counters *out)
     out->encoded_tokens = atomic_load(&d->enc_tokens);
     out->encode_s = (double)atomic_load(&d->enc_us) / 1e6;
 }
+
+void sbertd_progress(struct sbertd *d)
+{
+    sbertd_server_progress(d);
+}

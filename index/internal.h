@@ -7,7 +7,9 @@
  *   common.c    small shared helpers: error mapping, ids and uuids, published counters, progress
  *   open.c      sbert_index_open/close/stats, strerror and the default parameter structs
  *   write.c     put, delete and remembered writes (req_id): validate, commit, apply to the index
+ *   manage.c    delete by filter (in chunks) and patch, the writes of data management
  *   read.c      get, count, iterate, query, query_many
+ *   scan.c      count with a filter and the pages of list: scans reading records in place
  *   qfilter.c   the metadata filter as a vector search's keep callback (per-thread transactions)
  *   verify.c    sbert_index_verify: a stopped store or a backup checked without the model
  *   pairs.c     paraphrase mining (sbert_index_pairs) over the one top-k pair heap (sbert_util)
@@ -137,6 +139,21 @@ void index_snapshot_poke(sbert_index *idx);
  * the new ones and a snapshot has been written. */
 int index_reindex_locked(sbert_index *idx, const struct sbert_index_model *nm,
                          sbert_index_encode_fn encode, void *user, char *errbuf, size_t errlen);
+
+/* ---- write.c --------------------------------------------------------------------------------- */
+
+/* 1 when req is NULL or a write_req as documented in sbert_index.h, else 0. */
+int index_req_valid(const struct sbert_index_write_req *req);
+/* Records req's reply in txn, once the write's outputs are final. Returns 0, a code or an LMDB
+ * code (store_write's fn convention). */
+int index_req_record(sbert_index *idx, store *s, MDB_txn *txn,
+                     const struct sbert_index_write_req *req);
+/* Applies a committed batch to the vector index: removes, then adds the labels still live; a
+ * failure is logged and schedules a rebuild (the batch is durable). Called under wmu. */
+void index_apply_vindex(sbert_index *idx, const int64_t *removed, size_t n_removed,
+                        const int64_t *added, const float *vecs, size_t n_added);
+/* qsort comparison of int64_t. */
+int index_cmp_i64(const void *a, const void *b);
 
 /* ---- read.c ---------------------------------------------------------------------------------- */
 

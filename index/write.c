@@ -15,16 +15,14 @@
 
 /* ---- remembered writes ----------------------------------------------------------------------- */
 
-/* A write_req as documented in sbert_index.h, or NULL. */
-static int req_valid(const struct sbert_index_write_req *req)
+int index_req_valid(const struct sbert_index_write_req *req)
 {
     return !req || (req->req_id && req->req_id_len > 0 &&
                     req->req_id_len <= SBERT_INDEX_REQ_ID_MAX && req->reply);
 }
 
-/* Records req's reply in txn (put_fn and del_fn, once their outputs are final). */
-static int req_record(sbert_index *idx, store *s, MDB_txn *txn,
-                      const struct sbert_index_write_req *req)
+int index_req_record(sbert_index *idx, store *s, MDB_txn *txn,
+                     const struct sbert_index_write_req *req)
 {
     char *reply = NULL;
     size_t len = 0;
@@ -158,7 +156,7 @@ static int put_fn(store *s, MDB_txn *txn, void *user)
             return rc;
         if ((rc = store_log_append(s, txn, ++p->change, label, STORE_OP_PUT))) return rc;
     }
-    if (p->req && (rc = req_record(p->idx, s, txn, p->req))) return rc;
+    if (p->req && (rc = index_req_record(p->idx, s, txn, p->req))) return rc;
     return store_meta_put_counters(s, txn, p->next_label, p->change);
 }
 
@@ -225,15 +223,14 @@ static int put_check(struct put_ctx *p, size_t *bad_index, char *errbuf, size_t 
     return 0;
 }
 
-static int cmp_i64(const void *a, const void *b)
+int index_cmp_i64(const void *a, const void *b)
 {
     int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
     return (x > y) - (x < y);
 }
 
-/* Applies a committed batch to the vector index: removes, then adds the labels still live. */
-static void apply_to_vindex(sbert_index *idx, const int64_t *removed, size_t n_removed,
-                            const int64_t *added, const float *vecs, size_t n_added)
+void index_apply_vindex(sbert_index *idx, const int64_t *removed, size_t n_removed,
+                        const int64_t *added, const float *vecs, size_t n_added)
 {
     char err[512] = "";
     int rc = 0;
@@ -258,18 +255,19 @@ static void put_apply(struct put_ctx *p)
     index_publish(idx);
 
     /* Labels created and superseded within this batch never reach the index. */
-    qsort(p->removed, p->n_removed, sizeof *p->removed, cmp_i64);
+    qsort(p->removed, p->n_removed, sizeof *p->removed, index_cmp_i64);
     size_t n_old = 0, n_added = 0;
     while (n_old < p->n_removed && (uint64_t)p->removed[n_old] < first_new)
         n_old++;
     for (size_t i = 0; i < p->n; i++) {
         int64_t l = (int64_t)p->label[i];
-        if (bsearch(&l, p->removed + n_old, p->n_removed - n_old, sizeof l, cmp_i64)) continue;
+        if (bsearch(&l, p->removed + n_old, p->n_removed - n_old, sizeof l, index_cmp_i64))
+            continue;
         p->added[n_added] = l;
         memcpy(p->added_vecs + n_added * dim, p->vecs + i * dim, dim * sizeof(float));
         n_added++;
     }
-    apply_to_vindex(idx, p->removed, n_old, p->added, p->added_vecs, n_added);
+    index_apply_vindex(idx, p->removed, n_old, p->added, p->added_vecs, n_added);
     index_snapshot_poke(idx);
 }
 
@@ -312,7 +310,7 @@ int sbert_index_put_req(sbert_index *idx, struct sbert_index_put_item *items, si
 {
     if (!idx || (!items && n))
         return sbert_util_errf(errbuf, errlen, SBERT_INDEX_EINVAL, "NULL argument");
-    if (!req_valid(req))
+    if (!index_req_valid(req))
         return sbert_util_errf(errbuf, errlen, SBERT_INDEX_EINVAL, "bad req_id record");
     if (n == 0) return 0;
     pthread_mutex_lock(&idx->wmu);
@@ -394,7 +392,7 @@ static int del_fn(store *s, MDB_txn *txn, void *user)
         if ((rc = del_one(d, s, txn, i))) return rc;
     }
     if (d->n_deleted) *d->n_deleted = d->n_removed;
-    if (d->req && (rc = req_record(d->idx, s, txn, d->req))) return rc;
+    if (d->req && (rc = index_req_record(d->idx, s, txn, d->req))) return rc;
     if (d->change == d->idx->meta.change) return 0;
     return store_meta_put_counters(s, txn, d->idx->meta.next_label, d->change);
 }
@@ -414,7 +412,7 @@ static int del_locked(struct del_ctx *d, int *existed, size_t *n_deleted, char *
     if (rc == 0) {
         idx->meta.change = d->change;
         index_publish(idx);
-        apply_to_vindex(idx, d->removed, d->n_removed, NULL, NULL, 0);
+        index_apply_vindex(idx, d->removed, d->n_removed, NULL, NULL, 0);
         index_snapshot_poke(idx);
         if (n_deleted) *n_deleted = d->n_removed;
         return 0;
@@ -440,7 +438,7 @@ int sbert_index_delete_req(sbert_index *idx, const char *const *ids, const size_
     if (n_deleted) *n_deleted = 0;
     if (!idx || (n && (!ids || !lens)))
         return sbert_util_errf(errbuf, errlen, SBERT_INDEX_EINVAL, "NULL argument");
-    if (!req_valid(req) || (req && (!existed || !n_deleted)))
+    if (!index_req_valid(req) || (req && (!existed || !n_deleted)))
         return sbert_util_errf(errbuf, errlen, SBERT_INDEX_EINVAL, "bad req_id record");
     if (n == 0) return 0;
     for (size_t i = 0; i < n; i++)

@@ -30,7 +30,8 @@ static const struct sbert_proto_member m_get[] = {
     {"include", SBERT_PROTO_M_ARRAY, 0, 0, 0},
 };
 static const struct sbert_proto_member m_delete[] = {
-    {"ids", SBERT_PROTO_M_STRINGS, 1, 0, SBERT_PROTO_MF_BATCH},
+    {"ids", SBERT_PROTO_M_STRINGS, 0, 1, SBERT_PROTO_MF_BATCH},
+    {"filter", SBERT_PROTO_M_OBJECT, 0, 1, 0},
 };
 static const struct sbert_proto_member m_query[] = {
     {"text", SBERT_PROTO_M_STRING, 0, 1, 0},
@@ -66,6 +67,19 @@ static const struct sbert_proto_member m_backup[] = {
     {"dir", SBERT_PROTO_M_STRING, 1, 0, 0},
 };
 
+static const struct sbert_proto_member m_list[] = {
+    {"filter", SBERT_PROTO_M_OBJECT, 0, 0, 0},
+    {"limit", SBERT_PROTO_M_INT, 0, 0, 0},
+    {"cursor", SBERT_PROTO_M_STRING, 0, 0, 0},
+    {"include", SBERT_PROTO_M_ARRAY, 0, 0, 0},
+};
+static const struct sbert_proto_member m_count[] = {
+    {"filter", SBERT_PROTO_M_OBJECT, 0, 0, 0},
+};
+static const struct sbert_proto_member m_patch[] = {
+    {"documents", SBERT_PROTO_M_OBJECTS, 1, 0, SBERT_PROTO_MF_BATCH},
+};
+
 #define OP(id, name, writes, members, summary)                                                     \
     {                                                                                              \
         name, writes, members, N(members), summary, id                                             \
@@ -78,7 +92,7 @@ static const struct sbert_proto_member m_backup[] = {
 static const struct sbert_proto_op ops[] = {
     OP(SBERT_PROTO_OP_ADD, "add", 1, m_add, "insert or replace documents"),
     OP(SBERT_PROTO_OP_GET, "get", 0, m_get, "fetch documents by id"),
-    OP(SBERT_PROTO_OP_DELETE, "delete", 1, m_delete, "remove documents by id"),
+    OP(SBERT_PROTO_OP_DELETE, "delete", 1, m_delete, "remove documents by id or by filter"),
     OP(SBERT_PROTO_OP_QUERY, "query", 0, m_query, "the k most similar documents"),
     OP(SBERT_PROTO_OP_SIMILARITY, "similarity", 0, m_similarity, "cosine similarity of texts"),
     OP(SBERT_PROTO_OP_ENCODE, "encode", 0, m_encode, "texts to embeddings (`model.encode`)"),
@@ -87,6 +101,9 @@ static const struct sbert_proto_op ops[] = {
     OP0(SBERT_PROTO_OP_HEALTH, "health", 0, "liveness"),
     OP(SBERT_PROTO_OP_BACKUP, "backup", 1, m_backup, "hot copy of the store"),
     OP0(SBERT_PROTO_OP_REINDEX, "reindex", 1, "re-encode every stored text"),
+    OP(SBERT_PROTO_OP_LIST, "list", 0, m_list, "documents in id order, a page at a time"),
+    OP(SBERT_PROTO_OP_COUNT, "count", 0, m_count, "the number of documents a filter accepts"),
+    OP(SBERT_PROTO_OP_PATCH, "patch", 1, m_patch, "update documents' metadata"),
 };
 _Static_assert(N(ops) == SBERT_PROTO_N_OPS, "one row per enum sbert_proto_op_id");
 

@@ -14,17 +14,18 @@
  * object (or none) and an embedding of dim float32. Embeddings are L2-normalised on the way in,
  * so every score this module returns is a cosine similarity (inner product of unit vectors).
  *
- * Durability: every write call (put, delete, reindex) is one LMDB write transaction committed with
- * fsync before the call returns 0; a batch is all or nothing, including after a crash or kill -9
- * at any moment. The vector index is never a source of truth: after open it holds exactly the
- * live documents of store.mdb.
+ * Durability: every write call (put, delete, patch, reindex; a delete by filter: each of its
+ * chunks) is one LMDB write transaction committed with fsync before the call returns 0; a batch
+ * is all or nothing, including after a crash or kill -9 at any moment. The vector index is never
+ * a source of truth: after open it holds exactly the live documents of store.mdb.
  *
  * Thread safety: every function may be called from any thread on the same handle, except
- * sbert_index_close(), which must be the only call in progress. Writes (put, delete, snapshot,
- * backup, reindex) are serialised internally by a mutex, in call order per thread. Reads (get,
- * count, iterate, query, pairs, stats) run concurrently with each other and with one write in
- * progress; a reader sees each write batch entirely or not at all. Readers wait only briefly:
- * while the LMDB map is grown (all transactions must be closed for mdb_env_set_mapsize) and while
+ * sbert_index_close(), which must be the only call in progress. Writes (put, delete, patch,
+ * snapshot, backup, reindex; a delete by filter per chunk) are serialised internally by a mutex,
+ * in call order per thread. Reads (get, count, iterate, list, query, pairs, stats) run
+ * concurrently with each other and with one write in progress; a reader sees each write batch
+ * (each chunk of a delete by filter) entirely or not at all. Readers wait only briefly: while
+ * the LMDB map is grown (all transactions must be closed for mdb_env_set_mapsize) and while
  * a finished reindex switches over. Compiled filters (sbert_index_filter) are immutable and may
  * be shared by any number of threads.
  *
@@ -393,6 +394,98 @@ void sbert_index_filter_free(sbert_index_filter *f);
 /* Evaluates f against a metadata JSON object (len bytes; NULL or empty: no metadata).
  * Returns 1 (match), 0 (no match) or SBERT_INDEX_EMETADATA when metadata is not a JSON object. */
 int sbert_index_filter_match(const sbert_index_filter *f, const char *metadata, size_t len);
+
+/* ---- data management: count, list, delete by filter, patch --------------------------------- */
+
+/*
+ * Sets *count to the number of documents filter accepts (NULL: every document, as
+ * sbert_index_count). The documents are read in chunks of separate read transactions, as
+ * sbert_index_iterate does, so a long count does not hold back writes or map growth: a document
+ * written meanwhile may or may not be counted, none is counted twice.
+ */
+int sbert_index_count_filter(sbert_index *idx, const sbert_index_filter *filter, uint64_t *count);
+
+/* One page of sbert_index_list. */
+struct sbert_index_list_params {
+    const char *after; /* resume after this id (after_len bytes), as a previous page's next;
+                          NULL: from the first document */
+    size_t after_len;
+    const sbert_index_filter *filter; /* NULL: every document */
+    unsigned include;                 /* SBERT_INDEX_INCLUDE_* */
+    size_t limit;                     /* documents in the page at most, >= 1 */
+    size_t max_scan;                  /* documents examined at most (those the filter refuses
+                                         count too), >= limit */
+    size_t max_bytes;                 /* bound on the page's ids, texts, metadata and vectors
+                                         (4 bytes a float), as sbert_index_get_max; 0: none */
+};
+
+/*
+ * One page of the documents in id order (bytewise; the order of sbert_index_iterate), read in one
+ * read transaction: those after p->after that p->filter accepts, at most p->limit of them, having
+ * examined at most p->max_scan documents. The page ends early, before the document that would
+ * take it past p->max_bytes; when that is its first document, returns SBERT_INDEX_ETOOBIG.
+ * On success *out (owned by the caller, sbert_index_results_free) holds the page's documents, and
+ * *next a malloc'd copy (owned by the caller, free) of the id to pass as the next page's after,
+ * of *next_len bytes, or NULL when the page reached the last document. With a filter a page may
+ * be empty and still have a next (max_scan documents examined, none accepted). An after id that
+ * was deleted meanwhile is still a valid position: pages resume after the place it had.
+ */
+int sbert_index_list(sbert_index *idx, const struct sbert_index_list_params *p,
+                     struct sbert_index_results **out, char **next, size_t *next_len);
+
+/* A delete by filter (sbert_index_delete_filter). */
+struct sbert_index_delete_filter_params {
+    const sbert_index_filter *filter; /* required */
+    size_t chunk;                     /* documents deleted per transaction at most; 0: 1000 */
+    /* Remembered in the transaction of the last chunk, once *n_deleted is the total: its reply
+     * callback reads the total there. NULL: nothing remembered. */
+    const struct sbert_index_write_req *req;
+    /* Called after each committed chunk with the total deleted so far (may be NULL). Must not
+     * call into the library. */
+    void (*progress)(void *user, uint64_t deleted);
+    void *progress_user;
+};
+
+/*
+ * Deletes every document that filter accepts among those stored when the call began (a document
+ * put meanwhile, an upsert included, is left alone), in chunks: each chunk of at most p->chunk
+ * documents is one durable write transaction, applied to the vector index after its commit, and
+ * each transaction examines a bounded number of documents, so a chunk is whole or absent after a
+ * crash and other writes wait at most one chunk. Writes of other threads may run between chunks.
+ * *n_deleted receives the number of documents deleted by this call, also on failure (the chunks
+ * committed before it). A call interrupted (crash, error) before its last chunk has not recorded
+ * p->req: a retry runs again and deletes what still matches.
+ */
+int sbert_index_delete_filter(sbert_index *idx, const struct sbert_index_delete_filter_params *p,
+                              uint64_t *n_deleted, char *errbuf, size_t errlen);
+
+/* One document of a patch. */
+struct sbert_index_patch_item {
+    const char *id; /* id_len bytes */
+    size_t id_len;
+    const char *set; /* a JSON object (set_len bytes) whose members replace or add top-level
+                        metadata keys, or NULL */
+    size_t set_len;
+    const char *const *unset; /* n_unset NUL-terminated top-level keys to remove */
+    size_t n_unset;
+    int found; /* out: 1 when the document exists (and was patched) */
+};
+
+/*
+ * Updates the metadata of n documents in one durable transaction, without touching their text or
+ * vector: for each item, removes the keys of unset, then sets the members of set. A document
+ * whose metadata becomes an empty object has none afterwards. Items whose id does not exist are
+ * not an error (found = 0); an id patched twice in the batch gets both patches in order. The
+ * patched document's record is rewritten (a new internal label, as an upsert), the vector index
+ * gets the same vector under it, so query scores do not change.
+ * Returns 0 when every found document is patched and durable; on failure nothing is changed and
+ * *bad_index (may be NULL) names the item for EID, EMETADATA (set is not an object, or the
+ * metadata would exceed max_metadata_bytes, 0: no bound) and EINVAL. req as for put (NULL: none);
+ * its reply callback runs once every item's found is final.
+ */
+int sbert_index_patch_req(sbert_index *idx, struct sbert_index_patch_item *items, size_t n,
+                          size_t max_metadata_bytes, const struct sbert_index_write_req *req,
+                          size_t *bad_index, char *errbuf, size_t errlen);
 
 /* ---- queries --------------------------------------------------------------------------------- */
 

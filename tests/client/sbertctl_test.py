@@ -184,6 +184,10 @@ REQUEST_CASES = [
     ["get", "id1"], ["delete", "id1", "id2"], ["similarity", "a", "b"], ["encode", "a", "b"],
     ["pairs"], ["pairs", "-n", "2", "--min-score", "0.1", "a", "b"], ["stats"], ["health"],
     ["backup", "/tmp/sbertctl-test-backup"], ["reindex"],
+    ["delete", "--filter", '{"src":"x"}'], ["list"],
+    ["list", "--filter", '{"a":1}', "--limit", "5", "--cursor", "AWNhdA"], ["count"],
+    ["count", "--filter", '{"a":1}'], ["patch", "id1", "k=3", "--unset", "a,b"],
+    ["patch", "id1", "--set", '{"x":[1]}'],
 ]
 
 
@@ -195,14 +199,18 @@ def offline_tests(ctl, tmp, optable=None):
                      ["add", "--file", "x.csv"], ["pairs", "only-one"],
                      ["query", "--min-score", "abc", "x"], ["health", "extra"],
                      ["--timeout", "0", "health"], ["query", "--filter", "{bad", "x"],
-                     ["query", "--file", "q.txt", "x"]):
+                     ["query", "--file", "q.txt", "x"],
+                     ["delete", "a", "--filter", '{"k":1}'], ["delete", "--filter", "{bad"],
+                     ["list", "--limit", "0"], ["list", "extra"], ["count", "--filter", "{"],
+                     ["patch", "id1"], ["patch", "id1", "novalue"], ["patch", "id1", "--set", "[1]"],
+                     ["patch"]):
             p = ctl.run(*args, socket_url="ipc://" + os.path.join(tmp, "none.sock"), expect=2)
             check("usage" in p.stderr or "sbertctl:" in p.stderr,
                   "%r: no usage message: %r" % (args, p.stderr))
         p = ctl.run("--help")
         check("query" in p.stdout and "Exit status" in p.stdout, "--help lists commands")
         for cmd in ("add", "query", "get", "delete", "similarity", "encode", "pairs", "stats",
-                    "health", "backup", "reindex"):
+                    "health", "backup", "reindex", "list", "count", "patch"):
             p = ctl.run(cmd, "--help")
             check(p.stdout.startswith("usage: sbertctl " + cmd), "%s --help" % cmd)
         p = ctl.run("--version")

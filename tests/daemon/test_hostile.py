@@ -7,6 +7,7 @@ Usage: test_hostile.py MODEL_DIR SEEDS_DIR [TEST...]   (SBERTD names the sbertd 
 Each test starts the real daemon on a fresh temporary data directory and ipc socket. The
 disk-full test mounts a small tmpfs, so it needs root (as CI and the dev machines run).
 """
+import base64
 import json
 import os
 import re
@@ -269,6 +270,64 @@ def hostile_inputs():
         ("diversity string", j(op="query", text="a", diversity="0.5"), "bad_request", None),
         ("diversity with a zero vector", j(op="query", vector=[0.0] * DIM, diversity=0.5), "bad_vector", None),
         ("keyword escaped NUL", j(op="query", text="a\u0000b", mode="keyword"), "bad_request", None),
+    ]
+    # list, count, patch, delete by filter (issue 11): forged cursors, limits, filters, metadata
+    def cur(raw):
+        return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+    for name, c_ in (("not base64url", "!!!!"), ("empty", ""), ("padded", cur(b"\x01cat") + "=="),
+                     ("version 0", cur(b"\x00cat")), ("version 2", cur(b"\x02cat")),
+                     ("non-canonical bits", "AWNhdB"), ("version only", cur(b"\x01")),
+                     ("NUL in the id", cur(b"\x01a\x00b")), ("not UTF-8", cur(b"\x01\xff\xfe")),
+                     ("513-byte id", cur(b"\x01" + b"i" * 513)), ("10 KB", "A" * 10240),
+                     ("one character", "A"), ("standard base64 +/", "AW+/dA")):
+        cases.append(("list cursor " + name, j(op="list", cursor=c_), "bad_request", None))
+    cases += [
+        ("list cursor number", j(op="list", cursor=7), "bad_request", None),
+        ("list cursor object", j(op="list", cursor={"id": "x"}), "bad_request", None),
+        ("list limit 0", j(op="list", limit=0), "bad_request", None),
+        ("list limit -1", j(op="list", limit=-1), "bad_request", None),
+        ("list limit 1.5", j(op="list", limit=1.5), "bad_request", None),
+        ("list limit max_batch + 1", j(op="list", limit=4097), "bad_request", None),
+        ("list limit 2^64", b'{"v":1,"op":"list","limit":18446744073709551616}', "bad_request",
+         None),
+        ("list limit 1e400", b'{"v":1,"op":"list","limit":1e400}', "bad_request", None),
+        ("list limit string", j(op="list", limit="10"), "bad_request", None),
+        ("list include bogus", j(op="list", include=["vectors"]), "bad_request", None),
+        ("list filter bad", j(op="list", filter={"a": {"$regex": "x"}}), "bad_filter", None),
+        ("list filter array", j(op="list", filter=[1]), "bad_filter", None),
+        ("count filter bad", j(op="count", filter={"a": {"$gt": "x"}}), "bad_filter", None),
+        ("count filter string", j(op="count", filter="x"), "bad_filter", None),
+        ("count unknown member", j(op="count", limit=3), "bad_request", None),
+        ("delete filter {}", j(op="delete", filter={}), "bad_filter", None),
+        ("delete filter bad", j(op="delete", filter={"$nor": []}), "bad_filter", None),
+        ("delete filter null", j(op="delete", filter=None), "bad_filter", None),
+        ("delete ids and filter", j(op="delete", ids=["s0"], filter={"a": 1}), "bad_request",
+         None),
+        ("delete neither ids nor filter", j(op="delete"), "bad_request", None),
+        ("patch no documents", j(op="patch"), "bad_request", None),
+        ("patch empty documents", j(op="patch", documents=[]), "bad_request", None),
+        ("patch max_batch + 1", j(op="patch", documents=[{"id": "s0", "set": {}}] * 4097),
+         "too_large", None),
+        ("patch set 1 MB", j(op="patch", documents=[{"id": "s0", "set": {"k": "m" * (1 << 20)}}]),
+         "bad_metadata", 0),
+        ("patch set 1e400", b'{"v":1,"op":"patch","documents":[{"id":"s0","set":{"a":1}},'
+         b'{"id":"s1","set":{"x":1e400}}]}', "bad_metadata", 1),
+        ("patch set array", j(op="patch", documents=[{"id": "s0", "set": [1]}]), "bad_metadata",
+         0),
+        ("patch unset string", j(op="patch", documents=[{"id": "s0", "unset": "k"}]),
+         "bad_request", 0),
+        ("patch unset numbers", j(op="patch", documents=[{"id": "s0", "unset": [1]}]),
+         "bad_request", 0),
+        ("patch neither set nor unset", j(op="patch", documents=[{"id": "s0"}]), "bad_request",
+         0),
+        ("patch without id", j(op="patch", documents=[{"set": {"a": 1}}]), "bad_request", 0),
+        ("patch id 2^64", b'{"v":1,"op":"patch","documents":[{"id":18446744073709551616,'
+         b'"set":{"a":1}}]}', "bad_id", 0),
+        ("patch id 10 KB", j(op="patch", documents=[{"id": "i" * 10240, "set": {"a": 1}}]),
+         "bad_id", 0),
+        ("patch text member", j(op="patch", documents=[{"id": "s0", "text": "x", "set": {}}]),
+         "bad_request", 0),
+        ("patch document not object", j(op="patch", documents=["s0"]), "bad_request", None),
     ]
     # invalid UTF-8 in every string position: the whole message is checked before parsing
     for what, bad in utf8_bad:
@@ -1102,9 +1161,114 @@ def test_flood_memory_bounded(d):
     c.close()
 
 
+# ---- list, count, delete by filter (issue 11) -------------------------------------------------
+
+def test_delete_all_while_querying(d):
+    """A delete by filter of every document (20,000, so 20 chunks) while clients query, count and
+    list: every reply is a correct answer (no error, never a duplicate in a listing, only ids
+    that were stored), and afterwards nothing is left, in the store or the vector index."""
+    c = d.client()
+    n = 20000
+    for at in range(0, n, 1000):
+        docs = [{"id": "x%05d" % i, "text": "t", "metadata": {"i": i},
+                 "vector": [1.0 if k == i % DIM else 0.0 for k in range(DIM)]}
+                for i in range(at, at + 1000)]
+        ok(c.call("add", documents=docs))
+    stored = {"x%05d" % i for i in range(n)}
+    stop = threading.Event()
+    errors = []
+    seen = {"query": 0, "list": 0}
+
+    def reader(kind):
+        r = d.client()
+        try:
+            while not stop.is_set():
+                if kind == "query":
+                    v = [0.0] * DIM
+                    v[seen["query"] % DIM] = 1.0
+                    for x in ok(r.call("query", vector=v, k=10))["results"]:
+                        check(x["id"] in stored, "query returned %r" % x["id"])
+                    ok(r.call("count", filter={"i": {"$lt": 100}}))
+                else:
+                    got, cursor = [], None
+                    while True:
+                        m = {"limit": 500, "include": []}
+                        if cursor:
+                            m["cursor"] = cursor
+                        page = ok(r.call("list", **m))
+                        got += [x["id"] for x in page["documents"]]
+                        cursor = page.get("cursor")
+                        if not cursor:
+                            break
+                    check(len(got) == len(set(got)) and got == sorted(got),
+                          "a listing during the delete repeated or reordered ids")
+                seen[kind] += 1
+        except Exception as e:
+            errors.append(e)
+        finally:
+            r.close()
+    threads = [threading.Thread(target=reader, args=(k,)) for k in ("query", "query", "list")]
+    for th_ in threads:
+        th_.start()
+    try:
+        everything = {"$or": [{"i": {"$exists": True}}, {"i": {"$exists": False}}]}
+        r = ok(c.call("delete", req_id="wipe", filter=everything))
+    finally:
+        stop.set()
+        for th_ in threads:
+            th_.join()
+    check(not errors, "readers: %r" % errors[:3])
+    check(r["deleted"] == n, "deleted %r" % r)
+    st = ok(c.call("stats"))
+    check(ok(c.call("count"))["count"] == 0 and st["index"]["count"] == 0,
+          "documents left after deleting everything: %r" % st["index"])
+    check(ok(c.call("query", vector=[1.0] + [0.0] * (DIM - 1), k=5))["results"] == [],
+          "the vector index still answers with deleted documents")
+    check(ok(c.call("list"))["documents"] == [], "list after deleting everything")
+    check(ok(c.call("delete", filter=everything))["deleted"] == 0, "a second delete")
+    c.close()
+
+
+def test_list_reply_bounded(d):
+    """max_reply_bytes = 100K: list pages end before the reply would exceed it (a cursor goes
+    on), every document is listed once; a document alone larger than the bound is too_large,
+    and a page without its text passes it."""
+    c = d.client()
+    ok(c.call("add", documents=[{"id": "b%02d" % i, "text": "y" * 30000} for i in range(20)]))
+    pages, got, cursor = 0, [], None
+    while True:
+        m = {"limit": 100}
+        if cursor:
+            m["cursor"] = cursor
+        page = ok(c.call("list", **m))
+        check(len(page["documents"]) <= 3, "a page of %d documents of 30 KB" %
+              len(page["documents"]))
+        got += [x["id"] for x in page["documents"]]
+        pages += 1
+        cursor = page.get("cursor")
+        if not cursor:
+            break
+    check(got == ["b%02d" % i for i in range(20)] and pages >= 7, "pages %d: %r" % (pages, got))
+    ok(c.call("add", documents=[{"id": "big", "text": "z" * 60000,
+                                 "metadata": {"m": "w" * 60000}}]))
+    err(c.call("list", cursor=cursor_after("b19")), "too_large", "a document over the bound")
+    page = ok(c.call("list", cursor=cursor_after("b19"), include=[]))
+    check(page["documents"] == [{"id": "big"}], "without text: %r" % page)
+    c.close()
+
+
+def cursor_after(doc_id):
+    """The cursor list gives after doc_id (PROTOCOL.md: base64url of version 1 and the id)."""
+    return base64.urlsafe_b64encode(b"\x01" + doc_id.encode()).rstrip(b"=").decode()
+
+
 # ---- runner ---------------------------------------------------------------------------------
 
 TESTS = [
+    # issue 11: a delete by filter of every document while queries run; list's reply bound
+    ("delete_all_while_querying", test_delete_all_while_querying, {"explicit": True}),
+    ("list_reply_bounded", test_list_reply_bounded,
+     {"config": "max_reply_bytes = 100K\n", "explicit": True}),
     # one malloc arena: with one per worker thread, each worker's first large request grows RSS
     # by what glibc then keeps for reuse (workers x ~11 MiB here), which is no leak
     ("hostile_catalogue", test_hostile_catalogue, {"env": {"MALLOC_ARENA_MAX": "1"}}),

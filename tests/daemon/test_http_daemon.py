@@ -86,6 +86,24 @@ def every_op(d, base):
     check(r.status_code == 200 and len(r.json()["pairs"]) == 1, "pairs: %s" % r.text)
     r = post(base, "stats", {})
     check(r.status_code == 200 and r.json()["documents"] == 3, "stats: %s" % r.text[:200])
+    r = post(base, "count", {})
+    check(r.status_code == 200 and r.json()["count"] == 3, "count: %s" % r.text)
+    r = post(base, "list", {"limit": 2, "include": []})
+    check(r.status_code == 200 and len(r.json()["documents"]) == 2 and r.json().get("cursor"),
+          "list: %s" % r.text)
+    r2 = post(base, "list", {"limit": 2, "include": [], "cursor": r.json()["cursor"]})
+    check(r2.status_code == 200 and len(r2.json()["documents"]) == 1 and
+          "cursor" not in r2.json(), "list's next page: %s" % r2.text)
+    r = post(base, "patch", {"documents": [{"id": "dog", "set": {"seen": True}}]})
+    check(r.status_code == 200 and r.json()["found"] == [True], "patch: %s" % r.text)
+    r = post(base, "count", {"filter": {"seen": True}})
+    check(r.status_code == 200 and r.json()["count"] == 1, "count after patch: %s" % r.text)
+    r = post(base, "list", {"cursor": "!"})
+    check(r.status_code == 400 and r.json()["error"]["code"] == "bad_request",
+          "a forged cursor is 400: %s" % r.text)
+    r = post(base, "delete", {"filter": {}})
+    check(r.status_code == 400 and r.json()["error"]["code"] == "bad_filter",
+          "delete with {} is 400: %s" % r.text)
     r = post(base, "delete", {"ids": ["car"]})
     check(r.status_code == 200, "delete: %s" % r.text)
     bdir = os.path.join(d.tmp, "http-backup")

@@ -3,6 +3,8 @@
 
 Usage: test_sbertd.py MODEL_DIR SEEDS_DIR [TEST...]   (SBERTD names the sbertd binary)
 
+Without TEST it runs TESTS; NAMED_TESTS run only when named.
+
 Each test starts the real daemon on a fresh temporary data directory and ipc socket.
 """
 import glob
@@ -852,6 +854,297 @@ def test_batch_query(d):
     c.close()
 
 
+# ---- data management: list, count, delete by filter, patch (issue 11) -------------------------
+
+def axis(i, dim=384):
+    """A unit vector that is cheap to send: documents whose vectors do not matter to the test."""
+    v = [0.0] * dim
+    v[i % dim] = 1.0
+    return v
+
+
+def add_axis_docs(c, ids, meta, batch=500):
+    """Adds documents ids[j] with metadata meta(j) and precomputed vectors (no encoding)."""
+    for at in range(0, len(ids), batch):
+        docs = [{"id": ids[j], "text": "doc %s" % ids[j], "metadata": meta(j), "vector": axis(j)}
+                for j in range(at, min(at + batch, len(ids)))]
+        ok(c.call("add", documents=docs), "add axis docs")
+
+
+def list_all(c, **members):
+    """Every page of a listing: (ids in order, number of pages)."""
+    out, pages, cursor = [], 0, None
+    while True:
+        m = dict(members)
+        if cursor is not None:
+            m["cursor"] = cursor
+        r = ok(c.call("list", **m), "list page %d" % pages)
+        out += [x["id"] for x in r["documents"]]
+        pages += 1
+        cursor = r.get("cursor")
+        if cursor is None:
+            return out, pages
+        check(isinstance(cursor, str) and cursor, "cursor %r" % cursor)
+        check(pages < 10000, "the listing does not end")
+
+
+def test_list_pages(d):
+    """list: id order, pages that cover the store exactly once, filter, include, cursors that
+    survive deletes and inserts and concurrent writes, a filter that matches nothing."""
+    c = d.client()
+    ids = ["d%04d" % i for i in range(1000)]
+    add_axis_docs(c, ids, lambda j: {"g": j % 3, "n": j})
+    got, pages = list_all(c, limit=100)
+    check(got == ids and pages == 10, "plain listing: %d ids in %d pages" % (len(got), pages))
+    r = ok(c.call("list"))
+    check(len(r["documents"]) == 100 and r["documents"][0] == {
+        "id": "d0000", "text": "doc d0000", "metadata": {"g": 0, "n": 0}}, "default page %r" %
+        r["documents"][:1])
+    r = ok(c.call("list", limit=2, include=["vector"]))
+    check(r["documents"][1] == {"id": "d0001", "vector": axis(1)}, "include vector: %r" %
+          str(r["documents"][1])[:80])
+    r = ok(c.call("list", limit=1000))
+    check(len(r["documents"]) == 1000 and "cursor" not in r, "one page of everything")
+    got, _ = list_all(c, limit=77, filter={"g": 1})
+    check(got == [i for j, i in enumerate(ids) if j % 3 == 1], "filtered listing")
+
+    # a cursor names a position: the document it came from may go, others may come
+    r1 = ok(c.call("list", limit=10))
+    last = r1["documents"][-1]["id"]
+    ok(c.call("delete", ids=[last, "d0011"]))
+    add_axis_docs(c, ["d0009a", "d0003a"], lambda j: {"g": 5})
+    r2 = ok(c.call("list", limit=3, cursor=r1["cursor"]))
+    check([x["id"] for x in r2["documents"]] == ["d0009a", "d0010", "d0012"],
+          "after deletes and inserts: %r" % [x["id"] for x in r2["documents"]])
+
+    # concurrent writes while listing: every document that stays is listed exactly once
+    stop = threading.Event()
+    errors = []
+
+    def writer():
+        w = d.client()
+        n = 0
+        try:
+            while not stop.is_set():
+                ok(w.call("add", documents=[{"id": "w%05d" % n, "text": "w", "vector": axis(n)}]))
+                ok(w.call("delete", ids=["d%04d" % (500 + n % 400)]))
+                n += 1
+        except Exception as e:  # reported by the main thread
+            errors.append(e)
+        finally:
+            w.close()
+    t = threading.Thread(target=writer)
+    t.start()
+    try:
+        got, pages = list_all(c, limit=50)
+    finally:
+        stop.set()
+        t.join()
+    check(not errors, "writer: %r" % errors)
+    check(len(got) == len(set(got)), "a document was listed twice")
+    check(got == sorted(got), "the listing is not in id order")
+    stayed = [i for i in ids[:500] if i not in (last, "d0011")] + ids[900:]
+    missing = set(stayed) - set(got)
+    check(not missing, "documents that stayed were not listed: %r" % sorted(missing)[:5])
+
+    # a filter that matches nothing: pages examine a bounded number of documents, empty pages
+    # with a cursor lead to the end
+    add_axis_docs(c, ["e%05d" % i for i in range(5000)], lambda j: {"g": 0})
+    got, pages = list_all(c, limit=1, filter={"g": 99})
+    check(got == [] and pages >= 2, "nothing matches: %d pages" % pages)
+    c.close()
+
+
+def test_count_and_delete_filter(d):
+    """count with and without a filter; delete by filter in several chunks, idempotent by req_id,
+    kept over a restart; the empty filter is refused."""
+    c = d.client()
+    ids = ["k%05d" % i for i in range(3000)]
+    add_axis_docs(c, ids, lambda j: {"src": "a" if j % 2 else "b", "n": j})
+    check(ok(c.call("count"))["count"] == 3000, "count")
+    check(ok(c.call("count", filter={"src": "a"}))["count"] == 1500, "count with a filter")
+    check(ok(c.call("count", filter={"n": {"$lt": 10}, "src": "b"}))["count"] == 5, "count $and")
+    check(ok(c.call("count", filter={"src": "zzz"}))["count"] == 0, "count of nothing")
+    # $text: a condition on the stored text (texts are "doc kNNNNN")
+    check(ok(c.call("count", filter={"$text": {"$contains": "k0001"}}))["count"] == 10,
+          "count with $text")
+    got, _ = list_all(c, filter={"$text": {"$icontains": "DOC K0002"}, "src": "a"})
+    check(got == ["k%05d" % i for i in range(21, 30, 2)], "list with $text: %r" % got)
+    err(c.call("count", filter={"n": {"$bogus": 1}}), "bad_filter", "count bad filter")
+
+    err(c.call("delete", filter={}), "bad_filter", "delete with the empty filter")
+    err(c.call("delete", filter={"n": {"$gt": "x"}}), "bad_filter", "delete with a bad filter")
+    err(c.call("delete", ids=["k00001"], filter={"src": "a"}), "bad_request", "ids and filter")
+    err(c.call("delete"), "bad_request", "neither ids nor filter")
+    check(ok(c.call("count"))["count"] == 3000, "a refused delete deleted something")
+
+    msg = {"v": 1, "op": "delete", "req_id": "del-a", "filter": {"src": "a"}}
+    r1 = json.loads(c.send_raw(json.dumps(msg).encode()))
+    check(ok(r1)["deleted"] == 1500, "delete by filter: %r" % r1)
+    check(ok(c.call("count"))["count"] == 1500, "count after the delete")
+    check(ok(c.call("count", filter={"src": "a"}))["count"] == 0, "matches after the delete")
+    check(ok(c.call("get", ids=["k00001"]))["documents"][0]["found"] is False, "get deleted")
+    hits = ok(c.call("query", vector=axis(1), k=20))["results"]
+    check(hits and all(int(x["id"][1:]) % 2 == 0 for x in hits), "query returns deleted: %r" %
+          [x["id"] for x in hits][:5])
+    hits = ok(c.call("query", vector=axis(1), k=5, filter={"src": "a"}))["results"]
+    check(hits == [], "filtered query returns deleted documents")
+
+    # a retry gets the first reply and deletes nothing new
+    add_axis_docs(c, ["late"], lambda j: {"src": "a"})
+    r2 = json.loads(c.send_raw(json.dumps(msg).encode()))
+    check(r2 == r1, "the retry got another reply: %r" % r2)
+    check(ok(c.call("count", filter={"src": "a"}))["count"] == 1, "the retry deleted again")
+    c.close()
+    check(d.stop() == 0, "SIGTERM exit status")
+    d.start()
+    c = d.client()
+    check(ok(c.call("count"))["count"] == 1501, "count after restart")
+    r3 = json.loads(c.send_raw(json.dumps(msg).encode()))
+    check(r3 == r1, "the retry after restart got another reply: %r" % r3)
+    check(ok(c.call("count", filter={"src": "a"}))["count"] == 1, "retry after restart deleted")
+    check(ok(c.call("get", ids=["late"]))["documents"][0]["found"], "late lost at restart")
+    hits = ok(c.call("query", vector=axis(1), k=20))["results"]
+    check(hits and all(int(x["id"][1:]) % 2 == 0 for x in hits), "query after restart: %r" %
+          [x["id"] for x in hits][:5])
+    c.close()
+
+
+def test_patch(d):
+    """patch: set and unset keys without re-encoding; get and filters see it, query scores do
+    not change; missing ids reported; idempotent by req_id; the metadata bound; restart."""
+    c = d.client()
+    docs = [{"id": "s%d" % i, "text": t, "metadata": {"i": i, "draft": True}}
+            for i, t in enumerate(SENTENCES)]
+    ok(c.call("add", documents=docs))
+    before = {x["id"]: x["score"] for x in
+              ok(c.call("query", text="A cat in the garden", k=8))["results"]}
+    vec_before = ok(c.call("get", ids=["s0"], include=["vector"]))["documents"][0]["vector"]
+    msg = {"v": 1, "op": "patch", "req_id": "p-1", "documents": [
+        {"id": "s0", "set": {"reviewed": True, "i": 100}, "unset": ["draft"]},
+        {"id": "nope", "set": {"reviewed": True}},
+        {"id": "s1", "unset": ["draft", "i", "absent"]},
+        {"id": "s0", "set": {"tags": ["a", "b"]}}]}
+    r1 = ok(json.loads(c.send_raw(json.dumps(msg).encode())))
+    check(r1["patched"] == 3 and r1["found"] == [True, False, True, True], "patch reply %r" % r1)
+    g = ok(c.call("get", ids=["s0", "s1", "s2"]))["documents"]
+    check(g[0]["metadata"] == {"i": 100, "reviewed": True, "tags": ["a", "b"]} and
+          g[0]["text"] == SENTENCES[0], "patched s0: %r" % g[0])
+    check(g[1]["metadata"] is None, "s1 with every key unset has none: %r" % g[1])
+    check(g[2]["metadata"] == {"i": 2, "draft": True}, "s2 untouched: %r" % g[2])
+    check(ok(c.call("count", filter={"draft": True}))["count"] == 6, "filter sees the unset")
+    got, _ = list_all(c, filter={"reviewed": True})
+    check(got == ["s0"], "list with a filter sees the set: %r" % got)
+    after = {x["id"]: x["score"] for x in
+             ok(c.call("query", text="A cat in the garden", k=8))["results"]}
+    check(after == before, "scores changed by a patch: %r vs %r" % (after, before))
+    check(ok(c.call("get", ids=["s0"], include=["vector"]))["documents"][0]["vector"] == vec_before,
+          "the vector changed")
+    hits = ok(c.call("query", text="A cat in the garden", k=1, filter={"reviewed": True}))
+    check([x["id"] for x in hits["results"]] == ["s0"], "filtered query after patch")
+    # a retry gets the first reply and patches nothing again
+    ok(c.call("patch", documents=[{"id": "s0", "unset": ["tags"]}]))
+    r2 = json.loads(c.send_raw(json.dumps(msg).encode()))
+    check(r2 == r1, "the retry got another reply: %r" % r2)
+    check("tags" not in ok(c.call("get", ids=["s0"]))["documents"][0]["metadata"],
+          "the retry was executed again")
+    # bad patches change nothing
+    big = {"k%d" % i: "x" * 100 for i in range(700)}  # ~75 KB > max_metadata_bytes (64 KB)
+    e = err(c.call("patch", documents=[{"id": "s3", "set": {"a": 1}}, {"id": "s2", "set": big}]),
+            "bad_metadata", "set over max_metadata_bytes")
+    check(e["error"].get("index") == 1, "the error names documents[1]: %r" % e)
+    half = {"h%d" % i: "x" * 100 for i in range(400)}  # ~42 KB each: the sum is over the bound
+    ok(c.call("patch", documents=[{"id": "s4", "set": half}]))
+    half2 = {"j%d" % i: "x" * 100 for i in range(400)}
+    e = err(c.call("patch", documents=[{"id": "s3", "set": {"a": 1}}, {"id": "s4", "set": half2}]),
+            "bad_metadata", "patched metadata over max_metadata_bytes")
+    check(e["error"].get("index") == 1, "the error names documents[1]: %r" % e)
+    check(ok(c.call("get", ids=["s3"]))["documents"][0]["metadata"] == {"i": 3, "draft": True},
+          "a refused patch changed something")
+    for bad, code in (({"id": "s3"}, "bad_request"), ({"set": {"a": 1}}, "bad_request"),
+                      ({"id": "s3", "set": [1]}, "bad_metadata"),
+                      ({"id": "s3", "unset": "draft"}, "bad_request"),
+                      ({"id": "s3", "unset": [1]}, "bad_request"),
+                      ({"id": "s3", "set": {"a": 1}, "text": "x"}, "bad_request"),
+                      ({"id": "", "set": {"a": 1}}, "bad_id")):
+        err(c.call("patch", documents=[bad]), code, "patch %r" % bad)
+    c.close()
+    check(d.stop() == 0, "SIGTERM exit status")
+    d.start()
+    c = d.client()
+    g = ok(c.call("get", ids=["s0"]))["documents"][0]
+    check(g["metadata"] == {"i": 100, "reviewed": True}, "patch after restart: %r" % g)
+    after = {x["id"]: x["score"] for x in
+             ok(c.call("query", text="A cat in the garden", k=8))["results"]}
+    check(after == before, "scores changed after restart")
+    c.close()
+
+
+def sbertctl(d, *args, stdin=None, expect=0):
+    """Runs the sbertctl named by $SBERTCTL against d; returns its stdout."""
+    exe = os.environ.get("SBERTCTL")
+    check(exe and os.access(exe, os.X_OK), "SBERTCTL must name the built sbertctl")
+    p = subprocess.run([exe, "--socket", d.url] + list(args), input=stdin, capture_output=True,
+                       text=True, timeout=300)
+    check(p.returncode == expect, "sbertctl %s: exit %d\n%s" % (" ".join(args), p.returncode,
+                                                              p.stderr[-2000:]))
+    return p.stdout
+
+
+def test_sbertctl_round_trip(d):
+    """sbertctl list/count/patch/delete --filter, and list --all --json read back by add --file
+    into a fresh daemon: the same documents (id, text, metadata)."""
+    c = d.client()
+    docs = [{"id": "r%03d" % i, "text": "%s (%d)" % (SENTENCES[i % 8], i),
+             "metadata": {"i": i, "src": "ab"[i % 2], "nested": {"x": [i, "y"]}}}
+            for i in range(40)]
+    docs.append({"id": "bare", "text": "no metadata at all"})
+    docs.append({"id": "quote\"tab\t", "text": "line\nbreak \u00e9 \U0001F600"})
+    ok(c.call("add", documents=docs))
+    check(sbertctl(d, "count").strip() == "42", "count")
+    check(json.loads(sbertctl(d, "--json", "count", "--filter", '{"src":"a"}')) == {"count": 20},
+          "count --json --filter")
+    out = sbertctl(d, "patch", "r001", "flag=true", "n=3", "word=hello", "--unset", "nested")
+    check("patched r001" in out, "patch output %r" % out)
+    sbertctl(d, "patch", "nope", "k=1", expect=1)
+    g = ok(c.call("get", ids=["r001"]))["documents"][0]["metadata"]
+    check(g == {"i": 1, "src": "b", "flag": True, "n": 3, "word": "hello"}, "patched: %r" % g)
+    table = sbertctl(d, "list", "--limit", "5")
+    check("ID" in table.splitlines()[0] and "bare" in table, "list table: %r" % table[:200])
+    lines = sbertctl(d, "--json", "list", "--limit", "5").splitlines()
+    check(len(lines) == 6 and "cursor" in json.loads(lines[-1]), "list --json page: %r" % lines)
+    nxt = sbertctl(d, "--json", "list", "--limit", "5", "--cursor",
+                   json.loads(lines[-1])["cursor"]).splitlines()
+    check(json.loads(nxt[0])["id"] == "r003", "the next page: %r" % nxt[:1])
+    export = sbertctl(d, "--json", "list", "--all", "--limit", "7")
+    check(len(export.splitlines()) == 42 and "cursor" not in export, "export: %d lines" %
+          len(export.splitlines()))
+    # a page's output with its cursor line reads back too
+    path = os.path.join(d.tmp, "export.jsonl")
+    with open(path, "w") as f:
+        f.write(export + "\n".join(lines) + "\n")
+    before = [x for x in ok(c.call("list", limit=100))["documents"]]
+    d2 = h.Daemon(MODEL)
+    try:
+        d2.start()
+        sbertctl(d2, "add", "--file", path)
+        c2 = d2.client()
+        after = ok(c2.call("list", limit=100))["documents"]
+        c2.close()
+        check(after == before, "the round trip differs: %r" % [
+            (x, y) for x, y in zip(before, after) if x != y][:2])
+        check(d2.stop() == 0, "fresh daemon exit status")
+    finally:
+        d2.cleanup()
+    out = sbertctl(d, "delete", "--filter", '{"src":"a"}')
+    check(out.strip() == "deleted 20", "delete --filter: %r" % out)
+    check(json.loads(sbertctl(d, "--json", "delete", "--filter", '{"src":"a"}')) == {"deleted": 0},
+          "delete --filter again")
+    sbertctl(d, "delete", "--filter", "{}", expect=1)
+    check(sbertctl(d, "count").strip() == "22", "count after delete --filter")
+    c.close()
+
+
 # ---- runner ---------------------------------------------------------------------------------
 
 KW_DOCS = {
@@ -1058,6 +1351,14 @@ TESTS = [
     ("keyword_language_switch", test_keyword_language_switch, {}),
 ]
 
+# Run only when named (ctest daemon_manage, tests/daemon/CMakeLists.txt).
+NAMED_TESTS = [
+    ("list_pages", test_list_pages, {}),
+    ("count_and_delete_filter", test_count_and_delete_filter, {}),
+    ("patch", test_patch, {}),
+    ("sbertctl_round_trip", test_sbertctl_round_trip, {}),
+]
+
 
 def main():
     global MODEL, SEEDS
@@ -1066,8 +1367,8 @@ def main():
     check(os.path.isdir(SEEDS), "seeds directory %s is missing" % SEEDS)
     only = set(sys.argv[3:])
     failed = 0
-    for name, fn, daemon in TESTS:
-        if only and name not in only:
+    for name, fn, daemon in TESTS + NAMED_TESTS:
+        if (only and name not in only) or (not only and (name, fn, daemon) in NAMED_TESTS):
             continue
         t0 = time.time()
         d = None

@@ -81,6 +81,13 @@ REQUESTS = {
     "health": {"v": 1, "op": "health", "token": "s3cret"},
     "backup": {"v": 1, "op": "backup", "req_id": "b-1", "dir": "/var/backups/sbertd/2026-11-27"},
     "reindex": {"v": 1, "op": "reindex", "req_id": "r-1"},
+    "delete_filter": {"v": 1, "op": "delete", "req_id": "d-10", "filter": {"source": "crawl-7"}},
+    "list": {"v": 1, "op": "list", "limit": 2, "filter": {"lang": "en"}, "cursor": "AWNhdA",
+             "include": ["text", "vector"]},
+    "count": {"v": 1, "op": "count", "filter": {"year": {"$gte": 2020}}},
+    "patch": {"v": 1, "op": "patch", "req_id": "p-1", "documents": [
+        {"id": "cat", "set": {"reviewed": True, "year": 2023}, "unset": ["draft"]},
+        {"id": 7, "unset": []}]},
 }
 for name, req in REQUESTS.items():
     op = OPS.get(req["op"])

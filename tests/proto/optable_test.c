@@ -138,13 +138,13 @@ static void test_lookups(void)
     CHECK(sbert_proto_op_member(q, "req_id") == NULL); /* common members are not the op's */
     CHECK(sbert_proto_op_member(NULL, "text") == NULL);
 
-    static const char *const writers[] = {"add", "delete", "backup", "reindex"};
+    static const char *const writers[] = {"add", "delete", "backup", "reindex", "patch"};
     size_t nw = 0, n;
     const struct sbert_proto_op *ops = sbert_proto_ops(&n);
     for (size_t i = 0; i < n; i++)
         nw += (size_t)ops[i].writes;
-    CHECK(nw == 4);
-    for (size_t i = 0; i < 4; i++)
+    CHECK(nw == 5);
+    for (size_t i = 0; i < 5; i++)
         CHECK(sbert_proto_op_find(writers[i]) && sbert_proto_op_find(writers[i])->writes);
 
     const struct sbert_proto_op *p = sbert_proto_op_find("pairs");
@@ -153,6 +153,13 @@ static void test_lookups(void)
     CHECK(!(sbert_proto_op_member(p, "n")->flags & SBERT_PROTO_MF_COLLECTION));
     CHECK(sbert_proto_op_member(sbert_proto_op_find("add"), "documents")->flags &
           SBERT_PROTO_MF_BATCH);
+    /* delete takes ids or a filter, exactly one */
+    const struct sbert_proto_op *del = sbert_proto_op_find("delete");
+    const struct sbert_proto_member *di = sbert_proto_op_member(del, "ids");
+    const struct sbert_proto_member *df = sbert_proto_op_member(del, "filter");
+    CHECK(di && df && di->one_of > 0 && di->one_of == df->one_of && !di->required);
+    CHECK(sbert_proto_op_find("list") && !sbert_proto_op_find("list")->writes);
+    CHECK(sbert_proto_op_find("count") && !sbert_proto_op_find("count")->writes);
 
     size_t ne;
     const struct sbert_proto_member *env = sbert_proto_envelope(&ne);

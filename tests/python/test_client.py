@@ -157,15 +157,27 @@ def test_batches_over_max_batch(model_dir):
         d.cleanup()
 
 
-def test_count_list_collections(client):
-    """count, list and collections are being built in parallel: against a daemon without them
-    the client says so with a typed error (UnknownOp is an UnsupportedOperation); with them,
-    the call goes through (the op and the collection member are passed as given)."""
-    for f in (client.count, client.list):
-        with pytest.raises(sbertd.UnsupportedOperation) as ei:
-            f()
-        assert isinstance(ei.value, sbertd.UnknownOp) and ei.value.code == "unknown_op"
-        assert "does not have the operation" in str(ei.value)
+def test_count_list_patch_delete_filter(client):
+    """count, list (scan), patch and delete by filter against the daemon; collections are being
+    built in parallel: the collection member is passed as given, and this daemon refuses it."""
+    ids = client.add(["alpha one", "beta two", "gamma three", "delta four"], ids=list("abcd"),
+                     metadatas=[{"g": 1}, {"g": 2}, {"g": 1}, None])
+    assert client.count() == 4 and client.count(filter={"g": 1}) == 2
+    page = client.list(limit=3)
+    assert [d["id"] for d in page["documents"]] == ["a", "b", "c"] and "cursor" in page
+    assert [d.id for d in client.scan(page_size=1)] == ids
+    assert [d.id for d in client.scan(filter={"g": 1}, page_size=1)] == ["a", "c"]
+    assert client.patch("d", set={"g": 1, "new": True}) is True
+    assert client.patch("nope", set={"g": 1}) is False
+    assert client.patch_many([{"id": "a", "unset": ["g"]}, {"id": "b", "set": {"x": 1}}]) == [
+        True, True]
+    assert client.get(["d"])[0].metadata == {"g": 1, "new": True}
+    with pytest.raises(sbertd.BadFilter):
+        client.delete(filter={})
+    with pytest.raises(ValueError):
+        client.delete(["a"], filter={"g": 1})
+    assert client.delete(filter={"g": 1}) == 2
+    assert client.count() == 2 and [d.id for d in client.scan()] == ["a", "b"]
     with pytest.raises(sbertd.BadRequest) as ei:
         client.add(["x"], collection="notes")
     assert "collection" in ei.value.message  # passed through: this daemon refuses the member

@@ -26,7 +26,10 @@ checker asserts:
     for a document's text finds it and no deleted document).
 Phases: encode, commit, snapshot (snapshot_changes is small), random, reindex, backup (the backup
 left by the kill is ignored; a new backup must succeed and open as a working store), ivf (a fresh
-store with IVF8,Flat: training starts at 312 vectors).
+store with IVF8,Flat: training starts at 312 vectors), delfilter (a fresh store, killed during a
+delete by filter: each chunk is applied whole or not, the deleted ones are the first chunks, no
+other document is lost, the vector index agrees with the store, and the retry with the same
+req_id deletes the rest).
 
 Exit status 0 when every check passed; the report is printed either way.
 """
@@ -53,7 +56,8 @@ NN_RCVFD = 11
 NN_DONTWAIT = 1
 EAGAIN = 11
 
-PHASES = ["encode", "commit", "snapshot", "random", "recovery", "reindex", "backup", "ivf", "hnsw"]
+PHASES = ["encode", "commit", "snapshot", "random", "recovery", "reindex", "backup", "ivf", "hnsw",
+          "delfilter"]
 # phase -> (marker in the daemon's debug log that starts it, SIGKILL delay range in seconds after
 # it, markers that show the phase ended before the kill: such a kill counts as "missed"). The
 # commit's end is not logged: whether the batch in flight was applied tells instead.
@@ -69,6 +73,12 @@ MARKERS = {
 REINDEX_MARKERS = [("index: reindex: encoding", (0.0, 0.1), ["reindex: switching"]),
                    ("index: reindex: switching", (0.0, 0.002), ["reindexed "])]
 IVF_CONF = "index = IVF8,Flat\nnprobe = 8\n"  # trains at 39 * 8 = 312 vectors
+# "delfilter": a fresh store of DELF_DOCS documents (precomputed vectors: no encoding), a delete by
+# filter of the DELF_MATCH of them tagged "x", killed after one of its chunks (of DELF_CHUNK
+# documents, PROTOCOL.md) committed. Labels follow the add order, and the chunks the label order,
+# so what the kill leaves deleted must be the first k * DELF_CHUNK tagged documents.
+DELF_DOCS, DELF_MATCH, DELF_CHUNK = 6000, 4500, 1000
+DELF_MARKER = ("commit: delete by filter of", (0.0, 0.02))
 IVF_TRAIN_AT = 312
 # "hnsw": a store of its own with HNSW (deletes are tombstones, rebuilt from the stored vectors
 # now and then), killed at one of encode/commit/snapshot/random. efSearch above the collection's
@@ -673,6 +683,8 @@ class Soak:
     def round(self, phase):
         if phase == "ivf":
             return self.round_ivf()
+        if phase == "delfilter":
+            return self.round_delfilter()
         name = "hnsw" if phase == "hnsw" else "main"
         if name not in self.persist:
             d, ms, chk = self.new_store(name, HNSW_CONF if name == "hnsw" else "",
@@ -816,6 +828,87 @@ class Soak:
         if not self.args.keep:
             shutil.rmtree(d.tmp, ignore_errors=True)
 
+    def round_delfilter(self):
+        """A fresh store, a delete by filter of DELF_MATCH documents killed after a chunk."""
+        n = self.kills.get("delfilter", {"hit": 0, "missed": 0})
+        d, _, chk = self.new_store("delf-%d" % (n["hit"] + n["missed"]))
+        self.current = d
+        self.restarts.append(d.start())
+        dim = 384
+        ids = ["f%05d" % i for i in range(DELF_DOCS)]
+        tagged = set(self.rng.sample(range(DELF_DOCS), DELF_MATCH))
+        c = h.Client(d.url, timeout_ms=120000)
+        try:
+            for at in range(0, DELF_DOCS, 500):
+                docs = [{"id": ids[i], "text": "t%d" % i,
+                         "metadata": {"tag": "x" if i in tagged else "y", "i": i},
+                         "vector": [1.0 if k == i % dim else 0.0 for k in range(dim)]}
+                        for i in range(at, at + 500)]
+                check(c.call("add", documents=docs).get("ok"), "delfilter: add failed")
+        finally:
+            c.close()
+        order = [ids[i] for i in sorted(tagged)]  # the tagged ids in add (= label) order
+        req = {"v": 1, "op": "delete", "req_id": "wipe-x", "filter": {"tag": "x"}}
+        d.arm(DELF_MARKER[0], self.rng.uniform(*DELF_MARKER[1]))
+        side = self.side_op(d, req)
+        if not d.killed.wait(60):
+            d.disarm()
+            d.kill("delete by filter not reached in 60 s")
+        side.join(30)
+        if side.error:
+            raise side.error
+        d.wait_dead()
+        # hit: the kill came before the delete's reply (the retry then deletes the rest)
+        self.note_kill("delfilter", side.reply is None, d)
+        self.restarts.append(d.start())
+        c = h.Client(d.url, timeout_ms=120000)
+        try:
+            found = chk.get_all(c, ids)
+            gone = [i for i in order if i not in found]
+            untagged = [ids[i] for i in range(DELF_DOCS) if i not in tagged]
+            check(all(i in found for i in untagged), "delfilter: an untagged document was lost")
+            check(gone == order[:len(gone)] and (len(gone) % DELF_CHUNK == 0 or
+                                                  len(gone) == len(order)),
+                  "delfilter: %d tagged documents deleted, not whole chunks of %d in label order"
+                  % (len(gone), DELF_CHUNK))
+            self.outcomes_delf = getattr(self, "outcomes_delf", []) + [len(gone) // DELF_CHUNK]
+            for i, doc in found.items():
+                check(doc["metadata"]["tag"] == ("x" if int(i[1:]) in tagged else "y"),
+                      "delfilter: %s changed" % i)
+            self.store_agrees(c, set(found))
+            r = c.call("delete", **{k: v for k, v in req.items() if k not in ("v", "op")})
+            check(r.get("ok"), "delfilter: the retry failed: %r" % r)
+            if side.reply is None:
+                check(r["deleted"] == len(order) - len(gone),
+                      "delfilter: the retry deleted %d, %d remained" % (r["deleted"],
+                                                                        len(order) - len(gone)))
+            else:
+                check(r == side.reply, "delfilter: a retry of a finished delete got %r, the "
+                      "first reply was %r" % (r, side.reply))
+            self.store_agrees(c, set(untagged))
+            self.ops_checked += 1
+        finally:
+            c.close()
+        check(d.stop() == 0, "delfilter: sbertd exit status at SIGTERM")
+        if not self.args.keep:
+            shutil.rmtree(d.tmp, ignore_errors=True)
+
+    @staticmethod
+    def store_agrees(c, live):
+        """The store holds exactly live, and so does the vector index (a query for k = all)."""
+        st = c.call("stats")
+        check(st["documents"] == len(live) and st["index"]["count"] == len(live),
+              "store %d documents, vector index %d, expected %d" % (
+                  st["documents"], st["index"]["count"], len(live)))
+        got = set()
+        for k in range(384):
+            q = c.call("query", vector=[1.0 if j == k else 0.0 for j in range(384)],
+                       k=min(10000, len(live)) or 1, min_score=0.5, include=[])
+            check(q.get("ok"), "query: %r" % q)
+            got.update(x["id"] for x in q["results"])
+        check(got == live, "the vector index: missing %r, extra %r" % (
+            sorted(live - got)[:5], sorted(got - live)[:5]))
+
     def run(self, phases):
         t0 = time.time()
         for i, phase in enumerate(phases):
@@ -879,7 +972,10 @@ class Soak:
             "losses: 0   half batches: 0   index/store mismatches: 0   (checked after each restart)",
             "requests in flight at a kill resent with their req_id after the restart: %d (each "
             "answered as its first execution)" % sum(m.retried for c in checkers for m in c.ms),
-            "backups opened as stores after a kill during backup: %d" % self.ops_checked,
+            "backups opened as stores after a kill during backup, delete-by-filter rounds "
+            "checked: %d" % self.ops_checked,
+            "delete by filter: whole chunks applied when killed: %r" % getattr(
+                self, "outcomes_delf", []),
             "snapshot temporaries left by kills: %d (planted: %d), still present after the "
             "restart: %d" % (self.tmp_seen, self.tmp_planted, self.tmp_kept),
             "vectors: max |diff| across restarts %.3g (must be 0), vs encode(text) %.3g (tol %g)"

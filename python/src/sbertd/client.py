@@ -23,7 +23,7 @@ CHECKOUT_SOCKET_PATH = "./var/sbertd.sock"
 SYSTEM_SOCKET_PATH = "/run/sbertd/sbertd.sock"
 
 #: Write operations: they carry a req_id, so that a retried one is applied once.
-WRITE_OPS = frozenset(("add", "delete", "backup", "reindex"))
+WRITE_OPS = frozenset(("add", "delete", "backup", "reindex", "patch"))
 
 #: sbertd's default max_batch: longer lists are sent in several requests.
 DEFAULT_BATCH = 4096
@@ -314,14 +314,34 @@ class Client:
                                     _vector(d.get("vector"))) if d.get("found") else None)
         return out
 
-    def delete(self, ids, collection=None):
-        """Removes these ids (missing ones are not an error); returns how many existed."""
+    def delete(self, ids=None, filter=None, collection=None):
+        """Removes these ids (missing ones are not an error), or every document the filter
+        accepts (the daemon refuses the empty filter {}); returns how many were deleted. A
+        delete by filter is one request, which the daemon runs in chunks of one durable
+        transaction each: it may take long, so it waits at least 600 s."""
+        if (ids is None) == (filter is None):
+            raise ValueError("give ids or filter=, not both")
+        if filter is not None:
+            return self.call("delete", filter=filter, collection=self._coll(collection),
+                             timeout=max(self.timeout, 600.0))["deleted"]
         ids = [str(i) for i in _as_list(ids)]
         deleted = 0
         for lo in range(0, len(ids), self.batch_size):
             deleted += self.call("delete", ids=ids[lo:lo + self.batch_size],
                                  collection=self._coll(collection))["deleted"]
         return deleted
+
+    def patch(self, id, set=None, unset=None, collection=None):
+        """Changes one document's metadata without encoding it again: removes the keys of unset,
+        then sets the keys of the dict set. Returns False when the id is not stored."""
+        return self.patch_many([{"id": str(id), "set": set, "unset": unset}],
+                               collection=collection)[0]
+
+    def patch_many(self, patches, collection=None):
+        """patch() for a list of {"id", "set"?, "unset"?} dicts, in one request (one durable
+        transaction; at most max_batch); returns a found flag per patch."""
+        docs = [{k: v for k, v in p.items() if v is not None} for p in patches]
+        return self.call("patch", documents=docs, collection=self._coll(collection))["found"]
 
     def query(self, text_or_texts=None, k=10, filter=None, min_score=None,
               include=("text", "metadata"), vector=None, collection=None, texts=None,
@@ -376,16 +396,34 @@ class Client:
     def _query(self, **members):
         return [_hit(h) for h in self.call("query", **members)["results"]]
 
-    def count(self, collection=None):
-        """The number of documents (the daemon's count operation). Raises UnknownOp (an
-        UnsupportedOperation) on a daemon without it; stats()["documents"] works on every
-        daemon."""
-        return self.call("count", collection=self._coll(collection))["count"]
+    def count(self, filter=None, collection=None):
+        """The number of documents, or of those the filter accepts (the daemon's count
+        operation). Raises UnknownOp (an UnsupportedOperation) on a daemon without it;
+        stats()["documents"] works on every daemon."""
+        return self.call("count", filter=filter, collection=self._coll(collection),
+                         timeout=max(self.timeout, 120.0))["count"]
 
     def list(self, collection=None, **members):
-        """The daemon's list operation, passed through (its members as keyword arguments).
-        Raises UnknownOp (an UnsupportedOperation) on a daemon without it."""
+        """One page of the daemon's list operation, passed through (filter=, limit=, cursor=,
+        include= as keyword arguments): the reply, {"documents": [...], "cursor": ...} with
+        "cursor" only when more remain. Raises UnknownOp (an UnsupportedOperation) on a daemon
+        without it. scan() walks every page."""
         return self.call("list", collection=self._coll(collection), **members)
+
+    def scan(self, filter=None, include=("text", "metadata"), page_size=1000, collection=None):
+        """Every document (or every one the filter accepts) in id order, a Document at a time,
+        fetched page by page with list's cursor (which stays valid across writes: a document
+        is never yielded twice)."""
+        cursor = None
+        while True:
+            r = self.list(collection=collection, filter=filter, include=list(include),
+                          limit=page_size, cursor=cursor)
+            for d in r["documents"]:
+                yield Document(d["id"], d.get("text"), d.get("metadata"),
+                               _vector(d.get("vector")))
+            cursor = r.get("cursor")
+            if cursor is None:
+                return
 
     # ---- the model -------------------------------------------------------------------------
 
