@@ -10,6 +10,9 @@
 #include "internal.h"
 
 #define DEFAULT_CANDIDATES 100
+/* MMR compares each pick with every remaining candidate (k x pool x dim multiply-adds): the pool
+ * is the best this many of the ranking, so a request cannot ask for seconds of work. */
+#define MMR_POOL 1000
 /* ---- the search ------------------------------------------------------------------------------ */
 
 /* A candidate of either ranking. */
@@ -28,19 +31,58 @@ struct search {
     float *qvec;    /* the normalised query vector, NULL without one */
     struct cand *c;
     size_t n, cap;
+    /* label + 1 (0: a free slot) -> its position in c, open addressing over twice c's capacity;
+     * valid until c is sorted */
+    uint64_t *hkey;
+    size_t *hpos;
 };
 
+static size_t cand_slot(const struct search *s, uint64_t key)
+{
+    size_t mask = 2 * s->cap - 1, j = (size_t)((key * 0x9e3779b97f4a7c15ULL) >> 17) & mask;
+    while (s->hkey[j] && s->hkey[j] != key)
+        j = (j + 1) & mask;
+    return j;
+}
+
+/* Doubles c and rebuilds the label index over it. */
+static int cand_grow(struct search *s)
+{
+    size_t cap = s->cap ? 2 * s->cap : 64;
+    struct cand *nc = realloc(s->c, cap * sizeof *nc);
+    if (!nc) return -1;
+    s->c = nc;
+    uint64_t *hk = calloc(2 * cap, sizeof *hk);
+    size_t *hp = malloc(2 * cap * sizeof *hp);
+    if (!hk || !hp) {
+        free(hk);
+        free(hp);
+        return -1;
+    }
+    free(s->hkey);
+    free(s->hpos);
+    s->hkey = hk;
+    s->hpos = hp;
+    s->cap = cap;
+    for (size_t i = 0; i < s->n; i++) {
+        size_t j = cand_slot(s, s->c[i].label + 1);
+        s->hkey[j] = s->c[i].label + 1;
+        s->hpos[j] = i;
+    }
+    return 0;
+}
+
+/* The candidate of label, added when new; NULL when out of memory. */
 static struct cand *cand_find(struct search *s, uint64_t label)
 {
-    for (size_t i = 0; i < s->n; i++)
-        if (s->c[i].label == label) return &s->c[i];
-    if (s->n == s->cap) {
-        size_t cap = s->cap ? 2 * s->cap : 64;
-        struct cand *nc = realloc(s->c, cap * sizeof *nc);
-        if (!nc) return NULL;
-        s->c = nc;
-        s->cap = cap;
+    if (s->cap) {
+        size_t j = cand_slot(s, label + 1);
+        if (s->hkey[j]) return &s->c[s->hpos[j]];
     }
+    if (s->n == s->cap && cand_grow(s)) return NULL;
+    size_t j = cand_slot(s, label + 1);
+    s->hkey[j] = label + 1;
+    s->hpos[j] = s->n;
     s->c[s->n] = (struct cand){.label = label, .dense = NAN, .keyword = NAN};
     return &s->c[s->n++];
 }
@@ -254,10 +296,12 @@ static int search_check(sbert_index *idx, const struct sbert_index_search_params
 /* Maximal marginal relevance over the candidates (sorted by the mode's score): picks, k times,
  * the one maximising (1 - diversity) * relevance - diversity * (its highest cosine with those
  * already picked), relevance being the mode's score min-max normalised over the candidates, and
- * moves the picks to the front in that order. Candidates deleted since the search are dropped. */
+ * moves the picks to the front in that order. Candidates deleted since the search are dropped,
+ * and so are those past the first MMR_POOL. */
 static int mmr(struct search *s)
 {
-    size_t n = s->n, dim = (size_t)s->idx->meta.dim, k = s->p->q.k, live = 0;
+    size_t n = s->n < MMR_POOL ? s->n : MMR_POOL, dim = (size_t)s->idx->meta.dim, k = s->p->q.k,
+           live = 0;
     double lam = 1.0 - s->p->diversity;
     float *vec = malloc((n ? n : 1) * dim * sizeof *vec);
     double *best = malloc((n ? n : 1) * sizeof *best);
@@ -372,5 +416,7 @@ done:
     index_bm25_free(s.bm);
     free(s.qvec);
     free(s.c);
+    free(s.hkey);
+    free(s.hpos);
     return rc;
 }

@@ -559,9 +559,9 @@ struct sbert_index_search_params {
     float weight;        /* weighted fusion: the dense side's weight in [0, 1] */
     /* Maximal marginal relevance, in [0, 1]: 0 (the default) keeps the ranking; above 0 the k
      * hits are picked one by one from the candidates (hybrid's, or max(k, 100) of a dense or
-     * keyword ranking) by (1 - diversity) * relevance - diversity * (the highest cosine with a
-     * hit already picked), relevance being the mode's score min-max normalised over the
-     * candidates; the hits keep the mode's scores and come in pick order. */
+     * keyword ranking; the best 1000 of them at most) by (1 - diversity) * relevance - diversity *
+     * (the highest cosine with a hit already picked), relevance being the mode's score min-max
+     * normalised over the candidates; the hits keep the mode's scores and come in pick order. */
     float diversity;
     float bm25_k1, bm25_b; /* 0: 1.5 and 0.75 (bm25s's and Lucene's defaults) */
 };
