@@ -181,6 +181,14 @@ for i, t in enumerate(TEXTS + ["Straße STRASSE strasse; runners running ran; do
                                "Привет, мир! Häuser und Häusern, x_y_z 2024 ١٢٣"]):
     put("fuzz_text", "text%02d" % i, bytes([i & 3]) + t.encode("utf-8"))
 put("fuzz_text", "long_word", bytes([0]) + b"x" * 5000 + b" " + "ж".encode() * 700)
+# ---- fuzz_search: byte 0 mode (+0x80 store the text), byte 1 k - 1, byte 2 candidates/diversity --
+for i, t in enumerate(["running café", "STRASSE code-7", "the the the", "日本語 doc3 doc9",
+                       "nothing matches zzz", ""]):
+    for mode in range(4):
+        put("fuzz_search", "q%d_%d" % (i, mode), bytes([mode | (0x80 if i % 2 else 0), 9, 0x18 * mode])
+            + t.encode("utf-8"))
+put("fuzz_search", "long_word", bytes([0x81, 63, 0x88]) + b"x" * 5000 + b" runs")
+put("fuzz_search", "bad_utf8", bytes([0x82, 3, 0]) + b"ab\xc0\xaf cd\xed\xa0\x80ef \x00gh\xff")
 # ---- fuzz_extract: byte 0 picks the format (0 text, 1 Markdown, 2 HTML, 3 PDF) ---------------------
 HTML = [
     "<!DOCTYPE html><html><head><title>T</title><style>p{}</style></head><body><h1>H</h1>"
