@@ -75,7 +75,7 @@ static void setup(void)
     p.snapshot_seconds = UINT32_MAX;
     char err[512];
     FUZZ_ASSERT(sbert_index_open(g_dir, &p, &g_idx, err, sizeof err) == 0);
-    static const char *const words[] = {"running", "runs",   "café",  "CAFE",  "the",
+    static const char *const words[] = {"running", "runs",    "café",   "CAFE",   "the",
                                         "Straße",  "strasse", "日本語", "code-7", "x"};
     for (int i = 0; i < SEED_DOCS; i++) {
         char id[16], text[128];
@@ -108,8 +108,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     struct sbert_index_search_params p = sbert_index_search_default_params();
     int m = data[0] & 3;
-    p.mode = m == 0 ? SBERT_INDEX_MODE_DENSE : m == 1 ? SBERT_INDEX_MODE_KEYWORD
-                                                     : SBERT_INDEX_MODE_HYBRID;
+    p.mode = m == 0   ? SBERT_INDEX_MODE_DENSE
+             : m == 1 ? SBERT_INDEX_MODE_KEYWORD
+                      : SBERT_INDEX_MODE_HYBRID;
     p.fusion = m == 3 ? SBERT_INDEX_FUSION_WEIGHTED : SBERT_INDEX_FUSION_RRF;
     p.weight = (float)(data[2] & 7) / 7.0f;
     p.q.k = (size_t)(data[1] & 63) + 1;
