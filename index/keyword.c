@@ -320,7 +320,7 @@ int index_bm25_rank(index_bm25 *b, struct index_hit **hits, size_t *n)
     if (!rc) {
         for (size_t i = 0; i < m.cap; i++)
             if (m.key[i]) (*hits)[(*n)++] = (struct index_hit){m.key[i] - 1, m.score[i]};
-        qsort(*hits, *n, sizeof **hits, hit_cmp);
+        if (*n) qsort(*hits, *n, sizeof **hits, hit_cmp); /* *hits is NULL for none */
     }
     kw_map_free(&m);
     return rc < 0 ? rc : rc ? store_error(rc, "keyword search", NULL, 0) : 0;

@@ -374,7 +374,7 @@ static int search_run(struct search *s, struct sbert_index_results **out)
     if (p->mode != SBERT_INDEX_MODE_KEYWORD && (rc = dense_candidates(s, want))) return rc;
     if (p->mode != SBERT_INDEX_MODE_DENSE && (rc = keyword_candidates(s, want))) return rc;
     fuse(s);
-    qsort(s->c, s->n, sizeof *s->c, cand_cmp);
+    if (s->n) qsort(s->c, s->n, sizeof *s->c, cand_cmp); /* s->c is NULL for none */
     if (p->diversity > 0 && (rc = mmr(s))) return rc;
     return search_fill(s, out);
 }

@@ -66,7 +66,7 @@ static int kw_analyse(store *s, const char *text, size_t len, struct kw_terms *k
     int rc = sbert_analyzer_run(s->kw, text, len, kw_collect, k);
     if (rc == SBERT_TEXT_ENOMEM) rc = SBERT_INDEX_ENOMEM;
     if (rc) return rc;
-    qsort_r(k->t, k->n, sizeof *k->t, kw_term_cmp, k->buf);
+    if (k->n) qsort_r(k->t, k->n, sizeof *k->t, kw_term_cmp, k->buf); /* NULL when no term */
     return 0;
 }
 
