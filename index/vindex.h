@@ -60,6 +60,7 @@ enum {
     VINDEX_ESPEC = -7,    /* a snapshot was written for another index spec or dimension */
     VINDEX_EEXIST = -8,   /* vindex_add(): a label is already present */
     VINDEX_ETHREAD = -9,  /* the training thread could not be started */
+    VINDEX_ENOSPC = -10,  /* a snapshot could not be written: the disk is full */
 };
 
 /* Returns a static string describing err; never NULL. */
