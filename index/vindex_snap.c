@@ -191,8 +191,9 @@ static int snapshot_fill(vindex *v, int fd, uint64_t change, const void *user, s
                      (off_t)(header_len + sink.bytes)) != 0)
         sink.err = errno;
     free(sink.table);
-    if (frc != 0) return vindex_faiss_fail(errbuf, errlen, "FAISS write_index");
-    if (flush_rc != 0 || sink.err)
+    /* FAISS's write fails when our sink did: the sink's errno is the cause */
+    if (frc != 0 && !sink.err) return vindex_faiss_fail(errbuf, errlen, "FAISS write_index");
+    if (frc != 0 || flush_rc != 0 || sink.err)
         return sbert_util_errf(errbuf, errlen, io_code(sink.err ? sink.err : EIO),
                                "writing snapshot: %s", strerror(sink.err ? sink.err : EIO));
 
