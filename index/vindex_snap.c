@@ -48,6 +48,10 @@ static int sink_end_block(struct body_sink *s)
     return 0;
 }
 
+/* A failure returns 0, never -1: fopencookie(3) says the function must not return a negative
+ * value, and glibc 2.36 takes -1 as a count (SIZE_MAX), after which fwrite copies one byte past
+ * the caller's buffer (a crash found by faults_daemon: a snapshot over 256 KiB whose block table
+ * could not grow). s->err makes the snapshot fail. */
 static ssize_t sink_write(void *cookie, const char *buf, size_t size)
 {
     struct body_sink *s = cookie;
@@ -57,7 +61,7 @@ static ssize_t sink_write(void *cookie, const char *buf, size_t size)
         if (w < 0) {
             if (errno == EINTR) continue;
             s->err = errno;
-            return done ? (ssize_t)done : -1;
+            return 0;
         }
         done += (size_t)w;
     }
@@ -68,7 +72,7 @@ static ssize_t sink_write(void *cookie, const char *buf, size_t size)
         off += n;
         if (s->in_block == SNAP_BLOCK && sink_end_block(s) != 0) {
             s->err = ENOMEM;
-            return -1;
+            return 0;
         }
     }
     s->bytes += size;

@@ -11,6 +11,7 @@
 #include <fcntl.h>
 #include <lmdb.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -189,10 +190,14 @@ static void *cjson_malloc(size_t n)
     return __wrap_malloc(n);
 }
 
+/* Set when SBERT_FAULTS_CTL names a control FIFO (see the end of this file). */
+static void ctl_start(void);
+
 __attribute__((constructor)) static void faults_init(void)
 {
     cJSON_Hooks hooks = {.malloc_fn = cjson_malloc, .free_fn = free};
     cJSON_InitHooks(&hooks);
+    ctl_start();
 }
 
 /* ---- files ----------------------------------------------------------------------------------- */
@@ -346,4 +351,97 @@ int __wrap_mdb_txn_commit(MDB_txn *txn)
         return e;
     }
     return __real_mdb_txn_commit(txn);
+}
+
+/* ---- control from another process ------------------------------------------------------------ */
+
+/*
+ * A program linked with this library (sbertd_faults) is controlled through the FIFO named by the
+ * environment variable SBERT_FAULTS_CTL, by a thread started before main(): one command a line,
+ *   <seq> arm <families> <n>             sbert_fault_arm
+ *   <seq> random <families> <p> <seed>   sbert_fault_arm_random
+ *   <seq> errno <family> <err>           sbert_fault_set_errno (err: a number)
+ *   <seq> off                            sbert_fault_disarm
+ * where <families> is a comma-separated list of alloc, open, read, write, fsync, rename, mmap,
+ * thread, lmdb, io, all. After each command the file <SBERT_FAULTS_CTL>.ack holds
+ * "<seq> <calls> <fired>\n" (sbert_fault_calls, sbert_fault_fired): the controller waits for its
+ * seq there before it goes on. The thread's own I/O calls the real functions, uncounted.
+ */
+static char g_ctl[4096];
+
+static unsigned ctl_mask(char *list)
+{
+    unsigned mask = 0;
+    for (char *save, *t = strtok_r(list, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+        if (strcmp(t, "io") == 0) mask |= SBERT_FAULT_IO;
+        if (strcmp(t, "all") == 0) mask |= SBERT_FAULT_ALL;
+        for (int i = 0; i < NFAMILIES; i++)
+            if (strcmp(t, g_names[i]) == 0) mask |= 1u << i;
+    }
+    return mask;
+}
+
+static void ctl_command(char *line)
+{
+    char cmd[16] = "", fam[128] = "", a[64] = "", b[64] = "";
+    unsigned long long seq;
+    if (sscanf(line, "%llu %15s %127s %63s %63s", &seq, cmd, fam, a, b) < 2) return;
+    if (strcmp(cmd, "arm") == 0)
+        sbert_fault_arm(ctl_mask(fam), strtoull(a, NULL, 10));
+    else if (strcmp(cmd, "random") == 0)
+        sbert_fault_arm_random(ctl_mask(fam), strtod(a, NULL), strtoull(b, NULL, 10));
+    else if (strcmp(cmd, "errno") == 0) {
+        unsigned mask = ctl_mask(fam);
+        for (unsigned f = 1; f & SBERT_FAULT_ALL; f <<= 1)
+            if (mask & f) sbert_fault_set_errno(f, atoi(a));
+    } else if (strcmp(cmd, "off") == 0)
+        sbert_fault_disarm();
+    char ack[128], path[4200];
+    int n =
+        snprintf(ack, sizeof ack, "%llu %llu %llu\n", seq, (unsigned long long)sbert_fault_calls(),
+                 (unsigned long long)sbert_fault_fired());
+    snprintf(path, sizeof path, "%s.ack", g_ctl);
+    int fd = __real_open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0) return;
+    if (__real_write(fd, ack, (size_t)n) != n) ack[0] = 0;
+    close(fd);
+}
+
+static void *ctl_main(void *arg)
+{
+    (void)arg;
+    char buf[4096];
+    size_t have = 0;
+    for (;;) {
+        /* blocks until the controller opens its end; reopened when it closes it */
+        int fd = __real_open(g_ctl, O_RDONLY | O_CLOEXEC);
+        if (fd < 0) return NULL;
+        ssize_t r;
+        while ((r = __real_read(fd, buf + have, sizeof buf - 1 - have)) > 0) {
+            have += (size_t)r;
+            char *nl;
+            while ((nl = memchr(buf, '\n', have))) {
+                *nl = 0;
+                ctl_command(buf);
+                have -= (size_t)(nl + 1 - buf);
+                memmove(buf, nl + 1, have);
+            }
+            if (have == sizeof buf - 1) have = 0;
+        }
+        close(fd);
+    }
+}
+
+static void ctl_start(void)
+{
+    const char *p = getenv("SBERT_FAULTS_CTL");
+    if (!p || !*p || strlen(p) >= sizeof g_ctl) return;
+    snprintf(g_ctl, sizeof g_ctl, "%s", p);
+    pthread_t t;
+    /* created before main() blocks its signals, so this thread must not take any: block all */
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, &old);
+    if (__real_pthread_create(&t, NULL, ctl_main, NULL) == 0) pthread_detach(t);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
 }
