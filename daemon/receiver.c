@@ -204,9 +204,21 @@ void *sbertd_receiver_main(void *arg)
         }
         struct request *r = calloc(1, sizeof *r);
         if (!r) {
+            /* Answered from the stack, so the client is not left waiting for a reply that never
+             * comes; the message is not parsed (no memory), so its req_id is not echoed. */
+            char oom[128];
+            int n = snprintf(oom, sizeof oom,
+                             "{\"v\":%d,\"ok\":false,\"error\":{\"code\":\"%s\","
+                             "\"message\":\"out of memory\"}}",
+                             SBERT_PROTO_VERSION, sbert_proto_code_name(SBERT_PROTO_EINTERNAL));
+            struct request unread;
+            memset(&unread, 0, sizeof unread);
+            unread.control = control;
+            sbertd_receiver_send(d, &unread, oom, (size_t)n);
+            if (unread.control) nn_freemsg(unread.control);
             nn_freemsg(body);
-            if (control) nn_freemsg(control);
-            sbertd_log(LOG_ERR, "out of memory: a request was dropped");
+            sbertd_log(LOG_ERR, "out of memory: a request was answered %s unread",
+                       sbert_proto_code_name(SBERT_PROTO_EINTERNAL));
             continue;
         }
         r->body = body;

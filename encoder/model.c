@@ -134,7 +134,10 @@ static int read_json(const char *dir, const char *rel, int required, cJSON **out
         goto out;
     }
     *out = cJSON_ParseWithLength(buf, (size_t)len);
-    if (!*out) rc = sbert_util_errf(errbuf, errlen, SBERT_EFORMAT, "%s: not valid JSON", path);
+    if (!*out && sbert_util_json_valid(buf, (size_t)len, NULL))
+        rc = SBERT_ENOMEM; /* sound JSON that cJSON could not allocate for */
+    else if (!*out)
+        rc = sbert_util_errf(errbuf, errlen, SBERT_EFORMAT, "%s: not valid JSON", path);
 out:
     if (f) fclose(f);
     free(buf);

@@ -71,6 +71,10 @@ static int parse_header(sbert_st_file *f, const char *json, size_t len, uint64_t
                         char *errbuf, size_t errlen)
 {
     cJSON *root = cJSON_ParseWithLength(json, len);
+    int object = 0;
+    if (!root && sbert_util_json_valid(json, len, &object) && object)
+        return sbert_util_errf(errbuf, errlen, SBERT_ENOMEM, "%s: out of memory parsing the header",
+                               f->path);
     if (!root || !cJSON_IsObject(root)) {
         cJSON_Delete(root);
         return sbert_util_errf(errbuf, errlen, SBERT_EFORMAT, "%s: header is not a JSON object",

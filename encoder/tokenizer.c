@@ -15,6 +15,7 @@
  * hf_overrides below for where HF's Unicode data is not utf8proc's.
  */
 #include "internal.h"
+#include "sbert_util.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -188,7 +189,13 @@ static int load_specials(sbert_tokenizer *t, const char *dir, char *errbuf, size
     char ignore[8];
     if (read_file(path, &json, &len, ignore, sizeof ignore) == 0) {
         root = cJSON_ParseWithLength(json, len);
+        int object = 0;
+        int oom = !root && sbert_util_json_valid(json, len, &object) && object;
         free(json);
+        if (oom) {
+            snprintf(errbuf, errlen, "%s: out of memory", path);
+            return SBERT_ENOMEM;
+        }
         if (!root || !cJSON_IsObject(root)) {
             cJSON_Delete(root);
             snprintf(errbuf, errlen, "%s: not a JSON object", path);

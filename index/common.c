@@ -25,6 +25,8 @@ int index_vindex_code(int rc)
         return SBERT_INDEX_EINVAL;
     case VINDEX_EIO:
         return SBERT_INDEX_EIO;
+    case VINDEX_ENOSPC:
+        return SBERT_INDEX_ENOSPC;
     default:
         return SBERT_INDEX_EVINDEX;
     }

@@ -6,6 +6,7 @@
  * recursion step, so a filter bomb is refused after O(its size) work with bounded stack.
  */
 #include "filter_impl.h"
+#include "sbert_util.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -439,6 +440,11 @@ int sbert_index_filter_compile(const char *json, size_t len, sbert_index_filter 
     }
     /* cJSON's own nesting limit (1000) bounds its recursion; ours is checked on the tree. */
     cJSON *root = cJSON_ParseWithLength(json, len);
+    if (!root && sbert_util_json_valid(json, len, NULL)) {
+        /* sound JSON that cJSON could not allocate for */
+        fail(&c, SBERT_INDEX_ENOMEM, NULL, "out of memory");
+        return c.err;
+    }
     if (!root) {
         const char *at = cJSON_GetErrorPtr();
         size_t off = at && at >= json && at <= json + len ? (size_t)(at - json) : len;

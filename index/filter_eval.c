@@ -9,6 +9,7 @@
 #include <utf8proc.h>
 
 #include "filter_impl.h"
+#include "sbert_util.h"
 
 /* ---- shared -------------------------------------------------------------------------------- */
 
@@ -418,7 +419,12 @@ int filter_match_doc(const sbert_index_filter *f, const char *metadata, size_t l
         r = eval_slots(f->root, slots, text, text_len);
     else {
         cJSON *j = cJSON_ParseWithLength(metadata, len);
-        r = j && cJSON_IsObject(j) ? eval_node(f->root, j, text, text_len) : SBERT_INDEX_EMETADATA;
+        int object = 0;
+        if (!j && sbert_util_json_valid(metadata, len, &object) && object)
+            r = SBERT_INDEX_ENOMEM; /* sound JSON that cJSON could not allocate for */
+        else
+            r = j && cJSON_IsObject(j) ? eval_node(f->root, j, text, text_len)
+                                       : SBERT_INDEX_EMETADATA;
         cJSON_Delete(j);
     }
     if (slots != local) free(slots);

@@ -210,7 +210,8 @@ struct qfilter {
     pthread_mutex_t mu;
     MDB_txn **txns;
     size_t n_txns, cap_txns;
-    atomic_int failed; /* a transaction could not be opened: the search's result is wrong */
+    atomic_int failed; /* 0, or the SBERT_INDEX_E* code of a document the filter could not read
+                          or match: the search's result is wrong */
 };
 
 void qfilter_init(struct qfilter *q, sbert_index *idx, const sbert_index_filter *f);

@@ -186,7 +186,7 @@ static int pairs_search(sbert_index *idx, struct pairs_batch *b, int *end)
         int failed = atomic_load(&qf.failed);
         qfilter_end(&qf);
         if (rc) ilog(idx, SBERT_INDEX_LOG_ERROR, "pairs: vector search failed: %s", err);
-        if (rc || failed) rc = rc ? index_vindex_code(rc) : SBERT_INDEX_EIO;
+        if (rc || failed) rc = rc ? index_vindex_code(rc) : failed;
     }
     store_read_end(idx->st, txn);
     return rc;

@@ -18,11 +18,13 @@ static _Thread_local struct {
     MDB_txn *txn;
 } tls_txn;
 
-/* Opens the calling thread's transaction for q and registers it for qfilter_end(). */
+/* Opens the calling thread's transaction for q and registers it for qfilter_end(). Returns 0 or
+ * an SBERT_INDEX_E* code. */
 static int qfilter_txn(struct qfilter *q)
 {
     MDB_txn *t;
-    if (store_read_begin_nolock(q->idx->st, &t)) return -1;
+    int rc = store_read_begin_nolock(q->idx->st, &t);
+    if (rc) return store_error(rc, "filter read transaction", NULL, 0);
     pthread_mutex_lock(&q->mu);
     if (q->n_txns == q->cap_txns) {
         size_t cap = q->cap_txns ? 2 * q->cap_txns : 16;
@@ -30,7 +32,7 @@ static int qfilter_txn(struct qfilter *q)
         if (!nt) {
             pthread_mutex_unlock(&q->mu);
             store_read_abort(t);
-            return -1;
+            return SBERT_INDEX_ENOMEM;
         }
         q->txns = nt;
         q->cap_txns = cap;
@@ -42,16 +44,26 @@ static int qfilter_txn(struct qfilter *q)
     return 0;
 }
 
+/* A document that cannot be read or matched fails the query (q->failed) rather than being left
+ * out of its results unnoticed. */
 int qfilter_keep(int64_t label, void *user)
 {
     struct qfilter *q = user;
-    if (tls_txn.gen != q->gen && qfilter_txn(q)) {
-        atomic_store(&q->failed, 1);
+    int rc;
+    if (tls_txn.gen != q->gen && (rc = qfilter_txn(q))) {
+        atomic_store(&q->failed, rc);
         return 0;
     }
     struct store_record r;
-    if (store_record_get(q->idx->st, tls_txn.txn, (uint64_t)label, &r)) return 0;
-    return filter_match_doc(q->filter, r.meta, r.meta ? r.meta_len : 0, r.text, r.text_len) == 1;
+    rc = store_record_get(q->idx->st, tls_txn.txn, (uint64_t)label, &r);
+    if (rc == SBERT_INDEX_ENOTFOUND) return 0; /* deleted since the search began */
+    if (rc) {
+        atomic_store(&q->failed, store_error(rc, "filter read", NULL, 0));
+        return 0;
+    }
+    rc = filter_match_doc(q->filter, r.meta, r.meta ? r.meta_len : 0, r.text, r.text_len);
+    if (rc == SBERT_INDEX_ENOMEM) atomic_store(&q->failed, rc);
+    return rc == 1;
 }
 
 void qfilter_init(struct qfilter *q, sbert_index *idx, const sbert_index_filter *f)

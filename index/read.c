@@ -293,7 +293,7 @@ static int query_filtered(sbert_index *idx, MDB_txn *txn, const float *q,
         ilog(idx, SBERT_INDEX_LOG_ERROR, "vector search failed: %s", err);
         rc = index_vindex_code(rc);
     } else if (atomic_load(&qf.failed))
-        rc = SBERT_INDEX_EIO;
+        rc = atomic_load(&qf.failed);
     else
         rc = query_fill(idx, txn, labels, scores, p, out);
     qfilter_end(&qf);

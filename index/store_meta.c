@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "sbert_util.h"
 #include "store_impl.h"
 
 static int meta_put(MDB_txn *txn, MDB_dbi dbi, const char *key, const void *v, size_t len)
@@ -38,14 +39,16 @@ int store_meta_put(store *s, MDB_txn *txn, const struct store_meta *m)
     store_put_u32(fmt + 4, m->format);
     cJSON *j = cJSON_CreateObject();
     if (!j) return SBERT_INDEX_ENOMEM;
-    cJSON_AddStringToObject(j, "name", m->model_name);
-    cJSON_AddStringToObject(j, "weights_sha256", m->model_sha256);
-    cJSON_AddNumberToObject(j, "dim", m->dim);
-    cJSON_AddNumberToObject(j, "pooling", m->pooling);
-    cJSON_AddNumberToObject(j, "normalize", m->normalize);
-    cJSON_AddNumberToObject(j, "max_seq_length", m->max_seq_length);
-    if (m->precision == SBERT_INDEX_PRECISION_INT8) cJSON_AddStringToObject(j, "precision", "int8");
-    char *model = cJSON_PrintUnformatted(j);
+    /* Each member is checked: a model entry missing one would make the store unreadable. */
+    int ok = cJSON_AddStringToObject(j, "name", m->model_name) &&
+             cJSON_AddStringToObject(j, "weights_sha256", m->model_sha256) &&
+             cJSON_AddNumberToObject(j, "dim", m->dim) &&
+             cJSON_AddNumberToObject(j, "pooling", m->pooling) &&
+             cJSON_AddNumberToObject(j, "normalize", m->normalize) &&
+             cJSON_AddNumberToObject(j, "max_seq_length", m->max_seq_length) &&
+             (m->precision != SBERT_INDEX_PRECISION_INT8 ||
+              cJSON_AddStringToObject(j, "precision", "int8"));
+    char *model = ok ? cJSON_PrintUnformatted(j) : NULL;
     cJSON_Delete(j);
     if (!model) return SBERT_INDEX_ENOMEM;
     int rc = meta_put(txn, s->meta, "format", fmt, 8);
@@ -96,6 +99,8 @@ int store_meta_get(store *s, MDB_txn *txn, struct store_meta *m, char *errbuf, s
     const char *bad = NULL;
     if ((rc = meta_get(txn, s->meta, "model", &d)) == 0) {
         cJSON *j = cJSON_ParseWithLength(d.mv_data, d.mv_size);
+        if (!j && sbert_util_json_valid(d.mv_data, d.mv_size, NULL))
+            return SBERT_INDEX_ENOMEM; /* sound JSON that cJSON could not allocate for */
         if (!j || json_str(j, "name", m->model_name, sizeof m->model_name) ||
             json_str(j, "weights_sha256", m->model_sha256, sizeof m->model_sha256) ||
             json_int(j, "dim", &m->dim) || json_int(j, "pooling", &m->pooling) ||
@@ -116,18 +121,21 @@ int store_meta_get(store *s, MDB_txn *txn, struct store_meta *m, char *errbuf, s
         m->spec[d.mv_size] = 0;
     } else if (!bad)
         bad = "spec";
-    if (!bad && meta_get(txn, s->meta, "uuid", &d) == 0 && d.mv_size == STORE_UUID_SIZE)
+    if (!bad && (rc = meta_get(txn, s->meta, "uuid", &d)) == 0 && d.mv_size == STORE_UUID_SIZE)
         memcpy(m->uuid, d.mv_data, STORE_UUID_SIZE);
     else if (!bad)
         bad = "uuid";
-    if (!bad && meta_get(txn, s->meta, "next_label", &d) == 0 && d.mv_size == 8)
+    if (!bad && (rc = meta_get(txn, s->meta, "next_label", &d)) == 0 && d.mv_size == 8)
         m->next_label = store_get_u64(d.mv_data);
     else if (!bad)
         bad = "next_label";
-    if (!bad && meta_get(txn, s->meta, "change", &d) == 0 && d.mv_size == 8)
+    if (!bad && (rc = meta_get(txn, s->meta, "change", &d)) == 0 && d.mv_size == 8)
         m->change = store_get_u64(d.mv_data);
     else if (!bad)
         bad = "change";
+    /* An entry that could not be read (rc: LMDB's error) is not a damaged one. */
+    if (bad && rc != 0 && rc != MDB_NOTFOUND)
+        return store_error(rc, "reading the meta record", errbuf, errlen);
     if (bad) {
         if (errbuf && errlen)
             snprintf(errbuf, errlen, "%s: the meta record's \"%s\" entry is missing or damaged",

@@ -61,6 +61,8 @@ const char *vindex_strerror(int err)
         return "label already present";
     case VINDEX_ETHREAD:
         return "could not start the training thread";
+    case VINDEX_ENOSPC:
+        return "no space left on the device for the snapshot";
     default:
         return "unknown vindex error";
     }

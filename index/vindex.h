@@ -60,6 +60,7 @@ enum {
     VINDEX_ESPEC = -7,    /* a snapshot was written for another index spec or dimension */
     VINDEX_EEXIST = -8,   /* vindex_add(): a label is already present */
     VINDEX_ETHREAD = -9,  /* the training thread could not be started */
+    VINDEX_ENOSPC = -10,  /* a snapshot could not be written: the disk is full */
 };
 
 /* Returns a static string describing err; never NULL. */
@@ -202,7 +203,9 @@ struct vindex_snapshot_meta {
  * covers), user_len <= VINDEX_SNAPSHOT_USER_MAX opaque caller bytes (user may be NULL when
  * user_len is 0; e.g. the store's uuid, so a snapshot of another store is recognised), a
  * checksum of the header, and one of each 256 KiB block of the body. Searches continue while it
- * writes; writes wait. On failure path is unchanged and the temporary file is removed.
+ * writes; writes wait. On failure the temporary file is removed and path is unchanged, except
+ * after a failed fsync of the directory (the last step, VINDEX_EIO or VINDEX_ENOSPC): path then
+ * holds the new snapshot, whose rename may not survive a crash. VINDEX_ENOSPC: the disk is full.
  */
 int vindex_snapshot_write(vindex *v, const char *path, uint64_t change_counter, const void *user,
                           size_t user_len, char *errbuf, size_t errlen);

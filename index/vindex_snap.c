@@ -48,6 +48,10 @@ static int sink_end_block(struct body_sink *s)
     return 0;
 }
 
+/* A failure returns 0, never -1: fopencookie(3) says the function must not return a negative
+ * value, and glibc 2.36 takes -1 as a count (SIZE_MAX), after which fwrite copies one byte past
+ * the caller's buffer (a crash found by faults_daemon: a snapshot over 256 KiB whose block table
+ * could not grow). s->err makes the snapshot fail. */
 static ssize_t sink_write(void *cookie, const char *buf, size_t size)
 {
     struct body_sink *s = cookie;
@@ -57,7 +61,7 @@ static ssize_t sink_write(void *cookie, const char *buf, size_t size)
         if (w < 0) {
             if (errno == EINTR) continue;
             s->err = errno;
-            return done ? (ssize_t)done : -1;
+            return 0;
         }
         done += (size_t)w;
     }
@@ -68,11 +72,18 @@ static ssize_t sink_write(void *cookie, const char *buf, size_t size)
         off += n;
         if (s->in_block == SNAP_BLOCK && sink_end_block(s) != 0) {
             s->err = ENOMEM;
-            return -1;
+            return 0;
         }
     }
     s->bytes += size;
     return (ssize_t)size;
+}
+
+/* The code of a failed write, sync or rename with errno e. */
+static int io_code(int e)
+{
+    if (e == ENOMEM) return VINDEX_ENOMEM;
+    return e == ENOSPC || e == EDQUOT || e == EFBIG ? VINDEX_ENOSPC : VINDEX_EIO;
 }
 
 static int sync_dir_of(const char *path)
@@ -184,10 +195,11 @@ static int snapshot_fill(vindex *v, int fd, uint64_t change, const void *user, s
                      (off_t)(header_len + sink.bytes)) != 0)
         sink.err = errno;
     free(sink.table);
-    if (frc != 0) return vindex_faiss_fail(errbuf, errlen, "FAISS write_index");
-    if (flush_rc != 0 || sink.err)
-        return sbert_util_errf(errbuf, errlen, VINDEX_EIO, "writing snapshot: %s",
-                               strerror(sink.err ? sink.err : EIO));
+    /* FAISS's write fails when our sink did: the sink's errno is the cause */
+    if (frc != 0 && !sink.err) return vindex_faiss_fail(errbuf, errlen, "FAISS write_index");
+    if (frc != 0 || flush_rc != 0 || sink.err)
+        return sbert_util_errf(errbuf, errlen, io_code(sink.err ? sink.err : EIO),
+                               "writing snapshot: %s", strerror(sink.err ? sink.err : EIO));
 
     unsigned char hdr[SNAP_FIXED];
     memset(hdr, 0, sizeof hdr);
@@ -210,12 +222,15 @@ static int snapshot_fill(vindex *v, int fd, uint64_t change, const void *user, s
     if (user_len) memcpy(hdr + 96, user, user_len);
     put64(hdr + SNAP_HASHED, vsnap_header_hash(hdr, s->spec, spec_len));
     if (write_all_at(fd, hdr, sizeof hdr, 0) != 0 ||
-        write_all_at(fd, s->spec, spec_len, SNAP_FIXED) != 0)
-        return sbert_util_errf(errbuf, errlen, VINDEX_EIO, "writing snapshot header: %s",
-                               strerror(errno));
-    if (fsync(fd) != 0)
-        return sbert_util_errf(errbuf, errlen, VINDEX_EIO, "fsync of snapshot: %s",
-                               strerror(errno));
+        write_all_at(fd, s->spec, spec_len, SNAP_FIXED) != 0) {
+        int e = errno;
+        return sbert_util_errf(errbuf, errlen, io_code(e), "writing snapshot header: %s",
+                               strerror(e));
+    }
+    if (fsync(fd) != 0) {
+        int e = errno;
+        return sbert_util_errf(errbuf, errlen, io_code(e), "fsync of snapshot: %s", strerror(e));
+    }
     return 0;
 }
 
@@ -255,16 +270,17 @@ int vindex_snapshot_write(vindex *v, const char *path, uint64_t change_counter, 
     if (fd < 0) {
         int e = errno;
         free(tmp);
-        return sbert_util_errf(errbuf, errlen, VINDEX_EIO,
+        return sbert_util_errf(errbuf, errlen, io_code(e),
                                "creating a temporary file next to %s: %s", path, strerror(e));
     }
     pthread_rwlock_rdlock(&v->lock);
     int rc = snapshot_fill(v, fd, change_counter, user, user_len, errbuf, errlen);
     pthread_rwlock_unlock(&v->lock);
     if (close(fd) != 0 && rc == 0)
-        rc = sbert_util_errf(errbuf, errlen, VINDEX_EIO, "closing %s: %s", tmp, strerror(errno));
+        rc =
+            sbert_util_errf(errbuf, errlen, io_code(errno), "closing %s: %s", tmp, strerror(errno));
     if (rc == 0 && rename(tmp, path) != 0)
-        rc = sbert_util_errf(errbuf, errlen, VINDEX_EIO, "renaming %s to %s: %s", tmp, path,
+        rc = sbert_util_errf(errbuf, errlen, io_code(errno), "renaming %s to %s: %s", tmp, path,
                              strerror(errno));
     if (rc != 0) {
         unlink(tmp);
@@ -273,8 +289,8 @@ int vindex_snapshot_write(vindex *v, const char *path, uint64_t change_counter, 
     }
     free(tmp);
     if (sync_dir_of(path) != 0)
-        return sbert_util_errf(errbuf, errlen, VINDEX_EIO, "fsync of the directory of %s: %s", path,
-                               strerror(errno));
+        return sbert_util_errf(errbuf, errlen, io_code(errno), "fsync of the directory of %s: %s",
+                               path, strerror(errno));
     return 0;
 }
 

@@ -192,7 +192,10 @@ static int put_check_item(struct put_ctx *p, size_t i, char *errbuf, size_t errl
         what = "the vector is missing or has a NaN or infinity";
     } else if (it->metadata) {
         cJSON *j = cJSON_ParseWithLength(it->metadata, it->metadata_len);
-        if (!j || !cJSON_IsObject(j)) {
+        int object = 0;
+        if (!j && sbert_util_json_valid(it->metadata, it->metadata_len, &object) && object)
+            rc = SBERT_INDEX_ENOMEM; /* sound JSON that cJSON could not allocate for */
+        else if (!j || !cJSON_IsObject(j)) {
             rc = SBERT_INDEX_EMETADATA;
             what = "metadata is not a JSON object";
         } else if (!(p->meta[i] = cJSON_PrintUnformatted(j)))
@@ -239,7 +242,8 @@ void index_apply_vindex(sbert_index *idx, const int64_t *removed, size_t n_remov
     if (rc) {
         /* The batch is durable in LMDB; the derived index is rebuilt from it. */
         ilog(idx, SBERT_INDEX_LOG_ERROR,
-             "vector index update failed after a durable commit (%s): rebuilding", err);
+             "vector index update failed after a durable commit (%s: %s): rebuilding",
+             sbert_index_strerror(index_vindex_code(rc)), err);
         atomic_store(&idx->need_rebuild, 1);
     }
 }

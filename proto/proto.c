@@ -184,6 +184,9 @@ int sbert_proto_request_parse(const char *buf, size_t len, struct sbert_proto_re
                                      at);
     const char *end = NULL;
     cJSON *root = cJSON_ParseWithLengthOpts(buf, len, &end, 0);
+    if (!root && sbert_util_json_valid(buf, len, NULL))
+        /* sound JSON that cJSON could not allocate for: not the client's fault */
+        return sbert_proto_error_set(err, SBERT_PROTO_EINTERNAL, -1, "out of memory");
     if (!root)
         /* cJSON_GetErrorPtr() would say where, but it is global state shared between threads */
         return sbert_proto_error_set(err, SBERT_PROTO_EBAD_JSON, -1,
@@ -641,6 +644,8 @@ int sbert_proto_reply_parse(const char *buf, size_t len, cJSON **root,
 {
     *root = NULL;
     cJSON *r = cJSON_ParseWithLength(buf, len);
+    if (!r && sbert_util_json_valid(buf, len, NULL))
+        return sbert_proto_error_set(err, SBERT_PROTO_EINTERNAL, -1, "out of memory");
     if (!r || !cJSON_IsObject(r)) {
         cJSON_Delete(r);
         return sbert_proto_error_set(err, SBERT_PROTO_EBAD_JSON, -1,

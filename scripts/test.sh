@@ -10,7 +10,10 @@
 #                   .clang-format make it.
 #   1. build/       Release: every test (the ctest arguments apply to this stage only).
 #   2. build-asan/  ASan + UBSan (gcc, -fno-sanitize-recover=all, LeakSanitizer on): the unit and
-#                   integration tests, so the integration tests' sbertd is the sanitized one.
+#                   integration tests, so the integration tests' sbertd is the sanitized one, and
+#                   the fault-injection loops (-DSBERT_FAULTS=ON, ctest label faults, tests/faults):
+#                   every allocation, LMDB and file call of each store operation failed in turn,
+#                   so a leak or UB on an error path fails the stage too.
 #   3. build-tsan/  TSan (clang): the concurrency tests (and sbertd's concurrent cases). OpenMP is LLVM's libomp with its Archer
 #                   tool, which tells TSan about OpenMP's barriers and tasks; libgomp is not
 #                   instrumented and gave false reports. Debian's libfaiss.a (gcc) calls the GOMP
@@ -98,7 +101,8 @@ if [ "${SBERT_TEST_RELEASE:-1}" != 0 ]; then stage "release (build/)" release "$
 asan() {
     local b=$BUILD_ASAN logs=$BUILD_ASAN/sanitizer-logs
     CMAKE_BUILD_TYPE=RelWithDebInfo SBERT_FAISS_AVX2=OFF \
-        "$ROOT/scripts/setup.sh" "$b" -DSBERT_SANITIZE=ON -DSBERT_SHARED_DIR="$SHARED"
+        "$ROOT/scripts/setup.sh" "$b" -DSBERT_SANITIZE=ON -DSBERT_FAULTS=ON \
+        -DSBERT_SHARED_DIR="$SHARED"
     rm -rf "$logs" && mkdir -p "$logs"
     local rc=0
     # The slow recall benchmarks and the fuzz runs are left to stage 1 and 4. systemd_syscalls
@@ -109,7 +113,7 @@ asan() {
         ASAN_OPTIONS="detect_leaks=1:halt_on_error=1:abort_on_error=0:log_path=$logs/asan" \
         LSAN_OPTIONS="suppressions=$SUPP/lsan.supp:print_suppressions=0" \
         UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1:log_path=$logs/ubsan" \
-        ctest --output-on-failure --timeout 3600 -j "$JOBS" -L 'unit|integration' -LE 'slow|fuzz' \
+        ctest --output-on-failure --timeout 3600 -j "$JOBS" -L 'unit|integration|faults' -LE 'slow|fuzz' \
             -E '^systemd_syscalls$') ||
         rc=1
     sanitizer_reports "$logs" || rc=1

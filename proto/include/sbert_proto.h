@@ -109,10 +109,11 @@ struct sbert_proto_request {
  * Parses one request message of len bytes: checks UTF-8 (bad_utf8), refuses \u0000 in strings
  * (bad_request), parses one JSON object with nothing but whitespace after it (bad_json), checks
  * "v" (bad_version), "op" (bad_request when missing or not a string), and the types and lengths
- * of "req_id" and "token" (bad_request). On success fills *req (release with
- * sbert_proto_request_clear()); on failure *req is zeroed. When the message parsed as an object
- * but a later check failed, *req_id_out (may be NULL) receives a malloc'd copy of its req_id, if
- * it had a valid one, so that the error reply can echo it (the caller frees it); else NULL.
+ * of "req_id" and "token" (bad_request); internal when memory ran out. On success fills *req
+ * (release with sbert_proto_request_clear()); on failure *req is zeroed. When the message parsed as
+ * an object but a later check failed, *req_id_out (may be NULL) receives a malloc'd copy of its
+ * req_id, if it had a valid one, so that the error reply can echo it (the caller frees it); else
+ * NULL.
  */
 int sbert_proto_request_parse(const char *buf, size_t len, struct sbert_proto_request *req,
                               char **req_id_out, struct sbert_proto_error *err);
@@ -216,7 +217,8 @@ int sbert_proto_print(const cJSON *msg, char **out, size_t *len);
  * Parses a reply message. Returns 0 for an "ok": true reply, with *root owning the tree. For an
  * "ok": false reply returns its code (SBERT_PROTO_EUNKNOWN_CODE for a name this version does not
  * know), fills *err (code_name always holds the name received) and also sets *root. A message
- * that is not a version-1 reply returns SBERT_PROTO_EBAD_JSON (or EBAD_VERSION) with *root NULL.
+ * that is not a version-1 reply returns SBERT_PROTO_EBAD_JSON (or EBAD_VERSION) with *root NULL,
+ * and one that could not be parsed for want of memory SBERT_PROTO_EINTERNAL.
  */
 int sbert_proto_reply_parse(const char *buf, size_t len, cJSON **root,
                             struct sbert_proto_error *err);

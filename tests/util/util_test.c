@@ -1,8 +1,10 @@
-/* util_test.c — unit tests of util/ (sbert_util.h): UTF-8 validation, vectors, the top-pairs heap
- * (checked against sorting every pair). */
+/* util_test.c — unit tests of util/ (sbert_util.h): UTF-8 and JSON syntax validation, vectors, the
+ * top-pairs heap (checked against sorting every pair). */
 #include "sbert_util.h"
 
+#include <cjson/cJSON.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -89,6 +91,74 @@ static void test_topk(void)
     }
 }
 
+/* sbert_util_json_valid accepts nothing cJSON refuses (so a failed parse of a text it accepts
+ * was an allocation failure), and accepts the ordinary JSON cJSON reads. */
+static void test_json_valid(void)
+{
+    static const struct {
+        const char *s;
+        int valid, object;
+    } cases[] = {
+        {"{}", 1, 1},
+        {" {\"a\": [1, -2.5e+3, true, false, null, \"x\\u00e9\\ud83d\\ude00\"]} ", 1, 1},
+        {"[1,2]", 1, 0},
+        {"\"s\"", 1, 0},
+        {"0", 1, 0},
+        {"{\"a\":1} trailing", 1, 1}, /* what follows the value is the caller's business */
+        {"", 0, 0},
+        {"{", 0, 0},
+        {"{\"a\"}", 0, 0},
+        {"{\"a\":}", 0, 0},
+        {"[1,]", 0, 0},
+        {"{a:1}", 0, 0},
+        {"01", 1, 0}, /* "0", then a trailing 1 */
+        {"-", 0, 0},
+        {"1.", 0, 0},
+        {"1e", 0, 0},
+        {"tru", 0, 0},
+        {"\"\\x\"", 0, 0},
+        {"\"\\ud800\"", 0, 0},
+        {"\"\\udc00\"", 0, 0},
+        {"\"\\ud800\\u0041\"", 0, 0},
+        {"\"a\nb\"", 0, 0},
+        {"1234567890123456789012345678901234567890123456789012345678901234", 0, 0},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        int obj = -1;
+        int v = sbert_util_json_valid(cases[i].s, strlen(cases[i].s), &obj);
+        CHECK(v == cases[i].valid);
+        if (v) CHECK(obj == cases[i].object);
+        cJSON *j = cJSON_ParseWithLength(cases[i].s, strlen(cases[i].s));
+        if (v) CHECK(j != NULL);
+        cJSON_Delete(j);
+    }
+    char deep[1200];
+    memset(deep, '[', 600);
+    memset(deep + 600, ']', 600);
+    CHECK(sbert_util_json_valid(deep, sizeof deep, NULL) == 0);
+    CHECK(sbert_util_json_valid(deep + 100, 1000, NULL) == 1);
+
+    /* Mutations of a document: whatever the checker accepts, cJSON parses. */
+    const char *doc =
+        "{\"id\": \"a\\u00e9\", \"v\": [0.5, -1e-3, 2], \"m\": {\"t\": true, \"n\": null}}";
+    size_t len = strlen(doc);
+    uint64_t r = 17;
+    static const char alphabet[] = "{}[]\":,.-+eE0123456789tfnulrs\\/ \tx";
+    for (int round = 0; round < 20000; round++) {
+        char buf[128];
+        memcpy(buf, doc, len);
+        for (int k = 0; k < 3; k++) {
+            r = r * 6364136223846793005ull + 1442695040888963407ull;
+            buf[(r >> 33) % len] = alphabet[(r >> 17) % (sizeof alphabet - 1)];
+        }
+        if (sbert_util_json_valid(buf, len, NULL)) {
+            cJSON *j = cJSON_ParseWithLength(buf, len);
+            CHECK(j != NULL);
+            cJSON_Delete(j);
+        }
+    }
+}
+
 static int log_calls;
 static void log_cb(int level, const char *msg, void *user)
 {
@@ -110,6 +180,7 @@ static void test_messages(void)
 int main(void)
 {
     test_utf8();
+    test_json_valid();
     test_vectors();
     test_topk();
     test_messages();

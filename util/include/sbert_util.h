@@ -1,7 +1,7 @@
 /* sbert_util.h — small helpers that encoder/, index/, proto/, daemon/ and client/ share, so each
  * exists once: printf-style messages into a log callback or an error buffer, strict UTF-8
- * validation, cosine and L2 normalisation of float vectors, and the bounded "top pairs" heap used
- * by paraphrase mining.
+ * validation, a JSON syntax check, cosine and L2 normalisation of float vectors, and the bounded
+ * "top pairs" heap used by paraphrase mining.
  *
  * A private library of this repository, not an installed API: every module links it statically.
  * Thread safety: every function is reentrant; a struct sbert_util_topk belongs to one thread.
@@ -35,6 +35,12 @@ int sbert_util_errf(char *errbuf, size_t errlen, int code, const char *fmt, ...)
  * nothing above U+10FFFF), else 0. An empty string is valid. NUL bytes are valid UTF-8; callers
  * that refuse them check separately. */
 int sbert_util_utf8_valid(const void *s, size_t len);
+
+/* 1 when s[0..len) begins with one well-formed JSON value (RFC 8259; nesting at most 512 deep;
+ * what follows it is not looked at), else 0; *is_object (may be NULL) is set to 1 when that value
+ * is an object. Allocates nothing, so after a failed cJSON parse it tells a malformed text (0)
+ * from an allocation that failed (1): it accepts nothing that cJSON 1.7 refuses. */
+int sbert_util_json_valid(const char *s, size_t len, int *is_object);
 
 /* Cosine similarity of a and b (dim floats each), accumulated in double; 0 when either is all
  * zeros. */
