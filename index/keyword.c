@@ -54,17 +54,23 @@ static int kw_build_fn(store *s, MDB_txn *txn, void *user)
     return 0;
 }
 
-/* Whether the store's keyword index is complete and made by this analyzer. */
-static int kw_current(sbert_index *idx, int *current, struct store_kw_stats *st)
+/* Whether the store's keyword index is complete and made by this analyzer. A missing or
+ * undecodable record is not current (the index is derived: it is built again). */
+static int kw_current(sbert_index *idx, int *current, struct store_kw_stats *st, char *errbuf,
+                      size_t errlen)
 {
     MDB_txn *txn;
     int rc = store_read_begin(idx->st, &txn);
-    if (rc) return store_error(rc, "reading the keyword index", NULL, 0);
+    if (rc) return store_error(rc, "reading the keyword index", errbuf, errlen);
     rc = store_kw_stats_get(idx->st, txn, st);
     store_read_end(idx->st, txn);
     *current = rc == 0 && st->version == STORE_KW_VERSION &&
                strcmp(st->language, store_kw_language(idx->st)) == 0;
-    return rc == SBERT_INDEX_ENOTFOUND ? 0 : rc;
+    if (rc == SBERT_INDEX_ENOTFOUND || rc == SBERT_INDEX_EFORMAT) {
+        st->language[0] = '\0';
+        return 0;
+    }
+    return rc > 0 ? store_error(rc, "reading the keyword index", errbuf, errlen) : rc;
 }
 
 static int kw_reset_fn(store *s, MDB_txn *txn, void *user)
@@ -82,14 +88,14 @@ static int kw_drop_fn(store *s, MDB_txn *txn, void *user)
 int index_keyword_open(sbert_index *idx, char *errbuf, size_t errlen)
 {
     if (strcmp(idx->kw_language, "off") == 0) {
-        int current = 0;
         struct store_kw_stats st;
         MDB_txn *txn;
         int rc = store_read_begin(idx->st, &txn);
         if (rc) return store_error(rc, "reading the keyword index", errbuf, errlen);
-        current = store_kw_stats_get(idx->st, txn, &st) == 0;
+        rc = store_kw_stats_get(idx->st, txn, &st);
         store_read_end(idx->st, txn);
-        if (!current) return 0;
+        if (rc > 0) return store_error(rc, "reading the keyword index", errbuf, errlen);
+        if (rc == SBERT_INDEX_ENOTFOUND) return 0; /* none to drop */
         ilog(idx, SBERT_INDEX_LOG_INFO, "keyword_language = off: dropping the keyword index");
         return store_write(idx->st, kw_drop_fn, NULL, errbuf, errlen);
     }
@@ -102,7 +108,7 @@ int index_keyword_open(sbert_index *idx, char *errbuf, size_t errlen)
     if (rc) return rc;
     int current = 0;
     struct store_kw_stats st;
-    if ((rc = kw_current(idx, &current, &st))) return rc;
+    if ((rc = kw_current(idx, &current, &st, errbuf, errlen))) return rc;
     if (current) return 0;
     struct kw_build b = {.idx = idx, .reset = 1, .next = 0};
     uint64_t total = 0;
