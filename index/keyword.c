@@ -70,7 +70,7 @@ static int kw_current(sbert_index *idx, int *current, struct store_kw_stats *st,
         st->language[0] = '\0';
         return 0;
     }
-    return rc > 0 ? store_error(rc, "reading the keyword index", errbuf, errlen) : rc;
+    return rc ? store_error(rc, "reading the keyword index", errbuf, errlen) : 0;
 }
 
 static int kw_reset_fn(store *s, MDB_txn *txn, void *user)
@@ -94,8 +94,9 @@ int index_keyword_open(sbert_index *idx, char *errbuf, size_t errlen)
         if (rc) return store_error(rc, "reading the keyword index", errbuf, errlen);
         rc = store_kw_stats_get(idx->st, txn, &st);
         store_read_end(idx->st, txn);
-        if (rc > 0) return store_error(rc, "reading the keyword index", errbuf, errlen);
         if (rc == SBERT_INDEX_ENOTFOUND) return 0; /* none to drop */
+        if (rc && rc != SBERT_INDEX_EFORMAT)
+            return store_error(rc, "reading the keyword index", errbuf, errlen);
         ilog(idx, SBERT_INDEX_LOG_INFO, "keyword_language = off: dropping the keyword index");
         return store_write(idx->st, kw_drop_fn, NULL, errbuf, errlen);
     }
@@ -137,7 +138,7 @@ int index_keyword_stats(sbert_index *idx, struct sbert_index_stats *st)
     rc = store_kw_stats_get(idx->st, txn, &ks);
     if (!rc) rc = store_kw_size(idx->st, txn, &st->keyword_postings, &st->keyword_bytes);
     store_read_end(idx->st, txn);
-    if (rc) return rc < 0 ? rc : store_error(rc, "stats", NULL, 0);
+    if (rc) return store_error(rc, "stats", NULL, 0); /* ours as they are, LMDB's converted */
     snprintf(st->keyword_language, sizeof st->keyword_language, "%s", lang);
     st->keyword_docs = ks.docs;
     return 0;
@@ -329,7 +330,7 @@ int index_bm25_rank(index_bm25 *b, struct index_hit **hits, size_t *n)
         if (*n) qsort(*hits, *n, sizeof **hits, hit_cmp); /* *hits is NULL for none */
     }
     kw_map_free(&m);
-    return rc < 0 ? rc : rc ? store_error(rc, "keyword search", NULL, 0) : 0;
+    return rc ? store_error(rc, "keyword search", NULL, 0) : 0;
 }
 
 /* ---- one document's BM25, for a hit that is not among the keyword candidates ---------------- */
@@ -382,8 +383,8 @@ int index_bm25_new(sbert_index *idx, MDB_txn *txn, const char *text, size_t len,
     int rc = sbert_analyzer_new(lang, &q->an) ? SBERT_INDEX_ENOMEM : 0;
     if (!rc && sbert_analyzer_run(q->an, text, len, kw_qterm_add, &q->q)) rc = SBERT_INDEX_ENOMEM;
     struct store_kw_stats st;
-    if (!rc && (rc = store_kw_stats_get(idx->st, txn, &st)) > 0)
-        rc = store_error(rc, "keyword search", NULL, 0);
+    if (!rc && (rc = store_kw_stats_get(idx->st, txn, &st)))
+        rc = store_error(rc, "keyword search", NULL, 0); /* ours as they are, LMDB's converted */
     if (rc) {
         index_bm25_free(q);
         return rc;
