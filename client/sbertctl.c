@@ -2046,38 +2046,40 @@ static int cmd_sync(struct ctx *c, const struct args *a)
         errmsg("sync: %s: %s", dir, strerror(errno));
         return EXIT_REPLY;
     }
-    struct index_cfg cfg;
-    int rc = index_config(c, a, &cfg);
     sbc_watch *w = NULL;
-    sigset_t stop, waitmask;
-    sigemptyset(&stop);
-    sigaddset(&stop, SIGINT);
-    sigaddset(&stop, SIGTERM);
-    if (rc == EXIT_OK && a->val[SY_WATCH]) {
-        /* blocked but for the wait, so a signal never cuts a request short */
-        struct sigaction sa = {.sa_handler = on_stop};
-        sigemptyset(&sa.sa_mask);
+    sigset_t waitmask;
+    int rc = EXIT_OK;
+    if (a->val[SY_WATCH]) {
+        /* SIGINT and SIGTERM are blocked but for the wait, so that a signal never cuts a request
+         * short; from before the first connection, so that no thread started for it takes them */
+        sigset_t stop;
+        sigemptyset(&stop);
+        sigaddset(&stop, SIGINT);
+        sigaddset(&stop, SIGTERM);
         sigprocmask(SIG_BLOCK, &stop, &waitmask);
         sigdelset(&waitmask, SIGINT);
         sigdelset(&waitmask, SIGTERM);
+        struct sigaction sa = {.sa_handler = on_stop};
+        sigemptyset(&sa.sa_mask);
         sigaction(SIGINT, &sa, NULL);
         sigaction(SIGTERM, &sa, NULL);
         char err[PATH_MAX + 256];
-        int wr = sbc_watch_open(root, &w, err, sizeof err);
-        if (wr) {
+        long unwatched;
+        if (sbc_watch_open(root, &w, err, sizeof err)) {
             errmsg("sync: %s", err);
             rc = EXIT_REPLY;
-        } else if (sbc_watch_unwatched(w, err, sizeof err)) {
-            errmsg("sync: %ld directories not followed, the first %s",
-                   sbc_watch_unwatched(w, err, sizeof err), err);
+        } else if ((unwatched = sbc_watch_unwatched(w, err, sizeof err))) {
+            errmsg("sync: %ld directories not followed, the first %s", unwatched, err);
         }
     }
+    struct index_cfg cfg;
+    if (rc == EXIT_OK) rc = index_config(c, a, &cfg);
     struct index_run r = {0};
     if (rc == EXIT_OK) {
         rc = sync_round(c, &cfg, dir, root, &r);
         index_summary(c, &r);
+        if (w) rc = sync_watch(c, &cfg, dir, root, w, &waitmask, &r, rc);
     }
-    if (w) rc = sync_watch(c, &cfg, dir, root, w, &waitmask, &r, rc);
     sbc_watch_free(w);
     index_run_free(&r);
     free(root);
