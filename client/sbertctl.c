@@ -1913,15 +1913,10 @@ static int cmd_index(struct ctx *c, const struct args *a)
  * it was stored, and a document of another root, or added otherwise, is never listed. Each step
  * is an idempotent write, so a sync interrupted anywhere is finished by the next.
  */
-static int cmp_cstr(const void *a, const void *b)
-{
-    return strcmp(*(const char *const *)a, *(const char *const *)b);
-}
-
 /* Whether the walk named id, or could not list a directory above it. */
 static int sync_known(const struct index_run *r, const char *id)
 {
-    if (r->n_seen && bsearch(&id, r->seen, r->n_seen, sizeof *r->seen, cmp_cstr)) return 1;
+    if (r->n_seen && bsearch(&id, r->seen, r->n_seen, sizeof *r->seen, cmp_str)) return 1;
     for (size_t i = 0; i < r->n_unknown; i++) {
         size_t len = strlen(r->unknown[i]);
         if (!len || (!strncmp(id, r->unknown[i], len) && id[len] == '/')) return 1;
@@ -1929,15 +1924,16 @@ static int sync_known(const struct index_run *r, const char *id)
     return 0;
 }
 
-/* Deletes gone[0..n) (the array is consumed) in requests of max_ids. */
+/* Deletes the ids of gone (an array of strings, consumed) in requests of max_ids. */
 static int sync_delete(struct ctx *c, struct index_run *r, cJSON *gone, size_t max_ids)
 {
     int rc = EXIT_OK;
-    while (rc == EXIT_OK && cJSON_GetArraySize(gone) > 0) {
+    const cJSON *next = gone ? gone->child : NULL;
+    while (rc == EXIT_OK && next) {
         cJSON *ids = cJSON_CreateArray();
-        for (size_t k = 0; ids && k < max_ids && cJSON_GetArraySize(gone) > 0; k++)
-            cJSON_AddItemToArray(ids, cJSON_DetachItemFromArray(gone, 0));
-        int n = cJSON_GetArraySize(ids);
+        int n = 0;
+        for (; ids && next && (size_t)n < max_ids; next = next->next, n++)
+            cJSON_AddItemToArray(ids, cJSON_CreateString(next->valuestring));
         c->op = SBERT_PROTO_OP_DELETE;
         cJSON *req = request_new(c), *rep;
         req_set(c, req, "ids", ids);
@@ -2002,7 +1998,7 @@ static int sync_round(struct ctx *c, const struct index_cfg *cfg, const char *di
         errmsg("%s", w < 0 && err[0] ? err : "out of memory");
         return EXIT_REPLY;
     }
-    qsort(r->seen, r->n_seen, sizeof *r->seen, cmp_cstr);
+    qsort(r->seen, r->n_seen, sizeof *r->seen, cmp_str);
     int rc = index_files(c, r, cfg);
     if (rc == EXIT_OK && !r->stopped) rc = sync_prune(c, r, root, cfg);
     return rc == EXIT_OK && r->failed ? EXIT_REPLY : rc;
