@@ -2073,7 +2073,8 @@ static int cmd_sync(struct ctx *c, const struct args *a)
     struct index_run r = {0};
     if (rc == EXIT_OK) {
         rc = sync_round(c, &cfg, dir, root, &r);
-        index_summary(c, &r);
+        /* as index: a run that failed prints no summary, unless rounds follow */
+        if (rc == EXIT_OK || w) index_summary(c, &r);
         if (w) rc = sync_watch(c, &cfg, dir, root, w, &waitmask, &r, rc);
     }
     sbc_watch_free(w);
