@@ -31,12 +31,12 @@ static int not_hidden(const struct dirent *e)
 
 /* Walks the directory path (whose id prefix is rel, "" at the top). Depth is bounded only by the
  * path length the kernel accepts: each level holds one open directory listing, no descriptor. */
-static int walk_dir(const char *path, const char *rel, sbc_file_fn fn, void *user)
+static int walk_dir(const char *path, const char *rel, const char *root, sbc_file_fn fn, void *user)
 {
     struct dirent **names;
     int n = scandir(path, &names, not_hidden, by_name);
     if (n < 0) {
-        struct sbc_file f = {path, rel, 0, 0};
+        struct sbc_file f = {path, rel, root, 0, 0, 1};
         char why[300];
         snprintf(why, sizeof why, "cannot list the directory: %s", strerror(errno));
         return fn(&f, why, user);
@@ -49,7 +49,7 @@ static int walk_dir(const char *path, const char *rel, sbc_file_fn fn, void *use
             rc = -1;
         struct stat st;
         if (!rc) {
-            struct sbc_file f = {p, r, 0, 0};
+            struct sbc_file f = {p, r, root, 0, 0, 0};
             if (lstat(p, &st) != 0) {
                 char why[300];
                 snprintf(why, sizeof why, "%s", strerror(errno));
@@ -57,7 +57,7 @@ static int walk_dir(const char *path, const char *rel, sbc_file_fn fn, void *use
             } else if (S_ISLNK(st.st_mode)) {
                 rc = fn(&f, "a symbolic link (not followed)", user);
             } else if (S_ISDIR(st.st_mode)) {
-                rc = walk_dir(p, r, fn, user);
+                rc = walk_dir(p, r, root, fn, user);
             } else if (!S_ISREG(st.st_mode)) {
                 rc = fn(&f, "not a regular file", user);
             } else {
@@ -79,12 +79,27 @@ int sbc_files_walk(const char *path, sbc_file_fn fn, void *user, char *errbuf, s
     struct stat st;
     if (stat(path, &st) != 0)
         return sbert_util_errf(errbuf, errlen, -1, "%s: %s", path, strerror(errno));
-    if (S_ISDIR(st.st_mode)) return walk_dir(path, "", fn, user);
-    if (!S_ISREG(st.st_mode))
+    if (!S_ISDIR(st.st_mode) && !S_ISREG(st.st_mode))
         return sbert_util_errf(errbuf, errlen, -1, "%s: not a regular file or directory", path);
+    /* a file's root is its directory, resolved apart from the file's own name, so that
+     * root/id names the file even when the file is a symbolic link */
     const char *base = strrchr(path, '/');
-    struct sbc_file f = {path, base ? base + 1 : path, st.st_size, mtime_ns(&st)};
-    return fn(&f, NULL, user);
+    char *dir = S_ISDIR(st.st_mode) ? strdup(path)
+                : base              ? strndup(path, (size_t)(base - path) + (base == path))
+                                    : strdup(".");
+    char *root = dir ? realpath(dir, NULL) : NULL;
+    int err = errno;
+    free(dir);
+    if (!root) return sbert_util_errf(errbuf, errlen, -1, "%s: %s", path, strerror(err));
+    int rc;
+    if (S_ISDIR(st.st_mode)) {
+        rc = walk_dir(path, "", root, fn, user);
+    } else {
+        struct sbc_file f = {path, base ? base + 1 : path, root, st.st_size, mtime_ns(&st), 0};
+        rc = fn(&f, NULL, user);
+    }
+    free(root);
+    return rc;
 }
 
 /* The whole file, read once (a file that grows meanwhile: the bytes it had at the open); NULL
@@ -167,6 +182,7 @@ int sbc_file_doc_make(const struct sbc_file *f, size_t max_file_bytes, size_t ma
     cJSON *m = cJSON_CreateObject();
     char *json = NULL;
     if (m && cJSON_AddStringToObject(m, "path", f->rel) &&
+        cJSON_AddStringToObject(m, "root", f->root) &&
         (!d.title || cJSON_AddStringToObject(m, "title", d.title)) &&
         cJSON_AddStringToObject(m, "format", sbert_extract_format_name(format)) &&
         cJSON_AddNumberToObject(m, "size", (double)f->size) &&

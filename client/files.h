@@ -7,7 +7,9 @@
  * a link loop costs nothing) and without entering or taking names that start with "." (.git,
  * editor backups). Only regular files are taken; anything else under a directory is skipped with
  * a reason. A file's id is its path relative to the PATH given (a PATH that is a file: its own
- * name), with "/" between parts.
+ * name), with "/" between parts. Its root is the absolute path, symbolic links resolved, of the
+ * directory the id is relative to: the PATH given, or the directory holding it when it is a file;
+ * root + "/" + id is the file (sync tells its documents by root).
  *
  * Errors: 0 or -1 with errbuf saying what and where. Thread safety: no shared state.
  */
@@ -21,23 +23,27 @@
 struct sbc_file {
     const char *path; /* to open: the PATH given joined with rel */
     const char *rel;  /* the id */
+    const char *root; /* the directory rel is relative to (see above) */
     int64_t size;
     int64_t mtime_ns; /* modification time, ns since the epoch */
+    int dir;          /* skipped: a directory that could not be listed */
 };
 
-/* Called for each regular file (f valid during the call) and for each entry skipped (f->path
- * and f->rel set, why the reason). A non-zero return stops the walk and is returned by it. */
+/* Called for each regular file (f valid during the call) and for each entry skipped (f->path,
+ * f->rel and f->root set, why the reason; f->dir set when it is a directory that could not be
+ * listed, whose files are then unknown). A non-zero return stops the walk and is returned. */
 typedef int (*sbc_file_fn)(const struct sbc_file *f, const char *why, void *user);
 
 /* Walks path (see above). Returns 0, the first non-zero value fn returned, or -1 when path itself
- * cannot be read (errbuf). */
+ * cannot be read or resolved (errbuf). */
 int sbc_files_walk(const char *path, sbc_file_fn fn, void *user, char *errbuf, size_t errlen);
 
 /* A file as a document. */
 struct sbc_file_doc {
     char *text; /* extracted, NUL-terminated, len bytes */
     size_t len;
-    char *metadata_json; /* {"path","title"?,"format","size","mtime" (s),"mtime_nsec","sha256"} */
+    char *metadata_json; /* {"path","root","title"?,"format","size","mtime" (s),"mtime_nsec",
+                            "sha256"} */
     char sha256[65];
 };
 

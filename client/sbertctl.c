@@ -23,6 +23,7 @@
 #include "rotate.h"
 #ifdef SBERTCTL_FILES
 #include "sbert_index.h"
+#include "watch.h"
 #endif
 #include "sbert_proto.h"
 
@@ -32,6 +33,7 @@
 #include <limits.h>
 #include <math.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1595,7 +1597,7 @@ static int cmd_pairs(struct ctx *c, const struct args *a)
     return print_table(t);
 }
 
-/* ---- index -------------------------------------------------------------------------------- */
+/* ---- index / sync ------------------------------------------------------------------------- */
 
 static const struct opt index_opts[] = {
     {"batch", 0, "N", "files per request (default 32, at most 1024)"},
@@ -1603,25 +1605,63 @@ static const struct opt index_opts[] = {
     {"no-progress", 0, NULL, "no progress bar, even on a terminal"},
     {NULL, 0, NULL, NULL},
 };
-enum { IX_BATCH, IX_MAXFILE, IX_NOPROGRESS };
+/* index's options in the same places (IX_*), then --watch */
+static const struct opt sync_opts[] = {
+    {"batch", 0, "N", "files per request (default 32, at most 1024)"},
+    {"max-file-bytes", 0, "N", "skip files larger than N bytes (default 268435456)"},
+    {"no-progress", 0, NULL, "no progress bar, even on a terminal"},
+    {"watch", 0, NULL, "after the first sync, follow DIR (inotify) until SIGINT or SIGTERM"},
+    {NULL, 0, NULL, NULL},
+};
+enum { IX_BATCH, IX_MAXFILE, IX_NOPROGRESS, SY_WATCH };
 
 #ifdef SBERTCTL_FILES
 struct index_file {
-    char *path, *rel;
+    char *path, *rel, *root;
     int64_t size, mtime_ns;
 };
 
+/* What a run does and found. The walk's ids go to seen (sync: every id it named, files skipped
+ * too) and its unlistable directories to unknown, so that sync deletes only what is gone. */
 struct index_run {
     struct index_file *v;
     size_t n, cap;
-    long skipped, unchanged, indexed, failed;
+    char **seen, **unknown;
+    size_t n_seen, cap_seen, n_unknown, cap_unknown;
+    const char *name; /* the command, for messages */
+    int track;        /* fill seen and unknown */
+    int stopped;      /* sync --watch: SIGINT or SIGTERM came, the run stopped between batches */
+    long skipped, unchanged, indexed, failed, deleted;
 };
+
+/* Limits and options of a run. */
+struct index_cfg {
+    size_t batch, max_file, max_text, max_bytes, max_ids;
+    int progress;
+};
+
+static int push_str(char ***v, size_t *n, size_t *cap, const char *s)
+{
+    if (*n == *cap) {
+        size_t c = *cap ? 2 * *cap : 256;
+        char **nv = realloc(*v, c * sizeof *nv);
+        if (!nv) return -1;
+        *v = nv;
+        *cap = c;
+    }
+    if (!((*v)[*n] = strdup(s))) return -1;
+    (*n)++;
+    return 0;
+}
 
 static int index_collect(const struct sbc_file *f, const char *why, void *user)
 {
     struct index_run *r = user;
+    if (r->track && (push_str(&r->seen, &r->n_seen, &r->cap_seen, f->rel) ||
+                     (f->dir && push_str(&r->unknown, &r->n_unknown, &r->cap_unknown, f->rel))))
+        return -1;
     if (why) {
-        errmsg("index: skipped %s: %s", f->path, why);
+        errmsg("%s: skipped %s: %s", r->name, f->path, why);
         r->skipped++;
         return 0;
     }
@@ -1633,8 +1673,13 @@ static int index_collect(const struct sbc_file *f, const char *why, void *user)
         r->cap = cap;
     }
     struct index_file *x = &r->v[r->n];
-    if (!(x->path = strdup(f->path)) || !(x->rel = strdup(f->rel))) {
+    x->path = strdup(f->path);
+    x->rel = strdup(f->rel);
+    x->root = strdup(f->root);
+    if (!x->path || !x->rel || !x->root) {
         free(x->path);
+        free(x->rel);
+        free(x->root);
         return -1;
     }
     x->size = f->size;
@@ -1671,9 +1716,10 @@ static int index_same_stat(const cJSON *meta, const struct index_file *f)
 }
 
 /* One batch of files: the unchanged skipped by size and time (or, read, by hash), the rest
- * extracted and added in requests of at most max_bytes of text. */
+ * extracted and added in requests of at most max_bytes of text. A document stored from another
+ * root (or by an index that did not record one) is added again, so that it carries this root. */
 static int index_batch(struct ctx *c, struct index_run *r, const struct index_file *files, size_t n,
-                       size_t max_file, size_t max_text, size_t max_bytes)
+                       const struct index_cfg *cfg)
 {
     cJSON *stored;
     const cJSON *docs;
@@ -1692,27 +1738,30 @@ static int index_batch(struct ctx *c, struct index_run *r, const struct index_fi
             const cJSON *meta =
                 cJSON_IsTrue(found) ? cJSON_GetObjectItemCaseSensitive(doc, "metadata") : NULL;
             const cJSON *sha = cJSON_GetObjectItemCaseSensitive(meta, "sha256");
-            if (meta && index_same_stat(meta, &files[i])) {
+            const cJSON *root = cJSON_GetObjectItemCaseSensitive(meta, "root");
+            int same_root = cJSON_IsString(root) && !strcmp(root->valuestring, files[i].root);
+            if (same_root && index_same_stat(meta, &files[i])) {
                 r->unchanged++;
                 continue;
             }
-            struct sbc_file f = {files[i].path, files[i].rel, files[i].size, files[i].mtime_ns};
+            struct sbc_file f = {files[i].path, files[i].rel,      files[i].root,
+                                 files[i].size, files[i].mtime_ns, 0};
             char why[512];
-            made = sbc_file_doc_make(&f, max_file, max_text,
-                                     cJSON_IsString(sha) ? sha->valuestring : NULL, &d, why,
-                                     sizeof why);
+            made = sbc_file_doc_make(&f, cfg->max_file, cfg->max_text,
+                                     same_root && cJSON_IsString(sha) ? sha->valuestring : NULL, &d,
+                                     why, sizeof why);
             if (made == 1) {
                 r->unchanged++;
                 continue;
             }
             if (made < 0) {
-                errmsg("index: skipped %s: %s", files[i].path, why);
+                errmsg("%s: skipped %s: %s", r->name, files[i].path, why);
                 r->skipped++;
                 continue;
             }
         }
         /* flush before a document that would pass the request's size, and at the end */
-        if (batch && (made != 0 || bytes + 2 * d.len > max_bytes)) {
+        if (batch && (made != 0 || bytes + 2 * d.len > cfg->max_bytes)) {
             c->op = SBERT_PROTO_OP_ADD;
             rc = add_batch(c, batch, &st);
             batch = NULL;
@@ -1720,7 +1769,7 @@ static int index_batch(struct ctx *c, struct index_run *r, const struct index_fi
                 r->indexed += in_batch;
             else {
                 r->failed += in_batch;
-                errmsg("index: %ld files before %s were not indexed", in_batch,
+                errmsg("%s: %ld files before %s were not indexed", r->name, in_batch,
                        i < n ? files[i].path : "the end");
             }
             bytes = 0;
@@ -1747,23 +1796,96 @@ static int index_batch(struct ctx *c, struct index_run *r, const struct index_fi
     return rc;
 }
 
-static int cmd_index(struct ctx *c, const struct args *a)
+/* Whether SIGINT or SIGTERM waits: sync --watch blocks them, and stops between batches. */
+static int stop_pending(void)
+{
+    sigset_t p;
+    return sigpending(&p) == 0 && (sigismember(&p, SIGINT) == 1 || sigismember(&p, SIGTERM) == 1);
+}
+
+/* The files the walk collected, batch by batch, with a progress bar on a terminal. */
+static int index_files(struct ctx *c, struct index_run *r, const struct index_cfg *cfg)
+{
+    int rc = EXIT_OK;
+    sbc_progress *bar = NULL;
+    if (cfg->progress && isatty(STDERR_FILENO))
+        sbc_progress_create(stderr, (long)r->n, "files", &bar);
+    for (size_t i = 0; rc == EXIT_OK && i < r->n; i += cfg->batch) {
+        if (stop_pending()) {
+            r->stopped = 1;
+            break;
+        }
+        size_t n = r->n - i < cfg->batch ? r->n - i : cfg->batch;
+        rc = index_batch(c, r, r->v + i, n, cfg);
+        if (bar) sbc_progress_update(bar, (long)(i + n));
+    }
+    if (bar) sbc_progress_finish(bar);
+    return rc;
+}
+
+static void index_run_free(struct index_run *r)
+{
+    for (size_t i = 0; i < r->n; i++) {
+        free(r->v[i].path);
+        free(r->v[i].rel);
+        free(r->v[i].root);
+    }
+    free(r->v);
+    for (size_t i = 0; i < r->n_seen; i++)
+        free(r->seen[i]);
+    free(r->seen);
+    for (size_t i = 0; i < r->n_unknown; i++)
+        free(r->unknown[i]);
+    free(r->unknown);
+    memset(r, 0, sizeof *r);
+}
+
+/* The options and the daemon's limits: a file's text must fit one document, a request one
+ * message, a list of ids max_batch. */
+static int index_config(struct ctx *c, const struct args *a, struct index_cfg *cfg)
 {
     long batch = 32, max_file = 256L << 20;
     if (a->val[IX_BATCH] && parse_int(a->val[IX_BATCH], 1, 1024, &batch) < 0)
         return usage_error(c->cmd, "--batch: expected 1..1024");
     if (a->val[IX_MAXFILE] && parse_int(a->val[IX_MAXFILE], 1, LONG_MAX, &max_file) < 0)
         return usage_error(c->cmd, "--max-file-bytes: expected a positive integer");
-    /* the daemon's limits: a file's text must fit one document, a request one message */
     c->op = SBERT_PROTO_OP_STATS;
     cJSON *stats;
     int rc = call(c, request_new(c), &stats);
     if (rc != EXIT_OK) return rc;
-    size_t max_text = (size_t)stats_limit(stats, "max_text_bytes", 65536);
-    size_t max_bytes = (size_t)stats_limit(stats, "max_message_size", 64 << 20) / 2;
+    cfg->batch = (size_t)batch;
+    cfg->max_file = (size_t)max_file;
+    cfg->max_text = (size_t)stats_limit(stats, "max_text_bytes", 65536);
+    cfg->max_bytes = (size_t)stats_limit(stats, "max_message_size", 64 << 20) / 2;
+    cfg->max_ids = (size_t)stats_limit(stats, "max_batch", ADD_BATCH_MAX);
+    if (cfg->max_ids > ADD_BATCH_MAX) cfg->max_ids = ADD_BATCH_MAX;
+    cfg->progress = !a->val[IX_NOPROGRESS];
     cJSON_Delete(stats);
+    return EXIT_OK;
+}
 
-    struct index_run r = {0};
+/* The summary line of the issue (each file is one document, encoded whole, until the daemon
+ * keeps passages: passages = encoded = indexed, none from the cache). */
+static void index_summary(const struct ctx *c, const struct index_run *r)
+{
+    if (c->json)
+        printf("{\"indexed\":%ld,\"passages\":%ld,\"encoded\":%ld,\"cached\":0,\"skipped\":%ld,"
+               "\"deleted\":%ld,\"unchanged\":%ld,\"failed\":%ld}\n",
+               r->indexed, r->indexed, r->indexed, r->skipped + r->unchanged, r->deleted,
+               r->unchanged, r->failed);
+    else
+        printf("indexed %ld files, %ld passages (%ld encoded, 0 from cache), skipped %ld, "
+               "deleted %ld\n",
+               r->indexed, r->indexed, r->indexed, r->skipped + r->unchanged, r->deleted);
+    fflush(stdout);
+}
+
+static int cmd_index(struct ctx *c, const struct args *a)
+{
+    struct index_cfg cfg;
+    int rc = index_config(c, a, &cfg);
+    if (rc != EXIT_OK) return rc;
+    struct index_run r = {.name = "index"};
     for (int i = 0; i < a->n_pos && rc == EXIT_OK; i++) {
         char err[PATH_MAX + 256];
         int w = sbc_files_walk(a->pos[i], index_collect, &r, err, sizeof err);
@@ -1775,31 +1897,190 @@ static int cmd_index(struct ctx *c, const struct args *a)
             rc = EXIT_REPLY;
         }
     }
-    sbc_progress *bar = NULL;
-    if (rc == EXIT_OK && !a->val[IX_NOPROGRESS] && isatty(STDERR_FILENO))
-        sbc_progress_create(stderr, (long)r.n, "files", &bar);
-    for (size_t i = 0; rc == EXIT_OK && i < r.n; i += (size_t)batch) {
-        size_t n = r.n - i < (size_t)batch ? r.n - i : (size_t)batch;
-        rc = index_batch(c, &r, r.v + i, n, (size_t)max_file, max_text, max_bytes);
-        if (bar) sbc_progress_update(bar, (long)(i + n));
+    if (rc == EXIT_OK) rc = index_files(c, &r, &cfg);
+    if (rc == EXIT_OK) index_summary(c, &r);
+    if (rc == EXIT_OK && r.failed) rc = EXIT_REPLY;
+    index_run_free(&r);
+    return rc;
+}
+
+/*
+ * sync DIR: the documents whose metadata "root" is DIR's absolute path (the ones index and sync
+ * made from files under it) are made equal to DIR's files. First every file is indexed as index
+ * does (the walk names each id it meets, skipped ones too); then the documents of that root are
+ * listed, and those whose id the walk did not name, and that do not lie under a directory it
+ * could not list, are deleted by id. A file that cannot be read or parsed is therefore kept as
+ * it was stored, and a document of another root, or added otherwise, is never listed. Each step
+ * is an idempotent write, so a sync interrupted anywhere is finished by the next.
+ */
+/* Whether the walk named id, or could not list a directory above it. */
+static int sync_known(const struct index_run *r, const char *id)
+{
+    if (r->n_seen && bsearch(&id, r->seen, r->n_seen, sizeof *r->seen, cmp_str)) return 1;
+    for (size_t i = 0; i < r->n_unknown; i++) {
+        size_t len = strlen(r->unknown[i]);
+        if (!len || (!strncmp(id, r->unknown[i], len) && id[len] == '/')) return 1;
     }
-    if (bar) sbc_progress_finish(bar);
-    for (size_t i = 0; i < r.n; i++) {
-        free(r.v[i].path);
-        free(r.v[i].rel);
+    return 0;
+}
+
+/* Deletes the ids of gone (an array of strings, consumed) in requests of max_ids. */
+static int sync_delete(struct ctx *c, struct index_run *r, cJSON *gone, size_t max_ids)
+{
+    int rc = EXIT_OK;
+    const cJSON *next = gone ? gone->child : NULL;
+    while (rc == EXIT_OK && next) {
+        cJSON *ids = cJSON_CreateArray();
+        int n = 0;
+        for (; ids && next && (size_t)n < max_ids; next = next->next, n++)
+            cJSON_AddItemToArray(ids, cJSON_CreateString(next->valuestring));
+        c->op = SBERT_PROTO_OP_DELETE;
+        cJSON *req = request_new(c), *rep;
+        req_set(c, req, "ids", ids);
+        const cJSON *existed, *e;
+        rc = call_member(c, req, "existed", cJSON_IsArray, n, &rep, &existed);
+        if (rc != EXIT_OK) break;
+        cJSON_ArrayForEach(e, existed) r->deleted += cJSON_IsTrue(e);
+        cJSON_Delete(rep);
     }
-    free(r.v);
-    if (rc != EXIT_OK) return rc;
-    /* each file is one document, encoded whole, until the daemon keeps passages (issue 12) */
-    if (c->json)
-        printf("{\"indexed\":%ld,\"passages\":%ld,\"encoded\":%ld,\"cached\":0,\"skipped\":%ld,"
-               "\"deleted\":0,\"unchanged\":%ld,\"failed\":%ld}\n",
-               r.indexed, r.indexed, r.indexed, r.skipped + r.unchanged, r.unchanged, r.failed);
-    else
-        printf("indexed %ld files, %ld passages (%ld encoded, 0 from cache), skipped %ld, "
-               "deleted 0\n",
-               r.indexed, r.indexed, r.indexed, r.skipped + r.unchanged);
-    return r.failed ? EXIT_REPLY : EXIT_OK;
+    cJSON_Delete(gone);
+    return rc;
+}
+
+/* The documents of root that the walk did not name, listed page by page, then deleted. */
+static int sync_prune(struct ctx *c, struct index_run *r, const char *root,
+                      const struct index_cfg *cfg)
+{
+    cJSON *gone = cJSON_CreateArray();
+    char *cursor = NULL;
+    int rc = gone ? EXIT_OK : EXIT_REPLY;
+    do {
+        c->op = SBERT_PROTO_OP_LIST;
+        cJSON *req = request_new(c), *filter = cJSON_CreateObject(), *rep;
+        cJSON_AddStringToObject(filter, "root", root);
+        req_set(c, req, "filter", filter);
+        req_set(c, req, "limit", cJSON_CreateNumber((double)cfg->max_ids));
+        if (cursor) req_set(c, req, "cursor", cJSON_CreateString(cursor));
+        cJSON *inc = req_set(c, req, "include", cJSON_CreateArray());
+        cJSON_AddItemToArray(inc, cJSON_CreateString("metadata"));
+        free(cursor);
+        cursor = NULL;
+        const cJSON *docs, *d;
+        rc = call_member(c, req, "documents", cJSON_IsArray, -1, &rep, &docs);
+        if (rc != EXIT_OK) break;
+        cJSON_ArrayForEach(d, docs)
+        {
+            const char *id = str_or(d, "id", NULL);
+            if (id && !sync_known(r, id)) cJSON_AddItemToArray(gone, cJSON_CreateString(id));
+        }
+        const char *cur = str_or(rep, "cursor", NULL);
+        if (cur && !(cursor = strdup(cur))) rc = EXIT_REPLY;
+        cJSON_Delete(rep);
+    } while (rc == EXIT_OK && cursor);
+    free(cursor);
+    if (rc != EXIT_OK) {
+        cJSON_Delete(gone);
+        return rc;
+    }
+    return sync_delete(c, r, gone, cfg->max_ids);
+}
+
+/* One sync of dir (a directory; root its resolved path) into r (reset first). */
+static int sync_round(struct ctx *c, const struct index_cfg *cfg, const char *dir, const char *root,
+                      struct index_run *r)
+{
+    index_run_free(r);
+    r->name = "sync";
+    r->track = 1;
+    char err[PATH_MAX + 256];
+    int w = sbc_files_walk(dir, index_collect, r, err, sizeof err);
+    if (w) {
+        errmsg("%s", w < 0 && err[0] ? err : "out of memory");
+        return EXIT_REPLY;
+    }
+    qsort(r->seen, r->n_seen, sizeof *r->seen, cmp_str);
+    int rc = index_files(c, r, cfg);
+    if (rc == EXIT_OK && !r->stopped) rc = sync_prune(c, r, root, cfg);
+    return rc == EXIT_OK && r->failed ? EXIT_REPLY : rc;
+}
+
+/* A handler, so that SIGINT and SIGTERM interrupt sync --watch's wait instead of ending it. */
+static void on_stop(int sig)
+{
+    (void)sig;
+}
+
+/* sync --watch after the first round: a round per burst of changes (500 ms quiet, at most 5 s),
+ * and 30 s after a round that failed, until SIGINT or SIGTERM. */
+static int sync_watch(struct ctx *c, const struct index_cfg *cfg, const char *dir, const char *root,
+                      sbc_watch *w, const sigset_t *waitmask, struct index_run *r, int rc)
+{
+    for (;;) {
+        char err[PATH_MAX + 256];
+        int ev =
+            sbc_watch_wait(w, rc == EXIT_OK ? -1 : 30000, 500, 5000, waitmask, err, sizeof err);
+        if (ev == SBC_WATCH_SIGNAL) return EXIT_OK;
+        if (ev < 0) {
+            errmsg("sync: %s", err);
+            return EXIT_REPLY;
+        }
+        long unwatched = sbc_watch_unwatched(w, err, sizeof err);
+        if (unwatched) errmsg("sync: %ld directories not followed, the first %s", unwatched, err);
+        rc = sync_round(c, cfg, dir, root, r);
+        index_summary(c, r);
+    }
+}
+
+static int cmd_sync(struct ctx *c, const struct args *a)
+{
+    const char *dir = a->pos[0];
+    struct stat st;
+    if (stat(dir, &st) != 0) return usage_error(c->cmd, "%s: %s", dir, strerror(errno));
+    if (!S_ISDIR(st.st_mode)) return usage_error(c->cmd, "%s: not a directory", dir);
+    char *root = realpath(dir, NULL);
+    if (!root) {
+        errmsg("sync: %s: %s", dir, strerror(errno));
+        return EXIT_REPLY;
+    }
+    sbc_watch *w = NULL;
+    sigset_t waitmask;
+    int rc = EXIT_OK;
+    if (a->val[SY_WATCH]) {
+        /* SIGINT and SIGTERM are blocked but for the wait, so that a signal never cuts a request
+         * short; from before the first connection, so that no thread started for it takes them */
+        sigset_t stop;
+        sigemptyset(&stop);
+        sigaddset(&stop, SIGINT);
+        sigaddset(&stop, SIGTERM);
+        sigprocmask(SIG_BLOCK, &stop, &waitmask);
+        sigdelset(&waitmask, SIGINT);
+        sigdelset(&waitmask, SIGTERM);
+        struct sigaction sa = {.sa_handler = on_stop};
+        sigemptyset(&sa.sa_mask);
+        sigaction(SIGINT, &sa, NULL);
+        sigaction(SIGTERM, &sa, NULL);
+        char err[PATH_MAX + 256];
+        long unwatched;
+        if (sbc_watch_open(root, &w, err, sizeof err)) {
+            errmsg("sync: %s", err);
+            rc = EXIT_REPLY;
+        } else if ((unwatched = sbc_watch_unwatched(w, err, sizeof err))) {
+            errmsg("sync: %ld directories not followed, the first %s", unwatched, err);
+        }
+    }
+    struct index_cfg cfg;
+    if (rc == EXIT_OK) rc = index_config(c, a, &cfg);
+    struct index_run r = {0};
+    if (rc == EXIT_OK) {
+        rc = sync_round(c, &cfg, dir, root, &r);
+        /* as index: a run that failed prints no summary, unless rounds follow */
+        if (rc == EXIT_OK || w) index_summary(c, &r);
+        if (w) rc = sync_watch(c, &cfg, dir, root, w, &waitmask, &r, rc);
+    }
+    sbc_watch_free(w);
+    index_run_free(&r);
+    free(root);
+    return rc;
 }
 #endif
 
@@ -2061,6 +2342,7 @@ static int exec_files(struct ctx *c, const struct args *a)
     return EXIT_REPLY;
 }
 #define cmd_index exec_files
+#define cmd_sync exec_files
 #define cmd_restore exec_files
 #endif
 
@@ -2156,14 +2438,28 @@ static const struct command commands[] = {
      "index files: text, Markdown, HTML and PDF, by path",
      "Each regular file under each PATH (directories walked in name order, names starting with\n"
      "\".\" and symbolic links skipped) becomes one document whose id is its path relative to\n"
-     "PATH, with metadata path, title, format, size, mtime, mtime_nsec and sha256. HTML is read\n"
-     "with libxml2, PDF with poppler. A file whose size and time match what is stored is skipped\n"
-     "unread; one whose content hash matches is skipped unencoded. A file that cannot be read or\n"
-     "parsed, or whose text is longer than the daemon's max_text_bytes, is named on stderr and\n"
-     "skipped; the run goes on. Prints: indexed N files, M passages (K encoded, H from cache),\n"
-     "skipped S, deleted D (--json: {\"indexed\",\"passages\",\"encoded\",\"cached\",\"skipped\",\n"
+     "PATH, with metadata path, root (the absolute directory path is relative to), title, format,\n"
+     "size, mtime, mtime_nsec and sha256. HTML is read with libxml2, PDF with poppler. A file\n"
+     "whose size, time and root match what is stored is skipped unread; one whose content hash\n"
+     "matches is skipped unencoded. A file that cannot be read or parsed, or whose text is\n"
+     "longer than the daemon's max_text_bytes, is named on stderr and skipped; the run goes on.\n"
+     "Prints: indexed N files, M passages (K encoded, H from cache), skipped S, deleted D\n"
+     "(--json: {\"indexed\",\"passages\",\"encoded\",\"cached\",\"skipped\",\n"
      "\"deleted\",\"unchanged\",\"failed\"}).",
      index_opts, 1, -1, 300, cmd_index, "index"},
+    {SBERT_PROTO_OP_ADD, "[--watch] [--batch N] [--max-file-bytes N] DIR",
+     "make the documents indexed from DIR equal to its files",
+     "Indexes DIR as index does, then deletes the documents indexed from DIR (metadata \"root\":\n"
+     "DIR's absolute path) whose file is gone. A file that cannot be read or parsed is named on\n"
+     "stderr and skipped, and its document, if any, kept; documents of other roots, and those\n"
+     "added otherwise, are never touched. An interrupted sync is finished by the next one. Ids\n"
+     "are paths relative to DIR: two trees synced into one store must not hold the same relative\n"
+     "paths (each sync would replace the other's document). Run one sync of a DIR at a time.\n"
+     "Prints the summary line of index, deleted D counting the documents\n"
+     "removed. --watch: after the first sync, follows DIR with inotify and syncs again 500 ms\n"
+     "after changes stop (a summary line each time; 30 s after a round that failed) until\n"
+     "SIGINT or SIGTERM, which end it with status 0.",
+     sync_opts, 1, 1, 300, cmd_sync, "sync"},
 };
 #define N_COMMANDS (sizeof commands / sizeof commands[0])
 

@@ -17,6 +17,7 @@ import json
 import math
 import os
 import re
+import select
 import shutil
 import signal
 import socket
@@ -203,14 +204,14 @@ def offline_tests(ctl, tmp, optable=None):
                      ["delete", "a", "--filter", '{"k":1}'], ["delete", "--filter", "{bad"],
                      ["list", "--limit", "0"], ["list", "extra"], ["count", "--filter", "{"],
                      ["patch", "id1"], ["patch", "id1", "novalue"], ["patch", "id1", "--set", "[1]"],
-                     ["patch"]):
+                     ["patch"], ["sync"], ["sync", "a", "b"], ["index"]):
             p = ctl.run(*args, socket_url="ipc://" + os.path.join(tmp, "none.sock"), expect=2)
             check("usage" in p.stderr or "sbertctl:" in p.stderr,
                   "%r: no usage message: %r" % (args, p.stderr))
         p = ctl.run("--help")
         check("query" in p.stdout and "Exit status" in p.stdout, "--help lists commands")
         for cmd in ("add", "query", "get", "delete", "similarity", "encode", "pairs", "stats",
-                    "health", "backup", "reindex", "list", "count", "patch"):
+                    "health", "backup", "reindex", "list", "count", "patch", "index", "sync"):
             p = ctl.run(cmd, "--help")
             check(p.stdout.startswith("usage: sbertctl " + cmd), "%s --help" % cmd)
         p = ctl.run("--version")
@@ -690,6 +691,154 @@ def daemon_tests(ctl, daemon, tmp):
                        p.stdout.strip()), "summary line: %r" % p.stdout)
         ctl.run("index", os.path.join(tmp, "no-such-dir"), expect=2)
 
+    def sync_ids(root):
+        """The ids and texts of the documents sync made from root."""
+        p = ctl.run("--json", "list", "--all", "--filter", json.dumps({"root": root}))
+        docs = [json.loads(line) for line in p.stdout.splitlines() if line.strip()]
+        return {d["id"]: d["text"] for d in docs if "id" in d}
+
+    def write(path, data):
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "wb") as f:
+            f.write(data)
+
+    def t_sync():
+        # sync makes the documents of a tree equal to its files; what cannot be read is kept,
+        # other roots and plain adds are never touched
+        root = os.path.realpath(os.path.join(tmp, "synctree"))
+        other = os.path.realpath(os.path.join(tmp, "othertree"))
+        files = {
+            "a.txt": b"Apples grow on trees in the orchard.\n",
+            "b.md": b"# Bees\n\nBees make honey from nectar.\n",
+            "sub/c.html": b"<html><head><title>Comets</title></head><body><p>Comets have tails."
+                          b"</p></body></html>",
+            "d.txt": b"Dolphins swim in the sea.\n",
+            "e.txt": b"Eagles fly high.\n",
+            "h.txt": b"Horses run in the field.\n",
+        }
+        for name, data in files.items():
+            write(os.path.join(root, name), data)
+        write(os.path.join(other, "o.txt"), b"Owls hunt at night.\n")
+        got = ctl.json("sync", root)
+        check(got["indexed"] == 6 and got["deleted"] == 0 and got["skipped"] == 0,
+              "first sync: %r" % got)
+        got = ctl.json("sync", other)
+        check(got["indexed"] == 1, "other root: %r" % got)
+        plain = ctl.json("add", "a document added by hand")["ids"][0]
+        m = ctl.json("get", "sub/c.html")["metadata"]
+        check(m["root"] == root and m["path"] == "sub/c.html" and m["title"] == "Comets",
+              "sync's metadata: %r" % m)
+        check(sorted(sync_ids(root)) == sorted(files), "the store holds the tree")
+
+        # edit one, add one, delete one; one becomes a FIFO, one invalid UTF-8, one a dangling
+        # symbolic link: those three are reported and skipped, and their documents kept
+        write(os.path.join(root, "a.txt"), b"Apples and pears grow in the orchard.\n")
+        write(os.path.join(root, "f.txt"), b"Foxes live in dens.\n")
+        os.unlink(os.path.join(root, "b.md"))
+        os.unlink(os.path.join(root, "d.txt"))
+        os.mkfifo(os.path.join(root, "d.txt"))
+        write(os.path.join(root, "e.txt"), b"\xe9agles fly high.\n")
+        os.unlink(os.path.join(root, "h.txt"))
+        os.symlink("no-such-target", os.path.join(root, "h.txt"))
+        p = ctl.run("--json", "sync", root)
+        got = json.loads(p.stdout)
+        check(got["indexed"] == 2 and got["deleted"] == 1 and got["skipped"] == 4 and
+              got["unchanged"] == 1 and got["failed"] == 0, "second sync: %r" % got)
+        for name in ("d.txt", "e.txt", "h.txt"):
+            check(os.path.join(root, name) in p.stderr, "sync names skipped %s: %r" % (name, p.stderr))
+        ids = sync_ids(root)
+        check(sorted(ids) == ["a.txt", "d.txt", "e.txt", "f.txt", "h.txt", "sub/c.html"],
+              "after the second sync: %r" % sorted(ids))
+        check(ids["a.txt"].startswith("Apples and pears") and ids["e.txt"].startswith("Eagles") and
+              ids["d.txt"].startswith("Dolphins") and ids["h.txt"].startswith("Horses"),
+              "edited and kept texts: %r" % ids)
+        check(list(sync_ids(other)) == ["o.txt"], "the other root is untouched")
+        check(ctl.json("get", plain)["text"] == "a document added by hand", "the plain add stays")
+
+        # nothing changed: nothing indexed, nothing deleted; the summary line
+        p = ctl.run("sync", root)
+        check(re.match(r"indexed 0 files, 0 passages \(0 encoded, 0 from cache\), skipped 6, "
+                       r"deleted 0$", p.stdout.strip()), "third sync: %r" % p.stdout)
+        # a whole subdirectory removed, and the gone files' documents with it
+        shutil.rmtree(os.path.join(root, "sub"))
+        for name in ("d.txt", "e.txt", "h.txt"):
+            os.unlink(os.path.join(root, name))
+        got = ctl.json("sync", root)
+        check(got["indexed"] == 0 and got["deleted"] == 4, "after removing sub/: %r" % got)
+        check(sorted(sync_ids(root)) == ["a.txt", "f.txt"], "only a.txt and f.txt remain")
+        ctl.run("sync", os.path.join(tmp, "no-such-dir"), expect=2)
+        ctl.run("sync", os.path.join(root, "a.txt"), expect=2)
+
+    def t_sync_watch():
+        # sync --watch follows the tree: files created, changed, deleted, and in a new
+        # subdirectory reach the store; SIGTERM ends it with status 0
+        root = os.path.realpath(os.path.join(tmp, "watchtree"))
+        write(os.path.join(root, "one.txt"), b"The first file.\n")
+        write(os.path.join(root, "two.txt"), b"The second file.\n")
+        cmd = [ctl.exe, "--socket", ctl.socket_url, "--json", "sync", "--watch", root]
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                env=ctl.env)
+        try:
+            ready = select.select([proc.stdout], [], [], 300)[0]
+            check(ready, "sync --watch printed its first round")
+            first = json.loads(proc.stdout.readline())
+            check(first["indexed"] == 2, "the first round: %r" % first)
+            write(os.path.join(root, "three.txt"), b"The third file.\n")
+            write(os.path.join(root, "one.txt"), b"The first file, edited.\n")
+            os.unlink(os.path.join(root, "two.txt"))
+            os.makedirs(os.path.join(root, "new"))
+            write(os.path.join(root, "new", "deep.md"), b"# Deep\n\nA file in a new directory.\n")
+            want = {"one.txt": "The first file, edited.", "three.txt": "The third file.",
+                    "new/deep.md": "# Deep\n\nA file in a new directory."}
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                got = {k: v.strip() for k, v in sync_ids(root).items()}
+                if got == want:
+                    break
+                time.sleep(0.3)
+            check(got == want, "the store follows the tree: %r" % got)
+            check(proc.poll() is None, "sync --watch still runs")
+            proc.send_signal(signal.SIGTERM)
+            rc = proc.wait(60)
+            check(rc == 0, "sync --watch exits 0 on SIGTERM, not %d: %s" % (rc, proc.stderr.read()))
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+
+    def t_sync_killed():
+        # sync killed (SIGKILL) in the middle of a run: the next run makes the store equal the tree
+        root = os.path.realpath(os.path.join(tmp, "killtree"))
+        for i in range(300):
+            write(os.path.join(root, "d%02d" % (i % 10), "f%03d.txt" % i),
+                  ("File number %d speaks of topic %d.\n" % (i, i * 7 % 13)).encode())
+        # sbertctl execs sbertctl-files in its own process: the signal reaches the sync
+        proc = subprocess.Popen([ctl.exe, "--socket", ctl.socket_url, "sync", "--batch", "4", root],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=ctl.env)
+        flt = json.dumps({"root": root})
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and proc.poll() is None:
+            if ctl.json("count", "--filter", flt)["count"] > 0:
+                break
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        # and half the files gone before the re-run
+        want = {}
+        for i in range(300):
+            path = os.path.join(root, "d%02d" % (i % 10), "f%03d.txt" % i)
+            if i % 2:
+                os.unlink(path)
+            else:
+                with open(path) as f:
+                    want["d%02d/f%03d.txt" % (i % 10, i)] = f.read().strip()
+        got = ctl.json("sync", root)
+        check(got["failed"] == 0, "the re-run: %r" % got)
+        got = {k: v.strip() for k, v in sync_ids(root).items()}
+        check(got == want, "after the kill and a re-run the store equals the tree: %d of %d, "
+              "extra %r" % (len(got), len(want), sorted(set(got) - set(want))[:5]))
+        check(ctl.json("sync", root)["indexed"] == 0, "and a further run changes nothing")
+
     def t_restore():
         # a backup, then a write after it; restore is refused while the daemon runs, and a damaged
         # backup changes nothing; a sound one comes back with the previous store kept aside
@@ -844,7 +993,7 @@ def daemon_tests(ctl, daemon, tmp):
 
     return [t_health_stats, t_seed_add_and_pairs, t_pairs_given_texts, t_similarity, t_encode,
             t_query, t_query_modes, t_query_file, t_get_delete, t_files, t_bad_file, t_error_replies, t_stats_count, t_backup_reindex,
-            t_backup_rotate, t_index, t_restore, t_restart, t_pipelined_add, t_pipeline_same_id, t_token]
+            t_backup_rotate, t_index, t_sync, t_sync_watch, t_sync_killed, t_restore, t_restart, t_pipelined_add, t_pipeline_same_id, t_token]
 
 
 def run_all(tests):
