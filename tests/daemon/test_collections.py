@@ -1,0 +1,305 @@
+#!/usr/bin/env python3
+"""Collections (issue 11) against a real sbertd: collections answer independently, the default
+collection is what a store from before collections holds, restart keeps them, drop frees the
+directory, and a kill -9 right after a create or during a drop leaves every collection whole or
+gone, with no leftovers after the restart.
+
+    SBERTD=build/daemon/sbertd test_collections.py MODEL_DIR [CASE...]
+"""
+import math
+import os
+import random
+import signal
+import sys
+import threading
+import time
+import traceback
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import sbertd_harness as h  # noqa: E402
+
+MODEL = None
+DIM = 384
+
+FLAT_DOCS = [("f%d" % i, t) for i, t in enumerate([
+    "The cat sits outside", "A man is playing guitar", "I love pasta",
+    "The new movie is awesome", "The cat plays in the garden"])]
+HNSW_DOCS = [("h%d" % i, t) for i, t in enumerate([
+    "A woman watches TV", "The new movie is so great", "Do you like pizza?",
+    "A man is playing a flute", "Stock markets fell sharply today"])]
+
+
+def check(cond, what):
+    if not cond:
+        raise AssertionError(what)
+
+
+def ok(reply, what=""):
+    check(reply.get("ok") is True, "%s: expected ok, got %r" % (what, reply))
+    return reply
+
+
+def err(reply, code, what=""):
+    check(reply.get("ok") is False and reply["error"]["code"] == code,
+          "%s: expected %s, got %r" % (what, code, reply))
+    return reply
+
+
+def ids_of(reply):
+    return [x["id"] for x in reply["results"]]
+
+
+def leftovers(d):
+    parent = os.path.join(d.data, "collections")
+    if not os.path.isdir(parent):
+        return []
+    return [n for n in os.listdir(parent) if n.startswith(".tmp-") or n.startswith(".trash-")]
+
+
+def unit_vectors(n, seed):
+    rnd = random.Random(seed)
+    out = []
+    for _ in range(n):
+        v = [rnd.gauss(0, 1) for _ in range(DIM)]
+        s = math.sqrt(sum(x * x for x in v))
+        out.append([x / s for x in v])
+    return out
+
+
+def add_vectors(c, coll, n, prefix, seed, batch=500):
+    vs = unit_vectors(n, seed)
+    for i in range(0, n, batch):
+        docs = [{"id": "%s%d" % (prefix, j), "text": "doc %d" % j, "vector": vs[j],
+                 "metadata": {"n": j}} for j in range(i, min(n, i + batch))]
+        ok(c.call("add", collection=coll, documents=docs), "add vectors")
+
+
+def test_independent(d):
+    """A store from before collections (documents added with no collection member) is the
+    default collection; a Flat and an HNSW32,Flat collection hold different documents and answer
+    query, get, count, list, delete by filter, patch and keyword queries independently; the
+    default collection is unchanged for clients that send no collection."""
+    c = d.client()
+    ok(c.call("add", documents=[{"id": "d0", "text": "The cat sits outside",
+                                 "metadata": {"src": "old"}}]))
+    d.stop()
+    d.start()  # the store was written before any collection existed
+    c = d.client()
+    lc = ok(c.call("list_collections"))["collections"]
+    check([x["name"] for x in lc] == ["default"] and lc[0]["documents"] == 1,
+          "a store from before is the default collection: %r" % lc)
+    check(ok(c.call("count", collection="default"))["count"] == 1, "default by name")
+    r = ok(c.call("create_collection", name="flat", index="Flat"))
+    check(r["name"] == "flat" and r["index"] == "Flat", "create reply %r" % r)
+    ok(c.call("create_collection", name="hnsw", index="HNSW32,Flat", ef_search=64))
+    err(c.call("create_collection", name="flat"), "exists", "create of an existing name")
+    for coll, docs in (("flat", FLAT_DOCS), ("hnsw", HNSW_DOCS)):
+        ok(c.call("add", collection=coll, documents=[
+            {"id": i, "text": t, "metadata": {"coll": coll, "k": n}}
+            for n, (i, t) in enumerate(docs)]))
+    # the same id in two collections names two documents
+    ok(c.call("add", collection="hnsw", documents=[{"id": "f0", "text": "Pizza with cheese"}]))
+    # query: each collection only sees its own documents
+    q = ok(c.call("query", collection="flat", text="A cat in the garden", k=10))
+    check(set(ids_of(q)) == {i for i, _ in FLAT_DOCS}, "flat query %r" % ids_of(q))
+    check(ids_of(q)[0] in ("f0", "f4"), "flat ranks a cat first: %r" % ids_of(q))
+    q = ok(c.call("query", collection="hnsw", text="pizza", k=10))
+    check(set(ids_of(q)) == {i for i, _ in HNSW_DOCS} | {"f0"}, "hnsw query %r" % ids_of(q))
+    check(ids_of(q)[0] in ("h2", "f0"), "hnsw ranks pizza first: %r" % ids_of(q))
+    q = ok(c.call("query", text="A cat in the garden", k=10))
+    check(ids_of(q) == ["d0"], "default query without collection: %r" % ids_of(q))
+    q = ok(c.call("query", collection="hnsw", texts=["pizza", "flute"], k=1))
+    check([ids_of({"results": x})[0] for x in q["results"]][1] == "h3", "batch query %r" % q)
+    # get
+    g = ok(c.call("get", collection="hnsw", ids=["f0", "h1"]))["documents"]
+    check(g[0]["text"] == "Pizza with cheese" and g[1]["found"], "hnsw get %r" % g)
+    g = ok(c.call("get", collection="flat", ids=["f0", "h1"]))["documents"]
+    check(g[0]["text"] == "The cat sits outside" and not g[1]["found"], "flat get %r" % g)
+    # count, list
+    check(ok(c.call("count", collection="flat"))["count"] == 5, "flat count")
+    check(ok(c.call("count", collection="hnsw"))["count"] == 6, "hnsw count")
+    check(ok(c.call("count"))["count"] == 1, "default count")
+    lst = ok(c.call("list", collection="hnsw", limit=100, include=[]))["documents"]
+    check([x["id"] for x in lst] == ["f0", "h0", "h1", "h2", "h3", "h4"], "hnsw list %r" % lst)
+    # delete by filter and patch touch one collection only
+    r = ok(c.call("delete", collection="flat", filter={"k": {"$gte": 3}}))
+    check(r["deleted"] == 2, "delete by filter %r" % r)
+    check(ok(c.call("count", collection="flat"))["count"] == 3, "flat after delete")
+    check(ok(c.call("count", collection="hnsw"))["count"] == 6, "hnsw untouched by the delete")
+    r = ok(c.call("patch", collection="hnsw", documents=[{"id": "h0", "set": {"seen": True}},
+                                                          {"id": "f1", "set": {"seen": True}}]))
+    check(r["found"] == [True, False], "patch sees hnsw's ids only: %r" % r)
+    check(ok(c.call("count", collection="hnsw", filter={"seen": True}))["count"] == 1, "patched")
+    check(ok(c.call("count", collection="flat", filter={"seen": True}))["count"] == 0, "flat")
+    # keyword mode, and pairs, on a collection
+    q = ok(c.call("query", collection="hnsw", text="flute", mode="keyword", k=3))
+    check(ids_of(q) == ["h3"], "keyword query %r" % ids_of(q))
+    q = ok(c.call("query", collection="flat", text="flute", mode="keyword", k=3))
+    check(ids_of(q) == [], "keyword query of flat %r" % ids_of(q))
+    p = ok(c.call("pairs", collection="flat", n=1))
+    check(len(p["pairs"]) == 1, "pairs %r" % p)
+    # delete by id
+    r = ok(c.call("delete", collection="hnsw", ids=["f0"]))
+    check(ok(c.call("get", collection="flat", ids=["f0"]))["documents"][0]["found"],
+          "a delete in hnsw removed flat's f0")
+    # list_collections, describe_collection, stats
+    lc = {x["name"]: x for x in ok(c.call("list_collections"))["collections"]}
+    check(sorted(lc) == ["default", "flat", "hnsw"], "list_collections %r" % lc)
+    check(lc["hnsw"]["index"] == "HNSW32,Flat" and lc["hnsw"]["documents"] == 5 and
+          lc["flat"]["dim"] == DIM and lc["flat"]["model"] == "all-MiniLM-L6-v2", "%r" % lc)
+    ds = ok(c.call("describe_collection", name="hnsw"))
+    check(ds["documents"] == 5 and ds["index"] == "HNSW32,Flat" and ds["ef_search"] == 64 and
+          ds["trained"] is True and ds["keyword_language"] == "english" and ds["bytes"] > 0 and
+          ds["dim"] == DIM, "describe %r" % ds)
+    check(ok(c.call("stats"))["collections"] == 3, "stats counts the collections")
+    check(ok(c.call("stats"))["documents"] == 1, "stats documents: the default collection's")
+    # unknown collections
+    err(c.call("query", collection="nope", text="x"), "no_collection", "query")
+    err(c.call("add", collection="nope", documents=[{"text": "x"}]), "no_collection", "add")
+    err(c.call("describe_collection", name="nope"), "no_collection", "describe")
+    err(c.call("drop_collection", name="default"), "bad_request", "drop default")
+    # a backup of one collection opens as a store of its documents
+    bdir = os.path.join(d.tmp, "backup-hnsw")
+    check(ok(c.call("backup", collection="hnsw", dir=bdir))["documents"] == 5, "backup")
+    check(os.path.exists(os.path.join(bdir, "store.mdb")), "the backup has a store")
+
+
+def test_restart_and_drop(d):
+    """Restart keeps every collection, its documents and settings; drop removes the directory
+    and its space; drop + recreate gives an empty collection; a write to a dropped collection
+    is no_collection."""
+    c = d.client()
+    ok(c.call("add", documents=[{"id": "keep", "text": "The default collection's document"}]))
+    ok(c.call("create_collection", name="a", index="HNSW32,Flat", keyword_language="none"))
+    ok(c.call("create_collection", name="b-2_x"))
+    add_vectors(c, "a", 1500, "v", 1)
+    ok(c.call("add", collection="b-2_x", documents=[{"id": "one", "text": "A man plays guitar"}]))
+    before = ok(c.call("query", collection="a", vector=unit_vectors(1, 7)[0], k=5))
+    check(d.stop() == 0, "clean stop")
+    d.start()
+    c = d.client()
+    lc = {x["name"]: x for x in ok(c.call("list_collections"))["collections"]}
+    check(sorted(lc) == ["a", "b-2_x", "default"], "after restart %r" % lc)
+    check(lc["a"]["documents"] == 1500 and lc["a"]["index"] == "HNSW32,Flat", "a %r" % lc["a"])
+    check(ok(c.call("describe_collection", name="a"))["keyword_language"] == "none",
+          "the keyword language is recorded")
+    after = ok(c.call("query", collection="a", vector=unit_vectors(1, 7)[0], k=5))
+    check(ids_of(after) == ids_of(before), "same answers after restart")
+    check(ok(c.call("get", collection="b-2_x", ids=["one"]))["documents"][0]["found"], "b's doc")
+    adir = os.path.join(d.data, "collections", "a")
+    check(os.path.isdir(adir) and ok(c.call("describe_collection", name="a"))["bytes"] > 1500 * DIM * 4,
+          "a's directory holds its vectors")
+    r = ok(c.call("drop_collection", name="a"))
+    check(r["documents"] == 1500, "drop reply %r" % r)
+    check(not os.path.exists(adir), "the directory is gone after the drop")
+    check(not leftovers(d), "no leftovers: %r" % leftovers(d))
+    err(c.call("add", collection="a", documents=[{"text": "x"}]), "no_collection", "add after drop")
+    err(c.call("drop_collection", name="a"), "no_collection", "a second drop")
+    ok(c.call("create_collection", name="a"))
+    check(ok(c.call("count", collection="a"))["count"] == 0, "recreated a is empty")
+    check(ok(c.call("describe_collection", name="a"))["index"] == "Flat", "with the new spec")
+    check(ok(c.call("count"))["count"] == 1, "the default collection is untouched")
+    check(d.stop() == 0, "clean stop")
+    d.start()
+    c = d.client()
+    check(sorted(x["name"] for x in ok(c.call("list_collections"))["collections"]) ==
+          ["a", "b-2_x", "default"], "after the second restart")
+
+
+def kill9(d):
+    d.proc.send_signal(signal.SIGKILL)
+    d.proc.wait()
+    d.log.close()
+
+
+def test_crash(d):
+    """kill -9 right after create_collection's reply (and after an acknowledged add), and at
+    several moments of a drop of a collection of many documents: after the restart every
+    collection is whole (all acknowledged documents) or gone, with no .tmp/.trash leftovers."""
+    c = d.client()
+    ok(c.call("create_collection", name="fresh", index="HNSW32,Flat"))
+    kill9(d)
+    d.start()
+    c = d.client()
+    check(ok(c.call("count", collection="fresh"))["count"] == 0, "created collection survives")
+    ok(c.call("add", collection="fresh", documents=[{"id": "x", "text": "acknowledged"}]))
+    kill9(d)
+    d.start()
+    c = d.client()
+    check(ok(c.call("get", collection="fresh", ids=["x"]))["documents"][0]["found"],
+          "an acknowledged add survives")
+    n = 3000
+    seen = {"whole": 0, "gone": 0}
+    for i, delay in enumerate((0.0, 0.002, 0.01, 0.05, 0.2)):
+        name = "big%d" % i
+        ok(c.call("create_collection", name=name))
+        add_vectors(c, name, n, "b", i)
+        box = {}
+
+        def drop():
+            dc = d.client(timeout_ms=5000, scale=False)
+            try:
+                box["r"] = dc.call("drop_collection", name=name)
+            except Exception as e:  # the daemon was killed: no reply
+                box["e"] = e
+            finally:
+                dc.close()
+
+        t = threading.Thread(target=drop)
+        t.start()
+        time.sleep(delay)
+        kill9(d)
+        t.join()
+        d.start()
+        c = d.client()
+        check(not leftovers(d), "leftovers after the restart: %r" % leftovers(d))
+        names = [x["name"] for x in ok(c.call("list_collections"))["collections"]]
+        if name in names:
+            check("r" not in box, "an acknowledged drop came back: %r" % box)
+            check(ok(c.call("count", collection=name))["count"] == n, "a half-dropped collection")
+            check(os.path.isdir(os.path.join(d.data, "collections", name)), "its directory")
+            seen["whole"] += 1
+            ok(c.call("drop_collection", name=name))
+        else:
+            check(not os.path.exists(os.path.join(d.data, "collections", name)), "a directory")
+            seen["gone"] += 1
+        check(ok(c.call("count", collection="fresh"))["count"] == 1, "fresh untouched")
+    print("  drops killed: %(whole)d found whole, %(gone)d gone" % seen, flush=True)
+
+
+TESTS = [
+    ("independent", test_independent),
+    ("restart_and_drop", test_restart_and_drop),
+    ("crash", test_crash),
+]
+
+
+def main():
+    global MODEL
+    MODEL = sys.argv[1]
+    only = set(sys.argv[2:])
+    failed = 0
+    for name, fn in TESTS:
+        if only and name not in only:
+            continue
+        t0 = time.time()
+        d = h.Daemon(MODEL)
+        try:
+            d.start()
+            fn(d)
+            if d.alive():
+                check(d.stop() == 0, "exit status after SIGTERM")
+            print("PASS %s (%.1f s)" % (name, time.time() - t0), flush=True)
+        except Exception:
+            failed += 1
+            print("FAIL %s" % name, flush=True)
+            traceback.print_exc()
+            print("---- sbertd log (tail) ----\n" + d.read_log()[-4000:], flush=True)
+        finally:
+            d.cleanup()
+    print("%d failed" % failed)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
