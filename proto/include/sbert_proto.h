@@ -70,7 +70,8 @@ enum {
     SBERT_PROTO_ESHUTTING_DOWN = -21,
     SBERT_PROTO_EINTERNAL = -22,
     SBERT_PROTO_ENO_COLLECTION = -23,
-    /* Not a wire code: a reply whose code this version does not know (see error.code_name). */
+    /* Not a wire code: a reply whose code this version does not know (see error.code_name);
+     * always one below the last wire code, so that every code is in (EUNKNOWN_CODE, 0). */
     SBERT_PROTO_EUNKNOWN_CODE = -24,
 };
 
