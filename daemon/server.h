@@ -163,7 +163,9 @@ void sbertd_server_bind_slot(int slot);
  * on any other thread (start-up). */
 void sbertd_server_progress(struct sbertd *d);
 
-/* Runs r's op (r validated) and finishes r with its reply or its error. */
+/* Runs r's op (r validated) and finishes r with its reply or its error: resolves the collection
+ * it names (sbertd_collection_enter) in the calling thread, and answers a write's repeated req_id
+ * (sbertd_pipeline_answer_repeat) before running it. */
 void sbertd_run_one(struct sbertd *d, struct request *r);
 
 /* ---- receiver.c: sockets, framing, auth --------------------------------------------------------

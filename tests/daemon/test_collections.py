@@ -6,14 +6,19 @@ gone, with no leftovers after the restart.
 
     SBERTD=build/daemon/sbertd test_collections.py MODEL_DIR [CASE...]
 """
+import json
 import math
 import os
 import random
 import signal
+import socket
+import subprocess
 import sys
 import threading
 import time
 import traceback
+import urllib.error
+import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import sbertd_harness as h  # noqa: E402
@@ -267,10 +272,132 @@ def test_crash(d):
     print("  drops killed: %(whole)d found whole, %(gone)d gone" % seen, flush=True)
 
 
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+HTTP_PORT = free_port()
+
+
+def http_post(op, body):
+    req = urllib.request.Request("http://127.0.0.1:%d/v1/%s" % (HTTP_PORT, op),
+                                 data=json.dumps(body).encode(),
+                                 headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=60) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
+
+
+def test_drop_under_load_and_clients(d):
+    """A drop while queries and adds run on that collection and queries on another: every reply
+    is ok or no_collection, none is lost, the other collection answers throughout; then the new
+    ops over HTTP (/v1/<op>, no_collection is 404) and through sbertctl (-c, collection ...)."""
+    c = d.client()
+    ok(c.call("add", documents=[{"id": "keep", "text": "The cat sits outside"}]))
+    ok(c.call("create_collection", name="busy"))
+    add_vectors(c, "busy", 300, "b", 3)
+    stop = threading.Event()
+    seen = {"ok": 0, "no_collection": 0, "other": []}
+    lock = threading.Lock()
+
+    def worker(kind, i):
+        wc = d.client()
+        vec = unit_vectors(1, 100 + i)[0]
+        n = 0
+        while not stop.is_set():
+            n += 1
+            if kind == "default":
+                r = wc.call("query", vector=vec, k=1)
+                with lock:
+                    if not (r.get("ok") and r["results"][0]["id"] == "keep"):
+                        seen["other"].append(("default", r))
+                continue
+            if kind == "add":
+                r = wc.call("add", collection="busy",
+                            documents=[{"id": "w%d-%d" % (i, n), "text": "x", "vector": vec}])
+            else:
+                r = wc.call("query", collection="busy", vector=vec, k=3)
+            with lock:
+                if r.get("ok"):
+                    seen["ok"] += 1
+                elif r["error"]["code"] == "no_collection":
+                    seen["no_collection"] += 1
+                else:
+                    seen["other"].append((kind, r))
+        wc.close()
+
+    threads = [threading.Thread(target=worker, args=(k, i)) for i, k in
+               enumerate(["query", "query", "add", "default"])]
+    for t in threads:
+        t.start()
+    time.sleep(0.5)
+    r = ok(c.call("drop_collection", name="busy"))
+    check(r["documents"] >= 300, "drop reply %r" % r)
+    time.sleep(0.5)
+    stop.set()
+    for t in threads:
+        t.join()
+    check(not seen["other"], "replies neither ok nor no_collection: %r" % seen["other"][:3])
+    check(seen["ok"] > 0 and seen["no_collection"] > 0, "both before and after: %r" % seen)
+    check(not os.path.exists(os.path.join(d.data, "collections", "busy")), "busy's directory")
+    check(ok(c.call("count"))["count"] == 1, "default untouched")
+
+    # HTTP: every new op has its route
+    st, r = http_post("create_collection", {"name": "web", "index": "HNSW32,Flat"})
+    check(st == 200 and r["ok"], "HTTP create %s %r" % (st, r))
+    st, r = http_post("add", {"collection": "web", "documents": [{"id": "p", "text": "pizza"}]})
+    check(st == 200 and r["ok"], "HTTP add %s %r" % (st, r))
+    st, r = http_post("list_collections", {})
+    check(st == 200 and [x["name"] for x in r["collections"]] == ["default", "web"],
+          "HTTP list_collections %s %r" % (st, r))
+    st, r = http_post("describe_collection", {"name": "web"})
+    check(st == 200 and r["documents"] == 1, "HTTP describe %s %r" % (st, r))
+    st, r = http_post("query", {"collection": "nope", "text": "x"})
+    check(st == 404 and r["error"]["code"] == "no_collection", "HTTP no_collection %s %r" % (st, r))
+    st, r = http_post("drop_collection", {"name": "web"})
+    check(st == 200 and r["documents"] == 1, "HTTP drop %s %r" % (st, r))
+
+    # sbertctl
+    ctl = os.environ.get("SBERTCTL")
+    if not ctl:
+        print("  SBERTCTL not set: sbertctl part skipped", flush=True)
+        return
+
+    def run(*args, expect=0):
+        p = subprocess.run([ctl, "--socket", d.url] + list(args), capture_output=True, text=True,
+                           timeout=120)
+        check(p.returncode == expect, "sbertctl %s: exit %d, expected %d: %s%s" % (
+            " ".join(args), p.returncode, expect, p.stdout, p.stderr))
+        return p.stdout
+    run("collection", "create", "notes", "--index", "HNSW32,Flat", "--ef-search", "40")
+    run("-c", "notes", "add", "A man is playing guitar", "Do you like pizza?")
+    check(run("--collection", "notes", "count").strip() == "2", "sbertctl -c count")
+    check(run("count").strip() == "1", "sbertctl count without -c: default")
+    out = run("query", "-c", "notes", "--json", "pizza")
+    check(json.loads(out)["results"][0]["text"] == "Do you like pizza?", "sbertctl -c query")
+    out = run("collection", "list")
+    check("notes" in out and "HNSW32,Flat" in out and "default" in out, "collection list: " + out)
+    d2 = json.loads(run("collection", "describe", "notes", "--json"))
+    check(d2["documents"] == 2 and d2["ef_search"] == 40, "collection describe %r" % d2)
+    run("-c", "nowhere", "count", expect=1)
+    run("collection", "create", "notes", expect=1)
+    run("collection", "drop", "default", expect=1)
+    check(json.loads(run("collection", "drop", "notes", "--json"))["documents"] == 2, "drop")
+    run("-c", "notes", "count", expect=1)
+
+
 TESTS = [
-    ("independent", test_independent),
-    ("restart_and_drop", test_restart_and_drop),
-    ("crash", test_crash),
+    ("independent", test_independent, None),
+    ("restart_and_drop", test_restart_and_drop, None),
+    ("crash", test_crash, None),
+    ("drop_under_load_and_clients", test_drop_under_load_and_clients,
+     "http = 127.0.0.1:%d\n" % HTTP_PORT),
 ]
 
 
@@ -279,11 +406,11 @@ def main():
     MODEL = sys.argv[1]
     only = set(sys.argv[2:])
     failed = 0
-    for name, fn in TESTS:
+    for name, fn, config in TESTS:
         if only and name not in only:
             continue
         t0 = time.time()
-        d = h.Daemon(MODEL)
+        d = h.Daemon(MODEL, config=config)
         try:
             d.start()
             fn(d)
