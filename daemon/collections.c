@@ -308,6 +308,15 @@ void sbertd_collection_leave(struct sbertd *d)
     pthread_rwlock_unlock(&d->coll_lock);
 }
 
+int sbertd_collection_check(struct sbertd *d, struct request *r, struct sbert_proto_error *err)
+{
+    int held = sbertd_collection_enter(d, r, err);
+    if (held < 0) return held;
+    if (held) sbertd_collection_leave(d);
+    r->store = NULL;
+    return 0;
+}
+
 sbert_index *sbertd_req_store(const struct request *r)
 {
     return r->store;

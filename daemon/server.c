@@ -48,6 +48,7 @@ static int validate(struct sbertd *d, struct request *r, struct sbert_proto_erro
                                      r->req.op);
     r->op_index = r->op->index;
     rc = sbert_proto_op_check_members(r->op->proto, r->req.root, err);
+    if (!rc) rc = sbertd_collection_check(d, r, err);
     if (rc) return rc;
     if (r->op->list) {
         const cJSON *l = cJSON_GetObjectItemCaseSensitive(r->req.root, r->op->list);

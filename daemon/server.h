@@ -140,6 +140,11 @@ int sbertd_collection_enter(struct sbertd *d, struct request *r, struct sbert_pr
 /* Releases what sbertd_collection_enter took when it returned 1. */
 void sbertd_collection_leave(struct sbertd *d);
 
+/* At validation: refuses at once a request whose collection is not a name or does not exist,
+ * rather than after a write's encode (sbertd_collection_enter decides when it runs). Returns 0
+ * or a SBERT_PROTO_E* code with err set. */
+int sbertd_collection_check(struct sbertd *d, struct request *r, struct sbert_proto_error *err);
+
 /* ---- server.c: start, stop, workers, liveness ---------------------------------------------- */
 
 /* Starts the server: socket, binds, threads. Returns 0 or -1 (logged). */
