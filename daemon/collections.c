@@ -352,7 +352,8 @@ static int create_tmp(struct sbertd *d, const char *tmp, const struct sbertd_col
     int irc = store_open(d, tmp, p, &s, why, sizeof why);
     if (irc) return store_error(irc, why, err);
     sbert_index_close(s); /* its snapshot is written: the directory is complete */
-    return 0;
+    /* its entries durable before the rename makes it the collection */
+    return sync_dir(tmp) ? io_error(err, "cannot sync", tmp) : 0;
 }
 
 int sbertd_collection_create(struct sbertd *d, const char *name,
