@@ -126,6 +126,11 @@ def test_independent(d):
     check(ok(c.call("count"))["count"] == 1, "default count")
     lst = ok(c.call("list", collection="hnsw", limit=100, include=[]))["documents"]
     check([x["id"] for x in lst] == ["f0", "h0", "h1", "h2", "h3", "h4"], "hnsw list %r" % lst)
+    # a cursor names a position (an id), not a collection: one from flat lists hnsw after "f2"
+    page = ok(c.call("list", collection="flat", limit=3, include=[]))
+    check([x["id"] for x in page["documents"]] == ["f0", "f1", "f2"] and page["cursor"], "page")
+    rest = ok(c.call("list", collection="hnsw", cursor=page["cursor"], include=[]))["documents"]
+    check([x["id"] for x in rest] == ["h0", "h1", "h2", "h3", "h4"], "foreign cursor %r" % rest)
     # delete by filter and patch touch one collection only
     r = ok(c.call("delete", collection="flat", filter={"k": {"$gte": 3}}))
     check(r["deleted"] == 2, "delete by filter %r" % r)
@@ -233,6 +238,39 @@ def test_crash(d):
     c = d.client()
     check(ok(c.call("get", collection="fresh", ids=["x"]))["documents"][0]["found"],
           "an acknowledged add survives")
+    # kills during a create: the collection is complete (it opens, empty) or absent
+    made = {"whole": 0, "gone": 0}
+    for i, delay in enumerate((0.0, 0.005, 0.02, 0.05)):
+        name = "mk%d" % i
+        box = {}
+
+        def create():
+            cc = d.client(timeout_ms=5000, scale=False)
+            try:
+                box["r"] = cc.call("create_collection", name=name, index="HNSW32,Flat")
+            except Exception as e:  # the daemon was killed: no reply
+                box["e"] = e
+            finally:
+                cc.close()
+
+        t = threading.Thread(target=create)
+        t.start()
+        time.sleep(delay)
+        kill9(d)
+        t.join()
+        d.start()
+        c = d.client()
+        check(not leftovers(d), "leftovers after a killed create: %r" % leftovers(d))
+        names = [x["name"] for x in ok(c.call("list_collections"))["collections"]]
+        if name in names:
+            check(ok(c.call("describe_collection", name=name))["index"] == "HNSW32,Flat" and
+                  ok(c.call("count", collection=name))["count"] == 0, "a half-made collection")
+            made["whole"] += 1
+        else:
+            check("r" not in box or not box["r"].get("ok"), "an acknowledged create was lost")
+            check(not os.path.exists(os.path.join(d.data, "collections", name)), "a directory")
+            made["gone"] += 1
+    print("  creates killed: %(whole)d found whole, %(gone)d gone" % made, flush=True)
     n = 3000
     seen = {"whole": 0, "gone": 0}
     for i, delay in enumerate((0.0, 0.002, 0.01, 0.05, 0.2)):
@@ -388,7 +426,16 @@ def test_drop_under_load_and_clients(d):
     run("-c", "nowhere", "count", expect=1)
     run("collection", "create", "notes", expect=1)
     run("collection", "drop", "default", expect=1)
-    check(json.loads(run("collection", "drop", "notes", "--json"))["documents"] == 2, "drop")
+    # index (sbertctl-files) passes the collection too
+    src = os.path.join(d.tmp, "files")
+    os.makedirs(src)
+    for name, text in (("a.txt", "Cats sleep most of the day"), ("b.md", "# Pizza\n\nDough")):
+        with open(os.path.join(src, name), "w") as f:
+            f.write(text)
+    run("-c", "notes", "index", src)
+    check(run("-c", "notes", "count").strip() == "4", "index into a collection")
+    check(run("count").strip() == "1", "index left default alone")
+    check(json.loads(run("collection", "drop", "notes", "--json"))["documents"] == 4, "drop")
     run("-c", "notes", "count", expect=1)
 
 
