@@ -172,6 +172,11 @@ def test_independent(d):
     bdir = os.path.join(d.tmp, "backup-hnsw")
     check(ok(c.call("backup", collection="hnsw", dir=bdir))["documents"] == 5, "backup")
     check(os.path.exists(os.path.join(bdir, "store.mdb")), "the backup has a store")
+    # a reindex of one collection re-encodes its documents only
+    check(ok(c.call("reindex", collection="hnsw"))["documents"] == 5, "reindex of hnsw")
+    q = ok(c.call("query", collection="hnsw", text="flute", k=1))
+    check(ids_of(q) == ["h3"], "hnsw after its reindex %r" % ids_of(q))
+    check(ok(c.call("count", collection="flat"))["count"] == 3, "flat after hnsw's reindex")
 
 
 def test_restart_and_drop(d):
