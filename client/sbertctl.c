@@ -110,10 +110,12 @@ static const struct opt common_opts[] = {
     {"token", 0, "TOKEN", "auth token (default: $SBERTD_TOKEN)"},
     {"timeout", 0, "SECONDS", "reply timeout (default per subcommand)"},
     {"json", 0, NULL, "print one JSON document instead of a table"},
+    {"collection", 'c', "NAME",
+     "the collection a document command uses (default: $SBERTD_COLLECTION, else \"default\")"},
     {"help", 'h', NULL, "show this help"},
     {NULL, 0, NULL, NULL},
 };
-enum { CO_SOCKET, CO_TOKEN, CO_TIMEOUT, CO_JSON, CO_HELP, N_COMMON };
+enum { CO_SOCKET, CO_TOKEN, CO_TIMEOUT, CO_JSON, CO_COLLECTION, CO_HELP, N_COMMON };
 
 struct ctx {
     const struct command *cmd;
@@ -121,6 +123,7 @@ struct ctx {
                                   sends several */
     char url[PATH_MAX + 16];
     const char *token;
+    const char *collection; /* -c: sent with every op that takes "collection"; NULL: none */
     double timeout_s;
     int json;
     sbc_conn *conn;
@@ -205,7 +208,14 @@ static cJSON *request_new(struct ctx *c)
     const struct sbert_proto_op *op = op_of(c->op);
     char req_id[64];
     if (op->writes) next_req_id(c, req_id, sizeof req_id);
-    return sbert_proto_request_new(op->name, op->writes ? req_id : NULL, c->token);
+    cJSON *req = sbert_proto_request_new(op->name, op->writes ? req_id : NULL, c->token);
+    /* every op of a collection names it; the others (encode, stats, ...) have no collection */
+    if (req && c->collection && sbert_proto_op_member(op, "collection") &&
+        !cJSON_AddStringToObject(req, "collection", c->collection)) {
+        cJSON_Delete(req);
+        return NULL;
+    }
+    return req;
 }
 
 /* Adds item (taken) to req (may be NULL) as the op's member name and returns it, or NULL when
@@ -2346,6 +2356,105 @@ static int exec_files(struct ctx *c, const struct args *a)
 #define cmd_restore exec_files
 #endif
 
+/* ---- collection --------------------------------------------------------------------------- */
+
+static const struct opt collection_opts[] = {
+    {"index", 0, "SPEC", "create: the vector index (FAISS factory string, e.g. HNSW32,Flat)"},
+    {"ef-search", 0, "N", "create: HNSW search depth"},
+    {"nprobe", 0, "N", "create: IVF lists probed per query"},
+    {"keyword-language", 0, "LANG", "create: the keyword index's language, or off"},
+    {NULL, 0, NULL, NULL},
+};
+enum { CL_INDEX, CL_EF_SEARCH, CL_NPROBE, CL_KEYWORD_LANGUAGE };
+
+/* collection list: one row per collection, or the reply with --json. */
+static int collection_list(struct ctx *c)
+{
+    cJSON *rep;
+    int rc = call(c, request_new(c), &rep);
+    if (rc != EXIT_OK || c->json) return rc == EXIT_OK ? print_object(c, rep) : rc;
+    struct sbc_column cols[] = {
+        {"NAME", 0}, {"DOCUMENTS", 0}, {"INDEX", 0}, {"DIM", 0}, {"MODEL", SBC_COL_SHRINK}};
+    sbc_table *t;
+    if (sbc_table_create(cols, 5, &t) < 0) {
+        cJSON_Delete(rep);
+        return EXIT_REPLY;
+    }
+    const cJSON *e;
+    cJSON_ArrayForEach(e, cJSON_GetObjectItemCaseSensitive(rep, "collections"))
+    {
+        char docs[32], dim[16];
+        snprintf(docs, sizeof docs, "%.0f",
+                 cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(e, "documents")));
+        snprintf(dim, sizeof dim, "%.0f",
+                 cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(e, "dim")));
+        const char *row[5] = {str_or(e, "name", "?"), docs, str_or(e, "index", "?"), dim,
+                              str_or(e, "model", "?")};
+        sbc_table_add_row(t, row);
+    }
+    cJSON_Delete(rep);
+    return print_table(t);
+}
+
+/* collection create NAME: the options as the op's members. */
+static int collection_create(struct ctx *c, const struct args *a, cJSON *req)
+{
+    if (a->val[CL_INDEX]) req_set(c, req, "index", cJSON_CreateString(a->val[CL_INDEX]));
+    if (a->val[CL_KEYWORD_LANGUAGE])
+        req_set(c, req, "keyword_language", cJSON_CreateString(a->val[CL_KEYWORD_LANGUAGE]));
+    static const struct {
+        int opt;
+        const char *member;
+    } ints[] = {{CL_EF_SEARCH, "ef_search"}, {CL_NPROBE, "nprobe"}};
+    for (size_t i = 0; i < sizeof ints / sizeof ints[0]; i++) {
+        long v;
+        if (!a->val[ints[i].opt]) continue;
+        if (parse_int(a->val[ints[i].opt], 0, 1 << 20, &v) < 0) {
+            cJSON_Delete(req);
+            return usage_error(c->cmd, "--%s: expected an integer in 0..%d, not \"%s\"",
+                               collection_opts[ints[i].opt].lname, 1 << 20, a->val[ints[i].opt]);
+        }
+        req_set(c, req, ints[i].member, cJSON_CreateNumber((double)v));
+    }
+    cJSON *rep;
+    int rc = call(c, req, &rep);
+    return rc == EXIT_OK ? print_object(c, rep) : rc;
+}
+
+static int cmd_collection(struct ctx *c, const struct args *a)
+{
+    static const struct {
+        const char *name;
+        enum sbert_proto_op_id op;
+        int takes_name;
+    } subs[] = {
+        {"create", SBERT_PROTO_OP_CREATE_COLLECTION, 1},
+        {"list", SBERT_PROTO_OP_LIST_COLLECTIONS, 0},
+        {"describe", SBERT_PROTO_OP_DESCRIBE_COLLECTION, 1},
+        {"drop", SBERT_PROTO_OP_DROP_COLLECTION, 1},
+    };
+    size_t k = 0;
+    while (k < sizeof subs / sizeof subs[0] && strcmp(subs[k].name, a->pos[0]) != 0)
+        k++;
+    if (k == sizeof subs / sizeof subs[0])
+        return usage_error(c->cmd, "unknown collection command \"%s\"", a->pos[0]);
+    if (a->n_pos != 1 + subs[k].takes_name)
+        return usage_error(c->cmd, "collection %s %s", subs[k].name,
+                           subs[k].takes_name ? "needs NAME" : "takes no NAME");
+    for (int i = CL_INDEX; i <= CL_KEYWORD_LANGUAGE; i++)
+        if (a->val[i] && subs[k].op != SBERT_PROTO_OP_CREATE_COLLECTION)
+            return usage_error(c->cmd, "--%s is an option of collection create",
+                               collection_opts[i].lname);
+    c->op = subs[k].op;
+    if (subs[k].op == SBERT_PROTO_OP_LIST_COLLECTIONS) return collection_list(c);
+    cJSON *req = request_new(c);
+    req_set(c, req, "name", cJSON_CreateString(a->pos[1]));
+    if (subs[k].op == SBERT_PROTO_OP_CREATE_COLLECTION) return collection_create(c, a, req);
+    cJSON *rep;
+    int rc = call(c, req, &rep);
+    return rc == EXIT_OK ? print_object(c, rep) : rc;
+}
+
 /* ---- the command table -------------------------------------------------------------------- */
 
 static const struct opt no_opts[] = {{NULL, 0, NULL, NULL}};
@@ -2425,6 +2534,19 @@ static const struct command commands[] = {
      backup_opts, 1, 1, 600, cmd_backup, NULL},
     {SBERT_PROTO_OP_REINDEX, "", "rebuild the vector index from the store", NULL, no_opts, 0, 0,
      600, cmd_reindex, NULL},
+    {SBERT_PROTO_OP_CREATE_COLLECTION,
+     "create NAME [--index SPEC] [--ef-search N] [--nprobe N] [--keyword-language L] | list | "
+     "describe NAME | drop NAME",
+     "create, list, describe and drop collections",
+     "A collection is a document store of its own (documents, vector index, keyword index),\n"
+     "named with -c/--collection by every document command (add, query, get, delete, list,\n"
+     "count, patch, pairs, backup, reindex, index); without it they use \"default\", the store\n"
+     "sbertd always had. NAME: 1..64 of A-Z a-z 0-9 _ -, not starting with -. create's options\n"
+     "default to the daemon's settings. list prints NAME, DOCUMENTS, INDEX, DIM and MODEL;\n"
+     "describe adds the keyword language, ef_search, nprobe, the bytes on disk and the last\n"
+     "snapshot's time; drop deletes the collection and its documents (not \"default\").\n"
+     "--json prints the daemon's reply.",
+     collection_opts, 1, 2, 600, cmd_collection, "collection"},
     {SBERT_PROTO_OP_BACKUP, "[--data DIR] BACKUP",
      "replace a stopped store with a backup, after checking it",
      "Runs on the server with sbertd stopped (systemctl stop sbertd), as the store's owner or\n"
@@ -2674,6 +2796,8 @@ int main(int argc, char **argv)
     resolve_endpoint(&c, common[CO_SOCKET]);
     c.token = common[CO_TOKEN] ? common[CO_TOKEN] : getenv("SBERTD_TOKEN");
     if (c.token && !*c.token) c.token = NULL;
+    c.collection = common[CO_COLLECTION] ? common[CO_COLLECTION] : getenv("SBERTD_COLLECTION");
+    if (c.collection && !*c.collection) c.collection = NULL;
     if (common[CO_TIMEOUT] && (parse_double(common[CO_TIMEOUT], &c.timeout_s) < 0 ||
                                c.timeout_s <= 0 || c.timeout_s > 86400)) {
         free(a.pos);

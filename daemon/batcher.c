@@ -218,12 +218,13 @@ static void *searcher_main(void *arg)
     return NULL;
 }
 
-int sbertd_query(struct sbertd *d, const float *vector,
+int sbertd_query(struct sbertd *d, sbert_index *store, const float *vector,
                  const struct sbert_index_query_params *params, struct sbert_index_results **out)
 {
     /* A filtered query is searched on its own anyway (sbert_index_query_many), and a selective
-     * filter can make that slow: it runs here rather than delay the shared batch. */
-    if (params->filter) return sbert_index_query(d->index, vector, params, out);
+     * filter can make that slow: it runs here rather than delay the shared batch. The shared
+     * batches search the default collection; another collection's queries search here too. */
+    if (params->filter || store != d->index) return sbert_index_query(store, vector, params, out);
     struct search_job j = {.b.weight = 1, .vector = vector, .params = params};
     batch_wait(&d->search_q, &j.b);
     *out = j.res;
@@ -236,7 +237,7 @@ int sbertd_query(struct sbertd *d, const float *vector,
  * thousands moving, as a reindex. */
 #define FILTERED_PIECE 16
 
-int sbertd_query_many(struct sbertd *d, const float *vectors, size_t n,
+int sbertd_query_many(struct sbertd *d, sbert_index *store, const float *vectors, size_t n,
                       const struct sbert_index_query_params *params,
                       struct sbert_index_results **out, int *rcs)
 {
@@ -248,8 +249,7 @@ int sbertd_query_many(struct sbertd *d, const float *vectors, size_t n,
     int first = 0;
     for (size_t i = 0; i < n; i += piece) {
         size_t m = n - i < piece ? n - i : piece;
-        int rc =
-            sbert_index_query_many(d->index, vectors + i * dim, m, params + i, out + i, rcs + i);
+        int rc = sbert_index_query_many(store, vectors + i * dim, m, params + i, out + i, rcs + i);
         if (rc && !first) first = rc;
         sbertd_server_progress(d);
     }

@@ -321,10 +321,17 @@ int main(int argc, char **argv)
         sbert_model_free(d.model);
         return 1;
     }
+    if (sbertd_collections_open(&d)) {
+        sbertd_collections_close(&d);
+        sbert_index_close(d.index);
+        sbert_model_free(d.model);
+        return 1;
+    }
     apply_limits(&d, &d.cfg);
     for (int i = 0; i < d.cfg.n_listen; i++)
         if (strncmp(d.cfg.listen[i], "ipc://", 6) == 0) make_parents(d.cfg.listen[i] + 6);
     if (sbertd_server_start(&d)) {
+        sbertd_collections_close(&d);
         sbert_index_close(d.index);
         sbert_model_free(d.model);
         return 1;
@@ -340,6 +347,7 @@ int main(int argc, char **argv)
     sd_check(sbertd_sd_status("stopping: writing index snapshot"), "STATUS");
     /* signals stay blocked from here on, so a second SIGTERM during the snapshot waits, unread,
      * and the exit stays clean */
+    sbertd_collections_close(&d);
     sbert_index_close(d.index);
     sbertd_sd_watchdog_stop(wd);
     sbertd_server_free(&d);

@@ -115,14 +115,73 @@ const struct sbert_model_info *sbertd_model_info(const struct sbertd *d);
  * long batch calls it between its pieces). */
 void sbertd_request_progress(struct sbertd *d);
 
-/* 1 when the store keeps a keyword index (keyword_language is not "off"). */
-int sbertd_keyword_enabled(const struct sbertd *d);
+/* 1 when store (a collection's, while a request that names it runs) keeps a keyword index (its
+ * keyword_language is not "off"). */
+int sbertd_keyword_enabled(struct sbertd *d, const sbert_index *store);
 
 /* The model's identity, as a reindex records it; valid for the daemon's life. */
 const struct sbert_index_model *sbertd_model_identity(const struct sbertd *d);
 
-/* The store (thread-safe, sbert_index.h); valid for the daemon's life. */
+/* The default collection's store (thread-safe, sbert_index.h); valid for the daemon's life. */
 sbert_index *sbertd_store(const struct sbertd *d);
+
+/* ---- collections (collections.c) ---------------------------------------------------------------
+ * A collection is a store of its own (its directory, vector index, snapshot, keyword index and
+ * index spec): the daemon's data directory is the collection "default", the others live in
+ * DATA/collections/NAME/. Every collection uses the daemon's model. */
+
+/* The store of the collection r names (its "collection" member, default "default"), for an op
+ * that has that member: the server resolves it before the op runs (the handlers' run) and keeps
+ * it open until the request is finished. NULL for other ops. */
+sbert_index *sbertd_req_store(const struct request *r);
+
+/* Checks a collection name: 1..SBERTD_COLLECTION_NAME_MAX bytes of [A-Za-z0-9_-], not starting
+ * with '-'. what names the member in the message. Returns 0 or SBERT_PROTO_EBAD_REQUEST. */
+#define SBERTD_COLLECTION_NAME_MAX 64
+int sbertd_collection_name_check(const char *name, const char *what, struct sbert_proto_error *err);
+
+/* A collection's settings: recorded when it is created, used whenever it is opened. */
+struct sbertd_collection_params {
+    char index[128]; /* FAISS factory string */
+    int ef_search, nprobe;
+    char keyword_language[64];
+};
+
+/* The daemon's defaults for a new collection (its configuration's index, ef_search, nprobe and
+ * keyword_language). */
+void sbertd_collection_defaults(const struct sbertd *d, struct sbertd_collection_params *p);
+
+/* Creates the empty collection name with p, durably (its directory is complete or absent after a
+ * crash), and opens it. Runs in the committer. Returns 0, or SBERT_PROTO_EEXISTS (the name is
+ * taken), SBERT_PROTO_EBAD_REQUEST (a spec or language the store refuses) or an I/O error. */
+int sbertd_collection_create(struct sbertd *d, const char *name,
+                             const struct sbertd_collection_params *p,
+                             struct sbert_proto_error *err);
+
+/* Drops the collection name (not "default"): closes it once no request uses it, removes it from
+ * the table and its directory from the disk, durably. *documents gets how many it held. Returns
+ * 0, SBERT_PROTO_ENO_COLLECTION, SBERT_PROTO_EBAD_REQUEST ("default") or an I/O error. */
+int sbertd_collection_drop(struct sbertd *d, const char *name, uint64_t *documents,
+                           struct sbert_proto_error *err);
+
+/* One collection, as sbertd_collections_each shows it (valid during the call). */
+struct sbertd_collection_view {
+    const char *name;
+    sbert_index *store;
+    const char *dir;
+    const struct sbertd_collection_params *params; /* NULL for "default": the configuration's */
+};
+
+/* Calls fn for every collection ("default" first, then by name), or only for the one called
+ * only (when not NULL), while no collection can be created or dropped; stops at fn's first
+ * non-zero return and returns it. Returns SBERT_PROTO_ENO_COLLECTION (err set) when only names
+ * none. */
+int sbertd_collections_each(struct sbertd *d, const char *only,
+                            int (*fn)(void *user, const struct sbertd_collection_view *c),
+                            void *user, struct sbert_proto_error *err);
+
+/* The number of collections, "default" included. */
+size_t sbertd_collections_count(struct sbertd *d);
 
 /* Encodes n texts into out (n * dim floats); truncated (may be NULL) gets n flags. Small jobs
  * from read requests are batched with concurrent ones (shared=1); others run in the calling
@@ -130,19 +189,19 @@ sbert_index *sbertd_store(const struct sbertd *d);
 int sbertd_encode(struct sbertd *d, const char *const *texts, const size_t *lens, size_t n,
                   float *out, int *truncated, int shared, struct sbert_proto_error *err);
 
-/* sbert_index_query() for a request: unfiltered queries are searched together with concurrent
- * ones (the searcher thread), filtered ones in the calling thread. Returns an SBERT_INDEX_E*
- * code; *out as sbert_index_query(). */
-int sbertd_query(struct sbertd *d, const float *vector,
+/* sbert_index_query() on store for a request: unfiltered queries of the default collection are
+ * searched together with concurrent ones (the searcher thread), the others in the calling
+ * thread. Returns an SBERT_INDEX_E* code; *out as sbert_index_query(). */
+int sbertd_query(struct sbertd *d, sbert_index *store, const float *vector,
                  const struct sbert_index_query_params *params, struct sbert_index_results **out);
 
-/* sbert_index_query_many() for the n queries of one batch query (vectors: n rows; params: n
- * entries), in the calling thread: a batch fills one vector search by itself, so it neither waits
+/* sbert_index_query_many() on store for the n queries of one batch query (vectors: n rows; params:
+ * n entries), in the calling thread: a batch fills one vector search by itself, so it neither waits
  * for the searcher's shared batches nor delays them. Unfiltered queries go in one call (one read
  * snapshot); when some have a filter, in pieces of a few, telling the watchdog after each that
  * the request is making progress. Returns 0 or the first failed query's SBERT_INDEX_E* code;
  * out[i] and rcs[i] as sbert_index_query_many(). */
-int sbertd_query_many(struct sbertd *d, const float *vectors, size_t n,
+int sbertd_query_many(struct sbertd *d, sbert_index *store, const float *vectors, size_t n,
                       const struct sbert_index_query_params *params,
                       struct sbert_index_results **out, int *rcs);
 

@@ -1,6 +1,6 @@
 /* ops.c — the daemon's op table: proto's op table (name, members, whether it writes: PROTOCOL.md
  * section 4) joined with each op's batch-bounded list and its handlers (ops_documents.c,
- * ops_manage.c, ops_search.c, ops_admin.c). */
+ * ops_manage.c, ops_search.c, ops_admin.c, ops_collections.c). */
 #include "ops_common.h"
 
 #include "sbert_util.h"
@@ -25,6 +25,12 @@ static const struct op_handlers handlers[SBERT_PROTO_N_OPS] = {
     [SBERT_PROTO_OP_LIST]       = {NULL,        NULL,              op_run_list,       NULL},
     [SBERT_PROTO_OP_COUNT]      = {NULL,        NULL,              op_run_count,      NULL},
     [SBERT_PROTO_OP_PATCH]      = {"documents", op_prepare_patch,  op_run_patch,      NULL},
+    [SBERT_PROTO_OP_CREATE_COLLECTION]   = {NULL, op_prepare_create_collection,
+                                            op_run_create_collection, NULL},
+    [SBERT_PROTO_OP_LIST_COLLECTIONS]    = {NULL, NULL, op_run_list_collections, NULL},
+    [SBERT_PROTO_OP_DESCRIBE_COLLECTION] = {NULL, NULL, op_run_describe_collection, NULL},
+    [SBERT_PROTO_OP_DROP_COLLECTION]     = {NULL, op_prepare_drop_collection,
+                                            op_run_drop_collection, NULL},
 };
 /* clang-format on */
 

@@ -114,6 +114,7 @@ int op_run_stats(struct sbertd *d, struct request *r, cJSON *reply, struct sbert
         !cJSON_AddNumberToObject(enc, "texts", (double)c.encoded_texts) ||
         !cJSON_AddNumberToObject(enc, "tokens", (double)c.encoded_tokens) ||
         !cJSON_AddNumberToObject(enc, "seconds", c.encode_s) ||
+        !cJSON_AddNumberToObject(reply, "collections", (double)sbertd_collections_count(d)) ||
         !(ops = cJSON_AddObjectToObject(reply, "ops")))
         return op_oom(err);
     return sbertd_op_stats_each(d, stats_op, ops) ? op_oom(err) : 0;
@@ -135,12 +136,13 @@ int op_prepare_backup(struct sbertd *d, struct request *r, struct sbert_proto_er
 
 int op_run_backup(struct sbertd *d, struct request *r, cJSON *reply, struct sbert_proto_error *err)
 {
+    (void)d;
     const char *dir = cJSON_GetObjectItemCaseSensitive(sbertd_req_root(r), "dir")->valuestring;
     char why[512] = "";
-    int irc = sbert_index_backup(sbertd_store(d), dir, why, sizeof why);
+    int irc = sbert_index_backup(sbertd_req_store(r), dir, why, sizeof why);
     if (irc) return op_index_error(irc, why, -1, err);
     uint64_t count = 0;
-    sbert_index_count(sbertd_store(d), &count);
+    sbert_index_count(sbertd_req_store(r), &count);
     sbertd_log(LOG_INFO, "backup written to %s (%llu documents)", dir, (unsigned long long)count);
     if (!cJSON_AddStringToObject(reply, "dir", dir) ||
         !cJSON_AddNumberToObject(reply, "documents", (double)count))
@@ -150,16 +152,15 @@ int op_run_backup(struct sbertd *d, struct request *r, cJSON *reply, struct sber
 
 int op_run_reindex(struct sbertd *d, struct request *r, cJSON *reply, struct sbert_proto_error *err)
 {
-    (void)r;
     char why[512] = "";
     sbertd_log(LOG_INFO, "reindex: re-encoding every stored text");
     /* sbertd_reindex_encode feeds the watchdog as the pieces go by: a reindex may take longer
      * than watchdog_stall_sec */
-    int irc = sbert_index_reindex(sbertd_store(d), sbertd_model_identity(d), sbertd_reindex_encode,
-                                  d, why, sizeof why);
+    int irc = sbert_index_reindex(sbertd_req_store(r), sbertd_model_identity(d),
+                                  sbertd_reindex_encode, d, why, sizeof why);
     if (irc) return op_index_error(irc, why, -1, err);
     uint64_t count = 0;
-    sbert_index_count(sbertd_store(d), &count);
+    sbert_index_count(sbertd_req_store(r), &count);
     sbertd_log(LOG_INFO, "reindex: done, %llu documents", (unsigned long long)count);
     if (!cJSON_AddNumberToObject(reply, "documents", (double)count)) return op_oom(err);
     return 0;

@@ -94,9 +94,10 @@ int op_vector_nonzero(const float *v, size_t dim, const char *what, long index,
 /* A query request, whichever of its four forms and modes (PROTOCOL.md section 4, query): n
  * queries with the same k, filter, min_score, include and mode. Read by ops_search.c. */
 struct op_query {
-    int by_text; /* text or texts */
-    int plural;  /* texts or vectors: one result list per query */
-    int encoded; /* the texts were encoded (every mode but keyword without min_score) */
+    sbert_index *store; /* the collection's */
+    int by_text;        /* text or texts */
+    int plural;         /* texts or vectors: one result list per query */
+    int encoded;        /* the texts were encoded (every mode but keyword without min_score) */
     size_t n;
     const char **texts; /* by_text: n texts borrowed from the request, in a malloc'd array */
     size_t *lens;
@@ -124,6 +125,19 @@ int op_run_similarity(struct sbertd *d, struct request *r, cJSON *reply,
                       struct sbert_proto_error *err);
 int op_run_encode(struct sbertd *d, struct request *r, cJSON *reply, struct sbert_proto_error *err);
 int op_run_pairs(struct sbertd *d, struct request *r, cJSON *reply, struct sbert_proto_error *err);
+
+/* ops_collections.c */
+int op_prepare_create_collection(struct sbertd *d, struct request *r,
+                                 struct sbert_proto_error *err);
+int op_run_create_collection(struct sbertd *d, struct request *r, cJSON *reply,
+                             struct sbert_proto_error *err);
+int op_run_list_collections(struct sbertd *d, struct request *r, cJSON *reply,
+                            struct sbert_proto_error *err);
+int op_run_describe_collection(struct sbertd *d, struct request *r, cJSON *reply,
+                               struct sbert_proto_error *err);
+int op_prepare_drop_collection(struct sbertd *d, struct request *r, struct sbert_proto_error *err);
+int op_run_drop_collection(struct sbertd *d, struct request *r, cJSON *reply,
+                           struct sbert_proto_error *err);
 
 /* ops_admin.c */
 int op_run_stats(struct sbertd *d, struct request *r, cJSON *reply, struct sbert_proto_error *err);

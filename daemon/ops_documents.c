@@ -66,7 +66,7 @@ int op_run_get(struct sbertd *d, struct request *r, cJSON *reply, struct sbert_p
     int rc = sbert_proto_get_include(sbertd_req_root(r), "include", &include, err);
     if (rc || (rc = get_ids(d, sbertd_req_root(r), &l, err))) return rc;
     struct sbert_index_results *res = NULL;
-    int irc = sbert_index_get_max(sbertd_store(d), l->ids, l->lens, l->n, include,
+    int irc = sbert_index_get_max(sbertd_req_store(r), l->ids, l->lens, l->n, include,
                                   LIM(MAX_REPLY_BYTES), &res);
     if (irc == SBERT_INDEX_ETOOBIG || (!irc && op_results_too_large(d, res)))
         rc = op_reply_too_large(d,
@@ -282,13 +282,14 @@ static int add_members(cJSON *reply, const void *arg)
 static int add_store(struct sbertd *d, struct request *r, cJSON *reply,
                      struct sbert_proto_error *err)
 {
+    (void)d;
     struct add_prep *a = sbertd_req_prep(r);
     size_t bad = 0;
     char why[512] = "";
     struct sbert_index_write_req wr;
     struct op_remember m = {r, add_members, a};
-    int irc = sbert_index_put_req(sbertd_store(d), a->items, a->n, op_write_req(r, &wr, &m), &bad,
-                                  why, sizeof why);
+    int irc = sbert_index_put_req(sbertd_req_store(r), a->items, a->n, op_write_req(r, &wr, &m),
+                                  &bad, why, sizeof why);
     if (irc)
         return op_index_error(irc, why,
                               (irc == SBERT_INDEX_EID || irc == SBERT_INDEX_EMETADATA ||
@@ -406,7 +407,7 @@ int op_run_delete(struct sbertd *d, struct request *r, cJSON *reply, struct sber
     char why[512] = "";
     struct sbert_index_write_req wr;
     struct op_remember m = {r, del_members, &o};
-    int rc = 0, irc = sbert_index_delete_req(sbertd_store(d), l->ids, l->lens, l->n, o.existed,
+    int rc = 0, irc = sbert_index_delete_req(sbertd_req_store(r), l->ids, l->lens, l->n, o.existed,
                                              &o.deleted, op_write_req(r, &wr, &m), why, sizeof why);
     if (irc)
         rc = op_index_error(irc, why, -1, err);

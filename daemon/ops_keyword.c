@@ -45,9 +45,10 @@ int op_search_members(struct sbertd *d, const cJSON *root, struct op_query *q,
     p->candidates = (size_t)cand;
     q->search = p->mode != SBERT_INDEX_MODE_DENSE || diversity > 0;
     if (p->mode == SBERT_INDEX_MODE_DENSE) return 0;
-    if (!sbertd_keyword_enabled(d))
-        return sbert_proto_error_set(err, SBERT_PROTO_EBAD_REQUEST, -1,
-                                     "this daemon keeps no keyword index (keyword_language = off)");
+    if (!sbertd_keyword_enabled(d, q->store))
+        return sbert_proto_error_set(
+            err, SBERT_PROTO_EBAD_REQUEST, -1,
+            "this collection keeps no keyword index (keyword_language = off)");
     if (!q->by_text)
         return sbert_proto_error_set(err, SBERT_PROTO_EBAD_REQUEST, -1,
                                      "keyword and hybrid queries take \"text\" or \"texts\": "
@@ -74,7 +75,7 @@ int op_search_run(struct sbertd *d, const struct op_query *q, struct sbert_index
         p.text = q->by_text ? q->texts[i] : NULL;
         p.text_len = q->by_text ? q->lens[i] : 0;
         p.vector = q->v ? q->v + i * dim : NULL;
-        irc = sbert_index_search(sbertd_store(d), &p, &res[i]);
+        irc = sbert_index_search(q->store, &p, &res[i]);
         if (!irc) bytes += op_results_bytes(res[i]);
         if (q->n > 1) sbertd_request_progress(d);
     }

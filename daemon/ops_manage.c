@@ -159,7 +159,7 @@ int op_run_list(struct sbertd *d, struct request *r, cJSON *reply, struct sbert_
     struct sbert_index_results *res = NULL;
     char *next = NULL;
     size_t next_len = 0;
-    int irc = sbert_index_list(sbertd_store(d), &p, &res, &next, &next_len);
+    int irc = sbert_index_list(sbertd_req_store(r), &p, &res, &next, &next_len);
     if (irc == SBERT_INDEX_ETOOBIG || (!irc && op_results_too_large(d, res)))
         rc = op_reply_too_large(d,
                                 "leave text, metadata and vector out of \"include\" (one document "
@@ -179,11 +179,12 @@ int op_run_list(struct sbertd *d, struct request *r, cJSON *reply, struct sbert_
 
 int op_run_count(struct sbertd *d, struct request *r, cJSON *reply, struct sbert_proto_error *err)
 {
+    (void)d;
     sbert_index_filter *f = NULL;
     int rc = op_get_filter(sbertd_req_root(r), &f, err);
     if (rc) return rc;
     uint64_t n = 0;
-    int irc = sbert_index_count_filter(sbertd_store(d), f, &n);
+    int irc = sbert_index_count_filter(sbertd_req_store(r), f, &n);
     sbert_index_filter_free(f);
     if (irc) return op_index_error(irc, NULL, -1, err);
     return cJSON_AddNumberToObject(reply, "count", (double)n) ? 0 : op_oom(err);
@@ -236,7 +237,7 @@ int op_run_delete_filter(struct sbertd *d, struct request *r, cJSON *reply,
                                                  .req = op_write_req(r, &wr, &m),
                                                  .progress = delf_progress,
                                                  .progress_user = d};
-    int irc = sbert_index_delete_filter(sbertd_store(d), &p, &deleted, why, sizeof why);
+    int irc = sbert_index_delete_filter(sbertd_req_store(r), &p, &deleted, why, sizeof why);
     if (irc) {
         char msg[640];
         snprintf(msg, sizeof msg, "%s (%llu documents were deleted before the failure)", why,
@@ -392,7 +393,7 @@ int op_run_patch(struct sbertd *d, struct request *r, cJSON *reply, struct sbert
     char why[512] = "";
     struct sbert_index_write_req wr;
     struct op_remember m = {r, patch_members, p};
-    int irc = sbert_index_patch_req(sbertd_store(d), p->items, p->n, LIM(MAX_METADATA_BYTES),
+    int irc = sbert_index_patch_req(sbertd_req_store(r), p->items, p->n, LIM(MAX_METADATA_BYTES),
                                     op_write_req(r, &wr, &m), &bad, why, sizeof why);
     if (irc)
         return op_index_error(

@@ -234,7 +234,7 @@ static int query_search(struct sbertd *d, const struct op_query *q,
     if (!p.max_bytes) p.max_bytes = 1; /* 0 would mean unbounded */
     int irc = 0;
     if (!q->plural)
-        irc = sbertd_query(d, q->v, &p, &res[0]);
+        irc = sbertd_query(d, q->store, q->v, &p, &res[0]);
     else {
         struct sbert_index_query_params *ps = malloc(q->n * sizeof *ps);
         int *rcs = malloc(q->n * sizeof *rcs);
@@ -245,7 +245,7 @@ static int query_search(struct sbertd *d, const struct op_query *q,
         }
         for (size_t i = 0; i < q->n; i++)
             ps[i] = p;
-        irc = sbertd_query_many(d, q->v, q->n, ps, res, rcs);
+        irc = sbertd_query_many(d, q->store, q->v, q->n, ps, res, rcs);
         /* a query over its share of the reply makes the batch's reply too large */
         for (size_t i = 0; irc && i < q->n; i++)
             if (rcs[i] == SBERT_INDEX_ETOOBIG) irc = SBERT_INDEX_ETOOBIG;
@@ -306,7 +306,7 @@ static int query_reply(const struct op_query *q, struct sbert_index_results **re
 
 int op_run_query(struct sbertd *d, struct request *r, cJSON *reply, struct sbert_proto_error *err)
 {
-    struct op_query q = {0};
+    struct op_query q = {.store = sbertd_req_store(r)};
     struct sbert_index_results **res = NULL;
     int rc = query_read(d, sbertd_req_root(r), &q, err);
     if (!rc && !(res = calloc(q.n, sizeof *res))) rc = op_oom(err);
@@ -405,8 +405,8 @@ static int pairs_list(struct sbertd *d, struct request *r, cJSON *reply, size_t 
 
 /* The documents of both sides of pairs, in pair order (2i is a, 2i+1 is b), bounded by what is
  * left of max_reply_bytes after the ids (avail). *docs stays NULL when pairs is empty. */
-static int pairs_docs(struct sbertd *d, const struct sbert_index_pairs *pairs, unsigned include,
-                      size_t avail, struct sbert_index_results **docs,
+static int pairs_docs(struct sbertd *d, sbert_index *store, const struct sbert_index_pairs *pairs,
+                      unsigned include, size_t avail, struct sbert_index_results **docs,
                       struct sbert_proto_error *err)
 {
     if (!pairs->n) return 0;
@@ -421,9 +421,7 @@ static int pairs_docs(struct sbertd *d, const struct sbert_index_pairs *pairs, u
         lens[2 * i + 1] = strlen(ids[2 * i + 1]);
     }
     /* bounded: with include, each pair carries both documents' texts and metadata */
-    int irc =
-        rc ? 0
-           : sbert_index_get_max(sbertd_store(d), ids, lens, 2 * pairs->n, include, avail, docs);
+    int irc = rc ? 0 : sbert_index_get_max(store, ids, lens, 2 * pairs->n, include, avail, docs);
     if (irc == SBERT_INDEX_ETOOBIG)
         rc = op_reply_too_large(d,
                                 "ask for fewer pairs (\"n\"), or leave text, metadata and "
@@ -476,12 +474,13 @@ static int pairs_store_reply(const struct sbert_index_pairs *pairs,
 }
 
 /* Pairs within the store (sbert_index_pairs), with the documents include asks for. */
-static int pairs_store(struct sbertd *d, const struct sbert_index_pairs_params *p, unsigned include,
-                       cJSON *reply, struct sbert_proto_error *err)
+static int pairs_store(struct sbertd *d, sbert_index *store,
+                       const struct sbert_index_pairs_params *p, unsigned include, cJSON *reply,
+                       struct sbert_proto_error *err)
 {
     struct sbert_index_pairs *pairs = NULL;
     struct sbert_index_results *docs = NULL;
-    int rc = 0, irc = sbert_index_pairs(sbertd_store(d), p, &pairs);
+    int rc = 0, irc = sbert_index_pairs(store, p, &pairs);
     if (irc) {
         sbert_index_pairs_free(pairs);
         return op_index_error(irc, NULL, -1, err);
@@ -492,7 +491,7 @@ static int pairs_store(struct sbertd *d, const struct sbert_index_pairs_params *
     if (id_bytes > LIM(MAX_REPLY_BYTES))
         rc = op_reply_too_large(d, "ask for fewer pairs (\"n\")", err);
     if (!rc && include)
-        rc = pairs_docs(d, pairs, include, LIM(MAX_REPLY_BYTES) - id_bytes, &docs, err);
+        rc = pairs_docs(d, store, pairs, include, LIM(MAX_REPLY_BYTES) - id_bytes, &docs, err);
     if (!rc) rc = pairs_store_reply(pairs, docs, include, reply, err);
     sbert_index_results_free(docs);
     sbert_index_pairs_free(pairs);
@@ -518,7 +517,7 @@ int op_run_pairs(struct sbertd *d, struct request *r, cJSON *reply, struct sbert
                                      "\"n\": 0 (no count limit) needs \"min_score\"");
     size_t limit = n ? (size_t)n : LIM(MAX_PAIRS);
     if (cJSON_HasObjectItem(root, "texts")) {
-        static const char *const list_members[] = {"texts", "n", "min_score", NULL};
+        static const char *const list_members[] = {"texts", "n", "min_score", "collection", NULL};
         if ((rc = sbert_proto_check_members(root, list_members, 1, err)))
             return sbert_proto_error_set(err, SBERT_PROTO_EBAD_REQUEST, -1,
                                          "with \"texts\", only \"n\" and \"min_score\" apply");
@@ -535,7 +534,7 @@ int op_run_pairs(struct sbertd *d, struct request *r, cJSON *reply, struct sbert
     p.min_score = (float)min_score;
     p.per_doc_k = (size_t)per_doc_k;
     p.filter = f;
-    rc = pairs_store(d, &p, include, reply, err);
+    rc = pairs_store(d, sbertd_req_store(r), &p, include, reply, err);
     sbert_index_filter_free(f);
     return rc;
 }

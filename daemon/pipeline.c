@@ -9,9 +9,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Answers a repeated write from the cache, or else from the replies the store remembers (add and
- * delete, written with their batch: these survive a crash); returns 1 when r was finished here. */
-static int answer_repeat(struct sbertd *d, struct request *r)
+/* Answers from the cache, or else from the replies the store remembers (add and delete, written
+ * with their batch: these survive a crash). */
+int sbertd_pipeline_answer_repeat(struct sbertd *d, struct request *r)
 {
     if (!r->req.req_id) return 0;
     uint64_t hash = 0;
@@ -21,8 +21,8 @@ static int answer_repeat(struct sbertd *d, struct request *r)
     const char *where = "the reply cache";
     int in_cache = sbertd_cache_find(d, r->req.req_id, &hash, &cached, &len);
     if (!in_cache) {
-        int rc = sbert_index_req_find(d->index, r->req.req_id, strlen(r->req.req_id), &hash,
-                                      &stored, &len);
+        int rc = sbert_index_req_find(r->store ? r->store : d->index, r->req.req_id,
+                                      strlen(r->req.req_id), &hash, &stored, &len);
         if (rc == SBERT_INDEX_ENOTFOUND) return 0;
         if (rc) {
             /* without the lookup a retry could execute twice: refuse rather than guess */
@@ -95,7 +95,7 @@ static void *writer_main(void *arg)
 
 /* The second stage: runs the writes one at a time, in arrival order, each answered after its
  * commit. A repeated req_id is looked up only here, so a re-sent write that arrives while its
- * first copy is still in the pipeline finds that copy's reply. */
+ * first copy is still in the pipeline finds that copy's reply (sbertd_run_one asks). */
 static void *committer_main(void *arg)
 {
     struct sbertd *d = arg;
@@ -106,7 +106,7 @@ static void *committer_main(void *arg)
         r->t_run_us = sbertd_now_us();
         atomic_store(&d->busy_since[w], r->t_run_us);
         atomic_store(&d->busy_op[w], r->op_index);
-        if (!answer_repeat(d, r)) sbertd_run_one(d, r);
+        sbertd_run_one(d, r);
         atomic_store(&d->busy_since[w], 0);
     }
     return NULL;

@@ -48,6 +48,7 @@ static int validate(struct sbertd *d, struct request *r, struct sbert_proto_erro
                                      r->req.op);
     r->op_index = r->op->index;
     rc = sbert_proto_op_check_members(r->op->proto, r->req.root, err);
+    if (!rc) rc = sbertd_collection_check(d, r, err);
     if (rc) return rc;
     if (r->op->list) {
         const cJSON *l = cJSON_GetObjectItemCaseSensitive(r->req.root, r->op->list);
@@ -60,9 +61,11 @@ static int validate(struct sbertd *d, struct request *r, struct sbert_proto_erro
     return r->op->prepare ? r->op->prepare(d, r, err) : 0;
 }
 
-void sbertd_run_one(struct sbertd *d, struct request *r)
+/* Runs r's op with its collection resolved, and finishes r. */
+static void run_resolved(struct sbertd *d, struct request *r)
 {
     struct sbert_proto_error err = {0};
+    if (r->op->is_write && sbertd_pipeline_answer_repeat(d, r)) return;
     cJSON *reply = sbert_proto_reply_new(r->req.req_id);
     if (!reply) {
         sbert_proto_error_set(&err, SBERT_PROTO_EINTERNAL, -1, "out of memory");
@@ -75,6 +78,21 @@ void sbertd_run_one(struct sbertd *d, struct request *r)
         return;
     }
     sbertd_finish(d, r, reply, NULL);
+}
+
+void sbertd_run_one(struct sbertd *d, struct request *r)
+{
+    /* resolved here, in the thread that runs the op (a worker, or the committer for a write),
+     * and not at validation: a write queued behind a drop then finds its collection gone instead
+     * of holding it open while the drop waits for it */
+    struct sbert_proto_error err = {0};
+    int held = sbertd_collection_enter(d, r, &err);
+    if (held < 0) {
+        sbertd_finish(d, r, NULL, &err);
+        return;
+    }
+    run_resolved(d, r);
+    if (held) sbertd_collection_leave(d);
 }
 
 struct worker_arg {

@@ -60,14 +60,22 @@ struct request {
     int op_index;
     void *prep; /* the op's prepared state, freed with prep_free */
     void (*prep_free)(void *);
+    sbert_index *store; /* the collection it names, while it runs (sbertd_collection_enter) */
 };
+
+struct collection; /* collections.c */
 
 struct sbertd {
     struct sbertd_config cfg; /* read-only after start except the live-reloadable limits */
     sbert_model *model;
     const struct sbert_model_info *info;
-    sbert_index *index;
+    sbert_index *index; /* the collection "default" (also colls[0]) */
     struct sbert_index_model identity;
+    /* the collections (collections.c): held shared by every request that names one while it
+     * runs, exclusively by create and drop */
+    pthread_rwlock_t coll_lock;
+    struct collection *colls; /* n_colls: "default" first, then by name */
+    size_t n_colls;
     int sock;
     int eps[SBERTD_MAX_LISTEN];
     uint64_t start_us;
@@ -114,6 +122,29 @@ uint64_t sbertd_now_us(void);
 /* Where configuration c keeps the live limit which. */
 uint64_t *sbertd_config_limit(struct sbertd_config *c, enum sbertd_limit which);
 
+/* ---- collections.c (besides op.h) ---------------------------------------------------------- */
+
+/* Makes d->index the collection "default" and opens every other one in DATA/collections/,
+ * removing what a create or drop interrupted by a crash left behind. Before any server thread
+ * starts. Returns 0 or -1 (logged). */
+int sbertd_collections_open(struct sbertd *d);
+
+/* Closes every collection but "default" (after every server thread stopped). */
+void sbertd_collections_close(struct sbertd *d);
+
+/* Resolves the collection r names when its op has a "collection" member: takes the collection
+ * lock shared and sets r->store. Returns 1 (lock held: call sbertd_collection_leave once r is
+ * finished), 0 (the op names none; no lock), or a SBERT_PROTO_E* code with err set (no lock). */
+int sbertd_collection_enter(struct sbertd *d, struct request *r, struct sbert_proto_error *err);
+
+/* Releases what sbertd_collection_enter took when it returned 1. */
+void sbertd_collection_leave(struct sbertd *d);
+
+/* At validation: refuses at once a request whose collection is not a name or does not exist,
+ * rather than after a write's encode (sbertd_collection_enter decides when it runs). Returns 0
+ * or a SBERT_PROTO_E* code with err set. */
+int sbertd_collection_check(struct sbertd *d, struct request *r, struct sbert_proto_error *err);
+
 /* ---- server.c: start, stop, workers, liveness ---------------------------------------------- */
 
 /* Starts the server: socket, binds, threads. Returns 0 or -1 (logged). */
@@ -137,7 +168,9 @@ void sbertd_server_bind_slot(int slot);
  * on any other thread (start-up). */
 void sbertd_server_progress(struct sbertd *d);
 
-/* Runs r's op (r validated) and finishes r with its reply or its error. */
+/* Runs r's op (r validated) and finishes r with its reply or its error: resolves the collection
+ * it names (sbertd_collection_enter) in the calling thread, and answers a write's repeated req_id
+ * (sbertd_pipeline_answer_repeat) before running it. */
 void sbertd_run_one(struct sbertd *d, struct request *r);
 
 /* ---- receiver.c: sockets, framing, auth --------------------------------------------------------
@@ -198,6 +231,10 @@ void sbertd_pipeline_submit(struct sbertd *d, struct request *r);
 
 /* Lets both stages finish every queued write and joins them; after the workers are joined. */
 void sbertd_pipeline_stop(struct sbertd *d);
+
+/* Answers a repeated write (r->store resolved) from the reply cache or the store's remembered
+ * replies; returns 1 when r was finished here. Committer only. */
+int sbertd_pipeline_answer_repeat(struct sbertd *d, struct request *r);
 
 /* ---- reply.c: replies, statistics, the reply cache ------------------------------------------ */
 

@@ -76,11 +76,6 @@ void sbertd_request_progress(struct sbertd *d)
     sbertd_server_progress(d);
 }
 
-int sbertd_keyword_enabled(const struct sbertd *d)
-{
-    return strcmp(d->cfg.keyword_language, "off") != 0;
-}
-
 const struct sbert_index_model *sbertd_model_identity(const struct sbertd *d)
 {
     return &d->identity;

@@ -34,6 +34,7 @@ static const struct {
     {SBERT_PROTO_EBUSY, 503, 1},
     {SBERT_PROTO_ESHUTTING_DOWN, 503, 0},
     {SBERT_PROTO_EINTERNAL, 500, 0},
+    {SBERT_PROTO_ENO_COLLECTION, 404, 0},
 };
 
 unsigned http_status_of_code(int code, unsigned *retry_after_s)

@@ -201,7 +201,7 @@ static cJSON *components(void)
     cJSON_AddStringToObject(code, "description",
                             "PROTOCOL.md section 5; treat an unknown code as a generic error");
     cJSON *codes = cJSON_AddArrayToObject(code, "x-known-codes");
-    for (int e = SBERT_PROTO_EBAD_JSON; e >= SBERT_PROTO_EINTERNAL; e--)
+    for (int e = SBERT_PROTO_EBAD_JSON; e > SBERT_PROTO_EUNKNOWN_CODE; e--)
         cJSON_AddItemToArray(codes, cJSON_CreateString(sbert_proto_code_name(e)));
     cJSON_AddStringToObject(cJSON_AddObjectToObject(eop, "message"), "type", "string");
     cJSON_AddStringToObject(cJSON_AddObjectToObject(eop, "index"), "type", "integer");

@@ -24,14 +24,17 @@ static const struct sbert_proto_member envelope[] = {
 /* Columns: name, type, required, one_of group, flags. */
 static const struct sbert_proto_member m_add[] = {
     {"documents", SBERT_PROTO_M_OBJECTS, 1, 0, SBERT_PROTO_MF_BATCH},
+    {"collection", SBERT_PROTO_M_STRING, 0, 0, 0},
 };
 static const struct sbert_proto_member m_get[] = {
     {"ids", SBERT_PROTO_M_STRINGS, 1, 0, SBERT_PROTO_MF_BATCH},
     {"include", SBERT_PROTO_M_ARRAY, 0, 0, 0},
+    {"collection", SBERT_PROTO_M_STRING, 0, 0, 0},
 };
 static const struct sbert_proto_member m_delete[] = {
     {"ids", SBERT_PROTO_M_STRINGS, 0, 1, SBERT_PROTO_MF_BATCH},
     {"filter", SBERT_PROTO_M_OBJECT, 0, 1, 0},
+    {"collection", SBERT_PROTO_M_STRING, 0, 0, 0},
 };
 static const struct sbert_proto_member m_query[] = {
     {"text", SBERT_PROTO_M_STRING, 0, 1, 0},
@@ -47,6 +50,7 @@ static const struct sbert_proto_member m_query[] = {
     {"weight", SBERT_PROTO_M_NUMBER, 0, 0, 0},
     {"candidates", SBERT_PROTO_M_INT, 0, 0, 0},
     {"diversity", SBERT_PROTO_M_NUMBER, 0, 0, 0},
+    {"collection", SBERT_PROTO_M_STRING, 0, 0, 0},
 };
 static const struct sbert_proto_member m_similarity[] = {
     {"a", SBERT_PROTO_M_STRING_OR_STRINGS, 1, 0, SBERT_PROTO_MF_BATCH},
@@ -62,22 +66,42 @@ static const struct sbert_proto_member m_pairs[] = {
     {"filter", SBERT_PROTO_M_OBJECT, 0, 0, SBERT_PROTO_MF_COLLECTION},
     {"per_doc_k", SBERT_PROTO_M_INT, 0, 0, SBERT_PROTO_MF_COLLECTION},
     {"include", SBERT_PROTO_M_ARRAY, 0, 0, SBERT_PROTO_MF_COLLECTION},
+    {"collection", SBERT_PROTO_M_STRING, 0, 0, 0},
 };
 static const struct sbert_proto_member m_backup[] = {
     {"dir", SBERT_PROTO_M_STRING, 1, 0, 0},
+    {"collection", SBERT_PROTO_M_STRING, 0, 0, 0},
 };
 
 static const struct sbert_proto_member m_list[] = {
-    {"filter", SBERT_PROTO_M_OBJECT, 0, 0, 0},
-    {"limit", SBERT_PROTO_M_INT, 0, 0, 0},
-    {"cursor", SBERT_PROTO_M_STRING, 0, 0, 0},
-    {"include", SBERT_PROTO_M_ARRAY, 0, 0, 0},
+    {"filter", SBERT_PROTO_M_OBJECT, 0, 0, 0},     {"limit", SBERT_PROTO_M_INT, 0, 0, 0},
+    {"cursor", SBERT_PROTO_M_STRING, 0, 0, 0},     {"include", SBERT_PROTO_M_ARRAY, 0, 0, 0},
+    {"collection", SBERT_PROTO_M_STRING, 0, 0, 0},
 };
 static const struct sbert_proto_member m_count[] = {
     {"filter", SBERT_PROTO_M_OBJECT, 0, 0, 0},
+    {"collection", SBERT_PROTO_M_STRING, 0, 0, 0},
 };
 static const struct sbert_proto_member m_patch[] = {
     {"documents", SBERT_PROTO_M_OBJECTS, 1, 0, SBERT_PROTO_MF_BATCH},
+    {"collection", SBERT_PROTO_M_STRING, 0, 0, 0},
+};
+
+static const struct sbert_proto_member m_reindex[] = {
+    {"collection", SBERT_PROTO_M_STRING, 0, 0, 0},
+};
+static const struct sbert_proto_member m_create_collection[] = {
+    {"name", SBERT_PROTO_M_STRING, 1, 0, 0},
+    {"index", SBERT_PROTO_M_STRING, 0, 0, 0},
+    {"ef_search", SBERT_PROTO_M_INT, 0, 0, 0},
+    {"nprobe", SBERT_PROTO_M_INT, 0, 0, 0},
+    {"keyword_language", SBERT_PROTO_M_STRING, 0, 0, 0},
+};
+static const struct sbert_proto_member m_describe_collection[] = {
+    {"name", SBERT_PROTO_M_STRING, 1, 0, 0},
+};
+static const struct sbert_proto_member m_drop_collection[] = {
+    {"name", SBERT_PROTO_M_STRING, 1, 0, 0},
 };
 
 #define OP(id, name, writes, members, summary)                                                     \
@@ -100,10 +124,17 @@ static const struct sbert_proto_op ops[] = {
     OP0(SBERT_PROTO_OP_STATS, "stats", 0, "counters and state"),
     OP0(SBERT_PROTO_OP_HEALTH, "health", 0, "liveness"),
     OP(SBERT_PROTO_OP_BACKUP, "backup", 1, m_backup, "hot copy of the store"),
-    OP0(SBERT_PROTO_OP_REINDEX, "reindex", 1, "re-encode every stored text"),
+    OP(SBERT_PROTO_OP_REINDEX, "reindex", 1, m_reindex, "re-encode every stored text"),
     OP(SBERT_PROTO_OP_LIST, "list", 0, m_list, "documents in id order, a page at a time"),
     OP(SBERT_PROTO_OP_COUNT, "count", 0, m_count, "the number of documents a filter accepts"),
     OP(SBERT_PROTO_OP_PATCH, "patch", 1, m_patch, "update documents' metadata"),
+    OP(SBERT_PROTO_OP_CREATE_COLLECTION, "create_collection", 1, m_create_collection,
+       "a new, empty collection"),
+    OP0(SBERT_PROTO_OP_LIST_COLLECTIONS, "list_collections", 0, "every collection"),
+    OP(SBERT_PROTO_OP_DESCRIBE_COLLECTION, "describe_collection", 0, m_describe_collection,
+       "one collection's figures"),
+    OP(SBERT_PROTO_OP_DROP_COLLECTION, "drop_collection", 1, m_drop_collection,
+       "delete a collection and its documents"),
 };
 _Static_assert(N(ops) == SBERT_PROTO_N_OPS, "one row per enum sbert_proto_op_id");
 

@@ -41,6 +41,7 @@ static const struct code_entry codes[] = {
     {SBERT_PROTO_EBUSY, "busy", "too many requests in progress"},
     {SBERT_PROTO_ESHUTTING_DOWN, "shutting_down", "the daemon is shutting down"},
     {SBERT_PROTO_EINTERNAL, "internal", "internal error"},
+    {SBERT_PROTO_ENO_COLLECTION, "no_collection", "no such collection"},
 };
 #define N_CODES (sizeof codes / sizeof codes[0])
 

@@ -69,8 +69,10 @@ enum {
     SBERT_PROTO_EBUSY = -20,
     SBERT_PROTO_ESHUTTING_DOWN = -21,
     SBERT_PROTO_EINTERNAL = -22,
-    /* Not a wire code: a reply whose code this version does not know (see error.code_name). */
-    SBERT_PROTO_EUNKNOWN_CODE = -23,
+    SBERT_PROTO_ENO_COLLECTION = -23,
+    /* Not a wire code: a reply whose code this version does not know (see error.code_name);
+     * always one below the last wire code, so that every code is in (EUNKNOWN_CODE, 0). */
+    SBERT_PROTO_EUNKNOWN_CODE = -24,
 };
 
 /* Returns a static description of err; never NULL. */
@@ -290,6 +292,10 @@ enum sbert_proto_op_id {
     SBERT_PROTO_OP_LIST,
     SBERT_PROTO_OP_COUNT,
     SBERT_PROTO_OP_PATCH,
+    SBERT_PROTO_OP_CREATE_COLLECTION,
+    SBERT_PROTO_OP_LIST_COLLECTIONS,
+    SBERT_PROTO_OP_DESCRIBE_COLLECTION,
+    SBERT_PROTO_OP_DROP_COLLECTION,
     SBERT_PROTO_N_OPS
 };
 

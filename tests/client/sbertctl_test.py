@@ -189,7 +189,20 @@ REQUEST_CASES = [
     ["list", "--filter", '{"a":1}', "--limit", "5", "--cursor", "AWNhdA"], ["count"],
     ["count", "--filter", '{"a":1}'], ["patch", "id1", "k=3", "--unset", "a,b"],
     ["patch", "id1", "--set", '{"x":[1]}'],
+    ["-c", "papers", "query", "x"], ["--collection", "papers", "add", "a text"],
+    ["collection", "create", "papers", "--index", "HNSW32,Flat", "--ef-search", "64"],
+    ["collection", "list"], ["collection", "describe", "papers"],
+    ["collection", "drop", "papers"],
 ]
+
+
+def request_op(args):
+    """The op that REQUEST_CASES' args send: the command's, or collection's sub-command's."""
+    while args[0].startswith("-"):
+        args = args[2:]  # a common option and its value
+    if args[0] == "collection":
+        return args[1] + "_collection" if args[1] != "list" else "list_collections"
+    return args[0]
 
 
 def offline_tests(ctl, tmp, optable=None):
@@ -211,7 +224,8 @@ def offline_tests(ctl, tmp, optable=None):
         p = ctl.run("--help")
         check("query" in p.stdout and "Exit status" in p.stdout, "--help lists commands")
         for cmd in ("add", "query", "get", "delete", "similarity", "encode", "pairs", "stats",
-                    "health", "backup", "reindex", "list", "count", "patch", "index", "sync"):
+                    "health", "backup", "reindex", "list", "count", "patch", "index", "sync",
+                    "collection"):
             p = ctl.run(cmd, "--help")
             check(p.stdout.startswith("usage: sbertctl " + cmd), "%s --help" % cmd)
         p = ctl.run("--version")
@@ -280,7 +294,10 @@ def offline_tests(ctl, tmp, optable=None):
                 check(len(fake.requests) == before + 1, "%r: one request" % args)
                 req = json.loads(fake.requests[-1].rstrip(b"\0"))
                 op = ops.get(req.get("op"))
-                check(op is not None and req["op"] == args[0], "%r sent op %r" % (args, req.get("op")))
+                check(op is not None and req["op"] == request_op(args),
+                      "%r sent op %r" % (args, req.get("op")))
+                check(req.get("collection") == ("papers" if "papers" in args[:2] else None),
+                      "%r: collection %r" % (args, req.get("collection")))
                 seen.add(op["name"])
                 defined = dict(env, **{m["name"]: m for m in op["members"]})
                 for k, v in req.items():

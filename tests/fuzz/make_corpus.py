@@ -88,6 +88,13 @@ REQUESTS = {
     "patch": {"v": 1, "op": "patch", "req_id": "p-1", "documents": [
         {"id": "cat", "set": {"reviewed": True, "year": 2023}, "unset": ["draft"]},
         {"id": 7, "unset": []}]},
+    "query_collection": {"v": 1, "op": "query", "collection": "papers", "text": "cats", "k": 3},
+    "create_collection": {"v": 1, "op": "create_collection", "req_id": "cc-1", "name": "papers",
+                          "index": "HNSW32,Flat", "ef_search": 64, "nprobe": 0,
+                          "keyword_language": "english"},
+    "list_collections": {"v": 1, "op": "list_collections"},
+    "describe_collection": {"v": 1, "op": "describe_collection", "name": "papers"},
+    "drop_collection": {"v": 1, "op": "drop_collection", "req_id": "dc-1", "name": "../papers"},
 }
 for name, req in REQUESTS.items():
     op = OPS.get(req["op"])

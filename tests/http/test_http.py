@@ -152,6 +152,7 @@ def test_routes_and_mapping():
                              ("unauthorized", 401), ("unknown_op", 404), ("bad_k", 400),
                              ("internal", 500), ("io_error", 500), ("exists", 409),
                              ("req_id_reused", 409), ("shutting_down", 503),
+                             ("no_collection", 404),
                              ("new_code", 500)):
             r = requests.post(s.url + "/v1/encode", json={"texts": [code]}, timeout=TIMEOUT)
             check(r.status_code == status, "code %s -> %s (got %s)" % (code, status,

@@ -138,13 +138,14 @@ static void test_lookups(void)
     CHECK(sbert_proto_op_member(q, "req_id") == NULL); /* common members are not the op's */
     CHECK(sbert_proto_op_member(NULL, "text") == NULL);
 
-    static const char *const writers[] = {"add", "delete", "backup", "reindex", "patch"};
+    static const char *const writers[] = {
+        "add", "delete", "backup", "reindex", "patch", "create_collection", "drop_collection"};
     size_t nw = 0, n;
     const struct sbert_proto_op *ops = sbert_proto_ops(&n);
     for (size_t i = 0; i < n; i++)
         nw += (size_t)ops[i].writes;
-    CHECK(nw == 5);
-    for (size_t i = 0; i < 5; i++)
+    CHECK(nw == 7);
+    for (size_t i = 0; i < 7; i++)
         CHECK(sbert_proto_op_find(writers[i]) && sbert_proto_op_find(writers[i])->writes);
 
     const struct sbert_proto_op *p = sbert_proto_op_find("pairs");
@@ -160,6 +161,11 @@ static void test_lookups(void)
     CHECK(di && df && di->one_of > 0 && di->one_of == df->one_of && !di->required);
     CHECK(sbert_proto_op_find("list") && !sbert_proto_op_find("list")->writes);
     CHECK(sbert_proto_op_find("count") && !sbert_proto_op_find("count")->writes);
+    /* every document op names its collection */
+    static const char *const in_coll[] = {"add",  "get",   "delete", "query",  "pairs",
+                                          "list", "count", "patch",  "backup", "reindex"};
+    for (size_t i = 0; i < sizeof in_coll / sizeof in_coll[0]; i++)
+        CHECK(sbert_proto_op_member(sbert_proto_op_find(in_coll[i]), "collection"));
 
     size_t ne;
     const struct sbert_proto_member *env = sbert_proto_envelope(&ne);

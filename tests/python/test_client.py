@@ -158,8 +158,8 @@ def test_batches_over_max_batch(model_dir):
 
 
 def test_count_list_patch_delete_filter(client):
-    """count, list (scan), patch and delete by filter against the daemon; collections are being
-    built in parallel: the collection member is passed as given, and this daemon refuses it."""
+    """count, list (scan), patch and delete by filter against the daemon; the collection member
+    is passed as given (a collection that does not exist is NoCollection)."""
     ids = client.add(["alpha one", "beta two", "gamma three", "delta four"], ids=list("abcd"),
                      metadatas=[{"g": 1}, {"g": 2}, {"g": 1}, None])
     assert client.count() == 4 and client.count(filter={"g": 1}) == 2
@@ -178,9 +178,34 @@ def test_count_list_patch_delete_filter(client):
         client.delete(["a"], filter={"g": 1})
     assert client.delete(filter={"g": 1}) == 2
     assert client.count() == 2 and [d.id for d in client.scan()] == ["a", "b"]
-    with pytest.raises(sbertd.BadRequest) as ei:
+    with pytest.raises(sbertd.NoCollection) as ei:
         client.add(["x"], collection="notes")
-    assert "collection" in ei.value.message  # passed through: this daemon refuses the member
+    assert "notes" in ei.value.message
+
+
+def test_collections(client, daemon):
+    """create, list, describe and drop collections; documents and queries per collection, by
+    argument and by the client's default collection."""
+    client.add(["The cat sits outside"], ids=["d"])
+    assert client.create_collection("papers", index="HNSW32,Flat")["index"] == "HNSW32,Flat"
+    with pytest.raises(sbertd.Exists):
+        client.create_collection("papers")
+    with pytest.raises(sbertd.BadRequest):
+        client.create_collection("../x")
+    client.add(SENTENCES, ids=["p%d" % i for i in range(len(SENTENCES))], collection="papers")
+    assert [c["name"] for c in client.list_collections()] == ["default", "papers"]
+    d = client.describe_collection("papers")
+    assert d["documents"] == len(SENTENCES) and d["index"] == "HNSW32,Flat" and d["bytes"] > 0
+    with sbertd.Client(daemon.url, timeout=60, collection="papers") as pc:
+        assert pc.count() == len(SENTENCES)
+        assert pc.query("pizza", k=1)[0].id == "p7"
+        assert [d is not None for d in pc.get(["d", "p0"])] == [False, True]
+    assert client.count() == 1 and client.query("pizza", k=5)[0].id == "d"
+    assert client.drop_collection("papers") == len(SENTENCES)
+    with pytest.raises(sbertd.NoCollection):
+        client.describe_collection("papers")
+    with pytest.raises(sbertd.NoCollection):
+        client.count(collection="papers")
 
 
 def protocol_codes():

@@ -23,7 +23,8 @@ CHECKOUT_SOCKET_PATH = "./var/sbertd.sock"
 SYSTEM_SOCKET_PATH = "/run/sbertd/sbertd.sock"
 
 #: Write operations: they carry a req_id, so that a retried one is applied once.
-WRITE_OPS = frozenset(("add", "delete", "backup", "reindex", "patch"))
+WRITE_OPS = frozenset(("add", "delete", "backup", "reindex", "patch", "create_collection",
+                       "drop_collection"))
 
 #: sbertd's default max_batch: longer lists are sent in several requests.
 DEFAULT_BATCH = 4096
@@ -467,8 +468,38 @@ class Client:
     def health(self):
         return self.call("health")
 
-    def backup(self, dir):
-        return self.call("backup", dir=dir, timeout=max(self.timeout, 600.0))
+    def backup(self, dir, collection=None):
+        return self.call("backup", dir=dir, collection=self._coll(collection),
+                         timeout=max(self.timeout, 600.0))
 
-    def reindex(self):
-        return self.call("reindex", timeout=max(self.timeout, 3600.0))
+    def reindex(self, collection=None):
+        return self.call("reindex", collection=self._coll(collection),
+                         timeout=max(self.timeout, 3600.0))
+
+    # ---- collections -------------------------------------------------------------------------
+
+    def create_collection(self, name, index=None, ef_search=None, nprobe=None,
+                          keyword_language=None):
+        """Creates the empty collection name (its own documents, vector index and keyword
+        index); the options default to the daemon's settings. Raises Exists when it exists.
+        Returns the reply ({"name", "index"})."""
+        return self.call("create_collection", name=name, index=index, ef_search=ef_search,
+                         nprobe=nprobe, keyword_language=keyword_language,
+                         timeout=max(self.timeout, 120.0))
+
+    def list_collections(self):
+        """Every collection: a list of {"name", "documents", "index", "dim", "model"},
+        "default" first."""
+        return self.call("list_collections")["collections"]
+
+    def describe_collection(self, name):
+        """One collection's figures (documents, index, trained, dim, model, keyword_language,
+        bytes on disk, snapshot_time, ...). Raises NoCollection for an unknown name."""
+        r = self.call("describe_collection", name=name)
+        return {k: v for k, v in r.items() if k not in ("v", "ok", "req_id")}
+
+    def drop_collection(self, name):
+        """Deletes the collection name and its documents (not "default"); returns how many
+        documents it held. Raises NoCollection for an unknown name."""
+        return self.call("drop_collection", name=name,
+                         timeout=max(self.timeout, 600.0))["documents"]

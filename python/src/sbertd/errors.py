@@ -143,11 +143,15 @@ class Internal(SbertdError):
     code = "internal"
 
 
+class NoCollection(SbertdError):
+    code = "no_collection"
+
+
 #: code name -> exception class, for every code of PROTOCOL.md section 5.
 BY_CODE = {c.code: c for c in (
     BadJson, BadUtf8, BadVersion, UnknownOp, Unauthorized, BadRequest, TooLarge, EmptyText,
     TextTooLong, BadK, BadScore, BadFilter, BadVector, BadId, BadMetadata, ReqIdReused, Exists,
-    NoSpace, IoError, Busy, ShuttingDown, Internal)}
+    NoSpace, IoError, Busy, ShuttingDown, Internal, NoCollection)}
 
 
 def from_reply(reply):
