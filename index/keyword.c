@@ -2,6 +2,7 @@
  * keyword.c — the keyword index's coordinator side: its check and build at open, its statistics,
  * and BM25 (index_bm25, internal.h) for search.c. The postings themselves are store_kw.c's.
  */
+#define _GNU_SOURCE /* qsort_r */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,43 +16,41 @@
 
 /* ---- open: check, build ---------------------------------------------------------------------- */
 
+/* The build's position (changed only after a chunk's transaction committed) and one chunk's
+ * outcome (reset at each run of the transaction: store_write may run it again from scratch when
+ * the map grows, even after its commit failed). */
 struct kw_build {
-    sbert_index *idx;
-    store *s;
-    MDB_txn *txn;
-    uint64_t next, done, total;
+    uint64_t next, done;
     int reset, end;
+    struct kw_chunk {
+        store *s;
+        MDB_txn *txn;
+        uint64_t next, done;
+        int end;
+    } out;
 };
 
 static int kw_build_doc(uint64_t label, const struct store_record *r, void *user)
 {
-    struct kw_build *b = user;
-    b->done++;
-    return store_kw_add(b->s, b->txn, label, r->text, r->text_len);
+    struct kw_chunk *c = user;
+    c->done++;
+    return store_kw_add(c->s, c->txn, label, r->text, r->text_len);
 }
 
 /* One chunk of the build in one write transaction (the first also empties the index, marked
- * incomplete with version 0); the last marks the index complete. A crash in between leaves an
- * incomplete index, built again at the next open. */
+ * incomplete with version 0); the last marks the index complete and current with the store's
+ * change number. A crash in between leaves an incomplete index, built again at the next open. */
 static int kw_build_fn(store *s, MDB_txn *txn, void *user)
 {
-    struct kw_build *b = user;
-    struct kw_build c = *b; /* the transaction may run again: nothing of b changes until the end */
-    c.s = s;
-    c.txn = txn;
+    const struct kw_build *b = user;
+    struct kw_chunk *c = &((struct kw_build *)user)->out;
+    *c = (struct kw_chunk){.s = s, .txn = txn, .next = b->next};
     int rc = 0;
-    if (c.reset && (rc = store_kw_reset(s, txn, 0))) return rc;
-    if ((rc = store_docs_scan(s, txn, &c.next, KW_BUILD_CHUNK, kw_build_doc, &c, &c.end)))
+    if (b->reset && (rc = store_kw_reset(s, txn, 0))) return rc;
+    if ((rc = store_docs_scan(s, txn, &c->next, KW_BUILD_CHUNK, kw_build_doc, c, &c->end)))
         return rc;
-    if (c.end) {
-        struct store_kw_stats st;
-        if ((rc = store_kw_stats_get(s, txn, &st))) return rc;
-        st.version = STORE_KW_VERSION;
-        if ((rc = store_kw_stats_put(s, txn, &st))) return rc;
-    }
-    c.reset = 0;
-    *b = c;
-    return 0;
+    if (c->end) rc = store_kw_complete(s, txn);
+    return rc;
 }
 
 /* Whether the store's keyword index is complete and made by this analyzer. A missing or
@@ -65,7 +64,8 @@ static int kw_current(sbert_index *idx, int *current, struct store_kw_stats *st,
     rc = store_kw_stats_get(idx->st, txn, st);
     store_read_end(idx->st, txn);
     *current = rc == 0 && st->version == STORE_KW_VERSION &&
-               strcmp(st->language, store_kw_language(idx->st)) == 0;
+               strcmp(st->language, store_kw_language(idx->st)) == 0 &&
+               st->change == idx->meta.change;
     if (rc == SBERT_INDEX_ENOTFOUND || rc == SBERT_INDEX_EFORMAT) {
         st->language[0] = '\0';
         return 0;
@@ -111,7 +111,7 @@ int index_keyword_open(sbert_index *idx, char *errbuf, size_t errlen)
     struct store_kw_stats st;
     if ((rc = kw_current(idx, &current, &st, errbuf, errlen))) return rc;
     if (current) return 0;
-    struct kw_build b = {.idx = idx, .reset = 1, .next = 0};
+    struct kw_build b = {.reset = 1};
     uint64_t total = 0;
     if ((rc = sbert_index_count(idx, &total))) return rc;
     if (total == 0) /* a new store: an empty index, complete */
@@ -121,6 +121,10 @@ int index_keyword_open(sbert_index *idx, char *errbuf, size_t errlen)
          st.language[0] ? " (it was built differently)" : "");
     while (!b.end) {
         if ((rc = store_write(idx->st, kw_build_fn, &b, errbuf, errlen))) return rc;
+        b.next = b.out.next; /* committed: the chunk counts */
+        b.done += b.out.done;
+        b.end = b.out.end;
+        b.reset = 0;
         if (idx->params.progress)
             idx->params.progress(idx->params.progress_user, "keyword", b.done, total);
     }
@@ -147,13 +151,21 @@ int index_keyword_stats(sbert_index *idx, struct sbert_index_stats *st)
 /* ---- BM25 -------------------------------------------------------------------------------------
  */
 
-/* The query's distinct terms with their counts, and each one's document frequency. */
+/* A query's terms: while analysing, every occurrence (up to KW_MAX_OCCURRENCES); then, after
+ * kw_query_finish, the distinct terms sorted by their bytes (for bsearch) with their counts, at
+ * most KW_MAX_QUERY_TERMS of them (those that occur first), and each one's document frequency.
+ * The bounds keep one query's work linear in the collection: a 64 KB query of distinct words would
+ * otherwise read the postings of thousands of terms and compare every term of every hit's text
+ * with each of them. */
+#define KW_MAX_OCCURRENCES 16384
+#define KW_MAX_QUERY_TERMS 1024
+
 struct kw_query {
     char *buf;
     size_t len, cap;
     struct kw_qterm {
         size_t at, len;
-        uint32_t qtf;
+        uint32_t qtf, first; /* occurrences; ordinal of the first */
         uint64_t df;
     } * t;
     size_t n, cap_t;
@@ -163,12 +175,8 @@ static int kw_qterm_add(const char *term, size_t len, uint32_t position, void *u
 {
     (void)position;
     struct kw_query *q = user;
+    if (q->n == KW_MAX_OCCURRENCES) return 0;
     if (len > STORE_KW_MAX_TERM) len = STORE_KW_MAX_TERM;
-    for (size_t i = 0; i < q->n; i++)
-        if (q->t[i].len == len && memcmp(q->buf + q->t[i].at, term, len) == 0) {
-            q->t[i].qtf++;
-            return 0;
-        }
     if (q->n == q->cap_t) {
         size_t cap = q->cap_t ? 2 * q->cap_t : 16;
         struct kw_qterm *nt = realloc(q->t, cap * sizeof *nt);
@@ -186,10 +194,66 @@ static int kw_qterm_add(const char *term, size_t len, uint32_t position, void *u
         q->cap = cap;
     }
     memcpy(q->buf + q->len, term, len);
-    q->t[q->n] = (struct kw_qterm){.at = q->len, .len = len, .qtf = 1};
+    q->t[q->n] = (struct kw_qterm){.at = q->len, .len = len, .qtf = 1, .first = (uint32_t)q->n};
     q->len += len;
     q->n++;
     return 0;
+}
+
+static int kw_term_bytes_cmp(const char *buf, const struct kw_qterm *x, const char *term,
+                             size_t len)
+{
+    size_t n = x->len < len ? x->len : len;
+    int c = memcmp(buf + x->at, term, n);
+    return c ? c : (x->len > len) - (x->len < len);
+}
+
+static int kw_qterm_cmp(const void *a, const void *b, void *buf)
+{
+    const struct kw_qterm *x = a, *y = b;
+    int c = kw_term_bytes_cmp(buf, x, (const char *)buf + y->at, y->len);
+    return c ? c : (x->first > y->first) - (x->first < y->first);
+}
+
+static int kw_qterm_first_cmp(const void *a, const void *b)
+{
+    const struct kw_qterm *x = a, *y = b;
+    return (x->first > y->first) - (x->first < y->first);
+}
+
+/* Merges the occurrences into distinct terms (see struct kw_query). */
+static void kw_query_finish(struct kw_query *q)
+{
+    if (!q->n) return;
+    qsort_r(q->t, q->n, sizeof *q->t, kw_qterm_cmp, q->buf);
+    size_t d = 0;
+    for (size_t i = 0; i < q->n; i++)
+        if (d && kw_term_bytes_cmp(q->buf, &q->t[d - 1], q->buf + q->t[i].at, q->t[i].len) == 0)
+            q->t[d - 1].qtf++;
+        else
+            q->t[d++] = q->t[i];
+    q->n = d;
+    if (q->n > KW_MAX_QUERY_TERMS) {
+        qsort(q->t, q->n, sizeof *q->t, kw_qterm_first_cmp);
+        q->n = KW_MAX_QUERY_TERMS;
+        qsort_r(q->t, q->n, sizeof *q->t, kw_qterm_cmp, q->buf);
+    }
+}
+
+/* The index of term in q's distinct terms, or -1. */
+static long kw_query_find(const struct kw_query *q, const char *term, size_t len)
+{
+    size_t lo = 0, hi = q->n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int c = kw_term_bytes_cmp(q->buf, &q->t[mid], term, len);
+        if (c == 0) return (long)mid;
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return -1;
 }
 
 static void kw_query_free(struct kw_query *q)
@@ -347,8 +411,8 @@ static int kw_doc_term(const char *term, size_t len, uint32_t position, void *us
     struct kw_doc_score *d = user;
     if (len > STORE_KW_MAX_TERM) len = STORE_KW_MAX_TERM;
     d->dl++;
-    for (size_t i = 0; i < d->q->n; i++)
-        if (d->q->t[i].len == len && memcmp(d->q->buf + d->q->t[i].at, term, len) == 0) d->tf[i]++;
+    long i = kw_query_find(d->q, term, len);
+    if (i >= 0) d->tf[i]++;
     return 0;
 }
 
@@ -382,6 +446,7 @@ int index_bm25_new(sbert_index *idx, MDB_txn *txn, const char *text, size_t len,
     q->txn = txn;
     int rc = sbert_analyzer_new(lang, &q->an) ? SBERT_INDEX_ENOMEM : 0;
     if (!rc && sbert_analyzer_run(q->an, text, len, kw_qterm_add, &q->q)) rc = SBERT_INDEX_ENOMEM;
+    if (!rc) kw_query_finish(&q->q);
     struct store_kw_stats st;
     if (!rc && (rc = store_kw_stats_get(idx->st, txn, &st)))
         rc = store_error(rc, "keyword search", NULL, 0); /* ours as they are, LMDB's converted */
@@ -389,7 +454,7 @@ int index_bm25_new(sbert_index *idx, MDB_txn *txn, const char *text, size_t len,
         index_bm25_free(q);
         return rc;
     }
-    q->p = (struct bm25){.k1 = k1 > 0 ? k1 : 1.5,
+    q->p = (struct bm25){.k1 = k1 > 0 ? k1 : 1.5, /* 0: the defaults (search_check bounds them) */
                          .b = b > 0 ? b : 0.75,
                          .n_docs = (double)st.docs,
                          .avgdl = st.docs ? (double)st.terms / (double)st.docs : 0};

@@ -29,6 +29,7 @@ struct search {
     MDB_txn *txn;
     index_bm25 *bm; /* NULL in dense mode */
     float *qvec;    /* the normalised query vector, NULL without one */
+    float *vbuf;    /* dim floats: a stored vector, aligned */
     struct cand *c;
     size_t n, cap;
     /* label + 1 (0: a free slot) -> its position in c, open addressing over twice c's capacity;
@@ -72,6 +73,14 @@ static int cand_grow(struct search *s)
     return 0;
 }
 
+/* The candidate of label, or NULL. */
+static const struct cand *cand_lookup(const struct search *s, uint64_t label)
+{
+    if (!s->cap) return NULL;
+    size_t j = cand_slot(s, label + 1);
+    return s->hkey[j] ? &s->c[s->hpos[j]] : NULL;
+}
+
 /* The candidate of label, added when new; NULL when out of memory. */
 static struct cand *cand_find(struct search *s, uint64_t label)
 {
@@ -87,8 +96,20 @@ static struct cand *cand_find(struct search *s, uint64_t label)
     return &s->c[s->n++];
 }
 
+/* The cosine of a stored document's vector with the query's (dim floats; the record's may be
+ * unaligned, and one of another length is a damaged store). */
+static int cand_cosine(struct search *s, const struct store_record *r, float *out)
+{
+    size_t dim = (size_t)s->idx->meta.dim;
+    if (r->dim != dim) return SBERT_INDEX_EFORMAT;
+    memcpy(s->vbuf, r->vector, dim * sizeof *s->vbuf);
+    *out = (float)sbert_util_cosine(s->vbuf, s->qvec, dim);
+    return 0;
+}
+
 /* Whether a stored document passes the filter (and, with a vector, min_score); sets its dense
- * score. 0: no, 1: yes, < 0: an error. */
+ * score when it is not known (a document of the dense ranking keeps the vector index's score,
+ * which already passed min_score). 0: no, 1: yes, < 0: an error. */
 static int cand_accept(struct search *s, const struct store_record *r, struct cand *c)
 {
     const struct sbert_index_query_params *qp = &s->p->q;
@@ -97,13 +118,10 @@ static int cand_accept(struct search *s, const struct store_record *r, struct ca
             filter_match_doc(qp->filter, r->meta, r->meta ? r->meta_len : 0, r->text, r->text_len);
         if (m != 1) return m < 0 && m != SBERT_INDEX_EMETADATA ? m : 0;
     }
-    if (s->qvec && isnan(c->dense)) {
-        float v[r->dim];
-        memcpy(v, r->vector, sizeof v);
-        c->dense = (float)sbert_util_cosine(v, s->qvec, r->dim);
-    }
-    if (s->qvec && c->dense < qp->min_score) return 0;
-    return 1;
+    if (!s->qvec || c->dense_rank) return 1;
+    int rc = cand_cosine(s, r, &c->dense);
+    if (rc) return rc;
+    return c->dense >= qp->min_score;
 }
 
 /* The keyword ranking's first `want` documents that pass the filter, as candidates. */
@@ -121,7 +139,8 @@ static int keyword_candidates(struct search *s, size_t want)
             rc = store_error(g, "keyword search", NULL, 0);
             break;
         }
-        struct cand probe = {.label = h[i].label, .dense = NAN};
+        const struct cand *old = cand_lookup(s, h[i].label);
+        struct cand probe = old ? *old : (struct cand){.label = h[i].label, .dense = NAN};
         int a = cand_accept(s, &r, &probe);
         if (a < 0) rc = a;
         if (a != 1) continue;
@@ -286,6 +305,7 @@ static int search_check(sbert_index *idx, const struct sbert_index_search_params
     if (m != SBERT_INDEX_MODE_KEYWORD && !p->vector) return SBERT_INDEX_EINVAL;
     if (p->q.k < 1 || p->q.k > MAX_K || isnan(p->q.min_score) || p->candidates > MAX_K ||
         !(p->weight >= 0 && p->weight <= 1) || !(p->diversity >= 0 && p->diversity <= 1) ||
+        !(p->bm25_k1 >= 0 && isfinite(p->bm25_k1)) || !(p->bm25_b >= 0 && p->bm25_b <= 1) ||
         isnan(p->rrf_k) || p->rrf_k < 0 ||
         (p->fusion != SBERT_INDEX_FUSION_RRF && p->fusion != SBERT_INDEX_FUSION_WEIGHTED))
         return SBERT_INDEX_EINVAL;
@@ -312,6 +332,10 @@ static int mmr(struct search *s)
         if (g == SBERT_INDEX_ENOTFOUND) continue;
         if (g) {
             rc = store_error(g, "search", NULL, 0);
+            break;
+        }
+        if (r.dim != dim) {
+            rc = SBERT_INDEX_EFORMAT; /* a damaged record */
             break;
         }
         memcpy(vec + live * dim, r.vector, dim * sizeof *vec);
@@ -394,7 +418,7 @@ int sbert_index_search(sbert_index *idx, const struct sbert_index_search_params 
     if ((rc = search_check(idx, params))) goto done;
     if (params->vector) {
         size_t dim = (size_t)idx->meta.dim;
-        if (!(s.qvec = malloc(dim * sizeof *s.qvec))) {
+        if (!(s.qvec = malloc(dim * sizeof *s.qvec)) || !(s.vbuf = malloc(dim * sizeof *s.vbuf))) {
             rc = SBERT_INDEX_ENOMEM;
             goto done;
         }
@@ -415,6 +439,7 @@ done:
     pthread_rwlock_unlock(&idx->swap);
     index_bm25_free(s.bm);
     free(s.qvec);
+    free(s.vbuf);
     free(s.c);
     free(s.hkey);
     free(s.hpos);

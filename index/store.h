@@ -9,8 +9,10 @@
  *           name, weights_sha256, dim, pooling, normalize, max_seq_length, and "precision":
  *           "int8" for an int8 encoder — absent means fp32, so older stores read unchanged),
  *           "spec" (FAISS factory string), "next_label" (u64), "change" (u64), "uuid" (16 bytes),
- *           "keyword" (the keyword index's state: u32 analyzer version STORE_KW_VERSION, u32 zero,
- *           u64 documents indexed, u64 terms in them, then the analyzer's language name)
+ *           "keyword" (the keyword index's state: u32 analyzer version STORE_KW_VERSION (0 while a
+ *           build is incomplete), u32 zero, u64 documents indexed, u64 terms in them, u64 the
+ *           "change" number it is current with (every write of "change" writes it too), then the
+ *           analyzer's language name)
  *   "ids"   id key -> u64 label (little-endian). With L = LMDB's key size limit
  *           (mdb_env_get_maxkeysize: 511 in a default LMDB build, so with ids of at most 512
  *           bytes only a 512-byte id is long): an id of at most L bytes is its own key; a longer
@@ -45,7 +47,8 @@
  *   store that lacks them, and a reader that does not know them ignores them. A reindex starts
  *   a fresh environment without them (its retries then execute again). "kwpost" and the
  *   "keyword" meta record came the same way: a store without the record has its keyword index
- *   built at open (open.c), as has one whose analyzer (version or language) differs.
+ *   built at open (keyword.c), as has one whose analyzer (version or language) differs or whose
+ *   change number is not the store's (documents written by an sbertd without keyword indexes).
  *
  * Remembered write, version 1: u8 version (1), u8[7] zero, u64 sequence, u64 Unix time (s),
  *   u64 the caller's fingerprint of the request, then the reply bytes.
@@ -248,6 +251,7 @@ int store_log_scan(store *s, MDB_txn *txn, uint64_t first, store_log_fn fn, void
 struct store_kw_stats {
     uint32_t version;
     uint64_t docs, terms; /* documents indexed and the terms in them (BM25's average length) */
+    uint64_t change;      /* the store's change number the index is current with */
     char language[64];
 };
 
@@ -267,6 +271,15 @@ int store_kw_stats_put(store *s, MDB_txn *txn, const struct store_kw_stats *st);
  * (STORE_KW_VERSION: complete; 0: being built, so incomplete until the build's last transaction
  * sets the version); nothing when s keeps no keyword index. Returns 0 or an LMDB code. */
 int store_kw_reset(store *s, MDB_txn *txn, uint32_t version);
+
+/* Records that the keyword index is current with the store's change number change (called by
+ * store_meta_put_counters, in the same transaction); nothing when s keeps no keyword index or the
+ * store has no complete one. Returns 0 or an LMDB code. */
+int store_kw_note_change(store *s, MDB_txn *txn, uint64_t change);
+
+/* Marks a built index complete: version STORE_KW_VERSION and the store's change number. Returns
+ * 0, SBERT_INDEX_ENOTFOUND / EFORMAT (no record) or an LMDB code. */
+int store_kw_complete(store *s, MDB_txn *txn);
 
 /* Removes the keyword index: its postings and its meta record (keyword_language = off). Returns
  * 0 or an LMDB code. */

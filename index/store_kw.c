@@ -78,8 +78,10 @@ static void kw_free(struct kw_terms *k)
 
 static const char KW_META_KEY[] = "keyword";
 
-/* "keyword" meta record: u32 analyzer version, u32 zero, u64 documents, u64 terms in them, then
- * the language's name. */
+/* "keyword" meta record (store.h): u32 analyzer version, u32 zero, u64 documents, u64 terms in
+ * them, u64 the store's change number it is current with, then the language's name. */
+#define KW_HEADER 32
+
 int store_kw_stats_get(store *s, MDB_txn *txn, struct store_kw_stats *st)
 {
     memset(st, 0, sizeof *st);
@@ -88,26 +90,60 @@ int store_kw_stats_get(store *s, MDB_txn *txn, struct store_kw_stats *st)
     if (rc == MDB_NOTFOUND) return SBERT_INDEX_ENOTFOUND;
     if (rc) return rc;
     const unsigned char *p = v.mv_data;
-    if (v.mv_size < 24 || v.mv_size - 24 >= sizeof st->language) return SBERT_INDEX_EFORMAT;
+    if (v.mv_size < KW_HEADER || v.mv_size - KW_HEADER >= sizeof st->language)
+        return SBERT_INDEX_EFORMAT;
     st->version = store_get_u32(p);
     st->docs = store_get_u64(p + 8);
     st->terms = store_get_u64(p + 16);
-    memcpy(st->language, p + 24, v.mv_size - 24);
-    st->language[v.mv_size - 24] = '\0';
+    st->change = store_get_u64(p + 24);
+    memcpy(st->language, p + KW_HEADER, v.mv_size - KW_HEADER);
+    st->language[v.mv_size - KW_HEADER] = '\0';
     return 0;
 }
 
 int store_kw_stats_put(store *s, MDB_txn *txn, const struct store_kw_stats *st)
 {
     size_t ll = strlen(st->language);
-    unsigned char buf[24 + sizeof st->language];
+    unsigned char buf[KW_HEADER + sizeof st->language];
     store_put_u32(buf, st->version);
     store_put_u32(buf + 4, 0);
     store_put_u64(buf + 8, st->docs);
     store_put_u64(buf + 16, st->terms);
-    memcpy(buf + 24, st->language, ll);
-    MDB_val k = {sizeof KW_META_KEY - 1, (void *)KW_META_KEY}, v = {24 + ll, buf};
+    store_put_u64(buf + 24, st->change);
+    memcpy(buf + KW_HEADER, st->language, ll);
+    MDB_val k = {sizeof KW_META_KEY - 1, (void *)KW_META_KEY}, v = {KW_HEADER + ll, buf};
     return mdb_put(txn, s->meta, &k, &v, 0);
+}
+
+/* The store's change number as its meta record holds it in txn (0 for a fresh environment). */
+static int kw_store_change(store *s, MDB_txn *txn, uint64_t *change)
+{
+    struct store_meta m;
+    int rc = store_meta_get(s, txn, &m, NULL, 0);
+    *change = rc == 0 ? m.change : 0;
+    return rc == SBERT_INDEX_ENOTFOUND ? 0 : rc;
+}
+
+int store_kw_note_change(store *s, MDB_txn *txn, uint64_t change)
+{
+    if (!s->kw) return 0;
+    struct store_kw_stats st;
+    int rc = store_kw_stats_get(s, txn, &st);
+    /* no record, or a damaged one: the next open builds the index anyway */
+    if (rc == SBERT_INDEX_ENOTFOUND || rc == SBERT_INDEX_EFORMAT) return 0;
+    if (rc) return rc;
+    st.change = change;
+    return store_kw_stats_put(s, txn, &st);
+}
+
+int store_kw_complete(store *s, MDB_txn *txn)
+{
+    struct store_kw_stats st;
+    int rc = store_kw_stats_get(s, txn, &st);
+    if (!rc) rc = kw_store_change(s, txn, &st.change);
+    if (rc) return rc;
+    st.version = STORE_KW_VERSION;
+    return store_kw_stats_put(s, txn, &st);
 }
 
 /* A posting: u64 label big-endian (so a term's postings sort by label), u32 tf, u32 document
@@ -186,6 +222,7 @@ int store_kw_reset(store *s, MDB_txn *txn, uint32_t version)
     int rc = mdb_drop(txn, s->kwpost, 0);
     if (rc) return rc;
     struct store_kw_stats st = {.version = version};
+    if ((rc = kw_store_change(s, txn, &st.change))) return rc;
     snprintf(st.language, sizeof st.language, "%s", sbert_analyzer_language(s->kw));
     return store_kw_stats_put(s, txn, &st);
 }

@@ -29,7 +29,10 @@ int store_meta_put_counters(store *s, MDB_txn *txn, uint64_t next_label, uint64_
     int rc = meta_put(txn, s->meta, "next_label", b, 8);
     if (rc) return rc;
     store_put_u64(b, change);
-    return meta_put(txn, s->meta, "change", b, 8);
+    rc = meta_put(txn, s->meta, "change", b, 8);
+    /* the keyword index says which change it is current with: an sbertd without keyword
+     * indexes that writes the store leaves it behind, and the next open rebuilds it */
+    return rc ? rc : store_kw_note_change(s, txn, change);
 }
 
 int store_meta_put(store *s, MDB_txn *txn, const struct store_meta *m)

@@ -563,7 +563,8 @@ struct sbert_index_search_params {
      * (the highest cosine with a hit already picked), relevance being the mode's score min-max
      * normalised over the candidates; the hits keep the mode's scores and come in pick order. */
     float diversity;
-    float bm25_k1, bm25_b; /* 0: 1.5 and 0.75 (bm25s's and Lucene's defaults) */
+    float bm25_k1, bm25_b; /* k1 finite >= 0, b in [0, 1]; 0: 1.5 and 0.75 (bm25s's and
+                              Lucene's defaults) */
 };
 
 /* Returns the defaults: dense mode, sbert_index_query_default_params(), RRF, weight 0.5. */
@@ -573,10 +574,10 @@ struct sbert_index_search_params sbert_index_search_default_params(void);
  * Searches in params->mode. BM25 is Lucene's: idf = ln(1 + (N - df + 0.5) / (df + 0.5)), a term
  * scores idf * tf / (tf + k1 * (1 - b + b * dl / avgdl)) per occurrence in the query, with N and
  * avgdl over the documents indexed (sbert_text.h's analysis, in the store's language). Hits come
- * best first by score — BM25 (keyword), the fused score (hybrid), cosine (dense) — ties by id,
- * with dense_score, keyword_score and ranks set (keyword and hybrid). A keyword search matches
- * documents that hold at least one query term; a query with no term (all stop words) finds
- * nothing. EINVAL: a missing text or vector for the mode, or bad parameters.
+ * best first by score — BM25 (keyword), the fused score (hybrid), cosine (dense) — ties by
+ * insertion order, with dense_score, keyword_score and ranks set (keyword and hybrid). A keyword
+ * search matches documents that hold at least one query term; a query with no term (all stop words)
+ * finds nothing. EINVAL: a missing text or vector for the mode, or bad parameters.
  */
 int sbert_index_search(sbert_index *idx, const struct sbert_index_search_params *params,
                        struct sbert_index_results **out);
