@@ -576,8 +576,9 @@ struct sbert_index_search_params sbert_index_search_default_params(void);
  * avgdl over the documents indexed (sbert_text.h's analysis, in the store's language). Hits come
  * best first by score — BM25 (keyword), the fused score (hybrid), cosine (dense) — ties by
  * insertion order, with dense_score, keyword_score and ranks set (keyword and hybrid). A keyword
- * search matches documents that hold at least one query term; a query with no term (all stop words)
- * finds nothing. EINVAL: a missing text or vector for the mode, or bad parameters.
+ * search matches documents that hold at least one query term; a query with no term (all stop
+ * words) finds nothing; a query of more than 1024 distinct terms keeps the 1024 that occur first
+ * (of its first 16384 terms). EINVAL: a missing text or vector for the mode, or bad parameters.
  */
 int sbert_index_search(sbert_index *idx, const struct sbert_index_search_params *params,
                        struct sbert_index_results **out);
