@@ -53,6 +53,8 @@ static int walk_dir(const char *path, const char *rel, const char *root, sbc_fil
             if (lstat(p, &st) != 0) {
                 char why[300];
                 snprintf(why, sizeof why, "%s", strerror(errno));
+                /* it may be a directory: its files are unknown, not gone (sync keeps them) */
+                f.dir = errno != ENOENT;
                 rc = fn(&f, why, user);
             } else if (S_ISLNK(st.st_mode)) {
                 rc = fn(&f, "a symbolic link (not followed)", user);

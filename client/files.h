@@ -31,7 +31,8 @@ struct sbc_file {
 
 /* Called for each regular file (f valid during the call) and for each entry skipped (f->path,
  * f->rel and f->root set, why the reason; f->dir set when it is a directory that could not be
- * listed, whose files are then unknown). A non-zero return stops the walk and is returned. */
+ * listed, or an entry lstat failed on, which may be one: its files are then unknown). A non-zero
+ * return stops the walk and is returned. */
 typedef int (*sbc_file_fn)(const struct sbc_file *f, const char *why, void *user);
 
 /* Walks path (see above). Returns 0, the first non-zero value fn returned, or -1 when path itself

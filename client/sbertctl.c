@@ -1988,6 +1988,16 @@ static int sync_prune(struct ctx *c, struct index_run *r, const char *root,
         cJSON_Delete(rep);
     } while (rc == EXIT_OK && cursor);
     free(cursor);
+    /* a tree that holds nothing at all while documents came from it is more likely unmounted or
+     * replaced than emptied: deleting would cost re-encoding everything when it is back */
+    int n_gone = cJSON_GetArraySize(gone);
+    if (rc == EXIT_OK && n_gone > 0 && r->n_seen == 0) {
+        errmsg("sync: %s holds no files, but %d document%s came from it: not deleting them (is "
+               "it unmounted? if it was emptied on purpose: sbertctl delete --filter "
+               "'{\"root\":\"%s\"}')",
+               root, n_gone, n_gone == 1 ? "" : "s", root);
+        rc = EXIT_REPLY;
+    }
     if (rc != EXIT_OK) {
         cJSON_Delete(gone);
         return rc;

@@ -107,11 +107,12 @@ static int drain(sbc_watch *w)
         for (char *p = buf; p < buf + n;) {
             const struct inotify_event *e = (const struct inotify_event *)p;
             p += sizeof *e + e->len;
-            if (e->mask & IN_Q_OVERFLOW) {
+            /* a lost event, a watch the kernel removed (its directory deleted, or its file
+             * system unmounted: IN_UNMOUNT, then IN_IGNORED for each watch): rebuild the set */
+            if (e->mask & (IN_Q_OVERFLOW | IN_IGNORED | IN_UNMOUNT)) {
                 seen = 2;
                 continue;
             }
-            if (e->mask & IN_IGNORED) continue;
             if (e->len && e->name[0] == '.') continue;
             int structural = (e->mask & IN_ISDIR &&
                               e->mask & (IN_CREATE | IN_MOVED_TO | IN_MOVED_FROM | IN_DELETE)) ||
@@ -150,6 +151,7 @@ int sbc_watch_wait(sbc_watch *w, int idle_ms, int quiet_ms, int max_ms, const si
     for (;;) {
         long now = now_ms();
         int ms;
+        if (seen && now >= first + max_ms) break; /* a steady stream of events: go anyway */
         if (seen) {
             ms = quiet_ms;
             if (now + ms > first + max_ms)

@@ -783,6 +783,15 @@ def daemon_tests(ctl, daemon, tmp):
         got = ctl.json("sync", root)
         check(got["indexed"] == 0 and got["deleted"] == 4, "after removing sub/: %r" % got)
         check(sorted(sync_ids(root)) == ["a.txt", "f.txt"], "only a.txt and f.txt remain")
+        # a tree that holds nothing at all (an unmounted disk looks like this): nothing deleted
+        moved = root + ".away"
+        os.rename(root, moved)
+        os.mkdir(root)
+        p = ctl.run("sync", root, expect=1)
+        check("holds no files" in p.stderr and sorted(sync_ids(root)) == ["a.txt", "f.txt"],
+              "an empty tree deletes nothing: %r" % p.stderr)
+        os.rmdir(root)
+        os.rename(moved, root)
         ctl.run("sync", os.path.join(tmp, "no-such-dir"), expect=2)
         ctl.run("sync", os.path.join(root, "a.txt"), expect=2)
 
