@@ -2018,7 +2018,7 @@ static int sync_round(struct ctx *c, const struct index_cfg *cfg, const char *di
         errmsg("%s", w < 0 && err[0] ? err : "out of memory");
         return EXIT_REPLY;
     }
-    qsort(r->seen, r->n_seen, sizeof *r->seen, cmp_str);
+    if (r->n_seen) qsort(r->seen, r->n_seen, sizeof *r->seen, cmp_str); /* NULL when empty */
     int rc = index_files(c, r, cfg);
     if (rc == EXIT_OK && !r->stopped) rc = sync_prune(c, r, root, cfg);
     return rc == EXIT_OK && r->failed ? EXIT_REPLY : rc;
