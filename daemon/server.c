@@ -128,19 +128,41 @@ static void *worker_main(void *arg)
 
 /* ---- start and stop -------------------------------------------------------------------------- */
 
+/* Starts the workers; returns how many started (all of them, or fewer when it failed). */
 static int start_workers(struct sbertd *d)
 {
     for (int i = 0; i < d->n_workers; i++) {
         struct worker_arg *wa = malloc(sizeof *wa);
-        if (!wa) return -1;
+        if (!wa) return i;
         wa->d = d;
         wa->index = i;
         if (pthread_create(&d->workers[i], NULL, worker_main, wa)) {
             free(wa);
-            return -1;
+            return i;
         }
     }
-    return 0;
+    return d->n_workers;
+}
+
+/* Stops what runs after the socket was opened, in this order: the receiver (which answers
+ * newcomers with shutting_down until every request in flight is done), the first `workers`
+ * workers, the pipeline and the batcher when started; then closes the socket. Used by
+ * sbertd_server_stop and by a start that failed half way, so that no thread is left serving a
+ * request while the caller frees the model and the store. */
+static void stop_threads(struct sbertd *d, int receiver, int workers, int pipeline, int batcher)
+{
+    atomic_store(&d->stopping, 1);
+    if (receiver) pthread_join(d->receiver, NULL);
+    queue_close(&d->work);
+    for (int i = 0; i < workers; i++)
+        pthread_join(d->workers[i], NULL);
+    if (pipeline) sbertd_pipeline_stop(d);
+    if (batcher) sbertd_batcher_stop(d);
+    /* nanomsg sends asynchronously and 1.1.5 has no working NN_LINGER: give the last replies a
+     * moment to leave before the socket is closed */
+    if (receiver) usleep(200 * 1000);
+    sbertd_receiver_close(d);
+    queue_destroy(&d->work);
 }
 
 int sbertd_server_start(struct sbertd *d)
@@ -156,19 +178,36 @@ int sbertd_server_start(struct sbertd *d)
     }
     if (sbertd_receiver_open(d)) return -1;
     atomic_store(&d->receiver_alive, 1);
-    if (sbertd_batcher_start(d) || sbertd_pipeline_start(d)) {
+    if (sbertd_batcher_start(d)) {
         sbertd_log(LOG_ERR, "cannot start threads");
+        stop_threads(d, 0, 0, 0, 0);
         return -1;
     }
-    if (start_workers(d)) {
+    if (sbertd_pipeline_start(d)) {
+        sbertd_log(LOG_ERR, "cannot start threads");
+        stop_threads(d, 0, 0, 0, 1);
+        return -1;
+    }
+    int started = start_workers(d);
+    if (started < d->n_workers) {
         sbertd_log(LOG_ERR, "cannot start worker threads");
+        stop_threads(d, 0, started, 1, 1);
         return -1;
     }
     if (pthread_create(&d->receiver, NULL, sbertd_receiver_main, d)) {
         sbertd_log(LOG_ERR, "cannot start the receiver thread");
+        stop_threads(d, 0, d->n_workers, 1, 1);
         return -1;
     }
-    return sbertd_http_start(d);
+    if (sbertd_http_start(d)) {
+        /* the receiver and the workers already serve: stop them before the caller frees the
+         * model and the store they use (a health request answered after the store was closed
+         * was a use after free, ASan in daemon_http's refused-address start) */
+        sbertd_http_stop(d);
+        stop_threads(d, 1, d->n_workers, 1, 1);
+        return -1;
+    }
+    return 0;
 }
 
 void sbertd_server_stop(struct sbertd *d)
@@ -176,18 +215,7 @@ void sbertd_server_stop(struct sbertd *d)
     atomic_store(&d->stopping, 1);
     /* HTTP callers wait for their replies: the workers still run, and newcomers are refused */
     sbertd_http_stop(d);
-    /* the receiver answers newcomers with shutting_down until every request in flight is done */
-    pthread_join(d->receiver, NULL);
-    queue_close(&d->work);
-    for (int i = 0; i < d->n_workers; i++)
-        pthread_join(d->workers[i], NULL);
-    sbertd_pipeline_stop(d);
-    sbertd_batcher_stop(d);
-    /* nanomsg sends asynchronously and 1.1.5 has no working NN_LINGER: give the last replies a
-     * moment to leave before the socket is closed */
-    usleep(200 * 1000);
-    sbertd_receiver_close(d);
-    queue_destroy(&d->work);
+    stop_threads(d, 1, d->n_workers, 1, 1);
     sbertd_reply_cache_free(d);
 }
 

@@ -147,7 +147,8 @@ int sbertd_collection_check(struct sbertd *d, struct request *r, struct sbert_pr
 
 /* ---- server.c: start, stop, workers, liveness ---------------------------------------------- */
 
-/* Starts the server: socket, binds, threads. Returns 0 or -1 (logged). */
+/* Starts the server: socket, binds, threads. Returns 0, or -1 (logged) with every thread it had
+ * started stopped and the socket closed. */
 int sbertd_server_start(struct sbertd *d);
 
 /* Stops accepting, finishes every queued and running request, joins the threads, closes the
