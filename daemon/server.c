@@ -194,17 +194,20 @@ int sbertd_server_start(struct sbertd *d)
         stop_threads(d, 0, started, 1, 1);
         return -1;
     }
-    if (pthread_create(&d->receiver, NULL, sbertd_receiver_main, d)) {
-        sbertd_log(LOG_ERR, "cannot start the receiver thread");
+    /* HTTP before the receiver: a daemon whose HTTP address is refused or taken must not have
+     * answered anyone on its socket (a client would take it for a daemon that serves) */
+    if (sbertd_http_start(d)) {
+        /* the workers must stop before the caller frees the model and the store they use (a
+         * request answered after the store was closed was a use after free, ASan in
+         * daemon_http's refused-address start) */
+        sbertd_http_stop(d);
         stop_threads(d, 0, d->n_workers, 1, 1);
         return -1;
     }
-    if (sbertd_http_start(d)) {
-        /* the receiver and the workers already serve: stop them before the caller frees the
-         * model and the store they use (a health request answered after the store was closed
-         * was a use after free, ASan in daemon_http's refused-address start) */
+    if (pthread_create(&d->receiver, NULL, sbertd_receiver_main, d)) {
+        sbertd_log(LOG_ERR, "cannot start the receiver thread");
         sbertd_http_stop(d);
-        stop_threads(d, 1, d->n_workers, 1, 1);
+        stop_threads(d, 0, d->n_workers, 1, 1);
         return -1;
     }
     return 0;
