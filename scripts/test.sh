@@ -159,7 +159,7 @@ fuzz() {
     cmake -S "$ROOT" -B "$b" -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ \
         -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSBERT_FUZZ=ON -DSBERT_FAISS_AVX2=OFF \
         -DSBERT_FUZZ_SECONDS="${SBERT_FUZZ_SECONDS:-30}" -DSBERT_SHARED_DIR="$SHARED" >/dev/null
-    cmake --build "$b" -j "$JOBS" --target fuzz_proto fuzz_filter fuzz_tokenizer fuzz_loader fuzz_text fuzz_extract fuzz_http
+    cmake --build "$b" -j "$JOBS" --target fuzz_proto fuzz_filter fuzz_tokenizer fuzz_loader fuzz_text fuzz_extract fuzz_http fuzz_search
     (cd "$b" && ctest --output-on-failure -j "$JOBS" -L fuzz)
 }
 if enabled "${SBERT_TEST_FUZZ:-1}"; then stage "libfuzzer ($BUILD_FUZZ)" fuzz; fi
