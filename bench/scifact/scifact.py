@@ -124,13 +124,18 @@ def main():
     ap.add_argument("--shared", default=os.environ.get("SBERT_SHARED_DIR", os.path.join(ROOT, "..", "shared")))
     ap.add_argument("--store", default=os.path.join(ROOT, "bench", "out", "scifact-store"))
     ap.add_argument("--fresh", action="store_true", help="ingest again even when --store exists")
+    ap.add_argument("--precision", choices=("fp32", "int8"), default="fp32",
+                    help="the daemon's encoder (int8 keeps its store apart: --store gets -int8)")
     args = ap.parse_args()
+    config = "precision = %s\n" % args.precision
+    if args.precision != "fp32" and args.store == ap.get_default("store"):
+        args.store += "-" + args.precision
     os.environ["SBERTD"] = os.path.join(args.build, "daemon", "sbertd")
     corpus, queries, qrels = load(args.shared)
     print("CPU: %s; OPENBLAS_CORETYPE=%s" % (cpu_model(), os.environ.get("OPENBLAS_CORETYPE", "(unset)")))
     print("SciFact: %d documents, %d test queries with judgements" % (len(corpus), len(queries)))
 
-    d = harness.Daemon(args.model)
+    d = harness.Daemon(args.model, config=config)
     have_store = os.path.isdir(args.store) and not args.fresh
     if have_store:
         shutil.copytree(args.store, d.data)
@@ -173,7 +178,7 @@ def main():
     c.close()
     before = os.path.getsize(os.path.join(d.data, "store.mdb"))
     d.stop()
-    d.config = "keyword_language = none\n"
+    d.config = config + "keyword_language = none\n"
     t0 = time.perf_counter()
     d.start(timeout=600)
     restart_s = time.perf_counter() - t0
