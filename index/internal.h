@@ -16,6 +16,7 @@
  *   rebuild.c   the derived vector index: rebuild, replay, load at open, snapshots, its thread
  *   maintain.c  sbert_index_snapshot, backup and reindex
  *   keyword.c   the keyword index at open, its statistics, BM25 over it
+ *   kw_terms.c  a text's keyword terms, analysed and sorted (documents and queries alike)
  *   search.c    sbert_index_search: keyword, hybrid and diverse (MMR) searches
  *
  * Order of every write: validate, commit the LMDB transaction durably, then apply the same

@@ -10,6 +10,7 @@
 
 #include "filter.h"
 #include "internal.h"
+#include "kw_terms.h"
 #include "sbert_text.h"
 
 #define KW_BUILD_CHUNK 1024 /* documents per write transaction of a build */
@@ -151,93 +152,59 @@ int index_keyword_stats(sbert_index *idx, struct sbert_index_stats *st)
 /* ---- BM25 -------------------------------------------------------------------------------------
  */
 
-/* A query's terms: while analysing, every occurrence (up to KW_MAX_OCCURRENCES); then, after
- * kw_query_finish, the distinct terms sorted by their bytes (for bsearch) with their counts, at
- * most KW_MAX_QUERY_TERMS of them (those that occur first), and each one's document frequency.
- * The bounds keep one query's work linear in the collection: a 64 KB query of distinct words would
- * otherwise read the postings of thousands of terms and compare every term of every hit's text
- * with each of them. */
+/* A query's distinct terms sorted by their bytes (for bsearch), each with its count in the query
+ * and its document frequency: at most KW_MAX_QUERY_TERMS of them (those that occur first) from
+ * the first KW_MAX_OCCURRENCES terms of the text. The bounds keep one query's work linear in the
+ * collection: a 64 KB query of distinct words would otherwise read the postings of thousands of
+ * terms and compare every term of every hit's text with each of them. */
 #define KW_MAX_OCCURRENCES 16384
 #define KW_MAX_QUERY_TERMS 1024
 
 struct kw_query {
-    char *buf;
-    size_t len, cap;
+    struct kw_terms occ; /* the occurrences; t's terms point into occ.buf */
     struct kw_qterm {
-        size_t at, len;
-        uint32_t qtf, first; /* occurrences; ordinal of the first */
+        struct kw_term term; /* its first occurrence */
+        uint32_t qtf;
         uint64_t df;
     } * t;
-    size_t n, cap_t;
+    size_t n;
 };
 
-static int kw_qterm_add(const char *term, size_t len, uint32_t position, void *user)
-{
-    (void)position;
-    struct kw_query *q = user;
-    if (q->n == KW_MAX_OCCURRENCES) return 0;
-    if (len > STORE_KW_MAX_TERM) len = STORE_KW_MAX_TERM;
-    if (q->n == q->cap_t) {
-        size_t cap = q->cap_t ? 2 * q->cap_t : 16;
-        struct kw_qterm *nt = realloc(q->t, cap * sizeof *nt);
-        if (!nt) return SBERT_INDEX_ENOMEM;
-        q->t = nt;
-        q->cap_t = cap;
-    }
-    if (q->len + len > q->cap) {
-        size_t cap = q->cap ? 2 * q->cap : 256;
-        while (cap < q->len + len)
-            cap *= 2;
-        char *nb = realloc(q->buf, cap);
-        if (!nb) return SBERT_INDEX_ENOMEM;
-        q->buf = nb;
-        q->cap = cap;
-    }
-    memcpy(q->buf + q->len, term, len);
-    q->t[q->n] = (struct kw_qterm){.at = q->len, .len = len, .qtf = 1, .first = (uint32_t)q->n};
-    q->len += len;
-    q->n++;
-    return 0;
-}
-
-static int kw_term_bytes_cmp(const char *buf, const struct kw_qterm *x, const char *term,
-                             size_t len)
-{
-    size_t n = x->len < len ? x->len : len;
-    int c = memcmp(buf + x->at, term, n);
-    return c ? c : (x->len > len) - (x->len < len);
-}
-
-static int kw_qterm_cmp(const void *a, const void *b, void *buf)
+static int kw_qterm_bytes(const void *a, const void *b, void *occ)
 {
     const struct kw_qterm *x = a, *y = b;
-    int c = kw_term_bytes_cmp(buf, x, (const char *)buf + y->at, y->len);
-    return c ? c : (x->first > y->first) - (x->first < y->first);
+    const struct kw_terms *k = occ;
+    return kw_terms_cmp(k, &x->term, k->buf + y->term.at, y->term.len);
 }
 
-static int kw_qterm_first_cmp(const void *a, const void *b)
+static int kw_qterm_first(const void *a, const void *b)
 {
     const struct kw_qterm *x = a, *y = b;
-    return (x->first > y->first) - (x->first < y->first);
+    return (x->term.first > y->term.first) - (x->term.first < y->term.first);
 }
 
-/* Merges the occurrences into distinct terms (see struct kw_query). */
-static void kw_query_finish(struct kw_query *q)
+/* Analyses text into q's distinct terms (see struct kw_query). Returns 0 or SBERT_INDEX_ENOMEM;
+ * kw_query_free(q) either way. */
+static int kw_query_build(sbert_analyzer *an, const char *text, size_t len, struct kw_query *q)
 {
-    if (!q->n) return;
-    qsort_r(q->t, q->n, sizeof *q->t, kw_qterm_cmp, q->buf);
-    size_t d = 0;
-    for (size_t i = 0; i < q->n; i++)
-        if (d && kw_term_bytes_cmp(q->buf, &q->t[d - 1], q->buf + q->t[i].at, q->t[i].len) == 0)
-            q->t[d - 1].qtf++;
+    memset(q, 0, sizeof *q);
+    int rc = kw_terms_collect(an, text, len, KW_MAX_OCCURRENCES, &q->occ);
+    if (rc || !q->occ.n) return rc;
+    if (!(q->t = malloc(q->occ.n * sizeof *q->t))) return SBERT_INDEX_ENOMEM;
+    /* the occurrences come sorted, equal terms adjacent and in text order */
+    for (size_t i = 0; i < q->occ.n; i++) {
+        const struct kw_term *o = &q->occ.t[i];
+        if (q->n && kw_terms_cmp(&q->occ, &q->t[q->n - 1].term, q->occ.buf + o->at, o->len) == 0)
+            q->t[q->n - 1].qtf++;
         else
-            q->t[d++] = q->t[i];
-    q->n = d;
-    if (q->n > KW_MAX_QUERY_TERMS) {
-        qsort(q->t, q->n, sizeof *q->t, kw_qterm_first_cmp);
-        q->n = KW_MAX_QUERY_TERMS;
-        qsort_r(q->t, q->n, sizeof *q->t, kw_qterm_cmp, q->buf);
+            q->t[q->n++] = (struct kw_qterm){.term = *o, .qtf = 1};
     }
+    if (q->n > KW_MAX_QUERY_TERMS) {
+        qsort(q->t, q->n, sizeof *q->t, kw_qterm_first);
+        q->n = KW_MAX_QUERY_TERMS;
+        qsort_r(q->t, q->n, sizeof *q->t, kw_qterm_bytes, &q->occ);
+    }
+    return 0;
 }
 
 /* The index of term in q's distinct terms, or -1. */
@@ -246,7 +213,7 @@ static long kw_query_find(const struct kw_query *q, const char *term, size_t len
     size_t lo = 0, hi = q->n;
     while (lo < hi) {
         size_t mid = lo + (hi - lo) / 2;
-        int c = kw_term_bytes_cmp(q->buf, &q->t[mid], term, len);
+        int c = kw_terms_cmp(&q->occ, &q->t[mid].term, term, len);
         if (c == 0) return (long)mid;
         if (c < 0)
             lo = mid + 1;
@@ -258,7 +225,7 @@ static long kw_query_find(const struct kw_query *q, const char *term, size_t len
 
 static void kw_query_free(struct kw_query *q)
 {
-    free(q->buf);
+    kw_terms_free(&q->occ);
     free(q->t);
 }
 
@@ -382,8 +349,8 @@ int index_bm25_rank(index_bm25 *b, struct index_hit **hits, size_t *n)
     for (size_t i = 0; i < q->n && !rc; i++) {
         struct kw_accum a = {.map = &m, .p = p, .w = -(double)q->t[i].qtf, .df = &q->t[i].df};
         q->t[i].df = 0;
-        rc =
-            store_kw_postings(idx->st, txn, q->buf + q->t[i].at, q->t[i].len, kw_accum_posting, &a);
+        rc = store_kw_postings(idx->st, txn, q->occ.buf + q->t[i].term.at, q->t[i].term.len,
+                               kw_accum_posting, &a);
     }
     *hits = NULL;
     *n = 0;
@@ -445,8 +412,7 @@ int index_bm25_new(sbert_index *idx, MDB_txn *txn, const char *text, size_t len,
     q->idx = idx;
     q->txn = txn;
     int rc = sbert_analyzer_new(lang, &q->an) ? SBERT_INDEX_ENOMEM : 0;
-    if (!rc && sbert_analyzer_run(q->an, text, len, kw_qterm_add, &q->q)) rc = SBERT_INDEX_ENOMEM;
-    if (!rc) kw_query_finish(&q->q);
+    if (!rc) rc = kw_query_build(q->an, text, len, &q->q);
     struct store_kw_stats st;
     if (!rc && (rc = store_kw_stats_get(idx->st, txn, &st)))
         rc = store_error(rc, "keyword search", NULL, 0); /* ours as they are, LMDB's converted */

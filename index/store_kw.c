@@ -3,78 +3,12 @@
  * meta record, written in the transaction that writes or deletes the document, so the keyword
  * index and the documents can never disagree after a crash.
  */
-#define _GNU_SOURCE /* qsort_r */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "kw_terms.h"
 #include "store_impl.h"
-
-/* One term occurrence of the document being analysed. */
-struct kw_terms {
-    char *buf; /* the terms' bytes, back to back */
-    size_t len, cap;
-    struct kw_term {
-        size_t at, len;
-    } * t;
-    size_t n, cap_t;
-};
-
-static int kw_collect(const char *term, size_t len, uint32_t position, void *user)
-{
-    (void)position;
-    struct kw_terms *k = user;
-    if (len > STORE_KW_MAX_TERM) len = STORE_KW_MAX_TERM; /* the analyzer bounds it already */
-    if (k->n == k->cap_t) {
-        size_t cap = k->cap_t ? 2 * k->cap_t : 64;
-        struct kw_term *nt = realloc(k->t, cap * sizeof *nt);
-        if (!nt) return SBERT_INDEX_ENOMEM;
-        k->t = nt;
-        k->cap_t = cap;
-    }
-    if (k->len + len > k->cap) {
-        size_t cap = k->cap ? 2 * k->cap : 1024;
-        while (cap < k->len + len)
-            cap *= 2;
-        char *nb = realloc(k->buf, cap);
-        if (!nb) return SBERT_INDEX_ENOMEM;
-        k->buf = nb;
-        k->cap = cap;
-    }
-    memcpy(k->buf + k->len, term, len);
-    k->t[k->n].at = k->len;
-    k->t[k->n].len = len;
-    k->len += len;
-    k->n++;
-    return 0;
-}
-
-static int kw_term_cmp(const void *a, const void *b, void *buf)
-{
-    const struct kw_term *x = a, *y = b;
-    size_t n = x->len < y->len ? x->len : y->len;
-    int c = memcmp((const char *)buf + x->at, (const char *)buf + y->at, n);
-    return c ? c : (x->len > y->len) - (x->len < y->len);
-}
-
-/* Analyses text into k's terms, sorted so that equal terms are adjacent. Called inside a write
- * transaction, which the caller serialises: the store's analyzer is used by one thread at a
- * time. */
-static int kw_analyse(store *s, const char *text, size_t len, struct kw_terms *k)
-{
-    memset(k, 0, sizeof *k);
-    int rc = sbert_analyzer_run(s->kw, text, len, kw_collect, k);
-    if (rc == SBERT_TEXT_ENOMEM) rc = SBERT_INDEX_ENOMEM;
-    if (rc) return rc;
-    if (k->n) qsort_r(k->t, k->n, sizeof *k->t, kw_term_cmp, k->buf); /* NULL when no term */
-    return 0;
-}
-
-static void kw_free(struct kw_terms *k)
-{
-    free(k->buf);
-    free(k->t);
-}
 
 static const char KW_META_KEY[] = "keyword";
 
@@ -163,9 +97,11 @@ static int kw_apply(store *s, MDB_txn *txn, uint64_t label, const char *text, si
     struct store_kw_stats st;
     int rc = store_kw_stats_get(s, txn, &st);
     if (rc) return rc == SBERT_INDEX_ENOTFOUND ? SBERT_INDEX_EFORMAT : rc;
+    /* called inside a write transaction, which the caller serialises: the store's analyzer is
+     * used by one thread at a time */
     struct kw_terms k;
-    if ((rc = kw_analyse(s, text, len, &k))) {
-        kw_free(&k);
+    if ((rc = kw_terms_collect(s->kw, text, len, 0, &k))) {
+        kw_terms_free(&k);
         return rc;
     }
     uint32_t dl = k.n > UINT32_MAX ? UINT32_MAX : (uint32_t)k.n;
@@ -173,7 +109,7 @@ static int kw_apply(store *s, MDB_txn *txn, uint64_t label, const char *text, si
     if (!add && (rc = mdb_cursor_open(txn, s->kwpost, &c))) goto done;
     for (size_t i = 0; i < k.n;) {
         size_t j = i + 1;
-        while (j < k.n && kw_term_cmp(&k.t[i], &k.t[j], k.buf) == 0)
+        while (j < k.n && kw_terms_cmp(&k, &k.t[j], k.buf + k.t[i].at, k.t[i].len) == 0)
             j++;
         unsigned char post[STORE_KW_POSTING];
         kw_posting(post, label, (uint32_t)(j - i), dl);
@@ -202,7 +138,7 @@ static int kw_apply(store *s, MDB_txn *txn, uint64_t label, const char *text, si
     rc = store_kw_stats_put(s, txn, &st);
 done:
     if (c) mdb_cursor_close(c);
-    kw_free(&k);
+    kw_terms_free(&k);
     return rc;
 }
 
