@@ -23,7 +23,6 @@ The peers run in a child process per (system, T) so thread pools never share a p
 import argparse
 import json
 import os
-import platform
 import re
 import shutil
 import statistics
@@ -36,6 +35,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "common"))
 import benchlib  # noqa: E402
+from machine import cpu_model  # noqa: E402
 
 COS_MIN = 0.99999
 
@@ -176,17 +176,6 @@ def linked_blas(binary):
 # ---------------------------------------------------------------------------------------------
 # The orchestrator.
 # ---------------------------------------------------------------------------------------------
-
-def cpu_model():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "?"
-
 
 def cpu_flags():
     try:

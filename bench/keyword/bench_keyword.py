@@ -28,18 +28,12 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.join(ROOT, "tests", "daemon"))
+sys.path.insert(0, os.path.join(ROOT, "bench", "common"))
 import numpy as np  # noqa: E402
 import sbertd_harness as harness  # noqa: E402
+from machine import cpu_model  # noqa: E402
 
 import sbertd  # noqa: E402
-
-
-def cpu_model():
-    with open("/proc/cpuinfo") as f:
-        for line in f:
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return "?"
 
 
 def corpus(shared):

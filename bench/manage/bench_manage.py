@@ -21,22 +21,13 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "..", "tests", "daemon"))
+sys.path.insert(0, os.path.join(HERE, "..", "common"))
 import sbertd_harness as h  # noqa: E402
+from machine import cpu_model, loadavg  # noqa: E402
 
 DIM = 384
 
 
-def cpu_model():
-    with open("/proc/cpuinfo") as f:
-        for line in f:
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return "?"
-
-
-def loadavg():
-    with open("/proc/loadavg") as f:
-        return " ".join(f.read().split()[:3])
 
 
 def fs_type(path):

@@ -36,15 +36,9 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "e2e"))
+sys.path.insert(0, os.path.join(HERE, "..", "common"))
 from e2e import Req, load_texts, wait_health  # noqa: E402  (nanomsg via ctypes, the corpus)
-
-
-def cpu_model():
-    with open("/proc/cpuinfo") as f:
-        for line in f:
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return "unknown"
+from machine import cpu_model  # noqa: E402
 
 
 def unit_vector(rng, dim):
