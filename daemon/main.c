@@ -105,6 +105,8 @@ static void reload(struct sbertd *d, int argc, char **argv)
         {"auth_token", offsetof(struct sbertd_config, auth_token), sizeof c->auth_token},
         {"allow_remote", offsetof(struct sbertd_config, allow_remote), sizeof c->allow_remote},
         {"map_size", offsetof(struct sbertd_config, map_size), sizeof c->map_size},
+        {"embedding_cache_mb", offsetof(struct sbertd_config, embedding_cache_mb),
+         sizeof c->embedding_cache_mb},
     };
     for (size_t i = 0; i < sizeof restart_keys / sizeof restart_keys[0]; i++)
         if (memcmp((char *)c + restart_keys[i].off, (char *)&d->cfg + restart_keys[i].off,
@@ -222,6 +224,44 @@ static int load_model(struct sbertd *d)
     return 0;
 }
 
+/* Opens the embedding cache in DATA/embedding-cache/ (d->ecache), unless embedding_cache_mb is 0;
+ * before the store, so that a re-encode at start after a model change goes through it too. The
+ * cache only saves work: one that cannot be opened is logged and the daemon runs without. */
+static void open_ecache(struct sbertd *d)
+{
+    if (!d->cfg.embedding_cache_mb) {
+        sbertd_log(LOG_INFO, "embedding cache: off (embedding_cache_mb = 0)");
+        return;
+    }
+    char dir[4200], why[1024];
+    snprintf(dir, sizeof dir, "%s/embedding-cache", d->cfg.data);
+    make_parents(dir);
+    struct sbertd_ecache_params p = {
+        .dir = dir,
+        .max_bytes = d->cfg.embedding_cache_mb << 20,
+        .model = {.weights_sha256 = d->info->weights_sha256,
+                  .pooling = d->info->pooling,
+                  .normalize = d->info->normalize,
+                  .max_seq_length = d->info->max_seq_length,
+                  .dim = d->info->dim,
+                  .precision = sbert_precision_name(d->info->precision),
+                  .kernel =
+                      d->info->precision == SBERT_PRECISION_INT8 ? d->info->int8_kernel : NULL},
+        .log = sbertd_log_library,
+        .log_user = "embedding cache"};
+    int rc = sbertd_ecache_open(&p, &d->ecache, why, sizeof why);
+    if (rc) {
+        sbertd_log(LOG_WARNING, "embedding cache: cannot open %s (%s: %s); running without it", dir,
+                   sbertd_ecache_strerror(rc), why);
+        return;
+    }
+    struct sbertd_ecache_stats st;
+    sbertd_ecache_stats(d->ecache, &st);
+    sbertd_log(LOG_INFO, "embedding cache: %s, %llu entries, %llu of %llu MiB", dir,
+               (unsigned long long)st.entries, (unsigned long long)(st.bytes >> 20),
+               (unsigned long long)d->cfg.embedding_cache_mb);
+}
+
 /* Opens the store into d->index, re-encoding it first when the model changed and the
  * configuration allows it. Returns 0 or -1 (logged). */
 static int open_store(struct sbertd *d)
@@ -317,13 +357,16 @@ int main(int argc, char **argv)
 
     d.start_us = sbertd_now_us();
     if (load_model(&d)) return 1;
+    open_ecache(&d);
     if (open_store(&d)) {
+        sbertd_ecache_close(d.ecache);
         sbert_model_free(d.model);
         return 1;
     }
     if (sbertd_collections_open(&d)) {
         sbertd_collections_close(&d);
         sbert_index_close(d.index);
+        sbertd_ecache_close(d.ecache);
         sbert_model_free(d.model);
         return 1;
     }
@@ -333,6 +376,7 @@ int main(int argc, char **argv)
     if (sbertd_server_start(&d)) {
         sbertd_collections_close(&d);
         sbert_index_close(d.index);
+        sbertd_ecache_close(d.ecache);
         sbert_model_free(d.model);
         return 1;
     }
@@ -351,6 +395,7 @@ int main(int argc, char **argv)
     sbert_index_close(d.index);
     sbertd_sd_watchdog_stop(wd);
     sbertd_server_free(&d);
+    sbertd_ecache_close(d.ecache);
     sbert_model_free(d.model);
     sbertd_log(LOG_NOTICE, "stopped");
     return 0;
