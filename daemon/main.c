@@ -131,10 +131,14 @@ static void forward_signal(int sig)
     pthread_kill(main_thread, sig);
 }
 
-/* Start-up progress of sbert_index_open(), written by the opening thread, read by the extender. */
+/* Progress of the default collection's long jobs: at start-up (sbert_index_open's rebuild or
+ * re-encode), written by the opening thread and read by the extender, which sends STATUS=; once
+ * serving (a reindex op), sent as STATUS= from here, at most once a second. */
 struct open_progress {
     _Atomic uint64_t done, total;
     _Atomic(const char *) phase;
+    atomic_int serving;
+    _Atomic uint64_t last_status_us;
 };
 
 static void open_progress_note(void *user, const char *phase, uint64_t done, uint64_t total)
@@ -144,7 +148,23 @@ static void open_progress_note(void *user, const char *phase, uint64_t done, uin
         sbertd_log(LOG_NOTICE, "index: %s of %llu documents", phase, (unsigned long long)total);
     atomic_store(&p->done, done);
     atomic_store(&p->total, total);
+    if (!atomic_load(&p->serving)) return;
+    uint64_t now = sbertd_now_us();
+    if (done < total && now - atomic_load(&p->last_status_us) < 1000000) return;
+    atomic_store(&p->last_status_us, now);
+    if (done < total)
+        sd_check(sbertd_sd_status("serving; %s: %llu/%llu documents", phase,
+                                  (unsigned long long)done, (unsigned long long)total),
+                 "STATUS");
+    else
+        sd_check(sbertd_sd_status("serving; %s of %llu documents done", phase,
+                                  (unsigned long long)total),
+                 "STATUS");
 }
+
+/* The default collection's progress (open_progress_note); the store reports through it for its
+ * whole life. */
+static struct open_progress store_progress;
 
 static void open_progress_read(void *ctx, uint64_t *done, uint64_t *total)
 {
@@ -283,16 +303,15 @@ static int open_store(struct sbertd *d)
         ip.reindex_on_open = sbertd_reindex_encode;
         ip.reindex_user = d;
     }
-    /* the store keeps reporting through it after open (a reindex does): it lives as long */
-    static struct open_progress op;
     ip.progress = open_progress_note;
-    ip.progress_user = &op;
+    ip.progress_user = &store_progress;
     make_parents(d->cfg.data);
     sd_check(sbertd_sd_status("opening index in %s", d->cfg.data), "STATUS");
     /* A rebuild or a re-encode can outlast TimeoutStartSec=: the extender asks systemd for more
      * time only while the counters advance. */
     sbertd_sd_extender *ex = NULL;
-    sd_check(sbertd_sd_extender_start("opening index", open_progress_read, &op, 10000000, &ex),
+    sd_check(sbertd_sd_extender_start("opening index", open_progress_read, &store_progress,
+                                      10000000, &ex),
              "EXTEND_TIMEOUT");
     int rc = sbert_index_open(d->cfg.data, &ip, &d->index, err, sizeof err);
     sbertd_sd_extender_stop(ex);
@@ -384,6 +403,7 @@ int main(int argc, char **argv)
     uint64_t ivl = 0;
     sd_check(sbertd_sd_watchdog_start(sbertd_server_alive, sd_log, &d, &wd, &ivl), "watchdog");
     announce_ready(&d);
+    atomic_store(&store_progress.serving, 1);
     serve(&d, &sigs, argc, argv);
 
     sd_check(sbertd_sd_stopping("stopping: draining requests"), "STOPPING");
