@@ -239,13 +239,13 @@ fail:
  * NULL). Logged. */
 static void reset(sbertd_ecache *c, const char *why)
 {
-    say(c, 1, "embedding cache in %s: %s; discarding it and starting empty", c->dir, why);
+    say(c, 1, "%s: %s; discarding it and starting empty", c->dir, why);
     env_close(c);
     discard_files(c);
     c->dirty = 0;
     char err[512];
     if (state_write(c, "clean") || env_open(c, err, sizeof err)) {
-        say(c, 0, "embedding cache in %s cannot be created again (%s): running without it", c->dir,
+        say(c, 0, "%s cannot be created again (%s): running without it", c->dir,
             c->env ? err : "cannot write its state file");
         env_close(c);
     }
@@ -290,14 +290,13 @@ int sbertd_ecache_open(const struct sbertd_ecache_params *p, sbertd_ecache **out
     struct stat st;
     path_of(c, "data.mdb", data, sizeof data);
     if (stat(data, &st) == 0 && !state_trusted(c, reason, sizeof reason)) {
-        say(c, 1, "embedding cache in %s: %s; discarding it and starting empty", c->dir, reason);
+        say(c, 1, "%s: %s; discarding it and starting empty", c->dir, reason);
         discard_files(c);
     }
     char err[512];
     int rc = env_open(c, err, sizeof err);
     if (rc) {
-        say(c, 1, "embedding cache in %s cannot be opened (%s); discarding it and starting empty",
-            c->dir, err);
+        say(c, 1, "%s cannot be opened (%s); discarding it and starting empty", c->dir, err);
         discard_files(c);
         rc = env_open(c, err, sizeof err);
     }
@@ -480,8 +479,8 @@ void sbertd_ecache_get(sbertd_ecache *c, const uint8_t *keys, size_t n, float *o
         hits = 0;
         reset(c, mdb_strerror(rc));
     } else if (n_bad) {
-        say(c, 1, "embedding cache in %s: %zu entr%s failed their check; dropped, encoding again",
-            c->dir, n_bad, n_bad == 1 ? "y" : "ies");
+        say(c, 1, "%s: %zu entr%s failed their check; dropped, encoding again", c->dir, n_bad,
+            n_bad == 1 ? "y" : "ies");
         drop_bad(c, keys, bad, n_bad);
     }
     c->hits += hits;
@@ -518,8 +517,7 @@ int sbertd_ecache_put(sbertd_ecache *c, const uint8_t *keys, size_t n, const flo
     MDB_txn *txn;
     if (!c->env) goto out;
     if (sync_state(c, 1)) {
-        say(c, 1, "embedding cache in %s: cannot write its state file: %s; not storing", c->dir,
-            strerror(errno));
+        say(c, 1, "%s: cannot write its state file: %s; not storing", c->dir, strerror(errno));
         ret = SBERTD_ECACHE_EIO;
         goto out;
     }
@@ -565,7 +563,7 @@ int sbertd_ecache_put(sbertd_ecache *c, const uint8_t *keys, size_t n, const flo
     if (rc == MDB_MAP_FULL) {
         /* the pages LMDB keeps for its readers and free lists outgrew the map: make room for the
          * next writes rather than grow past the bound */
-        say(c, 2, "embedding cache in %s: map full; evicting half of it", c->dir);
+        say(c, 2, "%s: map full; evicting half of it", c->dir);
         uint64_t max = c->max_bytes;
         c->max_bytes = c->bytes / 2;
         int erc = mdb_txn_begin(c->env, NULL, 0, &txn);
@@ -578,8 +576,7 @@ int sbertd_ecache_put(sbertd_ecache *c, const uint8_t *keys, size_t n, const flo
         ret = SBERTD_ECACHE_ELMDB;
         rc = 0;
     }
-    if (!rc && sync_state(c, 0))
-        say(c, 1, "embedding cache in %s: sync failed: %s", c->dir, strerror(errno));
+    if (!rc && sync_state(c, 0)) say(c, 1, "%s: sync failed: %s", c->dir, strerror(errno));
 out:
     if (rc) {
         ret = SBERTD_ECACHE_ELMDB;
@@ -600,6 +597,7 @@ void sbertd_ecache_stats(sbertd_ecache *c, struct sbertd_ecache_stats *st)
         if (!mdb_stat(txn, c->vec, &ms)) st->entries = ms.ms_entries;
         mdb_txn_abort(txn);
     }
+    st->open = c->env != NULL;
     st->bytes = c->env ? c->bytes : 0;
     st->max_bytes = c->max_bytes;
     st->hits = c->hits;

@@ -86,6 +86,7 @@ int sbertd_ecache_put(sbertd_ecache *c, const uint8_t *keys, size_t n, const flo
                       const int *truncated);
 
 struct sbertd_ecache_stats {
+    int open; /* 0 once a reset failed to create the cache again: it stores nothing any more */
     uint64_t entries, bytes, max_bytes;
     uint64_t hits, misses, evictions; /* since open */
 };

@@ -100,7 +100,7 @@ void sbertd_counters_get(const struct sbertd *d, struct sbertd_counters *out)
     out->encode_s = (double)atomic_load(&d->enc_us) / 1e6;
     struct sbertd_ecache_stats st = {0};
     if (d->ecache) sbertd_ecache_stats(d->ecache, &st);
-    out->cache_enabled = d->ecache != NULL;
+    out->cache_enabled = st.open;
     out->cache_entries = st.entries;
     out->cache_bytes = st.bytes;
     out->cache_max_bytes = st.max_bytes;

@@ -7,6 +7,7 @@ Each test starts the daemon on a fresh temporary data directory; the cache lives
 DATA/embedding-cache/ (daemon/ecache.h).
 """
 import os
+import random
 import struct
 import sys
 import time
@@ -154,6 +155,36 @@ def test_corrupt_entry(d):
     c.close()
 
 
+def test_corrupt_pages(d):
+    """Random bytes written over every page of the cache file but LMDB's two meta pages (branch,
+    leaf and free-list pages alike): the daemon keeps serving, and every text added again gets the
+    encoder's vector, from the cache only where its entry passed its check."""
+    c = d.client()
+    docs = [{"id": "t%d" % i, "text": "page damage text %d" % i} for i in range(300)]
+    ok(c.call("add", documents=docs))
+    want = {x["id"]: x["vector"] for x in ok(c.call("get", ids=[x["id"] for x in docs],
+                                                   include=["vector"]))["documents"]}
+    c.close()
+    check(d.stop() == 0, "clean stop")
+    size = os.path.getsize(cache_file(d))
+    rng = random.Random(12)
+    with open(cache_file(d), "r+b") as f:
+        for page in range(2, size // 4096):
+            f.seek(page * 4096 + rng.randrange(0, 4096 - 64))
+            f.write(bytes(rng.randrange(256) for _ in range(64)))
+    d.start()
+    c = d.client()
+    r = ok(c.call("add", documents=[{"id": "n" + x["id"], "text": x["text"]} for x in docs]))
+    check(r["encoded"] + r["cached"] == 300, "counts: %r" % r)
+    got = ok(c.call("get", ids=["n" + x["id"] for x in docs], include=["vector"]))["documents"]
+    for g in got:
+        w = want[g["id"][1:]]
+        check(max(abs(a - b) for a, b in zip(w, g["vector"])) < 1e-6,
+              "%s: the encoder's vector (%d cached)" % (g["id"], r["cached"]))
+    ok(c.call("health"))
+    c.close()
+
+
 def test_corrupt_file(d):
     """A cache file LMDB cannot read (its meta pages overwritten) or a state file from another
     boot with unsynced writes: the daemon starts, logs, discards the cache and works with a fresh
@@ -262,6 +293,7 @@ TESTS = [
     ("duplicates_and_readd", test_duplicates_and_readd, {}),
     ("survives_restart", test_survives_restart, {}),
     ("corrupt_entry", test_corrupt_entry, {}),
+    ("corrupt_pages", test_corrupt_pages, {}),
     ("corrupt_file", test_corrupt_file, {}),
     ("precision_not_shared", test_precision_not_shared, {}),
     ("size_bound", test_size_bound, {"config": "embedding_cache_mb = 1\n"}),
