@@ -18,7 +18,7 @@
 
 #define MAGIC 0x31434553u /* "SEC1" in a little-endian file: the value format, version 1 */
 #define FORMAT 1u
-#define HEAD_BYTES 24
+#define HEAD_BYTES 48
 #define CHECK_BYTES 8
 /* Unsynced writes are synced (and the state marked clean) at most this often: a machine crash
  * then costs the cache, never more than this much of the store's work to redo. */
@@ -27,8 +27,8 @@
 struct sbertd_ecache {
     pthread_mutex_t mu;
     char dir[4096];
-    MDB_env *env; /* NULL when a reset failed: every get misses, every put is dropped */
-    MDB_dbi vec, seq, meta;
+    MDB_env *env;            /* NULL when a reset failed: every get misses, every put is dropped */
+    MDB_dbi keys, vec, meta; /* key -> seq; seq -> value; "format", "bytes" */
     uint64_t max_bytes, map_size;
     int dim;
     struct sbert_sha256 prefix; /* the key's hash state after the model's identity */
@@ -179,8 +179,8 @@ static int env_open(sbertd_ecache *c, char *why, size_t whylen)
         (what = "mdb_env_set_maxdbs", rc = mdb_env_set_maxdbs(c->env, 3)) ||
         (what = "mdb_env_open", rc = mdb_env_open(c->env, c->dir, MDB_NOSYNC | MDB_NOTLS, 0640)) ||
         (what = "mdb_txn_begin", rc = mdb_txn_begin(c->env, NULL, 0, &txn)) ||
-        (what = "mdb_dbi_open", rc = mdb_dbi_open(txn, "vec", MDB_CREATE, &c->vec)) ||
-        (rc = mdb_dbi_open(txn, "seq", MDB_CREATE, &c->seq)) ||
+        (what = "mdb_dbi_open", rc = mdb_dbi_open(txn, "key", MDB_CREATE, &c->keys)) ||
+        (rc = mdb_dbi_open(txn, "vec", MDB_CREATE, &c->vec)) ||
         (rc = mdb_dbi_open(txn, "meta", MDB_CREATE, &c->meta)))
         goto fail;
     MDB_val k = K_FORMAT, v;
@@ -209,7 +209,7 @@ static int env_open(sbertd_ecache *c, char *why, size_t whylen)
     }
     c->next_seq = 1;
     what = "mdb_cursor_open";
-    if ((rc = mdb_cursor_open(txn, c->seq, &cur))) goto fail;
+    if ((rc = mdb_cursor_open(txn, c->vec, &cur))) goto fail;
     rc = mdb_cursor_get(cur, &k, &v, MDB_LAST);
     if (rc == 0 && k.mv_size == 8) {
         const uint8_t *b = k.mv_data;
@@ -263,9 +263,9 @@ int sbertd_ecache_open(const struct sbertd_ecache_params *p, sbertd_ecache **out
     pthread_mutex_init(&c->mu, NULL);
     snprintf(c->dir, sizeof c->dir, "%s", p->dir);
     c->max_bytes = p->max_bytes;
-    /* LMDB's pages hold two entries of a 384-dim model each (a node of 1.6 KB in a 4 KiB page),
-     * and freed pages wait for the next transactions: twice the bound plus room for one large
-     * write transaction */
+    /* the vector table's pages hold two 384-dim entries each (1.6 KB records in 4 KiB pages),
+     * and a write transaction's copied pages are freed only at its commit: twice the bound plus
+     * room for a large write transaction */
     c->map_size = p->max_bytes * 2 + (64u << 20);
     c->dim = p->model.dim;
     c->log = p->log;
@@ -341,19 +341,26 @@ static size_t value_bytes(const sbertd_ecache *c)
     return HEAD_BYTES + (size_t)c->dim * sizeof(float) + CHECK_BYTES;
 }
 
-static void entry_check(const uint8_t *key, const uint8_t *val, size_t body, uint8_t out[8])
+/* What an entry's two records count in bytes: the key's (key, seq) and the vector's (seq, value).
+ */
+#define KEY_RECORD_BYTES (SBERTD_ECACHE_KEY_BYTES + 8u)
+static uint64_t vec_record_bytes(const sbertd_ecache *c)
+{
+    return 8u + value_bytes(c);
+}
+
+static void entry_check(const uint8_t *val, size_t body, uint8_t out[CHECK_BYTES])
 {
     struct sbert_sha256 h;
     uint8_t d[32];
     sbert_sha256_init(&h);
-    sbert_sha256_update(&h, key, SBERTD_ECACHE_KEY_BYTES);
     sbert_sha256_update(&h, val, body);
     sbert_sha256_final(&h, d);
     memcpy(out, d, CHECK_BYTES);
 }
 
-/* 1 when v is an intact entry of key for c's dimension; its seq in *seq. */
-static int entry_valid(const sbertd_ecache *c, const uint8_t *key, const MDB_val *v, uint64_t *seq)
+/* 1 when v is an intact value of key (NULL: of any key) for c's dimension. */
+static int entry_valid(const sbertd_ecache *c, const uint8_t *key, const MDB_val *v)
 {
     if (v->mv_size != value_bytes(c)) return 0;
     const uint8_t *b = v->mv_data;
@@ -361,11 +368,10 @@ static int entry_valid(const sbertd_ecache *c, const uint8_t *key, const MDB_val
     memcpy(&magic, b, 4);
     memcpy(&dim, b + 8, 4);
     if (magic != MAGIC || dim != (uint32_t)c->dim) return 0;
+    if (key && memcmp(b + 16, key, SBERTD_ECACHE_KEY_BYTES) != 0) return 0;
     uint8_t chk[CHECK_BYTES];
-    entry_check(key, b, v->mv_size - CHECK_BYTES, chk);
-    if (memcmp(chk, b + v->mv_size - CHECK_BYTES, CHECK_BYTES) != 0) return 0;
-    memcpy(seq, b + 16, 8);
-    return 1;
+    entry_check(b, v->mv_size - CHECK_BYTES, chk);
+    return memcmp(chk, b + v->mv_size - CHECK_BYTES, CHECK_BYTES) == 0;
 }
 
 static void seq_key(uint64_t s, uint8_t out[8])
@@ -374,46 +380,59 @@ static void seq_key(uint64_t s, uint8_t out[8])
         out[i] = (uint8_t)s;
 }
 
-/* Deletes key from vec in txn, subtracting its bytes. */
-static int entry_del(sbertd_ecache *c, MDB_txn *txn, MDB_val *k)
+/* Deletes key's record and the vector record it names, in txn, subtracting their bytes. */
+static int entry_del(sbertd_ecache *c, MDB_txn *txn, const uint8_t *key)
 {
-    MDB_val v;
-    int rc = mdb_get(txn, c->vec, k, &v);
+    MDB_val k = {SBERTD_ECACHE_KEY_BYTES, (void *)key}, s, v;
+    int rc = mdb_get(txn, c->keys, &k, &s);
     if (rc) return rc == MDB_NOTFOUND ? 0 : rc;
-    size_t sz = k->mv_size + v.mv_size;
-    if ((rc = mdb_del(txn, c->vec, k, NULL))) return rc;
-    c->bytes = c->bytes > sz ? c->bytes - sz : 0;
+    uint8_t sk[8];
+    int has_seq = s.mv_size == sizeof sk;
+    if (has_seq) memcpy(sk, s.mv_data, sizeof sk);
+    if ((rc = mdb_del(txn, c->keys, &k, NULL))) return rc;
+    c->bytes = c->bytes > KEY_RECORD_BYTES ? c->bytes - KEY_RECORD_BYTES : 0;
+    if (!has_seq) return 0;
+    s.mv_size = sizeof sk;
+    s.mv_data = sk;
+    rc = mdb_get(txn, c->vec, &s, &v);
+    if (rc) return rc == MDB_NOTFOUND ? 0 : rc;
+    /* another key's vector: a damaged key record pointed there */
+    if (v.mv_size >= HEAD_BYTES && memcmp((const uint8_t *)v.mv_data + 16, key, 32) != 0) return 0;
+    if ((rc = mdb_del(txn, c->vec, &s, NULL))) return rc;
+    uint64_t vr = vec_record_bytes(c);
+    c->bytes = c->bytes > vr ? c->bytes - vr : 0;
     return 0;
 }
 
-/* Evicts the oldest entries until the bytes plus incoming fit under max_bytes, or none is left.
- * A seq record whose entry was since dropped (it failed its check) or stored again under a newer
- * seq is removed on its own. */
+/* Evicts the oldest entries (the vector table is in insertion order) until the bytes plus
+ * incoming fit under max_bytes, or none is left. */
 static int evict(sbertd_ecache *c, MDB_txn *txn, uint64_t incoming)
 {
     MDB_cursor *cur;
-    int rc = mdb_cursor_open(txn, c->seq, &cur);
+    int rc = mdb_cursor_open(txn, c->vec, &cur);
     if (rc) return rc;
-    MDB_val sk, key;
+    MDB_val sk, v;
+    uint64_t vr = vec_record_bytes(c);
     while (c->bytes + incoming > c->max_bytes &&
-           (rc = mdb_cursor_get(cur, &sk, &key, MDB_FIRST)) == 0) {
-        uint64_t s = 0, es = 0;
-        for (size_t i = 0; i < sk.mv_size && i < 8; i++)
-            s = s << 8 | ((const uint8_t *)sk.mv_data)[i];
-        MDB_val v;
-        uint8_t kbuf[SBERTD_ECACHE_KEY_BYTES];
-        int owns = key.mv_size == sizeof kbuf;
-        if (owns) memcpy(kbuf, key.mv_data, sizeof kbuf);
-        MDB_val k = {sizeof kbuf, kbuf};
+           (rc = mdb_cursor_get(cur, &sk, &v, MDB_FIRST)) == 0) {
+        uint8_t key[SBERTD_ECACHE_KEY_BYTES], seq[8];
+        int has_key = v.mv_size >= HEAD_BYTES && sk.mv_size == sizeof seq;
+        if (has_key) {
+            memcpy(key, (const uint8_t *)v.mv_data + 16, sizeof key);
+            memcpy(seq, sk.mv_data, sizeof seq);
+        }
         if ((rc = mdb_cursor_del(cur, 0))) break;
-        if (!owns) continue;
-        rc = mdb_get(txn, c->vec, &k, &v);
+        c->bytes = c->bytes > vr ? c->bytes - vr : 0;
+        c->evictions++;
+        if (!has_key) continue;
+        /* the key's record goes with it when it names this vector */
+        MDB_val k = {sizeof key, key}, s;
+        rc = mdb_get(txn, c->keys, &k, &s);
         if (rc == MDB_NOTFOUND) continue;
         if (rc) break;
-        /* an entry that fails its check here goes too: it would only be dropped on its hit */
-        if (entry_valid(c, kbuf, &v, &es) && es != s) continue;
-        if ((rc = entry_del(c, txn, &k))) break;
-        c->evictions++;
+        if (s.mv_size != sizeof seq || memcmp(s.mv_data, seq, sizeof seq) != 0) continue;
+        if ((rc = mdb_del(txn, c->keys, &k, NULL))) break;
+        c->bytes = c->bytes > KEY_RECORD_BYTES ? c->bytes - KEY_RECORD_BYTES : 0;
     }
     mdb_cursor_close(cur);
     return rc == MDB_NOTFOUND ? 0 : rc;
@@ -425,15 +444,13 @@ static int save_bytes(sbertd_ecache *c, MDB_txn *txn)
     return mdb_put(txn, c->meta, &k, &v, 0);
 }
 
-/* Drops the n entries of keys (each failed its check). */
+/* Drops the entries of the n keys at bad (each failed its check). */
 static void drop_bad(sbertd_ecache *c, const uint8_t *keys, const size_t *bad, size_t n)
 {
     MDB_txn *txn;
     int rc = mdb_txn_begin(c->env, NULL, 0, &txn);
-    for (size_t i = 0; !rc && i < n; i++) {
-        MDB_val k = {SBERTD_ECACHE_KEY_BYTES, (void *)(keys + bad[i] * SBERTD_ECACHE_KEY_BYTES)};
-        rc = entry_del(c, txn, &k);
-    }
+    for (size_t i = 0; !rc && i < n; i++)
+        rc = entry_del(c, txn, keys + bad[i] * SBERTD_ECACHE_KEY_BYTES);
     if (!rc) rc = save_bytes(c, txn);
     if (rc)
         mdb_txn_abort(txn);
@@ -452,15 +469,16 @@ void sbertd_ecache_get(sbertd_ecache *c, const uint8_t *keys, size_t n, float *o
     int rc = c->env ? mdb_txn_begin(c->env, NULL, MDB_RDONLY, &txn) : 0;
     for (size_t i = 0; c->env && !rc && i < n; i++) {
         const uint8_t *key = keys + i * SBERTD_ECACHE_KEY_BYTES;
-        MDB_val k = {SBERTD_ECACHE_KEY_BYTES, (void *)key}, v;
-        uint64_t seq;
-        rc = mdb_get(txn, c->vec, &k, &v);
+        MDB_val k = {SBERTD_ECACHE_KEY_BYTES, (void *)key}, s, v;
+        rc = mdb_get(txn, c->keys, &k, &s);
         if (rc == MDB_NOTFOUND) {
             rc = 0;
             continue;
         }
-        if (rc) break;
-        if (!entry_valid(c, key, &v, &seq)) {
+        if (!rc && s.mv_size == 8) rc = mdb_get(txn, c->vec, &s, &v);
+        if (rc && rc != MDB_NOTFOUND) break;
+        if (rc || s.mv_size != 8 || !entry_valid(c, key, &v)) {
+            rc = 0;
             if (!bad && !(bad = malloc(n * sizeof *bad))) continue;
             bad[n_bad++] = i;
             continue;
@@ -524,29 +542,28 @@ int sbertd_ecache_put(sbertd_ecache *c, const uint8_t *keys, size_t n, const flo
     if ((rc = mdb_txn_begin(c->env, NULL, 0, &txn))) goto out;
     /* what the transaction changes in memory, restored should it not commit */
     uint64_t was_bytes = c->bytes, was_seq = c->next_seq, was_evictions = c->evictions;
-    uint64_t incoming = (uint64_t)n * (SBERTD_ECACHE_KEY_BYTES + vb);
+    uint64_t incoming = (uint64_t)n * (KEY_RECORD_BYTES + vec_record_bytes(c));
     rc = evict(c, txn, incoming < c->max_bytes ? incoming : c->max_bytes);
     for (size_t i = 0; !rc && i < n; i++) {
         const uint8_t *key = keys + i * SBERTD_ECACHE_KEY_BYTES;
         uint32_t head[4] = {MAGIC, truncated && truncated[i] ? 1u : 0u, (uint32_t)c->dim, 0};
-        uint64_t seq = c->next_seq;
         memcpy(val, head, sizeof head);
-        memcpy(val + 16, &seq, 8);
+        memcpy(val + 16, key, SBERTD_ECACHE_KEY_BYTES);
         memcpy(val + HEAD_BYTES, vecs + i * (size_t)c->dim, (size_t)c->dim * sizeof(float));
-        entry_check(key, val, vb - CHECK_BYTES, val + vb - CHECK_BYTES);
-        MDB_val k = {SBERTD_ECACHE_KEY_BYTES, (void *)key}, v = {vb, val};
-        rc = mdb_put(txn, c->vec, &k, &v, MDB_NOOVERWRITE);
+        entry_check(val, vb - CHECK_BYTES, val + vb - CHECK_BYTES);
+        uint8_t sk[8];
+        seq_key(c->next_seq, sk);
+        MDB_val k = {SBERTD_ECACHE_KEY_BYTES, (void *)key}, s = {8, sk}, v = {vb, val};
+        rc = mdb_put(txn, c->keys, &k, &s, MDB_NOOVERWRITE);
         if (rc == MDB_KEYEXIST) {
             rc = 0;
             continue;
         }
-        uint8_t sk[8];
-        seq_key(seq, sk);
-        MDB_val s = {8, sk};
-        if (!rc) rc = mdb_put(txn, c->seq, &s, &k, MDB_APPEND);
+        /* appended in seq order: the vector table's pages fill up, and eviction takes its head */
+        if (!rc) rc = mdb_put(txn, c->vec, &s, &v, MDB_APPEND);
         if (!rc) {
             c->next_seq++;
-            c->bytes += SBERTD_ECACHE_KEY_BYTES + vb;
+            c->bytes += KEY_RECORD_BYTES + vec_record_bytes(c);
         }
     }
     if (!rc) rc = evict(c, txn, 0);
