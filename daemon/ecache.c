@@ -20,8 +20,9 @@
 #define FORMAT 1u
 #define HEAD_BYTES 48
 #define CHECK_BYTES 8
-/* Unsynced writes are synced (and the state marked clean) at most this often: a machine crash
- * then costs the cache, never more than this much of the store's work to redo. */
+/* Writes are synced, and the state marked clean, by the first write at least this long after the
+ * last sync, and at close. A machine crash discards a dirty cache; syncing at every write would
+ * add fsyncs to each add, which already pays the store's. */
 #define SYNC_EVERY_US (30u * 1000000u)
 
 struct sbertd_ecache {
@@ -283,6 +284,7 @@ int sbertd_ecache_open(const struct sbertd_ecache_params *p, sbertd_ecache **out
 
     if (mkdir(c->dir, 0750) != 0 && errno != EEXIST) {
         int e = errno;
+        pthread_mutex_destroy(&c->mu);
         free(c);
         return sbert_util_errf(why, whylen, SBERTD_ECACHE_EIO, "mkdir %s: %s", p->dir, strerror(e));
     }
@@ -308,6 +310,7 @@ int sbertd_ecache_open(const struct sbertd_ecache_params *p, sbertd_ecache **out
     }
     c->dirty = state == 2; /* close syncs what the last run left unsynced */
     if (rc) {
+        pthread_mutex_destroy(&c->mu);
         free(c);
         return sbert_util_errf(why, whylen, rc, "%s", err);
     }
