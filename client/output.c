@@ -219,8 +219,8 @@ void sbc_table_free(sbc_table *t)
 
 struct sbc_progress {
     FILE *f;
-    long total, done;
-    const char *unit;
+    long total, done, done2;
+    const char *unit, *unit2; /* unit2: the second count's, or NULL */
     double t0, last_draw;
     int drawn;
 };
@@ -262,6 +262,7 @@ static void draw(sbc_progress *p, double t)
         fputc(']', p->f);
     }
     fprintf(p->f, " %.0f %s/s", rate, p->unit);
+    if (p->unit2) fprintf(p->f, " %.0f %s/s", el > 0 ? (double)p->done2 / el : 0, p->unit2);
     if (p->total >= 0 && rate > 0 && p->done < p->total) {
         long eta = (long)((double)(p->total - p->done) / rate + 0.5);
         fprintf(p->f, " ETA %ld:%02ld", eta / 60, eta % 60);
@@ -280,6 +281,13 @@ void sbc_progress_update(sbc_progress *p, long done)
     p->done = done;
     double t = now_s();
     if (!p->drawn || t - p->last_draw >= 0.1) draw(p, t);
+}
+
+void sbc_progress_count(sbc_progress *p, const char *unit, long n)
+{
+    if (!p) return;
+    p->unit2 = unit;
+    p->done2 = n;
 }
 
 void sbc_progress_finish(sbc_progress *p)

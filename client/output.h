@@ -72,6 +72,10 @@ int sbc_progress_create(FILE *f, long total, const char *unit, sbc_progress **ou
 /* Records that done items are complete (monotonic) and redraws when due. */
 void sbc_progress_update(sbc_progress *p, long done);
 
+/* Sets a second count (e.g. passages, when the bar counts files), shown with its rate after the
+ * first: "  310 files/s  1200 passages/s". unit is borrowed, as create's. NULL p is allowed. */
+void sbc_progress_count(sbc_progress *p, const char *unit, long n);
+
 /* Draws the final state, ends the line and frees p. NULL is allowed. */
 void sbc_progress_finish(sbc_progress *p);
 

@@ -14,6 +14,7 @@
 #include "conn.h"
 #ifdef SBERTCTL_FILES
 #include "files.h"
+#include "notify.h"
 #endif
 #include "input.h"
 #include "output.h"
@@ -461,7 +462,8 @@ struct add_state {
     cJSON *ids; /* every id, in input order, for --json */
     long n_done;
     long n_truncated;
-    sbc_table *table; /* add TEXT...: id and text per row */
+    long n_encoded, n_cached; /* the replies' "encoded" and "cached" (the embedding cache) */
+    sbc_table *table;         /* add TEXT...: id and text per row */
 };
 
 /* An add request for docs (taken): a fresh req_id, so that a re-send is recognised. NULL when
@@ -485,6 +487,11 @@ static void add_count(struct add_state *st, cJSON *rep, const cJSON *ids, int n_
     cJSON_ArrayForEach(id, ids) cJSON_AddItemToArray(st->ids, cJSON_Duplicate(id, 1));
     const cJSON *tr = cJSON_GetObjectItemCaseSensitive(rep, "truncated");
     if (cJSON_IsArray(tr)) st->n_truncated += cJSON_GetArraySize(tr);
+    const cJSON *enc = cJSON_GetObjectItemCaseSensitive(rep, "encoded");
+    const cJSON *cached = cJSON_GetObjectItemCaseSensitive(rep, "cached");
+    /* a daemon without the cache's counts encoded every text */
+    st->n_encoded += cJSON_IsNumber(enc) ? (long)enc->valuedouble : n_docs;
+    st->n_cached += cJSON_IsNumber(cached) ? (long)cached->valuedouble : 0;
     st->n_done += n_docs;
     cJSON_Delete(rep);
 }
@@ -1642,12 +1649,17 @@ struct index_run {
     int track;        /* fill seen and unknown */
     int stopped;      /* sync --watch: SIGINT or SIGTERM came, the run stopped between batches */
     long skipped, unchanged, indexed, failed, deleted;
+    /* texts sent (one a file until the daemon splits documents into passages), and of those the
+     * ones the daemon encoded and the ones its embedding cache served */
+    long passages, encoded, cached;
 };
 
 /* Limits and options of a run. */
 struct index_cfg {
     size_t batch, max_file, max_text, max_bytes, max_ids;
     int progress;
+    const char *what;   /* "index" or "sync DIR", for STATUS= */
+    sbc_notify *notify; /* $NOTIFY_SOCKET's, or NULL */
 };
 
 static int push_str(char ***v, size_t *n, size_t *cap, const char *s)
@@ -1800,6 +1812,9 @@ static int index_batch(struct ctx *c, struct index_run *r, const struct index_fi
             2 * (size_t)strlen(cJSON_GetObjectItemCaseSensitive(doc, "text")->valuestring) + 4096;
         in_batch++;
     }
+    r->passages += st.n_done;
+    r->encoded += st.n_encoded;
+    r->cached += st.n_cached;
     cJSON_Delete(batch);
     cJSON_Delete(st.ids);
     cJSON_Delete(stored);
@@ -1813,13 +1828,39 @@ static int stop_pending(void)
     return sigpending(&p) == 0 && (sigismember(&p, SIGINT) == 1 || sigismember(&p, SIGTERM) == 1);
 }
 
-/* The files the walk collected, batch by batch, with a progress bar on a terminal. */
+static double mono_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* STATUS= for systemd while a run goes (at most once a second): where it is, its rates, ETA. */
+static void index_notify(const struct index_cfg *cfg, const struct index_run *r, size_t done,
+                         double t0)
+{
+    if (!cfg->notify) return;
+    double el = mono_s() - t0, rate = el > 0 ? (double)done / el : 0;
+    long eta = rate > 0 ? (long)((double)(r->n - done) / rate + 0.5) : -1;
+    char etas[32] = "";
+    if (eta >= 0) snprintf(etas, sizeof etas, ", ETA %ld:%02ld", eta / 60, eta % 60);
+    sbc_notify_status(
+        cfg->notify, 0,
+        "%s: %zu/%zu files, %ld passages (%ld encoded, %ld from cache), %.0f files/s, "
+        "%.0f passages/s%s",
+        cfg->what, done, r->n, r->passages, r->encoded, r->cached, rate,
+        el > 0 ? (double)r->passages / el : 0, etas);
+}
+
+/* The files the walk collected, batch by batch, with a progress bar on a terminal (files/s,
+ * passages/s, ETA) and STATUS= lines under systemd. */
 static int index_files(struct ctx *c, struct index_run *r, const struct index_cfg *cfg)
 {
     int rc = EXIT_OK;
     sbc_progress *bar = NULL;
     if (cfg->progress && isatty(STDERR_FILENO))
         sbc_progress_create(stderr, (long)r->n, "files", &bar);
+    double t0 = mono_s();
     for (size_t i = 0; rc == EXIT_OK && i < r->n; i += cfg->batch) {
         if (stop_pending()) {
             r->stopped = 1;
@@ -1827,9 +1868,11 @@ static int index_files(struct ctx *c, struct index_run *r, const struct index_cf
         }
         size_t n = r->n - i < cfg->batch ? r->n - i : cfg->batch;
         rc = index_batch(c, r, r->v + i, n, cfg);
-        if (bar) sbc_progress_update(bar, (long)(i + n));
+        sbc_progress_count(bar, "passages", r->passages);
+        sbc_progress_update(bar, (long)(i + n));
+        index_notify(cfg, r, i + n, t0);
     }
-    if (bar) sbc_progress_finish(bar);
+    sbc_progress_finish(bar);
     return rc;
 }
 
@@ -1870,24 +1913,34 @@ static int index_config(struct ctx *c, const struct args *a, struct index_cfg *c
     cfg->max_ids = (size_t)stats_limit(stats, "max_batch", ADD_BATCH_MAX);
     if (cfg->max_ids > ADD_BATCH_MAX) cfg->max_ids = ADD_BATCH_MAX;
     cfg->progress = !a->val[IX_NOPROGRESS];
+    cfg->what = "index"; /* sync names its directory */
+    cfg->notify = NULL;
     cJSON_Delete(stats);
+    int nrc = sbc_notify_open(&cfg->notify);
+    if (nrc) errmsg("no STATUS= for systemd: %s", sbc_notify_strerror(nrc));
     return EXIT_OK;
 }
 
-/* The summary line of the issue (each file is one document, encoded whole, until the daemon
- * keeps passages: passages = encoded = indexed, none from the cache). */
-static void index_summary(const struct ctx *c, const struct index_run *r)
+/* The summary line of the issue, on stdout and (the run's last STATUS=) to systemd. passages
+ * counts the texts sent (one a file until the daemon keeps passages); encoded and cached are the
+ * daemon's counts of them. */
+static void index_summary(const struct ctx *c, const struct index_cfg *cfg,
+                          const struct index_run *r)
 {
+    char line[256];
+    snprintf(line, sizeof line,
+             "indexed %ld files, %ld passages (%ld encoded, %ld from cache), skipped %ld, "
+             "deleted %ld",
+             r->indexed, r->passages, r->encoded, r->cached, r->skipped + r->unchanged, r->deleted);
     if (c->json)
-        printf("{\"indexed\":%ld,\"passages\":%ld,\"encoded\":%ld,\"cached\":0,\"skipped\":%ld,"
+        printf("{\"indexed\":%ld,\"passages\":%ld,\"encoded\":%ld,\"cached\":%ld,\"skipped\":%ld,"
                "\"deleted\":%ld,\"unchanged\":%ld,\"failed\":%ld}\n",
-               r->indexed, r->indexed, r->indexed, r->skipped + r->unchanged, r->deleted,
-               r->unchanged, r->failed);
+               r->indexed, r->passages, r->encoded, r->cached, r->skipped + r->unchanged,
+               r->deleted, r->unchanged, r->failed);
     else
-        printf("indexed %ld files, %ld passages (%ld encoded, 0 from cache), skipped %ld, "
-               "deleted %ld\n",
-               r->indexed, r->indexed, r->indexed, r->skipped + r->unchanged, r->deleted);
+        printf("%s\n", line);
     fflush(stdout);
+    sbc_notify_status(cfg->notify, 1, "%s: %s", cfg->what, line);
 }
 
 static int cmd_index(struct ctx *c, const struct args *a)
@@ -1908,9 +1961,10 @@ static int cmd_index(struct ctx *c, const struct args *a)
         }
     }
     if (rc == EXIT_OK) rc = index_files(c, &r, &cfg);
-    if (rc == EXIT_OK) index_summary(c, &r);
+    if (rc == EXIT_OK) index_summary(c, &cfg, &r);
     if (rc == EXIT_OK && r.failed) rc = EXIT_REPLY;
     index_run_free(&r);
+    sbc_notify_free(cfg.notify);
     return rc;
 }
 
@@ -2012,6 +2066,7 @@ static int sync_round(struct ctx *c, const struct index_cfg *cfg, const char *di
     index_run_free(r);
     r->name = "sync";
     r->track = 1;
+    sbc_notify_status(cfg->notify, 1, "%s: walking the tree", cfg->what);
     char err[PATH_MAX + 256];
     int w = sbc_files_walk(dir, index_collect, r, err, sizeof err);
     if (w) {
@@ -2047,7 +2102,7 @@ static int sync_watch(struct ctx *c, const struct index_cfg *cfg, const char *di
         long unwatched = sbc_watch_unwatched(w, err, sizeof err);
         if (unwatched) errmsg("sync: %ld directories not followed, the first %s", unwatched, err);
         rc = sync_round(c, cfg, dir, root, r);
-        index_summary(c, r);
+        index_summary(c, cfg, r);
     }
 }
 
@@ -2088,15 +2143,27 @@ static int cmd_sync(struct ctx *c, const struct args *a)
             errmsg("sync: %ld directories not followed, the first %s", unwatched, err);
         }
     }
-    struct index_cfg cfg;
+    struct index_cfg cfg = {0};
     if (rc == EXIT_OK) rc = index_config(c, a, &cfg);
     struct index_run r = {0};
+    char *what = NULL;
+    if (rc == EXIT_OK && asprintf(&what, "sync %s", root) < 0) {
+        what = NULL;
+        errmsg("out of memory");
+        rc = EXIT_REPLY;
+    }
     if (rc == EXIT_OK) {
+        cfg.what = what;
         rc = sync_round(c, &cfg, dir, root, &r);
         /* as index: a run that failed prints no summary, unless rounds follow */
-        if (rc == EXIT_OK || w) index_summary(c, &r);
+        if (rc == EXIT_OK || w) index_summary(c, &cfg, &r);
+        /* Type=notify (docs/sync.md): the first round is done; --watch follows from here */
+        if (sbc_notify_send(cfg.notify, "READY=1"))
+            errmsg("sync: cannot send READY=1 to NOTIFY_SOCKET: %s", strerror(errno));
         if (w) rc = sync_watch(c, &cfg, dir, root, w, &waitmask, &r, rc);
     }
+    sbc_notify_free(cfg.notify);
+    free(what);
     sbc_watch_free(w);
     index_run_free(&r);
     free(root);

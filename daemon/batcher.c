@@ -105,12 +105,128 @@ static void *encoder_main(void *arg)
     return NULL;
 }
 
+static int encode_error(int rc, struct sbert_proto_error *err)
+{
+    if (rc == SBERT_EUTF8)
+        return sbert_proto_error_set(err, SBERT_PROTO_EBAD_UTF8, -1, "a text is not valid UTF-8");
+    if (rc)
+        return sbert_proto_error_set(err, SBERT_PROTO_EINTERNAL, -1, "encoding failed: %s",
+                                     sbert_strerror(rc));
+    return 0;
+}
+
+/* ---- the writes' encode, through the embedding cache ----------------------------------------- */
+
+static const uint8_t *key_at(const uint8_t *keys, size_t i)
+{
+    return keys + i * SBERTD_ECACHE_KEY_BYTES;
+}
+
+/* qsort_r order of text indices: by key, then by index (the first of equal texts first). */
+static int by_key(const void *a, const void *b, void *keys)
+{
+    size_t i = *(const size_t *)a, j = *(const size_t *)b;
+    int c = memcmp(key_at(keys, i), key_at(keys, j), SBERTD_ECACHE_KEY_BYTES);
+    return c ? c : (i > j) - (i < j);
+}
+
+/* The scratch of one cached encode. */
+struct cenc {
+    uint8_t *keys;      /* n keys */
+    int *found, *trunc; /* n flags; found: 1 from the cache, 2 encoded here, 0 a repeat */
+    size_t *order;      /* the misses, sorted by key (equal texts together) */
+    const char **mt;    /* the distinct misses' texts, lens, keys, rows */
+    size_t *ml, *mi;
+    uint8_t *mk;
+    float *mrows;
+    int *mtrunc;
+};
+
+static void cenc_free(struct cenc *s)
+{
+    free(s->keys);
+    free(s->found);
+    free(s->trunc);
+    free(s->order);
+    free(s->mt);
+    free(s->ml);
+    free(s->mi);
+    free(s->mk);
+    free(s->mrows);
+    free(s->mtrunc);
+}
+
+int sbertd_encode_docs(struct sbertd *d, const char *const *texts, const size_t *lens, size_t n,
+                       float *out, int *truncated, int *cached, struct sbert_proto_error *err)
+{
+    if (cached) memset(cached, 0, n * sizeof *cached);
+    if (!d->ecache || n == 0) {
+        sbertd_log(LOG_DEBUG, "encode: %zu texts", n);
+        return encode_error(encode_direct(d, texts, lens, n, out, truncated), err);
+    }
+    size_t dim = (size_t)d->info->dim;
+    struct cenc s = {0};
+    if (!(s.keys = calloc(n, SBERTD_ECACHE_KEY_BYTES)) || !(s.found = calloc(n, sizeof *s.found)) ||
+        !(s.trunc = calloc(n, sizeof *s.trunc)) || !(s.order = malloc(n * sizeof *s.order)) ||
+        !(s.mt = malloc(n * sizeof *s.mt)) || !(s.ml = malloc(n * sizeof *s.ml)) ||
+        !(s.mi = malloc(n * sizeof *s.mi)) || !(s.mk = malloc(n * SBERTD_ECACHE_KEY_BYTES)) ||
+        !(s.mrows = malloc(n * dim * sizeof *s.mrows)) ||
+        !(s.mtrunc = malloc(n * sizeof *s.mtrunc))) {
+        cenc_free(&s);
+        return sbert_proto_error_set(err, SBERT_PROTO_EINTERNAL, -1, "out of memory");
+    }
+    for (size_t i = 0; i < n; i++)
+        sbertd_ecache_key(d->ecache, texts[i], lens ? lens[i] : strlen(texts[i]),
+                          s.keys + i * SBERTD_ECACHE_KEY_BYTES);
+    sbertd_ecache_get(d->ecache, s.keys, n, out, s.trunc, s.found);
+    size_t n_miss = 0, n_enc = 0;
+    for (size_t i = 0; i < n; i++)
+        if (!s.found[i]) s.order[n_miss++] = i;
+    qsort_r(s.order, n_miss, sizeof *s.order, by_key, s.keys);
+    /* a text repeated in the call is encoded once: the first of equal keys, in text order */
+    for (size_t j = 0; j < n_miss; j++) {
+        size_t i = s.order[j];
+        if (j &&
+            memcmp(key_at(s.keys, s.order[j - 1]), key_at(s.keys, i), SBERTD_ECACHE_KEY_BYTES) == 0)
+            continue;
+        s.mt[n_enc] = texts[i];
+        s.ml[n_enc] = lens ? lens[i] : strlen(texts[i]);
+        s.mi[n_enc] = i;
+        memcpy(s.mk + n_enc * SBERTD_ECACHE_KEY_BYTES, key_at(s.keys, i), SBERTD_ECACHE_KEY_BYTES);
+        n_enc++;
+    }
+    sbertd_log(LOG_DEBUG, "encode: %zu texts, %zu from the cache, %zu repeated, %zu to encode", n,
+               n - n_miss, n_miss - n_enc, n_enc);
+    int rc = n_enc ? encode_direct(d, s.mt, s.ml, n_enc, s.mrows, s.mtrunc) : 0;
+    if (!rc && n_enc) sbertd_ecache_put(d->ecache, s.mk, n_enc, s.mrows, s.mtrunc);
+    /* the rows of the distinct misses, then of their repeats (which follow them in order) */
+    for (size_t j = 0, m = 0; !rc && j < n_miss; j++) {
+        size_t i = s.order[j];
+        if (m < n_enc && s.mi[m] == i) {
+            memcpy(out + i * dim, s.mrows + m * dim, dim * sizeof *out);
+            s.trunc[i] = s.mtrunc[m];
+            s.found[i] = 2;
+            m++;
+        } else {
+            size_t first = s.mi[m - 1];
+            memcpy(out + i * dim, out + first * dim, dim * sizeof *out);
+            s.trunc[i] = s.trunc[first];
+        }
+    }
+    if (!rc && truncated) memcpy(truncated, s.trunc, n * sizeof *truncated);
+    for (size_t i = 0; !rc && cached && i < n; i++)
+        cached[i] = s.found[i] != 2;
+    cenc_free(&s);
+    return encode_error(rc, err);
+}
+
 int sbertd_encode(struct sbertd *d, const char *const *texts, const size_t *lens, size_t n,
                   float *out, int *truncated, int shared, struct sbert_proto_error *err)
 {
     int rc;
+    if (!shared) return sbertd_encode_docs(d, texts, lens, n, out, truncated, NULL, err);
     sbertd_log(LOG_DEBUG, "encode: %zu texts", n);
-    if (!shared || n > SHARED_MAX_TEXTS) {
+    if (n > SHARED_MAX_TEXTS) {
         rc = encode_direct(d, texts, lens, n, out, truncated);
     } else {
         struct enc_job j = {.b.weight = n,
@@ -122,12 +238,7 @@ int sbertd_encode(struct sbertd *d, const char *const *texts, const size_t *lens
         batch_wait(&d->enc_q, &j.b);
         rc = j.rc;
     }
-    if (rc == SBERT_EUTF8)
-        return sbert_proto_error_set(err, SBERT_PROTO_EBAD_UTF8, -1, "a text is not valid UTF-8");
-    if (rc)
-        return sbert_proto_error_set(err, SBERT_PROTO_EINTERNAL, -1, "encoding failed: %s",
-                                     sbert_strerror(rc));
-    return 0;
+    return encode_error(rc, err);
 }
 
 /* Pieces of 64 texts (well under a second each) so that the watchdog, which withholds its ping

@@ -33,7 +33,8 @@ struct sbertd_config {
     int ef_search, nprobe;
     uint64_t snapshot_changes;
     uint32_t snapshot_seconds;
-    uint64_t map_size; /* initial LMDB map size in bytes (it doubles when full) */
+    uint64_t map_size;           /* initial LMDB map size in bytes (it doubles when full) */
+    uint64_t embedding_cache_mb; /* bound of the embedding cache (ecache.h) in MiB; 0: off */
     uint64_t max_message_size;
     uint64_t max_batch, max_text_bytes, max_k, max_pairs, max_matrix, max_metadata_bytes;
     uint64_t max_concurrent;

@@ -172,6 +172,18 @@ static void render(struct text *t, const cJSON *st)
             num(st, "encoder.tokens"));
     counter(t, "sbertd_encode_seconds_total", "seconds the encoder spent encoding",
             num(st, "encoder.seconds"));
+    /* rate(hits) / (rate(hits) + rate(misses)) is the cache's hit ratio */
+    counter(t, "sbertd_embedding_cache_hits_total",
+            "documents' texts whose vector came from the embedding cache",
+            num(st, "embedding_cache.hits"));
+    counter(t, "sbertd_embedding_cache_misses_total",
+            "documents' texts the embedding cache did not have (encoded)",
+            num(st, "embedding_cache.misses"));
+    counter(t, "sbertd_embedding_cache_evictions_total",
+            "entries evicted from the embedding cache to keep it under embedding_cache_mb",
+            num(st, "embedding_cache.evictions"));
+    gauge(t, "sbertd_embedding_cache_bytes", "bytes of the embedding cache's entries",
+          num(st, "embedding_cache.bytes"));
     const cJSON *ops = cJSON_GetObjectItemCaseSensitive(st, "ops"), *op;
     put(t, "# HELP sbertd_requests_total requests answered, per op\n"
            "# TYPE sbertd_requests_total counter\n");

@@ -105,6 +105,8 @@ static void reload(struct sbertd *d, int argc, char **argv)
         {"auth_token", offsetof(struct sbertd_config, auth_token), sizeof c->auth_token},
         {"allow_remote", offsetof(struct sbertd_config, allow_remote), sizeof c->allow_remote},
         {"map_size", offsetof(struct sbertd_config, map_size), sizeof c->map_size},
+        {"embedding_cache_mb", offsetof(struct sbertd_config, embedding_cache_mb),
+         sizeof c->embedding_cache_mb},
     };
     for (size_t i = 0; i < sizeof restart_keys / sizeof restart_keys[0]; i++)
         if (memcmp((char *)c + restart_keys[i].off, (char *)&d->cfg + restart_keys[i].off,
@@ -129,10 +131,14 @@ static void forward_signal(int sig)
     pthread_kill(main_thread, sig);
 }
 
-/* Start-up progress of sbert_index_open(), written by the opening thread, read by the extender. */
+/* Progress of the default collection's long jobs: at start-up (sbert_index_open's rebuild or
+ * re-encode), written by the opening thread and read by the extender, which sends STATUS=; once
+ * serving (a reindex op), sent as STATUS= from here, at most once a second. */
 struct open_progress {
     _Atomic uint64_t done, total;
     _Atomic(const char *) phase;
+    atomic_int serving;
+    _Atomic uint64_t last_status_us;
 };
 
 static void open_progress_note(void *user, const char *phase, uint64_t done, uint64_t total)
@@ -142,7 +148,23 @@ static void open_progress_note(void *user, const char *phase, uint64_t done, uin
         sbertd_log(LOG_NOTICE, "index: %s of %llu documents", phase, (unsigned long long)total);
     atomic_store(&p->done, done);
     atomic_store(&p->total, total);
+    if (!atomic_load(&p->serving)) return;
+    uint64_t now = sbertd_now_us();
+    if (done < total && now - atomic_load(&p->last_status_us) < 1000000) return;
+    atomic_store(&p->last_status_us, now);
+    if (done < total)
+        sd_check(sbertd_sd_status("serving; %s: %llu/%llu documents", phase,
+                                  (unsigned long long)done, (unsigned long long)total),
+                 "STATUS");
+    else
+        sd_check(sbertd_sd_status("serving; %s of %llu documents done", phase,
+                                  (unsigned long long)total),
+                 "STATUS");
 }
+
+/* The default collection's progress (open_progress_note); the store reports through it for its
+ * whole life. */
+static struct open_progress store_progress;
 
 static void open_progress_read(void *ctx, uint64_t *done, uint64_t *total)
 {
@@ -222,6 +244,44 @@ static int load_model(struct sbertd *d)
     return 0;
 }
 
+/* Opens the embedding cache in DATA/embedding-cache/ (d->ecache), unless embedding_cache_mb is 0;
+ * before the store, so that a re-encode at start after a model change goes through it too. The
+ * cache only saves work: one that cannot be opened is logged and the daemon runs without. */
+static void open_ecache(struct sbertd *d)
+{
+    if (!d->cfg.embedding_cache_mb) {
+        sbertd_log(LOG_INFO, "embedding cache: off (embedding_cache_mb = 0)");
+        return;
+    }
+    char dir[4200], why[1024];
+    snprintf(dir, sizeof dir, "%s/embedding-cache", d->cfg.data);
+    make_parents(dir);
+    struct sbertd_ecache_params p = {
+        .dir = dir,
+        .max_bytes = d->cfg.embedding_cache_mb << 20,
+        .model = {.weights_sha256 = d->info->weights_sha256,
+                  .pooling = d->info->pooling,
+                  .normalize = d->info->normalize,
+                  .max_seq_length = d->info->max_seq_length,
+                  .dim = d->info->dim,
+                  .precision = sbert_precision_name(d->info->precision),
+                  .kernel =
+                      d->info->precision == SBERT_PRECISION_INT8 ? d->info->int8_kernel : NULL},
+        .log = sbertd_log_library,
+        .log_user = "embedding cache"};
+    int rc = sbertd_ecache_open(&p, &d->ecache, why, sizeof why);
+    if (rc) {
+        sbertd_log(LOG_WARNING, "embedding cache: cannot open %s (%s: %s); running without it", dir,
+                   sbertd_ecache_strerror(rc), why);
+        return;
+    }
+    struct sbertd_ecache_stats st;
+    sbertd_ecache_stats(d->ecache, &st);
+    sbertd_log(LOG_INFO, "embedding cache: %s, %llu entries, %llu of %llu MiB", dir,
+               (unsigned long long)st.entries, (unsigned long long)(st.bytes >> 20),
+               (unsigned long long)d->cfg.embedding_cache_mb);
+}
+
 /* Opens the store into d->index, re-encoding it first when the model changed and the
  * configuration allows it. Returns 0 or -1 (logged). */
 static int open_store(struct sbertd *d)
@@ -243,16 +303,15 @@ static int open_store(struct sbertd *d)
         ip.reindex_on_open = sbertd_reindex_encode;
         ip.reindex_user = d;
     }
-    /* the store keeps reporting through it after open (a reindex does): it lives as long */
-    static struct open_progress op;
     ip.progress = open_progress_note;
-    ip.progress_user = &op;
+    ip.progress_user = &store_progress;
     make_parents(d->cfg.data);
     sd_check(sbertd_sd_status("opening index in %s", d->cfg.data), "STATUS");
     /* A rebuild or a re-encode can outlast TimeoutStartSec=: the extender asks systemd for more
      * time only while the counters advance. */
     sbertd_sd_extender *ex = NULL;
-    sd_check(sbertd_sd_extender_start("opening index", open_progress_read, &op, 10000000, &ex),
+    sd_check(sbertd_sd_extender_start("opening index", open_progress_read, &store_progress,
+                                      10000000, &ex),
              "EXTEND_TIMEOUT");
     int rc = sbert_index_open(d->cfg.data, &ip, &d->index, err, sizeof err);
     sbertd_sd_extender_stop(ex);
@@ -317,13 +376,16 @@ int main(int argc, char **argv)
 
     d.start_us = sbertd_now_us();
     if (load_model(&d)) return 1;
+    open_ecache(&d);
     if (open_store(&d)) {
+        sbertd_ecache_close(d.ecache);
         sbert_model_free(d.model);
         return 1;
     }
     if (sbertd_collections_open(&d)) {
         sbertd_collections_close(&d);
         sbert_index_close(d.index);
+        sbertd_ecache_close(d.ecache);
         sbert_model_free(d.model);
         return 1;
     }
@@ -333,6 +395,7 @@ int main(int argc, char **argv)
     if (sbertd_server_start(&d)) {
         sbertd_collections_close(&d);
         sbert_index_close(d.index);
+        sbertd_ecache_close(d.ecache);
         sbert_model_free(d.model);
         return 1;
     }
@@ -340,6 +403,7 @@ int main(int argc, char **argv)
     uint64_t ivl = 0;
     sd_check(sbertd_sd_watchdog_start(sbertd_server_alive, sd_log, &d, &wd, &ivl), "watchdog");
     announce_ready(&d);
+    atomic_store(&store_progress.serving, 1);
     serve(&d, &sigs, argc, argv);
 
     sd_check(sbertd_sd_stopping("stopping: draining requests"), "STOPPING");
@@ -351,6 +415,7 @@ int main(int argc, char **argv)
     sbert_index_close(d.index);
     sbertd_sd_watchdog_stop(wd);
     sbertd_server_free(&d);
+    sbertd_ecache_close(d.ecache);
     sbert_model_free(d.model);
     sbertd_log(LOG_NOTICE, "stopped");
     return 0;

@@ -183,11 +183,21 @@ int sbertd_collections_each(struct sbertd *d, const char *only,
 /* The number of collections, "default" included. */
 size_t sbertd_collections_count(struct sbertd *d);
 
-/* Encodes n texts into out (n * dim floats); truncated (may be NULL) gets n flags. Small jobs
- * from read requests are batched with concurrent ones (shared=1); others run in the calling
- * thread. Returns 0 or a SBERT_PROTO_E* code with err filled. */
+/* Encodes n texts into out (n * dim floats); truncated (may be NULL) gets n flags. shared=1 is a
+ * read request's encode (a query's): small jobs are batched with concurrent ones, nothing is
+ * cached. shared=0 is a write's encode (documents, passages, a reindex), in the calling thread,
+ * through the embedding cache: sbertd_encode_docs with cached NULL. lens may be NULL (strlen).
+ * Returns 0 or a SBERT_PROTO_E* code with err filled. */
 int sbertd_encode(struct sbertd *d, const char *const *texts, const size_t *lens, size_t n,
                   float *out, int *truncated, int shared, struct sbert_proto_error *err);
+
+/* A write's encode of n texts, in the calling thread: texts whose vector the embedding cache
+ * holds (same model, precision and text) are not encoded again, nor is a text repeated within
+ * the call; the cache gets the vectors of the others. A cached vector is, bit for bit, the
+ * one this model and precision made for that text when it was first encoded. cached (may be NULL)
+ * gets n flags: 1 for a text that was not encoded by this call. Returns as sbertd_encode. */
+int sbertd_encode_docs(struct sbertd *d, const char *const *texts, const size_t *lens, size_t n,
+                       float *out, int *truncated, int *cached, struct sbert_proto_error *err);
 
 /* sbert_index_query() on store for a request: unfiltered queries of the default collection are
  * searched together with concurrent ones (the searcher thread), the others in the calling
@@ -227,6 +237,11 @@ struct sbertd_counters {
     /* texts and tokens encoded since start, and the seconds the encoder spent on them */
     uint64_t encoded_texts, encoded_tokens;
     double encode_s;
+    /* the embedding cache (all 0 when it is off): its entries now, the bytes they take and may
+     * take, and the writes' texts found in it, not found, evicted since start */
+    int cache_enabled;
+    uint64_t cache_entries, cache_bytes, cache_max_bytes;
+    uint64_t cache_hits, cache_misses, cache_evictions;
 };
 
 void sbertd_counters_get(const struct sbertd *d, struct sbertd_counters *out);

@@ -92,7 +92,7 @@ int op_run_stats(struct sbertd *d, struct request *r, cJSON *reply, struct sbert
     if (rc) return op_index_error(rc, NULL, -1, err);
     struct sbertd_counters c;
     sbertd_counters_get(d, &c); /* this request is in progress too */
-    cJSON *thr = NULL, *lim = NULL, *req = NULL, *enc = NULL, *ops = NULL;
+    cJSON *thr = NULL, *lim = NULL, *req = NULL, *enc = NULL, *ops = NULL, *ec = NULL;
     if (!cJSON_AddStringToObject(reply, "version", SBERTD_VERSION) ||
         !cJSON_AddNumberToObject(reply, "protocol", SBERT_PROTO_VERSION) ||
         !cJSON_AddNumberToObject(reply, "uptime_s", c.uptime_s) ||
@@ -114,6 +114,14 @@ int op_run_stats(struct sbertd *d, struct request *r, cJSON *reply, struct sbert
         !cJSON_AddNumberToObject(enc, "texts", (double)c.encoded_texts) ||
         !cJSON_AddNumberToObject(enc, "tokens", (double)c.encoded_tokens) ||
         !cJSON_AddNumberToObject(enc, "seconds", c.encode_s) ||
+        !(ec = cJSON_AddObjectToObject(reply, "embedding_cache")) ||
+        !cJSON_AddBoolToObject(ec, "enabled", c.cache_enabled) ||
+        !cJSON_AddNumberToObject(ec, "entries", (double)c.cache_entries) ||
+        !cJSON_AddNumberToObject(ec, "bytes", (double)c.cache_bytes) ||
+        !cJSON_AddNumberToObject(ec, "max_bytes", (double)c.cache_max_bytes) ||
+        !cJSON_AddNumberToObject(ec, "hits", (double)c.cache_hits) ||
+        !cJSON_AddNumberToObject(ec, "misses", (double)c.cache_misses) ||
+        !cJSON_AddNumberToObject(ec, "evictions", (double)c.cache_evictions) ||
         !cJSON_AddNumberToObject(reply, "collections", (double)sbertd_collections_count(d)) ||
         !(ops = cJSON_AddObjectToObject(reply, "ops")))
         return op_oom(err);

@@ -100,6 +100,7 @@ struct add_prep {
     char **metas; /* compact metadata JSON, malloc'd */
     float *vecs;
     int *trunc;
+    size_t n_cached; /* of the encoded documents, those the embedding cache (or a repeat) served */
     /* the documents without a precomputed "vector", which are encoded: their indices and texts */
     size_t n_enc, *enc;
     const char **etexts;
@@ -129,12 +130,16 @@ static void add_prep_free(void *p)
 }
 
 /* Copies the encoder's rows and truncation flags for a's encoded documents (n_enc of each, in
- * the order of enc) to their places in vecs and trunc. */
-static void add_scatter(struct add_prep *a, size_t dim, const float *rows, const int *trunc)
+ * the order of enc) to their places in vecs and trunc, and counts those that came from the
+ * embedding cache. */
+static void add_scatter(struct add_prep *a, size_t dim, const float *rows, const int *trunc,
+                        const int *cached)
 {
+    a->n_cached = 0;
     for (size_t j = 0; j < a->n_enc; j++) {
         memcpy(a->vecs + a->enc[j] * dim, rows + j * dim, dim * sizeof *rows);
         a->trunc[a->enc[j]] = trunc[j];
+        a->n_cached += cached[j] != 0;
     }
 }
 
@@ -142,16 +147,16 @@ static void add_scatter(struct add_prep *a, size_t dim, const float *rows, const
 static int add_encode(struct sbertd *d, struct add_prep *a, struct sbert_proto_error *err)
 {
     size_t dim = (size_t)sbertd_model_info(d)->dim;
-    if (a->n_enc == a->n)
-        return sbertd_encode(d, a->texts, a->lens, a->n, a->vecs, a->trunc, 0, err);
     if (a->n_enc == 0) return 0;
     float *rows = malloc(a->n_enc * dim * sizeof *rows);
-    int *trunc = malloc(a->n_enc * sizeof *trunc);
-    int rc = rows && trunc ? sbertd_encode(d, a->etexts, a->elens, a->n_enc, rows, trunc, 0, err)
-                           : op_oom(err);
-    if (!rc) add_scatter(a, dim, rows, trunc);
+    int *trunc = malloc(a->n_enc * sizeof *trunc), *cached = malloc(a->n_enc * sizeof *cached);
+    int rc = rows && trunc && cached
+                 ? sbertd_encode_docs(d, a->etexts, a->elens, a->n_enc, rows, trunc, cached, err)
+                 : op_oom(err);
+    if (!rc) add_scatter(a, dim, rows, trunc, cached);
     free(rows);
     free(trunc);
+    free(cached);
     return rc;
 }
 
@@ -275,6 +280,9 @@ static int add_members(cJSON *reply, const void *arg)
             !cJSON_AddItemToArray(rep, cJSON_CreateBool(it->replaced)))
             return -1;
     }
+    if (!cJSON_AddNumberToObject(reply, "encoded", (double)(a->n_enc - a->n_cached)) ||
+        !cJSON_AddNumberToObject(reply, "cached", (double)a->n_cached))
+        return -1;
     return op_add_truncated(reply, a->trunc, a->n);
 }
 
@@ -328,8 +336,9 @@ void op_stage_add(struct sbertd *d, struct request **rs, size_t n)
     size_t *lens = n > 1 ? malloc(total * sizeof *lens) : NULL;
     float *out = n > 1 ? malloc(total * dim * sizeof *out) : NULL;
     int *trunc = n > 1 ? malloc(total * sizeof *trunc) : NULL;
+    int *cached = n > 1 ? malloc(total * sizeof *cached) : NULL;
     int shared = 0;
-    if (texts && lens && out && trunc) {
+    if (texts && lens && out && trunc && cached) {
         size_t at = 0;
         for (size_t i = 0; i < n; i++) {
             struct add_prep *a = sbertd_req_prep(rs[i]);
@@ -338,12 +347,13 @@ void op_stage_add(struct sbertd *d, struct request **rs, size_t n)
             at += a->n_enc;
         }
         struct sbert_proto_error err;
-        if (total == 0 || sbertd_encode(d, texts, lens, total, out, trunc, 0, &err) == 0) {
+        if (total == 0 ||
+            sbertd_encode_docs(d, texts, lens, total, out, trunc, cached, &err) == 0) {
             shared = 1;
             at = 0;
             for (size_t i = 0; i < n; i++) {
                 struct add_prep *a = sbertd_req_prep(rs[i]);
-                add_scatter(a, dim, out + at * dim, trunc + at);
+                add_scatter(a, dim, out + at * dim, trunc + at, cached + at);
                 a->encoded = 1;
                 at += a->n_enc;
             }
@@ -353,6 +363,7 @@ void op_stage_add(struct sbertd *d, struct request **rs, size_t n)
     free(lens);
     free(out);
     free(trunc);
+    free(cached);
     for (size_t i = 0; !shared && i < n; i++) {
         struct add_prep *a = sbertd_req_prep(rs[i]);
         a->stage_rc = add_encode(d, a, &a->stage_err);

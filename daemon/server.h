@@ -35,6 +35,7 @@
 #include <stdint.h>
 
 #include "config.h"
+#include "ecache.h"
 #include "op.h"
 #include "queue.h"
 #include "sbert.h"
@@ -90,6 +91,9 @@ struct sbertd {
     _Atomic uint64_t total, total_errors;
     /* every sbert_encode() call's texts, tokens and microseconds (batcher.c) */
     _Atomic uint64_t enc_texts, enc_tokens, enc_us;
+    /* the embedding cache of the writes' encodes (batcher.c), NULL when off or unopenable; opened
+     * before and closed after every server thread */
+    sbertd_ecache *ecache;
 
     struct queue work, writes, commits;
     pthread_t receiver, writer, committer, encoder, searcher, *workers;

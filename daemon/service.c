@@ -98,6 +98,15 @@ void sbertd_counters_get(const struct sbertd *d, struct sbertd_counters *out)
     out->encoded_texts = atomic_load(&d->enc_texts);
     out->encoded_tokens = atomic_load(&d->enc_tokens);
     out->encode_s = (double)atomic_load(&d->enc_us) / 1e6;
+    struct sbertd_ecache_stats st = {0};
+    if (d->ecache) sbertd_ecache_stats(d->ecache, &st);
+    out->cache_enabled = st.open;
+    out->cache_entries = st.entries;
+    out->cache_bytes = st.bytes;
+    out->cache_max_bytes = st.max_bytes;
+    out->cache_hits = st.hits;
+    out->cache_misses = st.misses;
+    out->cache_evictions = st.evictions;
 }
 
 void sbertd_progress(struct sbertd *d)

@@ -295,8 +295,10 @@ def run(tmp):
         os.makedirs(data)
 
     url = "ipc://" + os.path.join(tmp, "sbertd.sock")
+    # no embedding cache: every round adds the same texts again, and the comparison with
+    # sbert-encode is of encoding them
     cmd = [sbertd, "--model", a.model, "--data", data, "--listen", url,
-           "--set", "encode_threads=%d" % a.threads]
+           "--set", "encode_threads=%d" % a.threads, "--set", "embedding_cache_mb=0"]
     if a.index:
         cmd += ["--index", a.index]
     log = open(os.path.join(tmp, "sbertd.log"), "wb")

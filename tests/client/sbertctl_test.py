@@ -16,6 +16,7 @@ import ctypes
 import json
 import math
 import os
+import pty
 import re
 import select
 import shutil
@@ -795,6 +796,78 @@ def daemon_tests(ctl, daemon, tmp):
         ctl.run("sync", os.path.join(tmp, "no-such-dir"), expect=2)
         ctl.run("sync", os.path.join(root, "a.txt"), expect=2)
 
+    def t_sync_cache_progress_notify():
+        # Issue 12. A copy of a synced tree (the same texts under new ids) encodes nothing: the
+        # daemon's embedding cache serves every text, and the summary counts them. On a terminal
+        # the run draws one progress line (files/s, passages/s); not on a pipe. Under systemd
+        # (NOTIFY_SOCKET, a unix datagram socket here) it sends STATUS= lines and READY=1.
+        src = os.path.realpath(os.path.join(tmp, "cachetree"))
+        for i in range(40):
+            write(os.path.join(src, "d%02d" % (i // 10), "f%02d.txt" % i),
+                  ("File %d talks about topic %d in its own words.\n" % (i, i * 7)).encode())
+        got = ctl.json("sync", "--batch", "8", src)
+        check(got["indexed"] == 40 and got["passages"] == 40 and
+              got["encoded"] + got["cached"] == 40, "first sync: %r" % got)
+        copy = os.path.realpath(os.path.join(tmp, "cachetree-copy"))
+        shutil.copytree(src, copy)
+        p = ctl.run("sync", "--batch", "8", copy)
+        check(p.stdout.strip() == "indexed 40 files, 40 passages (0 encoded, 40 from cache), "
+              "skipped 0, deleted 0", "a copy is served by the cache: %r" % p.stdout)
+        check("files/s" not in p.stderr and "\r" not in p.stderr,
+              "no progress line when stderr is not a terminal: %r" % p.stderr)
+
+        # a terminal: the progress line (pty), with both rates
+        write(os.path.join(copy, "new.txt"), b"A file added to the copy.\n")
+        master, slave = pty.openpty()
+        proc = subprocess.Popen([ctl.exe, "--socket", ctl.socket_url, "sync", copy],
+                                stdout=subprocess.PIPE, stderr=slave, env=ctl.env)
+        os.close(slave)
+        out, tty = proc.communicate(timeout=300)[0], b""
+        while True:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:  # EIO once the child closed its end
+                break
+            if not chunk:
+                break
+            tty += chunk
+        os.close(master)
+        check(proc.returncode == 0, "sync on a terminal: exit %d" % proc.returncode)
+        check(b"files/s" in tty and b"passages/s" in tty and b"\r" in tty,
+              "progress line on a terminal: %r" % tty[-400:])
+        check(out.decode().startswith("indexed 1 files, 1 passages (1 encoded, 0 from cache)"),
+              "summary: %r" % out)
+
+        # NOTIFY_SOCKET: STATUS= lines, the summary last, and READY=1 after the first round
+        sock_path = os.path.join(tmp, "notify.sock")
+        srv = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        srv.bind(sock_path)
+        srv.settimeout(0.5)
+        try:
+            os.unlink(os.path.join(copy, "new.txt"))
+            write(os.path.join(copy, "d00", "f00.txt"), b"An edited file.\n")
+            env = dict(ctl.env, NOTIFY_SOCKET=sock_path)
+            p = subprocess.run([ctl.exe, "--socket", ctl.socket_url, "sync", copy], env=env,
+                               capture_output=True, text=True, timeout=300)
+            check(p.returncode == 0, "sync under NOTIFY_SOCKET: %r" % p.stderr)
+            msgs = []
+            while True:
+                try:
+                    msgs.append(srv.recv(4096).decode())
+                except socket.timeout:
+                    break
+        finally:
+            srv.close()
+            os.unlink(sock_path)
+        status = [m[len("STATUS="):] for m in msgs if m.startswith("STATUS=")]
+        check(status and status[0] == "sync %s: walking the tree" % copy, "first STATUS=: %r" % msgs)
+        check(any(re.match(r"sync %s: \d+/40 files, 1 passages \(1 encoded, 0 from cache\), \d+ "
+                           r"files/s, \d+ passages/s" % re.escape(copy), s) for s in status),
+              "a progress STATUS=: %r" % msgs)
+        check(status[-1] == "sync %s: indexed 1 files, 1 passages (1 encoded, 0 from cache), "
+              "skipped 39, deleted 1" % copy, "the summary is the last STATUS=: %r" % msgs)
+        check(msgs[-1] == "READY=1", "READY=1 after the round: %r" % msgs)
+
     def t_sync_watch():
         # sync --watch follows the tree: files created, changed, deleted, and in a new
         # subdirectory reach the store; SIGTERM ends it with status 0
@@ -1019,7 +1092,7 @@ def daemon_tests(ctl, daemon, tmp):
 
     return [t_health_stats, t_seed_add_and_pairs, t_pairs_given_texts, t_similarity, t_encode,
             t_query, t_query_modes, t_query_file, t_get_delete, t_files, t_bad_file, t_error_replies, t_stats_count, t_backup_reindex,
-            t_backup_rotate, t_index, t_sync, t_sync_watch, t_sync_killed, t_restore, t_restart, t_pipelined_add, t_pipeline_same_id, t_token]
+            t_backup_rotate, t_index, t_sync, t_sync_cache_progress_notify, t_sync_watch, t_sync_killed, t_restore, t_restart, t_pipelined_add, t_pipeline_same_id, t_token]
 
 
 def run_all(tests):

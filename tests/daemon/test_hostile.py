@@ -656,7 +656,8 @@ def test_watchdog_long_reindex():
     reader = threading.Thread(target=read)
     reader.start()
     stall = int(round(2 * h.TIMEOUT_SCALE))
-    d = h.Daemon(MODEL, config="watchdog_stall_sec = %d\n" % stall,
+    # no embedding cache: it would serve every text the adds encoded, and no reindex would last
+    d = h.Daemon(MODEL, config="watchdog_stall_sec = %d\nembedding_cache_mb = 0\n" % stall,
                  env={"NOTIFY_SOCKET": ns, "WATCHDOG_USEC": "1000000"})
     try:
         d.start()

@@ -148,6 +148,20 @@ def every_op(d, base):
     after = post(base, "stats", {}).json()["encoder"]
     check(after["texts"] - before["texts"] == 1 and after["tokens"] - before["tokens"] == 5,
           "encoder counters of one encode: %r -> %r" % (before, after))
+    # the embedding cache's counters: the cat's text added again under another id is one more
+    # hit and no more miss
+    def cache_counters():
+        fams = {f.name: f for f in text_string_to_metric_families(
+            requests.get(base + "/metrics", timeout=30).text)}
+        return [fams[n].samples[0].value for n in ("sbertd_embedding_cache_hits",
+                                                    "sbertd_embedding_cache_misses")]
+    before = cache_counters()
+    r = post(base, "add", {"documents": [{"id": "cat-again", "text": "The cat sits outside"}]})
+    check(r.status_code == 200 and r.json()["cached"] == 1 and r.json()["encoded"] == 0,
+          "add of a cached text: %s" % r.text)
+    after = cache_counters()
+    check(before[1] >= 3 and after == [before[0] + 1, before[1]],
+          "embedding cache counters (hits, misses): %r -> %r" % (before, after))
 
 
 def main():

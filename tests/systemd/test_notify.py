@@ -235,6 +235,13 @@ def first_life(d, n):
     reply, err = r.call({"v": 1, "op": "add", "req_id": "svc-1",
                          "documents": [{"id": "svc-doc", "text": "A man is eating food."}]})
     check(reply is not None and reply.get("ok") is True, "add: %r %s" % (reply, err))
+    # A long job while serving (the reindex op) reports on STATUS=: done/total at most once a
+    # second while it runs, and its end.
+    mark = n.count()
+    reply, err = r.call({"v": 1, "op": "reindex"})
+    check(reply is not None and reply.get("ok") is True, "reindex: %r %s" % (reply, err))
+    check(n.wait_for(lambda m: m.get("STATUS") == "serving; reindex of 1 documents done", mark, 30,
+                     d.proc) is not None, "no STATUS= for the reindex op")
     r.call({"v": 1, "op": "health"})
     log_before = d.log_text()
     check(not re.search(r"^<7>", log_before, re.M), "debug lines logged at log_level info")
