@@ -36,8 +36,13 @@ size_t op_results_bytes(const struct sbert_index_results *res);
 /* Adds "truncated": [i, ...] for the flags set in trunc[0..n). Returns 0 or -1 (out of memory). */
 int op_add_truncated(cJSON *reply, const int *trunc, size_t n);
 
+/* A passage of a query hit as a new JSON object {start, end, text, score} (the caller owns it;
+ * NULL when out of memory). */
+cJSON *op_passage_json(const struct sbert_index_passage *p);
+
 /* A document of a result as a new JSON object (the caller owns it; NULL when out of memory): id,
- * then "found" (when found is set), "score" (when score is set) and what include asks for. */
+ * then "found" (when found is set), "score" (when score is set), what include asks for, and
+ * "passage" (its best passage, when the result has passages: a query's). */
 cJSON *op_doc_json(const struct sbert_index_doc *doc, unsigned include, int dim, int score,
                    int found);
 

@@ -230,6 +230,7 @@ static int query_search(struct sbertd *d, const struct op_query *q,
     p.filter = q->filter;
     p.include = q->include;
     p.dim = sbertd_model_info(d)->dim;
+    p.lead_weight = sbertd_lead_weight(d);
     p.max_bytes = LIM(MAX_REPLY_BYTES) / q->n;
     if (!p.max_bytes) p.max_bytes = 1; /* 0 would mean unbounded */
     int irc = 0;
@@ -272,8 +273,9 @@ static cJSON *query_results_json(const struct op_query *q, const struct sbert_in
 {
     cJSON *a = cJSON_CreateArray();
     for (size_t i = 0; a && i < res->n; i++) {
-        cJSON *o = op_doc_json(&res->docs[i], q->include, res->dim, 1, 0);
-        if (o && q->search && op_search_hit_json(o, &res->docs[i])) {
+        const struct sbert_index_doc *doc = &res->docs[i];
+        cJSON *o = op_doc_json(doc, q->include, res->dim, 1, 0);
+        if (o && q->search && op_search_hit_json(o, doc)) {
             cJSON_Delete(o);
             o = NULL;
         }

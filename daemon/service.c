@@ -71,6 +71,11 @@ const struct sbert_model_info *sbertd_model_info(const struct sbertd *d)
     return d->info;
 }
 
+float sbertd_lead_weight(const struct sbertd *d)
+{
+    return (float)d->cfg.lead_weight;
+}
+
 void sbertd_request_progress(struct sbertd *d)
 {
     sbertd_server_progress(d);
