@@ -67,7 +67,8 @@ static const struct key {
     U64("map_size", map_size, 1u << 20, UINT64_MAX / 4),
     U64("max_message_size", max_message_size, 4096, 1u << 30),
     U64("max_batch", max_batch, 1, 1000000),
-    U64("max_text_bytes", max_text_bytes, 1, 64u << 20),
+    U64("max_text_bytes", max_text_bytes, 1, 1u << 30),
+    U64("max_query_text_bytes", max_query_text_bytes, 1, 64u << 20),
     U64("max_k", max_k, 1, 10000),
     U64("max_pairs", max_pairs, 1, 10000000),
     U64("max_matrix", max_matrix, 1, 100000000),
@@ -138,6 +139,7 @@ void sbertd_config_defaults(struct sbertd_config *c)
     c->max_message_size = SBERT_PROTO_DEFAULT_MAX_MESSAGE_SIZE;
     c->max_batch = SBERT_PROTO_DEFAULT_MAX_BATCH;
     c->max_text_bytes = SBERT_PROTO_DEFAULT_MAX_TEXT_BYTES;
+    c->max_query_text_bytes = SBERT_PROTO_DEFAULT_MAX_QUERY_TEXT_BYTES;
     c->max_k = SBERT_PROTO_DEFAULT_MAX_K;
     c->max_pairs = SBERT_PROTO_DEFAULT_MAX_PAIRS;
     c->max_matrix = SBERT_PROTO_DEFAULT_MAX_MATRIX;
@@ -145,7 +147,7 @@ void sbertd_config_defaults(struct sbertd_config *c)
     c->max_concurrent = SBERT_PROTO_DEFAULT_MAX_CONCURRENT;
     c->max_inflight_bytes = 0; /* 4 x max_message_size, resolved once the file and flags are read */
     /* = the default max_message_size; sbertctl accepts replies up to 256 MiB */
-    c->max_reply_bytes = 64u << 20;
+    c->max_reply_bytes = SBERT_PROTO_DEFAULT_MAX_MESSAGE_SIZE;
     c->watchdog_stall_sec = 600;
     /* about a quarter of all-MiniLM-L6-v2's 254-token window; a window no larger than it gets
      * an overlap of a quarter of its own size (main.c) */

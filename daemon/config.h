@@ -35,7 +35,8 @@ struct sbertd_config {
     uint32_t snapshot_seconds;
     uint64_t map_size; /* initial LMDB map size in bytes (it doubles when full) */
     uint64_t max_message_size;
-    uint64_t max_batch, max_text_bytes, max_k, max_pairs, max_matrix, max_metadata_bytes;
+    uint64_t max_batch, max_text_bytes, max_query_text_bytes, max_k, max_pairs, max_matrix,
+        max_metadata_bytes;
     uint64_t max_concurrent;
     uint64_t max_inflight_bytes; /* request bytes queued or in progress */
     uint64_t max_reply_bytes;    /* bytes of one reply; above, too_large (checked as it is built) */

@@ -8,6 +8,9 @@
 
 #include "op.h"
 
+/* The most passages a query asks for per document hit ("passages_per_document"). */
+#define MAX_PASSAGES_PER_DOCUMENT 1000
+
 /* A live limit (op.h) as a size_t, in a handler whose server handle is d: LIM(MAX_BATCH). */
 #define LIM(X) ((size_t)sbertd_limit(d, SBERTD_LIMIT_##X))
 
@@ -112,6 +115,8 @@ struct op_query {
     double min_score;
     unsigned include;
     sbert_index_filter *filter;
+    int group_passages;      /* "group": "passage": the hits are passages */
+    size_t passages_per_doc; /* "passages_per_document": the best passages of a document hit */
     int search; /* a mode other than dense, or diversity: sbert_index_search (ops_keyword.c) */
     struct sbert_index_search_params sp;
 };

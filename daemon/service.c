@@ -41,6 +41,7 @@ static const struct {
     LIMIT(SBERTD_LIMIT_MAX_MESSAGE_SIZE, max_message_size),
     LIMIT(SBERTD_LIMIT_MAX_BATCH, max_batch),
     LIMIT(SBERTD_LIMIT_MAX_TEXT_BYTES, max_text_bytes),
+    LIMIT(SBERTD_LIMIT_MAX_QUERY_TEXT_BYTES, max_query_text_bytes),
     LIMIT(SBERTD_LIMIT_MAX_K, max_k),
     LIMIT(SBERTD_LIMIT_MAX_PAIRS, max_pairs),
     LIMIT(SBERTD_LIMIT_MAX_MATRIX, max_matrix),

@@ -227,8 +227,54 @@ def test_restart_replay_rebuild(d):
     d.start()
 
 
+def test_group_and_passages_per_document(d):
+    """group: "passage" returns passages as hits; passages_per_document returns a document's best
+    passages."""
+    c = d.client()
+    rng = random.Random(4)
+    docs = add_collection(c, rng)
+    ok(c.call("add", documents=[{"id": "long2", "text": long_doc(rng, DEEP, 100, 300)}]), "add")
+    docs["long2"] = None
+    r = ok(c.call("query", text=DEEP_Q, k=6, group="passage", include=["metadata"]),
+           "group passage")["results"]
+    check(len(r) == 6, "group passage: %d hits" % len(r))
+    check({x["id"] for x in r[:2]} == {"long", "long2"} and
+          all(DEEP in x["passage"]["text"] for x in r[:2]),
+          "the two passages holding the answer come first: %r" % [(x["id"], x["score"])
+                                                                   for x in r])
+    for i, x in enumerate(r):
+        check(abs(x["score"] - x["passage"]["score"]) < 1e-6 and "text" not in x,
+              "a passage hit scores its passage: %r" % x)
+        check(i == 0 or r[i - 1]["score"] >= x["score"], "passage hits not best first")
+    ids = [(x["id"], x["passage"]["start"]) for x in r]
+    check(len(set(ids)) == len(ids), "a passage returned twice: %r" % ids)
+    check(len({x["id"] for x in r}) < len(r), "no document gave two passage hits: %r" % ids)
+    for x in r:
+        if x["id"] != "long2":
+            check_passages(docs[x["id"]], x, "passage hit " + x["id"])
+    # passages_per_document: the best n, best first, the first being "passage"
+    r = ok(c.call("query", text=DEEP_Q, k=2, passages_per_document=3), "per document")["results"]
+    for x in r:
+        ps = x["passages"]
+        check(len(ps) == 3 and ps[0] == x["passage"], "passages: %r" % [p["start"] for p in ps])
+        check(ps[0]["score"] >= ps[1]["score"] >= ps[2]["score"], "passages not best first")
+        check(len({p["start"] for p in ps}) == 3, "a passage repeated")
+        if x["id"] != "long2":
+            for p in ps:
+                check_passages(docs[x["id"]], dict(x, passage=p), "passages of " + x["id"])
+    r = ok(c.call("query", text="I love pasta", k=1, passages_per_document=5),
+           "one passage")["results"][0]
+    check(r["id"] == "short0" and len(r["passages"]) == 1, "a one-passage document: %r" % r)
+    # the default (no member) has no "passages"; group "document" is the default
+    r = ok(c.call("query", text=DEEP_Q, k=2, group="document"), "group document")["results"]
+    check(all("passages" not in x for x in r) and r[0]["id"] in ("long", "long2"),
+          "group document: %r" % [sorted(x) for x in r])
+    c.close()
+
+
 TESTS = [
     ("passages_found_deep", test_passages_found_deep),
+    ("group_and_passages_per_document", test_group_and_passages_per_document),
     ("upsert_and_delete", test_upsert_and_delete),
     ("restart_replay_rebuild", test_restart_replay_rebuild),
 ]
