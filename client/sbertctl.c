@@ -915,6 +915,21 @@ static cJSON *query_request(struct ctx *c, const struct query_args *q, const cha
 /* Prints one query's results: --json one line {"query"?,"results":[...]} (query: its text, for
  * --file), else a table, after a header line naming the query when text is given (--file: its
  * number n and line). */
+/* The TEXT cell of a hit: the passage that matched when it is part of a longer document (the
+ * document's text would hide it), else the text. */
+static const char *hit_text(const cJSON *r)
+{
+    const char *text = str_or(r, "text", NULL);
+    const cJSON *p = cJSON_GetObjectItemCaseSensitive(r, "passage");
+    const cJSON *ps = cJSON_GetObjectItemCaseSensitive(p, "start");
+    const cJSON *pe = cJSON_GetObjectItemCaseSensitive(p, "end");
+    const char *pt = str_or(p, "text", NULL);
+    if (pt && cJSON_IsNumber(ps) && cJSON_IsNumber(pe) &&
+        (!text || ps->valuedouble > 0 || pe->valuedouble < (double)strlen(text)))
+        return pt;
+    return text ? text : "";
+}
+
 static int query_print(struct ctx *c, const cJSON *results, const char *text, long n, long line)
 {
     if (c->json) {
@@ -926,10 +941,11 @@ static int query_print(struct ctx *c, const cJSON *results, const char *text, lo
         {
             cJSON *o = cJSON_CreateObject();
             const cJSON *f;
-            /* the last four only in keyword and hybrid mode */
-            static const char *const keys[] = {"id",         "score",       "text",
-                                               "metadata",   "dense_score", "keyword_score",
-                                               "dense_rank", "keyword_rank"};
+            /* dense_score .. keyword_rank only in keyword and hybrid mode, passage in the
+             * others */
+            static const char *const keys[] = {
+                "id",         "score",        "text",    "metadata", "dense_score", "keyword_score",
+                "dense_rank", "keyword_rank", "passage", "passages"};
             for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
                 if ((f = cJSON_GetObjectItemCaseSensitive(r, keys[i])))
                     cJSON_AddItemToObject(o, keys[i], cJSON_Duplicate(f, 1));
@@ -966,7 +982,7 @@ static int query_print(struct ctx *c, const cJSON *results, const char *text, lo
         fmt_score(sc, sizeof sc, cJSON_IsNumber(s) ? s->valuedouble : NAN);
         char *meta = meta_cell(cJSON_GetObjectItemCaseSensitive(r, "metadata"));
         const char *row[4] = {sc, id_text(cJSON_GetObjectItemCaseSensitive(r, "id"), nb, sizeof nb),
-                              str_or(r, "text", ""), meta};
+                              hit_text(r), meta};
         sbc_table_add_row(t, row);
         free(meta);
     }
