@@ -217,6 +217,13 @@ static int add_split(struct sbertd *d, struct add_prep *a, struct sbert_proto_er
     return 0;
 }
 
+/* Passages one sbertd_encode() call of an add takes at most: between calls the watchdog hears
+ * that the add makes progress (a document of 64 MiB of prose is ~50,000 passages, an hour or more
+ * of encoding on a small machine, past watchdog_stall_sec). Adds of more passages than
+ * ADD_SHARED_MAX together are encoded request by request, in such pieces. */
+#define ADD_ENCODE_PIECE 256
+#define ADD_SHARED_MAX 4096
+
 /* Encodes a's passages that came without a vector. */
 static int add_encode(struct sbertd *d, struct add_prep *a, struct sbert_proto_error *err)
 {
@@ -226,8 +233,13 @@ static int add_encode(struct sbertd *d, struct add_prep *a, struct sbert_proto_e
     if (a->n_enc == 0) return 0;
     float *rows = malloc(a->n_enc * dim * sizeof *rows);
     int *trunc = malloc(a->n_enc * sizeof *trunc);
-    rc = rows && trunc ? sbertd_encode(d, a->etexts, a->elens, a->n_enc, rows, trunc, 0, err)
-                       : op_oom(err);
+    if (!rows || !trunc) rc = op_oom(err);
+    for (size_t at = 0; !rc && at < a->n_enc; at += ADD_ENCODE_PIECE) {
+        size_t m = a->n_enc - at < ADD_ENCODE_PIECE ? a->n_enc - at : ADD_ENCODE_PIECE;
+        rc =
+            sbertd_encode(d, a->etexts + at, a->elens + at, m, rows + at * dim, trunc + at, 0, err);
+        sbertd_request_progress(d);
+    }
     if (!rc) add_scatter(a, dim, rows, trunc);
     free(rows);
     free(trunc);
@@ -390,9 +402,11 @@ int op_run_add(struct sbertd *d, struct request *r, cJSON *reply, struct sbert_p
     return add_store(d, r, reply, err);
 }
 
-/* The writer's stage for consecutive adds: one sbert_encode() over all their texts, outside any
- * lock, while the committer stores earlier ones. Should the shared encode fail, each request
- * encodes alone, so that only the guilty one carries the error to run_add. */
+/* The writer's stage for consecutive adds: each request's documents split into passages, then
+ * one sbert_encode() over all their passages (up to ADD_SHARED_MAX; more are encoded request by
+ * request, in pieces), outside any lock, while the committer stores earlier ones. Should the
+ * shared encode fail, each request encodes alone, so that only the guilty one carries the error
+ * to run_add. */
 void op_stage_add(struct sbertd *d, struct request **rs, size_t n)
 {
     size_t total = 0, dim = (size_t)sbertd_model_info(d)->dim;
@@ -402,10 +416,11 @@ void op_stage_add(struct sbertd *d, struct request **rs, size_t n)
         a->stage_rc = add_split(d, a, &a->stage_err);
         if (!a->stage_rc) total += a->n_enc;
     }
-    const char **texts = n > 1 ? malloc(total * sizeof *texts) : NULL;
-    size_t *lens = n > 1 ? malloc(total * sizeof *lens) : NULL;
-    float *out = n > 1 ? malloc(total * dim * sizeof *out) : NULL;
-    int *trunc = n > 1 ? malloc(total * sizeof *trunc) : NULL;
+    int share = n > 1 && total <= ADD_SHARED_MAX;
+    const char **texts = share ? malloc(total * sizeof *texts) : NULL;
+    size_t *lens = share ? malloc(total * sizeof *lens) : NULL;
+    float *out = share ? malloc(total * dim * sizeof *out) : NULL;
+    int *trunc = share ? malloc(total * sizeof *trunc) : NULL;
     int shared = 0;
     if (texts && lens && out && trunc) {
         size_t at = 0;
