@@ -331,7 +331,8 @@ struct sbert_index_doc {
     size_t text_len;
     char *metadata; /* compact JSON object, or NULL when the document has none */
     size_t metadata_len;
-    float *vector; /* dim floats (the stored, normalised vector) */
+    float *vector; /* dim floats (the stored, normalised vector; of its first passage when the
+                      document has several) */
     /* sbert_index_search in keyword or hybrid mode: the hit's cosine similarity (NAN when the
      * search had no vector), its BM25 score (0 when it holds no query term), and its rank in the
      * dense and keyword candidate lists (1 = first; 0 = not in that list) */
