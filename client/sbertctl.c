@@ -922,6 +922,21 @@ static cJSON *query_request(struct ctx *c, const struct query_args *q, const cha
 /* Prints one query's results: --json one line {"query"?,"results":[...]} (query: its text, for
  * --file), else a table, after a header line naming the query when text is given (--file: its
  * number n and line). */
+/* The TEXT cell of a hit: the passage that matched when it is part of a longer document (the
+ * document's text would hide it), else the text. */
+static const char *hit_text(const cJSON *r)
+{
+    const char *text = str_or(r, "text", NULL);
+    const cJSON *p = cJSON_GetObjectItemCaseSensitive(r, "passage");
+    const cJSON *ps = cJSON_GetObjectItemCaseSensitive(p, "start");
+    const cJSON *pe = cJSON_GetObjectItemCaseSensitive(p, "end");
+    const char *pt = str_or(p, "text", NULL);
+    if (pt && cJSON_IsNumber(ps) && cJSON_IsNumber(pe) &&
+        (!text || ps->valuedouble > 0 || pe->valuedouble < (double)strlen(text)))
+        return pt;
+    return text ? text : "";
+}
+
 static int query_print(struct ctx *c, const cJSON *results, const char *text, long n, long line)
 {
     if (c->json) {
@@ -933,10 +948,11 @@ static int query_print(struct ctx *c, const cJSON *results, const char *text, lo
         {
             cJSON *o = cJSON_CreateObject();
             const cJSON *f;
-            /* the last four only in keyword and hybrid mode */
-            static const char *const keys[] = {"id",         "score",       "text",
-                                               "metadata",   "dense_score", "keyword_score",
-                                               "dense_rank", "keyword_rank"};
+            /* dense_score .. keyword_rank only in keyword and hybrid mode, passage in the
+             * others */
+            static const char *const keys[] = {
+                "id",         "score",        "text",    "metadata", "dense_score", "keyword_score",
+                "dense_rank", "keyword_rank", "passage", "passages"};
             for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
                 if ((f = cJSON_GetObjectItemCaseSensitive(r, keys[i])))
                     cJSON_AddItemToObject(o, keys[i], cJSON_Duplicate(f, 1));
@@ -973,7 +989,7 @@ static int query_print(struct ctx *c, const cJSON *results, const char *text, lo
         fmt_score(sc, sizeof sc, cJSON_IsNumber(s) ? s->valuedouble : NAN);
         char *meta = meta_cell(cJSON_GetObjectItemCaseSensitive(r, "metadata"));
         const char *row[4] = {sc, id_text(cJSON_GetObjectItemCaseSensitive(r, "id"), nb, sizeof nb),
-                              str_or(r, "text", ""), meta};
+                              hit_text(r), meta};
         sbc_table_add_row(t, row);
         free(meta);
     }
@@ -1649,8 +1665,8 @@ struct index_run {
     int track;        /* fill seen and unknown */
     int stopped;      /* sync --watch: SIGINT or SIGTERM came, the run stopped between batches */
     long skipped, unchanged, indexed, failed, deleted;
-    /* texts sent (one a file until the daemon splits documents into passages), and of those the
-     * ones the daemon encoded and the ones its embedding cache served */
+    /* passages of the documents sent (the daemon's counts): those it encoded and those its
+     * embedding cache served */
     long passages, encoded, cached;
 };
 
@@ -1812,7 +1828,7 @@ static int index_batch(struct ctx *c, struct index_run *r, const struct index_fi
             2 * (size_t)strlen(cJSON_GetObjectItemCaseSensitive(doc, "text")->valuestring) + 4096;
         in_batch++;
     }
-    r->passages += st.n_done;
+    r->passages += st.n_encoded + st.n_cached;
     r->encoded += st.n_encoded;
     r->cached += st.n_cached;
     cJSON_Delete(batch);
@@ -1921,9 +1937,8 @@ static int index_config(struct ctx *c, const struct args *a, struct index_cfg *c
     return EXIT_OK;
 }
 
-/* The summary line of the issue, on stdout and (the run's last STATUS=) to systemd. passages
- * counts the texts sent (one a file until the daemon keeps passages); encoded and cached are the
- * daemon's counts of them. */
+/* The summary line of the issue, on stdout and (the run's last STATUS=) to systemd: passages
+ * are the daemon's, encoded plus served by its embedding cache. */
 static void index_summary(const struct ctx *c, const struct index_cfg *cfg,
                           const struct index_run *r)
 {

@@ -22,7 +22,7 @@
 #define SBERTD_DEFAULT_MODEL_DIR "/usr/share/sbertd/models/all-MiniLM-L6-v2"
 #endif
 
-enum key_type { K_STR, K_INT, K_U64, K_BOOL, K_LEVEL, K_LISTEN };
+enum key_type { K_STR, K_INT, K_U64, K_BOOL, K_LEVEL, K_LISTEN, K_FRAC };
 
 /* Every configuration key: its type, where it lives, its bounds. docs/sbertd.conf.example
  * documents the same keys with their defaults. */
@@ -68,7 +68,8 @@ static const struct key {
     U64("embedding_cache_mb", embedding_cache_mb, 0, 1u << 20),
     U64("max_message_size", max_message_size, 4096, 1u << 30),
     U64("max_batch", max_batch, 1, 1000000),
-    U64("max_text_bytes", max_text_bytes, 1, 64u << 20),
+    U64("max_text_bytes", max_text_bytes, 1, 1u << 30),
+    U64("max_query_text_bytes", max_query_text_bytes, 1, 64u << 20),
     U64("max_k", max_k, 1, 10000),
     U64("max_pairs", max_pairs, 1, 10000000),
     U64("max_matrix", max_matrix, 1, 100000000),
@@ -77,6 +78,8 @@ static const struct key {
     U64("max_inflight_bytes", max_inflight_bytes, 4096, UINT64_MAX),
     U64("max_reply_bytes", max_reply_bytes, 4096, 1u << 30),
     U64("watchdog_stall_sec", watchdog_stall_sec, 1, 86400),
+    INT("passage_overlap_tokens", passage_overlap_tokens, 0, 100000),
+    {"lead_weight", K_FRAC, offsetof(struct sbertd_config, lead_weight), 0, 0, 0},
 #undef STR
 #undef INT
 #undef U64
@@ -141,6 +144,7 @@ void sbertd_config_defaults(struct sbertd_config *c)
     c->max_message_size = SBERT_PROTO_DEFAULT_MAX_MESSAGE_SIZE;
     c->max_batch = SBERT_PROTO_DEFAULT_MAX_BATCH;
     c->max_text_bytes = SBERT_PROTO_DEFAULT_MAX_TEXT_BYTES;
+    c->max_query_text_bytes = SBERT_PROTO_DEFAULT_MAX_QUERY_TEXT_BYTES;
     c->max_k = SBERT_PROTO_DEFAULT_MAX_K;
     c->max_pairs = SBERT_PROTO_DEFAULT_MAX_PAIRS;
     c->max_matrix = SBERT_PROTO_DEFAULT_MAX_MATRIX;
@@ -148,8 +152,12 @@ void sbertd_config_defaults(struct sbertd_config *c)
     c->max_concurrent = SBERT_PROTO_DEFAULT_MAX_CONCURRENT;
     c->max_inflight_bytes = 0; /* 4 x max_message_size, resolved once the file and flags are read */
     /* = the default max_message_size; sbertctl accepts replies up to 256 MiB */
-    c->max_reply_bytes = 64u << 20;
+    c->max_reply_bytes = SBERT_PROTO_DEFAULT_MAX_MESSAGE_SIZE;
     c->watchdog_stall_sec = 600;
+    /* about a quarter of all-MiniLM-L6-v2's 254-token window; a window no larger than it gets
+     * an overlap of a quarter of its own size (main.c) */
+    c->passage_overlap_tokens = 64;
+    c->lead_weight = 0.5;
 }
 
 static int parse_u64(const char *s, uint64_t *out)
@@ -214,6 +222,16 @@ int sbertd_config_set(struct sbertd_config *c, const char *key, const char *valu
                                    "%s: \"%s\" is not error, warning, notice, info or debug", key,
                                    value);
         *(int *)(base + k->offset) = l;
+        return 0;
+    }
+    case K_FRAC: {
+        char *end;
+        errno = 0;
+        double v = strtod(value, &end);
+        if (errno || end == value || *end || !(v >= 0 && v <= 1))
+            return sbert_util_errf(err, errlen, -1, "%s: \"%s\" is not a number in 0..1", key,
+                                   value);
+        *(double *)(base + k->offset) = v;
         return 0;
     }
     case K_LISTEN:
@@ -520,6 +538,9 @@ void sbertd_config_dump(const struct sbertd_config *c, void (*line)(const char *
         case K_LEVEL:
             snprintf(buf, sizeof buf, "%s = %s", k->name,
                      sbertd_log_level_name(*(const int *)(base + k->offset)));
+            break;
+        case K_FRAC:
+            snprintf(buf, sizeof buf, "%s = %g", k->name, *(const double *)(base + k->offset));
             break;
         case K_LISTEN:
             for (int j = 0; j < c->n_listen; j++) {

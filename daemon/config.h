@@ -36,11 +36,15 @@ struct sbertd_config {
     uint64_t map_size;           /* initial LMDB map size in bytes (it doubles when full) */
     uint64_t embedding_cache_mb; /* bound of the embedding cache (ecache.h) in MiB; 0: off */
     uint64_t max_message_size;
-    uint64_t max_batch, max_text_bytes, max_k, max_pairs, max_matrix, max_metadata_bytes;
+    uint64_t max_batch, max_text_bytes, max_query_text_bytes, max_k, max_pairs, max_matrix,
+        max_metadata_bytes;
     uint64_t max_concurrent;
     uint64_t max_inflight_bytes; /* request bytes queued or in progress */
     uint64_t max_reply_bytes;    /* bytes of one reply; above, too_large (checked as it is built) */
     uint64_t watchdog_stall_sec; /* a request running longer withholds the watchdog ping */
+    int passage_overlap_tokens;  /* tokens a document's passage shares with the one before */
+    double lead_weight;          /* a document's score: lead_weight * its first passage's cosine +
+                                    (1 - lead_weight) * its best passage's (sbert_index_query_params) */
     char config_file[4096];      /* "" : none */
 };
 

@@ -91,6 +91,7 @@ enum sbertd_limit {
     SBERTD_LIMIT_MAX_MESSAGE_SIZE,
     SBERTD_LIMIT_MAX_BATCH,
     SBERTD_LIMIT_MAX_TEXT_BYTES,
+    SBERTD_LIMIT_MAX_QUERY_TEXT_BYTES,
     SBERTD_LIMIT_MAX_K,
     SBERTD_LIMIT_MAX_PAIRS,
     SBERTD_LIMIT_MAX_MATRIX,
@@ -110,6 +111,9 @@ const char *sbertd_limit_name(enum sbertd_limit which);
 
 /* The model's description; valid for the daemon's life. */
 const struct sbert_model_info *sbertd_model_info(const struct sbertd *d);
+
+/* The configured lead_weight of a document's query score (sbert_index_query_params). */
+float sbertd_lead_weight(const struct sbertd *d);
 
 /* Tells the watchdog that the calling request, however long it has run, is making progress (a
  * long batch calls it between its pieces). */
@@ -198,6 +202,19 @@ int sbertd_encode(struct sbertd *d, const char *const *texts, const size_t *lens
  * gets n flags: 1 for a text that was not encoded by this call. Returns as sbertd_encode. */
 int sbertd_encode_docs(struct sbertd *d, const char *const *texts, const size_t *lens, size_t n,
                        float *out, int *truncated, int *cached, struct sbert_proto_error *err);
+
+/* ---- passages ------------------------------------------------------------------------------ */
+
+/* The passage window: the model's max_seq_length less [CLS] and [SEP], in tokens. */
+size_t sbertd_passage_window(const struct sbertd *d);
+
+/* Splits text[0..len) into passages of at most the passage window's tokens (the model's
+ * tokenizer counts), with the configured overlap (sbert_text.h's sbert_passages_split). On
+ * success *out (NULL when the text holds only white space) owns *n passages, freed with free().
+ * Returns 0 or a SBERT_PROTO_E* code with err filled. */
+struct sbert_passage;
+int sbertd_passages(struct sbertd *d, const char *text, size_t len, struct sbert_passage **out,
+                    size_t *n, struct sbert_proto_error *err);
 
 /* sbert_index_query() on store for a request: unfiltered queries of the default collection are
  * searched together with concurrent ones (the searcher thread), the others in the calling

@@ -97,6 +97,7 @@ int op_run_stats(struct sbertd *d, struct request *r, cJSON *reply, struct sbert
         !cJSON_AddNumberToObject(reply, "protocol", SBERT_PROTO_VERSION) ||
         !cJSON_AddNumberToObject(reply, "uptime_s", c.uptime_s) ||
         !cJSON_AddNumberToObject(reply, "documents", (double)st.count) ||
+        !cJSON_AddNumberToObject(reply, "passages", (double)st.index_count) ||
         !cJSON_AddNumberToObject(reply, "dim", st.dim) || stats_store(d, &st, reply) ||
         !(thr = cJSON_AddObjectToObject(reply, "threads")) ||
         !cJSON_AddNumberToObject(thr, "workers", c.workers) ||

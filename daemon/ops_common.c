@@ -60,9 +60,12 @@ size_t op_results_bytes(const struct sbert_index_results *res)
 {
     size_t bytes = 0;
     for (const struct sbert_index_doc *doc = res ? res->docs : NULL;
-         res && doc < res->docs + res->n; doc++)
+         res && doc < res->docs + res->n; doc++) {
         bytes += DOC_JSON_OVERHEAD + doc->id_len + doc->text_len + doc->metadata_len +
                  (doc->vector ? (size_t)res->dim * SBERT_PROTO_FLOAT_JSON_MAX : 0);
+        for (size_t i = 0; i < doc->n_passages; i++)
+            bytes += DOC_JSON_OVERHEAD + doc->passages[i].text_len;
+    }
     return bytes;
 }
 
@@ -78,6 +81,19 @@ int op_add_truncated(cJSON *reply, const int *trunc, size_t n)
     for (size_t i = 0; i < n; i++)
         if (trunc[i] && !cJSON_AddItemToArray(a, cJSON_CreateNumber((double)i))) return -1;
     return 0;
+}
+
+cJSON *op_passage_json(const struct sbert_index_passage *p)
+{
+    cJSON *o = cJSON_CreateObject();
+    if (!o || !cJSON_AddNumberToObject(o, "start", (double)p->start) ||
+        !cJSON_AddNumberToObject(o, "end", (double)p->end) ||
+        !cJSON_AddStringToObject(o, "text", p->text ? p->text : "") ||
+        sbert_proto_add_float(o, "score", p->score)) {
+        cJSON_Delete(o);
+        return NULL;
+    }
+    return o;
 }
 
 cJSON *op_doc_json(const struct sbert_index_doc *doc, unsigned include, int dim, int score,
@@ -102,6 +118,13 @@ cJSON *op_doc_json(const struct sbert_index_doc *doc, unsigned include, int dim,
     if ((include & SBERT_PROTO_INCLUDE_VECTOR) && doc->vector &&
         sbert_proto_add_floats(o, "vector", doc->vector, (size_t)dim))
         goto fail;
+    if (doc->n_passages) {
+        cJSON *p = op_passage_json(&doc->passages[0]);
+        if (!p || !cJSON_AddItemToObject(o, "passage", p)) {
+            cJSON_Delete(p);
+            goto fail;
+        }
+    }
     return o;
 fail:
     cJSON_Delete(o);

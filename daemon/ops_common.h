@@ -8,6 +8,9 @@
 
 #include "op.h"
 
+/* The most passages a query asks for per document hit ("passages_per_document"). */
+#define MAX_PASSAGES_PER_DOCUMENT 1000
+
 /* A live limit (op.h) as a size_t, in a handler whose server handle is d: LIM(MAX_BATCH). */
 #define LIM(X) ((size_t)sbertd_limit(d, SBERTD_LIMIT_##X))
 
@@ -36,8 +39,13 @@ size_t op_results_bytes(const struct sbert_index_results *res);
 /* Adds "truncated": [i, ...] for the flags set in trunc[0..n). Returns 0 or -1 (out of memory). */
 int op_add_truncated(cJSON *reply, const int *trunc, size_t n);
 
+/* A passage of a query hit as a new JSON object {start, end, text, score} (the caller owns it;
+ * NULL when out of memory). */
+cJSON *op_passage_json(const struct sbert_index_passage *p);
+
 /* A document of a result as a new JSON object (the caller owns it; NULL when out of memory): id,
- * then "found" (when found is set), "score" (when score is set) and what include asks for. */
+ * then "found" (when found is set), "score" (when score is set), what include asks for, and
+ * "passage" (its best passage, when the result has passages: a query's). */
 cJSON *op_doc_json(const struct sbert_index_doc *doc, unsigned include, int dim, int score,
                    int found);
 
@@ -107,6 +115,8 @@ struct op_query {
     double min_score;
     unsigned include;
     sbert_index_filter *filter;
+    int group_passages;      /* "group": "passage": the hits are passages */
+    size_t passages_per_doc; /* "passages_per_document": the best passages of a document hit */
     int search; /* a mode other than dense, or diversity: sbert_index_search (ops_keyword.c) */
     struct sbert_index_search_params sp;
 };

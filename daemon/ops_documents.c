@@ -9,6 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "sbert_text.h"
+
 /* ---- get ------------------------------------------------------------------------------------- */
 
 /* Ids of the list member name: pointers into the tree or into numbufs (n x 24 bytes). */
@@ -97,11 +99,18 @@ struct add_prep {
     const char **texts;
     size_t *lens;
     char (*numbufs)[24];
-    char **metas; /* compact metadata JSON, malloc'd */
-    float *vecs;
+    char **metas;  /* compact metadata JSON, malloc'd */
+    float *given;  /* n * dim: the precomputed "vector" of the documents that have one */
+    char *has_vec; /* per document: it came with a "vector" (stored as one passage) */
     int *trunc;
-    size_t n_cached; /* of the encoded documents, those the embedding cache (or a repeat) served */
-    /* the documents without a precomputed "vector", which are encoded: their indices and texts */
+    size_t n_cached; /* of the encoded passages, those the embedding cache (or a repeat) served */
+    /* set by add_split: the passages, document i's are rows first[i]..first[i+1]) */
+    int split;
+    size_t *first;  /* n + 1 */
+    size_t *spans;  /* 2 per row: {start, end} in the document's text */
+    float *vecs;    /* rows * dim */
+    size_t *rowdoc; /* per row: its document */
+    /* the rows without a precomputed vector, which are encoded: their rows and texts */
     size_t n_enc, *enc;
     const char **etexts;
     size_t *elens;
@@ -121,7 +130,12 @@ static void add_prep_free(void *p)
     free(a->texts);
     free(a->lens);
     free(a->numbufs);
+    free(a->given);
+    free(a->has_vec);
+    free(a->first);
+    free(a->spans);
     free(a->vecs);
+    free(a->rowdoc);
     free(a->trunc);
     free(a->enc);
     free(a->etexts);
@@ -129,30 +143,108 @@ static void add_prep_free(void *p)
     free(a);
 }
 
-/* Copies the encoder's rows and truncation flags for a's encoded documents (n_enc of each, in
- * the order of enc) to their places in vecs and trunc, and counts those that came from the
- * embedding cache. */
+/* Copies the encoder's rows and truncation flags for a's encoded passages (n_enc of each, in
+ * the order of enc) to their places in vecs and their documents' trunc, and counts those that
+ * came from the embedding cache. */
 static void add_scatter(struct add_prep *a, size_t dim, const float *rows, const int *trunc,
                         const int *cached)
 {
     a->n_cached = 0;
     for (size_t j = 0; j < a->n_enc; j++) {
         memcpy(a->vecs + a->enc[j] * dim, rows + j * dim, dim * sizeof *rows);
-        a->trunc[a->enc[j]] = trunc[j];
+        if (trunc[j]) a->trunc[a->rowdoc[a->enc[j]]] = 1;
         a->n_cached += cached[j] != 0;
     }
 }
 
-/* Encodes a's documents that came without a vector. */
+/* Appends passage {start, end} of document i as row *rows of a, growing the buffers (*cap rows). */
+static int add_row(struct add_prep *a, size_t i, size_t start, size_t end, size_t *rows,
+                   size_t *cap)
+{
+    if (*rows == *cap) {
+        size_t c = *cap ? 2 * *cap : 64;
+        size_t *sp = realloc(a->spans, 2 * c * sizeof *sp);
+        if (sp) a->spans = sp;
+        size_t *rd = sp ? realloc(a->rowdoc, c * sizeof *rd) : NULL;
+        if (!rd) return -1;
+        a->rowdoc = rd;
+        *cap = c;
+    }
+    a->spans[2 * *rows] = start;
+    a->spans[2 * *rows + 1] = end;
+    a->rowdoc[(*rows)++] = i;
+    return 0;
+}
+
+/* Splits a's documents into passages (once): a document that came with a "vector", and one
+ * that fits the model, is one passage, the whole text. Then sets up the rows to encode and the
+ * items' vectors and passages. */
+static int add_split(struct sbertd *d, struct add_prep *a, struct sbert_proto_error *err)
+{
+    if (a->split) return 0;
+    size_t dim = (size_t)sbertd_model_info(d)->dim, rows = 0, cap = 0;
+    if (!(a->first = malloc((a->n + 1) * sizeof *a->first))) return op_oom(err);
+    for (size_t i = 0; i < a->n; i++) {
+        a->first[i] = rows;
+        struct sbert_passage *ps = NULL;
+        size_t np = 0;
+        int rc = a->has_vec[i] ? 0 : sbertd_passages(d, a->texts[i], a->lens[i], &ps, &np, err);
+        if (rc) return rc;
+        for (size_t j = 0; j < np && !rc; j++)
+            rc = add_row(a, i, ps[j].start, ps[j].end, &rows, &cap);
+        if (np == 0) rc = add_row(a, i, 0, a->lens[i], &rows, &cap);
+        free(ps);
+        if (rc) return op_oom(err);
+    }
+    a->first[a->n] = rows;
+    if (!(a->vecs = malloc(rows * dim * sizeof *a->vecs)) ||
+        !(a->enc = malloc(rows * sizeof *a->enc)) ||
+        !(a->etexts = malloc(rows * sizeof *a->etexts)) ||
+        !(a->elens = malloc(rows * sizeof *a->elens)))
+        return op_oom(err);
+    for (size_t i = 0; i < a->n; i++) {
+        struct sbert_index_put_item *it = &a->items[i];
+        size_t np = a->first[i + 1] - a->first[i];
+        it->vector = a->vecs + a->first[i] * dim;
+        it->n_passages = np;
+        it->passages = a->spans + 2 * a->first[i];
+        if (a->has_vec[i]) {
+            memcpy(a->vecs + a->first[i] * dim, a->given + i * dim, dim * sizeof *a->vecs);
+            continue;
+        }
+        for (size_t r = a->first[i]; r < a->first[i + 1]; r++) {
+            a->enc[a->n_enc] = r;
+            a->etexts[a->n_enc] = a->texts[i] + a->spans[2 * r];
+            a->elens[a->n_enc++] = a->spans[2 * r + 1] - a->spans[2 * r];
+        }
+    }
+    a->split = 1;
+    return 0;
+}
+
+/* Passages one sbertd_encode() call of an add takes at most: between calls the watchdog hears
+ * that the add makes progress (a document of 64 MiB of prose is ~50,000 passages, an hour or more
+ * of encoding on a small machine, past watchdog_stall_sec). Adds of more passages than
+ * ADD_SHARED_MAX together are encoded request by request, in such pieces. */
+#define ADD_ENCODE_PIECE 256
+#define ADD_SHARED_MAX 4096
+
+/* Encodes a's passages that came without a vector. */
 static int add_encode(struct sbertd *d, struct add_prep *a, struct sbert_proto_error *err)
 {
     size_t dim = (size_t)sbertd_model_info(d)->dim;
+    int rc = add_split(d, a, err);
+    if (rc) return rc;
     if (a->n_enc == 0) return 0;
     float *rows = malloc(a->n_enc * dim * sizeof *rows);
     int *trunc = malloc(a->n_enc * sizeof *trunc), *cached = malloc(a->n_enc * sizeof *cached);
-    int rc = rows && trunc && cached
-                 ? sbertd_encode_docs(d, a->etexts, a->elens, a->n_enc, rows, trunc, cached, err)
-                 : op_oom(err);
+    if (!rows || !trunc || !cached) rc = op_oom(err);
+    for (size_t at = 0; !rc && at < a->n_enc; at += ADD_ENCODE_PIECE) {
+        size_t m = a->n_enc - at < ADD_ENCODE_PIECE ? a->n_enc - at : ADD_ENCODE_PIECE;
+        rc = sbertd_encode_docs(d, a->etexts + at, a->elens + at, m, rows + at * dim, trunc + at,
+                                cached + at, err);
+        sbertd_request_progress(d);
+    }
     if (!rc) add_scatter(a, dim, rows, trunc, cached);
     free(rows);
     free(trunc);
@@ -197,9 +289,8 @@ int op_prepare_add(struct sbertd *d, struct request *r, struct sbert_proto_error
         !(a->lens = malloc(n * sizeof *a->lens)) ||
         !(a->numbufs = malloc(n * sizeof *a->numbufs)) ||
         !(a->metas = calloc(n, sizeof *a->metas)) ||
-        !(a->vecs = malloc(n * dim * sizeof *a->vecs)) ||
-        !(a->trunc = calloc(n, sizeof *a->trunc)) || !(a->enc = malloc(n * sizeof *a->enc)) ||
-        !(a->etexts = malloc(n * sizeof *a->etexts)) || !(a->elens = malloc(n * sizeof *a->elens)))
+        !(a->given = malloc(n * dim * sizeof *a->given)) ||
+        !(a->has_vec = calloc(n, sizeof *a->has_vec)) || !(a->trunc = calloc(n, sizeof *a->trunc)))
         return op_oom(err);
     a->n = n;
     static const char *const doc_members[] = {"id", "text", "metadata", "vector", NULL};
@@ -251,14 +342,10 @@ int op_prepare_add(struct sbertd *d, struct request *r, struct sbert_proto_error
             it->metadata = a->metas[i];
             it->metadata_len = ml;
         }
-        it->vector = a->vecs + i * dim;
         it->dim = (int)dim;
         if (cJSON_HasObjectItem(x, "vector")) {
-            if ((rc = add_vector(x, i, dim, a->vecs + i * dim, err))) return rc;
-        } else {
-            a->enc[a->n_enc] = i;
-            a->etexts[a->n_enc] = a->texts[i];
-            a->elens[a->n_enc++] = a->lens[i];
+            if ((rc = add_vector(x, i, dim, a->given + i * dim, err))) return rc;
+            a->has_vec[i] = 1;
         }
         i++;
     }
@@ -324,24 +411,32 @@ int op_run_add(struct sbertd *d, struct request *r, cJSON *reply, struct sbert_p
     return add_store(d, r, reply, err);
 }
 
-/* The writer's stage for consecutive adds: one sbert_encode() over all their texts, outside any
- * lock, while the committer stores earlier ones. Should the shared encode fail, each request
- * encodes alone, so that only the guilty one carries the error to run_add. */
+/* The writer's stage for consecutive adds: each request's documents split into passages, then
+ * one sbert_encode() over all their passages (up to ADD_SHARED_MAX; more are encoded request by
+ * request, in pieces), outside any lock, while the committer stores earlier ones. Should the
+ * shared encode fail, each request encodes alone, so that only the guilty one carries the error
+ * to run_add. */
 void op_stage_add(struct sbertd *d, struct request **rs, size_t n)
 {
     size_t total = 0, dim = (size_t)sbertd_model_info(d)->dim;
-    for (size_t i = 0; i < n; i++)
-        total += ((struct add_prep *)sbertd_req_prep(rs[i]))->n_enc;
-    const char **texts = n > 1 ? malloc(total * sizeof *texts) : NULL;
-    size_t *lens = n > 1 ? malloc(total * sizeof *lens) : NULL;
-    float *out = n > 1 ? malloc(total * dim * sizeof *out) : NULL;
-    int *trunc = n > 1 ? malloc(total * sizeof *trunc) : NULL;
-    int *cached = n > 1 ? malloc(total * sizeof *cached) : NULL;
+    /* a request whose split fails carries the error to run_add and takes no part */
+    for (size_t i = 0; i < n; i++) {
+        struct add_prep *a = sbertd_req_prep(rs[i]);
+        a->stage_rc = add_split(d, a, &a->stage_err);
+        if (!a->stage_rc) total += a->n_enc;
+    }
+    int share = n > 1 && total <= ADD_SHARED_MAX;
+    const char **texts = share ? malloc(total * sizeof *texts) : NULL;
+    size_t *lens = share ? malloc(total * sizeof *lens) : NULL;
+    float *out = share ? malloc(total * dim * sizeof *out) : NULL;
+    int *trunc = share ? malloc(total * sizeof *trunc) : NULL;
+    int *cached = share ? malloc(total * sizeof *cached) : NULL;
     int shared = 0;
     if (texts && lens && out && trunc && cached) {
         size_t at = 0;
         for (size_t i = 0; i < n; i++) {
             struct add_prep *a = sbertd_req_prep(rs[i]);
+            if (a->stage_rc) continue;
             memcpy(texts + at, a->etexts, a->n_enc * sizeof *texts);
             memcpy(lens + at, a->elens, a->n_enc * sizeof *lens);
             at += a->n_enc;
@@ -353,6 +448,7 @@ void op_stage_add(struct sbertd *d, struct request **rs, size_t n)
             at = 0;
             for (size_t i = 0; i < n; i++) {
                 struct add_prep *a = sbertd_req_prep(rs[i]);
+                if (a->stage_rc) continue;
                 add_scatter(a, dim, out + at * dim, trunc + at, cached + at);
                 a->encoded = 1;
                 at += a->n_enc;
@@ -366,6 +462,7 @@ void op_stage_add(struct sbertd *d, struct request **rs, size_t n)
     free(cached);
     for (size_t i = 0; !shared && i < n; i++) {
         struct add_prep *a = sbertd_req_prep(rs[i]);
+        if (a->stage_rc) continue;
         a->stage_rc = add_encode(d, a, &a->stage_err);
         a->encoded = a->stage_rc == 0;
     }

@@ -66,6 +66,7 @@ int op_search_run(struct sbertd *d, const struct op_query *q, struct sbert_index
     p.q.filter = q->filter;
     p.q.include = q->include;
     p.q.dim = (int)dim;
+    p.q.lead_weight = sbertd_lead_weight(d);
     /* the queries of a batch share the reply's bound, as dense batches do (ops_search.c) */
     p.q.max_bytes = LIM(MAX_REPLY_BYTES) / q->n;
     if (!p.q.max_bytes) p.q.max_bytes = 1; /* 0 would mean unbounded */

@@ -24,7 +24,7 @@ int op_run_encode(struct sbertd *d, struct request *r, cJSON *reply, struct sber
     const char **texts = NULL;
     size_t *lens = NULL, n = 0, dim = (size_t)sbertd_model_info(d)->dim;
     int rc = sbert_proto_get_texts(sbertd_req_root(r), "texts", 1, LIM(MAX_BATCH),
-                                   LIM(MAX_TEXT_BYTES), &texts, &lens, &n, err);
+                                   LIM(MAX_QUERY_TEXT_BYTES), &texts, &lens, &n, err);
     if (rc) return rc;
     float *out = malloc(n * dim * sizeof *out);
     int *trunc = calloc(n, sizeof *trunc);
@@ -59,9 +59,9 @@ int op_run_similarity(struct sbertd *d, struct request *r, cJSON *reply,
         const char *t[2];
         size_t l[2];
         int rc;
-        if ((rc = sbert_proto_get_text(sbertd_req_root(r), "a", 1, LIM(MAX_TEXT_BYTES), &t[0],
+        if ((rc = sbert_proto_get_text(sbertd_req_root(r), "a", 1, LIM(MAX_QUERY_TEXT_BYTES), &t[0],
                                        &l[0], err)) ||
-            (rc = sbert_proto_get_text(sbertd_req_root(r), "b", 1, LIM(MAX_TEXT_BYTES), &t[1],
+            (rc = sbert_proto_get_text(sbertd_req_root(r), "b", 1, LIM(MAX_QUERY_TEXT_BYTES), &t[1],
                                        &l[1], err)))
             return rc;
         float *v = malloc(2 * dim * sizeof *v);
@@ -78,11 +78,11 @@ int op_run_similarity(struct sbertd *d, struct request *r, cJSON *reply,
     const char **ta = NULL, **tb = NULL, **all = NULL;
     size_t *la = NULL, *lb = NULL, *lall = NULL, na = 0, nb = 0;
     float *v = NULL;
-    int rc = sbert_proto_get_texts(sbertd_req_root(r), "a", 1, LIM(MAX_BATCH), LIM(MAX_TEXT_BYTES),
-                                   &ta, &la, &na, err);
+    int rc = sbert_proto_get_texts(sbertd_req_root(r), "a", 1, LIM(MAX_BATCH),
+                                   LIM(MAX_QUERY_TEXT_BYTES), &ta, &la, &na, err);
     if (!rc)
-        rc = sbert_proto_get_texts(sbertd_req_root(r), "b", 1, LIM(MAX_BATCH), LIM(MAX_TEXT_BYTES),
-                                   &tb, &lb, &nb, err);
+        rc = sbert_proto_get_texts(sbertd_req_root(r), "b", 1, LIM(MAX_BATCH),
+                                   LIM(MAX_QUERY_TEXT_BYTES), &tb, &lb, &nb, err);
     if (!rc && (double)na * (double)nb > (double)LIM(MAX_MATRIX))
         rc = sbert_proto_error_set(err, SBERT_PROTO_ETOO_LARGE, -1,
                                    "a %zu x %zu matrix exceeds max_matrix (%zu cells)", na, nb,
@@ -166,6 +166,34 @@ static int query_get_vectors(struct sbertd *d, const cJSON *root, struct op_quer
     return 0;
 }
 
+/* "group" and "passages_per_document": what a dense query's hits are. */
+static int query_grouping(const cJSON *root, struct op_query *q, struct sbert_proto_error *err)
+{
+    const char *group = NULL;
+    long long per = 1;
+    int rc;
+    if ((rc = sbert_proto_get_string(root, "group", 0, 16, &group, err)) ||
+        (rc = sbert_proto_get_int(root, "passages_per_document", 0, 1, MAX_PASSAGES_PER_DOCUMENT,
+                                  SBERT_PROTO_EBAD_REQUEST, &per, err)))
+        return rc;
+    if (group && strcmp(group, "document") != 0 && strcmp(group, "passage") != 0)
+        return sbert_proto_error_set(err, SBERT_PROTO_EBAD_REQUEST, -1,
+                                     "\"group\" must be \"document\" or \"passage\"");
+    q->group_passages = group && strcmp(group, "passage") == 0;
+    q->passages_per_doc = (size_t)per;
+    int asked = group || cJSON_HasObjectItem(root, "passages_per_document");
+    if (asked && q->search)
+        return sbert_proto_error_set(err, SBERT_PROTO_EBAD_REQUEST, -1,
+                                     "\"group\" and \"passages_per_document\" apply to dense "
+                                     "queries without diversity: keyword, hybrid and diverse "
+                                     "hits are documents without passages");
+    if (q->group_passages && cJSON_HasObjectItem(root, "passages_per_document"))
+        return sbert_proto_error_set(err, SBERT_PROTO_EBAD_REQUEST, -1,
+                                     "\"passages_per_document\" applies to document hits, not "
+                                     "to \"group\": \"passage\"");
+    return 0;
+}
+
 /* Validates the whole request (every limit and the filter before any text is encoded), then
  * encodes its texts as one batch. */
 static int query_read(struct sbertd *d, const cJSON *root, struct op_query *q,
@@ -194,16 +222,16 @@ static int query_read(struct sbertd *d, const cJSON *root, struct op_query *q,
         (rc = sbert_proto_get_number(root, "min_score", 0, -1, 1, SBERT_PROTO_EBAD_SCORE,
                                      &q->min_score, err)) ||
         (rc = sbert_proto_get_include(root, "include", &q->include, err)) ||
-        (rc = op_search_members(d, root, q, err)))
+        (rc = op_search_members(d, root, q, err)) || (rc = query_grouping(root, q, err)))
         return rc;
     if (q->by_text && q->plural)
-        rc = sbert_proto_get_texts(root, "texts", 1, LIM(MAX_BATCH), LIM(MAX_TEXT_BYTES), &q->texts,
-                                   &q->lens, &q->n, err);
+        rc = sbert_proto_get_texts(root, "texts", 1, LIM(MAX_BATCH), LIM(MAX_QUERY_TEXT_BYTES),
+                                   &q->texts, &q->lens, &q->n, err);
     else if (q->by_text) {
         if (!(q->texts = malloc(sizeof *q->texts)) || !(q->lens = malloc(sizeof *q->lens)))
             return op_oom(err);
-        rc = sbert_proto_get_text(root, "text", 1, LIM(MAX_TEXT_BYTES), &q->texts[0], &q->lens[0],
-                                  err);
+        rc = sbert_proto_get_text(root, "text", 1, LIM(MAX_QUERY_TEXT_BYTES), &q->texts[0],
+                                  &q->lens[0], err);
     } else
         rc = query_get_vectors(d, root, q, err);
     if (rc || (rc = op_get_filter(root, &q->filter, err)) || !q->by_text) return rc;
@@ -230,6 +258,9 @@ static int query_search(struct sbertd *d, const struct op_query *q,
     p.filter = q->filter;
     p.include = q->include;
     p.dim = sbertd_model_info(d)->dim;
+    p.lead_weight = sbertd_lead_weight(d);
+    p.group_passages = q->group_passages;
+    p.passages_per_doc = q->passages_per_doc;
     p.max_bytes = LIM(MAX_REPLY_BYTES) / q->n;
     if (!p.max_bytes) p.max_bytes = 1; /* 0 would mean unbounded */
     int irc = 0;
@@ -267,13 +298,33 @@ static int query_search(struct sbertd *d, const struct op_query *q,
     return irc ? op_index_error(irc, NULL, -1, err) : 0;
 }
 
+/* passages_per_document: "passages", the hit's best passages, best first (the first is its
+ * "passage"). Returns 0 or -1 (out of memory). */
+static int query_passages_json(cJSON *o, const struct sbert_index_doc *doc)
+{
+    cJSON *a = cJSON_AddArrayToObject(o, "passages");
+    for (size_t j = 0; a && j < doc->n_passages; j++) {
+        cJSON *p = op_passage_json(&doc->passages[j]);
+        if (!p || !cJSON_AddItemToArray(a, p)) {
+            cJSON_Delete(p);
+            return -1;
+        }
+    }
+    return a ? 0 : -1;
+}
+
 /* One query's results as a new JSON array (the caller owns it; NULL when out of memory). */
 static cJSON *query_results_json(const struct op_query *q, const struct sbert_index_results *res)
 {
     cJSON *a = cJSON_CreateArray();
     for (size_t i = 0; a && i < res->n; i++) {
-        cJSON *o = op_doc_json(&res->docs[i], q->include, res->dim, 1, 0);
-        if (o && q->search && op_search_hit_json(o, &res->docs[i])) {
+        const struct sbert_index_doc *doc = &res->docs[i];
+        cJSON *o = op_doc_json(doc, q->include, res->dim, 1, 0);
+        if (o && q->search && op_search_hit_json(o, doc)) {
+            cJSON_Delete(o);
+            o = NULL;
+        }
+        if (o && q->passages_per_doc > 1 && query_passages_json(o, doc)) {
             cJSON_Delete(o);
             o = NULL;
         }
@@ -373,8 +424,8 @@ static int pairs_list(struct sbertd *d, struct request *r, cJSON *reply, size_t 
     const cJSON *root = sbertd_req_root(r);
     const char **texts = NULL;
     size_t *lens = NULL, n = 0, dim = (size_t)sbertd_model_info(d)->dim;
-    int rc = sbert_proto_get_texts(root, "texts", 1, LIM(MAX_BATCH), LIM(MAX_TEXT_BYTES), &texts,
-                                   &lens, &n, err);
+    int rc = sbert_proto_get_texts(root, "texts", 1, LIM(MAX_BATCH), LIM(MAX_QUERY_TEXT_BYTES),
+                                   &texts, &lens, &n, err);
     if (rc) return rc;
     if (n < 2) {
         free(texts);

@@ -41,6 +41,7 @@ static const struct {
     LIMIT(SBERTD_LIMIT_MAX_MESSAGE_SIZE, max_message_size),
     LIMIT(SBERTD_LIMIT_MAX_BATCH, max_batch),
     LIMIT(SBERTD_LIMIT_MAX_TEXT_BYTES, max_text_bytes),
+    LIMIT(SBERTD_LIMIT_MAX_QUERY_TEXT_BYTES, max_query_text_bytes),
     LIMIT(SBERTD_LIMIT_MAX_K, max_k),
     LIMIT(SBERTD_LIMIT_MAX_PAIRS, max_pairs),
     LIMIT(SBERTD_LIMIT_MAX_MATRIX, max_matrix),
@@ -69,6 +70,11 @@ uint64_t sbertd_limit(const struct sbertd *d, enum sbertd_limit which)
 const struct sbert_model_info *sbertd_model_info(const struct sbertd *d)
 {
     return d->info;
+}
+
+float sbertd_lead_weight(const struct sbertd *d)
+{
+    return (float)d->cfg.lead_weight;
 }
 
 void sbertd_request_progress(struct sbertd *d)

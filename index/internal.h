@@ -52,7 +52,9 @@
 #define DEFAULT_SNAPSHOT_SECONDS 300
 #define DEFAULT_PER_DOC_K 100
 #define MAX_K 10000
-#define CHUNK 256 /* documents per read transaction when scanning */
+#define MAX_PASSAGES_PER_DOC 1000
+#define MAX_WIDTH ((size_t)1 << 20) /* passages a query's widened search asks for at most */
+#define CHUNK 256                   /* documents per read transaction when scanning */
 #define REBUILD_CHUNK 4096
 
 struct sbert_index {
@@ -149,10 +151,16 @@ int index_req_valid(const struct sbert_index_write_req *req);
  * code (store_write's fn convention). */
 int index_req_record(sbert_index *idx, store *s, MDB_txn *txn,
                      const struct sbert_index_write_req *req);
-/* Applies a committed batch to the vector index: removes, then adds the labels still live; a
- * failure is logged and schedules a rebuild (the batch is durable). Called under wmu. */
-void index_apply_vindex(sbert_index *idx, const int64_t *removed, size_t n_removed,
-                        const int64_t *added, const float *vecs, size_t n_added);
+/* Applies a committed batch to the vector index: removes, then adds the documents still live,
+ * each document (first label, passages: np NULL means one each) as its passages' labels, vecs
+ * holding the added passages' rows in order; a failure is logged and schedules a rebuild (the
+ * batch is durable). Called under wmu. */
+void index_apply_vindex(sbert_index *idx, const int64_t *removed, const uint32_t *removed_np,
+                        size_t n_removed, const int64_t *added, const uint32_t *added_np,
+                        const float *vecs, size_t n_added);
+/* The passage labels of n documents (first labels docs, passages np; NULL: one each), malloc'ed
+ * (the caller frees; NULL when out of memory), their number in *total. */
+int64_t *index_passage_labels(const int64_t *docs, const uint32_t *np, size_t n, size_t *total);
 /* qsort comparison of int64_t. */
 int index_cmp_i64(const void *a, const void *b);
 
@@ -164,6 +172,12 @@ int index_read_enter(sbert_index *idx);
 int index_doc_fill(struct sbert_index_doc *d, const struct store_record *r, unsigned include);
 /* Frees what index_doc_fill() allocated. */
 void index_doc_clear(struct sbert_index_doc *d);
+/* A document's score for the unit query q: lead_weight * its first passage's cosine + (1 -
+ * lead_weight) * its best passage's (sbert_index_query_params), exact from r's vectors; *best and
+ * *best_score (may be NULL) the best passage and its cosine. Returns 0 or SBERT_INDEX_EFORMAT (r
+ * has another dimension). */
+int index_doc_score(const struct store_record *r, const float *q, size_t dim, float lead_weight,
+                    float *score, size_t *best, float *best_score);
 /* What index_doc_fill() copies of r, in bytes (the bound of sbert_index_get_max and
  * max_bytes). */
 size_t index_doc_bytes(const struct store_record *r, unsigned include);

@@ -104,6 +104,8 @@ struct chunk_doc {
     size_t text_len;
     char *meta; /* NULL: none */
     size_t meta_len;
+    uint32_t np;     /* passages */
+    uint32_t *spans; /* 2 * np offsets, or NULL: one passage, the whole text */
 };
 
 static void chunk_free(struct chunk_doc *d, size_t n)
@@ -112,6 +114,7 @@ static void chunk_free(struct chunk_doc *d, size_t n)
         free(d[i].id);
         free(d[i].text);
         free(d[i].meta);
+        free(d[i].spans);
     }
 }
 
@@ -129,7 +132,10 @@ struct reindex_job {
     char lockp[4300]; /* the scratch environment's lock file */
     size_t dim, n;
     struct chunk_doc *docs;
+    /* one row per passage of the chunk, rows_cap of them */
+    size_t rows_cap;
     const char **texts;
+    char **copies; /* NUL-terminated copies of the passages that are not their whole text */
     size_t *lens;
     int64_t *labels;
     float *raw, *vecs;
@@ -146,6 +152,15 @@ static int chunk_take(uint64_t label, const struct store_record *r, void *user)
     cd->id_len = r->id_len;
     cd->text = index_dup_bytes(r->text, r->text_len);
     cd->text_len = r->text_len;
+    cd->np = r->n_passages;
+    if (r->spans && (cd->spans = malloc(2 * (size_t)cd->np * sizeof *cd->spans)))
+        for (size_t i = 0; i < cd->np; i++) {
+            size_t a, b;
+            store_record_span(r, i, &a, &b);
+            cd->spans[2 * i] = (uint32_t)a;
+            cd->spans[2 * i + 1] = (uint32_t)b;
+        }
+    if (r->spans && !cd->spans) return SBERT_INDEX_ENOMEM;
     if (r->meta) {
         cd->meta = index_dup_bytes(r->meta, r->meta_len);
         cd->meta_len = r->meta_len;
@@ -182,33 +197,90 @@ static int reindex_write_fn(store *s, MDB_txn *txn, void *user)
     if (j->write_meta && ((rc = store_meta_put(s, txn, j->write_meta)) ||
                           (rc = store_kw_reset(s, txn, STORE_KW_VERSION))))
         return rc;
-    for (size_t i = 0; i < j->n; i++) {
+    for (size_t i = 0, row = 0; i < j->n; i++) {
         struct chunk_doc *d = &j->docs[i];
-        if ((rc = store_doc_put(s, txn, d->label, j->vecs + i * j->dim, j->dim, d->id, d->id_len,
-                                d->text, d->text_len, d->meta, d->meta_len)))
+        if ((rc = store_doc_put(s, txn, d->label, j->vecs + row * j->dim, j->dim, d->np, d->spans,
+                                d->id, d->id_len, d->text, d->text_len, d->meta, d->meta_len)))
             return rc;
+        row += d->np;
     }
+    return 0;
+}
+
+/* Room for rows passages in j's row buffers. */
+static int reindex_rows(struct reindex_job *j, size_t rows)
+{
+    if (rows <= j->rows_cap) return 0;
+    size_t cap = j->rows_cap ? j->rows_cap : CHUNK;
+    while (cap < rows)
+        cap *= 2;
+    const char **t = realloc(j->texts, cap * sizeof *t);
+    if (t) j->texts = t;
+    char **c = t ? realloc(j->copies, cap * sizeof *c) : NULL;
+    if (c) j->copies = c;
+    size_t *l = c ? realloc(j->lens, cap * sizeof *l) : NULL;
+    if (l) j->lens = l;
+    int64_t *lb = l ? realloc(j->labels, cap * sizeof *lb) : NULL;
+    if (lb) j->labels = lb;
+    float *r = lb ? realloc(j->raw, cap * j->dim * sizeof *r) : NULL;
+    if (r) j->raw = r;
+    float *v = r ? realloc(j->vecs, cap * j->dim * sizeof *v) : NULL;
+    if (!v) return SBERT_INDEX_ENOMEM;
+    j->vecs = v;
+    j->rows_cap = cap;
+    return 0;
+}
+
+/* The chunk's passages as rows: texts (NUL-terminated), lengths and labels; *rows of them. */
+static int reindex_passages(struct reindex_job *j, size_t *rows)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < j->n; i++)
+        n += j->docs[i].np;
+    if (reindex_rows(j, n)) return SBERT_INDEX_ENOMEM;
+    size_t row = 0;
+    for (size_t i = 0; i < j->n; i++) {
+        const struct chunk_doc *d = &j->docs[i];
+        for (size_t k = 0; k < d->np; k++, row++) {
+            j->labels[row] = (int64_t)(d->label + k);
+            j->copies[row] = NULL;
+            if (!d->spans) {
+                j->texts[row] = d->text;
+                j->lens[row] = d->text_len;
+                continue;
+            }
+            size_t a = d->spans[2 * k], b = d->spans[2 * k + 1];
+            j->copies[row] = index_dup_bytes(d->text + a, b - a);
+            j->texts[row] = j->copies[row];
+            j->lens[row] = b - a;
+            if (!j->copies[row]) {
+                *rows = row + 1;
+                return SBERT_INDEX_ENOMEM;
+            }
+        }
+    }
+    *rows = row;
     return 0;
 }
 
 /* Encodes the chunk in j->docs and writes it to the new store and vector index. */
 static int reindex_chunk(struct reindex_job *j, char *errbuf, size_t errlen)
 {
-    size_t n = j->n, dim = j->dim;
-    for (size_t i = 0; i < n; i++) {
-        j->texts[i] = j->docs[i].text;
-        j->lens[i] = j->docs[i].text_len;
-        j->labels[i] = (int64_t)j->docs[i].label;
-    }
-    ilog(j->idx, SBERT_INDEX_LOG_DEBUG, "reindex: encoding %zu documents", n);
-    if (j->encode(j->texts, j->lens, n, j->raw, j->user))
-        return sbert_util_errf(errbuf, errlen, SBERT_INDEX_ECALLBACK,
-                               "reindex: the encode callback failed on a batch of %zu texts", n);
+    size_t n = 0, dim = j->dim;
+    int rc = reindex_passages(j, &n);
+    ilog(j->idx, SBERT_INDEX_LOG_DEBUG, "reindex: encoding %zu passages of %zu documents", n, j->n);
+    if (rc == 0 && j->encode(j->texts, j->lens, n, j->raw, j->user))
+        rc = sbert_util_errf(errbuf, errlen, SBERT_INDEX_ECALLBACK,
+                             "reindex: the encode callback failed on a batch of %zu texts", n);
+    for (size_t i = 0; i < n; i++)
+        free(j->copies[i]);
+    if (rc)
+        return rc == SBERT_INDEX_ENOMEM ? sbert_util_errf(errbuf, errlen, rc, "out of memory") : rc;
     for (size_t i = 0; i < n; i++)
         if (sbert_util_normalise_into(j->raw + i * dim, dim, j->vecs + i * dim))
             return sbert_util_errf(errbuf, errlen, SBERT_INDEX_ECALLBACK,
                                    "reindex: the encode callback returned a non-finite value");
-    int rc = store_write(j->ns, reindex_write_fn, j, errbuf, errlen);
+    rc = store_write(j->ns, reindex_write_fn, j, errbuf, errlen);
     if (rc == 0 && (rc = vindex_add(j->nv, j->labels, j->vecs, n, errbuf, errlen)))
         rc = index_vindex_code(rc);
     return rc;
@@ -311,13 +383,7 @@ static int reindex_begin(struct reindex_job *j, char *errbuf, size_t errlen)
 
     j->dim = (size_t)j->nm->dim;
     j->docs = calloc(CHUNK, sizeof *j->docs);
-    j->texts = calloc(CHUNK, sizeof *j->texts);
-    j->lens = calloc(CHUNK, sizeof *j->lens);
-    j->labels = calloc(CHUNK, sizeof *j->labels);
-    j->raw = malloc(CHUNK * j->dim * sizeof *j->raw);
-    j->vecs = malloc(CHUNK * j->dim * sizeof *j->vecs);
-    if (!j->docs || !j->texts || !j->lens || !j->labels || !j->raw || !j->vecs)
-        return SBERT_INDEX_ENOMEM;
+    if (!j->docs || reindex_rows(j, CHUNK)) return SBERT_INDEX_ENOMEM;
     struct vindex_params vp = index_vparams(idx, j->nm->dim);
     if ((rc = vindex_create(&vp, &j->nv, errbuf, errlen))) return index_create_code(rc);
     return 0;
@@ -353,6 +419,7 @@ int index_reindex_locked(sbert_index *idx, const struct sbert_index_model *nm,
     vindex_free(j->nv);
     free(j->docs);
     free(j->texts);
+    free(j->copies);
     free(j->lens);
     free(j->labels);
     free(j->raw);

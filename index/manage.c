@@ -27,7 +27,8 @@ struct delf_ctx {
     uint64_t *n_deleted;
     /* one transaction's outputs, reset at each attempt */
     uint64_t pos, change;
-    int64_t *removed; /* chunk entries */
+    int64_t *removed;     /* chunk entries */
+    uint32_t *removed_np; /* their passages */
     size_t n_removed;
     int done; /* the scan reached end_label or the last document */
 };
@@ -47,14 +48,15 @@ static int delf_collect(uint64_t label, const struct store_record *r, void *user
 }
 
 /* Removes label's document: its id entry, its record, and a change log entry. */
-static int delf_one(struct delf_ctx *c, store *s, MDB_txn *txn, uint64_t label)
+static int delf_one(struct delf_ctx *c, store *s, MDB_txn *txn, size_t at)
 {
+    uint64_t label = (uint64_t)c->removed[at];
     struct store_record r;
     int rc = store_record_get(s, txn, label, &r);
     if (rc) return rc == SBERT_INDEX_ENOTFOUND ? SBERT_INDEX_EFORMAT : rc;
     if ((rc = store_id_del(s, txn, r.id, r.id_len))) return rc;
-    if ((rc = store_record_del(s, txn, label))) return rc;
-    return store_log_append(s, txn, ++c->change, label, STORE_OP_DELETE);
+    if ((rc = store_record_del(s, txn, label, &c->removed_np[at]))) return rc;
+    return store_log_append(s, txn, ++c->change, label, STORE_OP_DELETE, c->removed_np[at]);
 }
 
 static int delf_fn(store *s, MDB_txn *txn, void *user)
@@ -70,7 +72,7 @@ static int delf_fn(store *s, MDB_txn *txn, void *user)
     if (rc) return rc;
     c->done |= end;
     for (size_t i = 0; i < c->n_removed; i++)
-        if ((rc = delf_one(c, s, txn, (uint64_t)c->removed[i]))) return rc;
+        if ((rc = delf_one(c, s, txn, i))) return rc;
     if (c->done && c->p->req) {
         *c->n_deleted = c->total + c->n_removed;
         if ((rc = index_req_record(c->idx, s, txn, c->p->req))) return rc;
@@ -102,7 +104,7 @@ static int delf_chunk(struct delf_ctx *c, store *st0, char *errbuf, size_t errle
         ilog(idx, SBERT_INDEX_LOG_DEBUG, "commit: delete by filter of %zu documents", c->n_removed);
         idx->meta.change = c->change;
         index_publish(idx);
-        index_apply_vindex(idx, c->removed, c->n_removed, NULL, NULL, 0);
+        index_apply_vindex(idx, c->removed, c->removed_np, c->n_removed, NULL, NULL, NULL, 0);
         index_snapshot_poke(idx);
     }
     c->total += c->n_removed;
@@ -120,8 +122,13 @@ int sbert_index_delete_filter(sbert_index *idx, const struct sbert_index_delete_
         return sbert_util_errf(errbuf, errlen, SBERT_INDEX_EINVAL, "bad req_id record");
     struct delf_ctx c = {.idx = idx, .p = p, .n_deleted = n_deleted};
     c.chunk = p->chunk ? p->chunk : DELF_CHUNK;
-    if (!(c.removed = malloc(c.chunk * sizeof *c.removed)))
+    c.removed = malloc(c.chunk * sizeof *c.removed);
+    c.removed_np = malloc(c.chunk * sizeof *c.removed_np);
+    if (!c.removed || !c.removed_np) {
+        free(c.removed);
+        free(c.removed_np);
         return sbert_util_errf(errbuf, errlen, SBERT_INDEX_ENOMEM, "out of memory");
+    }
     pthread_mutex_lock(&idx->wmu);
     c.end_label = idx->meta.next_label;
     store *st0 = idx->st;
@@ -134,6 +141,7 @@ int sbert_index_delete_filter(sbert_index *idx, const struct sbert_index_delete_
         if (!rc && p->progress) p->progress(p->progress_user, c.total);
     }
     free(c.removed);
+    free(c.removed_np);
     *n_deleted = c.total;
     return rc;
 }
@@ -148,10 +156,14 @@ struct patch_ctx {
     cJSON **sets; /* items' set objects, parsed; NULL for none */
     /* one transaction's outputs, reset at each attempt */
     uint64_t next_label, change;
-    uint64_t *label;  /* new label per item (found ones) */
-    int64_t *removed; /* labels replaced */
+    uint64_t *label;      /* new label per item (found ones) */
+    int64_t *removed;     /* labels replaced */
+    uint32_t *removed_np; /* their passages */
     size_t n_removed, bad;
-    float *vecs; /* per item: the vector its new label gets */
+    /* per item: the vectors and passages its new label gets (copies, kept for the vector index) */
+    float **vecs;
+    uint32_t **spans; /* NULL: one passage, the whole text */
+    uint32_t *np;
 };
 
 /* The metadata of JSON text old (NULL: none) with item it's patch applied, as compact JSON in
@@ -212,16 +224,36 @@ static int patch_one(struct patch_ctx *p, store *s, MDB_txn *txn, size_t i)
         cJSON_free(meta);
         return SBERT_INDEX_ENOMEM;
     }
-    memcpy(p->vecs + i * p->dim, r.vector, p->dim * sizeof(float));
-    uint64_t label = p->next_label++;
-    if ((rc = store_record_del(s, txn, old)) == 0 &&
-        (rc = store_log_append(s, txn, ++p->change, old, STORE_OP_DELETE)) == 0 &&
-        (rc = store_doc_put(s, txn, label, p->vecs + i * p->dim, p->dim, it->id, it->id_len, text,
-                            text_len, meta, meta_len)) == 0)
-        rc = store_log_append(s, txn, ++p->change, label, STORE_OP_PUT);
+    uint32_t np = r.n_passages;
+    free(p->vecs[i]);
+    free(p->spans[i]);
+    p->spans[i] = NULL;
+    p->np[i] = np;
+    if (!(p->vecs[i] = malloc((size_t)np * p->dim * sizeof(float))) ||
+        (r.spans && !(p->spans[i] = malloc(2 * (size_t)np * sizeof(uint32_t))))) {
+        free(text);
+        cJSON_free(meta);
+        return SBERT_INDEX_ENOMEM;
+    }
+    memcpy(p->vecs[i], r.vector, (size_t)np * p->dim * sizeof(float));
+    for (size_t j = 0; r.spans && j < np; j++) {
+        size_t a, b;
+        store_record_span(&r, j, &a, &b);
+        p->spans[i][2 * j] = (uint32_t)a;
+        p->spans[i][2 * j + 1] = (uint32_t)b;
+    }
+    uint64_t label = p->next_label;
+    p->next_label += np;
+    uint32_t old_np = 1;
+    if ((rc = store_record_del(s, txn, old, &old_np)) == 0 &&
+        (rc = store_log_append(s, txn, ++p->change, old, STORE_OP_DELETE, old_np)) == 0 &&
+        (rc = store_doc_put(s, txn, label, p->vecs[i], p->dim, np, p->spans[i], it->id, it->id_len,
+                            text, text_len, meta, meta_len)) == 0)
+        rc = store_log_append(s, txn, ++p->change, label, STORE_OP_PUT, np);
     free(text);
     cJSON_free(meta);
     if (rc) return rc;
+    p->removed_np[p->n_removed] = old_np;
     p->removed[p->n_removed++] = (int64_t)old;
     p->label[i] = label;
     it->found = 1;
@@ -255,21 +287,41 @@ static void patch_apply(struct patch_ctx *p)
     idx->meta.next_label = p->next_label;
     idx->meta.change = p->change;
     index_publish(idx);
-    qsort(p->removed, p->n_removed, sizeof *p->removed, index_cmp_i64);
-    size_t n_old = 0, n_added = 0;
-    while (n_old < p->n_removed && (uint64_t)p->removed[n_old] < first_new)
-        n_old++;
-    int64_t *added = (int64_t *)p->label; /* reused in place: entry j is read before written */
-    for (size_t i = 0; i < p->n; i++) {
-        int64_t l = (int64_t)p->label[i];
-        if (!p->items[i].found ||
-            bsearch(&l, p->removed + n_old, p->n_removed - n_old, sizeof l, index_cmp_i64))
-            continue;
-        added[n_added] = l;
-        memmove(p->vecs + n_added * p->dim, p->vecs + i * p->dim, p->dim * sizeof(float));
-        n_added++;
+    /* labels of this batch that a later item replaced: not added (p->label of the found items
+     * increases with i) */
+    size_t n_old = 0, n_added = 0, rows = 0;
+    char *gone = calloc(p->n ? p->n : 1, 1);
+    int64_t *added = malloc((p->n ? p->n : 1) * sizeof *added);
+    for (size_t i = 0; i < p->n; i++)
+        if (p->items[i].found) rows += p->np[i];
+    float *vecs = malloc((rows ? rows : 1) * p->dim * sizeof *vecs);
+    if (!gone || !added || !vecs) {
+        ilog(idx, SBERT_INDEX_LOG_ERROR, "out of memory applying a patch: rebuilding");
+        atomic_store(&idx->need_rebuild, 1);
+    } else {
+        for (size_t i = 0; i < p->n_removed; i++) {
+            if ((uint64_t)p->removed[i] >= first_new) {
+                for (size_t j = 0; j < p->n; j++)
+                    if (p->items[j].found && (int64_t)p->label[j] == p->removed[i]) gone[j] = 1;
+                continue;
+            }
+            uint32_t np = p->removed_np[i];
+            p->removed[n_old] = p->removed[i];
+            p->removed_np[n_old++] = np;
+        }
+        rows = 0;
+        for (size_t i = 0; i < p->n; i++) {
+            if (!p->items[i].found || gone[i]) continue;
+            added[n_added] = (int64_t)p->label[i];
+            memcpy(vecs + rows * p->dim, p->vecs[i], (size_t)p->np[i] * p->dim * sizeof *vecs);
+            rows += p->np[i];
+            p->np[n_added++] = p->np[i]; /* entry n_added <= i: read before written */
+        }
+        index_apply_vindex(idx, p->removed, p->removed_np, n_old, added, p->np, vecs, n_added);
     }
-    index_apply_vindex(idx, p->removed, n_old, added, p->vecs, n_added);
+    free(gone);
+    free(added);
+    free(vecs);
     index_snapshot_poke(idx);
 }
 
@@ -312,8 +364,6 @@ static int patch_locked(struct patch_ctx *p, size_t *bad_index, char *errbuf, si
         return sbert_util_errf(errbuf, errlen, SBERT_INDEX_EIO,
                                "the store failed to reopen after reindex");
     p->dim = (size_t)idx->meta.dim;
-    if (!(p->vecs = malloc(p->n * p->dim * sizeof *p->vecs)))
-        return sbert_util_errf(errbuf, errlen, SBERT_INDEX_ENOMEM, "out of memory");
     pthread_rwlock_rdlock(&idx->swap);
     ilog(idx, SBERT_INDEX_LOG_DEBUG, "commit: patch of %zu documents", p->n);
     int rc = store_write(idx->st, patch_fn, p, errbuf, errlen);
@@ -350,8 +400,12 @@ int sbert_index_patch_req(sbert_index *idx, struct sbert_index_patch_item *items
     p.sets = calloc(n, sizeof *p.sets);
     p.label = malloc(n * sizeof *p.label);
     p.removed = malloc(n * sizeof *p.removed);
+    p.removed_np = malloc(n * sizeof *p.removed_np);
+    p.vecs = calloc(n, sizeof *p.vecs);
+    p.spans = calloc(n, sizeof *p.spans);
+    p.np = calloc(n, sizeof *p.np);
     int rc;
-    if (!p.sets || !p.label || !p.removed)
+    if (!p.sets || !p.label || !p.removed || !p.removed_np || !p.vecs || !p.spans || !p.np)
         rc = sbert_util_errf(errbuf, errlen, SBERT_INDEX_ENOMEM, "out of memory");
     else if (!(rc = patch_check(&p, bad_index, errbuf, errlen))) {
         pthread_mutex_lock(&idx->wmu);
@@ -363,6 +417,13 @@ int sbert_index_patch_req(sbert_index *idx, struct sbert_index_patch_item *items
     free(p.sets);
     free(p.label);
     free(p.removed);
+    free(p.removed_np);
+    for (size_t i = 0; i < n; i++) {
+        if (p.vecs) free(p.vecs[i]);
+        if (p.spans) free(p.spans[i]);
+    }
     free(p.vecs);
+    free(p.spans);
+    free(p.np);
     return rc;
 }

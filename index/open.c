@@ -52,7 +52,12 @@ struct sbert_index_params sbert_index_default_params(void)
 
 struct sbert_index_query_params sbert_index_query_default_params(void)
 {
-    struct sbert_index_query_params p = {.k = 10, .min_score = -2.0f, .filter = NULL, .include = 0};
+    struct sbert_index_query_params p = {.k = 10,
+                                         .min_score = -2.0f,
+                                         .filter = NULL,
+                                         .include = 0,
+                                         .lead_weight = 0.5f,
+                                         .passages_per_doc = 1};
     return p;
 }
 

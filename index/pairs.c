@@ -2,6 +2,8 @@
  * pairs.c — paraphrase mining (sbert_index_pairs): every stored document (that the filter
  * accepts) is searched for its nearest neighbours, batch by batch; the best pairs are kept in the
  * one top-k pair heap (sbert_util_topk), deduplicated, then rescored exactly and named by id.
+ * A document of several passages takes part by its first passage (the lead, which says what the
+ * document is about): its vector is the query, and hits on other passages are left out.
  */
 #define _GNU_SOURCE
 #include <math.h>
@@ -187,6 +189,16 @@ static int pairs_search(sbert_index *idx, struct pairs_batch *b, int *end)
         qfilter_end(&qf);
         if (rc) ilog(idx, SBERT_INDEX_LOG_ERROR, "pairs: vector search failed: %s", err);
         if (rc || failed) rc = rc ? index_vindex_code(rc) : failed;
+        /* only first passages (the labels that key a record) stay */
+        for (size_t i = 0; rc == 0 && i < b->nq * b->kq; i++) {
+            struct store_record r;
+            if (b->labels[i] < 0) continue;
+            int g = store_record_get(idx->st, txn, (uint64_t)b->labels[i], &r);
+            if (g == SBERT_INDEX_ENOTFOUND)
+                b->labels[i] = -1;
+            else if (g)
+                rc = store_error(g, "pairs", NULL, 0);
+        }
     }
     store_read_end(idx->st, txn);
     return rc;

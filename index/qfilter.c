@@ -55,7 +55,8 @@ int qfilter_keep(int64_t label, void *user)
         return 0;
     }
     struct store_record r;
-    rc = store_record_get(q->idx->st, tls_txn.txn, (uint64_t)label, &r);
+    uint64_t doc;
+    rc = store_record_owner(q->idx->st, tls_txn.txn, (uint64_t)label, &doc, &r);
     if (rc == SBERT_INDEX_ENOTFOUND) return 0; /* deleted since the search began */
     if (rc) {
         atomic_store(&q->failed, store_error(rc, "filter read", NULL, 0));

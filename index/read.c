@@ -18,6 +18,9 @@ void index_doc_clear(struct sbert_index_doc *d)
     free(d->text);
     free(d->metadata);
     free(d->vector);
+    for (size_t i = 0; i < d->n_passages; i++)
+        free(d->passages[i].text);
+    free(d->passages);
 }
 
 void sbert_index_results_free(struct sbert_index_results *r)
@@ -231,94 +234,355 @@ int sbert_index_iterate(sbert_index *idx, const char *after, size_t after_len, u
 
 /* ---- queries --------------------------------------------------------------------------------- */
 
-static int doc_cmp(const void *a, const void *b)
+/* The exact cosine of the unit query q with passage i of r (stored vectors may be unaligned). */
+static float passage_score(const struct store_record *r, size_t i, const float *q, size_t dim)
 {
-    const struct sbert_index_doc *x = a, *y = b;
+    const unsigned char *v = (const unsigned char *)r->vector + i * dim * sizeof(float);
+    double s = 0;
+    for (size_t j = 0; j < dim; j++) {
+        float x;
+        memcpy(&x, v + j * sizeof x, sizeof x);
+        s += (double)x * q[j];
+    }
+    return (float)s;
+}
+
+int index_doc_score(const struct store_record *r, const float *q, size_t dim, float lead_weight,
+                    float *score, size_t *best, float *best_score)
+{
+    if (r->dim != dim) return SBERT_INDEX_EFORMAT;
+    float lead = passage_score(r, 0, q, dim), top = lead;
+    size_t arg = 0;
+    for (size_t i = 1; i < r->n_passages; i++) {
+        float x = passage_score(r, i, q, dim);
+        if (x > top) {
+            top = x;
+            arg = i;
+        }
+    }
+    *score = lead_weight * lead + (1 - lead_weight) * top;
+    if (best) *best = arg;
+    if (best_score) *best_score = top;
+    return 0;
+}
+
+/* Adds to d passage i of r scored score, with its text, counting the text into *bytes. */
+static int passage_add(struct sbert_index_doc *d, const struct store_record *r, size_t i,
+                       float score)
+{
+    struct sbert_index_passage *ps = &d->passages[d->n_passages];
+    size_t a, b;
+    store_record_span(r, i, &a, &b);
+    ps->start = a;
+    ps->end = b;
+    ps->score = score;
+    ps->text_len = b - a;
+    if (!(ps->text = index_dup_bytes(r->text + a, b - a))) return SBERT_INDEX_ENOMEM;
+    d->n_passages++;
+    return 0;
+}
+
+/* The bytes of the passages idx[0..n) of r. */
+static size_t passages_bytes(const struct store_record *r, const size_t *idx, size_t n)
+{
+    size_t bytes = 0;
+    for (size_t i = 0; i < n; i++) {
+        size_t a, b;
+        store_record_span(r, idx[i], &a, &b);
+        bytes += b - a;
+    }
+    return bytes;
+}
+
+/* A candidate of a query: a document (label) or, grouping passages, a passage (label + i). */
+struct qcand {
+    uint64_t label;
+    uint32_t passage;
+    float score;
+};
+
+/* A candidate in the order of the results: score, then id. */
+struct qorder {
+    float score;
+    const char *id;
+    size_t id_len, at;
+};
+
+static int qorder_cmp(const void *a, const void *b)
+{
+    const struct qorder *x = a, *y = b;
     if (x->score != y->score) return x->score > y->score ? -1 : 1;
     size_t n = x->id_len < y->id_len ? x->id_len : y->id_len;
     int c = memcmp(x->id, y->id, n);
     if (c) return c;
-    return (x->id_len > y->id_len) - (x->id_len < y->id_len);
+    if (x->id_len != y->id_len) return (x->id_len > y->id_len) - (x->id_len < y->id_len);
+    return (x->at > y->at) - (x->at < y->at);
 }
 
-/* Fills *out with the hits of one query, labels/scores[0..k) best first (-1: none), that reach
- * min_score and are still stored in txn, counting their bytes against max_bytes. */
-static int query_fill(sbert_index *idx, MDB_txn *txn, const int64_t *labels, const float *scores,
-                      const struct sbert_index_query_params *p, struct sbert_index_results **out)
+static int qcand_label_cmp(const void *a, const void *b)
 {
-    struct sbert_index_results *res = results_new(p->k, idx->meta.dim);
-    if (!res) return SBERT_INDEX_ENOMEM;
-    size_t n = 0, bytes = 0, max_bytes = p->max_bytes ? p->max_bytes : SIZE_MAX;
-    int rc = 0;
-    for (size_t i = 0; i < p->k && rc == 0; i++) {
-        if (labels[i] < 0 || scores[i] < p->min_score) continue;
+    const struct qcand *x = a, *y = b;
+    return (x->label > y->label) - (x->label < y->label);
+}
+
+/* One query's state: the normalised vector, its parameters, and its search's buffers. */
+struct qrun {
+    sbert_index *idx;
+    MDB_txn *txn;
+    const float *q;
+    const struct sbert_index_query_params *p;
+    size_t dim;
+    const int64_t *labels; /* the search's hits, width of them */
+    const float *scores;
+    size_t width;
+    int64_t *own_labels; /* a widened search's buffers (owned) */
+    float *own_scores;
+};
+
+/* Searches q->p's query again with width hits into q's own buffers (with its filter). */
+static int qrun_search(struct qrun *q, size_t width)
+{
+    int64_t *l = realloc(q->own_labels, width * sizeof *l);
+    if (l) q->own_labels = l;
+    float *sc = l ? realloc(q->own_scores, width * sizeof *sc) : NULL;
+    if (!sc) return SBERT_INDEX_ENOMEM;
+    q->own_scores = sc;
+    struct qfilter qf;
+    qfilter_init(&qf, q->idx, q->p->filter);
+    struct vindex_filter vf = {.keep = qfilter_keep, .user = &qf};
+    char err[256];
+    int rc = vindex_search(q->idx->vi, q->q, 1, width, q->p->filter ? &vf : NULL, q->own_labels,
+                           q->own_scores, err, sizeof err);
+    if (rc) {
+        ilog(q->idx, SBERT_INDEX_LOG_ERROR, "vector search failed: %s", err);
+        rc = index_vindex_code(rc);
+    } else if (atomic_load(&qf.failed))
+        rc = atomic_load(&qf.failed);
+    qfilter_end(&qf);
+    q->labels = q->own_labels;
+    q->scores = q->own_scores;
+    q->width = width;
+    return rc;
+}
+
+/* The distinct documents of the search's hits into c (width entries), *n of them, sorted by
+ * label. Hits of passages deleted since the search are left out. */
+static int qrun_docs(struct qrun *q, struct qcand *c, size_t *n)
+{
+    size_t m = 0;
+    for (size_t i = 0; i < q->width; i++) {
+        if (q->labels[i] < 0) continue;
+        uint64_t doc;
         struct store_record r;
-        int gr = store_record_get(idx->st, txn, (uint64_t)labels[i], &r);
-        if (gr == SBERT_INDEX_ENOTFOUND)
-            continue; /* deleted after the search began: its delete is committed */
-        if (gr) {
-            rc = store_error(gr, "query", NULL, 0);
-            break;
-        }
-        /* counted before the copy, as in sbert_index_get_max */
-        if ((bytes += index_doc_bytes(&r, p->include)) > max_bytes) {
-            rc = SBERT_INDEX_ETOOBIG;
-            break;
-        }
-        res->docs[n].score = scores[i];
-        rc = index_doc_fill(&res->docs[n], &r, p->include);
-        n++;
+        int g = store_record_owner(q->idx->st, q->txn, (uint64_t)q->labels[i], &doc, &r);
+        if (g == SBERT_INDEX_ENOTFOUND) continue;
+        if (g) return store_error(g, "query", NULL, 0);
+        c[m++] = (struct qcand){.label = doc};
     }
-    res->n = n;
+    if (m) qsort(c, m, sizeof *c, qcand_label_cmp);
+    size_t u = 0;
+    for (size_t i = 0; i < m; i++)
+        if (u == 0 || c[u - 1].label != c[i].label) c[u++] = c[i];
+    *n = u;
+    return 0;
+}
+
+/* Fills hit d from r: the document's fields, its score and its best passages (all of r's
+ * passages scored; passage: the one hit when grouping passages). */
+static int qrun_hit(struct qrun *q, const struct store_record *r, const struct qcand *c,
+                    size_t *bytes, size_t max_bytes, struct sbert_index_doc *d)
+{
+    const struct sbert_index_query_params *p = q->p;
+    size_t want = p->group_passages ? 1 : p->passages_per_doc ? p->passages_per_doc : 1;
+    if (want > r->n_passages) want = r->n_passages;
+    size_t *top = malloc(want * sizeof *top);
+    float *tops = malloc(want * sizeof *tops);
+    int rc = top && tops ? 0 : SBERT_INDEX_ENOMEM;
+    size_t nt = 0;
+    if (!rc && p->group_passages) {
+        top[0] = c->passage;
+        tops[0] = c->score;
+        nt = 1;
+    }
+    /* the best `want` passages, by insertion into a sorted list (want is small) */
+    for (size_t i = 0; !rc && !p->group_passages && i < r->n_passages; i++) {
+        float x = passage_score(r, i, q->q, q->dim);
+        if (nt == want && !(x > tops[nt - 1])) continue;
+        size_t j = nt < want ? nt++ : nt - 1;
+        for (; j > 0 && x > tops[j - 1]; j--) {
+            top[j] = top[j - 1];
+            tops[j] = tops[j - 1];
+        }
+        top[j] = i;
+        tops[j] = x;
+    }
+    /* counted before the copy, as in sbert_index_get_max */
+    if (!rc && (*bytes += index_doc_bytes(r, p->include) + passages_bytes(r, top, nt)) > max_bytes)
+        rc = SBERT_INDEX_ETOOBIG;
+    if (!rc) rc = index_doc_fill(d, r, p->include);
+    if (!rc && !(d->passages = calloc(nt, sizeof *d->passages))) rc = SBERT_INDEX_ENOMEM;
+    for (size_t i = 0; !rc && i < nt; i++)
+        rc = passage_add(d, r, top[i], tops[i]);
+    d->score = c->score;
+    free(top);
+    free(tops);
+    return rc;
+}
+
+/* The candidates of a search grouped to documents and scored exactly: c (width entries) gets
+ * those that reach min_score, *n of them. The search is widened while it found fewer than k
+ * documents and more passages exist. */
+static int qrun_rank_docs(struct qrun *q, struct qcand **cp, size_t *n)
+{
+    const struct sbert_index_query_params *p = q->p;
+    size_t total = vindex_count(q->idx->vi), m = 0;
+    int rc;
+    struct qcand *c = *cp;
+    for (;;) {
+        if ((rc = qrun_docs(q, c, &m))) return rc;
+        /* a full search (its last hit is a passage) could have missed documents */
+        if (m >= p->k || q->width >= total || q->width >= MAX_WIDTH || q->labels[q->width - 1] < 0)
+            break;
+        size_t w = q->width * 4 < MAX_WIDTH ? q->width * 4 : MAX_WIDTH;
+        struct qcand *g = realloc(c, w * sizeof *g);
+        if (!g) return SBERT_INDEX_ENOMEM;
+        *cp = c = g;
+        if ((rc = qrun_search(q, w))) return rc;
+    }
+    size_t kept = 0;
+    for (size_t i = 0; i < m; i++) {
+        struct store_record r;
+        uint64_t doc = c[i].label;
+        int g = store_record_get(q->idx->st, q->txn, doc, &r);
+        if (g) return store_error(g, "query", NULL, 0);
+        float sc;
+        if ((rc = index_doc_score(&r, q->q, q->dim, p->lead_weight, &sc, NULL, NULL))) return rc;
+        if (sc < p->min_score) continue;
+        c[kept++] = (struct qcand){.label = doc, .score = sc};
+    }
+    *n = kept;
+    return 0;
+}
+
+/* The passage hits of a search, best first, that reach min_score: c gets them, *n of them. */
+static int qrun_rank_passages(struct qrun *q, struct qcand *c, size_t *n)
+{
+    size_t m = 0;
+    for (size_t i = 0; i < q->width; i++) {
+        if (q->labels[i] < 0 || q->scores[i] < q->p->min_score) continue;
+        uint64_t doc;
+        struct store_record r;
+        int g = store_record_owner(q->idx->st, q->txn, (uint64_t)q->labels[i], &doc, &r);
+        if (g == SBERT_INDEX_ENOTFOUND) continue;
+        if (g) return store_error(g, "query", NULL, 0);
+        c[m++] = (struct qcand){.label = doc,
+                                .passage = (uint32_t)((uint64_t)q->labels[i] - doc),
+                                .score = q->scores[i]};
+    }
+    *n = m;
+    return 0;
+}
+
+/* Fills *out with the hits of one query, from the search's labels/scores[0..width) (-1: none),
+ * as sbert_index_query documents, counting their bytes against max_bytes. */
+static int query_fill(sbert_index *idx, MDB_txn *txn, const float *qv, const int64_t *labels,
+                      const float *scores, size_t width, const struct sbert_index_query_params *p,
+                      struct sbert_index_results **out)
+{
+    struct qrun q = {.idx = idx,
+                     .txn = txn,
+                     .q = qv,
+                     .p = p,
+                     .dim = (size_t)idx->meta.dim,
+                     .labels = labels,
+                     .scores = scores,
+                     .width = width};
+    struct qcand *c = malloc((width ? width : 1) * sizeof *c);
+    struct sbert_index_results *res = results_new(p->k, idx->meta.dim);
+    size_t n = 0, bytes = 0, max_bytes = p->max_bytes ? p->max_bytes : SIZE_MAX;
+    int rc = c && res ? 0 : SBERT_INDEX_ENOMEM;
+    if (!rc) rc = p->group_passages ? qrun_rank_passages(&q, c, &n) : qrun_rank_docs(&q, &c, &n);
+    size_t hits = 0;
+    if (!rc) {
+        struct qorder *ord = malloc((n ? n : 1) * sizeof *ord);
+        /* scores first, then ties by id: the order needs the ids, so every candidate's id is
+         * read (cheap), and only the first k are filled */
+        for (size_t i = 0; !rc && ord && i < n; i++) {
+            struct store_record r;
+            int g = store_record_get(idx->st, txn, c[i].label, &r);
+            if (g) {
+                rc = store_error(g, "query", NULL, 0);
+                break;
+            }
+            /* the id is borrowed from the map while txn is open */
+            ord[i] = (struct qorder){.score = c[i].score, .id = r.id, .id_len = r.id_len, .at = i};
+        }
+        if (!ord) rc = SBERT_INDEX_ENOMEM;
+        if (!rc && n) qsort(ord, n, sizeof *ord, qorder_cmp);
+        for (size_t i = 0; !rc && i < n && hits < p->k; i++) {
+            const struct qcand *ci = &c[ord[i].at];
+            struct store_record r;
+            int g = store_record_get(idx->st, txn, ci->label, &r);
+            if (g) {
+                rc = store_error(g, "query", NULL, 0);
+                break;
+            }
+            rc = qrun_hit(&q, &r, ci, &bytes, max_bytes, &res->docs[hits]);
+            hits++;
+        }
+        free(ord);
+    }
+    free(c);
+    free(q.own_labels);
+    free(q.own_scores);
+    if (res) res->n = hits;
     if (rc) {
         sbert_index_results_free(res);
         return rc;
     }
-    qsort(res->docs, n, sizeof *res->docs, doc_cmp);
     *out = res;
     return 0;
 }
 
+/* The width of a query's first search: k passages when every document has one, more when
+ * documents have several (the search widens from there when that was not enough). */
+static size_t query_width(sbert_index *idx, MDB_txn *txn, const struct sbert_index_query_params *p)
+{
+    uint64_t docs = 0;
+    size_t passages = vindex_count(idx->vi);
+    if (p->group_passages || store_doc_count(idx->st, txn, &docs) || passages <= docs) return p->k;
+    return 2 * p->k;
+}
+
 /* One filtered query: its own search, with the filter as the vindex keep callback. */
 static int query_filtered(sbert_index *idx, MDB_txn *txn, const float *q,
-                          const struct sbert_index_query_params *p, int64_t *labels, float *scores,
+                          const struct sbert_index_query_params *p,
                           struct sbert_index_results **out)
 {
-    struct qfilter qf;
-    qfilter_init(&qf, idx, p->filter);
-    struct vindex_filter vf = {.keep = qfilter_keep, .user = &qf};
-    char err[256];
-    int rc = vindex_search(idx->vi, q, 1, p->k, &vf, labels, scores, err, sizeof err);
-    if (rc) {
-        ilog(idx, SBERT_INDEX_LOG_ERROR, "vector search failed: %s", err);
-        rc = index_vindex_code(rc);
-    } else if (atomic_load(&qf.failed))
-        rc = atomic_load(&qf.failed);
-    else
-        rc = query_fill(idx, txn, labels, scores, p, out);
-    qfilter_end(&qf);
+    struct qrun r = {.idx = idx, .txn = txn, .q = q, .p = p, .dim = (size_t)idx->meta.dim};
+    int rc = qrun_search(&r, query_width(idx, txn, p));
+    if (!rc) rc = query_fill(idx, txn, q, r.labels, r.scores, r.width, p, out);
+    free(r.own_labels);
+    free(r.own_scores);
     return rc;
 }
 
 /* Checks each query's parameters into rcs (entered: index_read_enter's code, applied to all);
- * counts the unfiltered ones (*ng) and the largest k of each kind. */
+ * counts the unfiltered ones (*ng). */
 static void query_check(const struct sbert_index_query_params *params, size_t nq, size_t dim,
-                        int entered, int *rcs, struct sbert_index_results **out, size_t *ng,
-                        size_t *kmax, size_t *kf)
+                        int entered, int *rcs, struct sbert_index_results **out, size_t *ng)
 {
-    *ng = *kmax = *kf = 0;
+    *ng = 0;
     for (size_t i = 0; i < nq; i++) {
         const struct sbert_index_query_params *p = &params[i];
         out[i] = NULL;
         rcs[i] = entered;
-        if (!rcs[i] && (p->k < 1 || p->k > MAX_K || isnan(p->min_score)))
+        if (!rcs[i] && (p->k < 1 || p->k > MAX_K || isnan(p->min_score) ||
+                        !(p->lead_weight >= 0 && p->lead_weight <= 1) ||
+                        p->passages_per_doc > MAX_PASSAGES_PER_DOC))
             rcs[i] = SBERT_INDEX_EINVAL;
         if (!rcs[i] && p->dim && (size_t)p->dim != dim) rcs[i] = SBERT_INDEX_EMODEL;
-        if (!rcs[i] && !p->filter) {
-            (*ng)++;
-            if (p->k > *kmax) *kmax = p->k;
-        } else if (!rcs[i] && p->k > *kf)
-            *kf = p->k;
+        if (!rcs[i] && !p->filter) (*ng)++;
     }
 }
 
@@ -329,7 +593,7 @@ struct query_bufs {
     size_t *row;
     int64_t *labels;
     float *scores;
-    size_t ng, kmax, width;
+    size_t ng, kmax;
 };
 
 /* Searches the unfiltered queries together, then answers every query in order. */
@@ -337,7 +601,7 @@ static int query_run(sbert_index *idx, MDB_txn *txn, const float *vectors, size_
                      const struct sbert_index_query_params *params,
                      struct sbert_index_results **out, int *rcs, struct query_bufs *b)
 {
-    size_t dim = (size_t)idx->meta.dim, ng = b->ng, kmax = b->kmax, width = b->width;
+    size_t dim = (size_t)idx->meta.dim, ng = b->ng, kmax = b->kmax;
     if (ng) {
         char err[256];
         int sr =
@@ -350,13 +614,12 @@ static int query_run(sbert_index *idx, MDB_txn *txn, const float *vectors, size_
     for (size_t i = 0; i < nq; i++) {
         if (rcs[i]) continue;
         if (!params[i].filter)
-            rcs[i] = query_fill(idx, txn, b->labels + b->row[i] * kmax,
-                                b->scores + b->row[i] * kmax, &params[i], &out[i]);
+            rcs[i] = query_fill(idx, txn, b->q + b->row[i] * dim, b->labels + b->row[i] * kmax,
+                                b->scores + b->row[i] * kmax, kmax, &params[i], &out[i]);
         else if (sbert_util_normalise_into(vectors + i * dim, dim, b->q + ng * dim))
             rcs[i] = SBERT_INDEX_EINVAL;
         else
-            rcs[i] = query_filtered(idx, txn, b->q + ng * dim, &params[i], b->labels + ng * width,
-                                    b->scores + ng * width, &out[i]);
+            rcs[i] = query_filtered(idx, txn, b->q + ng * dim, &params[i], &out[i]);
         /* a broken store fails every query, as a failed search does */
         if (rcs[i] && rcs[i] != SBERT_INDEX_EINVAL && rcs[i] != SBERT_INDEX_ETOOBIG) return rcs[i];
     }
@@ -370,16 +633,23 @@ int sbert_index_query_many(sbert_index *idx, const float *vectors, size_t nq,
     if (!idx || (nq && (!vectors || !params || !out || !rcs))) return SBERT_INDEX_EINVAL;
     if (nq == 0) return 0;
     int rc = index_read_enter(idx);
-    size_t dim = (size_t)idx->meta.dim, kf;
+    size_t dim = (size_t)idx->meta.dim;
     struct query_bufs b = {0};
-    query_check(params, nq, dim, rc, rcs, out, &b.ng, &b.kmax, &kf);
+    query_check(params, nq, dim, rc, rcs, out, &b.ng);
     if (rc) return rc;
-    b.width = b.kmax > kf ? b.kmax : kf;
+    /* The read transaction is opened first: it holds the store's lock shared, so the map cannot
+     * be resized under the filter's transactions. */
+    MDB_txn *txn = NULL;
+    if ((rc = store_read_begin(idx->st, &txn))) goto done;
+    for (size_t i = 0; i < nq; i++)
+        if (!rcs[i] && !params[i].filter) {
+            size_t w = query_width(idx, txn, &params[i]);
+            if (w > b.kmax) b.kmax = w;
+        }
     b.q = malloc((b.ng + 1) * dim * sizeof *b.q);
     b.row = malloc(nq * sizeof *b.row);
-    b.labels = malloc((b.ng + 1) * b.width * sizeof *b.labels);
-    b.scores = malloc((b.ng + 1) * b.width * sizeof *b.scores);
-    MDB_txn *txn = NULL;
+    b.labels = malloc((b.ng * b.kmax + 1) * sizeof *b.labels);
+    b.scores = malloc((b.ng * b.kmax + 1) * sizeof *b.scores);
     if (!b.q || !b.row || !b.labels || !b.scores) {
         rc = SBERT_INDEX_ENOMEM;
         goto done;
@@ -394,10 +664,7 @@ int sbert_index_query_many(sbert_index *idx, const float *vectors, size_t nq,
         b.row[i] = at++;
     }
     b.ng = at;
-    /* The read transaction is opened first: it holds the store's lock shared, so the map cannot
-     * be resized under the filter's transactions. */
-    if ((rc = store_read_begin(idx->st, &txn)) == 0)
-        rc = query_run(idx, txn, vectors, nq, params, out, rcs, &b);
+    rc = query_run(idx, txn, vectors, nq, params, out, rcs, &b);
 done:
     if (txn) store_read_end(idx->st, txn);
     pthread_rwlock_unlock(&idx->swap);

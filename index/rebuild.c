@@ -21,24 +21,48 @@ static double mono_s(void)
 
 /* ---- rebuild --------------------------------------------------------------------------------- */
 
-/* Stored vectors gathered for one vindex_add (rebuild's chunk, replay's puts). */
+/* Stored vectors gathered for one vindex_add (rebuild's chunk, replay's puts): every passage of
+ * the documents taken, so it grows past REBUILD_CHUNK for a document of many passages. */
 struct vec_batch {
     int64_t *labels;
     float *vecs;
-    size_t n, dim;
+    size_t n, cap, dim;
+    uint64_t docs; /* documents taken in all */
 };
+
+/* Adds the passages of r (first label label) to b. */
+static int batch_take(struct vec_batch *b, uint64_t label, const struct store_record *r)
+{
+    if (r->dim != b->dim) return SBERT_INDEX_EFORMAT;
+    size_t np = r->n_passages;
+    if (b->n + np > b->cap) {
+        size_t cap = b->cap ? b->cap : REBUILD_CHUNK;
+        while (cap < b->n + np)
+            cap *= 2;
+        int64_t *l = realloc(b->labels, cap * sizeof *l);
+        if (l) b->labels = l;
+        float *v = l ? realloc(b->vecs, cap * b->dim * sizeof *v) : NULL;
+        if (!v) return SBERT_INDEX_ENOMEM;
+        b->vecs = v;
+        b->cap = cap;
+    }
+    for (size_t i = 0; i < np; i++)
+        b->labels[b->n + i] = (int64_t)(label + i);
+    memcpy(b->vecs + b->n * b->dim, r->vector, np * b->dim * sizeof(float));
+    b->n += np;
+    b->docs++;
+    return 0;
+}
 
 static int rebuild_take(uint64_t label, const struct store_record *r, void *user)
 {
     struct vec_batch *b = user;
-    if (r->dim != b->dim) return SBERT_INDEX_EFORMAT;
-    b->labels[b->n] = (int64_t)label;
-    memcpy(b->vecs + b->n * b->dim, r->vector, b->dim * sizeof(float));
-    b->n++;
-    return 0;
+    int rc = batch_take(b, label, r);
+    if (rc) return rc;
+    return b->n >= REBUILD_CHUNK ? STORE_SCAN_STOP : 0;
 }
 
-/* Adds every stored vector to v, REBUILD_CHUNK per read transaction. */
+/* Adds every stored vector to v, about REBUILD_CHUNK per read transaction. */
 static int rebuild_fill(sbert_index *idx, vindex *v, struct vec_batch *b, char *errbuf,
                         size_t errlen)
 {
@@ -52,15 +76,15 @@ static int rebuild_fill(sbert_index *idx, vindex *v, struct vec_batch *b, char *
         rc = store_docs_scan(idx->st, txn, &next, REBUILD_CHUNK, rebuild_take, b, &end);
         store_read_end(idx->st, txn);
         if (rc) return store_error(rc, "reading stored vectors", errbuf, errlen);
-        if (b->n == 0) break;
-        if ((rc = vindex_add(v, b->labels, b->vecs, b->n, errbuf, errlen)))
+        if (b->n && (rc = vindex_add(v, b->labels, b->vecs, b->n, errbuf, errlen)))
             return index_vindex_code(rc);
         total += b->n;
-        index_progress(idx, "rebuild", total, expect);
-        if (b->n < REBUILD_CHUNK) break;
+        index_progress(idx, "rebuild", b->docs, expect);
+        if (end) break;
     }
-    ilog(idx, SBERT_INDEX_LOG_INFO, "vector index %s rebuilt from %llu stored vectors", idx->spec,
-         (unsigned long long)total);
+    ilog(idx, SBERT_INDEX_LOG_INFO,
+         "vector index %s rebuilt from %llu stored vectors (%llu documents)", idx->spec,
+         (unsigned long long)total, (unsigned long long)b->docs);
     return 0;
 }
 
@@ -71,14 +95,8 @@ int index_rebuild(sbert_index *idx, vindex **out, char *errbuf, size_t errlen)
     vindex *v;
     int rc = vindex_create(&vp, &v, errbuf, errlen);
     if (rc) return index_create_code(rc);
-    size_t dim = (size_t)idx->meta.dim;
-    struct vec_batch b = {.labels = malloc(REBUILD_CHUNK * sizeof *b.labels),
-                          .vecs = malloc(REBUILD_CHUNK * dim * sizeof *b.vecs),
-                          .dim = dim};
-    if (!b.labels || !b.vecs)
-        rc = SBERT_INDEX_ENOMEM;
-    else
-        rc = rebuild_fill(idx, v, &b, errbuf, errlen);
+    struct vec_batch b = {.dim = (size_t)idx->meta.dim};
+    rc = rebuild_fill(idx, v, &b, errbuf, errlen);
     free(b.labels);
     free(b.vecs);
     if (rc) {
@@ -103,30 +121,33 @@ struct replay_ctx {
     size_t errlen;
 };
 
-static int replay_entry(uint64_t seq, uint64_t label, int op, void *user)
+static int replay_entry(uint64_t seq, uint64_t label, int op, uint32_t n, void *user)
 {
     (void)seq;
     struct replay_ctx *c = user;
     int rc = 0;
     if (op == STORE_OP_DELETE) {
-        if (c->ndel == c->cap_del) {
-            size_t cap = c->cap_del ? 2 * c->cap_del : 1024;
+        if (c->ndel + n > c->cap_del) {
+            size_t cap = c->cap_del ? c->cap_del : 1024;
+            while (cap < c->ndel + n)
+                cap *= 2;
             int64_t *g = realloc(c->dels, cap * sizeof *g);
             if (!g) return SBERT_INDEX_ENOMEM;
             c->dels = g;
             c->cap_del = cap;
         }
-        c->dels[c->ndel++] = (int64_t)label;
+        for (uint32_t i = 0; i < n; i++)
+            c->dels[c->ndel++] = (int64_t)(label + i);
     } else {
         struct store_record r;
         rc = store_record_get(c->idx->st, c->txn, label, &r);
         if (rc == SBERT_INDEX_ENOTFOUND)
             rc = 0;
-        else if (rc == 0) {
+        else if (rc == 0 && r.n_passages != n)
+            rc = SBERT_INDEX_EFORMAT; /* the log and the record disagree */
+        else if (rc == 0 && (rc = batch_take(&c->puts, label, &r)) == 0) {
             struct vec_batch *b = &c->puts;
-            b->labels[b->n] = (int64_t)label;
-            memcpy(b->vecs + b->n * b->dim, r.vector, b->dim * sizeof(float));
-            if (++b->n == REBUILD_CHUNK) {
+            if (b->n >= REBUILD_CHUNK) {
                 rc = index_vindex_code(
                     vindex_add(c->v, b->labels, b->vecs, b->n, c->errbuf, c->errlen));
                 b->n = 0;
@@ -153,17 +174,10 @@ static int replay(sbert_index *idx, vindex *v, uint64_t from, char *errbuf, size
      * in the log (skipped here; its delete then finds nothing), and a delete removes a label the
      * snapshot or an earlier put holds. So puts go in chunks, and all deletes in one call at the
      * end. */
-    size_t dim = (size_t)idx->meta.dim;
     struct replay_ctx c = {.idx = idx, .v = v, .from = from, .errbuf = errbuf, .errlen = errlen};
-    c.puts.labels = malloc(REBUILD_CHUNK * sizeof *c.puts.labels);
-    c.puts.vecs = malloc(REBUILD_CHUNK * dim * sizeof *c.puts.vecs);
-    c.puts.dim = dim;
-    int rc = c.puts.labels && c.puts.vecs ? store_read_begin(idx->st, &c.txn) : SBERT_INDEX_ENOMEM;
-    if (rc) {
-        free(c.puts.labels);
-        free(c.puts.vecs);
-        return rc;
-    }
+    c.puts.dim = (size_t)idx->meta.dim;
+    int rc = store_read_begin(idx->st, &c.txn);
+    if (rc) return rc;
     rc = store_log_scan(idx->st, c.txn, from + 1, replay_entry, &c);
     if (rc == SBERT_INDEX_ENOTFOUND) rc = 1;
     store_read_end(idx->st, c.txn);

@@ -29,7 +29,6 @@ struct search {
     MDB_txn *txn;
     index_bm25 *bm; /* NULL in dense mode */
     float *qvec;    /* the normalised query vector, NULL without one */
-    float *vbuf;    /* dim floats: a stored vector, aligned */
     struct cand *c;
     size_t n, cap;
     /* label + 1 (0: a free slot) -> its position in c, open addressing over twice c's capacity;
@@ -96,15 +95,31 @@ static struct cand *cand_find(struct search *s, uint64_t label)
     return &s->c[s->n++];
 }
 
-/* The cosine of a stored document's vector with the query's (dim floats; the record's may be
- * unaligned, and one of another length is a damaged store). */
+/* Rebuilds the label index after c was reordered. */
+static void cand_reindex(struct search *s)
+{
+    memset(s->hkey, 0, 2 * s->cap * sizeof *s->hkey);
+    for (size_t i = 0; i < s->n; i++) {
+        size_t j = cand_slot(s, s->c[i].label + 1);
+        s->hkey[j] = s->c[i].label + 1;
+        s->hpos[j] = i;
+    }
+}
+
+/* Dense score first, then label (insertion order). */
+static int cand_dense_cmp(const void *a, const void *b)
+{
+    const struct cand *x = a, *y = b;
+    if (x->dense != y->dense) return x->dense > y->dense ? -1 : 1;
+    return (x->label > y->label) - (x->label < y->label);
+}
+
+/* A stored document's score for the query: its passages' cosines combined as a query's document
+ * score (lead_weight; one of another dimension is a damaged store). */
 static int cand_cosine(struct search *s, const struct store_record *r, float *out)
 {
-    size_t dim = (size_t)s->idx->meta.dim;
-    if (r->dim != dim) return SBERT_INDEX_EFORMAT;
-    memcpy(s->vbuf, r->vector, dim * sizeof *s->vbuf);
-    *out = (float)sbert_util_cosine(s->vbuf, s->qvec, dim);
-    return 0;
+    return index_doc_score(r, s->qvec, (size_t)s->idx->meta.dim, s->p->q.lead_weight, out, NULL,
+                           NULL);
 }
 
 /* Whether a stored document passes the filter (and, with a vector, min_score); sets its dense
@@ -177,16 +192,39 @@ static int dense_candidates(struct search *s, size_t want)
             rc = SBERT_INDEX_EIO;
     }
     qfilter_end(&qf);
-    uint32_t rank = 0;
+    /* the passages' documents, each once, scored as documents (the query's lead_weight), then
+     * ranked by that score */
+    size_t nd = 0;
     for (size_t i = 0; i < want && !rc; i++) {
-        if (labels[i] < 0 || scores[i] < s->p->q.min_score) continue;
-        struct cand *c = cand_find(s, (uint64_t)labels[i]);
+        if (labels[i] < 0) continue;
+        uint64_t doc;
+        struct store_record r;
+        int g = store_record_owner(s->idx->st, s->txn, (uint64_t)labels[i], &doc, &r);
+        if (g == SBERT_INDEX_ENOTFOUND) continue;
+        if (g) {
+            rc = store_error(g, "search", NULL, 0);
+            break;
+        }
+        if (cand_lookup(s, doc)) continue;
+        float sc;
+        if ((rc = cand_cosine(s, &r, &sc))) break;
+        if (sc < s->p->q.min_score) continue;
+        struct cand *c = cand_find(s, doc);
         if (!c) {
             rc = SBERT_INDEX_ENOMEM;
             break;
         }
-        c->dense = scores[i];
-        c->dense_rank = ++rank;
+        c->dense = sc;
+        c->dense_rank = 1;
+        nd++;
+    }
+    if (!rc && nd) {
+        /* the dense candidates are the last nd added: rank them by their document score */
+        struct cand *d = s->c + s->n - nd;
+        qsort(d, nd, sizeof *d, cand_dense_cmp);
+        for (size_t i = 0; i < nd; i++)
+            d[i].dense_rank = (uint32_t)(i + 1);
+        cand_reindex(s);
     }
     free(labels);
     free(scores);
@@ -304,9 +342,9 @@ static int search_check(sbert_index *idx, const struct sbert_index_search_params
         return SBERT_INDEX_EINVAL;
     if (m != SBERT_INDEX_MODE_KEYWORD && !p->vector) return SBERT_INDEX_EINVAL;
     if (p->q.k < 1 || p->q.k > MAX_K || isnan(p->q.min_score) || p->candidates > MAX_K ||
-        !(p->weight >= 0 && p->weight <= 1) || !(p->diversity >= 0 && p->diversity <= 1) ||
-        !(p->bm25_k1 >= 0 && isfinite(p->bm25_k1)) || !(p->bm25_b >= 0 && p->bm25_b <= 1) ||
-        isnan(p->rrf_k) || p->rrf_k < 0 ||
+        !(p->weight >= 0 && p->weight <= 1) || !(p->q.lead_weight >= 0 && p->q.lead_weight <= 1) ||
+        !(p->diversity >= 0 && p->diversity <= 1) || !(p->bm25_k1 >= 0 && isfinite(p->bm25_k1)) ||
+        !(p->bm25_b >= 0 && p->bm25_b <= 1) || isnan(p->rrf_k) || p->rrf_k < 0 ||
         (p->fusion != SBERT_INDEX_FUSION_RRF && p->fusion != SBERT_INDEX_FUSION_WEIGHTED))
         return SBERT_INDEX_EINVAL;
     if (p->vector && p->q.dim && p->q.dim != idx->meta.dim) return SBERT_INDEX_EMODEL;
@@ -418,7 +456,7 @@ int sbert_index_search(sbert_index *idx, const struct sbert_index_search_params 
     if ((rc = search_check(idx, params))) goto done;
     if (params->vector) {
         size_t dim = (size_t)idx->meta.dim;
-        if (!(s.qvec = malloc(dim * sizeof *s.qvec)) || !(s.vbuf = malloc(dim * sizeof *s.vbuf))) {
+        if (!(s.qvec = malloc(dim * sizeof *s.qvec))) {
             rc = SBERT_INDEX_ENOMEM;
             goto done;
         }
@@ -439,7 +477,6 @@ done:
     pthread_rwlock_unlock(&idx->swap);
     index_bm25_free(s.bm);
     free(s.qvec);
-    free(s.vbuf);
     free(s.c);
     free(s.hkey);
     free(s.hpos);

@@ -28,9 +28,14 @@
  *           that collides is refused with SBERT_INDEX_EID).
  *   "docs"  u64 label (MDB_INTEGERKEY) -> record (encoding below). A label's record never changes
  *           once written: an upsert writes a new label and deletes the old one, so a reader may
- *           trust any transaction's copy of a label it found.
- *   "log"   u64 change number (MDB_INTEGERKEY) -> {u64 label, u8 op}: the change log replayed
- *           into the vector index after its snapshot; trimmed up to the snapshot's change.
+ *           trust any transaction's copy of a label it found. A document of n passages owns the
+ *           n labels L..L+n-1 (its record is keyed by L; the vector index holds passage i's
+ *           vector under L+i; no other record is keyed inside that range), so a vector index
+ *           label P belongs to the record with the greatest key <= P when P < key + n.
+ *   "log"   u64 change number (MDB_INTEGERKEY) -> {u64 label, u8 op} or {u64 label, u8 op,
+ *           u32 n}: the change log replayed into the vector index after its snapshot; trimmed up
+ *           to the snapshot's change. label is the document's first label and n its number of
+ *           passages (labels label..label+n-1); the 9-byte form means n = 1.
  *   "reqs"  req_id -> remembered write (encoding below): the replies of writes sent with a
  *           req_id, written in the same transaction as the write, so a retry after a crash finds
  *           the reply of a write that committed. Kept: the newest `keep` entries younger than
@@ -56,6 +61,13 @@
  * Record encoding, version 1 (all integers little-endian):
  *   u8 version (1), u8 flags (bit 0: has metadata), u16 id_len, u32 text_len, u32 meta_len,
  *   u32 dim, then float32[dim] vector, id bytes, text bytes, metadata bytes (compact JSON).
+ *   One passage: the whole text.
+ * Record encoding, version 2 (a document of several passages; one whose only passage is the
+ * whole text is written as version 1):
+ *   u8 version (2), u8 flags (as version 1), u16 id_len, u32 text_len, u32 meta_len, u32 dim,
+ *   u32 n (passages, >= 1), u32 zero, then float32[n * dim] vectors (passage 0's first),
+ *   {u32 start, u32 end}[n] (each passage's bytes text[start..end), start <= end <= text_len),
+ *   id bytes, text bytes, metadata bytes.
  *
  * Return codes: functions return 0, a negative SBERT_INDEX_E* code, or — where said — an LMDB
  * code from a failed mdb_* call (positive errno or MDB_*), which store_error() converts.
@@ -75,8 +87,10 @@
 #include "sbert_index.h"
 
 #define STORE_MAGIC "SBIX"
-#define STORE_RECORD_VERSION 1
+#define STORE_RECORD_VERSION 1 /* a one-passage document */
 #define STORE_RECORD_HEADER 16
+#define STORE_RECORD_VERSION_PASSAGES 2
+#define STORE_RECORD_HEADER_PASSAGES 24
 #define STORE_UUID_SIZE 16
 #define STORE_REQ_VERSION 1
 #define STORE_REQ_HEADER 32
@@ -106,8 +120,12 @@ struct store_meta {
 
 /* A decoded record: pointers into LMDB's map, valid only while its transaction is open. */
 struct store_record {
-    const float *vector; /* may be unaligned: copy with memcpy */
+    const float *vector; /* n_passages * dim floats, passage 0's first (so vector is the first
+                            passage's); may be unaligned: copy with memcpy */
     uint32_t dim;
+    uint32_t n_passages;        /* >= 1; the record owns labels key..key+n_passages-1 */
+    const unsigned char *spans; /* version 2: n_passages {u32 start, u32 end}; NULL (version 1):
+                                   one passage, the whole text. Read with store_record_span() */
     const char *id;
     size_t id_len;
     const char *text;
@@ -187,16 +205,28 @@ int store_id_del(store *s, MDB_txn *txn, const char *id, size_t id_len);
  * LMDB code. */
 int store_record_get(store *s, MDB_txn *txn, uint64_t label, struct store_record *r);
 
-/* Removes label's record from "docs" (not its id's entry). Returns 0 or an LMDB code. */
-int store_record_del(store *s, MDB_txn *txn, uint64_t label);
+/* Passage i's bytes text[*start..*end) of r (i < r->n_passages). */
+void store_record_span(const struct store_record *r, size_t i, size_t *start, size_t *end);
 
-/* Stores a document under label, which must be above every stored label (the record is appended),
- * and points its id at it in "ids" (replacing an older entry), and adds its text to the keyword
- * index when s keeps one. metadata may be NULL (none). Returns 0, a negative SBERT_INDEX_E* code
- * (the keyword index's) or an LMDB code. */
-int store_doc_put(store *s, MDB_txn *txn, uint64_t label, const float *vector, size_t dim,
-                  const char *id, size_t id_len, const char *text, size_t text_len,
-                  const char *meta, size_t meta_len);
+/* The document that owns vector index label label (the record with the greatest key <= label
+ * whose passages cover it): its key in *doc and its record in *r. Returns 0,
+ * SBERT_INDEX_ENOTFOUND (no live document owns label), SBERT_INDEX_EFORMAT or an LMDB code. */
+int store_record_owner(store *s, MDB_txn *txn, uint64_t label, uint64_t *doc,
+                       struct store_record *r);
+
+/* Removes label's record from "docs" (not its id's entry); *n_passages (may be NULL) receives its
+ * number of passages. Returns 0 or an LMDB code (MDB_NOTFOUND when absent). */
+int store_record_del(store *s, MDB_txn *txn, uint64_t label, uint32_t *n_passages);
+
+/* Stores a document of n_passages passages under label (so labels label..label+n_passages-1),
+ * which must be above every stored label (the record is appended), and points its id at it in
+ * "ids" (replacing an older entry), and adds its text to the keyword index when s keeps one.
+ * vectors holds n_passages * dim floats; spans 2 * n_passages offsets {start, end} (each within
+ * the text), or NULL for one passage that is the whole text. metadata may be NULL (none).
+ * Returns 0, a negative SBERT_INDEX_E* code (the keyword index's) or an LMDB code. */
+int store_doc_put(store *s, MDB_txn *txn, uint64_t label, const float *vectors, size_t dim,
+                  size_t n_passages, const uint32_t *spans, const char *id, size_t id_len,
+                  const char *text, size_t text_len, const char *meta, size_t meta_len);
 
 /* The number of stored documents. Returns 0 or an LMDB code. */
 int store_doc_count(store *s, MDB_txn *txn, uint64_t *n);
@@ -226,15 +256,17 @@ int store_ids_scan(store *s, MDB_txn *txn, unsigned char *key, size_t *key_len, 
 
 /* ---- change log (store_log.c) ---------------------------------------------------------------- */
 
-/* Appends {label, op} to the change log under change number seq. Returns 0 or an LMDB code. */
-int store_log_append(store *s, MDB_txn *txn, uint64_t seq, uint64_t label, int op);
+/* Appends {label, op, n} (a document of n passages) to the change log under change number seq.
+ * Returns 0 or an LMDB code. */
+int store_log_append(store *s, MDB_txn *txn, uint64_t seq, uint64_t label, int op, uint32_t n);
 
 /* Deletes the change log entries numbered up to and including upto. Returns 0 or an LMDB
  * code. */
 int store_log_trim(store *s, MDB_txn *txn, uint64_t upto);
 
-/* The change log's callback: one entry. Returns 0 to go on or a negative code to abort. */
-typedef int (*store_log_fn)(uint64_t seq, uint64_t label, int op, void *user);
+/* The change log's callback: one entry (n: the document's passages). Returns 0 to go on or a
+ * negative code to abort. */
+typedef int (*store_log_fn)(uint64_t seq, uint64_t label, int op, uint32_t n, void *user);
 
 /* Hands fn every change log entry from number first on, in order, within txn. Returns 0,
  * SBERT_INDEX_ENOTFOUND when the log holds no entry numbered first, fn's code,

@@ -17,13 +17,15 @@ struct verify_scan {
     store *st;
     MDB_txn *txn;
     int dim;
-    uint64_t docs;
+    uint64_t docs, passages;
+    uint64_t free_from; /* the first label no record before owns */
+    uint64_t next_label;
     char *errbuf;
     size_t errlen;
 };
 
-/* One record: its vector has the store's dimension and finite values, and its id leads back to
- * its label. */
+/* One record: its vectors have the store's dimension and finite values, its passages' labels
+ * belong to no other record and lie below next_label, and its id leads back to its label. */
 static int verify_doc(uint64_t label, const struct store_record *r, void *user)
 {
     struct verify_scan *v = user;
@@ -31,7 +33,7 @@ static int verify_doc(uint64_t label, const struct store_record *r, void *user)
         return sbert_util_errf(v->errbuf, v->errlen, SBERT_INDEX_EFORMAT,
                                "document %llu has %u dimensions, the store %d",
                                (unsigned long long)label, r->dim, v->dim);
-    for (uint32_t i = 0; i < r->dim; i++) {
+    for (size_t i = 0; i < (size_t)r->dim * r->n_passages; i++) {
         float x;
         memcpy(&x, r->vector + i, sizeof x);
         if (!isfinite(x))
@@ -39,6 +41,14 @@ static int verify_doc(uint64_t label, const struct store_record *r, void *user)
                                    "document %llu's vector holds a value that is not finite",
                                    (unsigned long long)label);
     }
+    if (label < v->free_from || label + r->n_passages > v->next_label)
+        return sbert_util_errf(v->errbuf, v->errlen, SBERT_INDEX_EFORMAT,
+                               "document %llu's %u passages overlap another document's labels or "
+                               "reach past next_label %llu",
+                               (unsigned long long)label, r->n_passages,
+                               (unsigned long long)v->next_label);
+    v->free_from = label + r->n_passages;
+    v->passages += r->n_passages;
     uint64_t found;
     int rc = store_id_lookup(v->st, v->txn, r->id, r->id_len, &found);
     if (rc || found != label)
@@ -58,13 +68,18 @@ static int count_id(uint64_t label, const struct store_record *r, void *user)
 }
 
 /* Every record, then every id (each must have its record), in chunks within one transaction. */
-static int verify_scan_all(store *st, struct sbert_index_verify_report *out, int dim, char *errbuf,
-                           size_t errlen)
+static int verify_scan_all(store *st, struct sbert_index_verify_report *out,
+                           const struct store_meta *m, char *errbuf, size_t errlen)
 {
     MDB_txn *txn;
     int rc = store_read_begin(st, &txn);
     if (rc) return store_error(rc, "reading the store", errbuf, errlen);
-    struct verify_scan v = {st, txn, dim, 0, errbuf, errlen};
+    struct verify_scan v = {.st = st,
+                            .txn = txn,
+                            .dim = m->dim,
+                            .next_label = m->next_label,
+                            .errbuf = errbuf,
+                            .errlen = errlen};
     uint64_t next = 0, counted = 0;
     int end = 0;
     while (!rc && !end)
@@ -87,6 +102,7 @@ static int verify_scan_all(store *st, struct sbert_index_verify_report *out, int
                                (unsigned long long)v.docs, (unsigned long long)ids,
                                (unsigned long long)counted);
     out->documents = v.docs;
+    out->passages = v.passages;
     return 0;
 }
 
@@ -115,6 +131,12 @@ static int verify_snapshot(const char *dir, const struct store_meta *m,
                                "%s covers change %llu, the store only reached %llu", path,
                                (unsigned long long)sm.change_counter,
                                (unsigned long long)m->change);
+    if (sm.change_counter == m->change && sm.count != out->passages)
+        return sbert_util_errf(errbuf, errlen, SBERT_INDEX_EFORMAT,
+                               "%s covers the store's last change with %llu vectors, the store "
+                               "holds %llu passages",
+                               path, (unsigned long long)sm.count,
+                               (unsigned long long)out->passages);
     out->snapshot = 1;
     out->snapshot_change = sm.change_counter;
     out->snapshot_count = sm.count;
@@ -164,7 +186,7 @@ int sbert_index_verify(const char *dir, struct sbert_index_verify_report *out, c
             snprintf(out->spec, sizeof out->spec, "%s", m.spec);
             out->dim = m.dim;
             out->change = m.change;
-            rc = verify_scan_all(st, out, m.dim, errbuf, errlen);
+            rc = verify_scan_all(st, out, &m, errbuf, errlen);
         }
         store_close(st);
         if (!rc) rc = verify_snapshot(dir, &m, out, errbuf, errlen);

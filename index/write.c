@@ -101,18 +101,29 @@ struct put_ctx {
     sbert_index *idx;
     struct sbert_index_put_item *items;
     size_t n, dim;
-    char **meta; /* compact metadata per item (cJSON's), NULL for none */
-    float *vecs; /* normalised, n * dim */
+    char **meta;     /* compact metadata per item (cJSON's), NULL for none */
+    size_t *first;   /* n + 1: item i's passages are rows first[i]..first[i+1]) of vecs */
+    float *vecs;     /* normalised, first[n] * dim */
+    uint32_t *spans; /* 2 * first[n]: each passage's {start, end} */
     /* outputs of the transaction, reset at each attempt */
     uint64_t next_label, change;
-    uint64_t *label;  /* new label per item */
-    int64_t *removed; /* labels deleted (older versions of upserted ids) */
+    uint64_t *label;      /* new label per item (increasing) */
+    char *superseded;     /* per item: replaced later in the same batch */
+    int64_t *removed;     /* labels deleted (older versions of upserted ids) */
+    uint32_t *removed_np; /* their passages */
     size_t n_removed;
     const struct sbert_index_write_req *req; /* NULL: nothing to remember */
     /* what reaches the vector index after the commit */
     int64_t *added;
+    uint32_t *added_np;
     float *added_vecs;
 };
+
+/* Item i's passages. */
+static size_t item_np(const struct sbert_index_put_item *it)
+{
+    return it->n_passages ? it->n_passages : 1;
+}
 
 /* Removes the record an upsert of id replaces, when there is one. */
 static int put_replace(struct put_ctx *p, store *s, MDB_txn *txn, const char *id, size_t id_len,
@@ -127,8 +138,10 @@ static int put_replace(struct put_ctx *p, store *s, MDB_txn *txn, const char *id
         return rc == SBERT_INDEX_ENOTFOUND ? SBERT_INDEX_EFORMAT : rc;
     if (r.id_len != id_len || memcmp(r.id, id, id_len) != 0)
         return SBERT_INDEX_EID; /* a long id's key hash collided: refuse, never merge */
-    if ((rc = store_record_del(s, txn, old))) return rc;
-    if ((rc = store_log_append(s, txn, ++p->change, old, STORE_OP_DELETE))) return rc;
+    uint32_t np = 1;
+    if ((rc = store_record_del(s, txn, old, &np))) return rc;
+    if ((rc = store_log_append(s, txn, ++p->change, old, STORE_OP_DELETE, np))) return rc;
+    p->removed_np[p->n_removed] = np;
     p->removed[p->n_removed++] = (int64_t)old;
     *replaced = 1;
     return 0;
@@ -147,23 +160,49 @@ static int put_fn(store *s, MDB_txn *txn, void *user)
         size_t id_len = it->id ? it->id_len : strlen(it->gen_id);
         it->replaced = 0;
         if ((rc = put_replace(p, s, txn, id, id_len, &it->replaced))) return rc;
-        uint64_t label = p->next_label++;
+        size_t np = item_np(it);
+        uint64_t label = p->next_label;
+        p->next_label += np;
         p->label[i] = label;
         const char *meta = p->meta[i];
         size_t meta_len = meta ? strlen(meta) : 0;
-        if ((rc = store_doc_put(s, txn, label, p->vecs + i * p->dim, p->dim, id, id_len, it->text,
-                                it->text_len, meta, meta_len)))
+        /* one passage that is the whole text: the record format of one-passage documents */
+        const uint32_t *spans = p->spans + 2 * p->first[i];
+        if (np == 1 && spans[0] == 0 && spans[1] == it->text_len) spans = NULL;
+        if ((rc = store_doc_put(s, txn, label, p->vecs + p->first[i] * p->dim, p->dim, np, spans,
+                                id, id_len, it->text, it->text_len, meta, meta_len)))
             return rc;
-        if ((rc = store_log_append(s, txn, ++p->change, label, STORE_OP_PUT))) return rc;
+        if ((rc = store_log_append(s, txn, ++p->change, label, STORE_OP_PUT, (uint32_t)np)))
+            return rc;
     }
     if (p->req && (rc = index_req_record(p->idx, s, txn, p->req))) return rc;
     return store_meta_put_counters(s, txn, p->next_label, p->change);
 }
 
+/* Checks item i's passages and vectors into p->spans and p->vecs; NULL, or what is wrong. */
+static const char *put_check_passages(struct put_ctx *p, size_t i)
+{
+    const struct sbert_index_put_item *it = &p->items[i];
+    size_t np = item_np(it), dim = p->dim;
+    uint32_t *sp = p->spans + 2 * p->first[i];
+    if (it->n_passages && !it->passages) return "passages are missing";
+    for (size_t j = 0; j < np; j++) {
+        size_t a = it->n_passages ? it->passages[2 * j] : 0;
+        size_t b = it->n_passages ? it->passages[2 * j + 1] : it->text_len;
+        if (a > b || b > it->text_len) return "a passage lies outside the text";
+        sp[2 * j] = (uint32_t)a;
+        sp[2 * j + 1] = (uint32_t)b;
+        if (!it->vector ||
+            sbert_util_normalise_into(it->vector + j * dim, dim, p->vecs + (p->first[i] + j) * dim))
+            return "the vector is missing or has a NaN or infinity";
+    }
+    return NULL;
+}
+
 /*
- * Checks item i and prepares what the transaction stores of it: its normalised vector in
- * p->vecs and its compact metadata in p->meta[i]. Returns 0 or a code, with the sentence in
- * errbuf.
+ * Checks item i and prepares what the transaction stores of it: its normalised vectors in
+ * p->vecs, its passages in p->spans and its compact metadata in p->meta[i]. Returns 0 or a code,
+ * with the sentence in errbuf.
  */
 static int put_check_item(struct put_ctx *p, size_t i, char *errbuf, size_t errlen)
 {
@@ -187,9 +226,8 @@ static int put_check_item(struct put_ctx *p, size_t i, char *errbuf, size_t errl
         rc = sbert_util_errf(errbuf, errlen, SBERT_INDEX_EMODEL,
                              "item %zu: a vector of dim %d, the store's model has dim %zu", i,
                              it->dim, dim);
-    } else if (!it->vector || sbert_util_normalise_into(it->vector, dim, p->vecs + i * dim)) {
+    } else if ((what = put_check_passages(p, i))) {
         rc = SBERT_INDEX_EINVAL;
-        what = "the vector is missing or has a NaN or infinity";
     } else if (it->metadata) {
         cJSON *j = cJSON_ParseWithLength(it->metadata, it->metadata_len);
         int object = 0;
@@ -232,13 +270,38 @@ int index_cmp_i64(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
-void index_apply_vindex(sbert_index *idx, const int64_t *removed, size_t n_removed,
-                        const int64_t *added, const float *vecs, size_t n_added)
+int64_t *index_passage_labels(const int64_t *docs, const uint32_t *np, size_t n, size_t *total)
+{
+    size_t t = 0;
+    for (size_t i = 0; i < n; i++)
+        t += np ? np[i] : 1;
+    int64_t *out = malloc((t ? t : 1) * sizeof *out);
+    if (!out) return NULL;
+    size_t at = 0;
+    for (size_t i = 0; i < n; i++)
+        for (uint32_t j = 0; j < (np ? np[i] : 1); j++)
+            out[at++] = docs[i] + (int64_t)j;
+    *total = t;
+    return out;
+}
+
+void index_apply_vindex(sbert_index *idx, const int64_t *removed, const uint32_t *removed_np,
+                        size_t n_removed, const int64_t *added, const uint32_t *added_np,
+                        const float *vecs, size_t n_added)
 {
     char err[512] = "";
     int rc = 0;
-    if (n_removed) rc = vindex_remove(idx->vi, removed, n_removed, NULL, err, sizeof err);
-    if (rc == 0 && n_added) rc = vindex_add(idx->vi, added, vecs, n_added, err, sizeof err);
+    size_t nr = 0, na = 0;
+    int64_t *rl = n_removed ? index_passage_labels(removed, removed_np, n_removed, &nr) : NULL;
+    int64_t *al = n_added ? index_passage_labels(added, added_np, n_added, &na) : NULL;
+    if ((n_removed && !rl) || (n_added && !al)) {
+        rc = VINDEX_ENOMEM;
+        snprintf(err, sizeof err, "out of memory for the passage labels");
+    }
+    if (rc == 0 && nr) rc = vindex_remove(idx->vi, rl, nr, NULL, err, sizeof err);
+    if (rc == 0 && na) rc = vindex_add(idx->vi, al, vecs, na, err, sizeof err);
+    free(rl);
+    free(al);
     if (rc) {
         /* The batch is durable in LMDB; the derived index is rebuilt from it. */
         ilog(idx, SBERT_INDEX_LOG_ERROR,
@@ -258,20 +321,32 @@ static void put_apply(struct put_ctx *p)
     idx->meta.change = p->change;
     index_publish(idx);
 
-    /* Labels created and superseded within this batch never reach the index. */
-    qsort(p->removed, p->n_removed, sizeof *p->removed, index_cmp_i64);
-    size_t n_old = 0, n_added = 0;
-    while (n_old < p->n_removed && (uint64_t)p->removed[n_old] < first_new)
-        n_old++;
-    for (size_t i = 0; i < p->n; i++) {
-        int64_t l = (int64_t)p->label[i];
-        if (bsearch(&l, p->removed + n_old, p->n_removed - n_old, sizeof l, index_cmp_i64))
+    /* Labels created and superseded within this batch never reach the index: the removed
+     * labels of older versions move to the front (with their passage counts), and an item whose
+     * label was removed later in the batch is not added (p->label increases with i). */
+    size_t n_old = 0, n_added = 0, rows = 0;
+    for (size_t i = 0; i < p->n_removed; i++) {
+        int64_t l = p->removed[i];
+        if ((uint64_t)l >= first_new) {
+            int64_t *hit = bsearch(&l, p->label, p->n, sizeof *p->label, index_cmp_i64);
+            if (hit) p->superseded[hit - (int64_t *)p->label] = 1;
             continue;
-        p->added[n_added] = l;
-        memcpy(p->added_vecs + n_added * dim, p->vecs + i * dim, dim * sizeof(float));
+        }
+        uint32_t np = p->removed_np[i];
+        p->removed[n_old] = l;
+        p->removed_np[n_old++] = np;
+    }
+    for (size_t i = 0; i < p->n; i++) {
+        if (p->superseded[i]) continue;
+        size_t np = p->first[i + 1] - p->first[i];
+        p->added[n_added] = (int64_t)p->label[i];
+        p->added_np[n_added] = (uint32_t)np;
+        memcpy(p->added_vecs + rows * dim, p->vecs + p->first[i] * dim, np * dim * sizeof(float));
+        rows += np;
         n_added++;
     }
-    index_apply_vindex(idx, p->removed, n_old, p->added, p->added_vecs, n_added);
+    index_apply_vindex(idx, p->removed, p->removed_np, n_old, p->added, p->added_np, p->added_vecs,
+                       n_added);
     index_snapshot_poke(idx);
 }
 
@@ -325,14 +400,35 @@ int sbert_index_put_req(sbert_index *idx, struct sbert_index_put_item *items, si
     }
     size_t dim = (size_t)idx->meta.dim;
     struct put_ctx p = {.idx = idx, .items = items, .n = n, .dim = dim, .req = req};
+    int rc = 0;
+    p.first = malloc((n + 1) * sizeof *p.first);
+    if (p.first) {
+        p.first[0] = 0;
+        for (size_t i = 0; i < n && !rc; i++) {
+            size_t np = item_np(&items[i]);
+            if (np > UINT32_MAX || np > SIZE_MAX / 8 / (dim + 2) - p.first[i]) {
+                if (bad_index) *bad_index = i;
+                rc = sbert_util_errf(errbuf, errlen, SBERT_INDEX_EINVAL,
+                                     "item %zu: too many passages", i);
+            } else
+                p.first[i + 1] = p.first[i] + np;
+        }
+    }
+    size_t rows = p.first && !rc ? p.first[n] : 0;
     p.meta = calloc(n, sizeof *p.meta);
-    p.vecs = malloc(n * dim * sizeof *p.vecs);
+    p.vecs = malloc((rows ? rows : 1) * dim * sizeof *p.vecs);
+    p.spans = malloc((rows ? rows : 1) * 2 * sizeof *p.spans);
     p.label = malloc(n * sizeof *p.label);
+    p.superseded = calloc(n, 1);
     p.removed = malloc(n * sizeof *p.removed);
+    p.removed_np = malloc(n * sizeof *p.removed_np);
     p.added = malloc(n * sizeof *p.added);
-    p.added_vecs = malloc(n * dim * sizeof *p.added_vecs);
-    int rc;
-    if (!p.meta || !p.vecs || !p.label || !p.removed || !p.added || !p.added_vecs)
+    p.added_np = malloc(n * sizeof *p.added_np);
+    p.added_vecs = malloc((rows ? rows : 1) * dim * sizeof *p.added_vecs);
+    if (rc)
+        ;
+    else if (!p.first || !p.meta || !p.vecs || !p.spans || !p.label || !p.superseded ||
+             !p.removed || !p.removed_np || !p.added || !p.added_np || !p.added_vecs)
         rc = SBERT_INDEX_ENOMEM;
     else
         rc = put_locked(&p, bad_index, errbuf, errlen);
@@ -341,10 +437,15 @@ int sbert_index_put_req(sbert_index *idx, struct sbert_index_put_item *items, si
         for (size_t i = 0; i < n; i++)
             cJSON_free(p.meta[i]);
     free(p.meta);
+    free(p.first);
     free(p.vecs);
+    free(p.spans);
     free(p.label);
+    free(p.superseded);
     free(p.removed);
+    free(p.removed_np);
     free(p.added);
+    free(p.added_np);
     free(p.added_vecs);
     return rc;
 }
@@ -358,6 +459,7 @@ struct del_ctx {
     size_t n;
     int *existed;
     int64_t *removed;
+    uint32_t *removed_np; /* their passages */
     size_t n_removed;
     uint64_t change;
     size_t *n_deleted;
@@ -377,9 +479,11 @@ static int del_one(struct del_ctx *d, store *s, MDB_txn *txn, size_t i)
         return rc == SBERT_INDEX_ENOTFOUND ? SBERT_INDEX_EFORMAT : rc;
     if (r.id_len != d->lens[i] || memcmp(r.id, d->ids[i], r.id_len) != 0)
         return 0; /* a different long id with the same key */
-    if ((rc = store_record_del(s, txn, label))) return rc;
+    uint32_t np = 1;
+    if ((rc = store_record_del(s, txn, label, &np))) return rc;
     if ((rc = store_id_del(s, txn, d->ids[i], d->lens[i]))) return rc;
-    if ((rc = store_log_append(s, txn, ++d->change, label, STORE_OP_DELETE))) return rc;
+    if ((rc = store_log_append(s, txn, ++d->change, label, STORE_OP_DELETE, np))) return rc;
+    d->removed_np[d->n_removed] = np;
     d->removed[d->n_removed++] = (int64_t)label;
     d->existed[i] = 1;
     return 0;
@@ -416,7 +520,7 @@ static int del_locked(struct del_ctx *d, int *existed, size_t *n_deleted, char *
     if (rc == 0) {
         idx->meta.change = d->change;
         index_publish(idx);
-        index_apply_vindex(idx, d->removed, d->n_removed, NULL, NULL, 0);
+        index_apply_vindex(idx, d->removed, d->removed_np, d->n_removed, NULL, NULL, NULL, 0);
         index_snapshot_poke(idx);
         if (n_deleted) *n_deleted = d->n_removed;
         return 0;
@@ -452,8 +556,9 @@ int sbert_index_delete_req(sbert_index *idx, const char *const *ids, const size_
         .idx = idx, .ids = ids, .lens = lens, .n = n, .n_deleted = n_deleted, .req = req};
     int *ex = existed ? existed : calloc(n, sizeof *ex);
     d.removed = malloc(n * sizeof *d.removed);
+    d.removed_np = malloc(n * sizeof *d.removed_np);
     int rc;
-    if (!ex || !d.removed)
+    if (!ex || !d.removed || !d.removed_np)
         rc = SBERT_INDEX_ENOMEM;
     else {
         d.existed = ex;
@@ -463,5 +568,6 @@ int sbert_index_delete_req(sbert_index *idx, const char *const *ids, const size_
     }
     if (ex != existed) free(ex);
     free(d.removed);
+    free(d.removed_np);
     return rc;
 }

@@ -50,6 +50,8 @@ static const struct sbert_proto_member m_query[] = {
     {"weight", SBERT_PROTO_M_NUMBER, 0, 0, 0},
     {"candidates", SBERT_PROTO_M_INT, 0, 0, 0},
     {"diversity", SBERT_PROTO_M_NUMBER, 0, 0, 0},
+    {"group", SBERT_PROTO_M_STRING, 0, 0, 0},
+    {"passages_per_document", SBERT_PROTO_M_INT, 0, 0, 0},
     {"collection", SBERT_PROTO_M_STRING, 0, 0, 0},
 };
 static const struct sbert_proto_member m_similarity[] = {

@@ -27,7 +27,8 @@ static const struct code_entry codes[] = {
     {SBERT_PROTO_EBAD_REQUEST, "bad_request", "malformed request"},
     {SBERT_PROTO_ETOO_LARGE, "too_large", "request exceeds a size limit"},
     {SBERT_PROTO_EEMPTY_TEXT, "empty_text", "empty text"},
-    {SBERT_PROTO_ETEXT_TOO_LONG, "text_too_long", "text exceeds max_text_bytes"},
+    {SBERT_PROTO_ETEXT_TOO_LONG, "text_too_long",
+     "text exceeds max_text_bytes (a document's) or max_query_text_bytes"},
     {SBERT_PROTO_EBAD_K, "bad_k", "k out of range"},
     {SBERT_PROTO_EBAD_SCORE, "bad_score", "min_score out of range"},
     {SBERT_PROTO_EBAD_FILTER, "bad_filter", "invalid filter"},
@@ -323,8 +324,9 @@ int sbert_proto_check_text(const cJSON *item, const char *what, long index, size
         return sbert_proto_error_set(err, SBERT_PROTO_EEMPTY_TEXT, index, "%s is empty", what);
     if (n > max_bytes)
         return sbert_proto_error_set(err, SBERT_PROTO_ETEXT_TOO_LONG, index,
-                                     "%s has %zu bytes, more than max_text_bytes (%zu)", what, n,
-                                     max_bytes);
+                                     "%s has %zu bytes, more than %zu (max_text_bytes for a "
+                                     "document's text, max_query_text_bytes for any other)",
+                                     what, n, max_bytes);
     *s = item->valuestring;
     *len = n;
     return 0;

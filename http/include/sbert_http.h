@@ -98,7 +98,7 @@ struct sbert_http_params {
 };
 
 /* Returns the defaults: address "127.0.0.1:8780", listen_fd -1, allow_remote 0, no token,
- * max_body_bytes SBERT_PROTO_DEFAULT_MAX_MESSAGE_SIZE (64 MiB), max_connections 256, timeout_s 30,
+ * max_body_bytes SBERT_PROTO_DEFAULT_MAX_MESSAGE_SIZE (96 MiB), max_connections 256, timeout_s 30,
  * header_deadline_s 10, threads 0, and no callbacks. */
 struct sbert_http_params sbert_http_default_params(void);
 

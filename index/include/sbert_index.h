@@ -11,8 +11,11 @@
  *   reindex.mdb                 exists only while sbert_index_reindex() runs; removed at open
  *
  * Documents: a client id (UTF-8, 1..SBERT_INDEX_ID_MAX bytes, no NUL), a text, a metadata JSON
- * object (or none) and an embedding of dim float32. Embeddings are L2-normalised on the way in,
- * so every score this module returns is a cosine similarity (inner product of unit vectors).
+ * object (or none) and its passages: byte ranges of the text (one, the whole text, for a text
+ * that fits the model), each with an embedding of dim float32. The vector index holds every
+ * passage; a query ranks documents by their passages (sbert_index_query_params). Embeddings are
+ * L2-normalised on the way in, so every passage score is a cosine similarity (inner product of
+ * unit vectors).
  *
  * Durability: every write call (put, delete, patch, reindex; a delete by filter: each of its
  * chunks) is one LMDB write transaction committed with fsync before the call returns 0; a batch
@@ -227,9 +230,14 @@ struct sbert_index_put_item {
     size_t text_len;
     const char *metadata; /* in: a JSON object (metadata_len bytes), or NULL for none */
     size_t metadata_len;
-    const float *vector; /* in: dim floats, finite; L2-normalised before it is stored */
-    int dim;             /* in: vector's length, checked against the store's (EMODEL when they
-                            differ, e.g. a reindex to another dim ran meanwhile); 0: unchecked */
+    const float *vector;    /* in: dim floats per passage (n_passages rows, passage order), finite;
+                               each L2-normalised before it is stored */
+    int dim;                /* in: vector's length, checked against the store's (EMODEL when they
+                               differ, e.g. a reindex to another dim ran meanwhile); 0: unchecked */
+    size_t n_passages;      /* in: the text's passages; 0: one, the whole text */
+    const size_t *passages; /* in: 2 * n_passages byte offsets {start, end} into the text
+                               (start <= end <= text_len, both below 2^32), or NULL when
+                               n_passages is 0 */
     char gen_id[SBERT_INDEX_GEN_ID_SIZE]; /* out: the generated id when id was NULL, else "" */
     int replaced; /* out: 1 when a document with this id existed and was replaced */
 };
@@ -303,6 +311,15 @@ enum {
     SBERT_INDEX_INCLUDE_ALL = 7u
 };
 
+/* A passage of a query hit: its bytes text[start..end) of the document, its cosine with the query
+ * and a NUL-terminated copy of its text. */
+struct sbert_index_passage {
+    size_t start, end;
+    float score;
+    char *text;
+    size_t text_len;
+};
+
 /* A document in a result. Strings are NUL-terminated (and carry their length); fields not asked
  * for are NULL with length 0. */
 struct sbert_index_doc {
@@ -314,12 +331,17 @@ struct sbert_index_doc {
     size_t text_len;
     char *metadata; /* compact JSON object, or NULL when the document has none */
     size_t metadata_len;
-    float *vector; /* dim floats (the stored, normalised vector) */
+    float *vector; /* dim floats (the stored, normalised vector; of its first passage when the
+                      document has several) */
     /* sbert_index_search in keyword or hybrid mode: the hit's cosine similarity (NAN when the
      * search had no vector), its BM25 score (0 when it holds no query term), and its rank in the
      * dense and keyword candidate lists (1 = first; 0 = not in that list) */
     float dense_score, keyword_score;
     uint32_t dense_rank, keyword_rank;
+    /* sbert_index_query (and a search's dense mode): the document's best passages, best first
+     * (at most passages_per_doc); get, iterate, list, keyword and hybrid searches: none */
+    struct sbert_index_passage *passages;
+    size_t n_passages;
 };
 
 struct sbert_index_results {
@@ -496,18 +518,29 @@ struct sbert_index_query_params {
     unsigned include;                 /* SBERT_INDEX_INCLUDE_* */
     int dim;                          /* the query vector's length, checked against the store's
                                          (EMODEL when they differ); 0: unchecked */
-    size_t max_bytes;                 /* bound on the results' ids, texts, metadata and vectors
-                                         (4 bytes a float), counted as they are read: over it the
-                                         query stops and fails with ETOOBIG, as
+    size_t max_bytes;                 /* bound on the results' ids, texts, metadata, vectors
+                                         (4 bytes a float) and passage texts, counted as they are
+                                         read: over it the query stops and fails with ETOOBIG, as
                                          sbert_index_get_max(); 0: unbounded */
+    /* A document's score: lead_weight * (its first passage's cosine) + (1 - lead_weight) * (its
+     * best passage's cosine), both exact from the stored vectors; in [0, 1]. A one-passage
+     * document scores its cosine. */
+    float lead_weight;
+    size_t passages_per_doc; /* best passages returned per document hit (at most 1000); 0: 1 */
+    int group_passages;      /* 1: the hits are passages (score: the passage's cosine, the
+                                passage in passages[0]), at most k of them; 0: documents */
 };
 
-/* Returns {k = 10, min_score = -2, filter = NULL, include = 0, dim = 0, max_bytes = 0}. */
+/* Returns {k = 10, min_score = -2, filter = NULL, include = 0, dim = 0, max_bytes = 0,
+ * lead_weight = 0.5, passages_per_doc = 1, group_passages = 0}. */
 struct sbert_index_query_params sbert_index_query_default_params(void);
 
 /*
  * Finds the k documents most similar to vector (dim floats; normalised here) among those the
- * filter accepts, best first (ties by id). When at least k documents match the filter and reach
+ * filter accepts, best first (ties by id), each with its best passages. The vector index is
+ * searched for passages; their documents are the candidates (the search is widened while fewer
+ * than k distinct documents came back and more passages exist), scored exactly (lead_weight),
+ * and min_score applies to that score. When at least k documents match the filter and reach
  * min_score, exactly k are returned, however selective the filter (an approximate index falls
  * back to exact search over the matches). Deleted documents are never returned.
  * *out is owned by the caller (sbert_index_results_free()).
@@ -647,11 +680,12 @@ struct sbert_index_verify_report {
     char weights_sha256[65];
     char spec[128];
     int dim;
-    uint64_t documents;       /* records, each with a sound vector and an id leading back to it */
+    uint64_t documents;       /* records, each with sound vectors and an id leading back to it */
+    uint64_t passages;        /* their passages (vectors) */
     uint64_t change;          /* the store's last change number */
     int snapshot;             /* 1: index.snap loaded, checksums sound, of this store */
     uint64_t snapshot_change; /* the change it covers (the rest is replayed at open) */
-    uint64_t snapshot_count;  /* its live entries */
+    uint64_t snapshot_count;  /* its live entries (passages) */
 };
 
 /*
@@ -691,7 +725,8 @@ struct sbert_index_stats {
     uint64_t change;          /* the store's change counter (one per document put or deleted) */
     uint64_t snapshot_change; /* the change the last snapshot covers (0: none) */
     int64_t snapshot_time;    /* Unix time of the last snapshot written or loaded (0: none) */
-    uint64_t index_count;     /* live entries in the vector index: equals count after open */
+    uint64_t index_count;     /* live entries in the vector index, one per passage: after open,
+                                 the documents' passages */
     uint64_t index_bytes;     /* the vector index's estimate of its memory use */
     /* the keyword index: its language ("" when keyword_language is "off"), the documents and
      * postings (term, document) in it, and its size in the store: the term tree's pages plus 16

@@ -29,9 +29,14 @@ extern "C" {
 #define SBERT_PROTO_VERSION 1
 
 /* Defaults of the daemon's limits (PROTOCOL.md section 3); clients may use them for sizing. */
-#define SBERT_PROTO_DEFAULT_MAX_MESSAGE_SIZE (64u << 20)
+/* A message holds one document of the largest text (64 MiB) with room for its JSON. */
+#define SBERT_PROTO_DEFAULT_MAX_MESSAGE_SIZE (96u << 20)
 #define SBERT_PROTO_DEFAULT_MAX_BATCH 4096
-#define SBERT_PROTO_DEFAULT_MAX_TEXT_BYTES 65536
+/* A document's text (add): stored whole, encoded as passages. */
+#define SBERT_PROTO_DEFAULT_MAX_TEXT_BYTES (64u << 20)
+/* A text encoded whole (query, similarity, encode, pairs): the model reads its first
+ * max_seq_length tokens only. */
+#define SBERT_PROTO_DEFAULT_MAX_QUERY_TEXT_BYTES 65536
 #define SBERT_PROTO_DEFAULT_MAX_K 1000
 #define SBERT_PROTO_DEFAULT_MAX_PAIRS 100000
 #define SBERT_PROTO_DEFAULT_MAX_MATRIX (1u << 20)

@@ -443,7 +443,10 @@ def daemon_tests(ctl, daemon, tmp):
         r = d["results"]
         check(set(d) == {"results"} and len(r) == 3, "query --json: %r" % d)
         for x in r:
-            check(set(x) == {"id", "score", "text", "metadata"}, "result keys %r" % list(x))
+            check(set(x) == {"id", "score", "text", "metadata", "passage"}, "result keys %r" % list(x))
+            # a sentence is one passage: its whole text
+            check(x["passage"]["text"] == x["text"] and x["passage"]["start"] == 0,
+                  "passage %r" % x["passage"])
         check({r[0]["text"], r[1]["text"]} == {"The new movie is awesome",
                                                "The new movie is so great"},
               "the movie sentences rank first: %r" % r)

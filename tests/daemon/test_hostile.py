@@ -312,6 +312,32 @@ def hostile_inputs():
         ("diversity string", j(op="query", text="a", diversity="0.5"), "bad_request", None),
         ("diversity with a zero vector", j(op="query", vector=[0.0] * DIM, diversity=0.5), "bad_vector", None),
         ("keyword escaped NUL", j(op="query", text="a\u0000b", mode="keyword"), "bad_request", None),
+        # passages (issue 12)
+        ("group unknown", j(op="query", text="a", group="sentence"), "bad_request", None),
+        ("group number", j(op="query", text="a", group=1), "bad_request", None),
+        ("group empty", j(op="query", text="a", group=""), "bad_request", None),
+        ("group 1 MB", j(op="query", text="a", group="p" * (1 << 20)), "bad_request", None),
+        ("group with keyword mode", j(op="query", text="a", mode="keyword", group="passage"),
+         "bad_request", None),
+        ("group with diversity", j(op="query", text="a", diversity=0.5, group="document"),
+         "bad_request", None),
+        ("passages_per_document 0", j(op="query", text="a", passages_per_document=0),
+         "bad_request", None),
+        ("passages_per_document -1", j(op="query", text="a", passages_per_document=-1),
+         "bad_request", None),
+        ("passages_per_document 1001", j(op="query", text="a", passages_per_document=1001),
+         "bad_request", None),
+        ("passages_per_document 2^64",
+         b'{"v":1,"op":"query","text":"a","passages_per_document":18446744073709551616}',
+         "bad_request", None),
+        ("passages_per_document 1.5", j(op="query", text="a", passages_per_document=1.5),
+         "bad_request", None),
+        ("passages_per_document string", j(op="query", text="a", passages_per_document="3"),
+         "bad_request", None),
+        ("passages_per_document with group passage",
+         j(op="query", text="a", group="passage", passages_per_document=2), "bad_request", None),
+        ("passages_per_document with hybrid",
+         j(op="query", text="a", mode="hybrid", passages_per_document=2), "bad_request", None),
     ]
     # list, count, patch, delete by filter (issue 11): forged cursors, limits, filters, metadata
     def cur(raw):
@@ -595,10 +621,12 @@ def test_reply_bounded(d):
     with 64 KB texts and n = max_pairs it would be tens of GiB. max_reply_bytes (here 8M) bounds
     every reply: over it, too_large, and the daemon's RSS stays near its baseline. Vectors count
     at their JSON size (16 bytes a float, not 4), and a query stops reading documents at the
-    limit."""
+    limit. Each text is one long word, so one passage (one [UNK] token): the test stays about
+    reply sizes, not encoding (3000 words would be ~15 passages a document). A query hit also
+    carries its passage's text (here the whole text), which counts against the limit."""
     c = d.client(timeout_ms=300000)
     for b in range(4):
-        ok(c.call("add", documents=[{"id": "t%d-%d" % (b, i), "text": ("topic %d word%d " % (i % 7, i)) * 1000,
+        ok(c.call("add", documents=[{"id": "t%d-%d" % (b, i), "text": ("topic%dword%d" % (i % 7, i)) * 1000,
                                      "metadata": {"m": "x" * 16000}} for i in range(25)]))
     check(ok(c.call("stats"))["limits"].get("max_reply_bytes") == 8 << 20, "max_reply_bytes in stats")
     base = rss_kb(d.proc.pid)
@@ -612,9 +640,9 @@ def test_reply_bounded(d):
     e = err(c.call("get", ids=["t0-%d" % (i % 25) for i in range(3000)], include=["vector"]),
             "too_large", "get of 3000 vectors")
     check("ask for fewer ids" in e["error"]["message"], "refused before the reply was built: %r" % e["error"])
-    # query: the index stops reading documents at max_reply_bytes (300 x 32.5 KB = 9.75 MB here)
+    # query: the index stops reading documents at max_reply_bytes (300 x 44 KB = 13 MB here)
     for b in range(4, 12):
-        ok(c.call("add", documents=[{"id": "t%d-%d" % (b, i), "text": ("topic %d word%d " % (i % 7, i)) * 1000,
+        ok(c.call("add", documents=[{"id": "t%d-%d" % (b, i), "text": ("topic%dword%d" % (i % 7, i)) * 1000,
                                      "metadata": {"m": "x" * 16000}} for i in range(25)]))
     r = c.call("query", text="topic 3", k=300)
     check(r.get("ok") is False and r["error"]["code"] == "too_large" and "smaller k" in r["error"]["message"],
@@ -693,7 +721,8 @@ def test_watchdog_long_reindex():
 
 LIMITS = """max_message_size = 65536
 max_batch = 16
-max_text_bytes = 2000
+max_text_bytes = 3000
+max_query_text_bytes = 2000
 max_k = 5
 max_pairs = 10
 max_matrix = 20
@@ -706,7 +735,8 @@ def test_limits_at_and_over(d):
     c = d.client()
     lim = ok(c.call("stats"))["limits"]
     check(lim["max_message_size"] == 65536 and lim["max_batch"] == 16 and lim["max_k"] == 5
-          and lim["max_text_bytes"] == 2000 and lim["max_pairs"] == 10 and lim["max_matrix"] == 20
+          and lim["max_text_bytes"] == 3000 and lim["max_query_text_bytes"] == 2000
+          and lim["max_pairs"] == 10 and lim["max_matrix"] == 20
           and lim["max_metadata_bytes"] == 100, "limits in force: %r" % lim)
     base = b'{"v":1,"op":"health"}'
     ok(json.loads(c.send_raw(base + b" " * (65536 - len(base)))), "message of max_message_size")
@@ -735,6 +765,12 @@ def test_limits_at_and_over(d):
     ok(c.call("encode", texts=["é" * 1000]), "2000-byte text")
     err(c.call("encode", texts=["é" * 1000 + "a"]), "text_too_long", "2001-byte text")
     err(c.call("query", text="q" * 2001), "text_too_long", "2001-byte query")
+    # a document's text has its own bound (max_text_bytes), above the query texts'
+    ok(c.call("add", documents=[{"id": "t3000", "text": "é" * 1500}]), "3000-byte document")
+    e = err(c.call("add", documents=[{"id": "t3001", "text": "é" * 1500 + "a"}]),
+            "text_too_long", "3001-byte document")
+    check("max_text_bytes" in e["error"]["message"], "3001-byte document: %r" % e)
+    ok(c.call("delete", ids=["t3000"]))
 
     check(len(ok(c.call("query", text="batch item", k=5))["results"]) == 5, "k = max_k")
     err(c.call("query", text="batch item", k=6), "bad_k", "k = max_k + 1")
@@ -766,7 +802,8 @@ def test_limits_at_and_over(d):
 
 def test_truncation(d):
     """A text over max_seq_length (256 tokens with [CLS] and [SEP]) is encoded from its first 254
-    word pieces, as sentence-transformers does, and every reply that encodes says which."""
+    word pieces, as sentence-transformers does, and every reply that encodes says which; a
+    document's text is encoded as passages instead, none truncated."""
     c = d.client()
     w = lambda n: " ".join(["word"] * n)  # noqa: E731  ("word" is one word piece)
     e = ok(c.call("encode", texts=[w(254), w(255), w(1000), w(200)]))
@@ -776,13 +813,71 @@ def test_truncation(d):
     check(dot(emb[0], emb[1]) > 0.99999 and dot(emb[0], emb[2]) > 0.99999,
           "a truncated text is not encoded as its first 254 tokens")
     check(dot(emb[0], emb[3]) < 0.99999, "the check cannot tell 200 tokens from 254")
+    # a document is not truncated: the long one is cut between words into two passages
     a = ok(c.call("add", documents=[{"id": "short", "text": w(10)}, {"id": "long", "text": w(400)}]))
-    check(a["truncated"] == [1], "add truncated: %r" % a)
+    check(a["truncated"] == [], "add truncated: %r" % a)
+    st = ok(c.call("stats"))
+    check(st["documents"] == 2 and st["passages"] == 3, "passages: %r" % st["passages"])
     check(ok(c.call("get", ids=["long"]))["documents"][0]["text"] == w(400), "the whole text is stored")
     check(ok(c.call("query", text=w(300), k=1))["truncated"] is True, "query truncated")
     check(ok(c.call("query", text=w(254), k=1))["truncated"] is False, "query not truncated")
     p = ok(c.call("pairs", texts=[w(3), w(300)], n=1))
     check(p["truncated"] == [1], "pairs truncated: %r" % p)
+    c.close()
+
+
+def test_big_documents(d):
+    """Documents at the raised limits (issue 12): a document of exactly max_text_bytes (64 MiB)
+    is stored whole and searched by its passages, one byte more gets text_too_long, and a single
+    10 MB word is accepted. The big document's sentences are 64 KiB apart (layout white space),
+    so it is a few dozen passages of the model's full window: prose of 64 MiB would take hours
+    to encode here, and the limits, not the encoder, are under test."""
+    c = d.client(timeout_ms=600000)
+    limit = ok(c.call("stats"))["limits"]["max_text_bytes"]
+    check(limit == 64 << 20, "max_text_bytes default %d, expected 64 MiB" % limit)
+    gap = " " * 65535 + "\n"
+    words = "river lamp window coffee garden bridge market story".split()
+    parts, size, i = [], 0, 0
+    while size < limit - 200:
+        sent = "%s number %d stands by the %s." % (words[i % 8].capitalize(), i, words[(i * 3) % 8])
+        parts.append(sent + gap)
+        size += len(sent) + len(gap)
+        i += 1
+    text = "".join(parts)
+    text = text[:limit - 10].rstrip() + " The end."
+    text += "." * (limit - len(text))
+    check(len(text.encode()) == limit, "the document is %d bytes" % len(text.encode()))
+    r = ok(c.call("add", documents=[{"id": "huge", "text": text, "metadata": {"k": 1}}]),
+           "a document of max_text_bytes")
+    check(r["truncated"] == [], "the 64 MiB document: truncated %r" % r["truncated"])
+    st = ok(c.call("stats"))
+    check(st["documents"] == 1 and 10 <= st["passages"] == st["index"]["count"],
+          "the 64 MiB document: %d documents, %d passages" % (st["documents"], st["passages"]))
+    q = ok(c.call("query", text="Coffee number 77 stands by the window.", k=1, include=[]),
+           "query")["results"]
+    raw = text.encode()
+    check(q and q[0]["id"] == "huge" and
+          raw[q[0]["passage"]["start"]:q[0]["passage"]["end"]].decode() == q[0]["passage"]["text"],
+          "a passage of the 64 MiB document: %r" % [(x["id"], x["passage"]["start"]) for x in q])
+    g = ok(c.call("get", ids=["huge"]), "get of the 64 MiB document")["documents"][0]
+    check(g["text"] == text, "the 64 MiB document is not stored whole")
+    e = err(c.call("add", documents=[{"id": "over", "text": text + "x"}]), "text_too_long",
+            "max_text_bytes + 1")
+    check("max_text_bytes" in e["error"]["message"] and e["error"].get("index") == 0,
+          "max_text_bytes + 1: %r" % e)
+    word = "a" * (10 << 20)
+    r = ok(c.call("add", documents=[{"id": "word", "text": word}]), "one 10 MB word")
+    st = ok(c.call("stats"))
+    check(st["documents"] == 2 and st["passages"] == st["index"]["count"],
+          "after the 10 MB word: %r" % ((st["documents"], st["passages"]),))
+    q = ok(c.call("query", text="aaaa", k=2, filter={"k": {"$ne": 1}}, include=[]),
+           "query")["results"]
+    check([x["id"] for x in q] == ["word"], "the 10 MB word's document: %r" % q)
+    ok(c.call("delete", ids=["huge", "word"]), "delete")
+    st = ok(c.call("stats"))
+    check(st["documents"] == 0 and st["passages"] == 0 and st["index"]["count"] == 0,
+          "after the deletes: %r" % ((st["documents"], st["passages"]),))
+    check(d.alive(), "sbertd died")
     c.close()
 
 
@@ -1319,6 +1414,7 @@ TESTS = [
     ("concurrent_same_id", test_concurrent_same_id, {}),
     ("limits_at_and_over", test_limits_at_and_over, {"config": LIMITS}),
     ("truncation", test_truncation, {}),
+    ("big_documents", test_big_documents, {}),
     ("disk_full", test_disk_full, {"nostart": True}),
     ("flood_memory_bounded", test_flood_memory_bounded, {"config": FLOOD}),
     ("idle_connections", test_idle_connections, {"preexec": low_nofile}),

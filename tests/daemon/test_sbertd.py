@@ -144,7 +144,12 @@ def test_every_op(d):
     vec = r["documents"][0]["vector"]
     qv = ok(c.call("query", vector=vec, k=1, include=[]))
     check(qv["results"][0]["id"] == "s0" and abs(qv["results"][0]["score"] - 1) < 1e-5
-          and set(qv["results"][0]) == {"id", "score"}, "query by vector: %r" % qv)
+          and set(qv["results"][0]) == {"id", "score", "passage"}, "query by vector: %r" % qv)
+    # a short document is one passage: its whole text, scored as the document
+    check(qv["results"][0]["passage"] == {"start": 0, "end": len(SENTENCES[0]),
+                                          "text": SENTENCES[0],
+                                          "score": qv["results"][0]["score"]},
+          "query by vector: passage %r" % qv["results"][0]["passage"])
     qf = ok(c.call("query", text="pizza", k=5, filter={"topic": "cat"}))
     check({x["id"] for x in qf["results"]} == {"s0", "s4"}, "query filter: %r" % qf)
     qm = ok(c.call("query", text="The new movie is awesome", k=10, min_score=0.5))
@@ -410,11 +415,13 @@ def test_message_sizes(d):
     """max_message_size = 4 MiB here: 1.5 MiB works (above nanomsg's 1 MiB default), 5 MiB gets
     too_large, 9 MiB (above 2 x max) is dropped by nanomsg and the client times out."""
     c = d.client()
-    texts = [("word%d " % i) * 9000 for i in range(24)]  # 24 texts of ~60 KB = ~1.5 MiB
+    # 24 texts of ~60 KB = ~1.5 MiB, each one word (one [UNK] token: one passage, quick to
+    # encode; 9000 words each would be ~45 passages each, minutes of encoding on a small machine)
+    texts = [("word%d" % i) * 9000 for i in range(24)]
     raw = json.dumps({"v": 1, "op": "add", "documents": [{"text": t} for t in texts]}).encode()
     check(1 << 20 < len(raw) < 4 << 20, "message size %d" % len(raw))
     r = ok(json.loads(c.send_raw(raw)), "1.5 MiB add")
-    check(r["truncated"] == list(range(24)), "truncated flags: %r" % r["truncated"])
+    check(r["truncated"] == [], "truncated flags: %r" % r["truncated"])
     # a reply above 1 MiB comes back too (the client set its NN_RCVMAXSIZE)
     g = ok(c.call("get", ids=r["ids"]))
     check(sum(len(x["text"]) for x in g["documents"]) == sum(len(t) for t in texts), "big get")
@@ -745,17 +752,22 @@ BATCH_QUERIES = ["A cat is outdoors", "I like Italian food", "a film I enjoyed",
 
 
 def same_results(got, want, what):
-    """got and want (lists of hits) name the same documents in the same order, with scores within
-    1e-6 and every other member equal."""
+    """got and want (lists of hits) name the same documents in the same order, with scores (the
+    passage's too) within 1e-6 and every other member equal."""
     check([x["id"] for x in got] == [x["id"] for x in want],
           "%s: ids %r, a single query gives %r" % (what, [x["id"] for x in got],
                                                    [x["id"] for x in want]))
     for a, b in zip(got, want):
         check(abs(a["score"] - b["score"]) <= 1e-6, "%s: %s scores %r, single %r" % (
             what, a["id"], a["score"], b["score"]))
-        check({k: v for k, v in a.items() if k != "score"} == {k: v for k, v in b.items()
-                                                              if k != "score"},
-              "%s: %r, single %r" % (what, a, b))
+        check(abs(a["passage"]["score"] - b["passage"]["score"]) <= 1e-6,
+              "%s: %s passage scores %r, single %r" % (what, a["id"], a["passage"]["score"],
+                                                       b["passage"]["score"]))
+
+        def rest(x):
+            return {k: (v if k != "passage" else {pk: pv for pk, pv in v.items() if pk != "score"})
+                    for k, v in x.items() if k != "score"}
+        check(rest(a) == rest(b), "%s: %r, single %r" % (what, a, b))
 
 
 def test_batch_query(d):
@@ -849,7 +861,10 @@ def test_batch_query(d):
     check(len(ok(c.call("query", text="pasta", k=every))["results"]) == every, "single query")
     e = err(c.call("query", texts=["pasta"] * 8, k=every), "too_large", "batch over its share")
     check("max_reply_bytes" in e["error"]["message"], "too_large message %r" % e)
-    ok(c.call("query", texts=["pasta"] * 8, k=every, include=[]), "the same batch without text")
+    # each hit's passage text stays (these documents are one passage each: their whole text), so
+    # without the document texts half as many queries fit: 4 x 12 KB of passages < 64K
+    err(c.call("query", texts=["pasta"] * 4, k=every), "too_large", "4 queries with text")
+    ok(c.call("query", texts=["pasta"] * 4, k=every, include=[]), "4 queries without text")
     check(ok(c.call("health"))["documents"] == every, "a query changed the store")
     c.close()
 

@@ -238,7 +238,7 @@ static void test_check_members(void)
                                          "k",         "a",   "texts",    "n",    "dir",
                                          "filter",    "x",   "per_doc_k"};
     for (size_t i = 0; i < n; i++) {
-        const char *names[16] = {NULL};
+        const char *names[32] = {NULL};
         for (size_t j = 0; j < ops[i].n_members; j++)
             names[j] = ops[i].members[j].name;
         for (size_t p = 0; p < sizeof probes / sizeof probes[0]; p++) {

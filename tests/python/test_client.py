@@ -70,6 +70,28 @@ def test_query(client):
         ["s6"], ["s6"]]
 
 
+def test_query_passages(client):
+    """A long document's hits carry its best passage (byte offsets into its UTF-8 text);
+    passages_per_document and group="passage" (PROTOCOL.md, query)."""
+    filler = " ".join("The café board reviewed budget item %d for the district." % i
+                      for i in range(400))
+    deep = "The lighthouse keeper feeds his orange cat fresh sardines every Tuesday."
+    text = filler + " " + deep + " " + filler
+    client.add([text, "I love pasta"], ids=["long", "short"])
+    hits = client.query("What does the lighthouse keeper feed his cat?", k=2)
+    assert hits[0].id == "long" and isinstance(hits[0].passage, sbertd.Passage)
+    p = hits[0].passage
+    assert deep in p.text and text.encode()[p.start:p.end].decode() == p.text
+    assert hits[0].passages is None
+    hits = client.query("What does the lighthouse keeper feed his cat?", k=1,
+                        passages_per_document=2, include=[])
+    assert hits[0].text is None and len(hits[0].passages) == 2
+    assert hits[0].passages[0] == hits[0].passage
+    hits = client.query("What does the lighthouse keeper feed his cat?", k=3, group="passage")
+    assert [h.id for h in hits].count("long") >= 2
+    assert all(abs(h.score - h.passage.score) < 1e-6 for h in hits)
+
+
 def test_keyword_and_hybrid_query(model_dir):
     """mode= reaches the daemon and the hits carry both scores and ranks: "pizza" is in one
     sentence only, so BM25 finds just it; hybrid ranks the movie sentences first for a film

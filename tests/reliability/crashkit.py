@@ -57,7 +57,7 @@ NN_DONTWAIT = 1
 EAGAIN = 11
 
 PHASES = ["encode", "commit", "snapshot", "random", "recovery", "reindex", "backup", "ivf", "hnsw",
-          "delfilter"]
+          "delfilter", "bigdoc"]
 # phase -> (marker in the daemon's debug log that starts it, SIGKILL delay range in seconds after
 # it, markers that show the phase ended before the kill: such a kill counts as "missed"). The
 # commit's end is not logged: whether the batch in flight was applied tells instead.
@@ -79,6 +79,14 @@ IVF_CONF = "index = IVF8,Flat\nnprobe = 8\n"  # trains at 39 * 8 = 312 vectors
 # so what the kill leaves deleted must be the first k * DELF_CHUNK tagged documents.
 DELF_DOCS, DELF_MATCH, DELF_CHUNK = 6000, 4500, 1000
 DELF_MARKER = ("commit: delete by filter of", (0.0, 0.02))
+# "bigdoc": a fresh store of BIG_SMALL short documents, then one document of BIG_BYTES, killed
+# while it is split and encoded (a timer) or committed (the commit's log line): after the restart
+# it is wholly there, every passage searchable, or absent. Its sentences are far apart (runs of
+# layout white space, as text extracted from a PDF can have), so that it is a few dozen passages
+# of the model's full window, which encode in seconds (plain prose of 2 MiB is ~2,000 passages:
+# minutes of encoding on a small machine).
+BIG_BYTES, BIG_SMALL = 2 << 20, 10
+BIG_CONF = "max_text_bytes = 4M\nmax_message_size = 8M\n"
 IVF_TRAIN_AT = 312
 # "hnsw": a store of its own with HNSW (deletes are tombstones, rebuilt from the stored vectors
 # now and then), killed at one of encode/commit/snapshot/random. efSearch above the collection's
@@ -496,9 +504,10 @@ class Checker:
         check(st["documents"] == len(live),
               "stats.documents %d, acknowledged live documents %d (documents outside the writers' "
               "ids?)" % (st["documents"], len(live)))
-        check(st["index"]["count"] == st["documents"],
-              "vector index holds %d entries, store %d documents" % (st["index"]["count"],
-                                                                     st["documents"]))
+        # the writers' texts all fit the model's window: one passage each
+        check(st["index"]["count"] == st["passages"] == st["documents"],
+              "vector index holds %d entries, store %d documents of %d passages" % (
+                  st["index"]["count"], st["documents"], st["passages"]))
         # vectors
         reindexed = any(m.reindexed for m in self.ms)
         self.encode_refs(c, [t for t, _ in live.values()])
@@ -685,6 +694,8 @@ class Soak:
             return self.round_ivf()
         if phase == "delfilter":
             return self.round_delfilter()
+        if phase == "bigdoc":
+            return self.round_bigdoc()
         name = "hnsw" if phase == "hnsw" else "main"
         if name not in self.persist:
             d, ms, chk = self.new_store(name, HNSW_CONF if name == "hnsw" else "",
@@ -893,13 +904,96 @@ class Soak:
         if not self.args.keep:
             shutil.rmtree(d.tmp, ignore_errors=True)
 
+    def round_bigdoc(self):
+        """A fresh store, a multi-megabyte document's add killed during its encode or commit."""
+        n = self.kills.get("bigdoc", {"hit": 0, "missed": 0})
+        d, _, chk = self.new_store("big-%d" % (n["hit"] + n["missed"]), BIG_CONF)
+        self.current = d
+        self.restarts.append(d.start())
+        small = {"b%d" % i: "short note %d about %s" % (i, self.rng.choice(WORDS))
+                 for i in range(BIG_SMALL)}
+        c = h.Client(d.url, timeout_ms=120000)
+        try:
+            check(c.call("add", documents=[{"id": k, "text": t} for k, t in small.items()])
+                  .get("ok"), "bigdoc: add of the short documents failed")
+        finally:
+            c.close()
+        tag = self.rng.randint(0, 10**6)
+        end = "The last line names the zebra quartz lantern %d." % tag
+        parts, size = [], 0
+        while size < BIG_BYTES:
+            sent = " ".join(self.rng.choice(WORDS) for _ in range(self.rng.randint(5, 14)))
+            pad = (" " * 79 + "\n") * self.rng.randint(20, 30)
+            parts.append(sent.capitalize() + "." + pad)
+            size += len(parts[-1].encode()) + 1
+        big = " ".join(parts) + " " + end
+        req = {"v": 1, "op": "add", "req_id": "big-%d" % tag,
+               "documents": [{"id": "big", "text": big, "metadata": {"tag": tag}}]}
+        if self.rng.random() < 0.5:
+            d.arm("index: commit: ", self.rng.uniform(0.0, 0.1))
+            how = "commit"
+        else:
+            t = self.rng.uniform(0.2, 6.0)
+            threading.Timer(t, d.kill, args=("bigdoc: %.0f ms after the send" % (t * 1000),)
+                            ).start()
+            how = "timer"
+        side = self.side_op(d, req)
+        if not d.killed.wait(600):
+            d.disarm()
+            d.kill("bigdoc: the add's commit not reached in 600 s")
+        side.join(60)
+        if side.error:
+            raise side.error
+        d.wait_dead()
+        self.note_kill("bigdoc", side.reply is None, d)
+        self.restarts.append(d.start())
+        c = h.Client(d.url, timeout_ms=300000, rcvmax=64 << 20)
+        try:
+            got = c.call("get", ids=["big"] + sorted(small), include=["text", "metadata"])
+            check(got.get("ok"), "bigdoc: get: %r" % {k: v for k, v in got.items()
+                                                      if k != "documents"})
+            docs = got["documents"]
+            check(all(x["found"] and x["text"] == small[x["id"]] for x in docs[1:]),
+                  "bigdoc: a short document changed or was lost")
+            st = c.call("stats")
+            check(st["index"]["count"] == st["passages"],
+                  "bigdoc: vector index %d entries, store %d passages" % (st["index"]["count"],
+                                                                          st["passages"]))
+            if docs[0]["found"]:
+                check(docs[0]["text"] == big and docs[0]["metadata"] == {"tag": tag},
+                      "bigdoc: the document is there but not whole (%d of %d bytes)" % (
+                          len(docs[0]["text"].encode()), len(big.encode())))
+                check(st["documents"] == BIG_SMALL + 1 and st["passages"] >= BIG_SMALL + 10,
+                      "bigdoc: %d documents of %d passages" % (st["documents"], st["passages"]))
+                # its best passage for the last line's words is the last passage
+                q = c.call("query", text=end, k=1, include=[], filter={"tag": tag})
+                check(q.get("ok") and q["results"] and q["results"][0]["id"] == "big" and
+                      end in q["results"][0]["passage"]["text"],
+                      "bigdoc: the document's last passage is not found: %r" % q)
+                outcome = "whole"
+            else:
+                check(st["documents"] == BIG_SMALL and st["passages"] == BIG_SMALL,
+                      "bigdoc: absent, yet %d documents of %d passages" % (st["documents"],
+                                                                           st["passages"]))
+                outcome = "absent"
+            check(side.reply is None or side.reply.get("ok") is (outcome == "whole"),
+                  "bigdoc: acknowledged %r, found %s" % (side.reply, outcome))
+            self.outcomes_big = getattr(self, "outcomes_big", []) + ["%s/%s" % (how, outcome)]
+            self.ops_checked += 1
+        finally:
+            c.close()
+        check(d.stop() == 0, "bigdoc: sbertd exit status at SIGTERM")
+        if not self.args.keep:
+            shutil.rmtree(d.tmp, ignore_errors=True)
+
     @staticmethod
     def store_agrees(c, live):
         """The store holds exactly live, and so does the vector index (a query for k = all)."""
         st = c.call("stats")
-        check(st["documents"] == len(live) and st["index"]["count"] == len(live),
-              "store %d documents, vector index %d, expected %d" % (
-                  st["documents"], st["index"]["count"], len(live)))
+        check(st["documents"] == len(live) and st["index"]["count"] == len(live) and
+              st["passages"] == len(live),
+              "store %d documents (%d passages), vector index %d, expected %d" % (
+                  st["documents"], st["passages"], st["index"]["count"], len(live)))
         got = set()
         for k in range(384):
             q = c.call("query", vector=[1.0 if j == k else 0.0 for j in range(384)],
@@ -976,6 +1070,8 @@ class Soak:
             "checked: %d" % self.ops_checked,
             "delete by filter: whole chunks applied when killed: %r" % getattr(
                 self, "outcomes_delf", []),
+            "multi-megabyte document (kill / found after restart): %r" % getattr(
+                self, "outcomes_big", []),
             "snapshot temporaries left by kills: %d (planted: %d), still present after the "
             "restart: %d" % (self.tmp_seen, self.tmp_planted, self.tmp_kept),
             "vectors: max |diff| across restarts %.3g (must be 0), vs encode(text) %.3g (tol %g)"

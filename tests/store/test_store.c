@@ -823,10 +823,15 @@ static void test_query_many(const char *spec)
         }
         sbert_index_results_free(one);
     }
-    /* max_bytes: exactly the ids and texts of the k results passes, one byte less does not */
+    /* max_bytes: exactly the ids, texts and passage texts of the k results passes, one byte
+     * less does not */
     size_t bytes = 0;
-    for (size_t j = 0; j < r[1]->n; j++)
+    for (size_t j = 0; j < r[1]->n; j++) {
         bytes += r[1]->docs[j].id_len + r[1]->docs[j].text_len;
+        CHECK(r[1]->docs[j].n_passages == 1);
+        for (size_t i = 0; i < r[1]->docs[j].n_passages; i++)
+            bytes += r[1]->docs[j].passages[i].text_len;
+    }
     struct sbert_index_results *one;
     q[1].max_bytes = bytes;
     CHECK_RC(sbert_index_query(idx, v + T_DIM, &q[1], &one), 0);

@@ -84,11 +84,26 @@ def _probe(url, timeout):
 
 
 @dataclass
+class Passage:
+    """A passage of a document hit: its bytes text.encode()[start:end] of the document's UTF-8
+    text (offsets are bytes, not characters), that text, and its cosine with the query."""
+    start: int
+    end: int
+    text: str
+    score: float
+
+    def __getitem__(self, key):
+        return getattr(self, key)
+
+
+@dataclass
 class Hit:
-    """One query result: a stored document and its score (the cosine similarity to the query in
-    dense mode; BM25 in keyword mode; the fused score in hybrid mode). Keyword and hybrid hits
-    also carry dense_score (None when unknown), keyword_score and their 1-based rank in each
-    ranking (None when not among its candidates)."""
+    """One query result: a stored document and its score (in dense mode the document's score
+    from its passages: PROTOCOL.md, query; BM25 in keyword mode; the fused score in hybrid mode).
+    A dense hit carries passage, its best passage (with group="passage" the hit is that
+    passage), and passages, its best passages when passages_per_document was given. Keyword and
+    hybrid hits carry dense_score (None when unknown), keyword_score and their 1-based rank in
+    each ranking (None when not among its candidates), and no passage."""
     id: str
     score: float
     text: Optional[str] = None
@@ -98,6 +113,8 @@ class Hit:
     keyword_score: Optional[float] = None
     dense_rank: Optional[int] = None
     keyword_rank: Optional[int] = None
+    passage: Optional[Passage] = None
+    passages: Optional[List[Passage]] = None
 
     def __getitem__(self, key):  # hit["id"] as well as hit.id
         return getattr(self, key)
@@ -123,10 +140,16 @@ def _vector(v):
     return None if v is None else np.asarray(v, dtype=np.float32)
 
 
+def _passage(p):
+    return None if p is None else Passage(p["start"], p["end"], p["text"], p["score"])
+
+
 def _hit(h):
+    ps = h.get("passages")
     return Hit(h["id"], h["score"], h.get("text"), h.get("metadata"), _vector(h.get("vector")),
                h.get("dense_score"), h.get("keyword_score"), h.get("dense_rank"),
-               h.get("keyword_rank"))
+               h.get("keyword_rank"), _passage(h.get("passage")),
+               None if ps is None else [_passage(p) for p in ps])
 
 
 class Client:
@@ -347,7 +370,7 @@ class Client:
     def query(self, text_or_texts=None, k=10, filter=None, min_score=None,
               include=("text", "metadata"), vector=None, collection=None, texts=None,
               vectors=None, mode=None, fusion=None, weight=None, diversity=None,
-              candidates=None):
+              candidates=None, group=None, passages_per_document=None):
         """The k stored documents most similar to a text: a list of Hit, best first. Given a
         list of texts (or texts=), a list of such lists, one per text. vector= queries by an
         embedding instead of a text (one vector: a list of Hit; an n x dim array, or vectors=: a
@@ -355,8 +378,9 @@ class Client:
         each list equal to what a single query gives; a batch whose reply would exceed the
         daemon's max_reply_bytes is sent again in halves. mode="keyword" ranks by BM25,
         mode="hybrid" fuses BM25 with the vectors (fusion="rrf" or "weighted" with weight=),
-        diversity= (0..1) picks hits by maximal marginal relevance; None: the daemon's
-        defaults (PROTOCOL.md, query)."""
+        diversity= (0..1) picks hits by maximal marginal relevance; group="passage" makes the
+        hits passages, passages_per_document=n gives each hit its best n passages; None: the
+        daemon's defaults (PROTOCOL.md, query)."""
         if texts is not None:
             text_or_texts, texts = list(texts), None
         if vectors is not None:
@@ -367,7 +391,8 @@ class Client:
             raise ValueError("give a text (or texts) or vector=, not both")
         common = dict(k=k, filter=filter, min_score=min_score, include=list(include),
                       collection=self._coll(collection), mode=mode, fusion=fusion, weight=weight,
-                      diversity=diversity, candidates=candidates)
+                      diversity=diversity, candidates=candidates, group=group,
+                      passages_per_document=passages_per_document)
         if vector is not None:
             v = np.asarray(vector, dtype=np.float32)
             if v.ndim == 1:
