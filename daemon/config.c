@@ -157,7 +157,7 @@ void sbertd_config_defaults(struct sbertd_config *c)
     /* about a quarter of all-MiniLM-L6-v2's 254-token window; a window no larger than it gets
      * an overlap of a quarter of its own size (main.c) */
     c->passage_overlap_tokens = 64;
-    c->lead_weight = 0.5;
+    c->lead_weight = 0.3;
 }
 
 static int parse_u64(const char *s, uint64_t *out)

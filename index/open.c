@@ -56,7 +56,7 @@ struct sbert_index_query_params sbert_index_query_default_params(void)
                                          .min_score = -2.0f,
                                          .filter = NULL,
                                          .include = 0,
-                                         .lead_weight = 0.5f,
+                                         .lead_weight = 0.3f,
                                          .passages_per_doc = 1};
     return p;
 }

@@ -6,9 +6,12 @@ same run, and what the keyword index costs (issue 13).
 
 1. sbertd starts on a fresh data directory (or --store, a copy of a store this script left in
    bench/out/scifact-store from an earlier run, so the 5,183 abstracts are encoded once) and gets
-   the corpus as `title + " " + text` (MTEB's convention), 64 documents a request.
+   the corpus as `title + " " + text` (MTEB's convention), 64 documents a request; sbertd splits
+   the 3,681 abstracts longer than the model's window into passages.
 2. The 300 test queries run in every mode with k = 100: nDCG@10, MRR@10, recall@10 and recall@100
    over qrels/test.tsv (BEIR's definitions; a query without hits scores 0), and query latency p50.
+   --lead-weights W1,W2,...: the dense row again with sbertd restarted with each lead_weight (a
+   document's score from its first and its best passage) on the same store.
 3. bm25s (PyPI, with PyStemmer's English stemmer and its English stop words: the reference of
    the issue) runs on the same texts and queries, when it is installed in the running Python.
 4. The keyword index's cost: the time of building it from the stored texts (sbertd restarted with
@@ -118,6 +121,8 @@ def main():
     ap.add_argument("--shared", default=os.environ.get("SBERT_SHARED_DIR", os.path.join(ROOT, "..", "shared")))
     ap.add_argument("--store", default=os.path.join(ROOT, "bench", "out", "scifact-store"))
     ap.add_argument("--fresh", action="store_true", help="ingest again even when --store exists")
+    ap.add_argument("--lead-weights", default="",
+                    help="comma-separated lead_weight values for extra dense rows")
     ap.add_argument("--precision", choices=("fp32", "int8"), default="fp32",
                     help="the daemon's encoder (int8 keeps its store apart: --store gets -int8)")
     args = ap.parse_args()
@@ -152,6 +157,8 @@ def main():
         r = c.call("backup", dir=os.path.abspath(args.store))
         assert r.get("ok"), r
 
+    st = c.call("stats")
+    print("store: %d documents, %d passages" % (st["documents"], st.get("passages", st["documents"])))
     rows = []
     for name, members in [("dense", {}),
                           ("keyword (BM25)", {"mode": "keyword"}),
@@ -160,6 +167,20 @@ def main():
                           ("hybrid, weighted 0.3", {"mode": "hybrid", "fusion": "weighted", "weight": 0.3})]:
         run, p50 = daemon_run(c, queries, **members)
         rows.append(("sbertd " + name, metrics(run, qrels), p50))
+    for w in [float(x) for x in args.lead_weights.split(",") if x]:
+        c.close()
+        d.stop()
+        d.config = config + "lead_weight = %g\n" % w
+        d.start(timeout=600)
+        c = d.client(timeout_ms=600000)
+        run, p50 = daemon_run(c, queries)
+        rows.append(("sbertd dense, lead_weight %g" % w, metrics(run, qrels), p50))
+    if args.lead_weights:
+        c.close()
+        d.stop()
+        d.config = config
+        d.start(timeout=600)
+        c = d.client(timeout_ms=600000)
     ref = run_bm25s(corpus, queries)
     if ref:
         rows.append(("bm25s %s (PyStemmer english, stop words en)" % ref[1], metrics(ref[0], qrels), None))

@@ -532,7 +532,7 @@ struct sbert_index_query_params {
 };
 
 /* Returns {k = 10, min_score = -2, filter = NULL, include = 0, dim = 0, max_bytes = 0,
- * lead_weight = 0.5, passages_per_doc = 1, group_passages = 0}. */
+ * lead_weight = 0.3, passages_per_doc = 1, group_passages = 0}. */
 struct sbert_index_query_params sbert_index_query_default_params(void);
 
 /*

@@ -115,7 +115,7 @@ def test_passages_found_deep(d):
           "the answer is not beyond the first window (byte %d)" % deep_at)
     check(top["text"] == docs["long"] and top["metadata"]["kind"] == "long",
           "the hit's document text and metadata (the default include)")
-    # document score = 0.5 * lead + 0.5 * best: below the best passage's score here
+    # document score = 0.3 * lead + 0.7 * best: below the best passage's score here
     check(top["score"] <= top["passage"]["score"] + 1e-6,
           "document score %r above its best passage's %r" % (top["score"],
                                                              top["passage"]["score"]))
