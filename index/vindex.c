@@ -22,6 +22,7 @@
 #include "vindex.h"
 
 #include <pthread.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -220,8 +221,10 @@ int vindex_create(const struct vindex_params *params, vindex **out, char *errbuf
         free(v);
         return err;
     }
-    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-    v->scan_threads = cpus < 1 ? 1 : cpus > QSCAN_THREADS_MAX ? QSCAN_THREADS_MAX : (int)cpus;
+    /* the CPUs this process may run on (taskset, cgroup cpusets), not all the machine's */
+    cpu_set_t cpus;
+    int ncpu = sched_getaffinity(0, sizeof cpus, &cpus) == 0 ? CPU_COUNT(&cpus) : 1;
+    v->scan_threads = ncpu < 1 ? 1 : ncpu > QSCAN_THREADS_MAX ? QSCAN_THREADS_MAX : ncpu;
     int rc = vindex_state_init(&v->s, p, errbuf, errlen);
     if (rc == 0) rc = new_base(&v->p, v->s.kind, &v->s.idx, errbuf, errlen);
     if (rc) {

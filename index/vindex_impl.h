@@ -66,7 +66,7 @@ struct vindex {
     struct vindex_params p;
     struct vstate s;
     int scan_isa;     /* the quantised scan's kernel (qscan_isa_select) */
-    int scan_threads; /* most threads one quantised scan uses: the online CPUs */
+    int scan_threads; /* most threads one quantised scan uses: the CPUs it may run on */
 
     /* training: fields below are guarded by lock (written under the write lock) */
     int training;    /* written holding both lock (write) and wait_mu: read under either */

@@ -8,6 +8,7 @@
 
 #include <math.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -20,6 +21,8 @@
 #define QSCAN_RERANK_FLOOR 100
 /* Rows whose dot products one kernel call computes (an int32 buffer on the stack). */
 #define QSCAN_BLOCK 256
+/* Rows a worker claims at a time (3 MB of codes at dim 384). */
+#define QSCAN_CHUNK 8192
 
 /* ------------------------------------------------------------------------------------------ */
 /* kernels                                                                                    */
@@ -235,34 +238,79 @@ static int heap_wants(const struct heap *h, struct cand x)
 /* ------------------------------------------------------------------------------------------ */
 /* the search                                                                                 */
 
-struct part {
+/* One query's scan, shared by the caller's thread and its helpers. The rows are cut into chunks
+ * that whoever is free claims (next); a worker keeps its candidates in its own heap. A helper
+ * that the scheduler starts late finds no chunk left and only drops its reference, so a busy
+ * machine never makes the caller wait for a thread that has not run (measured under load 9 on 2
+ * cores: a fixed half per thread, joined, made the 100k scan's p50 5.2 ms against 2.4 ms on one
+ * thread). The last reference frees the job. */
+struct job {
     const struct qscan_view *v;
-    const int8_t *qc;
     const struct vindex_filter *f;
-    size_t a, b; /* rows [a, b) */
-    struct heap h;
+    int8_t *qc;
+    size_t n, nchunks;
+    atomic_size_t next; /* chunks claimed */
+    atomic_size_t done; /* chunks finished */
+    atomic_int refs;
+    pthread_mutex_t mu;
+    pthread_cond_t cv; /* done reached nchunks */
+    int nworkers;
+    struct heap h[QSCAN_THREADS_MAX]; /* worker 0: the caller */
+    atomic_int seat;                  /* the next helper's worker index */
 };
 
-static void scan_part(struct part *p)
+static void scan_rows(struct job *jb, struct heap *h, size_t a, size_t b)
 {
-    const struct qscan_view *v = p->v;
+    const struct qscan_view *v = jb->v;
     const size_t d = v->d;
     int32_t dots[QSCAN_BLOCK];
-    for (size_t i = p->a; i < p->b; i += QSCAN_BLOCK) {
-        size_t m = p->b - i < QSCAN_BLOCK ? p->b - i : QSCAN_BLOCK;
-        v->dots(p->qc, v->q->codes + i * d, m, d, dots);
+    for (size_t i = a; i < b; i += QSCAN_BLOCK) {
+        size_t m = b - i < QSCAN_BLOCK ? b - i : QSCAN_BLOCK;
+        v->dots(jb->qc, v->q->codes + i * d, m, d, dots);
         for (size_t j = 0; j < m; j++) {
             struct cand c = {(float)dots[j] * v->q->scale[i + j], (int64_t)(i + j)};
-            if (!heap_wants(&p->h, c)) continue;
-            if (p->f && p->f->keep && !p->f->keep(v->ids[i + j], p->f->user)) continue;
-            heap_push(&p->h, c);
+            if (!heap_wants(h, c)) continue;
+            if (jb->f && jb->f->keep && !jb->f->keep(v->ids[i + j], jb->f->user)) continue;
+            heap_push(h, c);
         }
     }
 }
 
-static void *scan_thread(void *arg)
+static void work(struct job *jb, struct heap *h)
 {
-    scan_part(arg);
+    for (;;) {
+        size_t c = atomic_fetch_add(&jb->next, 1);
+        if (c >= jb->nchunks) return;
+        size_t a = c * QSCAN_CHUNK, b = a + QSCAN_CHUNK < jb->n ? a + QSCAN_CHUNK : jb->n;
+        scan_rows(jb, h, a, b);
+        if (atomic_fetch_add(&jb->done, 1) + 1 == jb->nchunks) {
+            pthread_mutex_lock(&jb->mu);
+            pthread_cond_broadcast(&jb->cv);
+            pthread_mutex_unlock(&jb->mu);
+        }
+    }
+}
+
+static void job_free(struct job *jb)
+{
+    for (int t = 0; t < jb->nworkers; t++)
+        free(jb->h[t].c);
+    free(jb->qc);
+    pthread_mutex_destroy(&jb->mu);
+    pthread_cond_destroy(&jb->cv);
+    free(jb);
+}
+
+static void job_put(struct job *jb)
+{
+    if (atomic_fetch_sub(&jb->refs, 1) == 1) job_free(jb);
+}
+
+static void *helper(void *arg)
+{
+    struct job *jb = arg;
+    work(jb, &jb->h[atomic_fetch_add(&jb->seat, 1)]);
+    job_put(jb);
     return NULL;
 }
 
@@ -272,39 +320,58 @@ static int cmp_final(const void *x, const void *y)
     return worse(*a, *b) ? 1 : worse(*b, *a) ? -1 : 0;
 }
 
-/* One query: scan in parts (the caller's thread takes the first), merge the parts' candidates
- * into the best all->cap, score those exactly and keep the best k. */
-static void search_one(const struct qscan_view *v, const float *query, int8_t *qc, size_t k,
-                       const struct vindex_filter *f, struct part *parts, int nparts,
-                       struct heap *all, int64_t *L, float *S)
+/* One query: scan (with helpers when n is large), merge the workers' candidates into the best
+ * all->cap, score those exactly and keep the best k. */
+static int search_one(const struct qscan_view *v, const float *query, size_t k, size_t r,
+                      const struct vindex_filter *f, struct heap *all, int64_t *L, float *S)
 {
     const size_t n = v->q->n;
-    qscan_quantise(query, v->d, qc);
-    const size_t per = (n + (size_t)nparts - 1) / (size_t)nparts;
-    pthread_t th[QSCAN_THREADS_MAX];
-    int started[QSCAN_THREADS_MAX] = {0};
-    for (int t = 0; t < nparts; t++) {
-        struct part *p = &parts[t];
-        p->v = v;
-        p->qc = qc;
-        p->f = f;
-        p->a = (size_t)t * per < n ? (size_t)t * per : n;
-        p->b = p->a + per < n ? p->a + per : n;
-        p->h.n = 0;
-        /* A thread that cannot start leaves its part to the caller's thread. */
-        if (t > 0) started[t] = pthread_create(&th[t], NULL, scan_thread, p) == 0;
+    int nworkers = (int)(n / QSCAN_PART_MIN);
+    if (nworkers > v->threads) nworkers = v->threads;
+    if (nworkers > QSCAN_THREADS_MAX) nworkers = QSCAN_THREADS_MAX;
+    if (nworkers < 1) nworkers = 1;
+    struct job *jb = calloc(1, sizeof *jb);
+    if (!jb) return VINDEX_ENOMEM;
+    jb->v = v;
+    jb->f = f;
+    jb->n = n;
+    jb->nchunks = (n + QSCAN_CHUNK - 1) / QSCAN_CHUNK;
+    jb->nworkers = nworkers;
+    atomic_init(&jb->next, 0);
+    atomic_init(&jb->done, 0);
+    atomic_init(&jb->refs, 1);
+    atomic_init(&jb->seat, 1);
+    pthread_mutex_init(&jb->mu, NULL);
+    pthread_cond_init(&jb->cv, NULL);
+    int ok = (jb->qc = malloc(v->d)) != NULL;
+    for (int t = 0; ok && t < nworkers; t++)
+        ok = (jb->h[t].c = malloc(r * sizeof(struct cand))) != NULL, jb->h[t].cap = r;
+    if (!ok) {
+        job_free(jb);
+        return VINDEX_ENOMEM;
     }
-    scan_part(&parts[0]);
-    for (int t = 1; t < nparts; t++) {
-        if (started[t])
-            pthread_join(th[t], NULL);
-        else
-            scan_part(&parts[t]);
+    qscan_quantise(query, v->d, jb->qc);
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    for (int t = 1; t < nworkers; t++) {
+        pthread_t th;
+        atomic_fetch_add(&jb->refs, 1);
+        /* a helper that cannot start leaves its chunks to the others */
+        if (pthread_create(&th, &attr, helper, jb) != 0) atomic_fetch_sub(&jb->refs, 1);
     }
+    pthread_attr_destroy(&attr);
+    work(jb, &jb->h[0]);
+    /* every chunk is claimed: wait only for those a helper is still scanning */
+    pthread_mutex_lock(&jb->mu);
+    while (atomic_load(&jb->done) < jb->nchunks)
+        pthread_cond_wait(&jb->cv, &jb->mu);
+    pthread_mutex_unlock(&jb->mu);
     all->n = 0;
-    for (int t = 0; t < nparts; t++)
-        for (size_t j = 0; j < parts[t].h.n; j++)
-            heap_push(all, parts[t].h.c[j]);
+    for (int t = 0; t < nworkers; t++)
+        for (size_t j = 0; j < jb->h[t].n; j++)
+            heap_push(all, jb->h[t].c[j]);
+    job_put(jb);
     /* Exact scores, best first. */
     for (size_t j = 0; j < all->n; j++) {
         struct cand *c = &all->c[j];
@@ -315,32 +382,19 @@ static void search_one(const struct qscan_view *v, const float *query, int8_t *q
         L[j] = j < all->n ? v->ids[all->c[j].pos] : -1;
         S[j] = j < all->n ? all->c[j].s : -INFINITY;
     }
+    return 0;
 }
 
 int qscan_search(const struct qscan_view *v, const float *queries, size_t nq, size_t k,
                  size_t rerank, const struct vindex_filter *filter, int64_t *out_labels,
                  float *out_scores)
 {
-    const size_t n = v->q->n, r = qscan_rerank_for(k, rerank);
-    int nparts = (int)(n / QSCAN_PART_MIN);
-    if (nparts > v->threads) nparts = v->threads;
-    if (nparts > QSCAN_THREADS_MAX) nparts = QSCAN_THREADS_MAX;
-    if (nparts < 1) nparts = 1;
-    struct part parts[QSCAN_THREADS_MAX];
-    memset(parts, 0, sizeof parts);
+    const size_t r = qscan_rerank_for(k, rerank);
     struct heap all = {calloc(r, sizeof(struct cand)), 0, r};
-    int8_t *qc = malloc(v->d);
-    int rc = all.c && qc ? 0 : VINDEX_ENOMEM;
-    for (int t = 0; rc == 0 && t < nparts; t++) {
-        parts[t].h.cap = r;
-        if (!(parts[t].h.c = malloc(r * sizeof(struct cand)))) rc = VINDEX_ENOMEM;
-    }
+    int rc = all.c ? 0 : VINDEX_ENOMEM;
     for (size_t qi = 0; rc == 0 && qi < nq; qi++)
-        search_one(v, queries + qi * v->d, qc, k, filter, parts, nparts, &all, out_labels + qi * k,
-                   out_scores + qi * k);
-    for (int t = 0; t < nparts; t++)
-        free(parts[t].h.c);
+        rc = search_one(v, queries + qi * v->d, k, r, filter, &all, out_labels + qi * k,
+                        out_scores + qi * k);
     free(all.c);
-    free(qc);
     return rc;
 }

@@ -24,7 +24,7 @@
 
 #include "vindex.h"
 
-/* Rows per search part scanned by one thread: parts smaller than this are not worth a thread. */
+/* Rows per thread of a search: a scan of fewer rows than this per thread uses fewer threads. */
 #define QSCAN_PART_MIN 32768
 /* Most threads one search uses. */
 #define QSCAN_THREADS_MAX 8

@@ -309,10 +309,11 @@ static int t_isa(void)
     return 0;
 }
 
-/* The quantised search returns the exact search's rows for k = 1, 10, 100. */
+/* The quantised search returns the exact search's rows for k = 1, 10, 100. n is above
+ * 2 * QSCAN_PART_MIN, so that with two CPUs a helper thread scans chunks too. */
 static int t_exact(void)
 {
-    const size_t n = 30000, nq = 200;
+    const size_t n = 2 * QSCAN_PART_MIN + 5000, nq = 150;
     float *x = real_set(n, 0), *q = real_set(nq, 1);
     vindex *vq = make(1, 0), *ve = make(SIZE_MAX, 0);
     CHECK(vq && ve, "create");
@@ -420,7 +421,8 @@ static int keep_mod(int64_t label, void *user)
 /* Filters: a keep callback, a label list, and filters passing fewer than k labels. */
 static int t_filter(void)
 {
-    const size_t n = 12000, nq = 40;
+    /* above 2 * QSCAN_PART_MIN after the removals below: helper threads call keep too */
+    const size_t n = 3 * QSCAN_PART_MIN, nq = 40;
     float *x = real_set(n, 0), *q = real_set(nq, 1);
     vindex *vq = make(1, 0), *ve = make(SIZE_MAX, 0);
     CHECK(vq && ve, "create");
