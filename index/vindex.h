@@ -20,15 +20,16 @@
  *                         as the exact scan of one query), and a row holds the exact top k unless
  *                         one of them ranked below the re-rank cut in the int8 scan. Measured on
  *                         100k Tatoeba sentence embeddings (1000 held-out sentences as queries):
- *                         recall@10 1.0 against the exact scan from a re-rank of 20 (bench/index
- *                         /qscan.sh). The trade: dim + 4 bytes more memory a vector (388 beside
- *                         the 1,536 of the fp32 vector at dim 384), and
- *                         results exact only up to that recall. qscan_min = SIZE_MAX keeps every
- *                         search exact. The scan runs on the online CPUs (up to 8 threads, parts
- *                         of at least 32768 rows) with the best kernel the CPU has (AVX512-VNNI,
- *                         AVX2, scalar; integer sums, the same in each); SBERT_SCAN_ISA=scalar|
- *                         avx2|avx512vnni forces one, and vindex_create() then fails with
- *                         VINDEX_EINVAL on a CPU without it. vindex_info() names the kernel.
+ *                         recall@10 1.0 against the exact scan from a re-rank of 20, 0.995 at 10
+ *                         (bench/index/qscan_bench.c). The trade: dim + 4 bytes more memory a
+ *                         vector (388 beside the 1,536 of the fp32 vector at dim 384), and top k
+ *                         exact only up to that recall. qscan_min = SIZE_MAX keeps every search
+ *                         exact. The scan runs on the CPUs of the process's affinity mask (up to
+ *                         8 threads, 32768 rows a thread at least) with the best kernel the CPU
+ *                         has (AVX512-VNNI, AVX2, scalar; integer sums, the same in each);
+ *                         SBERT_SCAN_ISA=scalar|avx2|avx512vnni forces one, and vindex_create()
+ *                         then fails with VINDEX_EINVAL on a CPU without it. vindex_info() names
+ *                         the kernel in use.
  *   "HNSW<M>,Flat"        graph search (efSearch, efConstruction in the params). FAISS 1.7.3 cannot
  *                         remove from an HNSW graph, so a delete is a tombstone: the entry stays in
  *                         the graph, is never returned, and vindex_needs_rebuild() turns true when
