@@ -111,7 +111,8 @@ float qscan_quantise(const float *x, size_t d, int8_t *codes)
     const float inv = 127.0f / m;
     for (size_t j = 0; j < d; j++) {
         float c = rintf(x[j] * inv);
-        codes[j] = (int8_t)(c > 127 ? 127 : c < -127 ? -127 : c);
+        /* NaN (a caller's bad vector) must not reach the conversion: that is undefined */
+        codes[j] = (int8_t)(c > 127 ? 127 : c >= -127 ? c : c < -127 ? -127 : 0);
     }
     return m / 127.0f;
 }
