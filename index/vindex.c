@@ -101,6 +101,7 @@ struct vindex_params vindex_default_params(void)
         .train_async = 1,
         .qscan_min = VINDEX_QSCAN_MIN,
         .qscan_rerank = 0,
+        .qscan_binary_min = VINDEX_QSCAN_BINARY_MIN,
         .log = NULL,
         .log_user = NULL,
     };
@@ -215,6 +216,7 @@ int vindex_create(const struct vindex_params *params, vindex **out, char *errbuf
     if (v->p.nprobe <= 0) v->p.nprobe = def.nprobe;
     if (!(v->p.rebuild_ratio > 0)) v->p.rebuild_ratio = def.rebuild_ratio;
     if (v->p.qscan_min == 0) v->p.qscan_min = def.qscan_min;
+    if (v->p.qscan_binary_min == 0) v->p.qscan_binary_min = def.qscan_binary_min;
     v->scan_isa = qscan_isa_select(errbuf, errlen);
     if (v->scan_isa < 0) {
         int err = v->scan_isa;
@@ -463,6 +465,8 @@ int vindex_search(vindex *v, const float *queries, size_t nq, size_t k,
             .ip = exact_ip,
             .d = (size_t)v->p.dim,
             .dots = qscan_dots_get(v->scan_isa),
+            .bits = qscan_bits_get(v->scan_isa),
+            .binary_min = v->p.qscan_binary_min,
             .threads = v->scan_threads,
         };
         int rc = qv.xb && qv.ids ? qscan_search(&qv, queries, nq, k, v->p.qscan_rerank, filter,
@@ -582,6 +586,7 @@ int vindex_replace(vindex *v, vindex *fresh, char *errbuf, size_t errlen)
     v->p.train_min = fresh->p.train_min;
     v->p.qscan_min = fresh->p.qscan_min;
     v->p.qscan_rerank = fresh->p.qscan_rerank;
+    v->p.qscan_binary_min = fresh->p.qscan_binary_min;
     pthread_rwlock_unlock(&v->lock);
     vindex_free(fresh);
     return 0;

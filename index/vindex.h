@@ -19,10 +19,11 @@
  *                         exact fp32 inner product: the scores returned are exact (the same bits
  *                         as the exact scan of one query), and a row holds the exact top k unless
  *                         one of them ranked below the re-rank cut in the int8 scan. Measured on
- *                         100k Tatoeba sentence embeddings (1000 held-out sentences as queries):
- *                         recall@10 1.0 against the exact scan from a re-rank of 20, 0.995 at 10
- *                         (bench/index/qscan_bench.c). The trade: dim + 4 bytes more memory a
- *                         vector (388 beside the 1,536 of the fp32 vector at dim 384), and top k
+ *                         100k Tatoeba sentence embeddings (500 held-out sentences as queries):
+ *                         recall@10 1.0 against the exact scan from a re-rank of 20 (0.99-0.995
+ *                         at 10, from 5k to 1M vectors; bench/index/qscan_bench.c). The trade:
+ *                         dim + dim / 8 + 4 bytes more memory a vector (436 beside the 1,536 of
+ *                         fp32 at dim 384), and top k
  *                         exact only up to that recall. qscan_min = SIZE_MAX keeps every search
  *                         exact. The scan runs on the CPUs of the process's affinity mask (up to
  *                         8 threads, 32768 rows a thread at least) with the best kernel the CPU
@@ -30,6 +31,14 @@
  *                         SBERT_SCAN_ISA=scalar|avx2|avx512vnni forces one, and vindex_create()
  *                         then fails with VINDEX_EINVAL on a CPU without it. vindex_info() names
  *                         the kernel in use.
+ *                         From params.qscan_binary_min vectors (default VINDEX_QSCAN_BINARY_MIN)
+ *                         the scan reads one sign bit a dimension instead of the int8 codes
+ *                         (scored against the int8 query) and re-ranks max(100 k, 1000)
+ *                         candidates exactly: recall@10 1.0 at 1M (116k Tatoeba embeddings and
+ *                         883k normalised sums of two of them, 60 queries; also 1.0 on the 116k
+ *                         alone, 300 queries: bench/index/qscan_stages.py). Measured at 1M on 2
+ *                         shared AMD EPYC cores (load 4-6): p50 18 ms against 23 ms for the int8
+ *                         scan and 398 ms for the exact scan, so not the 10 ms of issue 14 there.
  *   "HNSW<M>,Flat"        graph search (efSearch, efConstruction in the params). FAISS 1.7.3 cannot
  *                         remove from an HNSW graph, so a delete is a tombstone: the entry stays in
  *                         the graph, is never returned, and vindex_needs_rebuild() turns true when
@@ -111,7 +120,10 @@ struct vindex_params {
                              exactly (see "Flat" above); 0 = VINDEX_QSCAN_MIN, SIZE_MAX = never */
     size_t qscan_rerank;  /* Flat: candidates re-ranked exactly a query (at least k); 0 = the
                              default, max(10 * k, 100) */
-    vindex_log_fn log;    /* NULL: no logging */
+    size_t qscan_binary_min; /* Flat: from this many vectors the scan is of one sign bit a
+                                dimension instead of the int8 codes, keeping max(100 * k, 1000)
+                                candidates; 0 = VINDEX_QSCAN_BINARY_MIN, SIZE_MAX = never */
+    vindex_log_fn log;       /* NULL: no logging */
     void *log_user;
 };
 
@@ -120,6 +132,10 @@ struct vindex_params {
  * against 0.34 at 20,000); below this many the exact scan costs a few ms at most and an index
  * stays exact with no recall caveat. */
 #define VINDEX_QSCAN_MIN 8192
+
+/* The default params.qscan_binary_min: where the int8 scan's bytes (dim a vector) make it too slow
+ * for one query (measured at 1M on 2 cores, vindex.h "Flat"). */
+#define VINDEX_QSCAN_BINARY_MIN 262144
 
 /* Returns the defaults listed above. */
 struct vindex_params vindex_default_params(void);

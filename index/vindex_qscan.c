@@ -19,6 +19,10 @@
  * recall@10 on real embeddings, see vindex.h). */
 #define QSCAN_RERANK_MULT 10
 #define QSCAN_RERANK_FLOOR 100
+/* The binary stage keeps QSCAN_BINARY_MULT * k candidates, at least QSCAN_BINARY_FLOOR (and at
+ * least the int8 re-rank's count), for the exact re-rank (chosen by recall@10 at 1M, vindex.h). */
+#define QSCAN_BINARY_MULT 100
+#define QSCAN_BINARY_FLOOR 1000
 /* Rows whose dot products one kernel call computes (an int32 buffer on the stack). */
 #define QSCAN_BLOCK 256
 /* Rows a worker claims at a time (3 MB of codes at dim 384). */
@@ -33,6 +37,17 @@ void qscan_dots_scalar(const int8_t *q, const int8_t *x, size_t n, size_t d, int
         int32_t s = 0;
         for (size_t j = 0; j < d; j++)
             s += (int32_t)q[j] * (int32_t)x[j];
+        out[i] = s;
+    }
+}
+
+void qscan_bits_scalar(const int8_t *q, const uint8_t *b, size_t n, size_t d, int32_t *out)
+{
+    const size_t bpr = (d + 7) / 8;
+    for (size_t i = 0; i < n; i++, b += bpr) {
+        int32_t s = 0;
+        for (size_t j = 0; j < d; j++)
+            s += (b[j / 8] >> (j % 8)) & 1 ? q[j] : 0;
         out[i] = s;
     }
 }
@@ -78,6 +93,22 @@ qscan_dots_fn qscan_dots_get(int isa)
     }
 }
 
+qscan_bits_fn qscan_bits_get(int isa)
+{
+    switch (isa) {
+    case QSCAN_SCALAR:
+        return qscan_bits_scalar;
+#if defined(__x86_64__)
+    case QSCAN_AVX2:
+        return qscan_bits_avx2;
+    case QSCAN_AVX512VNNI:
+        return qscan_bits_avx512vnni;
+#endif
+    default:
+        return NULL;
+    }
+}
+
 int qscan_isa_select(char *errbuf, size_t errlen)
 {
     const char *force = getenv("SBERT_SCAN_ISA");
@@ -102,8 +133,8 @@ int qscan_isa_select(char *errbuf, size_t errlen)
 float qscan_quantise(const float *x, size_t d, int8_t *codes)
 {
     float m = 0;
-    for (size_t j = 0; j < d; j++)
-        m = fmaxf(m, fabsf(x[j]));
+    for (size_t j = 0; j < d; j++) /* not fmaxf: a libm call per component, 3% of a 1M add */
+        m = fabsf(x[j]) > m ? fabsf(x[j]) : m;
     if (!(m > 0) || !isfinite(m)) {
         memset(codes, 0, d);
         return 0;
@@ -129,14 +160,23 @@ int qscan_reserve(struct qscan *q, size_t d, size_t want)
     float *s = realloc(q->scale, cap * sizeof *s);
     if (!s) return VINDEX_ENOMEM; /* codes grew, cap did not: still consistent */
     q->scale = s;
+    uint8_t *b = realloc(q->bits, cap * QSCAN_BPR(d));
+    if (!b) return VINDEX_ENOMEM;
+    q->bits = b;
     q->cap = cap;
     return 0;
 }
 
 void qscan_append(struct qscan *q, size_t d, const float *x, size_t n)
 {
-    for (size_t i = 0; i < n; i++, q->n++)
+    for (size_t i = 0; i < n; i++, q->n++) {
+        const int8_t *c = q->codes + q->n * d;
+        uint8_t *b = q->bits + q->n * QSCAN_BPR(d);
         q->scale[q->n] = qscan_quantise(x + i * d, d, q->codes + q->n * d);
+        memset(b, 0, QSCAN_BPR(d));
+        for (size_t j = 0; j < d; j++)
+            b[j / 8] |= (uint8_t)((c[j] > 0) << (j % 8));
+    }
 }
 
 void qscan_swap_remove(struct qscan *q, size_t d, size_t pos)
@@ -144,6 +184,7 @@ void qscan_swap_remove(struct qscan *q, size_t d, size_t pos)
     size_t last = q->n - 1;
     if (pos != last) {
         memcpy(q->codes + pos * d, q->codes + last * d, d);
+        memcpy(q->bits + pos * QSCAN_BPR(d), q->bits + last * QSCAN_BPR(d), QSCAN_BPR(d));
         q->scale[pos] = q->scale[last];
     }
     q->n = last;
@@ -164,12 +205,20 @@ void qscan_free(struct qscan *q)
 {
     free(q->codes);
     free(q->scale);
+    free(q->bits);
     memset(q, 0, sizeof *q);
 }
 
 size_t qscan_memory_bytes(const struct qscan *q, size_t d)
 {
-    return q->cap * (d + sizeof(float));
+    return q->cap * (d + QSCAN_BPR(d) + sizeof(float));
+}
+
+size_t qscan_binary_cands_for(size_t k, size_t rerank)
+{
+    size_t c = QSCAN_BINARY_MULT * k;
+    if (c < QSCAN_BINARY_FLOOR) c = QSCAN_BINARY_FLOOR;
+    return c < rerank ? rerank : c;
 }
 
 size_t qscan_rerank_for(size_t k, size_t rerank)
@@ -256,6 +305,7 @@ struct job {
     pthread_mutex_t mu;
     pthread_cond_t cv; /* done reached nchunks */
     int nworkers;
+    int binary;                       /* scan the sign bits, not the int8 codes */
     struct heap h[QSCAN_THREADS_MAX]; /* worker 0: the caller */
     atomic_int seat;                  /* the next helper's worker index */
 };
@@ -267,9 +317,13 @@ static void scan_rows(struct job *jb, struct heap *h, size_t a, size_t b)
     int32_t dots[QSCAN_BLOCK];
     for (size_t i = a; i < b; i += QSCAN_BLOCK) {
         size_t m = b - i < QSCAN_BLOCK ? b - i : QSCAN_BLOCK;
-        v->dots(jb->qc, v->q->codes + i * d, m, d, dots);
+        if (jb->binary)
+            v->bits(jb->qc, v->q->bits + i * QSCAN_BPR(d), m, d, dots);
+        else
+            v->dots(jb->qc, v->q->codes + i * d, m, d, dots);
         for (size_t j = 0; j < m; j++) {
-            struct cand c = {(float)dots[j] * v->q->scale[i + j], (int64_t)(i + j)};
+            struct cand c = {jb->binary ? (float)dots[j] : (float)dots[j] * v->q->scale[i + j],
+                             (int64_t)(i + j)};
             if (!heap_wants(h, c)) continue;
             if (jb->f && jb->f->keep && !jb->f->keep(v->ids[i + j], jb->f->user)) continue;
             heap_push(h, c);
@@ -338,6 +392,7 @@ static int search_one(const struct qscan_view *v, const float *query, size_t k, 
     jb->n = n;
     jb->nchunks = (n + QSCAN_CHUNK - 1) / QSCAN_CHUNK;
     jb->nworkers = nworkers;
+    jb->binary = n >= v->binary_min; /* r is qscan_binary_cands_for()'s then (qscan_search) */
     atomic_init(&jb->next, 0);
     atomic_init(&jb->done, 0);
     atomic_init(&jb->refs, 1);
@@ -390,7 +445,8 @@ int qscan_search(const struct qscan_view *v, const float *queries, size_t nq, si
                  size_t rerank, const struct vindex_filter *filter, int64_t *out_labels,
                  float *out_scores)
 {
-    const size_t r = qscan_rerank_for(k, rerank);
+    size_t r = qscan_rerank_for(k, rerank);
+    if (v->q->n >= v->binary_min) r = qscan_binary_cands_for(k, r);
     struct heap all = {calloc(r, sizeof(struct cand)), 0, r};
     int rc = all.c ? 0 : VINDEX_ENOMEM;
     for (size_t qi = 0; rc == 0 && qi < nq; qi++)

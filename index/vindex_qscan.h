@@ -12,6 +12,12 @@
  * vectors, so the scores returned are the exact search's bits; only which rows reach the re-rank
  * is approximate.
  *
+ * Binary first stage: from binary_min rows even the int8 codes are too many bytes for one query
+ * (384 MB at 1M), so the scan reads one sign bit a dimension instead (48 bytes at dim 384) and
+ * scores q_int8 . sign(x) (asymmetric: the query keeps its int8 codes, which ranks far better than
+ * a Hamming distance of two sign vectors), keeps qscan_binary_cands_for() candidates and re-ranks
+ * those exactly.
+ *
  * Positions: row i of the copy is internal position i of the IndexIDMap2 over IndexFlat it
  * mirrors; vindex.c appends on add and mirrors vshim_flat_remove's swap-remove on remove, under the
  * index's write lock. Searches read it under the read lock.
@@ -36,6 +42,16 @@ enum { QSCAN_SCALAR = 0, QSCAN_AVX2 = 1, QSCAN_AVX512VNNI = 2, QSCAN_NISA = 3 };
  * [-127, 127]. Every kernel returns the same exact sums. */
 typedef void (*qscan_dots_fn)(const int8_t *q, const int8_t *x, size_t n, size_t d, int32_t *out);
 
+/* n sums of the query codes q over the set bits of rows b (n * ((d + 7) / 8) bytes, bit j of a
+ * row in byte j / 8, bit j % 8; bits past d zero): the binary first stage's score, q . sign(x)
+ * = 2 * sum - sum(q), so it ranks as q . sign(x). Every kernel returns the same exact sums. */
+typedef void (*qscan_bits_fn)(const int8_t *q, const uint8_t *b, size_t n, size_t d, int32_t *out);
+
+void qscan_bits_scalar(const int8_t *q, const uint8_t *b, size_t n, size_t d, int32_t *out);
+void qscan_bits_avx2(const int8_t *q, const uint8_t *b, size_t n, size_t d, int32_t *out);
+void qscan_bits_avx512vnni(const int8_t *q, const uint8_t *b, size_t n, size_t d, int32_t *out);
+qscan_bits_fn qscan_bits_get(int isa);
+
 void qscan_dots_scalar(const int8_t *q, const int8_t *x, size_t n, size_t d, int32_t *out);
 void qscan_dots_avx2(const int8_t *q, const int8_t *x, size_t n, size_t d, int32_t *out);
 void qscan_dots_avx512vnni(const int8_t *q, const int8_t *x, size_t n, size_t d, int32_t *out);
@@ -51,9 +67,13 @@ int qscan_isa_select(char *errbuf, size_t errlen);
 qscan_dots_fn qscan_dots_get(int isa);
 
 /* The copy. Zero-initialised: empty. */
+/* Bytes of sign bits a row. */
+#define QSCAN_BPR(d) (((d) + 7) / 8)
+
 struct qscan {
     int8_t *codes; /* cap * dim */
     float *scale;  /* cap */
+    uint8_t *bits; /* cap * QSCAN_BPR(dim): bit j set when code j > 0 (the binary stage) */
     size_t n, cap;
 };
 
@@ -73,6 +93,8 @@ size_t qscan_memory_bytes(const struct qscan *q, size_t d);
 
 /* Candidates re-ranked exactly for a top-k: max(rerank, k) when rerank > 0, else the default. */
 size_t qscan_rerank_for(size_t k, size_t rerank);
+/* Candidates the binary stage keeps for a top-k (at least rerank, qscan_rerank_for's answer). */
+size_t qscan_binary_cands_for(size_t k, size_t rerank);
 
 /* What a quantised search reads: the copy, the exact vectors and labels it mirrors (position
  * order, borrowed from the FAISS index), and the kernel. */
@@ -83,7 +105,9 @@ struct qscan_view {
     float (*ip)(const float *a, const float *b, size_t d); /* the exact inner product */
     size_t d;
     qscan_dots_fn dots;
-    int threads; /* most threads, >= 1 */
+    qscan_bits_fn bits;
+    size_t binary_min; /* from this many rows the scan is of the sign bits (SIZE_MAX: never) */
+    int threads;       /* most threads, >= 1 */
 };
 
 /*

@@ -389,7 +389,7 @@ static int load_body(vindex *v, const struct snap_header *h, const unsigned char
             vindex_lset_put(&s->live, labels[i]);
     }
     free(labels);
-    /* The int8 copy is derived, not stored: the format stays as it was (0.3 s at 1M x 384). */
+    /* The int8 copy is derived (one pass over the vectors), not stored: the format is unchanged. */
     if (rc == 0 && s->kind == KIND_FLAT)
         rc = qscan_rebuild(&s->q, (size_t)v->p.dim, vshim_flat_vectors(idx), ntotal);
     t[1] = vindex_mono_s() - t0;

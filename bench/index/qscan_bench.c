@@ -9,8 +9,9 @@
  * last NQ rows are the queries and are not indexed; the first N of the others are the documents.
  * When N is larger than the rows left, the rest are synthetic documents, each the normalised sum
  * of two real ones picked at random (so they stay in the span of real embeddings), and the
- * output says how many. RERANK 0 is the default re-rank. SBERT_SCAN_ISA picks the kernel as in
- * the daemon. Prints one line per configuration.
+ * output says how many. RERANK 0 is the default re-rank (the default: 0 only). Each RERANK runs
+ * with the int8 scan and with the binary first stage (params.qscan_binary_min = 1). SBERT_SCAN_ISA
+ * picks the kernel as in the daemon. Prints one line per configuration.
  */
 #define _GNU_SOURCE
 #include <fcntl.h>
@@ -51,11 +52,12 @@ static size_t below(size_t n)
     return (size_t)(rng % n);
 }
 
-static vindex *build(const float *x, size_t n, size_t qscan_min, size_t rerank)
+static vindex *build(const float *x, size_t n, size_t qscan_min, size_t rerank, size_t binary_min)
 {
     struct vindex_params p = vindex_default_params();
     p.qscan_min = qscan_min;
     p.qscan_rerank = rerank;
+    p.qscan_binary_min = binary_min;
     char err[256];
     vindex *v;
     if (vindex_create(&p, &v, err, sizeof err) != 0) {
@@ -130,14 +132,16 @@ int main(int argc, char **argv)
     printf("documents %zu (%zu real, %zu synthetic), queries %zu\n", n, real, n - real, nq);
     int64_t *truth = malloc(nq * K * sizeof *truth), *got = malloc(nq * K * sizeof *got);
     double p50, p99;
-    vindex *v = build(x, n, SIZE_MAX, 0);
+    vindex *v = build(x, n, SIZE_MAX, 0, SIZE_MAX);
     run(v, q, nq, truth, &p50, &p99); /* warm-up */
     run(v, q, nq, truth, &p50, &p99);
     printf("exact FAISS Flat       p50 %7.3f ms  p99 %7.3f ms\n", p50, p99);
     vindex_free(v);
-    for (int a = 4; a < argc || a == 4; a++) {
-        size_t rerank = a < argc ? strtoull(argv[a], NULL, 10) : 0;
-        v = build(x, n, 1, rerank);
+    for (int a = 4; a < 2 * argc - 4 || a < 6; a++) {
+        /* each re-rank size with the int8 scan, then with the binary first stage */
+        int ai = 4 + (a - 4) / 2, binary = (a - 4) % 2;
+        size_t rerank = ai < argc ? strtoull(argv[ai], NULL, 10) : 0;
+        v = build(x, n, 1, rerank, binary ? 1 : SIZE_MAX);
         struct vindex_info info;
         vindex_info(v, &info);
         run(v, q, nq, got, &p50, &p99);
@@ -147,10 +151,10 @@ int main(int argc, char **argv)
             for (size_t j = 0; j < K; j++)
                 for (size_t t = 0; t < K; t++)
                     hit += got[i * K + j] == truth[i * K + t] && got[i * K + j] >= 0;
-        printf("int8 %-10s rerank %4zu%s p50 %7.3f ms  p99 %7.3f ms  recall@10 %.5f  memory %.0f "
-               "MB\n",
-               info.scan_kernel, rerank, rerank ? "" : " (default)", p50, p99,
-               (double)hit / (double)(nq * K), info.memory_bytes / 1e6);
+        printf("%-6s %-10s rerank %4zu%s p50 %7.3f ms  p99 %7.3f ms  recall@10 %.5f  memory "
+               "%.0f MB\n",
+               binary ? "binary" : "int8", info.scan_kernel, rerank, rerank ? "" : " (default)",
+               p50, p99, (double)hit / (double)(nq * K), info.memory_bytes / 1e6);
         vindex_free(v);
     }
     free(x);
