@@ -37,8 +37,9 @@
  *                         candidates exactly: recall@10 1.0 at 1M (116k Tatoeba embeddings and
  *                         883k normalised sums of two of them, 60 queries; also 1.0 on the 116k
  *                         alone, 300 queries: bench/index/qscan_stages.py). Measured at 1M on 2
- *                         shared AMD EPYC cores (load 4-6): p50 18 ms against 23 ms for the int8
- *                         scan and 398 ms for the exact scan, so not the 10 ms of issue 14 there.
+ *                         shared AMD EPYC cores (load 4-6; bench/index/qscan_bench.c): p50 12.7
+ *                         ms, 11.6 ms of CPU a query over both threads, against 20.3 ms (19.3 of
+ *                         CPU) for the int8 scan and 431 ms (338) for the exact scan.
  *   "HNSW<M>,Flat"        graph search (efSearch, efConstruction in the params). FAISS 1.7.3 cannot
  *                         remove from an HNSW graph, so a delete is a tombstone: the entry stays in
  *                         the graph, is never returned, and vindex_needs_rebuild() turns true when
