@@ -31,24 +31,21 @@
  *                         SBERT_SCAN_ISA=scalar|avx2|avx512vnni forces one, and vindex_create()
  *                         then fails with VINDEX_EINVAL on a CPU without it. vindex_info() names
  *                         the kernel in use.
- *                         From params.qscan_binary_min vectors (default VINDEX_QSCAN_BINARY_MIN)
- *                         the scan reads one sign bit a dimension instead of the int8 codes
- *                         (scored against the int8 query) and re-ranks max(100 k, 1000)
- *                         candidates exactly: recall@10 1.0 at 1M (116k Tatoeba embeddings and
- *                         883k normalised sums of two of them, 60 queries; also 1.0 on the 116k
- *                         alone, 300 queries: bench/index/qscan_stages.py). Measured at 1M on 2
- *                         shared AMD EPYC cores (load 4-6; bench/index/qscan_bench.c): p50 12.7
- *                         ms, 11.6 ms of CPU a query over both threads, against 20.3 ms (19.3 of
- *                         CPU) for the int8 scan and 431 ms (338) for the exact scan.
- *   "HNSW<M>,Flat"        graph search (efSearch, efConstruction in the params). FAISS 1.7.3 cannot
- *                         remove from an HNSW graph, so a delete is a tombstone: the entry stays in
- *                         the graph, is never returned, and vindex_needs_rebuild() turns true when
- *                         tombstones pass params.rebuild_ratio of the entries. Rebuild from the
- *                         store's vectors (vindex_create + vindex_add + vindex_replace).
- *   "IVF<n>,Flat", "IVF<n>,SQ8", "IVF<n>,PQ<m>np" (and other IVF factory strings)
- *                         inverted lists (nprobe in the params). Untrained until enough vectors
- *                         exist: below params.train_min (default 39 * n) vectors are held in an
- *                         exact flat index; when the count reaches it, training runs on a copy in a
+ *                         From params.qscan_binary_min vectors (default VINDEX_QSCAN_BINARY_MIN
+ *                         with the avx512vnni kernel, never with avx2 or scalar) the scan reads one
+ * sign bit a dimension instead of the int8 codes (scored against the int8 query) and re-ranks
+ * max(100 k, 1000) candidates exactly: recall@10 1.0 at 1M (116k Tatoeba embeddings and 883k
+ * normalised sums of two of them, 60 queries; also 1.0 on the 116k alone, 300 queries:
+ * bench/index/qscan_stages.py). Measured at 1M on 2 shared AMD EPYC cores (load 4-6;
+ * bench/index/qscan_bench.c): p50 12.7 ms, 11.6 ms of CPU a query over both threads, against 20.3
+ * ms (19.3 of CPU) for the int8 scan and 431 ms (338) for the exact scan. "HNSW<M>,Flat" graph
+ * search (efSearch, efConstruction in the params). FAISS 1.7.3 cannot remove from an HNSW graph, so
+ * a delete is a tombstone: the entry stays in the graph, is never returned, and
+ * vindex_needs_rebuild() turns true when tombstones pass params.rebuild_ratio of the entries.
+ * Rebuild from the store's vectors (vindex_create + vindex_add + vindex_replace). "IVF<n>,Flat",
+ * "IVF<n>,SQ8", "IVF<n>,PQ<m>np" (and other IVF factory strings) inverted lists (nprobe in the
+ * params). Untrained until enough vectors exist: below params.train_min (default 39 * n) vectors
+ * are held in an exact flat index; when the count reaches it, training runs on a copy in a
  *                         background thread while queries and writes go on against the flat index;
  *                         writes made meanwhile are replayed into the trained index, which then
  *                         replaces the flat one under the write lock. Real deletes (O(dim) a label
@@ -123,7 +120,9 @@ struct vindex_params {
                              default, max(10 * k, 100) */
     size_t qscan_binary_min; /* Flat: from this many vectors the scan is of one sign bit a
                                 dimension instead of the int8 codes, keeping max(100 * k, 1000)
-                                candidates; 0 = VINDEX_QSCAN_BINARY_MIN, SIZE_MAX = never */
+                                candidates; 0 (the default) = VINDEX_QSCAN_BINARY_MIN with the
+                                avx512vnni kernel, never with the others (their bit kernels are
+                                slower than their int8 scan); SIZE_MAX = never */
     vindex_log_fn log;       /* NULL: no logging */
     void *log_user;
 };
