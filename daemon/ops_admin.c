@@ -53,6 +53,7 @@ static int stats_store(struct sbertd *d, const struct sbert_index_stats *st, cJS
         !cJSON_AddStringToObject(index, "spec", st->index_spec) ||
         !cJSON_AddBoolToObject(index, "trained", st->index_trained) ||
         !cJSON_AddNumberToObject(index, "count", (double)st->index_count) ||
+        (st->scan_kernel[0] && !cJSON_AddStringToObject(index, "scan_kernel", st->scan_kernel)) ||
         !cJSON_AddNumberToObject(index, "change", (double)st->change) ||
         !cJSON_AddNumberToObject(index, "snapshot_change", (double)st->snapshot_change) ||
         !cJSON_AddNumberToObject(index, "snapshot_time", (double)st->snapshot_time) ||

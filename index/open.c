@@ -353,6 +353,7 @@ int sbert_index_stats(sbert_index *idx, struct sbert_index_stats *st)
     st->snapshot_change = atomic_load(&idx->pub_snap_change);
     st->snapshot_time = atomic_load(&idx->pub_snap_time);
     st->index_bytes = vi.memory_bytes;
+    snprintf(st->scan_kernel, sizeof st->scan_kernel, "%s", vi.scan_kernel);
     rc = index_keyword_stats(idx, st);
     pthread_rwlock_unlock(&idx->swap);
     return rc;

@@ -10,7 +10,18 @@ add_library(sbert_vindex STATIC
   ${CMAKE_CURRENT_LIST_DIR}/vindex_snap.c
   ${CMAKE_CURRENT_LIST_DIR}/vindex_format.c
   ${CMAKE_CURRENT_LIST_DIR}/vindex_hash.c
+  ${CMAKE_CURRENT_LIST_DIR}/vindex_qscan.c
   ${CMAKE_CURRENT_LIST_DIR}/vindex_shim.cpp)
+# The quantised Flat scan's kernels: each file gets its ISA's flags whatever SBERT_NATIVE says and
+# runs only where vindex_qscan.c finds the CPU can (one binary for AVX2-only and AVX-512 machines).
+if(CMAKE_SYSTEM_PROCESSOR MATCHES "x86_64|AMD64|amd64")
+  target_sources(sbert_vindex PRIVATE ${CMAKE_CURRENT_LIST_DIR}/vindex_qscan_avx2.c
+                                      ${CMAKE_CURRENT_LIST_DIR}/vindex_qscan_avx512.c)
+  set_source_files_properties(${CMAKE_CURRENT_LIST_DIR}/vindex_qscan_avx2.c PROPERTIES
+                              COMPILE_OPTIONS "-mavx2;-mno-avx512f")
+  set_source_files_properties(${CMAKE_CURRENT_LIST_DIR}/vindex_qscan_avx512.c PROPERTIES
+                              COMPILE_OPTIONS "-mavx2;-mavx512f;-mavx512bw;-mavx512vnni")
+endif()
 target_include_directories(sbert_vindex PUBLIC ${CMAKE_CURRENT_LIST_DIR})
 target_link_libraries(sbert_vindex
   PUBLIC Threads::Threads

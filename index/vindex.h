@@ -10,15 +10,42 @@
  * Index specs (FAISS factory strings; the metric is always inner product):
  *   "Flat"                exact search. Real deletes, each label O(dim) whatever the size of the
  *                         index (the last entry moves into the freed slot).
- *   "HNSW<M>,Flat"        graph search (efSearch, efConstruction in the params). FAISS 1.7.3 cannot
- *                         remove from an HNSW graph, so a delete is a tombstone: the entry stays in
- *                         the graph, is never returned, and vindex_needs_rebuild() turns true when
- *                         tombstones pass params.rebuild_ratio of the entries. Rebuild from the
- *                         store's vectors (vindex_create + vindex_add + vindex_replace).
- *   "IVF<n>,Flat", "IVF<n>,SQ8", "IVF<n>,PQ<m>np" (and other IVF factory strings)
- *                         inverted lists (nprobe in the params). Untrained until enough vectors
- *                         exist: below params.train_min (default 39 * n) vectors are held in an
- *                         exact flat index; when the count reaches it, training runs on a copy in a
+ *                         From params.qscan_min live vectors (default VINDEX_QSCAN_MIN) a search
+ *                         without a label list scans an int8 copy of the vectors instead (a
+ *                         quarter of the bytes; one scale per vector; kept in step by every add
+ *                         and remove, derived again when a snapshot loads, so the snapshot format
+ *                         is unchanged), keeps the params.qscan_rerank best rows by that
+ *                         approximate score (default max(10 k, 100)) and scores those with the
+ *                         exact fp32 inner product: the scores returned are exact (the same bits
+ *                         as the exact scan of one query), and a row holds the exact top k unless
+ *                         one of them ranked below the re-rank cut in the int8 scan. Measured on
+ *                         100k Tatoeba sentence embeddings (500 held-out sentences as queries):
+ *                         recall@10 1.0 against the exact scan from a re-rank of 20 (0.99-0.995
+ *                         at 10, from 5k to 1M vectors; bench/index/qscan_bench.c). The trade:
+ *                         dim + dim / 8 + 4 bytes more memory a vector (436 beside the 1,536 of
+ *                         fp32 at dim 384), and top k
+ *                         exact only up to that recall. qscan_min = SIZE_MAX keeps every search
+ *                         exact. The scan runs on the CPUs of the process's affinity mask (up to
+ *                         8 threads, 32768 rows a thread at least) with the best kernel the CPU
+ *                         has (AVX512-VNNI, AVX2, scalar; integer sums, the same in each);
+ *                         SBERT_SCAN_ISA=scalar|avx2|avx512vnni forces one, and vindex_create()
+ *                         then fails with VINDEX_EINVAL on a CPU without it. vindex_info() names
+ *                         the kernel in use.
+ *                         From params.qscan_binary_min vectors (default VINDEX_QSCAN_BINARY_MIN
+ *                         with the avx512vnni kernel, never with avx2 or scalar) the scan reads one
+ * sign bit a dimension instead of the int8 codes (scored against the int8 query) and re-ranks
+ * max(100 k, 1000) candidates exactly: recall@10 1.0 at 1M (116k Tatoeba embeddings and 883k
+ * normalised sums of two of them, 60 queries; also 1.0 on the 116k alone, 300 queries:
+ * bench/index/qscan_stages.py). Measured at 1M on 2 shared AMD EPYC cores (load 4-6;
+ * bench/index/qscan_bench.c): p50 12.7 ms, 11.6 ms of CPU a query over both threads, against 20.3
+ * ms (19.3 of CPU) for the int8 scan and 431 ms (338) for the exact scan. "HNSW<M>,Flat" graph
+ * search (efSearch, efConstruction in the params). FAISS 1.7.3 cannot remove from an HNSW graph, so
+ * a delete is a tombstone: the entry stays in the graph, is never returned, and
+ * vindex_needs_rebuild() turns true when tombstones pass params.rebuild_ratio of the entries.
+ * Rebuild from the store's vectors (vindex_create + vindex_add + vindex_replace). "IVF<n>,Flat",
+ * "IVF<n>,SQ8", "IVF<n>,PQ<m>np" (and other IVF factory strings) inverted lists (nprobe in the
+ * params). Untrained until enough vectors exist: below params.train_min (default 39 * n) vectors
+ * are held in an exact flat index; when the count reaches it, training runs on a copy in a
  *                         background thread while queries and writes go on against the flat index;
  *                         writes made meanwhile are replayed into the trained index, which then
  *                         replaces the flat one under the write lock. Real deletes (O(dim) a label
@@ -87,9 +114,28 @@ struct vindex_params {
     double rebuild_ratio; /* HNSW: tombstones / entries above which a rebuild is due; default 0.2 */
     int train_async;      /* IVF: 1 (default) trains in a background thread; 0 trains inside the
                              vindex_add() call that reaches train_min (tests, offline builds) */
-    vindex_log_fn log;    /* NULL: no logging */
+    size_t qscan_min;     /* Flat: from this many vectors a search scans the int8 copy and re-ranks
+                             exactly (see "Flat" above); 0 = VINDEX_QSCAN_MIN, SIZE_MAX = never */
+    size_t qscan_rerank;  /* Flat: candidates re-ranked exactly a query (at least k); 0 = the
+                             default, max(10 * k, 100) */
+    size_t qscan_binary_min; /* Flat: from this many vectors the scan is of one sign bit a
+                                dimension instead of the int8 codes, keeping max(100 * k, 1000)
+                                candidates; 0 (the default) = VINDEX_QSCAN_BINARY_MIN with the
+                                avx512vnni kernel, never with the others (their bit kernels are
+                                slower than their int8 scan); SIZE_MAX = never */
+    vindex_log_fn log;       /* NULL: no logging */
     void *log_user;
 };
+
+/* The default params.qscan_min. The int8 scan pays from a few thousand vectors (measured with
+ * Debian's baseline-x86-64 FAISS, AMD EPYC, one query: exact 1.7 ms against 0.13 at 5,000; 7.6
+ * against 0.34 at 20,000); below this many the exact scan costs a few ms at most and an index
+ * stays exact with no recall caveat. */
+#define VINDEX_QSCAN_MIN 8192
+
+/* The default params.qscan_binary_min: where the int8 scan's bytes (dim a vector) make it too slow
+ * for one query (measured at 1M on 2 cores, vindex.h "Flat"). */
+#define VINDEX_QSCAN_BINARY_MIN 262144
 
 /* Returns the defaults listed above. */
 struct vindex_params vindex_default_params(void);
@@ -157,11 +203,13 @@ struct vindex_info {
     size_t count;      /* live entries */
     size_t tombstones; /* HNSW entries removed but still in the graph */
     int dim;
-    int trained;         /* 1 when the index of the spec is in use; 0 while IVF is still flat */
-    int training;        /* 1 while a background training runs */
-    int needs_rebuild;   /* see vindex_needs_rebuild() */
-    size_t memory_bytes; /* estimate of the index's heap use (vectors/codes, graph, id maps) */
-    char spec[128];      /* the spec the index was created with */
+    int trained;          /* 1 when the index of the spec is in use; 0 while IVF is still flat */
+    int training;         /* 1 while a background training runs */
+    int needs_rebuild;    /* see vindex_needs_rebuild() */
+    size_t memory_bytes;  /* estimate of the index's heap use (vectors/codes, graph, id maps) */
+    char scan_kernel[16]; /* Flat: the int8 scan's kernel ("scalar", "avx2", "avx512vnni") when
+                             searches use it at the present count; "" when they scan exactly */
+    char spec[128];       /* the spec the index was created with */
 };
 
 /* Fills *info with a consistent view. */

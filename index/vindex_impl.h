@@ -17,6 +17,7 @@
 #include "Index_c.h"
 #include "sbert_util.h"
 #include "vindex.h"
+#include "vindex_qscan.h"
 
 enum kind { KIND_FLAT = 0, KIND_HNSW = 1, KIND_IVF = 2 };
 
@@ -46,6 +47,7 @@ struct vstate {
     size_t nlist;     /* IVF */
     size_t train_min; /* IVF */
     struct lset live; /* live labels */
+    struct qscan q;   /* Flat: the int8 copy, row i = internal position i (vindex_qscan.h) */
     uint8_t *dead;    /* HNSW: dead[pos] = 1 for tombstoned internal positions */
     size_t dead_cap;
     size_t ndead;
@@ -63,6 +65,8 @@ struct vindex {
     pthread_rwlock_t lock;
     struct vindex_params p;
     struct vstate s;
+    int scan_isa;     /* the quantised scan's kernel (qscan_isa_select) */
+    int scan_threads; /* most threads one quantised scan uses: the CPUs it may run on */
 
     /* training: fields below are guarded by lock (written under the write lock) */
     int training;    /* written holding both lock (write) and wait_mu: read under either */

@@ -611,6 +611,18 @@ extern "C" const float *vshim_flat_vectors(const FaissIndex *idx)
     return f ? f->get_xb() : nullptr;
 }
 
+extern "C" const int64_t *vshim_idmap_ids(const FaissIndex *idx)
+{
+    static_assert(sizeof(idx_t) == sizeof(int64_t), "FAISS labels are 64-bit");
+    auto m = as_idmap(idx);
+    return m ? reinterpret_cast<const int64_t *>(m->id_map.data()) : nullptr;
+}
+
+extern "C" float vshim_inner_product(const float *a, const float *b, size_t d)
+{
+    return faiss::fvec_inner_product(a, b, d);
+}
+
 extern "C" int vshim_set_hnsw(FaissIndex *idx, int ef_construction, int ef_search, char *errbuf,
                               size_t errlen)
 {

@@ -86,6 +86,14 @@ int vshim_flat_remove(FaissIndex *idx, const int64_t *labels, size_t n, size_t *
  * write to idx), or NULL when the inner index is not a flat one. */
 const float *vshim_flat_vectors(const FaissIndex *idx);
 
+/* IDMAP only: a borrowed pointer to the ntotal labels in internal position order (valid until the
+ * next write to idx), or NULL for another layout. */
+const int64_t *vshim_idmap_ids(const FaissIndex *idx);
+
+/* FAISS's fp32 inner product (fvec_inner_product): the one its exact Flat scan scores with, so a
+ * re-rank with it returns the exact search's scores bit for bit. */
+float vshim_inner_product(const float *a, const float *b, size_t d);
+
 /* Sets efConstruction and the index's own efSearch on an IDMAP over HNSW, and gives it a storage
  * whose distances are computed with AVX2+FMA (where the CPU has them) and four independent sums
  * (same data and file format as FAISS's IndexFlat; see vindex_shim.cpp); no-op for other

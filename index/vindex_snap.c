@@ -389,6 +389,9 @@ static int load_body(vindex *v, const struct snap_header *h, const unsigned char
             vindex_lset_put(&s->live, labels[i]);
     }
     free(labels);
+    /* The int8 copy is derived (one pass over the vectors), not stored: the format is unchanged. */
+    if (rc == 0 && s->kind == KIND_FLAT)
+        rc = qscan_rebuild(&s->q, (size_t)v->p.dim, vshim_flat_vectors(idx), ntotal);
     t[1] = vindex_mono_s() - t0;
     if (rc == VINDEX_ECORRUPT || (rc == 0 && (s->live.n != h->count || s->ndead != h->ndead)))
         return sbert_util_errf(errbuf, errlen, VINDEX_ECORRUPT,

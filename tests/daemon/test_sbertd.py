@@ -695,6 +695,50 @@ def test_cli():
         check(p.returncode == 2 and b":1:" in p.stderr and b"threads" in p.stderr, "bad config: %r" % p.stderr)
 
 
+def test_flat_int8_scan(d):
+    """A Flat store from 8192 documents searches an int8 copy of its vectors and re-ranks exactly
+    (index/vindex.h): stats names the scan kernel, a stored vector finds its own document with the
+    exact score, and so after a restart (the copy derived from the snapshot or the store);
+    SBERT_SCAN_ISA naming an unknown kernel keeps the daemon from serving, with a message naming
+    the variable."""
+    import random
+    rnd = random.Random(14)
+    c = d.client()
+    vecs = []
+    for at in range(0, 9000, 1000):
+        docs = []
+        for i in range(at, at + 1000):
+            v = [rnd.gauss(0, 1) for _ in range(384)]
+            norm = math.sqrt(sum(x * x for x in v))
+            v = [x / norm for x in v]
+            vecs.append(v)
+            docs.append({"id": "v%d" % i, "text": "vector %d" % i, "vector": v})
+        ok(c.call("add", documents=docs))
+    st = ok(c.call("stats"))
+    check(st["index"]["spec"] == "Flat" and st["index"].get("scan_kernel") in
+          ("avx512vnni", "avx2", "scalar"), "stats names the scan kernel: %r" % st["index"])
+
+    def own(client):
+        for i in (0, 4321, 8999):
+            top = ok(client.call("query", vector=vecs[i], k=3))["results"]
+            check(top[0]["id"] == "v%d" % i and abs(top[0]["score"] - 1.0) < 1e-5 and
+                  top[1]["score"] < 0.5, "a stored vector finds its document: %r" % top)
+    own(c)
+    c.close()
+    check(d.stop() == 0, "clean stop")
+    d.start()
+    c = d.client()
+    check(ok(c.call("stats"))["index"].get("scan_kernel"), "the kernel after a restart")
+    own(c)
+    c.close()
+    check(d.stop() == 0, "clean stop")
+    env = dict(os.environ, SBERT_SCAN_ISA="sse9")
+    p = subprocess.run([h.find_sbertd(), "--model", d.model, "--data", d.data, "--listen", d.url],
+                       capture_output=True, timeout=120 * h.TIMEOUT_SCALE, env=env)
+    check(p.returncode != 0 and b"SBERT_SCAN_ISA=sse9" in p.stderr,
+          "an unknown scan kernel is refused: %r" % p.stderr[-600:])
+
+
 def test_precision_int8(d):
     """precision = int8: the daemon serves with the int8 encoder (stats names it and its kernel),
     its embeddings stay within cosine 0.98 of the fp32 goldens' texts encoded by an fp32 daemon;
@@ -1372,6 +1416,7 @@ NAMED_TESTS = [
     ("count_and_delete_filter", test_count_and_delete_filter, {}),
     ("patch", test_patch, {}),
     ("sbertctl_round_trip", test_sbertctl_round_trip, {}),
+    ("flat_int8_scan", test_flat_int8_scan, {}),
 ]
 
 
