@@ -19,6 +19,7 @@ import signal
 import subprocess
 import tempfile
 import time
+import traceback
 
 AF_SP = 1
 NN_REQ = 3 * 16
@@ -185,3 +186,35 @@ class Daemon:
             self.proc.kill()
             self.proc.wait()
         shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def run_cases(model, cases, only=()):
+    """Runs test cases, each on a fresh Daemon: cases are (name, fn, opts) with opts a dict (or
+    None) of Daemon's config and env, and "nostart" for a case that starts its daemon itself.
+    fn(d) raises on failure; a daemon still running afterwards must exit 0 on SIGTERM. Prints
+    PASS/FAIL per case (with a failing daemon's log tail) and returns the process exit status."""
+    failed = 0
+    for name, fn, opts in cases:
+        if only and name not in only:
+            continue
+        opts = opts or {}
+        t0 = time.time()
+        d = Daemon(model, config=opts.get("config"), env=opts.get("env"))
+        try:
+            if not opts.get("nostart"):
+                d.start()
+            fn(d)
+            if d.alive():
+                rc = d.stop()
+                if rc != 0:
+                    raise AssertionError("exit status %d after SIGTERM" % rc)
+            print("PASS %s (%.1f s)" % (name, time.time() - t0), flush=True)
+        except Exception:
+            failed += 1
+            print("FAIL %s" % name, flush=True)
+            traceback.print_exc()
+            print("---- sbertd log (tail) ----\n" + d.read_log()[-4000:], flush=True)
+        finally:
+            d.cleanup()
+    print("%d failed" % failed)
+    return 1 if failed else 0

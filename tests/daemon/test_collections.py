@@ -16,7 +16,6 @@ import subprocess
 import sys
 import threading
 import time
-import traceback
 import urllib.error
 import urllib.request
 
@@ -456,28 +455,8 @@ TESTS = [
 def main():
     global MODEL
     MODEL = sys.argv[1]
-    only = set(sys.argv[2:])
-    failed = 0
-    for name, fn, config in TESTS:
-        if only and name not in only:
-            continue
-        t0 = time.time()
-        d = h.Daemon(MODEL, config=config)
-        try:
-            d.start()
-            fn(d)
-            if d.alive():
-                check(d.stop() == 0, "exit status after SIGTERM")
-            print("PASS %s (%.1f s)" % (name, time.time() - t0), flush=True)
-        except Exception:
-            failed += 1
-            print("FAIL %s" % name, flush=True)
-            traceback.print_exc()
-            print("---- sbertd log (tail) ----\n" + d.read_log()[-4000:], flush=True)
-        finally:
-            d.cleanup()
-    print("%d failed" % failed)
-    return 1 if failed else 0
+    return h.run_cases(MODEL, [(name, fn, {"config": config}) for name, fn, config in TESTS],
+                       set(sys.argv[2:]))
 
 
 if __name__ == "__main__":

@@ -10,8 +10,6 @@ import os
 import random
 import struct
 import sys
-import time
-import traceback
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import sbertd_harness as h  # noqa: E402
@@ -309,30 +307,7 @@ def main():
     global MODEL
     MODEL = sys.argv[1]
     check(os.path.isdir(MODEL), "model directory %s is missing" % MODEL)
-    only = set(sys.argv[2:])
-    failed = 0
-    for name, fn, daemon in TESTS:
-        if only and name not in only:
-            continue
-        t0 = time.time()
-        d = h.Daemon(MODEL, config=daemon.get("config"))
-        try:
-            if not daemon.get("nostart"):
-                d.start()
-            fn(d)
-            if d.alive():
-                rc = d.stop()
-                check(rc == 0, "exit status %d after SIGTERM" % rc)
-            print("PASS %s (%.1f s)" % (name, time.time() - t0), flush=True)
-        except Exception:
-            failed += 1
-            print("FAIL %s" % name, flush=True)
-            traceback.print_exc()
-            print("---- sbertd log (tail) ----\n" + d.read_log()[-4000:], flush=True)
-        finally:
-            d.cleanup()
-    print("%d failed" % failed)
-    return 1 if failed else 0
+    return h.run_cases(MODEL, TESTS, set(sys.argv[2:]))
 
 
 if __name__ == "__main__":

@@ -6,12 +6,9 @@ Usage: test_passages.py MODEL_DIR [TEST...]   (SBERTD names the sbertd binary)
 
 Passage offsets are bytes of the document's UTF-8 text: text.encode()[start:end].
 """
-import json
 import os
 import random
 import sys
-import time
-import traceback
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import sbertd_harness as h  # noqa: E402
@@ -283,28 +280,7 @@ TESTS = [
 def main():
     global MODEL
     MODEL = sys.argv[1]
-    only = set(sys.argv[2:])
-    failed = 0
-    for name, fn in TESTS:
-        if only and name not in only:
-            continue
-        t0 = time.time()
-        d = h.Daemon(MODEL)
-        try:
-            d.start()
-            fn(d)
-            if d.alive():
-                check(d.stop() == 0, "exit status after SIGTERM")
-            print("PASS %s (%.1f s)" % (name, time.time() - t0), flush=True)
-        except Exception:
-            failed += 1
-            print("FAIL %s" % name, flush=True)
-            traceback.print_exc()
-            print("---- sbertd log (tail) ----\n" + d.read_log()[-4000:], flush=True)
-        finally:
-            d.cleanup()
-    print("%d failed" % failed)
-    return 1 if failed else 0
+    return h.run_cases(MODEL, [(name, fn, None) for name, fn in TESTS], set(sys.argv[2:]))
 
 
 if __name__ == "__main__":
