@@ -14,46 +14,13 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "vindex.h"
-
-#define DIM 384
-
-static char g_err[512];
-
-#define CHECK(cond, ...)                                                                           \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            fprintf(stderr, "%s:%d: check failed: %s: ", __FILE__, __LINE__, #cond);               \
-            fprintf(stderr, __VA_ARGS__);                                                          \
-            fprintf(stderr, "\n");                                                                 \
-            return 1;                                                                              \
-        }                                                                                          \
-    } while (0)
-
-#define CHECK_RC(expr)                                                                             \
-    do {                                                                                           \
-        g_err[0] = '\0';                                                                           \
-        int rc_ = (expr);                                                                          \
-        CHECK(rc_ == 0, "%s returned %d (%s): %s", #expr, rc_, vindex_strerror(rc_), g_err);       \
-    } while (0)
-
-#define ERR g_err, sizeof g_err
+#include "vtest.h"
 
 /* ---- random unit vectors (xorshift64* + Box-Muller): reproducible across runs ---- */
 
-static uint64_t rng_state = 0x9E3779B97F4A7C15ULL;
-
-static void rng_seed(uint64_t s)
-{
-    rng_state = s ? s : 1;
-}
-
 static double rng_u01(void)
 {
-    rng_state ^= rng_state >> 12;
-    rng_state ^= rng_state << 25;
-    rng_state ^= rng_state >> 27;
-    return ((rng_state * 2685821657736338717ULL) >> 11) * (1.0 / 9007199254740992.0);
+    return (rng_next() >> 11) * (1.0 / 9007199254740992.0);
 }
 
 static void normalize(float *v)
