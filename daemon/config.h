@@ -43,7 +43,7 @@ struct sbertd_config {
     uint64_t max_reply_bytes;    /* bytes of one reply; above, too_large (checked as it is built) */
     uint64_t watchdog_stall_sec; /* a request running longer withholds the watchdog ping */
     int passage_overlap_tokens;  /* tokens a document's passage shares with the one before */
-    double lead_weight;          /* a document's score: lead_weight * its first passage's cosine +
+    double lead_weight;          /* a document's score: lead_weight * its document vector's cosine +
                                     (1 - lead_weight) * its best passage's (sbert_index_query_params) */
     char config_file[4096];      /* "" : none */
 };

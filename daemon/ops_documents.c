@@ -103,13 +103,15 @@ struct add_prep {
     float *given;  /* n * dim: the precomputed "vector" of the documents that have one */
     char *has_vec; /* per document: it came with a "vector" (stored as one passage) */
     int *trunc;
-    size_t n_cached; /* of the encoded passages, those the embedding cache (or a repeat) served */
-    /* set by add_split: the passages, document i's are rows first[i]..first[i+1]) */
+    size_t n_cached; /* of the encoded texts, those the embedding cache (or a repeat) served */
+    /* set by add_split: the passages, document i's are rows first[i]..first[i+1]), then one row
+     * per document of several passages: its document vector, the whole text encoded (which the
+     * encoder truncates to its window, as before passages) */
     int split;
     size_t *first;  /* n + 1 */
-    size_t *spans;  /* 2 per row: {start, end} in the document's text */
-    float *vecs;    /* rows * dim */
-    size_t *rowdoc; /* per row: its document */
+    size_t *spans;  /* 2 per passage row: {start, end} in the document's text */
+    float *vecs;    /* (passage rows + document vector rows) * dim */
+    size_t *rowdoc; /* per passage row: its document */
     /* the rows without a precomputed vector, which are encoded: their rows and texts */
     size_t n_enc, *enc;
     const char **etexts;
@@ -143,16 +145,17 @@ static void add_prep_free(void *p)
     free(a);
 }
 
-/* Copies the encoder's rows and truncation flags for a's encoded passages (n_enc of each, in
- * the order of enc) to their places in vecs and their documents' trunc, and counts those that
- * came from the embedding cache. */
+/* Copies the encoder's rows and truncation flags for a's encoded texts (n_enc of each, in the
+ * order of enc) to their places in vecs and their documents' trunc, and counts those that came
+ * from the embedding cache. A document vector's text is truncated by design: only a passage's
+ * truncation is reported. */
 static void add_scatter(struct add_prep *a, size_t dim, const float *rows, const int *trunc,
                         const int *cached)
 {
     a->n_cached = 0;
     for (size_t j = 0; j < a->n_enc; j++) {
         memcpy(a->vecs + a->enc[j] * dim, rows + j * dim, dim * sizeof *rows);
-        if (trunc[j]) a->trunc[a->rowdoc[a->enc[j]]] = 1;
+        if (trunc[j] && a->enc[j] < a->first[a->n]) a->trunc[a->rowdoc[a->enc[j]]] = 1;
         a->n_cached += cached[j] != 0;
     }
 }
@@ -178,7 +181,7 @@ static int add_row(struct add_prep *a, size_t i, size_t start, size_t end, size_
 
 /* Splits a's documents into passages (once): a document that came with a "vector", and one
  * that fits the model, is one passage, the whole text. Then sets up the rows to encode and the
- * items' vectors and passages. */
+ * items' vectors, document vectors and passages. */
 static int add_split(struct sbertd *d, struct add_prep *a, struct sbert_proto_error *err)
 {
     if (a->split) return 0;
@@ -197,10 +200,13 @@ static int add_split(struct sbertd *d, struct add_prep *a, struct sbert_proto_er
         if (rc) return op_oom(err);
     }
     a->first[a->n] = rows;
-    if (!(a->vecs = malloc(rows * dim * sizeof *a->vecs)) ||
-        !(a->enc = malloc(rows * sizeof *a->enc)) ||
-        !(a->etexts = malloc(rows * sizeof *a->etexts)) ||
-        !(a->elens = malloc(rows * sizeof *a->elens)))
+    size_t all = rows;
+    for (size_t i = 0; i < a->n; i++)
+        all += a->first[i + 1] - a->first[i] > 1;
+    if (!(a->vecs = malloc(all * dim * sizeof *a->vecs)) ||
+        !(a->enc = malloc(all * sizeof *a->enc)) ||
+        !(a->etexts = malloc(all * sizeof *a->etexts)) ||
+        !(a->elens = malloc(all * sizeof *a->elens)))
         return op_oom(err);
     for (size_t i = 0; i < a->n; i++) {
         struct sbert_index_put_item *it = &a->items[i];
@@ -216,6 +222,12 @@ static int add_split(struct sbertd *d, struct add_prep *a, struct sbert_proto_er
             a->enc[a->n_enc] = r;
             a->etexts[a->n_enc] = a->texts[i] + a->spans[2 * r];
             a->elens[a->n_enc++] = a->spans[2 * r + 1] - a->spans[2 * r];
+        }
+        if (np > 1) {
+            it->doc_vector = a->vecs + rows * dim;
+            a->enc[a->n_enc] = rows++;
+            a->etexts[a->n_enc] = a->texts[i];
+            a->elens[a->n_enc++] = a->lens[i];
         }
     }
     a->split = 1;

@@ -172,7 +172,7 @@ int index_read_enter(sbert_index *idx);
 int index_doc_fill(struct sbert_index_doc *d, const struct store_record *r, unsigned include);
 /* Frees what index_doc_fill() allocated. */
 void index_doc_clear(struct sbert_index_doc *d);
-/* A document's score for the unit query q: lead_weight * its first passage's cosine + (1 -
+/* A document's score for the unit query q: lead_weight * its document vector's cosine + (1 -
  * lead_weight) * its best passage's (sbert_index_query_params), exact from r's vectors; *best and
  * *best_score (may be NULL) the best passage and its cosine. Returns 0 or SBERT_INDEX_EFORMAT (r
  * has another dimension). */

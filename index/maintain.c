@@ -132,8 +132,9 @@ struct reindex_job {
     char lockp[4300]; /* the scratch environment's lock file */
     size_t dim, n;
     struct chunk_doc *docs;
-    /* one row per passage of the chunk, rows_cap of them */
-    size_t rows_cap;
+    /* one row per passage of the chunk (n_pass of them), then one per document vector (the
+     * whole text of each document of several passages); rows_cap of them */
+    size_t rows_cap, n_pass;
     const char **texts;
     char **copies; /* NUL-terminated copies of the passages that are not their whole text */
     size_t *lens;
@@ -197,17 +198,19 @@ static int reindex_write_fn(store *s, MDB_txn *txn, void *user)
     if (j->write_meta && ((rc = store_meta_put(s, txn, j->write_meta)) ||
                           (rc = store_kw_reset(s, txn, STORE_KW_VERSION))))
         return rc;
-    for (size_t i = 0, row = 0; i < j->n; i++) {
+    for (size_t i = 0, row = 0, drow = j->n_pass; i < j->n; i++) {
         struct chunk_doc *d = &j->docs[i];
-        if ((rc = store_doc_put(s, txn, d->label, j->vecs + row * j->dim, j->dim, d->np, d->spans,
-                                d->id, d->id_len, d->text, d->text_len, d->meta, d->meta_len)))
+        const float *dv = d->spans ? j->vecs + drow++ * j->dim : NULL;
+        if ((rc = store_doc_put(s, txn, d->label, dv, j->vecs + row * j->dim, j->dim, d->np,
+                                d->spans, d->id, d->id_len, d->text, d->text_len, d->meta,
+                                d->meta_len)))
             return rc;
         row += d->np;
     }
     return 0;
 }
 
-/* Room for rows passages in j's row buffers. */
+/* Room for rows rows in j's row buffers. */
 static int reindex_rows(struct reindex_job *j, size_t rows)
 {
     if (rows <= j->rows_cap) return 0;
@@ -231,12 +234,13 @@ static int reindex_rows(struct reindex_job *j, size_t rows)
     return 0;
 }
 
-/* The chunk's passages as rows: texts (NUL-terminated), lengths and labels; *rows of them. */
+/* The chunk's rows: texts (NUL-terminated), lengths and labels (the passages' only); *rows of
+ * them, j->n_pass of them passages. */
 static int reindex_passages(struct reindex_job *j, size_t *rows)
 {
     size_t n = 0;
     for (size_t i = 0; i < j->n; i++)
-        n += j->docs[i].np;
+        n += j->docs[i].np + (j->docs[i].spans != NULL);
     if (reindex_rows(j, n)) return SBERT_INDEX_ENOMEM;
     size_t row = 0;
     for (size_t i = 0; i < j->n; i++) {
@@ -259,6 +263,14 @@ static int reindex_passages(struct reindex_job *j, size_t *rows)
             }
         }
     }
+    j->n_pass = row;
+    for (size_t i = 0; i < j->n; i++) {
+        const struct chunk_doc *d = &j->docs[i];
+        if (!d->spans) continue;
+        j->texts[row] = d->text;
+        j->lens[row] = d->text_len;
+        j->copies[row++] = NULL;
+    }
     *rows = row;
     return 0;
 }
@@ -268,7 +280,7 @@ static int reindex_chunk(struct reindex_job *j, char *errbuf, size_t errlen)
 {
     size_t n = 0, dim = j->dim;
     int rc = reindex_passages(j, &n);
-    ilog(j->idx, SBERT_INDEX_LOG_DEBUG, "reindex: encoding %zu passages of %zu documents", n, j->n);
+    ilog(j->idx, SBERT_INDEX_LOG_DEBUG, "reindex: encoding %zu texts of %zu documents", n, j->n);
     if (rc == 0 && j->encode(j->texts, j->lens, n, j->raw, j->user))
         rc = sbert_util_errf(errbuf, errlen, SBERT_INDEX_ECALLBACK,
                              "reindex: the encode callback failed on a batch of %zu texts", n);
@@ -281,7 +293,7 @@ static int reindex_chunk(struct reindex_job *j, char *errbuf, size_t errlen)
             return sbert_util_errf(errbuf, errlen, SBERT_INDEX_ECALLBACK,
                                    "reindex: the encode callback returned a non-finite value");
     rc = store_write(j->ns, reindex_write_fn, j, errbuf, errlen);
-    if (rc == 0 && (rc = vindex_add(j->nv, j->labels, j->vecs, n, errbuf, errlen)))
+    if (rc == 0 && (rc = vindex_add(j->nv, j->labels, j->vecs, j->n_pass, errbuf, errlen)))
         rc = index_vindex_code(rc);
     return rc;
 }

@@ -160,7 +160,8 @@ struct patch_ctx {
     int64_t *removed;     /* labels replaced */
     uint32_t *removed_np; /* their passages */
     size_t n_removed, bad;
-    /* per item: the vectors and passages its new label gets (copies, kept for the vector index) */
+    /* per item: the vectors and passages its new label gets (copies, kept for the vector index):
+     * the passages' np rows, then with spans the document vector */
     float **vecs;
     uint32_t **spans; /* NULL: one passage, the whole text */
     uint32_t *np;
@@ -229,13 +230,14 @@ static int patch_one(struct patch_ctx *p, store *s, MDB_txn *txn, size_t i)
     free(p->spans[i]);
     p->spans[i] = NULL;
     p->np[i] = np;
-    if (!(p->vecs[i] = malloc((size_t)np * p->dim * sizeof(float))) ||
+    if (!(p->vecs[i] = malloc(((size_t)np + 1) * p->dim * sizeof(float))) ||
         (r.spans && !(p->spans[i] = malloc(2 * (size_t)np * sizeof(uint32_t))))) {
         free(text);
         cJSON_free(meta);
         return SBERT_INDEX_ENOMEM;
     }
     memcpy(p->vecs[i], r.vector, (size_t)np * p->dim * sizeof(float));
+    memcpy(p->vecs[i] + (size_t)np * p->dim, r.doc_vector, p->dim * sizeof(float));
     for (size_t j = 0; r.spans && j < np; j++) {
         size_t a, b;
         store_record_span(&r, j, &a, &b);
@@ -247,8 +249,9 @@ static int patch_one(struct patch_ctx *p, store *s, MDB_txn *txn, size_t i)
     uint32_t old_np = 1;
     if ((rc = store_record_del(s, txn, old, &old_np)) == 0 &&
         (rc = store_log_append(s, txn, ++p->change, old, STORE_OP_DELETE, old_np)) == 0 &&
-        (rc = store_doc_put(s, txn, label, p->vecs[i], p->dim, np, p->spans[i], it->id, it->id_len,
-                            text, text_len, meta, meta_len)) == 0)
+        (rc = store_doc_put(s, txn, label, p->spans[i] ? p->vecs[i] + (size_t)np * p->dim : NULL,
+                            p->vecs[i], p->dim, np, p->spans[i], it->id, it->id_len, text, text_len,
+                            meta, meta_len)) == 0)
         rc = store_log_append(s, txn, ++p->change, label, STORE_OP_PUT, np);
     free(text);
     cJSON_free(meta);

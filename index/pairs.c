@@ -2,8 +2,9 @@
  * pairs.c — paraphrase mining (sbert_index_pairs): every stored document (that the filter
  * accepts) is searched for its nearest neighbours, batch by batch; the best pairs are kept in the
  * one top-k pair heap (sbert_util_topk), deduplicated, then rescored exactly and named by id.
- * A document of several passages takes part by its first passage (the lead, which says what the
- * document is about): its vector is the query, and hits on other passages are left out.
+ * A document of several passages takes part by its document vector (its whole text truncated to
+ * the model's window, which says what the document is about): the query and the exact score. The
+ * vector index holds passages, so a hit counts on a document's first passage only.
  */
 #define _GNU_SOURCE
 #include <math.h>
@@ -130,7 +131,7 @@ static int pairs_finish(sbert_index *idx, struct sbert_util_topk *keep, float mi
         if (store_record_get(idx->st, txn, keep->v[i].a, &ra) ||
             store_record_get(idx->st, txn, keep->v[i].b, &rb))
             continue;
-        keep->v[i].score = dot_exact(ra.vector, rb.vector, dim);
+        keep->v[i].score = dot_exact(ra.doc_vector, rb.doc_vector, dim);
         if (keep->v[i].score >= min_score) keep->v[m++] = keep->v[i];
     }
     keep->n = m;
@@ -160,7 +161,7 @@ static int pairs_take(uint64_t label, const struct store_record *r, void *user)
     if (f && filter_match_doc(f, r->meta, r->meta ? r->meta_len : 0, r->text, r->text_len) != 1)
         return 0;
     b->qlabels[b->nq] = (int64_t)label;
-    memcpy(b->qvecs + b->nq * b->dim, r->vector, b->dim * sizeof(float));
+    memcpy(b->qvecs + b->nq * b->dim, r->doc_vector, b->dim * sizeof(float));
     return ++b->nq == b->cap ? STORE_SCAN_STOP : 0;
 }
 

@@ -48,7 +48,7 @@ int index_doc_fill(struct sbert_index_doc *d, const struct store_record *r, unsi
     }
     if (include & SBERT_INDEX_INCLUDE_VECTOR) {
         if (!(d->vector = malloc(r->dim * sizeof(float)))) return SBERT_INDEX_ENOMEM;
-        memcpy(d->vector, r->vector, r->dim * sizeof(float));
+        memcpy(d->vector, r->doc_vector, r->dim * sizeof(float));
     }
     return 0;
 }
@@ -234,10 +234,10 @@ int sbert_index_iterate(sbert_index *idx, const char *after, size_t after_len, u
 
 /* ---- queries --------------------------------------------------------------------------------- */
 
-/* The exact cosine of the unit query q with passage i of r (stored vectors may be unaligned). */
-static float passage_score(const struct store_record *r, size_t i, const float *q, size_t dim)
+/* The exact cosine of the unit query q with the stored unit vector at v (maybe unaligned). */
+static float vector_score(const void *at, const float *q, size_t dim)
 {
-    const unsigned char *v = (const unsigned char *)r->vector + i * dim * sizeof(float);
+    const unsigned char *v = at;
     double s = 0;
     for (size_t j = 0; j < dim; j++) {
         float x;
@@ -247,11 +247,18 @@ static float passage_score(const struct store_record *r, size_t i, const float *
     return (float)s;
 }
 
+/* The exact cosine of the unit query q with passage i of r. */
+static float passage_score(const struct store_record *r, size_t i, const float *q, size_t dim)
+{
+    return vector_score((const unsigned char *)r->vector + i * dim * sizeof(float), q, dim);
+}
+
 int index_doc_score(const struct store_record *r, const float *q, size_t dim, float lead_weight,
                     float *score, size_t *best, float *best_score)
 {
     if (r->dim != dim) return SBERT_INDEX_EFORMAT;
-    float lead = passage_score(r, 0, q, dim), top = lead;
+    float top = passage_score(r, 0, q, dim);
+    float lead = r->doc_vector == r->vector ? top : vector_score(r->doc_vector, q, dim);
     size_t arg = 0;
     for (size_t i = 1; i < r->n_passages; i++) {
         float x = passage_score(r, i, q, dim);

@@ -376,7 +376,7 @@ static int mmr(struct search *s)
             rc = SBERT_INDEX_EFORMAT; /* a damaged record */
             break;
         }
-        memcpy(vec + live * dim, r.vector, dim * sizeof *vec);
+        memcpy(vec + live * dim, r.doc_vector, dim * sizeof *vec);
         s->c[live++] = s->c[i];
     }
     double lo = INFINITY, hi = -INFINITY;

@@ -65,9 +65,10 @@
  * Record encoding, version 2 (a document of several passages; one whose only passage is the
  * whole text is written as version 1):
  *   u8 version (2), u8 flags (as version 1), u16 id_len, u32 text_len, u32 meta_len, u32 dim,
- *   u32 n (passages, >= 1), u32 zero, then float32[n * dim] vectors (passage 0's first),
- *   {u32 start, u32 end}[n] (each passage's bytes text[start..end), start <= end <= text_len),
- *   id bytes, text bytes, metadata bytes.
+ *   u32 n (passages, >= 1), u32 zero, then float32[dim] the document vector (the whole text's,
+ *   as the encoder truncates it to its window), float32[n * dim] the passages' vectors (passage
+ *   0's first), {u32 start, u32 end}[n] (each passage's bytes text[start..end), start <= end <=
+ *   text_len), id bytes, text bytes, metadata bytes.
  *
  * Return codes: functions return 0, a negative SBERT_INDEX_E* code, or — where said — an LMDB
  * code from a failed mdb_* call (positive errno or MDB_*), which store_error() converts.
@@ -120,8 +121,11 @@ struct store_meta {
 
 /* A decoded record: pointers into LMDB's map, valid only while its transaction is open. */
 struct store_record {
-    const float *vector; /* n_passages * dim floats, passage 0's first (so vector is the first
-                            passage's); may be unaligned: copy with memcpy */
+    const float *vector;     /* n_passages * dim floats, passage 0's first; may be unaligned:
+                                copy with memcpy (so is doc_vector) */
+    const float *doc_vector; /* dim floats, the document's vector (get's, pairs', MMR's and the
+                                score's lead): version 2's stored one; version 1's is its one
+                                passage's (doc_vector == vector) */
     uint32_t dim;
     uint32_t n_passages;        /* >= 1; the record owns labels key..key+n_passages-1 */
     const unsigned char *spans; /* version 2: n_passages {u32 start, u32 end}; NULL (version 1):
@@ -222,11 +226,14 @@ int store_record_del(store *s, MDB_txn *txn, uint64_t label, uint32_t *n_passage
  * which must be above every stored label (the record is appended), and points its id at it in
  * "ids" (replacing an older entry), and adds its text to the keyword index when s keeps one.
  * vectors holds n_passages * dim floats; spans 2 * n_passages offsets {start, end} (each within
- * the text), or NULL for one passage that is the whole text. metadata may be NULL (none).
+ * the text), or NULL for one passage that is the whole text. doc_vector: with spans, dim floats,
+ * the document vector (version 2); without, NULL (the one passage's vector is the document's).
+ * metadata may be NULL (none).
  * Returns 0, a negative SBERT_INDEX_E* code (the keyword index's) or an LMDB code. */
-int store_doc_put(store *s, MDB_txn *txn, uint64_t label, const float *vectors, size_t dim,
-                  size_t n_passages, const uint32_t *spans, const char *id, size_t id_len,
-                  const char *text, size_t text_len, const char *meta, size_t meta_len);
+int store_doc_put(store *s, MDB_txn *txn, uint64_t label, const float *doc_vector,
+                  const float *vectors, size_t dim, size_t n_passages, const uint32_t *spans,
+                  const char *id, size_t id_len, const char *text, size_t text_len,
+                  const char *meta, size_t meta_len);
 
 /* The number of stored documents. Returns 0 or an LMDB code. */
 int store_doc_count(store *s, MDB_txn *txn, uint64_t *n);

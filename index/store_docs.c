@@ -56,14 +56,15 @@ static size_t record_size(size_t dim, size_t n, int spans, size_t id_len, size_t
                           size_t meta_len)
 {
     if (!spans) return STORE_RECORD_HEADER + dim * sizeof(float) + id_len + text_len + meta_len;
-    if (n > (SIZE_MAX / 2) / (dim * sizeof(float) + 8)) return 0;
-    return STORE_RECORD_HEADER_PASSAGES + n * (dim * sizeof(float) + 8) + id_len + text_len +
-           meta_len;
+    if (n > (SIZE_MAX / 2) / (dim * sizeof(float) + 8) - 1) return 0;
+    return STORE_RECORD_HEADER_PASSAGES + dim * sizeof(float) + n * (dim * sizeof(float) + 8) +
+           id_len + text_len + meta_len;
 }
 
-static void record_encode(unsigned char *buf, const float *vectors, size_t dim, size_t n,
-                          const uint32_t *spans, const char *id, size_t id_len, const char *text,
-                          size_t text_len, const char *meta, size_t meta_len)
+static void record_encode(unsigned char *buf, const float *doc_vector, const float *vectors,
+                          size_t dim, size_t n, const uint32_t *spans, const char *id,
+                          size_t id_len, const char *text, size_t text_len, const char *meta,
+                          size_t meta_len)
 {
     buf[0] = spans ? STORE_RECORD_VERSION_PASSAGES : STORE_RECORD_VERSION;
     buf[1] = meta ? 1 : 0;
@@ -77,6 +78,8 @@ static void record_encode(unsigned char *buf, const float *vectors, size_t dim, 
         store_put_u32(buf + 16, (uint32_t)n);
         store_put_u32(buf + 20, 0);
         p = buf + STORE_RECORD_HEADER_PASSAGES;
+        memcpy(p, doc_vector, dim * sizeof(float));
+        p += dim * sizeof(float);
     }
     memcpy(p, vectors, n * dim * sizeof(float));
     p += n * dim * sizeof(float);
@@ -107,6 +110,8 @@ static int record_decode(const MDB_val *v, struct store_record *r)
     const unsigned char *p = b + (spans ? STORE_RECORD_HEADER_PASSAGES : STORE_RECORD_HEADER);
     r->dim = (uint32_t)dim;
     r->n_passages = (uint32_t)n;
+    r->doc_vector = (const float *)(const void *)p;
+    if (spans) p += dim * sizeof(float);
     r->vector = (const float *)(const void *)p;
     p += n * dim * sizeof(float);
     r->spans = NULL;
@@ -197,18 +202,20 @@ int store_record_del(store *s, MDB_txn *txn, uint64_t label, uint32_t *n_passage
     return mdb_del(txn, s->docs, &k, NULL);
 }
 
-int store_doc_put(store *s, MDB_txn *txn, uint64_t label, const float *vectors, size_t dim,
-                  size_t n_passages, const uint32_t *spans, const char *id, size_t id_len,
-                  const char *text, size_t text_len, const char *meta, size_t meta_len)
+int store_doc_put(store *s, MDB_txn *txn, uint64_t label, const float *doc_vector,
+                  const float *vectors, size_t dim, size_t n_passages, const uint32_t *spans,
+                  const char *id, size_t id_len, const char *text, size_t text_len,
+                  const char *meta, size_t meta_len)
 {
     size_t key = (size_t)label;
     MDB_val k = {sizeof key, &key};
     MDB_val v = {record_size(dim, n_passages, spans != NULL, id_len, text_len, meta_len), NULL};
-    if (v.mv_size == 0 || (!spans && n_passages != 1)) return SBERT_INDEX_EINVAL;
+    if (v.mv_size == 0 || (!spans && n_passages != 1) || !spans != !doc_vector)
+        return SBERT_INDEX_EINVAL;
     int rc = mdb_put(txn, s->docs, &k, &v, MDB_APPEND | MDB_RESERVE);
     if (rc) return rc;
-    record_encode(v.mv_data, vectors, dim, n_passages, spans, id, id_len, text, text_len, meta,
-                  meta_len);
+    record_encode(v.mv_data, doc_vector, vectors, dim, n_passages, spans, id, id_len, text,
+                  text_len, meta, meta_len);
     if ((rc = store_kw_add(s, txn, label, text, text_len))) return rc;
     unsigned char ik[STORE_KEY_MAX], lv[8];
     store_put_u64(lv, label);

@@ -24,6 +24,17 @@ struct verify_scan {
     size_t errlen;
 };
 
+/* Whether the n stored floats at v (maybe unaligned) are all finite. */
+static int finite_all(const float *v, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        float x;
+        memcpy(&x, v + i, sizeof x);
+        if (!isfinite(x)) return 0;
+    }
+    return 1;
+}
+
 /* One record: its vectors have the store's dimension and finite values, its passages' labels
  * belong to no other record and lie below next_label, and its id leads back to its label. */
 static int verify_doc(uint64_t label, const struct store_record *r, void *user)
@@ -33,14 +44,11 @@ static int verify_doc(uint64_t label, const struct store_record *r, void *user)
         return sbert_util_errf(v->errbuf, v->errlen, SBERT_INDEX_EFORMAT,
                                "document %llu has %u dimensions, the store %d",
                                (unsigned long long)label, r->dim, v->dim);
-    for (size_t i = 0; i < (size_t)r->dim * r->n_passages; i++) {
-        float x;
-        memcpy(&x, r->vector + i, sizeof x);
-        if (!isfinite(x))
-            return sbert_util_errf(v->errbuf, v->errlen, SBERT_INDEX_EFORMAT,
-                                   "document %llu's vector holds a value that is not finite",
-                                   (unsigned long long)label);
-    }
+    if (!finite_all(r->vector, (size_t)r->dim * r->n_passages) ||
+        !finite_all(r->doc_vector, r->dim))
+        return sbert_util_errf(v->errbuf, v->errlen, SBERT_INDEX_EFORMAT,
+                               "document %llu's vector holds a value that is not finite",
+                               (unsigned long long)label);
     if (label < v->free_from || label + r->n_passages > v->next_label)
         return sbert_util_errf(v->errbuf, v->errlen, SBERT_INDEX_EFORMAT,
                                "document %llu's %u passages overlap another document's labels or "

@@ -104,6 +104,7 @@ struct put_ctx {
     char **meta;     /* compact metadata per item (cJSON's), NULL for none */
     size_t *first;   /* n + 1: item i's passages are rows first[i]..first[i+1]) of vecs */
     float *vecs;     /* normalised, first[n] * dim */
+    float *dvecs;    /* normalised, n * dim: each item's document vector */
     uint32_t *spans; /* 2 * first[n]: each passage's {start, end} */
     /* outputs of the transaction, reset at each attempt */
     uint64_t next_label, change;
@@ -169,8 +170,9 @@ static int put_fn(store *s, MDB_txn *txn, void *user)
         /* one passage that is the whole text: the record format of one-passage documents */
         const uint32_t *spans = p->spans + 2 * p->first[i];
         if (np == 1 && spans[0] == 0 && spans[1] == it->text_len) spans = NULL;
-        if ((rc = store_doc_put(s, txn, label, p->vecs + p->first[i] * p->dim, p->dim, np, spans,
-                                id, id_len, it->text, it->text_len, meta, meta_len)))
+        if ((rc = store_doc_put(s, txn, label, spans ? p->dvecs + i * p->dim : NULL,
+                                p->vecs + p->first[i] * p->dim, p->dim, np, spans, id, id_len,
+                                it->text, it->text_len, meta, meta_len)))
             return rc;
         if ((rc = store_log_append(s, txn, ++p->change, label, STORE_OP_PUT, (uint32_t)np)))
             return rc;
@@ -179,7 +181,8 @@ static int put_fn(store *s, MDB_txn *txn, void *user)
     return store_meta_put_counters(s, txn, p->next_label, p->change);
 }
 
-/* Checks item i's passages and vectors into p->spans and p->vecs; NULL, or what is wrong. */
+/* Checks item i's passages and vectors into p->spans, p->vecs and p->dvecs; NULL, or what is
+ * wrong. */
 static const char *put_check_passages(struct put_ctx *p, size_t i)
 {
     const struct sbert_index_put_item *it = &p->items[i];
@@ -196,6 +199,13 @@ static const char *put_check_passages(struct put_ctx *p, size_t i)
             sbert_util_normalise_into(it->vector + j * dim, dim, p->vecs + (p->first[i] + j) * dim))
             return "the vector is missing or has a NaN or infinity";
     }
+    float *dv = p->dvecs + i * dim;
+    if (np == 1)
+        memcpy(dv, p->vecs + p->first[i] * dim, dim * sizeof *dv);
+    else if (!it->doc_vector)
+        return "the document vector is missing";
+    else if (sbert_util_normalise_into(it->doc_vector, dim, dv))
+        return "the document vector has a NaN or infinity";
     return NULL;
 }
 
@@ -417,6 +427,7 @@ int sbert_index_put_req(sbert_index *idx, struct sbert_index_put_item *items, si
     size_t rows = p.first && !rc ? p.first[n] : 0;
     p.meta = calloc(n, sizeof *p.meta);
     p.vecs = malloc((rows ? rows : 1) * dim * sizeof *p.vecs);
+    p.dvecs = malloc(n * dim * sizeof *p.dvecs);
     p.spans = malloc((rows ? rows : 1) * 2 * sizeof *p.spans);
     p.label = malloc(n * sizeof *p.label);
     p.superseded = calloc(n, 1);
@@ -427,7 +438,7 @@ int sbert_index_put_req(sbert_index *idx, struct sbert_index_put_item *items, si
     p.added_vecs = malloc((rows ? rows : 1) * dim * sizeof *p.added_vecs);
     if (rc)
         ;
-    else if (!p.first || !p.meta || !p.vecs || !p.spans || !p.label || !p.superseded ||
+    else if (!p.first || !p.meta || !p.vecs || !p.dvecs || !p.spans || !p.label || !p.superseded ||
              !p.removed || !p.removed_np || !p.added || !p.added_np || !p.added_vecs)
         rc = SBERT_INDEX_ENOMEM;
     else
@@ -439,6 +450,7 @@ int sbert_index_put_req(sbert_index *idx, struct sbert_index_put_item *items, si
     free(p.meta);
     free(p.first);
     free(p.vecs);
+    free(p.dvecs);
     free(p.spans);
     free(p.label);
     free(p.superseded);

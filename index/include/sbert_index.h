@@ -12,10 +12,11 @@
  *
  * Documents: a client id (UTF-8, 1..SBERT_INDEX_ID_MAX bytes, no NUL), a text, a metadata JSON
  * object (or none) and its passages: byte ranges of the text (one, the whole text, for a text
- * that fits the model), each with an embedding of dim float32. The vector index holds every
- * passage; a query ranks documents by their passages (sbert_index_query_params). Embeddings are
- * L2-normalised on the way in, so every passage score is a cosine similarity (inner product of
- * unit vectors).
+ * that fits the model), each with an embedding of dim float32, and the document vector: the
+ * whole text's embedding, truncated to the model's window (a one-passage document's is its
+ * passage's). The vector index holds every passage; a query ranks documents by their passages
+ * and document vector (sbert_index_query_params). Embeddings are L2-normalised on the way in, so
+ * every passage score is a cosine similarity (inner product of unit vectors).
  *
  * Durability: every write call (put, delete, patch, reindex; a delete by filter: each of its
  * chunks) is one LMDB write transaction committed with fsync before the call returns 0; a batch
@@ -238,6 +239,11 @@ struct sbert_index_put_item {
     const size_t *passages; /* in: 2 * n_passages byte offsets {start, end} into the text
                                (start <= end <= text_len, both below 2^32), or NULL when
                                n_passages is 0 */
+    /* in, for n_passages > 1 (else unused: the one passage's vector is the document's): dim
+     * floats, finite, the document vector (the whole text encoded, which the encoder truncates to
+     * its window): get's, pairs' and MMR's vector and the score's lead; normalised before it is
+     * stored */
+    const float *doc_vector;
     char gen_id[SBERT_INDEX_GEN_ID_SIZE]; /* out: the generated id when id was NULL, else "" */
     int replaced; /* out: 1 when a document with this id existed and was replaced */
 };
@@ -331,8 +337,9 @@ struct sbert_index_doc {
     size_t text_len;
     char *metadata; /* compact JSON object, or NULL when the document has none */
     size_t metadata_len;
-    float *vector; /* dim floats (the stored, normalised vector; of its first passage when the
-                      document has several) */
+    float *vector; /* dim floats (the stored, normalised document vector: of the whole text,
+                      truncated to the model's window, also when the document has several
+                      passages) */
     /* sbert_index_search in keyword or hybrid mode: the hit's cosine similarity (NAN when the
      * search had no vector), its BM25 score (0 when it holds no query term), and its rank in the
      * dense and keyword candidate lists (1 = first; 0 = not in that list) */
@@ -522,8 +529,8 @@ struct sbert_index_query_params {
                                          (4 bytes a float) and passage texts, counted as they are
                                          read: over it the query stops and fails with ETOOBIG, as
                                          sbert_index_get_max(); 0: unbounded */
-    /* A document's score: lead_weight * (its first passage's cosine) + (1 - lead_weight) * (its
-     * best passage's cosine), both exact from the stored vectors; in [0, 1]. A one-passage
+    /* A document's score: lead_weight * (its document vector's cosine) + (1 - lead_weight) *
+     * (its best passage's cosine), both exact from the stored vectors; in [0, 1]. A one-passage
      * document scores its cosine. */
     float lead_weight;
     size_t passages_per_doc; /* best passages returned per document hit (at most 1000); 0: 1 */

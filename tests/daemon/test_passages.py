@@ -269,8 +269,45 @@ def test_group_and_passages_per_document(d):
     c.close()
 
 
+def test_document_vector(d):
+    """A document of several passages also stores its document vector: the whole text encoded,
+    which the encoder truncates to its window as `encode` does. get returns it, the score leads
+    with it, and the add reply counts its encode without calling the document truncated."""
+    c = d.client()
+    rng = random.Random(5)
+    text = long_doc(rng, DEEP, 40, 40)
+    _, np0 = counts(c)
+    rep = ok(c.call("add", documents=[{"id": "long", "text": text},
+                                      {"id": "short", "text": "I love pasta"}]), "add")
+    _, np1 = counts(c)
+    n_long = np1 - np0 - 1
+    check(n_long > 3, "the long document has %d passages" % n_long)
+    check(rep["encoded"] + rep["cached"] == n_long + 1 + 1,
+          "encoded + cached %r: %d passages, the long text's document vector and the short text"
+          % ((rep["encoded"], rep["cached"]), n_long))
+    check(rep["truncated"] == [], "the document vector's cut made a document truncated: %r" % (
+        rep["truncated"],))
+    enc = ok(c.call("encode", texts=[text, DEEP_Q]), "encode")
+    check(enc["truncated"] == [0], "encode of the long text is not truncated: %r" % (
+        enc["truncated"],))
+    want, q = enc["embeddings"]
+    g = ok(c.call("get", ids=["long"], include=["vector"]), "get")["documents"][0]["vector"]
+    check(max(abs(a - b) for a, b in zip(want, g)) < 1e-6,
+          "get's vector is not the encode of the document's text")
+    r = ok(c.call("query", text=DEEP_Q, k=1, include=[]), "query")["results"][0]
+    lead = sum(a * b for a, b in zip(g, q))
+    check(r["id"] == "long" and abs(r["score"] - (0.3 * lead + 0.7 * r["passage"]["score"])) < 1e-5,
+          "score %r, want 0.3 * %r + 0.7 * %r" % (r["score"], lead, r["passage"]["score"]))
+    # the same text again: every text of it comes from the cache
+    rep = ok(c.call("add", documents=[{"id": "long2", "text": text}]), "add again")
+    check((rep["encoded"], rep["cached"]) == (0, n_long + 1), "a repeat: %r" % (
+        (rep["encoded"], rep["cached"]),))
+    c.close()
+
+
 TESTS = [
     ("passages_found_deep", test_passages_found_deep),
+    ("document_vector", test_document_vector),
     ("group_and_passages_per_document", test_group_and_passages_per_document),
     ("upsert_and_delete", test_upsert_and_delete),
     ("restart_replay_rebuild", test_restart_replay_rebuild),

@@ -1,9 +1,10 @@
 /*
  * test_passages.c — documents of several passages in the store (sbert_index.h, index/store.h's
- * record version 2): labels per passage, document scores (lead_weight), best passages, passage
- * hits, filters, upsert and delete of every passage, patch and reindex keeping them, replay of
- * the change log after a writer died without closing, rebuild, verify. Random unit vectors, no
- * model. Usage: test_passages (a child mode, "writer DIR", is this program run by itself).
+ * record version 2): labels per passage, the document vector (the score's lead, get's and pairs'
+ * vector), document scores (lead_weight), best passages, passage hits, filters, upsert and delete
+ * of every passage, patch and reindex keeping them, replay of the change log after a writer died
+ * without closing, rebuild, verify. Random unit vectors, no model. Usage: test_passages (a child
+ * mode, "writer DIR", is this program run by itself).
  */
 #include <sys/wait.h>
 
@@ -13,6 +14,9 @@
 #define NP 5
 static const char multi_text[] = "Zero one. Two three. Four five. Six seven. Eight nine.";
 static const size_t multi_spans[2 * NP] = {0, 9, 10, 20, 21, 31, 32, 42, 43, 54};
+/* A multi-passage document of seed s has passage i's vector t_vec(s + i) and its document vector
+ * t_vec(s + DOC_SEED). */
+#define DOC_SEED 50
 
 static void put_multi(sbert_index *idx, const char *id, uint64_t seed, size_t np, const char *meta)
 {
@@ -28,6 +32,9 @@ static void put_multi(sbert_index *idx, const char *id, uint64_t seed, size_t np
                                       .vector = v,
                                       .n_passages = np,
                                       .passages = multi_spans};
+    float dv[T_DIM];
+    t_vec(seed + DOC_SEED, dv, T_DIM);
+    if (np > 1) it.doc_vector = dv;
     char err[512] = "";
     CHECK_RC(sbert_index_put(idx, &it, 1, NULL, err, sizeof err), 0);
     free(v);
@@ -86,12 +93,26 @@ static sbert_index *open_store(const char *dir)
     return idx;
 }
 
-/* The top hit of a query for passage i of "multi" (seed) is "multi", with that passage best. */
+/* get's vector of id is want. */
+static void get_vector(sbert_index *idx, const char *id, const float *want)
+{
+    size_t len = strlen(id);
+    struct sbert_index_results *r = NULL;
+    CHECK_RC(sbert_index_get(idx, &id, &len, 1, SBERT_INDEX_INCLUDE_VECTOR, &r), 0);
+    CHECK(r && r->n == 1 && r->docs[0].found && r->docs[0].vector &&
+          fabs(dot(r->docs[0].vector, want) - 1) < 1e-5);
+    sbert_index_results_free(r);
+}
+
+/* The top hit of a query for passage i of "multi" (seed) is "multi", with that passage best; its
+ * score leads with its document vector, which get returns. */
 static void scores(sbert_index *idx, uint64_t seed)
 {
-    float v[NP][T_DIM];
+    float v[NP][T_DIM], dv[T_DIM];
     for (int i = 0; i < NP; i++)
         t_vec(seed + (uint64_t)i, v[i], T_DIM);
+    t_vec(seed + DOC_SEED, dv, T_DIM);
+    get_vector(idx, "multi", dv);
     struct sbert_index_query_params q = sbert_index_query_default_params();
     q.k = 3;
     q.include = SBERT_INDEX_INCLUDE_TEXT;
@@ -104,8 +125,8 @@ static void scores(sbert_index *idx, uint64_t seed)
               d->passages[0].end == multi_spans[7]);
         CHECK(d->n_passages == 1 && strcmp(d->passages[0].text, "Six seven.") == 0);
         CHECK(fabsf(d->passages[0].score - 1.0f) < 1e-5f);
-        /* 0.3 * the lead's cosine + 0.7 * the best's (the default lead_weight) */
-        CHECK(fabs(d->score - (0.3 * dot(v[3], v[0]) + 0.7)) < 1e-5);
+        /* 0.3 * the document vector's cosine + 0.7 * the best's (the default lead_weight) */
+        CHECK(fabs(d->score - (0.3 * dot(v[3], dv) + 0.7)) < 1e-5);
         CHECK(d->text && strcmp(d->text, multi_text) == 0);
         /* a one-passage hit: its passage is its whole text, scored as the document */
         for (size_t j = 1; j < r->n; j++)
@@ -118,7 +139,7 @@ static void scores(sbert_index *idx, uint64_t seed)
     CHECK_RC(sbert_index_query(idx, v[3], &q, &r), 0);
     for (size_t j = 0; r && j < r->n; j++)
         if (strcmp(r->docs[j].id, "multi") == 0)
-            CHECK(fabs(r->docs[j].score - dot(v[3], v[0])) < 1e-5);
+            CHECK(fabs(r->docs[j].score - dot(v[3], dv)) < 1e-5);
     sbert_index_results_free(r);
     q.lead_weight = 0;
     q.passages_per_doc = 3;
@@ -159,7 +180,7 @@ static void scores(sbert_index *idx, uint64_t seed)
     sp.q.k = 3;
     CHECK_RC(sbert_index_search(idx, &sp, &r), 0);
     CHECK(r && r->n && strcmp(r->docs[0].id, "multi") == 0 &&
-          fabs(r->docs[0].dense_score - (0.3 * dot(v[3], v[0]) + 0.7)) < 1e-5);
+          fabs(r->docs[0].dense_score - (0.3 * dot(v[3], dv) + 0.7)) < 1e-5);
     sbert_index_results_free(r);
     sbert_index_filter_free(f);
 }
@@ -232,6 +253,12 @@ int main(int argc, char **argv)
     size_t bi = 9;
     CHECK(sbert_index_put(idx, &it, 1, &bi, NULL, 0) == SBERT_INDEX_EINVAL && bi == 0);
     COUNTS(idx, 21, 20 + NP);
+    /* sound passages without the document vector are refused too */
+    size_t good[4] = {0, 2, 3, 5};
+    it.passages = good;
+    bi = 9;
+    CHECK(sbert_index_put(idx, &it, 1, &bi, NULL, 0) == SBERT_INDEX_EINVAL && bi == 0);
+    COUNTS(idx, 21, 20 + NP);
 
     /* patch keeps the passages (a new label range, the same vectors) */
     struct sbert_index_patch_item pi = {
@@ -241,12 +268,25 @@ int main(int argc, char **argv)
     COUNTS(idx, 21, 20 + NP);
     scores(idx, 100);
 
-    /* pairs take part by their first passage: no pair of a document with itself */
+    /* pairs take part by their document vector: no pair of a document with itself, and a
+     * pair's score is the document vectors' cosine */
     struct sbert_index_pairs_params pp = sbert_index_pairs_default_params();
     struct sbert_index_pairs *pr = NULL;
     CHECK_RC(sbert_index_pairs(idx, &pp, &pr), 0);
-    for (size_t i = 0; pr && i < pr->n; i++)
+    float dv[T_DIM], sv[T_DIM];
+    t_vec(100 + DOC_SEED, dv, T_DIM);
+    size_t with_multi = 0;
+    for (size_t i = 0; pr && i < pr->n; i++) {
         CHECK(strcmp(pr->pairs[i].a, pr->pairs[i].b) != 0);
+        const char *other = strcmp(pr->pairs[i].a, "multi") == 0   ? pr->pairs[i].b
+                            : strcmp(pr->pairs[i].b, "multi") == 0 ? pr->pairs[i].a
+                                                                   : NULL;
+        if (!other) continue;
+        t_vec(1000 + (uint64_t)atoi(other + 1), sv, T_DIM);
+        CHECK(fabs(pr->pairs[i].score - dot(dv, sv)) < 1e-5);
+        with_multi++;
+    }
+    CHECK(with_multi > 0);
     sbert_index_pairs_free(pr);
 
     /* a clean close (snapshot), then a writer that dies: the reopen replays its changes */
@@ -289,14 +329,21 @@ int main(int argc, char **argv)
         CHECK(strcmp(got, want[i]) == 0);
     }
 
-    /* reindex re-encodes every passage, each a NUL-terminated text */
+    /* reindex re-encodes every passage, each a NUL-terminated text, and the whole text of each
+     * document of several passages for its document vector */
     struct sbert_index_model nm = t_params("Flat").model;
     nm.name = "model-b";
     nm.weights_sha256 = T_SHA_B;
     size_t calls = 0;
     CHECK_RC(sbert_index_reindex(idx, &nm, fake_encode, &calls, err, sizeof err), 0);
-    CHECK(calls == 26);
+    CHECK(calls == 26 + 2);
     COUNTS(idx, 21, 26);
+    float rv[T_DIM];
+    uint64_t rh = 1469598103934665603ull;
+    for (size_t j = 0; j < strlen(multi_text); j++)
+        rh = (rh ^ (unsigned char)multi_text[j]) * 1099511628211ull;
+    t_vec(rh, rv, T_DIM);
+    get_vector(idx, "multi", rv);
 
     /* a delete by filter and a delete remove every passage */
     sbert_index_filter *f = NULL;
