@@ -13,19 +13,10 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import sbertd_harness as h  # noqa: E402
+from test_sbertd import check, ok  # noqa: E402
 
 MODEL = None
 TEXT = "Passages that did not change are never encoded twice."
-
-
-def check(cond, what):
-    if not cond:
-        raise AssertionError(what)
-
-
-def ok(reply, what=""):
-    check(reply.get("v") == 1 and reply.get("ok") is True, "%s: expected ok, got %r" % (what, reply))
-    return reply
 
 
 def cache_stats(c):
