@@ -13,6 +13,9 @@
 
 #include <math.h>
 #include <stdint.h>
+#if defined(__x86_64__)
+#include <cpuid.h>
+#endif
 
 static uint64_t rng = 88172645463325252ull;
 static uint32_t next(void)
@@ -36,6 +39,13 @@ int main(void)
 #if defined(__x86_64__)
     CHECK(sbert_qisa_available(SBERT_QISA_AVX2),
           "this x86-64 CPU has no AVX2: the CI path cannot run");
+    /* AVX-VNNI's detection (libgcc's __builtin_cpu_supports) agrees with CPUID leaf 7 subleaf 1,
+     * EAX bit 4 (the OS saving YMM state is AVX2's condition, checked above): a detection that
+     * always said no would leave the kernel unused without failing anything else */
+    unsigned ea, eb, ec, ed;
+    const int vnni_bit = __get_cpuid_count(7, 1, &ea, &eb, &ec, &ed) && (ea & bit_AVXVNNI);
+    CHECK(sbert_qisa_available(SBERT_QISA_AVXVNNI) == vnni_bit, "avxvnni: detected %d, CPUID %d",
+          sbert_qisa_available(SBERT_QISA_AVXVNNI), vnni_bit);
 #endif
     const int Ks[] = {4, 12, 64, 384, 1536}, Ns[] = {5, 16, 33, 64, 100, 384},
               Ms[] = {1, 2, 3, 4, 5, 7, 9, 70};
