@@ -131,7 +131,7 @@ void sbert_qweight_free(struct sbert_qweight *q)
     memset(q, 0, sizeof *q);
 }
 
-static const char *const names[SBERT_QISA_N] = {"scalar", "avx2", "avx512vnni"};
+static const char *const names[SBERT_QISA_N] = {"scalar", "avx2", "avxvnni", "avx512vnni"};
 
 const char *sbert_qisa_name(int isa)
 {
@@ -154,6 +154,8 @@ int sbert_qisa_available(int isa)
 #if defined(__x86_64__)
     case SBERT_QISA_AVX2:
         return __builtin_cpu_supports("avx2");
+    case SBERT_QISA_AVXVNNI:
+        return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("avxvnni");
     case SBERT_QISA_AVX512VNNI:
         return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
                __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni");
@@ -176,6 +178,8 @@ sbert_qgemm_fn sbert_qgemm_get(int isa)
 #if defined(__x86_64__)
     case SBERT_QISA_AVX2:
         return sbert_qgemm_avx2;
+    case SBERT_QISA_AVXVNNI:
+        return sbert_qgemm_avxvnni;
     case SBERT_QISA_AVX512VNNI:
         return sbert_qgemm_avx512vnni;
 #endif

@@ -20,8 +20,9 @@
 enum {
     SBERT_QISA_SCALAR = 0,     /* portable C: the reference */
     SBERT_QISA_AVX2 = 1,       /* sign trick + vpmaddubsw + vpmaddwd */
-    SBERT_QISA_AVX512VNNI = 2, /* vpdpbusd on 512-bit vectors, A offset to u8 and corrected */
-    SBERT_QISA_N
+    SBERT_QISA_AVXVNNI = 2,    /* vpdpbusd (VEX) on 256-bit vectors, A offset to u8 and corrected */
+    SBERT_QISA_AVX512VNNI = 3, /* vpdpbusd on 512-bit vectors, A offset to u8 and corrected */
+    SBERT_QISA_N               /* in order of preference: sbert_qisa_best() takes the last one */
 };
 
 enum { SBERT_QPANEL = 16 }; /* output channels per packed panel */
@@ -71,6 +72,12 @@ void sbert_qgemm_scalar(const int8_t *a, size_t lda, int m, const struct sbert_q
                         int n1, int32_t *c, int ldc);
 void sbert_qgemm_avx2(const int8_t *a, size_t lda, int m, const struct sbert_qweight *w, int n0,
                       int n1, int32_t *c, int ldc);
+void sbert_qgemm_avxvnni(const int8_t *a, size_t lda, int m, const struct sbert_qweight *w, int n0,
+                         int n1, int32_t *c, int ldc);
+/* The AVX-VNNI kernel's source compiled with EVEX-256 vpdpbusd (AVX512-VNNI + VL) instead: linked
+ * into tests/encoder's test_qgemm only, to check that source where AVX-VNNI is missing. */
+void sbert_qgemm_avxvnni_evex(const int8_t *a, size_t lda, int m, const struct sbert_qweight *w,
+                              int n0, int n1, int32_t *c, int ldc);
 void sbert_qgemm_avx512vnni(const int8_t *a, size_t lda, int m, const struct sbert_qweight *w,
                             int n0, int n1, int32_t *c, int ldc);
 
@@ -78,7 +85,7 @@ void sbert_qgemm_avx512vnni(const int8_t *a, size_t lda, int m, const struct sbe
 int sbert_qisa_available(int isa);
 /* The fastest kernel this CPU can run. */
 int sbert_qisa_best(void);
-/* "scalar", "avx2", "avx512vnni"; NULL for an unknown isa. */
+/* "scalar", "avx2", "avxvnni", "avx512vnni"; NULL for an unknown isa. */
 const char *sbert_qisa_name(int isa);
 /* The isa named name, or -1. */
 int sbert_qisa_from_name(const char *name);

@@ -16,9 +16,13 @@ add_library(sbert_vindex STATIC
 # runs only where vindex_qscan.c finds the CPU can (one binary for AVX2-only and AVX-512 machines).
 if(CMAKE_SYSTEM_PROCESSOR MATCHES "x86_64|AMD64|amd64")
   target_sources(sbert_vindex PRIVATE ${CMAKE_CURRENT_LIST_DIR}/vindex_qscan_avx2.c
+                                      ${CMAKE_CURRENT_LIST_DIR}/vindex_qscan_avxvnni.c
                                       ${CMAKE_CURRENT_LIST_DIR}/vindex_qscan_avx512.c)
   set_source_files_properties(${CMAKE_CURRENT_LIST_DIR}/vindex_qscan_avx2.c PROPERTIES
                               COMPILE_OPTIONS "-mavx2;-mno-avx512f")
+  # VEX only, as its CPUs have no EVEX (tests/vindex checks the encoding)
+  set_source_files_properties(${CMAKE_CURRENT_LIST_DIR}/vindex_qscan_avxvnni.c PROPERTIES
+                              COMPILE_OPTIONS "-mavx2;-mavxvnni;-mno-avx512f")
   set_source_files_properties(${CMAKE_CURRENT_LIST_DIR}/vindex_qscan_avx512.c PROPERTIES
                               COMPILE_OPTIONS "-mavx2;-mavx512f;-mavx512bw;-mavx512vnni")
 endif()

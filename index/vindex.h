@@ -27,12 +27,12 @@
  *                         exact only up to that recall. qscan_min = SIZE_MAX keeps every search
  *                         exact. The scan runs on the CPUs of the process's affinity mask (up to
  *                         8 threads, 32768 rows a thread at least) with the best kernel the CPU
- *                         has (AVX512-VNNI, AVX2, scalar; integer sums, the same in each);
- *                         SBERT_SCAN_ISA=scalar|avx2|avx512vnni forces one, and vindex_create()
- *                         then fails with VINDEX_EINVAL on a CPU without it. vindex_info() names
- *                         the kernel in use.
+ *                         has (AVX512-VNNI, AVX-VNNI, AVX2, scalar; integer sums, the same in
+ *                         each); SBERT_SCAN_ISA=scalar|avx2|avxvnni|avx512vnni forces one, and
+ *                         vindex_create() then fails with VINDEX_EINVAL on a CPU without it.
+ *                         vindex_info() names the kernel in use.
  *                         From params.qscan_binary_min vectors (default VINDEX_QSCAN_BINARY_MIN
- *                         with the avx512vnni kernel, never with avx2 or scalar) the scan reads one
+ *                         with the avx512vnni kernel, never with the others) the scan reads one
  * sign bit a dimension instead of the int8 codes (scored against the int8 query) and re-ranks
  * max(100 k, 1000) candidates exactly: recall@10 1.0 at 1M (116k Tatoeba embeddings and 883k
  * normalised sums of two of them, 60 queries; also 1.0 on the 116k alone, 300 queries:
@@ -207,8 +207,9 @@ struct vindex_info {
     int training;         /* 1 while a background training runs */
     int needs_rebuild;    /* see vindex_needs_rebuild() */
     size_t memory_bytes;  /* estimate of the index's heap use (vectors/codes, graph, id maps) */
-    char scan_kernel[16]; /* Flat: the int8 scan's kernel ("scalar", "avx2", "avx512vnni") when
-                             searches use it at the present count; "" when they scan exactly */
+    char scan_kernel[16]; /* Flat: the int8 scan's kernel ("scalar", "avx2", "avxvnni",
+                             "avx512vnni") when searches use it at the present count; "" when
+                             they scan exactly */
     char spec[128];       /* the spec the index was created with */
 };
 

@@ -52,7 +52,7 @@ void qscan_bits_scalar(const int8_t *q, const uint8_t *b, size_t n, size_t d, in
     }
 }
 
-static const char *const isa_names[QSCAN_NISA] = {"scalar", "avx2", "avx512vnni"};
+static const char *const isa_names[QSCAN_NISA] = {"scalar", "avx2", "avxvnni", "avx512vnni"};
 
 const char *qscan_isa_name(int isa)
 {
@@ -68,6 +68,8 @@ int qscan_isa_available(int isa)
 #if defined(__x86_64__)
     case QSCAN_AVX2:
         return __builtin_cpu_supports("avx2");
+    case QSCAN_AVXVNNI:
+        return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("avxvnni");
     case QSCAN_AVX512VNNI:
         return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
                __builtin_cpu_supports("avx512vnni");
@@ -85,6 +87,8 @@ qscan_dots_fn qscan_dots_get(int isa)
 #if defined(__x86_64__)
     case QSCAN_AVX2:
         return qscan_dots_avx2;
+    case QSCAN_AVXVNNI:
+        return qscan_dots_avxvnni;
     case QSCAN_AVX512VNNI:
         return qscan_dots_avx512vnni;
 #endif
@@ -100,6 +104,7 @@ qscan_bits_fn qscan_bits_get(int isa)
         return qscan_bits_scalar;
 #if defined(__x86_64__)
     case QSCAN_AVX2:
+    case QSCAN_AVXVNNI:
         return qscan_bits_avx2;
     case QSCAN_AVX512VNNI:
         return qscan_bits_avx512vnni;
@@ -118,7 +123,7 @@ int qscan_isa_select(char *errbuf, size_t errlen)
             if (strcmp(force, isa_names[i]) == 0) isa = i;
         if (isa < 0 || !qscan_isa_available(isa))
             return sbert_util_errf(errbuf, errlen, VINDEX_EINVAL, "SBERT_SCAN_ISA=%s: %s", force,
-                                   isa < 0 ? "unknown kernel (scalar, avx2, avx512vnni)"
+                                   isa < 0 ? "unknown kernel (scalar, avx2, avxvnni, avx512vnni)"
                                            : "this CPU cannot run that kernel");
         return isa;
     }

@@ -1,7 +1,7 @@
 /*
  * vindex_qscan.h — private to the vindex files: the quantised copy of a Flat index's vectors and
  * the search that scans it, then re-ranks its best candidates exactly (vindex_qscan.c; kernels in
- * vindex_qscan_{avx2,avx512}.c).
+ * vindex_qscan_{avx2,avxvnni,avx512}.c).
  *
  * Why: an exact Flat scan reads 4 * dim bytes a vector (1.5 KB at dim 384), so a query at 100k
  * vectors reads 154 MB and is bound by one core's memory bandwidth. The copy holds each vector as
@@ -35,8 +35,9 @@
 /* Most threads one search uses. */
 #define QSCAN_THREADS_MAX 8
 
-/* The scan kernels, as SBERT_SCAN_ISA names them. */
-enum { QSCAN_SCALAR = 0, QSCAN_AVX2 = 1, QSCAN_AVX512VNNI = 2, QSCAN_NISA = 3 };
+/* The scan kernels, as SBERT_SCAN_ISA names them, in order of preference (the last available
+ * one is the default). avxvnni has a dots kernel of its own and AVX2's bits kernel. */
+enum { QSCAN_SCALAR = 0, QSCAN_AVX2 = 1, QSCAN_AVXVNNI = 2, QSCAN_AVX512VNNI = 3, QSCAN_NISA = 4 };
 
 /* n dot products of the query codes q with rows x (n * d codes, row-major); codes are within
  * [-127, 127]. Every kernel returns the same exact sums. */
@@ -54,9 +55,13 @@ qscan_bits_fn qscan_bits_get(int isa);
 
 void qscan_dots_scalar(const int8_t *q, const int8_t *x, size_t n, size_t d, int32_t *out);
 void qscan_dots_avx2(const int8_t *q, const int8_t *x, size_t n, size_t d, int32_t *out);
+void qscan_dots_avxvnni(const int8_t *q, const int8_t *x, size_t n, size_t d, int32_t *out);
+/* The AVX-VNNI kernel's source compiled with EVEX-256 vpdpbusd (AVX512-VNNI + VL) instead: linked
+ * into tests/vindex's test_qscan only, to check that source where AVX-VNNI is missing. */
+void qscan_dots_avxvnni_evex(const int8_t *q, const int8_t *x, size_t n, size_t d, int32_t *out);
 void qscan_dots_avx512vnni(const int8_t *q, const int8_t *x, size_t n, size_t d, int32_t *out);
 
-/* The kernel's name ("scalar", "avx2", "avx512vnni"), NULL for a bad isa. */
+/* The kernel's name ("scalar", "avx2", "avxvnni", "avx512vnni"), NULL for a bad isa. */
 const char *qscan_isa_name(int isa);
 /* 1 when this CPU (and OS) can run isa. */
 int qscan_isa_available(int isa);

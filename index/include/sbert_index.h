@@ -735,9 +735,10 @@ struct sbert_index_stats {
     uint64_t index_count;     /* live entries in the vector index, one per passage: after open,
                                  the documents' passages */
     uint64_t index_bytes;     /* the vector index's estimate of its memory use */
-    char scan_kernel[16];     /* the kernel of a Flat index's int8 scan ("avx512vnni", "avx2",
-                                 "scalar") when its searches use it at the present count; "" when
-                                 they scan exactly (index/vindex.h, "Flat") */
+    char scan_kernel[16];     /* the kernel of a Flat index's int8 scan ("avx512vnni",
+                                 "avxvnni", "avx2", "scalar") when its searches use it at the
+                                 present count; "" when they scan exactly (index/vindex.h,
+                                 "Flat") */
     /* the keyword index: its language ("" when keyword_language is "off"), the documents and
      * postings (term, document) in it, and its size in the store: the term tree's pages plus 16
      * bytes a posting (LMDB keeps a term's postings in pages of their own, packed) */

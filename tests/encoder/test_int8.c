@@ -104,7 +104,7 @@ int main(int argc, char **argv)
     sbert_model_free(m);
 
     /* Every kernel the CPU has, against the default kernel's vectors. */
-    static const char *const isas[] = {"avx2", "avx512vnni", "scalar"};
+    static const char *const isas[] = {"avx2", "avxvnni", "avx512vnni", "scalar"};
     int ran_avx2 = 0;
     for (size_t k = 0; k < sizeof isas / sizeof *isas; k++) {
         sbert_model *mk = load(argv[1], isas[k]);

@@ -3,6 +3,8 @@
  * unpacked weights, and every kernel this CPU can run against the scalar one, bit for bit, on
  * random matrices with the extreme values +-127 and every row/column remainder. The AVX2 kernel
  * must be available on x86-64 (CI machines have it), so its arithmetic is always checked.
+ * The AVX-VNNI kernel's source is also checked as its EVEX twin (qgemm_avxvnni_evex.c) wherever
+ * the CPU has AVX512-VNNI, since few machines that run the tests have AVX-VNNI itself.
  * Also the row quantiser's contract.
  */
 #include "quant.h"
@@ -11,6 +13,9 @@
 
 #include <math.h>
 #include <stdint.h>
+#if defined(__x86_64__)
+#include <cpuid.h>
+#endif
 
 static uint64_t rng = 88172645463325252ull;
 static uint32_t next(void)
@@ -34,10 +39,33 @@ int main(void)
 #if defined(__x86_64__)
     CHECK(sbert_qisa_available(SBERT_QISA_AVX2),
           "this x86-64 CPU has no AVX2: the CI path cannot run");
+    /* AVX-VNNI's detection (libgcc's __builtin_cpu_supports) agrees with CPUID leaf 7 subleaf 1,
+     * EAX bit 4 (the OS saving YMM state is AVX2's condition, checked above): a detection that
+     * always said no would leave the kernel unused without failing anything else */
+    unsigned ea, eb, ec, ed;
+    const int vnni_bit = __get_cpuid_count(7, 1, &ea, &eb, &ec, &ed) && (ea & bit_AVXVNNI);
+    CHECK(sbert_qisa_available(SBERT_QISA_AVXVNNI) == vnni_bit, "avxvnni: detected %d, CPUID %d",
+          sbert_qisa_available(SBERT_QISA_AVXVNNI), vnni_bit);
 #endif
     const int Ks[] = {4, 12, 64, 384, 1536}, Ns[] = {5, 16, 33, 64, 100, 384},
               Ms[] = {1, 2, 3, 4, 5, 7, 9, 70};
-    int checked[SBERT_QISA_N] = {0};
+    /* the kernels compared with the scalar one: every ISA's, then the AVX-VNNI source's twin */
+    enum { NK = SBERT_QISA_N + 1 };
+    const char *kname[NK];
+    sbert_qgemm_fn kfn[NK];
+    int kavail[NK], checked[NK] = {0};
+    for (int isa = 0; isa < SBERT_QISA_N; isa++) {
+        kname[isa] = sbert_qisa_name(isa);
+        kavail[isa] = sbert_qisa_available(isa);
+        kfn[isa] = sbert_qgemm_get(isa);
+    }
+    kname[SBERT_QISA_N] = "avxvnni-evex";
+    kavail[SBERT_QISA_N] = 0;
+    kfn[SBERT_QISA_N] = NULL;
+#if defined(__x86_64__)
+    kavail[SBERT_QISA_N] = sbert_qisa_available(SBERT_QISA_AVX512VNNI); /* F, BW, VL, VNNI */
+    kfn[SBERT_QISA_N] = sbert_qgemm_avxvnni_evex;
+#endif
     for (size_t ki = 0; ki < sizeof Ks / sizeof *Ks; ki++)
         for (size_t ni = 0; ni < sizeof Ns / sizeof *Ns; ni++) {
             const int K = Ks[ki], N = Ns[ni];
@@ -77,19 +105,19 @@ int main(void)
                               M, i, j);
                     }
                 checked[SBERT_QISA_SCALAR]++;
-                for (int isa = 1; isa < SBERT_QISA_N; isa++) {
-                    if (!sbert_qisa_available(isa)) continue;
+                for (int isa = 1; isa < NK; isa++) {
+                    if (!kavail[isa]) continue;
                     /* the whole width, then a slice that starts past the first panel */
                     for (int part = 0; part < 2; part++) {
                         const int n0 = part && q.np > 16 ? 16 : 0;
                         memset(c, 0x55, (size_t)M * ldc * sizeof *c);
-                        sbert_qgemm_get(isa)(a, lda, M, &q, n0, q.np, c, ldc);
+                        kfn[isa](a, lda, M, &q, n0, q.np, c, ldc);
                         for (int i = 0; i < M; i++)
                             for (int j = n0; j < q.np; j++)
                                 CHECK(c[(size_t)i * ldc + (j - n0)] == ref[(size_t)i * ldc + j],
-                                      "%s K=%d N=%d M=%d n0=%d (%d,%d): %d, scalar %d",
-                                      sbert_qisa_name(isa), K, N, M, n0, i, j,
-                                      c[(size_t)i * ldc + (j - n0)], ref[(size_t)i * ldc + j]);
+                                      "%s K=%d N=%d M=%d n0=%d (%d,%d): %d, scalar %d", kname[isa],
+                                      K, N, M, n0, i, j, c[(size_t)i * ldc + (j - n0)],
+                                      ref[(size_t)i * ldc + j]);
                     }
                     checked[isa]++;
                 }
@@ -100,9 +128,9 @@ int main(void)
             sbert_qweight_free(&q);
             free(wf);
         }
-    for (int isa = 0; isa < SBERT_QISA_N; isa++)
-        printf("%-11s %s: %d shapes identical to the reference\n", sbert_qisa_name(isa),
-               sbert_qisa_available(isa) ? "available" : "not on this CPU", checked[isa]);
+    for (int isa = 0; isa < NK; isa++)
+        printf("%-12s %s: %d shapes identical to the reference\n", kname[isa],
+               kavail[isa] ? "available" : "not on this CPU", checked[isa]);
 
     /* The row quantiser: the largest |x| becomes +-127, an all-zero row has scale 0. */
     float x[6] = {0.5f, -2.0f, 1.0f, 0.0f, 1.99f, -0.01f};
@@ -117,7 +145,18 @@ int main(void)
     float mul[6] = {1, 0.5f, 1, 1, 1, 1};
     sc = sbert_quantize_row_mul(x, mul, 6, qx);
     CHECK(fabsf(sc - 1.99f / 127) < 1e-7f && qx[4] == 127 && qx[1] == -64, "quantize_row_mul");
-    CHECK(sbert_qisa_from_name("avx2") == SBERT_QISA_AVX2 && sbert_qisa_from_name("nope") == -1,
+    CHECK(sbert_qisa_from_name("avx2") == SBERT_QISA_AVX2 &&
+              sbert_qisa_from_name("avxvnni") == SBERT_QISA_AVXVNNI &&
+              sbert_qisa_from_name("nope") == -1,
           "ISA names");
+    /* the preference: AVX-VNNI over AVX2, and AVX512-VNNI (wider) over AVX-VNNI where a CPU has
+     * both (Sapphire Rapids) */
+    const int best = sbert_qisa_best();
+    if (sbert_qisa_available(SBERT_QISA_AVXVNNI))
+        CHECK(best != SBERT_QISA_AVX2 && best != SBERT_QISA_SCALAR, "best: %s",
+              sbert_qisa_name(best));
+    if (sbert_qisa_available(SBERT_QISA_AVX512VNNI))
+        CHECK(best != SBERT_QISA_AVXVNNI && best != SBERT_QISA_AVX2, "best: %s",
+              sbert_qisa_name(best));
     return 0;
 }
