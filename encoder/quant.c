@@ -1,10 +1,19 @@
 /* int8 weight packing, per-row activation quantisation and the choice of kernel (quant.h). */
+#define _GNU_SOURCE /* syscall() */
 #include "quant.h"
 #include "sbert.h"
 
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+
+#if defined(__x86_64__) && defined(__linux__)
+#include <asm/prctl.h>
+#include <cpuid.h>
+#include <pthread.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#endif
 
 /*
  * Written to vectorise: libm's fmaxf and lrintf are calls (NaN and errno rules), which made the
@@ -131,7 +140,7 @@ void sbert_qweight_free(struct sbert_qweight *q)
     memset(q, 0, sizeof *q);
 }
 
-static const char *const names[SBERT_QISA_N] = {"scalar", "avx2", "avxvnni", "avx512vnni"};
+static const char *const names[SBERT_QISA_N] = {"scalar", "avx2", "avxvnni", "avx512vnni", "amx"};
 
 const char *sbert_qisa_name(int isa)
 {
@@ -144,6 +153,40 @@ int sbert_qisa_from_name(const char *name)
         if (!strcmp(name, names[i])) return i;
     return -1;
 }
+
+#if defined(__x86_64__) && defined(__linux__)
+enum { XFEATURE_XTILECFG = 17, XFEATURE_XTILEDATA = 18 }; /* XCR0 bits (Linux's names) */
+/* CPUID bits, spelt here: clang 14's cpuid.h has no bit_AMX_TILE or bit_AMX_INT8. */
+#define CPUID1_ECX_OSXSAVE (1u << 27)
+#define CPUID7_EDX_AMX_TILE (1u << 24)
+#define CPUID7_EDX_AMX_INT8 (1u << 25)
+
+static pthread_once_t amx_once = PTHREAD_ONCE_INIT;
+static int amx_granted;
+
+/*
+ * AMX is usable when the CPU has AMX-TILE and AMX-INT8 (CPUID.(EAX=7,ECX=0):EDX bits 24 and 25),
+ * the OS saves the tile state (XCR0 bits 17 and 18; xgetbv may run once CPUID.1:ECX.OSXSAVE is
+ * set), and Linux grants this process the tile data (ARCH_REQ_XCOMP_PERM, Linux 5.16 and later;
+ * refused by older kernels, or when some thread's sigaltstack is too small for the larger signal
+ * frame). cpuid and xgetbv directly: clang 14 (the fuzz and TSan builds) rejects
+ * __builtin_cpu_supports("amx-tile"), which gcc 12 knows, and the permission is ours to ask for.
+ */
+static void amx_probe(void)
+{
+    unsigned a, b, c, d;
+    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d) || !(d & CPUID7_EDX_AMX_TILE) ||
+        !(d & CPUID7_EDX_AMX_INT8))
+        return;
+    if (!__get_cpuid(1, &a, &b, &c, &d) || !(c & CPUID1_ECX_OSXSAVE)) return;
+    uint32_t lo, hi;
+    __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+    const uint64_t xcr0 = (uint64_t)hi << 32 | lo,
+                   tiles = 1ull << XFEATURE_XTILECFG | 1ull << XFEATURE_XTILEDATA;
+    if ((xcr0 & tiles) != tiles) return;
+    amx_granted = syscall(SYS_arch_prctl, ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA) == 0;
+}
+#endif
 
 /* __builtin_cpu_supports also checks that the OS saves the vector state (XCR0). */
 int sbert_qisa_available(int isa)
@@ -159,6 +202,12 @@ int sbert_qisa_available(int isa)
     case SBERT_QISA_AVX512VNNI:
         return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
                __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni");
+#endif
+#if defined(__x86_64__) && defined(__linux__)
+    case SBERT_QISA_AMX: /* it runs the AVX512-VNNI kernel for few rows */
+        if (!sbert_qisa_available(SBERT_QISA_AVX512VNNI)) return 0;
+        pthread_once(&amx_once, amx_probe);
+        return amx_granted;
 #endif
     default:
         return 0;
@@ -182,6 +231,8 @@ sbert_qgemm_fn sbert_qgemm_get(int isa)
         return sbert_qgemm_avxvnni;
     case SBERT_QISA_AVX512VNNI:
         return sbert_qgemm_avx512vnni;
+    case SBERT_QISA_AMX:
+        return sbert_qgemm_amx;
 #endif
     default:
         return sbert_qgemm_scalar;

@@ -9,7 +9,8 @@
  * int32 sums, so every ISA gives bit-identical results and the scalar kernel is the reference.
  *
  * Thread safety: a packed sbert_qweight is read-only; kernels may run on it from any number of
- * threads. The ISA choice is made once, at load.
+ * threads. The ISA choice is made once, at load (the AMX kernel still picks AVX512-VNNI per call
+ * for few rows).
  */
 #ifndef SBERT_QUANT_H
 #define SBERT_QUANT_H
@@ -22,6 +23,9 @@ enum {
     SBERT_QISA_AVX2 = 1,       /* sign trick + vpmaddubsw + vpmaddwd */
     SBERT_QISA_AVXVNNI = 2,    /* vpdpbusd (VEX) on 256-bit vectors, A offset to u8 and corrected */
     SBERT_QISA_AVX512VNNI = 3, /* vpdpbusd on 512-bit vectors, A offset to u8 and corrected */
+    SBERT_QISA_AMX = 4,        /* tdpbssd on 16 x 64-byte tiles (s8 x s8) for 32 rows or more,
+                                  AVX512-VNNI below; needs the process's AMX permission, which
+                                  sbert_qisa_available() asks for */
     SBERT_QISA_N               /* in order of preference: sbert_qisa_best() takes the last one */
 };
 
@@ -80,12 +84,16 @@ void sbert_qgemm_avxvnni_evex(const int8_t *a, size_t lda, int m, const struct s
                               int n0, int n1, int32_t *c, int ldc);
 void sbert_qgemm_avx512vnni(const int8_t *a, size_t lda, int m, const struct sbert_qweight *w,
                             int n0, int n1, int32_t *c, int ldc);
+void sbert_qgemm_amx(const int8_t *a, size_t lda, int m, const struct sbert_qweight *w, int n0,
+                     int n1, int32_t *c, int ldc);
 
-/* 1 when this CPU (and OS) can run isa's kernel. */
+/* 1 when this CPU (and OS) can run isa's kernel. For SBERT_QISA_AMX it also asks Linux for the
+ * process's permission to use the tile state (once per process; it is 1 only once granted), so
+ * the AMX kernel may run only after this returned 1. Thread-safe. */
 int sbert_qisa_available(int isa);
 /* The fastest kernel this CPU can run. */
 int sbert_qisa_best(void);
-/* "scalar", "avx2", "avxvnni", "avx512vnni"; NULL for an unknown isa. */
+/* "scalar", "avx2", "avxvnni", "avx512vnni", "amx"; NULL for an unknown isa. */
 const char *sbert_qisa_name(int isa);
 /* The isa named name, or -1. */
 int sbert_qisa_from_name(const char *name);

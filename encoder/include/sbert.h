@@ -61,10 +61,11 @@ enum { SBERT_POOL_MEAN = 0, SBERT_POOL_CLS = 1, SBERT_POOL_MAX = 2 };
  * int32 sums, dequantisation + bias (+ GELU) in fp32; embeddings, LayerNorm, attention's products,
  *   softmax, residuals and pooling stay fp32. A text's vector depends on that text alone (not on
  *   its batch or the thread count) and is the same bit for bit on every CPU kernel; its cosine to
- *   the fp32 vector is about 0.999. The kernel is chosen at load for the CPU (AVX512-VNNI,
- *   AVX-VNNI, AVX2 or portable C); the environment variable
- *   SBERT_INT8_ISA=scalar|avx2|avxvnni|avx512vnni forces one (load fails with SBERT_EUNSUPPORTED
- *   when the CPU lacks it). int8 runs on threads of its own, not OpenMP's.
+ *   the fp32 vector is about 0.999. The kernel is chosen at load for the CPU (AMX, which leaves
+ *   products of fewer than 32 token rows to AVX512-VNNI; AVX512-VNNI; AVX-VNNI; AVX2; or portable
+ *   C); the environment variable SBERT_INT8_ISA=scalar|avx2|avxvnni|avx512vnni|amx forces one
+ *   (load fails with SBERT_EUNSUPPORTED when the CPU or OS lacks it). Choosing AMX asks Linux for
+ *   the process's permission to use its tile state. int8 runs on threads of its own, not OpenMP's.
  * Vectors of different precisions are close but not equal: do not mix them in one index.
  */
 enum { SBERT_PRECISION_FP32 = 0, SBERT_PRECISION_INT8 = 1 };
@@ -110,7 +111,8 @@ struct sbert_model_info {
     int normalize; /* 1 when a Normalize module follows pooling */
     int do_lower_case, strip_accents, tokenize_chinese_chars;
     int precision;           /* SBERT_PRECISION_* the model was loaded with */
-    const char *int8_kernel; /* int8: the kernel in use ("avx512vnni", "avxvnni", "avx2", "scalar");
+    const char *int8_kernel; /* int8: the kernel in use ("amx", "avx512vnni", "avxvnni", "avx2",
+                                "scalar");
                                 else NULL */
 };
 

@@ -5,8 +5,13 @@
  * must be available on x86-64 (CI machines have it), so its arithmetic is always checked.
  * The AVX-VNNI kernel's source is also checked as its EVEX twin (qgemm_avxvnni_evex.c) wherever
  * the CPU has AVX512-VNNI, since few machines that run the tests have AVX-VNNI itself.
+ * The AMX kernel's body runs on every machine through a model of the tile instructions
+ * (amx_emu.c) over every shape and channel ranges of every panel count and offset, and must write
+ * its range and nothing else; the real AMX kernel runs where the CPU has it (among "every kernel
+ * this CPU can run"), and the AMX probe must say no on a CPU whose /proc/cpuinfo lacks AMX.
  * Also the row quantiser's contract.
  */
+#include "amx_emu.h"
 #include "quant.h"
 #include "sbert.h"
 #include "testutil.h"
@@ -34,6 +39,50 @@ static int8_t val(void)
     return (int8_t)((int)(r >> 8) % 255 - 127);
 }
 
+/* 1 when /proc/cpuinfo's flags name both AMX-TILE and AMX-INT8; -1 when it cannot be read. */
+static int cpuinfo_has_amx(void)
+{
+    size_t len;
+    char *s = read_file("/proc/cpuinfo", &len);
+    if (!s) return -1;
+    const char *flags = strstr(s, "\nflags");
+    const char *eol = flags ? strchr(flags + 1, '\n') : NULL;
+    if (eol) s[eol - s] = '\0';
+    const int has = flags && strstr(flags, " amx_tile") && strstr(flags, " amx_int8");
+    free(s);
+    return has;
+}
+
+/*
+ * The emulated AMX body on channels [n0, n1) of every row of a (m rows): c, of m + 16 rows x ldc,
+ * must hold ref's sums in its first n1 - n0 columns of the first m rows and keep its 0x55 bytes
+ * everywhere else, and the tiles must be released after.
+ */
+static void check_amx_emu(const int8_t *a, size_t lda, int m, const struct sbert_qweight *q, int n0,
+                          int n1, const int32_t *ref, int32_t *c, int ldc)
+{
+    const size_t cn = (size_t)(m + 16) * ldc;
+    memset(c, 0x55, cn * sizeof *c);
+    const long cfgs = amx_emu_ldtilecfg_count();
+    amx_emu_qgemm(a, lda, m, q, n0, n1, c, ldc);
+    const long ncfg = amx_emu_ldtilecfg_count() - cfgs;
+    CHECK(!amx_emu_configured(), "amx: tiles left configured (K=%d m=%d %d..%d)", q->k, m, n0, n1);
+    CHECK(
+        ncfg <= 2,
+        "amx: %ld configurations for one call (K=%d m=%d): one for whole blocks, one for the rest",
+        ncfg, q->k, m);
+    for (size_t e = 0; e < cn; e++) {
+        const int i = (int)(e / (size_t)ldc), j = (int)(e % (size_t)ldc);
+        if (i < m && j < n1 - n0)
+            CHECK(c[e] == ref[(size_t)i * ldc + n0 + j],
+                  "amx (emulated) K=%d N=%d M=%d channels %d..%d (%d,%d): %d, scalar %d", q->k,
+                  q->n, m, n0, n1, i, n0 + j, c[e], ref[(size_t)i * ldc + n0 + j]);
+        else
+            CHECK(c[e] == 0x55555555, "amx (emulated) K=%d N=%d M=%d channels %d..%d wrote (%d,%d)",
+                  q->k, q->n, m, n0, n1, i, j);
+    }
+}
+
 int main(void)
 {
 #if defined(__x86_64__)
@@ -47,13 +96,28 @@ int main(void)
     CHECK(sbert_qisa_available(SBERT_QISA_AVXVNNI) == vnni_bit, "avxvnni: detected %d, CPUID %d",
           sbert_qisa_available(SBERT_QISA_AVXVNNI), vnni_bit);
 #endif
+    /* The AMX probe: no on a CPU without AMX (and no crash); the same answer when asked again. */
+    const int amx = sbert_qisa_available(SBERT_QISA_AMX), amx_cpu = cpuinfo_has_amx();
+    CHECK(amx == sbert_qisa_available(SBERT_QISA_AMX), "the AMX probe changed its answer");
+    CHECK(amx_cpu != 0 || !amx, "AMX reported available, /proc/cpuinfo has no amx_tile/amx_int8");
+    printf("AMX: /proc/cpuinfo %s, probe (CPUID, XCR0, arch_prctl permission) %s\n",
+           amx_cpu < 0 ? "unreadable"
+           : amx_cpu   ? "has amx_tile and amx_int8"
+                       : "has no AMX",
+           amx ? "available" : "not available");
+    CHECK(!strcmp(sbert_qisa_name(SBERT_QISA_AMX), "amx") &&
+              sbert_qisa_from_name("amx") == SBERT_QISA_AMX,
+          "the AMX kernel's name");
+
+    /* Ms: row remainders for the 4-row kernels, and for the AMX body's 32-row blocks of two
+     * 16-row tiles (16, 20 = 16 + 4, 32, 33, 48, 70 = 2 x 32 + 6). */
     const int Ks[] = {4, 12, 64, 384, 1536}, Ns[] = {5, 16, 33, 64, 100, 384},
-              Ms[] = {1, 2, 3, 4, 5, 7, 9, 70};
+              Ms[] = {1, 2, 3, 4, 5, 7, 9, 16, 20, 32, 33, 48, 70};
     /* the kernels compared with the scalar one: every ISA's, then the AVX-VNNI source's twin */
     enum { NK = SBERT_QISA_N + 1 };
     const char *kname[NK];
     sbert_qgemm_fn kfn[NK];
-    int kavail[NK], checked[NK] = {0};
+    int kavail[NK], checked[NK] = {0}, emulated = 0;
     for (int isa = 0; isa < SBERT_QISA_N; isa++) {
         kname[isa] = sbert_qisa_name(isa);
         kavail[isa] = sbert_qisa_available(isa);
@@ -92,7 +156,7 @@ int main(void)
                     a[i] = val();
                 const int ldc = q.np + 3;
                 int32_t *ref = malloc((size_t)M * ldc * sizeof *ref),
-                        *c = malloc((size_t)M * ldc * sizeof *c);
+                        *c = malloc((size_t)(M + 16) * ldc * sizeof *c);
                 sbert_qgemm_scalar(a, lda, M, &q, 0, q.np, ref, ldc);
                 for (int i = 0; i < M; i++)
                     for (int j = 0; j < N; j++) {
@@ -121,6 +185,17 @@ int main(void)
                     }
                     checked[isa]++;
                 }
+                /* The emulated AMX body: every range when there are few panels, else whole,
+                 * shifted by a panel at either end or both (odd and even panel counts). */
+                const int P = q.np / SBERT_QPANEL;
+                for (int p0 = 0; p0 < P; p0++)
+                    for (int p1 = p0 + 1; p1 <= P; p1++)
+                        if (P <= 4 || (p0 <= 1 && p1 >= P - 1))
+                            check_amx_emu(a, lda, M, &q, p0 * SBERT_QPANEL, p1 * SBERT_QPANEL, ref,
+                                          c, ldc);
+                check_amx_emu(a, lda, M, &q, 16, 16, ref, c, ldc);               /* no channels */
+                if (mi == 0) check_amx_emu(a, lda, 0, &q, 0, q.np, ref, c, ldc); /* no rows */
+                emulated++;
                 free(a);
                 free(ref);
                 free(c);
@@ -131,6 +206,9 @@ int main(void)
     for (int isa = 0; isa < NK; isa++)
         printf("%-12s %s: %d shapes identical to the reference\n", kname[isa],
                kavail[isa] ? "available" : "not on this CPU", checked[isa]);
+    printf("amx body on emulated tiles: %d shapes identical to the reference\n", emulated);
+    if (!amx)
+        printf("amx: the real kernel was not run (this CPU or OS cannot), only its emulation\n");
 
     /* The row quantiser: the largest |x| becomes +-127, an all-zero row has scale 0. */
     float x[6] = {0.5f, -2.0f, 1.0f, 0.0f, 1.99f, -0.01f};
