@@ -59,10 +59,10 @@ static int prepare_int8(sbert_model *m, char *errbuf, size_t errlen)
     if (force && *force) {
         isa = sbert_qisa_from_name(force);
         if (isa < 0 || !sbert_qisa_available(isa))
-            return sbert_util_errf(errbuf, errlen, SBERT_EUNSUPPORTED, "SBERT_INT8_ISA=%s: %s",
-                                   force,
-                                   isa < 0 ? "unknown kernel (scalar, avx2, avxvnni, avx512vnni, amx)"
-                                           : "this CPU (or OS) cannot run that kernel");
+            return sbert_util_errf(
+                errbuf, errlen, SBERT_EUNSUPPORTED, "SBERT_INT8_ISA=%s: %s", force,
+                isa < 0 ? "unknown kernel (scalar, avx2, avxvnni, avx512vnni, amx)"
+                        : "this CPU (or OS) cannot run that kernel");
     }
     const int H = m->hidden, NI = m->inter;
     if (H % 4 || NI % 4)
