@@ -48,9 +48,21 @@ const char *sbert_precision_name(int precision)
                                                : NULL;
 }
 
+/* 1 when isa's kernel gives the scalar kernel's sums on this CPU over the first layer's QKV and
+ * FFN output weights (both widths of k); else 0, or SBERT_ENOMEM. */
+static int kernel_agrees(const sbert_model *m, int isa)
+{
+    const sbert_qgemm_fn fn = sbert_qgemm_get(isa);
+    int rc = sbert_qgemm_agrees(fn, &m->layer[0].q_qkv);
+    return rc == 1 ? sbert_qgemm_agrees(fn, &m->layer[0].q_out) : rc;
+}
+
 /*
- * int8 precision: picks the kernel (SBERT_INT8_ISA may force one, for tests and comparisons),
- * quantises and packs the four dense layers of every layer, and makes the thread pool.
+ * int8 precision: quantises and packs the four dense layers of every layer, picks the kernel
+ * (SBERT_INT8_ISA may force one, for tests and comparisons) and makes the thread pool. The kernel
+ * must give the scalar kernel's sums here (sbert_qgemm_agrees: some kernels were only checked
+ * on emulated instructions): a forced one that does not fails the load, a chosen one is logged
+ * and the next best that does is taken.
  */
 static int prepare_int8(sbert_model *m, char *errbuf, size_t errlen)
 {
@@ -77,6 +89,23 @@ static int prepare_int8(sbert_model *m, char *errbuf, size_t errlen)
             (rc = sbert_qweight_init(&w->q_in, w->in_w, w->in_b, NI, H, NULL)) ||
             (rc = sbert_qweight_init(&w->q_out, w->out_w, w->out_b, H, NI, NULL)))
             return rc;
+    }
+    for (;;) {
+        const int ok = kernel_agrees(m, isa);
+        if (ok < 0) return ok;
+        if (ok) break;
+        if ((force && *force) || isa == SBERT_QISA_SCALAR)
+            return sbert_util_errf(errbuf, errlen, SBERT_EUNSUPPORTED,
+                                   "the int8 kernel %s disagrees with the scalar reference on "
+                                   "this CPU",
+                                   sbert_qisa_name(isa));
+        int next = isa - 1;
+        while (next > SBERT_QISA_SCALAR && !sbert_qisa_available(next))
+            next--;
+        sbert_util_logf(m->params.log, m->params.log_user, SBERT_LOG_WARN,
+                        "int8 kernel %s disagrees with the scalar reference on this CPU: using %s",
+                        sbert_qisa_name(isa), sbert_qisa_name(next));
+        isa = next;
     }
     if (!(m->pool = sbert_pool_create())) return SBERT_ENOMEM;
     m->qgemm = sbert_qgemm_get(isa);

@@ -140,6 +140,31 @@ void sbert_qweight_free(struct sbert_qweight *q)
     memset(q, 0, sizeof *q);
 }
 
+int sbert_qgemm_agrees(sbert_qgemm_fn fn, const struct sbert_qweight *w)
+{
+    enum { M = 40 };
+    const int n1 = w->np < 4 * SBERT_QPANEL ? w->np : 4 * SBERT_QPANEL;
+    int8_t *a = malloc((size_t)M * w->k);
+    int32_t *ref = malloc((size_t)M * n1 * sizeof *ref), *c = malloc((size_t)M * n1 * sizeof *c);
+    int rc = SBERT_ENOMEM;
+    if (a && ref && c) {
+        uint32_t x = 2463534242u; /* xorshift32: the same activations on every run */
+        for (size_t i = 0; i < (size_t)M * w->k; i++) {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            a[i] = (int8_t)((int)(x % 255) - 127);
+        }
+        sbert_qgemm_scalar(a, (size_t)w->k, M, w, 0, n1, ref, n1);
+        fn(a, (size_t)w->k, M, w, 0, n1, c, n1);
+        rc = !memcmp(ref, c, (size_t)M * n1 * sizeof *c);
+    }
+    free(a);
+    free(ref);
+    free(c);
+    return rc;
+}
+
 static const char *const names[SBERT_QISA_N] = {"scalar", "avx2", "avxvnni", "avx512vnni", "amx"};
 
 const char *sbert_qisa_name(int isa)

@@ -87,6 +87,15 @@ void sbert_qgemm_avx512vnni(const int8_t *a, size_t lda, int m, const struct sbe
 void sbert_qgemm_amx(const int8_t *a, size_t lda, int m, const struct sbert_qweight *w, int n0,
                      int n1, int32_t *c, int ldc);
 
+/*
+ * Runs fn and the scalar kernel on w's first (up to 4) panels with 40 rows of fixed pseudo-random
+ * activations in [-127, 127] (a 32-row block and a tail for AMX, 4-row tiles and a remainder for
+ * the others) and returns 1 when every sum agrees, 0 when one differs, or SBERT_ENOMEM. Why: the
+ * AMX and AVX-VNNI kernels were checked on emulated tiles and an EVEX twin before any CPU with
+ * those instructions ran them; a kernel that disagrees on the CPU at hand is not used (model.c).
+ */
+int sbert_qgemm_agrees(sbert_qgemm_fn fn, const struct sbert_qweight *w);
+
 /* 1 when this CPU (and OS) can run isa's kernel. For SBERT_QISA_AMX it also asks Linux for the
  * process's permission to use the tile state (once per process; it is 1 only once granted), so
  * the AMX kernel may run only after this returned 1. Thread-safe. */

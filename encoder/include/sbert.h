@@ -65,7 +65,10 @@ enum { SBERT_POOL_MEAN = 0, SBERT_POOL_CLS = 1, SBERT_POOL_MAX = 2 };
  *   products of fewer than 32 token rows to AVX512-VNNI; AVX512-VNNI; AVX-VNNI; AVX2; or portable
  *   C); the environment variable SBERT_INT8_ISA=scalar|avx2|avxvnni|avx512vnni|amx forces one
  *   (load fails with SBERT_EUNSUPPORTED when the CPU or OS lacks it). Choosing AMX asks Linux for
- *   the process's permission to use its tile state. int8 runs on threads of its own, not OpenMP's.
+ *   the process's permission to use its tile state. At load the kernel is run against the portable
+ *   one on the model's own weights: one that disagrees is not used (the next best is, with a
+ *   warning through log; a forced one fails the load). int8 runs on threads of its own, not
+ *   OpenMP's.
  * Vectors of different precisions are close but not equal: do not mix them in one index.
  */
 enum { SBERT_PRECISION_FP32 = 0, SBERT_PRECISION_INT8 = 1 };

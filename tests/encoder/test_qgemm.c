@@ -83,6 +83,14 @@ static void check_amx_emu(const int8_t *a, size_t lda, int m, const struct sbert
     }
 }
 
+/* The scalar kernel with one sum off by one: what sbert_qgemm_agrees() must catch. */
+static void off_by_one(const int8_t *a, size_t lda, int m, const struct sbert_qweight *w, int n0,
+                       int n1, int32_t *c, int ldc)
+{
+    sbert_qgemm_scalar(a, lda, m, w, n0, n1, c, ldc);
+    c[(size_t)(m - 1) * ldc + (n1 - n0 - 1)]++;
+}
+
 int main(void)
 {
 #if defined(__x86_64__)
@@ -209,6 +217,24 @@ int main(void)
     printf("amx body on emulated tiles: %d shapes identical to the reference\n", emulated);
     if (!amx)
         printf("amx: the real kernel was not run (this CPU or OS cannot), only its emulation\n");
+
+    /* The load-time check (model.c): every kernel this CPU runs agrees with the scalar one, a
+     * kernel with one wrong sum does not. */
+    {
+        enum { N = 100, K = 384 };
+        float *wf = malloc((size_t)N * K * sizeof *wf);
+        for (int i = 0; i < N * K; i++)
+            wf[i] = (float)val();
+        struct sbert_qweight q;
+        CHECK(sbert_qweight_init(&q, wf, NULL, N, K, NULL) == 0, "qweight_init");
+        for (int isa = 0; isa < SBERT_QISA_N; isa++)
+            if (sbert_qisa_available(isa))
+                CHECK(sbert_qgemm_agrees(sbert_qgemm_get(isa), &q) == 1, "%s disagrees",
+                      sbert_qisa_name(isa));
+        CHECK(sbert_qgemm_agrees(off_by_one, &q) == 0, "a wrong kernel passed the check");
+        sbert_qweight_free(&q);
+        free(wf);
+    }
 
     /* The row quantiser: the largest |x| becomes +-127, an all-zero row has scale 0. */
     float x[6] = {0.5f, -2.0f, 1.0f, 0.0f, 1.99f, -0.01f};
