@@ -27,6 +27,8 @@
 #define QSCAN_BLOCK 256
 /* Rows a worker claims at a time (3 MB of codes at dim 384). */
 #define QSCAN_CHUNK 8192
+/* a bit kernel's call starts at a block of the sign bits */
+_Static_assert(QSCAN_BLOCK % QSCAN_BB == 0 && QSCAN_CHUNK % QSCAN_BLOCK == 0, "blocks");
 
 /* ------------------------------------------------------------------------------------------ */
 /* kernels                                                                                    */
@@ -41,13 +43,34 @@ void qscan_dots_scalar(const int8_t *q, const int8_t *x, size_t n, size_t d, int
     }
 }
 
-void qscan_bits_scalar(const int8_t *q, const uint8_t *b, size_t n, size_t d, int32_t *out)
+void qscan_bits_lut(const int8_t *qb, size_t d, uint8_t *lut)
 {
-    const size_t bpr = (d + 7) / 8;
-    for (size_t i = 0; i < n; i++, b += bpr) {
-        int32_t s = 0;
-        for (size_t j = 0; j < d; j++)
-            s += (b[j / 8] >> (j % 8)) & 1 ? q[j] : 0;
+    const size_t noct = QSCAN_BOCT(d);
+    for (size_t g = 0; g < 2 * noct; g++) {
+        int c[4];
+        for (size_t t = 0; t < 4; t++)
+            c[t] = 4 * g + t < d ? qb[4 * g + t] : 0;
+        const size_t o = g / 2;
+        uint8_t *e = lut + 128 * (o / 2) + 64 * (g % 2) + 32 * (o % 2);
+        for (int v = 0; v < 16; v++) {
+            int s = QSCAN_BITS_BIAS;
+            for (int t = 0; t < 4; t++)
+                s += (v >> t) & 1 ? c[t] : 0;
+            e[v] = e[v + 16] = (uint8_t)s;
+        }
+    }
+}
+
+void qscan_bits_scalar(const uint8_t *lut, const uint8_t *b, size_t n, size_t d, int32_t *out)
+{
+    const size_t noct = QSCAN_BOCT(d);
+    for (size_t i = 0; i < n; i++) {
+        const uint8_t *blk = b + (i / QSCAN_BB) * QSCAN_BB * noct + i % QSCAN_BB;
+        int32_t s = -(int32_t)(2 * noct) * QSCAN_BITS_BIAS;
+        for (size_t o = 0; o < noct; o++) {
+            const uint8_t *t = lut + 128 * (o / 2) + 32 * (o % 2), x = blk[QSCAN_BB * o];
+            s += t[x & 15] + t[64 + (x >> 4)];
+        }
         out[i] = s;
     }
 }
@@ -130,7 +153,8 @@ int qscan_isa_select(char *errbuf, size_t errlen)
 /* ------------------------------------------------------------------------------------------ */
 /* the copy                                                                                   */
 
-float qscan_quantise(const float *x, size_t d, int8_t *codes)
+/* x quantised to integers in [-levels, levels] with one scale; returns the scale. */
+static float quantise(const float *x, size_t d, int levels, int8_t *codes)
 {
     float m = 0;
     for (size_t j = 0; j < d; j++) /* not fmaxf: a libm call per component, 3% of a 1M add */
@@ -139,19 +163,29 @@ float qscan_quantise(const float *x, size_t d, int8_t *codes)
         memset(codes, 0, d);
         return 0;
     }
-    const float inv = 127.0f / m;
+    const float top = (float)levels, inv = top / m;
     for (size_t j = 0; j < d; j++) {
         float c = rintf(x[j] * inv);
         /* NaN (a caller's bad vector) must not reach the conversion: that is undefined */
-        codes[j] = (int8_t)(c > 127 ? 127 : c >= -127 ? c : c < -127 ? -127 : 0);
+        codes[j] = (int8_t)(c > top ? top : c >= -top ? c : c < -top ? -top : 0);
     }
-    return m / 127.0f;
+    return m / top;
+}
+
+float qscan_quantise(const float *x, size_t d, int8_t *codes)
+{
+    return quantise(x, d, 127, codes);
+}
+
+void qscan_bits_quantise(const float *x, size_t d, int8_t *qb)
+{
+    quantise(x, d, QSCAN_BITS_QMAX, qb);
 }
 
 int qscan_reserve(struct qscan *q, size_t d, size_t want)
 {
     if (want <= q->cap) return 0;
-    size_t cap = q->cap ? q->cap : 1024;
+    size_t cap = q->cap ? q->cap : 1024; /* a multiple of QSCAN_BB, doubled */
     while (cap < want)
         cap *= 2;
     int8_t *c = realloc(q->codes, cap * d);
@@ -160,33 +194,46 @@ int qscan_reserve(struct qscan *q, size_t d, size_t want)
     float *s = realloc(q->scale, cap * sizeof *s);
     if (!s) return VINDEX_ENOMEM; /* codes grew, cap did not: still consistent */
     q->scale = s;
-    uint8_t *b = realloc(q->bits, cap * QSCAN_BPR(d));
+    uint8_t *b = realloc(q->bits, cap * QSCAN_BOCT(d));
     if (!b) return VINDEX_ENOMEM;
     q->bits = b;
     q->cap = cap;
     return 0;
 }
 
+/* Byte of row i's octet 0 of sign bits; octet o is QSCAN_BB * o further. */
+static uint8_t *bits_at(const struct qscan *q, size_t d, size_t i)
+{
+    return q->bits + (i / QSCAN_BB) * QSCAN_BB * QSCAN_BOCT(d) + i % QSCAN_BB;
+}
+
 void qscan_append(struct qscan *q, size_t d, const float *x, size_t n)
 {
+    const size_t noct = QSCAN_BOCT(d);
     for (size_t i = 0; i < n; i++, q->n++) {
         const int8_t *c = q->codes + q->n * d;
-        uint8_t *b = q->bits + q->n * QSCAN_BPR(d);
         q->scale[q->n] = qscan_quantise(x + i * d, d, q->codes + q->n * d);
-        memset(b, 0, QSCAN_BPR(d));
+        /* a new block starts zeroed: its rows past n stay zero */
+        if (q->n % QSCAN_BB == 0) memset(bits_at(q, d, q->n), 0, QSCAN_BB * noct);
+        uint8_t *b = bits_at(q, d, q->n);
         for (size_t j = 0; j < d; j++)
-            b[j / 8] |= (uint8_t)((c[j] > 0) << (j % 8));
+            b[QSCAN_BB * (j / 8)] |= (uint8_t)((c[j] > 0) << (j % 8));
     }
 }
 
 void qscan_swap_remove(struct qscan *q, size_t d, size_t pos)
 {
     size_t last = q->n - 1;
+    uint8_t *from = bits_at(q, d, last);
     if (pos != last) {
         memcpy(q->codes + pos * d, q->codes + last * d, d);
-        memcpy(q->bits + pos * QSCAN_BPR(d), q->bits + last * QSCAN_BPR(d), QSCAN_BPR(d));
+        uint8_t *to = bits_at(q, d, pos);
+        for (size_t o = 0; o < QSCAN_BOCT(d); o++)
+            to[QSCAN_BB * o] = from[QSCAN_BB * o];
         q->scale[pos] = q->scale[last];
     }
+    for (size_t o = 0; o < QSCAN_BOCT(d); o++)
+        from[QSCAN_BB * o] = 0;
     q->n = last;
 }
 
@@ -211,7 +258,7 @@ void qscan_free(struct qscan *q)
 
 size_t qscan_memory_bytes(const struct qscan *q, size_t d)
 {
-    return q->cap * (d + QSCAN_BPR(d) + sizeof(float));
+    return q->cap * (d + QSCAN_BOCT(d) + sizeof(float));
 }
 
 size_t qscan_binary_cands_for(size_t k, size_t rerank)
@@ -297,7 +344,8 @@ static int heap_wants(const struct heap *h, struct cand x)
 struct job {
     const struct qscan_view *v;
     const struct vindex_filter *f;
-    int8_t *qc;
+    int8_t *qc;   /* the query's codes: int8, or the binary stage's */
+    uint8_t *lut; /* the binary stage's tables of qc (QSCAN_LUT_BYTES) */
     size_t n, nchunks;
     atomic_size_t next; /* chunks claimed */
     atomic_size_t done; /* chunks finished */
@@ -318,15 +366,34 @@ static void scan_rows(struct job *jb, struct heap *h, size_t a, size_t b)
     for (size_t i = a; i < b; i += QSCAN_BLOCK) {
         size_t m = b - i < QSCAN_BLOCK ? b - i : QSCAN_BLOCK;
         if (jb->binary)
-            v->bits(jb->qc, v->q->bits + i * QSCAN_BPR(d), m, d, dots);
+            v->bits(jb->lut, v->q->bits + i * QSCAN_BOCT(d), m, d, dots);
         else
             v->dots(jb->qc, v->q->codes + i * d, m, d, dots);
-        for (size_t j = 0; j < m; j++) {
-            struct cand c = {jb->binary ? (float)dots[j] : (float)dots[j] * v->q->scale[i + j],
-                             (int64_t)(i + j)};
-            if (!heap_wants(h, c)) continue;
-            if (jb->f && jb->f->keep && !jb->f->keep(v->ids[i + j], jb->f->user)) continue;
-            heap_push(h, c);
+        float sc[QSCAN_BLOCK];
+        if (jb->binary)
+            for (size_t j = 0; j < m; j++)
+                sc[j] = (float)dots[j];
+        else
+            for (size_t j = 0; j < m; j++)
+                sc[j] = (float)dots[j] * v->q->scale[i + j];
+        /* A score below the worst kept one is out whatever its position, and once the heap is
+         * full almost every row is: test 8 rows at once (the compiler vectorises it) before the
+         * heap is asked (a row at a time, this loop cost a 1M binary scan half its kernel's time,
+         * mostly in mispredicted branches). */
+        float worst = h->n < h->cap ? -INFINITY : h->c[0].s;
+        for (size_t j0 = 0; j0 < m; j0 += 8) {
+            const size_t e = m - j0 < 8 ? m : j0 + 8;
+            int any = 0;
+            for (size_t j = j0; j < e; j++)
+                any |= sc[j] >= worst;
+            if (!any) continue;
+            for (size_t j = j0; j < e; j++) {
+                struct cand c = {sc[j], (int64_t)(i + j)};
+                if (sc[j] < worst || !heap_wants(h, c)) continue;
+                if (jb->f && jb->f->keep && !jb->f->keep(v->ids[i + j], jb->f->user)) continue;
+                heap_push(h, c);
+                if (h->n == h->cap) worst = h->c[0].s;
+            }
         }
     }
 }
@@ -351,6 +418,7 @@ static void job_free(struct job *jb)
     for (int t = 0; t < jb->nworkers; t++)
         free(jb->h[t].c);
     free(jb->qc);
+    free(jb->lut);
     pthread_mutex_destroy(&jb->mu);
     pthread_cond_destroy(&jb->cv);
     free(jb);
@@ -400,13 +468,20 @@ static int search_one(const struct qscan_view *v, const float *query, size_t k, 
     pthread_mutex_init(&jb->mu, NULL);
     pthread_cond_init(&jb->cv, NULL);
     int ok = (jb->qc = malloc(v->d)) != NULL;
+    /* 64-byte aligned: an AVX-512 kernel's table loads do not straddle cache lines */
+    if (ok && jb->binary) ok = (jb->lut = aligned_alloc(64, QSCAN_LUT_BYTES(v->d))) != NULL;
     for (int t = 0; ok && t < nworkers; t++)
         ok = (jb->h[t].c = malloc(r * sizeof(struct cand))) != NULL, jb->h[t].cap = r;
     if (!ok) {
         job_free(jb);
         return VINDEX_ENOMEM;
     }
-    qscan_quantise(query, v->d, jb->qc);
+    if (jb->binary) {
+        qscan_bits_quantise(query, v->d, jb->qc);
+        qscan_bits_lut(jb->qc, v->d, jb->lut);
+    } else {
+        qscan_quantise(query, v->d, jb->qc);
+    }
     pthread_attr_t attr;
     pthread_attr_init(&attr);
     pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
