@@ -8,8 +8,10 @@ code, keeps the best C, and those C are re-ranked with the exact fp32 inner prod
 Codes, per vector (dim 384), with the float query (asymmetric: the query is not quantised):
   binary  sign bits (48 bytes): score = q . sign(x)
   bin-qL  the same bits against the query quantised to integers in [-L, L] (one scale, rounded
-          as index/vindex_qscan.c does): L 127 is the int8 query, L 31 the one the binary
-          stage's vpshufb tables take (4 codes a table entry must fit a byte)
+          as index/vindex_qscan.c does): L 127 is the int8 query, L 15 the binary stage's
+          (QSCAN_BITS_QMAX: two of its vpshufb table entries, sums of 4 codes, add in a byte)
+STAGE: a comma-separated list of the codes above (default binary,bin-q127,bin-q31,bin-q15,int4,
+int8).
   int4    symmetric 4-bit, one scale (196 bytes): score = q . round(7 x / max|x|) * scale
   int8    as index/vindex_qscan.c (388 bytes), for comparison
 VECTORS.f32 as bench/index/qscan_bench.c: the last NQ rows are the queries; the documents are the
