@@ -223,11 +223,10 @@ int vindex_create(const struct vindex_params *params, vindex **out, char *errbuf
         return err;
     }
     /* the CPUs this process may run on (taskset, cgroup cpusets), not all the machine's */
-    /* The bit kernels of AVX2 and scalar C are slower than their own int8 scan (AVX2 at 100k:
-     * 3.7 ms of CPU a query against 2.4): the binary stage is the default with AVX512 only. */
+    /* The binary stage needs vpshufb to beat the int8 scan (its scalar kernel looks up a table
+     * entry a nibble): the default with the AVX2 and AVX512 kernels, never with scalar C. */
     if (v->p.qscan_binary_min == 0)
-        v->p.qscan_binary_min =
-            v->scan_isa == QSCAN_AVX512VNNI ? VINDEX_QSCAN_BINARY_MIN : SIZE_MAX;
+        v->p.qscan_binary_min = v->scan_isa != QSCAN_SCALAR ? VINDEX_QSCAN_BINARY_MIN : SIZE_MAX;
     cpu_set_t cpus;
     int ncpu = sched_getaffinity(0, sizeof cpus, &cpus) == 0 ? CPU_COUNT(&cpus) : 1;
     v->scan_threads = ncpu < 1 ? 1 : ncpu > QSCAN_THREADS_MAX ? QSCAN_THREADS_MAX : ncpu;

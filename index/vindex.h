@@ -22,30 +22,39 @@
  *                         100k Tatoeba sentence embeddings (500 held-out sentences as queries):
  *                         recall@10 1.0 against the exact scan from a re-rank of 20 (0.99-0.995
  *                         at 10, from 5k to 1M vectors; bench/index/qscan_bench.c). The trade:
- *                         dim + dim / 8 + 4 bytes more memory a vector (436 beside the 1,536 of
- *                         fp32 at dim 384), and top k
- *                         exact only up to that recall. qscan_min = SIZE_MAX keeps every search
- *                         exact. The scan runs on the CPUs of the process's affinity mask (up to
- *                         8 threads, 32768 rows a thread at least) with the best kernel the CPU
- *                         has (AVX512-VNNI, AVX-VNNI, AVX2, scalar; integer sums, the same in
- *                         each); SBERT_SCAN_ISA=scalar|avx2|avxvnni|avx512vnni forces one, and
- *                         vindex_create() then fails with VINDEX_EINVAL on a CPU without it.
- *                         vindex_info() names the kernel in use.
+ *                         dim + 4 bytes more memory a vector, and the sign bits below (dim / 8
+ *                         rounded up to an even number of bytes): 436 beside the 1,536 of fp32
+ *                         at dim 384; and top k exact only up to that recall. qscan_min =
+ *                         SIZE_MAX keeps every search exact. The scan runs on the CPUs of the
+ *                         process's affinity mask (up to 8 threads, 32768 rows a thread at least)
+ *                         with the best kernel the CPU has (AVX512-VNNI, AVX-VNNI, AVX2, scalar;
+ *                         integer sums, the same in each); SBERT_SCAN_ISA=scalar|avx2|avxvnni|
+ *                         avx512vnni forces one, and vindex_create() then fails with
+ *                         VINDEX_EINVAL on a CPU without it. vindex_info() names the kernel.
  *                         From params.qscan_binary_min vectors (default VINDEX_QSCAN_BINARY_MIN
- *                         with the avx512vnni kernel, never with the others) the scan reads one
- * sign bit a dimension instead of the int8 codes (scored against the int8 query) and re-ranks
- * max(100 k, 1000) candidates exactly: recall@10 1.0 at 1M (116k Tatoeba embeddings and 883k
- * normalised sums of two of them, 60 queries; also 1.0 on the 116k alone, 300 queries:
- * bench/index/qscan_stages.py). Measured at 1M on 2 shared AMD EPYC cores (load 4-6;
- * bench/index/qscan_bench.c): p50 12.7 ms, 11.6 ms of CPU a query over both threads, against 20.3
- * ms (19.3 of CPU) for the int8 scan and 431 ms (338) for the exact scan. "HNSW<M>,Flat" graph
- * search (efSearch, efConstruction in the params). FAISS 1.7.3 cannot remove from an HNSW graph, so
- * a delete is a tombstone: the entry stays in the graph, is never returned, and
- * vindex_needs_rebuild() turns true when tombstones pass params.rebuild_ratio of the entries.
- * Rebuild from the store's vectors (vindex_create + vindex_add + vindex_replace). "IVF<n>,Flat",
- * "IVF<n>,SQ8", "IVF<n>,PQ<m>np" (and other IVF factory strings) inverted lists (nprobe in the
- * params). Untrained until enough vectors exist: below params.train_min (default 39 * n) vectors
- * are held in an exact flat index; when the count reaches it, training runs on a copy in a
+ *                         with the avx2, avxvnni and avx512vnni kernels, never with scalar) the
+ *                         scan reads one sign bit a dimension instead of the int8 codes (48
+ *                         bytes a vector at dim 384, in blocks of 32 vectors scored 32 or 64 at
+ *                         a time with vpshufb tables of the query quantised to [-15, 15]) and
+ *                         re-ranks max(100 k, 1000) candidates exactly: recall@10 1.0 at 1M
+ *                         (116k Tatoeba embeddings and 883k normalised sums of two of them, 200
+ *                         queries: bench/index/qscan_stages.py; qscan_bench: 1.0 with both
+ *                         kernels). Measured at 1M on 2 shared AMD EPYC cores (load 0.3-1.8;
+ *                         bench/index/qscan_bench.c, one query at a time): p50 5.2 ms with
+ *                         avx512vnni and 5.3 ms with avx2, against 15.2 and 13.9 ms for their
+ *                         int8 scans and 175 ms for the exact scan. The bit scan is then bound by
+ *                         memory bandwidth (48 MB a query; both kernels take the same time);
+ *                         the rest is the exact re-rank of the 1000 candidates and their
+ *                         selection.
+ *   "HNSW<M>,Flat"        graph search (efSearch, efConstruction in the params). FAISS 1.7.3 cannot
+ *                         remove from an HNSW graph, so a delete is a tombstone: the entry stays in
+ *                         the graph, is never returned, and vindex_needs_rebuild() turns true when
+ *                         tombstones pass params.rebuild_ratio of the entries. Rebuild from the
+ *                         store's vectors (vindex_create + vindex_add + vindex_replace).
+ *   "IVF<n>,Flat", "IVF<n>,SQ8", "IVF<n>,PQ<m>np" (and other IVF factory strings)
+ *                         inverted lists (nprobe in the params). Untrained until enough vectors
+ *                         exist: below params.train_min (default 39 * n) vectors are held in an
+ *                         exact flat index; when the count reaches it, training runs on a copy in a
  *                         background thread while queries and writes go on against the flat index;
  *                         writes made meanwhile are replayed into the trained index, which then
  *                         replaces the flat one under the write lock. Real deletes (O(dim) a label
@@ -121,8 +130,8 @@ struct vindex_params {
     size_t qscan_binary_min; /* Flat: from this many vectors the scan is of one sign bit a
                                 dimension instead of the int8 codes, keeping max(100 * k, 1000)
                                 candidates; 0 (the default) = VINDEX_QSCAN_BINARY_MIN with the
-                                avx512vnni kernel, never with the others (their bit kernels are
-                                slower than their int8 scan); SIZE_MAX = never */
+                                avx2 and avx512vnni kernels, never with scalar (its bit kernel
+                                looks up a table entry a nibble); SIZE_MAX = never */
     vindex_log_fn log;       /* NULL: no logging */
     void *log_user;
 };

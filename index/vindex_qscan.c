@@ -27,6 +27,8 @@
 #define QSCAN_BLOCK 256
 /* Rows a worker claims at a time (3 MB of codes at dim 384). */
 #define QSCAN_CHUNK 8192
+/* a bit kernel's call starts at a block of the sign bits */
+_Static_assert(QSCAN_BLOCK % QSCAN_BB == 0 && QSCAN_CHUNK % QSCAN_BLOCK == 0, "blocks");
 
 /* ------------------------------------------------------------------------------------------ */
 /* kernels                                                                                    */
@@ -41,13 +43,34 @@ void qscan_dots_scalar(const int8_t *q, const int8_t *x, size_t n, size_t d, int
     }
 }
 
-void qscan_bits_scalar(const int8_t *q, const uint8_t *b, size_t n, size_t d, int32_t *out)
+void qscan_bits_lut(const int8_t *qb, size_t d, uint8_t *lut)
 {
-    const size_t bpr = (d + 7) / 8;
-    for (size_t i = 0; i < n; i++, b += bpr) {
-        int32_t s = 0;
-        for (size_t j = 0; j < d; j++)
-            s += (b[j / 8] >> (j % 8)) & 1 ? q[j] : 0;
+    const size_t noct = QSCAN_BOCT(d);
+    for (size_t g = 0; g < 2 * noct; g++) {
+        int c[4];
+        for (size_t t = 0; t < 4; t++)
+            c[t] = 4 * g + t < d ? qb[4 * g + t] : 0;
+        const size_t o = g / 2;
+        uint8_t *e = lut + 128 * (o / 2) + 64 * (g % 2) + 32 * (o % 2);
+        for (int v = 0; v < 16; v++) {
+            int s = QSCAN_BITS_BIAS;
+            for (int t = 0; t < 4; t++)
+                s += (v >> t) & 1 ? c[t] : 0;
+            e[v] = e[v + 16] = (uint8_t)s;
+        }
+    }
+}
+
+void qscan_bits_scalar(const uint8_t *lut, const uint8_t *b, size_t n, size_t d, int32_t *out)
+{
+    const size_t noct = QSCAN_BOCT(d);
+    for (size_t i = 0; i < n; i++) {
+        const uint8_t *blk = b + (i / QSCAN_BB) * QSCAN_BB * noct + i % QSCAN_BB;
+        int32_t s = -(int32_t)(2 * noct) * QSCAN_BITS_BIAS;
+        for (size_t o = 0; o < noct; o++) {
+            const uint8_t *t = lut + 128 * (o / 2) + 32 * (o % 2), x = blk[QSCAN_BB * o];
+            s += t[x & 15] + t[64 + (x >> 4)];
+        }
         out[i] = s;
     }
 }
@@ -135,7 +158,8 @@ int qscan_isa_select(char *errbuf, size_t errlen)
 /* ------------------------------------------------------------------------------------------ */
 /* the copy                                                                                   */
 
-float qscan_quantise(const float *x, size_t d, int8_t *codes)
+/* x quantised to integers in [-levels, levels] with one scale; returns the scale. */
+static float quantise(const float *x, size_t d, int levels, int8_t *codes)
 {
     float m = 0;
     for (size_t j = 0; j < d; j++) /* not fmaxf: a libm call per component, 3% of a 1M add */
@@ -144,19 +168,29 @@ float qscan_quantise(const float *x, size_t d, int8_t *codes)
         memset(codes, 0, d);
         return 0;
     }
-    const float inv = 127.0f / m;
+    const float top = (float)levels, inv = top / m;
     for (size_t j = 0; j < d; j++) {
         float c = rintf(x[j] * inv);
         /* NaN (a caller's bad vector) must not reach the conversion: that is undefined */
-        codes[j] = (int8_t)(c > 127 ? 127 : c >= -127 ? c : c < -127 ? -127 : 0);
+        codes[j] = (int8_t)(c > top ? top : c >= -top ? c : c < -top ? -top : 0);
     }
-    return m / 127.0f;
+    return m / top;
+}
+
+float qscan_quantise(const float *x, size_t d, int8_t *codes)
+{
+    return quantise(x, d, 127, codes);
+}
+
+void qscan_bits_quantise(const float *x, size_t d, int8_t *qb)
+{
+    quantise(x, d, QSCAN_BITS_QMAX, qb);
 }
 
 int qscan_reserve(struct qscan *q, size_t d, size_t want)
 {
     if (want <= q->cap) return 0;
-    size_t cap = q->cap ? q->cap : 1024;
+    size_t cap = q->cap ? q->cap : 1024; /* a multiple of QSCAN_BB, doubled */
     while (cap < want)
         cap *= 2;
     int8_t *c = realloc(q->codes, cap * d);
@@ -165,33 +199,46 @@ int qscan_reserve(struct qscan *q, size_t d, size_t want)
     float *s = realloc(q->scale, cap * sizeof *s);
     if (!s) return VINDEX_ENOMEM; /* codes grew, cap did not: still consistent */
     q->scale = s;
-    uint8_t *b = realloc(q->bits, cap * QSCAN_BPR(d));
+    uint8_t *b = realloc(q->bits, cap * QSCAN_BOCT(d));
     if (!b) return VINDEX_ENOMEM;
     q->bits = b;
     q->cap = cap;
     return 0;
 }
 
+/* Byte of row i's octet 0 of sign bits; octet o is QSCAN_BB * o further. */
+static uint8_t *bits_at(const struct qscan *q, size_t d, size_t i)
+{
+    return q->bits + (i / QSCAN_BB) * QSCAN_BB * QSCAN_BOCT(d) + i % QSCAN_BB;
+}
+
 void qscan_append(struct qscan *q, size_t d, const float *x, size_t n)
 {
+    const size_t noct = QSCAN_BOCT(d);
     for (size_t i = 0; i < n; i++, q->n++) {
         const int8_t *c = q->codes + q->n * d;
-        uint8_t *b = q->bits + q->n * QSCAN_BPR(d);
         q->scale[q->n] = qscan_quantise(x + i * d, d, q->codes + q->n * d);
-        memset(b, 0, QSCAN_BPR(d));
+        /* a new block starts zeroed: its rows past n stay zero */
+        if (q->n % QSCAN_BB == 0) memset(bits_at(q, d, q->n), 0, QSCAN_BB * noct);
+        uint8_t *b = bits_at(q, d, q->n);
         for (size_t j = 0; j < d; j++)
-            b[j / 8] |= (uint8_t)((c[j] > 0) << (j % 8));
+            b[QSCAN_BB * (j / 8)] |= (uint8_t)((c[j] > 0) << (j % 8));
     }
 }
 
 void qscan_swap_remove(struct qscan *q, size_t d, size_t pos)
 {
     size_t last = q->n - 1;
+    uint8_t *from = bits_at(q, d, last);
     if (pos != last) {
         memcpy(q->codes + pos * d, q->codes + last * d, d);
-        memcpy(q->bits + pos * QSCAN_BPR(d), q->bits + last * QSCAN_BPR(d), QSCAN_BPR(d));
+        uint8_t *to = bits_at(q, d, pos);
+        for (size_t o = 0; o < QSCAN_BOCT(d); o++)
+            to[QSCAN_BB * o] = from[QSCAN_BB * o];
         q->scale[pos] = q->scale[last];
     }
+    for (size_t o = 0; o < QSCAN_BOCT(d); o++)
+        from[QSCAN_BB * o] = 0;
     q->n = last;
 }
 
@@ -216,7 +263,7 @@ void qscan_free(struct qscan *q)
 
 size_t qscan_memory_bytes(const struct qscan *q, size_t d)
 {
-    return q->cap * (d + QSCAN_BPR(d) + sizeof(float));
+    return q->cap * (d + QSCAN_BOCT(d) + sizeof(float));
 }
 
 size_t qscan_binary_cands_for(size_t k, size_t rerank)
@@ -234,8 +281,14 @@ size_t qscan_rerank_for(size_t k, size_t rerank)
 }
 
 /* ------------------------------------------------------------------------------------------ */
-/* candidate heaps: a min-heap of the best cap entries, ordered by (score, then lower position
- * first), a total order, so the set kept does not depend on how the rows were split            */
+/* candidate sets: the best cap entries by (score, then lower position first), a total order, so
+ * the set kept does not depend on how the rows were split. Not a heap: a binary scan keeps 1000
+ * candidates and a heap's pushes (thousands a query, each sifting through 10 levels) cost a third
+ * of its kernel's time. Entries better than the bar are appended to a buffer of 2 cap; a full
+ * buffer is cut to its best cap by a quickselect, and the bar rises to the worst of them, so a
+ * push costs O(1) amortised (FAISS's ReservoirTopN does the same). Whatever the bar rejects is
+ * worse than cap entries seen, so the set left after the last cut is the best cap of all offered.
+ */
 
 struct cand {
     float s;
@@ -248,53 +301,67 @@ static int worse(struct cand a, struct cand b)
     return a.s < b.s || (a.s == b.s && a.pos > b.pos);
 }
 
-struct heap {
-    struct cand *c;
+struct best {
+    struct cand *c; /* 2 * cap */
     size_t n, cap;
+    struct cand bar; /* when barred: entries no better than it are not wanted */
+    int barred;
 };
 
-static void heap_sift_down(struct heap *h, size_t i)
+static void cand_swap(struct cand *a, struct cand *b)
 {
-    for (;;) {
-        size_t l = 2 * i + 1, r = l + 1, m = i;
-        if (l < h->n && worse(h->c[l], h->c[m])) m = l;
-        if (r < h->n && worse(h->c[r], h->c[m])) m = r;
-        if (m == i) return;
-        struct cand t = h->c[i];
-        h->c[i] = h->c[m];
-        h->c[m] = t;
-        i = m;
+    struct cand t = *a;
+    *a = *b;
+    *b = t;
+}
+
+/* Moves the best k of c[0 .. n) to c[0 .. k), in no order (quickselect, middle pivot). */
+static void select_best(struct cand *c, size_t n, size_t k)
+{
+    size_t lo = 0, hi = n; /* c[0 .. lo) are among the best k, c[hi .. n) are not */
+    while (lo < k && k < hi) {
+        cand_swap(&c[lo + (hi - lo) / 2], &c[hi - 1]);
+        const struct cand p = c[hi - 1];
+        size_t s = lo;
+        for (size_t i = lo; i + 1 < hi; i++)
+            if (worse(p, c[i])) cand_swap(&c[i], &c[s++]);
+        cand_swap(&c[s], &c[hi - 1]); /* the pivot at s: better ones before it, worse after */
+        if (s < k)
+            lo = s + 1;
+        else
+            hi = s;
     }
 }
 
-static void heap_push(struct heap *h, struct cand x)
+/* Cuts b to its best cap entries; the bar rises to the worst of them. */
+static void best_cut(struct best *b)
 {
-    if (h->n < h->cap) {
-        size_t i = h->n++;
-        h->c[i] = x;
-        while (i > 0 && worse(h->c[i], h->c[(i - 1) / 2])) {
-            struct cand t = h->c[i];
-            h->c[i] = h->c[(i - 1) / 2];
-            h->c[(i - 1) / 2] = t;
-            i = (i - 1) / 2;
-        }
-    } else if (worse(h->c[0], x)) {
-        h->c[0] = x;
-        heap_sift_down(h, 0);
-    }
+    if (b->n <= b->cap) return;
+    select_best(b->c, b->n, b->cap);
+    b->n = b->cap;
+    b->bar = b->c[0];
+    for (size_t i = 1; i < b->n; i++)
+        if (worse(b->c[i], b->bar)) b->bar = b->c[i];
+    b->barred = 1;
 }
 
-/* Whether x would enter h (before the filter is asked). */
-static int heap_wants(const struct heap *h, struct cand x)
+/* Whether x would enter b (before the filter is asked). */
+static int best_wants(const struct best *b, struct cand x)
 {
-    return h->n < h->cap || worse(h->c[0], x);
+    return !b->barred || worse(b->bar, x);
+}
+
+static void best_push(struct best *b, struct cand x)
+{
+    if (b->n == 2 * b->cap) best_cut(b);
+    b->c[b->n++] = x;
 }
 
 /* ------------------------------------------------------------------------------------------ */
 /* the search                                                                                 */
 
 /* One query's scan, shared by the caller's thread and its helpers. The rows are cut into chunks
- * that whoever is free claims (next); a worker keeps its candidates in its own heap. A helper
+ * that whoever is free claims (next); a worker keeps its candidates in its own set. A helper
  * that the scheduler starts late finds no chunk left and only drops its reference, so a busy
  * machine never makes the caller wait for a thread that has not run (measured under load 9 on 2
  * cores: a fixed half per thread, joined, made the 100k scan's p50 5.2 ms against 2.4 ms on one
@@ -302,7 +369,8 @@ static int heap_wants(const struct heap *h, struct cand x)
 struct job {
     const struct qscan_view *v;
     const struct vindex_filter *f;
-    int8_t *qc;
+    int8_t *qc;   /* the query's codes: int8, or the binary stage's */
+    uint8_t *lut; /* the binary stage's tables of qc (QSCAN_LUT_BYTES) */
     size_t n, nchunks;
     atomic_size_t next; /* chunks claimed */
     atomic_size_t done; /* chunks finished */
@@ -311,11 +379,20 @@ struct job {
     pthread_cond_t cv; /* done reached nchunks */
     int nworkers;
     int binary;                       /* scan the sign bits, not the int8 codes */
-    struct heap h[QSCAN_THREADS_MAX]; /* worker 0: the caller */
+    struct best h[QSCAN_THREADS_MAX]; /* worker 0: the caller */
     atomic_int seat;                  /* the next helper's worker index */
 };
 
-static void scan_rows(struct job *jb, struct heap *h, size_t a, size_t b)
+/* Whether any of s[0 .. 8) is at least w. */
+static int any_at_least(const float *s, float w)
+{
+    int n = 0;
+    for (int j = 0; j < 8; j++)
+        n += s[j] >= w;
+    return n;
+}
+
+static void scan_rows(struct job *jb, struct best *h, size_t a, size_t b)
 {
     const struct qscan_view *v = jb->v;
     const size_t d = v->d;
@@ -323,20 +400,37 @@ static void scan_rows(struct job *jb, struct heap *h, size_t a, size_t b)
     for (size_t i = a; i < b; i += QSCAN_BLOCK) {
         size_t m = b - i < QSCAN_BLOCK ? b - i : QSCAN_BLOCK;
         if (jb->binary)
-            v->bits(jb->qc, v->q->bits + i * QSCAN_BPR(d), m, d, dots);
+            v->bits(jb->lut, v->q->bits + i * QSCAN_BOCT(d), m, d, dots);
         else
             v->dots(jb->qc, v->q->codes + i * d, m, d, dots);
-        for (size_t j = 0; j < m; j++) {
-            struct cand c = {jb->binary ? (float)dots[j] : (float)dots[j] * v->q->scale[i + j],
-                             (int64_t)(i + j)};
-            if (!heap_wants(h, c)) continue;
-            if (jb->f && jb->f->keep && !jb->f->keep(v->ids[i + j], jb->f->user)) continue;
-            heap_push(h, c);
+        float sc[QSCAN_BLOCK];
+        if (jb->binary)
+            for (size_t j = 0; j < m; j++)
+                sc[j] = (float)dots[j];
+        else
+            for (size_t j = 0; j < m; j++)
+                sc[j] = (float)dots[j] * v->q->scale[i + j];
+        /* A score below the bar is out whatever its position, and once the bar is set almost
+         * every row is: test 8 rows at once (the compiler vectorises it) before the set is asked
+         * (a row at a time, this loop cost a 1M binary scan half its kernel's time, mostly in
+         * mispredicted branches). */
+        for (size_t j = m; j % 8; j++)
+            sc[j] = -INFINITY; /* a whole group of 8: its test is one vector compare */
+        float worst = h->barred ? h->bar.s : -INFINITY;
+        for (size_t j0 = 0; j0 < m; j0 += 8) {
+            if (!any_at_least(sc + j0, worst)) continue;
+            for (size_t j = j0; j < j0 + 8 && j < m; j++) {
+                struct cand c = {sc[j], (int64_t)(i + j)};
+                if (sc[j] < worst || !best_wants(h, c)) continue;
+                if (jb->f && jb->f->keep && !jb->f->keep(v->ids[i + j], jb->f->user)) continue;
+                best_push(h, c);
+                worst = h->barred ? h->bar.s : -INFINITY;
+            }
         }
     }
 }
 
-static void work(struct job *jb, struct heap *h)
+static void work(struct job *jb, struct best *h)
 {
     for (;;) {
         size_t c = atomic_fetch_add(&jb->next, 1);
@@ -356,6 +450,7 @@ static void job_free(struct job *jb)
     for (int t = 0; t < jb->nworkers; t++)
         free(jb->h[t].c);
     free(jb->qc);
+    free(jb->lut);
     pthread_mutex_destroy(&jb->mu);
     pthread_cond_destroy(&jb->cv);
     free(jb);
@@ -383,7 +478,7 @@ static int cmp_final(const void *x, const void *y)
 /* One query: scan (with helpers when n is large), merge the workers' candidates into the best
  * all->cap, score those exactly and keep the best k. */
 static int search_one(const struct qscan_view *v, const float *query, size_t k, size_t r,
-                      const struct vindex_filter *f, struct heap *all, int64_t *L, float *S)
+                      const struct vindex_filter *f, struct best *all, int64_t *L, float *S)
 {
     const size_t n = v->q->n;
     int nworkers = (int)(n / QSCAN_PART_MIN);
@@ -405,13 +500,20 @@ static int search_one(const struct qscan_view *v, const float *query, size_t k, 
     pthread_mutex_init(&jb->mu, NULL);
     pthread_cond_init(&jb->cv, NULL);
     int ok = (jb->qc = malloc(v->d)) != NULL;
+    /* 64-byte aligned: an AVX-512 kernel's table loads do not straddle cache lines */
+    if (ok && jb->binary) ok = (jb->lut = aligned_alloc(64, QSCAN_LUT_BYTES(v->d))) != NULL;
     for (int t = 0; ok && t < nworkers; t++)
-        ok = (jb->h[t].c = malloc(r * sizeof(struct cand))) != NULL, jb->h[t].cap = r;
+        ok = (jb->h[t].c = malloc(2 * r * sizeof(struct cand))) != NULL, jb->h[t].cap = r;
     if (!ok) {
         job_free(jb);
         return VINDEX_ENOMEM;
     }
-    qscan_quantise(query, v->d, jb->qc);
+    if (jb->binary) {
+        qscan_bits_quantise(query, v->d, jb->qc);
+        qscan_bits_lut(jb->qc, v->d, jb->lut);
+    } else {
+        qscan_quantise(query, v->d, jb->qc);
+    }
     pthread_attr_t attr;
     pthread_attr_init(&attr);
     pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
@@ -429,9 +531,11 @@ static int search_one(const struct qscan_view *v, const float *query, size_t k, 
         pthread_cond_wait(&jb->cv, &jb->mu);
     pthread_mutex_unlock(&jb->mu);
     all->n = 0;
+    all->barred = 0;
     for (int t = 0; t < nworkers; t++)
         for (size_t j = 0; j < jb->h[t].n; j++)
-            heap_push(all, jb->h[t].c[j]);
+            if (best_wants(all, jb->h[t].c[j])) best_push(all, jb->h[t].c[j]);
+    best_cut(all);
     job_put(jb);
     /* Exact scores, best first. */
     for (size_t j = 0; j < all->n; j++) {
@@ -452,7 +556,7 @@ int qscan_search(const struct qscan_view *v, const float *queries, size_t nq, si
 {
     size_t r = qscan_rerank_for(k, rerank);
     if (v->q->n >= v->binary_min) r = qscan_binary_cands_for(k, r);
-    struct heap all = {calloc(r, sizeof(struct cand)), 0, r};
+    struct best all = {.c = calloc(2 * r, sizeof(struct cand)), .cap = r};
     int rc = all.c ? 0 : VINDEX_ENOMEM;
     for (size_t qi = 0; rc == 0 && qi < nq; qi++)
         rc = search_one(v, queries + qi * v->d, k, r, filter, &all, out_labels + qi * k,

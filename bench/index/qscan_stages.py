@@ -3,10 +3,15 @@
 cores (where an int8 scan reads 384 MB a query): each stage scores every vector from a smaller
 code, keeps the best C, and those C are re-ranked with the exact fp32 inner product.
 
-    bench/index/qscan_stages.py VECTORS.f32 [N] [NQ]     (numpy; e.g. the project's .venv)
+    bench/index/qscan_stages.py VECTORS.f32 [N] [NQ] [STAGE,...]   (numpy; e.g. the project's .venv)
 
-Codes, per vector (dim 384), all with the float query (asymmetric: the query is not quantised):
+Codes, per vector (dim 384), with the float query (asymmetric: the query is not quantised):
   binary  sign bits (48 bytes): score = q . sign(x)
+  bin-qL  the same bits against the query quantised to integers in [-L, L] (one scale, rounded
+          as index/vindex_qscan.c does): L 127 is the int8 query, L 15 the binary stage's
+          (QSCAN_BITS_QMAX: two of its vpshufb table entries, sums of 4 codes, add in a byte)
+STAGE: a comma-separated list of the codes above (default binary,bin-q127,bin-q31,bin-q15,int4,
+int8).
   int4    symmetric 4-bit, one scale (196 bytes): score = q . round(7 x / max|x|) * scale
   int8    as index/vindex_qscan.c (388 bytes), for comparison
 VECTORS.f32 as bench/index/qscan_bench.c: the last NQ rows are the queries; the documents are the
@@ -41,18 +46,25 @@ def main():
         exact[:, at:at + 100000] = q @ x[at:at + 100000].T
     truth = np.argpartition(-exact, 10, axis=1)[:, :10]
 
+    def quant(v, levels):
+        m = np.abs(v).max(axis=1, keepdims=True)
+        return np.round(v * (levels / m))
+
     def codes(kind, chunk):
-        if kind == "binary":
+        if kind == "binary" or kind.startswith("bin-q"):
             return np.where(chunk >= 0, 1.0, -1.0).astype(np.float32)
         levels = 7.0 if kind == "int4" else 127.0
         m = np.abs(chunk).max(axis=1, keepdims=True)
         return np.round(chunk * (levels / m)) * (m / levels)
 
-    for kind in ("binary", "int4", "int8"):
+    stages = sys.argv[4].split(",") if len(sys.argv) > 4 else [
+        "binary", "bin-q127", "bin-q31", "bin-q15", "int4", "int8"]
+    for kind in stages:
+        qk = quant(q, float(kind[5:])) if kind.startswith("bin-q") else q
         approx = np.empty((nq, n), dtype=np.float32)
         for at in range(0, n, 100000):
-            approx[:, at:at + 100000] = q @ codes(kind, x[at:at + 100000]).T
-        for c in (100, 1000, 2000, 5000, 10000):
+            approx[:, at:at + 100000] = qk @ codes(kind, x[at:at + 100000]).T
+        for c in (100, 500, 1000, 2000, 5000):
             cand = np.argpartition(-approx, c, axis=1)[:, :c]
             hit = 0
             for i in range(nq):

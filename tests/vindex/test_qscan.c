@@ -207,6 +207,104 @@ static qscan_dots_fn evex_twin(void)
     return NULL;
 }
 
+/* The binary stage's sums for the n rows of x (row-major floats, as appended) and query codes qb:
+ * the sum of qb over each row's dimensions whose int8 code is positive, straight from the
+ * definition, for every kernel this CPU has, on the whole copy and from its second block on. */
+static int check_bits_sums(const struct qscan *c, const float *x, const int8_t *qb, size_t d,
+                           const char *what)
+{
+    const size_t n = c->n;
+    int32_t *want = malloc((n + 1) * sizeof *want), *got = malloc((n + 1) * sizeof *got);
+    uint8_t *lut = malloc(QSCAN_LUT_BYTES(d));
+    int8_t *codes = malloc(d);
+    qscan_bits_lut(qb, d, lut);
+    for (size_t i = 0; i < n; i++) {
+        qscan_quantise(x + i * d, d, codes);
+        want[i] = 0;
+        for (size_t j = 0; j < d; j++)
+            want[i] += codes[j] > 0 ? qb[j] : 0;
+    }
+    for (int isa = 0; isa < QSCAN_NISA; isa++) {
+        if (!qscan_isa_available(isa)) continue;
+        qscan_bits_fn fn = qscan_bits_get(isa);
+        for (size_t from = 0; from <= QSCAN_BB && from < n; from += QSCAN_BB) {
+            got[n - from] = 0x55555555; /* the slot past the rows stays unwritten */
+            fn(lut, c->bits + from * QSCAN_BOCT(d), n - from, d, got);
+            for (size_t i = from; i < n; i++)
+                CHECK(got[i - from] == want[i], "bits %s %s d %zu n %zu from %zu row %zu: %d != %d",
+                      qscan_isa_name(isa), what, d, n, from, i, got[i - from], want[i]);
+            CHECK(got[n - from] == 0x55555555, "bits %s wrote past row %zu", qscan_isa_name(isa),
+                  n);
+        }
+    }
+    free(want);
+    free(got);
+    free(lut);
+    free(codes);
+    return 0;
+}
+
+/* The binary stage's blocked sign bits and its kernels: dims around the octet, the AVX-512 pair of
+ * octets and a 16-bit run (QSCAN_BITS_RUN octets: d 4200 takes three), row counts around the
+ * block, query codes at +-QSCAN_BITS_QMAX and at random, every bit set (the largest sums) and at
+ * random; then swap-removes (the last row's bits move into the hole) and appends after them. */
+static int check_bits(void)
+{
+    float qv[DIM];
+    int8_t qq[DIM];
+    real_vec(3, 1, qv);
+    qscan_bits_quantise(qv, DIM, qq);
+    int top = 0;
+    for (int j = 0; j < DIM; j++) {
+        CHECK(qq[j] >= -QSCAN_BITS_QMAX && qq[j] <= QSCAN_BITS_QMAX, "query code %d", qq[j]);
+        top = abs(qq[j]) > top ? abs(qq[j]) : top;
+    }
+    CHECK(top == QSCAN_BITS_QMAX, "largest query code %d", top);
+    static const size_t dims[] = {1, 3, 4, 5, 8, 9, 15, 16, 17, 31, 33, 127, 384, 385, 4200};
+    static const size_t rows[] = {1, 31, 32, 33, 70};
+    for (size_t di = 0; di < sizeof dims / sizeof *dims; di++)
+        for (size_t ri = 0; ri < sizeof rows / sizeof *rows; ri++) {
+            const size_t d = dims[di], n = rows[ri];
+            float *x = malloc((n + 8) * d * sizeof *x);
+            int8_t *qb = malloc(d);
+            for (int pass = 0; pass < 4; pass++) {
+                for (size_t j = 0; j < d; j++)
+                    qb[j] =
+                        pass == 0 ? QSCAN_BITS_QMAX
+                        : pass == 1
+                            ? -QSCAN_BITS_QMAX
+                            : (int8_t)((int)rng_below(2 * QSCAN_BITS_QMAX + 1) - QSCAN_BITS_QMAX);
+                for (size_t j = 0; j < (n + 8) * d; j++)
+                    x[j] = pass < 2 ? 1.0f : (float)((int)rng_below(201) - 100);
+                struct qscan c = {0};
+                CHECK(qscan_reserve(&c, d, n) == 0, "reserve");
+                qscan_append(&c, d, x, n);
+                if (check_bits_sums(&c, x, qb, d, "append")) return 1;
+                if (pass < 3) {
+                    qscan_free(&c);
+                    continue;
+                }
+                /* x mirrors the copy's rows through swap-removes and appends */
+                for (int r = 0; r < 3 && c.n > 1; r++) {
+                    size_t pos = rng_below(c.n);
+                    memmove(x + pos * d, x + (c.n - 1) * d, d * sizeof *x);
+                    qscan_swap_remove(&c, d, pos);
+                    if (check_bits_sums(&c, x, qb, d, "remove")) return 1;
+                }
+                size_t more = 1 + rng_below(8);
+                for (size_t j = c.n * d; j < (c.n + more) * d; j++)
+                    x[j] = (float)((int)rng_below(201) - 100);
+                CHECK(qscan_reserve(&c, d, c.n + more) == 0, "reserve");
+                qscan_append(&c, d, x + c.n * d, more);
+                if (check_bits_sums(&c, x, qb, d, "append after remove")) return 1;
+                qscan_free(&c);
+            }
+            free(x);
+            free(qb);
+        }
+    return 0;
+}
+
 /* Every kernel this CPU has gives the scalar reference's sums: codes at the extremes (±127) and
  * at random, every tail length around the vector widths, rows counts around the block size. After
  * the kernels of every isa, the AVX-VNNI source's EVEX twin (dots only). */
@@ -241,26 +339,13 @@ static int t_isa(void)
                 for (size_t i = 0; i < n; i++)
                     CHECK(got[i] == want[i], "%s d %zu pass %d row %zu: %d != %d", name, d, pass, i,
                           got[i], want[i]);
-                if (twin) continue;
-                /* the binary stage's kernel: x's bytes as bits (past d zero, as stored) */
-                const size_t bpr = QSCAN_BPR(d);
-                uint8_t *bits = calloc(n, bpr);
-                for (size_t i = 0; i < n; i++)
-                    for (size_t j = 0; j < d; j++)
-                        bits[i * bpr + j / 8] |= (uint8_t)((x[i * d + j] > 0) << (j % 8));
-                qscan_bits_scalar(q, bits, n, d, want);
-                memset(got, 0x55, sizeof got);
-                qscan_bits_get(isa)(q, bits, n, d, got);
-                for (size_t i = 0; i < n; i++)
-                    CHECK(got[i] == want[i], "bits %s d %zu pass %d row %zu: %d != %d",
-                          qscan_isa_name(isa), d, pass, i, got[i], want[i]);
-                free(bits);
             }
             free(q);
             free(x);
         }
     }
     CHECK(tested >= 2 || !qscan_isa_available(QSCAN_AVX2), "the AVX2 kernel was not tested");
+    if (check_bits()) return 1;
     fprintf(stderr, "isa: %d kernels agree with the scalar reference\n", tested);
 
     /* Forcing a kernel: an unknown name, or one this CPU lacks, is refused at create; every
@@ -351,12 +436,16 @@ static int t_exact(void)
 }
 
 /* Adds, removes (each a swap-remove of the last position into the hole) and upserts (remove, then
- * add with another vector) interleaved at random keep the copy in step with the exact vectors. */
-static int t_sync(void)
+ * add with another vector) interleaved at random keep the copy in step with the exact vectors:
+ * its int8 codes, and (binary) its blocked sign bits, searched by the binary first stage. */
+static int sync_case(int binary)
 {
     const size_t slots = 8000, nq = 60;
     float *x = real_set(slots, 0), *alt = real_set(slots, 2), *q = real_set(nq, 1);
-    vindex *vq = make(1, 0), *ve = make(SIZE_MAX, 0);
+    g_binary_min = binary ? 1 : SIZE_MAX;
+    vindex *vq = make(1, 0);
+    g_binary_min = SIZE_MAX;
+    vindex *ve = make(SIZE_MAX, 0);
     CHECK(vq && ve, "create");
     uint8_t *live = calloc(slots, 1);
     size_t nlive = 0;
@@ -394,7 +483,8 @@ static int t_sync(void)
         }
         CHECK(vindex_count(vq) == nlive && vindex_count(ve) == nlive, "counts");
         if (same_rows(vq, ve, q, nq, 10, NULL, nlive)) {
-            fprintf(stderr, "after round %d (op %d, %zu labels)\n", round, op, cnt);
+            fprintf(stderr, "%s: after round %d (op %d, %zu labels)\n", binary ? "binary" : "int8",
+                    round, op, cnt);
             return 1;
         }
         free(lab);
@@ -417,6 +507,11 @@ static int t_sync(void)
     free(q);
     free(tv);
     return 0;
+}
+
+static int t_sync(void)
+{
+    return sync_case(0) || sync_case(1);
 }
 
 /* The binary first stage (params.qscan_binary_min = 1): sign bits a dimension scored against the
