@@ -30,7 +30,9 @@
  *                         with the best kernel the CPU has (AVX512-VNNI, AVX-VNNI, AVX2, scalar;
  *                         integer sums, the same in each); SBERT_SCAN_ISA=scalar|avx2|avxvnni|
  *                         avx512vnni forces one, and vindex_create() then fails with
- *                         VINDEX_EINVAL on a CPU without it. vindex_info() names the kernel.
+ *                         VINDEX_EINVAL on a CPU without it (or whose sums disagree there with
+ *                         the scalar kernel's, checked at create: a chosen kernel that disagrees
+ *                         is passed over). vindex_info() names the kernel.
  *                         From params.qscan_binary_min vectors (default VINDEX_QSCAN_BINARY_MIN
  *                         with the avx2, avxvnni and avx512vnni kernels, never with scalar) the
  *                         scan reads one sign bit a dimension instead of the int8 codes (48

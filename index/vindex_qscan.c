@@ -137,6 +137,26 @@ qscan_bits_fn qscan_bits_get(int isa)
     }
 }
 
+/* 1 when isa's dot-product kernel gives the scalar kernel's sums on this CPU (fixed
+ * pseudo-random codes in [-127, 127], 9 rows of 385: every tail). Why: the AVX-VNNI kernel was
+ * checked through an EVEX twin of its source before any CPU with AVX-VNNI ran it. */
+static int dots_agree(int isa)
+{
+    enum { N = 9, D = 385 };
+    int8_t q[D], x[N * D];
+    int32_t want[N], got[N];
+    uint32_t r = 2463534242u; /* xorshift32 */
+    for (size_t i = 0; i < D + N * D; i++) {
+        r ^= r << 13;
+        r ^= r >> 17;
+        r ^= r << 5;
+        *(i < D ? &q[i] : &x[i - D]) = (int8_t)((int)(r % 255) - 127);
+    }
+    qscan_dots_scalar(q, x, N, D, want);
+    qscan_dots_get(isa)(q, x, N, D, got);
+    return !memcmp(want, got, sizeof want);
+}
+
 int qscan_isa_select(char *errbuf, size_t errlen)
 {
     const char *force = getenv("SBERT_SCAN_ISA");
@@ -148,10 +168,16 @@ int qscan_isa_select(char *errbuf, size_t errlen)
             return sbert_util_errf(errbuf, errlen, VINDEX_EINVAL, "SBERT_SCAN_ISA=%s: %s", force,
                                    isa < 0 ? "unknown kernel (scalar, avx2, avxvnni, avx512vnni)"
                                            : "this CPU cannot run that kernel");
+        if (!dots_agree(isa))
+            return sbert_util_errf(errbuf, errlen, VINDEX_EINVAL,
+                                   "SBERT_SCAN_ISA=%s: the kernel disagrees with the scalar "
+                                   "reference on this CPU",
+                                   force);
         return isa;
     }
+    /* the best kernel the CPU has whose sums agree with the scalar ones here */
     for (int i = QSCAN_NISA - 1; i > 0; i--)
-        if (qscan_isa_available(i)) return i;
+        if (qscan_isa_available(i) && dots_agree(i)) return i;
     return QSCAN_SCALAR;
 }
 
