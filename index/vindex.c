@@ -200,6 +200,11 @@ int vindex_state_init(struct vstate *s, const struct vindex_params *p, char *err
     return 0;
 }
 
+static float exact_ip(const float *a, const float *b, size_t d)
+{
+    return vshim_inner_product(a, b, d);
+}
+
 int vindex_create(const struct vindex_params *params, vindex **out, char *errbuf, size_t errlen)
 {
     struct vindex_params def = vindex_default_params();
@@ -227,6 +232,7 @@ int vindex_create(const struct vindex_params *params, vindex **out, char *errbuf
      * entry a nibble): the default with the AVX2 and AVX512 kernels, never with scalar C. */
     if (v->p.qscan_binary_min == 0)
         v->p.qscan_binary_min = v->scan_isa != QSCAN_SCALAR ? VINDEX_QSCAN_BINARY_MIN : SIZE_MAX;
+    v->ip_seq = qscan_ip_seq_matches(exact_ip);
     cpu_set_t cpus;
     int ncpu = sched_getaffinity(0, sizeof cpus, &cpus) == 0 ? CPU_COUNT(&cpus) : 1;
     v->scan_threads = ncpu < 1 ? 1 : ncpu > QSCAN_THREADS_MAX ? QSCAN_THREADS_MAX : ncpu;
@@ -446,11 +452,6 @@ static int use_qscan(const vindex *v, const struct vindex_filter *filter)
            s->q.n == (size_t)faiss_Index_ntotal(s->idx);
 }
 
-static float exact_ip(const float *a, const float *b, size_t d)
-{
-    return vshim_inner_product(a, b, d);
-}
-
 int vindex_search(vindex *v, const float *queries, size_t nq, size_t k,
                   const struct vindex_filter *filter, int64_t *out_labels, float *out_scores,
                   char *errbuf, size_t errlen)
@@ -466,6 +467,7 @@ int vindex_search(vindex *v, const float *queries, size_t nq, size_t k,
             .xb = vshim_flat_vectors(s->idx),
             .ids = vshim_idmap_ids(s->idx),
             .ip = exact_ip,
+            .ip_seq = v->ip_seq,
             .d = (size_t)v->p.dim,
             .dots = qscan_dots_get(v->scan_isa),
             .bits = qscan_bits_get(v->scan_isa),

@@ -11,7 +11,11 @@ add_library(sbert_vindex STATIC
   ${CMAKE_CURRENT_LIST_DIR}/vindex_format.c
   ${CMAKE_CURRENT_LIST_DIR}/vindex_hash.c
   ${CMAKE_CURRENT_LIST_DIR}/vindex_qscan.c
+  ${CMAKE_CURRENT_LIST_DIR}/vindex_qscan_ip.c
   ${CMAKE_CURRENT_LIST_DIR}/vindex_shim.cpp)
+# The re-rank's products and adds stay separate roundings, as in FAISS's reference loop.
+set_source_files_properties(${CMAKE_CURRENT_LIST_DIR}/vindex_qscan_ip.c PROPERTIES
+                            COMPILE_OPTIONS "-ffp-contract=off")
 # The quantised Flat scan's kernels: each file gets its ISA's flags whatever SBERT_NATIVE says and
 # runs only where vindex_qscan.c finds the CPU can (one binary for AVX2-only and AVX-512 machines).
 if(CMAKE_SYSTEM_PROCESSOR MATCHES "x86_64|AMD64|amd64")

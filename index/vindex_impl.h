@@ -66,6 +66,7 @@ struct vindex {
     struct vindex_params p;
     struct vstate s;
     int scan_isa;     /* the quantised scan's kernel (qscan_isa_select) */
+    int ip_seq;       /* FAISS's inner product is its reference loop (qscan_ip_seq_matches) */
     int scan_threads; /* most threads one quantised scan uses: the CPUs it may run on */
 
     /* training: fields below are guarded by lock (written under the write lock) */

@@ -563,8 +563,19 @@ static int search_one(const struct qscan_view *v, const float *query, size_t k, 
             if (best_wants(all, jb->h[t].c[j])) best_push(all, jb->h[t].c[j]);
     best_cut(all);
     job_put(jb);
-    /* Exact scores, best first. */
-    for (size_t j = 0; j < all->n; j++) {
+    /* Exact scores, best first: eight rows at a time where that gives ip's bits. */
+    size_t j = 0;
+    if (v->ip_seq)
+        for (; j + 8 <= all->n; j += 8) {
+            const float *rows[8];
+            float sc[8];
+            for (int t = 0; t < 8; t++)
+                rows[t] = v->xb + (size_t)all->c[j + t].pos * v->d;
+            qscan_ip_seq(query, rows, 8, v->d, sc);
+            for (int t = 0; t < 8; t++)
+                all->c[j + t].s = sc[t];
+        }
+    for (; j < all->n; j++) {
         struct cand *c = &all->c[j];
         c->s = v->ip(query, v->xb + (size_t)c->pos * v->d, v->d);
     }

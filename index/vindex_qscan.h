@@ -146,6 +146,13 @@ size_t qscan_rerank_for(size_t k, size_t rerank);
 /* Candidates the binary stage keeps for a top-k (at least rerank, qscan_rerank_for's answer). */
 size_t qscan_binary_cands_for(size_t k, size_t rerank);
 
+/* The inner products of q with n rows of d floats into out, each summed as FAISS's reference loop
+ * sums one (vindex_qscan_ip.c says why and how), several rows at a time. */
+void qscan_ip_seq(const float *q, const float *const *rows, size_t n, size_t d, float *out);
+/* 1 when ip gives qscan_ip_seq's bits on fixed random vectors (then it is FAISS's reference loop,
+ * and qscan_ip_seq may stand for it), else 0. */
+int qscan_ip_seq_matches(float (*ip)(const float *a, const float *b, size_t d));
+
 /* What a quantised search reads: the copy, the exact vectors and labels it mirrors (position
  * order, borrowed from the FAISS index), and the kernel. */
 struct qscan_view {
@@ -153,6 +160,7 @@ struct qscan_view {
     const float *xb;                                       /* n * d exact vectors */
     const int64_t *ids;                                    /* n labels */
     float (*ip)(const float *a, const float *b, size_t d); /* the exact inner product */
+    int ip_seq; /* 1: ip is FAISS's reference loop, so the re-rank may use qscan_ip_seq */
     size_t d;
     qscan_dots_fn dots;
     qscan_bits_fn bits;

@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "vindex_qscan.h"
+#include "vindex_shim.h"
 #include "vtest.h"
 
 static size_t rng_below(size_t n)
@@ -305,6 +306,52 @@ static int check_bits(void)
     return 0;
 }
 
+/* An inner product summed in the other order: not FAISS's reference loop. */
+static float ip_reversed(const float *a, const float *b, size_t d)
+{
+    float s = 0;
+    while (d--)
+        s += a[d] * b[d];
+    return s;
+}
+
+/* The re-rank's eight-rows-at-a-time inner products (vindex_qscan_ip.c) give the bits of the
+ * linked FAISS's fvec_inner_product wherever qscan_ip_seq_matches() says so (Debian's libfaiss.a:
+ * its reference loop), over dims around the eight lanes and row counts around eight. */
+static int check_ip_seq(void)
+{
+    CHECK(!qscan_ip_seq_matches(ip_reversed), "a reversed sum passed as FAISS's loop");
+    if (!qscan_ip_seq_matches(vshim_inner_product)) {
+        fprintf(stderr, "isa: the linked FAISS's inner product is not its reference loop: the "
+                        "re-rank calls it row by row\n");
+        return 0;
+    }
+    static const size_t dims[] = {1, 7, 8, 9, 383, 384, 385, 1100};
+    for (size_t di = 0; di < sizeof dims / sizeof *dims; di++) {
+        const size_t d = dims[di], n = 19;
+        float *q = malloc(d * sizeof *q), *x = malloc(n * d * sizeof *x), got[19];
+        const float *rows[19];
+        for (size_t j = 0; j < d; j++)
+            q[j] = (float)((int)rng_below(20001) - 10000) / 7919.0f;
+        for (size_t j = 0; j < n * d; j++)
+            x[j] = (float)((int)rng_below(20001) - 10000) / 6271.0f;
+        for (size_t i = 0; i < n; i++)
+            rows[i] = x + ((i * 7) % n) * d; /* not in storage order */
+        for (size_t m = 1; m <= n; m += 6) {
+            qscan_ip_seq(q, rows, m, d, got);
+            for (size_t i = 0; i < m; i++) {
+                const float want = vshim_inner_product(q, rows[i], d);
+                CHECK(memcmp(&want, &got[i], sizeof want) == 0, "ip_seq d %zu row %zu: %a != %a", d,
+                      i, got[i], want);
+            }
+        }
+        free(q);
+        free(x);
+    }
+    fprintf(stderr, "isa: the re-rank's 8-row sums are FAISS's bits\n");
+    return 0;
+}
+
 /* Every kernel this CPU has gives the scalar reference's sums: codes at the extremes (±127) and
  * at random, every tail length around the vector widths, rows counts around the block size. After
  * the kernels of every isa, the AVX-VNNI source's EVEX twin (dots only). */
@@ -345,7 +392,7 @@ static int t_isa(void)
         }
     }
     CHECK(tested >= 2 || !qscan_isa_available(QSCAN_AVX2), "the AVX2 kernel was not tested");
-    if (check_bits()) return 1;
+    if (check_bits() || check_ip_seq()) return 1;
     fprintf(stderr, "isa: %d kernels agree with the scalar reference\n", tested);
 
     /* Forcing a kernel: an unknown name, or one this CPU lacks, is refused at create; every
