@@ -244,8 +244,14 @@ def main():
                 time.sleep(0.2)
         check(r is not None and r.status_code == 200 and r.json()["status"] == "serving",
               "socket-activated health: %r" % (r.text if r is not None else None))
-        with open(os.path.join(tmp, "log"), "rb") as f:
-            text = f.read().decode(errors="replace")
+        # the daemon logs its http line after the server started, so a request can be answered
+        # before that line is written: wait for it
+        text = ""
+        while time.time() < deadline and "a socket systemd passed" not in text:
+            with open(os.path.join(tmp, "log"), "rb") as f:
+                text = f.read().decode(errors="replace")
+            if "a socket systemd passed" not in text:
+                time.sleep(0.1)
         check("a socket systemd passed" in text, "the daemon says it took the passed socket: %s" % text[-600:])
     finally:
         sa.terminate()
