@@ -2,6 +2,7 @@
 #define _GNU_SOURCE /* syscall() */
 #include "quant.h"
 #include "sbert.h"
+#include "sbert_util.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -223,7 +224,7 @@ int sbert_qisa_available(int isa)
     case SBERT_QISA_AVX2:
         return __builtin_cpu_supports("avx2");
     case SBERT_QISA_AVXVNNI:
-        return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("avxvnni");
+        return sbert_util_cpu_avxvnni();
     case SBERT_QISA_AVX512VNNI:
         return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
                __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni");

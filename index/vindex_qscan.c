@@ -92,7 +92,7 @@ int qscan_isa_available(int isa)
     case QSCAN_AVX2:
         return __builtin_cpu_supports("avx2");
     case QSCAN_AVXVNNI:
-        return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("avxvnni");
+        return sbert_util_cpu_avxvnni();
     case QSCAN_AVX512VNNI:
         return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
                __builtin_cpu_supports("avx512vnni");

@@ -4,6 +4,23 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#if defined(__x86_64__)
+#include <cpuid.h>
+#endif
+
+/* ---- the CPU --------------------------------------------------------------------------------- */
+
+int sbert_util_cpu_avxvnni(void)
+{
+#if defined(__x86_64__)
+    unsigned a, b, c, d;
+    /* avx2 also checks that the OS saves the YMM state (XCR0) */
+    return __builtin_cpu_supports("avx2") && __get_cpuid_count(7, 1, &a, &b, &c, &d) &&
+           (a & (1u << 4)) != 0;
+#else
+    return 0;
+#endif
+}
 
 /* ---- messages -------------------------------------------------------------------------------- */
 

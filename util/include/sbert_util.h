@@ -42,6 +42,11 @@ int sbert_util_utf8_valid(const void *s, size_t len);
  * from an allocation that failed (1): it accepts nothing that cJSON 1.7 refuses. */
 int sbert_util_json_valid(const char *s, size_t len, int *is_object);
 
+/* 1 when this CPU has AVX-VNNI (the VEX vpdpbusd: CPUID leaf 7 subleaf 1, EAX bit 4) and the OS
+ * saves the YMM state; 0 elsewhere. Why not __builtin_cpu_supports("avxvnni"): clang 14 (the
+ * TSan and fuzz builds) rejects that name at compile time. */
+int sbert_util_cpu_avxvnni(void);
+
 /* Cosine similarity of a and b (dim floats each), accumulated in double; 0 when either is all
  * zeros. */
 double sbert_util_cosine(const float *a, const float *b, size_t dim);
