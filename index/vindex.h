@@ -146,9 +146,14 @@ struct vindex_params {
  * stays exact with no recall caveat. */
 #define VINDEX_QSCAN_MIN 8192
 
-/* The default params.qscan_binary_min: where the int8 scan's bytes (dim a vector) make it too slow
- * for one query (measured at 1M on 2 cores, vindex.h "Flat"). */
-#define VINDEX_QSCAN_BINARY_MIN 262144
+/* The default params.qscan_binary_min: where the sign bits' scan (dim / 8 bytes a vector, plus a
+ * re-rank of 1000) beats the int8 scan's dim bytes. Measured on 2 quiet AMD EPYC cores
+ * (bench/index/qscan_bench, one query at a time, p50): at 65,536 vectors int8 0.69 ms against
+ * binary 1.08 with AVX512-VNNI (0.94 against 0.80 with AVX2), at 100,000 1.29 against 0.96
+ * (1.23 against 1.12); inside sbertd, whose other work evicts the int8 codes from the caches
+ * between queries, binary was 0.6-0.75 ms faster a query at 100,000 with either kernel
+ * (interleaved daemons). So between the two: 81,920. */
+#define VINDEX_QSCAN_BINARY_MIN 81920
 
 /* Returns the defaults listed above. */
 struct vindex_params vindex_default_params(void);
