@@ -99,9 +99,7 @@ static int prepare_int8(sbert_model *m, char *errbuf, size_t errlen)
                                    "the int8 kernel %s disagrees with the scalar reference on "
                                    "this CPU",
                                    sbert_qisa_name(isa));
-        int next = isa - 1;
-        while (next > SBERT_QISA_SCALAR && !sbert_qisa_available(next))
-            next--;
+        const int next = sbert_qisa_best_below(isa);
         sbert_util_logf(m->params.log, m->params.log_user, SBERT_LOG_WARN,
                         "int8 kernel %s disagrees with the scalar reference on this CPU: using %s",
                         sbert_qisa_name(isa), sbert_qisa_name(next));

@@ -149,13 +149,9 @@ int sbert_qgemm_agrees(sbert_qgemm_fn fn, const struct sbert_qweight *w)
     int32_t *ref = malloc((size_t)M * n1 * sizeof *ref), *c = malloc((size_t)M * n1 * sizeof *c);
     int rc = SBERT_ENOMEM;
     if (a && ref && c) {
-        uint32_t x = 2463534242u; /* xorshift32: the same activations on every run */
-        for (size_t i = 0; i < (size_t)M * w->k; i++) {
-            x ^= x << 13;
-            x ^= x >> 17;
-            x ^= x << 5;
-            a[i] = (int8_t)((int)(x % 255) - 127);
-        }
+        uint32_t x = 2463534242u; /* the same activations on every run */
+        for (size_t i = 0; i < (size_t)M * w->k; i++)
+            a[i] = (int8_t)((int)(sbert_util_xorshift32(&x) % 255) - 127);
         sbert_qgemm_scalar(a, (size_t)w->k, M, w, 0, n1, ref, n1);
         fn(a, (size_t)w->k, M, w, 0, n1, c, n1);
         rc = !memcmp(ref, c, (size_t)M * n1 * sizeof *c);
@@ -240,11 +236,16 @@ int sbert_qisa_available(int isa)
     }
 }
 
-int sbert_qisa_best(void)
+int sbert_qisa_best_below(int isa)
 {
-    for (int i = SBERT_QISA_N - 1; i > 0; i--)
+    for (int i = isa - 1; i > SBERT_QISA_SCALAR; i--)
         if (sbert_qisa_available(i)) return i;
     return SBERT_QISA_SCALAR;
+}
+
+int sbert_qisa_best(void)
+{
+    return sbert_qisa_best_below(SBERT_QISA_N);
 }
 
 sbert_qgemm_fn sbert_qgemm_get(int isa)

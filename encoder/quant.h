@@ -102,6 +102,9 @@ int sbert_qgemm_agrees(sbert_qgemm_fn fn, const struct sbert_qweight *w);
 int sbert_qisa_available(int isa);
 /* The fastest kernel this CPU can run. */
 int sbert_qisa_best(void);
+/* The fastest kernel this CPU can run of those before isa in the order of preference (scalar at
+ * the least). */
+int sbert_qisa_best_below(int isa);
 /* "scalar", "avx2", "avxvnni", "avx512vnni", "amx"; NULL for an unknown isa. */
 const char *sbert_qisa_name(int isa);
 /* The isa named name, or -1. */

@@ -145,13 +145,9 @@ static int dots_agree(int isa)
     enum { N = 9, D = 385 };
     int8_t q[D], x[N * D];
     int32_t want[N], got[N];
-    uint32_t r = 2463534242u; /* xorshift32 */
-    for (size_t i = 0; i < D + N * D; i++) {
-        r ^= r << 13;
-        r ^= r >> 17;
-        r ^= r << 5;
-        *(i < D ? &q[i] : &x[i - D]) = (int8_t)((int)(r % 255) - 127);
-    }
+    uint32_t r = 2463534242u;
+    for (size_t i = 0; i < D + N * D; i++)
+        *(i < D ? &q[i] : &x[i - D]) = (int8_t)((int)(sbert_util_xorshift32(&r) % 255) - 127);
     qscan_dots_scalar(q, x, N, D, want);
     qscan_dots_get(isa)(q, x, N, D, got);
     return !memcmp(want, got, sizeof want);

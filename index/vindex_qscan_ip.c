@@ -13,6 +13,8 @@
  */
 #include "vindex_qscan.h"
 
+#include "sbert_util.h"
+
 #include <string.h>
 
 void qscan_ip_seq(const float *q, const float *const *rows, size_t n, size_t d, float *out)
@@ -55,12 +57,9 @@ int qscan_ip_seq_matches(float (*ip)(const float *a, const float *b, size_t d))
     enum { D = 384, N = 16 };
     float x[D], y[N][D], got[N];
     const float *rows[N];
-    uint32_t r = 2463534242u; /* xorshift32: fixed values in (-1, 1) */
+    uint32_t r = 2463534242u; /* fixed values in (-1, 1) */
     for (size_t i = 0; i < D + N * D; i++) {
-        r ^= r << 13;
-        r ^= r >> 17;
-        r ^= r << 5;
-        const float v = (float)((double)r / 2147483648.0 - 1.0);
+        const float v = (float)((double)sbert_util_xorshift32(&r) / 2147483648.0 - 1.0);
         if (i < D)
             x[i] = v;
         else

@@ -22,6 +22,15 @@ int sbert_util_cpu_avxvnni(void)
 #endif
 }
 
+uint32_t sbert_util_xorshift32(uint32_t *state)
+{
+    uint32_t x = *state;
+    x ^= x << 13;
+    x ^= x >> 17;
+    x ^= x << 5;
+    return *state = x;
+}
+
 /* ---- messages -------------------------------------------------------------------------------- */
 
 void sbert_util_logf(sbert_util_log_fn fn, void *user, int level, const char *fmt, ...)

@@ -47,6 +47,10 @@ int sbert_util_json_valid(const char *s, size_t len, int *is_object);
  * TSan and fuzz builds) rejects that name at compile time. */
 int sbert_util_cpu_avxvnni(void);
 
+/* The next value of a xorshift32 generator (Marsaglia 2003; *state must not be 0): fixed
+ * pseudo-random inputs for the load-time kernel checks, the same on every run. */
+uint32_t sbert_util_xorshift32(uint32_t *state);
+
 /* Cosine similarity of a and b (dim floats each), accumulated in double; 0 when either is all
  * zeros. */
 double sbert_util_cosine(const float *a, const float *b, size_t dim);
